@@ -1,0 +1,1 @@
+"""Edge daemon: transport -> framing -> session -> analytics -> outbox -> upstream."""

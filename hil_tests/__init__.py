@@ -1,0 +1,1 @@
+"""Mock board, simulated car and hardware-in-the-loop tests."""

@@ -1,0 +1,3 @@
+from liftwatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Wire protocol: lwproto codec (board and host), host framing and message views."""
