@@ -1,0 +1,1 @@
+"""Per-car analytics: observations in, trips, ride quality, doors, leveling, faults, visits, daily records out."""
