@@ -1,0 +1,148 @@
+"""Serial transport over a real pty pair: bytes both ways, unplug (master closed) and replug.
+
+The board side is the pty master held by the test, as the mock board holds it; the daemon side
+opens the slave path through pyserial-asyncio-fast exactly as it opens /dev/ttyUSB0. A USB adapter
+that vanishes and comes back keeps its /dev/serial/by-id name: a symlink plays that name here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+import pytest
+
+from liftwatch.edge_daemon.transport import ReconnectBackoff, TransportClosedError, TransportOpenError
+from liftwatch.edge_daemon.transport.base import BACKOFF_MAX_S
+from liftwatch.edge_daemon.transport.serial import SerialTransport
+
+
+class PtyBoard:
+    """The board end of a pty pair, reachable through a stable symlink like /dev/serial/by-id."""
+
+    def __init__(self, link_path: str) -> None:
+        self.link_path = link_path
+        self.master = -1
+        self.plug()
+
+    def plug(self) -> None:
+        self.master, slave = os.openpty()
+        slave_path = os.ttyname(slave)
+        os.close(slave)
+        os.set_blocking(self.master, False)
+        tmp = self.link_path + ".new"
+        os.symlink(slave_path, tmp)
+        os.replace(tmp, self.link_path)
+
+    def unplug(self) -> None:
+        os.close(self.master)
+        os.unlink(self.link_path)
+        self.master = -1
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    async def receive(self, n: int, timeout_s: float = 2.0) -> bytes:
+        got = b""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(got) < n and loop.time() < deadline:
+            try:
+                got += os.read(self.master, n - len(got))
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+        return got
+
+
+@pytest.fixture
+def board(tmp_path):
+    b = PtyBoard(str(tmp_path / "usb-liftwatch-board0"))
+    yield b
+    if b.master >= 0:
+        os.close(b.master)
+
+
+async def read_exactly(t: SerialTransport, n: int) -> bytes:
+    got = b""
+    while len(got) < n:
+        got += await asyncio.wait_for(t.read(), 2.0)
+    return got
+
+
+async def test_bytes_flow_both_ways(board):
+    t = SerialTransport(board.link_path)
+    await t.open()
+    try:
+        payload = bytes(range(256)) * 8  # all byte values, raw mode: no echo, no CR/LF mangling
+        board.send(payload)
+        assert await read_exactly(t, len(payload)) == payload
+        await t.write(b"\x00ack\x00\x0a\x0d")
+        assert await board.receive(7) == b"\x00ack\x00\x0a\x0d"
+    finally:
+        await t.close()
+
+
+async def test_unplug_raises_closed_then_replug_reopens_same_path(board):
+    t = SerialTransport(board.link_path)
+    await t.open()
+    board.send(b"before")
+    assert await read_exactly(t, 6) == b"before"
+
+    board.unplug()
+    with pytest.raises(TransportClosedError) as err:
+        await asyncio.wait_for(t.read(), 2.0)
+    assert err.value.link == f"serial:{board.link_path}"
+    await t.close()
+
+    # While unplugged the path is gone: opening fails with a typed error, not a hang.
+    with pytest.raises(TransportOpenError):
+        await t.open()
+
+    board.plug()
+    await t.open()
+    try:
+        board.send(b"after")
+        assert await read_exactly(t, 5) == b"after"
+        await t.write(b"hi")
+        assert await board.receive(2) == b"hi"
+    finally:
+        await t.close()
+
+
+async def test_write_after_close_is_typed_error(board):
+    t = SerialTransport(board.link_path)
+    await t.open()
+    await t.close()
+    await t.close()  # idempotent
+    with pytest.raises(TransportClosedError):
+        await t.write(b"x")
+    with pytest.raises(TransportClosedError):
+        await t.read()
+
+
+async def test_missing_port_is_open_error(tmp_path):
+    t = SerialTransport(str(tmp_path / "no-such-tty"))
+    with pytest.raises(TransportOpenError) as err:
+        await t.open()
+    assert "no-such-tty" in str(err.value)
+
+
+def test_backoff_grows_caps_and_resets():
+    b = ReconnectBackoff(jitter=0.0)
+    delays = [b.next_delay_s() for _ in range(20)]
+    assert delays[0] == pytest.approx(0.5)
+    assert delays[1] == pytest.approx(0.9)
+    assert all(later >= earlier for earlier, later in zip(delays, delays[1:]))
+    assert delays[-1] == BACKOFF_MAX_S
+    b.reset()
+    assert b.next_delay_s() == pytest.approx(0.5)
+
+
+def test_backoff_jitter_stays_within_band_and_cap():
+    rng = random.Random(7)
+    b = ReconnectBackoff()
+    for tries in range(30):
+        d = b.next_delay_s(rng)
+        nominal = min(0.5 * 1.8**tries, BACKOFF_MAX_S)
+        assert nominal * 0.8 - 1e-9 <= d <= min(nominal * 1.2, BACKOFF_MAX_S) + 1e-9
