@@ -1,0 +1,1 @@
+"""Simulated traction elevator: car model, scenarios, trace and feed formats."""
