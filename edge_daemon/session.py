@@ -45,6 +45,7 @@ from liftwatch.edge_daemon.observations import (
     VibBlock,
 )
 from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import Frame, encode_frame
 
 T_MS_MODULO = lw.T_MS_MODULO  # 2**30
@@ -64,12 +65,7 @@ EVENT_MEMORY = 1024
 # cannot take the config keeps running on its own and the rejection is reported in status.
 MAX_CONFIG_TRIES = 3
 
-ACK_OK = 0
-CONTROL_REBOOT = 1
-CONTROL_CALIBRATE = 2
-CONTROL_STREAM_MODE = 3
-CONTROL_REQUEST_HELLO = 4
-CONTROL_REQUEST_COUNTERS = 5
+ACK_OK = m.AckStatus.OK
 
 
 class LinkMode(enum.Enum):
@@ -109,8 +105,7 @@ class SessionCounters:
     lost_frames: int = 0  # sum of forward seq gaps
     reboots: int = 0  # boots seen or skipped after the first contact
     drops: Counter = field(default_factory=Counter)  # SessionDrop -> n
-    unknown_fields: int = 0  # trailing payload fields from a newer board
-    unknown_keys: int = 0  # unknown keys in map fields (not counted here: passed through)
+    unknown_fields: Counter = field(default_factory=Counter)  # type name -> trailing fields from a newer board
     events: int = 0  # distinct board events emitted
     events_resent: int = 0  # EVENT frames for an event already emitted
     acks_sent: int = 0
@@ -122,8 +117,9 @@ class SessionCounters:
     vib_samples_lost: int = 0
 
     def to_status(self) -> dict[str, Any]:
-        out = {name: getattr(self, name) for name in self.__slots__ if name != "drops"}
+        out = {name: getattr(self, name) for name in self.__slots__ if name not in ("drops", "unknown_fields")}
         out["drops"] = {reason.value: n for reason, n in self.drops.items()}
+        out["unknown_fields"] = dict(self.unknown_fields)
         return out
 
 
@@ -215,18 +211,6 @@ class _BoardInfo:
     gravity: tuple[int, int, int] | None = None
 
 
-def _fields(payload: Any, defaults: tuple[Any, ...], counters: SessionCounters) -> list[Any] | None:
-    """Positional payload fields, MAVLink-extension style: unknown trailing ones are counted and
-    ignored, missing trailing ones take their defaults. None if the payload is not an array."""
-    if not isinstance(payload, (list, tuple)):
-        return None
-    n = len(defaults)
-    if len(payload) > n:
-        counters.unknown_fields += len(payload) - n
-        return list(payload[:n])
-    return list(payload) + list(defaults[len(payload) :])
-
-
 def _is_int(*values: Any) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
@@ -235,17 +219,6 @@ def _xyz(value: Any) -> tuple[int, int, int] | None:
     if isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value):
         return (int(value[0]), int(value[1]), int(value[2]))
     return None
-
-
-_HELLO = ("", "", "", None, "", [], 0, 0, False, False, 0, None)
-_STATE = (0, 0, 0, 0)
-_VIB = (0, 0, 0, 0, b"")
-_STATS = (0, 0, None, None, 0, 0)
-_EVENT = (0, 0, 1, None, None)
-_COUNTERS = (0, 0, 0, 0, 0, 0, 0, 0)
-_HEARTBEAT = (0, 0, 0, 0, 0, False, False)
-_ACK = (0, 0, 0, "", None)
-_TIME_SYNC = (0, 0)
 
 
 class BoardSession:
@@ -352,9 +325,10 @@ class BoardSession:
         out, self._out = self._out, []
         return out
 
-    def request(self, command: int, arg: int = 0) -> None:
-        """Queue a CONTROL command (calibrate, reboot, request_counters...)."""
-        self._send(lw.T_CONTROL, [command, arg])
+    def request(self, command: m.Command, arg: int = 0, host_now_s: float | None = None) -> int | None:
+        """Queue a CONTROL command (calibrate, reboot, request_counters...); returns its seq, which
+        the board's ACK carries as `ack_id`."""
+        return self._send(lw.T_CONTROL, [int(command), arg], host_now_s)
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -415,6 +389,7 @@ class BoardSession:
 
     def _start_boot(self, boot_id: int) -> None:
         self.boot_id = boot_id
+        self._host_seq = 0  # SPEC 3: the host's seq is per board boot
         self._clock = self._new_clock()
         self._vib_next_index = None
         self._vib_anchor = None
@@ -464,7 +439,7 @@ class BoardSession:
         if self.hello_boot_id != self.boot_id:
             if self._hello_requested_s is None or host_now_s - self._hello_requested_s >= self.config.hello_retry_s:
                 self._hello_requested_s = host_now_s
-                self._send(lw.T_CONTROL, [CONTROL_REQUEST_HELLO, 0], host_now_s)
+                self._send(lw.T_CONTROL, [int(m.Command.REQUEST_HELLO), 0], host_now_s)
         if host_now_s >= self._next_sync_s:
             sent_ms = int(host_now_s * 1000)
             self._sync_sent = {k: v for k, v in self._sync_sent.items() if sent_ms - k < 60_000}
@@ -494,20 +469,20 @@ class BoardSession:
     # -- board -> host frame handlers (return False on a malformed payload) ------------------------
 
     def _on_hello(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _HELLO, self.counters)
-        if f is None:
-            return False
-        board_id, fw, sensor, cfg_hash, cause, caps, rate, lsb, calibrated, safe, boots, gravity = f
-        if not (isinstance(board_id, str) and isinstance(fw, str) and _is_int(rate, lsb, boots)):
+        h = self._view(m.Hello, frame)
+        if h is None or not (isinstance(h.board_id, str) and isinstance(h.fw_version, str)
+                             and _is_int(h.rate_hz, h.lsb_per_g, h.boots)):
             return False
         info = self.info
-        info.board_id, info.fw_version, info.sensor_model = board_id, fw, str(sensor)
-        info.config_hash = cfg_hash if _is_int(cfg_hash) else None
-        info.reset_cause = str(cause)
+        info.board_id, info.fw_version, info.sensor_model = h.board_id, h.fw_version, str(h.sensor_model)
+        info.config_hash = h.config_hash if _is_int(h.config_hash) else None
+        info.reset_cause = str(h.reset_cause)
+        caps = h.capabilities
         info.capabilities = tuple(str(c) for c in caps) if isinstance(caps, (list, tuple)) else ()
-        info.rate_hz, info.lsb_per_g = rate, lsb
-        info.calibrated, info.safe_mode, info.boots = bool(calibrated), bool(safe), boots
-        info.gravity = _xyz(gravity)
+        info.rate_hz, info.lsb_per_g = rate, lsb = h.rate_hz, h.lsb_per_g
+        info.calibrated, info.safe_mode, info.boots = bool(h.calibrated), bool(h.safe_mode), h.boots
+        info.gravity = _xyz(h.gravity)
+        fw = h.fw_version
         if self.hello_boot_id != frame.boot_id:
             self.hello_boot_id = frame.boot_id
             self._hello_requested_s = None
@@ -525,10 +500,10 @@ class BoardSession:
         return True
 
     def _on_state(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _STATE, self.counters)
-        if f is None or not _is_int(*f):
+        st = self._view(m.State, frame)
+        if st is None or not _is_int(st.event_t_ms, st.inputs, st.changed, st.motion):
             return False
-        event_t_ms, inputs, changed, motion = f
+        event_t_ms, inputs, changed, motion = st.event_t_ms, st.inputs, st.changed, st.motion
         t = self._payload_ts(event_t_ms, frame, ts)
         if changed or inputs != self.inputs:
             if self.inputs is not None and not changed:
@@ -541,10 +516,10 @@ class BoardSession:
         return True
 
     def _on_vib(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _VIB, self.counters)
-        if f is None:
+        v = self._view(m.Vib, frame)
+        if v is None:
             return False
-        rate, lsb, first_index, count, samples = f
+        rate, lsb, first_index, count, samples = v.rate_hz, v.lsb_per_g, v.first_index, v.count, v.samples
         if not (_is_int(rate, lsb, first_index, count) and isinstance(samples, (bytes, bytearray))):
             return False
         if rate <= 0 or count <= 0 or len(samples) != count * 6:
@@ -584,11 +559,11 @@ class BoardSession:
         return True
 
     def _on_stats(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _STATS, self.counters)
-        if f is None:
+        st = self._view(m.Stats, frame)
+        if st is None:
             return False
-        window_ms, count, mean, rms, peak, motion = f
-        mean3, rms3 = _xyz(mean), _xyz(rms)
+        window_ms, count, peak, motion = st.window_ms, st.count, st.peak_mg, st.motion
+        mean3, rms3 = _xyz(st.mean_mg), _xyz(st.rms_mg)
         if mean3 is None or rms3 is None or not _is_int(window_ms, count, peak, motion):
             return False
         out.append(RestStats(ts=ts, window_ms=window_ms, mean_mg=mean3, rms_mg=rms3, peak_mg=peak,
@@ -596,10 +571,10 @@ class BoardSession:
         return True
 
     def _on_event(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _EVENT, self.counters)
-        if f is None:
+        e = self._view(m.Event, frame)
+        if e is None:
             return False
-        event_id, kind, state, event_t_ms, detail = f
+        event_id, kind, state, event_t_ms, detail = e.event_id, e.kind, e.state, e.event_t_ms, e.detail
         if not _is_int(event_id, kind, state):
             return False
         key = (event_id, state)
@@ -618,19 +593,21 @@ class BoardSession:
         return True
 
     def _on_counters(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _COUNTERS, self.counters)
-        if f is None or not _is_int(*f):
+        c = self._view(m.Counters, frame)
+        values = c.to_payload() if c is not None else None
+        if values is None or not _is_int(*values):
             return False
-        snap = CountersSnapshot(ts, *f)
+        snap = CountersSnapshot(ts, *values)
         self.last_counters = snap
         out.append(snap)
         return True
 
     def _on_heartbeat(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _HEARTBEAT, self.counters)
-        if f is None or not _is_int(*f[:5]):
+        hb = self._view(m.Heartbeat, frame)
+        if hb is None or not _is_int(hb.uptime_s, hb.heap_free, hb.queue_depth, hb.motion, hb.inputs):
             return False
-        uptime_s, heap_free, queue_depth, motion, inputs, calibrated, safe = f
+        uptime_s, heap_free, queue_depth, motion, inputs = hb.uptime_s, hb.heap_free, hb.queue_depth, hb.motion, hb.inputs
+        calibrated, safe = hb.calibrated, hb.safe_mode
         self.last_heartbeat = {
             "uptime_s": uptime_s, "heap_free": heap_free, "queue_depth": queue_depth,
             "motion": motion, "inputs": inputs, "calibrated": bool(calibrated), "safe_mode": bool(safe),
@@ -639,10 +616,10 @@ class BoardSession:
         return True
 
     def _on_ack(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _ACK, self.counters)
-        if f is None or not _is_int(f[0], f[1], f[2]):
+        a = self._view(m.Ack, frame)
+        if a is None or not _is_int(a.ack_type, a.ack_id, a.status):
             return False
-        ack_type, ack_id, status, reason, extra = f
+        ack_type, ack_id, status, reason, extra = a.ack_type, a.ack_id, a.status, a.reason, a.extra
         if ack_type == lw.T_CONFIG and ack_id == self._config_seq:
             self._config_seq = None
             if status == ACK_OK:
@@ -658,15 +635,22 @@ class BoardSession:
         return True
 
     def _on_time_sync(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        f = _fields(frame.payload, _TIME_SYNC, self.counters)
-        if f is None or not _is_int(*f):
+        ts_reply = self._view(m.TimeSync, frame)
+        if ts_reply is None or not _is_int(ts_reply.host_unix_ms, ts_reply.board_t_ms):
             return False
-        host_sent_ms, board_t_ms = f
+        host_sent_ms, board_t_ms = ts_reply.host_unix_ms, ts_reply.board_t_ms
         if self.mode is not LinkMode.LIVE or self._sync_sent.pop(host_sent_ms, None) is None:
             return True  # not ours (another host, or from before a reconnect): ignore
         if self._clock.observe_sync(host_sent_ms, self._clock.peek(board_t_ms), host_now_s * 1000.0):
             self.counters.time_syncs += 1
         return True
+
+    def _view(self, cls: type[m.Message], frame: Frame) -> Any:
+        """Typed view of the payload (trailing unknown fields counted), None if it does not fit."""
+        try:
+            return cls.from_payload(frame.payload, self.counters.unknown_fields)
+        except m.MessageError:
+            return None
 
     def _payload_ts(self, t_ms: int, frame: Frame, frame_ts: float) -> float:
         """UTC of a time carried in a payload. An event cannot happen after the frame reporting it

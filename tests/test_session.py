@@ -20,7 +20,6 @@ from liftwatch.edge_daemon.observations import (
     VibBlock,
 )
 from liftwatch.edge_daemon.session import (
-    CONTROL_REQUEST_HELLO,
     MAX_CONFIG_TRIES,
     T_MS_MODULO,
     BoardSession,
@@ -29,6 +28,7 @@ from liftwatch.edge_daemon.session import (
     SessionDrop,
 )
 from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import FrameReader, encode_frame
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -135,7 +135,7 @@ def test_frames_before_hello_request_hello_in_live_mode_with_retry():
     s, b = BoardSession(SessionConfig(hello_retry_s=5.0)), Board()
     s.on_frame(b.heartbeat(), 100.0)
     controls = [f for f in decode_all(s.take_outgoing()) if f.type == lw.T_CONTROL]
-    assert [f.payload[0] for f in controls] == [CONTROL_REQUEST_HELLO]
+    assert [f.payload[0] for f in controls] == [m.Command.REQUEST_HELLO]
     assert controls[0].boot_id == 7  # host frames echo the board's boot id
     s.on_frame(b.heartbeat(), 101.0)
     assert not [f for f in decode_all(s.take_outgoing()) if f.type == lw.T_CONTROL]
@@ -355,13 +355,14 @@ def test_unknown_trailing_fields_counted_missing_ones_defaulted_bad_types_droppe
     s, b = replay_session(), Board()
     s.on_frame(b.hello(), 0)
     (c,) = s.on_frame(b.frame(lw.T_COUNTERS, [1, 2, 3, 4, 5, 6, 7, 8, 99, 100]), 0)  # newer board
-    assert s.counters.unknown_fields == 2 and c.events_dropped == 8
-    (c,) = s.on_frame(b.frame(lw.T_COUNTERS, [1, 2]), 0)  # older board
-    assert (c.door_cycles, c.trips, c.run_time_s) == (1, 2, 0)
+    assert s.counters.unknown_fields == {"COUNTERS": 2} and c.events_dropped == 8
+    (c,) = s.on_frame(b.frame(lw.T_COUNTERS, [1, 2, 3, 4]), 0)  # older board: trailing fields default
+    assert (c.door_cycles, c.boots, c.link_drops, c.events_dropped) == (1, 4, 0, 0)
+    assert s.on_frame(b.frame(lw.T_COUNTERS, [1, 2]), 0) == []  # required fields missing
     assert s.on_frame(b.frame(lw.T_EVENT, ["x", 1, 1, 0, {}]), 0) == []
     assert s.on_frame(b.frame(lw.T_STATE, {"inputs": 1}), 0) == []
     assert s.on_frame(b.frame(lw.T_VIB, [400, 16384, 0, 2, b"\x00" * 5]), 0) == []  # short samples
-    assert s.counters.drops[SessionDrop.BAD_PAYLOAD] == 3
+    assert s.counters.drops[SessionDrop.BAD_PAYLOAD] == 4
     assert s.on_frame(b.frame(lw.T_CONFIG, [{}]), 0) == []  # host->board type from a board
     assert s.counters.drops[SessionDrop.UNEXPECTED] == 1
 
