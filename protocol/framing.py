@@ -50,6 +50,9 @@ class DropReason(enum.IntEnum):
     BAD_PAYLOAD = _lw.R_BAD_PAYLOAD
 
 
+_SALVAGEABLE = frozenset({DropReason.FRAMING, DropReason.CRC, DropReason.TOO_LARGE})
+
+
 class Frame(tuple):
     """One checked frame. A tuple subclass: built once per frame on the hot path, so no dataclass."""
 
@@ -134,82 +137,104 @@ class FrameReader:
     frames: int = 0
     unknown_types: Counter = field(default_factory=Counter)
     _buf: bytearray = field(default_factory=bytearray)
-    _skipping: bool = False
+    _long: bool = False
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
         buf = self._buf
         buf += chunk
         if b"\x00" not in chunk:
             if len(buf) > MAX_WIRE:
-                self._overlong()
+                self._trim()
             return []
         parts = buf.split(b"\x00")
-        tail = parts.pop()
+        self._buf = bytearray(parts.pop())  # the unfinished tail
+        self._long = False
         out: list[Frame] = []
         decode = self._decode
         for part in parts:
-            if self._skipping:  # the rest of an over-long frame: it ends at this delimiter
-                self._skipping = False
-                continue
-            if part:
+            if part:  # empty parts are idle 0x00 fill between frames
                 frame = decode(part)
                 if frame is not None:
                     out.append(frame)
-        self._buf = bytearray(tail)
-        if len(tail) > MAX_WIRE:
-            self._overlong()
+        if len(self._buf) > MAX_WIRE:
+            self._trim()
         return out
 
-    def _overlong(self) -> None:
-        if not self._skipping:
+    def _trim(self) -> None:
+        # No delimiter for longer than any frame: what is older than MAX_WIRE bytes cannot belong to
+        # a good frame. Keep the newest MAX_WIRE bytes, which may hold the start of one.
+        if not self._long:
             self.drops[DropReason.TOO_LARGE] += 1
-        self._skipping = True
-        self._buf.clear()
+            self._long = True
+        del self._buf[:-MAX_WIRE]
 
     def _decode(self, part: bytes | bytearray) -> Frame | None:
+        result = self._check(part)
+        if type(result) is Frame:
+            self.frames += 1
+            return result
+        if result in _SALVAGEABLE:
+            # Garbage glued to the front of a good frame (a board's boot text, line noise with no
+            # 0x00 in it) makes the whole part fail. Look for a valid frame starting later in it.
+            frame = self._salvage(part)
+            if frame is not None:
+                self.drops[DropReason.FRAMING] += 1  # the garbage in front
+                self.frames += 1
+                return frame
+        self.drops[result] += 1
+        return None
+
+    def _salvage(self, part: bytes | bytearray) -> Frame | None:
+        # A frame's COBS form starts with a code byte >= 2 followed by ver = 0x01 (the body never
+        # starts with 0, so the first code byte is never 1): only those offsets are tried.
+        i = part.find(b"\x01", max(2, len(part) - MAX_WIRE + 2))
+        while i != -1:
+            if part[i - 1] >= 2:
+                candidate = self._check(part[i - 1 :])
+                if type(candidate) is Frame:
+                    return candidate
+            i = part.find(b"\x01", i + 1)
+        return None
+
+    def _check(self, part: bytes | bytearray) -> Frame | DropReason:
         n = len(part)
         if n > MAX_WIRE:
-            return self._drop(DropReason.TOO_LARGE)
+            return DropReason.TOO_LARGE
         try:
             body = cobs.decode(part)
         except cobs.DecodeError:
-            return self._drop(DropReason.FRAMING)
+            return DropReason.FRAMING
         end = len(body) - 2
         if end < HEADER_LEN:
-            return self._drop(DropReason.FRAMING)
+            return DropReason.FRAMING
         if _crc16(body):  # the CRC travels big-endian, so over body + CRC it is 0
-            return self._drop(DropReason.CRC)
+            return DropReason.CRC
         ver, mtype, flags, boot_id, seq, t_ms = HEADER.unpack_from(body)
         if ver != _lw.VERSION:
-            return self._drop(DropReason.BAD_VERSION)
+            return DropReason.BAD_VERSION
         if flags & _lw.FLAGS_INCOMPAT_MASK & ~_lw.FLAGS_INCOMPAT_KNOWN:
-            return self._drop(DropReason.BAD_FLAGS)
+            return DropReason.BAD_FLAGS
         tagged = bool(flags & _lw.FLAG_TAGGED)
         if tagged:
             end -= TAG_LEN
             if end < HEADER_LEN:
-                return self._drop(DropReason.FRAMING)
+                return DropReason.FRAMING
             if self.key is not None:
                 expect = hmac.digest(self.key, memoryview(body)[:end], "sha256")[:TAG_LEN]
                 if not hmac.compare_digest(expect, body[end : end + TAG_LEN]):
-                    return self._drop(DropReason.AUTH)
+                    return DropReason.AUTH
                 if not self.replay.check(boot_id, seq):
-                    return self._drop(DropReason.REPLAY)
+                    return DropReason.REPLAY
         elif self.require_tag:
-            return self._drop(DropReason.AUTH)
+            return DropReason.AUTH
         if mtype not in KNOWN_TYPES:
             self.unknown_types[mtype] += 1
-            return self._drop(DropReason.UNKNOWN_TYPE)
+            return DropReason.UNKNOWN_TYPE
         try:
             payload = msgpack.unpackb(memoryview(body)[HEADER_LEN:end], raw=False, strict_map_key=False)
         except Exception:  # msgpack raises several unrelated types for bad input
-            return self._drop(DropReason.BAD_PAYLOAD)
-        self.frames += 1
+            return DropReason.BAD_PAYLOAD
         return Frame(mtype, flags, boot_id, seq, t_ms & 0x3FFFFFFF, payload, tagged, n + 1)
-
-    def _drop(self, reason: DropReason) -> None:
-        self.drops[reason] += 1
-        return None
 
 
 def encode_frame(
