@@ -1,0 +1,423 @@
+"""The daemon's TOML configuration: every key, its type, its default and why, in one table.
+
+The key tables below are the single source: `load_config()` validates against them and
+`config_markdown()` renders docs/config.md from them (a test keeps the file in sync), so a key
+cannot exist without documentation. Errors are `ConfigError` with the file, the key path
+(`boards[2].port`) and the reason, raised before anything starts: a typo must not silently fall
+back to a default in a car that insurers rely on.
+
+Per-car analytics thresholds are the analytics engineer's `AnalyticsConfig`; `[analytics]` sets
+them for every car and `[boards.analytics]` overrides them for one car.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
+from liftwatch.edge_daemon.analytics.config import ConfigError as AnalyticsConfigError
+from liftwatch.edge_daemon.session import SessionConfig
+from liftwatch.edge_daemon.transport import LinkKind
+from liftwatch.edge_daemon.upstream import MqttConfig, TlsConfig, UpstreamConfig
+
+
+class ConfigError(ValueError):
+    """The configuration file is unusable; `key` is the dotted path of the offending key."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        super().__init__(f"{source}: {key}: {reason}" if key else f"{source}: {reason}")
+        self.source = source
+        self.key = key
+        self.reason = reason
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One documented key: TOML name, accepted type, default, documentation."""
+
+    name: str
+    kind: type
+    default: Any
+    doc: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+
+
+_TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+DAEMON_KEYS = (
+    Key("site", str, REQUIRED, "Site (building or estate) name: the second MQTT topic level. Letters, digits, `_.:-`."),
+    Key("pi", str, "", "This Pi's name in status messages; empty = the host name."),
+    Key("state_dir", str, "/var/lib/liftwatch", "Directory for the outbox, the journal and the status file."),
+    Key("status_interval_s", float, 5.0, "How often the status file read by `liftwatch status` is rewritten.",
+        minimum=0.5),
+    Key("log_level", str, "info", "Log level on stderr (journald).", choices=("debug", "info", "warning", "error")),
+)
+_SESSION = SessionConfig()
+SESSION_KEYS = (
+    Key("heartbeat_timeout_s", float, _SESSION.heartbeat_timeout_s,
+        "No frame for this long = `board_offline` (the board heartbeats every 5 s).", minimum=1.0),
+    Key("time_sync_interval_s", float, _SESSION.time_sync_interval_s,
+        "TIME_SYNC period; the ESP32 crystal drifts about 24 ms per 10 minutes.", minimum=1.0),
+    Key("config_retry_s", float, _SESSION.config_retry_s, "Re-send an unanswered CONFIG after this long.",
+        minimum=0.5),
+    Key("hello_retry_s", float, _SESSION.hello_retry_s,
+        "Re-request a HELLO after this long when frames come from a boot we have no HELLO for.", minimum=0.5),
+    Key("write_timeout_s", float, 2.0,
+        "A board that stops reading for this long gets its host->board frame dropped (counted), so it "
+        "cannot stall its own reading.", minimum=0.1),
+)
+OUTBOX_KEYS = (
+    Key("path", str, "", "SQLite outbox file; empty = `<state_dir>/outbox.sqlite`."),
+    Key("budget_mb", float, 64.0, "Space for pending messages; when full, raw data goes first, faults and "
+        "maintenance records never.", minimum=1.0),
+)
+UPSTREAM_KEYS = (
+    Key("journal", str, "", "JSON Lines journal used when no `[upstream.mqtt]` is configured; "
+        "empty = `<state_dir>/upstream.jsonl`."),
+    Key("status_interval_s", float, 300.0, "Period of the upstream `status` message.", minimum=5.0),
+)
+MQTT_KEYS = (
+    Key("host", str, REQUIRED, "Broker host name. Its presence selects MQTT instead of the journal."),
+    Key("port", int, 8883, "Broker port (8883 = MQTT over TLS)."),
+    Key("tls", bool, True, "TLS with certificate verification; false only for a broker on the same host."),
+    Key("ca_file", str, "", "CA bundle for the broker's certificate; empty = the system CAs."),
+    Key("client_cert", str, "", "Client certificate (PEM) for certificate authentication."),
+    Key("client_key", str, "", "Key of the client certificate (PEM)."),
+    Key("username", str, "", "User name for password authentication."),
+    Key("password_file", str, "", "File holding the password (kept out of this file so it can be shared)."),
+    Key("client_id", str, "", "MQTT client id; empty = `liftwatch-<site>-<pi>`. Must stay stable: the "
+        "persistent session is tied to it."),
+    Key("keepalive_s", int, 30, "MQTT keep-alive.", minimum=5),
+    Key("topic_prefix", str, "liftwatch", "First topic level."),
+)
+BOARD_KEYS = (
+    Key("car", str, REQUIRED, "Car name (third MQTT topic level), e.g. `bldg3-lift2`."),
+    Key("link", str, "serial", "How the board is reached.", choices=("serial", "ble")),
+    Key("port", str, "", "Serial device; use `/dev/serial/by-id/...`, which survives re-plugging. "
+        "Required for `link = \"serial\"`."),
+    Key("baudrate", int, 921_600, "UART speed of the board's link.", minimum=1200),
+    Key("address", str, "", "BLE address of the board. Required for `link = \"ble\"`."),
+    Key("board_id", str, "", "Expected HELLO board id; a different board on this port is reported."),
+    Key("key_file", str, "", "File with the board's HMAC key in hex (16-64 bytes); empty = no tags."),
+    Key("require_tag", bool, False, "Drop untagged frames from this board (needs `key_file`)."),
+)
+SECTIONS = {
+    "daemon": DAEMON_KEYS,
+    "session": SESSION_KEYS,
+    "outbox": OUTBOX_KEYS,
+    "upstream": UPSTREAM_KEYS,
+    "upstream.mqtt": MQTT_KEYS,
+    "boards": BOARD_KEYS,
+}
+# Tables that hold free-form or foreign keys rather than keys of ours.
+_BOARD_TABLES = ("settings", "analytics")
+
+
+@dataclass(frozen=True, slots=True)
+class BoardConfig:
+    """One board (one car) the daemon serves."""
+
+    car: str
+    link: LinkKind
+    address: str  # serial port or BLE address
+    baudrate: int = 921_600
+    board_id: str = ""
+    key: bytes | None = None
+    require_tag: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)  # CONFIG pushed to the board
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    site: str
+    pi: str
+    state_dir: Path
+    status_interval_s: float
+    log_level: str
+    session: SessionConfig
+    write_timeout_s: float
+    outbox_path: Path
+    outbox_budget_bytes: int
+    upstream: UpstreamConfig
+    analytics: AnalyticsConfig
+    boards: tuple[BoardConfig, ...]
+    source: str = "<config>"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"
+
+    def session_for(self, board: BoardConfig) -> SessionConfig:
+        """The session settings of one board: the shared timing plus its CONFIG and key."""
+        return dataclasses.replace(self.session, settings=dict(board.settings), key=board.key)
+
+
+def _take(table: Any, keys: tuple[Key, ...], where: str, source: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Validate one TOML table against its keys; returns every key with its default filled in."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(source, where, f"expected a table, got {type(table).__name__}")
+    known = {k.name: k for k in keys}
+    for name in table:
+        if name not in known and name not in extra:
+            hint = difflib.get_close_matches(name, list(known) + list(extra), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(source, f"{where}.{name}" if where else name, f"unknown key{suggestion}")
+    out: dict[str, Any] = {}
+    for key in keys:
+        path = f"{where}.{key.name}" if where else key.name
+        if key.name not in table:
+            if key.default is REQUIRED:
+                raise ConfigError(source, path, "required key missing")
+            out[key.name] = key.default
+            continue
+        value = table[key.name]
+        if key.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, key.kind) or (key.kind is not bool and isinstance(value, bool)):
+            raise ConfigError(source, path, f"expected {key.kind.__name__}, got {type(value).__name__} {value!r}")
+        if key.choices and value not in key.choices:
+            raise ConfigError(source, path, f"expected one of {', '.join(key.choices)}; got {value!r}")
+        if key.minimum is not None and value < key.minimum:
+            raise ConfigError(source, path, f"must be >= {key.minimum}, got {value}")
+        out[key.name] = value
+    return out
+
+
+def _analytics(table: Mapping[str, Any], base: AnalyticsConfig, where: str, source: str) -> AnalyticsConfig:
+    names = {f.name: f for f in dataclasses.fields(AnalyticsConfig)}
+    for name, value in table.items():
+        if name not in names:
+            hint = difflib.get_close_matches(name, list(names), n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(source, f"{where}.{name}", f"unknown analytics key{suggestion}")
+        default = getattr(AnalyticsConfig(), name)
+        ok_types: tuple[type, ...] = (type(default),) if default is not None else (int,)
+        if isinstance(default, float):
+            ok_types = (float, int)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, ok_types):
+            raise ConfigError(source, f"{where}.{name}", f"expected {ok_types[0].__name__}, got {value!r}")
+    try:
+        return dataclasses.replace(base, **{k: (float(v) if isinstance(getattr(base, k), float) else v)
+                                           for k, v in table.items()})
+    except AnalyticsConfigError as err:
+        raise ConfigError(source, f"{where}.{err.field}", err.reason) from err
+
+
+def _read_secret(path: str, where: str, source: str, base_dir: Path) -> str:
+    p = (base_dir / path).expanduser()
+    try:
+        return p.read_text().strip()
+    except OSError as err:
+        raise ConfigError(source, where, f"cannot read {p}: {err.strerror}") from err
+
+
+def _key_bytes(path: str, where: str, source: str, base_dir: Path) -> bytes:
+    text = _read_secret(path, where, source, base_dir)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as err:
+        raise ConfigError(source, where, "key file must hold the key in hex") from err  # never echo the key
+    if not 16 <= len(key) <= 64:
+        raise ConfigError(source, where, f"key must be 16 to 64 bytes, got {len(key)}")
+    return key
+
+
+def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Path = Path(".")) -> DaemonConfig:
+    """Validate a parsed TOML document; relative paths are taken from `base_dir` (the file's folder)."""
+    _take(doc, (), "", source, extra=("daemon", "session", "outbox", "upstream", "analytics", "boards"))
+    d = _take(doc.get("daemon", {}), DAEMON_KEYS, "daemon", source)
+    if not _TOPIC_SAFE.match(d["site"]):
+        raise ConfigError(source, "daemon.site", f"must be 1-64 of letters, digits, _.:- (an MQTT topic level); got {d['site']!r}")
+    pi = d["pi"] or socket.gethostname().split(".")[0]
+    state_dir = (base_dir / d["state_dir"]).expanduser()
+    s = _take(doc.get("session", {}), SESSION_KEYS, "session", source)
+    session = SessionConfig(
+        heartbeat_timeout_s=s["heartbeat_timeout_s"], time_sync_interval_s=s["time_sync_interval_s"],
+        config_retry_s=s["config_retry_s"], hello_retry_s=s["hello_retry_s"],
+    )
+    o = _take(doc.get("outbox", {}), OUTBOX_KEYS, "outbox", source)
+    up_table = doc.get("upstream", {})
+    u = _take(up_table, UPSTREAM_KEYS, "upstream", source, extra=("mqtt",))
+    mqtt = None
+    if "mqtt" in up_table:
+        q = _take(up_table["mqtt"], MQTT_KEYS, "upstream.mqtt", source)
+        password = _read_secret(q["password_file"], "upstream.mqtt.password_file", source, base_dir) if q["password_file"] else None
+        if bool(q["client_cert"]) != bool(q["client_key"]):
+            raise ConfigError(source, "upstream.mqtt.client_key", "client_cert and client_key go together")
+        if not q["tls"] and (q["client_cert"] or q["ca_file"]):
+            raise ConfigError(source, "upstream.mqtt.tls", "certificates are set but tls = false")
+        tls = TlsConfig(ca_file=q["ca_file"] or None, client_cert=q["client_cert"] or None,
+                        client_key=q["client_key"] or None) if q["tls"] else None
+        mqtt = MqttConfig(host=q["host"], port=q["port"], tls=tls, username=q["username"] or None,
+                          password=password, client_id=q["client_id"] or None, keepalive_s=q["keepalive_s"],
+                          topic_prefix=q["topic_prefix"])
+    upstream = UpstreamConfig(
+        site=d["site"], pi=pi, mqtt=mqtt,
+        journal_path=(base_dir / u["journal"]) if u["journal"] else state_dir / "upstream.jsonl",
+        status_interval_s=u["status_interval_s"],
+    )
+    analytics = _analytics(_as_table(doc.get("analytics", {}), "analytics", source), AnalyticsConfig(),
+                           "analytics", source)
+    boards_doc = doc.get("boards", [])
+    if not isinstance(boards_doc, list):
+        raise ConfigError(source, "boards", "expected an array of tables: write [[boards]]")
+    boards: list[BoardConfig] = []
+    seen_cars: set[str] = set()
+    seen_links: set[str] = set()
+    for i, table in enumerate(boards_doc):
+        where = f"boards[{i}]"
+        b = _take(table, BOARD_KEYS, where, source, extra=_BOARD_TABLES)
+        if not _TOPIC_SAFE.match(b["car"]):
+            raise ConfigError(source, f"{where}.car", f"must be 1-64 of letters, digits, _.:-; got {b['car']!r}")
+        if b["car"] in seen_cars:
+            raise ConfigError(source, f"{where}.car", f"car {b['car']!r} is already served by another board")
+        seen_cars.add(b["car"])
+        link = LinkKind(b["link"])
+        address = b["port"] if link is LinkKind.SERIAL else b["address"]
+        if not address:
+            need = "port" if link is LinkKind.SERIAL else "address"
+            raise ConfigError(source, f"{where}.{need}", f"required for link = {link.value!r}")
+        if address in seen_links:
+            raise ConfigError(source, where, f"{address} is already used by another board")
+        seen_links.add(address)
+        key = _key_bytes(b["key_file"], f"{where}.key_file", source, base_dir) if b["key_file"] else None
+        if b["require_tag"] and key is None:
+            raise ConfigError(source, f"{where}.require_tag", "needs key_file")
+        settings = _as_table(table.get("settings", {}), f"{where}.settings", source)
+        boards.append(BoardConfig(
+            car=b["car"], link=link, address=address, baudrate=b["baudrate"], board_id=b["board_id"],
+            key=key, require_tag=b["require_tag"], settings=dict(settings),
+            analytics=_analytics(_as_table(table.get("analytics", {}), f"{where}.analytics", source),
+                                 analytics, f"{where}.analytics", source),
+        ))
+    return DaemonConfig(
+        site=d["site"], pi=pi, state_dir=state_dir, status_interval_s=d["status_interval_s"],
+        log_level=d["log_level"], session=session, write_timeout_s=s["write_timeout_s"],
+        outbox_path=(base_dir / o["path"]) if o["path"] else state_dir / "outbox.sqlite",
+        outbox_budget_bytes=int(o["budget_mb"] * 1024 * 1024), upstream=upstream, analytics=analytics,
+        boards=tuple(boards), source=source,
+    )
+
+
+def _as_table(value: Any, where: str, source: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(source, where, f"expected a table, got {type(value).__name__}")
+    return value
+
+
+def load_config(path: str | Path) -> DaemonConfig:
+    """Read and validate a TOML file; `ConfigError` says which key is wrong and why."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(str(p), "", f"cannot read: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(str(p), "", f"not UTF-8: {err}") from err
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(str(p), "", f"not valid TOML: {err}") from err
+    return parse_config(doc, str(p), p.resolve().parent)
+
+
+# -- documentation -------------------------------------------------------------------------------
+
+
+def _fmt_default(key: Key) -> str:
+    if key.default is REQUIRED:
+        return "*required*"
+    if isinstance(key.default, bool):
+        return f"`{str(key.default).lower()}`"
+    if isinstance(key.default, str):
+        return f'`"{key.default}"`'
+    return f"`{key.default}`"
+
+
+def _analytics_docs() -> list[tuple[str, Any, str]]:
+    """(key, default, comment) of every AnalyticsConfig field, comments read from its source."""
+    comments: dict[str, str] = {}
+    try:
+        for line in inspect.getsource(AnalyticsConfig).splitlines():
+            match = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.*)$", line)
+            if match:
+                comments[match.group(1)] = match.group(2).strip()
+    except (OSError, TypeError):
+        pass
+    defaults = AnalyticsConfig()
+    return [(f.name, getattr(defaults, f.name), comments.get(f.name, "")) for f in dataclasses.fields(AnalyticsConfig)]
+
+
+def config_markdown() -> str:
+    """docs/config.md, generated from the key tables (tests/test_config.py keeps the file current)."""
+    lines = [
+        "# Daemon configuration (`liftwatch run --config FILE.toml`)",
+        "",
+        "<!-- Generated from edge_daemon/config.py by `python -m liftwatch.edge_daemon.config`; do not edit. -->",
+        "",
+        "TOML. Every key is optional unless marked *required*; unknown keys are errors (a typo must not",
+        "silently fall back to a default). Relative paths are taken from the config file's folder.",
+        "`liftwatch run` validates the whole file before it opens any port and names the key at fault,",
+        "e.g. `site.toml: boards[1].port: required for link = 'serial'`. A complete example:",
+        "`docs/liftwatch.example.toml`.",
+        "",
+    ]
+    titles = {
+        "daemon": "`[daemon]`",
+        "session": "`[session]`: board sessions (all boards)",
+        "outbox": "`[outbox]`",
+        "upstream": "`[upstream]`",
+        "upstream.mqtt": "`[upstream.mqtt]`: a broker (absent = local JSON Lines journal)",
+        "boards": "`[[boards]]`: one table per board (one car each)",
+    }
+    for section, keys in SECTIONS.items():
+        lines += [f"## {titles[section]}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key in keys:
+            doc = key.doc + (f" One of: {', '.join(f'`{c}`' for c in key.choices)}." if key.choices else "")
+            if key.minimum is not None:
+                doc += f" Minimum {key.minimum:g}."
+            lines.append(f"| `{key.name}` | {key.kind.__name__} | {_fmt_default(key)} | {doc} |")
+        lines.append("")
+        if section == "boards":
+            lines += [
+                "`[boards.settings]`: settings pushed to the board with CONFIG when its HELLO `config_hash`",
+                "differs from the last one it accepted (validated by the board; a refusal shows in",
+                "`liftwatch status`). Keys are the firmware's (docs/firmware.md).",
+                "",
+                "`[boards.analytics]`: per-car overrides of any `[analytics]` key below.",
+                "",
+            ]
+    lines += [
+        "## `[analytics]`: thresholds for every car (override per car in `[boards.analytics]`)",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, default, comment in _analytics_docs():
+        shown = "`none`" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
+        lines.append(f"| `{name}` | {shown} | {comment.replace('|', chr(92) + '|')} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(config_markdown(), end="")

@@ -1,0 +1,133 @@
+"""TOML configuration: defaults, the example file, generated docs, and typed errors naming the key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from liftwatch.edge_daemon.config import (
+    SECTIONS,
+    ConfigError,
+    config_markdown,
+    load_config,
+    parse_config,
+)
+from liftwatch.edge_daemon.transport import LinkKind
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "liftwatch.toml"
+    p.write_text(text)
+    return p
+
+
+MINIMAL = """
+[daemon]
+site = "site-a"
+[[boards]]
+car = "car-1"
+port = "/dev/ttyUSB0"
+"""
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path):
+    cfg = load_config(write(tmp_path, MINIMAL))
+    assert cfg.site == "site-a" and cfg.pi  # pi defaults to the host name
+    (b,) = cfg.boards
+    assert (b.car, b.link, b.address, b.baudrate, b.key) == ("car-1", LinkKind.SERIAL, "/dev/ttyUSB0", 921_600, None)
+    assert cfg.session.heartbeat_timeout_s == 15.0
+    assert cfg.outbox_budget_bytes == 64 * 1024 * 1024
+    assert cfg.upstream.mqtt is None  # no broker: journal
+    assert cfg.upstream.journal_path == Path("/var/lib/liftwatch/upstream.jsonl")
+    assert cfg.outbox_path == Path("/var/lib/liftwatch/outbox.sqlite")
+    assert b.analytics.entrapment_outside_zone_s == 15.0
+
+
+def test_example_file_is_valid_and_overrides_apply(tmp_path):
+    doc = tomllib.loads((DOCS / "liftwatch.example.toml").read_text())
+    secret = tmp_path / "mqtt.password"
+    secret.write_text("s3cret\n")
+    doc["upstream"]["mqtt"]["password_file"] = str(secret)
+    cfg = parse_config(doc, "example", tmp_path)
+    assert [b.car for b in cfg.boards] == ["bldg3-lift1", "bldg3-lift2"]
+    assert cfg.boards[1].link is LinkKind.BLE and cfg.boards[1].address == "3C:71:BF:00:A1:C4"
+    assert cfg.boards[1].analytics.rated_speed_mps == 1.75
+    assert cfg.boards[0].analytics.rated_speed_mps == 1.0 and cfg.boards[0].analytics.floor_count == 18
+    assert cfg.boards[1].analytics.lowest_floor == -1  # [analytics] applies to every car
+    mqtt = cfg.upstream.mqtt
+    assert mqtt.host == "mqtt.example-maintenance.cn" and mqtt.password == "s3cret" and mqtt.tls.ca_file
+
+
+def test_docs_are_generated_from_the_key_tables():
+    assert (DOCS / "config.md").read_text() == config_markdown(), "run: python -m liftwatch.edge_daemon.config > docs/config.md"
+    text = config_markdown()
+    for keys in SECTIONS.values():
+        for key in keys:
+            assert f"| `{key.name}` |" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("[daemon]\n", "daemon.site", "required key missing"),
+        ('[daemon]\nsite = "a/b"\n', "daemon.site", "MQTT topic level"),
+        ('[daemon]\nsite = "a"\n[session]\nhearbeat_timeout_s = 3\n', "session.hearbeat_timeout_s",
+         "did you mean 'heartbeat_timeout_s'"),
+        ('[daemon]\nsite = "a"\n[session]\nheartbeat_timeout_s = "15"\n', "session.heartbeat_timeout_s",
+         "expected float, got str"),
+        ('[daemon]\nsite = "a"\n[session]\nheartbeat_timeout_s = 0.1\n', "session.heartbeat_timeout_s", ">= 1.0"),
+        ('[daemon]\nsite = "a"\nlog_level = "loud"\n', "daemon.log_level", "one of debug"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\n', "boards[0].port", "required for link = 'serial'"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nlink = "ble"\n', "boards[0].address", "required"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nlink = "zigbee"\nport = "x"\n', "boards[0].link", "one of serial, ble"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\n[[boards]]\ncar = "c"\nport = "/dev/b"\n',
+         "boards[1].car", "already served"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\n[[boards]]\ncar = "d"\nport = "/dev/a"\n',
+         "boards[1]", "already used"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\nbaudrate = true\n', "boards[0].baudrate",
+         "expected int, got bool"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\nrequire_tag = true\n',
+         "boards[0].require_tag", "needs key_file"),
+        ('[daemon]\nsite = "a"\n[analytics]\nentrapment_s = 5\n', "analytics.entrapment_s", "did you mean"),
+        ('[daemon]\nsite = "a"\n[analytics]\nrated_speed_mps = "fast"\n', "analytics.rated_speed_mps", "expected float"),
+        ('[daemon]\nsite = "a"\n[analytics]\nrated_speed_mps = -1\n', "analytics.rated_speed_mps", "must be > 0"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\n[boards.analytics]\nfloor_count = 1\n',
+         "boards[0].analytics.floor_count", "at least 2"),
+        ('[daemon]\nsite = "a"\n[upstream.mqtt]\nport = 1883\n', "upstream.mqtt.host", "required"),
+        ('[daemon]\nsite = "a"\n[upstream.mqtt]\nhost = "b"\nclient_cert = "c.pem"\n', "upstream.mqtt.client_key",
+         "go together"),
+        ('[daemon]\nsite = "a"\n[upstream.mqtt]\nhost = "b"\npassword_file = "nope.txt"\n',
+         "upstream.mqtt.password_file", "cannot read"),
+        ('boards = 3\n[daemon]\nsite = "a"\n', "boards", "[[boards]]"),
+        ('[daemon]\nsite = "a"\n[sesion]\n', "sesion", "did you mean 'session'"),
+    ],
+)
+def test_errors_name_the_key_and_the_reason(tmp_path, text, key, reason):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key == key
+    assert reason in err.value.reason
+    assert str(err.value).startswith(str(tmp_path / "liftwatch.toml"))
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[daemon\nsite = 1"))
+
+
+def test_key_file_is_read_as_hex_and_never_echoed(tmp_path):
+    (tmp_path / "good.hex").write_text("00112233445566778899aabbccddeeff\n")
+    (tmp_path / "bad.hex").write_text("correct horse battery staple")
+    base = '[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\nrequire_tag = true\nkey_file = "{}"\n'
+    cfg = load_config(write(tmp_path, base.format("good.hex")))  # relative to the config file
+    assert cfg.boards[0].key == bytes.fromhex("00112233445566778899aabbccddeeff")
+    assert cfg.session_for(cfg.boards[0]).key == cfg.boards[0].key
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, base.format("bad.hex")))
+    assert "horse" not in str(err.value) and err.value.key == "boards[0].key_file"
