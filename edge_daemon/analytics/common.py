@@ -1,0 +1,31 @@
+"""Small helpers shared by the analytics outputs: UTC timestamps and stable message keys."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+__all__ = ["iso_utc", "ts_ms", "local_day", "day_string", "round_or_none"]
+
+
+def iso_utc(ts: float) -> str:
+    """Unix seconds -> ISO 8601 UTC with milliseconds, e.g. 2026-11-25T19:30:00.123Z."""
+    dt = datetime.fromtimestamp(round(float(ts), 3), tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def ts_ms(ts: float) -> int:
+    """Whole milliseconds, the resolution keys are built from (stable across re-computation)."""
+    return int(round(float(ts) * 1000))
+
+
+def local_day(ts: float, utc_offset_h: float) -> int:
+    """Day number (days since 1970-01-01 local) of `ts` in a fixed-offset time zone."""
+    return int((ts + utc_offset_h * 3600) // 86400)
+
+
+def day_string(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+def round_or_none(v: float | None, nd: int) -> float | None:
+    return None if v is None else round(float(v), nd)

@@ -1,0 +1,584 @@
+"""`CarAnalytics`: the per-car streaming engine that turns observations into upstream outputs.
+
+The session calls `feed(obs)` for every observation of the car's board, in order, and `tick(ts)`
+about once a second with the current UTC time, so time-based faults (entrapment, door open too
+long, a visit that has ended) fire when nothing else happens. `flush(ts)` ends the stream (replay
+end, daemon shutdown): the trip waiting for VIB is finished, an open visit and door cycle are
+closed at `ts`, and a partial daily record is emitted. Every call returns the outputs it made, in
+the order the outbox should store them; each has `kind`, `key` and `to_message()`.
+
+Rules on the inputs are judged only in normal service: board online, inputs known, inspection
+off. Entering inspection freezes them (a technician moves the car with the doors open on
+purpose); leaving it re-judges them, so a fault the technician fixed clears at the moment normal
+service resumed, which is what the repair time measures.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+import numpy as np
+
+from ..observations import (
+    BoardBooted,
+    BoardEvent,
+    BoardEventKind,
+    CountersSnapshot,
+    Inputs,
+    InputsChanged,
+    LinkState,
+    Motion,
+    MotionChanged,
+    Observation,
+    RestStats,
+    VibBlock,
+)
+from .common import iso_utc, local_day
+from .config import AnalyticsConfig
+from .daily import DailyAccumulator, DailyRecord
+from .doors import DoorCycle, DoorTracker
+from .faults import FaultBook, FaultEvent, FaultType
+from .leveling import LevelingStatus, estimate_leveling
+from .maintenance import MaintenanceTracker, MaintenanceVisit
+from .ride_quality import RideQuality, TripKinematics, analyse_trip
+from .trips import FloorTracker, Trip, edges_of, zone_passes
+
+__all__ = ["CarAnalytics", "Output"]
+
+Output = Union[Trip, FaultEvent, MaintenanceVisit, DailyRecord, DoorCycle]
+
+_MOVING = (Motion.ACCELERATING, Motion.MOVING, Motion.DECELERATING)
+_VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
+_MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
+
+# board EVENT kind -> the fault it reports (None: counted only)
+_BOARD_FAULTS = {
+    BoardEventKind.DOOR_OPEN_WHILE_MOVING: FaultType.MOVING_WITH_DOOR_OPEN,
+    BoardEventKind.STOPPED_OUTSIDE_DOOR_ZONE: FaultType.STOPPED_OUTSIDE_DOOR_ZONE,
+    BoardEventKind.ALARM_BUTTON_HELD: FaultType.ALARM_BUTTON,
+    BoardEventKind.SENSOR_FAULT: FaultType.SENSOR_FAULT,
+    BoardEventKind.SAFE_MODE: FaultType.SENSOR_FAULT,
+}
+
+
+@dataclass(slots=True)
+class _TripInProgress:
+    start_ts: float
+    start_up: bool | None
+    start_dn: bool | None
+    inspection: bool
+    zone_changes: list[tuple[float, bool, bool]] = field(default_factory=list)
+    end_ts: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A time-based fault on the current inputs: raised after `threshold_s` of `condition`."""
+
+    ftype: FaultType
+    condition: Callable[["CarAnalytics"], bool]
+    threshold_s: Callable[["CarAnalytics"], float]
+    needs_motion: bool
+
+
+class CarAnalytics:
+    """Analytics of one car. Not thread-safe: one session task feeds it."""
+
+    def __init__(self, car_id: str, config: AnalyticsConfig | None = None) -> None:
+        self.car_id = car_id
+        self.config = cfg = config if config is not None else AnalyticsConfig()
+        self._faults = FaultBook(car_id, cfg.response_lookback_s)
+        self._doors = DoorTracker(car_id, cfg.door_reopen_window_s)
+        self._visits = MaintenanceTracker(car_id, cfg.maintenance_join_gap_s, cfg.maintenance_min_s)
+        self._floors = FloorTracker(cfg.floor_count, cfg.lowest_floor)
+        self._day: DailyAccumulator | None = None
+        self._now: float | None = None
+        self._inputs: int | None = None
+        self._motion: int | None = None
+        self._online = True
+        self._offline_since: float | None = None
+        self._gravity: tuple[int, int, int] | None = None
+        self._trip: _TripInProgress | None = None
+        self._pending: deque[_TripInProgress] = deque()
+        self._vib: deque[VibBlock] = deque()
+        self._since: dict[FaultType, float | None] = {}
+        self._vib_bad_run = self._vib_good_run = 0
+        self._level_window: deque[bool] = deque(maxlen=cfg.leveling_window_stops)
+        self._level_good_run = 0
+        self._zone_stuck_run = 0
+
+    # ---------------------------------------------------------------- public API
+
+    def feed(self, obs: Observation) -> list[Output]:
+        """Apply one observation; returns the outputs it completed."""
+        done = self._advance(obs.ts)
+        out: list[Output] = []
+        match obs:
+            case InputsChanged():
+                out += self._on_inputs(obs)
+            case MotionChanged():
+                out += self._on_motion(obs)
+            case VibBlock():
+                self._on_vib(obs)
+            case BoardEvent():
+                out += self._on_board_event(obs)
+            case CountersSnapshot():
+                self._acc().counters = {
+                    k: getattr(obs, k)
+                    for k in (
+                        "door_cycles",
+                        "trips",
+                        "run_time_s",
+                        "boots",
+                        "fifo_overruns",
+                        "ring_overruns",
+                        "link_drops",
+                        "events_dropped",
+                    )
+                }
+            case LinkState():
+                out += self._on_link(obs)
+            case BoardBooted():
+                out += self._on_boot(obs)
+            case RestStats():
+                pass  # at-rest summaries carry nothing the rules below need yet
+            case _:
+                raise TypeError(f"not an observation: {type(obs).__name__}")
+        out += self._evaluate(self._now_ts())
+        out += self._finish_ready_trips(force=False)
+        return done + self._emit(out)
+
+    def tick(self, ts: float) -> list[Output]:
+        """Time passed without observations (call about once a second)."""
+        done = self._advance(ts)
+        if self._now is None:
+            return done
+        return done + self._emit(self._finish_ready_trips(force=False))
+
+    def flush(self, ts: float) -> list[Output]:
+        """End of stream at `ts`: close what is open and emit a partial daily record."""
+        out = self._advance(ts)
+        if self._trip is not None and self._trip.end_ts is None:
+            self._trip = None  # still moving at the end: no rest-to-rest record to make
+        closing = self._finish_ready_trips(force=True)
+        closing += self._doors.flush(self._now_ts())
+        closing += self._clear_reopen_loop(self._now_ts(), closing)
+        closing += self._visits.flush(self._now_ts())
+        out += self._emit(closing)
+        acc = self._acc()
+        if self._offline_since is not None:
+            acc.offline_s += ts - self._offline_since
+            self._offline_since = ts
+        out.append(acc.record(partial=True))
+        return out
+
+    @property
+    def active_faults(self) -> tuple[FaultType, ...]:
+        return self._faults.active
+
+    # ---------------------------------------------------------------- state helpers
+
+    def _now_ts(self) -> float:
+        assert self._now is not None
+        return self._now
+
+    def _acc(self) -> DailyAccumulator:
+        if self._day is None:
+            self._day = DailyAccumulator(self.car_id, local_day(self._now_ts(), self.config.day_utc_offset_h))
+        return self._day
+
+    def _bit(self, bit: Inputs) -> bool | None:
+        return None if self._inputs is None else bool(self._inputs & bit)
+
+    @property
+    def _door_closed(self) -> bool:
+        return bool(self._bit(Inputs.DOOR_CLOSED))
+
+    @property
+    def _in_zone(self) -> bool:
+        return bool(self._bit(Inputs.ZONE_UP)) or bool(self._bit(Inputs.ZONE_DN))
+
+    @property
+    def _in_service(self) -> bool:
+        return self._online and self._inputs is not None and not self._bit(Inputs.INSPECTION)
+
+    @property
+    def _motion_known(self) -> bool:
+        return self._motion is not None and self._motion in (Motion.REST, *_MOVING)
+
+    # ---------------------------------------------------------------- time
+
+    def _advance(self, ts: float) -> list[Output]:
+        """Move the clock to `ts`: fire timers that expired before `ts`, then roll the day.
+        The outputs returned are already counted into their day."""
+        if self._now is not None and ts <= self._now:
+            return []
+        out: list[Output] = []
+        if self._now is not None:
+            out += self._fire_timers(ts)
+            out += self._doors.tick(ts)
+            out += self._clear_reopen_loop(ts, out)
+            out += self._visits.tick(ts)
+            out = self._emit(out)
+            out += self._roll_days(ts)
+        self._now = ts
+        return out
+
+    def _roll_days(self, ts: float) -> list[Output]:
+        day = local_day(ts, self.config.day_utc_offset_h)
+        acc = self._acc()
+        out: list[Output] = []
+        if day - acc.day > _MAX_CATCHUP_DAYS:
+            acc.day = day - 1  # clock jump (first time sync): report the stretch as one day
+        while acc.day < day:
+            boundary = (acc.day + 1) * 86400 - self.config.day_utc_offset_h * 3600
+            if self._offline_since is not None:
+                acc.offline_s += boundary - self._offline_since
+                self._offline_since = boundary
+            out.append(acc.record())
+            acc = self._day = DailyAccumulator(self.car_id, acc.day + 1)
+        return out
+
+    # ---------------------------------------------------------------- observations
+
+    def _on_inputs(self, obs: InputsChanged) -> list[Output]:
+        prev = self._inputs
+        self._inputs = obs.inputs
+        diff = (prev ^ obs.inputs) if prev is not None else 0xFF
+        out: list[Output] = []
+        zone_bits = Inputs.ZONE_UP | Inputs.ZONE_DN
+        if diff & zone_bits and self._trip is not None and prev is not None:
+            self._trip.zone_changes.append(
+                (obs.ts, bool(obs.inputs & Inputs.ZONE_UP), bool(obs.inputs & Inputs.ZONE_DN))
+            )
+        if diff & Inputs.DOOR_CLOSED:
+            out += self._doors.on_door(obs.ts, bool(obs.inputs & Inputs.DOOR_CLOSED), self._floors.floor())
+            out += self._check_reopen_loop(obs.ts)
+            out += self._clear_reopen_loop(obs.ts, out)
+        if diff & Inputs.INSPECTION:
+            visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & Inputs.INSPECTION))
+            out += visits
+            if started:
+                self._visits.set_responded(self._faults.on_visit_start(obs.ts))
+        return out
+
+    def _on_motion(self, obs: MotionChanged) -> list[Output]:
+        prev, self._motion = self._motion, obs.motion
+        out: list[Output] = []
+        if obs.motion == Motion.UNCALIBRATED:
+            out += self._faults.raise_(FaultType.SENSOR_FAULT, obs.ts, "uncalibrated", reason="uncalibrated")
+        else:
+            out += self._faults.clear(FaultType.SENSOR_FAULT, obs.ts, "uncalibrated")
+        moving, was_moving = obs.motion in _MOVING, prev in _MOVING
+        if moving and not was_moving:
+            self._trip = _TripInProgress(
+                obs.ts, self._bit(Inputs.ZONE_UP), self._bit(Inputs.ZONE_DN), bool(self._bit(Inputs.INSPECTION))
+            )
+            out += self._doors.on_motion_start(obs.ts)
+            out += self._clear_reopen_loop(obs.ts, out)
+        elif obs.motion == Motion.REST and self._trip is not None:
+            trip, self._trip = self._trip, None
+            trip.end_ts = obs.ts
+            duration = obs.ts - trip.start_ts
+            self._acc().run_s += duration
+            if duration < self.config.trip_min_s:
+                self._acc().relevels += 1
+            else:
+                self._pending.append(trip)
+        return out
+
+    def _on_vib(self, block: VibBlock) -> None:
+        if block.gravity is not None:
+            self._gravity = block.gravity
+        self._vib.append(block)
+        keep_from = self._now_ts() - self.config.vib_buffer_s
+        oldest_trip = [t.start_ts for t in self._pending] + ([self._trip.start_ts] if self._trip else [])
+        horizon = min(oldest_trip) - _VIB_PRE_S if oldest_trip else self._now_ts() - _VIB_PRE_S - 1.0
+        keep_from = max(keep_from, min(horizon, block.ts_first))
+        while self._vib and self._vib[0].ts_end < keep_from:
+            self._vib.popleft()
+
+    def _on_board_event(self, obs: BoardEvent) -> list[Output]:
+        kind = BoardEventKind.convert(obs.kind)
+        ftype = _BOARD_FAULTS.get(kind) if kind is not None else None
+        if ftype is None:
+            return []
+        if obs.state:
+            detail = {"board_event_id": obs.event_id, "board_kind": kind.name.lower()}
+            return self._faults.raise_(ftype, obs.ts, "board", **detail)
+        return self._faults.clear(ftype, obs.ts, "board", board_event_id=obs.event_id)
+
+    def _on_link(self, obs: LinkState) -> list[Output]:
+        if obs.online == self._online:
+            return []
+        self._online = obs.online
+        if not obs.online:
+            self._offline_since = obs.ts
+            return self._faults.raise_(FaultType.BOARD_OFFLINE, obs.ts)
+        if self._offline_since is not None:
+            self._acc().offline_s += max(0.0, obs.ts - self._offline_since)
+            self._offline_since = None
+        return self._faults.clear(FaultType.BOARD_OFFLINE, obs.ts)
+
+    def _on_boot(self, obs: BoardBooted) -> list[Output]:
+        self._acc().boots += 1
+        self._inputs = self._motion = None
+        self._trip = None  # a trip cut by a reboot has no trustworthy end
+        self._floors.reset()
+        if obs.gravity is not None:
+            self._gravity = obs.gravity
+        return self._faults.clear_source_everywhere("board", obs.ts)
+
+    # ---------------------------------------------------------------- rules on the inputs
+
+    _RULES: tuple[_Rule, ...] = ()  # filled below the class (they reference its properties)
+
+    def _condition_holds(self, rule: _Rule) -> bool | None:
+        """The rule's condition now, or None when it cannot be judged (not in normal service)."""
+        if not self._in_service or (rule.needs_motion and not self._motion_known):
+            return None
+        return rule.condition(self)
+
+    def _evaluate(self, now: float) -> list[Output]:
+        """Re-judge every rule after a change at `now` (conditions only change on observations)."""
+        out: list[Output] = []
+        for rule in self._RULES:
+            holds = self._condition_holds(rule)
+            if holds is None:
+                self._since[rule.ftype] = None  # frozen; a running timer starts over later
+                continue
+            if holds:
+                if self._since.get(rule.ftype) is None:
+                    self._since[rule.ftype] = now
+            else:
+                self._since[rule.ftype] = None
+                out += self._faults.clear(rule.ftype, now)
+        out += self._fire_timers(now)
+        return out
+
+    def _fire_timers(self, now: float) -> list[Output]:
+        out: list[Output] = []
+        for rule in self._RULES:
+            since = self._since.get(rule.ftype)
+            if since is None or self._faults.sources(rule.ftype) & {"host"}:
+                continue
+            threshold = rule.threshold_s(self)
+            if now - since >= threshold:
+                detail = {"since_ts": iso_utc(since), "in_door_zone": self._in_zone, "floor": self._floors.floor()}
+                out += self._faults.raise_(rule.ftype, since + threshold, "host", **detail)
+        return out
+
+    def _check_reopen_loop(self, ts: float) -> list[Output]:
+        if self._doors.reopenings >= self.config.door_reopen_loop_count:
+            return self._faults.raise_(FaultType.DOOR_REOPEN_LOOP, ts, reopenings=self._doors.reopenings)
+        return []
+
+    def _clear_reopen_loop(self, ts: float, produced: list[Output]) -> list[Output]:
+        """The loop ends with its door cycle."""
+        for o in produced:
+            if isinstance(o, DoorCycle) and self._faults.is_active(FaultType.DOOR_REOPEN_LOOP):
+                return self._faults.clear(FaultType.DOOR_REOPEN_LOOP, o.close_ts, reopenings=o.reopenings)
+        return []
+
+    # ---------------------------------------------------------------- trips
+
+    def _finish_ready_trips(self, force: bool) -> list[Output]:
+        out: list[Output] = []
+        now = self._now_ts()
+        vib_until = max((b.ts_end for b in self._vib), default=float("-inf"))
+        while self._pending:
+            trip = self._pending[0]
+            assert trip.end_ts is not None
+            ready = vib_until >= trip.end_ts + self.config.vib_post_s or now >= trip.end_ts + self.config.vib_wait_s
+            if not (ready or force):
+                break
+            self._pending.popleft()
+            out += self._finish_trip(trip)
+        return out
+
+    def _trip_samples(self, trip: _TripInProgress) -> tuple[np.ndarray, VibBlock, float] | None:
+        """Contiguous raw samples covering the trip rest to rest, or None (gap, or not covered)."""
+        assert trip.end_ts is not None
+        lo, hi = trip.start_ts - _VIB_PRE_S, trip.end_ts + self.config.vib_post_s
+        blocks = [b for b in self._vib if b.ts_end > lo and b.ts_first < hi and len(b.samples)]
+        if not blocks:
+            return None
+        first = blocks[0]
+        for b in blocks[1:]:
+            if b.gap_before or b.rate_hz != first.rate_hz or b.lsb_per_g != first.lsb_per_g:
+                return None
+        if first.ts_first > trip.start_ts + 1.0 or blocks[-1].ts_end < trip.end_ts:
+            return None
+        samples = np.concatenate([b.samples for b in blocks]).reshape(-1, 3)
+        i0 = max(0, int(round((lo - first.ts_first) * first.rate_hz)))
+        i1 = min(len(samples), int(round((hi - first.ts_first) * first.rate_hz)))
+        return samples[i0:i1], first, first.ts_first + i0 / first.rate_hz
+
+    def _finish_trip(self, trip: _TripInProgress) -> list[Output]:
+        cfg = self.config
+        assert trip.end_ts is not None
+        out: list[Output] = []
+        rq: RideQuality | None = None
+        kin: TripKinematics | None = None
+        got = self._trip_samples(trip)
+        if got is not None:
+            samples, first, t0 = got
+            rq, kin = analyse_trip(samples, first.rate_hz, first.lsb_per_g, first.gravity or self._gravity, t0, cfg)
+        start_up, start_dn = bool(trip.start_up), bool(trip.start_dn)
+        passes = zone_passes(start_up, start_dn, trip.zone_changes)
+        direction = passes.direction or (kin.direction if kin is not None else 0)
+        end_up, end_dn = (trip.zone_changes[-1][1:] if trip.zone_changes else (start_up, start_dn))
+        zones_known = trip.start_up is not None
+        entries = passes.entries if zones_known else None
+        update = self._floors.on_trip(direction, entries, start_up or start_dn, end_up or end_dn)
+        edges = edges_of(start_up, start_dn, trip.zone_changes)
+        leveling = estimate_leveling(
+            trip.end_ts,
+            end_up if zones_known else None,
+            end_dn if zones_known else None,
+            edges[-1] if edges else None,
+            kin,
+            cfg,
+        )
+        if update.lost:
+            out += self._faults.raise_(FaultType.FLOOR_POSITION_LOST, trip.end_ts, trip_start_ts=iso_utc(trip.start_ts))
+        elif update.anchored:
+            out += self._faults.clear(FaultType.FLOOR_POSITION_LOST, trip.end_ts)
+        out += self._check_zone_sensors(trip, len(trip.zone_changes))
+        if trip.inspection:
+            self._visits.on_inspection_run()
+            return out
+        peak = kin.peak_speed_mps if kin is not None else None
+        distance = abs(kin.displacement_m(trip.start_ts, trip.end_ts)) if kin is not None else None
+        result = Trip(
+            car_id=self.car_id,
+            start_ts=trip.start_ts,
+            end_ts=trip.end_ts,
+            direction={1: "up", -1: "down"}.get(direction),
+            floors=entries,
+            from_floor=update.from_floor,
+            to_floor=update.to_floor,
+            peak_speed_mps=peak,
+            distance_m=distance,
+            ride_quality=rq,
+            leveling=leveling,
+        )
+        out.append(result)
+        if kin is not None:
+            out += self._check_overspeed(trip, kin)
+        if rq is not None and rq.judged:
+            out += self._check_vibration(trip, rq)
+        out += self._check_leveling(leveling.status, trip.end_ts, leveling.offset_mm)
+        return out
+
+    def _check_overspeed(self, trip: _TripInProgress, kin: TripKinematics) -> list[Output]:
+        limit = self.config.rated_speed_mps * self.config.overspeed_ratio
+        over = np.abs(kin.speed_mps) > limit
+        if not over.any():
+            return []
+        i = int(np.argmax(over))
+        j = i + int(np.argmin(over[i:])) if not over[i:].all() else len(over) - 1
+        t_on, t_off = kin.t0 + i / kin.rate_hz, kin.t0 + j / kin.rate_hz
+        detail = {"peak_speed_mps": round(kin.peak_speed_mps, 3), "limit_mps": round(limit, 3)}
+        return self._faults.raise_(FaultType.OVERSPEED, t_on, "trip", **detail) + self._faults.clear(
+            FaultType.OVERSPEED, t_off, "trip"
+        )
+
+    def _check_vibration(self, trip: _TripInProgress, rq: RideQuality) -> list[Output]:
+        over = rq.over_limits(self.config)
+        if over:
+            self._vib_bad_run += 1
+            self._vib_good_run = 0
+            if self._vib_bad_run >= self.config.abnormal_vibration_trips:
+                return self._faults.raise_(
+                    FaultType.ABNORMAL_VIBRATION, trip.start_ts, "trip", over_limits=",".join(over)
+                )
+            return []
+        self._vib_good_run += 1
+        self._vib_bad_run = 0
+        if self._vib_good_run >= self.config.abnormal_vibration_clear_trips:
+            return self._faults.clear(FaultType.ABNORMAL_VIBRATION, trip.start_ts, "trip")
+        return []
+
+    def _check_leveling(self, status: LevelingStatus, ts: float, offset_mm: float | None) -> list[Output]:
+        if status == LevelingStatus.UNKNOWN or status == LevelingStatus.OUTSIDE_DOOR_ZONE:
+            return []  # outside the zone is its own fault (stopped_outside_door_zone)
+        off = status == LevelingStatus.OFF_LEVEL
+        self._level_window.append(off)
+        self._level_good_run = 0 if off else self._level_good_run + 1
+        if sum(self._level_window) >= self.config.leveling_fault_stops:
+            return self._faults.raise_(FaultType.LEVELING_FAULT, ts, "trip", offset_mm=offset_mm)
+        if self._level_good_run >= self.config.leveling_clear_stops:
+            return self._faults.clear(FaultType.LEVELING_FAULT, ts, "trip")
+        return []
+
+    def _check_zone_sensors(self, trip: _TripInProgress, zone_activity: int) -> list[Output]:
+        assert trip.end_ts is not None
+        if zone_activity:
+            self._zone_stuck_run = 0
+            return self._faults.clear(FaultType.SENSOR_FAULT, trip.end_ts, "zone_stuck")
+        if trip.end_ts - trip.start_ts >= self.config.zone_stuck_min_s:
+            self._zone_stuck_run += 1
+            if self._zone_stuck_run >= self.config.zone_stuck_trips:
+                return self._faults.raise_(FaultType.SENSOR_FAULT, trip.end_ts, "zone_stuck", reason="zone_sensor_stuck")
+        return []
+
+    # ---------------------------------------------------------------- accounting
+
+    def _emit(self, outputs: list[Output]) -> list[Output]:
+        """Count each output into the day in progress; door cycles go upstream only on request."""
+        shown: list[Output] = []
+        for o in outputs:
+            if isinstance(o, Trip):
+                self._acc().add_trip(o)
+            elif isinstance(o, FaultEvent):
+                self._acc().add_fault(o)
+            elif isinstance(o, MaintenanceVisit):
+                self._acc().add_visit(o)
+            elif isinstance(o, DoorCycle):
+                self._acc().add_door_cycle(o)
+                if not self.config.emit_door_cycles:
+                    continue
+            shown.append(o)
+        return shown
+
+
+def _entrapment(car: CarAnalytics) -> bool:
+    if car._motion != Motion.REST or not car._door_closed:
+        return False
+    if car.config.require_presence:
+        return bool(car._bit(Inputs.PRESENCE))
+    return not car._in_zone  # without a presence sensor only a car between floors can be judged
+
+
+def _moving_with_door_open(car: CarAnalytics) -> bool:
+    if car._motion not in _MOVING or car._door_closed:
+        return False
+    # doors may open in advance while the car levels into the door zone (GB 7588 7.7.2.2)
+    return not (car._in_zone and car._motion == Motion.DECELERATING)
+
+
+CarAnalytics._RULES = (
+    _Rule(
+        FaultType.ENTRAPMENT,
+        _entrapment,
+        lambda c: c.config.entrapment_at_floor_s if c._in_zone else c.config.entrapment_outside_zone_s,
+        True,
+    ),
+    _Rule(
+        FaultType.STOPPED_OUTSIDE_DOOR_ZONE,
+        lambda c: c._motion == Motion.REST and not c._in_zone,
+        lambda c: c.config.stopped_outside_zone_s,
+        True,
+    ),
+    _Rule(FaultType.MOVING_WITH_DOOR_OPEN, _moving_with_door_open, lambda c: c.config.moving_door_open_s, True),
+    _Rule(FaultType.DOOR_OPEN_TOO_LONG, lambda c: not c._door_closed, lambda c: c.config.door_open_too_long_s, False),
+    _Rule(
+        FaultType.ALARM_BUTTON,
+        lambda c: bool(c._bit(Inputs.ALARM_BUTTON)),
+        lambda c: c.config.alarm_button_hold_s,
+        False,
+    ),
+)

@@ -1,0 +1,100 @@
+"""Maintenance visits from the car-top inspection switch.
+
+Technicians flip inspection on and off during one visit (checking the pit, the car top, the
+machine room), so periods separated by less than `maintenance_join_gap_s` are one visit. A visit
+is reported once it has certainly ended: inspection off for the whole join gap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .common import iso_utc, ts_ms
+
+__all__ = ["MaintenanceVisit", "MaintenanceTracker"]
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceVisit:
+    """One visit (upstream kind `maintenance`)."""
+
+    car_id: str
+    start_ts: float
+    end_ts: float
+    inspection_runs: int  # movements under inspection control
+    too_short: bool  # below the contract minimum
+    faults_responded: tuple[dict[str, Any], ...] = field(default=())  # faults this visit answered
+
+    kind = "maintenance"
+
+    @property
+    def key(self) -> str:
+        return f"{self.car_id}:maintenance:{ts_ms(self.start_ts)}"
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_ts - self.start_ts
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "start_ts": iso_utc(self.start_ts),
+            "end_ts": iso_utc(self.end_ts),
+            "duration_s": round(float(self.duration_s), 3),
+            "inspection_runs": self.inspection_runs,
+            "too_short": self.too_short,
+            "faults_responded": [dict(f) for f in self.faults_responded],
+        }
+
+
+class MaintenanceTracker:
+    def __init__(self, car_id: str, join_gap_s: float, min_visit_s: float) -> None:
+        self._car_id = car_id
+        self._join_gap_s = join_gap_s
+        self._min_s = min_visit_s
+        self._start: float | None = None
+        self._last_off: float | None = None  # inspection off since (visit may be ending)
+        self._runs = 0
+        self._responded: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def in_visit(self) -> bool:
+        return self._start is not None
+
+    def on_inspection(self, ts: float, on: bool) -> tuple[list[MaintenanceVisit], bool]:
+        """Returns (finished visits, True when this switch-on started a new visit)."""
+        out = self.tick(ts)
+        started = False
+        if on:
+            if self._start is None:
+                self._start, self._runs, self._responded = ts, 0, ()
+                started = True
+            self._last_off = None
+        elif self._start is not None and self._last_off is None:
+            self._last_off = ts
+        return out, started
+
+    def set_responded(self, faults: list[dict[str, Any]]) -> None:
+        self._responded = tuple(faults)
+
+    def on_inspection_run(self) -> None:
+        if self._start is not None:
+            self._runs += 1
+
+    def tick(self, ts: float) -> list[MaintenanceVisit]:
+        if self._start is not None and self._last_off is not None and ts - self._last_off >= self._join_gap_s:
+            return [self._finish(self._last_off)]
+        return []
+
+    def flush(self, ts: float) -> list[MaintenanceVisit]:
+        if self._start is None:
+            return []
+        return [self._finish(self._last_off if self._last_off is not None else ts)]
+
+    def _finish(self, end: float) -> MaintenanceVisit:
+        assert self._start is not None
+        visit = MaintenanceVisit(
+            self._car_id, self._start, end, self._runs, end - self._start < self._min_s, self._responded
+        )
+        self._start = self._last_off = None
+        return visit

@@ -1,0 +1,254 @@
+"""Ride quality and car kinematics of one trip from raw accelerometer counts (ISO 18738-1 method).
+
+Steps, each a pure function so it can be tested alone:
+1. `car_frame`: sensor counts -> car axes in m/s^2, z up with gravity removed (the board's
+   calibration gravity vector gives "up"; without it the trip mean is gravity, because a car
+   that starts and ends at rest has zero mean acceleration).
+2. `lowpass`: 10 Hz low-pass for acceleration and jerk (ISO 18738-1), zero phase so peaks keep
+   their time; `jerk`: slope of a 0.5 s least-squares line through the low-passed acceleration.
+3. `speed_profile`: integral of vertical acceleration, with the linear drift removed that
+   brings the speed back to zero at the stop; `constant_speed_region`: where |v| is near peak.
+4. Wk (z) / Wd (x, y) weighting over the whole trip (so filter transients die before the
+   plateau), then `peak_to_peak` over the constant-speed region: half-cycle peaks between zero
+   crossings, peak-to-peak = sum of two adjacent peaks; max and A95 (95 % of values at or below).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from .config import AnalyticsConfig
+from .weighting import Weighting, apply_weighting
+
+__all__ = [
+    "G_MPS2",
+    "RideQuality",
+    "TripKinematics",
+    "car_frame",
+    "lowpass",
+    "jerk",
+    "speed_profile",
+    "constant_speed_region",
+    "half_cycle_peaks",
+    "peak_to_peak",
+    "max_and_a95",
+    "analyse_trip",
+]
+
+G_MPS2 = 9.80665
+_MG_PER_MPS2 = 1000.0 / G_MPS2
+
+
+@dataclass(frozen=True, slots=True)
+class RideQuality:
+    """ISO 18738-1 figures of one trip. Vibration fields are None when the trip had no
+    constant-speed plateau long enough to judge (short trips), never a made-up number."""
+
+    z_max_pp_mg: float | None
+    z_a95_pp_mg: float | None
+    x_max_pp_mg: float | None
+    x_a95_pp_mg: float | None
+    y_max_pp_mg: float | None
+    y_a95_pp_mg: float | None
+    accel_max_mps2: float | None
+    jerk_max_mps3: float | None
+
+    def to_message(self) -> dict:
+        return {
+            name: _round(getattr(self, name), 2)
+            for name in (
+                "z_max_pp_mg",
+                "z_a95_pp_mg",
+                "x_max_pp_mg",
+                "x_a95_pp_mg",
+                "y_max_pp_mg",
+                "y_a95_pp_mg",
+                "accel_max_mps2",
+                "jerk_max_mps3",
+            )
+        }
+
+    def over_limits(self, config: AnalyticsConfig) -> list[str]:
+        """Names of the figures above their GB/T 10058 limit (empty when within or unknown)."""
+        limits = {
+            "z_max_pp_mg": config.vib_z_max_pp_limit_mg,
+            "z_a95_pp_mg": config.vib_z_a95_pp_limit_mg,
+            "x_max_pp_mg": config.vib_xy_max_pp_limit_mg,
+            "x_a95_pp_mg": config.vib_xy_a95_pp_limit_mg,
+            "y_max_pp_mg": config.vib_xy_max_pp_limit_mg,
+            "y_a95_pp_mg": config.vib_xy_a95_pp_limit_mg,
+        }
+        return [k for k, lim in limits.items() if (v := getattr(self, k)) is not None and v > lim]
+
+    @property
+    def judged(self) -> bool:
+        """True when the vibration figures exist (a constant-speed region was found)."""
+        return self.z_a95_pp_mg is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TripKinematics:
+    """Vertical motion of the car over the analysed window (t = t0 + i / rate_hz)."""
+
+    t0: float
+    rate_hz: float
+    speed_mps: np.ndarray  # signed, up positive
+    accel_mps2: np.ndarray  # 10 Hz low-passed, up positive
+
+    @property
+    def peak_speed_mps(self) -> float:
+        return float(np.max(np.abs(self.speed_mps))) if len(self.speed_mps) else 0.0
+
+    @property
+    def direction(self) -> int:
+        """+1 up, -1 down, 0 when the car hardly moved."""
+        if not len(self.speed_mps):
+            return 0
+        v = self.speed_mps[int(np.argmax(np.abs(self.speed_mps)))]
+        return 0 if abs(v) < 0.05 else (1 if v > 0 else -1)
+
+    def index(self, ts: float) -> int:
+        return int(np.clip(round((ts - self.t0) * self.rate_hz), 0, len(self.speed_mps) - 1))
+
+    def displacement_m(self, ts_from: float, ts_to: float) -> float:
+        """Signed travel between two times inside the window (trapezoid rule)."""
+        i, j = self.index(ts_from), self.index(ts_to)
+        if j <= i:
+            return 0.0
+        return float(np.trapezoid(self.speed_mps[i : j + 1], dx=1.0 / self.rate_hz))
+
+
+def car_frame(samples: np.ndarray, lsb_per_g: int, gravity: tuple[int, int, int] | None) -> np.ndarray:
+    """(n, 3) counts on sensor axes -> (n, 3) m/s^2 as [x, y, z]: z up, gravity removed.
+
+    x and y are the sensor axes least aligned with gravity, made orthogonal to it: the kit does
+    not know which way the car doors face, so horizontal axes are reported in sensor terms.
+    """
+    s = np.asarray(samples, dtype=float)
+    g = np.asarray(gravity, dtype=float) if gravity is not None else s.mean(axis=0)
+    g_norm = float(np.linalg.norm(g))
+    if g_norm == 0:
+        raise ValueError("gravity vector is zero")
+    up = g / g_norm
+    e = np.eye(3)[int(np.argmin(np.abs(up)))]
+    ex = e - np.dot(e, up) * up
+    ex /= np.linalg.norm(ex)
+    ey = np.cross(up, ex)
+    scale = G_MPS2 / lsb_per_g
+    return np.column_stack([s @ ex, s @ ey, s @ up - g_norm]) * scale
+
+
+def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
+    """2-pole Butterworth run forwards and backwards (zero phase)."""
+    if cutoff_hz >= 0.45 * rate_hz or len(x) < 16:
+        return np.asarray(x, dtype=float)
+    sos = signal.butter(2, cutoff_hz, fs=rate_hz, output="sos")
+    return signal.sosfiltfilt(sos, x, padlen=min(len(x) - 1, 3 * 7))
+
+
+def jerk(accel: np.ndarray, rate_hz: float, window_s: float) -> np.ndarray:
+    """Slope (units/s) of the least-squares line over a centred `window_s` window; NaN at the edges."""
+    n = max(3, int(round(window_s * rate_hz)) | 1)  # odd, centred
+    out = np.full(len(accel), np.nan)
+    if len(accel) < n:
+        return out
+    t = (np.arange(n) - (n - 1) / 2) / rate_hz
+    kernel = t / np.sum(t * t)
+    out[n // 2 : len(accel) - n // 2] = np.correlate(accel, kernel, mode="valid")
+    return out
+
+
+def speed_profile(accel: np.ndarray, rate_hz: float) -> np.ndarray:
+    """Speed from a rest-to-rest acceleration record: the integration drift is removed linearly
+    so the speed is zero at both ends, as it is for a car between two stops."""
+    v = np.concatenate([[0.0], np.cumsum((accel[1:] + accel[:-1]) / 2) / rate_hz])
+    return v - np.linspace(0.0, v[-1], len(v)) if len(v) else v
+
+
+def constant_speed_region(
+    speed: np.ndarray, accel_slow: np.ndarray, fraction: float, accel_fraction: float
+) -> slice | None:
+    """Longest run where |v| >= fraction x peak |v| and the slow (1 Hz) acceleration is below
+    accel_fraction x its peak, i.e. the jerk zones at the ends of the ramps are left out.
+    None for a car that did not move."""
+    mag = np.abs(speed)
+    if not len(mag) or mag.max() <= 0.05:
+        return None
+    a_mag = np.abs(accel_slow)
+    steady = (mag >= fraction * mag.max()) & (a_mag <= accel_fraction * max(a_mag.max(), 1e-9))
+    above = np.concatenate([[False], steady, [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    starts, stops = edges[::2], edges[1::2]
+    k = int(np.argmax(stops - starts))
+    return slice(int(starts[k]), int(stops[k]))
+
+
+def half_cycle_peaks(x: np.ndarray) -> np.ndarray:
+    """Signed extreme of each stretch between zero crossings (the first and last stretches are
+    partial and are dropped)."""
+    sign = np.signbit(x)
+    cuts = np.flatnonzero(sign[1:] != sign[:-1]) + 1
+    if len(cuts) < 2:
+        return np.empty(0)
+    peaks = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        seg = x[a:b]
+        peaks.append(seg[int(np.argmax(np.abs(seg)))])
+    return np.asarray(peaks)
+
+
+def peak_to_peak(x: np.ndarray) -> np.ndarray:
+    """Sums of the magnitudes of adjacent half-cycle peaks (opposite signs by construction)."""
+    p = np.abs(half_cycle_peaks(np.asarray(x, dtype=float)))
+    return p[:-1] + p[1:] if len(p) >= 2 else np.empty(0)
+
+
+def max_and_a95(x: np.ndarray) -> tuple[float | None, float | None]:
+    """(max peak-to-peak, A95 peak-to-peak): A95 is the smallest value with >= 95 % at or below."""
+    pp = peak_to_peak(x)
+    if not len(pp):
+        if not len(x):
+            return None, None
+        span = float(np.ptp(x))  # fewer than two full half-cycles: the plain peak-to-peak
+        return span, span
+    return float(pp.max()), float(np.quantile(pp, 0.95, method="inverted_cdf"))
+
+
+def analyse_trip(
+    samples: np.ndarray,
+    rate_hz: float,
+    lsb_per_g: int,
+    gravity: tuple[int, int, int] | None,
+    t0: float,
+    config: AnalyticsConfig,
+) -> tuple[RideQuality, TripKinematics]:
+    """Ride quality and kinematics of a contiguous, rest-to-rest window of raw samples."""
+    car = car_frame(samples, lsb_per_g, gravity)
+    a_z = lowpass(car[:, 2], rate_hz, config.accel_lowpass_hz)
+    v = speed_profile(a_z, rate_hz)
+    j = jerk(a_z, rate_hz, config.jerk_window_s)
+    a_slow = lowpass(a_z, rate_hz, 1.0)
+    region = constant_speed_region(v, a_slow, config.constant_speed_fraction, config.constant_speed_accel_fraction)
+    figures: dict[str, float | None] = {}
+    long_enough = region is not None and (region.stop - region.start) >= config.rq_min_region_s * rate_hz
+    for axis, col, w in (("x", 0, Weighting.WD), ("y", 1, Weighting.WD), ("z", 2, Weighting.WK)):
+        mx = a95 = None
+        if long_enough:
+            weighted = apply_weighting(w, car[:, col], rate_hz)[region] * _MG_PER_MPS2
+            mx, a95 = max_and_a95(weighted)
+        figures[f"{axis}_max_pp_mg"] = mx
+        figures[f"{axis}_a95_pp_mg"] = a95
+    finite_j = j[np.isfinite(j)]
+    rq = RideQuality(
+        **figures,
+        accel_max_mps2=float(np.max(np.abs(a_z))) if len(a_z) else None,
+        jerk_max_mps3=float(np.max(np.abs(finite_j))) if len(finite_j) else None,
+    )
+    return rq, TripKinematics(t0=t0, rate_hz=float(rate_hz), speed_mps=v, accel_mps2=a_z)
+
+
+def _round(v: float | None, nd: int) -> float | None:
+    return None if v is None else round(float(v), nd)

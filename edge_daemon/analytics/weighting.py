@@ -1,0 +1,101 @@
+"""ISO 2631-1 (Annex A) frequency weightings Wk (vertical) and Wd (horizontal), built with scipy.signal.
+
+ISO 18738-1 judges lift vibration on Wk-weighted vertical and Wd-weighted horizontal acceleration.
+Each weighting is a cascade of second-order analog sections (band-limiting high- and low-pass,
+acceleration-velocity transition, upward step). The digital filter maps every section with the
+bilinear transform pre-warped at that section's own corner, so the response stays on the analog
+curve up to a quarter of the sample rate; tests compare both against the standard's table.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+__all__ = ["Weighting", "analog_response", "weighting_sos", "apply_weighting"]
+
+_Q_BUTTERWORTH = 1 / math.sqrt(2)
+
+
+class Weighting(enum.Enum):
+    WK = "Wk"  # vertical (z), seated/standing comfort
+    WD = "Wd"  # horizontal (x, y)
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    f1: float  # band-limit high-pass corner, Hz
+    f2: float  # band-limit low-pass corner, Hz
+    f3: float  # a-v transition numerator corner (inf: none)
+    f4: float  # a-v transition pole
+    q4: float
+    f5: float  # upward step zero pair (inf: none)
+    q5: float
+    f6: float  # upward step pole pair (inf: none)
+    q6: float
+
+
+# ISO 2631-1:1997 Table A.2 (also ISO 8041 Table 3.1 parameter table)
+_PARAMS = {
+    Weighting.WK: _Params(0.4, 100.0, 12.5, 12.5, 0.63, 2.37, 0.91, 3.35, 0.91),
+    Weighting.WD: _Params(0.4, 100.0, 2.0, 2.0, 0.63, math.inf, 1.0, math.inf, 1.0),
+}
+
+
+def _sections(w: Weighting, warp) -> list[tuple[list[float], list[float]]]:
+    """Analog second-order sections (b, a) in s; `warp` maps each corner frequency (Hz) to rad/s."""
+    p = _PARAMS[w]
+    w1, w2, w3, w4 = warp(p.f1), warp(p.f2), warp(p.f3), warp(p.f4)
+    sections = [
+        ([1.0, 0.0, 0.0], [1.0, w1 / _Q_BUTTERWORTH, w1 * w1]),  # high-pass
+        ([0.0, 0.0, w2 * w2], [1.0, w2 / _Q_BUTTERWORTH, w2 * w2]),  # low-pass
+        # a-v transition: (1 + s/w3) / (1 + s/(Q4 w4) + s^2/w4^2), scaled to monic denominator
+        ([0.0, w4 * w4 / w3, w4 * w4], [1.0, w4 / p.q4, w4 * w4]),
+    ]
+    if math.isfinite(p.f5):
+        w5, w6 = warp(p.f5), warp(p.f6)
+        # upward step: (1 + s/(Q5 w5) + s^2/w5^2) / (1 + s/(Q6 w6) + s^2/w6^2) * (w5/w6)^2,
+        # which is the ratio of the two monic quadratics (unity gain at high frequency)
+        sections.append(([1.0, w5 / p.q5, w5 * w5], [1.0, w6 / p.q6, w6 * w6]))
+    return sections
+
+
+def analog_response(w: Weighting, freqs_hz: np.ndarray) -> np.ndarray:
+    """|H(j 2 pi f)| of the analog weighting, the curve the standard tabulates."""
+    s = 2j * np.pi * np.asarray(freqs_hz, dtype=float)
+    h = np.ones_like(s)
+    for b, a in _sections(w, lambda f: 2 * math.pi * f):
+        h *= np.polyval(b, s) / np.polyval(a, s)
+    return np.abs(h)
+
+
+def weighting_sos(w: Weighting, rate_hz: float) -> np.ndarray:
+    """Second-order sections of the digital weighting at `rate_hz`.
+
+    The 100 Hz band-limit low-pass is left out when it lies above 0.45 x rate: the sensor's own
+    anti-alias filter already limits the band there, and a bilinear pole at Nyquist is useless.
+    """
+    fs = float(rate_hz)
+
+    def warp(f: float) -> float:
+        if not math.isfinite(f):
+            return f
+        return 2 * fs * math.tan(math.pi * f / fs)
+
+    p = _PARAMS[w]
+    rows = []
+    for i, (b, a) in enumerate(_sections(w, warp)):
+        if i == 1 and p.f2 >= 0.45 * fs:
+            continue
+        bz, az = signal.bilinear(b, a, fs)
+        rows.append(np.concatenate([bz, az]))
+    return np.vstack(rows)
+
+
+def apply_weighting(w: Weighting, x: np.ndarray, rate_hz: float) -> np.ndarray:
+    """Causal weighting of `x` (any unit); the weighting's phase is part of the standard's filter."""
+    return signal.sosfilt(weighting_sos(w, rate_hz), np.asarray(x, dtype=float))
