@@ -233,6 +233,7 @@ class MqttPublisher(Publisher):
         self._acks: list[tuple[int, int]] = []  # (mid, reason code value) from the paho thread
         self._status_mids: set[int] = set()
         self._need_status = False
+        self._reconnected = False
 
     def topic(self, message: OutboxMessage) -> str:
         return f"{self.mqtt.topic_prefix}/{message.site}/{message.car or self.config.pi}/{message.kind}"
@@ -281,6 +282,7 @@ class MqttPublisher(Publisher):
             self.counters.connects += 1
             self.state = PublisherState.READY
             self._need_status = True
+            self._reconnected = True
             _LOG.info("upstream: connected to %s:%s", self.mqtt.host, self.mqtt.port)
         else:
             if self._connected:
@@ -315,6 +317,10 @@ class MqttPublisher(Publisher):
         client.loop_start()
         inflight: dict[int, OutboxMessage] = {}  # mid -> message, published and not yet PUBACKed
         cursor = 0  # highest seq handed to paho in this run; paho owns resends below it
+        # After a reconnect paho resends the in-flight messages from its own thread; publishing a
+        # newer message before those resends are acknowledged could overtake them on the wire and
+        # break the per-car order. So new messages wait until the old in-flight set has drained.
+        barrier: set[int] = set()
         next_status = time.monotonic() + self.config.status_interval_s
         try:
             while True:
@@ -327,7 +333,11 @@ class MqttPublisher(Publisher):
                     self._need_status = False
                     next_status = time.monotonic() + self.config.status_interval_s
                     await self._publish_status(client, outbox, "online", reason)
-                if self._connected and len(inflight) < cfg.window:
+                if self._reconnected:
+                    self._reconnected = False
+                    barrier = set(inflight)
+                barrier.intersection_update(inflight)
+                if self._connected and not barrier and len(inflight) < cfg.window:
                     batch = await self._outbox_call(outbox.pending, cursor, cfg.window - len(inflight))
                     for message in batch:
                         info = client.publish(self.topic(message), message.payload, qos=1)
