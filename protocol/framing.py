@@ -126,15 +126,19 @@ class FrameReader:
 
     ``feed(chunk)`` returns the frames completed by ``chunk``; damaged input is counted in ``drops``
     by `DropReason` and reading resumes at the next 0x00 delimiter, so garbage never costs a good frame
-    that follows it. With ``key`` set, tags are verified; with ``require_tag`` untagged frames are
+    that follows it. With ``key`` set, tags are verified; ``next_key`` is a rotated key the board may
+    already use (after `liftwatch flash`): the first frame it verifies promotes it to ``key``, and the
+    old key is refused from then on. With ``require_tag`` untagged frames are
     dropped as AUTH, and tagged frames go through the replay guard.
     """
 
     key: bytes | None = None
     require_tag: bool = False
+    next_key: bytes | None = None
     replay: ReplayGuard = field(default_factory=ReplayGuard)
     drops: Counter = field(default_factory=Counter)
     frames: int = 0
+    key_rotations: int = 0
     unknown_types: Counter = field(default_factory=Counter)
     _buf: bytearray = field(default_factory=bytearray)
     _long: bool = False
@@ -196,6 +200,19 @@ class FrameReader:
             i = part.find(b"\x01", i + 1)
         return None
 
+    def _verify(self, body: bytes, end: int) -> bool:
+        tag = body[end : end + TAG_LEN]
+        signed = memoryview(body)[:end]
+        if self.key is not None and hmac.compare_digest(hmac.digest(self.key, signed, "sha256")[:TAG_LEN], tag):
+            return True
+        if self.next_key is not None and hmac.compare_digest(
+            hmac.digest(self.next_key, signed, "sha256")[:TAG_LEN], tag
+        ):
+            self.key, self.next_key = self.next_key, None
+            self.key_rotations += 1
+            return True
+        return False
+
     def _check(self, part: bytes | bytearray) -> Frame | DropReason:
         n = len(part)
         if n > MAX_WIRE:
@@ -219,9 +236,8 @@ class FrameReader:
             end -= TAG_LEN
             if end < HEADER_LEN:
                 return DropReason.FRAMING
-            if self.key is not None:
-                expect = hmac.digest(self.key, memoryview(body)[:end], "sha256")[:TAG_LEN]
-                if not hmac.compare_digest(expect, body[end : end + TAG_LEN]):
+            if self.key is not None or self.next_key is not None:
+                if not self._verify(body, end):
                     return DropReason.AUTH
                 if not self.replay.check(boot_id, seq):
                     return DropReason.REPLAY
