@@ -23,7 +23,10 @@ except ImportError:  # CPython: the same code runs as plain functions
         def viper(f):
             return f
 
-    ptr8 = ptr16 = object  # noqa: F841 - names used only in viper annotations and casts
+    def ptr8(x):  # viper's pointer casts are the identity on CPython (indexing gives ints either way)
+        return x
+
+    ptr16 = ptr8
 
 import hashlib
 import struct
@@ -76,7 +79,8 @@ class ProtocolError(ValueError):
     """A frame or payload the codec refuses; ``reason`` is one of the R_* codes."""
 
     def __init__(self, reason, detail=""):
-        ValueError.__init__(self, REASON_NAMES[reason] + (": " + detail if detail else ""))
+        # super(): MicroPython's ValueError has no __init__ attribute to call directly.
+        super().__init__(REASON_NAMES[reason] + (": " + detail if detail else ""))
         self.reason = reason
 
 
@@ -198,6 +202,9 @@ def _copy_v(dst: ptr8, src: ptr8, offsets: int, n: int):
 
 def copy_into(dst, doff, src, soff, n):
     """dst[doff:doff+n] = src[soff:soff+n] without allocating a slice on the board."""
+    if doff + n > len(dst) or soff + n > len(src):
+        # The viper copy does no bounds checks, and a CPython slice assignment would grow dst.
+        raise IndexError("copy_into out of range")
     if _BOARD and doff < 0x8000 and soff < 0x10000:
         _copy_v(dst, src, (doff << 16) | soff, n)
     else:
@@ -307,6 +314,8 @@ def pack_str(buf, off, s):
     b = s.encode("utf-8")
     n = len(b)
     off = _pack_len(buf, off, n, 0xA0, 31, 0xD9, 0xDA, 0xDB)
+    if off + n > len(buf):  # a slice assignment past the end would grow buf instead of failing
+        raise IndexError("buffer full")
     buf[off : off + n] = b
     return off + n
 
@@ -562,7 +571,7 @@ class FrameEncoder:
         if self._hmac:
             if end + TAG_LEN + CRC_LEN > self.max_body:
                 raise ProtocolError(R_TOO_LARGE)
-            body[end : end + TAG_LEN] = self._hmac.tag(body, 0, end)
+            copy_into(body, end, self._hmac.tag(body, 0, end), 0, TAG_LEN)
             end += TAG_LEN
         elif end + CRC_LEN > self.max_body:
             raise ProtocolError(R_TOO_LARGE)
