@@ -1,0 +1,744 @@
+"""The mock board: two ptys, a MicroPython child running the board, and the car feeding its sensors.
+
+The parent (this module, CPython) owns everything a real board's surroundings own: the USB console
+(``console`` pty, where mpremote connects), the data UART (``data`` pty, where the daemon connects),
+the power supply and reset line (it starts, kills and restarts the child), the flash chip (an image
+file that survives all of that) and the car (the sim feed, written to a FIFO the firmware's simulated
+HAL reads). The child is ``micropython -X heapsize=96k board_rom.py``, started through
+``liftwatch.upy``; ``board_rom.py`` plays the ESP32 port's C firmware (boot, VFS, REPLs).
+
+Everything runs in one selector loop on one background thread; public methods post work to it.
+Faults are injected here: power cuts, watchdog resets (when the firmware stops consuming its feed),
+link cuts and garbage on the UART.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import errno
+import fcntl
+import logging
+import os
+import pty
+import queue
+import random
+import select
+import selectors
+import signal
+import struct
+import subprocess
+import tempfile
+import termios
+import threading
+import time
+import tty
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from liftwatch.hil.sim.feed import FEED_RECORD, FEED_RECORD_SIZE, CarSample
+from liftwatch.upy import micropython_cmd
+
+log = logging.getLogger(__name__)
+
+BOARD_ROM = Path(__file__).with_name("board_rom.py")
+DEFAULT_FS_BYTES = 2 * 1024 * 1024  # the VFS partition of a 4 MB ESP32 module
+_F_SETPIPE_SZ = 1031
+# A small feed pipe keeps the board's clock close to the car's: 4096 bytes = 341 records.
+FEED_PIPE_BYTES = 4096
+# What a UART/USB bridge buffers before it drops: beyond this, bytes nobody reads are lost (counted).
+RELAY_LIMIT_BYTES = 64 * 1024
+# The loop wakes at least this often to notice a port being opened (a pty master reports hang-up
+# until someone opens the slave, and poll() cannot wait for that).
+TICK_S = 0.02
+# Real seconds a stalled feed is tolerated before the watchdog fires, whatever the speed: the child
+# can be descheduled or collecting garbage for a while on a loaded 2-core CI machine.
+WATCHDOG_MIN_REAL_S = 3.0
+# An idle car still gets a record this often (sim time), so a board clock never waits long for news.
+IDLE_RECORD_US = 1_000_000
+_ROM_RESET_TEXT = {
+    "power_on": b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    "hard": b"rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    "wdt": b"rst:0x7 (TG0WDT_SYS_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+    "brownout": b"rst:0xf (RTCWDT_BROWN_OUT_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
+}
+
+
+class MockBoardError(RuntimeError):
+    """The mock board cannot start or was asked something it cannot do."""
+
+
+class ResetCause(enum.StrEnum):
+    """Values of LIFTWATCH_SIM_RESET_CAUSE (docs/ARCHITECTURE.md)."""
+
+    POWER_ON = "power_on"
+    SOFT = "soft"
+    HARD = "hard"
+    WDT = "wdt"
+    BROWNOUT = "brownout"
+
+
+class Direction(enum.StrEnum):
+    TO_HOST = "to_host"
+    TO_BOARD = "to_board"
+
+
+@dataclass(frozen=True, slots=True)
+class BoardPorts:
+    """What `liftwatch mock-board` prints: the pty paths to connect to."""
+
+    console: str
+    data: str
+
+
+@dataclass(slots=True)
+class BoardStats:
+    """Counters the tests and the CLI read; all touched only on the loop thread."""
+
+    boots: collections.Counter = field(default_factory=collections.Counter)  # ResetCause -> count
+    feed_records: int = 0
+    feed_bytes_consumed: int = 0
+    board_t_us: int = 0  # sim time of the last record the board consumed (absolute, car time)
+    console_dropped: int = 0
+    uart_dropped: collections.Counter = field(default_factory=collections.Counter)  # Direction
+    uart_bytes: collections.Counter = field(default_factory=collections.Counter)  # Direction
+    garbage_bytes: int = 0
+    watchdog_resets: int = 0
+
+
+def _idle_car() -> Iterator[CarSample]:
+    """A car parked at a floor, door closed, nobody inside: what an unconfigured mock board feels."""
+    t = 0
+    while True:
+        yield CarSample(t, 0, 0, 1000, 0b0111)
+        t += IDLE_RECORD_US
+
+
+def hold_after(samples: Iterable[CarSample]) -> Iterator[CarSample]:
+    """The samples, then the last one held forever (a trace that ends leaves the car as it was)."""
+    last = None
+    for s in samples:
+        last = s
+        yield s
+    if last is None:
+        yield from _idle_car()
+        return
+    t = last.t_us
+    while True:
+        t += IDLE_RECORD_US
+        yield CarSample(t, last.ax_mg, last.ay_mg, last.az_mg, last.inputs)
+
+
+@dataclass(order=True, slots=True)
+class _Action:
+    t_us: int
+    seq: int
+    run: Callable[[], None] = field(compare=False)
+
+
+class _Relay:
+    """One direction-pair of byte pumping with a bounded buffer, dropping (and counting) when full."""
+
+    __slots__ = ("buf", "dropped")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.dropped = 0
+
+    def push(self, data: bytes) -> None:
+        room = RELAY_LIMIT_BYTES - len(self.buf)
+        if len(data) > room:
+            self.dropped += len(data) - max(room, 0)
+            data = data[: max(room, 0)]
+        self.buf += data
+
+    def flush_to(self, fd: int) -> None:
+        if not self.buf:
+            return
+        try:
+            n = os.write(fd, self.buf)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EIO, errno.EAGAIN):
+                raise
+            self.buf.clear()  # the far end is gone: a UART into nothing
+            return
+        del self.buf[:n]
+
+
+def _make_pty() -> tuple[int, str]:
+    """A raw pty; returns (master fd, slave path). The slave is closed: whoever opens it is connected."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~termios.ECHO
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    path = os.ttyname(slave)
+    os.close(slave)
+    os.set_blocking(master, False)
+    return master, path
+
+
+def _hung_up(fd: int) -> bool:
+    """True while nobody has the slave side of pty master ``fd`` open."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return any(ev & select.POLLHUP for _, ev in p.poll(0))
+
+
+def create_flash_image(path: Path, size_bytes: int = DEFAULT_FS_BYTES) -> None:
+    """A blank (erased, 0xff) flash image; the board formats it with LittleFS on first boot."""
+    if size_bytes % 4096:
+        raise MockBoardError(f"flash size {size_bytes} is not a multiple of the 4096-byte erase block")
+    with open(path, "wb") as f:
+        block = b"\xff" * 65536
+        left = size_bytes
+        while left:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+
+
+class MockBoard:
+    """One simulated ESP32 with its car. ``start()``, use ``ports``, ``stop()`` (or a ``with`` block)."""
+
+    def __init__(
+        self,
+        fs: str | os.PathLike,
+        samples: Iterable[CarSample] | None = None,
+        *,
+        speed: float = 1.0,
+        sensor: str = "lis3dh",
+        uid: str = "a4cf12e0b001",
+        watchdog_s: float = 10.0,
+        seed: int = 0,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        if speed < 0:
+            raise MockBoardError("speed must be >= 0 (0: as fast as the board consumes its feed)")
+        fs_path = Path(fs)
+        if fs_path.is_dir():
+            fs_path = fs_path / "flash.img"
+        self.fs_image = fs_path
+        self.speed = speed
+        self.sensor = sensor
+        self.uid = uid
+        self.watchdog_s = watchdog_s
+        self.extra_env = dict(extra_env or {})
+        self.stats = BoardStats()
+        self._rng = random.Random(seed)
+        self._samples = hold_after(samples if samples is not None else ())
+        self._next: CarSample | None = None
+        self._held: CarSample | None = None
+        self._actions: list[_Action] = []
+        self._action_seq = 0
+        self._tmp = tempfile.TemporaryDirectory(prefix="liftwatch-mockboard-")
+        self.sim_dir = Path(self._tmp.name)
+        self._thread: threading.Thread | None = None
+        self._calls: queue.Queue[tuple[Callable[[], object], queue.Queue]] = queue.Queue()
+        self._stop = threading.Event()
+        self._sel = selectors.DefaultSelector()
+        self._child: subprocess.Popen | None = None
+        self._child_out: int | None = None
+        self._child_in: int | None = None
+        self._to_child = _Relay()
+        self._to_console = _Relay()
+        self._to_host = _Relay()
+        self._to_board = _Relay()
+        self._intr_on = True
+        self._at_repl = False
+        self._link_up = True
+        self._boot_consumed = 0
+        self._feed_out = bytearray()
+        self._marks: collections.deque[tuple[int, int]] = collections.deque()
+        self._written = 0
+        self._anchor: tuple[float, int] | None = None
+        self._stall_since: float | None = None
+        self._off_until: float | None = None
+        self._next_cause = ResetCause.POWER_ON
+        self._repl_mode = "friendly"
+        self._restart_pending: ResetCause | None = None
+        self.ports = BoardPorts("", "")
+        self.error: BaseException | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> BoardPorts:
+        if not self.fs_image.exists():
+            self.fs_image.parent.mkdir(parents=True, exist_ok=True)
+            create_flash_image(self.fs_image)
+        self._console_m, console = _make_pty()
+        self._data_m, data = _make_pty()
+        self._uart_m, uart = _make_pty()  # the board's side of the UART, relayed to `data`
+        self._uart_path = uart
+        os.symlink(uart, self.sim_dir / "uart")
+        os.mkfifo(self.sim_dir / "feed")
+        os.mkfifo(self.sim_dir / "ctl")
+        # O_RDWR: opening never blocks and the FIFO never reports EOF between boards.
+        self._feed_fd = os.open(self.sim_dir / "feed", os.O_RDWR | os.O_NONBLOCK)
+        fcntl.fcntl(self._feed_fd, _F_SETPIPE_SZ, FEED_PIPE_BYTES)
+        self._ctl_fd = os.open(self.sim_dir / "ctl", os.O_RDWR | os.O_NONBLOCK)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self._sel.register(self._ctl_fd, selectors.EVENT_READ, self._on_ctl)
+        self.ports = BoardPorts(console, data)
+        self._power_on(ResetCause.POWER_ON)
+        self._thread = threading.Thread(target=self._loop, name=f"mock board {self.uid}", daemon=True)
+        self._thread.start()
+        return self.ports
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+        self._thread.join(10)
+        self._thread = None
+        self._kill_child()
+        for fd in (self._console_m, self._data_m, self._uart_m, self._feed_fd, self._ctl_fd, self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._tmp.cleanup()
+
+    def __enter__(self) -> MockBoard:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, fn: Callable[[], object], timeout: float = 10.0) -> object:
+        """Run ``fn`` on the loop thread and return its result (the loop's state is not locked)."""
+        if self._thread is None:
+            return fn()
+        reply: queue.Queue = queue.Queue()
+        self._calls.put((fn, reply))
+        os.write(self._wake_w, b"x")
+        ok, value = reply.get(timeout=timeout)
+        if not ok:
+            raise value
+        return value
+
+    # ---- faults and control (thread-safe) ----------------------------------------------------------
+
+    def power_cut(self, off_s: float = 1.0) -> None:
+        """Cut power now for ``off_s`` sim seconds (the car goes on; the board misses that stretch)."""
+        self.call(lambda: self._power_cut(off_s))
+
+    def reset(self, cause: ResetCause = ResetCause.HARD) -> None:
+        """Pull the reset line (EN pin): the board restarts at once with ``cause``."""
+        self.call(lambda: self._reset(cause))
+
+    def set_link(self, up: bool) -> None:
+        """Cut (``False``) or restore the data UART; bytes in either direction are lost meanwhile."""
+        self.call(lambda: setattr(self, "_link_up", up))
+
+    def inject_garbage(self, nbytes: int, direction: Direction = Direction.TO_HOST) -> None:
+        """Random bytes on the data UART, as a loose connector or an EMI burst would produce."""
+        junk = bytes(self._rng.getrandbits(8) for _ in range(nbytes))
+
+        def go() -> None:
+            (self._to_host if direction is Direction.TO_HOST else self._to_board).push(junk)
+            self.stats.garbage_bytes += nbytes
+
+        self.call(go)
+
+    def at(self, t_us: int, action: Callable[[], None]) -> None:
+        """Run ``action`` (on the loop thread) once the board has consumed its feed up to ``t_us``."""
+
+        def add() -> None:
+            self._action_seq += 1
+            self._actions.append(_Action(t_us, self._action_seq, action))
+            self._actions.sort()
+
+        self.call(add)
+
+    def board_time_us(self) -> int:
+        return int(self.call(lambda: self.stats.board_t_us))
+
+    def wait_board_time(self, t_us: int, timeout: float = 60.0) -> None:
+        """Block until the board has consumed its feed up to sim time ``t_us``."""
+        deadline = time.monotonic() + timeout
+        while self.board_time_us() < t_us:
+            if self.error:
+                raise MockBoardError("mock board loop failed") from self.error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"board reached {self.board_time_us()} us, not {t_us} us, in {timeout} s")
+            time.sleep(0.02)
+
+    # ---- the loop ------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._poll_ports()
+                timeout = self._pump_feed()
+                for key, _ in self._sel.select(min(TICK_S, timeout)):
+                    key.data()
+                self._flush_all()
+                self._watchdog()
+                self._timers()
+        except BaseException as exc:  # surfaced to callers through self.error
+            log.exception("mock board loop failed")
+            self.error = exc
+
+    def _on_wake(self) -> None:
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                fn, reply = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                reply.put((True, fn()))
+            except Exception as exc:
+                reply.put((False, exc))
+
+    def _watch(self, fd: int, cb: Callable[[], None], on: bool) -> None:
+        registered = fd in self._sel.get_map()
+        if on and not registered:
+            self._sel.register(fd, selectors.EVENT_READ, cb)
+        elif not on and registered:
+            self._sel.unregister(fd)
+
+    def _poll_ports(self) -> None:
+        # A pty master whose slave nobody holds reports hang-up forever: watch it only when connected.
+        self._console_up = not _hung_up(self._console_m)
+        self._data_up = not _hung_up(self._data_m)
+        self._uart_up = not _hung_up(self._uart_m)
+        self._watch(self._console_m, self._on_console, self._console_up)
+        self._watch(self._data_m, self._on_data, self._data_up)
+        self._watch(self._uart_m, self._on_uart, self._uart_up)
+
+    def _read(self, fd: int) -> bytes:
+        try:
+            return os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return b""
+            raise
+
+    def _on_console(self) -> None:
+        data = self._read(self._console_m)
+        if not data:
+            return
+        self._on_ctl()  # a mode change the child announced before its last output comes first
+        if not self._intr_on or self._child is None:
+            self._to_child.push(data)
+            return
+        parts = data.split(b"\x03")
+        for i, part in enumerate(parts):
+            self._to_child.push(part)
+            if i < len(parts) - 1:  # bytes before a Ctrl-C reach the board before the interrupt
+                self._flush_child_in()
+                self._child.send_signal(signal.SIGINT)
+
+    def _on_child_out(self) -> None:
+        assert self._child_out is not None
+        self._on_ctl()
+        data = self._read(self._child_out)
+        if data:
+            if self._console_up:
+                self._to_console.push(data)
+            return
+        # EOF: the child is gone (soft reboot, reset, power cut or crash).
+        self._sel.unregister(self._child_out)
+        os.close(self._child_out)
+        self._child_out = None
+        self._reap()
+
+    def _on_data(self) -> None:
+        data = self._read(self._data_m)
+        if data and self._link_up and self._uart_up:
+            self.stats.uart_bytes[Direction.TO_BOARD] += len(data)
+            self._to_board.push(data)
+
+    def _on_uart(self) -> None:
+        data = self._read(self._uart_m)
+        if data and self._link_up and self._data_up:
+            self.stats.uart_bytes[Direction.TO_HOST] += len(data)
+            self._to_host.push(data)
+
+    def _on_ctl(self) -> None:
+        try:
+            msgs = os.read(self._ctl_fd, 4096)
+        except BlockingIOError:
+            return
+        for m in msgs:
+            c = chr(m)
+            if c == "R":
+                self._at_repl = True
+            elif c == "M":
+                self._at_repl = False
+            elif c == "K":
+                self._intr_on = True
+            elif c == "k":
+                self._intr_on = False
+            elif c in "Ss":
+                self._repl_mode = "friendly" if c == "S" else "raw"
+                self._restart_pending = ResetCause.SOFT
+            elif c == "H":
+                self._repl_mode = "friendly"
+                self._reset(ResetCause.HARD)
+
+    def _flush_child_in(self) -> None:
+        if self._child_in is not None:
+            self._to_child.flush_to(self._child_in)
+
+    def _flush_all(self) -> None:
+        self._flush_child_in()
+        if self._console_up:
+            self._to_console.flush_to(self._console_m)
+        else:
+            self._to_console.buf.clear()
+        if self._data_up and self._link_up:
+            self._to_host.flush_to(self._data_m)
+        else:
+            self._to_host.buf.clear()
+        if self._uart_up and self._link_up:
+            self._to_board.flush_to(self._uart_m)
+        else:
+            self._to_board.buf.clear()
+        self.stats.console_dropped = self._to_console.dropped + self._to_child.dropped
+        self.stats.uart_dropped[Direction.TO_HOST] = self._to_host.dropped
+        self.stats.uart_dropped[Direction.TO_BOARD] = self._to_board.dropped
+
+    # ---- the child -------------------------------------------------------------------------------------
+
+    def _env(self, cause: ResetCause) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("MICROPYPATH", None)
+        env.update(
+            {
+                "LIFTWATCH_MOCK_DIR": str(self.sim_dir),
+                "LIFTWATCH_MOCK_FS": str(self.fs_image.resolve()),
+                "LIFTWATCH_MOCK_REPL": self._repl_mode,
+                "LIFTWATCH_SIM_FEED": "/sim/feed",
+                "LIFTWATCH_SIM_UART": "/sim/uart",
+                "LIFTWATCH_SIM_SENSOR": self.sensor,
+                "LIFTWATCH_SIM_UID": self.uid,
+                "LIFTWATCH_SIM_RESET_CAUSE": str(cause),
+                "LIFTWATCH_SIM_FS": "/",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def _power_on(self, cause: ResetCause) -> None:
+        if cause is not ResetCause.SOFT:
+            self._console_text(b"ets Jul 29 2019 12:21:46\r\n\r\n" + _ROM_RESET_TEXT[str(cause)] + b"\r\n")
+        self._drain_feed()
+        self._drain_uart()
+        self._to_child.buf.clear()
+        self._intr_on = True
+        self._at_repl = False
+        self._boot_consumed = 0
+        self._stall_since = None
+        self.stats.boots[cause] += 1
+        self._child = subprocess.Popen(
+            micropython_cmd([str(BOARD_ROM)]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self._env(cause),
+            cwd=self.sim_dir,
+            start_new_session=True,  # our terminal's Ctrl-C is not the board's
+        )
+        assert self._child.stdin and self._child.stdout
+        self._child_in = self._child.stdin.fileno()
+        self._child_out = self._child.stdout.fileno()
+        os.set_blocking(self._child_in, False)
+        os.set_blocking(self._child_out, False)
+        self._sel.register(self._child_out, selectors.EVENT_READ, self._on_child_out)
+
+    def _console_text(self, text: bytes) -> None:
+        if not _hung_up(self._console_m):
+            self._to_console.push(text)
+
+    def _kill_child(self) -> None:
+        child = self._child
+        if child is None:
+            return
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        if self._child_out is not None:
+            # Whatever it printed before dying still reaches the console.
+            while True:
+                data = self._read(self._child_out)
+                if not data:
+                    break
+                self._to_console.push(data)
+            self._sel.unregister(self._child_out)
+            os.close(self._child_out)
+            self._child_out = None
+        for f in (child.stdin, child.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._child = None
+        self._child_in = None
+
+    def _reap(self) -> None:
+        # The child closed its stdout: it exited. A soft reboot restarts it; anything else is a crash,
+        # which a real ESP32 answers with a panic reset.
+        cause = self._restart_pending or ResetCause.HARD
+        if self._restart_pending is None and self._off_until is None:
+            log.warning("board process exited unexpectedly (rc=%s): restarting", self._child and self._child.poll())
+            self._console_text(b"\r\nGuru Meditation Error: Core  1 panic'ed (mock board process exited)\r\n")
+        self._restart_pending = None
+        self._kill_child()
+        if self._off_until is None:
+            self._power_on(cause)
+
+    def _reset(self, cause: ResetCause) -> None:
+        self._restart_pending = None
+        self._kill_child()
+        self._power_on(cause)
+
+    def _power_cut(self, off_s: float) -> None:
+        self._restart_pending = None
+        self._kill_child()
+        self._skip_feed(int(off_s * 1e6))
+        self._off_until = time.monotonic() + (off_s / self.speed if self.speed else 0.0)
+
+    def _timers(self) -> None:
+        if self._off_until is not None and time.monotonic() >= self._off_until:
+            self._off_until = None
+            self._repl_mode = "friendly"
+            self._power_on(ResetCause.POWER_ON)
+
+    def _drain_uart(self) -> None:
+        # A UART's RX FIFO is empty after reset: drop what the host sent to the dead board.
+        try:
+            fd = os.open(self._uart_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            termios.tcflush(fd, termios.TCIOFLUSH)
+        finally:
+            os.close(fd)
+        self._to_board.buf.clear()
+
+    # ---- the feed ----------------------------------------------------------------------------------------
+
+    def _unread_feed(self) -> int:
+        buf = struct.pack("i", 0)
+        return struct.unpack("i", fcntl.ioctl(self._feed_fd, termios.FIONREAD, buf))[0]
+
+    def _drain_feed(self) -> None:
+        # What the dead board did not read is gone with it; the next board starts from the car's now.
+        while True:
+            try:
+                if not os.read(self._feed_fd, 65536):
+                    break
+            except BlockingIOError:
+                break
+        self._feed_out.clear()
+        self._marks.clear()
+        self._written = 0
+        self._anchor = None
+        self._epoch_t = self.stats.board_t_us
+        if self._held is not None:
+            held = self._held
+            self._queue_record(0, held)
+
+    def _queue_record(self, dt_us: int, s: CarSample) -> None:
+        self._feed_out += FEED_RECORD.pack(dt_us, s.ax_mg, s.ay_mg, s.az_mg, s.inputs, 0)
+        self._marks.append((self._written + len(self._feed_out), s.t_us))
+
+    def _skip_feed(self, dt_us: int) -> None:
+        """Advance the car by ``dt_us`` without the board seeing it (it is off)."""
+        end = self.stats.board_t_us + dt_us
+        while True:
+            nxt = self._peek()
+            if nxt.t_us > end:
+                break
+            self._held = nxt
+            self._next = None
+        self.stats.board_t_us = end
+        if self._held is not None:
+            self._held = CarSample(end, self._held.ax_mg, self._held.ay_mg, self._held.az_mg, self._held.inputs)
+
+    def _peek(self) -> CarSample:
+        if self._next is None:
+            self._next = next(self._samples)
+        return self._next
+
+    def _consumed(self) -> None:
+        consumed = self._written - self._unread_feed()
+        while self._marks and self._marks[0][0] <= consumed:
+            _, t = self._marks.popleft()
+            self.stats.board_t_us = max(self.stats.board_t_us, t)
+        if consumed > self._boot_consumed:
+            self.stats.feed_bytes_consumed += consumed - self._boot_consumed
+            self._boot_consumed = consumed
+            self._stall_since = None
+
+    def _pump_feed(self) -> float:
+        """Write what the car has for the board, paced by ``speed``; returns seconds until worth retrying."""
+        if self._child is None:
+            return TICK_S
+        self._consumed()
+        wait = TICK_S
+        now = time.monotonic()
+        while True:
+            if self._feed_out:
+                try:
+                    n = os.write(self._feed_fd, self._feed_out)
+                except BlockingIOError:
+                    n = 0
+                self._written += n
+                del self._feed_out[:n]
+                if self._feed_out:
+                    if self._stall_since is None:
+                        self._stall_since = now
+                    self._anchor = None  # the board is the bottleneck: no catching up later
+                    return TICK_S
+            nxt = self._peek()
+            if self._actions and self._actions[0].t_us < nxt.t_us:
+                if self._unread_feed() == 0 and self.stats.board_t_us >= min(self._last_t(), self._actions[0].t_us):
+                    action = self._actions.pop(0)
+                    action.run()
+                    if self._child is None:
+                        return TICK_S
+                    continue
+                return 0.002
+            if self.speed:
+                if self._anchor is None:
+                    self._anchor = (now, self._last_t())
+                due = self._anchor[0] + (nxt.t_us - self._anchor[1]) / 1e6 / self.speed
+                if due > now:
+                    return min(wait, due - now)
+            last = self._last_t()
+            self._queue_record(nxt.t_us - last if self._held is not None else 0, nxt)
+            self._held = nxt
+            self._next = None
+            self.stats.feed_records += 1
+            if len(self._feed_out) >= FEED_PIPE_BYTES:
+                continue
+
+    def _last_t(self) -> int:
+        return self._held.t_us if self._held is not None else 0
+
+    def _watchdog(self) -> None:
+        # The ESP32's watchdog resets a board whose firmware stopped making progress. Progress, for a
+        # simulated board, is consuming its feed; a board sitting at the REPL has no firmware running.
+        if self._child is None or self._at_repl or self._boot_consumed == 0 or self._stall_since is None:
+            return
+        limit = max(WATCHDOG_MIN_REAL_S, self.watchdog_s / self.speed if self.speed else 0.0)
+        if time.monotonic() - self._stall_since > limit:
+            self.stats.watchdog_resets += 1
+            log.info("watchdog: board stopped consuming its feed for %.1f s", limit)
+            self._reset(ResetCause.WDT)
