@@ -42,6 +42,7 @@ class AnalyticsConfig:
     jerk_window_s: float = 0.5  # ISO 18738-1: jerk is the slope of a 0.5 s least-squares line
     constant_speed_fraction: float = 0.95  # constant-speed region: |v| >= 95 % of the trip peak
     constant_speed_accel_fraction: float = 0.05  # ... and 1 Hz acceleration <= 5 % of its peak
+    rq_settle_s: float = 1.0  # skipped at the plateau start: the weighting's high-pass still rings
     rq_min_region_s: float = 1.0  # shorter plateaus give no vibration figures (no 1-floor trips)
     vib_z_max_pp_limit_mg: float = 30.6  # 0.30 m/s^2 vertical max peak-to-peak
     vib_z_a95_pp_limit_mg: float = 20.4  # 0.20 m/s^2 vertical A95 peak-to-peak

@@ -233,6 +233,9 @@ def analyse_trip(
     a_slow = lowpass(a_z, rate_hz, 1.0)
     region = constant_speed_region(v, a_slow, config.constant_speed_fraction, config.constant_speed_accel_fraction)
     figures: dict[str, float | None] = {}
+    if region is not None:
+        # the 0.4 Hz band-limit of Wk/Wd rings for about a second after the ramp ends
+        region = slice(min(region.stop, region.start + int(config.rq_settle_s * rate_hz)), region.stop)
     long_enough = region is not None and (region.stop - region.start) >= config.rq_min_region_s * rate_hz
     for axis, col, w in (("x", 0, Weighting.WD), ("y", 1, Weighting.WD), ("z", 2, Weighting.WK)):
         mx = a95 = None
