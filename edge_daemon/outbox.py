@@ -36,7 +36,7 @@ ROW_OVERHEAD_BYTES = 96
 """Approximate bytes a row costs beyond its payload (ids, index entries), charged to the budget."""
 
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
-"""64 MiB: about 100 days of a busy car's messages (see docs/upstream.md), small next to an SD card."""
+"""64 MiB: roughly 290 car-days at the 200 kB/car/day upstream target (docs/upstream.md); small on an SD card."""
 
 MAX_MESSAGE_BYTES = 256 * 1024
 """A single message larger than this is a producer bug, refused with InvalidMessageError."""

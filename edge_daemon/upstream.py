@@ -234,6 +234,7 @@ class MqttPublisher(Publisher):
         self._status_mids: set[int] = set()
         self._need_status = False
         self._reconnected = False
+        self._stopping = False
 
     def topic(self, message: OutboxMessage) -> str:
         return f"{self.mqtt.topic_prefix}/{message.site}/{message.car or self.config.pi}/{message.kind}"
@@ -288,8 +289,11 @@ class MqttPublisher(Publisher):
             if self._connected:
                 self.counters.disconnects += 1
             self.state = PublisherState.DISCONNECTED
-            self.last_error = reason
-            _LOG.warning("upstream: not connected to %s:%s: %s", self.mqtt.host, self.mqtt.port, reason)
+            if self._stopping:
+                _LOG.info("upstream: disconnected from %s:%s", self.mqtt.host, self.mqtt.port)
+            else:
+                self.last_error = reason
+                _LOG.warning("upstream: not connected to %s:%s: %s", self.mqtt.host, self.mqtt.port, reason)
         self._connected = connected
         self._wake.set()
 
@@ -387,6 +391,7 @@ class MqttPublisher(Publisher):
                     await _wait((self._wake,), deadline - time.monotonic())
                     await self._settle_acks(outbox, inflight)
         finally:
+            self._stopping = True
             client.disconnect()
             await asyncio.get_running_loop().run_in_executor(None, client.loop_stop)
             await self._settle_acks(outbox, inflight)
