@@ -145,8 +145,9 @@ class FrameReader:
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
         buf = self._buf
+        start = len(buf)
         buf += chunk
-        if b"\x00" not in chunk:
+        if buf.find(0, start) < 0:  # not `b"\x00" in chunk`: on a memoryview that compares ints, never true
             if len(buf) > MAX_WIRE:
                 self._trim()
             return []
@@ -224,6 +225,8 @@ class FrameReader:
         end = len(body) - 2
         if end < HEADER_LEN:
             return DropReason.FRAMING
+        if end + 2 > MAX_BODY:  # up to 1028 bytes fit in MAX_WIRE of COBS, but SPEC caps the body at 1024
+            return DropReason.TOO_LARGE
         if _crc16(body):  # the CRC travels big-endian, so over body + CRC it is 0
             return DropReason.CRC
         ver, mtype, flags, boot_id, seq, t_ms = HEADER.unpack_from(body)
