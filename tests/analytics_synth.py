@@ -77,6 +77,7 @@ class CarStream:
         self.presence = False
         self.inspection = False
         self.alarm = False
+        self.zones_dead = False  # door-zone sensors disconnected: never covered
         self.obs: list = []
         self._last_inputs = None
         self._InputsChanged = InputsChanged
@@ -84,6 +85,8 @@ class CarStream:
 
     # -- inputs ------------------------------------------------------------------------
     def zones(self, y_m: float) -> tuple[bool, bool]:
+        if self.zones_dead:
+            return False, False
         half_l = self.cfg.vane_length_mm / 2000
         half_d = self.cfg.zone_sensor_spacing_mm / 2000
         k = round(y_m / self.h)
@@ -125,8 +128,9 @@ class CarStream:
         """Move `floors` landings (negative = down), stopping offset_mm past the landing."""
         from liftwatch.edge_daemon.observations import MotionChanged
 
-        dist = abs(floors) * self.h + np.sign(floors) * offset_mm / 1000
         sgn = 1.0 if floors > 0 else -1.0
+        target = (round(self.pos_m / self.h) + floors) * self.h + sgn * offset_mm / 1000  # overshoot > 0
+        dist = abs(target - self.pos_m)
         cruise = max(0.0, abs(dist) / v_max - ramp_s)
         vpk = v_max if cruise > 0 else abs(dist) / ramp_s
         t, a, v = cosine_trip(self.rate, sgn * vpk, ramp_s, cruise, rest_s=0.5)
@@ -136,10 +140,11 @@ class CarStream:
         self.obs.append(MotionChanged(t0 + start, 1))
         self.obs.append(MotionChanged(t0 + cruise_at, 2))
         self.obs.append(MotionChanged(t0 + decel_at, 3))
-        if door_open_during:
-            self.door_closed = False
-            self.emit_inputs(ts=t0 + cruise_at + 0.5)
+        door_opens = cruise_at + 0.5 if door_open_during else None
         for i in range(1, len(t)):
+            if door_opens is not None and t[i - 1] < door_opens <= t[i]:
+                self.door_closed = False
+                self.emit_inputs(ts=t0 + t[i], y_m=y[i])
             up, dn = self.zones(y[i])
             if (up, dn) != self.zones(y[i - 1]):
                 self.emit_inputs(ts=t0 + t[i], y_m=y[i])
@@ -157,6 +162,10 @@ class CarStream:
             self.obs.extend(blocks)
         self.pos_m = float(y[-1])
         self.t = t0 + t[-1]
+        return self
+
+    def add(self, *obs):
+        self.obs.extend(obs)
         return self
 
     def sorted(self):

@@ -1,1 +1,32 @@
-"""Per-car analytics: observations in, trips, ride quality, doors, leveling, faults, visits, daily records out."""
+"""Per-car analytics: observations in, trips, ride quality, doors, leveling, faults, visits, daily records out.
+
+The session feeds `CarAnalytics(car_id, AnalyticsConfig(...))` with `feed(obs)`, `tick(ts)` and
+`flush(ts)`; every output has `kind`, `key` and `to_message()` (see docs/analytics.md).
+"""
+
+from .config import AnalyticsConfig, ConfigError
+from .daily import DailyRecord
+from .doors import DoorCycle
+from .engine import CarAnalytics, Output
+from .faults import GBT24476_CODES, FaultEvent, FaultType
+from .leveling import LevelingResult, LevelingStatus
+from .maintenance import MaintenanceVisit
+from .ride_quality import RideQuality
+from .trips import Trip
+
+__all__ = [
+    "AnalyticsConfig",
+    "CarAnalytics",
+    "ConfigError",
+    "DailyRecord",
+    "DoorCycle",
+    "FaultEvent",
+    "FaultType",
+    "GBT24476_CODES",
+    "LevelingResult",
+    "LevelingStatus",
+    "MaintenanceVisit",
+    "Output",
+    "RideQuality",
+    "Trip",
+]

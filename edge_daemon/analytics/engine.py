@@ -75,12 +75,14 @@ class _TripInProgress:
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    """A time-based fault on the current inputs: raised after `threshold_s` of `condition`."""
+    """A time-based fault on the current inputs: raised after `threshold_s` of `condition`,
+    cleared when `holds` (default: the condition itself) stops being true."""
 
     ftype: FaultType
     condition: Callable[["CarAnalytics"], bool]
     threshold_s: Callable[["CarAnalytics"], float]
     needs_motion: bool
+    holds: Callable[["CarAnalytics"], bool] | None = None
 
 
 class CarAnalytics:
@@ -339,6 +341,8 @@ class CarAnalytics:
         """The rule's condition now, or None when it cannot be judged (not in normal service)."""
         if not self._in_service or (rule.needs_motion and not self._motion_known):
             return None
+        if rule.holds is not None and "host" in self._faults.sources(rule.ftype):
+            return rule.holds(self)
         return rule.condition(self)
 
     def _evaluate(self, now: float) -> list[Output]:
@@ -560,20 +564,33 @@ def _moving_with_door_open(car: CarAnalytics) -> bool:
     return not (car._in_zone and car._motion == Motion.DECELERATING)
 
 
+def _still_trapped(car: CarAnalytics) -> bool:
+    """Trapped until released: the door opens (or the car is seen empty), not when it moves."""
+    return car._door_closed and (bool(car._bit(Inputs.PRESENCE)) or not car.config.require_presence)
+
+
 CarAnalytics._RULES = (
     _Rule(
         FaultType.ENTRAPMENT,
         _entrapment,
         lambda c: c.config.entrapment_at_floor_s if c._in_zone else c.config.entrapment_outside_zone_s,
         True,
+        _still_trapped,
     ),
     _Rule(
         FaultType.STOPPED_OUTSIDE_DOOR_ZONE,
         lambda c: c._motion == Motion.REST and not c._in_zone,
         lambda c: c.config.stopped_outside_zone_s,
         True,
+        lambda c: not c._in_zone,  # cleared once the car is back in a door zone
     ),
-    _Rule(FaultType.MOVING_WITH_DOOR_OPEN, _moving_with_door_open, lambda c: c.config.moving_door_open_s, True),
+    _Rule(
+        FaultType.MOVING_WITH_DOOR_OPEN,
+        _moving_with_door_open,
+        lambda c: c.config.moving_door_open_s,
+        True,
+        lambda c: not c._door_closed and c._motion != Motion.REST,
+    ),
     _Rule(FaultType.DOOR_OPEN_TOO_LONG, lambda c: not c._door_closed, lambda c: c.config.door_open_too_long_s, False),
     _Rule(
         FaultType.ALARM_BUTTON,

@@ -1,0 +1,317 @@
+"""Every fault type on synthetic observation streams with known answers; clean traffic raises nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analytics_synth import CarStream
+from liftwatch.edge_daemon.analytics import (
+    AnalyticsConfig,
+    CarAnalytics,
+    FaultEvent,
+    FaultType,
+    MaintenanceVisit,
+    Trip,
+)
+from liftwatch.edge_daemon.observations import BoardBooted, BoardEvent, LinkState, MotionChanged
+
+
+def _noise(seed=1, mg=1.0):
+    rng = np.random.default_rng(seed)
+    return lambda t: rng.normal(0.0, mg, len(t))
+
+
+def events(out, ftype=None):
+    return [o for o in out if isinstance(o, FaultEvent) and (ftype is None or o.type == ftype)]
+
+
+def trips(out):
+    return [o for o in out if isinstance(o, Trip)]
+
+
+def states(out, ftype):
+    return [e.state for e in events(out, ftype)]
+
+
+def last_stop(stream) -> float:
+    return [o.ts for o in stream.obs if isinstance(o, MotionChanged) and o.motion == 0][-1]
+
+
+def door_opened(stream, n: int = -1) -> float:
+    return [o.ts for o in stream.obs if hasattr(o, "inputs") and not o.inputs & 1][n]
+
+
+def run(stream, cfg, car="car-1"):
+    return stream.run(CarAnalytics(car, cfg))
+
+
+CFG = AnalyticsConfig(floor_count=6)
+
+
+def busy_stream(cfg=CFG, seed=3):
+    """Normal service: passengers ride, doors cycle, the car visits both terminal floors."""
+    s = CarStream(cfg)
+    s.wait(5)
+    for k, floors in enumerate([2, 3, -5, 1, 4, -2, -3, 1]):
+        s.set(presence=True).door_cycle(open_s=3.0, reopen=[1.0] if k == 2 else ()).wait(1.5)
+        s.trip(floors, vib_mg=_noise(seed + k)).wait(0.8)
+        s.door_cycle(open_s=3.0).set(presence=False).wait(20)
+    return s
+
+
+def test_clean_traffic_raises_nothing_and_counts_trips():
+    out = run(busy_stream(), CFG)
+    assert events(out) == []
+    got = trips(out)
+    assert [t.floors for t in got] == [2, 3, 5, 1, 4, 2, 3, 1]
+    assert [t.direction for t in got] == ["up", "up", "down", "up", "up", "down", "down", "up"]
+    # anchored once the car has spanned 6 landings (trip 3 ends at the bottom)
+    assert [t.to_floor for t in got] == [None, None, 1, 2, 6, 4, 1, 2]
+    assert got[2].from_floor == 6
+    assert all(t.leveling.status.value == "level" for t in got)
+    assert all(t.peak_speed_mps == pytest.approx(1.0, abs=0.02) for t in got)
+    daily = out[-1]
+    assert daily.kind == "daily" and daily.partial
+    assert daily.trips == 8 and daily.door_cycles == 16 and daily.door_reopenings == 1
+    assert daily.faults_by_type == {}
+
+
+def test_entrapment_between_floors_after_15_s_and_stopped_outside_zone_after_5_s():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(1, offset_mm=1400)  # stops 1.4 m above the landing: outside any door zone
+    stop = last_stop(s)
+    s.wait(40)
+    s.trip(-1).wait(1)  # rescue run down past that landing (in zone again) to the one below
+    back = last_stop(s)
+    s.door_cycle(open_s=5).set(presence=False).wait(5)
+    out = run(s, CFG)
+    ent = events(out, FaultType.ENTRAPMENT)
+    assert [e.state for e in ent] == ["raised", "cleared"]
+    assert ent[0].event_ts == pytest.approx(stop + 15.0, abs=1e-6)
+    assert ent[0].gbt24476_code == 1 and ent[0].detail["in_door_zone"] is False
+    zone_again = [o.ts for o in s.obs if hasattr(o, "inputs") and o.inputs & 6 and o.ts > stop][0]
+    assert back > zone_again
+    assert ent[1].event_ts == pytest.approx(door_opened(s), abs=1e-6)  # released when the door opened
+    sto = events(out, FaultType.STOPPED_OUTSIDE_DOOR_ZONE)
+    assert [e.state for e in sto] == ["raised", "cleared"]
+    assert sto[0].event_ts == pytest.approx(stop + 5.0, abs=1e-6)
+    assert sto[0].gbt24476_code == 7
+    assert sto[1].event_ts == pytest.approx(zone_again, abs=1e-6)
+
+
+def test_entrapment_at_a_floor_needs_90_s_and_clears_when_the_door_opens():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(2)
+    stop = last_stop(s)
+    s.wait(100).door_cycle(open_s=4)
+    opened = door_opened(s)
+    s.wait(3)
+    out = run(s, CFG)
+    ent = events(out, FaultType.ENTRAPMENT)
+    assert [e.state for e in ent] == ["raised", "cleared"]
+    assert ent[0].event_ts == pytest.approx(stop + 90.0, abs=1e-6)
+    assert ent[1].event_ts == pytest.approx(opened, abs=1e-6)
+    assert ent[1].duration_s == pytest.approx(opened - stop - 90.0, abs=1e-6)
+    assert events(out, FaultType.STOPPED_OUTSIDE_DOOR_ZONE) == []
+
+
+def test_no_entrapment_when_the_door_opens_in_time_or_nobody_is_inside():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(2).wait(60).door_cycle().set(presence=False).wait(200)  # empty car parked 200 s
+    assert events(run(s, CFG)) == []
+
+
+def test_moving_with_door_open_raised_after_debounce_and_cleared_when_the_car_stops():
+    s = CarStream(CFG).wait(2)
+    s.trip(3, door_open_during=True)
+    s.wait(1).set(door_closed=True).wait(2)
+    out = run(s, CFG)
+    ev = events(out, FaultType.MOVING_WITH_DOOR_OPEN)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(door_opened(s, 0) + 0.5, abs=1e-6)
+    assert ev[1].event_ts == pytest.approx(last_stop(s), abs=1e-6)
+    assert ev[0].gbt24476_code == 2
+
+
+def test_doors_opening_in_advance_while_levelling_are_not_a_fault():
+    s = CarStream(CFG).wait(2)
+    s.trip(1)
+    stop = [o for o in s.obs if isinstance(o, MotionChanged) and o.motion == 0][-1]
+    s.obs.remove(stop)  # the door opens 0.2 s before the stop, in the zone, decelerating
+    s.add(MotionChanged(stop.ts, 0))
+    s.door_closed = False
+    s.emit_inputs(ts=stop.ts - 0.2)
+    s.wait(3).set(door_closed=True).wait(2)
+    assert events(run(s, CFG), FaultType.MOVING_WITH_DOOR_OPEN) == []
+
+
+def test_door_open_too_long():
+    s = CarStream(CFG).wait(2).door_cycle(open_s=130).wait(3)
+    out = run(s, CFG)
+    ev = events(out, FaultType.DOOR_OPEN_TOO_LONG)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(door_opened(s) + 120.0, abs=1e-6)
+    assert ev[1].duration_s == pytest.approx(10.0, abs=1e-6)
+
+
+def test_door_reopen_loop_raised_at_the_fifth_reopening_and_cleared_with_the_cycle():
+    s = CarStream(CFG).wait(2).door_cycle(open_s=2, reopen=[1.0] * 6).wait(10)
+    out = run(s, CFG)
+    ev = events(out, FaultType.DOOR_REOPEN_LOOP)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(door_opened(s, 5), abs=1e-6)
+    assert ev[1].event_ts == pytest.approx(s.obs[-1].ts, abs=1e-6)
+    assert out[-1].door_reopenings == 6
+
+
+def test_a_few_reopenings_are_normal():
+    s = CarStream(CFG).wait(2).door_cycle(open_s=2, reopen=[1.0] * 3).wait(10)
+    assert events(run(s, CFG)) == []
+
+
+def test_abnormal_vibration_after_two_rough_trips_cleared_after_three_smooth_ones():
+    s = CarStream(CFG).wait(2)
+    rough = lambda t: 13.0 * np.sin(2 * np.pi * 6.3 * t)  # noqa: E731  A95 ~27 mg > 20.4
+    starts = []
+    for floors, vib in [(3, rough), (-3, rough), (3, rough), (-3, None), (3, None), (-3, None)]:
+        starts.append(s.t)
+        s.trip(floors, vib_mg=vib).wait(5)
+    out = run(s, CFG)
+    ev = events(out, FaultType.ABNORMAL_VIBRATION)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(starts[1], abs=1e-6)
+    assert ev[1].event_ts == pytest.approx(starts[5], abs=1e-6)
+    assert "z_a95_pp_mg" in ev[0].detail["over_limits"]
+
+
+def test_leveling_fault_after_three_off_level_stops_in_five():
+    s = CarStream(CFG).wait(2)
+    for k in range(8):
+        s.trip(1 if k % 2 == 0 else -1, offset_mm=45.0 if k < 3 else 0.0).wait(3)
+    out = run(s, CFG)
+    got = trips(out)
+    assert [t.leveling.status.value for t in got[:3]] == ["off_level"] * 3
+    offsets = [t.leveling.offset_mm for t in got[:3]]
+    assert offsets == [pytest.approx(45.0, abs=3.0), pytest.approx(-45.0, abs=3.0), pytest.approx(45.0, abs=3.0)]
+    ev = events(out, FaultType.LEVELING_FAULT)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(got[2].end_ts, abs=1e-6)
+    assert ev[1].event_ts == pytest.approx(got[7].end_ts, abs=1e-6)
+
+
+def test_overspeed_above_115_percent_of_rated_speed():
+    s = CarStream(CFG).wait(2).trip(4, v_max=1.25).wait(3).trip(-4, v_max=1.0).wait(3)
+    out = run(s, CFG)
+    ev = events(out, FaultType.OVERSPEED)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].detail["peak_speed_mps"] == pytest.approx(1.25, abs=0.02)
+    t0 = trips(out)[0]
+    assert t0.start_ts < ev[0].event_ts < ev[1].event_ts < t0.end_ts
+    assert ev[0].gbt24476_code == 3
+
+
+def test_alarm_button_held_two_seconds():
+    s = CarStream(CFG).wait(2).set(alarm=True).wait(1).set(alarm=False).wait(3)
+    pressed = s.t
+    s.set(alarm=True).wait(5).set(alarm=False).wait(2)
+    out = run(s, CFG)
+    ev = events(out, FaultType.ALARM_BUTTON)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(pressed + 2.0, abs=1e-6)
+    assert ev[1].duration_s == pytest.approx(3.0, abs=1e-6)
+
+
+def test_floor_position_lost_when_pulses_contradict_the_anchor_and_cleared_on_re_anchoring():
+    cfg = AnalyticsConfig(floor_count=4)
+    s = CarStream(cfg).wait(2)
+    s.trip(3).wait(3).trip(-3).wait(3)  # spans 4 landings: anchored, at floor 1
+    s.trip(3).wait(3)  # floor 4
+    s.trip(2).wait(3)  # two more landings above the top one: a pulse was counted wrongly
+    s.trip(-3).wait(3)  # spans 4 landings again: anchored anew
+    out = run(s, cfg)
+    got = trips(out)
+    assert [t.to_floor for t in got] == [None, 1, 4, None, 1]
+    ev = events(out, FaultType.FLOOR_POSITION_LOST)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(got[3].end_ts, abs=1e-6)
+    assert ev[0].gbt24476_code == 14
+    assert ev[1].event_ts == pytest.approx(got[4].end_ts, abs=1e-6)
+
+
+def test_sensor_fault_from_uncalibrated_motion_board_events_and_a_dead_zone_sensor():
+    s = CarStream(CFG).wait(2)
+    s.add(MotionChanged(s.t, 255)).wait(10).add(MotionChanged(s.t, 0)).wait(2)
+    s.add(BoardEvent(s.t, 77, 4, 1, {"reason": "whoami"})).wait(5).add(BoardEvent(s.t, 77, 4, 0, {})).wait(2)
+    s.zones_dead = True
+    s.emit_inputs()
+    for k in range(4):
+        s.trip(3 if k % 2 == 0 else -3).wait(3)
+    s.zones_dead = False
+    s.emit_inputs()
+    s.trip(-1).wait(3)  # the sensor is back: pulses again
+    out = run(s, CFG)
+    ev = events(out, FaultType.SENSOR_FAULT)
+    assert [(e.state, e.detail.get("source") if e.state == "raised" else None) for e in ev] == [
+        ("raised", "uncalibrated"),
+        ("cleared", None),
+        ("raised", "board"),
+        ("cleared", None),
+        ("raised", "zone_stuck"),
+        ("cleared", None),
+    ]
+    assert ev[4].event_ts == pytest.approx(trips(out)[2].end_ts, abs=1e-6)
+
+
+def test_board_offline_raised_and_cleared_and_counted_in_minutes():
+    s = CarStream(CFG).wait(2)
+    s.add(LinkState(s.t, False)).wait(600)
+    s.add(LinkState(s.t, True)).wait(5)
+    out = run(s, CFG)
+    ev = events(out, FaultType.BOARD_OFFLINE)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[1].duration_s == pytest.approx(600.0)
+    assert out[-1].offline_minutes == pytest.approx(10.0)
+
+
+def test_one_fault_seen_by_the_board_and_the_daemon_is_reported_once():
+    s = CarStream(CFG).wait(2)
+    s.add(BoardEvent(s.t + 1.0, 5, 3, 1, {})).set(alarm=True).wait(4)
+    s.set(alarm=False).add(BoardEvent(s.t + 0.5, 5, 3, 0, {})).wait(3)
+    out = run(s, CFG)
+    ev = events(out, FaultType.ALARM_BUTTON)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[1].event_ts == pytest.approx(s.t - 3 + 0.5, abs=1e-6)  # the last source let go
+
+
+def test_a_board_reboot_voids_its_events_and_the_trip_it_cut():
+    s = CarStream(CFG).wait(2)
+    s.add(BoardEvent(s.t, 9, 4, 1, {})).wait(2)
+    s.trip(2)
+    boot_at = [o.ts for o in s.obs if isinstance(o, MotionChanged)][-2]  # decelerating
+    s.obs = [o for o in s.obs if (getattr(o, "ts_end", None) or o.ts) < boot_at]
+    s.add(BoardBooted(boot_at + 0.1, 2, "wdt")).wait(5)
+    out = run(s, CFG)
+    assert trips(out) == []
+    assert states(out, FaultType.SENSOR_FAULT) == ["raised", "cleared"]
+    assert out[-1].boots == 1
+
+
+def test_inspection_freezes_the_rules_and_a_fixed_fault_clears_when_service_resumes():
+    s = CarStream(CFG).wait(2).set(door_closed=False).wait(130)  # door_open_too_long raised at 120 s
+    s.set(inspection=True).wait(60)  # technician arrives
+    s.set(door_closed=True).wait(300)
+    s.set(door_closed=False).wait(200).set(door_closed=True).wait(30)  # door tests: no fault
+    s.set(inspection=False)
+    resumed = s.t
+    s.wait(700)
+    out = run(s, CFG)
+    ev = events(out, FaultType.DOOR_OPEN_TOO_LONG)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[1].event_ts == pytest.approx(resumed, abs=1e-6)
+    assert ev[1].response_s == pytest.approx(10.0, abs=1e-6)
+    assert ev[1].repair_s == pytest.approx(resumed - ev[0].event_ts, abs=1e-6)
+    visit = [o for o in out if isinstance(o, MaintenanceVisit)]
+    assert len(visit) == 1
+    assert visit[0].faults_responded[0]["type"] == "door_open_too_long"
+    assert visit[0].faults_responded[0]["response_s"] == pytest.approx(10.0)
