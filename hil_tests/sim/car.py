@@ -1,0 +1,438 @@
+"""A traction elevator as the retrofit board on its roof feels it: S-curve trips, doors, vanes, vibration.
+
+The car is described by a car file (``hil_tests/cars/*.toml``, see ``CarSpec.from_toml``). ``CarSim``
+turns actions (trip, door cycle, wait, inspection run, ...) into ``CarSample``s: the specific force on
+the sensor's axes in milli-g (gravity included, mounting orientation applied) and the input bits.
+Samples are sparse where nothing changes (sample-and-hold): every ``moving_rate_hz`` while the car
+moves, on every input change, and once per ``rest_record_s`` at rest. The board's simulated
+accelerometer adds its own noise, so none is added here.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from liftwatch.hil.sim.feed import ALARM_BUTTON, DOOR_CLOSED, INSPECTION, PRESENCE, ZONE_DN, ZONE_UP, CarSample
+
+CARS_DIR = Path(__file__).resolve().parent.parent / "cars"
+G_MPS2 = 9.80665
+
+
+class CarSpecError(ValueError):
+    """A car file with a missing, mistyped or out-of-range parameter; names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Vibration:
+    """Vibration sources; amplitudes are at rated speed and scale with speed (rails) or run time (motor)."""
+
+    rail_roughness_mg: float = 3.0  # lateral rms from guide-rail roughness (band 1-30 Hz)
+    rail_joint_spacing_m: float = 5.0  # a bump at every rail joint
+    rail_joint_mg: float = 6.0
+    vertical_roughness_mg: float = 2.0
+    motor_hz: float = 24.0  # machine/motor rotation seen through the ropes
+    motor_mg: float = 1.5
+    rope_hz: float = 3.2  # rope bounce
+    rope_mg: float = 2.5
+    roller_diameter_m: float = 0.125  # guide roller: a worn one hits once per turn
+    roller_wear_mg: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CarSpec:
+    """One car's parameters (SI units; suffixes say which)."""
+
+    name: str
+    floor_levels_m: tuple[float, ...]
+    rated_speed_mps: float = 1.6
+    accel_mps2: float = 0.8
+    jerk_mps3: float = 1.0
+    inspection_speed_mps: float = 0.3
+    door_open_s: float = 2.5
+    door_close_s: float = 3.0
+    door_dwell_s: float = 4.0
+    vane_length_mm: int = 250  # vane/magnet per floor, centred on the floor level
+    zone_sensor_spacing_mm: int = 150  # zone_up sits this far above zone_dn; both on = level
+    sensor_axes: tuple[str, str, str] = ("+x", "+y", "+z")  # car axis seen by sensor x, y, z
+    sensor_tilt_deg: tuple[float, float] = (0.0, 0.0)  # mounting error about car x and y
+    moving_rate_hz: int = 400
+    rest_record_s: float = 1.0
+    vibration: Vibration = field(default_factory=Vibration)
+
+    @property
+    def floors(self) -> int:
+        return len(self.floor_levels_m)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> CarSpec:
+        """Load a car file; ``CarSpecError`` names the offending key."""
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise CarSpecError(f"{path}: {exc}") from None
+        return cls.from_dict(doc, str(path))
+
+    @classmethod
+    def from_dict(cls, doc: dict, source: str = "<car>") -> CarSpec:
+        def num(table: dict, key: str, default: float, lo: float, hi: float) -> float:
+            v = table.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise CarSpecError(f"{source}: {key} must be a number, got {v!r}")
+            if not lo <= v <= hi:
+                raise CarSpecError(f"{source}: {key}={v} outside [{lo}, {hi}]")
+            return float(v)
+
+        car = doc.get("car", {})
+        levels = car.get("floor_levels_m")
+        if not isinstance(levels, list) or len(levels) < 2 or any(not isinstance(x, (int, float)) for x in levels):
+            raise CarSpecError(f"{source}: car.floor_levels_m must be a list of at least 2 numbers")
+        if any(b - a < 2.0 for a, b in zip(levels, levels[1:])):
+            raise CarSpecError(f"{source}: car.floor_levels_m must rise by at least 2 m per floor")
+        doors = doc.get("doors", {})
+        zones = doc.get("zones", {})
+        sensor = doc.get("sensor", {})
+        vib = doc.get("vibration", {})
+        axes = tuple(sensor.get("axes", ["+x", "+y", "+z"]))
+        if len(axes) != 3 or sorted(a[-1] for a in axes) != ["x", "y", "z"] or any(a[0] not in "+-" for a in axes):
+            raise CarSpecError(f"{source}: sensor.axes must be a permutation of signed car axes, e.g. ['+y','-z','+x']")
+        tilt = sensor.get("tilt_deg", [0.0, 0.0])
+        d = Vibration()
+        return cls(
+            name=str(car.get("name", Path(source).stem)),
+            floor_levels_m=tuple(float(x) for x in levels),
+            rated_speed_mps=num(car, "rated_speed_mps", 1.6, 0.1, 10.0),
+            accel_mps2=num(car, "accel_mps2", 0.8, 0.1, 2.0),
+            jerk_mps3=num(car, "jerk_mps3", 1.0, 0.1, 5.0),
+            inspection_speed_mps=num(car, "inspection_speed_mps", 0.3, 0.05, 0.63),
+            door_open_s=num(doors, "open_s", 2.5, 0.5, 10),
+            door_close_s=num(doors, "close_s", 3.0, 0.5, 10),
+            door_dwell_s=num(doors, "dwell_s", 4.0, 0.5, 60),
+            vane_length_mm=int(num(zones, "vane_length_mm", 250, 50, 600)),
+            zone_sensor_spacing_mm=int(num(zones, "sensor_spacing_mm", 150, 10, 500)),
+            sensor_axes=axes,  # type: ignore[arg-type]
+            sensor_tilt_deg=(float(tilt[0]), float(tilt[1])),
+            moving_rate_hz=int(num(sensor, "moving_rate_hz", 400, 50, 1600)),
+            rest_record_s=num(sensor, "rest_record_s", 1.0, 0.05, 60),
+            vibration=Vibration(**{k: num(vib, k, getattr(d, k), 0.0, 1000.0) for k in Vibration.__slots__}),
+        )
+
+
+def load_car(name_or_path: str) -> CarSpec:
+    """A car by file path or by name in ``hil_tests/cars/``."""
+    p = Path(name_or_path)
+    if not p.exists():
+        p = CARS_DIR / (name_or_path if name_or_path.endswith(".toml") else name_or_path + ".toml")
+    if not p.exists():
+        raise CarSpecError(f"no car file {name_or_path!r} (looked in {CARS_DIR})")
+    return CarSpec.from_toml(p)
+
+
+# ---- motion -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MotionProfile:
+    """Jerk-limited (S-curve) point-to-point move: seven jerk segments, evaluated exactly."""
+
+    segments: tuple[tuple[float, float], ...]  # (duration_s, jerk_mps3)
+    direction: int  # +1 up, -1 down
+
+    @property
+    def duration_s(self) -> float:
+        return sum(d for d, _ in self.segments)
+
+    def states(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``state`` for an array of times (the feed needs hundreds of samples per second of run)."""
+        p = np.zeros_like(t)
+        v = np.zeros_like(t)
+        a = np.zeros_like(t)
+        p0 = v0 = a0 = 0.0
+        start = 0.0
+        for i, (dur, j) in enumerate(self.segments):
+            last = i == len(self.segments) - 1
+            mask = (t >= start) & ((t < start + dur) | last)
+            tau = np.clip(t[mask] - start, 0.0, dur)
+            p[mask] = p0 + v0 * tau + a0 * tau**2 / 2 + j * tau**3 / 6
+            v[mask] = v0 + a0 * tau + j * tau**2 / 2
+            a[mask] = a0 + j * tau
+            p0, v0, a0 = p0 + v0 * dur + a0 * dur**2 / 2 + j * dur**3 / 6, v0 + a0 * dur + j * dur**2 / 2, a0 + j * dur
+            start += dur
+        return self.direction * p, self.direction * v, self.direction * a
+
+    def state(self, t: float) -> tuple[float, float, float]:
+        """(distance_m, speed_mps, accel_mps2) along the move at ``t`` seconds, signs by direction."""
+        p = v = a = 0.0
+        for dur, j in self.segments:
+            tau = min(max(t, 0.0), dur)
+            p += v * tau + a * tau**2 / 2 + j * tau**3 / 6
+            v += a * tau + j * tau**2 / 2
+            a += j * tau
+            t -= dur
+            if t <= 0:
+                break
+        return self.direction * p, self.direction * v, self.direction * a
+
+
+def s_curve(distance_m: float, v_max: float, a_max: float, j_max: float) -> MotionProfile:
+    """The fastest move over ``distance_m`` within the speed, acceleration and jerk limits."""
+    direction = 1 if distance_m >= 0 else -1
+    dist = abs(distance_m)
+    if dist < 1e-6:
+        return MotionProfile((), direction)
+
+    def ramp(v: float) -> tuple[float, float, float]:
+        # (t_jerk, t_const_accel, distance to reach v and stop again from it)
+        if v * j_max < a_max**2:
+            tj, ta = math.sqrt(v / j_max), 0.0
+        else:
+            tj, ta = a_max / j_max, v / a_max - a_max / j_max
+        return tj, ta, v * (2 * tj + ta)
+
+    v = v_max
+    tj, ta, d_ramps = ramp(v)
+    if d_ramps > dist:  # never reaches rated speed: find the peak speed that fits
+        lo, hi = 0.0, v_max
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if ramp(mid)[2] > dist:
+                hi = mid
+            else:
+                lo = mid
+        v = lo
+        tj, ta, d_ramps = ramp(v)
+    tv = (dist - d_ramps) / v if v > 0 else 0.0
+    j = j_max
+    segs = ((tj, j), (ta, 0.0), (tj, -j), (tv, 0.0), (tj, -j), (ta, 0.0), (tj, j))
+    return MotionProfile(tuple(s for s in segs if s[0] > 0), direction)
+
+
+# ---- the car ------------------------------------------------------------------------------------
+
+
+def _axis_matrix(axes: tuple[str, str, str], tilt_deg: tuple[float, float]) -> np.ndarray:
+    """Car frame (x lateral, y front-back, z up) -> sensor frame, with a small mounting tilt."""
+    rx, ry = (math.radians(d) for d in tilt_deg)
+    tilt_x = np.array([[1, 0, 0], [0, math.cos(rx), -math.sin(rx)], [0, math.sin(rx), math.cos(rx)]])
+    tilt_y = np.array([[math.cos(ry), 0, math.sin(ry)], [0, 1, 0], [-math.sin(ry), 0, math.cos(ry)]])
+    pick = np.zeros((3, 3))
+    for row, spec in enumerate(axes):
+        pick[row, "xyz".index(spec[-1])] = -1.0 if spec[0] == "-" else 1.0
+    return pick @ tilt_y @ tilt_x
+
+
+class CarSim:
+    """Generates the board's view of one car, action by action; deterministic for a given seed.
+
+    State: position (m above floor 0 level), door, presence, inspection, alarm. Every action method
+    yields samples and leaves the car at rest; ``t_us`` is the current car time.
+    """
+
+    def __init__(self, spec: CarSpec, seed: int = 0, start_floor: int = 0) -> None:
+        self.spec = spec
+        self.rng = np.random.default_rng(seed)
+        self.pos_m = spec.floor_levels_m[start_floor]
+        self.t_us = 0
+        self.door_closed = True
+        self.presence = False
+        self.inspection = False
+        self.alarm = False
+        self.roller_wear_mg = spec.vibration.roller_wear_mg
+        self.trips = 0  # runs in normal service
+        self.inspection_runs = 0  # runs with the inspection switch on (maintenance)
+        self.door_cycles = 0
+        self._to_sensor = _axis_matrix(spec.sensor_axes, spec.sensor_tilt_deg)
+        self._last: CarSample | None = None
+
+    # -- sensing --
+
+    def zone_bits(self, pos_m: float) -> int:
+        """zone_up/zone_dn from the vanes: each sensor is on while over a floor's vane."""
+        half_vane = self.spec.vane_length_mm / 2000
+        half_gap = self.spec.zone_sensor_spacing_mm / 2000
+        bits = 0
+        for level in self.spec.floor_levels_m:
+            if abs(pos_m + half_gap - level) <= half_vane:
+                bits |= ZONE_UP
+            if abs(pos_m - half_gap - level) <= half_vane:
+                bits |= ZONE_DN
+        return bits
+
+    def inputs(self, pos_m: float | None = None) -> int:
+        bits = self.zone_bits(self.pos_m if pos_m is None else pos_m)
+        if self.door_closed:
+            bits |= DOOR_CLOSED
+        if self.presence:
+            bits |= PRESENCE
+        if self.inspection:
+            bits |= INSPECTION
+        if self.alarm:
+            bits |= ALARM_BUTTON
+        return bits
+
+    def _sample(self, t_us: int, car_mg: np.ndarray | tuple[float, float, float], inputs: int) -> CarSample:
+        f = self._to_sensor @ np.asarray(car_mg, dtype=float)
+        x, y, z = (int(round(max(-32768, min(32767, c)))) for c in f)
+        return CarSample(t_us, x, y, z, inputs)
+
+    def _rest_sample(self) -> CarSample:
+        return self._sample(self.t_us, (0.0, 0.0, 1000.0), self.inputs())
+
+    def _emit(self, s: CarSample) -> Iterator[CarSample]:
+        self._last = s
+        yield s
+
+    # -- actions --
+
+    def now(self) -> Iterator[CarSample]:
+        """One sample of the current state (after an input change)."""
+        yield from self._emit(self._rest_sample())
+
+    def wait(self, seconds: float) -> Iterator[CarSample]:
+        """The car at rest for ``seconds``: one sample per ``rest_record_s``."""
+        end = self.t_us + int(seconds * 1e6)
+        step = int(self.spec.rest_record_s * 1e6)
+        while self.t_us + step < end:
+            self.t_us += step
+            yield from self._emit(self._rest_sample())
+        self.t_us = end
+        yield from self._emit(self._rest_sample())
+
+    def set(self, **state: bool) -> Iterator[CarSample]:
+        """Change inputs (door_closed, presence, inspection, alarm) at once."""
+        for k, v in state.items():
+            if k not in ("door_closed", "presence", "inspection", "alarm"):
+                raise ValueError(f"unknown car input {k!r}")
+            setattr(self, k, bool(v))
+        yield from self.now()
+
+    def door_cycle(self, dwell_s: float | None = None, reopen: int = 0) -> Iterator[CarSample]:
+        """Open, dwell, close. ``reopen``: times the door, once closed, opens again at once (a jammed
+        landing button, a faulty lock) before the car can leave: what a re-open loop looks like on
+        the door contact."""
+        spec = self.spec
+        for i in range(reopen + 1):
+            yield from self.set(door_closed=False)
+            self.door_cycles += 1
+            dwell = spec.door_dwell_s if dwell_s is None else dwell_s
+            yield from self.wait(spec.door_open_s + (dwell if i == 0 else 1.0))
+            yield from self.wait(spec.door_close_s)
+            yield from self.set(door_closed=True)
+            if i < reopen:
+                yield from self.wait(0.6)
+
+    def trip(
+        self,
+        to_floor: int,
+        *,
+        offset_mm: float = 0.0,
+        speed_mps: float | None = None,
+        stop_at_fraction: float | None = None,
+        door_opens_at_fraction: float | None = None,
+    ) -> Iterator[CarSample]:
+        """Run to ``to_floor`` (stopping ``offset_mm`` off level), or stop early at a fraction of the way.
+
+        ``stop_at_fraction`` makes an emergency stop (brake, 0.3 g) part of the way: an entrapment if
+        someone is inside. ``door_opens_at_fraction`` opens the door contact mid-run.
+        """
+        spec = self.spec
+        if not 0 <= to_floor < spec.floors:
+            raise ValueError(f"floor {to_floor} outside 0..{spec.floors - 1}")
+        target = spec.floor_levels_m[to_floor] + offset_mm / 1000
+        v_max = speed_mps or spec.rated_speed_mps
+        profile = s_curve(target - self.pos_m, v_max, spec.accel_mps2, spec.jerk_mps3)
+        if profile.duration_s == 0:
+            return
+        start_pos = self.pos_m
+        dt = 1.0 / spec.moving_rate_hz
+        duration = profile.duration_s
+        t = np.arange(int(math.ceil(duration / dt)) + 1) * dt
+        t[-1] = min(t[-1], duration)
+        dist, speed, acc = profile.states(t)
+        pos = start_pos + dist
+        if stop_at_fraction is not None:
+            # The brake drops: constant 0.3 g deceleration from the speed at that moment until stopped.
+            ts = duration * stop_at_fraction
+            d0, v0, _ = profile.state(ts)
+            brake = 0.3 * G_MPS2
+            t_stop = abs(v0) / brake
+            sign = 1.0 if v0 > 0 else -1.0
+            t = np.concatenate([t[t < ts], ts + np.arange(int(math.ceil(t_stop / dt)) + 1) * dt])
+            tb = np.clip(t - ts, 0.0, t_stop)
+            braking = t >= ts
+            dist_b, speed_b, acc_b = profile.states(np.minimum(t, ts))
+            pos = np.where(braking, start_pos + d0 + v0 * tb - sign * brake * tb**2 / 2, start_pos + dist_b)
+            speed = np.where(braking, v0 - sign * brake * tb, speed_b)
+            acc = np.where(braking, np.where(tb < t_stop, -sign * brake, 0.0), acc_b)
+        vib = self._vibration(len(t), dt, abs(target - start_pos) / max(duration, 1e-9))
+        scale = np.minimum(1.0, np.abs(speed) / spec.rated_speed_mps)
+        car = np.vstack([vib[0] * scale, vib[1] * scale, 1000.0 + acc / G_MPS2 * 1000.0 + vib[2] * scale])
+        sensor = np.clip(np.rint(self._to_sensor @ car), -32768, 32767).astype(np.int64)
+        zones = self._zone_bits_array(pos)
+        door_open_from = None if door_opens_at_fraction is None else duration * door_opens_at_fraction
+        t0 = self.t_us
+        t_us = t0 + np.rint(t * 1e6).astype(np.int64)
+        fixed = self.inputs() & ~(ZONE_UP | ZONE_DN)
+        for k in range(len(t)):
+            bits = fixed | int(zones[k])
+            if door_open_from is not None and t[k] >= door_open_from:
+                bits &= ~DOOR_CLOSED
+            yield from self._emit(CarSample(int(t_us[k]), int(sensor[0, k]), int(sensor[1, k]), int(sensor[2, k]), bits))
+        if door_open_from is not None:
+            self.door_closed = False
+        self.t_us = int(t_us[-1])
+        self.pos_m = float(pos[-1])
+        if self.inspection:
+            self.inspection_runs += 1
+        else:
+            self.trips += 1
+        yield from self.now()
+
+    def _zone_bits_array(self, pos: np.ndarray) -> np.ndarray:
+        half_vane = self.spec.vane_length_mm / 2000
+        half_gap = self.spec.zone_sensor_spacing_mm / 2000
+        bits = np.zeros(len(pos), dtype=np.int64)
+        for level in self.spec.floor_levels_m:
+            bits |= np.where(np.abs(pos + half_gap - level) <= half_vane, ZONE_UP, 0)
+            bits |= np.where(np.abs(pos - half_gap - level) <= half_vane, ZONE_DN, 0)
+        return bits
+
+    def _vibration(self, n: int, dt: float, mean_speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lateral x, y and vertical z vibration (mg) at rated-speed amplitude for one run."""
+        v = self.spec.vibration
+        t = np.arange(n) * dt
+
+        def band_noise(rms: float) -> np.ndarray:
+            if rms <= 0 or n < 4:
+                return np.zeros(n)
+            white = self.rng.standard_normal(n)
+            spec = np.fft.rfft(white)
+            f = np.fft.rfftfreq(n, dt)
+            spec[(f < 1.0) | (f > 30.0)] = 0
+            x = np.fft.irfft(spec, n)
+            std = x.std()
+            return x * (rms / std) if std > 0 else x
+
+        dist = t * mean_speed
+        joints = np.zeros(n)
+        if v.rail_joint_spacing_m > 0 and v.rail_joint_mg > 0:
+            phase = (dist % v.rail_joint_spacing_m) / max(mean_speed, 0.1)  # s since last joint
+            joints = v.rail_joint_mg * np.exp(-phase / 0.05) * np.cos(2 * np.pi * 12.0 * phase)
+        roller = np.zeros(n)
+        if self.roller_wear_mg > 0:
+            f_roll = mean_speed / (math.pi * v.roller_diameter_m)
+            roller = self.roller_wear_mg * (np.sin(2 * np.pi * f_roll * t) + 0.5 * np.sin(4 * np.pi * f_roll * t))
+        x = band_noise(v.rail_roughness_mg) + joints + roller
+        y = band_noise(v.rail_roughness_mg * 0.7) + 0.5 * joints + 0.6 * roller
+        z = (
+            band_noise(v.vertical_roughness_mg)
+            + v.motor_mg * np.sin(2 * np.pi * v.motor_hz * t)
+            + v.rope_mg * np.sin(2 * np.pi * v.rope_hz * t + self.rng.uniform(0, 2 * np.pi))
+        )
+        return x, y, z
