@@ -1,0 +1,668 @@
+"""The figures of a car's report, computed from upstream messages by pure functions.
+
+Nothing here draws or formats: `car_figures()` turns messages into a `CarFigures` that the HTML,
+the PDF and the tests read. Every rule an insurer could dispute is written down here and in
+docs/report.md, with its contract target in `ContractTargets`:
+
+- Judged faults (需响应故障): faults raised in the period that a technician must answer: every
+  entrapment, and any other elevator fault still active when the response target (30 min) had
+  passed. A door held open by a passenger for two minutes is listed, not judged. Kit faults
+  (`sensor_fault`, `board_offline`) say how well the car was watched, not how it was kept, so
+  they are never judged.
+- Response time: raised -> start of the first maintenance visit (inspection switch on) at or after
+  the raise, within `response_lookback_s` (0 when raised during a visit); the daemon's own
+  `response_s` wins when it sent one.
+  No visit at all counts as late once the target has passed.
+- Repair time: raised -> cleared (normal service resumed). Targets: at least 60 % within half a
+  working day (4 h, wall-clock: working hours are not modelled), none beyond 3 days. A fault still
+  open at the end of the data counts with the time elapsed so far.
+- Availability: share of the period not inside an out-of-service fault (`OUT_OF_SERVICE`).
+- Maintenance visits shorter than 40 minutes are flagged, and so is a gap over 15 days between
+  visits (TSG T5002: half-monthly maintenance).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone
+from enum import Enum
+from typing import Any, Iterable, Mapping, Sequence
+
+from .source import parse_ts
+
+__all__ = [
+    "ContractTargets",
+    "Period",
+    "FaultCase",
+    "Visit",
+    "TripPoint",
+    "DayFigures",
+    "Severity",
+    "Finding",
+    "Verdict",
+    "CarFigures",
+    "KIT_FAULTS",
+    "FAULT_NAMES_ZH",
+    "OUT_OF_SERVICE",
+    "fault_cases",
+    "visits_of",
+    "trips_of",
+    "judge_faults",
+    "union_s",
+    "linear_slope",
+    "day_figures",
+    "verdict_of",
+    "car_figures",
+]
+
+KIT_FAULTS = frozenset({"sensor_fault", "board_offline"})
+"""Faults of the monitoring kit itself: they limit what the report can see, not what the car did."""
+
+OUT_OF_SERVICE = frozenset(
+    {
+        "entrapment",
+        "stopped_outside_door_zone",
+        "moving_with_door_open",
+        "overspeed",
+        "floor_position_lost",
+        "door_reopen_loop",
+    }
+)
+"""Fault types during which passengers cannot use the car (the safety chain has stopped it, or the
+door cannot close). Vibration and leveling faults degrade the ride but the car still serves."""
+
+
+FAULT_NAMES_ZH = {
+    "entrapment": "困人",
+    "stopped_outside_door_zone": "非平层停梯",
+    "moving_with_door_open": "开门走梯",
+    "door_open_too_long": "长时间开门",
+    "door_reopen_loop": "反复开关门",
+    "abnormal_vibration": "运行振动异常",
+    "leveling_fault": "平层异常",
+    "overspeed": "超速",
+    "alarm_button": "报警按钮",
+    "floor_position_lost": "楼层位置丢失",
+    "sensor_fault": "传感器故障",
+    "board_offline": "监测设备离线",
+}
+"""Chinese names of the upstream fault types; an unknown type is shown by its upstream name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContractTargets:
+    """The maintenance contract's measurable promises, with their usual values in China."""
+
+    response_s: float = 30 * 60  # technician on site within 30 minutes of a fault call
+    repair_half_day_s: float = 4 * 3600  # "half a working day", taken as 4 wall-clock hours
+    repair_half_day_share: float = 0.60  # at least 60 % of repairs within half a working day
+    repair_max_s: float = 3 * 86400  # no repair takes longer than 3 days
+    maintenance_min_s: float = 40 * 60  # a maintenance visit lasts at least 40 minutes
+    maintenance_interval_max_s: float = 15 * 86400  # TSG T5002-2017: maintenance every 15 days
+    response_lookback_s: float = 86400.0  # a visit more than a day after a fault did not answer it
+    # GB/T 10058-2009 3.3.5 ride-quality limits, as mg (0.30 / 0.20 m/s^2 vertical, 0.20 / 0.15 horizontal)
+    z_max_pp_limit_mg: float = 30.6
+    z_a95_pp_limit_mg: float = 20.4
+    xy_max_pp_limit_mg: float = 20.4
+    xy_a95_pp_limit_mg: float = 15.3
+    level_tolerance_mm: float = 20.0  # GB 7588 levelling accuracy +-20 mm
+    utc_offset_h: float = 8.0  # local days (China Standard Time)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Local calendar days `first`..`last` inclusive, in a fixed UTC offset."""
+
+    first: date
+    last: date
+    utc_offset_h: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.last < self.first:
+            raise ValueError(f"period ends ({self.last}) before it starts ({self.first})")
+
+    @property
+    def start_ts(self) -> float:
+        tz = timezone(timedelta(hours=self.utc_offset_h))
+        return datetime(self.first.year, self.first.month, self.first.day, tzinfo=tz).timestamp()
+
+    @property
+    def end_ts(self) -> float:
+        return self.start_ts + self.n_days * 86400
+
+    @property
+    def n_days(self) -> int:
+        return (self.last - self.first).days + 1
+
+    @property
+    def days(self) -> list[str]:
+        return [(self.first + timedelta(days=i)).isoformat() for i in range(self.n_days)]
+
+    def day_of(self, ts: float) -> str:
+        """Local YYYY-MM-DD of unix time `ts`."""
+        return datetime.fromtimestamp(ts + self.utc_offset_h * 3600, tz=timezone.utc).date().isoformat()
+
+    def contains(self, ts: float) -> bool:
+        return self.start_ts <= ts < self.end_ts
+
+
+@dataclass(frozen=True, slots=True)
+class FaultCase:
+    """One fault instance, raised and (maybe) cleared, with the contract judgement when judged."""
+
+    type: str
+    raised_ts: float
+    cleared_ts: float | None  # None: still open at the end of the data
+    gbt24476_code: int | None
+    response_s: float | None = None  # None: no technician visit found
+    repair_s: float | None = None  # raised -> cleared, or raised -> end of data when open
+    judged: bool = False
+    response_late: bool = False
+    repair_within_half_day: bool = False
+    repair_over_max: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.cleared_ts is None
+
+    @property
+    def kit(self) -> bool:
+        return self.type in KIT_FAULTS
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """One maintenance visit (inspection switch periods joined by the daemon)."""
+
+    start_ts: float
+    end_ts: float
+    duration_s: float
+    inspection_runs: int
+    too_short: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TripPoint:
+    """What the plots need of one trip."""
+
+    start_ts: float
+    z_a95_pp_mg: float | None
+    z_max_pp_mg: float | None
+    xy_a95_pp_mg: float | None  # the worse horizontal axis
+    leveling_status: str | None
+    offset_mm: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DayFigures:
+    """One local day of the period; None where the day has no data for a figure."""
+
+    day: str
+    trips: int | None
+    door_cycles: int | None
+    door_reopenings: int | None
+    run_hours: float | None
+    z_a95_p50_mg: float | None
+    z_a95_p95_mg: float | None
+    z_max_pp_mg: float | None
+    offset_p95_mm: float | None
+    off_level_stops: int | None
+    stops: int | None
+
+
+class Severity(str, Enum):
+    OK = "ok"
+    ATTENTION = "attention"  # worth a look: the car is degrading, or passengers were affected
+    BREACH = "breach"  # a contract target was missed
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: Severity
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Worst severity and the findings behind it; the summary page's last line."""
+
+    severity: Severity
+    findings: tuple[Finding, ...]
+
+    @property
+    def zh(self) -> str:
+        return {Severity.OK: "合格", Severity.ATTENTION: "需关注", Severity.BREACH: "未达合同要求"}[self.severity]
+
+    @property
+    def en(self) -> str:
+        return {Severity.OK: "Compliant", Severity.ATTENTION: "Needs attention",
+                Severity.BREACH: "Contract targets missed"}[self.severity]
+
+
+@dataclass(frozen=True, slots=True)
+class CarFigures:
+    """Everything the report says about one car over one period."""
+
+    car: str
+    site: str | None
+    boards: tuple[str, ...]
+    period: Period
+    targets: ContractTargets
+    data_end_ts: float  # min(period end, last message): open faults are judged up to here
+    availability: float | None  # 0..1; None without any message in the period
+    downtime_s: float
+    offline_s: float
+    trips_total: int
+    trips_per_day: float
+    faults: tuple[FaultCase, ...]  # raised in the period, kit faults included, by raise time
+    visits: tuple[Visit, ...]  # started in the period
+    trips: tuple[TripPoint, ...]  # started in the period
+    days: tuple[DayFigures, ...]
+    entrapments: int
+    entrapment_s_max: float | None
+    judged_faults: int
+    late_responses: int
+    response_s_max: float | None
+    repairs_judged: int
+    repairs_within_half_day: int
+    repairs_over_max: int
+    short_visits: int
+    visit_gap_s_max: float | None
+    maintenance_minutes: float
+    rq_trips_judged: int
+    rq_trips_over_limit: int
+    z_a95_p95_mg: float | None
+    z_max_pp_mg: float | None
+    z_a95_trend_mg_per_30d: float | None
+    leveling_stops: int
+    off_level_stops: int
+    offset_p95_mm: float | None
+    door_cycles: int | None
+    door_reopenings: int | None
+    verdict: Verdict
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def repair_half_day_share(self) -> float | None:
+        return self.repairs_within_half_day / self.repairs_judged if self.repairs_judged else None
+
+
+# -- messages -> records -------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list[FaultCase]:
+    """Pair `event` messages into fault instances (kit faults included), by raise time.
+
+    A cleared message names its raise (`raised_ts`, else `event_ts - duration_s`); a cleared
+    message whose raise is not in the data still gives a case. An unmatched raise is open.
+    """
+    raised: dict[tuple[str, int], Mapping[str, Any]] = {}
+    cleared: dict[tuple[str, int], tuple[float, Mapping[str, Any]]] = {}
+    for m in events:
+        ftype = m.get("type")
+        t = parse_ts(m.get("event_ts"))
+        if not isinstance(ftype, str) or t is None:
+            continue
+        if m.get("state") == "raised":
+            raised[(ftype, round(t * 1000))] = m
+        elif m.get("state") == "cleared":
+            r = parse_ts(m.get("raised_ts"))
+            if r is None and (d := _num(m.get("duration_s"))) is not None:
+                r = t - d
+            if r is None:
+                # Unknown raise: attach to the latest earlier open raise of the type, if any.
+                earlier = [k for k in raised if k[0] == ftype and k[1] <= t * 1000 and k not in cleared]
+                r = max(earlier)[1] / 1000 if earlier else t
+            cleared[(ftype, round(r * 1000))] = (t, m)
+    cases = []
+    for key in sorted(set(raised) | set(cleared), key=lambda k: (k[1], k[0])):
+        ftype, r_ms = key
+        r = r_ms / 1000
+        c = cleared.get(key)
+        src = c[1] if c else raised[key]
+        code = src.get("gbt24476_code")
+        cases.append(
+            FaultCase(
+                type=ftype,
+                raised_ts=r,
+                cleared_ts=c[0] if c else None,
+                gbt24476_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+                response_s=_num(c[1].get("response_s")) if c else None,
+                repair_s=(c[0] - r) if c else max(0.0, data_end_ts - r),
+            )
+        )
+    return cases
+
+
+def visits_of(messages: Iterable[Mapping[str, Any]], targets: ContractTargets) -> list[Visit]:
+    """Maintenance visits by start; `too_short` judged here against the contract minimum."""
+    out = []
+    for m in messages:
+        s, e = parse_ts(m.get("start_ts")), parse_ts(m.get("end_ts"))
+        if s is None:
+            continue
+        d = _num(m.get("duration_s"))
+        if d is None:
+            d = (e - s) if e is not None else 0.0
+        if e is None:
+            e = s + d
+        runs = m.get("inspection_runs")
+        out.append(Visit(s, e, d, runs if isinstance(runs, int) else 0, d < targets.maintenance_min_s))
+    return sorted(out, key=lambda v: v.start_ts)
+
+
+def trips_of(messages: Iterable[Mapping[str, Any]]) -> list[TripPoint]:
+    out = []
+    for m in messages:
+        s = parse_ts(m.get("start_ts"))
+        if s is None:
+            continue
+        rq = m.get("ride_quality") if isinstance(m.get("ride_quality"), Mapping) else {}
+        lv = m.get("leveling") if isinstance(m.get("leveling"), Mapping) else {}
+        xy = [v for v in (_num(rq.get("x_a95_pp_mg")), _num(rq.get("y_a95_pp_mg"))) if v is not None]
+        status = lv.get("status")
+        out.append(
+            TripPoint(
+                start_ts=s,
+                z_a95_pp_mg=_num(rq.get("z_a95_pp_mg")),
+                z_max_pp_mg=_num(rq.get("z_max_pp_mg")),
+                xy_a95_pp_mg=max(xy) if xy else None,
+                leveling_status=status if isinstance(status, str) else None,
+                offset_mm=_num(lv.get("offset_mm")),
+            )
+        )
+    return sorted(out, key=lambda t: t.start_ts)
+
+
+# -- judgements ----------------------------------------------------------------------------------
+
+
+def judge_faults(
+    cases: Sequence[FaultCase], visits: Sequence[Visit], targets: ContractTargets, data_end_ts: float
+) -> list[FaultCase]:
+    """Mark the judged faults and their response and repair verdicts (rules: module docstring)."""
+    out = []
+    starts = sorted(v.start_ts for v in visits)
+    for c in cases:
+        on_site = any(v.start_ts <= c.raised_ts <= v.end_ts for v in visits)
+        active_at_target = c.open or (c.cleared_ts - c.raised_ts) >= targets.response_s
+        judged = not c.kit and (c.type == "entrapment" or active_at_target)
+        if not judged:
+            out.append(c)
+            continue
+        response = c.response_s
+        if response is None and on_site:
+            response = 0.0  # raised while a technician was already at the car
+        if response is None:
+            later = [s for s in starts if c.raised_ts <= s <= c.raised_ts + targets.response_lookback_s]
+            response = later[0] - c.raised_ts if later else None
+        # No visit: late once the target has passed (always, for a fault judged by its duration).
+        late = response > targets.response_s if response is not None else (
+            data_end_ts - c.raised_ts > targets.response_s
+        )
+        repair = c.repair_s if c.repair_s is not None else 0.0
+        out.append(
+            FaultCase(
+                type=c.type,
+                raised_ts=c.raised_ts,
+                cleared_ts=c.cleared_ts,
+                gbt24476_code=c.gbt24476_code,
+                response_s=response,
+                repair_s=repair,
+                judged=True,
+                response_late=late,
+                repair_within_half_day=not c.open and repair <= targets.repair_half_day_s,
+                repair_over_max=repair > targets.repair_max_s,
+            )
+        )
+    return out
+
+
+def union_s(intervals: Iterable[tuple[float, float]], lo: float, hi: float) -> float:
+    """Total length of the union of [a, b) intervals clipped to [lo, hi)."""
+    total = 0.0
+    cur_a = cur_b = None
+    for a, b in sorted((max(a, lo), min(b, hi)) for a, b in intervals):
+        if b <= a:
+            continue
+        if cur_b is None or a > cur_b:
+            if cur_b is not None:
+                total += cur_b - cur_a
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_b is not None:
+        total += cur_b - cur_a
+    return total
+
+
+def linear_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
+    """Least-squares slope dy/dx; None with fewer than 3 points or no spread in x."""
+    if len(xs) < 3:
+        return None
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated quantile (numpy's default), without numpy for a handful of values."""
+    if not values:
+        return None
+    s = sorted(values)
+    pos = (len(s) - 1) * q
+    i = int(math.floor(pos))
+    j = min(i + 1, len(s) - 1)
+    return s[i] + (s[j] - s[i]) * (pos - i)
+
+
+def _daily_get(record: Mapping[str, Any] | None, *path: str) -> Any:
+    cur: Any = record
+    for name in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(name)
+    return cur
+
+
+def day_figures(
+    period: Period, trips: Sequence[TripPoint], dailies: Mapping[str, Mapping[str, Any]]
+) -> list[DayFigures]:
+    """Per-day figures. The daily record gives the day's totals (it survives when the outbox
+    budget forced individual trips out); the trips give the ride-quality and leveling detail."""
+    by_day: dict[str, list[TripPoint]] = {}
+    for t in trips:
+        by_day.setdefault(period.day_of(t.start_ts), []).append(t)
+    out = []
+    for day in period.days:
+        ts = by_day.get(day, [])
+        rec = dailies.get(day)
+        a95 = [t.z_a95_pp_mg for t in ts if t.z_a95_pp_mg is not None]
+        mx = [t.z_max_pp_mg for t in ts if t.z_max_pp_mg is not None]
+        offs = [abs(t.offset_mm) for t in ts if t.offset_mm is not None]
+        statuses = [t.leveling_status for t in ts if t.leveling_status]
+
+        def pick(trip_value: Any, *path: str) -> Any:
+            v = _daily_get(rec, *path)
+            return v if v is not None else trip_value
+
+        n_trips = _daily_get(rec, "trips")
+        out.append(
+            DayFigures(
+                day=day,
+                trips=n_trips if isinstance(n_trips, int) else (len(ts) if ts or rec is not None else None),
+                door_cycles=_daily_get(rec, "door_cycles"),
+                door_reopenings=_daily_get(rec, "door_reopenings"),
+                run_hours=_num(_daily_get(rec, "run_hours")),
+                z_a95_p50_mg=_quantile(a95, 0.5) if a95 else _num(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p50")),
+                z_a95_p95_mg=_quantile(a95, 0.95) if a95 else _num(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p95")),
+                z_max_pp_mg=max(mx) if mx else _num(_daily_get(rec, "ride_quality", "z_max_pp_mg", "max")),
+                offset_p95_mm=_quantile(offs, 0.95) if offs else _num(_daily_get(rec, "leveling", "abs_offset_mm_p95")),
+                off_level_stops=(sum(s == "off_level" for s in statuses) if statuses
+                                 else pick(None, "leveling", "off_level")),
+                stops=len(statuses) if statuses else pick(None, "leveling", "stops"),
+            )
+        )
+    return out
+
+
+def _fmt_min(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min"
+
+
+def verdict_of(f: CarFigures) -> Verdict:
+    """Findings in the order an insurer reads them: contract breaches, then things to watch."""
+    t = f.targets
+    out: list[Finding] = []
+    B, A = Severity.BREACH, Severity.ATTENTION
+    if f.late_responses:
+        out.append(Finding(B, f"{f.late_responses} 次故障响应超过 {t.response_s / 60:.0f} 分钟",
+                           f"{f.late_responses} fault response(s) later than {t.response_s / 60:.0f} min"))
+    share = f.repair_half_day_share
+    if share is not None and share < t.repair_half_day_share:
+        out.append(Finding(B, f"半个工作日内修复 {share:.0%}（要求 ≥{t.repair_half_day_share:.0%}）",
+                           f"{share:.0%} repaired within half a working day (target ≥{t.repair_half_day_share:.0%})"))
+    if f.repairs_over_max:
+        out.append(Finding(B, f"{f.repairs_over_max} 次修复超过 {t.repair_max_s / 86400:.0f} 天",
+                           f"{f.repairs_over_max} repair(s) longer than {t.repair_max_s / 86400:.0f} days"))
+    if f.short_visits:
+        out.append(Finding(B, f"{f.short_visits} 次维保不足 {t.maintenance_min_s / 60:.0f} 分钟",
+                           f"{f.short_visits} maintenance visit(s) shorter than {t.maintenance_min_s / 60:.0f} min"))
+    if f.visit_gap_s_max is not None and f.visit_gap_s_max > t.maintenance_interval_max_s:
+        out.append(Finding(B, f"维保间隔 {f.visit_gap_s_max / 86400:.1f} 天，超过 {t.maintenance_interval_max_s / 86400:.0f} 天",
+                           f"maintenance gap of {f.visit_gap_s_max / 86400:.1f} days exceeds "
+                           f"{t.maintenance_interval_max_s / 86400:.0f} days"))
+    if f.entrapments:
+        out.append(Finding(A, f"困人 {f.entrapments} 次", f"{f.entrapments} entrapment(s)"))
+    if f.rq_trips_over_limit:
+        out.append(Finding(A, f"{f.rq_trips_over_limit}/{f.rq_trips_judged} 次运行振动超 GB/T 10058 限值",
+                           f"{f.rq_trips_over_limit}/{f.rq_trips_judged} trips above the GB/T 10058 vibration limits"))
+    if f.z_a95_trend_mg_per_30d is not None and f.z_a95_trend_mg_per_30d >= 0.1 * t.z_a95_pp_limit_mg:
+        out.append(Finding(A, f"垂直振动 A95 上升 {f.z_a95_trend_mg_per_30d:.1f} mg/30天",
+                           f"vertical A95 rising {f.z_a95_trend_mg_per_30d:.1f} mg per 30 days"))
+    if f.off_level_stops:
+        out.append(Finding(A, f"{f.off_level_stops}/{f.leveling_stops} 次停靠平层超差",
+                           f"{f.off_level_stops}/{f.leveling_stops} stops off level"))
+    if f.availability is not None and f.availability < 0.99:
+        out.append(Finding(A, f"可用率 {f.availability:.1%}", f"availability {f.availability:.1%}"))
+    severity = max((x.severity for x in out), default=Severity.OK, key=[Severity.OK, A, B].index)
+    return Verdict(severity, tuple(out))
+
+
+def car_figures(
+    car: str,
+    messages: Sequence[Mapping[str, Any]],
+    period: Period,
+    targets: ContractTargets = ContractTargets(),
+) -> CarFigures:
+    """All figures of `car` over `period` from its upstream messages (other cars' are ignored).
+
+    `messages` may extend beyond the period (see source.load_messages' margin): faults raised just
+    before it and visits just after it are needed to judge what happened inside it.
+    """
+    mine = [m for m in messages if m.get("car") == car]
+    lo, hi = period.start_ts, period.end_ts
+    times = [t for m in mine if (t := parse_ts(m.get("ts"))) is not None]
+    times += [t for m in mine for k in ("end_ts", "event_ts") if (t := parse_ts(m.get(k))) is not None]
+    data_end = min(hi, max(times)) if times else lo
+    in_period = [t for t in times if lo <= t < hi]
+
+    all_visits = visits_of([m for m in mine if m.get("kind") == "maintenance"], targets)
+    cases = fault_cases([m for m in mine if m.get("kind") == "event"], data_end)
+    judged_all = judge_faults(cases, all_visits, targets, data_end)
+    faults = [c for c in judged_all if period.contains(c.raised_ts)]
+    visits = [v for v in all_visits if period.contains(v.start_ts)]
+    trips = [t for t in trips_of(m for m in mine if m.get("kind") == "trip") if period.contains(t.start_ts)]
+
+    dailies: dict[str, Mapping[str, Any]] = {}
+    for m in mine:
+        if m.get("kind") == "daily" and isinstance(m.get("day"), str):
+            # The day's final record supersedes a partial one written when the stream ended.
+            if m["day"] not in dailies or not m.get("partial"):
+                dailies[m["day"]] = m
+    days = day_figures(period, trips, dailies)
+
+    def interval(c: FaultCase) -> tuple[float, float]:
+        return c.raised_ts, c.cleared_ts if c.cleared_ts is not None else data_end
+
+    downtime = union_s((interval(c) for c in judged_all if c.type in OUT_OF_SERVICE), lo, hi)
+    offline = union_s((interval(c) for c in judged_all if c.type == "board_offline"), lo, hi)
+    if offline == 0.0:
+        offline = 60.0 * sum(_num(_daily_get(dailies.get(d), "offline_minutes")) or 0.0 for d in period.days)
+    availability = (1.0 - downtime / (hi - lo)) if (in_period or dailies) else None
+
+    trips_total = sum(d.trips or 0 for d in days)
+    judged = [c for c in faults if c.judged]
+    repairs_judged = [c for c in judged if not c.open or c.repair_s > targets.repair_half_day_s]
+    entrapments = [c for c in faults if c.type == "entrapment"]
+    starts = [v.start_ts for v in visits]
+    gaps = [b - a for a, b in zip([lo] + starts, starts + [data_end if data_end > lo else hi])]
+    rq = [t for t in trips if t.z_a95_pp_mg is not None]
+    over = [
+        t for t in rq
+        if t.z_a95_pp_mg > targets.z_a95_pp_limit_mg
+        or (t.z_max_pp_mg or 0.0) > targets.z_max_pp_limit_mg
+        or (t.xy_a95_pp_mg or 0.0) > targets.xy_a95_pp_limit_mg
+    ]
+    trend_days = [(i, d.z_a95_p50_mg) for i, d in enumerate(days) if d.z_a95_p50_mg is not None]
+    slope = linear_slope([float(i) for i, _ in trend_days], [v for _, v in trend_days])
+    stops = [t for t in trips if t.leveling_status]
+    offs = [abs(t.offset_mm) for t in trips if t.offset_mm is not None]
+    door_days = [d for d in days if d.door_cycles is not None]
+    notes = []
+    if not trips and trips_total:
+        notes.append("trip messages missing: totals from daily records / 无单次运行记录，运行次数取自日报")
+    boards = sorted({m["board"] for m in mine if isinstance(m.get("board"), str)})
+    sites = sorted({m["site"] for m in mine if isinstance(m.get("site"), str)})
+
+    partial = CarFigures(
+        car=car,
+        site=sites[0] if sites else None,
+        boards=tuple(boards),
+        period=period,
+        targets=targets,
+        data_end_ts=data_end,
+        availability=availability,
+        downtime_s=downtime,
+        offline_s=offline,
+        trips_total=trips_total,
+        trips_per_day=trips_total / period.n_days,
+        faults=tuple(faults),
+        visits=tuple(visits),
+        trips=tuple(trips),
+        days=tuple(days),
+        entrapments=len(entrapments),
+        entrapment_s_max=max((c.repair_s or 0.0 for c in entrapments), default=None),
+        judged_faults=len(judged),
+        late_responses=sum(c.response_late for c in judged),
+        response_s_max=max((c.response_s for c in judged if c.response_s is not None), default=None),
+        repairs_judged=len(repairs_judged),
+        repairs_within_half_day=sum(c.repair_within_half_day for c in repairs_judged),
+        repairs_over_max=sum(c.repair_over_max for c in judged),
+        short_visits=sum(v.too_short for v in visits),
+        visit_gap_s_max=max(gaps) if visits else None,
+        maintenance_minutes=sum(v.duration_s for v in visits) / 60,
+        rq_trips_judged=len(rq),
+        rq_trips_over_limit=len(over),
+        z_a95_p95_mg=_quantile([t.z_a95_pp_mg for t in rq], 0.95),
+        z_max_pp_mg=max((t.z_max_pp_mg for t in rq if t.z_max_pp_mg is not None), default=None),
+        z_a95_trend_mg_per_30d=None if slope is None else slope * 30,
+        leveling_stops=len(stops),
+        off_level_stops=sum(t.leveling_status == "off_level" for t in stops),
+        offset_p95_mm=_quantile(offs, 0.95),
+        door_cycles=sum(d.door_cycles for d in door_days) if door_days else None,
+        door_reopenings=sum(d.door_reopenings or 0 for d in door_days) if door_days else None,
+        verdict=Verdict(Severity.OK, ()),
+        notes=tuple(notes),
+    )
+    return replace(partial, verdict=verdict_of(partial))
