@@ -19,6 +19,7 @@ _PARTS = (
     "liftwatch.edge_daemon.flash",
     "liftwatch.hil.cli",
     "liftwatch.edge_daemon.cli",
+    "liftwatch.edge_daemon.report_cli",
 )
 
 
