@@ -41,7 +41,7 @@ class AnalyticsConfig:
     accel_lowpass_hz: float = 10.0  # ISO 18738-1: acceleration and jerk from a 10 Hz low-pass
     jerk_window_s: float = 0.5  # ISO 18738-1: jerk is the slope of a 0.5 s least-squares line
     constant_speed_fraction: float = 0.95  # constant-speed region: |v| >= 95 % of the trip peak
-    constant_speed_accel_fraction: float = 0.05  # ... and 1 Hz acceleration <= 5 % of its peak
+    constant_speed_accel_fraction: float = 0.05  # and there the 1 Hz acceleration <= 5 % of its peak
     rq_settle_s: float = 1.0  # skipped at the plateau start: the weighting's high-pass still rings
     rq_min_region_s: float = 1.0  # shorter plateaus give no vibration figures (no 1-floor trips)
     vib_z_max_pp_limit_mg: float = 30.6  # 0.30 m/s^2 vertical max peak-to-peak

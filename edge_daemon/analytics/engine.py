@@ -49,6 +49,16 @@ __all__ = ["CarAnalytics", "Output"]
 
 Output = Union[Trip, FaultEvent, MaintenanceVisit, DailyRecord, DoorCycle]
 
+_OBSERVATION_TYPES = (
+    InputsChanged,
+    MotionChanged,
+    VibBlock,
+    RestStats,
+    BoardEvent,
+    CountersSnapshot,
+    LinkState,
+    BoardBooted,
+)
 _MOVING = (Motion.ACCELERATING, Motion.MOVING, Motion.DECELERATING)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
@@ -115,6 +125,8 @@ class CarAnalytics:
 
     def feed(self, obs: Observation) -> list[Output]:
         """Apply one observation; returns the outputs it completed."""
+        if not isinstance(obs, _OBSERVATION_TYPES):
+            raise TypeError(f"not an observation: {type(obs).__name__}")
         done = self._advance(obs.ts)
         out: list[Output] = []
         match obs:
@@ -146,8 +158,6 @@ class CarAnalytics:
                 out += self._on_boot(obs)
             case RestStats():
                 pass  # at-rest summaries carry nothing the rules below need yet
-            case _:
-                raise TypeError(f"not an observation: {type(obs).__name__}")
         out += self._evaluate(self._now_ts())
         out += self._finish_ready_trips(force=False)
         return done + self._emit(out)

@@ -1,0 +1,189 @@
+"""CarAnalytics as a stream processor: VIB timing, gaps, ticks, keys, visits, days, config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from analytics_synth import CarStream
+from liftwatch.edge_daemon.analytics import (
+    AnalyticsConfig,
+    CarAnalytics,
+    ConfigError,
+    DailyRecord,
+    DoorCycle,
+    FaultEvent,
+    FaultType,
+    MaintenanceVisit,
+    Trip,
+)
+from liftwatch.edge_daemon.observations import CountersSnapshot, InputsChanged, LinkState, MotionChanged, VibBlock
+
+CFG = AnalyticsConfig(floor_count=6)
+
+
+def of(out, cls):
+    return [o for o in out if isinstance(o, cls)]
+
+
+def feed_all(engine, observations):
+    out = []
+    for o in observations:
+        out += engine.feed(o)
+    return out
+
+
+def test_vib_arriving_seconds_after_the_stop_is_waited_for():
+    s = CarStream(CFG).wait(2).trip(2).wait(10)
+    obs = s.sorted()
+    vib = [o for o in obs if isinstance(o, VibBlock)]
+    rest = [o for o in obs if not isinstance(o, VibBlock)]
+    eng = CarAnalytics("c", CFG)
+    out = feed_all(eng, rest)  # state first; the VIB comes 3 s late over a slow link
+    assert of(out, Trip) == []
+    late = vib[-1].ts_end + 3.0
+    out = eng.tick(late - 0.5)
+    assert of(out, Trip) == []
+    out = feed_all(eng, vib)
+    (trip,) = of(out, Trip)
+    assert trip.peak_speed_mps == pytest.approx(1.0, abs=0.02) and trip.ride_quality is not None
+
+
+def test_without_vib_the_trip_is_reported_after_the_wait_from_zone_pulses_alone():
+    s = CarStream(CFG).wait(2).trip(-3, vib=False).wait(10)
+    eng = CarAnalytics("c", CFG)
+    out = feed_all(eng, s.sorted())
+    stop = [o.ts for o in s.obs if isinstance(o, MotionChanged) and o.motion == 0][-1]
+    assert of(out, Trip) == []
+    assert of(eng.tick(stop + CFG.vib_wait_s - 0.1), Trip) == []
+    (trip,) = of(eng.tick(stop + CFG.vib_wait_s), Trip)
+    assert (trip.floors, trip.direction, trip.ride_quality, trip.peak_speed_mps) == (3, "down", None, None)
+    assert trip.leveling.status.value == "level" and trip.leveling.offset_mm is None
+
+
+def test_a_vib_gap_inside_the_trip_drops_ride_quality_but_keeps_the_trip():
+    s = CarStream(CFG).wait(2).trip(3, gap_at=20).wait(10)
+    (trip,) = of(s.run(CarAnalytics("c", CFG)), Trip)
+    assert trip.floors == 3 and trip.ride_quality is None and trip.peak_speed_mps is None
+
+
+def test_time_based_faults_fire_from_ticks_alone():
+    eng = CarAnalytics("c", CFG)
+    eng.feed(InputsChanged(1000.0, 0b1001, 0b1001))  # door closed, presence, between floors
+    eng.feed(MotionChanged(1000.0, 0))
+    out = []
+    for k in range(1, 20):
+        out += eng.tick(1000.0 + k)
+    ev = of(out, FaultEvent)
+    assert [(e.type, e.event_ts) for e in ev] == [
+        (FaultType.STOPPED_OUTSIDE_DOOR_ZONE, 1005.0),
+        (FaultType.ENTRAPMENT, 1015.0),
+    ]
+
+
+def test_keys_are_stable_when_the_same_stream_is_computed_again():
+    def keys():
+        s = CarStream(CFG).wait(2).set(presence=True).trip(1, offset_mm=1400).wait(30)
+        s.set(inspection=True).wait(60).set(inspection=False).wait(700)
+        return [o.key for o in s.run(CarAnalytics("car-9", CFG))]
+
+    first = keys()
+    assert first == keys()
+    assert len(set(first)) == len(first)
+    assert all(k.startswith("car-9:") for k in first)
+
+
+def test_maintenance_periods_join_across_short_gaps_and_short_visits_are_flagged():
+    s = CarStream(CFG).wait(2)
+    start = s.t
+    s.set(inspection=True).wait(600).set(inspection=False).wait(300)  # 5 min gap: same visit
+    s.set(inspection=True).trip(1).trip(-1).wait(1200).set(inspection=False)
+    end = s.t
+    s.wait(601)
+    s.set(inspection=True).wait(3000).set(inspection=False).wait(700)  # a second, long visit
+    out = s.run(CarAnalytics("c", CFG))
+    v1, v2 = of(out, MaintenanceVisit)
+    assert (v1.start_ts, v1.end_ts, v1.inspection_runs, v1.too_short) == (start, end, 2, True)
+    assert v2.duration_s == pytest.approx(3000.0) and not v2.too_short and v2.inspection_runs == 0
+    assert of(out, Trip) == []  # inspection runs are not passenger trips
+    assert out[-1].maintenance_visits == 2
+    assert out[-1].maintenance_minutes == pytest.approx((end - start + 3000.0) / 60)
+
+
+def test_response_time_of_a_fault_cleared_before_the_technician_came():
+    s = CarStream(CFG).wait(2).set(alarm=True).wait(10).set(alarm=False).wait(1800)
+    arrive = s.t
+    s.set(inspection=True).wait(2500).set(inspection=False).wait(700)
+    out = s.run(CarAnalytics("c", CFG))
+    cleared = [e for e in of(out, FaultEvent) if e.state == "cleared"][0]
+    assert cleared.response_s is None and cleared.repair_s is None  # not known when it cleared
+    (visit,) = of(out, MaintenanceVisit)
+    (answered,) = visit.faults_responded
+    assert answered["type"] == "alarm_button"
+    assert answered["response_s"] == pytest.approx(arrive - (s.obs[1].ts + 2.0), abs=1e-3)
+
+
+def test_daily_records_follow_the_local_day_and_split_offline_time():
+    cfg = dataclasses.replace(CFG, day_utc_offset_h=8.0)
+    midnight_cst = 1_764_000_000 - (1_764_000_000 + 8 * 3600) % 86400 + 86400  # next local midnight
+    s = CarStream(cfg, t0=midnight_cst - 3600)
+    s.wait(60).trip(2).wait(60).trip(-2).wait(60)
+    s.add(CountersSnapshot(s.t, door_cycles=10, trips=2)).wait(10)
+    s.add(LinkState(midnight_cst - 600, False))
+    s.t = midnight_cst + 900
+    s.add(LinkState(s.t, True)).wait(5).trip(1).wait(10)
+    out = s.run(CarAnalytics("c", cfg))
+    days = of(out, DailyRecord)
+    assert [(d.day, d.partial, d.trips) for d in days] == [("2025-11-25", False, 2), ("2025-11-26", True, 1)]
+    assert days[0].offline_minutes == pytest.approx(10.0) and days[1].offline_minutes == pytest.approx(15.0)
+    assert days[0].counters == {"door_cycles": 10, "trips": 2, "run_time_s": 0, "boots": 0, "fifo_overruns": 0,
+                                "ring_overruns": 0, "link_drops": 0, "events_dropped": 0}
+    assert days[0].faults_by_type == {"board_offline": 1}
+    assert days[0].run_s == pytest.approx(2 * 8.5, abs=0.1)
+    assert days[0].key == "c:daily:2025-11-25" and days[1].key == "c:daily:2025-11-26:partial"
+
+
+def test_door_cycles_go_upstream_only_when_asked():
+    s = CarStream(CFG).wait(2).door_cycle(open_s=5, reopen=[1.0]).wait(10)
+    assert of(s.run(CarAnalytics("c", CFG)), DoorCycle) == []
+    (cycle,) = of(s.run(CarAnalytics("c", dataclasses.replace(CFG, emit_door_cycles=True))), DoorCycle)
+    assert (cycle.reopenings, cycle.open_s) == (1, pytest.approx(10.0))
+    assert cycle.close_ts - cycle.open_ts == pytest.approx(11.0)
+
+
+def test_relevelling_is_counted_not_reported_as_a_trip():
+    eng = CarAnalytics("c", CFG)
+    eng.feed(InputsChanged(10.0, 0b111, 0b111))
+    eng.feed(MotionChanged(20.0, 1))
+    eng.feed(MotionChanged(20.6, 0))
+    out = eng.flush(40.0)
+    assert of(out, Trip) == [] and out[-1].relevels == 1
+
+
+def test_a_clock_jump_does_not_flood_daily_records():
+    eng = CarAnalytics("c", CFG)
+    eng.feed(InputsChanged(0.0, 0b111, 0b111))  # board time before the first TIME_SYNC
+    out = eng.feed(InputsChanged(1_764_000_000.0, 0b110, 0b1))
+    assert len(of(out, DailyRecord)) == 1
+
+
+@pytest.mark.parametrize(
+    "kw,field",
+    [
+        ({"rated_speed_mps": 0}, "rated_speed_mps"),
+        ({"floor_count": 1}, "floor_count"),
+        ({"zone_sensor_spacing_mm": 250.0}, "zone_sensor_spacing_mm"),
+        ({"leveling_fault_stops": 9}, "leveling_fault_stops"),
+        ({"door_reopen_loop_count": 0}, "door_reopen_loop_count"),
+    ],
+)
+def test_config_errors_name_the_field(kw, field):
+    with pytest.raises(ConfigError) as err:
+        AnalyticsConfig(**kw)
+    assert err.value.field == field
+
+
+def test_an_unknown_observation_is_a_type_error():
+    with pytest.raises(TypeError):
+        CarAnalytics("c").feed(object())  # type: ignore[arg-type]
