@@ -37,7 +37,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liftwatch.hil.sim.feed import FEED_RECORD, FEED_RECORD_SIZE, CarSample
+from liftwatch.hil.sim.feed import FEED_RECORD, CarSample
+from liftwatch.hil.sim.scenario import BoardFault
 from liftwatch.upy import micropython_cmd
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class BoardStats:
     uart_bytes: collections.Counter = field(default_factory=collections.Counter)  # Direction
     garbage_bytes: int = 0
     watchdog_resets: int = 0
+    faults: collections.Counter = field(default_factory=collections.Counter)  # scenario faults scheduled
 
 
 def _idle_car() -> Iterator[CarSample]:
@@ -115,11 +117,12 @@ def _idle_car() -> Iterator[CarSample]:
         t += IDLE_RECORD_US
 
 
-def hold_after(samples: Iterable[CarSample]) -> Iterator[CarSample]:
+def hold_after(samples: Iterable[CarSample | BoardFault]) -> Iterator[CarSample | BoardFault]:
     """The samples, then the last one held forever (a trace that ends leaves the car as it was)."""
     last = None
     for s in samples:
-        last = s
+        if isinstance(s, CarSample):
+            last = s
         yield s
     if last is None:
         yield from _idle_car()
@@ -207,7 +210,7 @@ class MockBoard:
     def __init__(
         self,
         fs: str | os.PathLike,
-        samples: Iterable[CarSample] | None = None,
+        samples: Iterable[CarSample | BoardFault] | None = None,
         *,
         speed: float = 1.0,
         sensor: str = "lis3dh",
@@ -351,12 +354,7 @@ class MockBoard:
     def at(self, t_us: int, action: Callable[[], None]) -> None:
         """Run ``action`` (on the loop thread) once the board has consumed its feed up to ``t_us``."""
 
-        def add() -> None:
-            self._action_seq += 1
-            self._actions.append(_Action(t_us, self._action_seq, action))
-            self._actions.sort()
-
-        self.call(add)
+        self.call(lambda: self._add_action(t_us, action))
 
     def board_time_us(self) -> int:
         return int(self.call(lambda: self.stats.board_t_us))
@@ -672,9 +670,46 @@ class MockBoard:
             self._held = CarSample(end, self._held.ax_mg, self._held.ay_mg, self._held.az_mg, self._held.inputs)
 
     def _peek(self) -> CarSample:
-        if self._next is None:
-            self._next = next(self._samples)
+        while self._next is None:
+            item = next(self._samples)
+            if isinstance(item, BoardFault):
+                self._schedule_fault(item)
+            else:
+                self._next = item
         return self._next
+
+    def _schedule_fault(self, fault: BoardFault) -> None:
+        """A scenario's board fault becomes an action at its car time (loop thread)."""
+        p = fault.params
+        if fault.kind == "power_cut":
+            run = lambda: self._power_cut(float(p.get("off_s", 5.0)))  # noqa: E731
+        elif fault.kind == "link_cut":
+            restore = fault.t_us + int(float(p.get("s", 60.0)) * 1e6)
+
+            def run() -> None:
+                self._link_up = False
+                self._add_action(restore, lambda: setattr(self, "_link_up", True))
+
+        elif fault.kind == "reset":
+            run = lambda: self._reset(ResetCause(p.get("cause", "hard")))  # noqa: E731
+        elif fault.kind == "garbage":
+            n = int(p.get("bytes", 64))
+            direction = Direction(p.get("direction", "to_host"))
+
+            def run() -> None:
+                junk = bytes(self._rng.getrandbits(8) for _ in range(n))
+                (self._to_host if direction is Direction.TO_HOST else self._to_board).push(junk)
+                self.stats.garbage_bytes += n
+
+        else:
+            raise MockBoardError(f"unknown board fault {fault.kind!r}")
+        self._add_action(fault.t_us, run)
+        self.stats.faults[fault.kind] += 1
+
+    def _add_action(self, t_us: int, run: Callable[[], None]) -> None:
+        self._action_seq += 1
+        self._actions.append(_Action(t_us, self._action_seq, run))
+        self._actions.sort()
 
     def _consumed(self) -> None:
         consumed = self._written - self._unread_feed()

@@ -1,0 +1,166 @@
+"""`liftwatch mock-board` (a simulated board on two ptys) and `liftwatch record` (a trace from a real one)."""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+DEFAULT_FS = Path(".liftwatch") / "mockboard" / "flash.img"
+# Rows are written in time order; frames from one board arrive at most this far out of order
+# (a VIB block is sent after its samples were taken).
+RECORD_REORDER_US = 3_000_000
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "mock-board",
+        help="run a simulated board: prints {console, data} pty paths as one JSON line",
+        description="A mock ESP32 running the real firmware under MicroPython, driven by a simulated car. "
+        "Connect mpremote to `console` and the daemon to `data`. Runs until SIGINT/SIGTERM.",
+    )
+    p.add_argument("--fs", default=str(DEFAULT_FS), help="flash image file or directory (kept between runs)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--scenario", help="scenario name (hil_tests/scenarios) or TOML file")
+    src.add_argument("--trace", help="trace CSV to replay into the board's sensors")
+    p.add_argument("--speed", type=float, default=1.0, help="sim time per real time; 0 = as fast as the board runs")
+    p.add_argument("--seed", type=int, default=None, help="scenario seed (default: the scenario's own)")
+    p.add_argument("--sensor", default="lis3dh", choices=("lis3dh", "adxl355", "lis2dw12"))
+    p.add_argument("--uid", default="a4cf12e0b001", help="board unique id (hex), as machine.unique_id()")
+    p.add_argument("--watchdog-s", type=float, default=10.0, help="sim seconds without feed progress before a watchdog reset")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=_mock_board)
+
+    r = subparsers.add_parser(
+        "record",
+        help="record a trace CSV from a real board's data port",
+        description="Reads a board's frames (VIB samples, STATS at rest, STATE inputs) and writes a trace CSV "
+        "that `mock-board --trace` and `replay` accept. Ask the board to stream raw data first "
+        "(CONTROL stream_mode) for a full-rate trace; at rest STATS means are recorded.",
+    )
+    r.add_argument("port", help="serial port of the board's data UART (or a mock board's data pty)")
+    r.add_argument("--out", required=True, help="trace CSV to write")
+    r.add_argument("--baud", type=int, default=921600)
+    r.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
+    r.add_argument("--key-file", help="per-board auth key (hex) when the board tags its frames")
+    r.set_defaults(func=_record)
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def _mock_board(args: argparse.Namespace) -> int:
+    from liftwatch.hil.mockboard.board import MockBoard, MockBoardError
+    from liftwatch.hil.sim.feed import TraceError, read_trace
+    from liftwatch.hil.sim.scenario import Scenario, ScenarioError
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
+    try:
+        if args.scenario:
+            samples = Scenario.load(args.scenario).timeline(args.seed)
+        elif args.trace:
+            trace = Path(args.trace)
+            if not trace.exists():
+                raise TraceError(f"no trace file {trace}")
+            samples = read_trace(trace)
+        else:
+            samples = None
+        board = MockBoard(
+            args.fs, samples, speed=args.speed, sensor=args.sensor, uid=args.uid, watchdog_s=args.watchdog_s
+        )
+        stop = _stop_event()
+        ports = board.start()
+    except (ScenarioError, TraceError, MockBoardError) as exc:
+        print(f"liftwatch mock-board: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"console": ports.console, "data": ports.data}), flush=True)
+    try:
+        while not stop.wait(0.2):
+            if board.error is not None:
+                print(f"liftwatch mock-board: {board.error!r}", file=sys.stderr)
+                return 1
+    finally:
+        board.stop()
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    import serial
+
+    from liftwatch.hil.sim.feed import CarSample, TraceWriter
+    from liftwatch.protocol.framing import FrameReader
+    from liftwatch.protocol.messages import MessageError, Stats, State, Vib, decode_message
+
+    keys = [bytes.fromhex(Path(args.key_file).read_text().strip())] if args.key_file else []
+    try:
+        port = serial.Serial(args.port, args.baud, timeout=0.2)
+    except serial.SerialException as exc:
+        print(f"liftwatch record: cannot open {args.port}: {exc}", file=sys.stderr)
+        return 2
+    reader = FrameReader(keys=keys) if keys else FrameReader()
+    stop = _stop_event()
+    deadline = time.monotonic() + args.duration_s if args.duration_s else None
+    pending: list[tuple[int, int, CarSample]] = []  # heap by t_us, then arrival order
+    order = 0
+    inputs = 0
+    held_mg = (0, 0, 1000)
+    vib_index: int | None = None  # unwrapped sample index of the latest VIB block
+    last_first = 0
+    newest_t = 0
+    written_t = -1
+    with TraceWriter(args.out) as writer:
+        writer.comment(f"recorded by liftwatch record from {args.port}")
+
+        def push(t_us: int, mg: tuple[int, int, int]) -> None:
+            nonlocal order, newest_t
+            order += 1
+            newest_t = max(newest_t, t_us)
+            heapq.heappush(pending, (t_us, order, CarSample(t_us, mg[0], mg[1], mg[2], inputs)))
+
+        def flush(upto_us: int) -> None:
+            nonlocal written_t
+            while pending and pending[0][0] <= upto_us:
+                t, _, s = heapq.heappop(pending)
+                if t >= written_t:  # a frame older than what is written is dropped, not reordered
+                    writer.write(s)
+                    written_t = t
+
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            for frame in reader.feed(port.read(4096)):
+                try:
+                    msg = decode_message(frame)
+                except (MessageError, KeyError):
+                    continue
+                if isinstance(msg, State):
+                    inputs = msg.inputs & 0x3F
+                    push(msg.event_t_ms * 1000, held_mg)
+                elif isinstance(msg, Stats):
+                    held_mg = tuple(int(round(v)) for v in msg.mean_mg[:3])  # type: ignore[assignment]
+                    push(frame.t_ms * 1000, held_mg)
+                elif isinstance(msg, Vib) and msg.count:
+                    # first_index counts samples since boot mod 2**16: unwrap it into a time base.
+                    if vib_index is None:
+                        vib_index = msg.first_index
+                    else:
+                        vib_index += (msg.first_index - last_first) % 65536
+                    last_first = msg.first_index
+                    counts = memoryview(msg.samples).cast("h")
+                    for i in range(msg.count):
+                        mg = tuple(int(round(counts[3 * i + k] * 1000 / msg.lsb_per_g)) for k in range(3))
+                        push((vib_index + i) * 1_000_000 // msg.rate_hz, mg)  # type: ignore[arg-type]
+                        held_mg = mg  # type: ignore[assignment]
+            flush(newest_t - RECORD_REORDER_US)
+        flush(1 << 62)
+        print(f"liftwatch record: {writer.rows} rows to {args.out}; drops {dict(reader.drops)}", file=sys.stderr)
+    port.close()
+    return 0
