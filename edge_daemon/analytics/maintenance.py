@@ -42,7 +42,7 @@ class MaintenanceVisit:
             "end_ts": iso_utc(self.end_ts),
             "duration_s": round(float(self.duration_s), 3),
             "inspection_runs": self.inspection_runs,
-            "too_short": self.too_short,
+            "too_short": bool(self.too_short),
             "faults_responded": [dict(f) for f in self.faults_responded],
         }
 
@@ -94,7 +94,7 @@ class MaintenanceTracker:
     def _finish(self, end: float) -> MaintenanceVisit:
         assert self._start is not None
         visit = MaintenanceVisit(
-            self._car_id, self._start, end, self._runs, end - self._start < self._min_s, self._responded
+            self._car_id, self._start, end, self._runs, bool(end - self._start < self._min_s), self._responded
         )
         self._start = self._last_off = None
         return visit
