@@ -1,0 +1,159 @@
+"""Rendering: the HTML carries the computed figures, the CLI writes files, PDFs come out of Chromium
+(when installed) or matplotlib, and a missing CJK font degrades to English plot labels."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from liftwatch.cli import main
+from liftwatch.edge_daemon.report import fonts
+from liftwatch.edge_daemon.report.figures import Period, car_figures
+from liftwatch.edge_daemon.report.html import render_car_html, render_fleet_html
+from liftwatch.edge_daemon.report.pdf import find_chromium
+from liftwatch.edge_daemon.report.plots import Labels
+from test_report_synth import clean_week, known_week
+
+WEEK = Period(date(2026, 11, 2), date(2026, 11, 8))
+ARGS = ["--from", "2026-11-02", "--to", "2026-11-08"]
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    log = known_week("car-1")
+    log.messages += clean_week("car-ok").messages
+    return log.write_jsonl(tmp_path_factory.mktemp("report") / "upstream.jsonl")
+
+
+@pytest.fixture(scope="module")
+def car_html() -> str:
+    return render_car_html(car_figures("car-1", known_week().messages, WEEK), generated_ts=0.0)
+
+
+def _text(html: str) -> str:
+    """Visible text outside the SVG plots."""
+    return re.sub(r"<[^>]+>", " ", re.sub(r"<svg.*?</svg>", "", html, flags=re.S))
+
+
+def test_summary_page_carries_the_figures(car_html: str) -> None:
+    summary = car_html[car_html.index("id='summary'"):car_html.index("id='trends'")]
+    text = _text(summary)
+    assert "未达合同要求 / Contract targets missed" in text
+    assert "96.78 %" in text  # availability
+    assert "2 / 3 超时 late; max 50 min" in text
+    assert "33 % (1/3)" in text
+    assert "1 / 3 不足 short" in text
+    assert "2 / 280 次超限 over" in text
+    assert "350 / 35" in text
+    assert text.count("✘ 未达标 / missed") == 4 and text.count("✔ 达标 / met") == 2
+
+
+def test_plots_and_records_follow_the_summary(car_html: str) -> None:
+    for name in ("trips", "ride-quality", "doors", "leveling", "maintenance", "faults"):
+        figure = re.search(rf"<figure id='plot-{name}'>(.*?)</figure>", car_html, flags=re.S)
+        assert figure and figure.group(1).startswith("<svg") and "<path" in figure.group(1)
+    assert car_html.index("id='summary'") < car_html.index("id='plot-trips'") < car_html.index("id='faults'")
+    faults = _text(car_html[car_html.index("<table id='faults'>"):])
+    assert "困人" in faults and "20 min" in faults and "50 min" in faults and "未恢复 open" in faults
+
+
+def test_html_is_self_contained(car_html: str) -> None:
+    assert "<script" not in car_html
+    assert not re.search(r"""(src|href)=["']?https?:""", car_html)
+    assert "@import" not in car_html
+
+
+def test_fleet_html_ranks_by_risk() -> None:
+    cars = [car_figures(c, (clean_week().messages + known_week().messages), WEEK) for c in ("car-ok", "car-1")]
+    html = render_fleet_html(cars, generated_ts=0.0)
+    assert re.findall(r"data-car='([^']+)'", html) == ["car-1", "car-ok"]
+    text = _text(html)
+    assert "高 high" in text and "低 low" in text
+    assert "困人 entrapments +10" in text
+
+
+def test_no_cjk_font_gives_english_plot_labels(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from matplotlib import font_manager
+
+    fonts.cjk_font_family.cache_clear()
+    monkeypatch.setattr(font_manager.fontManager, "ttflist",
+                        [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name])
+    try:
+        with caplog.at_level(logging.WARNING):
+            lab = Labels()
+        assert lab.family is None and lab("每日运行次数", "Trips per day") == "Trips per day"
+        assert "fonts-noto-cjk" in caplog.text
+        html = render_car_html(car_figures("car-1", known_week().messages, WEEK), lab)
+        assert html.count("<svg") == 6
+    finally:
+        fonts.cjk_font_family.cache_clear()
+
+
+def test_cjk_font_found_when_installed() -> None:
+    if not any("CJK" in f.name for f in __import__("matplotlib").font_manager.fontManager.ttflist):
+        pytest.skip("no CJK font installed (Debian fonts-noto-cjk)")
+    assert Labels()("次", "trips") == "次 / trips"
+
+
+def test_cli_report_html(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "car-1.html"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert "96.78 %" in out.read_text(encoding="utf-8")
+
+
+def test_cli_unknown_car_and_missing_source(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", "--car", "car-9", *ARGS, "--source", str(journal), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert "no messages of car 'car-9'" in err and "car-1, car-ok" in err
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(tmp_path / "nope.jsonl")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--car", "car-1", "--from", "2026-13-01", "--to", "2026-11-08"])
+    assert exc.value.code == 2
+
+
+def _pages(pdf: Path) -> int:
+    """Page count from the PDF's page objects (no PDF library needed)."""
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
+
+
+def test_pdf_fallback_without_chromium(journal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LIFTWATCH_CHROMIUM", "")
+    out = tmp_path / "car-1.pdf"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
+    assert "(matplotlib)" in capsys.readouterr().out
+    assert out.read_bytes().startswith(b"%PDF") and _pages(out) == 7  # summary + 6 plots
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Debian chromium not installed")
+def test_pdf_with_chromium(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "car-1.pdf"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--format", "pdf",
+                 "--out", str(out)]) == 0
+    assert "(chromium)" in capsys.readouterr().out
+    assert out.read_bytes().startswith(b"%PDF")
+    assert _pages(out) == 4  # summary, trends, maintenance and faults, records
+    if shutil.which("pdftotext"):
+        page1 = " ".join(subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(out), "-"], capture_output=True,
+                                        text=True, check=True).stdout.split())
+        assert "Contract targets missed" in page1 and "96.78 %" in page1 and "一梯一档" in page1
+        page4 = subprocess.run(["pdftotext", "-f", "4", "-l", "4", str(out), "-"], capture_output=True,
+                               text=True, check=True).stdout
+        assert "Maintenance visits" in page4
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Debian chromium not installed")
+def test_fleet_report_pdf(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "fleet.pdf"
+    assert main(["fleet-report", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
+    assert out.read_bytes().startswith(b"%PDF") and _pages(out) == 2
+    err = capsys.readouterr().err
+    assert "car-1: Contract targets missed" in err and "car-ok: Compliant" in err
