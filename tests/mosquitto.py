@@ -153,6 +153,15 @@ class MosquittoBroker:
     def kill(self) -> None:
         self._end(signal.SIGKILL)
 
+    def pause(self) -> None:
+        """SIGSTOP: the broker still holds its sockets but reads, acknowledges and saves nothing."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -162,6 +171,8 @@ class MosquittoBroker:
             return
         if self._proc.poll() is None:
             self._proc.send_signal(sig)
+            if sig != signal.SIGKILL:
+                self._proc.send_signal(signal.SIGCONT)  # a paused broker handles SIGTERM only once resumed
             try:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -14,6 +14,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Iterable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +30,11 @@ from liftwatch.edge_daemon.outbox import (
 )
 
 TS = "2026-11-25T10:00:00.000Z"
+
+
+def acked_keys(stdout: Iterable[str]) -> list[int]:
+    """Keys a killed child reported as acknowledged. Only whole lines count: SIGKILL can tear the last."""
+    return [int(line.split()[1]) for line in stdout if line.startswith("ACK ") and line.endswith("\n")]
 
 
 def msg(kind: str, key: str, car: str = "car1", pad: int = 0) -> dict:
@@ -250,9 +256,7 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
         time.sleep(rng.uniform(0.01, 0.25))
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
-        for line in child.stdout:
-            if line.startswith("ACK"):
-                acked.append(int(line.split()[1]))
+        acked += acked_keys(child.stdout)
         child.stdout.close()
         # Resume after whatever the child had stored (acknowledged or not).
         with Outbox(db) as outbox:

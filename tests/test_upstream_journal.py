@@ -20,7 +20,7 @@ from liftwatch.edge_daemon import upstream as upstream_module
 from liftwatch.edge_daemon.envelope import make_message, message_id, utc_iso
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.upstream import JournalPublisher, Upstream, UpstreamConfig
-from test_upstream_mqtt import schema_validator
+from test_upstream_mqtt import acked_keys, schema_validator
 
 
 def fact(i: int) -> dict[str, Any]:
@@ -137,7 +137,7 @@ async def test_sigkill_mid_journal_loses_nothing(tmp_path: Path) -> None:
         time.sleep(rng.uniform(0.05, 0.4))
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
-        acked += [int(line.split()[1]) for line in child.stdout if line.startswith("ACK")]
+        acked += acked_keys(child.stdout)
         child.stdout.close()
     outbox = Outbox(db)
     await drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=journal)), outbox)
