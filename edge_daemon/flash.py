@@ -201,12 +201,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help=f"board settings (JSON object), written as /{BOARD_CONFIG_PATH}")
     p.add_argument("--key-file", type=Path, help=f"per-board frame-tag key (hex), written as /{BOARD_KEY_PATH}")
     p.add_argument("--no-reboot", action="store_true", help="leave the board at the REPL")
+    p.add_argument("--firmware-dir", type=Path, default=FIRMWARE_DIR, help="board modules to flash (default: firmware/)")
     p.set_defaults(func=_cmd_flash)
 
 
 def _cmd_flash(args: argparse.Namespace) -> int:
     try:
-        result = flash(args.port, config=args.config, key_file=args.key_file, reboot=not args.no_reboot)
+        result = flash(
+            args.port,
+            config=args.config,
+            key_file=args.key_file,
+            firmware_dir=args.firmware_dir,
+            reboot=not args.no_reboot,
+        )
     except FlashError as exc:
         print(f"liftwatch flash: {exc}", file=sys.stderr)
         return 1

@@ -260,7 +260,7 @@ class MockBoard:
         self._anchor: tuple[float, int] | None = None
         self._stall_since: float | None = None
         self._off_until: float | None = None
-        self._next_cause = ResetCause.POWER_ON
+        self._hw_cause = ResetCause.POWER_ON
         self._repl_mode = "friendly"
         self._restart_pending: ResetCause | None = None
         self.ports = BoardPorts("", "")
@@ -527,6 +527,8 @@ class MockBoard:
                 "LIFTWATCH_SIM_UID": self.uid,
                 "LIFTWATCH_SIM_RESET_CAUSE": str(cause),
                 "LIFTWATCH_SIM_FS": "/",
+                # machine.reset_cause() reads the chip's reset reason, which a soft reboot leaves alone.
+                "LIFTWATCH_MOCK_HW_CAUSE": str(self._hw_cause),
             }
         )
         env.update(self.extra_env)
@@ -534,6 +536,7 @@ class MockBoard:
 
     def _power_on(self, cause: ResetCause) -> None:
         if cause is not ResetCause.SOFT:
+            self._hw_cause = cause
             self._console_text(b"ets Jul 29 2019 12:21:46\r\n\r\n" + _ROM_RESET_TEXT[str(cause)] + b"\r\n")
         self._drain_feed()
         self._drain_uart()

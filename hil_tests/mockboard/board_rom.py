@@ -39,7 +39,7 @@ _env = os.getenv
 _SIM_DIR = _env("LIFTWATCH_MOCK_DIR")
 _FS_IMAGE = _env("LIFTWATCH_MOCK_FS")
 _REPL_MODE = _env("LIFTWATCH_MOCK_REPL") or "friendly"
-_CAUSE = _env("LIFTWATCH_SIM_RESET_CAUSE") or "power_on"
+_HW_CAUSE = _env("LIFTWATCH_MOCK_HW_CAUSE") or "power_on"
 _UID = _env("LIFTWATCH_SIM_UID") or "0badc0ffee00"
 
 _stdin_readinto = sys.stdin.buffer.readinto
@@ -149,7 +149,7 @@ class _Machine:
         raise SystemExit
 
     def reset_cause(self):
-        return self._CAUSES.get(_CAUSE, 2)
+        return self._CAUSES.get(_HW_CAUSE, 2)
 
     def unique_id(self):
         import binascii

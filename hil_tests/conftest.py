@@ -1,0 +1,219 @@
+"""Fixtures for hardware-in-the-loop tests: mock boards (default) or a real ESP32 (``--board``).
+
+``--board /dev/ttyUSB0`` (the console/REPL port) and ``--board-data /dev/ttyUSB1`` (the data UART)
+run the same tests against real hardware; tests that need what only a mock board can do (power cuts,
+a simulated car) skip themselves then. Without ``--board`` nothing here touches a serial device.
+
+The fixtures are built to be reused by end-to-end tests: ``mock_board_factory`` starts boards with
+any scenario, ``flashed`` puts the real firmware on one with ``liftwatch flash``, and ``FrameTap``
+decodes what the board sends on its data port (the daemon can take that port instead).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from liftwatch.hil.mockboard.board import BoardPorts, MockBoard
+from liftwatch.hil.sim.feed import CarSample
+from liftwatch.hil.sim.scenario import BoardFault
+from liftwatch.upy import FIRMWARE_DIR
+
+PROBE_FIRMWARE = Path(__file__).resolve().parent / "probe_firmware"
+MPREMOTE_TIMEOUT_S = 60
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("liftwatch hil")
+    group.addoption("--board", default=None, help="console (REPL) port of a real board, e.g. /dev/ttyUSB0")
+    group.addoption("--board-data", default=None, help="data UART port of the real board given with --board")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "long: simulated hours; not in the default HIL run (-m long to run)")
+    config.addinivalue_line("markers", "mock_only: needs a mock board (power cuts, simulated car)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    real = config.getoption("--board")
+    run_long = "long" in (config.getoption("markexpr") or "")
+    for item in items:
+        if "long" in item.keywords and not run_long:
+            item.add_marker(pytest.mark.skip(reason="long HIL run: select with -m long"))
+        if real and "mock_only" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="needs a mock board; --board given"))
+
+
+@pytest.fixture(scope="session")
+def real_board(pytestconfig: pytest.Config) -> BoardPorts | None:
+    """The real board's ports, or None. A port that was given but is absent is a clean skip."""
+    console = pytestconfig.getoption("--board")
+    if not console:
+        return None
+    data = pytestconfig.getoption("--board-data") or ""
+    for port in (console, data):
+        if port and not os.path.exists(port):
+            pytest.skip(f"no board attached at {port}")
+    return BoardPorts(console, data)
+
+
+@pytest.fixture
+def mock_board_factory(tmp_path: Path) -> Iterator[Callable[..., MockBoard]]:
+    """Start mock boards (each with its own flash image under tmp_path); all stopped at teardown."""
+    boards: list[MockBoard] = []
+
+    def make(
+        samples: Iterable[CarSample | BoardFault] | None = None, *, name: str = "board", **kw: object
+    ) -> MockBoard:
+        board = MockBoard(tmp_path / f"{name}.img", samples, **kw)  # type: ignore[arg-type]
+        board.start()
+        boards.append(board)
+        return board
+
+    yield make
+    for b in boards:
+        b.stop()
+        assert b.error is None, f"mock board loop failed: {b.error!r}"
+
+
+@pytest.fixture
+def console(real_board: BoardPorts | None, mock_board_factory: Callable[..., MockBoard]) -> str:
+    """A board's console port: the real one, or a fresh mock board with a car at rest."""
+    if real_board is not None:
+        return real_board.console
+    return mock_board_factory(speed=1.0).ports.console
+
+
+def mpremote(port: str, *args: str, timeout: float = MPREMOTE_TIMEOUT_S, check: bool = True) -> str:
+    """The real mpremote CLI, as a user runs it; returns stdout (``check=False``: stdout + stderr)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and r.returncode != 0:
+        raise AssertionError(f"mpremote {' '.join(args)} failed ({r.returncode}): {r.stderr[-1500:]}")
+    return r.stdout if check else r.stdout + r.stderr
+
+
+def liftwatch_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "liftwatch", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def firmware_present() -> bool:
+    return (FIRMWARE_DIR / "main.py").exists() and (FIRMWARE_DIR / "hal_sim.py").exists()
+
+
+@pytest.fixture
+def flashed(mock_board_factory: Callable[..., MockBoard]) -> Callable[..., MockBoard]:
+    """Start a mock board and flash the real firmware onto it with `liftwatch flash` (the CLI)."""
+    if not firmware_present():
+        pytest.skip("firmware not in the tree yet (firmware/main.py, firmware/hal_sim.py)")
+
+    def make(samples: Iterable[CarSample | BoardFault] | None = None, **kw: object) -> MockBoard:
+        board = mock_board_factory(samples, **kw)
+        r = liftwatch_cli("flash", board.ports.console)
+        assert r.returncode == 0, f"liftwatch flash failed: {r.stderr}"
+        return board
+
+    return make
+
+
+@dataclass(frozen=True, slots=True)
+class TappedMessage:
+    """One decoded frame with the host's arrival time."""
+
+    at: float
+    type: int
+    boot_id: int
+    seq: int
+    t_ms: int
+    message: object
+
+
+class FrameTap:
+    """Reads a board's data port on a thread and keeps every frame, decoded (protocol's FrameReader)."""
+
+    def __init__(self, port: str, baud: int = 921600) -> None:
+        import serial
+
+        from liftwatch.protocol.framing import FrameReader
+
+        self._serial = serial.Serial(port, baud, timeout=0.05)
+        self.reader = FrameReader()
+        self.messages: list[TappedMessage] = []
+        self.raw_bytes = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"frame tap {port}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from liftwatch.protocol.messages import MessageError, decode_message
+
+        while not self._stop.is_set():
+            try:
+                chunk = self._serial.read(4096)
+            except Exception:  # the pty vanished with its board: the test decides what that means
+                return
+            self.raw_bytes += len(chunk)
+            for f in self.reader.feed(chunk):
+                try:
+                    msg = decode_message(f)
+                except (MessageError, KeyError):
+                    continue
+                with self._lock:
+                    self.messages.append(TappedMessage(time.monotonic(), f.type, f.boot_id, f.seq, f.t_ms, msg))
+
+    def send(self, wire: bytes) -> None:
+        self._serial.write(wire)
+
+    def of(self, cls: type) -> list:
+        with self._lock:
+            return [m.message for m in self.messages if isinstance(m.message, cls)]
+
+    def wait_for(self, cls: type, pred: Callable[[object], bool] = lambda m: True, timeout: float = 30.0) -> object:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for m in self.of(cls):
+                if pred(m):
+                    return m
+            time.sleep(0.05)
+        raise AssertionError(f"no {cls.__name__} matching within {timeout} s; got types {self.type_counts()}")
+
+    def type_counts(self) -> dict[str, int]:
+        from collections import Counter
+
+        with self._lock:
+            return dict(Counter(type(m.message).__name__ for m in self.messages))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._serial.close()
+
+
+@pytest.fixture
+def frame_tap() -> Iterator[Callable[[str], FrameTap]]:
+    taps: list[FrameTap] = []
+
+    def make(port: str) -> FrameTap:
+        tap = FrameTap(port)
+        taps.append(tap)
+        return tap
+
+    yield make
+    for t in taps:
+        t.close()

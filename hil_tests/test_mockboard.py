@@ -1,0 +1,236 @@
+"""The mock board seen through the real mpremote and pyserial, as an integrator sees an ESP32.
+
+Tests that only read or write a scratch directory also run against a real board (``--board``);
+those that cut power, hang the firmware or need the simulated car are ``mock_only``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+from liftwatch.hil.mockboard.board import Direction, MockBoard, ResetCause
+from liftwatch.hil.sim.feed import CarSample
+
+from .conftest import PROBE_FIRMWARE, liftwatch_cli, mpremote
+
+pytestmark = pytest.mark.hil
+
+
+def test_filesystem_commands_round_trip(console: str, tmp_path: Path) -> None:
+    blob = os.urandom(6000) + bytes(range(256))  # every byte value, several raw-paste windows
+    (tmp_path / "blob.bin").write_bytes(blob)
+    (tmp_path / "note.txt").write_text("door zone\nleveling\n")
+    mpremote(console, "exec", "import os\ntry:\n os.mkdir('/hiltest')\nexcept OSError:\n pass")
+    mpremote(console, "cp", str(tmp_path / "blob.bin"), str(tmp_path / "note.txt"), ":/hiltest/")
+    mpremote(console, "mkdir", ":/hiltest/sub", "+", "touch", ":/hiltest/sub/empty.py")
+    listing = mpremote(console, "ls", ":/hiltest")
+    assert re.search(rf"^\s+{len(blob)} blob\.bin$", listing, re.M), listing
+    assert re.search(r"^\s+0 sub/$", listing, re.M), listing
+    assert mpremote(console, "cat", ":/hiltest/note.txt").replace("\r\n", "\n") == "door zone\nleveling\n"
+    digest = mpremote(console, "sha256sum", ":/hiltest/blob.bin").split()[-1]
+    assert digest == hashlib.sha256(blob).hexdigest()
+    mpremote(console, "cp", ":/hiltest/blob.bin", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == blob
+    df = mpremote(console, "df")
+    assert re.search(r"^<Vfs\w+>\s+\d+\s+\d+\s+\d+\s+\d+\s+/$", df, re.M), df
+    mpremote(console, "rm", ":/hiltest/sub/empty.py", "+", "rmdir", ":/hiltest/sub")
+    mpremote(console, "rm", "-r", ":/hiltest")
+    assert "hiltest" not in mpremote(console, "ls", ":/")
+    assert "No such file or directory" in mpremote(console, "cat", ":/no/such/file", check=False)
+
+
+def test_exec_eval_run_resume_and_soft_reset(console: str, tmp_path: Path) -> None:
+    script = tmp_path / "hello.py"
+    script.write_text("import sys\nprint('ran on', sys.platform)\n")
+    assert "ran on" in mpremote(console, "run", str(script))
+    mpremote(console, "exec", "trips = 41")
+    assert mpremote(console, "resume", "eval", "trips + 1").strip() == "42"  # state survives without reset
+    r = mpremote(console, "eval", "trips", check=False)  # a new session soft-resets: state is gone
+    assert "42" not in r and "41" not in r
+
+
+def test_mount_host_directory(console: str, tmp_path: Path) -> None:
+    (tmp_path / "hostmod.py").write_text("def floors():\n    return 6\n")
+    out = mpremote(
+        console,
+        "mount",
+        str(tmp_path),
+        "exec",
+        "import hostmod; print('floors', hostmod.floors())\nf = open('made_on_board.bin', 'wb'); f.write(bytes(range(256)) * 8); f.close()",
+    )
+    assert "floors 6" in out
+    assert (tmp_path / "made_on_board.bin").read_bytes() == bytes(range(256)) * 8  # 0x03, 0x04 etc. intact
+
+
+def _read_until(port: serial.Serial, marker: bytes, timeout: float = 10.0) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while marker not in buf and time.monotonic() < deadline:
+        buf += port.read(port.in_waiting or 1)
+    assert marker in buf, f"no {marker!r} in {buf[-400:]!r}"
+    return buf
+
+
+@pytest.mark.mock_only
+def test_friendly_repl_banner_ctrl_c_and_paste_mode(mock_board_factory) -> None:
+    board = mock_board_factory()
+    with serial.Serial(board.ports.console, 115200, timeout=0.1) as s:
+        s.write(b"\r\x02")  # Ctrl-B: friendly REPL, banner
+        banner = _read_until(s, b">>> ")
+        assert b"MicroPython" in banner and b'Type "help()" for more information.' in banner
+        s.write(b"6 * 7\r")
+        assert b"42\r\n>>> " in _read_until(s, b"42\r\n>>> ")
+        s.write(b"while True:\r    pass\r\r")  # runs forever until Ctrl-C
+        time.sleep(0.3)
+        s.write(b"\x03")
+        assert b"KeyboardInterrupt" in _read_until(s, b">>> ")
+        s.write(b"\x05")  # Ctrl-E: paste mode
+        _read_until(s, b"=== ")
+        s.write(b"a = 2\rprint(a * 21)\r\x04")
+        assert b"42" in _read_until(s, b"42")
+
+
+@pytest.mark.mock_only
+def test_boot_main_soft_and_hard_reset(mock_board_factory, tmp_path: Path) -> None:
+    board = mock_board_factory()
+    (tmp_path / "boot.py").write_text("f = open('log.txt', 'a'); f.write('boot '); f.close()\n")
+    (tmp_path / "main.py").write_text(
+        "import machine\nf = open('log.txt', 'a'); f.write('main%d ' % machine.reset_cause()); f.close()\n"
+        "n = 0\nwhile True:\n    n += 1\n"
+    )
+    c = board.ports.console
+    mpremote(c, "cp", str(tmp_path / "boot.py"), str(tmp_path / "main.py"), ":")
+    mpremote(c, "rm", ":log.txt", check=False)
+    mpremote(c, "soft-reset")  # raw-REPL soft reset: boot.py only, as on an ESP32
+    assert mpremote(c, "cat", ":log.txt").split() == ["boot", "boot"]  # (cat soft-resets too)
+    mpremote(c, "reset")  # machine.reset(): ROM, boot.py, main.py; main loops until interrupted
+    time.sleep(0.5)
+    assert int(mpremote(c, "resume", "eval", "n")) > 0  # Ctrl-C stopped main.py; its globals remain
+    log = mpremote(c, "resume", "exec", "print(open('log.txt').read())").split()
+    assert log[-2:] == ["boot", "main2"]  # machine.reset_cause() == machine.HARD_RESET
+    assert board.stats.boots[ResetCause.HARD] == 1
+
+
+@pytest.mark.mock_only
+def test_machine_module_and_heap_limit(mock_board_factory) -> None:
+    board = mock_board_factory(uid="a4cf12e0b0ff")
+    c = board.ports.console
+    assert mpremote(c, "eval", "__import__('machine').unique_id()").strip() == repr(bytes.fromhex("a4cf12e0b0ff"))
+    assert mpremote(c, "eval", "__import__('machine').reset_cause()").strip() == "1"  # power on
+    assert "MemoryError" in mpremote(c, "exec", "b = bytearray(120 * 1024)", check=False)  # an ESP32's heap
+    assert mpremote(c, "exec", "b = bytearray(40 * 1024); print(len(b))").strip() == "40960"
+
+
+@pytest.mark.mock_only
+def test_flash_image_survives_power_cuts(mock_board_factory) -> None:
+    board = mock_board_factory()
+    c = board.ports.console
+    mpremote(c, "exec", "f = open('counters.bin', 'wb'); f.write(bytes(range(200))); f.close()")
+    for _ in range(3):
+        board.power_cut(0.1)
+        time.sleep(0.3)
+    assert mpremote(c, "sha256sum", ":counters.bin").split()[-1] == hashlib.sha256(bytes(range(200))).hexdigest()
+    assert board.stats.boots[ResetCause.POWER_ON] == 4
+
+
+def _probe_lines(port: serial.Serial, seconds: float) -> list[list[str]]:
+    buf = b""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        buf += port.read(4096)
+    return [ln.split() for ln in buf.decode(errors="replace").splitlines() if ln.strip()]
+
+
+@pytest.fixture
+def probed(mock_board_factory):
+    """A mock board running the feed-probe firmware, flashed with `liftwatch flash`."""
+
+    def make(samples=None, **kw) -> MockBoard:
+        board = mock_board_factory(samples, **kw)
+        r = liftwatch_cli("flash", board.ports.console, "--firmware-dir", str(PROBE_FIRMWARE))
+        assert r.returncode == 0, r.stderr
+        assert "sha256 verified" in r.stdout
+        return board
+
+    return make
+
+
+@pytest.mark.mock_only
+def test_feed_reaches_firmware_at_speed_and_faults_recover(probed) -> None:
+    car = (CarSample(t * 100_000, 0, 0, 1000, 0b0111 if (t // 50) % 2 else 0b0110) for t in range(10**9))
+    board = probed(car, speed=50.0)
+    with serial.Serial(board.ports.data, 921600, timeout=0.05) as data:
+        t0 = board.board_time_us()
+        lines = _probe_lines(data, 2.0)
+        t1 = board.board_time_us()
+        reports = [ln for ln in lines if ln[0] == "T"]
+        assert reports, lines
+        sim_per_real = (t1 - t0) / 1e6 / 2.0
+        assert 30 < sim_per_real < 70, sim_per_real  # --speed 50, within scheduling slack
+        assert {int(ln[5]) for ln in reports} == {0b0110, 0b0111}  # the door input toggles reach the board
+
+        board.set_link(False)
+        time.sleep(0.3)
+        data.reset_input_buffer()
+        assert _probe_lines(data, 0.8) == []  # nothing crosses a cut link
+        board.set_link(True)
+        assert [ln for ln in _probe_lines(data, 0.8) if ln[0] == "T"]
+
+        board.inject_garbage(300, Direction.TO_HOST)
+        raw = b""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            raw += data.read(4096)
+        assert board.stats.garbage_bytes == 300 and len(raw) > 300
+
+        data.write(b"hang\n")  # the firmware stops consuming its feed: the watchdog must fire
+        deadline = time.monotonic() + 15
+        while board.stats.watchdog_resets == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert board.stats.watchdog_resets == 1
+        boot = [ln for ln in _probe_lines(data, 1.5) if ln[0] == "BOOT"]
+        assert boot and boot[0][2] == "wdt"
+
+        before = board.board_time_us()
+        board.power_cut(30.0)  # 30 sim s off = 0.6 s real at speed 50
+        boot = [ln for ln in _probe_lines(data, 2.0) if ln[0] == "BOOT"]
+        assert boot and boot[0][2] == "power_on"
+        assert board.board_time_us() >= before + 30_000_000  # the car went on while the board was off
+        assert int(boot[0][1]) == 3  # boot counter on the flash: soft (flash), wdt, power_on
+
+
+@pytest.mark.mock_only
+def test_mock_board_cli_prints_ports_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "liftwatch", "mock-board", "--fs", str(tmp_path), "--scenario", "door_held_open", "--speed", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ports = json.loads(proc.stdout.readline())
+        assert set(ports) == {"console", "data"}
+        assert mpremote(ports["console"], "eval", "1 + 1").strip() == "2"
+        assert (tmp_path / "flash.img").stat().st_size == 2 * 1024 * 1024
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    bad = subprocess.run(
+        [sys.executable, "-m", "liftwatch", "mock-board", "--scenario", "no_such_scenario"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "no scenario 'no_such_scenario'" in bad.stderr
