@@ -28,7 +28,7 @@ from typing import Sequence
 
 from .figures import CarFigures
 
-__all__ = ["RiskComponent", "CarRisk", "risk_of", "rank_fleet", "RISK_BANDS"]
+__all__ = ["RiskComponent", "CarRisk", "risk_of", "rank_fleet", "RISK_BANDS", "RULES"]
 
 ENTRAPMENT_POINTS = 10.0
 LATE_RESPONSE_POINTS = 5.0
@@ -42,6 +42,21 @@ RQ_TREND_POINTS = 5.0
 RQ_TREND_SHARE_OF_LIMIT = 0.10  # per 30 days
 AVAILABILITY_POINTS_PER_PCT = 2.0
 
+RULES = (
+    ("entrapments", "困人", "10 分/次", "10 each"),
+    ("late responses", "响应超时", "5 分/次", "5 each"),
+    ("repairs over 3 days", "修复超3天", "5 分/次", "5 each"),
+    ("half-day repair rate below target", "半日修复率不足", "低于 60% 加 5 分", "+5 if below 60 %"),
+    ("short maintenance visits", "维保时长不足", "不足 40 分钟 3 分/次", "3 per visit under 40 min"),
+    ("maintenance gap over 15 days", "维保间隔超15天", "加 5 分", "+5"),
+    ("judged faults", "需响应故障", "2 分/次", "2 each"),
+    ("trips over ride-quality limits (share)", "振动超限比例", "超限运行比例 × 10", "10 x share of trips over limits"),
+    ("ride quality worsening", "振动上升趋势", "A95 每30天上升 ≥ 限值10% 加 5 分",
+     "+5 if vertical A95 rises >= 10 % of its limit per 30 days"),
+    ("availability shortfall", "可用率不足", "每低于 100% 一个百分点 2 分", "2 per percentage point below 100 %"),
+)
+"""(name, Chinese name, rule in Chinese, rule in English), in the order `risk_of` lists components."""
+
 RISK_BANDS = ((10.0, "low", "低"), (30.0, "medium", "中"), (float("inf"), "high", "高"))
 """(upper bound exclusive, English, Chinese)."""
 
@@ -50,7 +65,7 @@ RISK_BANDS = ((10.0, "low", "低"), (30.0, "medium", "中"), (float("inf"), "hig
 class RiskComponent:
     name: str
     zh: str
-    count: float  # the figure the points come from
+    count: float  # the figure the points come from (availability: percentage points below 100 %)
     points: float
 
 
@@ -94,7 +109,7 @@ def risk_of(f: CarFigures) -> CarRisk:
         RiskComponent("trips over ride-quality limits (share)", "振动超限比例", round(rq_share, 3),
                       round(RIDE_QUALITY_POINTS * rq_share, 2)),
         RiskComponent("ride quality worsening", "振动上升趋势", int(rising), RQ_TREND_POINTS * rising),
-        RiskComponent("availability below 100 % (points)", "可用率不足（百分点）", round(below_pct, 2),
+        RiskComponent("availability shortfall", "可用率不足", round(below_pct, 2),
                       round(AVAILABILITY_POINTS_PER_PCT * below_pct, 2)),
     )
     return CarRisk(f, comps)

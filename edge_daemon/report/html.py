@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from liftwatch import __version__
 
 from .figures import FAULT_NAMES_ZH, CarFigures, FaultCase
-from .fleet import rank_fleet, risk_of
+from .fleet import RULES, rank_fleet
 from .plots import Labels, car_figures_plots, fleet_figure, to_svg
 
 __all__ = ["render_car_html", "render_fleet_html", "fmt_minutes", "fmt_hours", "fmt_pct"]
@@ -51,7 +51,8 @@ th { background: #edf2f7; font-weight: bold; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { color: #2f855a; font-weight: bold; } .fail { color: #c53030; font-weight: bold; }
 .na { color: #a0aec0; }
-td.t { white-space: nowrap; }
+td.t, td.num, #ranking td:nth-child(2), #ranking td:nth-child(4) { white-space: nowrap; }
+#ranking { font-size: 8pt; }
 figure { margin: 0 0 2mm; break-inside: avoid; page-break-inside: avoid; }
 figure svg { width: 100%; height: auto; display: block; }
 figcaption { font-size: 8pt; color: #4a5568; margin-top: 0.5mm; }
@@ -294,8 +295,10 @@ def render_fleet_html(cars: Sequence[CarFigures], lab: Labels | None = None, gen
     gen = datetime.now(timezone.utc).timestamp() if generated_ts is None else generated_ts
     meta = [
         ("电梯数 Cars", str(len(ranked))),
-        ("期间 Period", f"{period.first} — {period.last} ({period.n_days} d, {_tz_name(off)})"),
+        ("期间 Period", f"{period.first} — {period.last}"),
         ("生成 Generated", _local(gen, off) + f" {_tz_name(off)}"),
+        ("地点 Sites", ", ".join(sorted({r.figures.site for r in ranked if r.figures.site})) or "—"),
+        ("天数 Days", f"{period.n_days} ({_tz_name(off)})"),
     ]
     high = sum(r.band[0] == "high" for r in ranked)
     tiles = "".join([
@@ -318,7 +321,7 @@ def render_fleet_html(cars: Sequence[CarFigures], lab: Labels | None = None, gen
             f"<tr class='car' data-car='{_e(f.car)}'><td class='num'>{i}</td><td><b>{_e(f.car)}</b><br>"
             f"<span class='note'>{_e(f.site or '')}</span></td>"
             f"<td class='num'><b>{r.score:g}</b></td><td>{_e(r.band[1])} {_e(r.band[0])}</td>"
-            f"<td class='num'>{fmt_pct(f.availability, 1)}</td><td class='num'>{f.entrapments}</td>"
+            f"<td class='num'>{fmt_pct(f.availability, 1).replace(' ', '')}</td><td class='num'>{f.entrapments}</td>"
             f"<td class='num'>{f.late_responses}/{f.judged_faults}</td><td class='num'>{f.short_visits}/{len(f.visits)}</td>"
             f"<td class='num'>{f.rq_trips_over_limit}/{f.rq_trips_judged}</td><td>{_e(f.verdict.zh)} {_e(f.verdict.en)}</td>"
             f"<td class='note'>{_e(why)}</td></tr>"
@@ -328,20 +331,27 @@ def render_fleet_html(cars: Sequence[CarFigures], lab: Labels | None = None, gen
              "<th class='num'>超时/需响应 Late/judged</th><th class='num'>维保不足 Short visits</th>"
              "<th class='num'>振动超限 RQ over</th><th>结论 Verdict</th><th>主要扣分 Main points</th></tr>"
              + "".join(rows) + "</table>")
-    method_rows = "".join(
-        f"<tr><td>{_e(c.zh)}</td><td>{_e(c.name)}</td></tr>" for c in risk_of(ranked[0].figures).components
+    rules = "".join(f"<tr><td>{_e(zh)}<br><span class='note'>{_e(name)}</span></td><td>{_e(rzh)}<br>"
+                    f"<span class='note'>{_e(ren)}</span></td></tr>" for name, zh, rzh, ren in RULES)
+    heads = "".join(f"<th class='num'>{_e(zh)}</th>" for _, zh, _, _ in RULES)
+    points = "".join(
+        f"<tr><td><b>{_e(r.figures.car)}</b></td>"
+        + "".join(f"<td class='num'>{c.points:g}<br><span class='note'>{c.count:g}</span></td>" if c.points
+                  else "<td class='num na'>0</td>" for c in r.components)
+        + f"<td class='num'><b>{r.score:g}</b></td></tr>"
+        for r in ranked
     )
     method = (
-        "<h2>评分方法 How the score is computed</h2><p class='note'>风险分为下列各项扣分之和，每项对应本报告中的一个事实："
-        "困人 10 分/次；响应超时 5 分/次；修复超 3 天 5 分/次；半日修复率低于 60% 加 5 分；维保不足 40 分钟 3 分/次；"
-        "维保间隔超 15 天加 5 分；需响应故障 2 分/次；振动超限运行比例 × 10；振动 A95 每 30 天上升超过限值 10% 加 5 分；"
-        "可用率每低于 100% 一个百分点 2 分。等级：&lt;10 低，&lt;30 中，其余高。"
-        " The score is a sum of points, each tied to one fact of the car report: entrapment 10 each; late response 5 "
-        "each; repair over 3 days 5 each; half-day repair rate below 60 % +5; maintenance visit under 40 min 3 each; "
-        "gap between visits over 15 days +5; judged fault 2 each; 10 × share of trips over the GB/T 10058 limits; "
-        "vertical A95 rising by 10 % of its limit per 30 days +5; 2 per percentage point of availability below 100 %. "
-        "Bands: below 10 low, below 30 medium, else high.</p>"
-        f"<table><tr><th>项目</th><th>Component</th></tr>{method_rows}</table>"
+        "<h2>扣分明细 Points by component</h2>"
+        "<p class='note'>每格：分数，下方为对应事实（次数、比例或百分点）。Each cell: points, and below them the "
+        "fact they come from (count, share or percentage points).</p>"
+        f"<table id='points' style='font-size:7.5pt'><tr><th>电梯 Car</th>{heads}<th class='num'>合计 Total</th></tr>"
+        f"{points}</table>"
+        "<h2>评分方法 How the score is computed</h2><p class='note'>风险分为下列各项扣分之和，每项对应电梯报告中的一个事实；"
+        "等级：&lt;10 低，&lt;30 中，其余高。The score is the sum of these points, each tied to one fact of the car "
+        "report; bands: below 10 low, below 30 medium, else high. The weights are policy and can be changed "
+        "(liftwatch.edge_daemon.report.fleet).</p>"
+        f"<table><tr><th>项目 Component</th><th>规则 Rule</th></tr>{rules}</table>"
     )
     body = (
         "<section class='page' id='fleet'>"

@@ -267,7 +267,7 @@ def fault_timeline_figure(f: CarFigures, lab: Labels) -> Figure:
                 width = max(end - c.raised_ts, f.period.n_days * 864.0)
                 ax.barh(y, timedelta(seconds=width), left=_local(c.raised_ts, off), height=0.6, color=_fault_colour(c))
                 if c.judged and c.response_late:
-                    ax.plot(_local(c.raised_ts, off), y + 0.42, "v", color=RED, ms=4)
+                    ax.plot(_local(c.raised_ts, off), y - 0.45, "v", color=RED, ms=4)  # above the bar (axis inverted)
         names = [lab("维保", "maintenance") if n == "maintenance" else
                  (lab(FAULT_NAMES_ZH[n], n) if n in FAULT_NAMES_ZH else n) for n in lanes]
         ax.set_yticks(range(len(lanes)), names)
