@@ -21,14 +21,16 @@ not resend a message the broker already has.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .envelope import DEFAULT_PRIORITIES, InvalidMessageError, Priority, encode_message
 
@@ -103,6 +105,11 @@ class OutboxWriteError(OutboxError):
     """SQLite could not commit (disk full, I/O error). Nothing was stored: do not ACK the source."""
 
 
+class OutboxInUseError(OutboxError):
+    """Another process has this outbox open. Two writers would each keep their own byte count and
+    publish the same messages; `outbox_stats(path)` reads a live outbox without opening it."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
     """A pending message as the publisher sees it: `payload` is the exact JSON to send."""
@@ -164,6 +171,13 @@ class Outbox:
         self._listeners: list[Callable[[], None]] = []
         self._executor: ThreadPoolExecutor | None = None
         self._last_prune = 0.0
+        # Released by the kernel when the process dies, so a SIGKILLed daemon never locks us out.
+        self._lock_file = open(self.path.with_name(self.path.name + ".lock"), "a")
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise OutboxInUseError(f"outbox {self.path} is open in another process") from None
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -190,23 +204,37 @@ class Outbox:
         outcomes: list[PutOutcome] = []
         with self._lock:
             pending_bytes = self._pending_bytes
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for message, payload in encoded:
-                        outcome, pending_bytes = self._insert(message, payload, pending_bytes)
-                        outcomes.append(outcome)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as err:
-                raise OutboxWriteError(f"outbox {self.path}: {err}") from err
+            with self._transaction():
+                for message, payload in encoded:
+                    outcome, pending_bytes = self._insert(message, payload, pending_bytes)
+                    outcomes.append(outcome)
             self._pending_bytes = pending_bytes
         if PutOutcome.STORED in outcomes:
             for listener in list(self._listeners):
                 listener()
         return outcomes
+
+    @contextmanager
+    def _transaction(self, synchronous: str = "FULL") -> Iterator[None]:
+        """One write transaction under the lock; any SQLite failure rolls back and raises OutboxWriteError."""
+        db = self._db
+        with self._lock:
+            try:
+                if synchronous != "FULL":
+                    db.execute(f"PRAGMA synchronous={synchronous}")
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    yield
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                finally:
+                    if synchronous != "FULL":
+                        db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as err:
+                raise OutboxWriteError(f"outbox {self.path}: {err}") from err
 
     def _insert(self, message: Mapping[str, Any], payload: bytes, pending_bytes: int) -> tuple[PutOutcome, int]:
         """One put inside the open transaction; returns the outcome and the new pending byte count."""
@@ -304,35 +332,22 @@ class Outbox:
         return self._settle(seqs, DeliveryState.REJECTED)
 
     def _settle(self, seqs: Iterable[int], state: DeliveryState) -> int:
-        batch = [(int(state), seq) for seq in seqs]
+        batch = list(seqs)
         if not batch:
             return 0
+        payload_sql = "payload = NULL, " if state == DeliveryState.DELIVERED else ""
+        freed = 0
+        changed = 0
         with self._lock:
-            try:
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    freed = 0
-                    changed = 0
-                    for st, seq in batch:
-                        row = self._db.execute(
-                            "SELECT size FROM message WHERE seq = ? AND state = 0", (seq,)
-                        ).fetchone()
-                        if row is None:
-                            continue  # already settled (e.g. a duplicate PUBACK after a resend)
-                        payload_sql = "payload = NULL, " if st == DeliveryState.DELIVERED else ""
-                        self._db.execute(f"UPDATE message SET {payload_sql}state = ? WHERE seq = ?", (st, seq))
-                        freed += row[0] + ROW_OVERHEAD_BYTES
-                        changed += 1
-                    self._prune_ids()
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                finally:
-                    self._db.execute("PRAGMA synchronous=FULL")
-            except sqlite3.Error as err:
-                raise OutboxWriteError(f"outbox {self.path}: {err}") from err
+            with self._transaction(synchronous="NORMAL"):
+                for seq in batch:
+                    row = self._db.execute("SELECT size FROM message WHERE seq = ? AND state = 0", (seq,)).fetchone()
+                    if row is None:
+                        continue  # already settled (e.g. a duplicate PUBACK after a resend)
+                    self._db.execute(f"UPDATE message SET {payload_sql}state = ? WHERE seq = ?", (int(state), seq))
+                    freed += row[0] + ROW_OVERHEAD_BYTES
+                    changed += 1
+                self._prune_ids()
             self._pending_bytes -= freed
         return changed
 
@@ -347,18 +362,16 @@ class Outbox:
     def requeue_rejected(self) -> int:
         """Make rejected messages pending again (e.g. after an ACL fix); returns how many.
 
-        They keep their original seq, so the publisher sends them on its next pass from seq 0.
+        They keep their original seq, so the publisher sends them on its next pass from seq 0,
+        i.e. after newer messages of the same car that were accepted meanwhile.
         """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            (size,) = self._db.execute(
-                "SELECT COALESCE(SUM(size), 0) + COUNT(*) * ? FROM message WHERE state = ?",
-                (ROW_OVERHEAD_BYTES, DeliveryState.REJECTED),
-            ).fetchone()
-            n = self._db.execute(
-                "UPDATE message SET state = 0 WHERE state = ?", (DeliveryState.REJECTED,)
-            ).rowcount
-            self._db.execute("COMMIT")
+            with self._transaction():
+                (size,) = self._db.execute(
+                    "SELECT COALESCE(SUM(size), 0) + COUNT(*) * ? FROM message WHERE state = ?",
+                    (ROW_OVERHEAD_BYTES, DeliveryState.REJECTED),
+                ).fetchone()
+                n = self._db.execute("UPDATE message SET state = 0 WHERE state = ?", (DeliveryState.REJECTED,)).rowcount
             self._pending_bytes += size
         return n
 
@@ -367,22 +380,11 @@ class Outbox:
     def drop_counts(self) -> dict[str, dict[str, int]]:
         """{reason: {kind: count}} since the outbox was created."""
         with self._lock:
-            rows = self._db.execute("SELECT reason, kind, count FROM drop_count ORDER BY reason, kind").fetchall()
-        drops: dict[str, dict[str, int]] = {}
-        for reason, kind, count in rows:
-            drops.setdefault(reason, {})[kind] = count
-        return drops
+            return _read_drops(self._db)
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            pending, oldest = self._db.execute(
-                "SELECT COUNT(*), MIN(stored_unix_ms) FROM message WHERE state = 0"
-            ).fetchone()
-            (rejected,) = self._db.execute(
-                "SELECT COUNT(*) FROM message WHERE state = ?", (DeliveryState.REJECTED,)
-            ).fetchone()
-            pending_bytes = self._pending_bytes
-        return OutboxStats(pending, pending_bytes, self.budget_bytes, rejected, oldest, self.drop_counts())
+            return _read_stats(self._db, self.budget_bytes)
 
     def state_of(self, message_id: str) -> DeliveryState | None:
         """Delivery state of one id, or None if unknown (never stored, or pruned)."""
@@ -396,9 +398,38 @@ class Outbox:
             self._executor = None
         with self._lock:
             self._db.close()
+            self._lock_file.close()  # releases the flock
 
     def __enter__(self) -> Outbox:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_drops(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    drops: dict[str, dict[str, int]] = {}
+    for reason, kind, count in db.execute("SELECT reason, kind, count FROM drop_count ORDER BY reason, kind"):
+        drops.setdefault(reason, {})[kind] = count
+    return drops
+
+
+def _read_stats(db: sqlite3.Connection, budget_bytes: int) -> OutboxStats:
+    pending, pending_bytes, oldest = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) + COUNT(*) * ?, MIN(stored_unix_ms) FROM message WHERE state = 0",
+        (ROW_OVERHEAD_BYTES,),
+    ).fetchone()
+    (rejected,) = db.execute("SELECT COUNT(*) FROM message WHERE state = ?", (DeliveryState.REJECTED,)).fetchone()
+    return OutboxStats(pending, pending_bytes, budget_bytes, rejected, oldest, _read_drops(db))
+
+
+def outbox_stats(path: str | Path, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> OutboxStats:
+    """Depth and drops of an outbox another process (the running daemon) has open; read-only.
+
+    For `liftwatch status`. WAL readers do not block the writer, and this takes no outbox lock.
+    """
+    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=5.0)
+    try:
+        return _read_stats(db, budget_bytes)
+    finally:
+        db.close()

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import errno
 import json
 import logging
 import os
 import ssl
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -94,7 +96,7 @@ class MqttConfig:
     port: int = 8883
     tls: TlsConfig | None = field(default_factory=TlsConfig)  # None = plain TCP, only for a local broker
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in logs or reprs
     client_id: str | None = None  # default "liftwatch-<site>-<pi>"; must be stable for the session
     keepalive_s: int = 30
     session_expiry_s: int = SESSION_EXPIRY_S
@@ -106,12 +108,17 @@ class MqttConfig:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
-    """`mqtt` None selects the JSON Lines journal at `journal_path`."""
+    """`mqtt` None selects the JSON Lines journal at `journal_path` ("-": standard output).
+
+    `journal_status` False leaves status lines out of the journal, so `liftwatch replay` output
+    depends only on its input.
+    """
 
     site: str
     pi: str
     mqtt: MqttConfig | None = None
     journal_path: Path = Path("upstream.jsonl")
+    journal_status: bool = True
     status_interval_s: float = STATUS_INTERVAL_S
 
 
@@ -414,8 +421,7 @@ class JournalPublisher(Publisher):
             loop.call_soon_threadsafe(wake.set)
 
         outbox.add_listener(on_put)
-        path = self.config.journal_path
-        journal = await self._outbox_call(_open_journal, path)
+        journal = await self._outbox_call(_open_journal, self.config.journal_path)
         self.counters.connects += 1
         self.state = PublisherState.READY
         cursor = 0
@@ -438,16 +444,21 @@ class JournalPublisher(Publisher):
             await self._write_status(journal, outbox, "offline", "shutdown")
         finally:
             outbox.remove_listener(on_put)
-            await self._outbox_call(journal.close)
+            if journal is not sys.stdout.buffer:
+                await self._outbox_call(journal.close)
             self._db.shutdown(wait=True)
             self.state = PublisherState.STOPPED
 
     async def _write_status(self, journal: Any, outbox: Outbox, state: str, reason: str) -> None:
+        if not self.config.journal_status:
+            return
         stats = (await self._outbox_call(outbox.stats)).to_status()
         await self._outbox_call(_append, journal, [_encode(self.status_message(stats, state, reason))])
 
 
 def _open_journal(path: Path) -> Any:
+    if str(path) == "-":
+        return sys.stdout.buffer
     path.parent.mkdir(parents=True, exist_ok=True)
     journal = open(path, "a+b")
     size = journal.seek(0, os.SEEK_END)
@@ -466,7 +477,14 @@ def _open_journal(path: Path) -> Any:
 def _append(journal: Any, lines: Sequence[bytes]) -> None:
     journal.write(b"".join(line + b"\n" for line in lines))
     journal.flush()
-    os.fsync(journal.fileno())
+    if journal is sys.stdout.buffer:
+        return  # standard output (replay, demos): nothing to make durable
+    try:
+        os.fsync(journal.fileno())
+    except OSError as err:
+        # A journal path naming a pipe or terminal cannot be fsync'd; "delivered" then means "written".
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
 
 
 def make_publisher(

@@ -25,8 +25,10 @@ from liftwatch.edge_daemon.outbox import (
     ROW_OVERHEAD_BYTES,
     DeliveryState,
     Outbox,
+    OutboxInUseError,
     OutboxWriteError,
     PutOutcome,
+    outbox_stats,
 )
 
 TS = "2026-11-25T10:00:00.000Z"
@@ -187,7 +189,7 @@ def test_budget_invariants(ops: list[tuple[str, int, bool]]) -> None:
         droppable = [p for p in pending if p.kind not in ("event", "maintenance")]
         protected_bytes = sum(len(p.payload) + ROW_OVERHEAD_BYTES for p in pending if p not in droppable)
         total = sum(len(p.payload) + ROW_OVERHEAD_BYTES for p in pending)
-        assert total == outbox.stats().pending_bytes
+        assert total == outbox.stats().pending_bytes == outbox._pending_bytes  # the running count is exact
         if droppable:
             assert total <= max(budget, protected_bytes)
 
@@ -202,6 +204,20 @@ async def test_aput_from_asyncio_notifies_listeners(tmp_path: Path) -> None:
         await asyncio.wait_for(woke.wait(), 1)
         # FIFO on the outbox's worker: seq order is the order the coroutines were started in.
         assert [p.id for p in outbox.pending()] == [msg("event", f"e{i}")["id"] for i in range(20)]
+
+
+def test_one_writer_per_outbox_and_a_read_only_view_for_status(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    with Outbox(db, budget_bytes=10_000) as outbox:
+        outbox.put(msg("event", "e0"))
+        with pytest.raises(OutboxInUseError):
+            Outbox(db)
+        live = outbox_stats(db, budget_bytes=10_000)  # what `liftwatch status` shows while the daemon runs
+        assert live == outbox.stats() and live.pending == 1
+        with pytest.raises(sqlite3.OperationalError):  # read-only really is read-only
+            sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute("DELETE FROM message")
+    with Outbox(db) as reopened:  # closing released the lock
+        assert reopened.stats().pending == 1
 
 
 def test_write_failure_is_typed_and_stores_nothing(tmp_path: Path) -> None:

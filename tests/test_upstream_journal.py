@@ -153,3 +153,33 @@ async def test_sigkill_mid_journal_loses_nothing(tmp_path: Path) -> None:
     assert ns == sorted(ns)  # one writer, seq order: in order overall, so per car too
     print(f"\n{len(acked)} acked, {len(first)} distinct in journal, {len(facts) - len(first)} duplicate lines")
     outbox.close()
+
+
+def test_journal_to_stdout_without_status_for_replay(tmp_path: Path) -> None:
+    db = tmp_path / "outbox.db"
+    with Outbox(db) as outbox:
+        outbox.put_many([fact(i) for i in range(10)])
+    child = textwrap.dedent(
+        """
+        import asyncio, sys
+        from pathlib import Path
+        from liftwatch.edge_daemon.outbox import Outbox
+        from liftwatch.edge_daemon.upstream import Upstream, UpstreamConfig
+
+        async def main():
+            outbox = Outbox(sys.argv[1])
+            up = Upstream(UpstreamConfig("site1", "pi1", journal_path=Path("-"), journal_status=False))
+            stop = asyncio.Event()
+            task = asyncio.create_task(up.run(outbox, stop))
+            while outbox.stats().pending:
+                await asyncio.sleep(0.01)
+            stop.set()
+            await task
+            outbox.close()
+
+        asyncio.run(main())
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", child, str(db)], capture_output=True, timeout=30, check=True)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [m["id"] for m in lines] == [fact(i)["id"] for i in range(10)]  # facts only, no status lines
