@@ -129,6 +129,31 @@ async def test_delivery_topics_order_status_and_schemas(mosquitto_broker: Mosqui
     outbox.close()
 
 
+async def test_periodic_status_carries_fresh_counters(mosquitto_broker: MosquittoBroker, tmp_path: Path) -> None:
+    collector = Collector(mosquitto_broker, topic="liftwatch/+/+/status").start()
+    outbox = Outbox(tmp_path / "outbox.db")
+    upstream = Upstream(UpstreamConfig("site1", "pi1", mqtt_config(mosquitto_broker), status_interval_s=0.2))
+    stop = asyncio.Event()
+    task = asyncio.create_task(upstream.run(outbox, stop), name="upstream")
+    for i in range(5):
+        await outbox.aput(fact(i))
+        await asyncio.sleep(0.15)
+    stop.set()
+    await task
+    time.sleep(0.2)
+    statuses = [m for _, m, _ in collector.snapshot()]
+    reasons = [m["reason"] for m in statuses]
+    assert reasons[0] == "connected" and reasons[-1] == "shutdown" and reasons.count("periodic") >= 2
+    delivered = [m["upstream"]["delivered"] for m in statuses]
+    assert delivered == sorted(delivered) and delivered[-1] == 5
+    validator = schema_validator("status")
+    for m in statuses:
+        validator.validate(m)
+    assert "s3cret" not in repr(mqtt_config(mosquitto_broker, username="pi1", password="s3cret"))
+    collector.stop()
+    outbox.close()
+
+
 async def test_broker_outage_mid_stream_drains_in_order(mosquitto_broker: MosquittoBroker, tmp_path: Path) -> None:
     collector = Collector(mosquitto_broker).start()
     outbox = Outbox(tmp_path / "outbox.db")
