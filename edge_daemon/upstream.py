@@ -267,6 +267,7 @@ class MqttPublisher(Publisher):
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_connect_fail = self._on_connect_fail
         return client
 
     # paho thread ------------------------------------------------------------------------------
@@ -278,6 +279,11 @@ class MqttPublisher(Publisher):
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._connected_changed, False, str(reason_code))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # TCP refused, DNS, or the TLS handshake failed (e.g. the broker's certificate is not trusted).
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._connected_changed, False, "TCP/TLS connection failed")
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
         assert self._loop is not None

@@ -367,6 +367,7 @@ async def test_tls_with_verification_and_password_auth(tmp_path: Path) -> None:
             refused = Upstream(UpstreamConfig("site1", "pi1", cfg))
             await run_until(refused, outbox, lambda: False, 0.8)
             assert refused.counters.connects == 0, name
+            assert refused.publisher.last_error, name  # type: ignore[attr-defined]
             assert outbox.stats().pending == 20, name
 
         # An ACL keeps a Pi to its own site: a message for another site is refused, set aside, counted.
