@@ -147,7 +147,7 @@ class FleetScenario:
             "counters": {"frames": c.frames, "lost_frames": c.lost, "reboots": 0, "drops": {}},
         }
 
-    def _trip(self, c: _CarScript, floors: int, direction: int) -> list[tuple[str, Any]]:
+    def _trip(self, c: _CarScript, floors: int, direction: int, stuck: bool = False) -> list[tuple[str, Any]]:
         c.seed += 10
         samples = synthetic_trip_samples(floors, direction, c.vib_z_mg, c.vib_x_mg, c.seed)
         t0 = self.t
@@ -163,11 +163,13 @@ class FleetScenario:
         to_floor = c.floor + direction * floors
         offset = float(np.clip(np.random.default_rng(c.seed).normal(2.0, 6.0 if c.vib_z_mg < 20 else 14.0), -40, 40))
         status = LevelingStatus.LEVEL if abs(offset) <= c.config.level_tolerance_mm else LevelingStatus.OFF_LEVEL
+        leveling = LevelingResult(end, status, round(offset, 1))
+        if stuck:  # stopped short of the landing: no floor number, outside the door zone
+            to_floor, leveling = None, LevelingResult(end, LevelingStatus.OUTSIDE_DOOR_ZONE, None)
         trip = Trip(
             car_id=c.car, start_ts=t0 + 0.5, end_ts=end, direction="up" if direction > 0 else "down",
-            floors=floors, from_floor=c.floor, to_floor=to_floor, peak_speed_mps=kin.peak_speed_mps,
-            distance_m=floors * FLOOR_HEIGHT_M, ride_quality=rq,
-            leveling=LevelingResult(end, status, round(offset, 1)),
+            floors=floors - 1 if stuck else floors, from_floor=c.floor, to_floor=to_floor,
+            peak_speed_mps=kin.peak_speed_mps, distance_m=floors * FLOOR_HEIGHT_M, ride_quality=rq, leveling=leveling,
         )
         items += [
             (c.car, MotionChanged(end, int(Motion.REST))),
@@ -214,7 +216,8 @@ class FleetScenario:
         yield Step("bldg3-lift2 second rough trip: abnormal_vibration", tuple(rough), self._board(l2))
         yield Step("bldg3-lift1 down 2 floors", tuple(self._trip(l1, 2, -1)), self._board(l1))
         # tower-a-lift1 stops between floors with a passenger inside.
-        stuck = self._trip(ta, 5, -1)[:-2]  # the trip, without the door opening at the end
+        floor_before = ta.floor
+        stuck = self._trip(ta, 5, -1, stuck=True)[:-2]  # the trip, without the door opening at the end
         t_stop = self.t
         stuck_inputs = int(Inputs.DOOR_CLOSED | Inputs.PRESENCE)
         stuck.append((ta.car, InputsChanged(t_stop, stuck_inputs, int(Inputs.ZONE_UP | Inputs.ZONE_DN | Inputs.PRESENCE))))
@@ -235,6 +238,7 @@ class FleetScenario:
             (ta.car, InputsChanged(self.t, stuck_inputs | int(Inputs.INSPECTION), int(Inputs.INSPECTION | Inputs.ALARM_BUTTON))),
         ), self._board(ta))
         self.t += 240
+        ta.floor = floor_before - 4  # the technician brings the car down to the next landing
         yield Step("passenger released; faults cleared", (
             (ta.car, InputsChanged(self.t, int(Inputs.ZONE_UP | Inputs.ZONE_DN | Inputs.INSPECTION), int(Inputs.DOOR_CLOSED | Inputs.ZONE_UP | Inputs.ZONE_DN | Inputs.PRESENCE))),
             self._fault(ta, FaultType.ENTRAPMENT, "cleared", entrapment_ts),

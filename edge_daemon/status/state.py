@@ -420,8 +420,7 @@ class LiveState:
         c.trips_total += 1
         while len(c.trips) > self.trips_kept:
             c.trips.pop()
-        if trip.to_floor is not None:
-            c.floor = trip.to_floor
+        c.floor = trip.to_floor  # None when not anchored or stopped between floors: shown as unknown
         trace = self._build_trace(c, trip)
         if trace is not None:
             c.traces[trace.trip_id] = trace

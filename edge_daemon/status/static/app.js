@@ -363,7 +363,7 @@ function drawTrace() {
     g.fillText("mg", 0, 0); g.restore();
   }
   g.fillStyle = "#6b7785"; g.textAlign = "center"; g.textBaseline = "top";
-  const ts = niceStep(tMax / 1.2);
+  const ts = niceStep(tMax / 3);
   for (let s = 0; s <= tMax; s += ts) g.fillText(`${s.toFixed(ts < 1 ? 1 : 0)} s`, X(s), cssH - bottom + 6);
   legend.replaceChildren(
     ...[["sw-raw", "raw z (car frame, gravity removed)"], ["sw-wz", "Wk-weighted z"], ["sw-wx", "Wd-weighted x"],

@@ -1,0 +1,392 @@
+"""Status page: LiveState fed a scenario the way the daemon feeds it, and the HTTP/SSE server
+spoken to over real sockets (access rules, routes, live updates)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import numpy as np
+import pytest
+
+from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
+from liftwatch.edge_daemon.analytics.faults import FaultEvent, FaultType
+from liftwatch.edge_daemon.analytics.leveling import LevelingResult, LevelingStatus
+from liftwatch.edge_daemon.analytics.ride_quality import analyse_trip
+from liftwatch.edge_daemon.analytics.trips import Trip
+from liftwatch.edge_daemon.observations import Inputs, InputsChanged, LinkState, VibBlock
+from liftwatch.edge_daemon.status.preview import (
+    GRAVITY,
+    LSB_PER_G,
+    RATE_HZ,
+    FleetScenario,
+    play,
+    synthetic_trip_samples,
+)
+from liftwatch.edge_daemon.status.server import StatusConfig, StatusConfigError, StatusServer, load_token
+from liftwatch.edge_daemon.status.state import LiveState
+
+T0 = 1_795_600_000.0
+TOKEN = "s3cret-token-for-tests-0123456789"
+
+
+def _trip_of(car: str, samples: np.ndarray, t0: float, config: AnalyticsConfig) -> Trip:
+    rq, kin = analyse_trip(samples, RATE_HZ, LSB_PER_G, GRAVITY, t0, config)
+    end = t0 + len(samples) / RATE_HZ - 0.5
+    return Trip(car, t0 + 0.5, end, "up", 4, 1, 5, kin.peak_speed_mps, 12.0, rq,
+                LevelingResult(end, LevelingStatus.LEVEL, 3.0))
+
+
+def _blocks(samples: np.ndarray, t0: float, skip: slice | None = None) -> list[VibBlock]:
+    out = []
+    for i in range(0, len(samples), 200):
+        if skip is not None and skip.start <= i < skip.stop:
+            continue
+        out.append(VibBlock(t0 + i / RATE_HZ, RATE_HZ, LSB_PER_G, samples[i:i + 200], GRAVITY))
+    return out
+
+
+_SCENARIO: list = []
+
+
+def _scenario_state(upto: str | None = None) -> LiveState:
+    """A fresh LiveState fed the scenario up to the step captioned `upto` (steps built once)."""
+    if not _SCENARIO:
+        sc = FleetScenario()
+        _SCENARIO.append(sc)
+        _SCENARIO.extend(sc.steps())
+    live = LiveState(site="sh-test", clock=lambda: T0)
+    _SCENARIO[0].setup(live)
+    for step in _SCENARIO[1:]:
+        play(live, step)
+        if step.caption == upto:
+            break
+    return live
+
+
+# -- LiveState --------------------------------------------------------------------------------
+
+
+def test_fleet_is_sorted_by_what_needs_attention_during_an_entrapment():
+    snap = _scenario_state("tower-a-lift1: passenger trapped").snapshot()
+    cars = [c["car"] for c in snap["cars"]]
+    assert cars == ["tower-a-lift1", "bldg3-lift2", "bldg3-lift1"]
+    trapped = snap["cars"][0]
+    assert trapped["attention"]["level"] == "critical"
+    assert [f["type"] for f in trapped["open_faults"]] == ["entrapment", "stopped_outside_door_zone"]
+    assert trapped["open_faults"][0]["gbt24476_code"] == 1
+    assert trapped["live"]["in_door_zone"] is False and trapped["live"]["alarm_button"] is True
+    assert snap["cars"][1]["attention"]["level"] == "warning"  # abnormal vibration
+    assert snap["cars"][2]["attention"] == {"level": "ok", "score": 0, "reasons": []}
+    json.dumps(snap, allow_nan=False)  # plain JSON all the way down
+
+
+def test_after_the_rescue_faults_are_history_with_durations():
+    snap = _scenario_state().snapshot()
+    ta = next(c for c in snap["cars"] if c["car"] == "tower-a-lift1")
+    assert ta["open_faults"] == []
+    assert {f["type"] for f in ta["cleared_faults"]} == {"entrapment", "stopped_outside_door_zone"}
+    assert all(f["duration_s"] > 0 for f in ta["cleared_faults"])
+    assert ta["maintenance"]["last_visit"]["duration_s"] == pytest.approx(2640.0)
+    assert ta["maintenance"]["in_progress_since_ts"] is None
+    l2 = next(c for c in snap["cars"] if c["car"] == "bldg3-lift2")
+    assert l2["live"]["online"] is False and "board_offline" in l2["attention"]["reasons"]
+    assert snap["cars"][0]["car"] == "bldg3-lift2"  # offline + vibration is now the top concern
+
+
+def test_trips_carry_ride_quality_and_over_limit_flags():
+    snap = _scenario_state().snapshot()
+    by_car = {c["car"]: c for c in snap["cars"]}
+    rough = by_car["bldg3-lift2"]["trips"][0]
+    smooth = by_car["bldg3-lift1"]["trips"][0]
+    assert "z_max_pp_mg" in rough["over_limits"] and rough["ride_quality"]["z_max_pp_mg"] > 30.6
+    assert smooth["over_limits"] == [] and smooth["ride_quality"]["z_a95_pp_mg"] < 20.4
+    assert by_car["bldg3-lift1"]["trips_total"] == 3
+    assert [t["start_ts"] for t in by_car["bldg3-lift1"]["trips"]] == sorted(
+        (t["start_ts"] for t in by_car["bldg3-lift1"]["trips"]), reverse=True)
+    assert by_car["bldg3-lift1"]["live"]["floor"] == 10
+
+
+def test_trace_is_the_signal_the_figures_were_taken_from():
+    """The weighted z over the shaded region has the trip's max peak-to-peak (same filter, same window)."""
+    cfg = AnalyticsConfig()
+    samples = synthetic_trip_samples(5, +1, 12.0, 5.0, seed=7)
+    live = LiveState()
+    live.add_car("c1", analytics=cfg)
+    for b in _blocks(samples, T0):
+        live.apply("c1", b)
+    trip = _trip_of("c1", samples, T0, cfg)
+    live.apply("c1", trip)
+    trace = live.trip_trace("c1", round(trip.start_ts * 1000))
+    assert trace is not None and trace.raw_mg.shape == (len(samples), 3)
+    assert trace.region_s is not None
+    lo, hi = (int(round(s * RATE_HZ)) for s in trace.region_s)
+    z = trace.weighted_mg[lo:hi, 2].astype(float)
+    sign = np.signbit(z)
+    cuts = np.flatnonzero(sign[1:] != sign[:-1]) + 1
+    peaks = np.array([z[a:b][np.argmax(np.abs(z[a:b]))] for a, b in zip(cuts[:-1], cuts[1:])])
+    max_pp = float(np.max(np.abs(np.diff(peaks))))
+    assert max_pp == pytest.approx(trip.ride_quality.z_max_pp_mg, rel=0.02)
+    j = trace.to_json(max_points=600)
+    assert len(j["t_s"]) <= 600 and j["samples"] == len(samples)
+    # decimation keeps the extremes of every series
+    assert max(j["weighted_mg"]["z"]) == pytest.approx(float(trace.weighted_mg[:, 2].max()), abs=0.01)
+    assert min(j["raw_mg"]["x"]) == pytest.approx(float(trace.raw_mg[:, 0].min()), abs=0.01)
+    assert j["trip_s"][0] == pytest.approx(0.5)
+
+
+def test_a_gap_in_the_vib_stream_is_bridged_and_marked():
+    cfg = AnalyticsConfig()
+    samples = synthetic_trip_samples(4, -1, 5.0, 3.0, seed=3)
+    live = LiveState()
+    for b in _blocks(samples, T0, skip=slice(1000, 1400)):
+        live.apply("c1", b)
+    trip = _trip_of("c1", samples, T0, cfg)
+    live.apply("c1", trip)
+    trace = live.trip_trace("c1", round(trip.start_ts * 1000))
+    assert trace.gaps_s == ((2.5, 3.5),)
+    assert len(trace.raw_mg) == len(samples)  # time base kept
+
+
+def test_door_cycles_and_reopenings_from_the_inputs():
+    live = LiveState()
+    closed, opened = int(Inputs.DOOR_CLOSED | Inputs.ZONE_UP | Inputs.ZONE_DN), int(Inputs.ZONE_UP | Inputs.ZONE_DN)
+    seq = [(0, closed), (10, opened), (16, closed), (18, opened), (22, closed), (60, opened), (70, closed)]
+    for t, inputs in seq:
+        live.apply("c1", InputsChanged(T0 + t, inputs, 1))
+    doors = live.snapshot()["cars"][0]["doors"]
+    assert doors["cycles"] == 3
+    assert doors["reopenings"] == 1  # 16 -> 18 is inside the 4 s window, 22 -> 60 is not
+    assert doors["open_s_max"] == 10.0 and doors["open_s_median"] == 6.0
+
+
+def test_bounded_memory():
+    cfg = AnalyticsConfig()
+    live = LiveState(trips_kept=3, traces_kept=2, vib_buffer_s=30)
+    samples = synthetic_trip_samples(2, +1, 5.0, 3.0, seed=1)
+    for k in range(5):
+        t0 = T0 + k * 100
+        for b in _blocks(samples, t0):
+            live.apply("c1", b)
+        live.apply("c1", _trip_of("c1", samples, t0, cfg))
+    car = live.snapshot()["cars"][0]
+    assert len(car["trips"]) == 3 and car["trips_total"] == 5
+    assert [t["has_trace"] for t in car["trips"]] == [True, True, False]
+    assert live.trip_trace("c1", round((T0 + 0.5) * 1000)) is None
+    span = live._cars["c1"].vib[-1].ts_end - live._cars["c1"].vib[0].ts_first
+    assert span <= 30 + 0.5
+
+
+def test_unknown_items_are_counted_and_change_nothing():
+    live = LiveState()
+    live.add_car("c1")
+    before = live.snapshot()["cars"]
+    live.apply("c1", object())
+    live.apply("c1", {"kind": "from_the_future"})
+    assert live.unknown_items == 2
+    assert live.snapshot()["cars"] == before
+
+
+async def test_wait_changed_wakes_on_apply_and_times_out():
+    live = LiveState()
+    v = live.version
+    assert await live.wait_changed(v, 0.05) == v  # nothing happened
+    waiter = asyncio.create_task(live.wait_changed(v, 5))
+    await asyncio.sleep(0.01)
+    live.apply("c1", LinkState(T0, False))
+    assert await asyncio.wait_for(waiter, 1) > v
+
+
+def test_board_status_gives_link_quality_over_the_window():
+    live = LiveState()
+    base = {"online": True, "heartbeat": {"heap_free": 40_000, "uptime_s": 50}, "fw_version": "1.0.0"}
+    live.board_status("c1", {**base, "counters": {"frames": 1000, "lost_frames": 10, "drops": {"stale_boot": 2}}})
+    live.board_status("c1", {**base, "counters": {"frames": 1990, "lost_frames": 20, "drops": {"stale_boot": 3}}})
+    board = live.snapshot()["cars"][0]["board"]
+    assert board["link_quality_pct"] == 99.0  # 990 received, 10 lost in the window
+    assert board["heap_free"] == 40_000 and board["session_drops"] == 3 and board["fw_version"] == "1.0.0"
+
+
+# -- the HTTP server -----------------------------------------------------------------------------
+
+
+async def _get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    writer.write((head + "\r\n").encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head_b, _, body = raw.partition(b"\r\n\r\n")
+    lines = head_b.decode().split("\r\n")
+    hdrs = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), hdrs, body
+
+
+@pytest.fixture
+async def served():
+    live = _scenario_state("tower-a-lift1: passenger trapped")
+    server = StatusServer(live, StatusConfig(port=0), metrics=lambda: "# HELP x y\n# TYPE x gauge\nx 1\n")
+    await server.start()
+    yield live, server
+    await server.close()
+
+
+async def test_page_and_assets_are_served_locally_with_a_strict_policy(served):
+    _, server = served
+    status, headers, body = await _get(server.port, "/")
+    assert status == 200 and b"/static/app.js" in body
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert b"http://" not in body and b"https://" not in body  # nothing from a CDN
+    for name, ctype in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        status, headers, body = await _get(server.port, f"/static/{name}")
+        assert status == 200 and headers["content-type"].startswith(ctype) and b"https://" not in body
+    assert (await _get(server.port, "/static/../state.py"))[0] == 404
+    assert (await _get(server.port, "/static/state.py"))[0] == 404
+    assert (await _get(server.port, "/nope"))[0] == 404
+    assert (await _get(server.port, "/", method="POST"))[0] == 405
+    status, headers, body = await _get(server.port, "/", method="HEAD")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 100
+
+
+async def test_api_snapshot_trace_and_metrics(served):
+    live, server = served
+    status, _, body = await _get(server.port, "/api/snapshot")
+    snap = json.loads(body)
+    assert status == 200 and snap["cars"][0]["car"] == "tower-a-lift1"
+    trip = next(t for c in snap["cars"] for t in c["trips"] if t["has_trace"])
+    car = next(c["car"] for c in snap["cars"] if trip in c["trips"])
+    status, _, body = await _get(server.port, f"/api/trace?car={car}&trip={trip['id']}")
+    trace = json.loads(body)
+    assert status == 200 and trace["trip_id"] == trip["id"] and len(trace["t_s"]) == len(trace["weighted_mg"]["z"])
+    assert (await _get(server.port, f"/api/trace?car={car}&trip=123"))[0] == 404
+    assert (await _get(server.port, f"/api/trace?car={car}&trip=abc"))[0] == 400
+    status, headers, body = await _get(server.port, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4") and b"x 1" in body
+
+
+async def test_non_finite_figures_reach_the_browser_as_null():
+    live = LiveState()
+    live.daemon_status({"latency_s": float("nan"), "depth": np.float64("inf")})
+    server = StatusServer(live, StatusConfig(port=0))
+    await server.start()
+    try:
+        status, _, body = await _get(server.port, "/api/snapshot")
+    finally:
+        await server.close()
+    assert status == 200 and json.loads(body)["daemon"] == {"latency_s": None, "depth": None}
+
+
+async def _sse_events(port: int, n: int, headers: str = "") -> list[dict]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /events HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert b"200 OK" in head and b"text/event-stream" in head
+    events = []
+    try:
+        while len(events) < n:
+            block = await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
+            lines = block.decode().strip().split("\n")
+            if lines[0] == "event: snapshot":
+                events.append(json.loads(lines[2][len("data: "):]))
+    finally:
+        writer.close()
+    return events
+
+
+async def test_sse_pushes_a_snapshot_then_each_change(served):
+    live, server = served
+    task = asyncio.create_task(_sse_events(server.port, 2))
+    await asyncio.sleep(0.1)
+    live.apply("bldg3-lift1", FaultEvent("bldg3-lift1", FaultType.DOOR_OPEN_TOO_LONG, "raised", T0, T0))
+    first, second = await asyncio.wait_for(task, 5)
+    assert second["version"] > first["version"]
+    l1 = next(c for c in second["cars"] if c["car"] == "bldg3-lift1")
+    assert [f["type"] for f in l1["open_faults"]] == ["door_open_too_long"]
+
+
+async def test_close_ends_open_sse_streams(served):
+    live, server = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    await reader.readuntil(b"event: snapshot")
+    await asyncio.wait_for(server.close(), 3)
+    assert await asyncio.wait_for(reader.read(), 3) is not None  # EOF, not a hang
+    writer.close()
+
+
+# -- access ------------------------------------------------------------------------------------
+
+
+def test_exposed_without_a_token_refuses_to_start(tmp_path):
+    with pytest.raises(StatusConfigError, match="needs a token"):
+        StatusServer(LiveState(), StatusConfig(host="0.0.0.0"))
+    with pytest.raises(StatusConfigError, match="needs a token"):
+        StatusConfig(host="pi-bldg3.local").check()
+    with pytest.raises(StatusConfigError, match="at least 16"):
+        StatusConfig(host="0.0.0.0", token="short").check()
+    StatusConfig(host="::1").check()
+    StatusConfig(host="localhost").check()
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(StatusConfigError, match="empty"):
+        load_token(tmp_path / "empty")
+    with pytest.raises(StatusConfigError, match="cannot read"):
+        load_token(tmp_path / "missing")
+    (tmp_path / "tok").write_text(TOKEN + "\n")
+    assert load_token(tmp_path / "tok") == TOKEN
+
+
+async def test_token_by_header_or_cookie_set_once_from_the_address():
+    live = LiveState()
+    server = StatusServer(live, StatusConfig(host="127.0.0.1", port=0, token=TOKEN))
+    await server.start()
+    try:
+        port = server.port
+        assert (await _get(port, "/"))[0] == 401
+        assert (await _get(port, "/api/snapshot", {"Authorization": "Bearer wrong"}))[0] == 401
+        assert (await _get(port, "/events"))[0] == 401
+        assert (await _get(port, "/healthz"))[0] == 200
+        assert (await _get(port, "/api/snapshot", {"Authorization": f"Bearer {TOKEN}"}))[0] == 200
+        status, headers, _ = await _get(port, f"/?token={TOKEN}")
+        assert status == 303 and headers["location"] == "/"
+        cookie = headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert (await _get(port, "/api/snapshot", {"Cookie": cookie.split(";")[0]}))[0] == 200
+        assert (await _get(port, "/?token=wrong"))[0] == 401
+        events = await _sse_events(port, 1, f"Cookie: {cookie.split(';')[0]}\r\n")
+        assert events[0]["cars"] == []
+        assert server.rejected_auth == 4
+    finally:
+        await server.close()
+
+
+async def test_slow_or_garbage_clients_do_not_hurt(served):
+    _, server = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GARBAGE\r\n\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET / HTTP/1.1\r\nX: " + b"a" * 20_000 + b"\r\n\r\n")
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    assert (await _get(server.port, "/healthz"))[0] == 200
+
+
+def test_snapshot_has_no_nan_from_real_analytics():
+    snap = _scenario_state().snapshot()
+    def walk(x):
+        if isinstance(x, float):
+            assert math.isfinite(x)
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+    walk(snap)

@@ -1,0 +1,200 @@
+"""The status page in a real headless Chromium, driven over the DevTools protocol.
+
+The scenario of liftwatch.edge_daemon.status.preview is fed step by step into the LiveState the
+server reads, as the daemon would feed it; after each step the page must show that version
+(pushed over SSE, no reload). At the entrapment the trapped car must lead the fleet view with
+its fault shown; the car page must list the fault and draw the vibration trace. Screenshots go
+to artifacts/ (gitignored) for a person to look at. No console errors or CSP violations allowed.
+
+Needs Debian's `chromium` (apt-get install -y chromium); skipped, saying so, when it is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from liftwatch.edge_daemon.status.preview import FleetScenario, play
+from liftwatch.edge_daemon.status.server import StatusConfig, StatusServer
+from liftwatch.edge_daemon.status.state import LiveState
+
+websockets = pytest.importorskip("websockets", reason="the `websockets` package drives Chromium (dev extra)")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--remote-debugging-port=0")
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian package `chromium` not installed (apt-get install -y chromium)"),
+    pytest.mark.timeout(90),
+]
+
+
+class Cdp:
+    """Minimal DevTools client: one browser websocket, flattened sessions, events collected."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.pending: dict[int, asyncio.Future] = {}
+        self.events: list[dict] = []
+        self.reader = asyncio.create_task(self._read(), name="cdp reader")
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            fut = self.pending.pop(msg.get("id", -1), None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+            elif "method" in msg:
+                self.events.append(msg)
+
+    async def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+        i = next(self.ids)
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[i] = fut
+        msg: dict[str, Any] = {"id": i, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        await self.ws.send(json.dumps(msg))
+        reply = await asyncio.wait_for(fut, 20)
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    async def eval(self, session: str, expression: str) -> Any:
+        r = await self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True},
+                            session)
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"{expression}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    async def wait_for(self, session: str, expression: str, timeout_s: float = 10.0) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            value = await self.eval(session, expression)
+            if value:
+                return value
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out waiting for: {expression}")
+            await asyncio.sleep(0.05)
+
+    async def screenshot(self, session: str, path: Path) -> None:
+        shot = await self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session)
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+
+async def _launch(user_dir: str) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM, *FLAGS, f"--user-data-dir={user_dir}", "about:blank",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        if not line:
+            raise RuntimeError(f"chromium exited with {await proc.wait()} before DevTools came up")
+        m = re.search(rb"DevTools listening on (ws://\S+)", line)
+        if m:
+            # Keep draining stderr so chromium never blocks on a full pipe.
+            asyncio.get_running_loop().create_task(proc.stderr.read())
+            return proc, m.group(1).decode()
+
+
+def _problems(events: list[dict]) -> list[str]:
+    out = []
+    for e in events:
+        if e["method"] == "Runtime.exceptionThrown":
+            out.append(json.dumps(e["params"]["exceptionDetails"])[:300])
+        elif e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error":
+            out.append(e["params"]["entry"]["text"][:300])
+        elif e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error":
+            out.append(json.dumps(e["params"]["args"])[:300])
+    return out
+
+
+async def test_page_follows_a_scenario_live_and_shows_the_raised_fault():
+    ARTIFACTS.mkdir(exist_ok=True)
+    scenario = FleetScenario()
+    steps = list(scenario.steps())
+    live = LiveState(site="sh-pudong-garden-3")
+    scenario.setup(live)
+    play(live, steps[0])
+    live.daemon_status({"broker": "ready", "outbox": {"pending": 0}})
+    server = StatusServer(live, StatusConfig(port=0, sse_min_interval_s=0.05))
+    await server.start()
+    with tempfile.TemporaryDirectory(prefix="liftwatch-chromium-") as user_dir:
+        proc, ws_url = await _launch(user_dir)
+        try:
+            async with websockets.connect(ws_url, max_size=64 * 1024 * 1024) as ws:
+                cdp = Cdp(ws)
+                target = await cdp.call("Target.createTarget", {"url": "about:blank"})
+                s = (await cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}))["sessionId"]
+                for domain in ("Page", "Runtime", "Log"):
+                    await cdp.call(f"{domain}.enable", {}, s)
+                await cdp.call("Emulation.setDeviceMetricsOverride",
+                               {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, s)
+                await cdp.call("Page.navigate", {"url": server.url}, s)
+                await cdp.wait_for(s, "document.querySelectorAll('.card[data-car]').length === 3")
+                await cdp.wait_for(s, "document.getElementById('conn').textContent === 'live'")
+
+                # Feed the afternoon; every step must reach the page over SSE.
+                for step in steps[1:]:
+                    play(live, step)
+                    await cdp.wait_for(s, f"Number(document.body.dataset.version) >= {live.version}")
+                    if step.caption == "tower-a-lift1: passenger trapped":
+                        break
+                first = await cdp.eval(s, "document.querySelector('.card[data-car]').dataset.car")
+                assert first == "tower-a-lift1"
+                faults = await cdp.eval(s, "[...document.querySelectorAll('.card[data-car=\"tower-a-lift1\"] [data-fault]')]"
+                                           ".map(e => e.dataset.fault)")
+                assert faults == ["entrapment", "stopped_outside_door_zone"]
+                level = await cdp.eval(s, "document.querySelector('.card[data-car=\"tower-a-lift1\"] .badge').dataset.level")
+                assert level == "critical"
+                text = await cdp.eval(s, "document.querySelector('.card[data-car=\"tower-a-lift1\"]').innerText")
+                assert "Entrapment" in text and "between floors" in text
+                await cdp.screenshot(s, ARTIFACTS / "status_page_fleet.png")
+
+                # The car page: the fault in the table, the latest trip's trace drawn on the canvas.
+                await cdp.eval(s, "location.hash = 'car=tower-a-lift1'")
+                await cdp.wait_for(s, "!document.getElementById('car').hidden")
+                await cdp.wait_for(s, "document.getElementById('trace-canvas').dataset.drawn === 'trace'")
+                rows = await cdp.eval(s, "[...document.querySelectorAll('#p-faults tr[data-fault]')].map(e => e.dataset.fault)")
+                assert rows == ["entrapment", "stopped_outside_door_zone"]
+                painted = await cdp.eval(s, """(() => { const c = document.getElementById('trace-canvas');
+                    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                    let blue = 0; for (let i = 0; i < d.length; i += 4) if (d[i+2] > 150 && d[i] < 80) blue++;
+                    return blue; })()""")
+                assert painted > 500  # the weighted-z line is really there
+                await cdp.screenshot(s, ARTIFACTS / "status_page_car.png")
+
+                # Rescue: the fault leaves the open list without a reload.
+                for step in steps[steps.index(next(x for x in steps if x.caption == "tower-a-lift1: passenger trapped")) + 1:]:
+                    play(live, step)
+                await cdp.wait_for(s, f"Number(document.body.dataset.version) >= {live.version}")
+                assert await cdp.eval(s, "document.querySelectorAll('#p-faults tr[data-fault]').length") == 0
+                cleared = await cdp.eval(s, "document.getElementById('p-history').innerText")
+                assert "Entrapment" in cleared
+                assert _problems(cdp.events) == []
+                cdp.reader.cancel()
+        finally:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+            await server.close()
+    assert (ARTIFACTS / "status_page_fleet.png").stat().st_size > 10_000
