@@ -178,13 +178,17 @@ class Outbox:
         except BlockingIOError:
             self._lock_file.close()
             raise OutboxInUseError(f"outbox {self.path} is open in another process") from None
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        (self._pending_bytes,) = self._db.execute(
-            "SELECT COALESCE(SUM(size), 0) + COUNT(*) * ? FROM message WHERE state = 0", (ROW_OVERHEAD_BYTES,)
-        ).fetchone()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            (self._pending_bytes,) = self._db.execute(
+                "SELECT COALESCE(SUM(size), 0) + COUNT(*) * ? FROM message WHERE state = 0", (ROW_OVERHEAD_BYTES,)
+            ).fetchone()
+        except sqlite3.Error as err:
+            self._lock_file.close()
+            raise OutboxError(f"cannot open outbox {self.path}: {err}") from err
 
     # -- producer side -------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from liftwatch.edge_daemon.outbox import (
     ROW_OVERHEAD_BYTES,
     DeliveryState,
     Outbox,
+    OutboxError,
     OutboxInUseError,
     OutboxWriteError,
     PutOutcome,
@@ -218,6 +219,14 @@ def test_one_writer_per_outbox_and_a_read_only_view_for_status(tmp_path: Path) -
             sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute("DELETE FROM message")
     with Outbox(db) as reopened:  # closing released the lock
         assert reopened.stats().pending == 1
+
+
+def test_a_file_that_is_not_an_outbox_is_a_typed_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "o.db"
+    bogus.write_bytes(b"this is not a SQLite database" * 100)
+    with pytest.raises(OutboxError, match="cannot open outbox"):
+        Outbox(bogus)
+    assert bogus.read_bytes().startswith(b"this is not")  # left alone for someone to look at
 
 
 def test_write_failure_is_typed_and_stores_nothing(tmp_path: Path) -> None:
