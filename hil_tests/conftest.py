@@ -144,15 +144,22 @@ class TappedMessage:
 
 
 class FrameTap:
-    """Reads a board's data port on a thread and keeps every frame, decoded (protocol's FrameReader)."""
+    """Reads a board's data port on a thread and keeps every frame, decoded (protocol's FrameReader).
 
-    def __init__(self, port: str, baud: int = 921600) -> None:
+    With ``ack_events`` it answers every board EVENT with an ACK, as the daemon does once the event
+    is stored, so the board does not keep re-sending it.
+    """
+
+    def __init__(self, port: str, baud: int = 921600, ack_events: bool = True) -> None:
         import serial
 
         from liftwatch.protocol.framing import FrameReader
 
         self._serial = serial.Serial(port, baud, timeout=0.05)
         self.reader = FrameReader()
+        self.ack_events = ack_events
+        self.boot_id: int | None = None
+        self._host_seq = 0
         self.messages: list[TappedMessage] = []
         self.raw_bytes = 0
         self._lock = threading.Lock()
@@ -161,7 +168,7 @@ class FrameTap:
         self._thread.start()
 
     def _run(self) -> None:
-        from liftwatch.protocol.messages import MessageError, decode_message
+        from liftwatch.protocol.messages import Event, MessageError, MessageType, decode_message
 
         while not self._stop.is_set():
             try:
@@ -175,10 +182,24 @@ class FrameTap:
                 except (MessageError, KeyError):
                     continue
                 with self._lock:
+                    self.boot_id = f.boot_id
                     self.messages.append(TappedMessage(time.monotonic(), f.type, f.boot_id, f.seq, f.t_ms, msg))
+                if self.ack_events and isinstance(msg, Event):
+                    self.send_message(MessageType.ACK, [MessageType.EVENT, msg.event_id, 0, "", None])
 
     def send(self, wire: bytes) -> None:
         self._serial.write(wire)
+
+    def send_message(self, mtype: int, payload: list) -> None:
+        """Encode and send a host->board frame, echoing the board's latest boot_id."""
+        from liftwatch.protocol.framing import encode_frame
+
+        self._host_seq = (self._host_seq + 1) & 0xFFFF
+        self.send(encode_frame(mtype, payload, self.boot_id or 0, self._host_seq, int(time.monotonic() * 1000)))
+
+    def tapped(self) -> list[TappedMessage]:
+        with self._lock:
+            return list(self.messages)
 
     def of(self, cls: type) -> list:
         with self._lock:

@@ -217,6 +217,7 @@ class MockBoard:
         uid: str = "a4cf12e0b001",
         watchdog_s: float = 10.0,
         seed: int = 0,
+        hold_until_us: int | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         if speed < 0:
@@ -263,6 +264,7 @@ class MockBoard:
         self._hw_cause = ResetCause.POWER_ON
         self._repl_mode = "friendly"
         self._restart_pending: ResetCause | None = None
+        self._hold_t_us = hold_until_us
         self.ports = BoardPorts("", "")
         self.error: BaseException | None = None
 
@@ -355,6 +357,11 @@ class MockBoard:
         """Run ``action`` (on the loop thread) once the board has consumed its feed up to ``t_us``."""
 
         self.call(lambda: self._add_action(t_us, action))
+
+    def hold_feed(self, t_us: int | None) -> None:
+        """Let the car run only up to ``t_us`` (None: no limit). Tests hold a car at rest until the
+        board is calibrated, whatever the speed."""
+        self.call(lambda: setattr(self, "_hold_t_us", t_us))
 
     def board_time_us(self) -> int:
         return int(self.call(lambda: self.stats.board_t_us))
@@ -753,6 +760,9 @@ class MockBoard:
                         return TICK_S
                     continue
                 return 0.002
+            if self._hold_t_us is not None and nxt.t_us > self._hold_t_us:
+                self._anchor = None
+                return TICK_S
             if self.speed:
                 if self._anchor is None:
                     self._anchor = (now, self._last_t())
