@@ -27,30 +27,68 @@ def _date(text: str) -> date:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="first", type=_date, required=True, metavar="YYYY-MM-DD",
-                   help="first local day of the period (inclusive)")
-    p.add_argument("--to", dest="last", type=_date, required=True, metavar="YYYY-MM-DD",
-                   help="last local day of the period (inclusive)")
-    p.add_argument("--format", choices=("html", "pdf"), default=None,
-                   help="output format (default: from --out's suffix, else html)")
+    p.add_argument(
+        "--from",
+        dest="first",
+        type=_date,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="first local day of the period (inclusive)",
+    )
+    p.add_argument(
+        "--to",
+        dest="last",
+        type=_date,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="last local day of the period (inclusive)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("html", "pdf"),
+        default=None,
+        help="output format (default: from --out's suffix, else html)",
+    )
     p.add_argument("--out", type=Path, default=None, help="output file (default: derived from car and period)")
-    p.add_argument("--source", type=Path, action="append", default=[], metavar="PATH",
-                   help="upstream journal (.jsonl) or outbox (.sqlite); repeatable; ids are de-duplicated")
-    p.add_argument("--config", type=Path, default=None,
-                   help="daemon TOML config: read its journal and outbox, and take the contract minimum, "
-                        "ride-quality limits and local UTC offset from its analytics settings")
-    p.add_argument("--utc-offset-h", type=float, default=None,
-                   help="local time zone of the days (default: the config's, else 8 = China Standard Time)")
+    p.add_argument(
+        "--source",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="upstream journal (.jsonl) or outbox (.sqlite); repeatable; ids are de-duplicated",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="daemon TOML config: read its journal and outbox, and take the contract minimum, "
+        "ride-quality limits and local UTC offset from its analytics settings",
+    )
+    p.add_argument(
+        "--utc-offset-h",
+        type=float,
+        default=None,
+        help="local time zone of the days (default: the config's, else 8 = China Standard Time)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("report", help="one car's operation and maintenance record for a period (HTML/PDF)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "report",
+        help="one car's operation and maintenance record for a period (HTML/PDF)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--car", required=True, help="car id as in the upstream messages")
     _common(p)
     p.set_defaults(func=_run_report)
-    f = subparsers.add_parser("fleet-report", help="cars ranked by risk for the insurer (HTML/PDF)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    f = subparsers.add_parser(
+        "fleet-report",
+        help="cars ranked by risk for the insurer (HTML/PDF)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     f.add_argument("--car", action="append", default=[], help="limit to these cars (repeatable; default: all)")
     _common(f)
     f.set_defaults(func=_run_fleet)
@@ -78,8 +116,9 @@ def _resolve(args: argparse.Namespace, stem: str):  # -> (sources, period, targe
             "utc_offset_h": a.day_utc_offset_h,
         }
     if not sources:
-        sources = [p for p in (_DEFAULT_STATE_DIR / "upstream.jsonl", _DEFAULT_STATE_DIR / "outbox.sqlite")
-                   if p.exists()]
+        sources = [
+            p for p in (_DEFAULT_STATE_DIR / "upstream.jsonl", _DEFAULT_STATE_DIR / "outbox.sqlite") if p.exists()
+        ]
     if not sources:
         raise ValueError("no source: give --source FILE (journal .jsonl or outbox .sqlite) or --config")
     if args.utc_offset_h is not None:

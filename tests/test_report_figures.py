@@ -53,8 +53,12 @@ def test_known_week_figures() -> None:
     assert f.entrapments == 1 and f.entrapment_s_max == 25 * 60
     # entrapment (20 min, OK), stopped outside the door zone (50 min, late), leveling fault (no visit
     # within a day: late); the 3-minute door held open is listed but not judged.
-    assert [c.type for c in f.faults] == ["entrapment", "stopped_outside_door_zone", "door_open_too_long",
-                                          "leveling_fault"]
+    assert [c.type for c in f.faults] == [
+        "entrapment",
+        "stopped_outside_door_zone",
+        "door_open_too_long",
+        "leveling_fault",
+    ]
     assert [c.judged for c in f.faults] == [True, True, False, True]
     assert (f.judged_faults, f.late_responses) == (3, 2)
     # repairs: 25 min (within 4 h), 5 h (not), open for 64 h so far (not, and not yet over 3 days)
@@ -70,9 +74,11 @@ def test_known_week_figures() -> None:
     assert (f.door_cycles, f.door_reopenings) == (350, 35)
     assert f.verdict.severity is Severity.BREACH
     en = [x.en for x in f.verdict.findings]
-    assert en[:3] == ["2 fault response(s) later than 30 min",
-                      "33% repaired within half a working day (target ≥60%)",
-                      "1 maintenance visit(s) shorter than 40 min"]
+    assert en[:3] == [
+        "2 fault response(s) later than 30 min",
+        "33% repaired within half a working day (target ≥60%)",
+        "1 maintenance visit(s) shorter than 40 min",
+    ]
     assert "1 entrapment(s)" in en
 
 
@@ -193,11 +199,32 @@ def test_unknown_fields_and_values_are_tolerated() -> None:
     log = known_week()
     for m in log.messages:
         m["future_field"] = {"x": 1}
-    log.messages.append({"v": 2, "id": "x1", "kind": "door_snapshot", "site": "estate-a", "car": "car-1",
-                         "board": None, "ts": "2026-11-03T00:00:00Z"})
-    log.messages.append({"v": 1, "id": "x2", "kind": "event", "site": "estate-a", "car": "car-1", "board": None,
-                         "ts": "2026-11-03T00:00:00Z", "type": "brand_new_fault", "state": "raised",
-                         "event_ts": "not a time", "detail": None})
+    log.messages.append(
+        {
+            "v": 2,
+            "id": "x1",
+            "kind": "door_snapshot",
+            "site": "estate-a",
+            "car": "car-1",
+            "board": None,
+            "ts": "2026-11-03T00:00:00Z",
+        }
+    )
+    log.messages.append(
+        {
+            "v": 1,
+            "id": "x2",
+            "kind": "event",
+            "site": "estate-a",
+            "car": "car-1",
+            "board": None,
+            "ts": "2026-11-03T00:00:00Z",
+            "type": "brand_new_fault",
+            "state": "raised",
+            "event_ts": "not a time",
+            "detail": None,
+        }
+    )
     f = car_figures("car-1", log.messages, WEEK)
     assert f.trips_total == 280 and f.judged_faults == 3
 

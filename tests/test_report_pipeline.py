@@ -46,16 +46,21 @@ async def _publish(outbox: Outbox, journal: Path, n: int) -> None:
         if delivered >= n:
             stop.set()
 
-    publisher = JournalPublisher(UpstreamConfig(site="estate-c", pi="pi-1", journal_path=journal),
-                                 on_delivered=on_delivered)
+    publisher = JournalPublisher(
+        UpstreamConfig(site="estate-c", pi="pi-1", journal_path=journal), on_delivered=on_delivered
+    )
     await asyncio.wait_for(publisher.run(outbox, stop), timeout=30)
 
 
 @pytest.fixture(scope="module")
 def journal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     outputs = _morning()
-    messages = [make_message(o.kind, "estate-c", "car-7", "b-07", utc_iso(local_ts("2026-11-03", "12:00")),
-                             o.key, o.to_message()) for o in outputs]
+    messages = [
+        make_message(
+            o.kind, "estate-c", "car-7", "b-07", utc_iso(local_ts("2026-11-03", "12:00")), o.key, o.to_message()
+        )
+        for o in outputs
+    ]
     tmp = tmp_path_factory.mktemp("pipeline")
     with Outbox(tmp / "outbox.sqlite") as outbox:
         outbox.put_many(messages)
@@ -93,8 +98,21 @@ def test_report_restates_the_analytics(journal: tuple[Path, list]) -> None:
 def test_cli_from_journal_and_outbox(journal: tuple[Path, list], tmp_path: Path) -> None:
     path, _ = journal
     out = tmp_path / "car-7.html"
-    args = ["report", "--car", "car-7", "--from", "2026-11-03", "--to", "2026-11-03", "--out", str(out),
-            "--source", str(path), "--source", str(path.parent / "outbox.sqlite")]
+    args = [
+        "report",
+        "--car",
+        "car-7",
+        "--from",
+        "2026-11-03",
+        "--to",
+        "2026-11-03",
+        "--out",
+        str(out),
+        "--source",
+        str(path),
+        "--source",
+        str(path.parent / "outbox.sqlite"),
+    ]
     assert main(args) == 0
     html = out.read_text(encoding="utf-8")
     assert "需关注 / Needs attention" in html and "困人" in html

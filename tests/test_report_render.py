@@ -42,7 +42,7 @@ def _text(html: str) -> str:
 
 
 def test_summary_page_carries_the_figures(car_html: str) -> None:
-    summary = car_html[car_html.index("id='summary'"):car_html.index("id='trends'")]
+    summary = car_html[car_html.index("id='summary'") : car_html.index("id='trends'")]
     text = _text(summary)
     assert "未达合同要求 / Contract targets missed" in text
     assert "96.78 %" in text  # availability
@@ -59,7 +59,7 @@ def test_plots_and_records_follow_the_summary(car_html: str) -> None:
         figure = re.search(rf"<figure id='plot-{name}'>(.*?)</figure>", car_html, flags=re.S)
         assert figure and figure.group(1).startswith("<svg") and "<path" in figure.group(1)
     assert car_html.index("id='summary'") < car_html.index("id='plot-trips'") < car_html.index("id='faults'")
-    faults = _text(car_html[car_html.index("<table id='faults'>"):])
+    faults = _text(car_html[car_html.index("<table id='faults'>") :])
     assert "困人" in faults and "20 min" in faults and "50 min" in faults and "未恢复 open" in faults
 
 
@@ -78,12 +78,15 @@ def test_fleet_html_ranks_by_risk() -> None:
     assert "困人 entrapments +10" in text
 
 
-def test_no_cjk_font_gives_english_plot_labels(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_cjk_font_gives_english_plot_labels(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from matplotlib import font_manager
 
     fonts.cjk_font_family.cache_clear()
-    monkeypatch.setattr(font_manager.fontManager, "ttflist",
-                        [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name])
+    monkeypatch.setattr(
+        font_manager.fontManager, "ttflist", [f for f in font_manager.fontManager.ttflist if "CJK" not in f.name]
+    )
     try:
         with caplog.at_level(logging.WARNING):
             lab = Labels()
@@ -124,8 +127,9 @@ def _pages(pdf: Path) -> int:
     return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
 
 
-def test_pdf_fallback_without_chromium(journal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_pdf_fallback_without_chromium(
+    journal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("LIFTWATCH_CHROMIUM", "")
     out = tmp_path / "car-1.pdf"
     assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
@@ -136,17 +140,22 @@ def test_pdf_fallback_without_chromium(journal: Path, tmp_path: Path, monkeypatc
 @pytest.mark.skipif(find_chromium() is None, reason="Debian chromium not installed")
 def test_pdf_with_chromium(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "car-1.pdf"
-    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--format", "pdf",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--format", "pdf", "--out", str(out)]) == 0
+    )
     assert "(chromium)" in capsys.readouterr().out
     assert out.read_bytes().startswith(b"%PDF")
     assert _pages(out) == 4  # summary, trends, maintenance and faults, records
     if shutil.which("pdftotext"):
-        page1 = " ".join(subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(out), "-"], capture_output=True,
-                                        text=True, check=True).stdout.split())
+        page1 = " ".join(
+            subprocess.run(
+                ["pdftotext", "-f", "1", "-l", "1", str(out), "-"], capture_output=True, text=True, check=True
+            ).stdout.split()
+        )
         assert "Contract targets missed" in page1 and "96.78 %" in page1 and "一梯一档" in page1
-        page4 = subprocess.run(["pdftotext", "-f", "4", "-l", "4", str(out), "-"], capture_output=True,
-                               text=True, check=True).stdout
+        page4 = subprocess.run(
+            ["pdftotext", "-f", "4", "-l", "4", str(out), "-"], capture_output=True, text=True, check=True
+        ).stdout
         assert "Maintenance visits" in page4
 
 

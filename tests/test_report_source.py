@@ -33,13 +33,16 @@ def test_journal_bad_lines_are_skipped_with_line_numbers(tmp_path: Path) -> None
     good = [json.dumps(m) for m in log.messages]
     good[1] = json.dumps({**log.messages[1], "from_the_future": [1, 2]})
     path = tmp_path / "upstream.jsonl"
-    path.write_text("\n".join([good[0], "{not json", "[1, 2]", '{"kind": "trip"}', "", good[1],
-                               good[0][:40]]) + "\n")
+    path.write_text("\n".join([good[0], "{not json", "[1, 2]", '{"kind": "trip"}', "", good[1], good[0][:40]]) + "\n")
     loaded = load_messages([path])
     assert [m["id"] for m in loaded.messages] == [log.messages[0]["id"], log.messages[1]["id"]]
     assert loaded.messages[1]["from_the_future"] == [1, 2]
     assert [(s.where, s.reason.split(" ")[0]) for s in loaded.skipped] == [
-        (2, "not"), (3, "not"), (4, "missing"), (7, "not")]
+        (2, "not"),
+        (3, "not"),
+        (4, "missing"),
+        (7, "not"),
+    ]
     assert all(s.path == path for s in loaded.skipped)
 
 
@@ -49,8 +52,9 @@ def test_filters_car_time_with_margin_and_daily_days(tmp_path: Path) -> None:
     log.messages += other.messages
     path = log.write_jsonl(tmp_path / "upstream.jsonl")
     lo, hi = local_ts("2026-11-04"), local_ts("2026-11-05")
-    loaded = load_messages([path], car="car-1", start_ts=lo, end_ts=hi, margin_s=3600,
-                           days=("2026-11-04", "2026-11-04"))
+    loaded = load_messages(
+        [path], car="car-1", start_ts=lo, end_ts=hi, margin_s=3600, days=("2026-11-04", "2026-11-04")
+    )
     assert {m["car"] for m in loaded.messages} == {"car-1"}
     assert {m["day"] for m in loaded.of_kind("daily")} == {"2026-11-04"}
     trips = loaded.of_kind("trip")
@@ -98,8 +102,10 @@ def test_typed_errors(tmp_path: Path, case: str) -> None:
         with Outbox(path) as outbox:
             outbox.put(known_week().messages[0])
         con = sqlite3.connect(path)
-        con.execute("INSERT INTO message (id, kind, site, car, priority, size, stored_unix_ms, payload)"
-                    " VALUES ('bad', 'trip', 's', 'c', 2, 3, 0, x'ff00ff')")
+        con.execute(
+            "INSERT INTO message (id, kind, site, car, priority, size, stored_unix_ms, payload)"
+            " VALUES ('bad', 'trip', 's', 'c', 2, 3, 0, x'ff00ff')"
+        )
         con.commit()
         con.close()
         loaded = load_messages([path])
@@ -108,5 +114,6 @@ def test_typed_errors(tmp_path: Path, case: str) -> None:
     with pytest.raises(ReportSourceError) as err:
         load_messages([path])
     assert err.value.path == path
-    assert {"missing": "no such file", "directory": "is a directory", "foreign_db": "not a liftwatch outbox"}[case] \
-        in err.value.reason
+    assert {"missing": "no such file", "directory": "is a directory", "foreign_db": "not a liftwatch outbox"}[
+        case
+    ] in err.value.reason

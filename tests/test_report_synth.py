@@ -37,46 +37,140 @@ class CarLog:
         self.messages.append(m)
         return m
 
-    def trip(self, t: float, z_a95: float | None = 12.0, z_max: float | None = 20.0, offset_mm: float | None = 3.0,
-             status: str = "level", direction: str = "up", xy_a95: float | None = 8.0) -> dict[str, Any]:
-        rq = {"z_max_pp_mg": z_max, "z_a95_pp_mg": z_a95, "x_max_pp_mg": None if xy_a95 is None else xy_a95 * 1.3,
-              "x_a95_pp_mg": xy_a95, "y_max_pp_mg": None, "y_a95_pp_mg": None,
-              "accel_max_mps2": 0.6, "jerk_max_mps3": 0.9}
-        return self._put("trip", f"{round(t * 1000)}", t + 12, {
-            "start_ts": utc_iso(t), "end_ts": utc_iso(t + 12), "duration_s": 12.0, "direction": direction,
-            "floors": 3, "from_floor": None, "to_floor": None, "peak_speed_mps": 1.0, "distance_m": 9.0,
-            "ride_quality": rq, "leveling": {"status": status, "offset_mm": offset_mm},
-        })
+    def trip(
+        self,
+        t: float,
+        z_a95: float | None = 12.0,
+        z_max: float | None = 20.0,
+        offset_mm: float | None = 3.0,
+        status: str = "level",
+        direction: str = "up",
+        xy_a95: float | None = 8.0,
+    ) -> dict[str, Any]:
+        rq = {
+            "z_max_pp_mg": z_max,
+            "z_a95_pp_mg": z_a95,
+            "x_max_pp_mg": None if xy_a95 is None else xy_a95 * 1.3,
+            "x_a95_pp_mg": xy_a95,
+            "y_max_pp_mg": None,
+            "y_a95_pp_mg": None,
+            "accel_max_mps2": 0.6,
+            "jerk_max_mps3": 0.9,
+        }
+        return self._put(
+            "trip",
+            f"{round(t * 1000)}",
+            t + 12,
+            {
+                "start_ts": utc_iso(t),
+                "end_ts": utc_iso(t + 12),
+                "duration_s": 12.0,
+                "direction": direction,
+                "floors": 3,
+                "from_floor": None,
+                "to_floor": None,
+                "peak_speed_mps": 1.0,
+                "distance_m": 9.0,
+                "ride_quality": rq,
+                "leveling": {"status": status, "offset_mm": offset_mm},
+            },
+        )
 
-    def fault(self, ftype: str, raised: float, cleared: float | None = None, code: int | None = None,
-              response_s: float | None = None, with_raised_ts: bool = True) -> None:
-        self._put("event", f"{ftype}:{round(raised * 1000)}:raised", raised, {
-            "type": ftype, "state": "raised", "event_ts": utc_iso(raised), "gbt24476_code": code,
-            "detail": {"source": "host"}})
+    def fault(
+        self,
+        ftype: str,
+        raised: float,
+        cleared: float | None = None,
+        code: int | None = None,
+        response_s: float | None = None,
+        with_raised_ts: bool = True,
+    ) -> None:
+        self._put(
+            "event",
+            f"{ftype}:{round(raised * 1000)}:raised",
+            raised,
+            {
+                "type": ftype,
+                "state": "raised",
+                "event_ts": utc_iso(raised),
+                "gbt24476_code": code,
+                "detail": {"source": "host"},
+            },
+        )
         if cleared is not None:
-            fields: dict[str, Any] = {"type": ftype, "state": "cleared", "event_ts": utc_iso(cleared),
-                                      "gbt24476_code": code, "detail": {}, "duration_s": cleared - raised,
-                                      "response_s": response_s, "repair_s": None}
+            fields: dict[str, Any] = {
+                "type": ftype,
+                "state": "cleared",
+                "event_ts": utc_iso(cleared),
+                "gbt24476_code": code,
+                "detail": {},
+                "duration_s": cleared - raised,
+                "response_s": response_s,
+                "repair_s": None,
+            }
             if with_raised_ts:
                 fields["raised_ts"] = utc_iso(raised)
             self._put("event", f"{ftype}:{round(raised * 1000)}:cleared", cleared, fields)
 
     def visit(self, start: float, minutes: float, runs: int = 4) -> None:
         end = start + minutes * 60
-        self._put("maintenance", f"{round(start * 1000)}", end, {
-            "start_ts": utc_iso(start), "end_ts": utc_iso(end), "duration_s": minutes * 60,
-            "inspection_runs": runs, "too_short": minutes < 40, "faults_responded": []})
+        self._put(
+            "maintenance",
+            f"{round(start * 1000)}",
+            end,
+            {
+                "start_ts": utc_iso(start),
+                "end_ts": utc_iso(end),
+                "duration_s": minutes * 60,
+                "inspection_runs": runs,
+                "too_short": minutes < 40,
+                "faults_responded": [],
+            },
+        )
 
-    def daily(self, day: str, trips: int, door_cycles: int, door_reopenings: int = 0, partial: bool = False,
-              offline_minutes: float = 0.0) -> None:
-        self._put("daily", f"{day}{':partial' if partial else ''}", local_ts(day, "23:59"), {
-            "day": day, "partial": partial, "trips": trips, "trips_up": trips // 2, "trips_down": trips - trips // 2,
-            "run_hours": trips * 12 / 3600, "relevels": 0, "door_cycles": door_cycles,
-            "door_reopenings": door_reopenings, "door_open_s": door_cycles * 6.0, "faults_by_type": {},
-            "maintenance_visits": 0, "maintenance_minutes": 0.0, "ride_quality": {"z_a95_pp_mg": None},
-            "leveling": {"stops": trips, "level": trips, "off_level": 0, "outside_door_zone": 0, "unknown": 0,
-                         "abs_offset_mm_p50": None, "abs_offset_mm_p95": None, "abs_offset_mm_max": None},
-            "offline_minutes": offline_minutes, "boots": 0, "counters": None})
+    def daily(
+        self,
+        day: str,
+        trips: int,
+        door_cycles: int,
+        door_reopenings: int = 0,
+        partial: bool = False,
+        offline_minutes: float = 0.0,
+    ) -> None:
+        self._put(
+            "daily",
+            f"{day}{':partial' if partial else ''}",
+            local_ts(day, "23:59"),
+            {
+                "day": day,
+                "partial": partial,
+                "trips": trips,
+                "trips_up": trips // 2,
+                "trips_down": trips - trips // 2,
+                "run_hours": trips * 12 / 3600,
+                "relevels": 0,
+                "door_cycles": door_cycles,
+                "door_reopenings": door_reopenings,
+                "door_open_s": door_cycles * 6.0,
+                "faults_by_type": {},
+                "maintenance_visits": 0,
+                "maintenance_minutes": 0.0,
+                "ride_quality": {"z_a95_pp_mg": None},
+                "leveling": {
+                    "stops": trips,
+                    "level": trips,
+                    "off_level": 0,
+                    "outside_door_zone": 0,
+                    "unknown": 0,
+                    "abs_offset_mm_p50": None,
+                    "abs_offset_mm_p95": None,
+                    "abs_offset_mm_max": None,
+                },
+                "offline_minutes": offline_minutes,
+                "boots": 0,
+                "counters": None,
+            },
+        )
 
     def write_jsonl(self, path: Path) -> Path:
         path.write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in self.messages), encoding="utf-8")
@@ -99,9 +193,13 @@ def known_week(car: str = "car-1", late: bool = True, site: str = "estate-a") ->
         for i in range(40):
             t = local_ts(day, "07:00") + i * 900
             high = i == 0 and day in ("2026-11-05", "2026-11-06")
-            log.trip(t, z_a95=25.0 if high else 10.0 + (i % 5), z_max=28.0 if high else 18.0,
-                     offset_mm=(25.0 if i == 1 and day == "2026-11-06" else (i % 7) - 3.0),
-                     status="off_level" if i == 1 and day == "2026-11-06" else "level")
+            log.trip(
+                t,
+                z_a95=25.0 if high else 10.0 + (i % 5),
+                z_max=28.0 if high else 18.0,
+                offset_mm=(25.0 if i == 1 and day == "2026-11-06" else (i % 7) - 3.0),
+                status="off_level" if i == 1 and day == "2026-11-06" else "level",
+            )
         log.daily(day, trips=40, door_cycles=50, door_reopenings=5)
     log.fault("entrapment", local_ts("2026-11-03", "10:00"), local_ts("2026-11-03", "10:25"), code=1)
     log.visit(local_ts("2026-11-03", "10:20"), 45)
@@ -154,8 +252,10 @@ def test_messages_match_upstream_schema_when_present(kind: str) -> None:
     from referencing import Registry, Resource
 
     base = schema_path.parent
-    resources = [(json.loads(p.read_text())["$id"], Resource.from_contents(json.loads(p.read_text())))
-                 for p in base.glob("*.schema.json")]
+    resources = [
+        (json.loads(p.read_text())["$id"], Resource.from_contents(json.loads(p.read_text())))
+        for p in base.glob("*.schema.json")
+    ]
     registry = Registry().with_resources(resources)
     validator = jsonschema.Draft202012Validator(json.loads(schema_path.read_text()), registry=registry)
     for m in (m for m in known_week().messages if m["kind"] == kind):

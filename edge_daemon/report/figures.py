@@ -237,8 +237,11 @@ class Verdict:
 
     @property
     def en(self) -> str:
-        return {Severity.OK: "Compliant", Severity.ATTENTION: "Needs attention",
-                Severity.BREACH: "Contract targets missed"}[self.severity]
+        return {
+            Severity.OK: "Compliant",
+            Severity.ATTENTION: "Needs attention",
+            Severity.BREACH: "Contract targets missed",
+        }[self.severity]
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,8 +408,8 @@ def judge_faults(
             later = [s for s in starts if c.raised_ts <= s <= c.raised_ts + targets.response_lookback_s]
             response = later[0] - c.raised_ts if later else None
         # No visit: late once the target has passed (always, for a fault judged by its duration).
-        late = response > targets.response_s if response is not None else (
-            data_end_ts - c.raised_ts > targets.response_s
+        late = (
+            response > targets.response_s if response is not None else (data_end_ts - c.raised_ts > targets.response_s)
         )
         repair = c.repair_s if c.repair_s is not None else 0.0
         out.append(
@@ -492,10 +495,6 @@ def day_figures(
         offs = [abs(t.offset_mm) for t in ts if t.offset_mm is not None]
         statuses = [t.leveling_status for t in ts if t.leveling_status]
 
-        def pick(trip_value: Any, *path: str) -> Any:
-            v = _daily_get(rec, *path)
-            return v if v is not None else trip_value
-
         n_trips = _daily_get(rec, "trips")
         out.append(
             DayFigures(
@@ -504,20 +503,21 @@ def day_figures(
                 door_cycles=_daily_get(rec, "door_cycles"),
                 door_reopenings=_daily_get(rec, "door_reopenings"),
                 run_hours=_num(_daily_get(rec, "run_hours")),
-                z_a95_p50_mg=_quantile(a95, 0.5) if a95 else _num(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p50")),
-                z_a95_p95_mg=_quantile(a95, 0.95) if a95 else _num(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p95")),
+                z_a95_p50_mg=_quantile(a95, 0.5)
+                if a95
+                else _num(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p50")),
+                z_a95_p95_mg=_quantile(a95, 0.95)
+                if a95
+                else _num(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p95")),
                 z_max_pp_mg=max(mx) if mx else _num(_daily_get(rec, "ride_quality", "z_max_pp_mg", "max")),
                 offset_p95_mm=_quantile(offs, 0.95) if offs else _num(_daily_get(rec, "leveling", "abs_offset_mm_p95")),
-                off_level_stops=(sum(s == "off_level" for s in statuses) if statuses
-                                 else pick(None, "leveling", "off_level")),
-                stops=len(statuses) if statuses else pick(None, "leveling", "stops"),
+                off_level_stops=(
+                    sum(s == "off_level" for s in statuses) if statuses else _daily_get(rec, "leveling", "off_level")
+                ),
+                stops=len(statuses) if statuses else _daily_get(rec, "leveling", "stops"),
             )
         )
     return out
-
-
-def _fmt_min(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min"
 
 
 def verdict_of(f: CarFigures) -> Verdict:
@@ -526,33 +526,73 @@ def verdict_of(f: CarFigures) -> Verdict:
     out: list[Finding] = []
     B, A = Severity.BREACH, Severity.ATTENTION
     if f.late_responses:
-        out.append(Finding(B, f"{f.late_responses} 次故障响应超过 {t.response_s / 60:.0f} 分钟",
-                           f"{f.late_responses} fault response(s) later than {t.response_s / 60:.0f} min"))
+        out.append(
+            Finding(
+                B,
+                f"{f.late_responses} 次故障响应超过 {t.response_s / 60:.0f} 分钟",
+                f"{f.late_responses} fault response(s) later than {t.response_s / 60:.0f} min",
+            )
+        )
     share = f.repair_half_day_share
     if share is not None and share < t.repair_half_day_share:
-        out.append(Finding(B, f"半个工作日内修复 {share:.0%}（要求 ≥{t.repair_half_day_share:.0%}）",
-                           f"{share:.0%} repaired within half a working day (target ≥{t.repair_half_day_share:.0%})"))
+        out.append(
+            Finding(
+                B,
+                f"半个工作日内修复 {share:.0%}（要求 ≥{t.repair_half_day_share:.0%}）",
+                f"{share:.0%} repaired within half a working day (target ≥{t.repair_half_day_share:.0%})",
+            )
+        )
     if f.repairs_over_max:
-        out.append(Finding(B, f"{f.repairs_over_max} 次修复超过 {t.repair_max_s / 86400:.0f} 天",
-                           f"{f.repairs_over_max} repair(s) longer than {t.repair_max_s / 86400:.0f} days"))
+        out.append(
+            Finding(
+                B,
+                f"{f.repairs_over_max} 次修复超过 {t.repair_max_s / 86400:.0f} 天",
+                f"{f.repairs_over_max} repair(s) longer than {t.repair_max_s / 86400:.0f} days",
+            )
+        )
     if f.short_visits:
-        out.append(Finding(B, f"{f.short_visits} 次维保不足 {t.maintenance_min_s / 60:.0f} 分钟",
-                           f"{f.short_visits} maintenance visit(s) shorter than {t.maintenance_min_s / 60:.0f} min"))
+        out.append(
+            Finding(
+                B,
+                f"{f.short_visits} 次维保不足 {t.maintenance_min_s / 60:.0f} 分钟",
+                f"{f.short_visits} maintenance visit(s) shorter than {t.maintenance_min_s / 60:.0f} min",
+            )
+        )
     if f.visit_gap_s_max is not None and f.visit_gap_s_max > t.maintenance_interval_max_s:
-        out.append(Finding(B, f"维保间隔 {f.visit_gap_s_max / 86400:.1f} 天，超过 {t.maintenance_interval_max_s / 86400:.0f} 天",
-                           f"maintenance gap of {f.visit_gap_s_max / 86400:.1f} days exceeds "
-                           f"{t.maintenance_interval_max_s / 86400:.0f} days"))
+        out.append(
+            Finding(
+                B,
+                f"维保间隔 {f.visit_gap_s_max / 86400:.1f} 天，超过 {t.maintenance_interval_max_s / 86400:.0f} 天",
+                f"maintenance gap of {f.visit_gap_s_max / 86400:.1f} days exceeds "
+                f"{t.maintenance_interval_max_s / 86400:.0f} days",
+            )
+        )
     if f.entrapments:
         out.append(Finding(A, f"困人 {f.entrapments} 次", f"{f.entrapments} entrapment(s)"))
     if f.rq_trips_over_limit:
-        out.append(Finding(A, f"{f.rq_trips_over_limit}/{f.rq_trips_judged} 次运行振动超 GB/T 10058 限值",
-                           f"{f.rq_trips_over_limit}/{f.rq_trips_judged} trips above the GB/T 10058 vibration limits"))
+        out.append(
+            Finding(
+                A,
+                f"{f.rq_trips_over_limit}/{f.rq_trips_judged} 次运行振动超 GB/T 10058 限值",
+                f"{f.rq_trips_over_limit}/{f.rq_trips_judged} trips above the GB/T 10058 vibration limits",
+            )
+        )
     if f.z_a95_trend_mg_per_30d is not None and f.z_a95_trend_mg_per_30d >= 0.1 * t.z_a95_pp_limit_mg:
-        out.append(Finding(A, f"垂直振动 A95 上升 {f.z_a95_trend_mg_per_30d:.1f} mg/30天",
-                           f"vertical A95 rising {f.z_a95_trend_mg_per_30d:.1f} mg per 30 days"))
+        out.append(
+            Finding(
+                A,
+                f"垂直振动 A95 上升 {f.z_a95_trend_mg_per_30d:.1f} mg/30天",
+                f"vertical A95 rising {f.z_a95_trend_mg_per_30d:.1f} mg per 30 days",
+            )
+        )
     if f.off_level_stops:
-        out.append(Finding(A, f"{f.off_level_stops}/{f.leveling_stops} 次停靠平层超差",
-                           f"{f.off_level_stops}/{f.leveling_stops} stops off level"))
+        out.append(
+            Finding(
+                A,
+                f"{f.off_level_stops}/{f.leveling_stops} 次停靠平层超差",
+                f"{f.off_level_stops}/{f.leveling_stops} stops off level",
+            )
+        )
     if f.availability is not None and f.availability < 0.99:
         out.append(Finding(A, f"可用率 {f.availability:.1%}", f"availability {f.availability:.1%}"))
     severity = max((x.severity for x in out), default=Severity.OK, key=[Severity.OK, A, B].index)
@@ -609,7 +649,8 @@ def car_figures(
     gaps = [b - a for a, b in zip([lo] + starts, starts + [data_end if data_end > lo else hi])]
     rq = [t for t in trips if t.z_a95_pp_mg is not None]
     over = [
-        t for t in rq
+        t
+        for t in rq
         if t.z_a95_pp_mg > targets.z_a95_pp_limit_mg
         or (t.z_max_pp_mg or 0.0) > targets.z_max_pp_limit_mg
         or (t.xy_a95_pp_mg or 0.0) > targets.xy_a95_pp_limit_mg

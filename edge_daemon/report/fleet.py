@@ -51,8 +51,12 @@ RULES = (
     ("maintenance gap over 15 days", "维保间隔超15天", "加 5 分", "+5"),
     ("judged faults", "需响应故障", "2 分/次", "2 each"),
     ("trips over ride-quality limits (share)", "振动超限比例", "超限运行比例 × 10", "10 x share of trips over limits"),
-    ("ride quality worsening", "振动上升趋势", "A95 每30天上升 ≥ 限值10% 加 5 分",
-     "+5 if vertical A95 rises >= 10 % of its limit per 30 days"),
+    (
+        "ride quality worsening",
+        "振动上升趋势",
+        "A95 每30天上升 ≥ 限值10% 加 5 分",
+        "+5 if vertical A95 rises >= 10 % of its limit per 30 days",
+    ),
     ("availability shortfall", "可用率不足", "每低于 100% 一个百分点 2 分", "2 per percentage point below 100 %"),
 )
 """(name, Chinese name, rule in Chinese, rule in English), in the order `risk_of` lists components."""
@@ -99,18 +103,31 @@ def risk_of(f: CarFigures) -> CarRisk:
     comps = (
         RiskComponent("entrapments", "困人", f.entrapments, ENTRAPMENT_POINTS * f.entrapments),
         RiskComponent("late responses", "响应超时", f.late_responses, LATE_RESPONSE_POINTS * f.late_responses),
-        RiskComponent("repairs over 3 days", "修复超3天", f.repairs_over_max,
-                      REPAIR_OVER_MAX_POINTS * f.repairs_over_max),
-        RiskComponent("half-day repair rate below target", "半日修复率不足", int(half_day_missed),
-                      HALF_DAY_RATE_POINTS * half_day_missed),
+        RiskComponent(
+            "repairs over 3 days", "修复超3天", f.repairs_over_max, REPAIR_OVER_MAX_POINTS * f.repairs_over_max
+        ),
+        RiskComponent(
+            "half-day repair rate below target",
+            "半日修复率不足",
+            int(half_day_missed),
+            HALF_DAY_RATE_POINTS * half_day_missed,
+        ),
         RiskComponent("short maintenance visits", "维保时长不足", f.short_visits, SHORT_VISIT_POINTS * f.short_visits),
         RiskComponent("maintenance gap over 15 days", "维保间隔超15天", int(gap_over), VISIT_GAP_POINTS * gap_over),
         RiskComponent("judged faults", "需响应故障", f.judged_faults, JUDGED_FAULT_POINTS * f.judged_faults),
-        RiskComponent("trips over ride-quality limits (share)", "振动超限比例", round(rq_share, 3),
-                      round(RIDE_QUALITY_POINTS * rq_share, 2)),
+        RiskComponent(
+            "trips over ride-quality limits (share)",
+            "振动超限比例",
+            round(rq_share, 3),
+            round(RIDE_QUALITY_POINTS * rq_share, 2),
+        ),
         RiskComponent("ride quality worsening", "振动上升趋势", int(rising), RQ_TREND_POINTS * rising),
-        RiskComponent("availability shortfall", "可用率不足", round(below_pct, 2),
-                      round(AVAILABILITY_POINTS_PER_PCT * below_pct, 2)),
+        RiskComponent(
+            "availability shortfall",
+            "可用率不足",
+            round(below_pct, 2),
+            round(AVAILABILITY_POINTS_PER_PCT * below_pct, 2),
+        ),
     )
     return CarRisk(f, comps)
 

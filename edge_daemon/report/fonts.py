@@ -35,9 +35,7 @@ def cjk_font_family() -> str | None:
     for name in _PREFERRED:
         if name in names:
             return name
-    _LOG.warning(
-        "no CJK font found (install Debian fonts-noto-cjk): report plots will have English labels only"
-    )
+    _LOG.warning("no CJK font found (install Debian fonts-noto-cjk): report plots will have English labels only")
     return None
 
 

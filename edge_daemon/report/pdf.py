@@ -79,8 +79,9 @@ def html_to_pdf(html_path: Path, pdf_path: Path, chromium: str) -> None:
         if pdf_path.exists():
             pdf_path.unlink()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S,
-                                  env={**os.environ, "HOME": profile})
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT_S, env={**os.environ, "HOME": profile}
+            )
         except subprocess.TimeoutExpired as err:
             raise PdfError(f"chromium did not finish within {CHROMIUM_TIMEOUT_S:.0f} s") from err
         except OSError as err:
@@ -116,8 +117,10 @@ def _car_summary_lines(f: CarFigures, lab: Labels) -> list[tuple[str, float, str
         (lab("日均运行次数", "Trips per day"), f"{f.trips_per_day:.0f}"),
         (lab("需响应故障 / 响应超时", "Judged faults / late responses"), f"{f.judged_faults} / {f.late_responses}"),
         (lab("最长响应", "Longest response"), fmt_minutes(f.response_s_max)),
-        (lab("半日内修复率", "Repaired within half a day"),
-         f"{fmt_pct(f.repair_half_day_share, 0)} (≥ {t.repair_half_day_share:.0%})"),
+        (
+            lab("半日内修复率", "Repaired within half a day"),
+            f"{fmt_pct(f.repair_half_day_share, 0)} (≥ {t.repair_half_day_share:.0%})",
+        ),
         (lab("修复超3天", "Repairs over 3 days"), str(f.repairs_over_max)),
         (lab("维保次数 / 不足40分钟", "Visits / shorter than 40 min"), f"{len(f.visits)} / {f.short_visits}"),
         (lab("困人次数", "Entrapments"), str(f.entrapments)),
@@ -137,12 +140,22 @@ def pdf_with_matplotlib(pdf_path: Path, cars: Sequence[CarFigures], fleet: bool,
         if fleet:
             ranked = rank_fleet(cars)
             lines = [(lab("电梯风险排名", "Fleet risk ranking"), 15, "bold", "#2b6cb0")]
-            lines += [(f"{i}. {r.figures.car}  {r.score:g}  {lab(r.band[1], r.band[0])}  "
-                       f"{lab(r.figures.verdict.zh, r.figures.verdict.en)}", 10, "normal", "#1a202c")
-                      for i, r in enumerate(ranked, start=1)]
+            lines += [
+                (
+                    f"{i}. {r.figures.car}  {r.score:g}  {lab(r.band[1], r.band[0])}  "
+                    f"{lab(r.figures.verdict.zh, r.figures.verdict.en)}",
+                    10,
+                    "normal",
+                    "#1a202c",
+                )
+                for i, r in enumerate(ranked, start=1)
+            ]
             pdf.savefig(_text_page(lines, lab))
-            pdf.savefig(fleet_figure([r.figures.car for r in ranked], [r.score for r in ranked],
-                                     [r.band[0] for r in ranked], lab))
+            pdf.savefig(
+                fleet_figure(
+                    [r.figures.car for r in ranked], [r.score for r in ranked], [r.band[0] for r in ranked], lab
+                )
+            )
             return
         for f in cars:
             pdf.savefig(_text_page(_car_summary_lines(f, lab), lab))

@@ -119,9 +119,15 @@ def trips_figure(f: CarFigures, lab: Labels) -> Figure:
             ax.plot(missing, [0] * len(missing), "x", color=GREY, label=lab("无数据日", "day without data"))
             ax.legend(loc="upper right")
         ax.axhline(f.trips_per_day, color=ORANGE, lw=1, ls="--")
-        ax.annotate(lab(f"日均 {f.trips_per_day:.0f}", f"mean {f.trips_per_day:.0f}/day"),
-                    (1.0, f.trips_per_day), xycoords=("axes fraction", "data"), ha="right", va="bottom",
-                    color=ORANGE, fontsize=7.5)
+        ax.annotate(
+            lab(f"日均 {f.trips_per_day:.0f}", f"mean {f.trips_per_day:.0f}/day"),
+            (1.0, f.trips_per_day),
+            xycoords=("axes fraction", "data"),
+            ha="right",
+            va="bottom",
+            color=ORANGE,
+            fontsize=7.5,
+        )
         ax.set_ylim(0, max(ys + [1]) * 1.18)
         ax.set_ylabel(lab("次", "trips"))
         _day_axis(ax, f)
@@ -135,25 +141,57 @@ def ride_quality_figure(f: CarFigures, lab: Labels) -> Figure:
         off = f.period.utc_offset_h
         pts = [(_local(p.start_ts, off), p.z_a95_pp_mg) for p in f.trips if p.z_a95_pp_mg is not None]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=4, color=LIGHT_BLUE, alpha=0.6,
-                       label=lab("单次 A95", "A95 per trip"), rasterized=len(pts) > 2000)
+            ax.scatter(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                s=4,
+                color=LIGHT_BLUE,
+                alpha=0.6,
+                label=lab("单次 A95", "A95 per trip"),
+                rasterized=len(pts) > 2000,
+            )
         xs = _day_centres(f)
         p50 = [(x, d.z_a95_p50_mg) for x, d in zip(xs, f.days) if d.z_a95_p50_mg is not None]
         mx = [(x, d.z_max_pp_mg) for x, d in zip(xs, f.days) if d.z_max_pp_mg is not None]
         if p50:
-            ax.plot([p[0] for p in p50], [p[1] for p in p50], "-o", ms=2.5, color=BLUE,
-                    label=lab("A95 日中位数", "A95 daily median"))
+            ax.plot(
+                [p[0] for p in p50],
+                [p[1] for p in p50],
+                "-o",
+                ms=2.5,
+                color=BLUE,
+                label=lab("A95 日中位数", "A95 daily median"),
+            )
         if mx:
-            ax.plot([p[0] for p in mx], [p[1] for p in mx], "-^", ms=2.5, color=ORANGE, lw=1,
-                    label=lab("最大峰峰值 日最大", "max peak-to-peak, daily max"))
+            ax.plot(
+                [p[0] for p in mx],
+                [p[1] for p in mx],
+                "-^",
+                ms=2.5,
+                color=ORANGE,
+                lw=1,
+                label=lab("最大峰峰值 日最大", "max peak-to-peak, daily max"),
+            )
         if not (pts or p50 or mx):
             _no_data(ax, lab)
         ax.axhline(t.z_a95_pp_limit_mg, color=BLUE, ls="--", lw=1)
         ax.axhline(t.z_max_pp_limit_mg, color=RED, ls="--", lw=1)
-        ax.annotate(f"GB/T 10058 A95 ≤ {t.z_a95_pp_limit_mg:g} mg", (0.0, t.z_a95_pp_limit_mg),
-                    xycoords=("axes fraction", "data"), va="bottom", fontsize=7, color=BLUE)
-        ax.annotate(f"GB/T 10058 max ≤ {t.z_max_pp_limit_mg:g} mg", (0.0, t.z_max_pp_limit_mg),
-                    xycoords=("axes fraction", "data"), va="bottom", fontsize=7, color=RED)
+        ax.annotate(
+            f"GB/T 10058 A95 ≤ {t.z_a95_pp_limit_mg:g} mg",
+            (0.0, t.z_a95_pp_limit_mg),
+            xycoords=("axes fraction", "data"),
+            va="bottom",
+            fontsize=7,
+            color=BLUE,
+        )
+        ax.annotate(
+            f"GB/T 10058 max ≤ {t.z_max_pp_limit_mg:g} mg",
+            (0.0, t.z_max_pp_limit_mg),
+            xycoords=("axes fraction", "data"),
+            va="bottom",
+            fontsize=7,
+            color=RED,
+        )
         top = max([t.z_max_pp_limit_mg * 1.25] + [p[1] * 1.1 for p in pts + mx])
         ax.set_ylim(0, top)
         ax.set_ylabel("mg")
@@ -171,8 +209,13 @@ def doors_figure(f: CarFigures, lab: Labels) -> Figure:
         if not have:
             _no_data(ax, lab)
         else:
-            ax.bar([x for x, _ in have], [d.door_cycles for _, d in have], width=0.8, color=BLUE,
-                   label=lab("门循环", "door cycles"))
+            ax.bar(
+                [x for x, _ in have],
+                [d.door_cycles for _, d in have],
+                width=0.8,
+                color=BLUE,
+                label=lab("门循环", "door cycles"),
+            )
             ax.set_ylabel(lab("门循环", "door cycles"))
             ax.set_ylim(0, max(d.door_cycles for _, d in have) * 1.3 or 1)
             ax2 = ax.twinx()
@@ -206,8 +249,14 @@ def leveling_figure(f: CarFigures, lab: Labels) -> Figure:
         ax.axhspan(-tol, tol, color=GREEN, alpha=0.07)
         for y in (-tol, tol):
             ax.axhline(y, color=GREEN, ls="--", lw=0.8)
-        ax.annotate(lab(f"允许 ±{tol:g} mm", f"tolerance ±{tol:g} mm"), (0.0, tol),
-                    xycoords=("axes fraction", "data"), va="bottom", fontsize=7, color=GREEN)
+        ax.annotate(
+            lab(f"允许 ±{tol:g} mm", f"tolerance ±{tol:g} mm"),
+            (0.0, tol),
+            xycoords=("axes fraction", "data"),
+            va="bottom",
+            fontsize=7,
+            color=GREEN,
+        )
         ax.set_ylabel("mm")
         _day_axis(ax, f)
     return fig
@@ -228,7 +277,9 @@ def maintenance_figure(f: CarFigures, lab: Labels) -> Figure:
             ax.bar(range(len(mins)), mins, color=colours, width=0.6)
             for i, m in enumerate(mins):
                 ax.text(i, m, f"{m:.0f}", ha="center", va="bottom", fontsize=7)
-            ax.set_xticks(range(len(mins)), names, rotation=30 if len(mins) > 6 else 0, ha="right" if len(mins) > 6 else "center")
+            ax.set_xticks(
+                range(len(mins)), names, rotation=30 if len(mins) > 6 else 0, ha="right" if len(mins) > 6 else "center"
+            )
             ax.set_ylim(0, max(mins + [minimum]) * 1.35)
             ax.grid(axis="x", visible=False)
         ax.axhline(minimum, color=RED, ls="--", lw=1, label=lab(f"最低 {minimum:g} 分钟", f"minimum {minimum:g} min"))
@@ -255,9 +306,13 @@ def fault_timeline_figure(f: CarFigures, lab: Labels) -> Figure:
         for y, ftype in enumerate(lanes):
             if ftype == "maintenance":
                 for v in f.visits:
-                    ax.barh(y, timedelta(seconds=max(v.duration_s, f.period.n_days * 864.0)),
-                            left=_local(v.start_ts, off), height=0.6,
-                            color=RED if v.too_short else GREEN)
+                    ax.barh(
+                        y,
+                        timedelta(seconds=max(v.duration_s, f.period.n_days * 864.0)),
+                        left=_local(v.start_ts, off),
+                        height=0.6,
+                        color=RED if v.too_short else GREEN,
+                    )
                 continue
             for c in f.faults:
                 if c.type != ftype:
@@ -268,15 +323,25 @@ def fault_timeline_figure(f: CarFigures, lab: Labels) -> Figure:
                 ax.barh(y, timedelta(seconds=width), left=_local(c.raised_ts, off), height=0.6, color=_fault_colour(c))
                 if c.judged and c.response_late:
                     ax.plot(_local(c.raised_ts, off), y - 0.45, "v", color=RED, ms=4)  # above the bar (axis inverted)
-        names = [lab("维保", "maintenance") if n == "maintenance" else
-                 (lab(FAULT_NAMES_ZH[n], n) if n in FAULT_NAMES_ZH else n) for n in lanes]
+        names = [
+            lab("维保", "maintenance")
+            if n == "maintenance"
+            else (lab(FAULT_NAMES_ZH[n], n) if n in FAULT_NAMES_ZH else n)
+            for n in lanes
+        ]
         ax.set_yticks(range(len(lanes)), names)
         ax.set_ylim(-0.6, len(lanes) - 0.4)
         ax.invert_yaxis()
         ax.grid(axis="y", visible=False)
         if not f.faults:
-            ax.text(0.5, 0.75, lab("本期无故障", "no faults in this period"), transform=ax.transAxes,
-                    ha="center", color=GREY)
+            ax.text(
+                0.5,
+                0.75,
+                lab("本期无故障", "no faults in this period"),
+                transform=ax.transAxes,
+                ha="center",
+                color=GREY,
+            )
         _day_axis(ax, f)
     return fig
 
@@ -317,4 +382,4 @@ def to_svg(fig: Figure) -> str:
     with plt.rc_context({"svg.fonttype": "path"}):  # glyphs as paths: the reader needs no CJK font
         fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = buf.getvalue()
-    return svg[svg.index("<svg"):]
+    return svg[svg.index("<svg") :]

@@ -33,8 +33,9 @@ class WrittenReport:
 
 
 def load_period(sources: Sequence[Path], period: Period, car: str | None) -> LoadedMessages:
-    loaded = load_messages(sources, car=car, start_ts=period.start_ts, end_ts=period.end_ts,
-                           days=(period.days[0], period.days[-1]))
+    loaded = load_messages(
+        sources, car=car, start_ts=period.start_ts, end_ts=period.end_ts, days=(period.days[0], period.days[-1])
+    )
     for s in loaded.skipped[:20]:
         _LOG.warning("skipped %s:%s: %s", s.path, s.where, s.reason)
     if len(loaded.skipped) > 20:
@@ -73,15 +74,23 @@ def _write(html: str, out: Path, fmt: str, cars: Sequence[CarFigures], fleet: bo
     return "chromium"
 
 
-def write_car_report(sources: Sequence[Path], car: str, period: Period, out: Path, fmt: str = "html",
-                     targets: ContractTargets | None = None) -> WrittenReport:
+def write_car_report(
+    sources: Sequence[Path],
+    car: str,
+    period: Period,
+    out: Path,
+    fmt: str = "html",
+    targets: ContractTargets | None = None,
+) -> WrittenReport:
     targets = targets or ContractTargets(utc_offset_h=period.utc_offset_h)
     loaded = load_period(sources, period, car)
     if not loaded.messages:
         everything = load_messages(sources)
         known = ", ".join(everything.cars) or "none"
-        raise ReportError(f"no messages of car {car!r} between {period.first} and {period.last} "
-                          f"in {', '.join(map(str, sources))} (cars in the source: {known})")
+        raise ReportError(
+            f"no messages of car {car!r} between {period.first} and {period.last} "
+            f"in {', '.join(map(str, sources))} (cars in the source: {known})"
+        )
     lab = Labels()
     figures = car_figures(car, loaded.messages, period, targets)
     html = render_car_html(figures, lab, source_note=_source_note(loaded))
@@ -89,14 +98,19 @@ def write_car_report(sources: Sequence[Path], car: str, period: Period, out: Pat
     return WrittenReport(out, fmt, engine, (figures,), loaded)
 
 
-def write_fleet_report(sources: Sequence[Path], period: Period, out: Path, fmt: str = "html",
-                       cars: Sequence[str] | None = None, targets: ContractTargets | None = None) -> WrittenReport:
+def write_fleet_report(
+    sources: Sequence[Path],
+    period: Period,
+    out: Path,
+    fmt: str = "html",
+    cars: Sequence[str] | None = None,
+    targets: ContractTargets | None = None,
+) -> WrittenReport:
     targets = targets or ContractTargets(utc_offset_h=period.utc_offset_h)
     loaded = load_period(sources, period, None)
     names = list(cars) if cars else loaded.cars
     if not names:
-        raise ReportError(f"no car messages between {period.first} and {period.last} in "
-                          f"{', '.join(map(str, sources))}")
+        raise ReportError(f"no car messages between {period.first} and {period.last} in {', '.join(map(str, sources))}")
     missing = [c for c in names if c not in loaded.cars]
     if missing:
         raise ReportError(f"no messages of car(s) {', '.join(missing)} in the period (found: {', '.join(loaded.cars)})")
