@@ -339,19 +339,28 @@ class MockBoard:
         """Pull the reset line (EN pin): the board restarts at once with ``cause``."""
         self.call(lambda: self._reset(cause))
 
+    def freeze(self) -> None:
+        """Hang the board's CPU (SIGSTOP): firmware stuck in a loop with interrupts off. Only the
+        watchdog gets it out."""
+
+        def go() -> None:
+            if self._child is not None:
+                self._child.send_signal(signal.SIGSTOP)
+
+        self.call(go)
+
     def set_link(self, up: bool) -> None:
         """Cut (``False``) or restore the data UART; bytes in either direction are lost meanwhile."""
         self.call(lambda: setattr(self, "_link_up", up))
 
     def inject_garbage(self, nbytes: int, direction: Direction = Direction.TO_HOST) -> None:
         """Random bytes on the data UART, as a loose connector or an EMI burst would produce."""
+        self.call(lambda: self._garbage(nbytes, direction))
+
+    def _garbage(self, nbytes: int, direction: Direction) -> None:
         junk = bytes(self._rng.getrandbits(8) for _ in range(nbytes))
-
-        def go() -> None:
-            (self._to_host if direction is Direction.TO_HOST else self._to_board).push(junk)
-            self.stats.garbage_bytes += nbytes
-
-        self.call(go)
+        (self._to_host if direction is Direction.TO_HOST else self._to_board).push(junk)
+        self.stats.garbage_bytes += nbytes
 
     def at(self, t_us: int, action: Callable[[], None]) -> None:
         """Run ``action`` (on the loop thread) once the board has consumed its feed up to ``t_us``."""
@@ -707,9 +716,7 @@ class MockBoard:
             direction = Direction(p.get("direction", "to_host"))
 
             def run() -> None:
-                junk = bytes(self._rng.getrandbits(8) for _ in range(n))
-                (self._to_host if direction is Direction.TO_HOST else self._to_board).push(junk)
-                self.stats.garbage_bytes += n
+                self._garbage(n, direction)
 
         else:
             raise MockBoardError(f"unknown board fault {fault.kind!r}")
