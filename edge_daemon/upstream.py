@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -40,7 +41,7 @@ from paho.mqtt.properties import Properties
 from liftwatch import __version__
 
 from .envelope import SCHEMA_VERSION, message_id, utc_iso
-from .outbox import Outbox, OutboxMessage
+from .outbox import Outbox, OutboxMessage, OutboxWriteError
 
 _LOG = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ STOP_FLUSH_TIMEOUT_S = 2.0
 
 JOURNAL_BATCH = 512
 """Messages written per journal fsync."""
+
+JOURNAL_RETRY_S = 1.0
+"""Wait after a failed journal write (disk full) before trying again; the outbox keeps the messages."""
 
 StatusProvider = Callable[[], Mapping[str, Any]]
 """Returns extra status fields from the daemon (boards, firmware, counters); called on the loop."""
@@ -379,13 +383,18 @@ class MqttPublisher(Publisher):
                 continue
             # 0x10 "no matching subscribers" is a success; >= 0x80 is a refusal (e.g. ACL).
             (rejected if reason >= 0x80 else delivered).append(message)
-        if delivered:
-            await self._settle(outbox, delivered)
-        if rejected:
-            _LOG.error("upstream: broker refused %d messages (e.g. %s); set aside as rejected",
-                       len(rejected), self.topic(rejected[0]))
-            await self._outbox_call(outbox.mark_rejected, [m.seq for m in rejected])
-            self.counters.rejected += len(rejected)
+        try:
+            if delivered:
+                await self._settle(outbox, delivered)
+            if rejected:
+                _LOG.error("upstream: broker refused %d messages (e.g. %s); set aside as rejected",
+                           len(rejected), self.topic(rejected[0]))
+                await self._outbox_call(outbox.mark_rejected, [m.seq for m in rejected])
+                self.counters.rejected += len(rejected)
+        except OutboxWriteError as err:
+            # The broker has them but the outbox could not record it (disk full?). They stay
+            # pending and are sent again after the next start; subscribers drop the repeat by id.
+            _LOG.error("upstream: could not record %d PUBACKs: %s", len(delivered) + len(rejected), err)
 
     async def _publish_status(self, client: mqtt.Client, outbox: Outbox, state: str, reason: str) -> int:
         stats = (await self._outbox_call(outbox.stats)).to_status()
@@ -438,10 +447,19 @@ class JournalPublisher(Publisher):
                 wake.clear()
                 batch = await self._outbox_call(outbox.pending, cursor, JOURNAL_BATCH)
                 if batch:
-                    await self._outbox_call(_append, journal, [m.payload for m in batch])
+                    try:
+                        await self._outbox_call(_append, journal, [m.payload for m in batch])
+                    except OSError as err:
+                        # Disk full or I/O error: the torn batch was cut off again; retry later.
+                        _LOG.error("upstream: journal %s not written, retrying: %s", self.config.journal_path, err)
+                        await _wait((stop,), JOURNAL_RETRY_S)
+                        continue
                     self.counters.published += len(batch)
-                    await self._settle(outbox, batch)
                     cursor = batch[-1].seq
+                    try:
+                        await self._settle(outbox, batch)
+                    except OutboxWriteError as err:  # written but not recorded: rewritten after a restart
+                        _LOG.error("upstream: could not mark %d journal lines delivered: %s", len(batch), err)
                     continue
                 if time.monotonic() >= next_status:
                     await self._write_status(journal, outbox, "online", "periodic")
@@ -466,7 +484,7 @@ def _open_journal(path: Path) -> Any:
     if str(path) == "-":
         return sys.stdout.buffer
     path.parent.mkdir(parents=True, exist_ok=True)
-    journal = open(path, "a+b")
+    journal = open(path, "a+b", buffering=0)
     size = journal.seek(0, os.SEEK_END)
     if size:
         # Cut a torn last line (SIGKILL mid-write); its messages are still pending in the outbox.
@@ -481,16 +499,25 @@ def _open_journal(path: Path) -> Any:
 
 
 def _append(journal: Any, lines: Sequence[bytes]) -> None:
-    journal.write(b"".join(line + b"\n" for line in lines))
-    journal.flush()
-    if journal is sys.stdout.buffer:
-        return  # standard output (replay, demos): nothing to make durable
+    """Write and fsync whole lines; on failure cut the file back so no torn line stays behind."""
+    if journal is sys.stdout.buffer:  # standard output (replay, demos): nothing to make durable
+        journal.write(b"".join(line + b"\n" for line in lines))
+        journal.flush()
+        return
+    start = journal.seek(0, os.SEEK_END)
     try:
+        # Unbuffered: a failed write must not leave bytes in a buffer that a later flush would add.
+        pending = memoryview(b"".join(line + b"\n" for line in lines))
+        while pending:
+            pending = pending[journal.write(pending):]
         os.fsync(journal.fileno())
     except OSError as err:
         # A journal path naming a pipe or terminal cannot be fsync'd; "delivered" then means "written".
-        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
+        if err.errno in (errno.EINVAL, errno.ENOTSUP):
+            return
+        with contextlib.suppress(OSError):
+            journal.truncate(start)
+        raise
 
 
 def make_publisher(

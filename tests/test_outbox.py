@@ -304,3 +304,42 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
         assert state in (DeliveryState.PENDING, DeliveryState.DELIVERED)
         if state == DeliveryState.PENDING:
             validate_envelope(json.loads(payload))
+
+
+_DISK_FULL_CHILD = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from liftwatch.edge_daemon.envelope import make_message
+    from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
+    outbox = Outbox(sys.argv[1])
+    # Every file this process writes is capped: SQLite meets a full disk (EFBIG instead of SIGXFSZ).
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+    i = 0
+    try:
+        while True:
+            outbox.put(make_message("event", "s", "car1", "b", "2026-01-01T00:00:00Z", f"k{i}", {"pad": "x" * 2000}))
+            print("ACK", i, flush=True)
+            i += 1
+    except OutboxWriteError as err:
+        print("FULL", err, flush=True)
+    """
+)
+
+
+def test_disk_full_is_a_typed_error_and_keeps_what_was_acknowledged(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    Outbox(db).close()
+    out = subprocess.run([sys.executable, "-c", _DISK_FULL_CHILD, str(db), "300000"],
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines(keepends=True)
+    assert lines and lines[-1].startswith("FULL"), out.stdout[-500:] + out.stderr[-2000:]
+    acked = acked_keys(lines)
+    assert len(acked) > 10
+    # Space is back: everything acknowledged is there, intact, and the outbox takes new messages.
+    with Outbox(db) as outbox:
+        assert outbox._db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert [p.id for p in outbox.pending(limit=10_000)] == [
+            message_id("event", "s", "car1", f"k{i}") for i in acked
+        ]
+        assert outbox.put(msg("event", "after")) is PutOutcome.STORED

@@ -183,3 +183,47 @@ def test_journal_to_stdout_without_status_for_replay(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", child, str(db)], capture_output=True, timeout=30, check=True)
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [m["id"] for m in lines] == [fact(i)["id"] for i in range(10)]  # facts only, no status lines
+
+
+_FULL_JOURNAL_CHILD = textwrap.dedent(
+    """
+    import asyncio, resource, signal, sys
+    from pathlib import Path
+    from liftwatch.edge_daemon.outbox import Outbox
+    from liftwatch.edge_daemon.upstream import Upstream, UpstreamConfig
+
+    async def main():
+        outbox = Outbox(sys.argv[1])
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG, like ENOSPC on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
+        stop = asyncio.Event()
+        await Upstream(UpstreamConfig("site1", "pi1", journal_path=Path(sys.argv[2]))).run(outbox, stop)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_full_disk_leaves_whole_lines_and_resumes(tmp_path: Path) -> None:
+    db, journal = tmp_path / "outbox.db", tmp_path / "j.jsonl"
+    messages = [dict(fact(i), pad="x" * 1000) for i in range(300)]
+    with Outbox(db) as outbox:
+        outbox.put_many(messages)
+    limit = 100_000  # the journal needs ~330 kB
+    child = subprocess.Popen([sys.executable, "-c", _FULL_JOURNAL_CHILD, str(db), str(journal), str(limit)],
+                             stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # writes, hits the limit, cuts the torn batch, retries once a second
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.stderr is not None
+    assert "not written, retrying" in child.stderr.read()
+    child.stderr.close()
+    assert journal.stat().st_size <= limit
+    partial = read_journal(journal)  # whole lines only
+    assert [m["id"] for m in partial if m["kind"] != "status"] == [m["id"] for m in messages[: len(partial) - 1]]
+    with Outbox(db) as outbox:
+        asyncio.run(drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=journal)), outbox))
+    first: dict[str, Any] = {}
+    for m in read_journal(journal):
+        first.setdefault(m["id"], m)
+    assert {m["id"] for m in messages} <= first.keys()
