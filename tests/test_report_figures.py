@@ -256,3 +256,40 @@ def test_risk_score_by_hand_and_ranking() -> None:
     ranked = rank_fleet([good, bad])
     assert [x.figures.car for x in ranked] == ["car-1", "car-ok"]
     assert ranked[1].score == 0 and ranked[1].band == ("low", "低")
+
+
+def _status(site: str, ts: float, drops: dict) -> dict:
+    from liftwatch.edge_daemon.envelope import make_message, utc_iso
+
+    return make_message(
+        "status",
+        site,
+        None,
+        None,
+        utc_iso(ts),
+        f"status:{ts}",
+        {
+            "pi": "pi-1",
+            "state": "online",
+            "reason": "periodic",
+            "software": "0.1.0",
+            "uptime_s": 5,
+            "upstream": {},
+            "outbox": {},
+            "drops": drops,
+        },
+    )
+
+
+def test_outbox_drops_in_the_period_are_reported() -> None:
+    msgs = known_week().messages + [
+        _status("estate-a", local_ts("2026-11-01", "12:00"), {"outbox_full": {"trip": 3}}),
+        _status("estate-a", local_ts("2026-11-05", "12:00"), {"outbox_full": {"trip": 8}}),
+        _status("estate-a", local_ts("2026-11-08", "12:00"), {"outbox_full": {"trip": 10, "raw": 2}}),
+        _status("estate-a", local_ts("2026-11-09", "12:00"), {"outbox_full": {"trip": 50}}),  # after the period
+        _status("estate-z", local_ts("2026-11-08", "12:00"), {"outbox_full": {"trip": 99}}),  # another site
+    ]
+    f = car_figures("car-1", msgs, WEEK)
+    assert f.dropped == {"trip": 7, "raw": 2}
+    assert any("dropped 2 raw, 7 trip message(s)" in n for n in f.notes)
+    assert car_figures("car-1", known_week().messages, WEEK).dropped == {}

@@ -51,6 +51,7 @@ __all__ = [
     "judge_faults",
     "union_s",
     "linear_slope",
+    "dropped_in_period",
     "day_figures",
     "verdict_of",
     "car_figures",
@@ -285,6 +286,7 @@ class CarFigures:
     door_cycles: int | None
     door_reopenings: int | None
     verdict: Verdict
+    dropped: dict[str, int] = field(default_factory=dict)  # kind -> messages the Pi's outbox dropped in the period
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -478,6 +480,42 @@ def _daily_get(record: Mapping[str, Any] | None, *path: str) -> Any:
     return cur
 
 
+def dropped_in_period(statuses: Iterable[Mapping[str, Any]], site: str | None, period: Period) -> dict[str, int]:
+    """Messages the site's Pi(s) dropped (outbox budget) during the period, by kind.
+
+    `status` drop counts are cumulative per Pi, so the period's drops are the last count before
+    its end minus the last count before its start (the first one inside it when none precedes).
+    """
+    by_pi: dict[str, list[tuple[float, Mapping[str, Any]]]] = {}
+    for m in statuses:
+        t = parse_ts(m.get("ts"))
+        if t is None or m.get("site") != site or not isinstance(m.get("drops"), Mapping):
+            continue
+        by_pi.setdefault(str(m.get("pi") or m.get("board") or ""), []).append((t, m["drops"]))
+    out: dict[str, int] = {}
+
+    def totals(drops: Mapping[str, Any]) -> dict[str, int]:
+        acc: dict[str, int] = {}
+        for per_kind in drops.values():
+            if isinstance(per_kind, Mapping):
+                for kind, n in per_kind.items():
+                    if isinstance(n, int) and not isinstance(n, bool):
+                        acc[kind] = acc.get(kind, 0) + n
+        return acc
+
+    for seq in by_pi.values():
+        seq.sort(key=lambda x: x[0])
+        inside = [d for t, d in seq if t < period.end_ts]
+        before = [d for t, d in seq if t < period.start_ts]
+        if not inside:
+            continue
+        end, start = totals(inside[-1]), totals(before[-1] if before else inside[0])
+        for kind, n in end.items():
+            if n - start.get(kind, 0) > 0:
+                out[kind] = out.get(kind, 0) + n - start.get(kind, 0)
+    return out
+
+
 def day_figures(
     period: Period, trips: Sequence[TripPoint], dailies: Mapping[str, Mapping[str, Any]]
 ) -> list[DayFigures]:
@@ -660,11 +698,20 @@ def car_figures(
     stops = [t for t in trips if t.leveling_status]
     offs = [abs(t.offset_mm) for t in trips if t.offset_mm is not None]
     door_days = [d for d in days if d.door_cycles is not None]
-    notes = []
-    if not trips and trips_total:
-        notes.append("trip messages missing: totals from daily records / 无单次运行记录，运行次数取自日报")
     boards = sorted({m["board"] for m in mine if isinstance(m.get("board"), str)})
     sites = sorted({m["site"] for m in mine if isinstance(m.get("site"), str)})
+    dropped = dropped_in_period((m for m in messages if m.get("kind") == "status"), sites[0] if sites else None, period)
+    notes = []
+    if not trips and trips_total:
+        notes.append("无单次运行记录，运行次数取自日报 / trip messages missing: totals from daily records")
+    if dropped:
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(dropped.items()))
+        notes.append(
+            f"本期监测主机因存储预算丢弃了 {counts} 条消息（按主机统计，可能涉及同一地点其他电梯），"
+            f"依赖这些消息的指标可能不完整 / the site's Pi dropped {counts} message(s) in this period "
+            "(storage budget; counted per Pi, other cars of the site included): figures built on them "
+            "may be incomplete"
+        )
 
     partial = CarFigures(
         car=car,
@@ -704,6 +751,7 @@ def car_figures(
         door_cycles=sum(d.door_cycles for d in door_days) if door_days else None,
         door_reopenings=sum(d.door_reopenings or 0 for d in door_days) if door_days else None,
         verdict=Verdict(Severity.OK, ()),
+        dropped=dropped,
         notes=tuple(notes),
     )
     return replace(partial, verdict=verdict_of(partial))

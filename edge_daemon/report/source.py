@@ -166,6 +166,9 @@ def load_messages(
 ) -> LoadedMessages:
     """Messages of `car` (all cars if None) from journals and/or outboxes, format detected per file.
 
+    Pi-level `status` messages (car null) are kept with any car: their drop counts tell whether the
+    car's facts are complete.
+
     Time filter: a message is kept when its own time (`message_time`) lies within
     [start_ts - margin_s, end_ts + margin_s). The margin keeps what the period's figures need from
     just outside it: the visit that answered a fault raised at 23:50, the raise of a fault cleared
@@ -197,7 +200,7 @@ def load_messages(
                 duplicates += 1
                 continue
             seen.add(obj["id"])
-            if car is not None and obj.get("car") != car:
+            if car is not None and obj.get("car") != car and not (obj["kind"] == "status" and obj.get("car") is None):
                 continue
             if obj["kind"] == "daily" and days is not None:
                 day = obj.get("day")
