@@ -193,7 +193,12 @@ class Publisher(abc.ABC):
         }
         message.update(outbox_stats)
         if self._status_provider is not None and state == "online":
-            for name, value in self._status_provider().items():
+            try:
+                extra = dict(self._status_provider())
+            except Exception:  # noqa: BLE001 - a broken provider must not stop delivery
+                _LOG.exception("upstream: status provider failed; status sent without its fields")
+                extra = {}
+            for name, value in extra.items():
                 message.setdefault(name, value)
         return message
 

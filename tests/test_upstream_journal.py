@@ -227,3 +227,17 @@ def test_full_disk_leaves_whole_lines_and_resumes(tmp_path: Path) -> None:
     for m in read_journal(journal):
         first.setdefault(m["id"], m)
     assert {m["id"] for m in messages} <= first.keys()
+
+
+async def test_a_failing_status_provider_does_not_stop_delivery(tmp_path: Path) -> None:
+    def broken() -> dict[str, Any]:
+        raise KeyError("board7")
+
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put_many([fact(i) for i in range(3)])
+    await drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=tmp_path / "j.jsonl"), status_provider=broken),
+                outbox)
+    lines = read_journal(tmp_path / "j.jsonl")
+    assert [m["n"] for m in lines if m["kind"] != "status"] == [0, 1, 2]
+    assert [m["state"] for m in lines if m["kind"] == "status"] == ["online", "offline"]
+    outbox.close()
