@@ -201,7 +201,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help=f"board settings (JSON object), written as /{BOARD_CONFIG_PATH}")
     p.add_argument("--key-file", type=Path, help=f"per-board frame-tag key (hex), written as /{BOARD_KEY_PATH}")
     p.add_argument("--no-reboot", action="store_true", help="leave the board at the REPL")
-    p.add_argument("--firmware-dir", type=Path, default=FIRMWARE_DIR, help="board modules to flash (default: firmware/)")
+    p.add_argument(
+        "--firmware-dir", type=Path, default=FIRMWARE_DIR, help="board modules to flash (default: firmware/)"
+    )
     p.set_defaults(func=_cmd_flash)
 
 

@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="scenario seed (default: the scenario's own)")
     p.add_argument("--sensor", default="lis3dh", choices=("lis3dh", "adxl355", "lis2dw12"))
     p.add_argument("--uid", default="a4cf12e0b001", help="board unique id (hex), as machine.unique_id()")
-    p.add_argument("--watchdog-s", type=float, default=10.0, help="sim seconds without feed progress before a watchdog reset")
+    p.add_argument(
+        "--watchdog-s", type=float, default=10.0, help="sim seconds without feed progress before a watchdog reset"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_mock_board)
 

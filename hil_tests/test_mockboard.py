@@ -217,7 +217,18 @@ def test_mock_board_cli_prints_ports_and_stops_on_sigterm(tmp_path: Path) -> Non
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "liftwatch", "mock-board", "--fs", str(tmp_path), "--scenario", "door_held_open", "--speed", "20"],
+        [
+            sys.executable,
+            "-m",
+            "liftwatch",
+            "mock-board",
+            "--fs",
+            str(tmp_path),
+            "--scenario",
+            "door_held_open",
+            "--speed",
+            "20",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

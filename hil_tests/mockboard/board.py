@@ -303,7 +303,15 @@ class MockBoard:
         self._thread.join(10)
         self._thread = None
         self._kill_child()
-        for fd in (self._console_m, self._data_m, self._uart_m, self._feed_fd, self._ctl_fd, self._wake_r, self._wake_w):
+        for fd in (
+            self._console_m,
+            self._data_m,
+            self._uart_m,
+            self._feed_fd,
+            self._ctl_fd,
+            self._wake_r,
+            self._wake_w,
+        ):
             try:
                 os.close(fd)
             except OSError:
@@ -666,7 +674,6 @@ class MockBoard:
         self._marks.clear()
         self._written = 0
         self._anchor = None
-        self._epoch_t = self.stats.board_t_us
         if self._held is not None:
             held = self._held
             self._queue_record(0, held)

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import vfs
+from micropython import const
 
 _BLOCK_SIZE = const(4096)  # ESP32 flash erase sector; the ESP32 port uses it as the LittleFS block
 _RAW_PASTE_WINDOW = const(256)  # MICROPY_REPL_STDIN_BUFFER_MAX on the ESP32 port

@@ -383,7 +383,9 @@ class CarSim:
             bits = fixed | int(zones[k])
             if door_open_from is not None and t[k] >= door_open_from:
                 bits &= ~DOOR_CLOSED
-            yield from self._emit(CarSample(int(t_us[k]), int(sensor[0, k]), int(sensor[1, k]), int(sensor[2, k]), bits))
+            yield from self._emit(
+                CarSample(int(t_us[k]), int(sensor[0, k]), int(sensor[1, k]), int(sensor[2, k]), bits)
+            )
         if door_open_from is not None:
             self.door_closed = False
         self.t_us = int(t_us[-1])

@@ -229,7 +229,9 @@ def feed_to_samples(feed: bytes | bytearray | memoryview, start_t_us: int = 0) -
     """Decode feed bytes back to samples with absolute times; ``FeedFormatError`` on a partial record."""
     view = memoryview(feed)
     if len(view) % FEED_RECORD_SIZE:
-        raise FeedFormatError(len(view) - len(view) % FEED_RECORD_SIZE, f"{len(view) % FEED_RECORD_SIZE} trailing bytes")
+        raise FeedFormatError(
+            len(view) - len(view) % FEED_RECORD_SIZE, f"{len(view) % FEED_RECORD_SIZE} trailing bytes"
+        )
     t = start_t_us
     for dt, ax, ay, az, inputs, _ctrl in FEED_RECORD.iter_unpack(view):
         t += dt

@@ -256,7 +256,7 @@ def _traffic(sim: CarSim, hours: float, trips_per_hour: float | list[float]) -> 
 def _inspection(sim: CarSim, runs: int, pause_s: float) -> Iterator[CarSample]:
     """Inspection runs: slow, door closed, between floors; pauses with the door open for work."""
     speed = sim.spec.inspection_speed_mps
-    for r in range(runs):
+    for _ in range(runs):
         here = _floor_now(sim)
         to = here + 1 if here + 1 < sim.spec.floors else here - 1
         yield from sim.trip(to, speed_mps=speed)
