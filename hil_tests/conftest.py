@@ -12,6 +12,7 @@ decodes what the board sends on its data port (the daemon can take that port ins
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -116,17 +117,40 @@ def firmware_present() -> bool:
     return (FIRMWARE_DIR / "main.py").exists() and (FIRMWARE_DIR / "hal_sim.py").exists()
 
 
-@pytest.fixture
-def flashed(mock_board_factory: Callable[..., MockBoard]) -> Callable[..., MockBoard]:
-    """Start a mock board and flash the real firmware onto it with `liftwatch flash` (the CLI)."""
+@pytest.fixture(scope="session")
+def firmware_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flash image with the real firmware put on it once per session by `liftwatch flash` (the CLI).
+
+    Boards made from copies of it power on straight into main.py, as boards fresh from the
+    flashing bench do, so each test does not pay for a flash.
+    """
     if not firmware_present():
         pytest.skip("firmware not in the tree yet (firmware/main.py, firmware/hal_sim.py)")
-
-    def make(samples: Iterable[CarSample | BoardFault] | None = None, **kw: object) -> MockBoard:
-        board = mock_board_factory(samples, **kw)
+    image = tmp_path_factory.mktemp("firmware") / "flashed.img"
+    board = MockBoard(image, speed=1.0)
+    board.start()
+    try:
         r = liftwatch_cli("flash", board.ports.console)
         assert r.returncode == 0, f"liftwatch flash failed: {r.stderr}"
-        return board
+        assert "sha256 verified" in r.stdout
+    finally:
+        board.stop()
+    return image
+
+
+@pytest.fixture
+def flashed(
+    firmware_image: Path, tmp_path: Path, mock_board_factory: Callable[..., MockBoard]
+) -> Callable[..., MockBoard]:
+    """Start a mock board whose flash holds the real firmware (a copy of ``firmware_image``)."""
+    count = 0
+
+    def make(samples: Iterable[CarSample | BoardFault] | None = None, **kw: object) -> MockBoard:
+        nonlocal count
+        count += 1
+        name = f"flashed{count}"
+        shutil.copyfile(firmware_image, tmp_path / f"{name}.img")
+        return mock_board_factory(samples, name=name, **kw)
 
     return make
 
