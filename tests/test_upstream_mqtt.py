@@ -171,7 +171,12 @@ async def test_broker_outage_mid_stream_drains_in_order(mosquitto_broker: Mosqui
             await asyncio.sleep(0.003)
 
     await produce(0.5)
-    await asyncio.to_thread(mosquitto_broker.stop)  # mid-stream: PUBACKs for the window are lost
+    # Mid-stream: the broker hangs, so the publisher's window fills with unacknowledged messages,
+    # then it goes down. After the restart paho resends that window while newer messages wait.
+    mosquitto_broker.pause()
+    await produce(0.3)
+    window = upstream.counters.published - upstream.counters.delivered
+    await asyncio.to_thread(mosquitto_broker.stop)
     await produce(1.0)
     # Hours of an outage compressed: a backlog of 2000 more messages waits in SQLite, not in RAM.
     outbox.put_many([fact(i) for i in range(n, n + 2000)])
@@ -191,6 +196,7 @@ async def test_broker_outage_mid_stream_drains_in_order(mosquitto_broker: Mosqui
     assert collector.wait_for_ids({fact(i)["id"] for i in range(n)}, 10) == set()
     assert_in_order_per_car(collector, list(range(n)))
     assert upstream.counters.connects >= 2 and upstream.counters.disconnects >= 1
+    assert window == 32, "the window should have been full when the broker went down"
     collector.stop()
     outbox.close()
 
