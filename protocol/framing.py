@@ -33,6 +33,16 @@ TAG_LEN = _lw.TAG_LEN
 MAX_BODY = _lw.MAX_BODY
 MAX_WIRE = _lw.MAX_WIRE
 KNOWN_TYPES = frozenset(_lw.KNOWN_TYPES)
+_KNOWN_TYPE_TABLE = bytes(t in KNOWN_TYPES for t in range(256))
+
+try:  # optional C accelerator of FrameReader.feed, built by setup.py (protocol/_fastframe.c)
+    from liftwatch.protocol import _fastframe
+except ImportError:  # not built: the pure-Python path gives the same results, slower
+    _fastframe = None
+if _fastframe is not None and _fastframe.LAYOUT != (
+    _lw.VERSION, HEADER_LEN, TAG_LEN, MAX_BODY, MAX_WIRE, _lw.FLAGS_INCOMPAT_KNOWN
+):  # a stale build from another wire layout must not be trusted
+    _fastframe = None
 REPLAY_WINDOW = 64  # frames a tagged frame may arrive late (reordering inside one link is rare)
 
 
@@ -142,8 +152,20 @@ class FrameReader:
     unknown_types: Counter = field(default_factory=Counter)
     _buf: bytearray = field(default_factory=bytearray)
     _long: bool = False
+    # Use the C accelerator for the chunk loop (default when it is built); False forces the
+    # pure-Python path, which tests and benchmarks compare it with.
+    accelerated: bool = _fastframe is not None
+    _splitter: Any = None  # the C stream state when accelerated
+
+    def __post_init__(self) -> None:
+        if self.accelerated:
+            if _fastframe is None:
+                raise ValueError("accelerated=True but liftwatch.protocol._fastframe is not built")
+            self._splitter = _fastframe.Splitter(Frame, msgpack.unpackb, _KNOWN_TYPE_TABLE)
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
+        if self.accelerated:
+            return self._feed_fast(chunk)
         buf = self._buf
         start = len(buf)
         buf += chunk
@@ -163,6 +185,27 @@ class FrameReader:
                     out.append(frame)
         if len(self._buf) > MAX_WIRE:
             self._trim()
+        return out
+
+    def _feed_fast(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
+        # Same contract as feed(): the C splitter keeps the stream state and decodes the clean
+        # frames; every other part comes back as bytes for _decode, so drop accounting exists once.
+        items, slow, too_large = self._splitter.feed(chunk, self.key is None and self.next_key is None,
+                                                     self.require_tag)
+        if too_large:
+            self.drops[DropReason.TOO_LARGE] += too_large
+        if not slow:
+            self.frames += len(items)
+            return items
+        out: list[Frame] = []
+        for item in items:
+            if type(item) is Frame:
+                self.frames += 1
+                out.append(item)
+            else:
+                frame = self._decode(item)
+                if frame is not None:
+                    out.append(frame)
         return out
 
     def _trim(self) -> None:

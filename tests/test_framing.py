@@ -412,3 +412,43 @@ def test_ten_thousand_damaged_frames(make_reader: ReaderFactory) -> None:
     assert len(bad_parts) <= drop_total(reader) <= len(bad_parts) + long_parts, reader.drops
     assert len(intact) < 0.7 * CORRUPTION_FRAMES and len(bad_parts) > 3000  # the damage really happened
     assert {DropReason.CRC, DropReason.FRAMING} <= set(reader.drops)
+
+
+# ---------------------------------------------------------------- the C accelerator's own parts
+
+fast = pytest.mark.skipif(not _fast_available(), reason="C accelerator liftwatch.protocol._fastframe is not built")
+
+
+@fast
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1100), st.integers(0, 0xFFFF))
+def test_fast_crc16_equals_binascii(data: bytes, init: int) -> None:
+    from binascii import crc_hqx
+
+    assert framing._fastframe.crc16(data, init) == crc_hqx(data, init)
+
+
+@fast
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1100))
+def test_fast_cobs_decode_round_trips(data: bytes) -> None:
+    assert framing._fastframe.cobs_decode(cobs.encode(data)) == data
+
+
+@fast
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([1, 2, 3, 7, 0xFE, 0xFF]) | st.integers(1, 255), min_size=1, max_size=600))
+def test_fast_cobs_decode_refuses_what_cobs_refuses(values: list[int]) -> None:
+    part = bytes(values)
+    try:
+        expect = cobs.decode(part)
+    except cobs.DecodeError:
+        expect = None
+    assert framing._fastframe.cobs_decode(part) == expect
+
+
+@fast
+def test_fast_layout_matches_lwproto() -> None:
+    assert framing._fastframe.LAYOUT == (lw.VERSION, lw.HEADER_LEN, lw.TAG_LEN, lw.MAX_BODY, lw.MAX_WIRE,
+                                         lw.FLAGS_INCOMPAT_KNOWN)
+    assert FrameReader().accelerated  # the default when built
