@@ -60,7 +60,7 @@ def test_known_week_figures() -> None:
         "leveling_fault",
     ]
     assert [c.judged for c in f.faults] == [True, True, False, True]
-    assert (f.judged_faults, f.late_responses) == (3, 2)
+    assert (f.judged_faults, f.late_responses, f.unanswered) == (3, 2, 1)
     # repairs: 25 min (within 4 h), 5 h (not), open for 64 h so far (not, and not yet over 3 days)
     assert (f.repairs_judged, f.repairs_within_half_day, f.repairs_over_max) == (3, 1, 0)
     assert f.repair_half_day_share == pytest.approx(1 / 3)

@@ -268,6 +268,7 @@ class CarFigures:
     entrapment_s_max: float | None
     judged_faults: int
     late_responses: int
+    unanswered: int  # judged faults no technician visit answered (counted in late_responses)
     response_s_max: float | None
     repairs_judged: int
     repairs_within_half_day: int
@@ -733,6 +734,7 @@ def car_figures(
         entrapment_s_max=max((c.repair_s or 0.0 for c in entrapments), default=None),
         judged_faults=len(judged),
         late_responses=sum(c.response_late for c in judged),
+        unanswered=sum(c.response_s is None for c in judged),
         response_s_max=max((c.response_s for c in judged if c.response_s is not None), default=None),
         repairs_judged=len(repairs_judged),
         repairs_within_half_day=sum(c.repair_within_half_day for c in repairs_judged),

@@ -113,7 +113,9 @@ def _targets_table(f: CarFigures) -> str:
             "故障响应",
             "Fault response",
             f"≤ {t.response_s / 60:.0f} min",
-            f"{f.late_responses} / {f.judged_faults} 超时 late; max {fmt_minutes(f.response_s_max)}",
+            f"{f.late_responses} / {f.judged_faults} 超时 late"
+            + (f" ({f.unanswered} 无人到场 no visit)" if f.unanswered else "")
+            + f"; max {fmt_minutes(f.response_s_max)}",
             None if not f.judged_faults else f.late_responses == 0,
         ),
         (

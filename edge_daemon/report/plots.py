@@ -117,18 +117,15 @@ def trips_figure(f: CarFigures, lab: Labels) -> Figure:
         missing = [x for x, d in zip(xs, f.days) if d.trips is None]
         if missing:
             ax.plot(missing, [0] * len(missing), "x", color=GREY, label=lab("无数据日", "day without data"))
-            ax.legend(loc="upper right")
-        ax.axhline(f.trips_per_day, color=ORANGE, lw=1, ls="--")
-        ax.annotate(
-            lab(f"日均 {f.trips_per_day:.0f}", f"mean {f.trips_per_day:.0f}/day"),
-            (1.0, f.trips_per_day),
-            xycoords=("axes fraction", "data"),
-            ha="right",
-            va="bottom",
+        ax.axhline(
+            f.trips_per_day,
             color=ORANGE,
-            fontsize=7.5,
+            lw=1,
+            ls="--",
+            label=lab(f"日均 {f.trips_per_day:.0f}", f"mean {f.trips_per_day:.0f} per day"),
         )
-        ax.set_ylim(0, max(ys + [1]) * 1.18)
+        ax.legend(loc="upper left", ncols=2)
+        ax.set_ylim(0, max(ys + [1]) * 1.3)  # room for the legend above the bars
         ax.set_ylabel(lab("次", "trips"))
         _day_axis(ax, f)
     return fig
