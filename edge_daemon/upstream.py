@@ -195,6 +195,7 @@ class Publisher(abc.ABC):
         if self._status_provider is not None and state == "online":
             try:
                 extra = dict(self._status_provider())
+                _encode(extra)  # NaN or a value JSON cannot hold fails here, not at publish time
             except Exception:  # noqa: BLE001 - a broken provider must not stop delivery
                 _LOG.exception("upstream: status provider failed; status sent without its fields")
                 extra = {}
@@ -213,7 +214,8 @@ class Publisher(abc.ABC):
 
 
 def _encode(message: Mapping[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    """Status JSON; `default=str` so a Path or datetime from the daemon's provider still serialises."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str).encode()
 
 
 async def _wait(events: Sequence[asyncio.Event], timeout_s: float) -> None:

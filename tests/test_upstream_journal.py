@@ -229,15 +229,30 @@ def test_full_disk_leaves_whole_lines_and_resumes(tmp_path: Path) -> None:
     assert {m["id"] for m in messages} <= first.keys()
 
 
-async def test_a_failing_status_provider_does_not_stop_delivery(tmp_path: Path) -> None:
-    def broken() -> dict[str, Any]:
-        raise KeyError("board7")
+@pytest.mark.parametrize("provided", [KeyError("board7"), {"boards": [{"rms_mg": float("nan")}]}])
+async def test_a_failing_status_provider_does_not_stop_delivery(tmp_path: Path, provided: object) -> None:
+    def provider() -> Any:
+        if isinstance(provided, Exception):
+            raise provided
+        return provided
 
     outbox = Outbox(tmp_path / "outbox.db")
     outbox.put_many([fact(i) for i in range(3)])
-    await drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=tmp_path / "j.jsonl"), status_provider=broken),
+    await drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=tmp_path / "j.jsonl"), status_provider=provider),
                 outbox)
-    lines = read_journal(tmp_path / "j.jsonl")
+    lines = read_journal(tmp_path / "j.jsonl")  # strict JSON: no NaN got through
     assert [m["n"] for m in lines if m["kind"] != "status"] == [0, 1, 2]
-    assert [m["state"] for m in lines if m["kind"] == "status"] == ["online", "offline"]
+    statuses = [m for m in lines if m["kind"] == "status"]
+    assert [m["state"] for m in statuses] == ["online", "offline"] and "boards" not in statuses[0]
+    outbox.close()
+
+
+async def test_status_provider_fields_reach_the_status(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "outbox.db")
+    provider = lambda: {"boards": [{"board": "b1", "firmware_path": tmp_path}]}  # noqa: E731 - a Path, as str
+    await drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=tmp_path / "j.jsonl"), status_provider=provider),
+                outbox)
+    (online,) = [m for m in read_journal(tmp_path / "j.jsonl") if m.get("state") == "online"]
+    assert online["boards"] == [{"board": "b1", "firmware_path": str(tmp_path)}]
+    schema_validator("status").validate(online)
     outbox.close()
