@@ -104,8 +104,9 @@ def _text_page(lines: Sequence[tuple[str, float, str, str]], lab: Labels) -> Fig
 def _car_summary_lines(f: CarFigures, lab: Labels) -> list[tuple[str, float, str, str]]:
     t = f.targets
     colour = {"ok": "#2f855a", "attention": "#dd6b20", "breach": "#c53030"}[f.verdict.severity.value]
-    lines = [
-        (lab("电梯运行与维保报告 · 一梯一档", "Elevator operation and maintenance record"), 15, "bold", "#2b6cb0"),
+    title = [("电梯运行与维保报告 · 一梯一档", 15, "bold", "#2b6cb0")] if lab.family else []
+    lines = title + [
+        ("Elevator operation and maintenance record (one lift, one file)", 11, "bold", "#2b6cb0"),
         (f"{f.car}  {f.site or ''}  {f.period.first} — {f.period.last}", 10, "normal", "#4a5568"),
         ("", 6, "normal", "black"),
         (lab(f"结论：{f.verdict.zh}", f"Verdict: {f.verdict.en}"), 13, "bold", colour),
