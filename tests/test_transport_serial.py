@@ -13,7 +13,12 @@ import random
 
 import pytest
 
-from liftwatch.edge_daemon.transport import ReconnectBackoff, TransportClosedError, TransportOpenError
+from liftwatch.edge_daemon.transport import (
+    ReconnectBackoff,
+    TransportBusyError,
+    TransportClosedError,
+    TransportOpenError,
+)
 from liftwatch.edge_daemon.transport.base import BACKOFF_MAX_S
 from liftwatch.edge_daemon.transport.serial import SerialTransport
 
@@ -107,6 +112,46 @@ async def test_unplug_raises_closed_then_replug_reopens_same_path(board):
         await t.write(b"hi")
         assert await board.receive(2) == b"hi"
     finally:
+        await t.close()
+
+
+async def test_board_that_stops_reading_never_blocks_the_event_loop(board):
+    t = SerialTransport(board.link_path)
+    await t.open()
+    # Fill the tty's board-bound buffer, as a board does that has stopped reading its UART.
+    filler = os.open(os.readlink(board.link_path), os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    for size in (4096, 1):  # big writes stop with some room left: top it up byte by byte
+        try:
+            while True:
+                os.write(filler, b"\x55" * size)
+        except BlockingIOError:
+            pass
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    tick_task = asyncio.create_task(ticker())
+    try:
+        await asyncio.wait_for(t.write(b"\x00ack frame\x00"), 0.3)  # queued, not blocking
+        assert t.backlog_bytes == 11
+        await asyncio.sleep(0.2)
+        assert ticks >= 10  # the loop kept running with the board's buffer full
+        assert t.backlog_bytes == 11
+        busy = False
+        for _ in range(100):
+            try:
+                await asyncio.wait_for(t.write(b"x" * 1024), 0.1)
+            except TransportBusyError:
+                busy = True  # the backlog is bounded: more is refused, nothing blocks
+                break
+        assert busy
+    finally:
+        tick_task.cancel()
+        os.close(filler)
         await t.close()
 
 

@@ -32,6 +32,10 @@ class TransportClosedError(TransportError):
     """The link went away while in use (adapter unplugged, board powered off, BLE disconnect)."""
 
 
+class TransportBusyError(TransportError):
+    """The board is not taking bytes (its side stopped reading): this write was dropped, the link stays."""
+
+
 class LinkPhase(enum.Enum):
     """Where a board's link is in its reconnect cycle (reported by `liftwatch status`)."""
 
@@ -49,8 +53,9 @@ class Transport(abc.ABC):
     - `read()` returns the next non-empty chunk of received bytes, waiting as long as needed; it
       raises `TransportClosedError` once the link is gone (never returns b"" as an EOF marker).
     - `write(data)` queues all of `data` and waits until the link accepted it; raises
-      `TransportClosedError` when the link is gone. The caller bounds the wait with its own timeout,
-      so a board that stopped reading cannot stall its task forever.
+      `TransportClosedError` when the link is gone, and `TransportBusyError` (nothing queued) when
+      so much is still unsent that the board has evidently stopped reading. The caller bounds the
+      wait with its own timeout, so a board that stopped reading cannot stall its task forever.
     - `close()` is idempotent and never raises.
     """
 
@@ -72,6 +77,14 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Release the port or connection."""
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes accepted by `write()` that the board has not taken yet (for status).
+
+        Not abstract: links that hand every write straight to the radio have none.
+        """
+        return 0
 
     @property
     def can_write(self) -> bool:

@@ -10,11 +10,17 @@ the adapter re-enumerates.
 from __future__ import annotations
 
 import asyncio
+import os
 
 import serial
 import serial_asyncio_fast
 
-from liftwatch.edge_daemon.transport.base import Transport, TransportClosedError, TransportOpenError
+from liftwatch.edge_daemon.transport.base import (
+    Transport,
+    TransportBusyError,
+    TransportClosedError,
+    TransportOpenError,
+)
 
 # The board's UART runs at 921600 so a 400 Hz x 3-axis VIB stream (about 3.5 kB/s with framing)
 # leaves headroom for bursts after a link cut; the mock board's pty ignores the rate.
@@ -22,6 +28,9 @@ DEFAULT_BAUDRATE = 921_600
 # Bytes asked from the stream per read: one USB bulk transfer holds at most a few hundred bytes,
 # 4 KiB lets a backlog after a stall drain in few wakeups.
 READ_CHUNK = 4096
+# Host->board traffic is a few small frames a minute (ACK, TIME_SYNC, CONFIG). Kilobytes still
+# unsent mean the board stopped reading; refusing more keeps memory bounded until it recovers.
+WRITE_BACKLOG_LIMIT = 16 * 1024
 
 
 class SerialTransport(Transport):
@@ -44,6 +53,15 @@ class SerialTransport(Transport):
             )
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransportOpenError(self.link, str(exc)) from exc
+        port = getattr(self._writer.transport, "serial", None)
+        if isinstance(port, serial.Serial) and isinstance(getattr(port, "fd", None), int):
+            port.write = _NonBlockingWrite(port)
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes written but not yet taken by the board (grows while it is not reading)."""
+        writer = self._writer
+        return writer.transport.get_write_buffer_size() if writer is not None else 0
 
     async def read(self) -> bytes:
         reader = self._reader
@@ -61,6 +79,8 @@ class SerialTransport(Transport):
         writer = self._writer
         if writer is None or writer.is_closing():
             raise TransportClosedError(self.link, "not open")
+        if self.backlog_bytes > WRITE_BACKLOG_LIMIT:
+            raise TransportBusyError(self.link, "board is not reading; write dropped")
         try:
             writer.write(data)
             await writer.drain()
@@ -76,3 +96,26 @@ class SerialTransport(Transport):
             await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
         except (serial.SerialException, OSError, asyncio.TimeoutError):
             pass  # the adapter is already gone; nothing left to release
+
+
+class _NonBlockingWrite:
+    """One `os.write` per call, for pyserial-asyncio-fast's event-loop writer.
+
+    pyserial's POSIX `write()` retries EAGAIN in a loop even with `write_timeout=0`, so once a board
+    stops reading and the tty buffer is full it spins inside the event loop and stalls every board
+    (found by tests/test_daemon.py). Raising BlockingIOError instead lets the asyncio transport
+    buffer the rest and wait for the fd to become writable, as it does for sockets.
+    """
+
+    __slots__ = ("port",)
+
+    def __init__(self, port: serial.Serial) -> None:
+        self.port = port
+
+    def __call__(self, data: bytes) -> int:
+        try:
+            return os.write(self.port.fd, data)
+        except (BlockingIOError, InterruptedError):
+            raise
+        except OSError as exc:
+            raise serial.SerialException(f"write failed: {exc}") from exc

@@ -1,0 +1,430 @@
+"""The daemon: one named asyncio task per board, plus the upstream publisher and the status file.
+
+Per board, bytes flow transport -> FrameReader -> BoardSession -> CarAnalytics -> outbox, and
+host->board frames (ACK, TIME_SYNC, CONFIG) go back through a small per-board write queue drained
+by its own task, so a board that stops reading never blocks the reading of its own frames, and
+nothing one board does (stall, garbage, unplug, a bug in analytics) can block another board's task.
+
+`CarPipeline` is the session -> analytics -> outbox part. `liftwatch replay` runs the very same
+class over frames that come from the real firmware under MicroPython, so replay and live
+operation share their code path down to the outbox.
+
+EVENT durability: the outputs analytics makes from a chunk of frames are stored with one
+`put_many` (one fsync); only after it returns are that chunk's board EVENTs marked stored in the
+session, which queues their ACKs. If the outbox cannot commit (disk full), the messages and the
+un-ACKed events wait in memory and the commit is retried on the next chunk or tick; the board keeps
+re-sending the events meanwhile and the session re-emits none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from liftwatch.edge_daemon.analytics.engine import CarAnalytics
+from liftwatch.edge_daemon.config import BoardConfig, DaemonConfig
+from liftwatch.edge_daemon.envelope import InvalidMessageError, make_message, utc_iso
+from liftwatch.edge_daemon.observations import BoardEvent, Observation
+from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
+from liftwatch.edge_daemon.session import BoardSession, LinkMode
+from liftwatch.edge_daemon.transport import (
+    LinkPhase,
+    ReconnectBackoff,
+    Transport,
+    TransportBusyError,
+    TransportClosedError,
+    TransportError,
+    TransportOpenError,
+    make_transport,
+)
+from liftwatch.protocol.framing import Frame, FrameReader
+
+_LOG = logging.getLogger(__name__)
+
+# Sessions and analytics are ticked this often when a board is quiet: heartbeat timeouts and
+# time-based faults (entrapment after 15 s) need about one-second resolution, not more.
+TICK_S = 1.0
+# Host->board frames waiting for a board that does not read: ACKs are re-sent on the board's own
+# re-send anyway, so dropping beyond this loses nothing but a little latency.
+WRITE_QUEUE_FRAMES = 64
+# Retry period for outbox commits that failed (disk full, I/O error).
+STORE_RETRY_S = 5.0
+
+
+class MessageStore(Protocol):
+    """Where a pipeline's upstream messages go: durable before `put_many` returns."""
+
+    async def put_many(self, messages: Sequence[Mapping[str, Any]]) -> None: ...
+
+
+class OutboxStore:
+    """`MessageStore` over the SQLite outbox, committing on one worker thread (FIFO across boards)
+    so the event loop never waits for an fsync."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-put")
+
+    async def put_many(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.outbox.put_many, list(messages))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+@dataclass(slots=True)
+class PipelineCounters:
+    messages: int = 0  # upstream messages handed to the store
+    invalid_messages: int = 0  # analytics outputs the envelope refused (a bug; logged)
+    analytics_errors: int = 0  # observations analytics raised on (a bug; logged, board unaffected)
+    store_failures: int = 0  # outbox commits that failed and were retried
+
+    def to_status(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class CarPipeline:
+    """session -> analytics -> store for one board and its car; shared by live tasks and replay."""
+
+    def __init__(self, site: str, car: str, session: BoardSession, analytics: CarAnalytics,
+                 store: MessageStore, board_id: str = "") -> None:
+        self.site = site
+        self.car = car
+        self.session = session
+        self.analytics = analytics
+        self.store = store
+        self.configured_board_id = board_id
+        self.counters = PipelineCounters()
+        self._unstored: list[dict[str, Any]] = []
+        self._unacked: list[BoardEvent] = []
+        self._last_ts: float | None = None
+
+    @property
+    def board(self) -> str | None:
+        """Envelope `board`: the HELLO's board id, else the configured one, else unknown (None)."""
+        return self.session.info.board_id or self.configured_board_id or None
+
+    async def frames(self, frames: Iterable[Frame], host_now_s: float) -> None:
+        """Apply the frames of one read, then store and ACK them together (one commit per read)."""
+        session = self.session
+        for frame in frames:
+            self._apply(session.on_frame(frame, host_now_s))
+        await self.commit()
+
+    async def tick(self, host_now_s: float, analytics_ts: float | None = None) -> None:
+        """Heartbeat timeout, periodic session duties, and time-based analytics rules."""
+        self._apply(self.session.tick(host_now_s))
+        ts = analytics_ts if analytics_ts is not None else self._analytics_now(host_now_s)
+        if ts is not None:
+            self._outputs(lambda: self.analytics.tick(ts), ts)
+        await self.commit()
+
+    async def link_lost(self) -> None:
+        self._apply(self.session.link_lost())
+        await self.commit()
+
+    async def flush(self, ts: float) -> None:
+        """End of stream (replay end, shutdown): analytics closes what is open."""
+        self._outputs(lambda: self.analytics.flush(ts), ts)
+        await self.commit()
+
+    async def commit(self) -> bool:
+        """Store pending messages, then mark this round's events stored (queues their ACKs)."""
+        if self._unstored:
+            try:
+                await self.store.put_many(self._unstored)
+            except OutboxWriteError as err:
+                self.counters.store_failures += 1
+                _LOG.error("car %s: outbox commit failed, will retry: %s", self.car, err)
+                return False
+            self.counters.messages += len(self._unstored)
+            self._unstored = []
+        for event in self._unacked:
+            self.session.event_stored(event)
+        self._unacked = []
+        return True
+
+    def _analytics_now(self, host_now_s: float) -> float | None:
+        """Analytics runs on board time mapped to UTC; between frames it advances with the host
+        clock from the last frame heard, so entrapment fires while the board is silent."""
+        s = self.session
+        if s.last_heard_s is None or s.last_heard_host_s is None:
+            return None
+        return max(s.last_heard_s + (host_now_s - s.last_heard_host_s), self._last_ts or 0.0)
+
+    def _apply(self, observations: list[Observation]) -> None:
+        for obs in observations:
+            self._outputs(lambda obs=obs: self.analytics.feed(obs), obs.ts)
+            if isinstance(obs, BoardEvent):
+                self._unacked.append(obs)
+
+    def _outputs(self, produce: Callable[[], list[Any]], ts: float) -> None:
+        if self._last_ts is None or ts > self._last_ts:
+            self._last_ts = ts
+        try:
+            outputs = produce()
+        except Exception:  # a bug in analytics must cost this observation only, never the board
+            self.counters.analytics_errors += 1
+            _LOG.exception("car %s: analytics failed", self.car)
+            return
+        for out in outputs:
+            try:
+                message = make_message(out.kind, self.site, self.car, self.board, utc_iso(ts), out.key,
+                                       out.to_message())
+            except InvalidMessageError:
+                self.counters.invalid_messages += 1
+                _LOG.exception("car %s: invalid %s message", self.car, getattr(out, "kind", "?"))
+                continue
+            self._unstored.append(message)
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    connects: int = 0
+    open_failures: int = 0
+    disconnects: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    writes_dropped: int = 0  # host->board frames a non-reading board could not take
+    last_error: str = ""
+
+    def to_status(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(slots=True)
+class BoardTask:
+    """One board's link: connect with capped backoff, read -> pipeline, write queue, ticks."""
+
+    board: BoardConfig
+    transport: Transport
+    pipeline: CarPipeline
+    reader: FrameReader
+    write_timeout_s: float = 2.0
+    backoff: ReconnectBackoff = field(default_factory=ReconnectBackoff)
+    clock: Callable[[], float] = time.time
+    phase: LinkPhase = LinkPhase.DISCONNECTED
+    counters: LinkCounters = field(default_factory=LinkCounters)
+    _writes: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(WRITE_QUEUE_FRAMES))
+
+    @property
+    def name(self) -> str:
+        return f"board {self.board.car}: session"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: connect, serve, and after any link failure wait the backoff and retry."""
+        while not stop.is_set():
+            self.phase = LinkPhase.CONNECTING
+            try:
+                await self.transport.open()
+            except TransportOpenError as err:
+                self.counters.open_failures += 1
+                self.counters.last_error = err.reason
+                self.phase = LinkPhase.DISCONNECTED
+                await self._pause(stop)
+                continue
+            self.counters.connects += 1
+            self.phase = LinkPhase.READY
+            _LOG.info("%s: connected", self.transport.link)
+            writer = asyncio.create_task(self._write_loop(), name=f"board {self.board.car}: writer")
+            try:
+                await self._serve(stop)
+            except TransportClosedError as err:
+                self.counters.disconnects += 1
+                self.counters.last_error = err.reason
+                _LOG.warning("%s: link lost: %s", self.transport.link, err.reason)
+            finally:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+                while not self._writes.empty():
+                    self._writes.get_nowait()
+                await self.transport.close()
+            await self.pipeline.link_lost()
+            self.phase = LinkPhase.DISCONNECTED
+            if not stop.is_set():
+                await self._pause(stop)
+        self.phase = LinkPhase.CLOSED
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        delay = self.backoff.next_delay_s()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        pipeline, reader, clock = self.pipeline, self.reader, self.clock
+        stop_wait = asyncio.create_task(stop.wait(), name=f"board {self.board.car}: stop")
+        next_tick = clock() + TICK_S
+        read: asyncio.Task | None = None
+        try:
+            while not stop.is_set():
+                if read is None:
+                    read = asyncio.create_task(self.transport.read())
+                timeout = max(0.0, next_tick - clock())
+                done, _ = await asyncio.wait({read, stop_wait}, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if read in done:
+                    chunk = read.result()  # raises TransportClosedError when the link is gone
+                    read = None
+                    self.counters.bytes_in += len(chunk)
+                    frames = reader.feed(chunk)
+                    if frames:
+                        self.backoff.reset()  # the link really works (not just opened)
+                        await pipeline.frames(frames, clock())
+                if clock() >= next_tick:
+                    next_tick = clock() + TICK_S
+                    await pipeline.tick(clock())
+                self._queue_outgoing()
+        finally:
+            stop_wait.cancel()
+            if read is not None:
+                read.cancel()
+                await asyncio.gather(read, return_exceptions=True)
+
+    def _queue_outgoing(self) -> None:
+        for wire in self.pipeline.session.take_outgoing():
+            try:
+                self._writes.put_nowait(wire)
+            except asyncio.QueueFull:
+                self.counters.writes_dropped += 1
+
+    async def _write_loop(self) -> None:
+        while True:
+            wire = await self._writes.get()
+            try:
+                await asyncio.wait_for(self.transport.write(wire), timeout=self.write_timeout_s)
+                self.counters.frames_out += 1
+            except (asyncio.TimeoutError, TransportBusyError):
+                self.counters.writes_dropped += 1
+            except TransportClosedError:
+                return  # the reader sees the same and reconnects
+
+    def status(self) -> dict[str, Any]:
+        s = self.pipeline.session.status()
+        s.update(
+            car=self.board.car,
+            link=self.transport.link,
+            phase=self.phase.value,
+            board=self.pipeline.board,
+            link_counters=self.counters.to_status(),
+            framing_drops={reason.name.lower(): n for reason, n in self.reader.drops.items()},
+            frames_ok=self.reader.frames,
+            pipeline=self.pipeline.counters.to_status(),
+            active_faults=[f.value for f in self.pipeline.analytics.active_faults],
+        )
+        return s
+
+
+class Daemon:
+    """Everything `liftwatch run` starts: board tasks, upstream, status file."""
+
+    def __init__(self, config: DaemonConfig, *, transports: Mapping[str, Transport] | None = None,
+                 backoff: Callable[[], ReconnectBackoff] = ReconnectBackoff,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self._transports = dict(transports or {})
+        self._backoff = backoff
+        self.outbox: Outbox | None = None
+        self.store: OutboxStore | None = None
+        self.boards: list[BoardTask] = []
+        self.upstream: Any = None
+        self.tasks: list[asyncio.Task] = []
+        self.started_s = clock()
+
+    def _board_task(self, board: BoardConfig, store: MessageStore) -> BoardTask:
+        transport = self._transports.get(board.car) or make_transport(board.link, board.address,
+                                                                     baudrate=board.baudrate)
+        session = BoardSession(self.config.session_for(board), LinkMode.LIVE, label=board.car)
+        pipeline = CarPipeline(self.config.site, board.car, session, CarAnalytics(board.car, board.analytics),
+                               store, board.board_id)
+        reader = FrameReader(key=board.key, require_tag=board.require_tag)
+        return BoardTask(board, transport, pipeline, reader, self.config.write_timeout_s, self._backoff(),
+                         self.clock)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set; then flush analytics state and let upstream drain briefly."""
+        from liftwatch.edge_daemon.upstream import Upstream  # paho only for the long-running service
+
+        cfg = self.config
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        self.outbox = await loop.run_in_executor(None, Outbox, cfg.outbox_path, cfg.outbox_budget_bytes)
+        self.store = OutboxStore(self.outbox)
+        self.boards = [self._board_task(b, self.store) for b in cfg.boards]
+        self.upstream = Upstream(cfg.upstream, status_provider=self.upstream_status)
+        self.tasks = [asyncio.create_task(b.run(stop), name=b.name) for b in self.boards]
+        self.tasks.append(asyncio.create_task(self.upstream.run(self.outbox, stop), name="upstream"))
+        self.tasks.append(asyncio.create_task(self._status_loop(stop), name="status file"))
+        try:
+            await stop.wait()
+        finally:
+            stop.set()
+            results = await asyncio.gather(*self.tasks, return_exceptions=True)
+            for task, result in zip(self.tasks, results):
+                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                    _LOG.error("task %r ended with %r", task.get_name(), result)
+            await self._write_status()
+            self.store.close()
+            self.outbox.close()
+
+    def upstream_status(self) -> dict[str, Any]:
+        """Extra fields of the upstream `status` message: per-board link and session health."""
+        return {"boards": [b.status() for b in self.boards]}
+
+    def status(self) -> dict[str, Any]:
+        stats = self.outbox.stats().to_status() if self.outbox is not None else {}
+        return {
+            "ts": utc_iso(self.clock()),
+            "site": self.config.site,
+            "pi": self.config.pi,
+            "pid": os.getpid(),
+            "uptime_s": round(self.clock() - self.started_s, 1),
+            "upstream": {
+                "state": self.upstream.state.value if self.upstream else None,
+                **(self.upstream.counters.to_status() if self.upstream else {}),
+            },
+            "boards": [b.status() for b in self.boards],
+            **stats,
+        }
+
+    async def _status_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._write_status()
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.config.status_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _write_status(self) -> None:
+        try:
+            snapshot = await asyncio.get_running_loop().run_in_executor(None, self.status)
+            write_status_file(self.config.status_path, snapshot)
+        except Exception:  # noqa: BLE001 - the status file is a convenience, never a reason to stop
+            _LOG.exception("status file not written")
+
+
+def write_status_file(path: Path, snapshot: Mapping[str, Any]) -> None:
+    """Atomic replace, so `liftwatch status` never reads half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(snapshot, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def drop_totals(boards: Sequence[BoardTask]) -> Counter:
+    """Framing and session drops of all boards, by reason (for logs and benchmarks)."""
+    total: Counter = Counter()
+    for b in boards:
+        total.update({f"framing.{r.name.lower()}": n for r, n in b.reader.drops.items()})
+        total.update({f"session.{r.value}": n for r, n in b.pipeline.session.counters.drops.items()})
+    return total

@@ -1,0 +1,359 @@
+"""The daemon end to end on real ptys, the real SQLite outbox and the JSON Lines journal.
+
+Each simulated board is a pty master driven by the test the way firmware drives its UART: it sends
+HELLO, heartbeats and EVENTs (re-sending an EVENT until it is ACKed), answers TIME_SYNC, and reads
+the host's frames. The daemon opens the slave side through its serial transport, as it opens
+/dev/serial/by-id/... on a Pi.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from liftwatch.edge_daemon.analytics.engine import CarAnalytics
+from liftwatch.edge_daemon.config import parse_config
+from liftwatch.edge_daemon.daemon import CarPipeline, Daemon, OutboxStore
+from liftwatch.edge_daemon.observations import BoardEventKind
+from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
+from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
+from liftwatch.edge_daemon.transport import LinkPhase, ReconnectBackoff
+from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import messages as m
+from liftwatch.protocol.framing import FrameReader, encode_frame
+
+T_DOOR_CLOSED_IN_ZONE = 0b111  # door closed, both zone sensors covered: at rest at a floor
+
+
+class SimBoard:
+    """Board side of one pty: what the firmware's link does, in a few lines."""
+
+    def __init__(self, link_path: str, board_id: str, boot_id: int = 1) -> None:
+        self.link_path, self.board_id, self.boot_id = link_path, board_id, boot_id
+        self.seq = 0
+        self.t0 = time.monotonic()
+        self.unacked: dict[int, list] = {}  # event_id -> payload
+        self.acked: list[int] = []
+        self.host_frames: list = []
+        self.master = -1
+        self.reader = FrameReader()
+        self.plug()
+
+    def plug(self) -> None:
+        self.master, slave = os.openpty()
+        path = os.ttyname(slave)
+        os.close(slave)
+        os.set_blocking(self.master, False)
+        tmp = self.link_path + ".new"
+        os.symlink(path, tmp)
+        os.replace(tmp, self.link_path)
+
+    def unplug(self) -> None:
+        os.close(self.master)
+        os.unlink(self.link_path)
+        self.master = -1
+
+    def t_ms(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000) % lw.T_MS_MODULO
+
+    def send(self, mtype: int, payload) -> None:
+        wire = encode_frame(mtype, payload, self.boot_id, self.seq, self.t_ms())
+        self.seq = (self.seq + 1) % 0x10000
+        if self.master >= 0:
+            try:
+                os.write(self.master, wire)
+            except OSError:
+                pass  # unplugged: the frame is lost on the wire, as on a real UART
+
+    def hello(self) -> None:
+        self.send(lw.T_HELLO, [self.board_id, "1.0.0", "lis3dh", 5, "power_on", [], 400, 16384, True, False,
+                               self.boot_id, [0, 0, 16384]])
+
+    def raise_event(self, event_id: int, kind: int = BoardEventKind.ALARM_BUTTON_HELD) -> None:
+        self.unacked[event_id] = [event_id, int(kind), 1, self.t_ms(), {}]
+        self.send(lw.T_EVENT, self.unacked[event_id])
+
+    def poll(self) -> None:
+        """Read host frames: ACKs settle events, TIME_SYNC is answered, HELLO re-sent on request."""
+        if self.master < 0:
+            return
+        try:
+            data = os.read(self.master, 65536)
+        except (BlockingIOError, OSError):
+            return
+        for f in self.reader.feed(data):
+            self.host_frames.append(f)
+            if f.type == lw.T_ACK and f.payload[0] == lw.T_EVENT:
+                if self.unacked.pop(f.payload[1], None) is not None:
+                    self.acked.append(f.payload[1])
+            elif f.type == lw.T_TIME_SYNC:
+                self.send(lw.T_TIME_SYNC, [f.payload[0], self.t_ms()])
+            elif f.type == lw.T_CONTROL and f.payload[0] == m.Command.REQUEST_HELLO:
+                self.hello()
+
+    async def live(self, stop: asyncio.Event, period_s: float = 0.05) -> None:
+        """Heartbeat and re-send un-ACKed events, as the firmware's link loop does."""
+        last_beat = last_resend = 0.0
+        while not stop.is_set():
+            self.poll()
+            now = time.monotonic()
+            if now - last_beat > 0.5:
+                last_beat = now
+                self.send(lw.T_HEARTBEAT, [int(now - self.t0), 50000, len(self.unacked), 0,
+                                           T_DOOR_CLOSED_IN_ZONE, True, False])
+            if now - last_resend > 0.3:
+                last_resend = now
+                for payload in list(self.unacked.values()):
+                    self.send(lw.T_EVENT, payload)
+            await asyncio.sleep(period_s)
+
+    def close(self) -> None:
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
+
+
+def config_for(tmp_path: Path, boards: list[SimBoard], **session) -> object:
+    doc = {
+        "daemon": {"site": "test-site", "pi": "pi-test", "state_dir": str(tmp_path / "state"),
+                   "status_interval_s": 0.5},
+        "session": {"heartbeat_timeout_s": 2.0, "write_timeout_s": 0.2, **session},
+        "boards": [{"car": f"car-{i}", "port": b.link_path, "board_id": b.board_id} for i, b in enumerate(boards)],
+    }
+    return parse_config(doc, "test", tmp_path)
+
+
+def fast_backoff() -> ReconnectBackoff:
+    return ReconnectBackoff(base_s=0.05, max_s=0.2, jitter=0.0)
+
+
+async def wait_until(predicate, timeout_s: float = 5.0, step_s: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step_s)
+    return predicate()
+
+
+def journal(cfg) -> list[dict]:
+    path = cfg.upstream.journal_path
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def alarm_events(lines: list[dict], car: str) -> list[dict]:
+    return [x for x in lines if x["kind"] == "event" and x["car"] == car and x["type"] == "alarm_button"]
+
+
+# -- the pipeline: ACK only after the outbox holds the message -------------------------------------
+
+
+class GatedStore:
+    """The real outbox behind a gate the test opens, and a switch that makes commits fail."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.inner = OutboxStore(outbox)
+        self.gate = asyncio.Event()
+        self.fail = False
+        self.calls = 0
+
+    async def put_many(self, messages):
+        self.calls += 1
+        await self.gate.wait()
+        if self.fail:
+            raise OutboxWriteError("disk full (simulated)")
+        await self.inner.put_many(messages)
+
+
+def board_frames(*frames_spec):
+    reader = FrameReader()
+    out = []
+    for seq, (mtype, payload) in enumerate(frames_spec):
+        out += reader.feed(encode_frame(mtype, payload, 3, seq, 1000 + 10 * seq))
+    return out
+
+
+HELLO = (lw.T_HELLO, ["b-1", "1.0", "lis3dh", 0, "power_on", [], 400, 16384, True, False, 3, [0, 0, 16384]])
+STATE = (lw.T_STATE, [1005, T_DOOR_CLOSED_IN_ZONE, T_DOOR_CLOSED_IN_ZONE, 0])
+ALARM = (lw.T_EVENT, [77, int(BoardEventKind.ALARM_BUTTON_HELD), 1, 1015, {}])
+
+
+async def test_event_acked_only_after_outbox_committed(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    store = GatedStore(outbox)
+    session = BoardSession(SessionConfig(), LinkMode.LIVE)
+    pipe = CarPipeline("s", "car-1", session, CarAnalytics("car-1"), store)
+    task = asyncio.create_task(pipe.frames(board_frames(HELLO, STATE, ALARM), 1000.0))
+    await asyncio.sleep(0.05)
+    acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    assert acks == [] and store.calls == 1 and outbox.stats().pending == 0  # storing, not stored
+    store.gate.set()
+    await task
+    (msg,) = [x for x in outbox.pending() if x.kind == "event"]
+    assert json.loads(msg.payload)["type"] == "alarm_button"
+    acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    assert [(a.payload[0], a.payload[1]) for a in acks] == [(lw.T_EVENT, 77)]
+    store.inner.close()
+    outbox.close()
+
+
+async def test_failed_commit_is_retried_and_ack_waits_for_it(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.sqlite")
+    store = GatedStore(outbox)
+    store.gate.set()
+    store.fail = True
+    session = BoardSession(SessionConfig(), LinkMode.LIVE)
+    pipe = CarPipeline("s", "car-1", session, CarAnalytics("car-1"), store)
+    await pipe.frames(board_frames(HELLO, STATE, ALARM), 1000.0)
+    assert not [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    assert pipe.counters.store_failures == 1
+    store.fail = False
+    await pipe.tick(1001.0)
+    acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    assert [a.payload[1] for a in acks] == [77]
+    assert len([x for x in outbox.pending() if x.kind == "event"]) == 1
+    store.inner.close()
+    outbox.close()
+
+
+# -- the daemon on ptys ------------------------------------------------------------------------------
+
+
+async def test_many_boards_one_stalled_one_garbage_others_unaffected(tmp_path):
+    boards = [SimBoard(str(tmp_path / f"tty{i}"), f"board-{i}") for i in range(6)]
+    cfg = config_for(tmp_path, boards)
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    healthy, stalled, garbage = boards[:4], boards[4], boards[5]
+    # The stalled board: sends half a frame and then neither reads nor writes; its input buffer
+    # is full, so every host->board write to it blocks. (Opening a port flushes its input, so the
+    # board speaks once the daemon has it open.)
+    assert await wait_until(lambda: len(daemon.boards) == 6 and all(t.phase is LinkPhase.READY for t in daemon.boards))
+    filler = os.open(os.readlink(stalled.link_path), os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+
+    def top_up() -> None:
+        """Keep the board-bound tty buffer full (the kernel frees room as it moves flip buffers)."""
+        for size in (4096, 1):
+            try:
+                while True:
+                    os.write(filler, b"\x55" * size)
+            except BlockingIOError:
+                pass
+
+    top_up()
+    stalled.hello()
+    stalled.raise_event(1)  # its ACK can never be delivered
+    os.write(stalled.master, encode_frame(lw.T_HEARTBEAT, [1, 2, 3], 1, 1, 5)[:6])
+    lives = [asyncio.create_task(b.live(board_stop)) for b in healthy]
+
+    async def spew() -> None:
+        while not board_stop.is_set():
+            os.write(garbage.master, os.urandom(512) + b"\x00")
+            top_up()
+            await asyncio.sleep(0.01)
+
+    lives.append(asyncio.create_task(spew()))
+    try:
+        for b in healthy:
+            b.hello()
+            b.raise_event(10)
+        assert await wait_until(lambda: all(b.acked == [10] for b in healthy), 8.0), [b.acked for b in healthy]
+        for b in healthy:
+            b.raise_event(11)
+        assert await wait_until(lambda: all(b.acked == [10, 11] for b in healthy), 5.0)
+        by_car = {t.board.car: t for t in daemon.boards}
+        # The stalled board's host->board frames wait in its own bounded backlog, blocking nothing.
+        assert await wait_until(lambda: by_car["car-4"].transport.backlog_bytes > 0, 5.0)
+        assert by_car["car-5"].reader.drops  # garbage counted by reason
+        assert by_car["car-5"].phase is LinkPhase.READY
+        assert await wait_until(lambda: len([x for x in journal(cfg) if x["kind"] == "event"]) >= 4, 5.0)
+    finally:
+        board_stop.set()
+        await asyncio.gather(*lives)
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        os.close(filler)
+        for b in boards:
+            b.close()
+    lines = journal(cfg)
+    for i in range(4):
+        raised = alarm_events(lines, f"car-{i}")
+        assert [x["state"] for x in raised] == ["raised"], raised  # one fault, re-sends not double counted
+        assert raised[0]["board"] == f"board-{i}"
+    status = json.loads(cfg.status_path.read_text())
+    assert [b["car"] for b in status["boards"]] == [f"car-{i}" for i in range(6)]
+    assert status["boards"][0]["time_synced"] and status["boards"][0]["online"] is False  # closed at stop
+    task_names = {t.get_name() for t in daemon.tasks}
+    assert {f"board car-{i}: session" for i in range(6)} <= task_names
+
+
+async def test_unplug_replug_reconnects_and_stores_event_exactly_once(tmp_path):
+    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    cfg = config_for(tmp_path, [board])
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    live = asyncio.create_task(board.live(board_stop))
+    try:
+        board.hello()
+        assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.online)
+        task = daemon.boards[0]
+        board.unplug()
+        assert await wait_until(lambda: task.phase is not LinkPhase.READY and not task.pipeline.session.online)
+        # While unplugged the board raises an event: it cannot be delivered, so it stays un-ACKed.
+        board.raise_event(5)
+        await asyncio.sleep(0.3)
+        assert task.counters.open_failures >= 1  # retried with backoff, path absent
+        board.plug()
+        assert await wait_until(lambda: board.acked == [5], 5.0)
+        assert task.counters.connects == 2 and task.counters.disconnects == 1
+        assert task.pipeline.session.counters.reboots == 0  # a cable is not a reboot
+    finally:
+        board_stop.set()
+        await live
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        board.close()
+    lines = journal(cfg)
+    assert [x["state"] for x in alarm_events(lines, "car-0")] == ["raised"]
+    ids = [x["id"] for x in lines]
+    assert len(ids) == len(set(ids))
+    offline = [x for x in lines if x["kind"] == "event" and x["type"] == "board_offline"]
+    assert [x["state"] for x in offline][:1] == ["raised"]
+
+
+async def test_board_reboot_is_counted_once_and_events_of_both_boots_kept(tmp_path):
+    board = SimBoard(str(tmp_path / "tty0"), "board-0", boot_id=41)
+    cfg = config_for(tmp_path, [board])
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    live = asyncio.create_task(board.live(board_stop))
+    try:
+        board.hello()
+        board.raise_event(1)
+        assert await wait_until(lambda: board.acked == [1])
+        board.boot_id, board.seq, board.t0 = 42, 0, time.monotonic()  # watchdog reset
+        board.hello()
+        board.raise_event(2, BoardEventKind.SENSOR_FAULT)
+        assert await wait_until(lambda: board.acked == [1, 2])
+        session = daemon.boards[0].pipeline.session
+        assert session.counters.reboots == 1 and session.boot_id == 42
+    finally:
+        board_stop.set()
+        await live
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        board.close()
+    lines = journal(cfg)
+    types = sorted(x["type"] for x in lines if x["kind"] == "event" and x["state"] == "raised")
+    assert "alarm_button" in types and "sensor_fault" in types
+
