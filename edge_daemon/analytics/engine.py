@@ -336,7 +336,8 @@ class CarAnalytics:
 
     def _on_boot(self, obs: BoardBooted) -> list[Output]:
         self._acc().boots += 1
-        self._inputs = self._motion = None
+        # Inputs and motion stay as last reported: the session reports changes against the last
+        # values it saw, across boots too, so forgetting them here would leave them unknown.
         self._trip = None  # a trip cut by a reboot has no trustworthy end
         self._floors.reset()
         if obs.gravity is not None:
