@@ -61,6 +61,11 @@ STOP_FLUSH_TIMEOUT_S = 2.0
 JOURNAL_BATCH = 512
 """Messages written per journal fsync."""
 
+JOURNAL_MAX_BYTES = 64 * 1024 * 1024
+JOURNAL_KEEP = 4
+"""Rotation: past 64 MiB the journal becomes `<name>.1` (older ones shift to .2 .. .4, the oldest
+goes), so a Pi left alone for years never fills its SD card with delivered facts."""
+
 JOURNAL_RETRY_S = 1.0
 """Wait after a failed journal write (disk full) before trying again; the outbox keeps the messages."""
 
@@ -123,6 +128,8 @@ class UpstreamConfig:
     mqtt: MqttConfig | None = None
     journal_path: Path = Path("upstream.jsonl")
     journal_status: bool = True
+    journal_max_bytes: int = JOURNAL_MAX_BYTES
+    journal_keep: int = JOURNAL_KEEP
     status_interval_s: float = STATUS_INTERVAL_S
 
 
@@ -463,6 +470,7 @@ class JournalPublisher(Publisher):
                         continue
                     self.counters.published += len(batch)
                     cursor = batch[-1].seq
+                    journal = await self._outbox_call(self._maybe_rotate, journal)
                     try:
                         await self._settle(outbox, batch)
                     except OutboxWriteError as err:  # written but not recorded: rewritten after a restart
@@ -479,6 +487,25 @@ class JournalPublisher(Publisher):
                 await self._outbox_call(journal.close)
             self._db.shutdown(wait=True)
             self.state = PublisherState.STOPPED
+
+    def _maybe_rotate(self, journal: Any) -> Any:
+        """Between batches (never inside one), start a new file once this one is big enough."""
+        cfg = self.config
+        if journal is sys.stdout.buffer or journal.seek(0, os.SEEK_END) < cfg.journal_max_bytes:
+            return journal
+        journal.close()
+        path = cfg.journal_path
+        for n in range(cfg.journal_keep - 1, 0, -1):  # .3 -> .4 replaces (drops) the oldest, and so on
+            older = path.with_name(f"{path.name}.{n}")
+            if older.exists():
+                older.replace(path.with_name(f"{path.name}.{n + 1}"))
+        path.replace(path.with_name(f"{path.name}.1"))
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the renames are durable before lines go to the new file
+        finally:
+            os.close(directory)
+        return _open_journal(path)
 
     async def _write_status(self, journal: Any, outbox: Outbox, state: str, reason: str) -> None:
         if not self.config.journal_status:

@@ -256,3 +256,22 @@ async def test_status_provider_fields_reach_the_status(tmp_path: Path) -> None:
     assert online["boards"] == [{"board": "b1", "firmware_path": str(tmp_path)}]
     schema_validator("status").validate(online)
     outbox.close()
+
+
+async def test_journal_rotates_between_batches_and_keeps_the_newest_files(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    config = UpstreamConfig("site1", "pi1", journal_path=journal, journal_status=False,
+                            journal_max_bytes=4000, journal_keep=3)
+    outbox = Outbox(tmp_path / "outbox.db")
+    sent = []
+    for round_ in range(12):  # one batch per round: rotation only ever happens between batches
+        batch = [fact(round_ * 30 + i) for i in range(30)]
+        outbox.put_many(batch)
+        sent += batch
+        await drain(Upstream(config), outbox)
+    files = [journal.with_name(f"j.jsonl.{n}") for n in (3, 2, 1)] + [journal]
+    assert sorted(tmp_path.glob("j.jsonl*")) == sorted(files)  # .4 and older were dropped
+    kept = [m for f in files for m in read_journal(f)]  # every file holds whole batches
+    assert [m["id"] for m in kept] == [m["id"] for m in sent[-len(kept):]]
+    assert len(kept) % 30 == 0 and len(kept) < len(sent)
+    outbox.close()
