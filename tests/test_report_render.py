@@ -166,3 +166,22 @@ def test_fleet_report_pdf(journal: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert out.read_bytes().startswith(b"%PDF") and _pages(out) == 2
     err = capsys.readouterr().err
     assert "car-1: Contract targets missed" in err and "car-ok: Compliant" in err
+
+
+def test_cli_takes_sources_and_targets_from_the_daemon_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--config: the journal in the daemon's state_dir, and its maintenance minimum (30 min here)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    known_week("car-1").write_jsonl(state / "upstream.jsonl")
+    cfg = tmp_path / "liftwatch.toml"
+    cfg.write_text(
+        f'[daemon]\nsite = "estate-a"\nstate_dir = "{state}"\n[analytics]\nmaintenance_min_s = 1200.0\n'
+        '[[boards]]\ncar = "car-1"\nlink = "serial"\nport = "/dev/ttyUSB0"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "r.html"
+    assert main(["report", "--car", "car-1", *ARGS, "--config", str(cfg), "--out", str(out)]) == 0, capsys.readouterr()
+    text = _text(out.read_text(encoding="utf-8"))
+    assert "0 / 3 不足 short" in text and "≥ 20 min" in text  # the 20-minute visit now meets the minimum
