@@ -127,13 +127,27 @@ def _pages(pdf: Path) -> int:
     return len(re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes()))
 
 
-def test_pdf_fallback_without_chromium(
-    journal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_find_chromium_honours_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIFTWATCH_CHROMIUM", "")
+    assert find_chromium() is None
+    monkeypatch.setenv("LIFTWATCH_CHROMIUM", "/opt/chromium/chrome")
+    assert find_chromium() == "/opt/chromium/chrome"
+
+
+def test_pdf_falls_back_to_matplotlib_when_chromium_fails(
+    journal: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A browser that exits without a PDF (here /bin/false) costs the layout, not the report."""
+    monkeypatch.setenv("LIFTWATCH_CHROMIUM", shutil.which("false") or "/bin/false")
     out = tmp_path / "car-1.pdf"
-    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
+    with caplog.at_level(logging.WARNING):
+        assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
     assert "(matplotlib)" in capsys.readouterr().out
+    assert "wrote no PDF" in caplog.text
     assert out.read_bytes().startswith(b"%PDF") and _pages(out) == 7  # summary + 6 plots
 
 
