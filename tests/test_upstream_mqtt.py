@@ -26,7 +26,7 @@ import pytest
 import referencing
 
 from liftwatch.edge_daemon.envelope import encode_message, make_message, utc_iso
-from liftwatch.edge_daemon.outbox import ROW_OVERHEAD_BYTES, Outbox, PutOutcome
+from liftwatch.edge_daemon.outbox import ROW_OVERHEAD_BYTES, DeliveryState, Outbox, PutOutcome
 from liftwatch.edge_daemon.upstream import MqttConfig, PublisherState, TlsConfig, Upstream, UpstreamConfig
 from mosquitto import Collector, MosquittoBroker, make_test_pki, mosquitto_broker  # noqa: F401 (fixture)
 
@@ -122,7 +122,9 @@ async def test_delivery_topics_order_status_and_schemas(mosquitto_broker: Mosqui
     collector.stop()
     # The status is retained: a newcomer sees the Pi's last word immediately.
     late = Collector(mosquitto_broker, topic="liftwatch/site1/pi1/status", client_id="late").start()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while not late.snapshot() and time.monotonic() < deadline:
+        time.sleep(0.02)
     ((_, retained, was_retained),) = late.snapshot()
     assert was_retained and retained["state"] == "offline"
     late.stop()
@@ -174,7 +176,9 @@ async def test_broker_outage_mid_stream_drains_in_order(mosquitto_broker: Mosqui
     # Mid-stream: the broker hangs, so the publisher's window fills with unacknowledged messages,
     # then it goes down. After the restart paho resends that window while newer messages wait.
     mosquitto_broker.pause()
-    await produce(0.3)
+    deadline = time.monotonic() + 5
+    while upstream.counters.published - upstream.counters.delivered < 32 and time.monotonic() < deadline:
+        await produce(0.05)
     window = upstream.counters.published - upstream.counters.delivered
     await asyncio.to_thread(mosquitto_broker.stop)
     await produce(1.0)
@@ -311,7 +315,10 @@ def test_unacknowledged_window_survives_publisher_and_broker_death(
 
 
 async def test_budget_full_drops_low_priority_counted_and_reported(tmp_path: Path) -> None:
-    broker = MosquittoBroker(tmp_path / "broker")  # configured, not yet running: a long outage
+    broker = MosquittoBroker(tmp_path / "broker")
+    broker.start()
+    collector = Collector(broker, client_id="c2").start()
+    broker.stop()  # a long outage begins; the collector's session (and subscription) is saved
     # Room for the 300 protected messages, 150 daily records and 75 more: of the 300 status and
     # trip messages, 225 have to go, the status ones first, then the oldest trips.
     puts = [make_message(kind, "site1", "car1", "board1", utc_iso(time.time()), f"{kind}{i}",
@@ -330,15 +337,14 @@ async def test_budget_full_drops_low_priority_counted_and_reported(tmp_path: Pat
         "SELECT COUNT(*) FROM message WHERE state = 2 AND size = 0").fetchone()[0]
     broker.start()
     try:
-        collector = Collector(broker, client_id="c2").start()  # subscribes before the publisher gets in
         deadline = time.monotonic() + 15
         while outbox.stats().pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         stop.set()
         await task
-        never_dropped = {m["id"] for m in puts if m["kind"] in ("event", "maintenance", "daily")}
-        assert collector.wait_for_ids(never_dropped, 5) == set()
-        time.sleep(0.2)  # let any stray trip/status arrive too, so the counts below are final
+        kept = {m["id"] for m in puts if outbox.state_of(m["id"]) is DeliveryState.DELIVERED}
+        assert {m["id"] for m in puts if m["kind"] in ("event", "maintenance", "daily")} <= kept
+        assert collector.wait_for_ids(kept, 10) == set()
         got = collector.by_id()
         for kind in ("status", "trip", "daily"):  # every message is delivered or counted, never both
             delivered = [m["n"] - 100 for m in puts if m["kind"] == kind and m["id"] in got]
