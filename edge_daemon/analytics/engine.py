@@ -49,6 +49,13 @@ __all__ = ["CarAnalytics", "Output"]
 
 Output = Union[Trip, FaultEvent, MaintenanceVisit, DailyRecord, DoorCycle]
 
+# input bits as plain ints: IntFlag arithmetic is slow and this runs on every observation
+_DOOR_CLOSED = int(Inputs.DOOR_CLOSED)
+_ZONE_UP = int(Inputs.ZONE_UP)
+_ZONE_DN = int(Inputs.ZONE_DN)
+_PRESENCE = int(Inputs.PRESENCE)
+_INSPECTION = int(Inputs.INSPECTION)
+_ALARM_BUTTON = int(Inputs.ALARM_BUTTON)
 _OBSERVATION_TYPES = (
     InputsChanged,
     MotionChanged,
@@ -59,7 +66,10 @@ _OBSERVATION_TYPES = (
     LinkState,
     BoardBooted,
 )
-_MOVING = (Motion.ACCELERATING, Motion.MOVING, Motion.DECELERATING)
+_MOVING = (int(Motion.ACCELERATING), int(Motion.MOVING), int(Motion.DECELERATING))
+_REST = int(Motion.REST)
+_DECELERATING = int(Motion.DECELERATING)
+_UNCALIBRATED = int(Motion.UNCALIBRATED)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
 
@@ -201,24 +211,24 @@ class CarAnalytics:
             self._day = DailyAccumulator(self.car_id, local_day(self._now_ts(), self.config.day_utc_offset_h))
         return self._day
 
-    def _bit(self, bit: Inputs) -> bool | None:
+    def _bit(self, bit: int) -> bool | None:
         return None if self._inputs is None else bool(self._inputs & bit)
 
     @property
     def _door_closed(self) -> bool:
-        return bool(self._bit(Inputs.DOOR_CLOSED))
+        return bool(self._bit(_DOOR_CLOSED))
 
     @property
     def _in_zone(self) -> bool:
-        return bool(self._bit(Inputs.ZONE_UP)) or bool(self._bit(Inputs.ZONE_DN))
+        return bool(self._bit(_ZONE_UP)) or bool(self._bit(_ZONE_DN))
 
     @property
     def _in_service(self) -> bool:
-        return self._online and self._inputs is not None and not self._bit(Inputs.INSPECTION)
+        return self._online and self._inputs is not None and not self._bit(_INSPECTION)
 
     @property
     def _motion_known(self) -> bool:
-        return self._motion is not None and self._motion in (Motion.REST, *_MOVING)
+        return self._motion is not None and self._motion in (_REST, *_MOVING)
 
     # ---------------------------------------------------------------- time
 
@@ -260,17 +270,17 @@ class CarAnalytics:
         self._inputs = obs.inputs
         diff = (prev ^ obs.inputs) if prev is not None else 0xFF
         out: list[Output] = []
-        zone_bits = Inputs.ZONE_UP | Inputs.ZONE_DN
+        zone_bits = _ZONE_UP | _ZONE_DN
         if diff & zone_bits and self._trip is not None and prev is not None:
             self._trip.zone_changes.append(
-                (obs.ts, bool(obs.inputs & Inputs.ZONE_UP), bool(obs.inputs & Inputs.ZONE_DN))
+                (obs.ts, bool(obs.inputs & _ZONE_UP), bool(obs.inputs & _ZONE_DN))
             )
-        if diff & Inputs.DOOR_CLOSED:
-            out += self._doors.on_door(obs.ts, bool(obs.inputs & Inputs.DOOR_CLOSED), self._floors.floor())
+        if diff & _DOOR_CLOSED:
+            out += self._doors.on_door(obs.ts, bool(obs.inputs & _DOOR_CLOSED), self._floors.floor())
             out += self._check_reopen_loop(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
-        if diff & Inputs.INSPECTION:
-            visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & Inputs.INSPECTION))
+        if diff & _INSPECTION:
+            visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & _INSPECTION))
             out += visits
             if started:
                 self._visits.set_responded(self._faults.on_visit_start(obs.ts))
@@ -279,18 +289,18 @@ class CarAnalytics:
     def _on_motion(self, obs: MotionChanged) -> list[Output]:
         prev, self._motion = self._motion, obs.motion
         out: list[Output] = []
-        if obs.motion == Motion.UNCALIBRATED:
+        if obs.motion == _UNCALIBRATED:
             out += self._faults.raise_(FaultType.SENSOR_FAULT, obs.ts, "uncalibrated", reason="uncalibrated")
         else:
             out += self._faults.clear(FaultType.SENSOR_FAULT, obs.ts, "uncalibrated")
         moving, was_moving = obs.motion in _MOVING, prev in _MOVING
         if moving and not was_moving:
             self._trip = _TripInProgress(
-                obs.ts, self._bit(Inputs.ZONE_UP), self._bit(Inputs.ZONE_DN), bool(self._bit(Inputs.INSPECTION))
+                obs.ts, self._bit(_ZONE_UP), self._bit(_ZONE_DN), bool(self._bit(_INSPECTION))
             )
             out += self._doors.on_motion_start(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
-        elif obs.motion == Motion.REST and self._trip is not None:
+        elif obs.motion == _REST and self._trip is not None:
             trip, self._trip = self._trip, None
             trip.end_ts = obs.ts
             duration = obs.ts - trip.start_ts
@@ -561,10 +571,10 @@ class CarAnalytics:
 
 
 def _entrapment(car: CarAnalytics) -> bool:
-    if car._motion != Motion.REST or not car._door_closed:
+    if car._motion != _REST or not car._door_closed:
         return False
     if car.config.require_presence:
-        return bool(car._bit(Inputs.PRESENCE))
+        return bool(car._bit(_PRESENCE))
     return not car._in_zone  # without a presence sensor only a car between floors can be judged
 
 
@@ -572,12 +582,12 @@ def _moving_with_door_open(car: CarAnalytics) -> bool:
     if car._motion not in _MOVING or car._door_closed:
         return False
     # doors may open in advance while the car levels into the door zone (GB 7588 7.7.2.2)
-    return not (car._in_zone and car._motion == Motion.DECELERATING)
+    return not (car._in_zone and car._motion == _DECELERATING)
 
 
 def _still_trapped(car: CarAnalytics) -> bool:
     """Trapped until released: the door opens (or the car is seen empty), not when it moves."""
-    return car._door_closed and (bool(car._bit(Inputs.PRESENCE)) or not car.config.require_presence)
+    return car._door_closed and (bool(car._bit(_PRESENCE)) or not car.config.require_presence)
 
 
 CarAnalytics._RULES = (
@@ -590,7 +600,7 @@ CarAnalytics._RULES = (
     ),
     _Rule(
         FaultType.STOPPED_OUTSIDE_DOOR_ZONE,
-        lambda c: c._motion == Motion.REST and not c._in_zone,
+        lambda c: c._motion == _REST and not c._in_zone,
         lambda c: c.config.stopped_outside_zone_s,
         True,
         lambda c: not c._in_zone,  # cleared once the car is back in a door zone
@@ -600,12 +610,12 @@ CarAnalytics._RULES = (
         _moving_with_door_open,
         lambda c: c.config.moving_door_open_s,
         True,
-        lambda c: not c._door_closed and c._motion != Motion.REST,
+        lambda c: not c._door_closed and c._motion != _REST,
     ),
     _Rule(FaultType.DOOR_OPEN_TOO_LONG, lambda c: not c._door_closed, lambda c: c.config.door_open_too_long_s, False),
     _Rule(
         FaultType.ALARM_BUTTON,
-        lambda c: bool(c._bit(Inputs.ALARM_BUTTON)),
+        lambda c: bool(c._bit(_ALARM_BUTTON)),
         lambda c: c.config.alarm_button_hold_s,
         False,
     ),

@@ -10,6 +10,7 @@ curve up to a quarter of the sample rate; tests compare both against the standar
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass
 
@@ -73,10 +74,19 @@ def analog_response(w: Weighting, freqs_hz: np.ndarray) -> np.ndarray:
     return np.abs(h)
 
 
-def weighting_sos(w: Weighting, rate_hz: float) -> np.ndarray:
-    """Second-order sections of the digital weighting at `rate_hz`.
+@functools.lru_cache(maxsize=32)
+def _cached_sos(w: Weighting, rate_hz: float) -> np.ndarray:
+    return _design_sos(w, rate_hz)
 
-    The 100 Hz band-limit low-pass is left out when it lies above 0.45 x rate: the sensor's own
+
+def weighting_sos(w: Weighting, rate_hz: float) -> np.ndarray:
+    """Second-order sections of the digital weighting at `rate_hz` (designed once per rate;
+    a copy, since scipy's filters want a writable array and callers must not share one)."""
+    return _cached_sos(w, float(rate_hz)).copy()
+
+
+def _design_sos(w: Weighting, rate_hz: float) -> np.ndarray:
+    """The 100 Hz band-limit low-pass is left out when it lies above 0.45 x rate: the sensor's own
     anti-alias filter already limits the band there, and a bilinear pole at Nyquist is useless.
     """
     fs = float(rate_hz)
