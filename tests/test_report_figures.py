@@ -293,3 +293,17 @@ def test_outbox_drops_in_the_period_are_reported() -> None:
     assert f.dropped == {"trip": 7, "raw": 2}
     assert any("dropped 2 raw, 7 trip message(s)" in n for n in f.notes)
     assert car_figures("car-1", known_week().messages, WEEK).dropped == {}
+
+
+def test_period_still_running_is_judged_over_the_days_covered() -> None:
+    """A November report made on the 5th: per-day figures over 5 days, not 30."""
+    month = Period(date(2026, 11, 1), date(2026, 11, 30))
+    log = CarLog()
+    for d in range(1, 6):
+        log.daily(f"2026-11-0{d}", trips=100, door_cycles=120)
+    log.fault("overspeed", local_ts("2026-11-03", "10:00"), local_ts("2026-11-03", "22:00"))
+    f = car_figures("car-1", log.messages, month)
+    assert f.observed_days == 5 and f.trips_per_day == 100.0
+    assert f.availability == pytest.approx(1 - 12 / (5 * 24))
+    assert any("first 5 of 30 days" in n for n in f.notes)
+    assert car_figures("car-1", known_week().messages, WEEK).observed_days == 7

@@ -16,7 +16,8 @@ docs/report.md, with its contract target in `ContractTargets`:
 - Repair time: raised -> cleared (normal service resumed). Targets: at least 60 % within half a
   working day (4 h, wall-clock: working hours are not modelled), none beyond 3 days. A fault still
   open at the end of the data counts with the time elapsed so far.
-- Availability: share of the period not inside an out-of-service fault (`OUT_OF_SERVICE`).
+- Availability: share of the period not inside an out-of-service fault (`OUT_OF_SERVICE`); for a
+  period the data do not cover to its end (still running), share of the days covered.
 - Maintenance visits shorter than 40 minutes are flagged, and so is a gap over 15 days between
   visits (TSG T5002: half-monthly maintenance).
 """
@@ -259,7 +260,8 @@ class CarFigures:
     downtime_s: float
     offline_s: float
     trips_total: int
-    trips_per_day: float
+    trips_per_day: float  # over the observed days
+    observed_days: int  # days from the period start to the end of the data (all, for a past period)
     faults: tuple[FaultCase, ...]  # raised in the period, kit faults included, by raise time
     visits: tuple[Visit, ...]  # started in the period
     trips: tuple[TripPoint, ...]  # started in the period
@@ -678,7 +680,11 @@ def car_figures(
     offline = union_s((interval(c) for c in judged_all if c.type == "board_offline"), lo, hi)
     if offline == 0.0:
         offline = 60.0 * sum(_num(_daily_get(dailies.get(d), "offline_minutes")) or 0.0 for d in period.days)
-    availability = (1.0 - downtime / (hi - lo)) if (in_period or dailies) else None
+    # A period still running (or a source that stops early) is judged over the days it covers, so
+    # "this month so far" is not diluted by days that have not happened yet.
+    observed_days = min(period.n_days, max(1, math.ceil((data_end - lo) / 86400)))
+    observed_s = observed_days * 86400.0
+    availability = (1.0 - downtime / observed_s) if (in_period or dailies) else None
 
     trips_total = sum(d.trips or 0 for d in days)
     judged = [c for c in faults if c.judged]
@@ -703,6 +709,11 @@ def car_figures(
     sites = sorted({m["site"] for m in mine if isinstance(m.get("site"), str)})
     dropped = dropped_in_period((m for m in messages if m.get("kind") == "status"), sites[0] if sites else None, period)
     notes = []
+    if observed_days < period.n_days:
+        notes.append(
+            f"数据截至第 {observed_days} 天，按已覆盖天数计算 / data cover the first {observed_days} of "
+            f"{period.n_days} days; per-day figures and availability use those days"
+        )
     if not trips and trips_total:
         notes.append("无单次运行记录，运行次数取自日报 / trip messages missing: totals from daily records")
     if dropped:
@@ -725,7 +736,8 @@ def car_figures(
         downtime_s=downtime,
         offline_s=offline,
         trips_total=trips_total,
-        trips_per_day=trips_total / period.n_days,
+        trips_per_day=trips_total / observed_days,
+        observed_days=observed_days,
         faults=tuple(faults),
         visits=tuple(visits),
         trips=tuple(trips),
