@@ -74,6 +74,19 @@ def test_known_id_is_not_stored_twice_even_after_delivery(tmp_path: Path) -> Non
         assert outbox.pending() == []
 
 
+def test_rejected_messages_step_aside_and_can_be_requeued(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db") as outbox:
+        outbox.put_many([msg("trip", f"t{i}") for i in range(3)])
+        first, second, third = outbox.pending()
+        full = outbox.stats().pending_bytes
+        assert outbox.mark_rejected([second.seq]) == 1  # e.g. the broker's ACL refused it
+        assert outbox.pending() == [first, third]
+        assert outbox.stats().rejected == 1 and outbox.stats().pending_bytes < full
+        assert outbox.requeue_rejected() == 1  # after the ACL fix: sent again, original seq
+        assert outbox.pending() == [first, second, third]
+        assert outbox.stats().rejected == 0 and outbox.stats().pending_bytes == outbox._pending_bytes == full
+
+
 def test_ids_are_stable_and_distinct() -> None:
     assert message_id("trip", "s", "c1", "k") == message_id("trip", "s", "c1", "k")
     ids = {message_id(kind, "s", car, key) for kind in ("trip", "event") for car in ("c1", "c2") for key in "ab"}
