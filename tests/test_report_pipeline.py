@@ -4,6 +4,7 @@ journal publisher -> report. The report must restate what the analytics measured
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import date
 from pathlib import Path
 
@@ -95,24 +96,12 @@ def test_report_restates_the_analytics(journal: tuple[Path, list]) -> None:
     assert [x.en for x in f.verdict.findings][0] == "1 entrapment(s)"
 
 
-def test_cli_from_journal_and_outbox(journal: tuple[Path, list], tmp_path: Path) -> None:
+def test_fleet_report_from_journal_and_outbox(journal: tuple[Path, list], tmp_path: Path) -> None:
     path, _ = journal
-    out = tmp_path / "car-7.html"
-    args = [
-        "report",
-        "--car",
-        "car-7",
-        "--from",
-        "2026-11-03",
-        "--to",
-        "2026-11-03",
-        "--out",
-        str(out),
-        "--source",
-        str(path),
-        "--source",
-        str(path.parent / "outbox.sqlite"),
-    ]
-    assert main(args) == 0
+    out = tmp_path / "fleet.html"
+    day = ["--from", "2026-11-03", "--to", "2026-11-03"]
+    sources = ["--source", str(path), "--source", str(path.parent / "outbox.sqlite")]
+    assert main(["fleet-report", *day, *sources, "--out", str(out)]) == 0
     html = out.read_text(encoding="utf-8")
-    assert "需关注 / Needs attention" in html and "困人" in html
+    assert re.findall(r"data-car='([^']+)'", html) == ["car-7"]
+    assert "需关注 Needs attention" in html and "困人 entrapments +10" in html
