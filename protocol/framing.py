@@ -165,7 +165,16 @@ class FrameReader:
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
         if self.accelerated:
-            return self._feed_fast(chunk)
+            # The C splitter keeps the stream state and decodes the clean frames; every other part
+            # comes back as bytes for _decode, so drop accounting and salvage exist once.
+            items, slow, too_large = self._splitter.feed(chunk, self.key is None and self.next_key is None,
+                                                         self.require_tag)
+            if too_large:
+                self.drops[DropReason.TOO_LARGE] += too_large
+            if slow:
+                return self._finish_slow(items)
+            self.frames += len(items)
+            return items
         buf = self._buf
         start = len(buf)
         buf += chunk
@@ -187,16 +196,7 @@ class FrameReader:
             self._trim()
         return out
 
-    def _feed_fast(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
-        # Same contract as feed(): the C splitter keeps the stream state and decodes the clean
-        # frames; every other part comes back as bytes for _decode, so drop accounting exists once.
-        items, slow, too_large = self._splitter.feed(chunk, self.key is None and self.next_key is None,
-                                                     self.require_tag)
-        if too_large:
-            self.drops[DropReason.TOO_LARGE] += too_large
-        if not slow:
-            self.frames += len(items)
-            return items
+    def _finish_slow(self, items: list[Frame | bytes]) -> list[Frame]:
         out: list[Frame] = []
         for item in items:
             if type(item) is Frame:

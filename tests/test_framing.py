@@ -447,6 +447,27 @@ def test_fast_cobs_decode_refuses_what_cobs_refuses(values: list[int]) -> None:
     assert framing._fastframe.cobs_decode(part) == expect
 
 
+_part = st.lists(st.sampled_from([1, 2, 3, 7, 0xFE, 0xFF]) | st.integers(1, 255), min_size=1, max_size=600).map(bytes)
+
+
+@fast
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1020) | _part, st.binary(max_size=1020) | _part)
+def test_fast_two_chain_cobs_decoder_equals_cobs(a: bytes, b: bytes) -> None:
+    """The splitter decodes frames in pairs; each result must be what cobs gives for it alone."""
+
+    def part_and_expect(x: bytes) -> tuple[bytes, bytes | None]:
+        if b"\x00" in x or not x:
+            return cobs.encode(x), x
+        try:
+            return x, cobs.decode(x)
+        except cobs.DecodeError:
+            return x, None
+
+    (pa, ea), (pb, eb) = part_and_expect(a), part_and_expect(b)
+    assert framing._fastframe.cobs_decode_pair(pa, pb) == (ea, eb)
+
+
 @fast
 def test_fast_layout_matches_lwproto() -> None:
     assert framing._fastframe.LAYOUT == (lw.VERSION, lw.HEADER_LEN, lw.TAG_LEN, lw.MAX_BODY, lw.MAX_WIRE,
