@@ -77,6 +77,10 @@ class OutboxStore:
     async def put_many(self, messages: Sequence[Mapping[str, Any]]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.outbox.put_many, list(messages))
 
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run another outbox operation on the same worker, in order with the puts."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
@@ -107,6 +111,7 @@ class CarPipeline:
         self._unstored: list[dict[str, Any]] = []
         self._unacked: list[BoardEvent] = []
         self._last_ts: float | None = None
+        self._board_tick_ts: float | None = None
 
     @property
     def board(self) -> str | None:
@@ -116,9 +121,20 @@ class CarPipeline:
     async def frames(self, frames: Iterable[Frame], host_now_s: float) -> None:
         """Apply the frames of one read, then store and ACK them together (one commit per read)."""
         session = self.session
+        replay = session.mode is LinkMode.REPLAY
         for frame in frames:
             self._apply(session.on_frame(frame, host_now_s))
+            if replay:
+                self._tick_on_board_time()
         await self.commit()
+
+    def _tick_on_board_time(self) -> None:
+        """Replay has no wall clock: analytics' time-based rules (entrapment after 15 s) advance
+        with the board's own time, carried by its heartbeats, once per simulated second."""
+        ts = self.session.last_heard_s
+        if ts is not None and (self._board_tick_ts is None or ts - self._board_tick_ts >= TICK_S):
+            self._board_tick_ts = ts
+            self._outputs(lambda: self.analytics.tick(ts), ts)
 
     async def tick(self, host_now_s: float, analytics_ts: float | None = None) -> None:
         """Heartbeat timeout, periodic session duties, and time-based analytics rules."""

@@ -247,6 +247,7 @@ class BoardSession:
         self.last_heartbeat: dict[str, Any] = {}
         self.last_counters: CountersSnapshot | None = None
         self.config_error: str = ""
+        self.control_acks: dict[int, tuple[int, str, Any]] = {}  # CONTROL seq -> (status, reason, extra)
         self._replay_epoch_ms = replay_epoch_ms
         self._clock = self._new_clock()
         self._out: list[bytes] = []
@@ -620,6 +621,10 @@ class BoardSession:
         if a is None or not _is_int(a.ack_type, a.ack_id, a.status):
             return False
         ack_type, ack_id, status, reason, extra = a.ack_type, a.ack_id, a.status, a.reason, a.extra
+        if ack_type == lw.T_CONTROL:
+            self.control_acks[ack_id] = (status, str(reason), extra)
+            while len(self.control_acks) > 16:  # only the caller of request() reads these
+                self.control_acks.pop(next(iter(self.control_acks)))
         if ack_type == lw.T_CONFIG and ack_id == self._config_seq:
             self._config_seq = None
             if status == ACK_OK:

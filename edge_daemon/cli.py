@@ -1,0 +1,348 @@
+"""Daemon subcommands: `run`, `replay`, `status`, `calibrate` (registered into `liftwatch`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# Exit codes: 0 ok, 1 the operation failed, 2 bad input (config, trace, arguments).
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+DEFAULT_STATE_DIR = "/var/lib/liftwatch"
+# A status file older than this was not refreshed by a running daemon.
+STATUS_STALE_S = 30.0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("run", help="run the edge daemon (boards -> analytics -> outbox -> upstream)")
+    p.add_argument("--config", required=True, type=Path, help="TOML config (docs/config.md)")
+    p.add_argument("--check", action="store_true", help="validate the config and exit")
+    p.set_defaults(func=cmd_run)
+
+    p = subparsers.add_parser(
+        "replay", help="run a trace CSV through the real firmware and the daemon pipeline; JSON Lines out"
+    )
+    p.add_argument("trace", type=Path, help="trace CSV (t_us,ax_mg,ay_mg,az_mg,door_closed,...)")
+    p.add_argument("--config", type=Path, help="TOML config: site, and the car's analytics settings")
+    p.add_argument("--car", help="which [[boards]] car of the config to use (default: the first)")
+    p.add_argument("--start", default="1970-01-01T00:00:00Z", help="UTC time of trace time 0 (ISO 8601)")
+    p.add_argument("--out", type=Path, help="output file (default: stdout)")
+    p.add_argument("--keep", metavar="DIR", help="keep the feed, UART capture and console log in DIR")
+    p.set_defaults(func=cmd_replay)
+
+    p = subparsers.add_parser("status", help="boards, link quality, outbox depth, last events of the running daemon")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", type=Path, help="the daemon's config (finds its state_dir)")
+    src.add_argument("--state-dir", type=Path, help=f"the daemon's state_dir (default {DEFAULT_STATE_DIR})")
+    p.add_argument("--json", action="store_true", help="print the raw status JSON")
+    p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("calibrate", help="calibrate a board at rest (gravity vector), over its link")
+    p.add_argument("--config", type=Path, help="config naming the board (with --car)")
+    p.add_argument("--car", help="car of the board in the config (default: the only one)")
+    p.add_argument("--port", help="serial port of the board, without a config")
+    p.add_argument("--baudrate", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the board")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"liftwatch: {message}", file=sys.stderr)
+    return code
+
+
+def parse_start(text: str) -> float:
+    """ISO 8601 to UTC seconds; a time without zone is UTC (traces are in board time, not local)."""
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise ValueError(f"--start {text!r} is not ISO 8601 (e.g. 2026-03-01T08:00:00Z)") from err
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.timestamp()
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from liftwatch.edge_daemon.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as err:
+        return _fail(str(err), EXIT_BAD_INPUT)
+    if args.check:
+        print(f"{args.config}: ok ({len(config.boards)} boards, site {config.site})")
+        return 0
+    return asyncio.run(_run(config))
+
+
+async def _run(config: Any) -> int:
+    from liftwatch.edge_daemon.daemon import Daemon
+    from liftwatch.edge_daemon.service import (
+        ProgressWatchdog,
+        Stage,
+        SystemdNotifier,
+        configure_logging,
+        watchdog_interval_s,
+    )
+
+    configure_logging(config.log_level)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    daemon = Daemon(config)
+    notifier = SystemdNotifier()
+    run = asyncio.create_task(daemon.run(stop), name="daemon")
+    extra: list[asyncio.Task] = []
+    while daemon.upstream is None and not run.done():  # wait until the outbox is open
+        await asyncio.sleep(0.05)
+    if not run.done():
+        notifier.ready(f"{len(config.boards)} boards")
+        interval = watchdog_interval_s()
+        if interval:
+            # Frames: a connected board heartbeats every 5 s, so a minute without a single frame
+            # from any connected board means the read path is wedged, not that boards are quiet.
+            stages = [
+                Stage("boards", lambda: sum(b.reader.frames for b in daemon.boards),
+                      lambda: any(b.phase.value == "ready" for b in daemon.boards), 60.0),
+                Stage("upstream", lambda: daemon.upstream.counters.delivered,
+                      lambda: daemon.upstream.state.value == "ready" and bool(daemon.outbox.stats().pending), 120.0),
+            ]
+            dog = ProgressWatchdog(notifier, stages, interval * 0.33)
+            extra.append(asyncio.create_task(dog.run(stop), name="service: watchdog"))
+    await run
+    notifier.stopping()
+    stop.set()
+    await asyncio.gather(*extra, return_exceptions=True)
+    return 0
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+def _topic_safe(name: str) -> str:
+    return (re.sub(r"[^A-Za-z0-9_.:-]", "-", name) or "car-1")[:64]
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from liftwatch.edge_daemon.config import ConfigError, load_config
+    from liftwatch.edge_daemon.replay import ReplayError, ReplaySettings, replay_trace
+    from liftwatch.hil.sim.feed import TraceError
+
+    try:
+        start = parse_start(args.start)
+    except ValueError as err:
+        return _fail(str(err), EXIT_BAD_INPUT)
+    settings = ReplaySettings(car=_topic_safe(args.car or args.trace.stem), start_unix_s=start)
+    if args.config:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as err:
+            return _fail(str(err), EXIT_BAD_INPUT)
+        boards = [b for b in cfg.boards if args.car in (None, b.car)]
+        if args.car and not boards:
+            return _fail(f"{args.config}: no [[boards]] with car = {args.car!r}", EXIT_BAD_INPUT)
+        board = boards[0] if boards else None
+        settings = ReplaySettings(
+            site=cfg.site, car=board.car if board else settings.car, board_id=board.board_id if board else "",
+            start_unix_s=start, analytics=board.analytics if board else cfg.analytics, session=cfg.session,
+        )
+    if not args.trace.exists():
+        return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    try:
+        result = asyncio.run(replay_trace(args.trace, out, settings, keep_dir=args.keep))
+    except TraceError as err:
+        return _fail(f"{args.trace}: {err}" if str(args.trace) not in str(err) else str(err), EXIT_BAD_INPUT)
+    except ReplayError as err:
+        return _fail(str(err))
+    finally:
+        if args.out:
+            out.close()
+    print(
+        f"replay: {result.trace_s:.1f} s of trace in {result.wall_s:.1f} s ({result.speedup:.0f}x), "
+        f"{result.frames} frames, {result.messages} messages"
+        + (f", framing drops {result.framing_drops}" if result.framing_drops else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    if args.config:
+        from liftwatch.edge_daemon.config import load_config
+
+        return load_config(args.config).state_dir
+    return args.state_dir or Path(DEFAULT_STATE_DIR)
+
+
+def _age(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    s = now - ts
+    if s < 120:
+        return f"{s:.0f}s ago"
+    if s < 7200:
+        return f"{s / 60:.0f}m ago"
+    return f"{s / 3600:.1f}h ago"
+
+
+def _parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def format_status(status: dict[str, Any], now: float) -> str:
+    """Human table of a status snapshot (the same dict the daemon writes)."""
+    written = _parse_iso(status.get("ts"))
+    stale = written is None or now - written > STATUS_STALE_S
+    head = f"site {status.get('site')}  pi {status.get('pi')}  snapshot {_age(written, now)}"
+    if stale:
+        head += "  (STALE: is `liftwatch run` running?)"
+    up = status.get("upstream", {})
+    ob = status.get("outbox", {})
+    lines = [
+        head,
+        f"upstream {up.get('state')}  delivered {up.get('delivered', 0)}  connects {up.get('connects', 0)}  "
+        f"outbox pending {ob.get('pending', 0)} ({ob.get('pending_bytes', 0) / 1e6:.2f} of "
+        f"{ob.get('budget_bytes', 0) / 1e6:.0f} MB)",
+        "",
+        f"{'car':<16} {'board':<18} {'link':<12} {'online':<6} {'heard':<10} {'frames':>8} {'lost':>6} "
+        f"{'drops':>6} {'boots':>5}  faults",
+    ]
+    for b in status.get("boards", []):
+        c = b.get("counters", {})
+        drops = sum(b.get("framing_drops", {}).values()) + sum(c.get("drops", {}).values())
+        lines.append(
+            f"{b.get('car', '?'):<16} {str(b.get('board') or '-'):<18} {b.get('phase', '?'):<12} "
+            f"{'yes' if b.get('online') else 'NO':<6} {_age(b.get('last_heard_ts'), now):<10} "
+            f"{c.get('frames', 0):>8} {c.get('lost_frames', 0):>6} {drops:>6} {c.get('reboots', 0):>5}  "
+            f"{', '.join(b.get('active_faults', [])) or '-'}"
+        )
+        notes = []
+        if b.get("config_error"):
+            notes.append(f"config refused: {b['config_error']}")
+        if b.get("link_counters", {}).get("last_error") and not b.get("online"):
+            notes.append(f"last link error: {b['link_counters']['last_error']}")
+        if b.get("safe_mode"):
+            notes.append("board in SAFE MODE")
+        if b.get("online") and not b.get("calibrated"):
+            notes.append("not calibrated: run `liftwatch calibrate`")
+        lines += [f"{'':<16} ! {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from liftwatch.edge_daemon.config import ConfigError
+
+    try:
+        path = _state_dir(args) / "status.json"
+    except ConfigError as err:
+        return _fail(str(err), EXIT_BAD_INPUT)
+    try:
+        status = json.loads(path.read_text())
+    except FileNotFoundError:
+        return _fail(f"{path} not found: the daemon has not run with this state_dir")
+    except (OSError, ValueError) as err:
+        return _fail(f"{path}: {err}")
+    print(json.dumps(status, indent=1) if args.json else format_status(status, time.time()))
+    return 0
+
+
+# -- calibrate ------------------------------------------------------------------------------------
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from liftwatch.edge_daemon.config import ConfigError, load_config
+    from liftwatch.edge_daemon.transport import LinkKind, make_transport
+
+    if args.port:
+        transport = make_transport(LinkKind.SERIAL, args.port, baudrate=args.baudrate)
+    elif args.config:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as err:
+            return _fail(str(err), EXIT_BAD_INPUT)
+        boards = [b for b in cfg.boards if args.car in (None, b.car)]
+        if len(boards) != 1:
+            return _fail("name the board with --car (the config has several)" if boards else
+                         f"no board with car = {args.car!r}", EXIT_BAD_INPUT)
+        transport = make_transport(boards[0].link, boards[0].address, baudrate=args.baudrate or boards[0].baudrate)
+    else:
+        return _fail("give --port, or --config (and --car)", EXIT_BAD_INPUT)
+    try:
+        gravity = asyncio.run(calibrate(transport, args.timeout))
+    except CalibrationError as err:
+        return _fail(str(err))
+    print(f"calibrated: gravity vector {list(gravity)} counts")
+    return 0
+
+
+class CalibrationError(RuntimeError):
+    """The board did not calibrate: absent, refused (e.g. not at rest), or timed out."""
+
+
+async def calibrate(transport: Any, timeout_s: float = 30.0) -> tuple[int, int, int]:
+    """Step 1 open the link, step 2 hear the board (its boot id is echoed in commands), step 3
+    CONTROL calibrate, step 4 wait for the ACK and the HELLO that carries the new gravity vector."""
+    from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
+    from liftwatch.edge_daemon.transport import TransportError
+    from liftwatch.protocol import messages as m
+    from liftwatch.protocol.framing import FrameReader
+
+    session = BoardSession(SessionConfig(), LinkMode.LIVE)
+    reader = FrameReader()
+    try:
+        await transport.open()
+    except TransportError as err:
+        raise CalibrationError(f"{err} (is `liftwatch run` holding the port? stop it first)") from err
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    control_seq: int | None = None
+    acked = False
+    try:
+        while loop.time() < deadline:
+            try:
+                chunk = await asyncio.wait_for(transport.read(), max(0.01, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                break
+            for frame in reader.feed(chunk):
+                session.on_frame(frame, time.time())
+                if control_seq is None and session.boot_id is not None:
+                    session.take_outgoing()  # only our command goes out
+                    control_seq = session.request(m.Command.CALIBRATE, 0, time.time())
+                ack = session.control_acks.get(control_seq) if control_seq is not None else None
+                if ack is not None and not acked:
+                    if ack[0] != m.AckStatus.OK:
+                        raise CalibrationError(f"board refused calibration: {ack[1] or ack[0]}")
+                    acked = True
+                    session.request(m.Command.REQUEST_HELLO, 0, time.time())
+                if acked and frame.type == m.MessageType.HELLO and session.info.calibrated and session.info.gravity:
+                    return session.info.gravity
+            for wire in session.take_outgoing():
+                await asyncio.wait_for(transport.write(wire), 2.0)
+    except TransportError as err:
+        raise CalibrationError(str(err)) from err
+    finally:
+        await transport.close()
+    if control_seq is None:
+        raise CalibrationError(f"no frame from the board on {transport.link} within {timeout_s:.0f} s")
+    raise CalibrationError(f"board did not confirm calibration within {timeout_s:.0f} s")

@@ -1,0 +1,196 @@
+"""`liftwatch replay`: a trace through the real firmware and the daemon's own pipeline, to JSON Lines.
+
+1. The trace CSV becomes the simulated board's feed (`liftwatch.hil.sim.feed`).
+2. The real firmware runs under MicroPython (`liftwatch.upy`) on the simulated HAL: its virtual
+   clock is the feed's time, so it runs as fast as the CPU allows; its UART is a FIFO we read while
+   it runs (the board and the daemon work on both cores at once).
+3. The UART bytes go through the same FrameReader -> BoardSession -> CarAnalytics -> outbox path as
+   a live board (`CarPipeline`), the session in `LinkMode.REPLAY`: there is no host->board link,
+   so nothing is ACKed or synced, and board time t maps to `start + t` exactly (the board boots at
+   trace time 0).
+4. The outbox is drained in order to the output, one JSON message per line, as the journal
+   publisher writes them (without its wall-clock `status` lines, so a replay is reproducible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
+from liftwatch.edge_daemon.analytics.engine import CarAnalytics
+from liftwatch.edge_daemon.daemon import CarPipeline, OutboxStore
+from liftwatch.edge_daemon.outbox import Outbox
+from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
+from liftwatch.hil.sim.feed import FEED_RECORD, trace_to_feed
+from liftwatch.protocol.framing import FrameReader
+from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, micropython_cmd, micropython_env
+
+# The firmware's entry point (docs/ARCHITECTURE.md: main.py -> agent.run(hal.board())).
+FIRMWARE_MAIN = FIRMWARE_DIR / "main.py"
+READ_CHUNK = 64 * 1024
+# Lines of the board's console kept for the error message when the firmware fails.
+CONSOLE_TAIL_LINES = 30
+
+
+class ReplayError(RuntimeError):
+    """The replay could not run (firmware missing or crashed); `console` is the board's last output."""
+
+    def __init__(self, reason: str, console: str = "") -> None:
+        super().__init__(f"{reason}\n--- board console (last lines) ---\n{console}" if console else reason)
+        self.reason = reason
+        self.console = console
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySettings:
+    site: str = "replay"
+    car: str = "car-1"
+    board_id: str = ""
+    start_unix_s: float = 0.0
+    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    sensor: str = "lis3dh"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    messages: int
+    frames: int
+    framing_drops: dict[str, int]
+    session: dict[str, Any]
+    trace_s: float  # simulated time covered by the trace
+    wall_s: float
+    firmware_exit: int
+
+    @property
+    def speedup(self) -> float:
+        return self.trace_s / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def _write_feed(trace: Path, feed_path: Path) -> float:
+    """Convert the trace; returns its duration in seconds (sum of the records' dt_us)."""
+    total_us = 0
+    with open(feed_path, "wb") as feed:
+        for chunk in trace_to_feed(trace):
+            feed.write(chunk)
+            total_us += sum(rec[0] for rec in FEED_RECORD.iter_unpack(chunk))
+    return total_us / 1e6
+
+
+def _console_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-CONSOLE_TAIL_LINES:])
+
+
+async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: ReplaySettings = ReplaySettings(),
+                       *, keep_dir: str | None = None) -> ReplayResult:
+    """Run `trace` through firmware and pipeline, writing upstream messages to `out` as JSON Lines."""
+    if not FIRMWARE_MAIN.exists():
+        raise ReplayError(f"firmware entry point {FIRMWARE_MAIN} not found")
+    started = time.monotonic()
+    work = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="liftwatch-replay-"))
+    work.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.get_running_loop()
+    outbox: Outbox | None = None
+    store: OutboxStore | None = None
+    proc: subprocess.Popen | None = None
+    console = work / "console.log"
+    try:
+        trace_s = await loop.run_in_executor(None, _write_feed, Path(trace), work / "feed.bin")
+        fs_dir = work / "fs"
+        fs_dir.mkdir(exist_ok=True)
+        uart = work / "uart.fifo"
+        if uart.exists():
+            uart.unlink()
+        os.mkfifo(uart)
+        env = micropython_env((FIRMWARE_DIR, PROTOCOL_DIR), {
+            "LIFTWATCH_SIM_FEED": str(work / "feed.bin"),
+            "LIFTWATCH_SIM_UART": str(uart),
+            "LIFTWATCH_SIM_FS": str(fs_dir),
+            "LIFTWATCH_SIM_SENSOR": settings.sensor,
+        })
+        with open(console, "wb") as console_file:
+            proc = subprocess.Popen(micropython_cmd([str(FIRMWARE_MAIN)]), env=env, cwd=str(fs_dir),
+                                    stdout=console_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        outbox = Outbox(work / "outbox.sqlite")
+        store = OutboxStore(outbox)
+        session = BoardSession(settings.session, LinkMode.REPLAY, replay_epoch_ms=settings.start_unix_s * 1000.0,
+                               label=settings.car)
+        pipeline = CarPipeline(settings.site, settings.car, session,
+                               CarAnalytics(settings.car, settings.analytics), store, settings.board_id)
+        reader = FrameReader()
+        drained = [0, 0]  # [messages written, last seq]
+
+        def drain() -> None:
+            while True:
+                batch = outbox.pending(drained[1], 512)
+                if not batch:
+                    return
+                out.write(b"".join(m.payload + b"\n" for m in batch))
+                outbox.mark_delivered([m.seq for m in batch])
+                drained[0] += len(batch)
+                drained[1] = batch[-1].seq
+
+        opened = threading.Event()
+
+        def release_reader() -> None:
+            """If the board died before opening its UART, unblock our open() of the FIFO (a
+            writer's open lets a blocked reader's open return; ENXIO until the reader waits)."""
+            proc.wait()
+            while not opened.is_set():
+                try:
+                    os.close(os.open(uart, os.O_WRONLY | os.O_NONBLOCK))
+                    return
+                except OSError:
+                    time.sleep(0.01)
+
+        waiter = loop.run_in_executor(None, release_reader)
+        fd = await loop.run_in_executor(None, os.open, str(uart), os.O_RDONLY)
+        opened.set()
+        try:
+            while True:
+                chunk = await loop.run_in_executor(None, os.read, fd, READ_CHUNK)
+                if not chunk:
+                    break
+                frames = reader.feed(chunk)
+                if frames:
+                    await pipeline.frames(frames, 0.0)
+                    await store.call(drain)
+        finally:
+            os.close(fd)
+        await waiter
+        if proc.returncode != 0:
+            raise ReplayError(f"firmware exited with status {proc.returncode}", _console_tail(console))
+        end_ts = max(settings.start_unix_s + trace_s, session.last_heard_s or 0.0)
+        await pipeline.flush(end_ts)
+        await store.call(drain)
+        out.flush()
+        return ReplayResult(
+            messages=drained[0], frames=reader.frames,
+            framing_drops={r.name.lower(): n for r, n in reader.drops.items()},
+            session=session.counters.to_status(), trace_s=trace_s, wall_s=time.monotonic() - started,
+            firmware_exit=proc.returncode,
+        )
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if store is not None:
+            store.close()
+        if outbox is not None:
+            outbox.close()
+        if not keep_dir:
+            shutil.rmtree(work, ignore_errors=True)

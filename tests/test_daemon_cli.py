@@ -1,0 +1,175 @@
+"""`liftwatch run | status | calibrate` as a user runs them: the real console script, real ptys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from liftwatch.edge_daemon.cli import calibrate, format_status, parse_start, CalibrationError
+from liftwatch.edge_daemon.transport.serial import SerialTransport
+from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import messages as m
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_daemon import SimBoard, alarm_events  # noqa: E402  (the pty board simulation)
+
+import pytest  # noqa: E402
+
+LIFTWATCH = [sys.executable, "-m", "liftwatch"]
+
+
+def write_config(tmp_path: Path, port: str) -> Path:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(
+        f"""
+[daemon]
+site = "cli-site"
+pi = "pi-cli"
+state_dir = "state"
+status_interval_s = 0.5
+[session]
+heartbeat_timeout_s = 3.0
+[[boards]]
+car = "lift-a"
+port = "{port}"
+"""
+    )
+    return cfg
+
+
+def test_run_check_and_config_errors(tmp_path):
+    cfg = write_config(tmp_path, "/dev/ttyUSB7")
+    ok = subprocess.run(LIFTWATCH + ["run", "--config", str(cfg), "--check"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "1 boards, site cli-site" in ok.stdout
+    cfg.write_text(cfg.read_text().replace("heartbeat_timeout_s", "heartbeat_timout_s"))
+    bad = subprocess.run(LIFTWATCH + ["run", "--config", str(cfg)], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "session.heartbeat_timout_s: unknown key; did you mean 'heartbeat_timeout_s'?" in bad.stderr
+
+
+async def test_run_serves_a_board_until_sigterm_and_status_reports_it(tmp_path):
+    board = SimBoard(str(tmp_path / "ttyA"), "board-a")
+    cfg = write_config(tmp_path, board.link_path)
+    proc = await asyncio.create_subprocess_exec(*LIFTWATCH, "run", "--config", str(cfg),
+                                                stderr=asyncio.subprocess.PIPE)
+    stop = asyncio.Event()
+    live = asyncio.create_task(board.live(stop))
+    status_path = tmp_path / "state" / "status.json"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not board.host_frames:  # daemon up and talking
+            board.hello()
+            await asyncio.sleep(0.2)
+        board.raise_event(3)
+        while time.monotonic() < deadline and board.acked != [3]:
+            await asyncio.sleep(0.05)
+        assert board.acked == [3]
+        await asyncio.sleep(1.0)  # one status refresh
+        status = json.loads(status_path.read_text())
+        (b,) = status["boards"]
+        assert b["car"] == "lift-a" and b["board"] == "board-a" and b["online"] and b["phase"] == "ready"
+        assert b["counters"]["events"] == 1 and b["counters"]["acks_sent"] >= 1
+        shown = subprocess.run(LIFTWATCH + ["status", "--config", str(cfg)], capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr
+        assert "lift-a" in shown.stdout and "board-a" in shown.stdout and "STALE" not in shown.stdout
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        stop.set()
+        await live
+        board.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [json.loads(x) for x in (tmp_path / "state" / "upstream.jsonl").read_text().splitlines()]
+    assert [x["state"] for x in alarm_events(lines, "lift-a")] == ["raised"]
+    assert lines[-1]["kind"] == "status" and lines[-1]["state"] == "offline"  # clean shutdown
+    shown = subprocess.run(LIFTWATCH + ["status", "--state-dir", str(tmp_path / "state")], capture_output=True,
+                           text=True)
+    assert shown.returncode == 0 and "NO" in shown.stdout  # the board went offline at shutdown
+
+
+def test_status_table_flags_stale_snapshot_and_board_problems():
+    now = 1_800_000_000.0
+    status = {
+        "ts": "2027-01-15T07:00:00.000Z", "site": "s", "pi": "p",
+        "upstream": {"state": "ready", "delivered": 5}, "outbox": {"pending": 2, "pending_bytes": 900, "budget_bytes": 64e6},
+        "boards": [{"car": "c1", "board": "b1", "phase": "ready", "online": True, "last_heard_ts": now - 3,
+                    "counters": {"frames": 10, "lost_frames": 1, "reboots": 2, "drops": {"late": 1}},
+                    "framing_drops": {"crc": 2}, "active_faults": ["entrapment"], "config_error": "1: rate_hz",
+                    "calibrated": False, "safe_mode": False, "link_counters": {}}],
+    }
+    text = format_status(status, now)
+    assert "STALE" in text  # written long before `now`
+    row = next(line for line in text.splitlines() if line.startswith("c1"))
+    assert row.split()[:9] == ["c1", "b1", "ready", "yes", "3s", "ago", "10", "1", "3"]
+    assert "entrapment" in row
+    assert "config refused: 1: rate_hz" in text and "not calibrated" in text
+
+
+def test_parse_start():
+    assert parse_start("1970-01-01T00:00:00Z") == 0.0
+    assert parse_start("2026-03-01T08:00:00+08:00") == parse_start("2026-03-01T00:00:00Z")
+    assert parse_start("2026-03-01T00:00:00") == parse_start("2026-03-01T00:00:00Z")  # naive = UTC
+    with pytest.raises(ValueError, match="ISO 8601"):
+        parse_start("yesterday")
+
+
+class CalibratingBoard(SimBoard):
+    """Answers CONTROL calibrate with ACK, then reports the gravity it found in its next HELLO."""
+
+    def __init__(self, *a, refuse: bool = False, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.refuse = refuse
+        self.calibrated = False
+
+    def hello(self) -> None:
+        g = [12, -40, 16390] if self.calibrated else None
+        self.send(lw.T_HELLO, [self.board_id, "1.0.0", "lis3dh", 5, "power_on", [], 400, 16384,
+                               self.calibrated, False, self.boot_id, g])
+
+    def poll(self) -> None:
+        before = len(self.host_frames)
+        super().poll()
+        for f in self.host_frames[before:]:
+            if f.type == lw.T_CONTROL and f.payload[0] == m.Command.CALIBRATE:
+                assert f.boot_id == self.boot_id  # commands carry the board's boot id
+                if self.refuse:
+                    self.send(lw.T_ACK, [lw.T_CONTROL, f.seq, int(m.AckStatus.REFUSED), "car is moving", None])
+                else:
+                    self.calibrated = True
+                    self.send(lw.T_ACK, [lw.T_CONTROL, f.seq, 0, "", None])
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+async def test_calibrate_over_the_link(tmp_path, refuse):
+    board = CalibratingBoard(str(tmp_path / "tty"), "board-c", boot_id=9, refuse=refuse)
+    stop = asyncio.Event()
+    live = asyncio.create_task(board.live(stop, period_s=0.02))
+    try:
+        if refuse:
+            with pytest.raises(CalibrationError, match="car is moving"):
+                await calibrate(SerialTransport(board.link_path), 5.0)
+        else:
+            assert await calibrate(SerialTransport(board.link_path), 5.0) == (12, -40, 16390)
+    finally:
+        stop.set()
+        await live
+        board.close()
+
+
+async def test_calibrate_without_board_times_out_clearly(tmp_path):
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    os.close(slave)
+    try:
+        with pytest.raises(CalibrationError, match="no frame from the board"):
+            await calibrate(SerialTransport(path), 0.5)
+    finally:
+        os.close(master)
