@@ -68,6 +68,19 @@ def test_a_vib_gap_inside_the_trip_drops_ride_quality_but_keeps_the_trip():
     assert trip.floors == 3 and trip.ride_quality is None and trip.peak_speed_mps is None
 
 
+def test_back_to_back_trips_each_start_their_vib_after_a_gap():
+    """The board streams VIB only while moving: the next trip's first block follows a sample-index
+    gap, and the previous trip's last blocks still fall inside the new trip's window."""
+    s = CarStream(CFG).wait(2).trip(2).wait(0.8)
+    n = len(s.obs)
+    s.trip(-2).wait(10)
+    first = next(i for i in range(n, len(s.obs)) if isinstance(s.obs[i], VibBlock))
+    s.obs[first] = dataclasses.replace(s.obs[first], gap_before=1200)
+    got = of(s.run(CarAnalytics("c", CFG)), Trip)
+    assert [t.direction for t in got] == ["up", "down"]
+    assert all(t.ride_quality is not None and t.peak_speed_mps == pytest.approx(1.0, abs=0.02) for t in got)
+
+
 def test_time_based_faults_fire_from_ticks_alone():
     eng = CarAnalytics("c", CFG)
     eng.feed(InputsChanged(1000.0, 0b1001, 0b1001))  # door closed, presence, between floors

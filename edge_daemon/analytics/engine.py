@@ -428,6 +428,11 @@ class CarAnalytics:
         assert trip.end_ts is not None
         lo, hi = trip.start_ts - _VIB_PRE_S, trip.end_ts + self.config.vib_post_s
         blocks = [b for b in self._vib if b.ts_end > lo and b.ts_first < hi and len(b.samples)]
+        # The board streams VIB only while moving, so a trip's first block follows a gap; a run
+        # that starts there (or later, up to 1 s into the trip) is fine, a gap inside it is not.
+        starts = [i for i, b in enumerate(blocks) if b.gap_before and b.ts_first <= trip.start_ts + 1.0]
+        if starts:
+            blocks = blocks[starts[-1] :]
         if not blocks:
             return None
         first = blocks[0]
