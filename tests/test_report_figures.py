@@ -307,3 +307,11 @@ def test_period_still_running_is_judged_over_the_days_covered() -> None:
     assert f.availability == pytest.approx(1 - 12 / (5 * 24))
     assert any("first 5 of 30 days" in n for n in f.notes)
     assert car_figures("car-1", known_week().messages, WEEK).observed_days == 7
+
+
+def test_a_contract_breach_is_never_low_risk() -> None:
+    log = CarLog()
+    log.visit(local_ts("2026-11-03", "09:00"), 15)  # one short visit: 3 points, below the low band's 10
+    r = risk_of(car_figures("car-1", log.messages, WEEK))
+    assert r.score == 3 and r.figures.verdict.severity is Severity.BREACH
+    assert r.band == ("medium", "中")

@@ -104,4 +104,4 @@ def test_fleet_report_from_journal_and_outbox(journal: tuple[Path, list], tmp_pa
     assert main(["fleet-report", *day, *sources, "--out", str(out)]) == 0
     html = out.read_text(encoding="utf-8")
     assert re.findall(r"data-car='([^']+)'", html) == ["car-7"]
-    assert "需关注 Needs attention" in html and "困人 entrapments +10" in html
+    assert "需关注<br><span class='note'>attention</span>" in html and "困人 entrapments +10" in html

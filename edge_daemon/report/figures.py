@@ -238,6 +238,12 @@ class Verdict:
         return {Severity.OK: "合格", Severity.ATTENTION: "需关注", Severity.BREACH: "未达合同要求"}[self.severity]
 
     @property
+    def short_en(self) -> str:
+        return {Severity.OK: "compliant", Severity.ATTENTION: "attention", Severity.BREACH: "targets missed"}[
+            self.severity
+        ]
+
+    @property
     def en(self) -> str:
         return {
             Severity.OK: "Compliant",

@@ -17,7 +17,8 @@ the same table):
 | ride-quality trend   | 5 if vertical A95 rises >= 10 % of its limit per 30 days | wear in progress, before it crosses the limit |
 | availability         | 2 per percentage point below 100 %         | time residents could not use the car |
 
-Bands: below 10 low, below 30 medium, else high. The weights are policy, not physics: they are
+Bands: below 10 low, below 30 medium, else high; a car that missed a contract target is at least
+medium, however few its points. The weights are policy, not physics: they are
 named constants here so an insurer can publish its own.
 """
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .figures import CarFigures
+from .figures import CarFigures, Severity
 
 __all__ = ["RiskComponent", "CarRisk", "risk_of", "rank_fleet", "RISK_BANDS", "RULES"]
 
@@ -84,8 +85,11 @@ class CarRisk:
 
     @property
     def band(self) -> tuple[str, str]:
-        for upper, en, zh in RISK_BANDS:
+        """(English, Chinese) band of the score; a car that missed a contract target is at least medium."""
+        for i, (upper, en, zh) in enumerate(RISK_BANDS):
             if self.score < upper:
+                if i == 0 and self.figures.verdict.severity is Severity.BREACH:
+                    return RISK_BANDS[1][1], RISK_BANDS[1][2]
                 return en, zh
         raise AssertionError("unreachable: the last band is unbounded")
 

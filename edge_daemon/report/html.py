@@ -422,7 +422,7 @@ def render_fleet_html(
             f"<td class='num'><b>{r.score:g}</b></td><td>{_e(r.band[1])} {_e(r.band[0])}</td>"
             f"<td class='num'>{fmt_pct(f.availability, 1).replace(' ', '')}</td><td class='num'>{f.entrapments}</td>"
             f"<td class='num'>{f.late_responses}/{f.judged_faults}</td><td class='num'>{f.short_visits}/{len(f.visits)}</td>"
-            f"<td class='num'>{f.rq_trips_over_limit}/{f.rq_trips_judged}</td><td>{_e(f.verdict.zh)} {_e(f.verdict.en)}</td>"
+            f"<td class='num'>{f.rq_trips_over_limit}/{f.rq_trips_judged}</td><td>{_e(f.verdict.zh)}<br><span class='note'>{_e(f.verdict.short_en)}</span></td>"
             f"<td class='note'>{_e(why)}</td></tr>"
         )
     table = (
@@ -457,8 +457,9 @@ def render_fleet_html(
         f"<table id='points' style='font-size:7.5pt'><tr><th>电梯 Car</th>{heads}<th class='num'>合计 Total</th></tr>"
         f"{points}</table>"
         "<h2>评分方法 How the score is computed</h2><p class='note'>风险分为下列各项扣分之和，每项对应电梯报告中的一个事实；"
-        "等级：&lt;10 低，&lt;30 中，其余高。The score is the sum of these points, each tied to one fact of the car "
-        "report; bands: below 10 low, below 30 medium, else high. The weights are policy and can be changed "
+        "等级：&lt;10 低，&lt;30 中，其余高；未达合同要求的电梯至少为中。The score is the sum of these points, each "
+        "tied to one fact of the car report; bands: below 10 low, below 30 medium, else high; a car that missed a "
+        "contract target is at least medium. The weights are policy and can be changed "
         "(liftwatch.edge_daemon.report.fleet).</p>"
         f"<table><tr><th>项目 Component</th><th>规则 Rule</th></tr>{rules}</table>"
     )
