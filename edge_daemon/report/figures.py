@@ -424,11 +424,8 @@ def judge_faults(
         )
         repair = c.repair_s if c.repair_s is not None else 0.0
         out.append(
-            FaultCase(
-                type=c.type,
-                raised_ts=c.raised_ts,
-                cleared_ts=c.cleared_ts,
-                gbt24476_code=c.gbt24476_code,
+            replace(
+                c,
                 response_s=response,
                 repair_s=repair,
                 judged=True,
