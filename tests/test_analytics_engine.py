@@ -154,7 +154,8 @@ def test_daily_records_follow_the_local_day_and_split_offline_time():
                                 "ring_overruns": 0, "link_drops": 0, "events_dropped": 0}
     assert days[0].faults_by_type == {"board_offline": 1}
     assert days[0].run_s == pytest.approx(2 * 8.5, abs=0.1)
-    assert days[0].key == "c:daily:2025-11-25" and days[1].key == "c:daily:2025-11-26:partial"
+    assert days[0].key == "c:daily:2025-11-25"
+    assert days[1].key == f"c:daily:2025-11-26:partial:{round(s.t * 1000)}" and days[1].until_ts == s.t
 
 
 def test_door_cycles_go_upstream_only_when_asked():

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import day_string, round_or_none
+from .common import day_string, iso_utc, round_or_none, ts_ms
 from .doors import DoorCycle
 from .faults import FaultEvent
 from .leveling import LevelingResult, LevelingStatus
@@ -22,7 +22,7 @@ _RQ_FIELDS = ("z_max_pp_mg", "z_a95_pp_mg", "x_a95_pp_mg", "y_a95_pp_mg", "accel
 
 @dataclass(frozen=True, slots=True)
 class DailyRecord:
-    """Upstream kind `daily`. `partial` when the stream ended before the day did."""
+    """Upstream kind `daily`. Partial (with `until_ts`) when the stream ended before the day did."""
 
     car_id: str
     day: str  # local date YYYY-MM-DD
@@ -42,19 +42,26 @@ class DailyRecord:
     offline_minutes: float
     boots: int
     counters: dict[str, int] | None  # last board COUNTERS seen that day
-    partial: bool = False
+    until_ts: float | None = None  # set for a partial record: the stream ended here
 
     kind = "daily"
 
     @property
+    def partial(self) -> bool:
+        return self.until_ts is not None
+
+    @property
     def key(self) -> str:
-        suffix = ":partial" if self.partial else ""
+        # a partial record has its own key per end time, so a later, fuller one is not taken
+        # for a re-send of it
+        suffix = f":partial:{ts_ms(self.until_ts)}" if self.until_ts is not None else ""
         return f"{self.car_id}:daily:{self.day}{suffix}"
 
     def to_message(self) -> dict[str, Any]:
         return {
             "day": self.day,
             "partial": self.partial,
+            "until_ts": iso_utc(self.until_ts) if self.until_ts is not None else None,
             "trips": self.trips,
             "trips_up": self.trips_up,
             "trips_down": self.trips_down,
@@ -127,7 +134,8 @@ class DailyAccumulator:
         self.visits += 1
         self.maintenance_s += visit.duration_s
 
-    def record(self, partial: bool = False) -> DailyRecord:
+    def record(self, until_ts: float | None = None) -> DailyRecord:
+        """The day's record; `until_ts` makes it a partial one (the stream ended before the day)."""
         rq = {k: _percentiles(v) for k, v in self.rq.items()}
         offs = np.asarray(self.offsets_mm)
         leveling = {
@@ -159,7 +167,7 @@ class DailyAccumulator:
             offline_minutes=self.offline_s / 60,
             boots=self.boots,
             counters=self.counters,
-            partial=partial,
+            until_ts=until_ts,
         )
 
 

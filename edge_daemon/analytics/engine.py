@@ -193,7 +193,7 @@ class CarAnalytics:
         if self._offline_since is not None:
             acc.offline_s += ts - self._offline_since
             self._offline_since = ts
-        out.append(acc.record(partial=True))
+        out.append(acc.record(until_ts=self._now_ts()))
         return out
 
     @property
