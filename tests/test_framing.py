@@ -473,3 +473,55 @@ def test_fast_layout_matches_lwproto() -> None:
     assert framing._fastframe.LAYOUT == (lw.VERSION, lw.HEADER_LEN, lw.TAG_LEN, lw.MAX_BODY, lw.MAX_WIRE,
                                          lw.FLAGS_INCOMPAT_KNOWN)
     assert FrameReader().accelerated  # the default when built
+
+
+@st.composite
+def hostile_streams(draw: Any) -> bytes:
+    """Everything a link can carry: good frames (tagged under either key, untagged, unknown types),
+    damaged ones, junk with and without 0x00, runs longer than any frame."""
+    out = bytearray()
+    for seq in range(draw(st.integers(0, 14))):
+        kind = draw(st.sampled_from(["plain", "tagged", "other_key", "unknown", "damaged", "junk", "long"]))
+        key = {"tagged": TEST_KEY, "other_key": OTHER_KEY}.get(kind)
+        wire = encode_frame(200 if kind == "unknown" else lw.T_STATE, [seq, 1, 0, 2],
+                            draw(st.sampled_from([6, 7])), draw(st.sampled_from([seq, seq // 2])), seq, key)
+        if kind == "damaged":
+            wire = _damage(random.Random(draw(st.integers(0, 2**32))), wire)[0]
+        elif kind == "junk":
+            wire = draw(st.binary(max_size=80))
+        elif kind == "long":
+            wire = bytes(range(1, 256)) * draw(st.integers(4, 10)) + draw(st.sampled_from([b"", b"\x00"]))
+        out += wire
+    return bytes(out)
+
+
+@fast
+@settings(max_examples=300, deadline=None)
+@given(hostile_streams(), st.lists(st.integers(1, 3000), min_size=1, max_size=20),
+       st.sampled_from([(None, False, None), (TEST_KEY, False, None), (TEST_KEY, True, None),
+                        (None, True, None), (TEST_KEY, True, OTHER_KEY)]))
+def test_c_and_python_paths_agree_on_any_stream(stream: bytes, sizes: list[int],
+                                                config: tuple[bytes | None, bool, bytes | None]) -> None:
+    key, require_tag, next_key = config
+    readers = [FrameReader(key=key, require_tag=require_tag, next_key=next_key, accelerated=flag)
+               for flag in (False, True)]
+    outputs: list[list[Frame]] = [[], []]
+    pos = i = 0
+    while pos < len(stream):
+        chunk = stream[pos : pos + sizes[i % len(sizes)]]
+        for reader, out in zip(readers, outputs):
+            out += reader.feed(chunk)
+        pos += len(chunk)
+        i += 1
+    python, c = readers
+    assert outputs[0] == outputs[1]
+    assert (python.drops, python.frames, python.unknown_types, python.key, python.key_rotations) == (
+        c.drops, c.frames, c.unknown_types, c.key, c.key_rotations)
+    assert python.replay.state() == c.replay.state()
+
+
+def test_accelerated_without_the_extension_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(framing, "_fastframe", None)
+    with pytest.raises(ValueError, match="not built"):
+        FrameReader(accelerated=True)
+    assert FrameReader(accelerated=False).feed(_hb(1, key=None))[0].seq == 1
