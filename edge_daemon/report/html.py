@@ -108,6 +108,7 @@ def _targets_table(f: CarFigures) -> str:
     t = f.targets
     share = f.repair_half_day_share
     gap = f.visit_gap_s_max
+    longest = max((c.repair_s for c in f.faults if c.judged and c.repair_s is not None), default=None)
     rows = [
         (
             "故障响应",
@@ -121,7 +122,7 @@ def _targets_table(f: CarFigures) -> str:
         (
             "半个工作日内修复",
             "Repaired within half a working day",
-            f"≥ {t.repair_half_day_share:.0%} ≤ {fmt_hours(t.repair_half_day_s)}",
+            f"≥ {t.repair_half_day_share:.0%} in ≤ {fmt_hours(t.repair_half_day_s)}",
             f"{fmt_pct(share, 0)} ({f.repairs_within_half_day}/{f.repairs_judged})",
             None if share is None else share >= t.repair_half_day_share,
         ),
@@ -129,7 +130,7 @@ def _targets_table(f: CarFigures) -> str:
             "最长修复时间",
             "Longest repair",
             f"≤ {t.repair_max_s / 86400:.0f} d",
-            f"{f.repairs_over_max} 超过 over",
+            f"{f.repairs_over_max} 超过 over; max {fmt_hours(longest)}",
             None if not f.judged_faults else f.repairs_over_max == 0,
         ),
         (
