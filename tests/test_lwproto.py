@@ -10,6 +10,7 @@ import hmac
 import importlib.util
 import json
 import math
+import re
 import struct
 from binascii import crc_hqx
 from pathlib import Path
@@ -63,6 +64,21 @@ def test_vectors_cover_every_message_type_and_every_drop_reason() -> None:
     assert {c["type"] for c in FRAMES["cases"]} >= set(lw.KNOWN_TYPES)
     host = {f["host"] for c in CORRUPT["cases"] for f in c["frames"]}
     assert host == {"ok"} | {n for n in lw.REASON_NAMES if n}
+
+
+def test_spec_worked_examples_are_vectors() -> None:
+    """SPEC.md section 6 says its worked examples are in the vectors: every wire hex shown there is
+    the framed (or, for the tagged example, tagged) hex of a spec_* case, byte for byte."""
+    spec = (VECTORS_DIR.parent / "SPEC.md").read_text(encoding="utf-8")
+    examples = spec.split("## 6. Worked examples", 1)[1].split("\n## ", 1)[0]
+    wires = []
+    for block in re.findall(r"^wire[^\n]*\n(?: {9}[0-9a-f ]+\n)*", examples, re.M):
+        hex_part = re.sub(r"^wire(?: \(\d+ bytes\))? +", "", block)
+        wires.append("".join(re.findall(r"\b[0-9a-f]{2}\b", hex_part)))
+    cases = {c["name"]: c for c in FRAMES["cases"] if c["name"].startswith("spec_")}
+    assert len(wires) == len(cases) == 4
+    assert wires[:3] == [cases[n]["framed_hex"] for n in ("spec_heartbeat", "spec_state", "spec_vib")]
+    assert wires[3] == cases["spec_control_calibrate"]["tagged_hex"]
 
 
 def test_vectors_file_layout_is_one_case_per_line() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from liftwatch.protocol import lwproto as lw
 
 VECTORS_DIR = Path(__file__).resolve().parent
-TEST_KEY = bytes(range(0x10, 0x30))  # 32-byte per-board key, for test vectors only
+TEST_KEY = b"liftwatch-example-key-000000000!"  # 32-byte per-board key of SPEC.md's examples; tests only
 OTHER_KEY = bytes(range(0x60, 0x80))  # a different board's key: its tags must not verify
 BOARD_BOOT_ID = 0x0107  # boot counter of the example board
 
@@ -128,6 +128,12 @@ def frame_cases() -> list[dict[str, Any]]:
     b = BOARD_BOOT_ID
     rows: list[tuple[str, str, int, int, int, int, Any, int]] = [
         # name, what it shows, type, boot_id, seq, t_ms, payload, extra flags
+        # SPEC.md section 6 worked examples (the CONTROL one is the tagged frame there)
+        ("spec_heartbeat", "SPEC.md worked example", lw.T_HEARTBEAT, 42, 7, 123456, [3600, 61234, 0, 0, 25, True, False], 0),
+        ("spec_state", "SPEC.md worked example", lw.T_STATE, 42, 8, 123500, [123498, 14, 1, 0], 0),
+        ("spec_vib", "SPEC.md worked example", lw.T_VIB, 42, 9, 123510,
+         [400, 16384, 1000, 2, bytes.fromhex("0c00f8ff06400a00f9ff1240")], 0),
+        ("spec_control_calibrate", "SPEC.md worked example (tagged_hex)", lw.T_CONTROL, 42, 1, 5000, [2, 0], 0),
         ("hello", "board greeting after boot", lw.T_HELLO, b, 0, 1532,
          ["lw-3c71bf0a12c4", "1.0.0", "lis2dw12", 0x2A3B4C5, "power_on", ["vib", "stats", "tag"], 400, 16384,
           True, False, 263, [118, -342, 16301]], 0),
