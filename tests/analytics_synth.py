@@ -124,12 +124,15 @@ class CarStream:
 
     # -- motion ------------------------------------------------------------------------
     def trip(self, floors: int, v_max: float = 1.0, ramp_s: float = 2.5, offset_mm: float = 0.0,
-             vib_mg=None, vib=True, door_open_during=False, gap_at=None):
-        """Move `floors` landings (negative = down), stopping offset_mm past the landing."""
+             vib_mg=None, vib=True, door_open_during=False, gap_at=None, to_m=None):
+        """Move `floors` landings (negative = down), stopping offset_mm past the landing; or, with
+        `to_m`, to that height (the sign of `floors` must give the direction)."""
         from liftwatch.edge_daemon.observations import MotionChanged
 
         sgn = 1.0 if floors > 0 else -1.0
         target = (round(self.pos_m / self.h) + floors) * self.h + sgn * offset_mm / 1000  # overshoot > 0
+        if to_m is not None:
+            target = to_m
         dist = abs(target - self.pos_m)
         cruise = max(0.0, abs(dist) / v_max - ramp_s)
         vpk = v_max if cruise > 0 else abs(dist) / ramp_s

@@ -124,6 +124,18 @@ def test_maintenance_periods_join_across_short_gaps_and_short_visits_are_flagged
     assert out[-1].maintenance_minutes == pytest.approx((end - start + 3000.0) / 60)
 
 
+def test_slow_inspection_runs_between_landings_are_not_a_zone_sensor_fault():
+    s = CarStream(CFG).wait(2).set(inspection=True)
+    for way, to_m in [(1, 0.6), (1, 2.4), (-1, 0.6), (1, 2.4)]:  # 1.8 m at 0.3 m/s: 6.5 s, no landing
+        s.trip(way, v_max=0.3, ramp_s=0.5, to_m=to_m).wait(5)
+    s.trip(1, v_max=0.3, ramp_s=0.5, to_m=3.0).wait(5)  # back to a landing before leaving inspection
+    s.set(inspection=False).wait(700)
+    out = s.run(CarAnalytics("c", CFG))
+    assert of(out, FaultEvent) == []
+    (visit,) = of(out, MaintenanceVisit)
+    assert visit.inspection_runs == 5
+
+
 def test_response_time_of_a_fault_cleared_before_the_technician_came():
     s = CarStream(CFG).wait(2).set(alarm=True).wait(10).set(alarm=False).wait(1800)
     arrive = s.t

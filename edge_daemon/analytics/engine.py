@@ -476,10 +476,11 @@ class CarAnalytics:
             out += self._faults.raise_(FaultType.FLOOR_POSITION_LOST, trip.end_ts, trip_start_ts=iso_utc(trip.start_ts))
         elif update.anchored:
             out += self._faults.clear(FaultType.FLOOR_POSITION_LOST, trip.end_ts)
-        out += self._check_zone_sensors(trip, len(trip.zone_changes))
         if trip.inspection:
+            # inspection runs creep at 0.3 m/s and may not reach a landing: no zone-sensor verdict
             self._visits.on_inspection_run()
             return out
+        out += self._check_zone_sensors(trip, len(trip.zone_changes))
         peak = kin.peak_speed_mps if kin is not None else None
         distance = abs(kin.displacement_m(trip.start_ts, trip.end_ts)) if kin is not None else None
         result = Trip(

@@ -130,6 +130,7 @@ class FaultBook:
         d = {k: v for k, v in detail.items() if v is not None}
         d.setdefault("source", source)
         self._active[ftype] = _Active(raised_ts=ts, sources={source}, detail=d)
+        self._recent = [r for r in self._recent if ts - r.raised_ts <= self._lookback_s]  # bounded
         self._recent.append(_Recent(ftype, ts))
         return [FaultEvent(self._car_id, ftype, "raised", ts, ts, detail=d)]
 
