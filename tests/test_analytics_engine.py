@@ -95,6 +95,15 @@ def test_time_based_faults_fire_from_ticks_alone():
     ]
 
 
+def test_a_state_change_counts_from_its_own_time_when_a_tick_ran_past_it():
+    eng = CarAnalytics("c", CFG)
+    eng.feed(InputsChanged(1000.0, 0b111, 0b111))
+    eng.tick(1000.4)  # the host clock runs a little ahead of the board's frames
+    eng.feed(InputsChanged(1000.2, 0b110, 0b1))  # door opened at 1000.2
+    (ev,) = of(eng.tick(1000.2 + CFG.door_open_too_long_s), FaultEvent)
+    assert ev.event_ts == pytest.approx(1000.2 + CFG.door_open_too_long_s)
+
+
 def test_keys_are_stable_when_the_same_stream_is_computed_again():
     def keys():
         s = CarStream(CFG).wait(2).set(presence=True).trip(1, offset_mm=1400).wait(30)

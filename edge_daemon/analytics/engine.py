@@ -168,7 +168,9 @@ class CarAnalytics:
                 out += self._on_boot(obs)
             case RestStats():
                 pass  # at-rest summaries carry nothing the rules below need yet
-        out += self._evaluate(self._now_ts())
+        # a state change takes effect at its own time, even if a tick already ran a little past it
+        at = self._now_ts() if isinstance(obs, VibBlock) else min(obs.ts, self._now_ts())
+        out += self._evaluate(at)
         out += self._finish_ready_trips(force=False)
         return done + self._emit(out)
 
@@ -191,8 +193,8 @@ class CarAnalytics:
         out += self._emit(closing)
         acc = self._acc()
         if self._offline_since is not None:
-            acc.offline_s += ts - self._offline_since
-            self._offline_since = ts
+            acc.offline_s += self._now_ts() - self._offline_since
+            self._offline_since = self._now_ts()
         out.append(acc.record(until_ts=self._now_ts()))
         return out
 
@@ -366,8 +368,8 @@ class CarAnalytics:
             return rule.holds(self)
         return rule.condition(self)
 
-    def _evaluate(self, now: float) -> list[Output]:
-        """Re-judge every rule after a change at `now` (conditions only change on observations)."""
+    def _evaluate(self, at: float) -> list[Output]:
+        """Re-judge every rule after a change at `at` (conditions only change on observations)."""
         out: list[Output] = []
         for rule in self._RULES:
             holds = self._condition_holds(rule)
@@ -376,11 +378,11 @@ class CarAnalytics:
                 continue
             if holds:
                 if self._since.get(rule.ftype) is None:
-                    self._since[rule.ftype] = now
+                    self._since[rule.ftype] = at
             else:
                 self._since[rule.ftype] = None
-                out += self._faults.clear(rule.ftype, now)
-        out += self._fire_timers(now)
+                out += self._faults.clear(rule.ftype, at)
+        out += self._fire_timers(self._now_ts())
         return out
 
     def _fire_timers(self, now: float) -> list[Output]:
