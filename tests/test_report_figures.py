@@ -315,3 +315,26 @@ def test_a_contract_breach_is_never_low_risk() -> None:
     r = risk_of(car_figures("car-1", log.messages, WEEK))
     assert r.score == 3 and r.figures.verdict.severity is Severity.BREACH
     assert r.band == ("medium", "中")
+
+
+def test_door_cycle_messages_stand_in_for_missing_daily_records() -> None:
+    from liftwatch.edge_daemon.envelope import make_message, utc_iso
+
+    log = CarLog()
+    log.daily("2026-11-03", trips=10, door_cycles=12, door_reopenings=1)
+    for i, reopen in enumerate((0, 2, 1)):  # 11-04 has no daily record, only door cycles
+        t = local_ts("2026-11-04", "09:00") + i * 60
+        log.messages.append(
+            make_message(
+                "door_cycle",
+                "estate-a",
+                "car-1",
+                "b-0001",
+                utc_iso(t + 10),
+                f"dc{i}",
+                {"open_ts": utc_iso(t), "close_ts": utc_iso(t + 8), "open_s": 8.0, "reopenings": reopen, "floor": None},
+            )
+        )
+    f = car_figures("car-1", log.messages, WEEK)
+    assert [(d.door_cycles, d.door_reopenings) for d in f.days[1:3]] == [(12, 1), (3, 3)]
+    assert (f.door_cycles, f.door_reopenings) == (15, 4)

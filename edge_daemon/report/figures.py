@@ -523,13 +523,25 @@ def dropped_in_period(statuses: Iterable[Mapping[str, Any]], site: str | None, p
 
 
 def day_figures(
-    period: Period, trips: Sequence[TripPoint], dailies: Mapping[str, Mapping[str, Any]]
+    period: Period,
+    trips: Sequence[TripPoint],
+    dailies: Mapping[str, Mapping[str, Any]],
+    door_cycles: Iterable[Mapping[str, Any]] = (),
 ) -> list[DayFigures]:
     """Per-day figures. The daily record gives the day's totals (it survives when the outbox
-    budget forced individual trips out); the trips give the ride-quality and leveling detail."""
+    budget forced individual trips out); the trips give the ride-quality and leveling detail;
+    `door_cycle` messages (sent only when the daemon is asked to) stand in for a missing daily."""
     by_day: dict[str, list[TripPoint]] = {}
     for t in trips:
         by_day.setdefault(period.day_of(t.start_ts), []).append(t)
+    doors: dict[str, list[int]] = {}  # day -> [cycles, reopenings]
+    for m in door_cycles:
+        t = parse_ts(m.get("open_ts"))
+        if t is not None:
+            d = doors.setdefault(period.day_of(t), [0, 0])
+            d[0] += 1
+            reopen = m.get("reopenings")
+            d[1] += reopen if isinstance(reopen, int) and not isinstance(reopen, bool) else 0
     out = []
     for day in period.days:
         ts = by_day.get(day, [])
@@ -544,8 +556,10 @@ def day_figures(
             DayFigures(
                 day=day,
                 trips=n_trips if isinstance(n_trips, int) else (len(ts) if ts or rec is not None else None),
-                door_cycles=_daily_get(rec, "door_cycles"),
-                door_reopenings=_daily_get(rec, "door_reopenings"),
+                door_cycles=_daily_get(rec, "door_cycles") if rec is not None else doors.get(day, [None])[0],
+                door_reopenings=(
+                    _daily_get(rec, "door_reopenings") if rec is not None else doors.get(day, [None, None])[1]
+                ),
                 run_hours=_num(_daily_get(rec, "run_hours")),
                 z_a95_p50_mg=_quantile(a95, 0.5)
                 if a95
@@ -674,7 +688,7 @@ def car_figures(
             # The day's final record supersedes a partial one written when the stream ended.
             if m["day"] not in dailies or not m.get("partial"):
                 dailies[m["day"]] = m
-    days = day_figures(period, trips, dailies)
+    days = day_figures(period, trips, dailies, (m for m in mine if m.get("kind") == "door_cycle"))
 
     def interval(c: FaultCase) -> tuple[float, float]:
         return c.raised_ts, c.cleared_ts if c.cleared_ts is not None else data_end
