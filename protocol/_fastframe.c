@@ -486,7 +486,7 @@ static PyTypeObject SplitterType = {
 
 PyDoc_STRVAR(crc16_doc, "crc16(data, crc=0xFFFF) -> int: CRC-16/CCITT-FALSE, as binascii.crc_hqx (for tests).");
 
-static PyObject *py_crc16(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *crc16_call(PyObject *const *args, Py_ssize_t nargs, int tables_only) {
     if (nargs < 1 || nargs > 2) {
         PyErr_SetString(PyExc_TypeError, "crc16(data, crc=0xFFFF)");
         return NULL;
@@ -500,9 +500,19 @@ static PyObject *py_crc16(PyObject *module, PyObject *const *args, Py_ssize_t na
     Py_buffer b;
     if (PyObject_GetBuffer(args[0], &b, PyBUF_SIMPLE) < 0)
         return NULL;
-    uint16_t r = crc16(b.buf, b.len, (uint16_t)crc);
+    uint16_t r = tables_only ? crc16_table_only(b.buf, b.len, (uint16_t)crc) : crc16(b.buf, b.len, (uint16_t)crc);
     PyBuffer_Release(&b);
     return PyLong_FromUnsignedLong(r);
+}
+
+static PyObject *py_crc16(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    return crc16_call(args, nargs, 0);
+}
+
+PyDoc_STRVAR(crc16_tables_doc, "crc16_tables(data, crc=0xFFFF) -> int: the slice-by-16 path only (what CPUs without PCLMUL run).");
+
+static PyObject *py_crc16_tables(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    return crc16_call(args, nargs, 1);
 }
 
 PyDoc_STRVAR(cobs_decode_doc, "cobs_decode(part) -> bytes, or None if malformed (for tests).");
@@ -572,6 +582,7 @@ static PyObject *py_cobs_decode_pair(PyObject *module, PyObject *const *args, Py
 static PyMethodDef methods[] = {
     {"cobs_decode_pair", (PyCFunction)(void (*)(void))py_cobs_decode_pair, METH_FASTCALL, cobs_decode_pair_doc},
     {"crc16", (PyCFunction)(void (*)(void))py_crc16, METH_FASTCALL, crc16_doc},
+    {"crc16_tables", (PyCFunction)(void (*)(void))py_crc16_tables, METH_FASTCALL, crc16_tables_doc},
     {"cobs_decode", py_cobs_decode, METH_O, cobs_decode_doc},
     {NULL, NULL, 0, NULL},
 };
