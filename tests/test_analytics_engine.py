@@ -104,6 +104,21 @@ def test_a_state_change_counts_from_its_own_time_when_a_tick_ran_past_it():
     assert ev.event_ts == pytest.approx(1000.2 + CFG.door_open_too_long_s)
 
 
+def test_floor_numbers_restart_after_a_link_outage():
+    cfg = AnalyticsConfig(floor_count=3)
+    s = CarStream(cfg).wait(2).trip(2).wait(3).trip(-2).wait(3)  # anchored at floor 1
+    s.add(LinkState(s.t, False)).wait(60)
+    s.obs.append("cut")
+    s.trip(1).wait(3)  # unseen: the link is down
+    cut = s.obs.index("cut")
+    unseen = len(s.obs)
+    s.add(LinkState(s.t, True)).wait(2).trip(1).wait(3).trip(-2).wait(3)
+    s.obs = s.obs[:cut] + s.obs[unseen:]
+    got = of(s.run(CarAnalytics("c", cfg)), Trip)
+    assert [t.to_floor for t in got] == [None, 1, None, 1]  # never the wrong floor 3
+    assert not [e for e in of(s.run(CarAnalytics("c", cfg)), FaultEvent) if e.type is FaultType.FLOOR_POSITION_LOST]
+
+
 def test_keys_are_stable_when_the_same_stream_is_computed_again():
     def keys():
         s = CarStream(CFG).wait(2).set(presence=True).trip(1, offset_mm=1400).wait(30)

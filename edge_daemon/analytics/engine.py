@@ -344,6 +344,7 @@ class CarAnalytics:
         if self._offline_since is not None:
             self._acc().offline_s += max(0.0, obs.ts - self._offline_since)
             self._offline_since = None
+        self._floors.reset()  # trips while the link was down went unseen: re-anchor
         return self._faults.clear(FaultType.BOARD_OFFLINE, obs.ts)
 
     def _on_boot(self, obs: BoardBooted) -> list[Output]:
