@@ -49,6 +49,7 @@ from liftwatch.edge_daemon.transport import (
 from liftwatch.protocol.framing import Frame, FrameReader
 
 _LOG = logging.getLogger(__name__)
+T_VIB = 3  # lwproto.T_VIB: frame type whose runs are merged
 
 # Sessions and analytics are ticked this often when a board is quiet: heartbeat timeouts and
 # time-based faults (entrapment after 15 s) need about one-second resolution, not more.
@@ -118,14 +119,29 @@ class CarPipeline:
         """Envelope `board`: the HELLO's board id, else the configured one, else unknown (None)."""
         return self.session.info.board_id or self.configured_board_id or None
 
-    async def frames(self, frames: Iterable[Frame], host_now_s: float) -> None:
+    async def frames(self, frames: Sequence[Frame], host_now_s: float) -> None:
         """Apply the frames of one read, then store and ACK them together (one commit per read)."""
         session = self.session
         replay = session.mode is LinkMode.REPLAY
-        for frame in frames:
-            self._apply(session.on_frame(frame, host_now_s))
-            if replay:
+        if replay:
+            # Board-time ticks go between observations (a read of idle heartbeats can span hours
+            # of board time); a run of VIB frames is merged first and ticked after.
+            run: list[Frame] = []
+            for frame in frames:
+                if frame[0] == T_VIB:
+                    run.append(frame)
+                    continue
+                if run:
+                    self._apply(session.on_frames(run, host_now_s))
+                    self._tick_on_board_time()
+                    run = []
+                self._apply(session.on_frame(frame, host_now_s))
                 self._tick_on_board_time()
+            if run:
+                self._apply(session.on_frames(run, host_now_s))
+                self._tick_on_board_time()
+        else:
+            self._apply(session.on_frames(frames, host_now_s))
         await self.commit()
 
     def _tick_on_board_time(self) -> None:
@@ -346,8 +362,10 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig, *, transports: Mapping[str, Transport] | None = None,
                  backoff: Callable[[], ReconnectBackoff] = ReconnectBackoff,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_delivered: Callable[[Sequence[Any]], None] | None = None) -> None:
         self.config = config
+        self._on_delivered = on_delivered
         self.clock = clock
         self._transports = dict(transports or {})
         self._backoff = backoff
@@ -378,7 +396,8 @@ class Daemon:
         self.outbox = await loop.run_in_executor(None, Outbox, cfg.outbox_path, cfg.outbox_budget_bytes)
         self.store = OutboxStore(self.outbox)
         self.boards = [self._board_task(b, self.store) for b in cfg.boards]
-        self.upstream = Upstream(cfg.upstream, status_provider=self.upstream_status)
+        self.upstream = Upstream(cfg.upstream, status_provider=self.upstream_status,
+                                 on_delivered=self._on_delivered)
         self.tasks = [asyncio.create_task(b.run(stop), name=b.name) for b in self.boards]
         self.tasks.append(asyncio.create_task(self.upstream.run(self.outbox, stop), name="upstream"))
         self.tasks.append(asyncio.create_task(self._status_loop(stop), name="status file"))

@@ -386,4 +386,32 @@ def test_vib_blocks_contiguous_in_time_with_gaps_and_resends_accounted():
     assert blocks[1].ts_first == pytest.approx(blocks[0].ts_end)
     assert s.on_frame(vib(b, (65500 + 40 * 4) % 65536), 0) == []  # the same block again
     (late,) = s.on_frame(vib(b, (65500 + 40 * 7) % 65536, advance_ms=300), 0)
-    assert late.gap_before == 80 and s.counters.vib_samples_lost == 80
+    assert late.gap_before == 80 and s.counters.vib_discontinuities == 1
+
+
+def test_on_frames_merges_a_run_of_vib_frames_and_splits_at_gaps_and_other_frames():
+    s, b = replay_session(), Board(t_ms=0)
+    frames = [b.hello(advance_ms=0)]
+    rng = np.random.default_rng(1)
+    raw = rng.integers(-2000, 2000, size=(40 * 6, 3)).astype("<i2")
+    for i in range(3):  # blocks 0-2 contiguous
+        frames.append(b.frame(lw.T_VIB, [400, 16384, 40 * i, 40, raw[40 * i : 40 * (i + 1)].tobytes()], advance_ms=100))
+    frames.append(b.frame(lw.T_STATE, [b.t_ms, 1, 1, 2]))  # a STATE between: order kept
+    for i in (3, 4):
+        frames.append(b.frame(lw.T_VIB, [400, 16384, 40 * i, 40, raw[40 * i : 40 * (i + 1)].tobytes()], advance_ms=100))
+    b.seq += 1  # one frame lost on the wire: block 5 missing, block 6 starts a new run
+    frames.append(b.frame(lw.T_VIB, [400, 16384, 240, 40, raw[200:240].tobytes()], advance_ms=200))
+    obs = s.on_frames(frames, 0.0)
+    kinds = [type(o).__name__ for o in obs]
+    assert kinds == ["LinkState", "BoardBooted", "VibBlock", "InputsChanged", "MotionChanged", "VibBlock", "VibBlock"]
+    v1, v2, v3 = [o for o in obs if isinstance(o, VibBlock)]
+    assert np.array_equal(v1.samples, raw[:120]) and np.array_equal(v2.samples, raw[120:200])
+    assert v2.ts_first == pytest.approx(v1.ts_first + 0.3) and v2.gap_before == 0
+    assert v3.gap_before == 40 and np.array_equal(v3.samples, raw[200:240])
+    assert s.counters.frames == len(frames) and s.counters.lost_frames == 1
+    # The same frames one by one give the same samples and times, only in more blocks.
+    s2 = replay_session()
+    one = [o for f in frames for o in s2.on_frame(f, 0.0) if isinstance(o, VibBlock)]
+    assert np.array_equal(np.concatenate([o.samples for o in one[:3]]), v1.samples)
+    assert one[0].ts_first == v1.ts_first and one[3].ts_first == v2.ts_first
+    assert s2.counters.to_status() == s.counters.to_status()

@@ -1,0 +1,383 @@
+"""Edge daemon throughput, latency, upstream volume and memory.
+
+    python benchmarks/daemon.py [--trips 800] [--events 200] [--json]
+
+Figures (issue 6):
+- `frames_per_s`: wire bytes -> FrameReader -> BoardSession -> CarAnalytics -> SQLite outbox, on a
+  VIB-heavy stream (back-to-back trips, 400 Hz, 64-sample blocks, STATE changes, heartbeats).
+- `bare_unpackb_frames_per_s`, `ratio`: msgpack.unpackb alone over the same payloads in the same run;
+  ratio = pipeline / bare (how much of the budget the pipeline keeps for msgpack-speed parsing).
+- `boards_per_core`: simulated seconds of that stream per CPU second (process time, all threads):
+  how many boards streaming VIB continuously one core keeps up with. Real boards stream VIB only
+  around trips, so this is the worst case.
+- `event_latency_p50_ms` / `_p99_ms`: a board EVENT frame written to the board's pty -> the resulting
+  `event` message PUBACKed by a local Mosquitto, through the whole daemon (serial transport,
+  session, analytics, outbox fsync, MQTT publisher).
+- `upstream_bytes_per_car_day`: bytes of the car's upstream messages (trips, events, daily record,
+  maintenance) for a simulated busy day (`--trips` trips with door cycles).
+- `rss_mb`: resident memory of a daemon serving 10 boards streaming VIB at 400 Hz in real time.
+
+The synthetic car is tests/analytics_synth.py (the analytics tests' known-answer trips), turned into
+the frames a board sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+from cobs import cobs
+
+from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
+from liftwatch.edge_daemon.analytics.engine import CarAnalytics
+from liftwatch.edge_daemon.config import parse_config
+from liftwatch.edge_daemon.daemon import CarPipeline, Daemon, OutboxStore
+from liftwatch.edge_daemon.observations import InputsChanged, MotionChanged, VibBlock
+from liftwatch.edge_daemon.outbox import Outbox
+from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
+from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol.framing import HEADER_LEN, FrameReader, encode_frame
+
+_REPO = Path(__file__).resolve().parent.parent
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z (board time 0)
+RATE_HZ = 400
+LSB_PER_G = 16384
+VIB_BLOCK = 64  # samples per VIB frame, as the firmware sends them
+HEARTBEAT_S = 5.0
+READ_CHUNK = 4096  # bytes per transport read, as from a USB serial adapter
+
+
+def _load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- the synthetic board ------------------------------------------------------------------------
+
+
+def car_stream(trips: int, idle_s: float, seed: int = 1) -> Any:
+    """A car doing `trips` trips (1-8 floors, door cycle at each stop, `idle_s` mean rest between)."""
+    synth = _load("liftwatch_bench_synth", _REPO / "tests" / "analytics_synth.py")
+    rng = random.Random(seed)
+    car = synth.CarStream(AnalyticsConfig(floor_count=20), t0=T0 + 1.0)
+    floor = 0
+    for _ in range(trips):
+        target = rng.randrange(0, 20)
+        if target == floor:
+            target = (floor + 1) % 20
+        car.set(presence=True)
+        car.trip(target - floor, v_max=1.0, ramp_s=2.0)
+        floor = target
+        car.wait(0.5).door_cycle(open_s=rng.uniform(3, 6)).set(presence=False)
+        car.wait(rng.expovariate(1 / idle_s) if idle_s else 0.5)
+    return car
+
+
+def board_frames(car: Any, boot_id: int = 1) -> tuple[list[bytes], float]:
+    """The frames a board sends for this car, in send order; returns (wires, duration_s)."""
+    obs = car.obs
+    end_s = car.t - T0 + 1.0
+    gravity = next((o.gravity for o in obs if isinstance(o, VibBlock)), (0, 0, LSB_PER_G))
+    timed: list[tuple[float, int, Any]] = [
+        (0.0, lw.T_HELLO, ["bench-board", "1.0.0", "lis3dh", 0, "power_on", ["vib"], RATE_HZ, LSB_PER_G, True,
+                           False, 1, [int(c) for c in gravity]]),
+    ]
+    inputs, motion = 0, 0
+    for o in sorted((o for o in obs if not isinstance(o, VibBlock)), key=lambda o: o.ts):
+        t = o.ts - T0
+        if isinstance(o, InputsChanged):
+            inputs = int(o.inputs)
+            timed.append((t, lw.T_STATE, [int(t * 1000), inputs, int(o.changed), motion]))
+        elif isinstance(o, MotionChanged):
+            motion = int(o.motion)
+            timed.append((t, lw.T_STATE, [int(t * 1000), inputs, 0, motion]))
+    runs: list[tuple[int, list[np.ndarray]]] = []  # contiguous sample runs: (first index, blocks)
+    for o in sorted((o for o in obs if isinstance(o, VibBlock)), key=lambda o: o.ts_first):
+        first = round((o.ts_first - T0) * RATE_HZ)
+        if runs and runs[-1][0] + sum(len(b) for b in runs[-1][1]) == first:
+            runs[-1][1].append(o.samples)
+        else:
+            runs.append((first, [o.samples]))
+    for first, blocks in runs:
+        samples = np.ascontiguousarray(np.concatenate(blocks), dtype="<i2")
+        for i in range(0, len(samples) - VIB_BLOCK + 1, VIB_BLOCK):
+            t_last = (first + i + VIB_BLOCK - 1) / RATE_HZ
+            timed.append((t_last, lw.T_VIB, [RATE_HZ, LSB_PER_G, (first + i) % 65536, VIB_BLOCK,
+                                             samples[i : i + VIB_BLOCK].tobytes()]))
+    t = HEARTBEAT_S
+    while t < end_s:
+        timed.append((t, lw.T_HEARTBEAT, [int(t), 60000, 0, 0, 1, True, False]))
+        if int(t) % 3600 == 0:
+            timed.append((t, lw.T_COUNTERS, [0, 0, 0, 1, 0, 0, 0, 0]))
+        t += HEARTBEAT_S
+    timed.sort(key=lambda x: x[0])
+    wires = [encode_frame(mtype, payload, boot_id, seq, int(t * 1000)) for seq, (t, mtype, payload) in enumerate(timed)]
+    return wires, end_s
+
+
+def payloads_of(wires: list[bytes]) -> list[bytes]:
+    return [cobs.decode(w[:-1])[HEADER_LEN:-2] for w in wires]
+
+
+# -- measurements ---------------------------------------------------------------------------------
+
+
+async def _pipeline_run(stream: bytes, workdir: Path, tag: str) -> tuple[int, list[bytes], float, float]:
+    """Feed `stream` in serial-sized chunks through the replay-mode pipeline into a real outbox.
+    Returns (frames, message payloads, wall s, cpu s)."""
+    outbox = Outbox(workdir / f"{tag}.sqlite", budget_bytes=1 << 30)
+    store = OutboxStore(outbox)
+    session = BoardSession(SessionConfig(), LinkMode.REPLAY, replay_epoch_ms=T0 * 1000)
+    pipe = CarPipeline("bench", "car-1", session, CarAnalytics("car-1", AnalyticsConfig(floor_count=20)), store)
+    reader = FrameReader()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for i in range(0, len(stream), READ_CHUNK):
+        frames = reader.feed(stream[i : i + READ_CHUNK])
+        if frames:
+            await pipe.frames(frames, 0.0)
+    await pipe.flush(session.last_heard_s or T0)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    payloads = [m.payload for m in outbox.pending(0, 1_000_000)]
+    store.close()
+    outbox.close()
+    return reader.frames, payloads, wall, cpu
+
+
+def measure_throughput(workdir: Path, rush_trips: int) -> dict[str, float]:
+    car = car_stream(rush_trips, idle_s=0.0, seed=7)
+    wires, duration_s = board_frames(car)
+    stream = b"".join(wires)
+    frames, _, wall, cpu = asyncio.run(_pipeline_run(stream, workdir, "rush"))
+    payloads = payloads_of(wires)
+    unpackb = msgpack.unpackb
+    t0 = time.perf_counter()
+    for p in payloads:
+        unpackb(p)
+    bare_s = time.perf_counter() - t0
+    vib = sum(1 for w in wires if cobs.decode(w[:-1])[1] == lw.T_VIB)
+    return {
+        "frames": frames,
+        "vib_share": round(vib / len(wires), 3),
+        "frames_per_s": round(frames / wall, 1),
+        "bare_unpackb_frames_per_s": round(len(payloads) / bare_s, 1),
+        "ratio": round((frames / wall) / (len(payloads) / bare_s), 4),
+        "boards_per_core": round(duration_s / cpu, 1),
+        "stream_s": round(duration_s, 1),
+    }
+
+
+def measure_day(workdir: Path, trips: int) -> dict[str, float]:
+    idle = max(1.0, (86_400 - trips * 25.0) / trips)
+    car = car_stream(trips, idle_s=idle, seed=3)
+    wires, duration_s = board_frames(car)
+    frames, payloads, wall, _ = asyncio.run(_pipeline_run(b"".join(wires), workdir, "day"))
+    kinds: dict[str, int] = {}
+    for p in payloads:
+        kind = json.loads(p)["kind"]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    scale = 86_400 / duration_s
+    return {
+        "upstream_bytes_per_car_day": round(sum(len(p) + 1 for p in payloads) * scale),
+        "day_messages": kinds,
+        "day_trips_reported": kinds.get("trip", 0),
+        "day_sim_s": round(duration_s),
+        "day_wall_s": round(wall, 1),
+    }
+
+
+class PtyBoard:
+    """A board on a pty: writes prepared frames, reads (and discards) the host's frames."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.master, slave = os.openpty()
+        os.symlink(os.ttyname(slave), path)
+        os.close(slave)
+        os.set_blocking(self.master, False)
+        self.reader = FrameReader()
+        self.host_frames: list = []
+
+    def write(self, data: bytes) -> None:
+        try:
+            os.write(self.master, data)
+        except BlockingIOError:
+            pass
+
+    def poll(self) -> None:
+        try:
+            self.host_frames += self.reader.feed(os.read(self.master, 65536))
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        os.close(self.master)
+
+
+def _daemon_config(workdir: Path, boards: list[PtyBoard], mqtt: tuple[str, int] | None) -> Any:
+    doc: dict[str, Any] = {
+        "daemon": {"site": "bench", "pi": "pi-bench", "state_dir": str(workdir / "state")},
+        "boards": [{"car": f"car-{i}", "port": b.path} for i, b in enumerate(boards)],
+        "analytics": {"floor_count": 20},
+    }
+    if mqtt:
+        doc["upstream"] = {"mqtt": {"host": mqtt[0], "port": mqtt[1], "tls": False}}
+    return parse_config(doc, "bench", workdir)
+
+
+async def _event_latency(workdir: Path, events: int, host: str, port: int) -> list[float]:
+    board = PtyBoard(str(workdir / "tty-latency"))
+    delivered: list[tuple[float, bytes]] = []
+
+    def on_delivered(messages: Any) -> None:
+        now = time.perf_counter()
+        delivered.extend((now, m.payload) for m in messages if m.kind == "event")
+
+    daemon = Daemon(_daemon_config(workdir, [board], (host, port)), on_delivered=on_delivered)
+    stop = asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    t0 = time.monotonic()
+    seq = 0
+
+    def send(mtype: int, payload: list) -> None:
+        nonlocal seq
+        board.write(encode_frame(mtype, payload, 1, seq, int((time.monotonic() - t0) * 1000)))
+        seq += 1
+
+    latencies: list[float] = []
+    try:
+        while not (daemon.upstream and daemon.upstream.counters.connects):
+            await asyncio.sleep(0.02)
+        send(lw.T_HELLO, ["lat-board", "1.0.0", "lis3dh", 0, "power_on", [], RATE_HZ, LSB_PER_G, True, False, 1,
+                          [0, 0, LSB_PER_G]])
+        send(lw.T_STATE, [int((time.monotonic() - t0) * 1000), 0b111, 0b111, 0])
+        await asyncio.sleep(0.3)
+        for i in range(events):
+            board.poll()
+            before = len(delivered)
+            written = time.perf_counter()
+            # alarm button held raised, then cleared: each is a fault event upstream
+            send(lw.T_EVENT, [1000 + i, 3, 1 - i % 2, int((time.monotonic() - t0) * 1000), {}])
+            deadline = time.monotonic() + 10
+            while len(delivered) == before and time.monotonic() < deadline:
+                await asyncio.sleep(0.0005)
+            if len(delivered) > before:
+                latencies.append((delivered[before][0] - written) * 1000)
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await run
+        board.close()
+    return latencies
+
+
+def measure_event_latency(workdir: Path, events: int) -> dict[str, float]:
+    broker_mod = _load("liftwatch_bench_mosquitto", _REPO / "tests" / "mosquitto.py")
+    broker = broker_mod.MosquittoBroker(workdir / "broker", persistence=False)
+    broker.start()
+    try:
+        lat = asyncio.run(_event_latency(workdir, events, broker.host, broker.port))
+    finally:
+        broker.stop()
+    arr = np.array(lat)
+    return {
+        "event_latency_p50_ms": round(float(np.percentile(arr, 50)), 2),
+        "event_latency_p99_ms": round(float(np.percentile(arr, 99)), 2),
+        "events_measured": len(lat),
+    }
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _ten_boards(workdir: Path, seconds: float) -> dict[str, float]:
+    car = car_stream(40, idle_s=0.0, seed=11)
+    wires, duration = board_frames(car)
+    times = [0.0]
+    # Send each frame at its board time: real-time streaming at 400 Hz.
+    sent_at = np.linspace(0, duration, len(wires))
+    boards = [PtyBoard(str(workdir / f"tty-rss{i}")) for i in range(10)]
+    daemon = Daemon(_daemon_config(workdir, boards, None))
+    stop = asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    while not daemon.boards or any(b.phase.value != "ready" for b in daemon.boards):
+        await asyncio.sleep(0.02)
+    start = time.monotonic()
+    idx = [0] * len(boards)
+    peak = _rss_mb()
+    while (now := time.monotonic() - start) < seconds:
+        for k, b in enumerate(boards):
+            while idx[k] < len(wires) and sent_at[idx[k]] <= now:
+                b.write(wires[idx[k]])
+                idx[k] += 1
+            b.poll()
+        peak = max(peak, _rss_mb())
+        await asyncio.sleep(0.01)
+    frames = sum(t.reader.frames for t in daemon.boards)
+    stop.set()
+    await run
+    for b in boards:
+        b.close()
+    del times
+    return {"rss_mb": round(peak, 1), "rss_boards": len(boards), "rss_frames": frames}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trips", type=int, default=800, help="trips in the simulated busy day")
+    parser.add_argument("--rush-trips", type=int, default=60, help="back-to-back trips for throughput")
+    parser.add_argument("--events", type=int, default=200, help="EVENT frames for the latency figure")
+    parser.add_argument("--rss-seconds", type=float, default=8.0)
+    parser.add_argument("--skip-mqtt", action="store_true", help="no Mosquitto: skip the latency figure")
+    parser.add_argument("--json", action="store_true", help="end with one JSON object line")
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="lw-daemon-bench-") as tmp:
+        work = Path(tmp)
+        result.update(measure_throughput(work, args.rush_trips))
+        result.update(measure_day(work, args.trips))
+        if not args.skip_mqtt:
+            result.update(measure_event_latency(work, args.events))
+        result.update(asyncio.run(_ten_boards(work, args.rss_seconds)))
+    targets = {
+        "ratio": (">=", 0.10),
+        "boards_per_core": (">=", 100),
+        "event_latency_p99_ms": ("<", 500),
+        "upstream_bytes_per_car_day": ("<=", 200_000),
+    }
+    print(f"{'figure':<30} {'value':>14}  target")
+    for key, value in result.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+            print(f"{key:<30} {value}")
+            continue
+        op, target = targets.get(key, ("", None))
+        ok = ""
+        if target is not None:
+            good = value >= target if op == ">=" else value < target if op == "<" else value <= target
+            ok = f"{op} {target}  {'ok' if good else 'MISSED'}"
+        print(f"{key:<30} {value:>14}  {ok}")
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
