@@ -20,6 +20,7 @@ _PARTS = (
     "liftwatch.hil.cli",
     "liftwatch.edge_daemon.cli",
     "liftwatch.edge_daemon.report_cli",
+    "liftwatch.edge_daemon.keys_cli",
 )
 
 
