@@ -200,6 +200,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("port", help="the board's console (REPL) port, e.g. /dev/ttyUSB0")
     p.add_argument("--config", type=Path, help=f"board settings (JSON object), written as /{BOARD_CONFIG_PATH}")
     p.add_argument("--key-file", type=Path, help=f"per-board frame-tag key (hex), written as /{BOARD_KEY_PATH}")
+    p.add_argument("--keystore", type=Path, help="daemon key store: flash the board's key from it (first key, or a "
+                   "rotated next key the daemon accepts beside the old one); needs --board-id, excludes --key-file")
+    p.add_argument("--board-id", help="the board's id (its HELLO board_id) in --keystore")
     p.add_argument("--no-reboot", action="store_true", help="leave the board at the REPL")
     p.add_argument(
         "--firmware-dir", type=Path, default=FIRMWARE_DIR, help="board modules to flash (default: firmware/)"
@@ -208,11 +211,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_flash(args: argparse.Namespace) -> int:
+    key_file = args.key_file
+    if args.keystore is not None:  # keys live in edge_daemon/keystore.py; this only asks it for the file
+        from liftwatch.edge_daemon.keys_cli import key_file_for_flash
+        from liftwatch.edge_daemon.keystore import KeyStoreError
+
+        if key_file is not None or not args.board_id:
+            print("liftwatch flash: --keystore needs --board-id and excludes --key-file", file=sys.stderr)
+            return 2
+        try:
+            key_file, note = key_file_for_flash(args.keystore, args.board_id)
+        except KeyStoreError as exc:
+            print(f"liftwatch flash: {exc}", file=sys.stderr)
+            return 1
+        print(f"key store: {note}")
     try:
         result = flash(
             args.port,
             config=args.config,
-            key_file=args.key_file,
+            key_file=key_file,
             firmware_dir=args.firmware_dir,
             reboot=not args.no_reboot,
         )
