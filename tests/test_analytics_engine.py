@@ -81,6 +81,16 @@ def test_back_to_back_trips_each_start_their_vib_after_a_gap():
     assert all(t.ride_quality is not None and t.peak_speed_mps == pytest.approx(1.0, abs=0.02) for t in got)
 
 
+def test_a_dead_sensor_record_costs_the_ride_quality_only():
+    s = CarStream(CFG).wait(2).trip(3).wait(10)
+    s.obs = [dataclasses.replace(o, samples=o.samples * 0, gravity=(0, 0, 0)) if isinstance(o, VibBlock) else o
+             for o in s.obs]
+    eng = CarAnalytics("c", CFG)
+    (trip,) = of(s.run(eng), Trip)
+    assert (trip.floors, trip.direction, trip.ride_quality) == (3, "up", None)
+    assert eng.vib_rejected == 1
+
+
 def test_time_based_faults_fire_from_ticks_alone():
     eng = CarAnalytics("c", CFG)
     eng.feed(InputsChanged(1000.0, 0b1001, 0b1001))  # door closed, presence, between floors

@@ -84,6 +84,11 @@ def test_car_frame_removes_gravity_whatever_the_mounting_tilt(tilt):
     assert np.hypot(got[:, 0], got[:, 1]).mean() == pytest.approx(0.1, abs=0.002)
 
 
+def test_car_frame_refuses_a_record_without_gravity():
+    with pytest.raises(ValueError, match="no gravity"):
+        car_frame(np.zeros((10, 3), np.int16), 16384, (0, 0, 0))
+
+
 def test_car_frame_without_calibration_uses_the_trip_mean_as_gravity():
     _, a, _ = cosine_trip(RATE, 1.0, 2.0, 3.0)
     car = np.zeros((len(a), 3))

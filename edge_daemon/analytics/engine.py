@@ -130,6 +130,7 @@ class CarAnalytics:
         self._level_window: deque[bool] = deque(maxlen=cfg.leveling_window_stops)
         self._level_good_run = 0
         self._zone_stuck_run = 0
+        self.vib_rejected = 0  # trips whose VIB could not be analysed (nonsense rate, dead sensor)
 
     # ---------------------------------------------------------------- public API
 
@@ -458,7 +459,14 @@ class CarAnalytics:
         got = self._trip_samples(trip)
         if got is not None:
             samples, first, t0 = got
-            rq, kin = analyse_trip(samples, first.rate_hz, first.lsb_per_g, first.gravity or self._gravity, t0, cfg)
+            gravity = first.gravity or self._gravity
+            if first.rate_hz > 0 and first.lsb_per_g > 0 and len(samples) >= first.rate_hz:
+                try:
+                    rq, kin = analyse_trip(samples, first.rate_hz, first.lsb_per_g, gravity, t0, cfg)
+                except ValueError:  # e.g. an all-zero record (sensor dead): the trip still counts
+                    self.vib_rejected += 1
+            else:
+                self.vib_rejected += 1
         start_up, start_dn = bool(trip.start_up), bool(trip.start_dn)
         passes = zone_passes(start_up, start_dn, trip.zone_changes)
         direction = passes.direction or (kin.direction if kin is not None else 0)

@@ -130,8 +130,11 @@ def car_frame(samples: np.ndarray, lsb_per_g: int, gravity: tuple[int, int, int]
     s = np.asarray(samples, dtype=float)
     g = np.asarray(gravity, dtype=float) if gravity is not None else s.mean(axis=0)
     g_norm = float(np.linalg.norm(g))
-    if g_norm == 0:
-        raise ValueError("gravity vector is zero")
+    if g_norm < lsb_per_g / 2:  # a broken calibration: the trip's mean is gravity (see above)
+        g = s.mean(axis=0)
+        g_norm = float(np.linalg.norm(g))
+    if g_norm < lsb_per_g / 2:
+        raise ValueError(f"no gravity in the record (|g| = {g_norm:.0f} counts, 1 g = {lsb_per_g})")
     up = g / g_norm
     e = np.eye(3)[int(np.argmin(np.abs(up)))]
     ex = e - np.dot(e, up) * up
