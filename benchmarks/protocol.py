@@ -65,6 +65,8 @@ def interleaved(repeats: int, fns: dict[str, Callable[[], Any]]) -> dict[str, fl
     """best_of for several functions, run in turn within each repeat so that they see the same
     machine conditions: what a ratio between them needs."""
     best = dict.fromkeys(fns, float("inf"))
+    for fn in fns.values():  # warm-up: first calls fill caches and allocator pools
+        fn()
     gc.collect()
     gc.disable()
     try:
@@ -250,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--frames", type=int, default=5000, help="VIB frames in the host stream")
-    parser.add_argument("--repeats", type=int, default=7, help="best of this many runs")
+    parser.add_argument("--repeats", type=int, default=15, help="best of this many runs")
     parser.add_argument("--board-frames", type=int, default=2000, help="VIB frames encoded on the board")
     args = parser.parse_args(argv)
 
