@@ -604,7 +604,7 @@ class FrameDecoder:
 
     def decode(self, wire, n):
         body = self.body
-        if n > len(body) + 5:
+        if n > len(body) + 1:  # COBS of n bytes decodes to up to n - 1: more would overrun body (viper: no checks)
             raise ProtocolError(R_TOO_LARGE)
         m = cobs_decode_into(wire, n, body)
         if m < 0:
