@@ -460,6 +460,14 @@ static PyObject *splitter_feed(Splitter *self, PyObject *const *args, Py_ssize_t
         trim(self, &too_large);
     }
 done:
+    if (self->tail_cap > 4 * MAX_WIRE && self->tail_len <= 2 * MAX_WIRE) {
+        /* one huge chunk grew the buffer: give the memory back (the kept tail is <= MAX_WIRE + 1) */
+        uint8_t *shrunk = PyMem_Realloc(self->tail, (size_t)(2 * MAX_WIRE));
+        if (shrunk != NULL) {
+            self->tail = shrunk;
+            self->tail_cap = 2 * MAX_WIRE;
+        }
+    }
     PyBuffer_Release(&chunk);
     return Py_BuildValue("(Nnn)", items, slow, too_large);
 fail:
