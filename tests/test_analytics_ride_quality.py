@@ -143,14 +143,27 @@ def test_analyse_trip_acceleration_and_jerk_of_a_clean_down_trip():
     assert rq.z_a95_pp_mg < 2.0  # nothing but quantisation on the plateau
 
 
-def test_short_trip_without_a_plateau_gives_no_vibration_figures():
+def test_short_trip_without_a_plateau_gives_horizontal_figures_only():
     t, a, _ = cosine_trip(RATE, 0.5, 2.0, 0.2)
     car = np.zeros((len(t), 3))
     car[:, 2] = a
+    car[:, 1] = 5.0 * G / 1000 * np.sin(2 * np.pi * 4.0 * t)
     counts, grav = to_counts(car, 16384)
-    rq, _ = analyse_trip(counts, RATE, 16384, grav, 0.0, CFG)
-    assert rq.z_a95_pp_mg is None and not rq.judged
-    assert rq.accel_max_mps2 is not None
+    rq, _ = analyse_trip(counts, RATE, 16384, grav, 0.0, CFG, motion_span=(0.5, t[-1] - 0.5))
+    assert rq.z_a95_pp_mg is None and rq.z_max_pp_mg is None
+    want = 2 * 5.0 * float(analog_response(Weighting.WD, np.array([4.0]))[0])
+    assert max(rq.x_a95_pp_mg, rq.y_a95_pp_mg) == pytest.approx(want, rel=0.05)
+    assert rq.judged and rq.accel_max_mps2 is not None
+
+
+def test_horizontal_vibration_counts_only_while_the_car_runs():
+    t, a, _ = cosine_trip(RATE, 1.0, 2.5, 4.0, rest_s=3.0)
+    car = np.zeros((len(t), 3))
+    car[:, 2] = a
+    car[:, 0] = np.where(t < 2.0, 30.0 * G / 1000, 0.0) * np.sin(2 * np.pi * 5.0 * t)  # door bang at rest
+    counts, grav = to_counts(car, 16384)
+    rq, _ = analyse_trip(counts, RATE, 16384, grav, 0.0, CFG, motion_span=(3.0, t[-1] - 3.0))
+    assert max(rq.x_max_pp_mg, rq.y_max_pp_mg) < 2.0
 
 
 def test_over_limits_names_the_gbt10058_figures_exceeded():

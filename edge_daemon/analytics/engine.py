@@ -462,7 +462,8 @@ class CarAnalytics:
             gravity = first.gravity or self._gravity
             if first.rate_hz > 0 and first.lsb_per_g > 0 and len(samples) >= first.rate_hz:
                 try:
-                    rq, kin = analyse_trip(samples, first.rate_hz, first.lsb_per_g, gravity, t0, cfg)
+                    span = (trip.start_ts, trip.end_ts)
+                    rq, kin = analyse_trip(samples, first.rate_hz, first.lsb_per_g, gravity, t0, cfg, span)
                 except ValueError:  # e.g. an all-zero record (sensor dead): the trip still counts
                     self.vib_rejected += 1
             else:

@@ -8,9 +8,10 @@ Steps, each a pure function so it can be tested alone:
    their time; `jerk`: slope of a 0.5 s least-squares line through the low-passed acceleration.
 3. `speed_profile`: integral of vertical acceleration, with the linear drift removed that
    brings the speed back to zero at the stop; `constant_speed_region`: where |v| is near peak.
-4. Wk (z) / Wd (x, y) weighting over the whole trip (so filter transients die before the
-   plateau), then `peak_to_peak` over the constant-speed region: half-cycle peaks between zero
-   crossings, peak-to-peak = sum of two adjacent peaks; max and A95 (95 % of values at or below).
+4. Wk (z) / Wd (x, y) weighting over the whole record (so filter transients die before the
+   plateau), then `peak_to_peak` over the constant-speed region for z and over the whole run for
+   x and y (GB/T 10058-2009 3.3.5): half-cycle peaks between zero crossings, peak-to-peak = sum
+   of two adjacent peaks; max and A95 (95 % of values at or below).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ _MG_PER_MPS2 = 1000.0 / G_MPS2
 
 @dataclass(frozen=True, slots=True)
 class RideQuality:
-    """ISO 18738-1 figures of one trip. Vibration fields are None when the trip had no
-    constant-speed plateau long enough to judge (short trips), never a made-up number."""
+    """ISO 18738-1 figures of one trip. The vertical vibration fields are None when the trip had
+    no constant-speed plateau long enough to judge (short trips), never a made-up number."""
 
     z_max_pp_mg: float | None
     z_a95_pp_mg: float | None
@@ -85,8 +86,8 @@ class RideQuality:
 
     @property
     def judged(self) -> bool:
-        """True when the vibration figures exist (a constant-speed region was found)."""
-        return self.z_a95_pp_mg is not None
+        """True when there are vibration figures to hold against the limits."""
+        return any(v is not None for v in (self.z_a95_pp_mg, self.x_a95_pp_mg, self.y_a95_pp_mg))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +228,14 @@ def analyse_trip(
     gravity: tuple[int, int, int] | None,
     t0: float,
     config: AnalyticsConfig,
+    motion_span: tuple[float, float] | None = None,
 ) -> tuple[RideQuality, TripKinematics]:
-    """Ride quality and kinematics of a contiguous, rest-to-rest window of raw samples."""
+    """Ride quality and kinematics of a contiguous, rest-to-rest window of raw samples.
+
+    Vertical vibration is judged over the constant-speed region, horizontal vibration over the
+    whole run (`motion_span`, start and stop times; default the whole window), as GB/T 10058-2009
+    3.3.5 sets its limits: z "in the constant-speed region", x and y "while the car runs".
+    """
     car = car_frame(samples, lsb_per_g, gravity)
     a_z = lowpass(car[:, 2], rate_hz, config.accel_lowpass_hz)
     v = speed_profile(a_z, rate_hz)
@@ -240,10 +247,17 @@ def analyse_trip(
         # the 0.4 Hz band-limit of Wk/Wd rings for about a second after the ramp ends
         region = slice(min(region.stop, region.start + int(config.rq_settle_s * rate_hz)), region.stop)
     long_enough = region is not None and (region.stop - region.start) >= config.rq_min_region_s * rate_hz
-    for axis, col, w in (("x", 0, Weighting.WD), ("y", 1, Weighting.WD), ("z", 2, Weighting.WK)):
+    run = slice(0, len(car))
+    if motion_span is not None:
+        run = slice(max(0, int(round((motion_span[0] - t0) * rate_hz))), int(round((motion_span[1] - t0) * rate_hz)))
+    for axis, col, w, where, ok in (
+        ("x", 0, Weighting.WD, run, run.stop - run.start >= 2),
+        ("y", 1, Weighting.WD, run, run.stop - run.start >= 2),
+        ("z", 2, Weighting.WK, region, long_enough),
+    ):
         mx = a95 = None
-        if long_enough:
-            weighted = apply_weighting(w, car[:, col], rate_hz)[region] * _MG_PER_MPS2
+        if ok:
+            weighted = apply_weighting(w, car[:, col], rate_hz)[where] * _MG_PER_MPS2
             mx, a95 = max_and_a95(weighted)
         figures[f"{axis}_max_pp_mg"] = mx
         figures[f"{axis}_a95_pp_mg"] = a95
