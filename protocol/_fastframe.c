@@ -73,7 +73,7 @@ static uint16_t crc16_table_only(const uint8_t *p, Py_ssize_t n, uint16_t crc) {
  * On other CPUs (a Raspberry Pi's Cortex-A72 has no PMULL) the slice-by-16 tables are used. */
 #include <immintrin.h>
 
-static uint64_t k64, k128, k192; /* x^n mod P, computed in crc_init */
+static uint64_t k64, k128, k192, k256, k320; /* x^n mod P, computed at import */
 static int have_clmul;
 
 static uint64_t xpow_mod_p(int n) {
@@ -91,6 +91,7 @@ __attribute__((target("pclmul,ssse3"))) static uint16_t crc16_clmul(const uint8_
      * so only whole blocks follow and no byte-wise tail is left. */
     const __m128i reverse = _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m128i k_fold = _mm_set_epi64x((long long)k192, (long long)k128);
+    const __m128i k_fold2 = _mm_set_epi64x((long long)k320, (long long)k256);
     Py_ssize_t head = n % 16;
     uint8_t first[32], lead[16] = {0};
     memcpy(first, p, (size_t)(16 + head));
@@ -100,25 +101,32 @@ __attribute__((target("pclmul,ssse3"))) static uint16_t crc16_clmul(const uint8_
     __m128i a = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)lead), reverse); /* big-endian value */
     const uint8_t *block = first + head;
     p += 16 + head;
-    n -= 16 + head;
-    for (;;) {
-        __m128i b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)block), reverse);
-        __m128i hi = _mm_clmulepi64_si128(a, k_fold, 0x11); /* A_hi * (x^192 mod P) */
-        __m128i lo = _mm_clmulepi64_si128(a, k_fold, 0x00); /* A_lo * (x^128 mod P) */
-        a = _mm_xor_si128(_mm_xor_si128(hi, lo), b);
-        if (n == 0)
-            break;
-        block = p;
-        p += 16;
-        n -= 16;
+    n -= 16 + head; /* a multiple of 16 */
+    /* the block from `first`, then two blocks per step while they last: A*x^256 + B1*x^128 + B2,
+     * where only A's products are on the dependency chain (half as many steps) */
+    __m128i b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)block), reverse);
+    a = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(a, k_fold, 0x11), _mm_clmulepi64_si128(a, k_fold, 0x00)), b);
+    while (n >= 32) {
+        __m128i b1 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), reverse);
+        __m128i b2 = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16)), reverse);
+        __m128i a_part = _mm_xor_si128(_mm_clmulepi64_si128(a, k_fold2, 0x11), _mm_clmulepi64_si128(a, k_fold2, 0x00));
+        __m128i b_part = _mm_xor_si128(_mm_clmulepi64_si128(b1, k_fold, 0x11), _mm_clmulepi64_si128(b1, k_fold, 0x00));
+        a = _mm_xor_si128(_mm_xor_si128(a_part, b_part), b2);
+        p += 32;
+        n -= 32;
+    }
+    if (n) { /* one block left */
+        b = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), reverse);
+        a = _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(a, k_fold, 0x11), _mm_clmulepi64_si128(a, k_fold, 0x00)), b);
     }
     __m128i t = _mm_xor_si128(_mm_clmulepi64_si128(a, _mm_set_epi64x(0, (long long)k64), 0x01),
                               _mm_and_si128(a, _mm_set_epi64x(0, -1)));
-    uint8_t le[16], be[10];
+    uint8_t le[16];
     _mm_storeu_si128((__m128i *)le, t);
-    for (int i = 0; i < 10; i++)
-        be[i] = le[9 - i];
-    return crc16_table_only(be, 10, 0);
+    /* T (< 2^80, big-endian bytes le[9] .. le[0]) * x^16 mod P: ten independent table loads */
+    return crc_table[9][le[9]] ^ crc_table[8][le[8]] ^ crc_table[7][le[7]] ^ crc_table[6][le[6]] ^
+           crc_table[5][le[5]] ^ crc_table[4][le[4]] ^ crc_table[3][le[3]] ^ crc_table[2][le[2]] ^
+           crc_table[1][le[1]] ^ crc_table[0][le[0]];
 }
 #endif
 
@@ -605,6 +613,8 @@ PyMODINIT_FUNC PyInit__fastframe(void) {
     k64 = xpow_mod_p(64);
     k128 = xpow_mod_p(128);
     k192 = xpow_mod_p(192);
+    k256 = xpow_mod_p(256);
+    k320 = xpow_mod_p(320);
     __builtin_cpu_init();
     have_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("ssse3");
 #endif
