@@ -13,6 +13,10 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the report stack (matplotlib) loads only when a report command runs
+    from .report.figures import ContractTargets, Period
 
 __all__ = ["register"]
 
@@ -94,7 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.set_defaults(func=_run_fleet)
 
 
-def _resolve(args: argparse.Namespace, stem: str):  # -> (sources, period, targets, out, fmt)
+def _resolve(args: argparse.Namespace, stem: str) -> tuple[list[Path], Period, ContractTargets, Path, str]:
+    """Sources, period, targets, output path and format from the command line (and --config)."""
     from .report.figures import ContractTargets, Period
 
     sources = list(args.source)
