@@ -39,11 +39,16 @@ from pathlib import Path
 
 from liftwatch.hil.sim.feed import FEED_RECORD, CarSample
 from liftwatch.hil.sim.scenario import BoardFault
-from liftwatch.upy import micropython_cmd
+from liftwatch.upy import ESP32_HEAPSIZE, micropython_cmd
 
 log = logging.getLogger(__name__)
 
 BOARD_ROM = Path(__file__).with_name("board_rom.py")
+# board_rom.py stands for the ESP32 port's C code (REPL, VFS glue), which uses no Python heap on a
+# board; here its bytecode and objects do. The child gets this much more than the ESP32 heap so
+# main.py starts with what it would have on an ESP32 (checked by test_mockboard's heap test).
+ROM_HEAP_ALLOWANCE_K = 17
+BOARD_HEAPSIZE = f"{int(ESP32_HEAPSIZE.rstrip('k')) + ROM_HEAP_ALLOWANCE_K}k"
 DEFAULT_FS_BYTES = 2 * 1024 * 1024  # the VFS partition of a 4 MB ESP32 module
 _F_SETPIPE_SZ = 1031
 # A small feed pipe keeps the board's clock close to the car's: 4096 bytes = 341 records.
@@ -571,7 +576,7 @@ class MockBoard:
         self._stall_since = None
         self.stats.boots[cause] += 1
         self._child = subprocess.Popen(
-            micropython_cmd([str(BOARD_ROM)]),
+            micropython_cmd([str(BOARD_ROM)], heapsize=BOARD_HEAPSIZE),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

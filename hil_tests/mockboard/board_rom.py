@@ -179,6 +179,9 @@ class _MicroPython:
     def __getattr__(self, name):
         return getattr(_micropython, name)
 
+    def alloc_emergency_exception_buf(self, size):
+        pass  # the ESP32 port has it; the unix port does not need one
+
     def kbd_intr(self, c):
         global _intr_on
         _intr_on = c == 3
