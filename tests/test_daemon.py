@@ -255,9 +255,13 @@ async def test_many_boards_one_stalled_one_garbage_others_unaffected(tmp_path):
     lives = [asyncio.create_task(b.live(board_stop)) for b in healthy]
 
     async def spew() -> None:
+        n = 0
         while not board_stop.is_set():
             os.write(garbage.master, os.urandom(512) + b"\x00")
             top_up()
+            n += 1
+            if n % 10 == 0:  # the stalled board's TX still works: it re-sends its un-ACKed event
+                stalled.send(lw.T_EVENT, stalled.unacked[1])
             await asyncio.sleep(0.01)
 
     lives.append(asyncio.create_task(spew()))
