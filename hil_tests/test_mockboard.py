@@ -258,3 +258,15 @@ def test_mock_board_cli_prints_ports_and_stops_on_sigterm(tmp_path: Path) -> Non
         timeout=30,
     )
     assert bad.returncode == 2 and "no scenario 'no_such_scenario'" in bad.stderr
+
+
+@pytest.mark.mock_only
+def test_simulated_watchdog_reset_from_the_hal(mock_board_factory) -> None:
+    board = mock_board_factory()
+    c = board.ports.console
+    mpremote(c, "exec", "--no-follow", "import _mockboard; _mockboard.reset('wdt')")
+    deadline = time.monotonic() + 10
+    while board.stats.boots[ResetCause.WDT] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert board.stats.watchdog_resets == 1
+    assert mpremote(c, "eval", "__import__('machine').reset_cause()").strip() == "3"  # machine.WDT_RESET

@@ -514,9 +514,11 @@ class MockBoard:
             elif c in "Ss":
                 self._repl_mode = "friendly" if c == "S" else "raw"
                 self._restart_pending = ResetCause.SOFT
-            elif c == "H":
+            elif c in "HW":
                 self._repl_mode = "friendly"
-                self._reset(ResetCause.HARD)
+                if c == "W":
+                    self.stats.watchdog_resets += 1
+                self._reset(ResetCause.HARD if c == "H" else ResetCause.WDT)
 
     def _flush_child_in(self) -> None:
         if self._child_in is not None:

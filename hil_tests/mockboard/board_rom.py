@@ -33,6 +33,7 @@ _CTL_RUN = b"M"  # running boot.py/main.py or user code
 _CTL_SOFT_FRIENDLY = b"S"  # soft reboot, then run boot.py and main.py
 _CTL_SOFT_RAW = b"s"  # soft reboot from the raw REPL: boot.py only, stay in the raw REPL
 _CTL_HARD = b"H"  # machine.reset(): kill and restart me, as the reset pin would
+_CTL_WDT = b"W"  # the firmware's simulated watchdog expired: restart me with reset cause wdt
 _CTL_INTR_ON = b"K"  # 0x03 on the console means SIGINT (micropython.kbd_intr(3), the default)
 _CTL_INTR_OFF = b"k"  # 0x03 is data (kbd_intr(-1): mpremote mount streams binary on the console)
 
@@ -171,6 +172,18 @@ class _Machine:
 
 
 sys.modules["machine"] = _Machine()
+
+
+class _MockBoardHooks:
+    # For the simulated HAL only (nothing like it exists on an ESP32): a reset with its cause, so a
+    # watchdog that hal_sim runs in board time restarts the board as "wdt", not as machine.reset().
+    def reset(self, cause):
+        _tell(_CTL_WDT if cause == "wdt" else _CTL_HARD)
+        while True:
+            time.sleep_ms(100)
+
+
+sys.modules["_mockboard"] = _MockBoardHooks()
 
 
 class _MicroPython:
