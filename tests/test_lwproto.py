@@ -364,6 +364,25 @@ def test_frame_vector_board_decoding(case: dict[str, Any]) -> None:
     assert lw.unpackb(bytes.fromhex(case["msgpack_hex"])) == payload
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_objects, max_size=4), st.integers(1, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF),
+       st.integers(0, lw.T_MS_MODULO - 1), st.booleans())
+def test_frame_encoder_equals_host_encoder_and_decodes_back(payload: list[Any], mtype: int, boot_id: int, seq: int,
+                                                            t_ms: int, tagged: bool) -> None:
+    key = TEST_KEY if tagged else None
+    try:
+        expect = encode_frame(mtype, payload, boot_id, seq, t_ms, key)
+    except ValueError:  # larger than a frame: the board encoder refuses it too
+        with pytest.raises(lw.ProtocolError):
+            lw.FrameEncoder(key).encode(mtype, boot_id, seq, t_ms, payload)
+        return
+    enc = lw.FrameEncoder(key)
+    n = enc.encode(mtype, boot_id, seq, t_ms, payload)
+    assert bytes(enc.wire[:n]) == expect
+    got = lw.FrameDecoder(key).decode(expect, len(expect) - 1)
+    assert got == (mtype, int(tagged), boot_id, seq, t_ms, _as_lists(payload))
+
+
 def _board_outcome(decoder: lw.FrameDecoder, wire: bytes) -> str:
     try:
         decoder.decode(wire, len(wire) - 1)
