@@ -15,23 +15,22 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
 __all__ = [
-    "Inputs",
-    "Motion",
-    "BoardEventKind",
-    "InputsChanged",
-    "MotionChanged",
-    "VibBlock",
-    "RestStats",
-    "BoardEvent",
-    "CountersSnapshot",
-    "LinkState",
     "BoardBooted",
+    "BoardEvent",
+    "BoardEventKind",
+    "CountersSnapshot",
+    "Inputs",
+    "InputsChanged",
+    "LinkState",
+    "Motion",
+    "MotionChanged",
     "Observation",
+    "RestStats",
+    "VibBlock",
 ]
 
 
@@ -56,7 +55,7 @@ class Motion(enum.IntEnum):
     UNCALIBRATED = 255
 
     @classmethod
-    def convert(cls, value: int) -> "Motion | None":
+    def convert(cls, value: int) -> Motion | None:
         """The known state for `value`, or None for a code a newer board may send."""
         try:
             return cls(value)
@@ -75,7 +74,7 @@ class BoardEventKind(enum.IntEnum):
     RING_OVERRUN = 6
 
     @classmethod
-    def convert(cls, value: int) -> "BoardEventKind | None":
+    def convert(cls, value: int) -> BoardEventKind | None:
         try:
             return cls(value)
         except ValueError:
@@ -196,13 +195,6 @@ class BoardBooted:
     gravity: tuple[int, int, int] | None = None
 
 
-Observation = Union[
-    InputsChanged,
-    MotionChanged,
-    VibBlock,
-    RestStats,
-    BoardEvent,
-    CountersSnapshot,
-    LinkState,
-    BoardBooted,
-]
+Observation = (
+    InputsChanged | MotionChanged | VibBlock | RestStats | BoardEvent | CountersSnapshot | LinkState | BoardBooted
+)

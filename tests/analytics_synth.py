@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from liftwatch.edge_daemon.observations import VibBlock
 
 G = 9.80665
@@ -43,7 +42,7 @@ def to_counts(a_xyz_mps2: np.ndarray, lsb_per_g: int, tilt_deg: float = 0.0) -> 
     specific[:, 2] += G
     sensor = specific @ rot.T * (lsb_per_g / G)
     g = rot @ np.array([0.0, 0.0, G]) * (lsb_per_g / G)
-    return np.round(sensor).astype(np.int16), tuple(int(round(c)) for c in g)
+    return np.round(sensor).astype(np.int16), tuple(round(c) for c in g)
 
 
 def vib_blocks(counts: np.ndarray, ts_first: float, rate_hz: int, lsb_per_g: int, gravity, block: int = 100):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from analytics_synth import CarStream
 from liftwatch.edge_daemon.analytics import (
     AnalyticsConfig,
@@ -18,7 +17,13 @@ from liftwatch.edge_daemon.analytics import (
     MaintenanceVisit,
     Trip,
 )
-from liftwatch.edge_daemon.observations import CountersSnapshot, InputsChanged, LinkState, MotionChanged, VibBlock
+from liftwatch.edge_daemon.observations import (
+    CountersSnapshot,
+    InputsChanged,
+    LinkState,
+    MotionChanged,
+    VibBlock,
+)
 
 CFG = AnalyticsConfig(floor_count=6)
 
@@ -175,7 +180,7 @@ def test_response_time_of_a_fault_cleared_before_the_technician_came():
     arrive = s.t
     s.set(inspection=True).wait(2500).set(inspection=False).wait(700)
     out = s.run(CarAnalytics("c", CFG))
-    cleared = [e for e in of(out, FaultEvent) if e.state == "cleared"][0]
+    cleared = next(e for e in of(out, FaultEvent) if e.state == "cleared")
     assert cleared.response_s is None and cleared.repair_s is None  # not known when it cleared
     (visit,) = of(out, MaintenanceVisit)
     (answered,) = visit.faults_responded

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from analytics_synth import CarStream
 from liftwatch.edge_daemon.analytics import (
     AnalyticsConfig,
@@ -14,7 +13,12 @@ from liftwatch.edge_daemon.analytics import (
     MaintenanceVisit,
     Trip,
 )
-from liftwatch.edge_daemon.observations import BoardBooted, BoardEvent, LinkState, MotionChanged
+from liftwatch.edge_daemon.observations import (
+    BoardBooted,
+    BoardEvent,
+    LinkState,
+    MotionChanged,
+)
 
 
 def _noise(seed=1, mg=1.0):
@@ -90,7 +94,7 @@ def test_entrapment_between_floors_after_15_s_and_stopped_outside_zone_after_5_s
     assert [e.state for e in ent] == ["raised", "cleared"]
     assert ent[0].event_ts == pytest.approx(stop + 15.0, abs=1e-6)
     assert ent[0].gbt24476_code == 1 and ent[0].detail["in_door_zone"] is False
-    zone_again = [o.ts for o in s.obs if hasattr(o, "inputs") and o.inputs & 6 and o.ts > stop][0]
+    zone_again = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.inputs & 6 and o.ts > stop)
     assert back > zone_again
     assert ent[1].event_ts == pytest.approx(door_opened(s), abs=1e-6)  # released when the door opened
     sto = events(out, FaultType.STOPPED_OUTSIDE_DOOR_ZONE)
@@ -172,7 +176,7 @@ def test_a_few_reopenings_are_normal():
 
 def test_abnormal_vibration_after_two_rough_trips_cleared_after_three_smooth_ones():
     s = CarStream(CFG).wait(2)
-    rough = lambda t: 13.0 * np.sin(2 * np.pi * 6.3 * t)  # noqa: E731  A95 ~27 mg > 20.4
+    rough = lambda t: 13.0 * np.sin(2 * np.pi * 6.3 * t)
     starts = []
     for floors, vib in [(3, rough), (-3, rough), (3, rough), (-3, None), (3, None), (-3, None)]:
         starts.append(s.t)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
-from liftwatch.edge_daemon.analytics.leveling import LevelingStatus, ZoneEdge, edge_position_mm, estimate_leveling
+from liftwatch.edge_daemon.analytics.leveling import (
+    LevelingStatus,
+    ZoneEdge,
+    edge_position_mm,
+    estimate_leveling,
+)
 from liftwatch.edge_daemon.analytics.ride_quality import TripKinematics
 
 CFG = AnalyticsConfig(vane_length_mm=200, zone_sensor_spacing_mm=170)

@@ -7,8 +7,12 @@ import json
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from liftwatch.edge_daemon.analytics import AnalyticsConfig, CarAnalytics, FaultEvent, Trip
+from liftwatch.edge_daemon.analytics import (
+    AnalyticsConfig,
+    CarAnalytics,
+    FaultEvent,
+    Trip,
+)
 from liftwatch.edge_daemon.observations import (
     BoardBooted,
     BoardEvent,

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from analytics_synth import G, cosine_trip, to_counts
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.ride_quality import (
@@ -67,7 +66,7 @@ def test_lowpass_passes_ride_motion_and_removes_30_hz():
 
 
 def test_speed_profile_recovers_the_trip_and_removes_drift():
-    t, a, v = cosine_trip(RATE, 1.6, 2.0, 5.0)
+    _t, a, v = cosine_trip(RATE, 1.6, 2.0, 5.0)
     got = speed_profile(a + 0.02, RATE)  # a 2 mg bias, as from a slightly wrong gravity
     np.testing.assert_allclose(got, v, atol=0.01)
     assert got[0] == 0.0 and abs(got[-1]) < 1e-9
@@ -98,7 +97,7 @@ def test_car_frame_without_calibration_uses_the_trip_mean_as_gravity():
 
 
 def _trip_counts(vib_z_mg=0.0, vib_x_mg=0.0, f_hz=5.0, v_max=1.0, tilt=10.0):
-    t, a, v = cosine_trip(RATE, v_max, 2.5, 8.0)
+    t, a, _v = cosine_trip(RATE, v_max, 2.5, 8.0)
     car = np.zeros((len(t), 3))
     car[:, 2] = a + vib_z_mg * G / 1000 * np.sin(2 * np.pi * f_hz * t)
     car[:, 0] = vib_x_mg * G / 1000 * np.sin(2 * np.pi * f_hz * t)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from liftwatch.edge_daemon.analytics.trips import FloorTracker, edges_of, zone_passes
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from liftwatch.edge_daemon.analytics.weighting import (
+    Weighting,
+    analog_response,
+    apply_weighting,
+    weighting_sos,
+)
 from scipy import signal
-
-from liftwatch.edge_daemon.analytics.weighting import Weighting, analog_response, apply_weighting, weighting_sos
 
 # One-third-octave bands -10 (0.1 Hz) .. 26 (400 Hz); the standard evaluates at the exact
 # frequencies 10^(n/10). Values x1000 as printed in ISO 2631-1:1997 Table 3.

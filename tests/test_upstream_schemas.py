@@ -9,12 +9,21 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from referencing import Registry, Resource
-
 from analytics_synth import CarStream
-from liftwatch.edge_daemon.analytics import AnalyticsConfig, CarAnalytics, FaultEvent, FaultType
+from liftwatch.edge_daemon.analytics import (
+    AnalyticsConfig,
+    CarAnalytics,
+    FaultEvent,
+    FaultType,
+)
 from liftwatch.edge_daemon.envelope import encode_message, make_message, utc_iso
-from liftwatch.edge_daemon.observations import BoardEvent, CountersSnapshot, LinkState, MotionChanged
+from liftwatch.edge_daemon.observations import (
+    BoardEvent,
+    CountersSnapshot,
+    LinkState,
+    MotionChanged,
+)
+from referencing import Registry, Resource
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "protocol" / "upstream"
 KINDS = ("trip", "event", "maintenance", "daily", "door_cycle")
@@ -43,7 +52,7 @@ def everything_stream():
     cfg = AnalyticsConfig(floor_count=5, emit_door_cycles=True)
     midnight_cst = 1_764_000_000 - (1_764_000_000 + 8 * 3600) % 86400 + 86400
     s = CarStream(cfg, t0=midnight_cst - 4 * 3600)
-    rough = lambda t: 14.0 * np.sin(2 * np.pi * 6.3 * t)  # noqa: E731
+    rough = lambda t: 14.0 * np.sin(2 * np.pi * 6.3 * t)
     s.wait(2).trip(4).wait(2).door_cycle().trip(-4).wait(2).door_cycle(reopen=[1.0] * 6).wait(5)
     s.set(alarm=True).wait(3).set(alarm=False).wait(2)
     s.trip(2, door_open_during=True).wait(1).set(door_closed=True).wait(2)

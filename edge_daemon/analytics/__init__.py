@@ -15,6 +15,7 @@ from .ride_quality import RideQuality
 from .trips import Trip
 
 __all__ = [
+    "GBT24476_CODES",
     "AnalyticsConfig",
     "CarAnalytics",
     "ConfigError",
@@ -22,7 +23,6 @@ __all__ = [
     "DoorCycle",
     "FaultEvent",
     "FaultType",
-    "GBT24476_CODES",
     "LevelingResult",
     "LevelingStatus",
     "MaintenanceVisit",

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-__all__ = ["iso_utc", "ts_ms", "local_day", "day_string", "round_or_none"]
+__all__ = ["day_string", "iso_utc", "local_day", "round_or_none", "ts_ms"]
 
 
 def iso_utc(ts: float) -> str:
     """Unix seconds -> ISO 8601 UTC with milliseconds, e.g. 2026-11-25T19:30:00.123Z."""
-    dt = datetime.fromtimestamp(round(float(ts), 3), tz=timezone.utc)
+    dt = datetime.fromtimestamp(round(float(ts), 3), tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def ts_ms(ts: float) -> int:
     """Whole milliseconds, the resolution keys are built from (stable across re-computation)."""
-    return int(round(float(ts) * 1000))
+    return round(float(ts) * 1000)
 
 
 def local_day(ts: float, utc_offset_h: float) -> int:
@@ -24,7 +24,7 @@ def local_day(ts: float, utc_offset_h: float) -> int:
 
 
 def day_string(day: int) -> str:
-    return datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(day * 86400, tz=UTC).strftime("%Y-%m-%d")
 
 
 def round_or_none(v: float | None, nd: int) -> float | None:

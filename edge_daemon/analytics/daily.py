@@ -15,7 +15,7 @@ from .leveling import LevelingResult, LevelingStatus
 from .maintenance import MaintenanceVisit
 from .trips import Trip
 
-__all__ = ["DailyRecord", "DailyAccumulator"]
+__all__ = ["DailyAccumulator", "DailyRecord"]
 
 _RQ_FIELDS = ("z_max_pp_mg", "z_a95_pp_mg", "x_a95_pp_mg", "y_a95_pp_mg", "accel_max_mps2", "jerk_max_mps3")
 

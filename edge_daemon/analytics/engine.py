@@ -16,8 +16,8 @@ service resumed, which is what the repair time measures.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
 
 import numpy as np
 
@@ -47,7 +47,7 @@ from .trips import FloorTracker, Trip, edges_of, zone_passes
 
 __all__ = ["CarAnalytics", "Output"]
 
-Output = Union[Trip, FaultEvent, MaintenanceVisit, DailyRecord, DoorCycle]
+Output = Trip | FaultEvent | MaintenanceVisit | DailyRecord | DoorCycle
 
 # input bits as plain ints: IntFlag arithmetic is slow and this runs on every observation
 _DOOR_CLOSED = int(Inputs.DOOR_CLOSED)
@@ -99,10 +99,10 @@ class _Rule:
     cleared when `holds` (default: the condition itself) stops being true."""
 
     ftype: FaultType
-    condition: Callable[["CarAnalytics"], bool]
-    threshold_s: Callable[["CarAnalytics"], float]
+    condition: Callable[[CarAnalytics], bool]
+    threshold_s: Callable[[CarAnalytics], float]
     needs_motion: bool
-    holds: Callable[["CarAnalytics"], bool] | None = None
+    holds: Callable[[CarAnalytics], bool] | None = None
 
 
 class CarAnalytics:
@@ -446,8 +446,8 @@ class CarAnalytics:
         if first.ts_first > trip.start_ts + 1.0 or blocks[-1].ts_end < trip.end_ts:
             return None
         samples = np.concatenate([b.samples for b in blocks]).reshape(-1, 3)
-        i0 = max(0, int(round((lo - first.ts_first) * first.rate_hz)))
-        i1 = min(len(samples), int(round((hi - first.ts_first) * first.rate_hz)))
+        i0 = max(0, round((lo - first.ts_first) * first.rate_hz))
+        i1 = min(len(samples), round((hi - first.ts_first) * first.rate_hz))
         return samples[i0:i1], first, first.ts_first + i0 / first.rate_hz
 
     def _finish_trip(self, trip: _TripInProgress) -> list[Output]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from .common import iso_utc, round_or_none, ts_ms
 
-__all__ = ["FaultType", "GBT24476_CODES", "FaultEvent", "FaultBook"]
+__all__ = ["GBT24476_CODES", "FaultBook", "FaultEvent", "FaultType"]
 
 
 class FaultType(str, enum.Enum):

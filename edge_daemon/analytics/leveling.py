@@ -19,7 +19,7 @@ from .common import round_or_none
 from .config import AnalyticsConfig
 from .ride_quality import TripKinematics
 
-__all__ = ["LevelingStatus", "LevelingResult", "ZoneEdge", "edge_position_mm", "estimate_leveling"]
+__all__ = ["LevelingResult", "LevelingStatus", "ZoneEdge", "edge_position_mm", "estimate_leveling"]
 
 
 class LevelingStatus(str, enum.Enum):

@@ -12,7 +12,7 @@ from typing import Any
 
 from .common import iso_utc, ts_ms
 
-__all__ = ["MaintenanceVisit", "MaintenanceTracker"]
+__all__ = ["MaintenanceTracker", "MaintenanceVisit"]
 
 
 @dataclass(frozen=True, slots=True)

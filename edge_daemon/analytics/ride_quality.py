@@ -16,6 +16,7 @@ Steps, each a pure function so it can be tested alone:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,15 +29,15 @@ __all__ = [
     "G_MPS2",
     "RideQuality",
     "TripKinematics",
+    "analyse_trip",
     "car_frame",
-    "lowpass",
-    "jerk",
-    "speed_profile",
     "constant_speed_region",
     "half_cycle_peaks",
-    "peak_to_peak",
+    "jerk",
+    "lowpass",
     "max_and_a95",
-    "analyse_trip",
+    "peak_to_peak",
+    "speed_profile",
 ]
 
 G_MPS2 = 9.80665
@@ -155,7 +156,7 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
 
 def jerk(accel: np.ndarray, rate_hz: float, window_s: float) -> np.ndarray:
     """Slope (units/s) of the least-squares line over a centred `window_s` window; NaN at the edges."""
-    n = max(3, int(round(window_s * rate_hz)) | 1)  # odd, centred
+    n = max(3, round(window_s * rate_hz) | 1)  # odd, centred
     out = np.full(len(accel), np.nan)
     if len(accel) < n:
         return out
@@ -198,7 +199,7 @@ def half_cycle_peaks(x: np.ndarray) -> np.ndarray:
     if len(cuts) < 2:
         return np.empty(0)
     peaks = []
-    for a, b in zip(cuts[:-1], cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         seg = x[a:b]
         peaks.append(seg[int(np.argmax(np.abs(seg)))])
     return np.asarray(peaks)
@@ -249,7 +250,7 @@ def analyse_trip(
     long_enough = region is not None and (region.stop - region.start) >= config.rq_min_region_s * rate_hz
     run = slice(0, len(car))
     if motion_span is not None:
-        run = slice(max(0, int(round((motion_span[0] - t0) * rate_hz))), int(round((motion_span[1] - t0) * rate_hz)))
+        run = slice(max(0, round((motion_span[0] - t0) * rate_hz)), round((motion_span[1] - t0) * rate_hz))
     for axis, col, w, where, ok in (
         ("x", 0, Weighting.WD, run, run.stop - run.start >= 2),
         ("y", 1, Weighting.WD, run, run.stop - run.start >= 2),

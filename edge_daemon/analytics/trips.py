@@ -15,14 +15,15 @@ floor has its number. A position outside that span means a pulse was missed: the
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .common import iso_utc, round_or_none, ts_ms
 from .leveling import LevelingResult, ZoneEdge
 from .ride_quality import RideQuality
 
-__all__ = ["Trip", "ZonePasses", "zone_passes", "FloorTracker", "FloorUpdate"]
+__all__ = ["FloorTracker", "FloorUpdate", "Trip", "ZonePasses", "zone_passes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +180,7 @@ class FloorTracker:
             if span > self._count - 1:
                 lost = self._anchored
                 # keep tracking from here; both ends must be seen again
-                self._lo = self._hi = int(round(pos))
+                self._lo = self._hi = round(pos)
                 self._anchored = False
             elif span == self._count - 1:
                 self._anchored = True

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-__all__ = ["Weighting", "analog_response", "weighting_sos", "apply_weighting"]
+__all__ = ["Weighting", "analog_response", "apply_weighting", "weighting_sos"]
 
 _Q_BUTTERWORTH = 1 / math.sqrt(2)
 
