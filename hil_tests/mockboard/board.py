@@ -471,16 +471,25 @@ class MockBoard:
                 self._child.send_signal(signal.SIGINT)
 
     def _on_child_out(self) -> None:
-        assert self._child_out is not None
+        fd = self._child_out
         self._on_ctl()
-        data = self._read(self._child_out)
+        if fd is None or fd != self._child_out:
+            return  # a control message just replaced the child; this event was for the old one
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            data = b""
         if data:
             if self._console_up:
                 self._to_console.push(data)
             return
-        # EOF: the child is gone (soft reboot, reset, power cut or crash).
-        self._sel.unregister(self._child_out)
-        os.close(self._child_out)
+        # EOF: the child is gone (soft reboot, or a crash).
+        self._sel.unregister(fd)
+        os.close(fd)
         self._child_out = None
         self._reap()
 
