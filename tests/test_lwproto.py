@@ -60,6 +60,15 @@ def test_committed_vectors_equal_a_fresh_generation() -> None:
         assert (VECTORS_DIR / name).read_text(encoding="utf-8") == text, f"{name} is stale: run generate.py"
 
 
+def test_generator_check_flags_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in gen.generate():
+        (tmp_path / name).write_text((VECTORS_DIR / name).read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(gen, "VECTORS_DIR", tmp_path)
+    assert gen.main(["--check"]) == 0
+    (tmp_path / "corrupt.json").write_text("{}", encoding="utf-8")
+    assert gen.main(["--check"]) == 1
+
+
 def test_vectors_cover_every_message_type_and_every_drop_reason() -> None:
     assert {c["type"] for c in FRAMES["cases"]} >= set(lw.KNOWN_TYPES)
     host = {f["host"] for c in CORRUPT["cases"] for f in c["frames"]}
