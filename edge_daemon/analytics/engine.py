@@ -524,7 +524,7 @@ class CarAnalytics:
         i = int(np.argmax(over))
         j = i + int(np.argmin(over[i:])) if not over[i:].all() else len(over) - 1
         t_on, t_off = kin.t0 + i / kin.rate_hz, kin.t0 + j / kin.rate_hz
-        detail = {"peak_speed_mps": round(kin.peak_speed_mps, 3), "limit_mps": round(limit, 3)}
+        detail = {"peak_speed_mps": round(float(kin.peak_speed_mps), 3), "limit_mps": round(float(limit), 3)}
         return self._faults.raise_(FaultType.OVERSPEED, t_on, "trip", **detail) + self._faults.clear(
             FaultType.OVERSPEED, t_off, "trip"
         )
@@ -552,7 +552,8 @@ class CarAnalytics:
         self._level_window.append(off)
         self._level_good_run = 0 if off else self._level_good_run + 1
         if sum(self._level_window) >= self.config.leveling_fault_stops:
-            return self._faults.raise_(FaultType.LEVELING_FAULT, ts, "trip", offset_mm=offset_mm)
+            offset = None if offset_mm is None else round(float(offset_mm), 1)
+            return self._faults.raise_(FaultType.LEVELING_FAULT, ts, "trip", offset_mm=offset)
         if self._level_good_run >= self.config.leveling_clear_stops:
             return self._faults.clear(FaultType.LEVELING_FAULT, ts, "trip")
         return []
