@@ -270,3 +270,46 @@ def test_simulated_watchdog_reset_from_the_hal(mock_board_factory) -> None:
         time.sleep(0.05)
     assert board.stats.watchdog_resets == 1
     assert mpremote(c, "eval", "__import__('machine').reset_cause()").strip() == "3"  # machine.WDT_RESET
+
+
+@pytest.mark.mock_only
+def test_mock_board_cli_replays_a_trace_into_the_firmware(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from liftwatch.hil.sim.feed import write_trace
+
+    # Row i carries i in ax_mg and the door contact closed on odd rows: the probe reports both.
+    samples = [CarSample(i * 2_000_000, i, -1000, 0, 0b0111 if i % 2 else 0b0110) for i in range(200)]
+    write_trace(samples, tmp_path / "door.csv")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "liftwatch",
+            "mock-board",
+            "--fs",
+            str(tmp_path / "f.img"),
+            "--trace",
+            str(tmp_path / "door.csv"),
+            "--speed",
+            "100",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ports = json.loads(proc.stdout.readline())
+        r = liftwatch_cli("flash", ports["console"], "--firmware-dir", str(PROBE_FIRMWARE))
+        assert r.returncode == 0, r.stderr
+        with serial.Serial(ports["data"], 921600, timeout=0.05) as data:
+            reports = [ln for ln in _probe_lines(data, 2.0) if ln[0] == "T"]
+        rows = [int(ln[6]) for ln in reports]
+        assert len(rows) >= 2 and rows == sorted(rows) and rows[-1] > rows[0]
+        for ln in reports:  # each report's inputs belong to the row it reports
+            assert int(ln[5]) == (0b0111 if int(ln[6]) % 2 else 0b0110)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0

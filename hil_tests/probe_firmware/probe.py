@@ -1,5 +1,5 @@
 # Reads the sim feed, keeps the virtual clock, reports on the UART; a line per report:
-#   "T <board_t_us> <records> <boots> <reset_cause> <inputs>\n"
+#   "T <board_t_us> <records> <boots> <reset_cause> <inputs> <ax_mg>\n"
 # Commands on the UART: "hang\n" stops consuming the feed (the watchdog must reset the board).
 import os
 import select
@@ -36,7 +36,7 @@ def run():
         t_us += dt
         n += 1
         if n % _REPORT_EVERY == 0:
-            uart.write(b"T %d %d %d %s %d\n" % (t_us, n, boots, cause.encode(), inputs))
+            uart.write(b"T %d %d %d %s %d %d\n" % (t_us, n, boots, cause.encode(), inputs, ax))
         if poll.poll(0):
             cmd += uart.read(1)
             if cmd.endswith(b"\n"):
