@@ -1,0 +1,349 @@
+# The board agent: boot, the sampling loop, the streaming policy, counters, events, config, safe mode.
+#
+# run(board) is the whole program. One loop pass (step) every FIFO half-fill: drain the FIFO into the
+# ring, analyse the burst, run the motion state machine, debounce inputs, decide what to send (STATE,
+# VIB, STATS, EVENT, HEARTBEAT, COUNTERS), read host frames, pace the link, feed the watchdog if
+# samples came in. A pass allocates nothing unless it handles a rare thing (a host frame, an EVENT,
+# HELLO, a flash write); tests/test_fw_agent.py proves it with micropython.heap_lock().
+import gc
+import sys
+
+from micropython import const
+
+import accel
+import events as ev
+import motion as mo
+from fwutil import TICKS_MASK, tdiff, unload
+from hal import BoardReset
+from inputs import ALARM, DOOR_CLOSED, INSPECTION, LEVEL, ZONE_DN, ZONE_UP, Inputs
+from agent_rx import CONFIG_FILE, Rx
+from agent_tx import FW_VERSION, Tx  # noqa: F401 (FW_VERSION re-exported)
+from link import Link
+from settings import DEFAULTS, config_hash
+from store import Store
+
+KEY_FILE = "lw_key.bin"
+
+# Persistent counters (store words).
+C_DOOR = const(0)
+C_TRIPS = const(1)
+C_RUN_S = const(2)
+C_BOOTS = const(3)
+C_FIFO = const(4)
+C_RING = const(5)
+C_LINK = const(6)
+C_EVDROP = const(7)
+C_STREAK = const(8)  # crash-reboots in a row
+C_DIRTY = const(9)  # 1 while a boot has neither shut down cleanly nor run stable_ms
+_NCOUNT = const(10)
+
+_SAFE_PASS_MS = const(50)
+_FAULT_RETRY_MS = const(1000)
+_STALL_MS = const(250)
+
+class Agent(Tx, Rx):
+    def __init__(self, board):
+        self.board = board
+        # The big buffers first, while the heap is still in one piece.
+        self.ring = mo.Ring()
+        self.now = board.ticks_ms()
+        self.up_ms = 0
+        key = None
+        try:
+            with open(board.path(KEY_FILE), "rb") as f:
+                key = f.read() or None
+        except OSError:
+            pass
+        self.link = Link(board, 0, key, 921600)
+
+        cnt = Store(board.path("lw_counters.bin"), 0x43, _NCOUNT)
+        cnt.load()
+        self.cnt = cnt
+        self.c = cnt.values
+        self.cfg, self.config_error = self._load_config()
+        self.cfg_hash = config_hash(self.cfg)
+        # Boot accounting: an unclean previous boot that was not a power loss counts as a crash.
+        c = self.c
+        c[C_BOOTS] += 1
+        cause = board.reset_cause()
+        if c[C_DIRTY] and cause not in ("power_on", "brownout"):
+            c[C_STREAK] += 1
+        elif not c[C_DIRTY]:
+            c[C_STREAK] = 0
+        c[C_DIRTY] = 1
+        cnt.save()
+        self.boot_id = c[C_BOOTS] & 0xFFFF
+        self.safe_mode = c[C_STREAK] >= self.cfg["safe_mode_crashes"]
+        self.link.boot_id = self.boot_id
+        self.link.set_baud(self.cfg["baud"])
+        self.evq = ev.EventQueue(board.path("lw_events.bin"), self.cfg["event_retry_ms"])
+        self.cal = Store(board.path("lw_calib.bin"), 0x47, 4)
+        self.inputs = Inputs(board, self.cfg["debounce_ms"])
+        self.sensor = None
+        self.motion = None
+        self.active = bytearray(8)  # per event kind: condition currently raised
+        self._synced = [0, 0, 0, 0, 0, 0]  # trips, run_ms, fifo, link, evdrop, doors already counted
+        self._persisted_at = 0
+        self._stable = False
+        self._hb_at = 0
+        self._cnt_at = 0
+        self._win_at = 0
+        self._last_samples = self.now
+        self._fault_at = 0
+        self._rest_since = self.now
+        self._alarm_since = 0
+        self._overrun_at = -1
+        self.stream_mode = self.cfg["stream"]
+        self.streaming = False
+        self._vib_idx = 0
+        self._stream_end = 0
+        self._cal_seq = -1
+        self._quiet_prev = None
+        self.hello_sent = 0
+        self.passes = 0
+        self.samples = 0
+
+    def _load_config(self):
+        import os
+
+        p = self.board.path(CONFIG_FILE)
+        for name in (p, p + ".new"):
+            try:
+                os.stat(name)
+            except OSError:
+                continue
+            import config  # validation is loaded only when there is something to validate
+
+            try:
+                return config.load_file(p, mo.RING_SAMPLES)
+            finally:
+                del config
+                unload("config")
+        return dict(DEFAULTS), None
+
+    # ---- boot ---------------------------------------------------------------------------------
+    def start(self):
+        b = self.board
+        b.wdt_start(self.cfg["wdt_ms"])
+        if not self.safe_mode:
+            self._start_sensor()
+        if self.config_error:
+            print("liftwatch:", self.config_error)
+        self.send_hello()
+        if self.safe_mode:
+            self.condition(ev.SAFE_MODE, True, self.c[C_STREAK])
+
+    def _start_sensor(self):
+        try:
+            self.sensor = accel.detect(self.board.i2c)
+            rate = self.sensor.start(self.cfg["rate_hz"])
+        except OSError:
+            self.sensor = None
+            self._fault_at = self.now
+            self.condition(ev.SENSOR_FAULT, True, 1)
+            return
+        if self.motion is None or self.motion.rate != rate or self.motion.lsb != self.sensor.LSB_PER_G:
+            self.motion = mo.Motion(self.sensor.LSB_PER_G, rate, self.cfg)
+            if self.cal.load() and self.cal.values[0]:
+                v = self.cal.values
+                self.motion.set_gravity(v[1], v[2], v[3])
+        self.period_ms = max(5, 16000 // rate)
+        self._last_samples = self.now
+        self.condition(ev.SENSOR_FAULT, False, 0)
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def loop(self):
+        b = self.board
+        nxt = self.now
+        while True:
+            period = _SAFE_PASS_MS if self.safe_mode or self.sensor is None else self.period_ms
+            nxt = (nxt + period) & TICKS_MASK
+            wait = tdiff(nxt, b.ticks_ms())
+            if wait < 1:
+                wait = 1
+                nxt = (b.ticks_ms() + 1) & TICKS_MASK
+            if not b.wait_ms(wait):
+                return
+            self.step()
+
+    def step(self):
+        """One loop pass (see the module comment)."""
+        b = self.board
+        now = b.ticks_ms()
+        dt = tdiff(now, self.now)
+        self.now = now
+        self.up_ms += dt
+        self.passes += 1
+        progress = False
+        if not self.safe_mode:
+            if self.sensor is not None:
+                progress = self._sample(now)
+            elif tdiff(now, self._fault_at) >= _FAULT_RETRY_MS:
+                self._fault_at = now
+                self._start_sensor()
+                progress = True  # a deliberate retry is progress: the loop is alive
+            else:
+                progress = True
+            if self.inputs.poll(now):
+                self._on_inputs()
+            if self.motion is not None:
+                self._conditions(now)
+        else:
+            progress = True
+            self.inputs.poll(now)
+        self.link.poll(self.on_frame)
+        self._send_events(now)
+        self._periodic(now)
+        self.link.pump(now)
+        if progress:
+            b.wdt_feed()
+
+    def _sample(self, now):
+        s = self.sensor
+        try:
+            n = s.read()
+        except OSError:
+            self.sensor = None
+            self._fault_at = now
+            self.condition(ev.SENSOR_FAULT, True, 1)
+            return True
+        if n == 0:
+            if tdiff(now, self._last_samples) > _STALL_MS:
+                self.sensor = None
+                self._fault_at = now
+                self.condition(ev.SENSOR_FAULT, True, 2)
+            return False
+        self._last_samples = now
+        ring = self.ring
+        start = ring.count
+        ring.write(s.scratch, n)
+        self.samples += n
+        m = self.motion
+        prev = m.state
+        m.process(ring, start, n)
+        if m.changed:
+            m.changed = False
+            self._on_motion(prev, now)
+        self._stream(now)
+        if tdiff(now, self._win_at) >= self.cfg["stats_ms"]:
+            self._window(now)
+        return True
+
+    # ---- motion, inputs, conditions ---------------------------------------------------------------
+    def _on_motion(self, prev, now):
+        st = self.motion.state
+        if st == mo.REST:
+            self._rest_since = now
+        self.send_state(now, 0)
+
+    def _on_inputs(self):
+        inp = self.inputs
+        if inp.changed & ALARM and inp.stable & ALARM:
+            self._alarm_since = inp.t_ms
+        self.send_state(inp.t_ms, inp.changed)
+
+    def _conditions(self, now):
+        st = self.motion.state
+        inp = self.inputs.stable
+        moving = st == mo.ACCEL or st == mo.MOVING or st == mo.DECEL
+        # Door pre-opening while levelling inside the door zone is normal on many controllers.
+        self.condition(ev.DOOR_OPEN_WHILE_MOVING,
+                       moving and not inp & DOOR_CLOSED and not (st == mo.DECEL and inp & (ZONE_UP | ZONE_DN)), st)
+        off_level = (st == mo.REST and (inp & LEVEL) != LEVEL and not inp & INSPECTION
+                     and tdiff(now, self._rest_since) >= self.cfg["zone_stop_ms"])
+        self.condition(ev.STOPPED_OUTSIDE_DOOR_ZONE, off_level, inp)
+        held = tdiff(now, self._alarm_since) if inp & ALARM else 0
+        self.condition(ev.ALARM_BUTTON_HELD, held >= self.cfg["alarm_hold_ms"], held)
+        if self._overrun_at >= 0 and tdiff(now, self._overrun_at) > 10000:
+            self._overrun_at = -1
+            self.condition(ev.RING_OVERRUN, False, 0)
+
+    def condition(self, kind, on, value):
+        """Raise or clear a board-detected condition: an EVENT on each edge, queued until ACKed."""
+        on = 1 if on else 0
+        if self.active[kind] == on:
+            return
+        self.active[kind] = on
+        self.evq.add(kind, on, self.now, value, self.boot_id, self.now)
+
+    # ---- counters -------------------------------------------------------------------------------
+    def sync_counters(self):
+        """Fold what the parts counted since the last sync into the persistent counters."""
+        c = self.c
+        s = self._synced
+        m = self.motion
+        if m is not None:
+            c[C_TRIPS] += m.trips - s[0]
+            s[0] = m.trips
+            run = m.run_ms - s[1]
+            c[C_RUN_S] += run // 1000
+            s[1] += run - run % 1000
+        if self.sensor is not None:
+            c[C_FIFO] += self.sensor.overruns - s[2]
+            s[2] = self.sensor.overruns
+        c[C_LINK] += self.link.drops - s[3]
+        s[3] = self.link.drops
+        c[C_EVDROP] += self.evq.dropped - s[4]
+        s[4] = self.evq.dropped
+        c[C_DOOR] += self.inputs.door_cycles - s[5]
+        s[5] = self.inputs.door_cycles
+
+    def persist(self):
+        self.sync_counters()
+        self.cnt.save()
+        self._persisted_at = self.up_ms
+
+    def _periodic(self, now):
+        cfg = self.cfg
+        up = self.up_ms
+        if up - self._hb_at >= cfg["heartbeat_ms"]:
+            self._hb_at = up
+            self.send_heartbeat()
+        if up - self._cnt_at >= cfg["counters_ms"]:
+            self._cnt_at = up
+            self.send_counters()
+        if not self._stable and up >= cfg["stable_ms"] and not self.safe_mode:
+            self._stable = True
+            self.c[C_STREAK] = 0
+            self.c[C_DIRTY] = 0
+            self.persist()
+        elif up - self._persisted_at >= cfg["persist_s"] * 1000:
+            self.persist()
+
+    # ---- the end ------------------------------------------------------------------------------
+    def shutdown(self):
+        """Clean stop: counters to flash (this boot ends well), queued frames out."""
+        self.c[C_DIRTY] = 0
+        self.c[C_STREAK] = 0
+        self.persist()
+        self.link.pump(self.board.ticks_ms(), True)
+        self.board.uart_flush()
+
+    def crash(self, exc):
+        sys.print_exception(exc)
+        try:
+            self.persist()  # C_DIRTY stays set: the next boot counts this as a crash
+        except Exception:
+            pass
+        self.board.reset("hard")
+
+
+def run(board):
+    """Boot and run until the feed ends (simulator) or forever (ESP32); Ctrl-C stops cleanly and
+    propagates to the REPL; an unexpected exception is a crash: record it and reset."""
+    gc.collect()
+    a = Agent(board)
+    try:
+        a.start()
+        if a.safe_mode:
+            a.period_ms = _SAFE_PASS_MS
+        a.loop()
+    except KeyboardInterrupt:
+        a.shutdown()
+        raise
+    except BoardReset:
+        raise
+    except Exception as e:
+        a.crash(e)
+    a.shutdown()
+    return a

@@ -1,0 +1,145 @@
+# The link: frames out through a bounded priority queue paced at the line rate, frames in decoded.
+#
+# Frames are built in place (lwproto.FrameEncoder) and copied into one of SLOTS fixed slots. The
+# queue drains at the UART's byte rate in board time, so a write never blocks the sampling loop on
+# the ESP32 (its driver buffer never overfills). When the host cannot take frames (BLE down, pty
+# full) the queue fills; then the oldest frame of the lowest priority goes first (VIB, then STATS,
+# then state and heartbeats; EVENT frames last: they are re-sent until ACKed anyway). A new frame of
+# lower priority than everything queued is the one dropped. Every drop is counted in ``drops``.
+import array
+
+from micropython import const
+
+import lwproto
+from fwutil import copy, tdiff
+
+P_VIB = const(0)
+P_STATS = const(1)
+P_STATE = const(2)
+P_EVENT = const(3)
+
+SLOTS = const(6)
+SLOT_BYTES = const(512)  # every board frame fits: a 64-sample VIB is about 415 wire bytes
+_TXBUF = const(4096)  # the ESP32 UART driver's TX ring we never overfill
+_RXBUF = const(64)
+_RX_BODY = const(320)  # host frames are small: a CONFIG with every setting is about 300 bytes
+
+
+# Allocated at import, while the heap is still in one piece.
+_QUEUE = bytearray(SLOTS * SLOT_BYTES)
+
+
+class Link:
+    def __init__(self, board, boot_id, key=None, baud=921600):
+        self.board = board
+        self.boot_id = boot_id
+        self.enc = lwproto.FrameEncoder(key, max_body=SLOT_BYTES - 8)
+        self.dec = lwproto.FrameDecoder(key, max_body=_RX_BODY)
+        self.asm = lwproto.FrameAssembler(_RX_BODY + 8)
+        self.authenticated = bool(key)
+        self.seq = 0
+        self.q = _QUEUE
+        self.qlen = array.array("H", [0] * SLOTS)
+        self.qprio = bytearray(SLOTS)
+        self.order = bytearray(SLOTS)  # slot numbers, oldest first
+        self.depth = 0
+        self.drops = 0
+        self.rx_drops = 0
+        self.sent = 0
+        self.rx = bytearray(_RXBUF)
+        self.set_baud(baud)
+        self._t = board.ticks_ms()
+        self._tokens = _TXBUF
+
+    def set_baud(self, baud):
+        self.bytes_per_s = baud // 10  # 8N1
+
+    # ---- out --------------------------------------------------------------------------------------
+    def begin(self, mtype, t_ms):
+        """Start a frame; pack the payload into self.enc.body from the returned offset."""
+        return self.enc.begin(mtype, self.boot_id, self.seq, t_ms)
+
+    def commit(self, end, prio):
+        """Seal the frame that ends at ``end`` and queue it; False if it was dropped."""
+        n = self.enc.finish(end)
+        self.seq = (self.seq + 1) & 0xFFFF
+        if n > SLOT_BYTES:
+            self.drops += 1
+            return False
+        if self.depth == SLOTS:
+            victim = -1
+            for j in range(SLOTS):
+                s = self.order[j]
+                if self.qprio[s] <= prio and (victim < 0 or self.qprio[s] < self.qprio[self.order[victim]]):
+                    victim = j
+            self.drops += 1
+            if victim < 0 or self.qprio[self.order[victim]] > prio:
+                return False
+            slot = self.order[victim]
+            for j in range(victim, SLOTS - 1):
+                self.order[j] = self.order[j + 1]
+            self.depth -= 1
+        else:
+            slot = self._free_slot()
+        copy(self.q, slot * SLOT_BYTES, self.enc.wire, 0, n)
+        self.qlen[slot] = n
+        self.qprio[slot] = prio
+        self.order[self.depth] = slot
+        self.depth += 1
+        return True
+
+    def _free_slot(self):
+        for s in range(SLOTS):
+            used = False
+            for j in range(self.depth):
+                if self.order[j] == s:
+                    used = True
+                    break
+            if not used:
+                return s
+        return 0
+
+    def pump(self, now, flush=False):
+        """Send queued frames as the line rate allows (all of them when flushing at shutdown)."""
+        dt = tdiff(now, self._t)
+        self._t = now
+        if dt > 0:
+            self._tokens += dt * self.bytes_per_s // 1000
+            if self._tokens > _TXBUF:
+                self._tokens = _TXBUF
+        while self.depth:
+            slot = self.order[0]
+            n = self.qlen[slot]
+            if n > self._tokens and not flush:
+                return
+            if not self.board.uart_write(self.q, slot * SLOT_BYTES, n):
+                return  # the TX side is full: keep the frame, try on a later pass
+            self._tokens -= n
+            for j in range(self.depth - 1):
+                self.order[j] = self.order[j + 1]
+            self.depth -= 1
+            self.sent += 1
+
+    # ---- in ---------------------------------------------------------------------------------------
+    def poll(self, handler):
+        """Decode what the host sent; handler(mtype, boot_id, seq, payload) per good frame."""
+        n = self.board.uart_readinto(self.rx)
+        i = 0
+        asm = self.asm
+        while i < n:
+            j = asm.push(self.rx, i, n - i)
+            if j < 0:
+                return
+            i = j
+            try:
+                mtype, _flags, boot_id, seq, _t, payload = self.dec.decode(asm.frame, asm.length)
+            except lwproto.ProtocolError:
+                self.rx_drops += 1
+                continue
+            if self.authenticated and boot_id != self.boot_id:
+                self.rx_drops += 1  # replay rule: host frames echo this boot's id
+                continue
+            if type(payload) is not list:
+                self.rx_drops += 1
+                continue
+            handler(mtype, boot_id, seq, payload)

@@ -1,0 +1,33 @@
+# Board entry point: run at boot (ESP32, mock board) or as `micropython main.py` (simulated board from
+# the LIFTWATCH_SIM_* environment, see docs/firmware.md). Ctrl-C reaches the REPL: agent.run shuts
+# down cleanly and re-raises KeyboardInterrupt.
+import micropython
+
+if hasattr(micropython, "alloc_emergency_exception_buf"):  # the ESP32 has it, the unix port not
+    micropython.alloc_emergency_exception_buf(100)
+
+import agent  # first: its modules reserve the big buffers before anything fragments the heap
+import hal
+
+
+def main(board=None, max_boots=1000):
+    """Run the firmware; returns the last Agent when a simulated feed ends."""
+    board = board or hal.board()
+    boots = 0
+    while True:
+        try:
+            return agent.run(board)
+        except hal.BoardReset as r:
+            # Only reached on the simulated board outside the mock board (whose ROM restarts the
+            # process, as the ESP32 does): the car goes on, the firmware boots afresh.
+            cause = r.cause
+        except hal.PowerCut:
+            cause = "power_on"
+        boots += 1
+        if boots >= max_boots:
+            return None
+        board.rebooted(cause)
+
+
+if __name__ == "__main__":
+    main()

