@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--watchdog-s", type=float, default=10.0, help="sim seconds without feed progress before a watchdog reset"
     )
+    p.add_argument(
+        "--heap-k", type=int, default=96, help="Python heap the firmware gets, KiB (ESP32 without PSRAM: 96)"
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_mock_board)
 
@@ -78,7 +81,13 @@ def _mock_board(args: argparse.Namespace) -> int:
         else:
             samples = None
         board = MockBoard(
-            args.fs, samples, speed=args.speed, sensor=args.sensor, uid=args.uid, watchdog_s=args.watchdog_s
+            args.fs,
+            samples,
+            speed=args.speed,
+            sensor=args.sensor,
+            uid=args.uid,
+            watchdog_s=args.watchdog_s,
+            heap_k=args.heap_k,
         )
         stop = _stop_event()
         ports = board.start()

@@ -48,7 +48,7 @@ BOARD_ROM = Path(__file__).with_name("board_rom.py")
 # board; here its bytecode and objects do. The child gets this much more than the ESP32 heap so
 # main.py starts with what it would have on an ESP32 (checked by test_mockboard's heap test).
 ROM_HEAP_ALLOWANCE_K = 17
-BOARD_HEAPSIZE = f"{int(ESP32_HEAPSIZE.rstrip('k')) + ROM_HEAP_ALLOWANCE_K}k"
+ESP32_HEAP_K = int(ESP32_HEAPSIZE.rstrip("k"))
 DEFAULT_FS_BYTES = 2 * 1024 * 1024  # the VFS partition of a 4 MB ESP32 module
 _F_SETPIPE_SZ = 1031
 # A small feed pipe keeps the board's clock close to the car's: 4096 bytes = 341 records.
@@ -223,6 +223,7 @@ class MockBoard:
         watchdog_s: float = 10.0,
         seed: int = 0,
         hold_until_us: int | None = None,
+        heap_k: int = ESP32_HEAP_K,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         if speed < 0:
@@ -235,6 +236,7 @@ class MockBoard:
         self.sensor = sensor
         self.uid = uid
         self.watchdog_s = watchdog_s
+        self.heap_k = heap_k  # what the firmware gets; ESP32 modules with PSRAM have megabytes
         self.extra_env = dict(extra_env or {})
         self.stats = BoardStats()
         self._rng = random.Random(seed)
@@ -441,9 +443,15 @@ class MockBoard:
         self._console_up = not _hung_up(self._console_m)
         self._data_up = not _hung_up(self._data_m)
         self._uart_up = not _hung_up(self._uart_m)
-        self._watch(self._console_m, self._on_console, self._console_up)
-        self._watch(self._data_m, self._on_data, self._data_up)
-        self._watch(self._uart_m, self._on_uart, self._uart_up)
+        # Back-pressure: while a connected reader lags, stop reading its writer (a board's UART write
+        # then blocks and its clock, which is virtual, waits) instead of losing bytes to time
+        # compression. Nobody connected: bytes are lost, as on a UART with nothing attached.
+        half = RELAY_LIMIT_BYTES // 2
+        self._watch(self._console_m, self._on_console, self._console_up and len(self._to_child.buf) < half)
+        self._watch(self._data_m, self._on_data, self._data_up and len(self._to_board.buf) < half)
+        self._watch(self._uart_m, self._on_uart, self._uart_up and len(self._to_host.buf) < half)
+        if self._child_out is not None:
+            self._watch(self._child_out, self._on_child_out, len(self._to_console.buf) < half)
 
     def _read(self, fd: int) -> bytes:
         try:
@@ -488,7 +496,7 @@ class MockBoard:
                 self._to_console.push(data)
             return
         # EOF: the child is gone (soft reboot, or a crash).
-        self._sel.unregister(fd)
+        self._watch(fd, self._on_child_out, False)
         os.close(fd)
         self._child_out = None
         self._reap()
@@ -587,7 +595,7 @@ class MockBoard:
         self._stall_since = None
         self.stats.boots[cause] += 1
         self._child = subprocess.Popen(
-            micropython_cmd([str(BOARD_ROM)], heapsize=BOARD_HEAPSIZE),
+            micropython_cmd([str(BOARD_ROM)], heapsize=f"{self.heap_k + ROM_HEAP_ALLOWANCE_K}k"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -620,7 +628,7 @@ class MockBoard:
                 if not data:
                     break
                 self._to_console.push(data)
-            self._sel.unregister(self._child_out)
+            self._watch(self._child_out, self._on_child_out, False)
             os.close(self._child_out)
             self._child_out = None
         for f in (child.stdin, child.stdout):
