@@ -125,6 +125,7 @@ class CarAnalytics:
         self._trip: _TripInProgress | None = None
         self._pending: deque[_TripInProgress] = deque()
         self._vib: deque[VibBlock] = deque()
+        self._vib_until = float("-inf")  # end of the latest VIB sample received
         self._since: dict[FaultType, float | None] = {}
         self._vib_bad_run = self._vib_good_run = 0
         self._level_window: deque[bool] = deque(maxlen=cfg.leveling_window_stops)
@@ -169,9 +170,9 @@ class CarAnalytics:
                 out += self._on_boot(obs)
             case RestStats():
                 pass  # at-rest summaries carry nothing the rules below need yet
-        # a state change takes effect at its own time, even if a tick already ran a little past it
-        at = self._now_ts() if isinstance(obs, VibBlock) else min(obs.ts, self._now_ts())
-        out += self._evaluate(at)
+        if not isinstance(obs, (VibBlock, RestStats, CountersSnapshot)):  # these change no rule's inputs
+            # a state change takes effect at its own time, even if a tick already ran a little past it
+            out += self._evaluate(min(obs.ts, self._now_ts()))
         out += self._finish_ready_trips(force=False)
         return done + self._emit(out)
 
@@ -318,6 +319,7 @@ class CarAnalytics:
         if block.gravity is not None:
             self._gravity = block.gravity
         self._vib.append(block)
+        self._vib_until = max(self._vib_until, block.ts_end)
         keep_from = self._now_ts() - self.config.vib_buffer_s
         oldest_trip = [t.start_ts for t in self._pending] + ([self._trip.start_ts] if self._trip else [])
         horizon = min(oldest_trip) - _VIB_PRE_S if oldest_trip else self._now_ts() - _VIB_PRE_S - 1.0
@@ -389,6 +391,8 @@ class CarAnalytics:
 
     def _fire_timers(self, now: float) -> list[Output]:
         out: list[Output] = []
+        if not any(v is not None for v in self._since.values()):
+            return out  # no rule's condition is running (the usual case)
         for rule in self._RULES:
             since = self._since.get(rule.ftype)
             if since is None or self._faults.sources(rule.ftype) & {"host"}:
@@ -416,7 +420,7 @@ class CarAnalytics:
     def _finish_ready_trips(self, force: bool) -> list[Output]:
         out: list[Output] = []
         now = self._now_ts()
-        vib_until = max((b.ts_end for b in self._vib), default=float("-inf"))
+        vib_until = self._vib_until
         while self._pending:
             trip = self._pending[0]
             assert trip.end_ts is not None
