@@ -184,7 +184,8 @@ class CarAnalytics:
         return done + self._emit(self._finish_ready_trips(force=False))
 
     def flush(self, ts: float) -> list[Output]:
-        """End of stream at `ts`: close what is open and emit a partial daily record."""
+        """End of stream at `ts`: close what is open and emit a partial daily record. Only where
+        the stream really ends (replay): an open maintenance visit is closed at `ts`."""
         out = self._advance(ts)
         if self._trip is not None and self._trip.end_ts is None:
             self._trip = None  # still moving at the end: no rest-to-rest record to make
