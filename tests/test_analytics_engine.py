@@ -226,6 +226,17 @@ def test_relevelling_is_counted_not_reported_as_a_trip():
     assert of(out, Trip) == [] and out[-1].relevels == 1
 
 
+def test_a_long_movement_inside_the_door_zone_is_a_relevel():
+    eng = CarAnalytics("c", CFG)
+    eng.feed(InputsChanged(10.0, 0b111, 0b111))
+    eng.feed(MotionChanged(20.0, 1))
+    eng.feed(InputsChanged(20.5, 0b101, 0b10))  # sank a little: upper sensor off the vane
+    eng.feed(InputsChanged(21.5, 0b111, 0b10))
+    eng.feed(MotionChanged(22.0, 0))
+    out = eng.flush(40.0)
+    assert of(out, Trip) == [] and out[-1].relevels == 1 and out[-1].trips == 0
+
+
 def test_a_clock_jump_does_not_flood_daily_records():
     eng = CarAnalytics("c", CFG)
     eng.feed(InputsChanged(0.0, 0b111, 0b111))  # board time before the first TIME_SYNC

@@ -498,6 +498,9 @@ class CarAnalytics:
             self._visits.on_inspection_run()
             return out
         out += self._check_zone_sensors(trip, len(trip.zone_changes))
+        if entries == 0 and (start_up or start_dn) and (end_up or end_dn):
+            self._acc().relevels += 1  # never left the landing's door zone: re-levelling, not a trip
+            return out
         peak = kin.peak_speed_mps if kin is not None else None
         distance = abs(kin.displacement_m(trip.start_ts, trip.end_ts)) if kin is not None else None
         result = Trip(
