@@ -16,8 +16,8 @@ Steps, each a pure function so it can be tested alone:
 
 from __future__ import annotations
 
-import itertools
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
