@@ -72,7 +72,9 @@ class SystemdNotifier:
         body = "\n".join(f"{k}={_one_line(str(v))}" for k, v in fields.items()).encode()
         try:
             if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Non-blocking: a busy systemd (full socket queue) must never stall the event loop;
+                # a lost ping is covered by pinging at a third of WatchdogSec.
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
             self._sock.sendto(body, self._address)
         except OSError as err:
             # systemd gone (e.g. during shutdown) must never take the daemon down; count and go on.
@@ -159,6 +161,7 @@ class ProgressWatchdog:
         self._status = status
         self._seen: dict[str, _StageSeen] = {}
         self.pings = 0
+        self.ping_failures = 0
         self.withheld = 0
         self.stalled: tuple[str, ...] = ()
 
@@ -181,7 +184,7 @@ class ProgressWatchdog:
         return tuple(stalled)
 
     def tick(self) -> bool:
-        """One check; pings when healthy. True if pinged."""
+        """One check; pings when healthy. True if a ping was sent."""
         stalled = self.check()
         if stalled != self.stalled:
             if stalled:
@@ -196,7 +199,9 @@ class ProgressWatchdog:
         fields: dict[str, str | int] = {"WATCHDOG": 1}
         if self._status is not None:
             fields["STATUS"] = self._status()
-        self.notifier.notify(**fields)
+        if not self.notifier.notify(**fields):
+            self.ping_failures += 1  # systemd busy or gone; the next tick tries again
+            return False
         self.pings += 1
         return True
 

@@ -268,3 +268,17 @@ def test_systemd_accepts_the_unit_and_rates_it_well_hardened(tmp_path):
     m = re.search(r"Overall exposure level for liftwatch.service: ([\d.]+)", sec.stdout)
     assert m, sec.stdout + sec.stderr
     assert float(m.group(1)) <= 2.5  # systemd's scale: 0 locked down .. 10 exposed; "OK" is below ~4
+
+
+def test_a_full_systemd_queue_never_blocks_the_caller(tmp_path):
+    """Nobody reads the socket: sends fail fast and are counted instead of stalling the loop."""
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    try:
+        n = SystemdNotifier(str(path))
+        results = [n.status("x" * 1000) for _ in range(2000)]
+        assert results[0] is True and results[-1] is False
+        assert n.errors > 0 and n.sent + n.errors == 2000
+    finally:
+        sock.close()

@@ -329,8 +329,8 @@ class LiveState:
         if not c.link_window or c.link_window[-1] != (frames, lost):
             c.link_window.append((frames, lost))
         c.session = dict(status)
-        if "online" in status and c.online is None:
-            c.online = bool(status["online"])
+        if "online" in status:
+            c.online = bool(status["online"])  # the session's own view; LinkState says the same, sooner
         self._bump()
 
     def daemon_status(self, fields: Mapping[str, Any]) -> None:
