@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import socket
 import tomllib
@@ -194,6 +195,8 @@ def _take(table: Any, keys: tuple[Key, ...], where: str, source: str, extra: tup
             value = float(value)
         if not isinstance(value, key.kind) or (key.kind is not bool and isinstance(value, bool)):
             raise ConfigError(source, path, f"expected {key.kind.__name__}, got {type(value).__name__} {value!r}")
+        if key.kind is float and not math.isfinite(value):  # NaN passes every `<` check below
+            raise ConfigError(source, path, f"must be a finite number, got {value}")
         if key.choices and value not in key.choices:
             raise ConfigError(source, path, f"expected one of {', '.join(key.choices)}; got {value!r}")
         if key.minimum is not None and value < key.minimum:
@@ -228,6 +231,8 @@ def _read_secret(path: str, where: str, source: str, base_dir: Path) -> str:
         return p.read_text().strip()
     except OSError as err:
         raise ConfigError(source, where, f"cannot read {p}: {err.strerror}") from err
+    except (ValueError, UnicodeError) as err:  # a NUL in the path, a file that is not text
+        raise ConfigError(source, where, f"cannot read {path!r}: {err}") from None
 
 
 def _key_bytes(path: str, where: str, source: str, base_dir: Path) -> bytes:
@@ -255,11 +260,15 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
         config_retry_s=s["config_retry_s"], hello_retry_s=s["hello_retry_s"],
     )
     o = _take(doc.get("outbox", {}), OUTBOX_KEYS, "outbox", source)
+    if o["budget_mb"] > 1 << 30:  # a petabyte: a typo, and beyond it bytes overflow to infinity
+        raise ConfigError(source, "outbox.budget_mb", f"must be at most {1 << 30}, got {o['budget_mb']}")
     up_table = doc.get("upstream", {})
     u = _take(up_table, UPSTREAM_KEYS, "upstream", source, extra=("mqtt",))
     mqtt = None
     if "mqtt" in up_table:
         q = _take(up_table["mqtt"], MQTT_KEYS, "upstream.mqtt", source)
+        if not 1 <= q["port"] <= 65535:
+            raise ConfigError(source, "upstream.mqtt.port", f"must be a TCP port 1-65535, got {q['port']}")
         password = _read_secret(q["password_file"], "upstream.mqtt.password_file", source, base_dir) if q["password_file"] else None
         if bool(q["client_cert"]) != bool(q["client_key"]):
             raise ConfigError(source, "upstream.mqtt.client_key", "client_cert and client_key go together")
