@@ -150,6 +150,31 @@ def test_doors_opening_in_advance_while_levelling_are_not_a_fault():
     assert events(run(s, CFG), FaultType.MOVING_WITH_DOOR_OPEN) == []
 
 
+def test_doors_open_at_the_landing_before_the_board_reports_rest_are_not_a_fault():
+    s = CarStream(CFG).wait(2)
+    s.trip(1)
+    stop = [o for o in s.obs if isinstance(o, MotionChanged) and o.motion == 0][-1]
+    decel = [o for o in s.obs if isinstance(o, MotionChanged) and o.motion == 3][-1]
+    s.obs.remove(stop)
+    s.obs.remove(decel)  # a gentle stop: the board never saw the deceleration, still "moving"
+    s.add(MotionChanged(stop.ts + 1.0, 0))  # and says rest only a second after the stop
+    s.door_closed = False
+    s.emit_inputs(ts=stop.ts)
+    s.wait(3).set(door_closed=True).wait(2)
+    assert events(run(s, CFG), FaultType.MOVING_WITH_DOOR_OPEN) == []
+
+
+def test_leaving_a_landing_with_the_door_open_is_a_fault_even_inside_its_zone():
+    s = CarStream(CFG).wait(2).set(door_closed=False).wait(2)
+    s.trip(1)  # the car creeps away from the landing, door open (unintended movement)
+    s.wait(1).set(door_closed=True).wait(2)
+    out = run(s, CFG)
+    ev = events(out, FaultType.MOVING_WITH_DOOR_OPEN)
+    start = next(o.ts for o in s.obs if isinstance(o, MotionChanged) and o.motion == 1)
+    assert ev[0].event_ts == pytest.approx(start + 0.5, abs=1e-6)
+    assert ev[0].detail["in_door_zone"] is True
+
+
 def test_door_open_too_long():
     s = CarStream(CFG).wait(2).door_cycle(open_s=130).wait(3)
     out = run(s, CFG)

@@ -91,6 +91,7 @@ class _TripInProgress:
     inspection: bool
     zone_changes: list[tuple[float, bool, bool]] = field(default_factory=list)
     end_ts: float | None = None
+    arrived: bool = False  # in a door zone entered during this trip (not the one it left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,9 +278,12 @@ class CarAnalytics:
         out: list[Output] = []
         zone_bits = _ZONE_UP | _ZONE_DN
         if diff & zone_bits and self._trip is not None and prev is not None:
-            self._trip.zone_changes.append(
-                (obs.ts, bool(obs.inputs & _ZONE_UP), bool(obs.inputs & _ZONE_DN))
-            )
+            self._trip.zone_changes.append((obs.ts, bool(obs.inputs & _ZONE_UP), bool(obs.inputs & _ZONE_DN)))
+            now_in = bool(obs.inputs & zone_bits)
+            if now_in and not prev & zone_bits:
+                self._trip.arrived = True
+            elif not now_in:
+                self._trip.arrived = False
         if diff & _DOOR_CLOSED:
             out += self._doors.on_door(obs.ts, bool(obs.inputs & _DOOR_CLOSED), self._floors.floor())
             out += self._check_reopen_loop(obs.ts)
@@ -608,8 +612,11 @@ def _entrapment(car: CarAnalytics) -> bool:
 def _moving_with_door_open(car: CarAnalytics) -> bool:
     if car._motion not in _MOVING or car._door_closed:
         return False
-    # doors may open in advance while the car levels into the door zone (GB 7588 7.7.2.2)
-    return not (car._in_zone and car._motion == _DECELERATING)
+    # Doors may open in advance once the car has arrived in the next landing's door zone (GB 7588
+    # 7.7.2.2), and the board reports rest a few hundred ms after the stop; leaving a landing with
+    # the doors open (unintended movement) is never excused.
+    trip = car._trip
+    return not (car._in_zone and trip is not None and trip.arrived)
 
 
 def _still_trapped(car: CarAnalytics) -> bool:
