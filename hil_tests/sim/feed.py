@@ -37,6 +37,9 @@ FEED_RECORD = struct.Struct("<IhhhBB")
 FEED_RECORD_SIZE = FEED_RECORD.size  # 12
 # dt_us is a u32: a longer quiet gap is sent as repeated records (harmless under sample-and-hold).
 MAX_DT_US = 0xFFFFFFFF
+# Longest trace: 2**45 us is 407 days. Beyond it a single typo'd time would expand into billions of
+# held feed records (a hang in trace_to_feed) instead of an error.
+MAX_TRACE_US = 1 << 45
 _INT16 = (-32768, 32767)
 
 
@@ -98,7 +101,7 @@ def read_trace(source: str | os.PathLike | IO[str]) -> Iterator[CarSample]:
     try:
         header_seen = False
         last_t = -1
-        for line_no, line in enumerate(stream, 1):
+        for line_no, line in _lines(stream, name):
             text = line.strip()
             if not text or text.startswith("#"):
                 continue
@@ -118,6 +121,8 @@ def read_trace(source: str | os.PathLike | IO[str]) -> Iterator[CarSample]:
             t_us = values[0]
             if t_us < 0:
                 raise TraceFormatError(line_no, f"t_us must be >= 0, got {t_us}", name)
+            if t_us > MAX_TRACE_US:
+                raise TraceFormatError(line_no, f"t_us must be <= {MAX_TRACE_US} (407 days), got {t_us}", name)
             if t_us < last_t:
                 raise TraceFormatError(line_no, f"t_us goes backwards ({t_us} after {last_t})", name)
             for col, v in zip(TRACE_HEADER[1:4], values[1:4]):
@@ -135,6 +140,16 @@ def read_trace(source: str | os.PathLike | IO[str]) -> Iterator[CarSample]:
     finally:
         if owned:
             stream.close()
+
+
+def _lines(stream: IO[str], name: str) -> Iterator[tuple[int, str]]:
+    """(line number, line); a byte the file's text encoding refuses is a TraceFormatError, not a crash."""
+    line_no = 0
+    try:
+        for line_no, line in enumerate(stream, 1):
+            yield line_no, line
+    except UnicodeDecodeError as err:
+        raise TraceFormatError(line_no + 1, f"not ASCII text ({err.reason} at byte {err.start} of a block)", name) from None
 
 
 def _is_int(cell: str) -> bool:
