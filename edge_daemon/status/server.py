@@ -256,10 +256,12 @@ class StatusServer:
             trip = (request.query.get("trip") or [""])[0]
             if not trip.lstrip("-").isdigit():
                 raise _HttpError(HTTPStatus.BAD_REQUEST, "trip must be the trip id (start time in ms)")
-            trace = self.live.trip_trace(car, int(trip))
+            # Filtering and decimating a trip takes tens of ms on a Pi: off the loop that reads boards.
+            trace = await asyncio.to_thread(self.live.trip_trace, car, int(trip))
             if trace is None:
                 raise _HttpError(HTTPStatus.NOT_FOUND, "no trace kept for this trip")
-            await self._json(writer, trace.to_json(), head)
+            body = await asyncio.to_thread(lambda: _dumps(trace.to_json()).encode())
+            await self._send(writer, HTTPStatus.OK, body, "application/json", head=head)
         elif path == "/events":
             await self._sse(writer, head)
         elif path == "/metrics" and self._metrics is not None:

@@ -180,6 +180,65 @@ def _minmax_index(series: np.ndarray, max_points: int) -> np.ndarray:
     return np.array(sorted(keep))
 
 
+@dataclass(slots=True, eq=False)
+class _TraceSource:
+    """A trip's raw samples, kept as int16 counts (48 kB for a 20 s trip at 400 Hz).
+
+    The weighting filters run only when someone looks at the trace (`trace()`, then cached):
+    on a Pi they take tens of milliseconds per trip, which the daemon's loop should not spend
+    on every trip of every car for a page nobody may be watching.
+    """
+
+    car: str
+    trip_id: int
+    t0: float
+    rate_hz: float
+    lsb_per_g: int
+    gravity: tuple[int, int, int] | None
+    samples: np.ndarray
+    gaps_s: tuple[tuple[float, float], ...]
+    config: AnalyticsConfig
+    trip_start_s: float
+    trip_end_s: float
+    cached: TripTrace | None = None
+    failed: bool = False
+
+    def trace(self) -> TripTrace | None:
+        if self.cached is None and not self.failed:
+            try:
+                self.cached = self._compute()
+            except ValueError:  # zero gravity vector: a dead sensor, nothing to draw
+                self.failed = True
+        return self.cached
+
+    def _compute(self) -> TripTrace:
+        cfg, rate = self.config, self.rate_hz
+        car_mps2 = car_frame(self.samples, self.lsb_per_g, self.gravity)
+        weighted = np.column_stack([
+            apply_weighting(Weighting.WD, car_mps2[:, 0], rate),
+            apply_weighting(Weighting.WD, car_mps2[:, 1], rate),
+            apply_weighting(Weighting.WK, car_mps2[:, 2], rate),
+        ])
+        return TripTrace(
+            car=self.car,
+            trip_id=self.trip_id,
+            t0=self.t0,
+            rate_hz=rate,
+            raw_mg=(car_mps2 * _MG_PER_MPS2).astype(np.float32),
+            weighted_mg=(weighted * _MG_PER_MPS2).astype(np.float32),
+            region_s=_judged_region(car_mps2[:, 2], rate, cfg),
+            gaps_s=self.gaps_s,
+            limits_mg={
+                "z_max_pp": cfg.vib_z_max_pp_limit_mg,
+                "z_a95_pp": cfg.vib_z_a95_pp_limit_mg,
+                "xy_max_pp": cfg.vib_xy_max_pp_limit_mg,
+                "xy_a95_pp": cfg.vib_xy_a95_pp_limit_mg,
+            },
+            trip_start_s=self.trip_start_s,
+            trip_end_s=self.trip_end_s,
+        )
+
+
 @dataclass(slots=True)
 class _Car:
     """Everything kept for one car; mutated only through LiveState.apply()."""
@@ -199,7 +258,7 @@ class _Car:
     board_events: dict[int, BoardEvent] = field(default_factory=dict)  # raised board EVENTs by kind
     # trips
     trips: deque = field(default_factory=deque)
-    traces: dict[int, TripTrace] = field(default_factory=dict)
+    traces: dict[int, _TraceSource] = field(default_factory=dict)
     vib: deque = field(default_factory=deque)
     trips_total: int = 0
     # doors
@@ -378,7 +437,8 @@ class LiveState:
     def trip_trace(self, car: str, trip_id: int) -> TripTrace | None:
         """The kept trace of a trip (`trip_id` = start time in ms, as in the snapshot), or None."""
         c = self._cars.get(car)
-        return None if c is None else c.traces.get(int(trip_id))
+        source = None if c is None else c.traces.get(int(trip_id))
+        return None if source is None else source.trace()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -421,13 +481,14 @@ class LiveState:
         while len(c.trips) > self.trips_kept:
             c.trips.pop()
         c.floor = trip.to_floor  # None when not anchored or stopped between floors: shown as unknown
-        trace = self._build_trace(c, trip)
-        if trace is not None:
-            c.traces[trace.trip_id] = trace
+        source = self._trace_source(c, trip)
+        if source is not None:
+            c.traces[source.trip_id] = source
             while len(c.traces) > self.traces_kept:
                 del c.traces[next(iter(c.traces))]
 
-    def _build_trace(self, c: _Car, trip: Trip) -> TripTrace | None:
+    def _trace_source(self, c: _Car, trip: Trip) -> _TraceSource | None:
+        """Cut the trip's raw samples out of the VIB buffer (cheap: copies, no filtering)."""
         cfg = c.analytics
         t_from, t_to = trip.start_ts - 0.5, trip.end_ts + cfg.vib_post_s
         blocks = [b for b in c.vib if b.ts_end > t_from and b.ts_first < t_to]
@@ -446,47 +507,22 @@ class LiveState:
                 missing = start - n_total
                 last, nxt = parts[-1][-1].astype(float), np.asarray(b.samples[0], dtype=float)
                 frac = (np.arange(1, missing + 1) / (missing + 1))[:, None]
-                parts.append(last + (nxt - last) * frac)
+                parts.append(np.round(last + (nxt - last) * frac).astype(np.int16))
                 gaps.append((round(n_total / rate, 3), round(start / rate, 3)))
                 n_total = start
             elif start < n_total:
                 skip = n_total - start  # overlap (re-anchored clock): keep what we have
                 if skip >= len(b.samples):
                     continue
-                parts.append(np.asarray(b.samples[skip:], dtype=float))
+                parts.append(np.asarray(b.samples[skip:], dtype=np.int16))
                 n_total += len(b.samples) - skip
                 continue
-            parts.append(np.asarray(b.samples, dtype=float))
+            parts.append(np.asarray(b.samples, dtype=np.int16))
             n_total += len(b.samples)
-        samples = np.vstack(parts)
-        gravity = blocks[-1].gravity
-        try:
-            car_mps2 = car_frame(samples, blocks[0].lsb_per_g, gravity)
-        except ValueError:
-            return None
-        weighted = np.column_stack([
-            apply_weighting(Weighting.WD, car_mps2[:, 0], rate),
-            apply_weighting(Weighting.WD, car_mps2[:, 1], rate),
-            apply_weighting(Weighting.WK, car_mps2[:, 2], rate),
-        ])
-        region = _judged_region(car_mps2[:, 2], rate, cfg)
-        return TripTrace(
-            car=c.car,
-            trip_id=ts_ms(trip.start_ts),
-            t0=t0,
-            rate_hz=float(rate),
-            raw_mg=(car_mps2 * _MG_PER_MPS2).astype(np.float32),
-            weighted_mg=(weighted * _MG_PER_MPS2).astype(np.float32),
-            region_s=region,
-            gaps_s=tuple(gaps),
-            limits_mg={
-                "z_max_pp": cfg.vib_z_max_pp_limit_mg,
-                "z_a95_pp": cfg.vib_z_a95_pp_limit_mg,
-                "xy_max_pp": cfg.vib_xy_max_pp_limit_mg,
-                "xy_a95_pp": cfg.vib_xy_a95_pp_limit_mg,
-            },
-            trip_start_s=round(trip.start_ts - t0, 3),
-            trip_end_s=round(trip.end_ts - t0, 3),
+        return _TraceSource(
+            car=c.car, trip_id=ts_ms(trip.start_ts), t0=t0, rate_hz=float(rate), lsb_per_g=blocks[0].lsb_per_g,
+            gravity=blocks[-1].gravity, samples=np.vstack(parts), gaps_s=tuple(gaps), config=cfg,
+            trip_start_s=round(trip.start_ts - t0, 3), trip_end_s=round(trip.end_ts - t0, 3),
         )
 
     def _car_snapshot(self, c: _Car) -> dict[str, Any]:
