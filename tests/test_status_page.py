@@ -31,6 +31,15 @@ T0 = 1_795_600_000.0
 TOKEN = "s3cret-token-for-tests-0123456789"
 
 
+def _max_pp(x: np.ndarray) -> float:
+    """ISO 18738-1 max peak-to-peak: adjacent half-cycle peaks between zero crossings."""
+    z = np.asarray(x, dtype=float)
+    sign = np.signbit(z)
+    cuts = np.flatnonzero(sign[1:] != sign[:-1]) + 1
+    peaks = np.array([z[a:b][np.argmax(np.abs(z[a:b]))] for a, b in zip(cuts[:-1], cuts[1:])])
+    return float(np.max(np.abs(np.diff(peaks))))
+
+
 def _trip_of(car: str, samples: np.ndarray, t0: float, config: AnalyticsConfig) -> Trip:
     rq, kin = analyse_trip(samples, RATE_HZ, LSB_PER_G, GRAVITY, t0, config)
     end = t0 + len(samples) / RATE_HZ - 0.5
@@ -122,12 +131,7 @@ def test_trace_is_the_signal_the_figures_were_taken_from():
     assert trace is not None and trace.raw_mg.shape == (len(samples), 3)
     assert trace.region_s is not None
     lo, hi = (int(round(s * RATE_HZ)) for s in trace.region_s)
-    z = trace.weighted_mg[lo:hi, 2].astype(float)
-    sign = np.signbit(z)
-    cuts = np.flatnonzero(sign[1:] != sign[:-1]) + 1
-    peaks = np.array([z[a:b][np.argmax(np.abs(z[a:b]))] for a, b in zip(cuts[:-1], cuts[1:])])
-    max_pp = float(np.max(np.abs(np.diff(peaks))))
-    assert max_pp == pytest.approx(trip.ride_quality.z_max_pp_mg, rel=0.02)
+    assert _max_pp(trace.weighted_mg[lo:hi, 2]) == pytest.approx(trip.ride_quality.z_max_pp_mg, rel=0.02)
     j = trace.to_json(max_points=600)
     assert len(j["t_s"]) <= 600 and j["samples"] == len(samples)
     # decimation keeps the extremes of every series
@@ -390,3 +394,52 @@ def test_snapshot_has_no_nan_from_real_analytics():
             for v in x:
                 walk(v)
     walk(snap)
+
+
+def test_fed_like_the_daemon_from_the_real_analytics_engine():
+    """Observations go to the page before analytics, outputs after it (the CarPipeline order)."""
+    from analytics_synth import CarStream
+
+    from liftwatch.edge_daemon.analytics.engine import CarAnalytics
+
+    cfg = AnalyticsConfig(floor_count=10)
+    stream = CarStream(cfg)
+    stream.set(presence=True).wait(2).trip(3, vib_mg=lambda t: 6 * np.sin(2 * np.pi * 5 * t)).wait(1)
+    stream.door_cycle(4.0).wait(3).trip(-2).wait(1).door_cycle(3.0, reopen=(1.0,)).wait(3)
+    stream.trip(1, to_m=stream.pos_m + 1.5).wait(1).set(presence=True).wait(25)  # stuck between floors
+    engine = CarAnalytics("c1", cfg)
+    live = LiveState()
+    live.add_car("c1", analytics=cfg)
+    outputs = []
+    obs = stream.sorted()
+    next_tick = obs[0].ts
+    for o in obs:
+        ts = getattr(o, "ts_end", None) or o.ts
+        while next_tick < ts:
+            outputs += engine.tick(next_tick)
+            next_tick += 1.0
+        live.apply("c1", o)
+        outputs += engine.feed(o)
+    while next_tick < stream.t:
+        outputs += engine.tick(next_tick)
+        next_tick += 1.0
+    for out in outputs:
+        live.apply("c1", out)
+    assert live.unknown_items == 0
+    car = live.snapshot()["cars"][0]
+    trips = [o for o in outputs if getattr(o, "kind", "") == "trip"]
+    assert len(trips) == 3 and car["trips_total"] == 3
+    assert all(t["has_trace"] for t in car["trips"])
+    raised = {o.type.value for o in outputs if getattr(o, "kind", "") == "event" and o.state == "raised"}
+    assert "entrapment" in raised
+    assert "entrapment" in [f["type"] for f in car["open_faults"]]
+    assert car["attention"]["level"] == "critical"
+    assert car["live"]["in_door_zone"] is False
+    assert car["doors"]["cycles"] == 3 and car["doors"]["reopenings"] == 1
+    first = trips[0]
+    trace = live.trip_trace("c1", round(first.start_ts * 1000))
+    assert trace is not None and trace.region_s is not None
+    assert first.ride_quality is not None and first.ride_quality.z_max_pp_mg is not None
+    lo, hi = (int(round(s * trace.rate_hz)) for s in trace.region_s)
+    # Same filter and region rules; the engine's sample window may start a block earlier or later.
+    assert _max_pp(trace.weighted_mg[lo:hi, 2]) == pytest.approx(first.ride_quality.z_max_pp_mg, rel=0.05)
