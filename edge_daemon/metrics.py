@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
-    "Sample",
-    "MetricFamily",
-    "render",
-    "DaemonMetrics",
     "LATENCY_BUCKETS_S",
+    "DaemonMetrics",
+    "MetricFamily",
+    "Sample",
     "board_families",
     "outbox_families",
     "publisher_families",
+    "render",
 ]
 
 # Event latency is judged against a 500 ms p99 target (benchmarks/daemon.py): resolve well below

@@ -29,16 +29,16 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO, Any
 
 __all__ = [
-    "SystemdNotifier",
-    "watchdog_interval_s",
-    "Stage",
-    "ProgressWatchdog",
     "JournalFormatter",
+    "ProgressWatchdog",
+    "Stage",
+    "SystemdNotifier",
     "configure_logging",
+    "watchdog_interval_s",
 ]
 
 log = logging.getLogger("liftwatch.service")
@@ -250,7 +250,7 @@ class JournalFormatter(logging.Formatter):
         if self.journald:
             level = max((lv for lv in _SYSLOG_PRIORITY if lv <= record.levelno), default=logging.DEBUG)
             return f"<{_SYSLOG_PRIORITY[level]}>{line}"
-        ts = datetime.fromtimestamp(record.created, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        ts = datetime.fromtimestamp(record.created, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         return f"{ts} {record.levelname:<7} {line}"
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from liftwatch.edge_daemon.metrics import (
     LATENCY_BUCKETS_S,
     DaemonMetrics,
@@ -23,6 +21,7 @@ from liftwatch.edge_daemon.session import BoardSession
 from liftwatch.edge_daemon.upstream import PublisherCounters, PublisherState
 from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import DropReason, FrameReader, encode_frame
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def _parsed(text: str) -> dict[str, list]:

@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
-
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.faults import FaultEvent, FaultType
 from liftwatch.edge_daemon.analytics.leveling import LevelingResult, LevelingStatus
 from liftwatch.edge_daemon.analytics.ride_quality import analyse_trip
 from liftwatch.edge_daemon.analytics.trips import Trip
-from liftwatch.edge_daemon.observations import Inputs, InputsChanged, LinkState, VibBlock
+from liftwatch.edge_daemon.observations import (
+    Inputs,
+    InputsChanged,
+    LinkState,
+    VibBlock,
+)
 from liftwatch.edge_daemon.status.preview import (
     GRAVITY,
     LSB_PER_G,
@@ -24,7 +29,12 @@ from liftwatch.edge_daemon.status.preview import (
     play,
     synthetic_trip_samples,
 )
-from liftwatch.edge_daemon.status.server import StatusConfig, StatusConfigError, StatusServer, load_token
+from liftwatch.edge_daemon.status.server import (
+    StatusConfig,
+    StatusConfigError,
+    StatusServer,
+    load_token,
+)
 from liftwatch.edge_daemon.status.state import LiveState
 
 T0 = 1_795_600_000.0
@@ -36,7 +46,7 @@ def _max_pp(x: np.ndarray) -> float:
     z = np.asarray(x, dtype=float)
     sign = np.signbit(z)
     cuts = np.flatnonzero(sign[1:] != sign[:-1]) + 1
-    peaks = np.array([z[a:b][np.argmax(np.abs(z[a:b]))] for a, b in zip(cuts[:-1], cuts[1:])])
+    peaks = np.array([z[a:b][np.argmax(np.abs(z[a:b]))] for a, b in pairwise(cuts)])
     return float(np.max(np.abs(np.diff(peaks))))
 
 
@@ -130,7 +140,7 @@ def test_trace_is_the_signal_the_figures_were_taken_from():
     trace = live.trip_trace("c1", round(trip.start_ts * 1000))
     assert trace is not None and trace.raw_mg.shape == (len(samples), 3)
     assert trace.region_s is not None
-    lo, hi = (int(round(s * RATE_HZ)) for s in trace.region_s)
+    lo, hi = (round(s * RATE_HZ) for s in trace.region_s)
     assert _max_pp(trace.weighted_mg[lo:hi, 2]) == pytest.approx(trip.ride_quality.z_max_pp_mg, rel=0.02)
     j = trace.to_json(max_points=600)
     assert len(j["t_s"]) <= 600 and j["samples"] == len(samples)
@@ -255,7 +265,7 @@ async def test_page_and_assets_are_served_locally_with_a_strict_policy(served):
 
 
 async def test_api_snapshot_trace_and_metrics(served):
-    live, server = served
+    _, server = served
     status, _, body = await _get(server.port, "/api/snapshot")
     snap = json.loads(body)
     assert status == 200 and snap["cars"][0]["car"] == "tower-a-lift1"
@@ -312,7 +322,7 @@ async def test_sse_pushes_a_snapshot_then_each_change(served):
 
 
 async def test_close_ends_open_sse_streams(served):
-    live, server = served
+    _, server = served
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
     await writer.drain()
@@ -399,7 +409,6 @@ def test_snapshot_has_no_nan_from_real_analytics():
 def test_fed_like_the_daemon_from_the_real_analytics_engine():
     """Observations go to the page before analytics, outputs after it (the CarPipeline order)."""
     from analytics_synth import CarStream
-
     from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 
     cfg = AnalyticsConfig(floor_count=10)
@@ -440,6 +449,6 @@ def test_fed_like_the_daemon_from_the_real_analytics_engine():
     trace = live.trip_trace("c1", round(first.start_ts * 1000))
     assert trace is not None and trace.region_s is not None
     assert first.ride_quality is not None and first.ride_quality.z_max_pp_mg is not None
-    lo, hi = (int(round(s * trace.rate_hz)) for s in trace.region_s)
+    lo, hi = (round(s * trace.rate_hz) for s in trace.region_s)
     # Same filter and region rules; the engine's sample window may start a block earlier or later.
     assert _max_pp(trace.weighted_mg[lo:hi, 2]) == pytest.approx(first.ride_quality.z_max_pp_mg, rel=0.05)

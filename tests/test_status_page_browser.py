@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from liftwatch.edge_daemon.status.preview import FleetScenario, play
 from liftwatch.edge_daemon.status.server import StatusConfig, StatusServer
 from liftwatch.edge_daemon.status.state import LiveState

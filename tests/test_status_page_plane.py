@@ -10,8 +10,6 @@ import socket
 import time
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from liftwatch.edge_daemon.config import parse_config
 from liftwatch.edge_daemon.daemon import Daemon
 from liftwatch.edge_daemon.envelope import make_message, utc_iso
@@ -22,6 +20,7 @@ from liftwatch.edge_daemon.status.server import StatusConfig
 from liftwatch.edge_daemon.transport import ReconnectBackoff
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import encode_frame
+from prometheus_client.parser import text_string_to_metric_families
 
 AT_FLOOR = 0b111
 

@@ -23,8 +23,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from liftwatch.edge_daemon.metrics import DaemonMetrics, board_families, outbox_families, publisher_families
-from liftwatch.edge_daemon.service import ProgressWatchdog, Stage, SystemdNotifier, watchdog_interval_s
+from liftwatch.edge_daemon.metrics import (
+    DaemonMetrics,
+    board_families,
+    outbox_families,
+    publisher_families,
+)
+from liftwatch.edge_daemon.service import (
+    ProgressWatchdog,
+    Stage,
+    SystemdNotifier,
+    watchdog_interval_s,
+)
 
 from .server import StatusConfig, StatusServer
 from .state import LiveState
@@ -45,6 +55,9 @@ FRAMES_STALL_S = 45.0
 DELIVERY_STALL_S = 120.0
 
 
+_DEFAULT_STATUS = StatusConfig()
+
+
 class OperatorPlane:
     """Status page + metrics + systemd for one daemon (see the module docstring for wiring)."""
 
@@ -52,7 +65,7 @@ class OperatorPlane:
         self,
         site: str,
         boards: Sequence[Any] = (),
-        status: StatusConfig | None = StatusConfig(),
+        status: StatusConfig | None = _DEFAULT_STATUS,
         *,
         notifier: SystemdNotifier | None = None,
         watchdog_s: float | None = None,
@@ -79,7 +92,7 @@ class OperatorPlane:
         """Every observation and analytics output of a car; never raises into the pipeline."""
         try:
             self.live.apply(car, item)
-        except Exception:  # noqa: BLE001 - the page is a view; a bug here must not cost a fact
+        except Exception:
             self.observe_errors += 1
             if self.observe_errors in (1, 10, 100, 1000):
                 log.exception("status page could not take an item", extra={"car": car, "errors": self.observe_errors})
@@ -145,7 +158,7 @@ class OperatorPlane:
         for task in getattr(d, "boards", ()):
             try:
                 self.live.board_status(task.board.car, task.status())
-            except Exception:  # noqa: BLE001 - one board's status must not stop the others'
+            except Exception:
                 log.exception("board status failed", extra={"car": task.board.car})
         upstream = getattr(d, "upstream", None)
         fields: dict[str, Any] = {"broker": upstream.state.value if upstream is not None else None}
@@ -204,4 +217,4 @@ def _unix(iso: Any) -> float | None:
         return None
     from datetime import datetime
 
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(iso).timestamp()  # Python 3.11 reads the trailing Z

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.faults import FaultEvent, FaultType
 from liftwatch.edge_daemon.analytics.leveling import LevelingResult, LevelingStatus
@@ -40,7 +39,7 @@ from liftwatch.edge_daemon.observations import (
 
 from .state import LiveState
 
-__all__ = ["Step", "FleetScenario", "synthetic_trip_samples"]
+__all__ = ["FleetScenario", "Step", "synthetic_trip_samples"]
 
 RATE_HZ = 400
 LSB_PER_G = 4096  # LIS3DH-class part at +-8 g, 12 bit left-justified

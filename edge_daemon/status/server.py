@@ -57,8 +57,9 @@ _COOKIE = "liftwatch_token"
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
 _SECURITY_HEADERS = (
-    ("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-     "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+    ("Content-Security-Policy", ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                 "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
+                                 "base-uri 'none'; form-action 'none'")),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),

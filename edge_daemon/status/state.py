@@ -22,10 +22,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import Any, ClassVar
 
 import numpy as np
-
 from liftwatch.edge_daemon.analytics.common import ts_ms
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.doors import DoorCycle
@@ -53,7 +53,7 @@ from liftwatch.edge_daemon.observations import (
     VibBlock,
 )
 
-__all__ = ["LiveState", "TripTrace", "Attention", "FAULT_SEVERITY"]
+__all__ = ["FAULT_SEVERITY", "Attention", "LiveState", "TripTrace"]
 
 _MG_PER_MPS2 = 1000.0 / G_MPS2
 # Door open -> closed -> open again within this is a reopening (same rule as analytics' default).
@@ -74,7 +74,7 @@ class Attention:
     WARNING = "warning"  # degrading: vibration, leveling, door trouble
     MAINTENANCE = "maintenance"  # technician on site (inspection switch on)
     OK = "ok"
-    RANK = {CRITICAL: 4, FAULT: 3, WARNING: 2, MAINTENANCE: 1, OK: 0}
+    RANK: ClassVar[dict[str, int]] = {CRITICAL: 4, FAULT: 3, WARNING: 2, MAINTENANCE: 1, OK: 0}
 
 
 FAULT_SEVERITY: dict[str, str] = {
@@ -171,7 +171,7 @@ def _minmax_index(series: np.ndarray, max_points: int) -> np.ndarray:
     buckets = max(1, max_points // (2 * len(series)))
     edges = np.linspace(0, n, buckets + 1).astype(int)
     keep: set[int] = set()
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in pairwise(edges):
         if hi <= lo:
             continue
         chunk = series[:, lo:hi]
@@ -501,7 +501,7 @@ class LiveState:
         gaps: list[tuple[float, float]] = []
         n_total = 0
         for b in blocks:
-            start = int(round((b.ts_first - t0) * rate))
+            start = round((b.ts_first - t0) * rate)
             if start > n_total and parts:
                 # Bridge lost samples linearly so the weighting filter runs over the right time base.
                 missing = start - n_total
