@@ -167,6 +167,23 @@ def load_key_file(path: str | os.PathLike) -> bytes:
     return parse_key_hex(raw, str(p))
 
 
+def next_key_path(key_file: str | os.PathLike) -> Path | None:
+    """Where a rotation keeps the next key of ``<dir>/<board>.key``: ``<dir>/<board>.next.key``."""
+    p = Path(key_file)
+    if not p.name.endswith(".key") or p.name.endswith(".next.key"):
+        return None
+    return p.with_name(p.name[: -len(".key")] + ".next.key")
+
+
+def load_key_pair(key_file: str | os.PathLike) -> tuple[bytes, bytes | None]:
+    """(current, pending next) for a daemon `key_file`; both must be private files (KeyStoreError)."""
+    current = load_key_file(key_file)
+    nxt_path = next_key_path(key_file)
+    if nxt_path is None or not os.path.lexists(nxt_path):
+        return current, None
+    return current, load_key_file(nxt_path)
+
+
 def _atomic_write(path: Path, content: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``content``: created 0600, fsync'd, renamed, directory fsync'd.
 
@@ -327,37 +344,47 @@ class KeyStore:
                                fingerprint(keys.next) if keys.next else None, path.stat().st_mtime))
         return out
 
-    # ---- replay state --------------------------------------------------------------------------
+    # ---- replay state ----------------------------------------------------------------------------
     def load_replay(self, board_id: str) -> ReplayGuard:
-        """The board's persisted replay window, or a fresh guard if none was saved.
-
-        A damaged state file is an error, not a fresh guard: silently starting over would accept
-        every recording of the current boot again.
-        """
-        path = self.replay_path(board_id)
-        try:
-            raw = _read_private(path)
-        except FileNotFoundError:
-            return ReplayGuard()
-        try:
-            doc = json.loads(raw)
-            boot_id, top_seq, seen = doc["boot_id"], doc["top_seq"], doc["seen"]
-            ok = (boot_id is None or (type(boot_id) is int and 0 <= boot_id <= 0xFFFF)) and type(top_seq) is int \
-                and 0 <= top_seq <= 0xFFFF and type(seen) is int and 0 <= seen < 1 << 64
-        except (ValueError, KeyError, TypeError):
-            ok = False
-        if not ok:
-            raise KeyStoreError(f"{path}: damaged replay state; remove it only if the board has rebooted "
-                                "since (its boot id then moves past any recording)")
-        return ReplayGuard(boot_id, top_seq, seen)
+        """The board's persisted replay window (see `load_replay_file`)."""
+        return load_replay_file(self.replay_path(board_id))
 
     def save_replay(self, board_id: str, guard: ReplayGuard, *, durable: bool = True) -> None:
-        """Persist the window (atomic). Call after each batch of frames and on shutdown.
+        """Persist the board's replay window (see `save_replay_file`)."""
+        save_replay_file(self.replay_path(board_id), guard, durable=durable)
 
-        ``durable=False`` suits the per-batch saves (a SIGKILLed daemon still finds the last one; only a
-        power cut of the Pi can roll the window back to the last durable save); save durably at least
-        when the boot id changes, since rule 2 (older boot = replay) rests on it.
-        """
-        boot_id, top_seq, seen = guard.state()
-        _atomic_write(self.replay_path(board_id),
-                      json.dumps({"boot_id": boot_id, "top_seq": top_seq, "seen": seen}).encode(), durable=durable)
+
+def load_replay_file(path: str | os.PathLike) -> ReplayGuard:
+    """A persisted replay window, or a fresh guard if none was saved.
+
+    A damaged state file is an error, not a fresh guard: silently starting over would accept every
+    recording of the current boot again.
+    """
+    path = Path(path)
+    try:
+        raw = _read_private(path)
+    except FileNotFoundError:
+        return ReplayGuard()
+    try:
+        doc = json.loads(raw)
+        boot_id, top_seq, seen = doc["boot_id"], doc["top_seq"], doc["seen"]
+        ok = (boot_id is None or (type(boot_id) is int and 0 <= boot_id <= 0xFFFF)) and type(top_seq) is int \
+            and 0 <= top_seq <= 0xFFFF and type(seen) is int and 0 <= seen < 1 << 64
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise KeyStoreError(f"{path}: damaged replay state; remove it only if the board has rebooted "
+                            "since (its boot id then moves past any recording)")
+    return ReplayGuard(boot_id, top_seq, seen)
+
+
+def save_replay_file(path: str | os.PathLike, guard: ReplayGuard, *, durable: bool = True) -> None:
+    """Persist a replay window atomically (mode 0600). Call after batches of frames and on shutdown.
+
+    ``durable=False`` suits the frequent saves (a SIGKILLed daemon still finds the last one; only a
+    power cut of the Pi can roll the window back to the last durable save); save durably at least
+    when the boot id changes, since rule 2 (older boot = replay) rests on it.
+    """
+    boot_id, top_seq, seen = guard.state()
+    _atomic_write(Path(path), json.dumps({"boot_id": boot_id, "top_seq": top_seq, "seen": seen}).encode(),
+                  durable=durable)

@@ -238,3 +238,17 @@ def test_keys_cli(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     assert liftwatch_main(["keys", "--dir", d, "list"]) == 1
     assert "chmod 600" in capsys.readouterr().err
     assert liftwatch_main(["keys", "--dir", str(tmp_path / "none"), "list"]) == 1
+
+
+def test_load_key_pair_for_a_daemon_key_file(store: KeyStore, tmp_path: Path) -> None:
+    old = store.generate(BOARD)
+    assert ks.load_key_pair(store.key_path(BOARD)) == (old, None)
+    new = store.rotate(BOARD)
+    assert ks.load_key_pair(store.key_path(BOARD)) == (old, new)
+    os.chmod(store.next_path(BOARD), 0o644)
+    with pytest.raises(KeyPermissionError):
+        ks.load_key_pair(store.key_path(BOARD))
+    loose = tmp_path / "board.hex"  # a key file outside a store: no next key, same permission rule
+    loose.write_text(old.hex())
+    os.chmod(loose, 0o600)
+    assert ks.load_key_pair(loose) == (old, None)
