@@ -97,11 +97,21 @@ def test_other_cars_are_ignored() -> None:
 
 def test_short_fault_is_listed_not_judged_but_long_one_is() -> None:
     log = CarLog()
-    log.fault("door_open_too_long", local_ts("2026-11-03", "09:00"), local_ts("2026-11-03", "09:29"))
-    log.fault("door_open_too_long", local_ts("2026-11-04", "09:00"), local_ts("2026-11-04", "09:45"))
+    log.fault("leveling_fault", local_ts("2026-11-03", "09:00"), local_ts("2026-11-03", "09:29"))
+    log.fault("leveling_fault", local_ts("2026-11-04", "09:00"), local_ts("2026-11-04", "09:45"))
     f = car_figures("car-1", log.messages, WEEK)
     assert [c.judged for c in f.faults] == [False, True]
     assert f.faults[1].response_late  # nobody came
+
+
+def test_passenger_signals_are_listed_never_judged() -> None:
+    """Movers hold the door for an hour: not the maintenance company's fault."""
+    log = CarLog()
+    log.fault("door_open_too_long", local_ts("2026-11-04", "09:00"), local_ts("2026-11-04", "10:00"))
+    log.fault("alarm_button", local_ts("2026-11-05", "09:00"))
+    f = car_figures("car-1", log.messages, WEEK)
+    assert [c.judged for c in f.faults] == [False, False]
+    assert f.late_responses == 0 and f.verdict.severity is Severity.OK
 
 
 def test_kit_faults_are_never_judged_and_give_offline_time() -> None:
@@ -157,13 +167,24 @@ def test_visit_after_period_end_answers_a_late_evening_fault() -> None:
 
 def test_daily_records_stand_in_for_dropped_trips() -> None:
     log = CarLog()
-    log.daily("2026-11-03", trips=10, door_cycles=12, partial=True)
+    log.daily("2026-11-03", trips=10, door_cycles=12, until="08:00")
     log.daily("2026-11-03", trips=55, door_cycles=70, door_reopenings=7)
     log.daily("2026-11-04", trips=45, door_cycles=50)
     f = car_figures("car-1", log.messages, WEEK)
     assert f.trips_total == 100 and f.door_cycles == 120 and f.door_reopenings == 7
     assert [d.trips for d in f.days] == [None, 55, 45, None, None, None, None]
     assert any("daily records" in n for n in f.notes)
+
+
+def test_latest_partial_daily_record_wins_until_the_complete_one() -> None:
+    log = CarLog()
+    log.daily("2026-11-03", trips=10, door_cycles=12, until="08:00")
+    log.daily("2026-11-03", trips=30, door_cycles=40, until="12:00")
+    log.daily("2026-11-03", trips=20, door_cycles=25, until="10:00")  # arrives late, older
+    assert car_figures("car-1", log.messages, WEEK).days[1].trips == 30
+    log.daily("2026-11-03", trips=55, door_cycles=70)
+    log.daily("2026-11-03", trips=40, door_cycles=50, until="18:00")
+    assert car_figures("car-1", log.messages, WEEK).days[1].trips == 55
 
 
 def test_maintenance_gap_over_15_days() -> None:

@@ -134,16 +134,19 @@ class CarLog:
         trips: int,
         door_cycles: int,
         door_reopenings: int = 0,
-        partial: bool = False,
+        until: str | None = None,
         offline_minutes: float = 0.0,
     ) -> None:
+        """A complete day's record, or with `until` ("HH:MM" local) a partial one ending then."""
+        end = local_ts(day, until or "23:59")
         self._put(
             "daily",
-            f"{day}{':partial' if partial else ''}",
-            local_ts(day, "23:59"),
+            f"{day}{f':partial:{round(end * 1000)}' if until else ''}",
+            end,
             {
                 "day": day,
-                "partial": partial,
+                "partial": until is not None,
+                "until_ts": utc_iso(end) if until else None,
                 "trips": trips,
                 "trips_up": trips // 2,
                 "trips_down": trips - trips // 2,

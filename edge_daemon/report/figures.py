@@ -44,6 +44,7 @@ __all__ = [
     "Verdict",
     "CarFigures",
     "KIT_FAULTS",
+    "PASSENGER_SIGNALS",
     "FAULT_NAMES_ZH",
     "OUT_OF_SERVICE",
     "fault_cases",
@@ -60,6 +61,11 @@ __all__ = [
 
 KIT_FAULTS = frozenset({"sensor_fault", "board_offline"})
 """Faults of the monitoring kit itself: they limit what the report can see, not what the car did."""
+
+PASSENGER_SIGNALS = frozenset({"door_open_too_long", "alarm_button"})
+"""Signals passengers cause as often as faults do (movers holding the door, a child at the alarm
+button). Listed, never judged: when they hide a real fault, that fault is detected and judged on its
+own (`door_reopen_loop` for a door that cannot close, `entrapment` for someone trapped)."""
 
 OUT_OF_SERVICE = frozenset(
     {
@@ -408,7 +414,7 @@ def judge_faults(
     for c in cases:
         on_site = any(v.start_ts <= c.raised_ts <= v.end_ts for v in visits)
         active_at_target = c.open or (c.cleared_ts - c.raised_ts) >= targets.response_s
-        judged = not c.kit and (c.type == "entrapment" or active_at_target)
+        judged = not c.kit and c.type not in PASSENGER_SIGNALS and (c.type == "entrapment" or active_at_target)
         if not judged:
             out.append(c)
             continue
@@ -520,6 +526,16 @@ def dropped_in_period(statuses: Iterable[Mapping[str, Any]], site: str | None, p
             if n - start.get(kind, 0) > 0:
                 out[kind] = out.get(kind, 0) + n - start.get(kind, 0)
     return out
+
+
+def _daily_rank(record: Mapping[str, Any] | None) -> float:
+    """Order of preference among a day's records: complete > later partial > earlier partial."""
+    if record is None:
+        return -math.inf
+    if not record.get("partial"):
+        return math.inf
+    until = parse_ts(record.get("until_ts"))
+    return until if until is not None else -1e18  # a partial of unknown extent loses to any other
 
 
 def day_figures(
@@ -682,11 +698,12 @@ def car_figures(
     visits = [v for v in all_visits if period.contains(v.start_ts)]
     trips = [t for t in trips_of(m for m in mine if m.get("kind") == "trip") if period.contains(t.start_ts)]
 
+    # A day's complete record wins; without one, the partial record that reaches furthest (each
+    # stream end writes one, `until_ts`, and a later one covers more of the day).
     dailies: dict[str, Mapping[str, Any]] = {}
     for m in mine:
         if m.get("kind") == "daily" and isinstance(m.get("day"), str):
-            # The day's final record supersedes a partial one written when the stream ended.
-            if m["day"] not in dailies or not m.get("partial"):
+            if _daily_rank(m) >= _daily_rank(dailies.get(m["day"])):
                 dailies[m["day"]] = m
     days = day_figures(period, trips, dailies, (m for m in mine if m.get("kind") == "door_cycle"))
 
