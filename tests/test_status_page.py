@@ -452,3 +452,14 @@ def test_fed_like_the_daemon_from_the_real_analytics_engine():
     lo, hi = (round(s * trace.rate_hz) for s in trace.region_s)
     # Same filter and region rules; the engine's sample window may start a block earlier or later.
     assert _max_pp(trace.weighted_mg[lo:hi, 2]) == pytest.approx(first.ride_quality.z_max_pp_mg, rel=0.05)
+
+
+def test_door_held_open_during_maintenance_is_not_a_slow_door():
+    live = LiveState()
+    level = int(Inputs.ZONE_UP | Inputs.ZONE_DN)
+    closed, insp = level | int(Inputs.DOOR_CLOSED), int(Inputs.INSPECTION)
+    for t, inputs in [(0, closed), (10, level), (15, closed), (20, closed | insp), (30, level | insp),
+                      (900, closed | insp), (905, closed)]:
+        live.apply("c1", InputsChanged(T0 + t, inputs, 1))
+    doors = live.snapshot()["cars"][0]["doors"]
+    assert doors["cycles"] == 2 and doors["open_s_max"] == 5.0

@@ -452,13 +452,15 @@ class LiveState:
         c.inputs = obs.inputs
         closed = bool(obs.inputs & Inputs.DOOR_CLOSED)
         was_closed = None if before is None else bool(before & Inputs.DOOR_CLOSED)
+        in_service = not obs.inputs & Inputs.INSPECTION and not (before or 0) & Inputs.INSPECTION
         if was_closed is True and not closed:
             if c.door_last_close_ts is not None and obs.ts - c.door_last_close_ts < _REOPEN_WINDOW_S:
                 c.door_reopenings += 1
             c.door_open_ts = obs.ts
         elif was_closed is False and closed and c.door_open_ts is not None:
             c.door_cycles += 1
-            c.door_open_s.append(obs.ts - c.door_open_ts)
+            if in_service:  # a technician holding the door open is not a slow door
+                c.door_open_s.append(obs.ts - c.door_open_ts)
             c.door_open_ts = None
             c.door_last_close_ts = obs.ts
         elif was_closed is None and not closed:
