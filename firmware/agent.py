@@ -298,6 +298,9 @@ class Agent(Tx, Rx):
         up = self.up_ms
         if up - self._hb_at >= cfg["heartbeat_ms"]:
             self._hb_at = up
+            # The one known point where the collector runs (a few ms on an ESP32): rare jobs (HELLO,
+            # ACKs, flash writes) leave a little garbage, the sampling path none.
+            gc.collect()
             self.send_heartbeat()
         if up - self._cnt_at >= cfg["counters_ms"]:
             self._cnt_at = up

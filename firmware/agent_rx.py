@@ -1,5 +1,7 @@
 # The agent's incoming side: ACKs of events, TIME_SYNC, CONFIG (validated, saved, ACKed with the
 # config hash or refused with a reason) and CONTROL commands. A mixin of agent.Agent.
+import gc
+
 from micropython import const
 
 import lwproto
@@ -31,10 +33,15 @@ class Rx:
             self._on_control(seq, p[0] if p else 0, p[1] if len(p) > 1 else 0)
 
     def _on_config(self, seq, settings):
-        import config  # loaded for the job and dropped after: its tables cost 5 KiB of heap
-
+        gc.collect()  # room for the validation code, loaded for the job and dropped after
         try:
+            import config
+
             self._apply_config(config, seq, settings)
+        except MemoryError:
+            # Never a crash for want of heap: the host is told and may send the CONFIG again.
+            gc.collect()
+            self.send_ack(lwproto.T_CONFIG, seq, 3, "board out of memory, retry", self.cfg_hash)
         finally:
             unload("config")
 

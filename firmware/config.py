@@ -1,36 +1,23 @@
-# Board settings: defaults, validation and the config hash.
+# Settings validation: loaded only when a config file exists or a CONFIG frame arrives, then dropped.
 #
-# Settings arrive in CONFIG frames (partial maps merged over the current settings) or from the file
-# lw_config.json on the flash. A candidate is checked as a whole (types, ranges, cross-field rules);
-# a bad one is refused with a reason naming the field and the current settings stay, so no setting
-# can brick the board. Unknown keys are ignored and counted (protocol compatibility rule).
+# A candidate (partial map merged over the current settings) is checked as a whole: types, ranges,
+# cross-field rules. A bad one is refused with a reason naming the field and the current settings
+# stay, so no setting can brick the board. Unknown keys are ignored and counted (protocol rule).
+# Defaults and what each setting means: settings.py.
 import json
 
 from settings import DEFAULTS, config_hash  # noqa: F401 (config_hash re-exported)
 
-# name: (type, min, max); defaults and the meaning of each setting are in settings.py
-SCHEMA = {
-    "rate_hz": (int, 50, 1600),
-    "margin_ms": (int, 0, 4000),
-    "stats_ms": (int, 200, 10000),
-    "heartbeat_ms": (int, 1000, 600000),
-    "counters_ms": (int, 10000, 3600000),
-    "persist_s": (int, 60, 3600),
-    "debounce_ms": (int, 0, 1000),
-    "alarm_hold_ms": (int, 500, 60000),
-    "zone_stop_ms": (int, 1000, 600000),
-    "accel_on_mg": (int, 5, 500),
-    "accel_off_mg": (int, 2, 500),
-    "motion_on_ms": (int, 20, 2000),
-    "motion_off_ms": (int, 20, 5000),
-    "event_retry_ms": (int, 500, 600000),
-    "stream": (int, 0, 2),
-    "baud": (int, 9600, 3000000),
-    "safe_mode_crashes": (int, 2, 50),
-    "wdt_ms": (int, 2000, 60000),
-    "stable_ms": (int, 5000, 3600000),
-    "auto_calibrate": (bool, 0, 1),
+# name: (min, max) for the int settings; the bool ones are listed apart.
+RANGES = {
+    "rate_hz": (50, 1600), "margin_ms": (0, 4000), "stats_ms": (200, 10000), "heartbeat_ms": (1000, 600000),
+    "counters_ms": (10000, 3600000), "persist_s": (60, 3600), "debounce_ms": (0, 1000),
+    "alarm_hold_ms": (500, 60000), "zone_stop_ms": (1000, 600000), "accel_on_mg": (5, 500),
+    "accel_off_mg": (2, 500), "motion_on_ms": (20, 2000), "motion_off_ms": (20, 5000),
+    "event_retry_ms": (500, 600000), "stream": (0, 2), "baud": (9600, 3000000), "safe_mode_crashes": (2, 50),
+    "wdt_ms": (2000, 60000), "stable_ms": (5000, 3600000),
 }
+BOOLS = ("auto_calibrate",)
 BAUDS = (115200, 230400, 460800, 921600, 1000000, 2000000)
 MAX_WINDOW_SAMPLES = 8000  # STATS sums stay small ints (see motion.py)
 
@@ -52,19 +39,19 @@ def merge(current, update, ring_samples, max_rate_hz=1600):
     out = dict(current)
     unknown = 0
     for k in update:
-        if k not in SCHEMA:
-            unknown += 1
-            continue
-        typ, lo, hi = SCHEMA[k]
         v = update[k]
-        if typ is bool:
+        if k in BOOLS:
             if v is not True and v is not False:
                 raise ConfigError(k + ": must be true or false")
-        else:
+        elif k in RANGES:
             if type(v) is not int:
                 raise ConfigError(k + ": must be an integer")
+            lo, hi = RANGES[k]
             if v < lo or v > hi:
                 raise ConfigError("%s: %d out of range %d..%d" % (k, v, lo, hi))
+        else:
+            unknown += 1
+            continue
         out[k] = v
     if out["accel_off_mg"] >= out["accel_on_mg"]:
         raise ConfigError("accel_off_mg: must be below accel_on_mg")
@@ -72,17 +59,16 @@ def merge(current, update, ring_samples, max_rate_hz=1600):
         raise ConfigError("baud: %d not one of %s" % (out["baud"], BAUDS))
     if out["rate_hz"] > max_rate_hz:
         raise ConfigError("rate_hz: %d above this sensor's %d" % (out["rate_hz"], max_rate_hz))
-    # The pre-trip margin is capped by the ring (agent.py); the STATS window is not: its sums must stay
-    # small ints, so its length in samples is bounded at the fastest output rate for the asked rate.
-    rate = out["rate_hz"] * 2
-    if out["stats_ms"] * rate // 1000 > MAX_WINDOW_SAMPLES:
+    # The pre-trip margin is capped by the ring (agent_tx.py). The STATS window's sums must stay small
+    # ints, so its length in samples is bounded (at up to twice the asked rate: the part's next ODR).
+    if out["stats_ms"] * out["rate_hz"] * 2 // 1000 > MAX_WINDOW_SAMPLES:
         raise ConfigError("stats_ms: window above %d samples" % MAX_WINDOW_SAMPLES)
     return out, unknown
 
 
 def load_file(path, ring_samples, max_rate_hz=1600):
-    """Settings from the config file: (settings, error). A missing file is not an error; a bad one
-    gives the defaults and the reason, so the board always boots."""
+    """Settings from the config file: (settings, error). A bad file gives the defaults and the reason,
+    so the board always boots."""
     base = dict(DEFAULTS)
     text = None
     for p in (path, path + ".new"):  # .new: a power cut hit save_file between remove and rename
@@ -105,17 +91,12 @@ def load_file(path, ring_samples, max_rate_hz=1600):
 
 
 def save_file(path, settings):
-    """Write the settings that differ from the defaults; written aside then renamed (atomic on LittleFS)."""
+    """Write the settings aside, then rename over the old file (atomic on LittleFS)."""
     import os
 
-    d = DEFAULTS
-    diff = {}
-    for k in settings:
-        if settings[k] != d.get(k):
-            diff[k] = settings[k]
     tmp = path + ".new"
     with open(tmp, "w") as f:
-        f.write(json.dumps(diff))
+        f.write(json.dumps(settings))
     try:
         os.remove(path)
     except OSError:

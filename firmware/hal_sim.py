@@ -197,7 +197,9 @@ class SimBoard:
             self.edge_t[i] = self.ticks_ms()
             self.edge_v[i] = r[3]
             self.edge_count += 1
-        c = r[4]
+        return r[4]
+
+    def _ctrl(self, c):
         if c == CTRL_CRASH:
             raise SimCrash("crash injected by the sim feed")
         if c == CTRL_POWER_CUT:
@@ -217,8 +219,11 @@ class SimBoard:
             if sensor:
                 sensor.advance_to(self._next_t)
             self.t_us = self._next_t
-            self._apply()
-            if not self._load_next():
+            c = self._apply()
+            more = self._load_next()  # first, so a reboot goes on with the next record
+            if c:
+                self._ctrl(c)
+            if not more:
                 self.ended = True
                 return False
         if sensor:

