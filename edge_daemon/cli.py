@@ -115,7 +115,8 @@ async def _run(config: Any) -> int:
             # from any connected board means the read path is wedged, not that boards are quiet.
             stages = [
                 Stage("boards", lambda: sum(b.reader.frames for b in daemon.boards),
-                      lambda: any(b.phase.value == "ready" for b in daemon.boards), 60.0),
+                      lambda: any(b.phase.value == "ready" and b.pipeline.session.online for b in daemon.boards),
+                      60.0),  # a dead board behind a live USB adapter is offline, not a wedged daemon
                 Stage("upstream", lambda: daemon.upstream.counters.delivered,
                       lambda: daemon.upstream.state.value == "ready" and bool(daemon.outbox.stats().pending), 120.0),
             ]
