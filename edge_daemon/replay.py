@@ -2,8 +2,8 @@
 
 1. The trace CSV becomes the simulated board's feed (`liftwatch.hil.sim.feed`).
 2. The real firmware runs under MicroPython (`liftwatch.upy`) on the simulated HAL: its virtual
-   clock is the feed's time, so it runs as fast as the CPU allows; its UART is a FIFO we read while
-   it runs (the board and the daemon work on both cores at once).
+   clock is the feed's time, so it runs as fast as the CPU allows; its UART capture file is read
+   while it runs (the board and the daemon work on both cores at once).
 3. The UART bytes go through the same FrameReader -> BoardSession -> CarAnalytics -> outbox path as
    a live board (`CarPipeline`), the session in `LinkMode.REPLAY`: there is no host->board link,
    so nothing is ACKed or synced, and board time t maps to `start + t` exactly (the board boots at
@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +31,13 @@ from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
 from liftwatch.hil.sim.feed import FEED_RECORD, trace_to_feed
 from liftwatch.protocol.framing import FrameReader
-from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, micropython_cmd, micropython_env
+from liftwatch.upy import FIRMWARE_DIR, micropython_cmd, micropython_env, run_micropython
 
 # The firmware's entry point (docs/ARCHITECTURE.md: main.py -> agent.run(hal.board())).
 FIRMWARE_MAIN = FIRMWARE_DIR / "main.py"
 READ_CHUNK = 64 * 1024
+# How often the UART capture is polled while the board runs ahead of us.
+TAIL_POLL_S = 0.005
 # Lines of the board's console kept for the error message when the firmware fails.
 CONSOLE_TAIL_LINES = 30
 
@@ -76,6 +77,24 @@ class ReplayResult:
         return self.trace_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
+def build_firmware_image(dest: Path) -> Path:
+    """The firmware as `liftwatch flash` deploys it (mpy-cross, native code for this interpreter's
+    architecture, main.py as source): the board's 96 KiB heap cannot compile the sources itself."""
+    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, compile_firmware, firmware_sources
+
+    probe = run_micropython(["-c", "import sys; print(getattr(sys.implementation, '_mpy', 0))"], paths=())
+    try:
+        mpy = int(probe.stdout.split()[-1])
+    except (IndexError, ValueError):
+        raise ReplayError(f"micropython did not report its mpy version: {probe.stderr.decode(errors='replace')}")
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        compile_firmware(firmware_sources(), dest, _NATIVE_ARCH.get((mpy >> 10) & 0xF))
+    except FlashError as err:
+        raise ReplayError(f"cannot build the firmware image: {err}") from err
+    return dest
+
+
 def _write_feed(trace: Path, feed_path: Path) -> float:
     """Convert the trace; returns its duration in seconds (sum of the records' dt_us)."""
     total_us = 0
@@ -111,18 +130,18 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
         trace_s = await loop.run_in_executor(None, _write_feed, Path(trace), work / "feed.bin")
         fs_dir = work / "fs"
         fs_dir.mkdir(exist_ok=True)
-        uart = work / "uart.fifo"
-        if uart.exists():
-            uart.unlink()
-        os.mkfifo(uart)
-        env = micropython_env((FIRMWARE_DIR, PROTOCOL_DIR), {
+        uart = work / "uart.bin"
+        uart.unlink(missing_ok=True)
+        uart.touch()
+        image = await loop.run_in_executor(None, build_firmware_image, work / "image")
+        env = micropython_env((image,), {
             "LIFTWATCH_SIM_FEED": str(work / "feed.bin"),
             "LIFTWATCH_SIM_UART": str(uart),
             "LIFTWATCH_SIM_FS": str(fs_dir),
             "LIFTWATCH_SIM_SENSOR": settings.sensor,
         })
         with open(console, "wb") as console_file:
-            proc = subprocess.Popen(micropython_cmd([str(FIRMWARE_MAIN)]), env=env, cwd=str(fs_dir),
+            proc = subprocess.Popen(micropython_cmd([str(image / "main.py")]), env=env, cwd=str(fs_dir),
                                     stdout=console_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
         outbox = Outbox(work / "outbox.sqlite")
@@ -144,34 +163,23 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
                 drained[0] += len(batch)
                 drained[1] = batch[-1].seq
 
-        opened = threading.Event()
-
-        def release_reader() -> None:
-            """If the board died before opening its UART, unblock our open() of the FIFO (a
-            writer's open lets a blocked reader's open return; ENXIO until the reader waits)."""
-            proc.wait()
-            while not opened.is_set():
-                try:
-                    os.close(os.open(uart, os.O_WRONLY | os.O_NONBLOCK))
-                    return
-                except OSError:
-                    time.sleep(0.01)
-
-        waiter = loop.run_in_executor(None, release_reader)
-        fd = await loop.run_in_executor(None, os.open, str(uart), os.O_RDONLY)
-        opened.set()
-        try:
+        # Tail the board's UART capture while the board runs (both cores busy); the board's
+        # exit, then one last read, ends the stream.
+        with open(uart, "rb") as capture:
             while True:
-                chunk = await loop.run_in_executor(None, os.read, fd, READ_CHUNK)
-                if not chunk:
+                exited = proc.poll() is not None  # before the read: all it wrote is then on disk
+                chunk = await loop.run_in_executor(None, capture.read, READ_CHUNK)
+                if chunk:
+                    frames = reader.feed(chunk)
+                    if frames:
+                        stored = pipeline.counters.messages
+                        await pipeline.frames(frames, 0.0)
+                        if pipeline.counters.messages != stored:
+                            await store.call(drain)
+                elif exited:
                     break
-                frames = reader.feed(chunk)
-                if frames:
-                    await pipeline.frames(frames, 0.0)
-                    await store.call(drain)
-        finally:
-            os.close(fd)
-        await waiter
+                else:
+                    await asyncio.sleep(TAIL_POLL_S)
         if proc.returncode != 0:
             raise ReplayError(f"firmware exited with status {proc.returncode}", _console_tail(console))
         end_ts = max(settings.start_unix_s + trace_s, session.last_heard_s or 0.0)
