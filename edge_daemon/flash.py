@@ -100,7 +100,8 @@ def compile_firmware(sources: Sequence[Path], out_dir: Path, arch: str | None) -
             shutil.copyfile(src, dst)
         else:
             dst = out_dir / (src.stem + ".mpy")
-            cmd = [mpy_cross, "-o", str(dst)]
+            # -O3: no line numbers or asserts in the bytecode; the firmware's heap budget counts on it.
+            cmd = [mpy_cross, "-O3", "-o", str(dst)]
             if arch:
                 cmd.append(f"-march={arch}")
             r = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)

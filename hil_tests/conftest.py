@@ -36,6 +36,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("liftwatch hil")
     group.addoption("--board", default=None, help="console (REPL) port of a real board, e.g. /dev/ttyUSB0")
     group.addoption("--board-data", default=None, help="data UART port of the real board given with --board")
+    group.addoption(
+        "--board-heap-k",
+        type=int,
+        default=96,
+        help="Python heap (KiB) of mock boards running the firmware (an ESP32 without PSRAM: 96)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -118,7 +124,12 @@ def firmware_present() -> bool:
 
 
 @pytest.fixture(scope="session")
-def firmware_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def board_heap_k(pytestconfig: pytest.Config) -> int:
+    return int(pytestconfig.getoption("--board-heap-k"))
+
+
+@pytest.fixture(scope="session")
+def firmware_image(tmp_path_factory: pytest.TempPathFactory, board_heap_k: int) -> Path:
     """A flash image with the real firmware put on it once per session by `liftwatch flash` (the CLI).
 
     Boards made from copies of it power on straight into main.py, as boards fresh from the
@@ -127,7 +138,7 @@ def firmware_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not firmware_present():
         pytest.skip("firmware not in the tree yet (firmware/main.py, firmware/hal_sim.py)")
     image = tmp_path_factory.mktemp("firmware") / "flashed.img"
-    board = MockBoard(image, speed=1.0)
+    board = MockBoard(image, speed=1.0, heap_k=board_heap_k)
     board.start()
     try:
         r = liftwatch_cli("flash", board.ports.console)
@@ -150,6 +161,7 @@ def flashed(
         count += 1
         name = f"flashed{count}"
         shutil.copyfile(firmware_image, tmp_path / f"{name}.img")
+        kw.setdefault("heap_k", board_heap_k)
         return mock_board_factory(samples, name=name, **kw)
 
     return make

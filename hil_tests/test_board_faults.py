@@ -15,7 +15,7 @@ from liftwatch.hil.mockboard.board import Direction, ResetCause
 from liftwatch.hil.sim.scenario import Scenario
 from liftwatch.protocol.messages import Command, Counters, Event, Heartbeat, Hello, MessageType
 
-from .test_board_scenarios import _calibrate
+from .test_board_scenarios import REST_PREFIX_S, TALK_SPEED, _calibrate
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
@@ -40,10 +40,10 @@ def test_boots_says_hello_and_heartbeats(flashed, frame_tap) -> None:
 def test_power_cuts_at_random_moments_keep_counters_and_boot_count(flashed, frame_tap) -> None:
     rng = random.Random(5)
     sc = Scenario.load("normal_hour")
-    board = flashed(sc.timeline(), speed=0.0, hold_until_us=2_000_000)
+    board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
     tap = frame_tap(board.ports.data)
     _calibrate(tap)
-    board.hold_feed(None)
+    board.set_speed(0.0)
     boots = []
     for cut in range(3):
         board.wait_board_time(board.board_time_us() + rng.randint(20, 200) * 1_000_000, timeout=60)
@@ -63,11 +63,11 @@ def test_power_cuts_at_random_moments_keep_counters_and_boot_count(flashed, fram
 
 def test_unacked_event_survives_a_power_cut(flashed, frame_tap) -> None:
     sc = Scenario.load("entrapment")  # a stop outside the door zone 60 s into the run of floor 2 -> 5
-    board = flashed(sc.timeline(), speed=0.0, hold_until_us=2_000_000)
+    board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
     tap = frame_tap(board.ports.data)
     tap.ack_events = False
     _calibrate(tap)
-    board.hold_feed(None)
+    board.set_speed(0.0)
     first = tap.wait_for(Event, lambda e: e.kind == 2 and e.state == 1, timeout=120)
     board.power_cut(1.0)
     tap.wait_for(Hello, lambda h: h.reset_cause == "power_on", timeout=30)

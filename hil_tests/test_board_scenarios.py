@@ -17,12 +17,17 @@ from liftwatch.protocol.messages import Ack, BoardEventKind, Command, Event, Hel
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
-CALIBRATION_REST_US = 2_000_000  # the car is held at rest this long (sim) while the board calibrates
+# The car stands still this long (sim) before the scenario; the test talks to the board at
+# TALK_SPEED meanwhile (its firmware only runs while its feed advances), then lets it run flat out.
+REST_PREFIX_S = 120.0
+TALK_SPEED = 10.0
 FAST = sorted(n for n in list_scenarios() if not Scenario.load(n).long)
 LONG = sorted(n for n in list_scenarios() if Scenario.load(n).long)
 
 
-def _calibrate(tap, timeout: float = 30.0) -> None:
+def _calibrate(tap, timeout: float = 10.0) -> None:
+    """HELLO (asked for: the boot one went out before we listened), then CONTROL calibrate -> ACK."""
+    tap.send_message(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
     tap.wait_for(Hello, timeout=timeout)
     tap.send_message(MessageType.CONTROL, [Command.CALIBRATE, 0])
     tap.wait_for(Ack, lambda a: a.ack_type == MessageType.CONTROL and a.status == 0, timeout=timeout)
@@ -30,11 +35,11 @@ def _calibrate(tap, timeout: float = 30.0) -> None:
 
 def _run_scenario(name: str, flashed, frame_tap, timeout: float) -> tuple[Scenario, object, object]:
     sc = Scenario.load(name)
-    end_us = sc.ground_truth().t_us
-    board = flashed(sc.timeline(), speed=0.0, hold_until_us=CALIBRATION_REST_US)
+    end_us = sc.ground_truth(REST_PREFIX_S).t_us
+    board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
     tap = frame_tap(board.ports.data)
     _calibrate(tap)
-    board.hold_feed(None)
+    board.set_speed(0.0)
     board.wait_board_time(end_us, timeout=timeout)
     time.sleep(1.0)  # the last frames and the re-sent unacked events
     return sc, board, tap

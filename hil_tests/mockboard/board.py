@@ -48,6 +48,9 @@ BOARD_ROM = Path(__file__).with_name("board_rom.py")
 # board; here its bytecode and objects do. The child gets this much more than the ESP32 heap so
 # main.py starts with what it would have on an ESP32 (checked by test_mockboard's heap test).
 ROM_HEAP_ALLOWANCE_K = 17
+# The simulated HAL keeps a register-level fake accelerometer (fakeaccel.py + one part's fake, about
+# 5 KiB measured) on the same heap; on a board that part is silicon.
+SIM_HARDWARE_HEAP_K = 5
 ESP32_HEAP_K = int(ESP32_HEAPSIZE.rstrip("k"))
 DEFAULT_FS_BYTES = 2 * 1024 * 1024  # the VFS partition of a 4 MB ESP32 module
 _F_SETPIPE_SZ = 1031
@@ -222,7 +225,6 @@ class MockBoard:
         uid: str = "a4cf12e0b001",
         watchdog_s: float = 10.0,
         seed: int = 0,
-        hold_until_us: int | None = None,
         heap_k: int = ESP32_HEAP_K,
         extra_env: dict[str, str] | None = None,
     ) -> None:
@@ -271,7 +273,6 @@ class MockBoard:
         self._hw_cause = ResetCause.POWER_ON
         self._repl_mode = "friendly"
         self._restart_pending: ResetCause | None = None
-        self._hold_t_us = hold_until_us
         self.ports = BoardPorts("", "")
         self.error: BaseException | None = None
 
@@ -382,10 +383,17 @@ class MockBoard:
 
         self.call(lambda: self._add_action(t_us, action))
 
-    def hold_feed(self, t_us: int | None) -> None:
-        """Let the car run only up to ``t_us`` (None: no limit). Tests hold a car at rest until the
-        board is calibrated, whatever the speed."""
-        self.call(lambda: setattr(self, "_hold_t_us", t_us))
+    def set_speed(self, speed: float) -> None:
+        """Change sim time per real time (0: as fast as the board runs). A board's firmware only runs
+        while its feed advances, so tests talk to it at a modest speed and then let it run."""
+        if speed < 0:
+            raise MockBoardError("speed must be >= 0")
+
+        def go() -> None:
+            self.speed = speed
+            self._anchor = None
+
+        self.call(go)
 
     def board_time_us(self) -> int:
         return int(self.call(lambda: self.stats.board_t_us))
@@ -595,7 +603,7 @@ class MockBoard:
         self._stall_since = None
         self.stats.boots[cause] += 1
         self._child = subprocess.Popen(
-            micropython_cmd([str(BOARD_ROM)], heapsize=f"{self.heap_k + ROM_HEAP_ALLOWANCE_K}k"),
+            micropython_cmd([str(BOARD_ROM)], heapsize=f"{self.heap_k + ROM_HEAP_ALLOWANCE_K + SIM_HARDWARE_HEAP_K}k"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -798,9 +806,6 @@ class MockBoard:
                         return TICK_S
                     continue
                 return 0.002
-            if self._hold_t_us is not None and nxt.t_us > self._hold_t_us:
-                self._anchor = None
-                return TICK_S
             if self.speed:
                 if self._anchor is None:
                     self._anchor = (now, self._last_t())

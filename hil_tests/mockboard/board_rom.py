@@ -244,7 +244,11 @@ def _execute(code_src, filename, mode, eof_markers):
     if not _intr_on:
         sys.modules["micropython"].kbd_intr(3)  # every execution starts with Ctrl-C armed
     try:
-        if mode == "single":
+        if mode == "file":
+            # Streamed from the flash by the lexer, as pyexec_file does: the source never sits
+            # whole on the heap the firmware is about to use.
+            execfile(filename, _globals)  # noqa: F821 (a MicroPython builtin)
+        elif mode == "single":
             try:
                 code = compile(code_src, filename, "eval")
             except SyntaxError:
@@ -281,9 +285,8 @@ def _run_file(name):
         os.stat(name)
     except OSError:
         return
-    with open(name) as f:
-        src = f.read()
-    _execute(src, name, "exec", False)
+    gc.collect()
+    _execute(None, name, "file", False)
 
 
 # ---- REPLs ------------------------------------------------------------------------------------

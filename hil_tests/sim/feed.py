@@ -149,7 +149,9 @@ def _lines(stream: IO[str], name: str) -> Iterator[tuple[int, str]]:
         for line_no, line in enumerate(stream, 1):
             yield line_no, line
     except UnicodeDecodeError as err:
-        raise TraceFormatError(line_no + 1, f"not ASCII text ({err.reason} at byte {err.start} of a block)", name) from None
+        raise TraceFormatError(
+            line_no + 1, f"not ASCII text ({err.reason} at byte {err.start} of a block)", name
+        ) from None
 
 
 def _is_int(cell: str) -> bool:

@@ -134,19 +134,25 @@ class Scenario:
             source=source,
         )
 
-    def timeline(self, seed: int | None = None) -> Iterator[CarSample | BoardFault]:
-        """The car's samples in time order, with board faults interleaved at their times."""
+    def timeline(self, seed: int | None = None, rest_prefix_s: float = 0.0) -> Iterator[CarSample | BoardFault]:
+        """The car's samples in time order, with board faults interleaved at their times.
+
+        ``rest_prefix_s``: the car first stands still that long (a board calibrates at rest)."""
         sim = CarSim(self.car, seed=self.seed if seed is None else seed, start_floor=self.start_floor)
         yield from sim.now()
+        if rest_prefix_s:
+            yield from sim.wait(rest_prefix_s)
         yield from _run_steps(sim, self.steps, self.source)
 
     def samples(self, seed: int | None = None) -> Iterator[CarSample]:
         """Only the samples (for a trace file)."""
         return (x for x in self.timeline(seed) if isinstance(x, CarSample))
 
-    def ground_truth(self) -> CarSim:
+    def ground_truth(self, rest_prefix_s: float = 0.0) -> CarSim:
         """Run the car through the whole scenario and return it: its ``trips``, ``door_cycles``, ``t_us``."""
         sim = CarSim(self.car, seed=self.seed, start_floor=self.start_floor)
+        for _ in sim.wait(rest_prefix_s) if rest_prefix_s else ():
+            pass
         for _ in _run_steps(sim, self.steps, self.source):
             pass
         return sim
