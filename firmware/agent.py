@@ -99,6 +99,7 @@ class Agent(Tx, Rx):
         self._stream_end = 0
         self._cal_seq = -1
         self._quiet_prev = None
+        self._on_frame = self.on_frame  # bound once: a bound method made per pass would allocate
         self.hello_sent = 0
         self.passes = 0
         self.samples = 0
@@ -191,7 +192,7 @@ class Agent(Tx, Rx):
         else:
             progress = True
             self.inputs.poll(now)
-        self.link.poll(self.on_frame)
+        self.link.poll(self._on_frame)
         self._send_events(now)
         self._periodic(now)
         self.link.pump(now)

@@ -50,6 +50,13 @@ def build_mpy(dest: Path, march: str = "x64") -> Path:
     return dest
 
 
+# The simulated hardware lives on the board's Python heap here but is silicon on a board: hal_sim
+# with its feed and UART buffers, fakeaccel and one part's fake (about 12 KiB measured on the 64-bit
+# unix port), plus this harness's runner and hooks. Runs get this much on top of the ESP32's 96 KiB
+# so the firmware itself starts with what it would have on the board (the mock board does the same).
+SIM_HEAP_ALLOWANCE_K = 16
+BOARD_HEAP = f"{96 + SIM_HEAP_ALLOWANCE_K}k"
+
 _MPY_DIR: Path | None = None
 
 
@@ -213,7 +220,7 @@ if a is not None:
 
 def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str = "power_on", seed: int = 1,
                  setup: str = "", extra: str = "", max_boots: int = 10, paths=None,
-                 timeout: float = 120, heapsize: str = "96k", rx: bytes = b"") -> Run:
+                 timeout: float = 120, heapsize: str = BOARD_HEAP, rx: bytes = b"") -> Run:
     """Run the agent on a SimBoard fed ``feed``; the board's flash is ``tmp/fs`` (kept across calls)."""
     fs = tmp / "fs"
     fs.mkdir(exist_ok=True)
@@ -248,13 +255,15 @@ def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str =
                summary.get("boots", []))
 
 
-def run_script(tmp: Path, source: str, *, paths=None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+def run_script(tmp: Path, source: str, *, paths=None, timeout: float = 120,
+               heapsize: str = BOARD_HEAP) -> subprocess.CompletedProcess[bytes]:
     """Run a MicroPython test script (precompiled, like the firmware) with the board modules importable."""
     script = tmp / "fwscript.py"
     script.write_text(source)
     subprocess.run([MPY_CROSS, "-o", str(tmp / "fwscript.mpy"), str(script)], check=True, capture_output=True)
     script.unlink()
-    return run_micropython(["-m", "fwscript"], paths=(tmp, *(paths or (mpy_dir(),))), cwd=tmp, timeout=timeout)
+    return run_micropython(["-m", "fwscript"], paths=(tmp, *(paths or (mpy_dir(),))), cwd=tmp, timeout=timeout,
+                           heapsize=heapsize)
 
 
 def host_frame(mtype: int, payload, boot_id: int = 0, seq: int = 0) -> bytes:

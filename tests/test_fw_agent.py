@@ -174,11 +174,8 @@ agent.Agent.step = _locked
 """
 
 
-@pytest.mark.xfail(reason="class patch of Agent.step not taking effect in the runner yet (locked == 0): "
-                   "the heap_lock proof is measured by benchmarks/firmware.py instead", strict=False)
 def test_a_loop_pass_allocates_nothing(tmp_path):
     fb = FeedBuilder().rest(4).trip().rest(3).door_cycle().trip(up=False).rest(50)
-    # Zero allocation does not depend on the heap size; the instrumented runner needs a little more.
     run = run_firmware(tmp_path, fb.bytes(), setup=HEAP_LOCK, heapsize="128k",
                        extra='put("locked", b.locked)\nput("states", [i for i in range(4) if b.states[i]])')
     assert run.returncode == 0, run.stdout + run.stderr  # a MemoryError under heap_lock would end the run
@@ -198,9 +195,7 @@ def test_config_is_validated_refused_with_reason_and_persisted(tmp_path):
         host_frame(T_CONTROL, [99, 0], seq=5),
         host_frame(11, [4, 0], seq=6),  # request_hello
     ])
-    # KNOWN LIMIT: with the simulated HAL resident on the 64-bit unix port, loading the validation
-    # module on demand needs more contiguous heap than 96 KiB leaves; this runs at 128 KiB.
-    run = run_firmware(tmp_path, FeedBuilder().rest(10).bytes(), rx=rx, heapsize="128k")
+    run = run_firmware(tmp_path, FeedBuilder().rest(10).bytes(), rx=rx)
     acks = {f.payload[1]: f.payload for f in run.of(T_ACK)}
     assert acks[1][2] == 1 and acks[1][3].startswith("rate_hz")
     assert acks[2][2] == 1 and acks[2][3] == "stats_ms: must be an integer"
@@ -211,16 +206,16 @@ def test_config_is_validated_refused_with_reason_and_persisted(tmp_path):
     assert len(hellos) == 2 and hellos[1].payload[3] == acks[4][4]
     assert [f.payload[0] for f in run.of(T_STATS)][-1] == 2000
     # survives a reboot
-    again = run_firmware(tmp_path, FeedBuilder().rest(5).bytes(), heapsize="128k")  # see KNOWN LIMIT above
+    again = run_firmware(tmp_path, FeedBuilder().rest(5).bytes())
     assert again.returncode == 0, again.stdout
     assert again.of(T_HELLO)[0].payload[3] == acks[4][4]
     # a bad config file never bricks the board: defaults, and the reason is kept
     (tmp_path / "fs" / "lw_config.json").write_text('{"rate_hz": 99999}')
-    bad = run_firmware(tmp_path, FeedBuilder().rest(3).bytes(), heapsize="128k")
+    bad = run_firmware(tmp_path, FeedBuilder().rest(3).bytes())
     assert bad.summary["config_error"].startswith("config file: rate_hz")
     assert bad.of(T_HELLO)[0].payload[6] == 400
     (tmp_path / "fs" / "lw_config.json").write_text("{not json")
-    assert run_firmware(tmp_path, FeedBuilder().rest(3).bytes(), heapsize="128k").summary["config_error"] == "config file: not valid JSON"
+    assert run_firmware(tmp_path, FeedBuilder().rest(3).bytes()).summary["config_error"] == "config file: not valid JSON"
 
 
 def test_time_sync_counters_and_stream_mode(tmp_path):
