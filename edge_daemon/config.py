@@ -26,6 +26,7 @@ from typing import Any
 
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.config import ConfigError as AnalyticsConfigError
+from liftwatch.edge_daemon.keystore import KeyStoreError, load_key_pair
 from liftwatch.edge_daemon.session import SessionConfig
 from liftwatch.edge_daemon.transport import LinkKind
 from liftwatch.edge_daemon.upstream import MqttConfig, TlsConfig, UpstreamConfig
@@ -117,7 +118,9 @@ BOARD_KEYS = (
     Key("baudrate", int, 921_600, "UART speed of the board's link.", minimum=1200),
     Key("address", str, "", "BLE address of the board. Required for `link = \"ble\"`."),
     Key("board_id", str, "", "Expected HELLO board id; a different board on this port is reported."),
-    Key("key_file", str, "", "File with the board's HMAC key in hex (16-64 bytes); empty = no tags."),
+    Key("key_file", str, "", "File with the board's HMAC key in hex (16-64 bytes), readable by the daemon's user "
+        "only (mode 0600, else refused); empty = no tags. A pending `<name>.next.key` beside a `<name>.key` "
+        "(`liftwatch keys rotate`, `liftwatch flash --keystore`) is accepted too until promoted."),
     Key("require_tag", bool, False, "Drop untagged frames from this board (needs `key_file`)."),
 )
 SECTIONS = {
@@ -142,6 +145,7 @@ class BoardConfig:
     baudrate: int = 921_600
     board_id: str = ""
     key: bytes | None = None
+    next_key: bytes | None = None  # a rotated key the reflashed board may already use (keystore.py)
     require_tag: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)  # CONFIG pushed to the board
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
@@ -235,15 +239,14 @@ def _read_secret(path: str, where: str, source: str, base_dir: Path) -> str:
         raise ConfigError(source, where, f"cannot read {path!r}: {err}") from None
 
 
-def _key_bytes(path: str, where: str, source: str, base_dir: Path) -> bytes:
-    text = _read_secret(path, where, source, base_dir)
+def _key_bytes(path: str, where: str, source: str, base_dir: Path) -> tuple[bytes, bytes | None]:
+    """(current, pending next) key; private files only, contents never echoed (edge_daemon/keystore.py)."""
     try:
-        key = bytes.fromhex(text)
-    except ValueError as err:
-        raise ConfigError(source, where, "key file must hold the key in hex") from err  # never echo the key
-    if not 16 <= len(key) <= 64:
-        raise ConfigError(source, where, f"key must be 16 to 64 bytes, got {len(key)}")
-    return key
+        return load_key_pair((base_dir / path).expanduser())
+    except KeyStoreError as err:
+        raise ConfigError(source, where, str(err)) from None
+    except (OSError, ValueError) as err:  # a NUL in the path, a directory
+        raise ConfigError(source, where, f"cannot read {path!r}: {err}") from None
 
 
 def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Path = Path(".")) -> DaemonConfig:
@@ -308,13 +311,13 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
         if address in seen_links:
             raise ConfigError(source, where, f"{address} is already used by another board")
         seen_links.add(address)
-        key = _key_bytes(b["key_file"], f"{where}.key_file", source, base_dir) if b["key_file"] else None
+        key, next_key = _key_bytes(b["key_file"], f"{where}.key_file", source, base_dir) if b["key_file"] else (None, None)
         if b["require_tag"] and key is None:
             raise ConfigError(source, f"{where}.require_tag", "needs key_file")
         settings = _as_table(table.get("settings", {}), f"{where}.settings", source)
         boards.append(BoardConfig(
             car=b["car"], link=link, address=address, baudrate=b["baudrate"], board_id=b["board_id"],
-            key=key, require_tag=b["require_tag"], settings=dict(settings),
+            key=key, next_key=next_key, require_tag=b["require_tag"], settings=dict(settings),
             analytics=_analytics(_as_table(table.get("analytics", {}), f"{where}.analytics", source),
                                  analytics, f"{where}.analytics", source),
         ))

@@ -124,6 +124,8 @@ def test_unreadable_and_malformed_files(tmp_path):
 def test_key_file_is_read_as_hex_and_never_echoed(tmp_path):
     (tmp_path / "good.hex").write_text("00112233445566778899aabbccddeeff\n")
     (tmp_path / "bad.hex").write_text("correct horse battery staple")
+    for name in ("good.hex", "bad.hex"):
+        (tmp_path / name).chmod(0o600)  # key files must be private (edge_daemon/keystore.py)
     base = '[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\nrequire_tag = true\nkey_file = "{}"\n'
     cfg = load_config(write(tmp_path, base.format("good.hex")))  # relative to the config file
     assert cfg.boards[0].key == bytes.fromhex("00112233445566778899aabbccddeeff")
