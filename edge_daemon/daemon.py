@@ -19,6 +19,7 @@ re-sending the events meanwhile and the session re-emits none of them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from typing import Any, Protocol
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import BoardConfig, DaemonConfig
 from liftwatch.edge_daemon.envelope import InvalidMessageError, make_message, utc_iso
+from liftwatch.edge_daemon.keystore import load_replay_file, save_replay_file
 from liftwatch.edge_daemon.observations import BoardEvent, Observation
 from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
 from liftwatch.edge_daemon.session import BoardSession, LinkMode
@@ -246,6 +248,9 @@ class BoardTask:
     clock: Callable[[], float] = time.time
     phase: LinkPhase = LinkPhase.DISCONNECTED
     counters: LinkCounters = field(default_factory=LinkCounters)
+    replay_path: Path | None = None  # tagged boards: the replay window persists here (SPEC section 4)
+    _replay_saved: tuple | None = None
+    _rotations_seen: int = 0
     _writes: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(WRITE_QUEUE_FRAMES))
 
     @property
@@ -310,18 +315,51 @@ class BoardTask:
                     read = None
                     self.counters.bytes_in += len(chunk)
                     frames = reader.feed(chunk)
+                    if reader.key_rotations != self._rotations_seen:
+                        self._follow_key_rotation()
+                    if frames and self.replay_path is not None:
+                        self._persist_replay(on_tick=False)
                     if frames:
                         self.backoff.reset()  # the link really works (not just opened)
                         await pipeline.frames(frames, clock())
                 if clock() >= next_tick:
                     next_tick = clock() + TICK_S
                     await pipeline.tick(clock())
+                    if self.replay_path is not None:
+                        self._persist_replay(on_tick=True)
                 self._queue_outgoing()
         finally:
+            if self.replay_path is not None:
+                self._persist_replay(on_tick=True)
             stop_wait.cancel()
             if read is not None:
                 read.cancel()
                 await asyncio.gather(read, return_exceptions=True)
+
+    def _persist_replay(self, on_tick: bool) -> None:
+        """Save the replay window: at once and durably when the boot id changed, else once per tick.
+
+        A daemon killed between ticks may accept, once, a replay of the last second of the current
+        boot; frames of earlier boots stay refused (SECURITY.md)."""
+        state = self.reader.replay.state()
+        if state == self._replay_saved:
+            return
+        new_boot = self._replay_saved is None or state[0] != self._replay_saved[0]
+        if not (on_tick or new_boot):
+            return
+        try:
+            save_replay_file(self.replay_path, self.reader.replay, durable=new_boot)
+        except OSError as err:  # disk full: keep serving; the window in memory still protects this run
+            _LOG.warning("replay window not saved to %s: %s", self.replay_path, err)
+            return
+        self._replay_saved = state
+
+    def _follow_key_rotation(self) -> None:
+        """The board came back with its next key: tag host->board frames with it too."""
+        self._rotations_seen = self.reader.key_rotations
+        session = self.pipeline.session
+        session.config = dataclasses.replace(session.config, key=self.reader.key)
+        _LOG.info("board %s: now on its rotated key (run `liftwatch keys promote`)", self.board.car)
 
     def _queue_outgoing(self) -> None:
         for wire in self.pipeline.session.take_outgoing():
@@ -382,9 +420,13 @@ class Daemon:
         session = BoardSession(self.config.session_for(board), LinkMode.LIVE, label=board.car)
         pipeline = CarPipeline(self.config.site, board.car, session, CarAnalytics(board.car, board.analytics),
                                store, board.board_id)
-        reader = FrameReader(key=board.key, require_tag=board.require_tag)
+        reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
+        replay_path = None
+        if board.key is not None:  # the window must outlive the daemon, or a restart reopens it
+            replay_path = self.config.state_dir / f"replay-{board.car}.json"
+            reader.replay = load_replay_file(replay_path)
         return BoardTask(board, transport, pipeline, reader, self.config.write_timeout_s, self._backoff(),
-                         self.clock)
+                         self.clock, replay_path=replay_path)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then flush analytics state and let upstream drain briefly."""
