@@ -2,7 +2,7 @@
 #
 # A candidate (partial map merged over the current settings) is checked as a whole: types, ranges,
 # cross-field rules. A bad one is refused with a reason naming the field and the current settings
-# stay, so no setting can brick the board. Unknown keys are ignored and counted (protocol rule).
+# stay, so no setting can brick the board. An unknown key is refused too (protocol/SPEC.md).
 # Defaults and what each setting means: settings.py.
 import json
 
@@ -31,13 +31,12 @@ class ConfigError(ValueError):
 
 
 def merge(current, update, ring_samples, max_rate_hz=1600):
-    """Validated copy of current with update applied; returns (settings, unknown_keys).
+    """Validated copy of current with update applied; returns (settings, 0).
 
     Raises ConfigError naming the first bad field."""
     if not isinstance(update, dict):
         raise ConfigError("settings must be a map")
     out = dict(current)
-    unknown = 0
     for k in update:
         v = update[k]
         if k in BOOLS:
@@ -50,8 +49,8 @@ def merge(current, update, ring_samples, max_rate_hz=1600):
             if v < lo or v > hi:
                 raise ConfigError("%s: %d out of range %d..%d" % (k, v, lo, hi))
         else:
-            unknown += 1
-            continue
+            # SPEC: the board refuses unknown CONFIG keys, so an operator learns of a typo at once.
+            raise ConfigError(str(k) + ": unknown setting")
         out[k] = v
     if out["accel_off_mg"] >= out["accel_on_mg"]:
         raise ConfigError("accel_off_mg: must be below accel_on_mg")
@@ -63,7 +62,7 @@ def merge(current, update, ring_samples, max_rate_hz=1600):
     # ints, so its length in samples is bounded (at up to twice the asked rate: the part's next ODR).
     if out["stats_ms"] * out["rate_hz"] * 2 // 1000 > MAX_WINDOW_SAMPLES:
         raise ConfigError("stats_ms: window above %d samples" % MAX_WINDOW_SAMPLES)
-    return out, unknown
+    return out, 0
 
 
 def load_file(path, ring_samples, max_rate_hz=1600):

@@ -47,6 +47,10 @@ class Link:
         self.rx_drops = 0
         self.sent = 0
         self.rx = bytearray(_RXBUF)
+        # SPEC "Replay protection" rules 3-5 for tagged host frames: newest host seq and a 64-frame
+        # window (bit i of the 8 bytes: seq top - i seen). New per boot, as the boot id is.
+        self.host_top = -1
+        self._window = bytearray(8)
         self.set_baud(baud)
         self._t = board.ticks_ms()
         self._tokens = _TXBUF
@@ -122,6 +126,32 @@ class Link:
             self.depth -= 1
             self.sent += 1
 
+    def _fresh(self, seq):
+        w = self._window
+        if self.host_top < 0:
+            self.host_top = seq
+            w[0] = 1
+            return True
+        d = (seq - self.host_top) & 0xFFFF
+        if d == 0:
+            return False
+        if d < 0x8000:  # ahead: slide the window by d
+            for i in range(63, -1, -1):
+                j = i - d
+                bit = j >= 0 and (w[j >> 3] >> (j & 7)) & 1
+                if bit:
+                    w[i >> 3] |= 1 << (i & 7)
+                else:
+                    w[i >> 3] &= ~(1 << (i & 7)) & 0xFF
+            w[0] |= 1
+            self.host_top = seq
+            return True
+        back = 0x10000 - d
+        if back >= 64 or (w[back >> 3] >> (back & 7)) & 1:
+            return False  # too old, or seen
+        w[back >> 3] |= 1 << (back & 7)
+        return True
+
     # ---- in ---------------------------------------------------------------------------------------
     def poll(self, handler):
         """Decode what the host sent; handler(mtype, boot_id, seq, payload) per good frame."""
@@ -138,8 +168,8 @@ class Link:
             except lwproto.ProtocolError:
                 self.rx_drops += 1
                 continue
-            if self.authenticated and boot_id != self.boot_id:
-                self.rx_drops += 1  # replay rule: host frames echo this boot's id
+            if self.authenticated and (boot_id != self.boot_id or not self._fresh(seq)):
+                self.rx_drops += 1  # replay rules: this boot's id, a host seq not seen before
                 continue
             if type(payload) is not list:
                 self.rx_drops += 1

@@ -191,8 +191,9 @@ def test_config_is_validated_refused_with_reason_and_persisted(tmp_path):
         host_frame(T_CONFIG, [{"rate_hz": 5000}], seq=1),
         host_frame(T_CONFIG, [{"stats_ms": "fast"}], seq=2),
         host_frame(T_CONFIG, [{"accel_off_mg": 40}], seq=3),
-        host_frame(T_CONFIG, [{"stats_ms": 2000, "future_knob": 1}], seq=4),
+        host_frame(T_CONFIG, [{"stats_ms": 2000}], seq=4),
         host_frame(T_CONTROL, [99, 0], seq=5),
+        host_frame(T_CONFIG, [{"stats_ms": 3000, "stat_ms": 1}], seq=7),  # a typo: refused whole (SPEC)
         host_frame(11, [4, 0], seq=6),  # request_hello
     ])
     run = run_firmware(tmp_path, FeedBuilder().rest(10).bytes(), rx=rx)
@@ -202,6 +203,7 @@ def test_config_is_validated_refused_with_reason_and_persisted(tmp_path):
     assert acks[3][2] == 1 and "accel_off_mg" in acks[3][3]
     assert acks[4][2] == 0 and acks[4][4] == run.summary["cfg_hash"]
     assert acks[5][2] == 2 and acks[5][3] == "unknown command"
+    assert acks[7][2] == 1 and acks[7][3] == "stat_ms: unknown setting" and acks[7][4] == acks[4][4]
     hellos = run.of(T_HELLO)
     assert len(hellos) == 2 and hellos[1].payload[3] == acks[4][4]
     assert [f.payload[0] for f in run.of(T_STATS)][-1] == 2000
@@ -261,3 +263,15 @@ def test_source_form_gives_the_same_frames_as_the_mpy_form(tmp_path):
     assert [(f.type, f.seq, f.t_ms, f.payload) for f in src.frames if f.type != T_HEARTBEAT] == \
         [(f.type, f.seq, f.t_ms, f.payload) for f in mpy.frames if f.type != T_HEARTBEAT]
     assert len(mpy.of(T_VIB)) > 20
+
+
+def test_watchdog_resets_a_board_whose_sampling_stalls(tmp_path):
+    # A firmware bug that stops sampling (the loop still runs): no progress, no watchdog feed.
+    setup = "import agent\nagent.Agent._sample = lambda self, now: False\n"
+    run = run_firmware(tmp_path, FeedBuilder().rest(40).bytes(), setup=setup)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.boots == ["wdt", "wdt", "wdt"]  # 8 s watchdog, three times: then safe mode
+    hellos = run.of(T_HELLO)
+    assert [h.payload[4] for h in hellos] == ["power_on", "wdt", "wdt", "wdt"]
+    assert [round(h.t_ms / 1000) for h in hellos[1:]] == [8, 16, 24]
+    assert hellos[-1].payload[9] is True and run.summary["safe_mode"] is True
