@@ -195,7 +195,7 @@ function renderCar(c) {
         ["last data", `${clock(live.last_ts)} (${ago(live.last_ts)} ago)`]]));
   panel("p-faults", ["Open faults", h("span", { class: "zh" }, "当前故障")],
     c.open_faults.length ? h("table", {},
-      h("tr", {}, h("th", {}, "fault"), h("th", {}, "since"), h("th", { class: "num" }, "for"), h("th", { class: "num" }, "GB/T 24476")),
+      h("tr", {}, h("th", {}, "fault"), h("th", {}, "since"), h("th", { class: "num" }, "for"), h("th", { class: "num", title: "GB/T 24476-2017 fault code" }, "code")),
       ...c.open_faults.map((f) => h("tr", { "data-fault": f.type },
         h("td", {}, faultChip(f)), h("td", {}, clock(f.raised_ts)), h("td", { class: "num" }, ago(f.raised_ts)),
         h("td", { class: "num" }, f.gbt24476_code ?? "—")))) : h("div", { class: "muted" }, "none"));
@@ -349,7 +349,15 @@ function drawTrace() {
     }
     for (const [name, ys, color, width] of p.series) {
       g.strokeStyle = color; g.lineWidth = width; g.beginPath();
-      for (let i = 0; i < ys.length; i++) { const x = X(t[i]), y = Y(ys[i]); i ? g.lineTo(x, y) : g.moveTo(x, y); }
+      // The raw trace carries the car's own acceleration on the ramps, far beyond the vibration
+      // scale: leave those stretches out rather than draw them as flat lines along the frame.
+      let pen = false;
+      for (let i = 0; i < ys.length; i++) {
+        if (name === "raw" && Math.abs(ys[i]) > peak) { pen = false; continue; }
+        const x = X(t[i]), y = Y(ys[i]);
+        pen ? g.lineTo(x, y) : g.moveTo(x, y);
+        pen = true;
+      }
       g.stroke();
     }
     for (const [lim, color, dash] of [[p.limMax, "#c62828", []], [p.limA95, "#ef9a9a", [6, 4]]]) {
@@ -366,7 +374,7 @@ function drawTrace() {
   const ts = niceStep(tMax / 3);
   for (let s = 0; s <= tMax; s += ts) g.fillText(`${s.toFixed(ts < 1 ? 1 : 0)} s`, X(s), cssH - bottom + 6);
   legend.replaceChildren(
-    ...[["sw-raw", "raw z (car frame, gravity removed)"], ["sw-wz", "Wk-weighted z"], ["sw-wx", "Wd-weighted x"],
+    ...[["sw-raw", "raw z (car frame, gravity removed; ramps off scale)"], ["sw-wz", "Wk-weighted z"], ["sw-wx", "Wd-weighted x"],
       ["sw-wy", "Wd-weighted y"], ["sw-lim", "± ½ max peak-to-peak limit"], ["sw-a95", "± ½ A95 peak-to-peak limit"],
       ["sw-region", "constant-speed region"]]
       .map(([cls, label]) => h("span", {}, h("span", { class: `swatch ${cls}` }), label)));
