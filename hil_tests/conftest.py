@@ -151,7 +151,7 @@ def firmware_image(tmp_path_factory: pytest.TempPathFactory, board_heap_k: int) 
 
 @pytest.fixture
 def flashed(
-    firmware_image: Path, tmp_path: Path, mock_board_factory: Callable[..., MockBoard]
+    firmware_image: Path, board_heap_k: int, tmp_path: Path, mock_board_factory: Callable[..., MockBoard]
 ) -> Callable[..., MockBoard]:
     """Start a mock board whose flash holds the real firmware (a copy of ``firmware_image``)."""
     count = 0

@@ -45,13 +45,14 @@ def test_power_cuts_at_random_moments_keep_counters_and_boot_count(flashed, fram
     _calibrate(tap)
     board.set_speed(0.0)
     boots = []
-    for cut in range(3):
+    for _ in range(3):
         board.wait_board_time(board.board_time_us() + rng.randint(20, 200) * 1_000_000, timeout=60)
         tap.send_message(MessageType.CONTROL, [Command.REQUEST_COUNTERS, 0])
         before = tap.wait_for(Counters, timeout=30)
+        seen = len(_hellos(tap, "power_on"))
         board.power_cut(rng.uniform(0.5, 5.0))
-        hello = tap.wait_for(Hello, lambda h, n=cut: len(_hellos(tap, "power_on")) > n, timeout=30)
-        boots.append(hello.boots)
+        tap.wait_for(Hello, lambda h, n=seen: len(_hellos(tap, "power_on")) > n, timeout=30)
+        boots.append(_hellos(tap, "power_on")[-1].boots)
         tap.send_message(MessageType.CONTROL, [Command.REQUEST_COUNTERS, 0])
         after = tap.wait_for(Counters, lambda c, b=before: c.boots > b.boots, timeout=30)
         assert after.boots == before.boots + 1
