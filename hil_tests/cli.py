@@ -42,6 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=_mock_board)
 
+    s = subparsers.add_parser(
+        "simulate",
+        help="write a scenario's simulated car as a trace CSV (for replay, mock-board --trace, analysis)",
+    )
+    s.add_argument("scenario", help="scenario name (hil_tests/scenarios) or TOML file")
+    s.add_argument("--out", required=True, help="trace CSV to write")
+    s.add_argument("--seed", type=int, default=None, help="scenario seed (default: the scenario's own)")
+    s.set_defaults(func=_simulate)
+
     r = subparsers.add_parser(
         "record",
         help="record a trace CSV from a real board's data port",
@@ -102,6 +111,26 @@ def _mock_board(args: argparse.Namespace) -> int:
                 return 1
     finally:
         board.stop()
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from liftwatch.hil.sim.feed import TraceWriter
+    from liftwatch.hil.sim.scenario import Scenario, ScenarioError
+
+    try:
+        scenario = Scenario.load(args.scenario)
+        with TraceWriter(args.out) as writer:
+            writer.comment(
+                f"liftwatch simulate {scenario.name} seed={args.seed if args.seed is not None else scenario.seed}"
+            )
+            writer.comment(f"car {scenario.car.name}; board faults are not part of a trace")
+            for sample in scenario.samples(args.seed):
+                writer.write(sample)
+    except ScenarioError as exc:
+        print(f"liftwatch simulate: {exc}", file=sys.stderr)
+        return 2
+    print(f"{writer.rows} rows, {sample.t_us / 1e6:.1f} s of car time -> {args.out}")
     return 0
 
 

@@ -150,3 +150,22 @@ def test_bad_car_and_scenario_files_name_the_problem() -> None:
         list(Scenario.from_dict({"step": [{"do": "trip", "to": 99}]}).timeline())
     with pytest.raises(ScenarioError, match="no scenario"):
         Scenario.load("nope")
+
+
+def test_simulate_cli_writes_a_trace(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "reopen.csv"
+    r = subprocess.run(
+        [sys.executable, "-m", "liftwatch", "simulate", "door_reopen_loop", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert list(read_trace(out)) == list(Scenario.load("door_reopen_loop").samples())
+    bad = subprocess.run(
+        [sys.executable, "-m", "liftwatch", "simulate", "nope", "--out", str(out)], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "no scenario" in bad.stderr
