@@ -37,7 +37,7 @@ from liftwatch.edge_daemon.envelope import InvalidMessageError, make_message, ut
 from liftwatch.edge_daemon.keystore import load_replay_file, save_replay_file
 from liftwatch.edge_daemon.observations import BoardEvent, Observation
 from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
-from liftwatch.edge_daemon.session import BoardSession, LinkMode
+from liftwatch.edge_daemon.session import EVENT_MEMORY, BoardSession, LinkMode
 from liftwatch.edge_daemon.transport import (
     LinkPhase,
     ReconnectBackoff,
@@ -103,8 +103,9 @@ class CarPipeline:
     """session -> analytics -> store for one board and its car; shared by live tasks and replay."""
 
     def __init__(self, site: str, car: str, session: BoardSession, analytics: CarAnalytics,
-                 store: MessageStore, board_id: str = "") -> None:
+                 store: MessageStore, board_id: str = "", event_memory: Path | None = None) -> None:
         self.site = site
+        self.event_memory = event_memory
         self.car = car
         self.session = session
         self.analytics = analytics
@@ -182,6 +183,10 @@ class CarPipeline:
                 return False
             self.counters.messages += len(self._unstored)
             self._unstored = []
+        if self._unacked and self.event_memory is not None:
+            # Also before the ACK: after a restart, a re-sent event must be recognised as stored.
+            keys = self.session.stored_event_keys + [(e.event_id, e.state) for e in self._unacked]
+            await asyncio.get_running_loop().run_in_executor(None, save_event_memory, self.event_memory, keys)
         for event in self._unacked:
             self.session.event_stored(event)
         self._unacked = []
@@ -417,9 +422,11 @@ class Daemon:
     def _board_task(self, board: BoardConfig, store: MessageStore) -> BoardTask:
         transport = self._transports.get(board.car) or make_transport(board.link, board.address,
                                                                      baudrate=board.baudrate)
-        session = BoardSession(self.config.session_for(board), LinkMode.LIVE, label=board.car)
+        memory = self.config.state_dir / f"events-{board.car}.json"
+        session = BoardSession(self.config.session_for(board), LinkMode.LIVE, label=board.car,
+                               stored_events=load_event_memory(memory))
         pipeline = CarPipeline(self.config.site, board.car, session, CarAnalytics(board.car, board.analytics),
-                               store, board.board_id)
+                               store, board.board_id, event_memory=memory)
         reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
         replay_path = None
         if board.key is not None:  # the window must outlive the daemon, or a restart reopens it
@@ -489,6 +496,28 @@ class Daemon:
             write_status_file(self.config.status_path, snapshot)
         except Exception:  # noqa: BLE001 - the status file is a convenience, never a reason to stop
             _LOG.exception("status file not written")
+
+
+def save_event_memory(path: Path, keys: Sequence[tuple[int, int]]) -> None:
+    """Board events known to be stored, written atomically and fsync'd (read back at start)."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump({"events": [list(k) for k in keys[-EVENT_MEMORY:]]}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_event_memory(path: Path) -> list[tuple[int, int]]:
+    """What `save_event_memory` wrote; nothing (with a warning) if the file is absent or damaged."""
+    try:
+        doc = json.loads(path.read_text())
+        return [(int(k[0]), int(k[1])) for k in doc["events"]]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        _LOG.warning("%s unreadable (%s): re-sent events may be reported twice", path, err)
+        return []
 
 
 def write_status_file(path: Path, snapshot: Mapping[str, Any]) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,7 +230,8 @@ class BoardSession:
     """
 
     def __init__(self, config: SessionConfig | None = None, mode: LinkMode = LinkMode.LIVE, *,
-                 replay_epoch_ms: float = 0.0, label: str = "") -> None:
+                 replay_epoch_ms: float = 0.0, label: str = "",
+                 stored_events: Iterable[tuple[int, int]] = ()) -> None:
         self.config = config or SessionConfig()
         self.mode = mode
         self.label = label
@@ -252,7 +253,11 @@ class BoardSession:
         self._clock = self._new_clock()
         self._out: list[bytes] = []
         self._host_seq = 0
+        # (event_id, state) already durably stored; seeded from the daemon's state file so a
+        # re-send of an event stored just before a restart is ACKed, not emitted a second time.
         self._stored_events: OrderedDict[tuple[int, int], None] = OrderedDict()
+        for key in stored_events:
+            self._remember_event((int(key[0]), int(key[1])))
         self._pending_events: set[tuple[int, int]] = set()
         self._sync_sent: dict[int, float] = {}  # host_unix_ms sent -> host clock (same value)
         self._next_sync_s = 0.0
@@ -381,6 +386,11 @@ class BoardSession:
         self._pending_events.discard(key)
         self._remember_event(key)
         self._ack_event(event.event_id)
+
+    @property
+    def stored_event_keys(self) -> list[tuple[int, int]]:
+        """(event_id, state) of the events remembered as stored, oldest first (for the state file)."""
+        return list(self._stored_events)
 
     def take_outgoing(self) -> list[bytes]:
         """Host->board frames queued since the last call (always empty in replay mode)."""

@@ -40,6 +40,7 @@ class SimBoard:
         self.unacked: dict[int, list] = {}  # event_id -> payload
         self.acked: list[int] = []
         self.host_frames: list = []
+        self.deaf_to_acks = False  # the board misses our ACKs (line noise on its RX)
         self.master = -1
         self.reader = FrameReader()
         self.plug()
@@ -88,7 +89,7 @@ class SimBoard:
             return
         for f in self.reader.feed(data):
             self.host_frames.append(f)
-            if f.type == lw.T_ACK and f.payload[0] == lw.T_EVENT:
+            if f.type == lw.T_ACK and f.payload[0] == lw.T_EVENT and not self.deaf_to_acks:
                 if self.unacked.pop(f.payload[1], None) is not None:
                     self.acked.append(f.payload[1])
             elif f.type == lw.T_TIME_SYNC:
@@ -361,3 +362,39 @@ async def test_board_reboot_is_counted_once_and_events_of_both_boots_kept(tmp_pa
     types = sorted(x["type"] for x in lines if x["kind"] == "event" and x["state"] == "raised")
     assert "alarm_button" in types and "sensor_fault" in types
 
+
+
+async def test_event_stored_before_a_restart_is_not_reported_twice(tmp_path):
+    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    cfg = config_for(tmp_path, [board])
+    board_stop = asyncio.Event()
+    live = asyncio.create_task(board.live(board_stop))
+    board.deaf_to_acks = True
+    try:
+        first = Daemon(cfg, backoff=fast_backoff)
+        stop = asyncio.Event()
+        run = asyncio.create_task(first.run(stop))
+        board.hello()
+        board.raise_event(7)
+        # Stored and ACKed, but the board never heard the ACK: it keeps re-sending.
+        assert await wait_until(lambda: first.boards and first.boards[0].pipeline.session.counters.acks_sent >= 1)
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        assert board.unacked  # still pending on the board
+        await asyncio.sleep(0.2)
+        board.poll()  # whatever the first daemon sent is gone
+
+        board.deaf_to_acks = False
+        second = Daemon(cfg, backoff=fast_backoff)
+        stop = asyncio.Event()
+        run = asyncio.create_task(second.run(stop))
+        assert await wait_until(lambda: board.acked == [7], 5.0)
+        counters = second.boards[0].pipeline.session.counters
+        assert counters.events == 0 and counters.events_resent >= 1  # recognised, not re-emitted
+        stop.set()
+        await asyncio.wait_for(run, 10)
+    finally:
+        board_stop.set()
+        await live
+        board.close()
+    assert [x["state"] for x in alarm_events(journal(cfg), "car-0")] == ["raised"]
