@@ -120,6 +120,7 @@ def liftwatch_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProce
 
 
 def firmware_present() -> bool:
+    """hal_sim.py is what the mock board needs; a real board needs main.py."""
     return (FIRMWARE_DIR / "main.py").exists() and (FIRMWARE_DIR / "hal_sim.py").exists()
 
 
@@ -165,6 +166,19 @@ def flashed(
         return mock_board_factory(samples, name=name, **kw)
 
     return make
+
+
+@pytest.fixture
+def firmware_ports(real_board: BoardPorts | None, request: pytest.FixtureRequest) -> BoardPorts:
+    """Ports of a board running the firmware: the real one (flashed now with `liftwatch flash`, which
+    needs ``--board-data`` too) or a mock board with a car at rest (5x real time)."""
+    if real_board is None:
+        return request.getfixturevalue("flashed")(speed=5.0).ports
+    if not real_board.data:
+        pytest.skip("--board-data not given: the firmware's frames cannot be read")
+    r = liftwatch_cli("flash", real_board.console, timeout=600)
+    assert r.returncode == 0, f"liftwatch flash failed: {r.stderr}"
+    return real_board
 
 
 @dataclass(frozen=True, slots=True)

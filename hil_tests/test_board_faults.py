@@ -17,16 +17,16 @@ from liftwatch.protocol.messages import Command, Counters, Event, Heartbeat, Hel
 
 from .test_board_scenarios import REST_PREFIX_S, TALK_SPEED, _calibrate
 
-pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
+pytestmark = pytest.mark.hil
 
 
 def _hellos(tap, cause: str) -> list[Hello]:
     return [h for h in tap.of(Hello) if h.reset_cause == cause]
 
 
-def test_boots_says_hello_and_heartbeats(flashed, frame_tap) -> None:
-    board = flashed(speed=20.0)
-    tap = frame_tap(board.ports.data)
+def test_boots_says_hello_and_heartbeats(firmware_ports, frame_tap) -> None:
+    """Also on a real board (--board/--board-data): flashed, it boots, says HELLO and heartbeats."""
+    tap = frame_tap(firmware_ports.data)
     tap.send_message(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
     hello = tap.wait_for(Hello, timeout=30)
     assert hello.board_id and hello.fw_version and hello.sensor_model
@@ -37,6 +37,7 @@ def test_boots_says_hello_and_heartbeats(flashed, frame_tap) -> None:
     assert tap.reader.drops.total() == 0  # a clean link: every frame checks
 
 
+@pytest.mark.mock_only
 def test_power_cuts_at_random_moments_keep_counters_and_boot_count(flashed, frame_tap) -> None:
     rng = random.Random(5)
     sc = Scenario.load("normal_hour")
@@ -62,6 +63,7 @@ def test_power_cuts_at_random_moments_keep_counters_and_boot_count(flashed, fram
     assert board.stats.boots[ResetCause.POWER_ON] == 4
 
 
+@pytest.mark.mock_only
 def test_unacked_event_survives_a_power_cut(flashed, frame_tap) -> None:
     sc = Scenario.load("entrapment")  # a stop outside the door zone 60 s into the run of floor 2 -> 5
     board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
@@ -86,6 +88,7 @@ def test_unacked_event_survives_a_power_cut(flashed, frame_tap) -> None:
     assert len([e for e in tap.of(Event) if e.event_id == first.event_id]) == n  # acked: no more re-sends
 
 
+@pytest.mark.mock_only
 def test_hung_cpu_is_reset_by_the_watchdog(flashed, frame_tap) -> None:
     board = flashed(speed=0.0)
     tap = frame_tap(board.ports.data)
@@ -97,6 +100,7 @@ def test_hung_cpu_is_reset_by_the_watchdog(flashed, frame_tap) -> None:
     tap.wait_for(Heartbeat, lambda h: True, timeout=30)
 
 
+@pytest.mark.mock_only
 def test_link_cut_and_line_noise_recover(flashed, frame_tap) -> None:
     board = flashed(speed=20.0)
     tap = frame_tap(board.ports.data)
