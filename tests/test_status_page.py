@@ -432,6 +432,7 @@ def test_fed_like_the_daemon_from_the_real_analytics_engine():
     while next_tick < stream.t:
         outputs += engine.tick(next_tick)
         next_tick += 1.0
+    outputs += engine.flush(stream.t)  # end of stream: the partial daily record
     for out in outputs:
         live.apply("c1", out)
     assert live.unknown_items == 0
@@ -445,6 +446,7 @@ def test_fed_like_the_daemon_from_the_real_analytics_engine():
     assert car["attention"]["level"] == "critical"
     assert car["live"]["in_door_zone"] is False
     assert car["doors"]["cycles"] == 3 and car["doors"]["reopenings"] == 1
+    assert car["daily"] is not None and car["daily"]["trips"] == 3
     first = trips[0]
     trace = live.trip_trace("c1", round(first.start_ts * 1000))
     assert trace is not None and trace.region_s is not None

@@ -139,55 +139,11 @@ async def test_page_follows_a_scenario_live_and_shows_the_raised_fault():
         try:
             async with websockets.connect(ws_url, max_size=64 * 1024 * 1024) as ws:
                 cdp = Cdp(ws)
-                target = await cdp.call("Target.createTarget", {"url": "about:blank"})
-                s = (await cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}))["sessionId"]
-                for domain in ("Page", "Runtime", "Log"):
-                    await cdp.call(f"{domain}.enable", {}, s)
-                await cdp.call("Emulation.setDeviceMetricsOverride",
-                               {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, s)
-                await cdp.call("Page.navigate", {"url": server.url}, s)
-                await cdp.wait_for(s, "document.querySelectorAll('.card[data-car]').length === 3")
-                await cdp.wait_for(s, "document.getElementById('conn').textContent === 'live'")
-
-                # Feed the afternoon; every step must reach the page over SSE.
-                for step in steps[1:]:
-                    play(live, step)
-                    await cdp.wait_for(s, f"Number(document.body.dataset.version) >= {live.version}")
-                    if step.caption == "tower-a-lift1: passenger trapped":
-                        break
-                first = await cdp.eval(s, "document.querySelector('.card[data-car]').dataset.car")
-                assert first == "tower-a-lift1"
-                faults = await cdp.eval(s, "[...document.querySelectorAll('.card[data-car=\"tower-a-lift1\"] [data-fault]')]"
-                                           ".map(e => e.dataset.fault)")
-                assert faults == ["entrapment", "stopped_outside_door_zone"]
-                level = await cdp.eval(s, "document.querySelector('.card[data-car=\"tower-a-lift1\"] .badge').dataset.level")
-                assert level == "critical"
-                text = await cdp.eval(s, "document.querySelector('.card[data-car=\"tower-a-lift1\"]').innerText")
-                assert "Entrapment" in text and "between floors" in text
-                await cdp.screenshot(s, ARTIFACTS / "status_page_fleet.png")
-
-                # The car page: the fault in the table, the latest trip's trace drawn on the canvas.
-                await cdp.eval(s, "location.hash = 'car=tower-a-lift1'")
-                await cdp.wait_for(s, "!document.getElementById('car').hidden")
-                await cdp.wait_for(s, "document.getElementById('trace-canvas').dataset.drawn === 'trace'")
-                rows = await cdp.eval(s, "[...document.querySelectorAll('#p-faults tr[data-fault]')].map(e => e.dataset.fault)")
-                assert rows == ["entrapment", "stopped_outside_door_zone"]
-                painted = await cdp.eval(s, """(() => { const c = document.getElementById('trace-canvas');
-                    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                    let blue = 0; for (let i = 0; i < d.length; i += 4) if (d[i+2] > 150 && d[i] < 80) blue++;
-                    return blue; })()""")
-                assert painted > 500  # the weighted-z line is really there
-                await cdp.screenshot(s, ARTIFACTS / "status_page_car.png")
-
-                # Rescue: the fault leaves the open list without a reload.
-                for step in steps[steps.index(next(x for x in steps if x.caption == "tower-a-lift1: passenger trapped")) + 1:]:
-                    play(live, step)
-                await cdp.wait_for(s, f"Number(document.body.dataset.version) >= {live.version}")
-                assert await cdp.eval(s, "document.querySelectorAll('#p-faults tr[data-fault]').length") == 0
-                cleared = await cdp.eval(s, "document.getElementById('p-history').innerText")
-                assert "Entrapment" in cleared
-                assert _problems(cdp.events) == []
-                cdp.reader.cancel()
+                try:
+                    await _drive(cdp, live, steps, server)
+                finally:
+                    cdp.reader.cancel()
+                    await asyncio.gather(cdp.reader, return_exceptions=True)
         finally:
             proc.terminate()
             try:
@@ -197,3 +153,57 @@ async def test_page_follows_a_scenario_live_and_shows_the_raised_fault():
                 await proc.wait()
             await server.close()
     assert (ARTIFACTS / "status_page_fleet.png").stat().st_size > 10_000
+
+
+async def _drive(cdp: Cdp, live: LiveState, steps: list, server: StatusServer) -> None:
+    """Load the page, feed the scenario, check what it shows; screenshots into artifacts/."""
+    target = await cdp.call("Target.createTarget", {"url": "about:blank"})
+    s = (await cdp.call("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}))["sessionId"]
+    for domain in ("Page", "Runtime", "Log"):
+        await cdp.call(f"{domain}.enable", {}, s)
+    await cdp.call("Emulation.setDeviceMetricsOverride",
+                   {"width": 1400, "height": 1000, "deviceScaleFactor": 1, "mobile": False}, s)
+    await cdp.call("Page.navigate", {"url": server.url}, s)
+    await cdp.wait_for(s, "document.querySelectorAll('.card[data-car]').length === 3")
+    await cdp.wait_for(s, "document.getElementById('conn').textContent === 'live'")
+
+    # Feed the afternoon; every step must reach the page over SSE.
+    for step in steps[1:]:
+        play(live, step)
+        await cdp.wait_for(s, f"Number(document.body.dataset.version) >= {live.version}")
+        if step.caption == "tower-a-lift1: passenger trapped":
+            break
+    first = await cdp.eval(s, "document.querySelector('.card[data-car]').dataset.car")
+    assert first == "tower-a-lift1"
+    faults = await cdp.eval(s, "[...document.querySelectorAll('.card[data-car=\"tower-a-lift1\"] [data-fault]')]"
+                               ".map(e => e.dataset.fault)")
+    assert faults == ["entrapment", "stopped_outside_door_zone"]
+    level = await cdp.eval(s, "document.querySelector('.card[data-car=\"tower-a-lift1\"] .badge').dataset.level")
+    assert level == "critical"
+    text = await cdp.eval(s, "document.querySelector('.card[data-car=\"tower-a-lift1\"]').innerText")
+    assert "Entrapment" in text and "between floors" in text
+    await cdp.screenshot(s, ARTIFACTS / "status_page_fleet.png")
+
+    # The car page: the fault in the table, the latest trip's trace drawn on the canvas.
+    await cdp.eval(s, "location.hash = 'car=tower-a-lift1'")
+    await cdp.wait_for(s, "!document.getElementById('car').hidden")
+    await cdp.wait_for(s, "document.getElementById('trace-canvas').dataset.drawn === 'trace'")
+    rows = await cdp.eval(s, "[...document.querySelectorAll('#p-faults tr[data-fault]')].map(e => e.dataset.fault)")
+    assert rows == ["entrapment", "stopped_outside_door_zone"]
+    painted = await cdp.eval(s, """(() => { const c = document.getElementById('trace-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let blue = 0; for (let i = 0; i < d.length; i += 4) if (d[i+2] > 150 && d[i] < 80) blue++;
+        return blue; })()""")
+    assert painted > 500  # the weighted-z line is really there
+    daily = await cdp.eval(s, "document.getElementById('p-daily').innerText")
+    assert "2026-11-24" in daily and "806" in daily  # yesterday's trips of tower-a-lift1
+    await cdp.screenshot(s, ARTIFACTS / "status_page_car.png")
+
+    # Rescue: the fault leaves the open list without a reload.
+    for step in steps[steps.index(next(x for x in steps if x.caption == "tower-a-lift1: passenger trapped")) + 1:]:
+        play(live, step)
+    await cdp.wait_for(s, f"Number(document.body.dataset.version) >= {live.version}")
+    assert await cdp.eval(s, "document.querySelectorAll('#p-faults tr[data-fault]').length") == 0
+    cleared = await cdp.eval(s, "document.getElementById('p-history').innerText")
+    assert "Entrapment" in cleared
+    assert _problems(cdp.events) == []

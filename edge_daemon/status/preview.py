@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
+from liftwatch.edge_daemon.analytics.daily import DailyRecord
 from liftwatch.edge_daemon.analytics.faults import FaultEvent, FaultType
 from liftwatch.edge_daemon.analytics.leveling import LevelingResult, LevelingStatus
 from liftwatch.edge_daemon.analytics.maintenance import MaintenanceVisit
@@ -192,6 +193,22 @@ class FleetScenario:
     def _board(self, *cars: _CarScript) -> tuple[tuple[str, dict[str, Any]], ...]:
         return tuple((c.car, self._status(c)) for c in cars)
 
+    @staticmethod
+    def _yesterday(c: _CarScript, i: int) -> DailyRecord:
+        """Yesterday's record as analytics closed it at local midnight (figures of a busy block)."""
+        rough = c.vib_z_mg > 20
+        return DailyRecord(
+            car_id=c.car, day="2026-11-24", trips=612 + 97 * i, trips_up=301 + 50 * i, trips_down=311 + 47 * i,
+            run_s=4.1 * 3600 + 900 * i, relevels=14 + 3 * i, door_cycles=655 + 101 * i, door_reopenings=41 + 7 * i,
+            door_open_s=5320.0 + 800 * i,
+            faults_by_type={"abnormal_vibration": 1} if rough else {},
+            maintenance_visits=1 if i == 2 else 0, maintenance_minutes=47.0 if i == 2 else 0.0,
+            ride_quality={"z_a95_pp_mg": {"p50": 52.0 if rough else 10.5, "p95": 66.0 if rough else 14.2,
+                                          "max": 71.3 if rough else 17.9}},
+            leveling={"stops": 612 + 97 * i, "level_pct": 97.5 - 4 * rough},
+            offline_minutes=0.0, boots=0, counters=None,
+        )
+
     # -- the afternoon ---------------------------------------------------------------------------
 
     def steps(self) -> Iterator[Step]:
@@ -205,7 +222,8 @@ class FleetScenario:
             for c in (l1, l2, ta)
         ]
         idle = [(c.car, InputsChanged(self.t, AT_FLOOR, 0)) for c in (l1, l2, ta)]
-        yield Step("boards say hello", tuple(hello + counters + idle), self._board(l1, l2, ta))
+        yesterday = [(c.car, self._yesterday(c, i)) for i, c in enumerate((l1, l2, ta))]
+        yield Step("boards say hello", tuple(hello + counters + idle + yesterday), self._board(l1, l2, ta))
         yield Step("bldg3-lift1 goes up 4 floors", tuple(self._trip(l1, 4, +1)), self._board(l1))
         yield Step("bldg3-lift2 rough ride down 3 floors", tuple(self._trip(l2, 3, -1)), self._board(l2))
         yield Step("tower-a-lift1 up 6 floors", tuple(self._trip(ta, 6, +1)), self._board(ta))

@@ -211,6 +211,7 @@ function renderCar(c) {
   ]));
   renderTrips(c);
   renderTrace(c);
+  renderDaily(c);
   const d = c.doors;
   panel("p-doors", ["Doors", h("span", { class: "zh" }, "门系统")], kv([
     ["cycles", String(d.cycles)], ["reopenings", String(d.reopenings)],
@@ -236,6 +237,22 @@ function renderCar(c) {
         h("td", {}, clock(f.event_ts)), h("td", { class: "num" }, span(f.duration_s)),
         h("td", { class: "num" }, span(f.response_s)), h("td", { class: "num" }, span(f.repair_s))))) :
       h("div", { class: "muted" }, "none"));
+}
+
+function renderDaily(c) {
+  const d = c.daily;
+  if (!d) {
+    panel("p-daily", ["Daily record", h("span", { class: "zh" }, "日报")],
+      h("div", { class: "muted" }, "No daily record yet: the first one closes at local midnight."));
+    return;
+  }
+  const faults = Object.entries(d.faults_by_type || {}).map(([t, n]) => `${faultLabel(t)} ×${n}`).join(", ") || "none";
+  const z = (d.ride_quality || {}).z_a95_pp_mg;
+  panel("p-daily", ["Daily record", h("span", { class: "zh" }, "日报"), h("span", { class: "muted small" }, `  ${d.day}${d.partial ? " (partial)" : ""}`)],
+    kv([["trips", `${d.trips} (▲ ${d.trips_up} / ▼ ${d.trips_down})`], ["run time", fmt(d.run_hours, 2, " h")],
+        ["door cycles", `${d.door_cycles} (${d.door_reopenings} reopenings)`], ["faults raised", faults],
+        ["maintenance", `${d.maintenance_visits} visits, ${fmt(d.maintenance_minutes, 0, " min")}`],
+        ["ride z A95 p95", z ? fmt(z.p95, 1, " mg") : "—"], ["offline", fmt(d.offline_minutes, 0, " min")]]));
 }
 
 function renderTrips(c) {
