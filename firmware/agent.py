@@ -81,6 +81,7 @@ class Agent(Tx, Rx):
         self.inputs = Inputs(board, self.cfg["debounce_ms"])
         self.sensor = None
         self.motion = None
+        self.transport = 0
         self.active = bytearray(8)  # per event kind: condition currently raised
         self._synced = [0, 0, 0, 0, 0, 0]  # trips, run_ms, fifo, link, evdrop, doors already counted
         self._persisted_at = 0
@@ -126,6 +127,7 @@ class Agent(Tx, Rx):
     def start(self):
         b = self.board
         b.wdt_start(self.cfg["wdt_ms"])
+        self.transport = b.set_transport(self.cfg["transport"])
         if not self.safe_mode:
             self._start_sensor()
         if self.config_error:
@@ -196,6 +198,7 @@ class Agent(Tx, Rx):
         self._send_events(now)
         self._periodic(now)
         self.link.pump(now)
+        b.service(now)
         if progress:
             b.wdt_feed()
 

@@ -173,7 +173,7 @@ class Tx:
         m = self.motion
         s = self.sensor
         caps = ["vib", "stats", "events", "config", "calibrate"]
-        if b.ble() is not None:
+        if self.transport == 1:
             caps.append("ble")
         payload = [
             b.uid_hex(), FW_VERSION, s.MODEL if s else "none", self.cfg_hash,

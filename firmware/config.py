@@ -15,7 +15,7 @@ RANGES = {
     "alarm_hold_ms": (500, 60000), "zone_stop_ms": (1000, 600000), "accel_on_mg": (5, 500),
     "accel_off_mg": (2, 500), "motion_on_ms": (20, 2000), "motion_off_ms": (20, 5000),
     "event_retry_ms": (500, 600000), "stream": (0, 2), "baud": (9600, 3000000), "safe_mode_crashes": (2, 50),
-    "wdt_ms": (2000, 60000), "stable_ms": (5000, 3600000),
+    "wdt_ms": (2000, 60000), "stable_ms": (5000, 3600000), "transport": (0, 1),
 }
 BOOLS = ("auto_calibrate",)
 BAUDS = (115200, 230400, 460800, 921600, 1000000, 2000000)

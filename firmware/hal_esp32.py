@@ -36,6 +36,7 @@ class Esp32Board:
             pin.irq(self._edge_cb, machine.Pin.IRQ_RISING | machine.Pin.IRQ_FALLING)
         self._wdt = None
         self._ble = None
+        self._ble_service = None
         self._cause = _CAUSES.get(machine.reset_cause(), "hard")
 
     def _levels(self):
@@ -94,6 +95,22 @@ class Esp32Board:
 
     def mem_free(self):
         return gc.mem_free()
+
+    def set_transport(self, transport):
+        """0: frames over UART2; 1: over BLE (the same byte stream, see ble.py). Returns the one in use."""
+        if transport == 1:
+            b = self.ble()
+            if b is not None:
+                self.uart_write = b.uart_write  # instance attributes: bound once, no allocation per frame
+                self.uart_readinto = b.uart_readinto
+                self._ble_service = b.service
+                return 1
+        return 0
+
+    def service(self, now_ms):
+        """Main-loop hook: BLE notifications the pacing allows (nothing to do for the UART)."""
+        if self._ble_service is not None:
+            self._ble_service(now_ms)
 
     def ble(self):
         """The BLE link (Nordic UART Service), started on first use; None without a radio."""

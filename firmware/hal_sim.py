@@ -273,6 +273,12 @@ class SimBoard:
     def ble(self):
         return None  # no radio under the unix interpreter: the BLE logic is tested on its own
 
+    def set_transport(self, transport):
+        return 0  # UART only
+
+    def service(self, now_ms):
+        pass
+
     # ---- UART -------------------------------------------------------------------------------------
     def _open_uart(self, path):
         try:

@@ -22,6 +22,7 @@ DEFAULTS = {
     "safe_mode_crashes": 3,  # crash-reboots in a row before safe mode
     "wdt_ms": 8000,  # watchdog timeout
     "stable_ms": 60000,  # run this long before a boot counts as good
+    "transport": 0,  # link to the host: 0 UART, 1 BLE (Nordic UART Service; falls back to UART without a radio)
     "auto_calibrate": True,  # calibrate at the first quiet rest if never calibrated
 }
 

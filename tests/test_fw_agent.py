@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+import fwharness as h
 from fwharness import (
     ALARM, AT_FLOOR, DOOR_CLOSED, LEVEL, T_ACK, T_CONFIG, T_CONTROL, T_COUNTERS, T_EVENT, T_HEARTBEAT, T_HELLO,
     T_STATE, T_STATS, T_TIME_SYNC, T_VIB, FeedBuilder, fw_paths, host_frame, run_firmware, run_script,  # noqa: F401
@@ -275,3 +276,57 @@ def test_watchdog_resets_a_board_whose_sampling_stalls(tmp_path):
     assert [h.payload[4] for h in hellos] == ["power_on", "wdt", "wdt", "wdt"]
     assert [round(h.t_ms / 1000) for h in hellos[1:]] == [8, 16, 24]
     assert hellos[-1].payload[9] is True and run.summary["safe_mode"] is True
+
+
+def test_calibrate_command_is_answered_when_the_next_window_closes(tmp_path):
+    fb = FeedBuilder((0, 342, 940)).rest(6).trip().rest(4)
+    # Two calibrate requests: at boot (car at rest: ACK ok with the gravity found) and one the
+    # host sends during the run (injected at 6.5 s: answered "car not at rest").
+    setup = (
+        "_w = b.wait_ms\n"
+        "def _wait(ms):\n"
+        "    if 6500000 <= b.t_us < 6540000:\n"
+        f"        b.inject_rx({host_frame(T_CONTROL, [2, 0], seq=2)!r})\n"
+        "    return _w(ms)\n"
+        "b.wait_ms = _wait\n"
+    )
+    run = run_firmware(tmp_path, fb.bytes(), rx=host_frame(T_CONTROL, [2, 0], seq=1), setup=setup)
+    acks = {f.payload[1]: f.payload for f in run.of(T_ACK)}
+    assert acks[1][2] == 0
+    gx, gy, gz = acks[1][4]
+    assert abs(gx / 16) < 5 and abs(gy / 16 - 342) < 5 and abs(gz / 16 - 940) < 5
+    assert acks[2][2] == 1 and acks[2][3] == "car not at rest"
+    assert run.summary["calibrated"] is True and run.summary["counters"][1] == 1
+
+
+def test_missing_sensor_is_an_event_and_the_board_stays_up(tmp_path):
+    run = run_firmware(tmp_path, FeedBuilder().rest(20).bytes(), sensor="none")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.boots == []  # retries the sensor every second, feeding the watchdog: no reset loop
+    assert [(k, st) for _, k, st in events(run)][:1] == [(4, 1)]
+    assert run.of(T_HELLO)[0].payload[2] == "none"
+    assert run.of(T_HEARTBEAT)[0].payload[3] == 255  # uncalibrated: no motion without a sensor
+
+
+def test_input_bounces_shorter_than_debounce_are_ignored(tmp_path):
+    fb = FeedBuilder().rest(3)
+    for _ in range(5):  # contact bounce: 10 ms open, 10 ms closed
+        fb.set(AT_FLOOR & ~DOOR_CLOSED)
+        fb._rec(10000)
+        fb.set(AT_FLOOR)
+        fb._rec(10000)
+    fb.rest(2)
+    fb.set(AT_FLOOR & ~DOOR_CLOSED).rest(0.5, 100).set(AT_FLOOR).rest(2)  # one real door cycle
+    run = run_firmware(tmp_path, fb.bytes())
+    changes = [(f.payload[1], f.payload[2]) for f in run.of(T_STATE) if f.payload[2]]
+    assert changes == [(LEVEL, DOOR_CLOSED), (AT_FLOOR, DOOR_CLOSED)]
+    assert run.summary["counters"][0] == 1
+    opened = [f.payload[0] for f in run.of(T_STATE) if f.payload[2]][0]
+    assert opened == 3000 + 100 + 2000  # stamped at the edge, not at the loop pass that saw it
+
+
+def test_board_modules_compile_for_the_esp32(tmp_path):
+    # viper code must use only small-int constants and <= 4 arguments on the ESP32 (xtensawin)
+    out = h.build_mpy(tmp_path / "esp32", march="xtensawin")
+    names = {p.stem for p in out.glob("*.mpy")}
+    assert {"agent", "hal_esp32", "ble_nus", "motion", "lwproto", "main"} <= names
