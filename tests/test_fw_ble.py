@@ -4,8 +4,7 @@ failed notify, reassembly of host writes into frames; under micropython -X heaps
 from __future__ import annotations
 
 import pytest
-
-from fwharness import T_ACK, T_CONFIG, fw_paths, host_frame, run_script  # noqa: F401 (fixture)
+from fwharness import T_ACK, T_CONFIG, host_frame, run_script
 from liftwatch.protocol.framing import FrameReader
 
 pytestmark = pytest.mark.micropython
@@ -86,17 +85,17 @@ print("AFTER", s.uart_write(enc.wire, 0, n), s.next_notification(t + 100))
 """
 
 
-def test_ble_stream_chunks_paces_and_reassembles(tmp_path, fw_paths):
+def test_ble_stream_chunks_paces_and_reassembles(tmp_path):
     host = b"".join(host_frame(T_CONFIG if i % 2 else T_ACK, [{"stats_ms": 1000 + i}] if i % 2 else [5, i, 0, "", None], seq=i)
                     for i in range(12))
     (tmp_path / "host.bin").write_bytes(host)
-    proc = run_script(tmp_path, SCRIPT, paths=fw_paths)
+    proc = run_script(tmp_path, SCRIPT)
     out = proc.stdout.decode()
     assert proc.returncode == 0, out + proc.stderr.decode()
     lines = {line.split()[0]: line.split(maxsplit=1)[1] for line in out.splitlines() if line.split()}
     assert lines["DISCONNECTED"] == "False"
     assert lines["PAYLOAD"] == "182"  # ATT MTU 185 - 3
-    biggest, smallest, count, per_interval, retries = map(int, lines["SIZES"].split())
+    biggest, smallest, _count, per_interval, retries = map(int, lines["SIZES"].split())
     assert biggest == 182 and smallest >= 1
     assert per_interval <= 4  # pacing: at most 4 notifications per connection interval
     assert retries > 0

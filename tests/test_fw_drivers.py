@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from fwharness import fw_paths, run_script  # noqa: F401 (fixture)
+from fwharness import run_script
 
 pytestmark = pytest.mark.micropython
 
@@ -57,8 +56,8 @@ RATES = {"lis3dh": (400, 1344), "lis2dw12": (400, 800), "adxl355": (500, 1000)}
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory, fw_paths):
-    proc = run_script(tmp_path_factory.mktemp("drv"), SCRIPT, paths=fw_paths)
+def result(tmp_path_factory):
+    proc = run_script(tmp_path_factory.mktemp("drv"), SCRIPT)
     assert proc.returncode == 0, proc.stderr.decode()
     return json.loads(proc.stdout.decode().strip().splitlines()[-1])
 

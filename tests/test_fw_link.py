@@ -4,8 +4,7 @@ goes first (VIB, then STATS, then state/heartbeat; EVENT last), every drop count
 from __future__ import annotations
 
 import pytest
-
-from fwharness import fw_paths, run_script  # noqa: F401 (fixture)
+from fwharness import run_script
 from liftwatch.protocol.framing import FrameReader
 
 pytestmark = pytest.mark.micropython
@@ -58,8 +57,8 @@ open("out.bin", "wb").write(b.out)
 """
 
 
-def test_queue_drops_oldest_low_priority_first_and_counts(tmp_path, fw_paths):
-    proc = run_script(tmp_path, SCRIPT, paths=fw_paths)
+def test_queue_drops_oldest_low_priority_first_and_counts(tmp_path):
+    proc = run_script(tmp_path, SCRIPT)
     out = proc.stdout.decode()
     assert proc.returncode == 0, out + proc.stderr.decode()
     commits = out.split("COMMITS ")[1].splitlines()[0]

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from fwharness import fw_paths, run_script  # noqa: F401 (fixture)
+from fwharness import run_script
 
 pytestmark = pytest.mark.micropython
 
@@ -65,8 +64,8 @@ print("S", s.slot_len, 1 if z.load() else 0, sum(z.values))
 
 
 @pytest.fixture(scope="module")
-def result(tmp_path_factory, fw_paths):
-    proc = run_script(tmp_path_factory.mktemp("store"), SCRIPT, paths=fw_paths)
+def result(tmp_path_factory):
+    proc = run_script(tmp_path_factory.mktemp("store"), SCRIPT)
     assert proc.returncode == 0, proc.stderr.decode()
     rows = [line.split() for line in proc.stdout.decode().splitlines()]
     results = [[int(x) for x in r[1:]] for r in rows if r and r[0] == "R"]
