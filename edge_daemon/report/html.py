@@ -35,18 +35,19 @@ h2 { font-size: 11.5pt; margin: 4mm 0 1.5mm; color: #2d3748; border-left: 3px so
 .meta { display: grid; grid-template-columns: repeat(3, 1fr); gap: 1mm 4mm; font-size: 8.5pt; color: #4a5568;
         margin-top: 2mm; }
 .meta b { color: #1a202c; }
-.verdict { border-radius: 2mm; padding: 2.5mm 4mm; margin: 3mm 0; font-size: 12pt; font-weight: bold; }
+.verdict { border-radius: 2mm; padding: 2mm 4mm; margin: 2.5mm 0; font-size: 11.5pt; font-weight: bold; }
 .verdict.ok { background: #f0fff4; border: 1px solid #2f855a; color: #22543d; }
 .verdict.attention { background: #fffaf0; border: 1px solid #dd6b20; color: #7b341e; }
 .verdict.breach { background: #fff5f5; border: 1px solid #c53030; color: #742a2a; }
-.verdict ul { margin: 1mm 0 0; padding-left: 5mm; font-size: 9pt; font-weight: normal; }
+.verdict ul { margin: 0.5mm 0 0; padding-left: 5mm; font-size: 8.5pt; font-weight: normal; line-height: 1.3; }
 .tiles { display: grid; grid-template-columns: repeat(4, 1fr); gap: 2mm; margin: 2mm 0; }
-.tile { border: 1px solid #e2e8f0; border-radius: 1.5mm; padding: 1.5mm 2.5mm; }
-.tile .v { font-size: 15pt; font-weight: bold; }
+.tile { border: 1px solid #e2e8f0; border-radius: 1.5mm; padding: 1mm 2.5mm; }
+.tile .v { font-size: 14pt; font-weight: bold; line-height: 1.2; }
 .tile .k { font-size: 7.5pt; color: #4a5568; }
 .tile.bad .v { color: #c53030; } .tile.warn .v { color: #dd6b20; } .tile.good .v { color: #2f855a; }
 table { width: 100%; border-collapse: collapse; font-size: 8.5pt; margin: 1mm 0 2mm; }
-th, td { border-bottom: 1px solid #e2e8f0; padding: 1mm 1.5mm; text-align: left; vertical-align: top; }
+th, td { border-bottom: 1px solid #e2e8f0; padding: 0.8mm 1.5mm; text-align: left; vertical-align: top; }
+#targets td:first-child { width: 30%; } #targets td:last-child { white-space: nowrap; width: 16%; }
 th { background: #edf2f7; font-weight: bold; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { color: #2f855a; font-weight: bold; } .fail { color: #c53030; font-weight: bold; }
@@ -62,7 +63,10 @@ tr { break-inside: avoid; page-break-inside: avoid; }
 
 
 def fmt_minutes(seconds: float | None) -> str:
-    return "—" if seconds is None else f"{seconds / 60:.0f} min"
+    """Minutes, or hours from 2 h on (a response of "1340 min" reads worse than "22.3 h")."""
+    if seconds is None:
+        return "—"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def fmt_hours(seconds: float | None) -> str:
@@ -156,7 +160,7 @@ def _targets_table(f: CarFigures) -> str:
         ),
     ]
     body = "".join(
-        f"<tr><td>{_e(zh)}<br><span class='note'>{_e(en)}</span></td><td>{_e(req)}</td><td>{_e(act)}</td>"
+        f"<tr><td>{_e(zh)} <span class='note'>{_e(en)}</span></td><td>{_e(req)}</td><td>{_e(act)}</td>"
         f"<td>{_check(ok)}</td></tr>"
         for zh, en, req, act, ok in rows
     )
