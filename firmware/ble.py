@@ -26,9 +26,8 @@ class BleStream:
         self._rh = 0
         self._rn = 0
         self.chunk = bytearray(_MAX_CHUNK)
-        mv = memoryview(self.chunk)
-        self._views = [mv[0:k] for k in range(_MAX_CHUNK + 1)]  # no slice per notification
         self.payload = _DEFAULT_MTU - 3
+        self._view = memoryview(self.chunk)[0 : self.payload]
         self.per_interval = per_interval
         self.interval_ms = interval_ms
         self._credits = per_interval
@@ -43,8 +42,16 @@ class BleStream:
     # ---- connection events (from the radio's IRQ handlers) -------------------------------------
     def on_connect(self):
         self.connected = True
-        self.payload = _DEFAULT_MTU - 3
+        self._set_payload(_DEFAULT_MTU - 3)
         self._credits = self.per_interval
+
+    def _set_payload(self, p):
+        # Every notification is exactly `payload` bytes, so one view serves them all (no slice per
+        # notification). The tail of the stream always ends a frame, so it is padded with 0x00:
+        # empty frames between delimiters, which every COBS reader skips.
+        if p != self.payload:
+            self.payload = p
+            self._view = memoryview(self.chunk)[0:p]
 
     def on_disconnect(self):
         # What was in flight is dropped: frames resync on the host; unACKed EVENTs are re-sent.
@@ -54,7 +61,7 @@ class BleStream:
 
     def on_mtu(self, att_mtu):
         p = att_mtu - 3
-        self.payload = _MAX_CHUNK if p > _MAX_CHUNK else (20 if p < 20 else p)
+        self._set_payload(_MAX_CHUNK if p > _MAX_CHUNK else (20 if p < 20 else p))
 
     # ---- the link side ------------------------------------------------------------------------
     def uart_write(self, buf, off, n):
@@ -102,21 +109,25 @@ class BleStream:
         if self._credits <= 0:
             return None
         if self._pending:
-            return self._views[self._pending]
-        n = self._tn if self._tn < self.payload else self.payload
+            return self._view
+        p = self.payload
+        n = self._tn if self._tn < p else p
         if not n:
             return None
         cap = len(self.tx)
         h = self._th
+        c = self.chunk
         for i in range(n):
-            self.chunk[i] = self.tx[h]
+            c[i] = self.tx[h]
             h += 1
             if h == cap:
                 h = 0
+        for i in range(n, p):
+            c[i] = 0  # padding after the last whole frame
         self._th = h
         self._tn -= n
         self._pending = n
-        return self._views[n]
+        return self._view
 
     def notified(self, ok):
         """ok False: the stack had no buffer (ENOMEM); the same chunk goes again next interval."""

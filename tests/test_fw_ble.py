@@ -100,9 +100,11 @@ def test_ble_stream_chunks_paces_and_reassembles(tmp_path):
     assert per_interval <= 4  # pacing: at most 4 notifications per connection interval
     assert retries > 0
     sent, queued = map(int, lines["STREAM"].split())
-    assert sent == queued
+    assert queued <= sent < queued + 182 * 8  # padding only where the TX ring ran dry
     # the concatenated notifications are exactly the frames, in order, nothing lost or duplicated
-    frames = FrameReader().feed((tmp_path / "ble_stream.bin").read_bytes())
+    reader = FrameReader()
+    frames = reader.feed((tmp_path / "ble_stream.bin").read_bytes())
+    assert reader.drops == {}
     assert [f.seq for f in frames] == list(range(1, 21))
     assert [f.payload[0] for f in frames] == list(range(1, 21))
     assert lines["RX"] == str([T_ACK if i % 2 == 0 else T_CONFIG for i in range(12)]) + " 0"
