@@ -227,7 +227,7 @@ def format_status(status: dict[str, Any], now: float) -> str:
         f"{ob.get('budget_bytes', 0) / 1e6:.0f} MB)",
         "",
         f"{'car':<16} {'board':<18} {'link':<12} {'online':<6} {'heard':<10} {'frames':>8} {'lost':>6} "
-        f"{'drops':>6} {'boots':>5}  faults",
+        f"{'drops':>6} {'quality':>7} {'boots':>5}  faults",
     ]
     for b in status.get("boards", []):
         c = b.get("counters", {})
@@ -235,8 +235,8 @@ def format_status(status: dict[str, Any], now: float) -> str:
         lines.append(
             f"{b.get('car', '?'):<16} {str(b.get('board') or '-'):<18} {b.get('phase', '?'):<12} "
             f"{'yes' if b.get('online') else 'NO':<6} {_age(b.get('last_heard_ts'), now):<10} "
-            f"{c.get('frames', 0):>8} {c.get('lost_frames', 0):>6} {drops:>6} {c.get('reboots', 0):>5}  "
-            f"{', '.join(b.get('active_faults', [])) or '-'}"
+            f"{c.get('frames', 0):>8} {c.get('lost_frames', 0):>6} {drops:>6} {_percent(b.get('link_quality')):>7} "
+            f"{c.get('reboots', 0):>5}  {', '.join(b.get('active_faults', [])) or '-'}"
         )
         notes = []
         if b.get("config_error"):
@@ -248,7 +248,13 @@ def format_status(status: dict[str, Any], now: float) -> str:
         if b.get("online") and not b.get("calibrated"):
             notes.append("not calibrated: run `liftwatch calibrate`")
         lines += [f"{'':<16} ! {n}" for n in notes]
+        for e in b.get("last_events", [])[-3:]:
+            lines.append(f"{'':<16} - {e.get('event_ts')} {e.get('type')} {e.get('state')}")
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

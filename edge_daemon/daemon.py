@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,6 +59,8 @@ TICK_S = 1.0
 # Host->board frames waiting for a board that does not read: ACKs are re-sent on the board's own
 # re-send anyway, so dropping beyond this loses nothing but a little latency.
 WRITE_QUEUE_FRAMES = 64
+# Fault events per car kept for `liftwatch status`.
+LAST_EVENTS = 5
 # Retry period for outbox commits that failed (disk full, I/O error).
 STORE_RETRY_S = 5.0
 
@@ -116,6 +118,7 @@ class CarPipeline:
         self._unacked: list[BoardEvent] = []
         self._last_ts: float | None = None
         self._board_tick_ts: float | None = None
+        self.last_events: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS)  # for `liftwatch status`
 
     @property
     def board(self) -> str | None:
@@ -224,6 +227,8 @@ class CarPipeline:
                 _LOG.exception("car %s: invalid %s message", self.car, getattr(out, "kind", "?"))
                 continue
             self._unstored.append(message)
+            if out.kind == "event":
+                self.last_events.append({k: message.get(k) for k in ("type", "state", "event_ts")})
 
 
 @dataclass(slots=True)
@@ -396,6 +401,9 @@ class BoardTask:
             frames_ok=self.reader.frames,
             pipeline=self.pipeline.counters.to_status(),
             active_faults=[f.value for f in self.pipeline.analytics.active_faults],
+            last_events=list(self.pipeline.last_events),
+            link_quality=link_quality(self.reader.frames, self.pipeline.session.counters.lost_frames,
+                                      sum(self.reader.drops.values())),
         )
         return s
 
@@ -496,6 +504,12 @@ class Daemon:
             write_status_file(self.config.status_path, snapshot)
         except Exception:  # noqa: BLE001 - the status file is a convenience, never a reason to stop
             _LOG.exception("status file not written")
+
+
+def link_quality(frames_ok: int, lost: int, damaged: int) -> float | None:
+    """Share of the board's frames that arrived intact (lost ones counted by sequence gaps)."""
+    total = frames_ok + lost + damaged
+    return round(frames_ok / total, 4) if total else None
 
 
 def save_event_memory(path: Path, keys: Sequence[tuple[int, int]]) -> None:

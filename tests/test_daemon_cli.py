@@ -75,6 +75,8 @@ async def test_run_serves_a_board_until_sigterm_and_status_reports_it(tmp_path):
         (b,) = status["boards"]
         assert b["car"] == "lift-a" and b["board"] == "board-a" and b["online"] and b["phase"] == "ready"
         assert b["counters"]["events"] == 1 and b["counters"]["acks_sent"] >= 1
+        assert [(e["type"], e["state"]) for e in b["last_events"]] == [("alarm_button", "raised")]
+        assert 0.99 <= b["link_quality"] <= 1.0
         shown = subprocess.run(LIFTWATCH + ["status", "--config", str(cfg)], capture_output=True, text=True)
         assert shown.returncode == 0, shown.stderr
         assert "lift-a" in shown.stdout and "board-a" in shown.stdout and "STALE" not in shown.stdout
@@ -103,14 +105,16 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
         "boards": [{"car": "c1", "board": "b1", "phase": "ready", "online": True, "last_heard_ts": now - 3,
                     "counters": {"frames": 10, "lost_frames": 1, "reboots": 2, "drops": {"late": 1}},
                     "framing_drops": {"crc": 2}, "active_faults": ["entrapment"], "config_error": "1: rate_hz",
-                    "calibrated": False, "safe_mode": False, "link_counters": {}}],
+                    "calibrated": False, "safe_mode": False, "link_counters": {}, "link_quality": 0.7692,
+                    "last_events": [{"type": "entrapment", "state": "raised", "event_ts": "2027-01-15T07:59:00.000Z"}]}],
     }
     text = format_status(status, now)
     assert "STALE" in text  # written long before `now`
     row = next(line for line in text.splitlines() if line.startswith("c1"))
-    assert row.split()[:9] == ["c1", "b1", "ready", "yes", "3s", "ago", "10", "1", "3"]
+    assert row.split()[:11] == ["c1", "b1", "ready", "yes", "3s", "ago", "10", "1", "3", "76.9%", "2"]
     assert "entrapment" in row
     assert "config refused: 1: rate_hz" in text and "not calibrated" in text
+    assert "2027-01-15T07:59:00.000Z entrapment raised" in text
 
 
 def test_parse_start():
