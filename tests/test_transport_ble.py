@@ -133,3 +133,44 @@ async def test_overflowing_queue_counts_dropped_bytes_and_still_reports_disconne
     with pytest.raises(TransportClosedError):
         for _ in range(RX_QUEUE_CHUNKS + 1):
             await t.read()
+
+
+async def test_daemon_serves_a_ble_board_and_acks_through_gatt_writes(tmp_path):
+    """The whole daemon over the fake: notifications in, EVENT stored, ACK written to the RX char."""
+    from liftwatch.edge_daemon.config import parse_config
+    from liftwatch.edge_daemon.daemon import Daemon
+    from liftwatch.protocol import lwproto as lw
+    from liftwatch.protocol.framing import FrameReader, encode_frame
+
+    clients: list[FakeBleakClient] = []
+    transport = BleTransport("AA:BB:CC:DD:EE:05", client_factory=factory(clients, mtu_size=185))
+    cfg = parse_config({"daemon": {"site": "s", "state_dir": str(tmp_path / "state")},
+                        "boards": [{"car": "car-ble", "link": "ble", "address": "AA:BB:CC:DD:EE:05"}]},
+                       "test", tmp_path)
+    daemon = Daemon(cfg, transports={"car-ble": transport})
+    stop = asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    try:
+        for _ in range(200):
+            if clients and clients[0].is_connected and NUS_TX_UUID in clients[0].notify:
+                break
+            await asyncio.sleep(0.01)
+        wires = [
+            encode_frame(lw.T_HELLO, ["ble-board", "1.0", "lis3dh", 0, "power_on", [], 400, 16384, True, False, 4,
+                                      [0, 0, 16384]], 4, 0, 100),
+            encode_frame(lw.T_EVENT, [31, 3, 1, 100, {}], 4, 1, 110),
+        ]
+        stream = b"".join(wires)
+        for i in range(0, len(stream), 20):  # 20-byte notifications: frames split across them
+            clients[0].board_notifies(stream[i : i + 20])
+        acks = []
+        for _ in range(300):
+            acks = [f for f in FrameReader().feed(b"".join(w[1] for w in clients[0].writes)) if f.type == lw.T_ACK]
+            if acks:
+                break
+            await asyncio.sleep(0.01)
+        assert [(a.payload[0], a.payload[1], a.boot_id) for a in acks] == [(lw.T_EVENT, 31, 4)]
+        assert daemon.boards[0].pipeline.session.info.board_id == "ble-board"
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 10)
