@@ -149,6 +149,7 @@ def _record(args: argparse.Namespace) -> int:
         return 2
     reader = FrameReader(keys=keys) if keys else FrameReader()
     stop = _stop_event()
+    print(f"liftwatch record: reading {args.port}", file=sys.stderr, flush=True)
     deadline = time.monotonic() + args.duration_s if args.duration_s else None
     pending: list[tuple[int, int, CarSample]] = []  # heap by t_us, then arrival order
     order = 0

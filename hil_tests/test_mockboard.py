@@ -311,8 +311,9 @@ def test_mock_board_cli_replays_a_trace_into_the_firmware(tmp_path: Path) -> Non
 
     from liftwatch.hil.sim.feed import write_trace
 
-    # Row i carries i in ax_mg and the door contact closed on odd rows: the probe reports both.
-    samples = [CarSample(i * 2_000_000, i, -1000, 0, 0b0111 if i % 2 else 0b0110) for i in range(200)]
+    # Row i carries i in ax_mg and the door contact closed on odd rows: the probe reports both. Long
+    # enough to outlast flashing (each soft reboot drops what the board had not read of its feed).
+    samples = [CarSample(i * 2_000_000, i, -1000, 0, 0b0111 if i % 2 else 0b0110) for i in range(20000)]
     write_trace(samples, tmp_path / "door.csv")
     proc = subprocess.Popen(
         [

@@ -7,7 +7,6 @@ import pty
 import struct
 import subprocess
 import sys
-import time
 import tty
 from pathlib import Path
 
@@ -28,7 +27,7 @@ def test_record_writes_vib_stats_and_state_in_time_order(tmp_path: Path) -> None
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.0)  # let it open the port
+    assert "reading" in proc.stderr.readline()  # the port is open: what we write now is recorded
     frames = [
         encode_frame(MessageType.STATS, [1000, 400, [0, -1000, 0], [1, 1, 1], 2, 0], 1, 1, 500),
         encode_frame(MessageType.STATE, [900, DOOR_CLOSED | ZONE_UP | ZONE_DN, DOOR_CLOSED, 0], 1, 2, 900),
