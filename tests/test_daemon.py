@@ -398,3 +398,36 @@ async def test_event_stored_before_a_restart_is_not_reported_twice(tmp_path):
         await live
         board.close()
     assert [x["state"] for x in alarm_events(journal(cfg), "car-0")] == ["raised"]
+
+
+async def test_silent_board_goes_offline_after_the_heartbeat_timeout_and_back(tmp_path):
+    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    cfg = config_for(tmp_path, [board])  # heartbeat_timeout_s = 2
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    live = asyncio.create_task(board.live(board_stop))
+    try:
+        board.hello()
+        assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.online)
+        session = daemon.boards[0].pipeline.session
+        board_stop.set()  # the board hangs: the port stays open, nothing more arrives
+        await live
+        silent_at = time.time()
+        assert await wait_until(lambda: not session.online, 6.0)
+        assert time.time() - silent_at >= 1.5  # not before the timeout
+        assert daemon.boards[0].phase is LinkPhase.READY  # the link itself is fine
+        board_stop = asyncio.Event()
+        live = asyncio.create_task(board.live(board_stop))
+        assert await wait_until(lambda: session.online, 5.0)
+        assert session.counters.offline_periods == 1
+    finally:
+        board_stop.set()
+        await live
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        board.close()
+    offline = [x for x in journal(cfg) if x["kind"] == "event" and x["type"] == "board_offline"]
+    assert [x["state"] for x in offline] == ["raised", "cleared"]
+    # Raised at the last frame heard, not at the timeout: offline minutes are not shortened.
+    assert offline[1]["duration_s"] >= 2.0
