@@ -15,7 +15,7 @@ import events as ev
 import motion as mo
 from fwutil import TICKS_MASK, tdiff, unload
 from hal import BoardReset
-from inputs import ALARM, DOOR_CLOSED, INSPECTION, LEVEL, ZONE_DN, ZONE_UP, Inputs
+from inputs import ALARM, DOOR_CLOSED, INSPECTION, ZONE_DN, ZONE_UP, Inputs
 from agent_rx import CONFIG_FILE, Rx
 from agent_tx import FW_VERSION, Tx  # noqa: F401 (FW_VERSION re-exported)
 from link import Link
@@ -253,9 +253,11 @@ class Agent(Tx, Rx):
         # Door pre-opening while levelling inside the door zone is normal on many controllers.
         self.condition(ev.DOOR_OPEN_WHILE_MOVING,
                        moving and not inp & DOOR_CLOSED and not (st == mo.DECEL and inp & (ZONE_UP | ZONE_DN)), st)
-        off_level = (st == mo.REST and (inp & LEVEL) != LEVEL and not inp & INSPECTION
-                     and tdiff(now, self._rest_since) >= self.cfg["zone_stop_ms"])
-        self.condition(ev.STOPPED_OUTSIDE_DOOR_ZONE, off_level, inp)
+        # Outside the door zone = neither zone sensor: a stop off level but inside the zone (one
+        # sensor) is a leveling matter for the daemon, not a possible entrapment.
+        outside = (st == mo.REST and not inp & (ZONE_UP | ZONE_DN) and not inp & INSPECTION
+                   and tdiff(now, self._rest_since) >= self.cfg["zone_stop_ms"])
+        self.condition(ev.STOPPED_OUTSIDE_DOOR_ZONE, outside, inp)
         held = tdiff(now, self._alarm_since) if inp & ALARM else 0
         self.condition(ev.ALARM_BUTTON_HELD, held >= self.cfg["alarm_hold_ms"], held)
         if self._overrun_at >= 0 and tdiff(now, self._overrun_at) > 10000:
