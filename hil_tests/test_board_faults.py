@@ -121,3 +121,22 @@ def test_link_cut_and_line_noise_recover(flashed, frame_tap) -> None:
     tap.wait_for(Counters, timeout=30)
     assert tap.reader.drops.total() > 0  # the noise was seen and dropped, not decoded
     assert board.stats.boots[ResetCause.WDT] == 0
+
+
+@pytest.mark.mock_only
+def test_events_raised_during_a_link_cut_arrive_after_it(flashed, frame_tap) -> None:
+    """The cable is cut before the car stops between floors: the board queues the event and delivers it
+    once the link is back, with line noise on both sides for good measure."""
+    sc = Scenario.load("entrapment")
+    board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
+    tap = frame_tap(board.ports.data)
+    _calibrate(tap)
+    board.set_link(False)
+    board.set_speed(0.0)
+    board.wait_board_time(int((REST_PREFIX_S + 600) * 1e6), timeout=120)  # well past the stop
+    assert not tap.of(Event)
+    board.inject_garbage(500, Direction.TO_BOARD)
+    board.set_link(True)
+    board.inject_garbage(500, Direction.TO_HOST)
+    stop = tap.wait_for(Event, lambda e: e.kind == 2 and e.state == 1, timeout=60)
+    assert stop.event_id > 0
