@@ -182,7 +182,9 @@ def test_fleet_report_pdf(journal: Path, tmp_path: Path, capsys: pytest.CaptureF
 def test_cli_takes_sources_and_targets_from_the_daemon_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--config: the journal in the daemon's state_dir, and its maintenance minimum (30 min here)."""
+    """--config: the journal in the daemon's state_dir, and its maintenance minimum (20 min here).
+
+    Run as a fleet report: the same resolution of sources and targets, one plot instead of six."""
     state = tmp_path / "state"
     state.mkdir()
     known_week("car-1").write_jsonl(state / "upstream.jsonl")
@@ -192,8 +194,8 @@ def test_cli_takes_sources_and_targets_from_the_daemon_config(
         '[[boards]]\ncar = "car-1"\nlink = "serial"\nport = "/dev/ttyUSB0"\n',
         encoding="utf-8",
     )
-    out = tmp_path / "r.html"
-    assert main(["report", "--car", "car-1", *ARGS, "--config", str(cfg), "--out", str(out)]) == 0
+    out = tmp_path / "fleet.html"
+    assert main(["fleet-report", *ARGS, "--config", str(cfg), "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
-    text = _text(out.read_text(encoding="utf-8"))
-    assert "0 / 3 不足 short" in text and "≥ 20 min" in text  # the 20-minute visit now meets the minimum
+    row = re.search(r"<tr class='car' data-car='car-1'>(.*?)</tr>", out.read_text(encoding="utf-8"), flags=re.S)
+    assert row and "<td class='num'>0/3</td>" in row.group(1)  # the 20-minute visit now meets the minimum
