@@ -25,6 +25,7 @@ What it keeps per board:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -725,9 +726,18 @@ class BoardSession:
         return True
 
     def _view(self, cls: type[m.Message], frame: Frame) -> Any:
-        """Typed view of the payload (trailing unknown fields counted), None if it does not fit."""
+        """Typed view of the payload (trailing unknown fields counted), None if it does not fit.
+
+        The common case (a list of exactly the known fields) is built directly; anything else
+        goes through `Message.from_payload`, which owns the compatibility rule."""
+        payload = frame.payload
+        if type(payload) is list and len(payload) == _FIELD_COUNT.get(cls, -1):  # noqa: E721
+            try:
+                return cls(*payload)
+            except TypeError:
+                return None
         try:
-            return cls.from_payload(frame.payload, self.counters.unknown_fields)
+            return cls.from_payload(payload, self.counters.unknown_fields)
         except m.MessageError:
             return None
 
@@ -744,6 +754,9 @@ class BoardSession:
         while len(self._stored_events) > EVENT_MEMORY:
             self._stored_events.popitem(last=False)
 
+
+# Fields per message view, computed once (dataclasses.fields() per frame costs microseconds).
+_FIELD_COUNT = {cls: len(dataclasses.fields(cls)) for cls in m.MESSAGE_CLASSES.values()}
 
 _HANDLERS = {
     lw.T_HELLO: BoardSession._on_hello,
