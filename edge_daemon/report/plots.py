@@ -266,6 +266,7 @@ def maintenance_figure(f: CarFigures, lab: Labels) -> Figure:
         if not f.visits:
             _no_data(ax, lab)
             ax.set_ylim(0, minimum * 2)
+            ax.set_xticks([])  # no visits: a numeric 0..1 axis would only confuse
         else:
             off = f.period.utc_offset_h
             names = [_local(v.start_ts, off).strftime("%m-%d %H:%M") for v in f.visits]
