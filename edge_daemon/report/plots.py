@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # before pyplot: a daemon host has no display
 
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .figures import FAULT_NAMES_ZH, OUT_OF_SERVICE, CarFigures, FaultCase  # noqa: E402
@@ -127,6 +128,7 @@ def trips_figure(f: CarFigures, lab: Labels) -> Figure:
         ax.legend(loc="upper left", ncols=2)
         ax.set_ylim(0, max(ys + [1]) * 1.3)  # room for the legend above the bars
         ax.set_ylabel(lab("次", "trips"))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         _day_axis(ax, f)
     return fig
 
@@ -214,6 +216,7 @@ def doors_figure(f: CarFigures, lab: Labels) -> Figure:
                 label=lab("门循环", "door cycles"),
             )
             ax.set_ylabel(lab("门循环", "door cycles"))
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylim(0, max(d.door_cycles for _, d in have) * 1.3 or 1)
             ax2 = ax.twinx()
             ax2.grid(False)
