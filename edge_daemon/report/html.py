@@ -358,9 +358,10 @@ def render_car_html(
         + "<h2>其他指标 Other figures</h2>"
         + facts_table
         + notes
-        + "<p class='note'>需响应故障：困人，或超过响应时限仍未恢复的电梯故障；响应时间 = 故障发生至维保人员到达（检修开关）；"
-        "修复时间 = 故障发生至恢复正常运行。Judged faults: entrapments, and elevator faults still active when "
-        "the response target passed; response = fault raised to technician on site (inspection switch on); "
+        + "<p class='note'>需响应故障：困人，或超过响应时限仍未恢复的电梯故障（监测设备故障与乘客触发信号仅列出）；"
+        "响应时间 = 故障发生至维保人员到达（检修开关）；修复时间 = 故障发生至恢复正常运行。Judged faults: entrapments, "
+        "and elevator faults still active when the response target passed (kit faults and passenger signals are "
+        "listed only); response = fault raised to technician on site (inspection switch on); "
         "repair = raised to normal service resumed. See docs/report.md.</p>" + "</section>"
     )
     figures = []
