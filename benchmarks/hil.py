@@ -4,8 +4,9 @@
 
 Prints a table; with --json the last line is one JSON object:
 ``mpremote_exec_s`` (one `mpremote exec`, soft reset included), ``flash_s`` (`liftwatch flash` of the
-real firmware, or of the feed probe when the firmware is absent), ``heap_free_at_repl`` (what
-board_rom.py leaves of the 96 KiB heap), ``probe_sim_s_per_real_s`` (the mock board's plumbing:
+real firmware, or of the feed probe when the firmware is absent), ``heap_free_at_repl`` (free heap
+at an idle mock REPL: 96 KiB plus the qstr-pool and fake-silicon allowances the firmware spends
+once it loads, see docs/mockboard.md), ``probe_sim_s_per_real_s`` (the mock board's plumbing:
 feed FIFO + a minimal reader), ``firmware_sim_s_per_real_s`` (the real firmware at --speed 0,
 null when absent), ``day_real_s_estimate`` (a simulated 24 h at that rate).
 """
@@ -36,16 +37,32 @@ def _mpremote(port: str, *args: str) -> str:
 
 
 def _sim_rate(tmp: Path, firmware_dir: Path, scenario: str, sim_s: float) -> tuple[float, float]:
+    """Sim seconds per real second of ``scenario`` at --speed 0; the real firmware is calibrated first
+    (as the HIL tests do: a rest prefix at talking speed), so it streams as it would in a car."""
+    from liftwatch.hil.conftest import FrameTap
+    from liftwatch.hil.test_board_scenarios import REST_PREFIX_S, TALK_SPEED, _calibrate
+
     sc = Scenario.load(scenario)
-    board = MockBoard(tmp / f"{firmware_dir.name}.img", sc.timeline(), speed=0.0, hold_until_us=0)
+    real_fw = firmware_dir == FIRMWARE_DIR
+    board = MockBoard(
+        tmp / f"{firmware_dir.name}.img",
+        sc.timeline(rest_prefix_s=REST_PREFIX_S if real_fw else 0.0),
+        speed=TALK_SPEED if real_fw else 0.0,
+    )
     ports = board.start()
     try:
         started = time.monotonic()
         flash(ports.console, firmware_dir=firmware_dir)
         flash_s = time.monotonic() - started
+        if real_fw:
+            tap = FrameTap(ports.data)
+            try:
+                _calibrate(tap)
+            finally:
+                tap.close()
+            board.set_speed(0.0)
         time.sleep(0.5)
         t0 = board.board_time_us()
-        board.hold_feed(None)
         real0 = time.monotonic()
         board.wait_board_time(t0 + int(sim_s * 1e6), timeout=3600)
         return (board.board_time_us() - t0) / 1e6 / (time.monotonic() - real0), flash_s
