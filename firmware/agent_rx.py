@@ -48,7 +48,7 @@ class Rx:
     def _apply_config(self, config, seq, settings):
         max_rate = self.sensor.rates()[-1] if self.sensor is not None else 1600
         try:
-            new, _unknown = config.merge(self.cfg, settings, mo.RING_SAMPLES, max_rate)
+            new = config.merge(self.cfg, settings, mo.RING_SAMPLES, max_rate)
         except config.ConfigError as e:
             self.send_ack(lwproto.T_CONFIG, seq, 1, e.reason, self.cfg_hash)
             return

@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 
 def merge(current, update, ring_samples, max_rate_hz=1600):
-    """Validated copy of current with update applied; returns (settings, 0).
+    """Validated copy of current with update applied.
 
     Raises ConfigError naming the first bad field."""
     if not isinstance(update, dict):
@@ -62,7 +62,7 @@ def merge(current, update, ring_samples, max_rate_hz=1600):
     # ints, so its length in samples is bounded (at up to twice the asked rate: the part's next ODR).
     if out["stats_ms"] * out["rate_hz"] * 2 // 1000 > MAX_WINDOW_SAMPLES:
         raise ConfigError("stats_ms: window above %d samples" % MAX_WINDOW_SAMPLES)
-    return out, 0
+    return out
 
 
 def load_file(path, ring_samples, max_rate_hz=1600):
@@ -84,7 +84,7 @@ def load_file(path, ring_samples, max_rate_hz=1600):
     except ValueError:
         return base, "config file: not valid JSON"
     try:
-        return merge(base, doc, ring_samples, max_rate_hz)[0], None
+        return merge(base, doc, ring_samples, max_rate_hz), None
     except ConfigError as e:
         return base, "config file: " + e.reason
 

@@ -243,11 +243,25 @@ def test_time_sync_counters_and_stream_mode(tmp_path):
         host_frame(T_CONTROL, [5, 0], seq=2),  # request_counters
         host_frame(T_CONTROL, [3, 2], seq=3),  # stream mode 2: no VIB even while moving
     ])
-    run = run_firmware(tmp_path, FeedBuilder().rest(4).trip().rest(3).bytes(), rx=rx)
+    reboot = (
+        "_w = b.wait_ms\n"
+        "def _wait(ms):\n"
+        "    if 17000000 <= b.t_us < 17040000:\n"
+        f"        b.inject_rx({host_frame(T_CONTROL, [1, 0], seq=4)!r})\n"
+        "    return _w(ms)\n"
+        "b.wait_ms = _wait\n"
+    )
+    run = run_firmware(tmp_path, FeedBuilder().rest(4).trip().rest(8).bytes(), rx=rx, setup=reboot)
     ts = run.of(T_TIME_SYNC)
     assert ts and ts[0].payload[0] == 1700000000123
     assert run.of(T_COUNTERS)
-    assert run.of(T_VIB) == [] and run.summary["counters"][1] == 1
+    assert run.of(T_VIB) == []
+    # CONTROL reboot: ACKed, a clean stop (counters saved), a soft reset that is not a crash
+    assert any(f.type == T_ACK and f.payload[:3] == [T_CONTROL, 4, 0] for f in run.frames)
+    assert run.boots == ["soft"]
+    assert [f.payload[4] for f in run.of(T_HELLO)] == ["power_on", "soft"]
+    assert run.summary["counters"][1] == 1 and run.summary["counters"][3] == 2
+    assert run.summary["counters"][8] == 0  # crash streak
 
 
 def test_ctrl_c_shuts_down_cleanly_and_propagates(tmp_path):
