@@ -128,6 +128,7 @@ class Agent(Tx, Rx):
         b = self.board
         b.wdt_start(self.cfg["wdt_ms"])
         self.transport = b.set_transport(self.cfg["transport"])
+        b.set_baud(self.cfg["baud"])  # at boot only: a CONFIG's ACK still goes out at the old speed
         if not self.safe_mode:
             self._start_sensor()
         if self.config_error:

@@ -58,7 +58,6 @@ class Rx:
         self.inputs.debounce_ms = new["debounce_ms"]
         self.evq.retry_ms = new["event_retry_ms"]
         self.stream_mode = new["stream"]
-        self.link.set_baud(new["baud"])
         if self.motion is not None:
             self.motion.configure(new)
         if new["rate_hz"] != old["rate_hz"] and self.sensor is not None:

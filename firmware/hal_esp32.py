@@ -71,6 +71,9 @@ class Esp32Board:
         if self._wdt is not None:
             self._wdt.feed()
 
+    def set_baud(self, baud):
+        self.uart.init(baudrate=baud)
+
     def uart_write(self, buf, off, n):
         self.uart.write(buf, off, n)  # the link paces frames so the 4 KiB TX buffer never fills
         return True

@@ -276,6 +276,9 @@ class SimBoard:
     def set_transport(self, transport):
         return 0  # UART only
 
+    def set_baud(self, baud):
+        pass  # a pty or a file has no line rate; the link still paces frames at `baud` in board time
+
     def service(self, now_ms):
         pass
 
