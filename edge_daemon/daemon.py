@@ -24,8 +24,8 @@ import json
 import logging
 import os
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +44,6 @@ from liftwatch.edge_daemon.transport import (
     Transport,
     TransportBusyError,
     TransportClosedError,
-    TransportError,
     TransportOpenError,
     make_transport,
 )
@@ -61,8 +60,6 @@ TICK_S = 1.0
 WRITE_QUEUE_FRAMES = 64
 # Fault events per car kept for `liftwatch status`.
 LAST_EVENTS = 5
-# Retry period for outbox commits that failed (disk full, I/O error).
-STORE_RETRY_S = 5.0
 
 
 class MessageStore(Protocol):
@@ -539,12 +536,3 @@ def write_status_file(path: Path, snapshot: Mapping[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(snapshot, indent=1, default=str))
     os.replace(tmp, path)
-
-
-def drop_totals(boards: Sequence[BoardTask]) -> Counter:
-    """Framing and session drops of all boards, by reason (for logs and benchmarks)."""
-    total: Counter = Counter()
-    for b in boards:
-        total.update({f"framing.{r.name.lower()}": n for r, n in b.reader.drops.items()})
-        total.update({f"session.{r.value}": n for r, n in b.pipeline.session.counters.drops.items()})
-    return total

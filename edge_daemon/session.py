@@ -423,6 +423,10 @@ class BoardSession:
             "config_hash": info.config_hash,
             "config_error": self.config_error or None,
             "heartbeat": dict(self.last_heartbeat),
+            "board_counters": (
+                {name: getattr(self.last_counters, name) for name in CountersSnapshot.__slots__ if name != "ts"}
+                if self.last_counters is not None else None
+            ),
             "counters": self.counters.to_status(),
         }
 

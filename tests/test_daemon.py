@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-import pytest
 
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import parse_config

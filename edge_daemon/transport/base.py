@@ -86,14 +86,6 @@ class Transport(abc.ABC):
         """
         return 0
 
-    @property
-    def can_write(self) -> bool:
-        """False for receive-only links (a sniffed UART): the session then never expects ACK delivery.
-
-        Not abstract: every real link writes, and only a tap needs to say otherwise.
-        """
-        return True
-
 
 # Capped exponential backoff, as in aioesphomeapi's reconnect logic: a USB adapter that was yanked
 # usually re-enumerates within one to three seconds, so start fast; a board that is gone for good
