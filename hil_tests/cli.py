@@ -97,6 +97,7 @@ def _mock_board(args: argparse.Namespace) -> int:
             uid=args.uid,
             watchdog_s=args.watchdog_s,
             heap_k=args.heap_k,
+            strict_watchdog=args.strict_watchdog,
         )
         stop = _stop_event()
         ports = board.start()

@@ -344,3 +344,19 @@ def test_mock_board_cli_replays_a_trace_into_the_firmware(tmp_path: Path) -> Non
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(10) == 0
+
+
+@pytest.mark.mock_only
+def test_strict_watchdog_keeps_running_at_the_repl(probed) -> None:
+    """As on an ESP32, where machine.WDT cannot be stopped: once the firmware ran, a board left at the
+    REPL is reset by its watchdog (strict_watchdog); by default the mock does not do this."""
+    board = probed(speed=1.0, strict_watchdog=True, watchdog_s=2.0)
+    c = board.ports.console
+    deadline = time.monotonic() + 10
+    while board.stats.feed_bytes_consumed == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mpremote(c, "resume", "eval", "1 + 1").strip() == "2"  # Ctrl-C: the probe stops, REPL
+    deadline = time.monotonic() + 10
+    while board.stats.watchdog_resets == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert board.stats.watchdog_resets == 1 and board.stats.boots[ResetCause.WDT] == 1

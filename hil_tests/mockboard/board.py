@@ -230,6 +230,7 @@ class MockBoard:
         watchdog_s: float = 10.0,
         seed: int = 0,
         heap_k: int = ESP32_HEAP_K,
+        strict_watchdog: bool = False,
         extra_env: dict[str, str] | None = None,
     ) -> None:
         if speed < 0:
@@ -243,6 +244,8 @@ class MockBoard:
         self.uid = uid
         self.watchdog_s = watchdog_s
         self.heap_k = heap_k  # what the firmware gets; ESP32 modules with PSRAM have megabytes
+        self.strict_watchdog = strict_watchdog
+        self._repl_since: float | None = None
         self.extra_env = dict(extra_env or {})
         self.stats = BoardStats()
         self._rng = random.Random(seed)
@@ -832,11 +835,24 @@ class MockBoard:
 
     def _watchdog(self) -> None:
         # The ESP32's watchdog resets a board whose firmware stopped making progress. Progress, for a
-        # simulated board, is consuming its feed; a board sitting at the REPL has no firmware running.
+        # simulated board, is consuming its feed. A board at the REPL has no firmware running: by
+        # default it is not watched; with strict_watchdog, a watchdog the firmware started (it has
+        # consumed feed this boot) keeps counting in real time at the REPL, as machine.WDT does on
+        # an ESP32, where it cannot be stopped.
+        now = time.monotonic()
+        if self._child is not None and self._at_repl and self.strict_watchdog and self._boot_consumed:
+            if self._repl_since is None:
+                self._repl_since = now
+            elif now - self._repl_since > self.watchdog_s:
+                self.stats.watchdog_resets += 1
+                log.info("watchdog: still running at the REPL after %.1f s (strict)", self.watchdog_s)
+                self._reset(ResetCause.WDT)
+            return
+        self._repl_since = None
         if self._child is None or self._at_repl or self._boot_consumed == 0 or self._stall_since is None:
             return
         limit = max(WATCHDOG_MIN_REAL_S, self.watchdog_s / self.speed if self.speed else 0.0)
-        if time.monotonic() - self._stall_since > limit:
+        if now - self._stall_since > limit:
             self.stats.watchdog_resets += 1
             log.info("watchdog: board stopped consuming its feed for %.1f s", limit)
             self._reset(ResetCause.WDT)
