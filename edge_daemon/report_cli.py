@@ -109,7 +109,9 @@ def _resolve(args: argparse.Namespace, stem: str) -> tuple[list[Path], Period, C
 
         cfg = load_config(args.config)
         sources += [p for p in (cfg.upstream.journal_path, cfg.outbox_path) if p.exists()]
-        a = cfg.analytics
+        # One car: its board's own analytics settings (a [[boards]] override), else the site's.
+        car = getattr(args, "car", None)
+        a = next((b.analytics for b in cfg.boards if isinstance(car, str) and b.car == car), cfg.analytics)
         targets_kw = {
             "maintenance_min_s": a.maintenance_min_s,
             "response_lookback_s": a.response_lookback_s,

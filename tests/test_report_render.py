@@ -199,3 +199,33 @@ def test_cli_takes_sources_and_targets_from_the_daemon_config(
     assert f"wrote {out}" in capsys.readouterr().out
     row = re.search(r"<tr class='car' data-car='car-1'>(.*?)</tr>", out.read_text(encoding="utf-8"), flags=re.S)
     assert row and "<td class='num'>0/3</td>" in row.group(1)  # the 20-minute visit now meets the minimum
+
+
+def test_config_board_override_sets_one_cars_targets(tmp_path: Path) -> None:
+    """[boards.analytics] overrides [analytics] for that car's report; the fleet report uses the site's."""
+    from liftwatch.cli import build_parser
+    from liftwatch.edge_daemon.report_cli import _resolve
+
+    cfg = tmp_path / "liftwatch.toml"
+    cfg.write_text(
+        f'[daemon]\nsite = "estate-a"\nstate_dir = "{tmp_path}"\n[analytics]\nmaintenance_min_s = 1200.0\n'
+        '[[boards]]\ncar = "car-1"\nlink = "serial"\nport = "/dev/ttyUSB0"\n'
+        "[boards.analytics]\nmaintenance_min_s = 3000.0\nday_utc_offset_h = 9.0\n"
+        '[[boards]]\ncar = "car-2"\nlink = "serial"\nport = "/dev/ttyUSB1"\n',
+        encoding="utf-8",
+    )
+    journal = tmp_path / "upstream.jsonl"
+    journal.touch()  # resolved, not read, here
+    src = ["--source", str(journal)]
+    parser = build_parser()
+    _, period, targets, out, fmt = _resolve(
+        parser.parse_args(["report", "--car", "car-1", *ARGS, "--config", str(cfg), *src]), "r"
+    )
+    assert (targets.maintenance_min_s, targets.utc_offset_h, period.utc_offset_h) == (3000.0, 9.0, 9.0)
+    assert (out, fmt) == (Path("r-2026-11-02-2026-11-08.html"), "html")
+    _, _, targets, _, _ = _resolve(
+        parser.parse_args(["report", "--car", "car-2", *ARGS, "--config", str(cfg), *src]), "r"
+    )
+    assert targets.maintenance_min_s == 1200.0
+    _, _, targets, _, _ = _resolve(parser.parse_args(["fleet-report", *ARGS, "--config", str(cfg), *src]), "f")
+    assert (targets.maintenance_min_s, targets.utc_offset_h) == (1200.0, 8.0)
