@@ -360,3 +360,24 @@ def test_board_modules_compile_for_the_esp32(tmp_path):
     out = h.build_mpy(tmp_path / "esp32", march="xtensawin")
     names = {p.stem for p in out.glob("*.mpy")}
     assert {"agent", "hal_esp32", "ble_nus", "motion", "lwproto", "main"} <= names
+
+
+def test_losses_are_counted_never_silent(tmp_path):
+    # A pass that comes 300 ms late (the FIFO holds 80 ms at 400 Hz), then a host that stops reading
+    # (the TX side takes 3 KB and then refuses): FIFO overrun and link drops land in the counters.
+    setup = (
+        "_w = b.wait_ms\n"
+        "def _wait(ms):\n"
+        "    if 5000000 <= b.t_us < 5040000:\n"
+        "        ms += 300\n"
+        "    return _w(ms)\n"
+        "b.wait_ms = _wait\n"
+        "b._uart_file = None\n"
+        "b._uart_buf = bytearray(3000)\n"
+    )
+    run = run_firmware(tmp_path, FeedBuilder().rest(8).trip().rest(3).bytes(), setup=setup)
+    assert run.returncode == 0, run.stdout + run.stderr
+    c = run.summary["counters"]
+    assert c[4] == 1  # one FIFO overrun episode
+    assert c[6] > 20  # link drops: the VIB of the trip had nowhere to go
+    assert c[1] == 1  # and the trip was still seen
