@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--watchdog-s", type=float, default=10.0, help="sim seconds without feed progress before a watchdog reset"
     )
     p.add_argument(
+        "--strict-watchdog",
+        action="store_true",
+        help="a watchdog the firmware started keeps running at the REPL (real s), as on an ESP32",
+    )
+    p.add_argument(
         "--heap-k", type=int, default=96, help="Python heap the firmware gets, KiB (ESP32 without PSRAM: 96)"
     )
     p.add_argument("-v", "--verbose", action="store_true")
@@ -86,6 +91,8 @@ def _mock_board(args: argparse.Namespace) -> int:
             trace = Path(args.trace)
             if not trace.exists():
                 raise TraceError(f"no trace file {trace}")
+            for _ in read_trace(trace):  # a bad line is reported now, with its number, not mid-run
+                pass
             samples = read_trace(trace)
         else:
             samples = None

@@ -288,6 +288,16 @@ def test_mock_board_cli_prints_ports_and_stops_on_sigterm(tmp_path: Path) -> Non
         timeout=30,
     )
     assert bad.returncode == 2 and "no scenario 'no_such_scenario'" in bad.stderr
+    (tmp_path / "bad.csv").write_text(
+        "t_us,ax_mg,ay_mg,az_mg,door_closed,zone_up,zone_dn,presence,inspection,alarm_button\n0,0,0,1000,1,0,0,0,0,0\n5,0,0,1000,7,0,0,0,0,0\n"
+    )
+    bad = subprocess.run(
+        [sys.executable, "-m", "liftwatch", "mock-board", "--fs", str(tmp_path), "--trace", str(tmp_path / "bad.csv")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "bad.csv:3: door_closed must be 0 or 1" in bad.stderr
 
 
 @pytest.mark.mock_only
