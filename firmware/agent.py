@@ -15,9 +15,9 @@ import events as ev
 import motion as mo
 from fwutil import TICKS_MASK, tdiff, unload
 from hal import BoardReset
-from inputs import ALARM, DOOR_CLOSED, INSPECTION, ZONE_DN, ZONE_UP, Inputs
 from agent_rx import CONFIG_FILE, Rx
 from agent_tx import FW_VERSION, Tx  # noqa: F401 (FW_VERSION re-exported)
+from inputs import ALARM, DOOR_CLOSED, INSPECTION, ZONE_DN, ZONE_UP, Inputs
 from link import Link
 from settings import DEFAULTS, config_hash
 from store import Store
@@ -41,11 +41,13 @@ _SAFE_PASS_MS = const(50)
 _FAULT_RETRY_MS = const(1000)
 _STALL_MS = const(250)
 
+
 class Agent(Tx, Rx):
+    """One boot of the firmware on one board (a reboot makes a new Agent)."""
+
     def __init__(self, board):
         self.board = board
-        # The big buffers first, while the heap is still in one piece.
-        self.ring = mo.Ring()
+        self.ring = mo.Ring()  # its 3 KiB buffer was reserved when motion.py was imported
         self.now = board.ticks_ms()
         self.up_ms = 0
         key = None
