@@ -245,7 +245,8 @@ class MockBoard:
         self.watchdog_s = watchdog_s
         self.heap_k = heap_k  # what the firmware gets; ESP32 modules with PSRAM have megabytes
         self.strict_watchdog = strict_watchdog
-        self._repl_since: float | None = None
+        self._wdt_started = False  # the firmware ran (consumed its feed) since the last chip reset
+        self._wdt_fed = 0.0
         self.extra_env = dict(extra_env or {})
         self.stats = BoardStats()
         self._rng = random.Random(seed)
@@ -600,6 +601,7 @@ class MockBoard:
     def _power_on(self, cause: ResetCause) -> None:
         if cause is not ResetCause.SOFT:
             self._hw_cause = cause
+            self._wdt_started = False
             self._console_text(b"ets Jul 29 2019 12:21:46\r\n\r\n" + _ROM_RESET_TEXT[str(cause)] + b"\r\n")
         self._drain_feed()
         self._drain_uart()
@@ -786,6 +788,8 @@ class MockBoard:
             self.stats.feed_bytes_consumed += consumed - self._boot_consumed
             self._boot_consumed = consumed
             self._stall_since = None
+            self._wdt_started = True
+            self._wdt_fed = time.monotonic()
 
     def _pump_feed(self) -> float:
         """Write what the car has for the board, paced by ``speed``; returns seconds until worth retrying."""
@@ -840,15 +844,13 @@ class MockBoard:
         # consumed feed this boot) keeps counting in real time at the REPL, as machine.WDT does on
         # an ESP32, where it cannot be stopped.
         now = time.monotonic()
-        if self._child is not None and self._at_repl and self.strict_watchdog and self._boot_consumed:
-            if self._repl_since is None:
-                self._repl_since = now
-            elif now - self._repl_since > self.watchdog_s:
+        if self.strict_watchdog and self._wdt_started and self._child is not None and self._at_repl:
+            # Soft reboots do not stop it either: only feeding (the firmware making progress) does.
+            if now - self._wdt_fed > self.watchdog_s:
                 self.stats.watchdog_resets += 1
                 log.info("watchdog: still running at the REPL after %.1f s (strict)", self.watchdog_s)
                 self._reset(ResetCause.WDT)
             return
-        self._repl_since = None
         if self._child is None or self._at_repl or self._boot_consumed == 0 or self._stall_since is None:
             return
         limit = max(WATCHDOG_MIN_REAL_S, self.watchdog_s / self.speed if self.speed else 0.0)
