@@ -122,7 +122,7 @@ class CarPipeline:
         """Envelope `board`: the HELLO's board id, else the configured one, else unknown (None)."""
         return self.session.info.board_id or self.configured_board_id or None
 
-    async def frames(self, frames: Sequence[Frame], host_now_s: float) -> None:
+    async def frames(self, frames: Sequence[Frame], host_now_s: float, mono_s: float | None = None) -> None:
         """Apply the frames of one read, then store and ACK them together (one commit per read)."""
         session = self.session
         replay = session.mode is LinkMode.REPLAY
@@ -135,16 +135,16 @@ class CarPipeline:
                     run.append(frame)
                     continue
                 if run:
-                    self._apply(session.on_frames(run, host_now_s))
+                    self._apply(session.on_frames(run, host_now_s, mono_s))
                     self._tick_on_board_time()
                     run = []
-                self._apply(session.on_frame(frame, host_now_s))
+                self._apply(session.on_frame(frame, host_now_s, mono_s))
                 self._tick_on_board_time()
             if run:
-                self._apply(session.on_frames(run, host_now_s))
+                self._apply(session.on_frames(run, host_now_s, mono_s))
                 self._tick_on_board_time()
         else:
-            self._apply(session.on_frames(frames, host_now_s))
+            self._apply(session.on_frames(frames, host_now_s, mono_s))
         await self.commit()
 
     def _tick_on_board_time(self) -> None:
@@ -155,10 +155,10 @@ class CarPipeline:
             self._board_tick_ts = ts
             self._outputs(lambda: self.analytics.tick(ts), ts)
 
-    async def tick(self, host_now_s: float, analytics_ts: float | None = None) -> None:
+    async def tick(self, host_now_s: float, mono_s: float | None = None) -> None:
         """Heartbeat timeout, periodic session duties, and time-based analytics rules."""
-        self._apply(self.session.tick(host_now_s))
-        ts = analytics_ts if analytics_ts is not None else self._analytics_now(host_now_s)
+        self._apply(self.session.tick(host_now_s, mono_s))
+        ts = self._analytics_now(host_now_s if mono_s is None else mono_s)
         if ts is not None:
             self._outputs(lambda: self.analytics.tick(ts), ts)
         await self.commit()
@@ -192,13 +192,13 @@ class CarPipeline:
         self._unacked = []
         return True
 
-    def _analytics_now(self, host_now_s: float) -> float | None:
+    def _analytics_now(self, mono_s: float) -> float | None:
         """Analytics runs on board time mapped to UTC; between frames it advances with the host
         clock from the last frame heard, so entrapment fires while the board is silent."""
         s = self.session
         if s.last_heard_s is None or s.last_heard_host_s is None:
             return None
-        return max(s.last_heard_s + (host_now_s - s.last_heard_host_s), self._last_ts or 0.0)
+        return max(s.last_heard_s + (mono_s - s.last_heard_host_s), self._last_ts or 0.0)
 
     def _apply(self, observations: list[Observation]) -> None:
         for obs in observations:
@@ -253,6 +253,7 @@ class BoardTask:
     write_timeout_s: float = 2.0
     backoff: ReconnectBackoff = field(default_factory=ReconnectBackoff)
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
     phase: LinkPhase = LinkPhase.DISCONNECTED
     counters: LinkCounters = field(default_factory=LinkCounters)
     replay_path: Path | None = None  # tagged boards: the replay window persists here (SPEC section 4)
@@ -306,15 +307,15 @@ class BoardTask:
             pass
 
     async def _serve(self, stop: asyncio.Event) -> None:
-        pipeline, reader, clock = self.pipeline, self.reader, self.clock
+        pipeline, reader, clock, mono = self.pipeline, self.reader, self.clock, self.monotonic
         stop_wait = asyncio.create_task(stop.wait(), name=f"board {self.board.car}: stop")
-        next_tick = clock() + TICK_S
+        next_tick = mono() + TICK_S
         read: asyncio.Task | None = None
         try:
             while not stop.is_set():
                 if read is None:
                     read = asyncio.create_task(self.transport.read())
-                timeout = max(0.0, next_tick - clock())
+                timeout = max(0.0, next_tick - mono())
                 done, _ = await asyncio.wait({read, stop_wait}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if read in done:
@@ -328,10 +329,10 @@ class BoardTask:
                         self._persist_replay(on_tick=False)
                     if frames:
                         self.backoff.reset()  # the link really works (not just opened)
-                        await pipeline.frames(frames, clock())
-                if clock() >= next_tick:
-                    next_tick = clock() + TICK_S
-                    await pipeline.tick(clock())
+                        await pipeline.frames(frames, clock(), mono())
+                if mono() >= next_tick:
+                    next_tick = mono() + TICK_S
+                    await pipeline.tick(clock(), mono())
                     if self.replay_path is not None:
                         self._persist_replay(on_tick=True)
                 self._queue_outgoing()
@@ -411,10 +412,13 @@ class Daemon:
     def __init__(self, config: DaemonConfig, *, transports: Mapping[str, Transport] | None = None,
                  backoff: Callable[[], ReconnectBackoff] = ReconnectBackoff,
                  clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] | None = None,
                  on_delivered: Callable[[Sequence[Any]], None] | None = None) -> None:
         self.config = config
         self._on_delivered = on_delivered
         self.clock = clock
+        # Timeouts run on a monotonic clock; a simulated `clock` (demo, soak) serves as both.
+        self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
         self._transports = dict(transports or {})
         self._backoff = backoff
         self.outbox: Outbox | None = None
@@ -438,7 +442,7 @@ class Daemon:
             replay_path = self.config.state_dir / f"replay-{board.car}.json"
             reader.replay = load_replay_file(replay_path)
         return BoardTask(board, transport, pipeline, reader, self.config.write_timeout_s, self._backoff(),
-                         self.clock, replay_path=replay_path)
+                         self.clock, self.monotonic, replay_path=replay_path)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then flush analytics state and let upstream drain briefly."""

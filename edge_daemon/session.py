@@ -54,6 +54,9 @@ _T_HALF = T_MS_MODULO // 2
 _U16 = 0x10000
 _U16_HALF = 0x8000
 
+# The host's wall clock moved this much against its monotonic clock between two calls: it was
+# stepped (NTP on a Pi without RTC, an operator). Offsets and pending TIME_SYNCs are then void.
+CLOCK_STEP_S = 1.0
 # A TIME_SYNC reply slower than this says more about a busy link than about the clock offset.
 MAX_SYNC_RTT_MS = 2000
 # A VIB block whose index-derived start differs this much from its frame time re-anchors the
@@ -115,6 +118,7 @@ class SessionCounters:
     config_accepted: int = 0
     config_rejected: int = 0
     offline_periods: int = 0
+    clock_steps: int = 0  # host wall-clock steps seen (time re-synced each time)
     vib_discontinuities: int = 0  # VIB blocks not continuing the previous one (stream paused or lost)
 
     def to_status(self) -> dict[str, Any]:
@@ -242,7 +246,9 @@ class BoardSession:
         self.hello_boot_id: int | None = None  # boot whose HELLO we have
         self.online: bool | None = None
         self.last_heard_s: float | None = None  # UTC of the last frame (board time mapped)
-        self.last_heard_host_s: float | None = None  # host clock at the last frame
+        self.last_heard_host_s: float | None = None  # host monotonic clock at the last frame
+        self._mono = 0.0  # host monotonic seconds at the current call: timeouts and schedules
+        self._wall_minus_mono: float | None = None
         self.last_seq = 0
         self.inputs: int | None = None
         self.motion: int | None = None
@@ -273,16 +279,20 @@ class BoardSession:
 
     # -- inputs ------------------------------------------------------------------------------------
 
-    def on_frame(self, frame: Frame, host_now_s: float) -> list[Observation]:
-        """Account for one checked frame received at host time `host_now_s` (UTC seconds)."""
+    def on_frame(self, frame: Frame, host_now_s: float, mono_s: float | None = None) -> list[Observation]:
+        """Account for one checked frame received at host time `host_now_s` (UTC seconds).
+
+        `mono_s` is the host's monotonic clock (default: `host_now_s`): timeouts and schedules run
+        on it, so a step of the wall clock neither fakes a link outage nor delays a TIME_SYNC."""
+        self._clock_in(host_now_s, mono_s)
         out: list[Observation] = []
         if not self._track_sequence(frame, host_now_s, out):
             return out
         self.counters.frames += 1
-        host_ms = host_now_s * 1000.0 if self.mode is LinkMode.LIVE else None
-        unwrapped = self._clock.unwrap(frame.t_ms, host_ms)
-        if host_ms is not None:
-            self._clock.observe_arrival(unwrapped, host_ms)
+        live = self.mode is LinkMode.LIVE
+        unwrapped = self._clock.unwrap(frame.t_ms, self._mono * 1000.0 if live else None)
+        if live:
+            self._clock.observe_arrival(unwrapped, host_now_s * 1000.0)
         ts = self._clock.to_utc_s(unwrapped)
         self._heard(ts, host_now_s, out)
         handler = _HANDLERS.get(frame.type)
@@ -294,7 +304,7 @@ class BoardSession:
             self._maintain(host_now_s)
         return out
 
-    def on_frames(self, frames: Sequence[Frame], host_now_s: float) -> list[Observation]:
+    def on_frames(self, frames: Sequence[Frame], host_now_s: float, mono_s: float | None = None) -> list[Observation]:
         """`on_frame` for every frame of one read, with consecutive VIB frames merged.
 
         A run of VIB frames that continue each other (next seq, next sample index, same rate and
@@ -308,7 +318,7 @@ class BoardSession:
             frame = frames[i]
             i += 1
             self._vib_raw = None
-            out += self.on_frame(frame, host_now_s)
+            out += self.on_frame(frame, host_now_s, mono_s)
             if self._vib_raw is not None and i < n and frames[i][0] == lw.T_VIB:
                 i = self._extend_vib_run(frames, i, out)
         return out
@@ -354,13 +364,14 @@ class BoardSession:
                                gravity=first.gravity, gap_before=first.gap_before)
         return j
 
-    def tick(self, host_now_s: float) -> list[Observation]:
+    def tick(self, host_now_s: float, mono_s: float | None = None) -> list[Observation]:
         """Called by the board's task about once a second, frames or not (live mode)."""
+        self._clock_in(host_now_s, mono_s)
         out: list[Observation] = []
         if (
             self.online
             and self.last_heard_host_s is not None
-            and host_now_s - self.last_heard_host_s > self.config.heartbeat_timeout_s
+            and self._mono - self.last_heard_host_s > self.config.heartbeat_timeout_s
         ):
             self._go_offline(out)
         if self.mode is LinkMode.LIVE and self.online:
@@ -432,6 +443,26 @@ class BoardSession:
 
     # -- sequence, boot and link state -----------------------------------------------------------
 
+    def _clock_in(self, host_now_s: float, mono_s: float | None) -> None:
+        """Take the host's clocks for this call and notice a step of the wall clock."""
+        mono = host_now_s if mono_s is None else mono_s
+        skew = host_now_s - mono
+        if (
+            self.mode is LinkMode.LIVE
+            and self._wall_minus_mono is not None
+            and abs(skew - self._wall_minus_mono) > CLOCK_STEP_S
+        ):
+            # Offsets measured against the old wall clock would misplace every event: measure
+            # again from the next frame's arrival and ask for a TIME_SYNC now.
+            self.counters.clock_steps += 1
+            self._clock.offset_ms = None
+            self._clock.synced = False
+            self._clock.sync_rtt_ms = None
+            self._sync_sent.clear()
+            self._next_sync_s = 0.0
+        self._wall_minus_mono = skew
+        self._mono = mono
+
     def _new_clock(self) -> BoardClock:
         if self.mode is LinkMode.REPLAY:
             clock = BoardClock(self._replay_epoch_ms)
@@ -488,7 +519,7 @@ class BoardSession:
             out.append(LinkState(ts=ts, online=True))
         if self.last_heard_s is None or ts > self.last_heard_s:
             self.last_heard_s = ts
-        self.last_heard_host_s = host_now_s
+        self.last_heard_host_s = self._mono
 
     def _go_offline(self, out: list[Observation]) -> None:
         self.online = False
@@ -513,21 +544,23 @@ class BoardSession:
 
     def _maintain(self, host_now_s: float) -> None:
         """Periodic host->board duties: HELLO request, TIME_SYNC, CONFIG retry."""
+        mono = self._mono
         if self.hello_boot_id != self.boot_id:
-            if self._hello_requested_s is None or host_now_s - self._hello_requested_s >= self.config.hello_retry_s:
-                self._hello_requested_s = host_now_s
+            if self._hello_requested_s is None or mono - self._hello_requested_s >= self.config.hello_retry_s:
+                self._hello_requested_s = mono
                 self._send(lw.T_CONTROL, [int(m.Command.REQUEST_HELLO), 0], host_now_s)
-        if host_now_s >= self._next_sync_s:
+        if mono >= self._next_sync_s:
             sent_ms = int(host_now_s * 1000)
-            self._sync_sent = {k: v for k, v in self._sync_sent.items() if sent_ms - k < 60_000}
-            self._sync_sent[sent_ms] = sent_ms
+            mono_ms = mono * 1000.0
+            self._sync_sent = {k: v for k, v in self._sync_sent.items() if mono_ms - v < 60_000}
+            self._sync_sent[sent_ms] = mono_ms  # the reply's round trip is timed on the monotonic clock
             self._send(lw.T_TIME_SYNC, [sent_ms], host_now_s)
             # Until the first reply, retry quickly: the board may have been busy booting.
             interval = self.config.time_sync_interval_s if self._clock.synced else min(5.0, self.config.time_sync_interval_s)
-            self._next_sync_s = host_now_s + interval
+            self._next_sync_s = mono + interval
         if (
             self._config_seq is not None
-            and host_now_s - self._config_sent_s >= self.config.config_retry_s
+            and mono - self._config_sent_s >= self.config.config_retry_s
         ):
             self._config_seq = None  # no ACK: try again (counts toward MAX_CONFIG_TRIES)
             self._push_config(host_now_s)
@@ -539,7 +572,7 @@ class BoardSession:
         if seq is None:
             return
         self._config_seq = seq
-        self._config_sent_s = host_now_s
+        self._config_sent_s = self._mono
         self._config_tries += 1
         self.counters.config_pushes += 1
 
@@ -723,9 +756,11 @@ class BoardSession:
         if ts_reply is None or not _is_int(ts_reply.host_unix_ms, ts_reply.board_t_ms):
             return False
         host_sent_ms, board_t_ms = ts_reply.host_unix_ms, ts_reply.board_t_ms
-        if self.mode is not LinkMode.LIVE or self._sync_sent.pop(host_sent_ms, None) is None:
-            return True  # not ours (another host, or from before a reconnect): ignore
-        if self._clock.observe_sync(host_sent_ms, self._clock.peek(board_t_ms), host_now_s * 1000.0):
+        sent_mono_ms = self._sync_sent.pop(host_sent_ms, None) if self.mode is LinkMode.LIVE else None
+        if sent_mono_ms is None:
+            return True  # not ours (another host, from before a reconnect or a clock step): ignore
+        recv_ms = host_sent_ms + (self._mono * 1000.0 - sent_mono_ms)
+        if self._clock.observe_sync(host_sent_ms, self._clock.peek(board_t_ms), recv_ms):
             self.counters.time_syncs += 1
         return True
 

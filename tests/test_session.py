@@ -415,3 +415,24 @@ def test_on_frames_merges_a_run_of_vib_frames_and_splits_at_gaps_and_other_frame
     assert np.array_equal(np.concatenate([o.samples for o in one[:3]]), v1.samples)
     assert one[0].ts_first == v1.ts_first and one[3].ts_first == v2.ts_first
     assert s2.counters.to_status() == s.counters.to_status()
+
+
+def test_wall_clock_step_neither_fakes_an_outage_nor_keeps_a_stale_offset():
+    """A Pi without RTC: NTP steps the wall clock an hour forward while a board is talking."""
+    s, b = BoardSession(SessionConfig(heartbeat_timeout_s=15.0)), Board(t_ms=0)
+    wall0 = 1_800_000_000.0
+    s.on_frame(b.hello(advance_ms=0), wall0, 0.0)
+    (sync,) = [f for f in decode_all(s.take_outgoing()) if f.type == lw.T_TIME_SYNC]
+    s.on_frame(b.frame(lw.T_TIME_SYNC, [sync.payload[0], b.t_ms + 10], advance_ms=20), wall0 + 0.02, 0.02)
+    assert s.status()["time_synced"]
+    s.on_frame(b.heartbeat(advance_ms=5000), wall0 + 5.0, 5.0)
+    s.take_outgoing()
+    step = 3600.0
+    assert s.tick(wall0 + step + 10.0, 10.0) == []  # 5 s of silence on the monotonic clock: online
+    assert s.online and s.counters.clock_steps == 1
+    # Time is measured again: a TIME_SYNC goes out now, and the next frame's arrival re-anchors.
+    assert [f.type for f in decode_all(s.take_outgoing())].count(lw.T_TIME_SYNC) == 1
+    (ev,) = s.on_frame(b.event(1, advance_ms=6000), wall0 + step + 11.0, 11.0)  # stamped 6 s before sending
+    assert ev.ts == pytest.approx(wall0 + step + 5.0, abs=0.05)
+    # The heartbeat timeout still runs: 16 s after the last frame on the monotonic clock.
+    assert s.tick(wall0 + step + 27.0, 27.0) == [LinkState(ts=s.last_heard_s, online=False)]
