@@ -59,6 +59,12 @@ JUMP_FORWARD_S = 3600.0  # SIGUSR1: the daemon's clock steps forward an hour (NT
 JUMP_BACK_S = 600.0  # SIGUSR2: ...and back ten minutes
 MATCH_TOLERANCE_S = 5.0  # a trip or visit upstream within this of the board's own start time
 HEARTBEAT_S = 5.0
+# The daemon's default is 15 s; at 600x that is 25 ms of wall time, less than one scheduling hiccup of
+# a loaded CI box, so every board would flap offline. 120 s simulated = 200 ms wall.
+HEARTBEAT_TIMEOUT_S = 120.0
+# Frames still in the kernel's tty buffer when the daemon is SIGKILLed are lost with it (a serial open
+# flushes input). How far back that reaches depends on how far the daemon lagged: simulated seconds.
+KILL_BACKLOG_S = 300.0
 EVENT_RESEND_S = 10.0  # board time between re-sends of an un-ACKed EVENT
 DOOR_CLOSED, ZONE_UP, ZONE_DN, PRESENCE, INSPECTION = 1, 2, 4, 8, 16
 LEVEL = ZONE_UP | ZONE_DN
@@ -357,6 +363,9 @@ class Soak:
         self.fault_windows: list[tuple[float, float, str, int | None]] = []  # (from, to, fault, board)
         self.pending: list[tuple[float, str, Any]] = []  # (sim time, action, arg) still to do
         self.lost_items: list[Item] = []
+        self.outbox_pending: int | None = None  # from the daemon's status file
+        self.status_mtime = 0.0
+        self.tmpfs = False  # the daemon's state dir is a small tmpfs we can fill (--tmpfs-mb, needs root)
         self.capture: dict[int, list] | None = {i: [] for i in range(args.boards)} if args.verbose else None
         self.config_path = workdir / "liftwatch.toml"
         self.boards = [SimBoard(i, workdir, random.Random(args.seed * 1000 + i), self) for i in range(args.boards)]
@@ -369,7 +378,7 @@ class Soak:
         doc = [
             "[daemon]", 'site = "soak"', 'pi = "pi-soak"', f'state_dir = "{self.workdir / "state"}"',
             "status_interval_s = 0.5", 'log_level = "warning"',
-            "[session]", "heartbeat_timeout_s = 20.0", "time_sync_interval_s = 600.0", "write_timeout_s = 0.5",
+            "[session]", f"heartbeat_timeout_s = {HEARTBEAT_TIMEOUT_S}", "time_sync_interval_s = 600.0", "write_timeout_s = 0.5",
             "[outbox]", f"budget_mb = {budget_mb}",
         ]
         if self.broker is not None:
@@ -398,12 +407,16 @@ class Soak:
 
     def poll_status(self) -> None:
         """Which ports the running daemon has open, from its status file (rewritten every 0.5 s)."""
+        path = self.workdir / "state" / "status.json"
         try:
-            snap = json.loads((self.workdir / "state" / "status.json").read_text())
+            mtime = path.stat().st_mtime
+            snap = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             return
         if self.daemon is None or snap.get("pid") != self.daemon.pid:
             return
+        self.outbox_pending = (snap.get("outbox") or {}).get("pending")
+        self.status_mtime = mtime
         for b, st in zip(self.boards, snap.get("boards", [])):
             connects = (st.get("link_counters") or {}).get("connects", 0)
             if st.get("phase") == "ready" and connects > b.connects_seen:
@@ -464,7 +477,11 @@ class Soak:
         kinds = ["serial_garbage", "serial_cut", "board_power_cut", "watchdog_reset", "daemon_sigkill",
                  "clock_jump"]
         if self.broker is not None:
-            kinds += ["broker_outage", "disk_nearly_full"]
+            kinds += ["broker_outage"]
+        if self.tmpfs:
+            kinds += ["disk_nearly_full"]
+        if self.args.faults:
+            kinds = [k for k in kinds if k in self.args.faults.split(",")]
         for _ in range(n_faults):
             plan.append((rng.uniform(day_start + 600, day_end - 600), rng.choice(kinds), rng.choice(self.boards)))
         return sorted(plan, key=lambda p: p[0])
@@ -472,12 +489,16 @@ class Soak:
     def apply(self, now: float, action: str, arg: Any) -> None:
         rng = self.rng
         if action == "trip":
-            if arg.powered and not arg.script:
+            # Under inspection the car makes inspection runs, not passenger trips (the daemon counts
+            # them in the visit): no trip is planned while the switch is on.
+            if arg.powered and not arg.script and not arg.inputs & INSPECTION:
                 arg.plan_trip(now + 4.0)
             return
         if action == "visit":
             board, duration = arg
-            if board.powered:
+            if board.script:  # a trip is under way: the technician arrives once it is over
+                self.pending.append((now + 60.0, action, arg))
+            elif board.powered:
                 self.start_visit(board, now, duration)
             return
         if action == "alarm":
@@ -537,7 +558,7 @@ class Soak:
                 return
             self.kill_daemon()
             down_real = rng.uniform(0.3, 2.0)
-            self.fault_windows.append((now, now + down_real * self.speed, action, None))
+            self.fault_windows.append((now - KILL_BACKLOG_S, now + down_real * self.speed, action, None))
             self.pending.append((now + down_real * self.speed, "daemon_restart", None))
         elif action == "daemon_restart":
             self.faults[action] -= 1  # not a fault of its own
@@ -559,7 +580,28 @@ class Soak:
             self.faults[action] -= 1
             self.broker.start()
         elif action == "disk_nearly_full":
-            pass  # the small outbox budget (--budget-mb) fills during broker outages: see the drops
+            ballast = self.workdir / "state" / "ballast"
+            if self.tmpfs and not ballast.exists():
+                # Fill the daemon's filesystem (a tmpfs of --tmpfs-mb) up to 64 KiB: SQLite and the
+                # journal now fail with ENOSPC; the outbox must keep what it acknowledged.
+                st = os.statvfs(self.workdir / "state")
+                free = st.f_bavail * st.f_frsize - 64 * 1024
+                if free > 0:
+                    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+                    try:
+                        os.posix_fallocate(fd, 0, free)
+                    except OSError:
+                        pass
+                    finally:
+                        os.close(fd)
+                    off = rng.uniform(600, 7200)
+                    self.fault_windows.append((now, now + off, action, None))
+                    self.pending.append((now + off, "disk_freed", None))
+            elif not self.tmpfs:
+                self.faults[action] -= 1  # without --tmpfs-mb there is no disk to fill
+        elif action == "disk_freed":
+            self.faults[action] -= 1
+            (self.workdir / "state" / "ballast").unlink(missing_ok=True)
 
     def start_visit(self, board: SimBoard, now: float, duration: float) -> None:
         item = Item("maintenance", board.index, now)
@@ -576,6 +618,15 @@ class Soak:
             self.broker = broker_mod.MosquittoBroker(self.workdir / "broker")
             self.broker.start()
             self.collector = broker_mod.Collector(self.broker, topic="liftwatch/#", client_id="soak-collector").start()
+        if args.tmpfs_mb:
+            state = self.workdir / "state"
+            state.mkdir(parents=True)
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs_mb}m,mode=0700", "tmpfs", str(state)],
+                               capture_output=True, text=True)
+            self.tmpfs = r.returncode == 0
+            if not self.tmpfs:
+                print(f"soak: no tmpfs for the state dir ({r.stderr.strip()}): disk_nearly_full not exercised",
+                      file=sys.stderr)
         self.config_path = self.write_config(args.budget_mb)
         self.w0 = time.time()  # simulated time 0: the daemon and the boards share this clock
         self.start_daemon()
@@ -610,7 +661,8 @@ class Soak:
         # Drain: faults off, everything back up, boards keep heartbeating and re-sending until settled.
         drain_from = self.now()
         for at, action, arg in sorted(self.pending, key=lambda p: p[0]):
-            if action in ("power_on", "replug", "daemon_restart", "broker_up", "visit_end", "clear_alarm"):
+            if action in ("power_on", "replug", "daemon_restart", "broker_up", "visit_end", "clear_alarm",
+                          "disk_freed"):
                 self.apply(self.now(), action, arg)
         for b in self.boards:
             b.garbage_until = b.cut_until = 0.0
@@ -619,12 +671,16 @@ class Soak:
                 item.risks.add("soak_end")  # still open when the simulated week ended
             b.open_items.clear()
         deadline = time.monotonic() + args.drain_s
+        drain_wall = time.time()
         while time.monotonic() < deadline:
             now = self.now()
             self.poll_status()
             for b in self.boards:
                 b.step(now)
-            if all(not b.unacked for b in self.boards) and self.now() - drain_from > 120:
+            settled = (all(not b.unacked for b in self.boards) and self.outbox_pending == 0
+                       and self.status_mtime > drain_wall + 1.0  # a status written since the drain began
+                       and (self.broker is None or self.broker.running))
+            if settled and self.now() - drain_from > 600:  # and a few status files said so
                 break
             await asyncio.sleep(0.005)
         settle_until = time.monotonic() + 1.5
@@ -655,7 +711,10 @@ class Soak:
     def upstream_messages(self) -> list[dict[str, Any]]:
         if self.collector is not None:
             time.sleep(2.0)
-            return [m for _, m, _ in self.collector.snapshot()]
+            messages = [m for _, m, _ in self.collector.snapshot()]
+            with open(self.workdir / "collected.jsonl", "w") as f:  # what the broker delivered, for a look
+                f.writelines(json.dumps(m) + "\n" for m in messages)
+            return messages
         path = self.workdir / "state" / "upstream.jsonl"
         out = []
         for line in path.read_text().splitlines() if path.exists() else []:
@@ -716,9 +775,8 @@ class Soak:
                 candidates = [mid for t, mid in upstream_times.get((car, item.kind), ())
                               if mid not in used and any(abs(t - off - item.start_sim) <= MATCH_TOLERANCE_S
                                                          for off in self.offsets_seen)]
-                found = min(1, len(candidates))
-                if candidates:
-                    used.add(candidates[0])
+                found = len(candidates)  # two ids for one trip = a duplicate
+                used.update(candidates)
                 if not found:
                     item.risks |= self.risks_at(item)
             table[item.kind]["made"] += 1
@@ -728,7 +786,7 @@ class Soak:
                 table[item.kind]["duplicated"] += 1
                 duplicated += 1
             elif item.risks:
-                reason = sorted(item.risks)[0]
+                reason = "+".join(sorted(item.risks))  # every fault that touched it: no guessing which
                 table[item.kind][f"dropped:{reason}"] += 1
                 dropped[reason] += 1
             else:
@@ -820,7 +878,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults-per-day", type=float, default=24.0, help="faults per simulated day (all boards)")
     parser.add_argument("--broker", action="store_true", help="upstream through Mosquitto (broker outages, small budget)")
     parser.add_argument("--budget-mb", type=float, default=64.0, help="outbox budget (try 1 with --broker: disk nearly full)")
-    parser.add_argument("--drain-s", type=float, default=20.0, help="wall seconds to let everything settle at the end")
+    parser.add_argument("--tmpfs-mb", type=int, default=0,
+                        help="put the daemon's state dir on a tmpfs of this size (root) and fill it now and then")
+    parser.add_argument("--faults", help="comma-separated fault kinds to inject (default: all that apply)")
+    parser.add_argument("--drain-s", type=float, default=60.0, help="wall seconds to let everything settle at the end")
     parser.add_argument("--workdir", type=Path, help="keep the daemon's state, config and log here")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--verbose", action="store_true", help="list lost items and fault windows")
@@ -838,6 +899,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="liftwatch-soak-") as tmp:
         workdir = args.workdir or Path(tmp)
+        if (workdir / "state").exists():
+            parser.error(f"{workdir / 'state'} exists: a soak needs a fresh daemon state (outbox, journal)")
         workdir.mkdir(parents=True, exist_ok=True)
         soak = Soak(args, workdir)
         try:
@@ -845,6 +908,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if soak.daemon is not None and soak.daemon.poll() is None:
                 soak.daemon.kill()
+            if soak.broker is not None and soak.broker.running:
+                soak.broker.kill()
+            if soak.tmpfs:
+                subprocess.run(["umount", str(workdir / "state")], check=False)
     print_table(result)
     if args.verbose:
         for item in soak.lost_items:
