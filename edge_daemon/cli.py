@@ -83,7 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{args.config}: ok ({len(config.boards)} boards, site {config.site})")
         return 0
-    return asyncio.run(_run(config))
+    from liftwatch.edge_daemon.daemon import DaemonStartError
+
+    try:
+        return asyncio.run(_run(config))
+    except DaemonStartError as err:
+        return _fail(str(err))
 
 
 async def _run(config: Any) -> int:

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +61,10 @@ TICK_S = 1.0
 WRITE_QUEUE_FRAMES = 64
 # Fault events per car kept for `liftwatch status`.
 LAST_EVENTS = 5
+
+
+class DaemonStartError(RuntimeError):
+    """The daemon cannot start (state directory or outbox unusable); nothing was opened."""
 
 
 class MessageStore(Protocol):
@@ -449,9 +454,12 @@ class Daemon:
         from liftwatch.edge_daemon.upstream import Upstream  # paho only for the long-running service
 
         cfg = self.config
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
-        self.outbox = await loop.run_in_executor(None, Outbox, cfg.outbox_path, cfg.outbox_budget_bytes)
+        try:
+            cfg.state_dir.mkdir(parents=True, exist_ok=True)
+            self.outbox = await loop.run_in_executor(None, Outbox, cfg.outbox_path, cfg.outbox_budget_bytes)
+        except (OSError, sqlite3.Error) as err:
+            raise DaemonStartError(f"cannot open the outbox {cfg.outbox_path} (state_dir {cfg.state_dir}): {err}") from err
         self.store = OutboxStore(self.outbox)
         self.boards = [self._board_task(b, self.store) for b in cfg.boards]
         self.upstream = Upstream(cfg.upstream, status_provider=self.upstream_status,

@@ -51,6 +51,11 @@ def test_run_check_and_config_errors(tmp_path):
     bad = subprocess.run(LIFTWATCH + ["run", "--config", str(cfg)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert "session.heartbeat_timout_s: unknown key; did you mean 'heartbeat_timeout_s'?" in bad.stderr
+    (tmp_path / "blocker").write_text("a file where the state directory should be")
+    cfg.write_text(write_config(tmp_path, "/dev/ttyUSB7").read_text().replace('"state"', '"blocker/state"'))
+    unusable = subprocess.run(LIFTWATCH + ["run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert unusable.returncode == 1 and "cannot open the outbox" in unusable.stderr
+    assert "Traceback" not in unusable.stderr
 
 
 async def test_run_serves_a_board_until_sigterm_and_status_reports_it(tmp_path):
