@@ -94,7 +94,7 @@ def run(rate: int, sensor: str, feed: bytes) -> dict:
         tmp = Path(d)
         (tmp / "fs").mkdir()
         if rate != 400:
-            (tmp / "fs" / "lw_config.json").write_text(json.dumps({"rate_hz": rate}))
+            (tmp / "fs" / "config.json").write_text(json.dumps({"rate_hz": rate}))
         r = h.run_firmware(tmp, feed, sensor=sensor, setup=TIMING, extra=EXTRA, timeout=600)
     s = r.summary
     hb = [f.payload[1] for f in r.of(h.T_HEARTBEAT)]

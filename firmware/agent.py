@@ -22,7 +22,7 @@ from link import Link
 from settings import DEFAULTS, config_hash
 from store import Store
 
-KEY_FILE = "lw_key.bin"
+KEY_FILE = "auth.key"  # what `liftwatch flash --key-file` writes (edge_daemon/flash.py)
 
 # Persistent counters (store words).
 C_DOOR = const(0)

@@ -9,7 +9,7 @@ import motion as mo
 from fwutil import unload
 from link import P_EVENT
 
-CONFIG_FILE = "lw_config.json"
+CONFIG_FILE = "config.json"  # what `liftwatch flash --config` writes (edge_daemon/flash.py)
 _CONTROL_REBOOT = const(1)
 _CONTROL_CALIBRATE = const(2)
 _CONTROL_STREAM = const(3)

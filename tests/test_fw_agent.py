@@ -229,11 +229,11 @@ def test_config_is_validated_refused_with_reason_and_persisted(tmp_path):
     assert again.returncode == 0, again.stdout
     assert again.of(T_HELLO)[0].payload[3] == acks[4][4]
     # a bad config file never bricks the board: defaults, and the reason is kept
-    (tmp_path / "fs" / "lw_config.json").write_text('{"rate_hz": 99999}')
+    (tmp_path / "fs" / "config.json").write_text('{"rate_hz": 99999}')
     bad = run_firmware(tmp_path, FeedBuilder().rest(3).bytes())
     assert bad.summary["config_error"].startswith("config file: rate_hz")
     assert bad.of(T_HELLO)[0].payload[6] == 400
-    (tmp_path / "fs" / "lw_config.json").write_text("{not json")
+    (tmp_path / "fs" / "config.json").write_text("{not json")
     assert run_firmware(tmp_path, FeedBuilder().rest(3).bytes()).summary["config_error"] == "config file: not valid JSON"
 
 

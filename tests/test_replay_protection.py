@@ -51,7 +51,7 @@ class Uart:
         return n
 
 flash, n_frames, host_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-with open(flash + "/lw_key.bin", "rb") as f:
+with open(flash + "/auth.key", "rb") as f:
     key = f.read()
 counters = Store(flash + "/lw_counters.bin", 0x43, 10)  # the agent's counters record; word 3 = boots
 counters.load()
@@ -85,7 +85,7 @@ class Board:
     def __init__(self, tmp_path: Path, key: bytes) -> None:
         self.flash = tmp_path / "board_flash"
         self.flash.mkdir()
-        (self.flash / "lw_key.bin").write_bytes(key)  # what `liftwatch flash` puts on the board
+        (self.flash / "auth.key").write_bytes(key)  # what `liftwatch flash` puts on the board
         self.script = tmp_path / "boot.py"
         self.script.write_text(BOOT_SCRIPT)
         self.host_file = tmp_path / "host_frames.bin"
