@@ -165,7 +165,9 @@ def test_heap_after_firmware_imports_is_an_esp32s(flashed, tmp_path: Path) -> No
     on_board, plain = _free_heap_on_board_and_plain(
         board.ports.console, tmp_path, "import agent, hal, hal_sim", paths=(mpy,)
     )
-    assert abs(on_board - plain - SIM_HARDWARE_HEAP_K * 1024) <= 2048, (on_board, plain)
+    # qstr pools grow by doubling, so the match is within a pool step: never less than an ESP32 gives
+    # (no false MemoryError), at most 3 KiB more (nothing real hidden).
+    assert -1024 <= on_board - plain - SIM_HARDWARE_HEAP_K * 1024 <= 3072, (on_board, plain)
 
 
 @pytest.mark.mock_only
