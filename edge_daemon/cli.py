@@ -248,6 +248,8 @@ def format_status(status: dict[str, Any], now: float) -> str:
             notes.append(f"config refused: {b['config_error']}")
         if b.get("link_counters", {}).get("last_error") and not b.get("online"):
             notes.append(f"last link error: {b['link_counters']['last_error']}")
+        if b.get("expected_board") and b.get("board") and b["board"] != b["expected_board"]:
+            notes.append(f"WRONG BOARD: config expects {b['expected_board']}")
         if b.get("safe_mode"):
             notes.append("board in SAFE MODE")
         if b.get("online") and not b.get("calibrated"):

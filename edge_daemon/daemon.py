@@ -264,6 +264,7 @@ class BoardTask:
     replay_path: Path | None = None  # tagged boards: the replay window persists here (SPEC section 4)
     _replay_saved: tuple | None = None
     _rotations_seen: int = 0
+    _wrong_board_logged: str = ""
     _writes: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(WRITE_QUEUE_FRAMES))
 
     @property
@@ -335,6 +336,7 @@ class BoardTask:
                     if frames:
                         self.backoff.reset()  # the link really works (not just opened)
                         await pipeline.frames(frames, clock(), mono())
+                        self._check_identity()
                 if mono() >= next_tick:
                     next_tick = mono() + TICK_S
                     await pipeline.tick(clock(), mono())
@@ -374,6 +376,15 @@ class BoardTask:
         session.config = dataclasses.replace(session.config, key=self.reader.key)
         _LOG.info("board %s: now on its rotated key (run `liftwatch keys promote`)", self.board.car)
 
+    def _check_identity(self) -> None:
+        """Say once per board id when the board on this port is not the one the config names
+        (swapped adapters put one car's facts under another car's name)."""
+        seen, expected = self.pipeline.session.info.board_id, self.board.board_id
+        if seen and expected and seen != expected and seen != self._wrong_board_logged:
+            self._wrong_board_logged = seen
+            _LOG.error("%s: board %s answers where %s is configured for car %s", self.transport.link, seen,
+                       expected, self.board.car)
+
     def _queue_outgoing(self) -> None:
         for wire in self.pipeline.session.take_outgoing():
             try:
@@ -405,6 +416,7 @@ class BoardTask:
             pipeline=self.pipeline.counters.to_status(),
             active_faults=[f.value for f in self.pipeline.analytics.active_faults],
             last_events=list(self.pipeline.last_events),
+            expected_board=self.board.board_id or None,
             link_quality=link_quality(self.reader.frames, self.pipeline.session.counters.lost_frames,
                                       sum(self.reader.drops.values())),
         )

@@ -111,6 +111,7 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
                     "counters": {"frames": 10, "lost_frames": 1, "reboots": 2, "drops": {"late": 1}},
                     "framing_drops": {"crc": 2}, "active_faults": ["entrapment"], "config_error": "1: rate_hz",
                     "calibrated": False, "safe_mode": False, "link_counters": {}, "link_quality": 0.7692,
+                    "expected_board": "b7",
                     "last_events": [{"type": "entrapment", "state": "raised", "event_ts": "2027-01-15T07:59:00.000Z"}]}],
     }
     text = format_status(status, now)
@@ -120,6 +121,7 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
     assert "entrapment" in row
     assert "config refused: 1: rate_hz" in text and "not calibrated" in text
     assert "2027-01-15T07:59:00.000Z entrapment raised" in text
+    assert "WRONG BOARD: config expects b7" in text
 
 
 def test_parse_start():
