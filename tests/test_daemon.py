@@ -9,7 +9,9 @@ the host's frames. The daemon opens the slave side through its serial transport,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -430,3 +432,31 @@ async def test_silent_board_goes_offline_after_the_heartbeat_timeout_and_back(tm
     assert [x["state"] for x in offline] == ["raised", "cleared"]
     # Raised at the last frame heard, not at the timeout: offline minutes are not shortened.
     assert offline[1]["duration_s"] >= 2.0
+
+
+async def test_wrong_board_on_a_port_is_logged_and_flagged(tmp_path, caplog):
+    # Directly on the daemon's logger: configure_logging() elsewhere in the run stops propagation.
+    log = logging.getLogger("liftwatch.edge_daemon.daemon")
+    log.addHandler(caplog.handler)
+    board = SimBoard(str(tmp_path / "tty0"), "board-from-lift-9")
+    cfg = config_for(tmp_path, [board])
+    cfg = dataclasses.replace(cfg, boards=(dataclasses.replace(cfg.boards[0], board_id="board-0"),))
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    live = asyncio.create_task(board.live(board_stop))
+    try:
+        board.hello()
+        assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.info.board_id)
+        await asyncio.sleep(0.2)
+        status = daemon.boards[0].status()
+        assert (status["board"], status["expected_board"]) == ("board-from-lift-9", "board-0")
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "answers where" in r.getMessage()]
+        assert len(errors) == 1 and "board-from-lift-9" in errors[0]  # once, not per frame
+    finally:
+        log.removeHandler(caplog.handler)
+        board_stop.set()
+        await live
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        board.close()
