@@ -118,7 +118,8 @@ def test_boot_main_soft_and_hard_reset(mock_board_factory, tmp_path: Path) -> No
     mpremote(c, "soft-reset")  # raw-REPL soft reset: boot.py only, as on an ESP32
     assert mpremote(c, "cat", ":log.txt").split() == ["boot", "boot"]  # (cat soft-resets too)
     mpremote(c, "reset")  # machine.reset(): ROM, boot.py, main.py; main loops until interrupted
-    time.sleep(0.5)
+    board.wait_console("running")
+    time.sleep(0.3)
     assert int(mpremote(c, "resume", "eval", "n")) > 0  # Ctrl-C stopped main.py; its globals remain
     log = mpremote(c, "resume", "exec", "print(open('log.txt').read())").split()
     assert log[-2:] == ["boot", "main2"]  # machine.reset_cause() == machine.HARD_RESET
@@ -134,17 +135,19 @@ def test_machine_module_and_heap_limit(mock_board_factory, tmp_path: Path) -> No
     assert "MemoryError" in mpremote(c, "exec", "b = bytearray(120 * 1024)", check=False)  # an ESP32's heap
     # main.py starts with at least the heap a plain 96k interpreter gives a script: the ROM's share is
     # paid back (the exact figure after the firmware's imports is test_heap_after_firmware_imports).
-    on_board, plain = _free_heap_on_board_and_plain(c, tmp_path, "")
+    on_board, plain = _free_heap_on_board_and_plain(board, tmp_path, "")
     extra = on_board - plain
     assert SIM_HARDWARE_HEAP_K * 1024 - 2048 <= extra <= (SIM_HARDWARE_HEAP_K + QSTR_POOL_ALLOWANCE_K) * 1024 + 2048
 
 
-def _free_heap_on_board_and_plain(console: str, tmp_path: Path, imports: str, paths=()) -> tuple[int, int]:
+def _free_heap_on_board_and_plain(board: MockBoard, tmp_path: Path, imports: str, paths=()) -> tuple[int, int]:
     """gc.mem_free() after ``imports``, as main.py on the board and as a script of a plain 96k interpreter."""
     probe = f"import gc\n{imports}\ngc.collect()\nf = open('free.txt', 'w'); f.write(str(gc.mem_free())); f.close()\n"
     (tmp_path / "main.py").write_text(probe)
+    console = board.ports.console
     mpremote(console, "cp", str(tmp_path / "main.py"), ":", "+", "reset")
-    time.sleep(1.5)
+    time.sleep(0.2)
+    board.wait_console("repl")  # main.py has run to its end
     on_board = int(mpremote(console, "cat", ":free.txt"))
     (tmp_path / "plain.py").write_text(probe.replace("free.txt", str(tmp_path / "plain.txt")))
     r = run_micropython([str(tmp_path / "plain.py")], paths=paths)
@@ -162,9 +165,7 @@ def test_heap_after_firmware_imports_is_an_esp32s(flashed, tmp_path: Path) -> No
     mpy = tmp_path / "mpy"
     mpy.mkdir()
     compile_firmware(firmware_sources(), mpy, "x64")
-    on_board, plain = _free_heap_on_board_and_plain(
-        board.ports.console, tmp_path, "import agent, hal, hal_sim", paths=(mpy,)
-    )
+    on_board, plain = _free_heap_on_board_and_plain(board, tmp_path, "import agent, hal, hal_sim", paths=(mpy,))
     # qstr pools grow by doubling, so the match is within a pool step: never less than an ESP32 gives
     # (no false MemoryError), at most 3 KiB more (nothing real hidden).
     assert -1024 <= on_board - plain - SIM_HARDWARE_HEAP_K * 1024 <= 3072, (on_board, plain)

@@ -403,6 +403,18 @@ class MockBoard:
 
         self.call(go)
 
+    def wait_console(self, state: str, timeout: float = 30.0) -> None:
+        """Block until the board is ``"repl"`` (waiting for REPL input) or ``"running"`` (boot.py,
+        main.py or REPL code), e.g. main.py has finished after a reset."""
+        if state not in ("repl", "running"):
+            raise MockBoardError(f"console state {state!r}: 'repl' or 'running'")
+        want = state == "repl"
+        deadline = time.monotonic() + timeout
+        while self.call(lambda: self._child is None or self._at_repl != want):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"board console not {state} within {timeout} s")
+            time.sleep(0.02)
+
     def board_time_us(self) -> int:
         return int(self.call(lambda: self.stats.board_t_us))
 
