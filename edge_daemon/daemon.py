@@ -201,9 +201,9 @@ class CarPipeline:
         """Analytics runs on board time mapped to UTC; between frames it advances with the host
         clock from the last frame heard, so entrapment fires while the board is silent."""
         s = self.session
-        if s.last_heard_s is None or s.last_heard_host_s is None:
+        if s.last_heard_s is None or s.last_heard_mono_s is None:
             return None
-        return max(s.last_heard_s + (mono_s - s.last_heard_host_s), self._last_ts or 0.0)
+        return max(s.last_heard_s + (mono_s - s.last_heard_mono_s), self._last_ts or 0.0)
 
     def _apply(self, observations: list[Observation]) -> None:
         for obs in observations:

@@ -246,7 +246,7 @@ class BoardSession:
         self.hello_boot_id: int | None = None  # boot whose HELLO we have
         self.online: bool | None = None
         self.last_heard_s: float | None = None  # UTC of the last frame (board time mapped)
-        self.last_heard_host_s: float | None = None  # host monotonic clock at the last frame
+        self.last_heard_mono_s: float | None = None  # host monotonic clock at the last frame
         self._mono = 0.0  # host monotonic seconds at the current call: timeouts and schedules
         self._wall_minus_mono: float | None = None
         self.last_seq = 0
@@ -266,7 +266,7 @@ class BoardSession:
         for key in stored_events:
             self._remember_event((int(key[0]), int(key[1])))
         self._pending_events: set[tuple[int, int]] = set()
-        self._sync_sent: dict[int, float] = {}  # host_unix_ms sent -> host clock (same value)
+        self._sync_sent: dict[int, float] = {}  # host_unix_ms sent -> monotonic ms when sent
         self._next_sync_s = 0.0
         self._config_seq: int | None = None
         self._config_sent_s = 0.0
@@ -370,8 +370,8 @@ class BoardSession:
         out: list[Observation] = []
         if (
             self.online
-            and self.last_heard_host_s is not None
-            and self._mono - self.last_heard_host_s > self.config.heartbeat_timeout_s
+            and self.last_heard_mono_s is not None
+            and self._mono - self.last_heard_mono_s > self.config.heartbeat_timeout_s
         ):
             self._go_offline(out)
         if self.mode is LinkMode.LIVE and self.online:
@@ -519,7 +519,7 @@ class BoardSession:
             out.append(LinkState(ts=ts, online=True))
         if self.last_heard_s is None or ts > self.last_heard_s:
             self.last_heard_s = ts
-        self.last_heard_host_s = self._mono
+        self.last_heard_mono_s = self._mono
 
     def _go_offline(self, out: list[Observation]) -> None:
         self.online = False
