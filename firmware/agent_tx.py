@@ -75,7 +75,7 @@ class Tx:
         ring = self.ring
         lk = self.link
         body = lk.enc.body
-        off = lk.begin(lwproto.T_VIB, self.now)
+        off = lk.begin(lwproto.T_VIB, (self.now - (ring.lag(self._vib_idx) - n) * 1000 // self.motion.rate) & TICKS_MASK)  # SPEC: t_ms = time of the block's last sample (pre-trigger blocks are older than now)
         off = _pack_arr(body, off, 5)
         off = _pack_int(body, off, self.motion.rate)
         off = _pack_int(body, off, self.motion.lsb)
