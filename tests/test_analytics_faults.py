@@ -270,7 +270,7 @@ def test_floor_position_lost_when_pulses_contradict_the_anchor_and_cleared_on_re
 
 def test_sensor_fault_from_uncalibrated_motion_board_events_and_a_dead_zone_sensor():
     s = CarStream(CFG).wait(2)
-    s.add(MotionChanged(s.t, 255)).wait(10).add(MotionChanged(s.t, 0)).wait(2)
+    s.add(MotionChanged(s.t, 255)).wait(CFG.uncalibrated_grace_s + 10).add(MotionChanged(s.t, 0)).wait(2)
     s.add(BoardEvent(s.t, 77, 4, 1, {"reason": "whoami"})).wait(5).add(BoardEvent(s.t, 77, 4, 0, {})).wait(2)
     s.zones_dead = True
     s.emit_inputs()
@@ -290,6 +290,17 @@ def test_sensor_fault_from_uncalibrated_motion_board_events_and_a_dead_zone_sens
         ("cleared", None),
     ]
     assert ev[4].event_ts == pytest.approx(trips(out)[2].end_ts, abs=1e-6)
+
+
+def test_a_new_board_calibrating_itself_within_the_grace_raises_nothing_a_longer_spell_is_timed():
+    s = CarStream(CFG).wait(2)
+    s.add(MotionChanged(s.t, 255)).wait(3).add(MotionChanged(s.t, 0)).wait(120)  # bench-fresh: calibrated in 3 s
+    t_again = s.t
+    s.add(MotionChanged(s.t, 255)).wait(CFG.uncalibrated_grace_s + 30).add(MotionChanged(s.t, 0)).wait(2)
+    ev = events(run(s, CFG), FaultType.SENSOR_FAULT)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(t_again + CFG.uncalibrated_grace_s, abs=1e-6)
+    assert ev[1].event_ts == pytest.approx(t_again + CFG.uncalibrated_grace_s + 30, abs=1e-6)
 
 
 def test_board_offline_raised_and_cleared_and_counted_in_minutes():

@@ -75,6 +75,7 @@ class AnalyticsConfig:
     alarm_button_hold_s: float = 2.0  # shorter presses are knocks and children
 
     # --- position and sensors -------------------------------------------------------------
+    uncalibrated_grace_s: float = 60.0  # a new board calibrates itself within seconds of rest; longer = fault
     zone_stuck_trips: int = 3  # consecutive trips >= zone_stuck_min_s with no door-zone pulse
     zone_stuck_min_s: float = 6.0  # long enough to pass at least one landing at any speed
 

@@ -128,6 +128,7 @@ class CarAnalytics:
         self._vib: deque[VibBlock] = deque()
         self._vib_until = float("-inf")  # end of the latest VIB sample received
         self._since: dict[FaultType, float | None] = {}
+        self._uncalibrated_since: float | None = None  # motion 255 reported since (board not calibrated)
         self._vib_bad_run = self._vib_good_run = 0
         self._level_window: deque[bool] = deque(maxlen=cfg.leveling_window_stops)
         self._level_good_run = 0
@@ -299,8 +300,10 @@ class CarAnalytics:
         prev, self._motion = self._motion, obs.motion
         out: list[Output] = []
         if obs.motion == _UNCALIBRATED:
-            out += self._faults.raise_(FaultType.SENSOR_FAULT, obs.ts, "uncalibrated", reason="uncalibrated")
+            if self._uncalibrated_since is None:
+                self._uncalibrated_since = obs.ts  # raised by _fire_timers once the grace has run out
         else:
+            self._uncalibrated_since = None
             out += self._faults.clear(FaultType.SENSOR_FAULT, obs.ts, "uncalibrated")
         moving, was_moving = obs.motion in _MOVING, prev in _MOVING
         if moving and not was_moving:
@@ -396,6 +399,11 @@ class CarAnalytics:
 
     def _fire_timers(self, now: float) -> list[Output]:
         out: list[Output] = []
+        since = self._uncalibrated_since
+        if since is not None and now - since >= self.config.uncalibrated_grace_s:
+            out += self._faults.raise_(
+                FaultType.SENSOR_FAULT, since + self.config.uncalibrated_grace_s, "uncalibrated", reason="uncalibrated"
+            )
         if not any(v is not None for v in self._since.values()):
             return out  # no rule's condition is running (the usual case)
         for rule in self._RULES:
