@@ -321,6 +321,8 @@ def pack_str(buf, off, s):
 
 
 def pack_float(buf, off, v, single=False):
+    if off + (5 if single else 9) > len(buf):  # struct.pack_into would raise its own error type
+        raise IndexError("buffer full")
     if single:
         buf[off] = 0xCA
         struct.pack_into(">f", buf, off + 1, v)
