@@ -171,12 +171,17 @@ class Run:
 
 
 RUNNER = r"""
-import main, hal_sim
+import gc, main
+gc.collect()
+_free = gc.mem_free()
+import hal_sim
 b = hal_sim.SimBoard(%(feed)r, uart=%(uart)r, sensor=%(sensor)r, fs_root=%(fs)r,
                      reset_cause=%(cause)r, seed=%(seed)d)
+gc.collect()
+sim_bytes = _free - gc.mem_free()  # the simulated hardware's share of the heap (silicon on a board)
 %(setup)s
 a = main.main(b, %(max_boots)d)
-import gc, motion, link
+import motion, link
 gc.collect()
 mem_free_end = gc.mem_free()
 motion._RING_BUF = link._QUEUE = None  # the run is over: room for the summary code
@@ -192,6 +197,7 @@ def put(k, v):
 put("boots", b.boots)
 put("t_ms", b.t_us // 1000)
 put("mem_free", mem_free_end)
+put("sim_bytes", sim_bytes)
 if a is not None:
     a.sync_counters()
     m = a.motion
@@ -229,7 +235,7 @@ def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str =
                                     "seed": seed, "setup": setup, "max_boots": max_boots})
     # Precompiled: compiling it on the board's heap after a long run could fail for fragmentation.
     summary_py = tmp / "fwsummary.py"
-    summary_py.write_text("from fwrunner import a, b, mem_free_end\n" + SUMMARY % {"extra": extra})
+    summary_py.write_text("from fwrunner import a, b, mem_free_end, sim_bytes\n" + SUMMARY % {"extra": extra})
     subprocess.run([MPY_CROSS, "-o", str(tmp / "fwsummary.mpy"), str(summary_py)], check=True, capture_output=True)
     summary_py.unlink()
     # The runner is precompiled too: compiling it on the 96 KiB heap would fragment it before boot.
