@@ -85,3 +85,32 @@ def test_main_runs_from_the_environment_on_a_fifo_and_a_pty(tmp_path):
     assert any(fr.type == T_ACK and fr.payload[1] == 2 and fr.payload[3] == "unknown command" for fr in frames)
     assert [fr.payload[2] for fr in frames if fr.type == T_STATE and fr.payload[2]] == [9, 1]  # door+presence, door
     assert (tmp_path / "fs" / "lw_counters.bin").exists()
+
+
+IN_PROCESS = r"""
+import struct, agent, hal_sim
+def car():
+    # a MicroPython generator as the feed: 10 s at rest, then the door opens and closes
+    for i in range(20):
+        yield struct.pack('<IhhhBB', 500000, 0, 0, 1000, 7, 0)
+    for inputs in (14, 7):
+        yield struct.pack('<IhhhBB', 1000000, 0, 0, 1000, inputs, 0) * 2
+cap = bytearray(8192)
+b = hal_sim.SimBoard(car(), uart=cap, fs_root=".")
+a = agent.run(b)
+open("cap.bin", "wb").write(cap[:b.uart_len])
+print("DONE", b.t_us // 1000, b.uart_len, a.inputs.door_cycles)
+"""
+
+
+def test_simboard_in_process_with_a_generator_feed_and_a_bytearray_uart(tmp_path):
+    from fwharness import run_script
+
+    proc = run_script(tmp_path, IN_PROCESS)
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()
+    t_ms, _n, doors = out.split("DONE")[1].split()
+    assert int(t_ms) == 14000 and int(doors) == 1
+    frames = FrameReader().feed((tmp_path / "cap.bin").read_bytes())
+    assert sum(len(f.payload) > 0 for f in frames) == len(frames) > 10
+    assert [f.payload[2] for f in frames if f.type == T_STATE and f.payload[2]] == [9, 9]
