@@ -249,7 +249,7 @@ def _traffic(sim: CarSim, hours: float, trips_per_hour: float | list[float]) -> 
         rate = trips_per_hour[hour] if isinstance(trips_per_hour, list) else float(trips_per_hour)
         gap_s = float(sim.rng.exponential(3600.0 / rate)) if rate > 0 else 3600.0
         if sim.t_us + int(gap_s * 1e6) >= end:
-            yield from sim.wait((end - sim.t_us) / 1e6)
+            yield from sim.wait(max(0.0, (end - sim.t_us) / 1e6))  # the last ride may have run past the end
             return
         yield from sim.wait(gap_s)
         here = _floor_now(sim)
