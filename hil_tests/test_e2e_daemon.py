@@ -21,7 +21,7 @@ from .test_board_scenarios import REST_PREFIX_S, TALK_SPEED, _calibrate
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
 EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated day starts here
-RUN_SPEED = 100.0  # sim s per real s: fast, yet the daemon keeps up with the board's frames
+RUN_SPEED = 200.0  # sim s per real s: fast, yet the daemon keeps up with the board's frames
 
 
 def _daemon_config(path: Path, state_dir: Path, port: str, board_id: str, sc: Scenario) -> Path:
