@@ -57,7 +57,10 @@ _REPO = Path(__file__).resolve().parent.parent
 START_UNIX = 1_767_225_600.0  # 2026-01-01T00:00:00Z: simulated time zero
 JUMP_FORWARD_S = 3600.0  # SIGUSR1: the daemon's clock steps forward an hour (NTP after a dead RTC)
 JUMP_BACK_S = 600.0  # SIGUSR2: ...and back ten minutes
-MATCH_TOLERANCE_S = 5.0  # a trip or visit upstream within this of the board's own start time
+# A trip or visit upstream within this of the board's own start time is that item. Board time maps to
+# UTC through TIME_SYNC, whose round trip at 600x is a few simulated seconds (milliseconds of wall
+# time under load); trips are at least two minutes apart, so 30 s cannot pair the wrong two.
+MATCH_TOLERANCE_S = 30.0
 HEARTBEAT_S = 5.0
 # The daemon's default is 15 s; at 600x that is 25 ms of wall time, less than one scheduling hiccup of
 # a loaded CI box, so every board would flap offline. 120 s simulated = 200 ms wall.
@@ -73,15 +76,24 @@ LEVEL = ZONE_UP | ZONE_DN
 # ---------------------------------------------------------------- the daemon child process
 
 
-def daemon_child(config_path: str, w0: float, speed: float) -> None:
-    """`Daemon` on the simulated clock; SIGTERM stops it cleanly, SIGUSR1/2 jump its clock."""
+def daemon_child(config_path: str, w0_file: str, speed: float) -> None:
+    """`Daemon` on the simulated clock; SIGTERM stops it cleanly, SIGUSR1/2 jump its clock.
+
+    Simulated time starts when the harness writes ``w0_file`` (once this first daemon listens on
+    every port: a slow start must not eat simulated hours); until then the clock stands at zero."""
     from liftwatch.edge_daemon.config import load_config
     from liftwatch.edge_daemon.daemon import Daemon
 
     offset = [0.0]
+    w0: list[float | None] = [None]
 
     def clock() -> float:
-        return START_UNIX + (time.time() - w0) * speed + offset[0]
+        if w0[0] is None:
+            try:
+                w0[0] = float(Path(w0_file).read_text())
+            except (OSError, ValueError):
+                return START_UNIX + offset[0]
+        return START_UNIX + (time.time() - w0[0]) * speed + offset[0]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -116,6 +128,7 @@ class Item:
     start_sim: float
     end_sim: float | None = None
     event_id: int | None = None
+    floors: int | None = None  # trips: landings reached, as the daemon counts them from zone pulses
     risks: set[str] = field(default_factory=set)  # faults that touched its frames
 
 
@@ -153,6 +166,8 @@ class SimBoard:
 
     # -- link
     def plug(self) -> None:
+        if self.master >= 0:  # overlapping cuts: the previous adapter vanishes first, as USB does
+            os.close(self.master)
         self.master, slave = os.openpty()
         tty.setraw(slave)  # no echo or line discipline before the daemon opens it
         path = os.ttyname(slave)
@@ -252,7 +267,7 @@ class SimBoard:
 
     def plan_trip(self, start: float) -> None:
         floors = self.rng.randint(1, 5)
-        trip = Item("trip", self.index, start)
+        trip = Item("trip", self.index, start, floors=floors)
         t = start
         s = self.script
         level = LEVEL
@@ -394,8 +409,8 @@ class Soak:
         return path
 
     def start_daemon(self) -> None:
-        cmd = [sys.executable, __file__, "--daemon-child", str(self.config_path), "--w0", repr(self.w0),
-               "--speed", repr(self.speed)]
+        cmd = [sys.executable, __file__, "--daemon-child", str(self.config_path), "--w0-file",
+               str(self.workdir / "w0"), "--speed", repr(self.speed)]
         log = open(self.workdir / "daemon.log", "ab")
         self.daemon = subprocess.Popen(cmd, stdout=log, stderr=log)
         self.daemon_up = True
@@ -628,13 +643,14 @@ class Soak:
                 print(f"soak: no tmpfs for the state dir ({r.stderr.strip()}): disk_nearly_full not exercised",
                       file=sys.stderr)
         self.config_path = self.write_config(args.budget_mb)
-        self.w0 = time.time()  # simulated time 0: the daemon and the boards share this clock
         self.start_daemon()
         while not all(b.listening for b in self.boards):  # the daemon imports and opens its ports
             await asyncio.sleep(0.1)
             self.poll_status()
             if self.daemon.poll() is not None:
                 raise RuntimeError(f"daemon exited: {(self.workdir / 'daemon.log').read_text()[-2000:]}")
+        self.w0 = time.time()  # simulated time 0: the daemon and the boards share this clock from now
+        (self.workdir / "w0").write_text(repr(self.w0))
         for b in self.boards:
             b.boot(self.now(), "power_on")
         day = 0.0
@@ -744,7 +760,7 @@ class Soak:
     def reconcile(self, upstream: list[dict[str, Any]]) -> dict[str, Any]:
         by_id = collections.Counter(m.get("id") for m in upstream)
         unique = {m["id"]: m for m in upstream if "id" in m}
-        lost = duplicated = 0
+        lost = duplicated = pending_on_board = 0
         dropped: collections.Counter = collections.Counter()
         table: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
@@ -753,12 +769,12 @@ class Soak:
 
             return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - START_UNIX
 
-        upstream_times: dict[tuple[str, str], list[tuple[float, str]]] = collections.defaultdict(list)
+        upstream_times: dict[tuple[str, str], list[tuple[float, str, Any]]] = collections.defaultdict(list)
         raised_by_event: dict[tuple[str, int], set[str]] = collections.defaultdict(set)
         for mid, m in unique.items():
             car = m.get("car")
             if m.get("kind") in ("trip", "maintenance"):
-                upstream_times[(car, m["kind"])].append((ts(m["start_ts"]), mid))
+                upstream_times[(car, m["kind"])].append((ts(m["start_ts"]), mid, m.get("floors")))
             elif m.get("kind") == "event" and m.get("state") == "raised":
                 eid = (m.get("detail") or {}).get("board_event_id")
                 if eid is not None:
@@ -772,14 +788,34 @@ class Soak:
             else:
                 if item.end_sim is None:
                     item.risks.add("soak_end")
-                candidates = [mid for t, mid in upstream_times.get((car, item.kind), ())
-                              if mid not in used and any(abs(t - off - item.start_sim) <= MATCH_TOLERANCE_S
-                                                         for off in self.offsets_seen)]
-                found = len(candidates)  # two ids for one trip = a duplicate
-                used.update(candidates)
+                # The nearest upstream record of the same kind (and, for trips, the same number of
+                # floors) under any clock offset the daemon had; a second one right beside it (the
+                # same fact under another id) is a duplicate.
+                best = None
+                for t, mid, floors in upstream_times.get((car, item.kind), ()):
+                    if mid in used or (item.floors is not None and floors != item.floors):
+                        continue
+                    delta = min(abs(t - off - item.start_sim) for off in self.offsets_seen)
+                    if delta <= MATCH_TOLERANCE_S and (best is None or delta < best[0]):
+                        best = (delta, t, mid)
+                found = 0
+                if best is not None:
+                    used.add(best[2])
+                    found = 1
+                    for t, mid, floors in upstream_times.get((car, item.kind), ()):
+                        if mid not in used and floors == (item.floors if item.floors is not None else floors) \
+                                and abs(t - best[1]) <= 2.0:
+                            used.add(mid)
+                            found += 1
                 if not found:
                     item.risks |= self.risks_at(item)
             table[item.kind]["made"] += 1
+            if not found and item.kind == "event" and item.event_id in self.boards[item.board].unacked:
+                # Still in the board's flash, re-sent until ACKed: late (its link never came back in
+                # the drain), not lost.
+                table[item.kind]["pending_on_board"] += 1
+                pending_on_board += 1
+                continue
             if found == 1:
                 table[item.kind]["once"] += 1
             elif found > 1:
@@ -794,7 +830,7 @@ class Soak:
                 lost += 1
                 self.lost_items.append(item)
         for kind in ("trip", "maintenance"):
-            extra = sum(1 for (car, k), lst in upstream_times.items() if k == kind for _, mid in lst if mid not in used)
+            extra = sum(1 for (car, k), lst in upstream_times.items() if k == kind for _, mid, _ in lst if mid not in used)
             table[kind]["upstream_unmatched"] = extra
         redelivered = sum(n - 1 for n in by_id.values() if n > 1)
         growth = [last - first for _, first, last in self.rss]
@@ -806,6 +842,7 @@ class Soak:
             "rss_growth_mb": round(max(growth), 1) if growth else None,
             "rss_final_mb": round(self.rss[-1][2], 1) if self.rss else None,
             "redelivered_same_id": redelivered,
+            "pending_on_board": pending_on_board,
             "table": {k: dict(v) for k, v in sorted(table.items())},
         }
 
@@ -887,10 +924,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="list lost items and fault windows")
     parser.add_argument("--firmware-probe", action="store_true", help="only check whether the real firmware runs")
     parser.add_argument("--daemon-child", metavar="CONFIG", help=argparse.SUPPRESS)
-    parser.add_argument("--w0", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--w0-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.daemon_child:
-        daemon_child(args.daemon_child, args.w0, args.speed)
+        daemon_child(args.daemon_child, args.w0_file, args.speed)
         return 0
     if args.firmware_probe:
         print(firmware_probe())
