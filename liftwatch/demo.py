@@ -78,10 +78,13 @@ CALIBRATION_SPEED = 1.0
 CALIBRATION_TIMEOUT_S = 20.0
 # A board silent that long is power-cycled (the firmware's boot can fail on a fragmented heap).
 CALIBRATION_TRIES = 3
-# The daemon's clock trails the most advanced board by at most this much sim time: a board that
-# stopped for real (crashed firmware) must go offline instead of stopping time. Generous, because
-# a car on a trip sends 2.4 kB/s of VIB and its board runs behind the idle ones meanwhile.
-CLOCK_SLACK_S = 300.0
+# A board whose feed has not moved for this many real seconds has stopped for real (crashed
+# firmware): its time then follows the fleet's so it goes offline. A live board reads a feed record
+# every sim second, many times per real second; but one waiting for the daemon to read its UART
+# (back-pressure) or starved of CPU on a loaded machine stops for a few seconds and is not dead.
+BOARD_STALL_S = 10.0
+# `[session] heartbeat_timeout_s` of the demo daemon (sim seconds; see daemon_config_toml).
+DEMO_HEARTBEAT_TIMEOUT_S = 120.0
 # The firmware's HEARTBEAT period (sim seconds).
 HEARTBEAT_S = 5.0
 # The live table is redrawn this often; a non-terminal gets a plain snapshot every PLAIN_EVERY_S.
@@ -195,26 +198,33 @@ def parse_duration(text: str) -> float:
 
 
 class FleetClock:
-    """The daemon's clock: the simulated day's UTC time, carried by the boards and the daemon.
+    """The daemon's clock: the simulated day's UTC time, per board, carried by the boards themselves.
 
-    Per board the bound is the sim time the daemon has processed: the board's uptime in the last
-    HEARTBEAT it read (every 5 sim s) mapped to feed time, plus one heartbeat period; before the
-    daemon runs, the board's feed time. The clock is the slowest board's bound, so a daemon that
-    falls behind one board (a trip's VIB to analyse) holds the world's time instead of seeing the
-    car silent (no false entrapment, no false `board_offline`). It trails the most advanced board
-    by at most `slack_s`, so a board that really stops still goes offline. Never goes backwards.
+    Each board lives in its own sim time (its feed's), and the daemon reads some boards later than
+    others (a car on a trip sends 2.4 kB/s of VIB to analyse). So the time a board's session and
+    analytics see is that board's own progress as the daemon has read it: the uptime in the last
+    HEARTBEAT read (every 5 sim s) mapped to feed time, plus one heartbeat period, and never more
+    than the board's feed. A daemon behind on one board then holds that board's time instead of
+    seeing a silence that never was (no false entrapment, door open too long or `board_offline`).
+    A board whose feed stops moving for `stall_s` real seconds (dead firmware) gets the most
+    advanced board's time instead, so it goes offline as it should. The daemon asks from each board's named task (`board <car>: ...`,
+    see edge_daemon/daemon.py); anything else (status file) gets the slowest board's time.
 
     `boards` have `stats.board_t_us` (written by each mock board's loop thread; reading an int
-    attribute from another thread is safe).
+    attribute from another thread is safe). No board's time goes backwards.
     """
 
-    def __init__(self, epoch_s: float, boards: dict[str, Any], slack_s: float = CLOCK_SLACK_S) -> None:
+    def __init__(self, epoch_s: float, boards: dict[str, Any], stall_s: float = BOARD_STALL_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.epoch_s = epoch_s
         self.boards = dict(boards)
-        self.slack_s = slack_s
+        self.stall_s = stall_s
+        self._monotonic = monotonic
+        self._progress: dict[str, tuple[int, float]] = {}  # car -> (feed us, real s it was first seen)
         self.sessions: dict[str, Any] = {}  # car -> BoardSession, once the daemon runs
         self._boot: dict[str, tuple[Any, float]] = {}  # car -> (boot_id, feed s at uptime 0)
-        self._last = epoch_s
+        self._last: dict[str, float] = {}
+        self._tasks: dict[str, str] = {f"board {car}: session": car for car in boards}
 
     def _bound_s(self, car: str, board: Any) -> float:
         feed_s = board.stats.board_t_us / 1e6
@@ -222,19 +232,46 @@ class FleetClock:
         uptime = (session.last_heartbeat or {}).get("uptime_s") if session is not None else None
         if uptime is None:
             return feed_s
+        # The feed was at least this far when the board said `uptime`: the smallest difference
+        # seen is the board's boot time on the feed, whatever the daemon's backlog was.
         boot = self._boot.get(car)
-        if boot is None or boot[0] != session.boot_id:
+        if boot is None or boot[0] != session.boot_id or feed_s - uptime < boot[1]:
             boot = (session.boot_id, feed_s - uptime)
             self._boot[car] = boot
         return min(feed_s, boot[1] + uptime + HEARTBEAT_S)
 
+    def board_s(self, car: str) -> float:
+        """Sim seconds of `car`'s board as the daemon has read it."""
+        bounds = {c: self._bound_s(c, b) for c, b in self.boards.items()}
+        t = max(bounds[car], self._last.get(car, 0.0))
+        if self._stalled(car):
+            t = max(t, max(bounds.values()))
+        self._last[car] = t
+        return t
+
+    def _stalled(self, car: str) -> bool:
+        """True once the board's feed has not moved for `stall_s` real seconds (its firmware is
+        dead or at the REPL): its time then goes on with the fleet's, so it goes offline."""
+        feed = self.boards[car].stats.board_t_us
+        now = self._monotonic()
+        seen = self._progress.get(car)
+        if seen is None or seen[0] != feed:
+            self._progress[car] = (feed, now)
+            return False
+        return now - seen[1] > self.stall_s
+
     def sim_s(self) -> float:
-        bounds = [self._bound_s(car, b) for car, b in self.boards.items()]
-        return max(min(bounds), max(bounds) - self.slack_s) if bounds else 0.0
+        """The slowest board's sim seconds: how far the whole fleet has got."""
+        return min(self.board_s(car) for car in self.boards) if self.boards else 0.0
 
     def now(self) -> float:
-        self._last = max(self._last, self.epoch_s + self.sim_s())
-        return self._last
+        """UTC seconds for whoever asks: a board's task gets its board's time."""
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # not on the loop (the status file is written from a worker thread)
+            task = None
+        car = self._tasks.get(task.get_name()) if task is not None else None
+        return self.epoch_s + (self.board_s(car) if car is not None else self.sim_s())
 
 
 # -- what went upstream ---------------------------------------------------------------------------
@@ -423,6 +460,11 @@ def daemon_config_toml(fleet: DemoFleet, ports: dict[str, str], *, mqtt_port: in
         "# Written by `liftwatch demo` for this run: the daemon's config for the mock boards' data ports.",
         "# Keys: docs/config.md.", "",
         "[daemon]", f'site = "{fleet.site}"', 'pi = "demo-pi"', 'state_dir = "."', "status_interval_s = 2.0", "",
+        "[session]",
+        "# Sim seconds. At demo speed the daemon reads each board's UART in bursts, and one read",
+        "# can span a minute of the board's (sped-up) time: a shorter timeout would see outages",
+        "# between reads. Real deployments keep the default (15 s).",
+        f"heartbeat_timeout_s = {DEMO_HEARTBEAT_TIMEOUT_S:.0f}", "",
         "[analytics]", f"day_utc_offset_h = {fleet.utc_offset_h}", "",
     ]
     if mqtt_port is not None:

@@ -1,0 +1,306 @@
+"""`liftwatch demo`: the fleet file, the clock, the tally, and one real short run ended by SIGINT.
+
+The run is the product end to end: mock boards with the real firmware (flashed by `liftwatch flash`),
+calibrated over their links, the real daemon with its outbox and journal, the report writer. A
+two-car fleet packs its faults into the first simulated half hour so the run stays short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from liftwatch.demo import (
+    DemoError,
+    DemoFleet,
+    FleetClock,
+    FleetTally,
+    daemon_config_toml,
+    parse_duration,
+)
+from liftwatch.edge_daemon.config import parse_config
+
+import tomllib
+
+# Car t-resi: a door that cannot close, then an entrapment answered by a technician after 5 min
+# (inspection on), a 12-minute repair. Car t-hosp: a maintenance visit of 6 minutes (too short).
+TEST_FLEET = """
+[fleet]
+site = "test-estate"
+start_local = "08:00"
+
+[[car]]
+car = "t-resi"
+building = "test residential"
+story = "reopen loop, entrapment"
+board_uid = "a4cf12e0b201"
+car_file = "office6"
+seed = 5
+[[car.step]]
+do = "ride"
+to = 2
+[[car.step]]
+do = "door"
+reopen = 8
+[[car.step]]
+do = "ride"
+to = 0
+[[car.step]]
+do = "set"
+presence = true
+[[car.step]]
+do = "trip"
+to = 4
+stop_at = 0.5
+[[car.step]]
+do = "wait"
+s = 40
+[[car.step]]
+do = "set"
+alarm = true
+[[car.step]]
+do = "wait"
+s = 5
+[[car.step]]
+do = "set"
+alarm = false
+[[car.step]]
+do = "wait"
+s = 300
+[[car.step]]
+do = "set"
+inspection = true
+[[car.step]]
+do = "trip"
+to = 1
+speed_mps = 0.3
+[[car.step]]
+do = "door"
+dwell_s = 15
+[[car.step]]
+do = "set"
+presence = false
+[[car.step]]
+do = "inspection"
+runs = 2
+pause_s = 300
+[[car.step]]
+do = "set"
+inspection = false
+[[car.step]]
+do = "traffic"
+hours = 2
+trips_per_hour = 20
+
+[[car]]
+car = "t-hosp"
+building = "test hospital"
+story = "short maintenance"
+board_uid = "a4cf12e0b202"
+car_file = "office6"
+seed = 6
+[[car.step]]
+do = "ride"
+to = 3
+[[car.step]]
+do = "set"
+inspection = true
+[[car.step]]
+do = "inspection"
+runs = 2
+pause_s = 150
+[[car.step]]
+do = "set"
+inspection = false
+[[car.step]]
+do = "traffic"
+hours = 2
+trips_per_hour = 20
+"""
+
+RUN_TIMEOUT_S = 80.0
+
+
+def test_default_fleet_loads_three_buildings() -> None:
+    fleet = DemoFleet.load()
+    assert len(fleet.cars) == 3
+    assert len({c.car for c in fleet.cars}) == 3
+    assert len({c.scenario.car.name for c in fleet.cars}) == 3  # three different lifts
+    for c in fleet.cars:
+        assert c.scenario.steps[0] == {"do": "wait", "s": 60.0}  # the board calibrates at rest first
+        assert c.scenario.car.floors >= 6
+
+
+def test_bad_fleet_names_the_car(tmp_path: Path) -> None:
+    bad = tmp_path / "fleet.toml"
+    bad.write_text('[[car]]\ncar = "ok"\nsensor = "mpu6050"\n')
+    with pytest.raises(DemoError, match=r"car\[0\]: sensor 'mpu6050'"):
+        DemoFleet.load(bad)
+    bad.write_text('[[car]]\ncar = "ok"\n[[car.step]]\ndo = "fly"\n')
+    with pytest.raises(DemoError, match=r"car\[0\].*fly"):
+        DemoFleet.load(bad)
+    bad.write_text('[[car]]\ncar = "a b"\n')
+    with pytest.raises(DemoError, match="car must be"):
+        DemoFleet.load(bad)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("24h", 86400), ("90m", 5400), ("1h30m", 5400), ("45s", 45),
+                                                ("600", 600), ("0.5h", 1800)])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "1d", "-5", "0", "5 minutes"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_daemon_config_is_valid_for_the_daemon(tmp_path: Path) -> None:
+    fleet = DemoFleet.load()
+    ports = {c.car: f"/dev/pts/{i}" for i, c in enumerate(fleet.cars)}
+    cfg = parse_config(tomllib.loads(daemon_config_toml(fleet, ports, mqtt_port=None)), "demo", tmp_path)
+    assert [b.car for b in cfg.boards] == [c.car for c in fleet.cars]
+    assert cfg.upstream.mqtt is None and cfg.upstream.journal_path == tmp_path / "upstream.jsonl"
+    resi = cfg.boards[1].analytics
+    assert (resi.floor_count, resi.rated_speed_mps) == (11, 1.0)
+    with_mqtt = parse_config(tomllib.loads(daemon_config_toml(fleet, ports, mqtt_port=18830)), "demo", tmp_path)
+    assert with_mqtt.upstream.mqtt is not None and with_mqtt.upstream.mqtt.port == 18830
+
+
+def _board(t_s: float) -> SimpleNamespace:
+    return SimpleNamespace(stats=SimpleNamespace(board_t_us=int(t_s * 1e6)), set_speed=lambda s: None)
+
+
+def test_clock_gives_each_board_its_own_time_as_the_daemon_read_it() -> None:
+    import asyncio
+
+    a, b = _board(100.0), _board(40.0)
+    wall = [0.0]
+    clock = FleetClock(1000.0, {"a": a, "b": b}, stall_s=3.0, monotonic=lambda: wall[0])
+    assert clock.now() == 1040.0  # before the daemon runs, outside a board task: the slowest feed
+    # The daemon read b's heartbeat at uptime 20 while b's feed was at 40: b booted at feed 20.
+    clock.sessions = {"b": SimpleNamespace(last_heartbeat={"uptime_s": 20}, boot_id=1)}
+    assert clock.board_s("b") == 40.0
+    b.stats.board_t_us = 60_000_000  # the board goes on; the daemon has not read further yet
+    assert clock.board_s("b") == 45.0  # boot 20 + uptime 20 + one heartbeat period, not feed 60
+    assert clock.board_s("a") == 100.0
+
+    async def ask(name: str) -> float:
+        async def inner() -> float:
+            return clock.now()
+        return await asyncio.create_task(inner(), name=name)
+
+    assert asyncio.run(ask("board a: session")) == 1100.0
+    assert asyncio.run(ask("board b: session")) == 1045.0
+    assert asyncio.run(ask("upstream")) == 1045.0
+    wall[0] = 10.0  # b's feed has not moved for 10 s: its firmware is gone, its time goes on
+    assert clock.board_s("b") == 100.0
+    b.stats.board_t_us = 0
+    clock.sessions = {}
+    wall[0] = 10.5
+    assert clock.board_s("b") == 100.0  # never backwards
+
+
+def test_tally_counts_what_went_upstream() -> None:
+    tally = FleetTally(["c1"])
+    msgs = [
+        {"car": "c1", "kind": "trip", "to_floor": 3, "ride_quality": {"z_a95_pp_mg": 9.5}},
+        {"car": "c1", "kind": "event", "type": "entrapment", "state": "raised", "event_ts": "2026-11-24T10:00:00Z"},
+        {"car": "c1", "kind": "event", "type": "entrapment", "state": "cleared", "response_s": 300.0,
+         "repair_s": 900.0, "duration_s": 900.0},
+        {"car": "c1", "kind": "maintenance", "duration_s": 600, "too_short": True},
+        {"car": "other", "kind": "trip"},
+    ]
+    tally.on_delivered([SimpleNamespace(payload=json.dumps(m).encode()) for m in msgs] +
+                       [SimpleNamespace(payload=b"not json")])
+    t = tally.cars["c1"]
+    assert (t.trips, t.floor, t.rq_worst_z_a95_mg) == (1, 3, 9.5)
+    assert t.raised == {"entrapment": 1} and not t.open_faults and t.cleared[0]["response_s"] == 300.0
+    assert t.visits[0]["too_short"] is True
+    assert tally.delivered == 6
+
+
+def _descendants(pid: int) -> set[int]:
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout.split("\n")
+    children: dict[int, list[int]] = {}
+    for row in rows:
+        if row.strip():
+            p, pp = map(int, row.split())
+            children.setdefault(pp, []).append(p)
+    found, todo = set(), [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            found.add(c)
+            todo.append(c)
+    return found
+
+
+def _journal(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass  # a line being written
+    return out
+
+
+def _seen(messages: list[dict]) -> bool:
+    kinds = {(m.get("car"), m.get("kind"), m.get("type"), m.get("state")) for m in messages}
+    return {("t-resi", "event", "door_reopen_loop", "raised"), ("t-resi", "event", "entrapment", "cleared"),
+            ("t-hosp", "maintenance", None, None)} <= kinds
+
+
+@pytest.mark.hil
+@pytest.mark.micropython
+def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(TEST_FLEET)
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "liftwatch", "demo", "--fleet", str(fleet), "--cars", "2", "--duration", "3h",
+         "--speed", "300", "--state-dir", str(state), "--plain"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "140"})
+    journal = state / "upstream.jsonl"
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    children: set[int] = set()
+    try:
+        while time.monotonic() < deadline and proc.poll() is None and not _seen(_journal(journal)):
+            children |= _descendants(proc.pid)
+            time.sleep(0.5)
+        assert proc.poll() is None, proc.communicate()
+        children |= _descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    messages = _journal(journal)
+    assert _seen(messages), sorted({(m.get("car"), m.get("kind"), m.get("type")) for m in messages})
+    assert any(m["kind"] == "trip" and m["car"] == "t-resi" for m in messages)
+    visit = next(m for m in messages if m["kind"] == "maintenance" and m["car"] == "t-hosp")
+    assert visit["too_short"] is True and visit["inspection_runs"] == 2
+    cleared = next(m for m in messages if m.get("type") == "entrapment" and m.get("state") == "cleared")
+    assert cleared["duration_s"] > 300  # the technician came after 5 simulated minutes
+    # the live table was drawn (plain snapshots), then the summary
+    assert "t-resi" in out and "faults open" in out and "raised / cleared" in out
+    assert "interrupted (Ctrl-C)" in out and "door_reopen_loop" in out
+    assert (state / "reports" / "report-t-resi.html").stat().st_size > 10_000
+    assert (state / "reports" / "fleet-report.html").exists()
+    assert str(journal) in out
+    assert len(children) >= 2  # the mock boards' interpreters were running...
+    time.sleep(0.5)
+    assert not {p for p in children if Path(f"/proc/{p}").exists()}  # ...and none is left
