@@ -42,6 +42,7 @@ from liftwatch import __version__
 
 from .envelope import SCHEMA_VERSION, message_id, utc_iso
 from .outbox import Outbox, OutboxMessage, OutboxWriteError
+from .upstream_codec import CONTENT_TYPE_JSON, PayloadEncoding, encode_payload
 
 _LOG = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ class MqttConfig:
     topic_prefix: str = "liftwatch"
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0  # cap, as aioesphomeapi's reconnect logic: a broker reboot takes ~a minute
+    # Fact messages (not status) as DEFLATE with the shared dictionary: ~4x fewer bytes on a metered
+    # link. Subscribers decode with upstream_codec.decode_payload (JSON passes through it too).
+    encoding: PayloadEncoding = PayloadEncoding.DEFLATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +222,19 @@ class Publisher(abc.ABC):
         self.counters.delivered += len(delivered)
         if self._on_delivered is not None:
             self._on_delivered(delivered)
+
+
+_PROPERTIES: dict[str, Properties] = {}
+
+
+def _publish_properties(content_type: str) -> Properties:
+    """MQTT v5 PUBLISH properties naming the payload's content type (built once per type)."""
+    props = _PROPERTIES.get(content_type)
+    if props is None:
+        props = Properties(PacketTypes.PUBLISH)
+        props.ContentType = content_type
+        _PROPERTIES[content_type] = props
+    return props
 
 
 def _encode(message: Mapping[str, Any]) -> bytes:
@@ -375,7 +392,9 @@ class MqttPublisher(Publisher):
                 if self._connected and not barrier and len(inflight) < cfg.window:
                     batch = await self._outbox_call(outbox.pending, cursor, cfg.window - len(inflight))
                     for message in batch:
-                        info = client.publish(self.topic(message), message.payload, qos=1)
+                        payload, content_type = encode_payload(message.payload, cfg.encoding)
+                        info = client.publish(self.topic(message), payload, qos=1,
+                                              properties=_publish_properties(content_type))
                         inflight[info.mid] = message
                         cursor = message.seq
                         self.counters.published += 1
@@ -412,7 +431,8 @@ class MqttPublisher(Publisher):
 
     async def _publish_status(self, client: mqtt.Client, outbox: Outbox, state: str, reason: str) -> int:
         stats = (await self._outbox_call(outbox.stats)).to_status()
-        info = client.publish(self.status_topic, _encode(self.status_message(stats, state, reason)), qos=1, retain=True)
+        info = client.publish(self.status_topic, _encode(self.status_message(stats, state, reason)), qos=1, retain=True,
+                              properties=_publish_properties(CONTENT_TYPE_JSON))
         self._status_mids.add(info.mid)
         return info.mid
 

@@ -29,6 +29,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from liftwatch.edge_daemon.upstream_codec import decode_payload
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 START_TIMEOUT_S = 10.0  # the broker listens within ~50 ms; generous for a loaded CI box
 
@@ -208,6 +210,7 @@ class Collector:
         self.broker = broker
         self.topic = topic
         self.messages: list[tuple[str, dict[str, Any], bool]] = []  # (topic, json, retain)
+        self.wire: list[tuple[str, bytes, str | None, int]] = []  # (topic, first byte, content type, size)
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -227,7 +230,9 @@ class Collector:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append((msg.topic, json.loads(msg.payload), bool(msg.retain)))
+            self.messages.append((msg.topic, decode_payload(msg.payload), bool(msg.retain)))
+            content_type = getattr(msg.properties, "ContentType", None) if msg.properties else None
+            self.wire.append((msg.topic, msg.payload[:1], content_type, len(msg.payload)))
 
     def start(self) -> Collector:
         props = Properties(PacketTypes.CONNECT)

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 
+from liftwatch.edge_daemon.upstream_codec import decode_payload
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import parse_config
 from liftwatch.edge_daemon.daemon import CarPipeline, Daemon, OutboxStore
@@ -199,7 +200,7 @@ async def test_event_acked_only_after_outbox_committed(tmp_path):
     store.gate.set()
     await task
     (msg,) = [x for x in outbox.pending() if x.kind == "event"]
-    assert json.loads(msg.payload)["type"] == "alarm_button"
+    assert decode_payload(msg.payload)["type"] == "alarm_button"
     acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert [(a.payload[0], a.payload[1]) for a in acks] == [(lw.T_EVENT, 77)]
     store.inner.close()

@@ -117,6 +117,12 @@ async def test_delivery_topics_order_status_and_schemas(mosquitto_broker: Mosqui
         assert topic == "liftwatch/site1/pi1/status"
         status.validate(message)
     assert [m["state"] for _, m, _ in statuses] == ["online", "offline"]
+    # Facts travel DEFLATE-compressed with the shared dictionary (and say so); status stays plain JSON.
+    for topic, first_byte, content_type, _ in collector.wire:
+        if topic.endswith("/status"):
+            assert (first_byte, content_type) == (b"{", "application/json")
+        else:
+            assert (first_byte, content_type) == (b"\x01", "application/json; encoding=liftwatch-deflate-v1")
     assert statuses[0][1]["boards"] == [{"board": "board1", "car": "car0"}]
     assert statuses[-1][1]["reason"] == "shutdown"
     collector.stop()
