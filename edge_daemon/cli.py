@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("trace", type=Path, help="trace CSV (t_us,ax_mg,ay_mg,az_mg,door_closed,...)")
     p.add_argument("--config", type=Path, help="TOML config: site, and the car's analytics settings")
     p.add_argument("--car", help="which [[boards]] car of the config to use (default: the first)")
+    p.add_argument("--car-file", metavar="CAR", help="the simulated car's file (hil_tests/cars/CAR.toml or a path): "
+                   "its rated speed, landings and door-zone vanes override the analytics config")
     p.add_argument("--start", default="1970-01-01T00:00:00Z", help="UTC time of trace time 0 (ISO 8601)")
     p.add_argument("--out", type=Path, help="output file (default: stdout)")
     p.add_argument("--keep", metavar="DIR", help="keep the feed, UART capture and console log in DIR")
@@ -164,6 +167,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
             site=cfg.site, car=board.car if board else settings.car, board_id=board.board_id if board else "",
             start_unix_s=start, analytics=board.analytics if board else cfg.analytics, session=cfg.session,
         )
+    if args.car_file:
+        try:
+            settings = replace(settings, analytics=_car_analytics(args.car_file, settings.analytics))
+        except ValueError as err:  # CarSpecError, analytics ConfigError
+            return _fail(f"--car-file: {err}", EXIT_BAD_INPUT)
+    elif not args.config:
+        a = settings.analytics
+        print(f"replay: no --config or --car-file: analytics defaults (rated speed {a.rated_speed_mps} m/s, "
+              f"door-zone vane {a.vane_length_mm:g} mm with sensors {a.zone_sensor_spacing_mm:g} mm apart, "
+              "floors not numbered); a car that differs gets false overspeed and leveling faults", file=sys.stderr)
     if not args.trace.exists():
         return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)
     out = open(args.out, "wb") if args.out else sys.stdout.buffer
@@ -183,6 +196,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _car_analytics(car_file: str, base: Any) -> Any:
+    """`base` (an AnalyticsConfig) with the simulated car's own parameters: judging a 1.6 m/s car
+    against the 1.0 m/s default raises overspeed on every trip, and the vane geometry sets the
+    leveling band."""
+    from liftwatch.hil.sim.car import load_car
+
+    spec = load_car(car_file)
+    return replace(base, rated_speed_mps=spec.rated_speed_mps, floor_count=spec.floors,
+                   vane_length_mm=float(spec.vane_length_mm), zone_sensor_spacing_mm=float(spec.zone_sensor_spacing_mm))
 
 
 # -- status ---------------------------------------------------------------------------------------
