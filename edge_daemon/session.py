@@ -274,6 +274,7 @@ class BoardSession:
         self._config_hash_accepted: int | None = None
         self._hello_requested_s: float | None = None
         self._vib_next_index: int | None = None
+        self._vib_next_t_ms: float | None = None  # board time (unwrapped ms) of the sample expected next
         self._vib_anchor: tuple[int, int, int] | None = None  # (index, unwrapped ms, rate_hz)
         self._vib_raw: bytes | None = None  # samples of the VibBlock the last frame emitted
 
@@ -356,7 +357,9 @@ class BoardSession:
             self.last_seq = seq
             self._vib_next_index = nxt
             self.counters.frames += absorbed
-            ts = self._clock.to_utc_s(self._clock.unwrap(last_t))
+            last_unwrapped = self._clock.unwrap(last_t)
+            self._vib_next_t_ms = last_unwrapped + 1000.0 / rate
+            ts = self._clock.to_utc_s(last_unwrapped)
             if ts > (self.last_heard_s or ts - 1):
                 self.last_heard_s = ts
             block = np.frombuffer(b"".join(chunks), dtype="<i2").reshape(total, 3)
@@ -500,6 +503,7 @@ class BoardSession:
         self._host_seq = 0  # SPEC 3: the host's seq is per board boot
         self._clock = self._new_clock()
         self._vib_next_index = None
+        self._vib_next_t_ms = None
         self._vib_anchor = None
         self.inputs = None
         self.motion = None
@@ -634,19 +638,30 @@ class BoardSession:
             return False
         if rate <= 0 or count <= 0 or len(samples) != count * 6:
             return False
+        # The frame time is that of the block's last sample.
+        end_unwrapped = self._clock.peek(frame.t_ms)
+        start_by_frame = end_unwrapped - (count - 1) * 1000.0 / rate
         gap = 0
         if self._vib_next_index is not None:
             ahead = (first_index - self._vib_next_index) % _U16
-            if ahead < _U16_HALF:
-                gap = ahead
+            if self._vib_next_t_ms is None:
+                if ahead >= _U16_HALF:
+                    return True  # a block we already have (re-sent after a link hiccup)
             else:
-                return True  # a block we already have (re-sent after a link hiccup)
+                # first_index is mod 2**16 (164 s at 400 Hz) and counts on while the car rests
+                # between trips: unwrap it with the board time, taking the congruent distance
+                # nearest to what the time elapsed since the expected next sample predicts.
+                elapsed_ms = start_by_frame - self._vib_next_t_ms
+                ahead += round((elapsed_ms * rate / 1000.0 - ahead) / _U16) * _U16
+                if ahead < 0:
+                    if elapsed_ms * rate < _U16_HALF * 1000.0:
+                        return True  # behind what we have: a re-send after a link hiccup
+                    ahead = ahead % _U16 or _U16  # sensor clock drift over a long rest: a gap anyway
+            gap = ahead
         if gap:
             self.counters.vib_discontinuities += 1
         self._vib_next_index = (first_index + count) % _U16
-        # The frame is sent when its block is full: its time is that of the last sample.
-        end_unwrapped = self._clock.peek(frame.t_ms)
-        start_by_frame = end_unwrapped - (count - 1) * 1000.0 / rate
+        self._vib_next_t_ms = end_unwrapped + 1000.0 / rate
         # Sample times come from the sample index (exact spacing, no frame jitter) anchored once;
         # the frame time re-anchors when they disagree (drift, a block held back by a link cut).
         start = start_by_frame

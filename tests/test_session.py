@@ -389,6 +389,25 @@ def test_vib_blocks_contiguous_in_time_with_gaps_and_resends_accounted():
     assert late.gap_before == 80 and s.counters.vib_discontinuities == 1
 
 
+@pytest.mark.parametrize("idle_s", [30.0, 100.0, 150.0, 200.0, 400.0])
+def test_vib_sample_index_counting_on_through_a_rest_is_unwrapped_with_board_time(idle_s):
+    """The u16 sample index wraps every 164 s at 400 Hz while the car rests and VIB stops: the
+    next trip's first block may look 'behind' by index alone; the board time says it is new."""
+    s, b = replay_session(), Board(t_ms=0)
+    s.on_frame(b.hello(advance_ms=0), 0)
+    s.on_frame(vib(b, 0), 0)  # samples 0..39, last one at t = 100 ms
+    (again,) = [o for o in s.on_frame(vib(b, 40), 0) if isinstance(o, VibBlock)]
+    idle = round(idle_s * 400)  # samples the board counted without streaming
+    first = 80 + idle
+    got = [o for o in s.on_frame(vib(b, first % 65536, advance_ms=round(idle_s * 1000) + 100), 0)
+           if isinstance(o, VibBlock)]
+    assert len(got) == 1 and got[0].gap_before == idle
+    assert got[0].ts_first == pytest.approx(again.ts_end + idle_s, abs=0.003)
+    assert s.on_frame(vib(b, first % 65536, advance_ms=0), 0) == []  # re-sent after a link hiccup
+    (nxt,) = s.on_frame(vib(b, (first + 40) % 65536), 0)
+    assert nxt.gap_before == 0
+
+
 def test_on_frames_merges_a_run_of_vib_frames_and_splits_at_gaps_and_other_frames():
     s, b = replay_session(), Board(t_ms=0)
     frames = [b.hello(advance_ms=0)]
