@@ -63,7 +63,7 @@ _toml_tokens = st.sampled_from([
 _toml_ish = st.lists(st.one_of(_toml_tokens, st.text(max_size=8)), max_size=40).map("".join)
 
 
-@fuzz(0.3)
+@fuzz(0.2)
 @given(text=st.one_of(_toml_ish, st.text(max_size=300)))
 def test_any_text_is_a_config_or_a_config_error(tmp_path_factory, text: str) -> None:
     parse_or_typed_error(text, tmp_path_factory.mktemp("cfg"))
@@ -151,7 +151,7 @@ def mutated_example(draw: st.DrawFn) -> dict:
     return doc
 
 
-@fuzz(0.5)
+@fuzz(0.3)
 @given(doc=mutated_example())
 def test_mutated_example_is_a_config_or_a_config_error(tmp_path_factory, doc: dict) -> None:
     base = tmp_path_factory.mktemp("cfg")

@@ -66,7 +66,7 @@ _byte_soup = st.lists(
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@fuzz(0.5)
+@fuzz(0.4)
 @given(stream=st.one_of(st.binary(max_size=4096), _byte_soup), cuts=st.lists(st.integers(0, 1 << 16), max_size=12),
        keyed=st.booleans(), require=st.booleans())
 def test_arbitrary_bytes_any_chunking(impl: str, stream: bytes, cuts: list[int], keyed: bool, require: bool) -> None:
@@ -144,7 +144,7 @@ def _delivered(frames: list) -> list[tuple[int, int, object]]:
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@fuzz(0.2)
+@fuzz(0.15)
 @given(case=mutated_stream(tagged=True))
 def test_mutated_tagged_stream_yields_exactly_the_intact_frames(impl: str, case) -> None:
     stream, intact, sent, cuts = case
@@ -161,7 +161,7 @@ def test_mutated_tagged_stream_yields_exactly_the_intact_frames(impl: str, case)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@fuzz(0.2)
+@fuzz(0.15)
 @given(case=mutated_stream(tagged=False))
 def test_mutated_untagged_stream_delivers_every_intact_frame(impl: str, case) -> None:
     stream, intact, _, cuts = case

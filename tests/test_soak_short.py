@@ -23,7 +23,7 @@ def test_short_soak_reconciles(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, str(SOAK), "--boards", "2", "--sim-hours", "3", "--seed", "1", "--faults-per-day", "80",
          "--faults", "serial_garbage,serial_cut,board_power_cut,watchdog_reset,daemon_sigkill,clock_jump",
-         "--drain-s", "40", "--workdir", str(tmp_path / "soak"), "--json", "--verbose"],
+         "--drain-s", "25", "--workdir", str(tmp_path / "soak"), "--json", "--verbose"],
         capture_output=True, text=True, timeout=110,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
