@@ -78,6 +78,8 @@ CALIBRATION_SPEED = 1.0
 CALIBRATION_TIMEOUT_S = 20.0
 # A board silent that long is power-cycled (the firmware's boot can fail on a fragmented heap).
 CALIBRATION_TRIES = 3
+# Real seconds the daemon gets to hear every board before the day starts regardless.
+CONNECT_TIMEOUT_S = 20.0
 # A board whose feed has not moved for this many real seconds has stopped for real (crashed
 # firmware): its time then follows the fleet's so it goes offline. A live board reads a feed record
 # every sim second, many times per real second; but one waiting for the daemon to read its UART
@@ -635,8 +637,6 @@ def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
         gravity = asyncio.run(calibrate_boards(boards, say))
         for car, g in gravity.items():
             say(f"  {car:<22} gravity {list(g)} counts")
-        for b in boards.values():
-            b.set_speed(opts.speed)
         if opts.mqtt:
             broker = LocalBroker(state_dir)
             broker.start()
@@ -688,6 +688,14 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
     while not daemon.boards and not run.done():  # the daemon builds its board tasks once the outbox is open
         await asyncio.sleep(0.01)
     clock.sessions = {b.board.car: b.pipeline.session for b in daemon.boards}
+    # The cars stay at real time until the daemon hears every board: a UART nobody reads loses
+    # its bytes, and the day's first events must not happen before the daemon listens.
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while (any(s.last_heard_s is None for s in clock.sessions.values()) and not run.done()
+           and not stop.is_set() and time.monotonic() < deadline):
+        await asyncio.sleep(0.05)
+    for b in boards.values():
+        b.set_speed(opts.speed)
     sink = str(config.upstream.journal_path) if config.upstream.mqtt is None else \
         f"mqtt://127.0.0.1:{config.upstream.mqtt.port} (archive {config_path.parent / 'broker-archive.jsonl'})"
     wall0, sim0 = time.monotonic(), clock.now()

@@ -289,7 +289,7 @@ def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
     messages = _journal(journal)
-    assert _seen(messages), sorted({(m.get("car"), m.get("kind"), m.get("type")) for m in messages})
+    assert _seen(messages), sorted({str((m.get("car"), m.get("kind"), m.get("type"), m.get("state"))) for m in messages})
     assert any(m["kind"] == "trip" and m["car"] == "t-resi" for m in messages)
     visit = next(m for m in messages if m["kind"] == "maintenance" and m["car"] == "t-hosp")
     assert visit["too_short"] is True and visit["inspection_runs"] == 2
