@@ -432,10 +432,22 @@ class LocalBroker:
         self._archive = open(self.archive_path, "ab")
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="liftwatch-demo-archive")
         client.on_connect = lambda c, *_: c.subscribe("liftwatch/#", qos=1)
-        client.on_message = lambda _c, _u, msg: self._archive.write(msg.payload + b"\n")
+        client.on_message = self._on_message
         client.connect("127.0.0.1", self.port)
         client.loop_start()
         self._client = client
+
+    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
+        """Fact messages arrive DEFLATE-compressed (docs/upstream.md); the archive is JSON Lines."""
+        from liftwatch.edge_daemon.upstream_codec import UpstreamPayloadError, decode_payload
+
+        try:
+            message = decode_payload(msg.payload)
+        except UpstreamPayloadError:
+            _LOG.warning("broker archive: undecodable payload on %s", msg.topic)
+            return
+        self._archive.write(json.dumps(message, ensure_ascii=False).encode() + b"\n")
+        self._archive.flush()
 
     def stop(self) -> None:
         if self._client is not None:
