@@ -548,7 +548,8 @@ def car_state(status: dict[str, Any] | None, tally: CarTally) -> tuple[str, str]
 
 
 def render_table(fleet: DemoFleet, tally: FleetTally, statuses: dict[str, dict[str, Any]], now_ts: float,
-                 outbox: dict[str, Any], rate: float, sink: str) -> Any:
+                 outbox: dict[str, Any], rate: float, sink: str, width: int = 132) -> Any:
+    """The live table; below 100 columns the link column is left out so the rest stays readable."""
     from rich.table import Table
     from rich.text import Text
 
@@ -556,13 +557,15 @@ def render_table(fleet: DemoFleet, tally: FleetTally, statuses: dict[str, dict[s
                         f"local (x{rate:.0f})",
                   caption=f"outbox: {outbox.get('pending', 0)} pending, {tally.delivered} delivered -> {sink}",
                   title_justify="left", caption_justify="left", expand=False)
-    table.add_column("car", style="bold", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("trips", justify="right")
-    table.add_column("faults open", no_wrap=True)
-    table.add_column("raised / cleared", justify="right")
-    table.add_column("maintenance", no_wrap=True)
-    table.add_column("frames / lost", justify="right", no_wrap=True)
+    table.add_column("car", style="bold", overflow="fold", min_width=10)
+    table.add_column("state", overflow="fold", min_width=12)
+    table.add_column("trips", justify="right", min_width=5)
+    table.add_column("faults open", overflow="fold", min_width=11)
+    table.add_column("raised / cleared", justify="right", min_width=8)
+    table.add_column("maintenance", overflow="fold", min_width=11)
+    wide = width >= 100
+    if wide:
+        table.add_column("frames / lost", justify="right", min_width=7)
     with tally.lock:
         for c in fleet.cars:
             t = tally.cars[c.car]
@@ -573,8 +576,9 @@ def render_table(fleet: DemoFleet, tally: FleetTally, statuses: dict[str, dict[s
                                for v in t.visits) or "-"
             counters = (st or {}).get("counters", {})
             link = f"{counters.get('frames', 0)} / {counters.get('lost_frames', 0)}" if st else "-"
-            table.add_row(c.car, Text(words, style=style), str(t.trips), open_faults,
-                          f"{sum(t.raised.values())} / {len(t.cleared)}", visits, link)
+            row = [c.car, Text(words, style=style), str(t.trips), open_faults,
+                   f"{sum(t.raised.values())} / {len(t.cleared)}", visits]
+            table.add_row(*row, *([link] if wide else []))
     return table
 
 
@@ -720,7 +724,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
         outbox = last_outbox
         elapsed = time.monotonic() - wall0
         rate = (clock.now() - sim0) / elapsed if elapsed > 0.5 else opts.speed
-        return render_table(fleet, tally, statuses, clock.now(), outbox, rate, sink)
+        return render_table(fleet, tally, statuses, clock.now(), outbox, rate, sink, console.width)
 
     live_mode = console.is_terminal if opts.live is None else opts.live
     console.print(f"running the daemon ({config_path}); simulated day {_local(clock.epoch_s + CALIBRATION_REST_S, fleet.utc_offset_h):%Y-%m-%d %H:%M} "
@@ -838,6 +842,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    if not console.is_terminal:  # a log file or a pipe: wide enough for every column
+        console = Console(width=max(console.width, 132))
     try:
         duration_s = parse_duration(args.duration)
     except ValueError as err:
