@@ -59,6 +59,12 @@ TICK_S = 1.0
 # Host->board frames waiting for a board that does not read: ACKs are re-sent on the board's own
 # re-send anyway, so dropping beyond this loses nothing but a little latency.
 WRITE_QUEUE_FRAMES = 64
+# The session state file is rewritten at least this often while host frames go out, and a
+# restarted daemon resumes the host seq this far above the saved value: far more host frames
+# than go out in that time (TIME_SYNC every 10 min, a few ACKs and retries), far less than the
+# half range (32768) a board accepts as "ahead".
+STATE_SAVE_S = 300.0
+HOST_SEQ_RESUME_MARGIN = 1024
 # Fault events per car kept for `liftwatch status`.
 LAST_EVENTS = 5
 
@@ -120,6 +126,7 @@ class CarPipeline:
         self._unacked: list[BoardEvent] = []
         self._last_ts: float | None = None
         self._board_tick_ts: float | None = None
+        self._saved_host_seq: int | None = None
         self.last_events: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS)  # for `liftwatch status`
 
     @property
@@ -190,12 +197,23 @@ class CarPipeline:
             self._unstored = []
         if self._unacked and self.event_memory is not None:
             # Also before the ACK: after a restart, a re-sent event must be recognised as stored.
-            keys = self.session.stored_event_keys + [(e.event_id, e.state) for e in self._unacked]
-            await asyncio.get_running_loop().run_in_executor(None, save_event_memory, self.event_memory, keys)
+            await self.save_state([(e.event_id, e.state) for e in self._unacked])
         for event in self._unacked:
             self.session.event_stored(event)
         self._unacked = []
         return True
+
+    async def save_state(self, extra_keys: Sequence[tuple[int, int]] = ()) -> None:
+        """Write the session's state file (stored events, host seq); no-op without one."""
+        if self.event_memory is None:
+            return
+        state = SessionState(self.session.stored_event_keys + list(extra_keys), *self.session.host_seq_state)
+        await asyncio.get_running_loop().run_in_executor(None, save_session_state, self.event_memory, state)
+        self._saved_host_seq = state.host_seq
+
+    def host_seq_moved(self) -> bool:
+        """Host frames were sent since the state file was last written."""
+        return self.session.host_seq_state[1] != self._saved_host_seq
 
     def _analytics_now(self, mono_s: float) -> float | None:
         """Analytics runs on board time mapped to UTC; between frames it advances with the host
@@ -300,6 +318,8 @@ class BoardTask:
                     self._writes.get_nowait()
                 await self.transport.close()
             await self.pipeline.link_lost()
+            if self.pipeline.host_seq_moved():
+                await self.pipeline.save_state()
             self.phase = LinkPhase.DISCONNECTED
             if not stop.is_set():
                 await self._pause(stop)
@@ -316,6 +336,7 @@ class BoardTask:
         pipeline, reader, clock, mono = self.pipeline, self.reader, self.clock, self.monotonic
         stop_wait = asyncio.create_task(stop.wait(), name=f"board {self.board.car}: stop")
         next_tick = mono() + TICK_S
+        next_state_save = mono() + STATE_SAVE_S
         read: asyncio.Task | None = None
         try:
             while not stop.is_set():
@@ -340,6 +361,9 @@ class BoardTask:
                 if mono() >= next_tick:
                     next_tick = mono() + TICK_S
                     await pipeline.tick(clock(), mono())
+                    if mono() >= next_state_save and pipeline.host_seq_moved():
+                        next_state_save = mono() + STATE_SAVE_S
+                        await pipeline.save_state()
                     if self.replay_path is not None:
                         self._persist_replay(on_tick=True)
                 self._queue_outgoing()
@@ -449,8 +473,12 @@ class Daemon:
         transport = self._transports.get(board.car) or make_transport(board.link, board.address,
                                                                      baudrate=board.baudrate)
         memory = self.config.state_dir / f"events-{board.car}.json"
+        saved = load_session_state(memory)
+        resume = None
+        if saved.boot_id is not None:  # host frames sent after the last save are covered by the margin
+            resume = (saved.boot_id, saved.host_seq + HOST_SEQ_RESUME_MARGIN)
         session = BoardSession(self.config.session_for(board), LinkMode.LIVE, label=board.car,
-                               stored_events=load_event_memory(memory))
+                               stored_events=saved.events, resume_host_seq=resume)
         pipeline = CarPipeline(self.config.site, board.car, session, CarAnalytics(board.car, board.analytics),
                                store, board.board_id, event_memory=memory)
         reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
@@ -533,26 +561,39 @@ def link_quality(frames_ok: int, lost: int, damaged: int) -> float | None:
     return round(frames_ok / total, 4) if total else None
 
 
-def save_event_memory(path: Path, keys: Sequence[tuple[int, int]]) -> None:
-    """Board events known to be stored, written atomically and fsync'd (read back at start)."""
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What a board's session must remember across daemon restarts (state_dir/events-<car>.json)."""
+
+    events: list[tuple[int, int]]  # (event_id, state) durably stored
+    boot_id: int | None = None  # board boot the host seq belongs to
+    host_seq: int = 0  # next host->board seq in that boot
+
+
+def save_session_state(path: Path, state: SessionState) -> None:
+    """Written atomically and fsync'd (it gates ACKs: see CarPipeline.commit)."""
     tmp = path.with_suffix(".tmp")
+    doc = {"events": [list(k) for k in state.events[-EVENT_MEMORY:]], "boot_id": state.boot_id,
+           "host_seq": state.host_seq}
     with open(tmp, "w") as f:
-        json.dump({"events": [list(k) for k in keys[-EVENT_MEMORY:]]}, f)
+        json.dump(doc, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def load_event_memory(path: Path) -> list[tuple[int, int]]:
-    """What `save_event_memory` wrote; nothing (with a warning) if the file is absent or damaged."""
+def load_session_state(path: Path) -> SessionState:
+    """What `save_session_state` wrote; empty (with a warning) if the file is absent or damaged."""
     try:
         doc = json.loads(path.read_text())
-        return [(int(k[0]), int(k[1])) for k in doc["events"]]
+        events = [(int(k[0]), int(k[1])) for k in doc["events"]]
+        boot = doc.get("boot_id")
+        return SessionState(events, int(boot) if boot is not None else None, int(doc.get("host_seq", 0)))
     except FileNotFoundError:
-        return []
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        return SessionState([])
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         _LOG.warning("%s unreadable (%s): re-sent events may be reported twice", path, err)
-        return []
+        return SessionState([])
 
 
 def write_status_file(path: Path, snapshot: Mapping[str, Any]) -> None:

@@ -236,7 +236,8 @@ class BoardSession:
 
     def __init__(self, config: SessionConfig | None = None, mode: LinkMode = LinkMode.LIVE, *,
                  replay_epoch_ms: float = 0.0, label: str = "",
-                 stored_events: Iterable[tuple[int, int]] = ()) -> None:
+                 stored_events: Iterable[tuple[int, int]] = (),
+                 resume_host_seq: tuple[int, int] | None = None) -> None:
         self.config = config or SessionConfig()
         self.mode = mode
         self.label = label
@@ -260,6 +261,9 @@ class BoardSession:
         self._clock = self._new_clock()
         self._out: list[bytes] = []
         self._host_seq = 0
+        # (board boot id, host seq) saved by a previous run: a tagged board keeps a window of host
+        # seqs per boot (SPEC 4), so a restarted daemon must go on above it, not from 0.
+        self._resume_host_seq = resume_host_seq
         # (event_id, state) already durably stored; seeded from the daemon's state file so a
         # re-send of an event stored just before a restart is ACKed, not emitted a second time.
         self._stored_events: OrderedDict[tuple[int, int], None] = OrderedDict()
@@ -403,6 +407,11 @@ class BoardSession:
         self._ack_event(event.event_id)
 
     @property
+    def host_seq_state(self) -> tuple[int | None, int]:
+        """(board boot id, next host seq) to save for `resume_host_seq` after a restart."""
+        return (self.boot_id, self._host_seq)
+
+    @property
     def stored_event_keys(self) -> list[tuple[int, int]]:
         """(event_id, state) of the events remembered as stored, oldest first (for the state file)."""
         return list(self._stored_events)
@@ -500,7 +509,9 @@ class BoardSession:
 
     def _start_boot(self, boot_id: int) -> None:
         self.boot_id = boot_id
-        self._host_seq = 0  # SPEC 3: the host's seq is per board boot
+        resume, self._resume_host_seq = self._resume_host_seq, None
+        # SPEC 3: the host's seq is per board boot; a restarted daemon resumes the boot's count.
+        self._host_seq = resume[1] % _U16 if resume is not None and resume[0] == boot_id else 0
         self._clock = self._new_clock()
         self._vib_next_index = None
         self._vib_next_t_ms = None

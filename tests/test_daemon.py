@@ -385,6 +385,7 @@ async def test_event_stored_before_a_restart_is_not_reported_twice(tmp_path):
         assert board.unacked  # still pending on the board
         await asyncio.sleep(0.2)
         board.poll()  # whatever the first daemon sent is gone
+        first_run_frames = len(board.host_frames)
 
         board.deaf_to_acks = False
         second = Daemon(cfg, backoff=fast_backoff)
@@ -393,6 +394,9 @@ async def test_event_stored_before_a_restart_is_not_reported_twice(tmp_path):
         assert await wait_until(lambda: board.acked == [7], 5.0)
         counters = second.boards[0].pipeline.session.counters
         assert counters.events == 0 and counters.events_resent >= 1  # recognised, not re-emitted
+        # Host->board seqs go on above the first run's (a tagged board refuses seqs it has seen).
+        first_run_max = max(f.seq for f in board.host_frames[:first_run_frames])
+        assert min(f.seq for f in board.host_frames[first_run_frames:]) > first_run_max
         stop.set()
         await asyncio.wait_for(run, 10)
     finally:

@@ -455,3 +455,15 @@ def test_wall_clock_step_neither_fakes_an_outage_nor_keeps_a_stale_offset():
     assert ev.ts == pytest.approx(wall0 + step + 5.0, abs=0.05)
     # The heartbeat timeout still runs: 16 s after the last frame on the monotonic clock.
     assert s.tick(wall0 + step + 27.0, 27.0) == [LinkState(ts=s.last_heard_s, online=False)]
+
+
+def test_host_seq_resumes_after_a_restart_only_within_the_same_board_boot():
+    b = Board(boot_id=12)
+    s = BoardSession(resume_host_seq=(12, 5000))
+    s.on_frame(b.hello(), 1.0)
+    seqs = [f.seq for f in decode_all(s.take_outgoing())]
+    assert seqs and min(seqs) >= 5000  # above the board's window of this boot
+    assert s.host_seq_state == (12, max(seqs) + 1)
+    other = BoardSession(resume_host_seq=(11, 5000))  # the board rebooted meanwhile
+    other.on_frame(Board(boot_id=12).hello(), 1.0)
+    assert min(f.seq for f in decode_all(other.take_outgoing())) == 0
