@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from liftwatch.hil.sim.scenario import Scenario
+from liftwatch.hil.sim.scenario import Scenario, list_scenarios
 
 from .test_board_scenarios import REST_PREFIX_S, TALK_SPEED, _calibrate
 
@@ -82,8 +82,13 @@ def _run_daemon(config_path: Path, board, end_us: int, timeout_s: float) -> None
     asyncio.run(main())
 
 
-# Each ~10-25 s; the rest of the scenarios are checked at board level (test_board_scenarios.py).
-@pytest.mark.parametrize("name", ["entrapment", "moving_door_open", "maintenance_too_short"])
+FAST_E2E = ["entrapment", "moving_door_open", "maintenance_too_short"]
+OTHER_E2E = sorted(set(list_scenarios()) - set(FAST_E2E))
+
+
+# Each ~10-25 s; the other scenarios run end to end with -m long (the board level of all of them is
+# in the default run: test_board_scenarios.py).
+@pytest.mark.parametrize("name", FAST_E2E + [pytest.param(n, marks=pytest.mark.long) for n in OTHER_E2E])
 def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_path: Path) -> None:
     sc = Scenario.load(name)
     end_us = sc.ground_truth(REST_PREFIX_S).t_us
@@ -94,7 +99,7 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     state = tmp_path / "state"
     state.mkdir()
     config = _daemon_config(tmp_path / "liftwatch.toml", state, board.ports.data, board.uid, sc)
-    _run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 3 + 30)
+    _run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60)
     messages = [json.loads(line) for line in (state / "upstream.jsonl").read_text().splitlines() if line.strip()]
     raised = collections.Counter(
         m["type"] for m in messages if m["kind"] == "event" and m["state"] == "raised" and m["type"] != "board_offline"
