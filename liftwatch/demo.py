@@ -63,14 +63,16 @@ import liftwatch.hil
 from liftwatch.hil.sim.car import CarSpec, CarSpecError, load_car
 from liftwatch.hil.sim.scenario import Scenario, ScenarioError
 
-__all__ = ["DemoError", "DemoCar", "DemoFleet", "FleetClock", "FleetTally", "parse_duration", "register"]
+__all__ = ["DemoCar", "DemoError", "DemoFleet", "FleetClock", "FleetTally", "parse_duration", "register"]
 
 FLEET_FILE = Path(liftwatch.hil.__file__).resolve().parent / "demo_fleet.toml"
 DEFAULT_STATE_DIR = Path("var/demo")
-# Sim seconds per real second at most: the 06:00-18:00 default day in 2 minutes; the boards and
+# Sim seconds per real second at most: the 06:00-16:00 default day in under 2 minutes; the boards and
 # the daemon set the real pace when the machine is slower (see FleetClock).
 DEFAULT_SPEED = 360.0
-DEFAULT_DURATION = "12h"
+DEFAULT_DURATION = "10h"
+# The status page's port on localhost (the daemon's default is 8080; the demo keeps off it).
+DEFAULT_STATUS_PORT = 8090
 # Sim seconds each car stands still at power-on; the board calibrates at rest during the first few.
 CALIBRATION_REST_S = 60.0
 # Calibration happens in real time: the board must see a car at rest while the command arrives.
@@ -337,7 +339,7 @@ class FleetTally:
 
 def _ts(text: Any) -> float:
     try:
-        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+        return dt.datetime.fromisoformat(str(text)).timestamp()
     except ValueError:
         return 0.0
 
@@ -429,7 +431,7 @@ class LocalBroker:
                     self.stop()
                     raise DemoError(f"mosquitto did not start (see {self.directory / 'mosquitto.log'})") from None
                 time.sleep(0.05)
-        self._archive = open(self.archive_path, "ab")
+        self._archive = open(self.archive_path, "ab")  # noqa: SIM115 - open while the broker runs; stop() closes it
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="liftwatch-demo-archive")
         client.on_connect = lambda c, *_: c.subscribe("liftwatch/#", qos=1)
         client.on_message = self._on_message
@@ -439,7 +441,10 @@ class LocalBroker:
 
     def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
         """Fact messages arrive DEFLATE-compressed (docs/upstream.md); the archive is JSON Lines."""
-        from liftwatch.edge_daemon.upstream_codec import UpstreamPayloadError, decode_payload
+        from liftwatch.edge_daemon.upstream_codec import (
+            UpstreamPayloadError,
+            decode_payload,
+        )
 
         try:
             message = decode_payload(msg.payload)
@@ -520,6 +525,37 @@ async def calibrate_boards(boards: dict[str, Any], say: Callable[[str], None]) -
     return dict(zip(boards, gravities))
 
 
+class ObservedAnalytics:
+    """A car's `CarAnalytics` that also hands every observation and output to the status page.
+
+    The daemon does not wire the status page's `OperatorPlane.observe` into its pipelines yet
+    (edge_daemon/status/plane.py says where it will); until it does, the demo puts this in front of
+    each pipeline's analytics. Everything else is the analytics' own."""
+
+    def __init__(self, inner: Any, car: str, observe: Callable[[str, object], None]) -> None:
+        self._inner = inner
+        self._car = car
+        self._observe = observe
+
+    def _shown(self, outputs: list[Any]) -> list[Any]:
+        for out in outputs:
+            self._observe(self._car, out)
+        return outputs
+
+    def feed(self, obs: Any) -> list[Any]:
+        self._observe(self._car, obs)
+        return self._shown(self._inner.feed(obs))
+
+    def tick(self, ts: float) -> list[Any]:
+        return self._shown(self._inner.tick(ts))
+
+    def flush(self, ts: float) -> list[Any]:
+        return self._shown(self._inner.flush(ts))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 # -- the live table -------------------------------------------------------------------------------
 
 
@@ -590,11 +626,12 @@ class DemoOptions:
     fleet: Path = FLEET_FILE
     cars: int = 3
     speed: float = DEFAULT_SPEED
-    duration_s: float = 12 * 3600.0
+    duration_s: float = 10 * 3600.0
     state_dir: Path = DEFAULT_STATE_DIR
     mqtt: bool = False
     day: dt.date | None = None  # local day simulated; default yesterday (a finished day)
     live: bool | None = None  # None: a live table on a terminal, plain snapshots otherwise
+    status_port: int | None = DEFAULT_STATUS_PORT  # None: no status page; 0: any free port
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,6 +643,7 @@ class DemoResult:
     reports: tuple[Path, ...]
     config: Path
     tally: FleetTally
+    status_url: str = ""
 
 
 def _fresh_state_dir(state_dir: Path) -> None:
@@ -664,7 +702,7 @@ def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
         clock = FleetClock(epoch, boards)
         end_ts = epoch + CALIBRATION_REST_S + opts.duration_s
         tally = FleetTally([c.car for c in fleet.cars])
-        interrupted = asyncio.run(_serve(fleet, config_path, clock, end_ts, tally, opts, console, boards))
+        interrupted, status_url = asyncio.run(_serve(fleet, config_path, clock, end_ts, tally, opts, console, boards))
     finally:
         for b in boards.values():
             b.stop()
@@ -675,11 +713,12 @@ def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
     sim_s = max(0.0, clock.now() - epoch - CALIBRATION_REST_S)
     journal = broker.archive_path if broker else state_dir / "upstream.jsonl"
     reports = write_reports(fleet, state_dir, journal, epoch + CALIBRATION_REST_S, clock.now(), say)
-    return DemoResult(interrupted, sim_s, time.monotonic() - started, journal, tuple(reports), config_path, tally)
+    return DemoResult(interrupted, sim_s, time.monotonic() - started, journal, tuple(reports), config_path, tally,
+                      status_url)
 
 
 async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts: float, tally: FleetTally,
-                 opts: DemoOptions, console: Any, boards: dict[str, Any]) -> bool:
+                 opts: DemoOptions, console: Any, boards: dict[str, Any]) -> tuple[bool, str]:
     """Run the daemon until the simulated end or SIGINT; returns whether it was interrupted."""
     from rich.live import Live
 
@@ -699,11 +738,43 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     loop.add_signal_handler(signal.SIGTERM, on_sigint)
-    daemon = Daemon(config, clock=clock.now, on_delivered=tally.on_delivered)
+    plane = None
+    if opts.status_port is not None:
+        from liftwatch.edge_daemon.service import SystemdNotifier
+        from liftwatch.edge_daemon.status.plane import OperatorPlane
+        from liftwatch.edge_daemon.status.server import StatusConfig
+
+        plane = OperatorPlane(config.site, config.boards, StatusConfig(host="127.0.0.1", port=opts.status_port),
+                              notifier=SystemdNotifier(""), watchdog_s=0.0, clock=clock.now)
+
+    def delivered(batch: Sequence[Any]) -> None:
+        tally.on_delivered(batch)
+        if plane is not None:
+            plane.on_delivered(batch)
+
+    daemon = Daemon(config, clock=clock.now, on_delivered=delivered)
     run = asyncio.create_task(daemon.run(stop), name="daemon")
     while not daemon.boards and not run.done():  # the daemon builds its board tasks once the outbox is open
         await asyncio.sleep(0.01)
     clock.sessions = {b.board.car: b.pipeline.session for b in daemon.boards}
+    status_url = ""
+    plane_task = None
+    if plane is not None:
+        for b in daemon.boards:
+            b.pipeline.analytics = ObservedAnalytics(b.pipeline.analytics, b.board.car, plane.observe)
+        plane_task = asyncio.create_task(plane.run(daemon, stop), name="operator plane")
+        while not plane_task.done():
+            try:
+                status_url = plane.server.url  # RuntimeError until it listens
+                break
+            except RuntimeError:
+                await asyncio.sleep(0.01)
+        if plane_task.done():
+            stop.set()
+            await run
+            raise DemoError(f"status page did not start: {plane_task.exception()!r} "
+                            "(another program on the port? try --status-port 0)")
+        console.print(f"status page: [bold]{status_url}[/bold] (fleet view; a car's detail at {status_url}#car=<car>)")
     # The cars stay at real time until the daemon hears every board: a UART nobody reads loses
     # its bytes, and the day's first events must not happen before the daemon listens.
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
@@ -744,14 +815,15 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
                 if time.monotonic() >= next_print:
                     console.print(table())
                     next_print = time.monotonic() + PLAIN_EVERY_S
+            console.print(table())  # the last picture, before shutdown takes the boards offline
     finally:
         stop.set()
         await run
+        if plane_task is not None:
+            await asyncio.gather(plane_task, return_exceptions=True)
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
-    if not live_mode:
-        console.print(table())
-    return interrupted.is_set()
+    return interrupted.is_set(), status_url
 
 
 def _check_boards(boards: dict[str, Any]) -> None:
@@ -764,7 +836,11 @@ def write_reports(fleet: DemoFleet, state_dir: Path, journal: Path, first_ts: fl
                   say: Callable[[str], None]) -> list[Path]:
     """The insurer's fleet report and one record per car (HTML), from the journal and the outbox."""
     from liftwatch.edge_daemon.report.figures import Period
-    from liftwatch.edge_daemon.report.writer import ReportError, write_car_report, write_fleet_report
+    from liftwatch.edge_daemon.report.writer import (
+        ReportError,
+        write_car_report,
+        write_fleet_report,
+    )
 
     sources = [p for p in (journal, state_dir / "outbox.sqlite") if p.exists()]
     if not sources:
@@ -813,9 +889,12 @@ def print_summary(fleet: DemoFleet, result: DemoResult, console: Any) -> None:
         if not (t.raised or t.visits):
             console.print("  no faults, no maintenance visit")
     console.print(f"\nJSON Lines journal: {result.journal}")
-    console.print(f"daemon config:      {result.config}  (try: liftwatch status --config {result.config})")
+    console.print(f"daemon config:      {result.config}  (liftwatch report --config reads it)")
     for r in result.reports:
         console.print(f"report:             {r}")
+    if result.status_url:
+        console.print(f"status page:        {result.status_url} (served while the demo ran; to keep one up, run the "
+                      "daemon with the config above)")
 
 
 # -- CLI ------------------------------------------------------------------------------------------
@@ -828,13 +907,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cars", type=int, default=3, help="how many cars of the fleet file (default 3)")
     p.add_argument("--speed", type=float, default=DEFAULT_SPEED,
                    help=f"sim seconds per real second, at most (default {DEFAULT_SPEED:g}; the boards slow it on a busy CPU)")
-    p.add_argument("--duration", default=DEFAULT_DURATION, help=f"simulated time to run: 24h, 90m, 1h30m (default {DEFAULT_DURATION}: 06:00-18:00)")
+    p.add_argument("--duration", default=DEFAULT_DURATION, help=f"simulated time to run: 24h, 90m, 1h30m (default {DEFAULT_DURATION}: 06:00-16:00)")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="outbox, journal, reports (default var/demo)")
     p.add_argument("--mqtt", action="store_true", help="deliver through a local Mosquitto (must be installed)")
     p.add_argument("--fleet", type=Path, default=FLEET_FILE, help="fleet file (default hil_tests/demo_fleet.toml)")
     p.add_argument("--day", type=dt.date.fromisoformat, default=None,
                    help="local day to simulate, YYYY-MM-DD (default: yesterday)")
     p.add_argument("--plain", action="store_true", help="print table snapshots instead of a live table")
+    p.add_argument("--status-port", type=int, default=DEFAULT_STATUS_PORT,
+                   help=f"status page port on 127.0.0.1 (default {DEFAULT_STATUS_PORT}; 0: any free port; -1: none)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -853,7 +934,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("liftwatch demo: --speed must be > 0", file=sys.stderr)
         return 2
     opts = DemoOptions(fleet=args.fleet, cars=args.cars, speed=args.speed, duration_s=duration_s,
-                       state_dir=args.state_dir, mqtt=args.mqtt, day=args.day, live=False if args.plain else None)
+                       state_dir=args.state_dir, mqtt=args.mqtt, day=args.day, live=False if args.plain else None,
+                       status_port=None if args.status_port < 0 else args.status_port)
     try:
         fleet = DemoFleet.load(opts.fleet)
         result = run_demo(opts, console)

@@ -8,15 +8,19 @@ two-car fleet packs its faults into the first simulated half hour so the run sta
 from __future__ import annotations
 
 import json
-import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import tomllib
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from liftwatch.edge_daemon.config import parse_config
 
 from liftwatch.demo import (
     DemoError,
@@ -26,9 +30,6 @@ from liftwatch.demo import (
     daemon_config_toml,
     parse_duration,
 )
-from liftwatch.edge_daemon.config import parse_config
-
-import tomllib
 
 # Car t-resi: a door that cannot close, then an entrapment answered by a technician after 5 min
 # (inspection on), a 12-minute repair. Car t-hosp: a maintenance visit of 6 minutes (too short).
@@ -270,8 +271,11 @@ def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
     state = tmp_path / "state"
     proc = subprocess.Popen(
         [sys.executable, "-m", "liftwatch", "demo", "--fleet", str(fleet), "--cars", "2", "--duration", "3h",
-         "--speed", "300", "--state-dir", str(state), "--plain"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "140"})
+         "--speed", "300", "--state-dir", str(state), "--plain", "--status-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     journal = state / "upstream.jsonl"
     deadline = time.monotonic() + RUN_TIMEOUT_S
     children: set[int] = set()
@@ -279,14 +283,24 @@ def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
         while time.monotonic() < deadline and proc.poll() is None and not _seen(_journal(journal)):
             children |= _descendants(proc.pid)
             time.sleep(0.5)
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, (lines, proc.stderr.read())
         children |= _descendants(proc.pid)
+        url = next(re.search(r"http://127\.0\.0\.1:\d+/", line).group(0) for line in lines if "status page:" in line)
+        with urllib.request.urlopen(url + "api/snapshot", timeout=10) as resp:
+            snapshot = json.load(resp)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
+        reader.join(10)
+        out = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    # the status page showed the cars live, with their trips
+    cars = {c["car"]: c for c in snapshot["cars"]}
+    assert set(cars) == {"t-resi", "t-hosp"}
+    assert all(c["board"]["online"] for c in cars.values()) and cars["t-resi"]["trips"]
     assert proc.returncode == 0, err[-3000:]
     messages = _journal(journal)
     assert _seen(messages), sorted({str((m.get("car"), m.get("kind"), m.get("type"), m.get("state"))) for m in messages})
@@ -300,7 +314,7 @@ def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
     assert "interrupted (Ctrl-C)" in out and "door_reopen_loop" in out
     assert (state / "reports" / "report-t-resi.html").stat().st_size > 10_000
     assert (state / "reports" / "fleet-report.html").exists()
-    assert str(journal) in out
+    assert str(journal) in out and url in out
     assert len(children) >= 2  # the mock boards' interpreters were running...
     time.sleep(0.5)
     assert not {p for p in children if Path(f"/proc/{p}").exists()}  # ...and none is left
