@@ -888,7 +888,8 @@ def print_summary(fleet: DemoFleet, result: DemoResult, console: Any) -> None:
                           f"{v.get('inspection_runs', 0)} inspection runs{short}")
         if not (t.raised or t.visits):
             console.print("  no faults, no maintenance visit")
-    console.print(f"\nJSON Lines journal: {result.journal}")
+    label = "broker archive:    " if result.journal.name == "broker-archive.jsonl" else "JSON Lines journal:"
+    console.print(f"\n{label} {result.journal}")
     console.print(f"daemon config:      {result.config}  (liftwatch report --config reads it)")
     for r in result.reports:
         console.print(f"report:             {r}")
