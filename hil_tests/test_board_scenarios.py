@@ -68,6 +68,7 @@ def test_scenario_board_events(name: str, flashed, frame_tap) -> None:
 
 
 @pytest.mark.long
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("name", LONG)
 def test_long_scenario_board_events(name: str, flashed, frame_tap) -> None:
     sc, board, tap = _run_scenario(name, flashed, frame_tap, timeout=1800)

@@ -88,7 +88,9 @@ OTHER_E2E = sorted(set(list_scenarios()) - set(FAST_E2E))
 
 # Each ~10-25 s; the other scenarios run end to end with -m long (the board level of all of them is
 # in the default run: test_board_scenarios.py).
-@pytest.mark.parametrize("name", FAST_E2E + [pytest.param(n, marks=pytest.mark.long) for n in OTHER_E2E])
+@pytest.mark.parametrize(
+    "name", FAST_E2E + [pytest.param(n, marks=[pytest.mark.long, pytest.mark.timeout(1800)]) for n in OTHER_E2E]
+)
 def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_path: Path) -> None:
     sc = Scenario.load(name)
     end_us = sc.ground_truth(REST_PREFIX_S).t_us
