@@ -67,6 +67,8 @@ __all__ = ["DemoCar", "DemoError", "DemoFleet", "FleetClock", "FleetTally", "par
 
 FLEET_FILE = Path(liftwatch.hil.__file__).resolve().parent / "demo_fleet.toml"
 DEFAULT_STATE_DIR = Path("var/demo")
+# Marks a state dir as the demo's own, so the demo may empty it.
+DEMO_MARK = ".liftwatch-demo"
 # Sim seconds per real second at most: the 06:00-16:00 default day in under 2 minutes; the boards and
 # the daemon set the real pace when the machine is slower (see FleetClock).
 DEFAULT_SPEED = 360.0
@@ -647,10 +649,20 @@ class DemoResult:
 
 
 def _fresh_state_dir(state_dir: Path) -> None:
-    """A demo run starts from an empty outbox and journal (the firmware cache is kept)."""
+    """A demo run starts from an empty outbox and journal, and without the sessions' memory of
+    stored events (the boards boot from fresh images, so event ids repeat); the firmware cache is
+    kept. Only a
+    directory the demo made (it holds DEMO_MARK) or an empty one is emptied: `--state-dir` pointed
+    at a real daemon's state must not cost its undelivered messages."""
     state_dir.mkdir(parents=True, exist_ok=True)
+    mark = state_dir / DEMO_MARK
+    if not mark.exists():
+        if any(state_dir.iterdir()):
+            raise DemoError(f"{state_dir} is not empty and was not made by `liftwatch demo`: "
+                            "give an empty or new --state-dir")
+        mark.write_text("made by `liftwatch demo`; emptied at the start of every demo run\n")
     for pattern in ("outbox.sqlite*", "upstream.jsonl*", "broker-archive.jsonl", "status.json", "status.tmp",
-                    "daemon.log", "mosquitto.*", "liftwatch.toml"):
+                    "daemon.log", "mosquitto.*", "liftwatch.toml", "events-*.json"):
         for p in state_dir.glob(pattern):
             p.unlink()
     for sub in ("boards", "reports"):

@@ -177,6 +177,22 @@ def test_daemon_config_is_valid_for_the_daemon(tmp_path: Path) -> None:
     assert with_mqtt.upstream.mqtt is not None and with_mqtt.upstream.mqtt.port == 18830
 
 
+def test_state_dir_of_a_real_daemon_is_refused(tmp_path: Path) -> None:
+    from liftwatch.demo import _fresh_state_dir
+
+    real = tmp_path / "lib"
+    real.mkdir()
+    (real / "outbox.sqlite").write_bytes(b"undelivered")
+    with pytest.raises(DemoError, match="not made by `liftwatch demo`"):
+        _fresh_state_dir(real)
+    assert (real / "outbox.sqlite").read_bytes() == b"undelivered"
+    demo = tmp_path / "demo"
+    _fresh_state_dir(demo)
+    (demo / "upstream.jsonl").write_text("{}\n")
+    _fresh_state_dir(demo)  # its own: emptied
+    assert not (demo / "upstream.jsonl").exists()
+
+
 def _board(t_s: float) -> SimpleNamespace:
     return SimpleNamespace(stats=SimpleNamespace(board_t_us=int(t_s * 1e6)), set_speed=lambda s: None)
 
