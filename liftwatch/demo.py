@@ -743,10 +743,10 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
     loop = asyncio.get_running_loop()
 
     def on_sigint() -> None:
-        if interrupted.is_set():  # a second Ctrl-C: the user really wants out now
-            raise KeyboardInterrupt
         interrupted.set()
         stop.set()
+        # A second Ctrl-C is Python's own again: KeyboardInterrupt, boards stopped on the way out.
+        loop.remove_signal_handler(signal.SIGINT)
 
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     loop.add_signal_handler(signal.SIGTERM, on_sigint)
