@@ -95,45 +95,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(config: Any) -> int:
+    """The daemon plus its operator plane, which serves the status page and /metrics (unless
+    `[status] enabled = false`), tells systemd READY once the boards and upstream run, pings the
+    watchdog while frames and deliveries progress, and says STOPPING on the way out."""
     from liftwatch.edge_daemon.daemon import Daemon
-    from liftwatch.edge_daemon.service import (
-        ProgressWatchdog,
-        Stage,
-        SystemdNotifier,
-        configure_logging,
-        watchdog_interval_s,
-    )
+    from liftwatch.edge_daemon.service import configure_logging
+    from liftwatch.edge_daemon.status.plane import OperatorPlane
 
     configure_logging(config.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    daemon = Daemon(config)
-    notifier = SystemdNotifier()
-    run = asyncio.create_task(daemon.run(stop), name="daemon")
-    extra: list[asyncio.Task] = []
-    while daemon.upstream is None and not run.done():  # wait until the outbox is open
-        await asyncio.sleep(0.05)
-    if not run.done():
-        notifier.ready(f"{len(config.boards)} boards")
-        interval = watchdog_interval_s()
-        if interval:
-            # Frames: a connected board heartbeats every 5 s, so a minute without a single frame
-            # from any connected board means the read path is wedged, not that boards are quiet.
-            stages = [
-                Stage("boards", lambda: sum(b.reader.frames for b in daemon.boards),
-                      lambda: any(b.phase.value == "ready" and b.pipeline.session.online for b in daemon.boards),
-                      60.0),  # a dead board behind a live USB adapter is offline, not a wedged daemon
-                Stage("upstream", lambda: daemon.upstream.counters.delivered,
-                      lambda: daemon.upstream.state.value == "ready" and bool(daemon.outbox.stats().pending), 120.0),
-            ]
-            dog = ProgressWatchdog(notifier, stages, interval * 0.33)
-            extra.append(asyncio.create_task(dog.run(stop), name="service: watchdog"))
-    await run
-    notifier.stopping()
-    stop.set()
-    await asyncio.gather(*extra, return_exceptions=True)
+    plane = OperatorPlane(config.site, config.boards, config.status)
+    await Daemon(config, plane=plane).run(stop)
     return 0
 
 

@@ -28,8 +28,14 @@ from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.config import ConfigError as AnalyticsConfigError
 from liftwatch.edge_daemon.keystore import KeyStoreError, load_key_pair
 from liftwatch.edge_daemon.session import SessionConfig
+from liftwatch.edge_daemon.status.server import (
+    StatusConfig,
+    StatusConfigError,
+    load_token,
+)
 from liftwatch.edge_daemon.transport import LinkKind
 from liftwatch.edge_daemon.upstream import MqttConfig, TlsConfig, UpstreamConfig
+from liftwatch.edge_daemon.upstream_codec import PayloadEncoding
 
 
 class ConfigError(ValueError):
@@ -109,6 +115,19 @@ MQTT_KEYS = (
         "persistent session is tied to it."),
     Key("keepalive_s", int, 30, "MQTT keep-alive.", minimum=5),
     Key("topic_prefix", str, "liftwatch", "First topic level."),
+    Key("encoding", str, PayloadEncoding.DEFLATE.value, "Fact message payloads: `deflate` (raw DEFLATE with the "
+        "shared dictionary, ~4x fewer bytes on a metered link; subscribers decode with "
+        "`upstream_codec.decode_payload`) or plain `json`. Status messages are always JSON.",
+        choices=(PayloadEncoding.DEFLATE.value, PayloadEncoding.JSON.value)),
+)
+_STATUS = StatusConfig()
+STATUS_KEYS = (
+    Key("enabled", bool, True, "Serve the status page and Prometheus `/metrics` (docs/operations.md)."),
+    Key("host", str, _STATUS.host, "Address to listen on. Anything but loopback needs `token_file`; reach "
+        "the default with `ssh -L 8080:localhost:8080 pi`."),
+    Key("port", int, _STATUS.port, "TCP port; 0 = any free port.", minimum=0),
+    Key("token_file", str, "", "File holding the bearer token (16+ characters, e.g. `openssl rand -hex 24`) that "
+        "every route but `/healthz` then wants; required when `host` is not loopback."),
 )
 BOARD_KEYS = (
     Key("car", str, REQUIRED, "Car name (third MQTT topic level), e.g. `bldg3-lift2`."),
@@ -129,6 +148,7 @@ SECTIONS = {
     "outbox": OUTBOX_KEYS,
     "upstream": UPSTREAM_KEYS,
     "upstream.mqtt": MQTT_KEYS,
+    "status": STATUS_KEYS,
     "boards": BOARD_KEYS,
 }
 # Tables that hold free-form or foreign keys rather than keys of ours.
@@ -166,6 +186,7 @@ class DaemonConfig:
     analytics: AnalyticsConfig
     boards: tuple[BoardConfig, ...]
     source: str = "<config>"
+    status: StatusConfig | None = _STATUS  # the status page and /metrics; None = not served
 
     @property
     def status_path(self) -> Path:
@@ -251,7 +272,7 @@ def _key_bytes(path: str, where: str, source: str, base_dir: Path) -> tuple[byte
 
 def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Path = Path(".")) -> DaemonConfig:
     """Validate a parsed TOML document; relative paths are taken from `base_dir` (the file's folder)."""
-    _take(doc, (), "", source, extra=("daemon", "session", "outbox", "upstream", "analytics", "boards"))
+    _take(doc, (), "", source, extra=("daemon", "session", "outbox", "upstream", "status", "analytics", "boards"))
     d = _take(doc.get("daemon", {}), DAEMON_KEYS, "daemon", source)
     if not _TOPIC_SAFE.match(d["site"]):
         raise ConfigError(source, "daemon.site", f"must be 1-64 of letters, digits, _.:- (an MQTT topic level); got {d['site']!r}")
@@ -281,12 +302,13 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
                         client_key=q["client_key"] or None) if q["tls"] else None
         mqtt = MqttConfig(host=q["host"], port=q["port"], tls=tls, username=q["username"] or None,
                           password=password, client_id=q["client_id"] or None, keepalive_s=q["keepalive_s"],
-                          topic_prefix=q["topic_prefix"])
+                          topic_prefix=q["topic_prefix"], encoding=PayloadEncoding(q["encoding"]))
     upstream = UpstreamConfig(
         site=d["site"], pi=pi, mqtt=mqtt,
         journal_path=(base_dir / u["journal"]) if u["journal"] else state_dir / "upstream.jsonl",
         status_interval_s=u["status_interval_s"],
     )
+    status = _status(doc.get("status", {}), source, base_dir)
     analytics = _analytics(_as_table(doc.get("analytics", {}), "analytics", source), AnalyticsConfig(),
                            "analytics", source)
     boards_doc = doc.get("boards", [])
@@ -326,8 +348,29 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
         log_level=d["log_level"], session=session, write_timeout_s=s["write_timeout_s"],
         outbox_path=(base_dir / o["path"]) if o["path"] else state_dir / "outbox.sqlite",
         outbox_budget_bytes=int(o["budget_mb"] * 1024 * 1024), upstream=upstream, analytics=analytics,
-        boards=tuple(boards), source=source,
+        boards=tuple(boards), source=source, status=status,
     )
+
+
+def _status(table: Any, source: str, base_dir: Path) -> StatusConfig | None:
+    """`[status]` -> StatusConfig, checked now: an exposed page without a token must stop the start,
+    not surface later as a log line while the daemon runs without it."""
+    t = _take(table, STATUS_KEYS, "status", source)
+    if not t["enabled"]:
+        return None
+    if t["port"] > 65535:
+        raise ConfigError(source, "status.port", f"must be a TCP port 0-65535, got {t['port']}")
+    if not t["host"]:
+        raise ConfigError(source, "status.host", "must not be empty (127.0.0.1 keeps the page on this Pi)")
+    try:
+        token = load_token((base_dir / t["token_file"]).expanduser()) if t["token_file"] else None
+        config = StatusConfig(host=t["host"], port=t["port"], token=token)
+        config.check()
+    except StatusConfigError as err:
+        raise ConfigError(source, "status.token_file", str(err)) from None
+    except ValueError as err:  # a NUL in the path
+        raise ConfigError(source, "status.token_file", f"cannot read {t['token_file']!r}: {err}") from None
+    return config
 
 
 def _as_table(value: Any, where: str, source: str) -> Mapping[str, Any]:
@@ -399,6 +442,7 @@ def config_markdown() -> str:
         "outbox": "`[outbox]`",
         "upstream": "`[upstream]`",
         "upstream.mqtt": "`[upstream.mqtt]`: a broker (absent = local JSON Lines journal)",
+        "status": "`[status]`: the status page and Prometheus `/metrics`",
         "boards": "`[[boards]]`: one table per board (one car each)",
     }
     for section, keys in SECTIONS.items():

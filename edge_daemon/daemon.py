@@ -70,7 +70,22 @@ LAST_EVENTS = 5
 
 
 class DaemonStartError(RuntimeError):
-    """The daemon cannot start (state directory or outbox unusable); nothing was opened."""
+    """The daemon cannot start (state directory or outbox unusable: nothing was opened), or its
+    operator plane failed (status page port taken): it stopped cleanly, outbox committed."""
+
+
+# What a pipeline shows its observer (the status page): (car, observation or analytics output).
+Observer = Callable[[str, object], None]
+
+
+class OperatorPlaneLike(Protocol):
+    """What the daemon needs of the operator plane (edge_daemon/status/plane.py `OperatorPlane`)."""
+
+    def observe(self, car: str, item: object) -> None: ...
+
+    def on_delivered(self, messages: Sequence[Any]) -> None: ...
+
+    async def run(self, daemon: Any, stop: asyncio.Event) -> None: ...
 
 
 class MessageStore(Protocol):
@@ -113,8 +128,10 @@ class CarPipeline:
     """session -> analytics -> store for one board and its car; shared by live tasks and replay."""
 
     def __init__(self, site: str, car: str, session: BoardSession, analytics: CarAnalytics,
-                 store: MessageStore, board_id: str = "", event_memory: Path | None = None) -> None:
+                 store: MessageStore, board_id: str = "", event_memory: Path | None = None,
+                 observer: Observer | None = None) -> None:
         self.site = site
+        self.observer = observer  # sees every observation before analytics and every output
         self.event_memory = event_memory
         self.car = car
         self.session = session
@@ -224,7 +241,10 @@ class CarPipeline:
         return max(s.last_heard_s + (mono_s - s.last_heard_mono_s), self._last_ts or 0.0)
 
     def _apply(self, observations: list[Observation]) -> None:
+        observer = self.observer
         for obs in observations:
+            if observer is not None:
+                observer(self.car, obs)
             self._outputs(lambda obs=obs: self.analytics.feed(obs), obs.ts)
             if isinstance(obs, BoardEvent):
                 self._unacked.append(obs)
@@ -238,7 +258,10 @@ class CarPipeline:
             self.counters.analytics_errors += 1
             _LOG.exception("car %s: analytics failed", self.car)
             return
+        observer = self.observer
         for out in outputs:
+            if observer is not None:
+                observer(self.car, out)
             try:
                 message = make_message(out.kind, self.site, self.car, self.board, utc_iso(ts), out.key,
                                        out.to_message())
@@ -448,15 +471,18 @@ class BoardTask:
 
 
 class Daemon:
-    """Everything `liftwatch run` starts: board tasks, upstream, status file."""
+    """Everything `liftwatch run` starts: board tasks, upstream, status file, and the operator
+    plane (status page, /metrics, sd_notify, watchdog) when one is given."""
 
     def __init__(self, config: DaemonConfig, *, transports: Mapping[str, Transport] | None = None,
                  backoff: Callable[[], ReconnectBackoff] = ReconnectBackoff,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] | None = None,
-                 on_delivered: Callable[[Sequence[Any]], None] | None = None) -> None:
+                 on_delivered: Callable[[Sequence[Any]], None] | None = None,
+                 plane: OperatorPlaneLike | None = None) -> None:
         self.config = config
-        self._on_delivered = on_delivered
+        self.plane = plane
+        self._on_delivered = _both(on_delivered, plane.on_delivered if plane is not None else None)
         self.clock = clock
         # Timeouts run on a monotonic clock; a simulated `clock` (demo, soak) serves as both.
         self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
@@ -480,7 +506,8 @@ class Daemon:
         session = BoardSession(self.config.session_for(board), LinkMode.LIVE, label=board.car,
                                stored_events=saved.events, resume_host_seq=resume)
         pipeline = CarPipeline(self.config.site, board.car, session, CarAnalytics(board.car, board.analytics),
-                               store, board.board_id, event_memory=memory)
+                               store, board.board_id, event_memory=memory,
+                               observer=self.plane.observe if self.plane is not None else None)
         reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
         replay_path = None
         if board.key is not None:  # the window must outlive the daemon, or a restart reopens it
@@ -507,6 +534,13 @@ class Daemon:
         self.tasks = [asyncio.create_task(b.run(stop), name=b.name) for b in self.boards]
         self.tasks.append(asyncio.create_task(self.upstream.run(self.outbox, stop), name="upstream"))
         self.tasks.append(asyncio.create_task(self._status_loop(stop), name="status file"))
+        plane_task = None
+        if self.plane is not None:
+            plane_task = asyncio.create_task(self.plane.run(self, stop), name="operator plane")
+            # A page that cannot listen (port taken) never sends READY: stop now with the reason
+            # rather than run unwatched until systemd's start timeout kills us without one.
+            plane_task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
+            self.tasks.append(plane_task)
         try:
             await stop.wait()
         finally:
@@ -518,6 +552,10 @@ class Daemon:
             await self._write_status()
             self.store.close()
             self.outbox.close()
+        if plane_task is not None and not plane_task.cancelled() and plane_task.exception() is not None:
+            err = plane_task.exception()
+            hint = " (another program on the port? set [status] port, or enabled = false)" if isinstance(err, OSError) else ""
+            raise DaemonStartError(f"status page failed: {err}{hint}") from err
 
     def upstream_status(self) -> dict[str, Any]:
         """Extra fields of the upstream `status` message: per-board link and session health."""
@@ -553,6 +591,19 @@ class Daemon:
             write_status_file(self.config.status_path, snapshot)
         except Exception:  # noqa: BLE001 - the status file is a convenience, never a reason to stop
             _LOG.exception("status file not written")
+
+
+def _both(first: Callable[[Sequence[Any]], None] | None,
+          second: Callable[[Sequence[Any]], None] | None) -> Callable[[Sequence[Any]], None] | None:
+    """One delivered-batch callback out of up to two."""
+    if first is None or second is None:
+        return first or second
+
+    def both(batch: Sequence[Any]) -> None:
+        first(batch)
+        second(batch)
+
+    return both
 
 
 def link_quality(frames_ok: int, lost: int, damaged: int) -> float | None:
