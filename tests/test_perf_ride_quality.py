@@ -1,0 +1,51 @@
+"""The ride-quality speed-ups compute exactly what the straightforward forms compute."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from liftwatch.edge_daemon.analytics.ride_quality import half_cycle_peaks, lowpass
+from liftwatch.edge_daemon.analytics.weighting import Weighting, apply_weighting, weighting_sos
+
+
+def _peaks_by_loop(x: np.ndarray) -> np.ndarray:
+    sign = np.signbit(x)
+    cuts = np.flatnonzero(sign[1:] != sign[:-1]) + 1
+    return np.asarray([x[a:b][int(np.argmax(np.abs(x[a:b])))] for a, b in itertools.pairwise(cuts)])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_half_cycle_peaks_equal_the_per_stretch_loop(seed):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=3000) + np.sin(np.arange(3000) / 7.0), 1)  # exact zeros and ties
+    x[100:110] = -0.0
+    got = half_cycle_peaks(x)
+    want = _peaks_by_loop(x)
+    assert len(want) > 100
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_half_cycle_peaks_without_two_crossings_are_empty():
+    assert half_cycle_peaks(np.array([1.0, 2.0, 3.0])).size == 0
+    assert half_cycle_peaks(np.array([1.0, -2.0, -3.0])).size == 0
+
+
+@pytest.mark.parametrize(("n", "cutoff"), [(16, 10.0), (22, 10.0), (23, 1.0), (8000, 10.0), (8000, 1.0)])
+def test_lowpass_equals_scipy_sosfiltfilt(n, cutoff):
+    x = np.random.default_rng(n).normal(size=n).cumsum()
+    sos = signal.butter(2, cutoff, fs=400.0, output="sos")
+    want = signal.sosfiltfilt(sos, x, padlen=min(n - 1, 21))
+    np.testing.assert_array_equal(lowpass(x, 400.0, cutoff), want)
+    np.testing.assert_array_equal(lowpass(x, 400.0, cutoff), want)  # the cached design is not altered
+
+
+def test_weighting_of_two_columns_equals_each_column_alone():
+    car = np.random.default_rng(3).normal(size=(4000, 3))
+    both = apply_weighting(Weighting.WD, car[:, :2], 400.0, axis=0)
+    for col in range(2):
+        np.testing.assert_array_equal(both[:, col], signal.sosfilt(weighting_sos(Weighting.WD, 400.0), car[:, col]))
