@@ -1,13 +1,13 @@
 """Edge daemon throughput, latency, upstream volume and memory.
 
-    python benchmarks/daemon.py [--trips 500] [--events 200] [--json]
+    python benchmarks/daemon.py [--trips 500] [--events 200] [--repeat 3] [--json]
 
 Figures (issue 6):
 - `frames_per_s`: wire bytes -> FrameReader -> BoardSession -> CarAnalytics -> SQLite outbox, on a
   VIB-heavy stream (back-to-back trips, 400 Hz, 64-sample blocks, STATE changes, heartbeats), per
   CPU second of the process (all threads). CPU time, not wall time: on a shared or loaded machine
   wall time measures the other processes (at load 10 on 2 cores the same run took 5x its CPU time);
-  `frames_per_wall_s` is the wall-clock figure of the same run.
+  `frames_per_wall_s` is the wall-clock figure. Throughput figures are the best of `--repeat` runs.
 - `bare_unpackb_frames_per_s`, `ratio`: msgpack.unpackb alone over the same payloads in the same run
   (CPU time, repeated to last at least 0.2 s); ratio = pipeline / bare.
 - `stage_*_frames_per_s`: each stage alone on the same stream, CPU time (framing = FrameReader.feed on
@@ -186,15 +186,18 @@ def _bare_unpackb_cpu_s(payloads: list[bytes]) -> float:
     return spent / rounds
 
 
-def measure_throughput(workdir: Path, rush_trips: int) -> dict[str, Any]:
+def measure_throughput(workdir: Path, rush_trips: int, repeat: int) -> dict[str, Any]:
+    """Best of `repeat` runs for each figure (the least disturbed by other processes)."""
     car = car_stream(rush_trips, idle_s=0.0, seed=7)
     wires, duration_s = board_frames(car)
     stream = b"".join(wires)
-    frames, _, wall, cpu = asyncio.run(_pipeline_run(stream, workdir, "rush"))
+    runs = [asyncio.run(_pipeline_run(stream, workdir, f"rush{i}")) for i in range(repeat)]
+    frames, _, _, cpu = min(runs, key=lambda r: r[3])
+    wall = min(r[2] for r in runs)
     payloads = payloads_of(wires)
-    bare_s = _bare_unpackb_cpu_s(payloads)
+    bare_s = min(_bare_unpackb_cpu_s(payloads) for _ in range(repeat))
     vib = sum(1 for w in wires if cobs.decode(w[:-1])[1] == lw.T_VIB)
-    stages = _stage_rates(stream, frames / cpu)
+    stages = _stage_rates(stream, frames / cpu, repeat)
     return {
         **stages,
         "frames": frames,
@@ -208,9 +211,20 @@ def measure_throughput(workdir: Path, rush_trips: int) -> dict[str, Any]:
     }
 
 
-def _stage_rates(stream: bytes, pipeline_frames_per_s: float) -> dict[str, Any]:
+def _stage_rates(stream: bytes, pipeline_frames_per_s: float, repeat: int) -> dict[str, Any]:
     """Frames per CPU second of each stage alone on the same stream, and each stage's share of the
-    pipeline's CPU time (where the time goes)."""
+    pipeline's CPU time (where the time goes); best of `repeat` runs per stage."""
+    n, framing_s, session_s, analytics_s, rq_s, rq_trips = _stage_times(stream)
+    for _ in range(repeat - 1):
+        again = _stage_times(stream)
+        framing_s, session_s = min(framing_s, again[1]), min(session_s, again[2])
+        if again[3] < analytics_s:
+            analytics_s, rq_s, rq_trips = again[3:]
+    return _stage_share_figures(n, framing_s, session_s, analytics_s, rq_s, rq_trips, pipeline_frames_per_s)
+
+
+def _stage_times(stream: bytes) -> tuple[int, float, float, float, float, int]:
+    """CPU seconds of framing, session, analytics (and of analyse_trip inside it) alone."""
     reader = FrameReader()
     t0 = time.process_time()
     batches = [reader.feed(stream[i : i + READ_CHUNK]) for i in range(0, len(stream), READ_CHUNK)]
@@ -243,6 +257,13 @@ def _stage_rates(stream: bytes, pipeline_frames_per_s: float) -> dict[str, Any]:
         analytics_s = time.process_time() - t0
     finally:
         analytics_engine.analyse_trip = analyse_trip
+    return n, framing_s, session_s, analytics_s, rq_s, rq_trips
+
+
+def _stage_share_figures(
+    n: int, framing_s: float, session_s: float, analytics_s: float, rq_s: float, rq_trips: int,
+    pipeline_frames_per_s: float,
+) -> dict[str, Any]:
     pipeline_s = n / pipeline_frames_per_s
     shares = {
         "framing": framing_s / pipeline_s,
@@ -450,6 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     # residential block in China 400-600 trips.
     parser.add_argument("--trips", type=int, default=500, help="trips in the simulated busy day")
     parser.add_argument("--rush-trips", type=int, default=60, help="back-to-back trips for throughput")
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs; the best of them counts")
     parser.add_argument("--events", type=int, default=200, help="EVENT frames for the latency figure")
     parser.add_argument("--rss-seconds", type=float, default=8.0)
     parser.add_argument("--skip-mqtt", action="store_true", help="no Mosquitto: skip the latency figure")
@@ -458,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="lw-daemon-bench-") as tmp:
         work = Path(tmp)
-        result.update(measure_throughput(work, args.rush_trips))
+        result.update(measure_throughput(work, args.rush_trips, args.repeat))
         result.update(measure_day(work, args.trips))
         if not args.skip_mqtt:
             result.update(measure_event_latency(work, args.events))
