@@ -62,7 +62,7 @@ def everything_stream():
     s.trip(2, v_max=1.3).wait(3)
     s.set(presence=True).trip(-1, offset_mm=1500).wait(20).trip(-1).wait(1).door_cycle().set(presence=False)
     s.trip(4, vib=False).wait(6).trip(2).wait(3)  # two landings above the top: a missed pulse
-    s.add(MotionChanged(s.t, 255)).wait(3).add(MotionChanged(s.t, 0)).wait(2)
+    s.add(MotionChanged(s.t, 255)).wait(cfg.uncalibrated_grace_s + 3).add(MotionChanged(s.t, 0)).wait(2)
     s.add(BoardEvent(s.t, 41, 6, 1, {})).add(CountersSnapshot(s.t, 50, 20, 300, 3)).wait(1)
     s.add(LinkState(s.t, False)).wait(120).add(LinkState(s.t, True)).wait(2)
     s.door_cycle(open_s=150).wait(600)
