@@ -35,6 +35,8 @@ state_dir = "state"
 status_interval_s = 0.5
 [session]
 heartbeat_timeout_s = 3.0
+[status]
+port = 0  # any free port: a CI machine may have something on 8080
 [[boards]]
 car = "lift-a"
 port = "{port}"
