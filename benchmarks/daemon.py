@@ -12,9 +12,9 @@ Figures (issue 6):
   (CPU time, repeated to last at least 0.2 s); ratio = pipeline / bare.
 - `stage_*_frames_per_s`: each stage alone on the same stream, CPU time (framing = FrameReader.feed on
   4 KiB reads; session = BoardSession.on_frames; analytics = CarAnalytics.feed of the session's
-  observations), `stage_ride_quality_ms_per_trip` the part of analytics spent in analyse_trip, and
-  `stage_*_share` each stage's part of the pipeline's CPU time (`outbox_glue`: the rest: outbox
-  commits, CarPipeline, event loop); `dominant_stage` names the largest.
+  observations), `stage_ride_quality_ms_per_trip` the part of analytics spent in analyse_trip;
+  `stage_*_share` each stage's part of the CPU time of the `frames_per_s` run itself (timed inside
+  it; `outbox_glue`: the rest: outbox commits, CarPipeline, event loop); `dominant_stage` the largest.
 - `boards_per_core`: simulated seconds of that stream per CPU second (process time, all threads):
   how many boards streaming VIB continuously one core keeps up with. Real boards stream VIB only
   around trips, so this is the worst case.
@@ -152,25 +152,49 @@ def payloads_of(wires: list[bytes]) -> list[bytes]:
 # -- measurements ---------------------------------------------------------------------------------
 
 
-async def _pipeline_run(stream: bytes, workdir: Path, tag: str) -> tuple[int, list[bytes], float, float]:
+async def _pipeline_run(stream: bytes, workdir: Path, tag: str) -> tuple[int, list[bytes], float, float, dict]:
     """Feed `stream` in serial-sized chunks through the replay-mode pipeline into a real outbox.
-    Returns (frames, message payloads, wall s, cpu s)."""
+    Returns (frames, message payloads, wall s, cpu s, cpu s per stage inside this run)."""
     outbox = Outbox(workdir / f"{tag}.sqlite", budget_bytes=1 << 30)
     store = OutboxStore(outbox)
     session = BoardSession(SessionConfig(), LinkMode.REPLAY, replay_epoch_ms=T0 * 1000)
-    pipe = CarPipeline("bench", "car-1", session, CarAnalytics("car-1", AnalyticsConfig(floor_count=20)), store)
+    analytics = CarAnalytics("car-1", AnalyticsConfig(floor_count=20))
+    pipe = CarPipeline("bench", "car-1", session, analytics, store)
     reader = FrameReader()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    for i in range(0, len(stream), READ_CHUNK):
-        frames = reader.feed(stream[i : i + READ_CHUNK])
-        if frames:
-            await pipe.frames(frames, 0.0)
-    await pipe.flush(session.last_heard_s or T0)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    spent = dict.fromkeys(("framing", "session", "analytics", "ride_quality"), 0.0)
+
+    def timed(name: str, fn: Any) -> Any:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            t = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - t
+        return run
+
+    # CPU time of each stage inside this very run (instance attributes shadow the methods), so the
+    # shares add up against the same run's total whatever else the machine does meanwhile.
+    for name in ("on_frames", "on_frame", "tick", "link_lost"):
+        setattr(session, name, timed("session", getattr(session, name)))
+    for name in ("feed", "tick", "flush"):
+        setattr(analytics, name, timed("analytics", getattr(analytics, name)))
+    analyse_trip = analytics_engine.analyse_trip
+    analytics_engine.analyse_trip = timed("ride_quality", analyse_trip)
+    feed = timed("framing", reader.feed)
+    try:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for i in range(0, len(stream), READ_CHUNK):
+            frames = feed(stream[i : i + READ_CHUNK])
+            if frames:
+                await pipe.frames(frames, 0.0)
+        await pipe.flush(session.last_heard_s or T0)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    finally:
+        analytics_engine.analyse_trip = analyse_trip
     payloads = [m.payload for m in outbox.pending(0, 1_000_000)]
     store.close()
     outbox.close()
-    return reader.frames, payloads, wall, cpu
+    return reader.frames, payloads, wall, cpu, spent
 
 
 def _bare_unpackb_cpu_s(payloads: list[bytes]) -> float:
@@ -192,12 +216,23 @@ def measure_throughput(workdir: Path, rush_trips: int, repeat: int) -> dict[str,
     wires, duration_s = board_frames(car)
     stream = b"".join(wires)
     runs = [asyncio.run(_pipeline_run(stream, workdir, f"rush{i}")) for i in range(repeat)]
-    frames, _, _, cpu = min(runs, key=lambda r: r[3])
+    frames, _, _, cpu, spent = min(runs, key=lambda r: r[3])
     wall = min(r[2] for r in runs)
     payloads = payloads_of(wires)
     bare_s = min(_bare_unpackb_cpu_s(payloads) for _ in range(repeat))
     vib = sum(1 for w in wires if cobs.decode(w[:-1])[1] == lw.T_VIB)
-    stages = _stage_rates(stream, frames / cpu, repeat)
+    stages = _stage_rates(stream, repeat)
+    # shares of the pipeline run's CPU time; outbox_glue is the rest (outbox commits on their
+    # worker thread, CarPipeline, the event loop, the timing wrappers themselves)
+    shares = {
+        "framing": spent["framing"] / cpu,
+        "session": spent["session"] / cpu,
+        "ride_quality": spent["ride_quality"] / cpu,
+        "analytics_other": (spent["analytics"] - spent["ride_quality"]) / cpu,
+    }
+    shares["outbox_glue"] = max(0.0, 1.0 - sum(shares.values()))
+    stages.update({f"stage_{k}_share": round(v, 3) for k, v in shares.items()})
+    stages["dominant_stage"] = max(shares, key=shares.__getitem__)
     return {
         **stages,
         "frames": frames,
@@ -211,16 +246,20 @@ def measure_throughput(workdir: Path, rush_trips: int, repeat: int) -> dict[str,
     }
 
 
-def _stage_rates(stream: bytes, pipeline_frames_per_s: float, repeat: int) -> dict[str, Any]:
-    """Frames per CPU second of each stage alone on the same stream, and each stage's share of the
-    pipeline's CPU time (where the time goes); best of `repeat` runs per stage."""
+def _stage_rates(stream: bytes, repeat: int) -> dict[str, Any]:
+    """Frames per CPU second of each stage alone on the same stream; best of `repeat` runs."""
     n, framing_s, session_s, analytics_s, rq_s, rq_trips = _stage_times(stream)
     for _ in range(repeat - 1):
         again = _stage_times(stream)
         framing_s, session_s = min(framing_s, again[1]), min(session_s, again[2])
         if again[3] < analytics_s:
             analytics_s, rq_s, rq_trips = again[3:]
-    return _stage_share_figures(n, framing_s, session_s, analytics_s, rq_s, rq_trips, pipeline_frames_per_s)
+    return {
+        "stage_framing_frames_per_s": round(n / framing_s),
+        "stage_session_frames_per_s": round(n / session_s),
+        "stage_analytics_frames_per_s": round(n / analytics_s),
+        "stage_ride_quality_ms_per_trip": round(rq_s * 1000 / max(1, rq_trips), 2),
+    }
 
 
 def _stage_times(stream: bytes) -> tuple[int, float, float, float, float, int]:
@@ -260,28 +299,6 @@ def _stage_times(stream: bytes) -> tuple[int, float, float, float, float, int]:
     return n, framing_s, session_s, analytics_s, rq_s, rq_trips
 
 
-def _stage_share_figures(
-    n: int, framing_s: float, session_s: float, analytics_s: float, rq_s: float, rq_trips: int,
-    pipeline_frames_per_s: float,
-) -> dict[str, Any]:
-    pipeline_s = n / pipeline_frames_per_s
-    shares = {
-        "framing": framing_s / pipeline_s,
-        "session": session_s / pipeline_s,
-        "ride_quality": rq_s / pipeline_s,
-        "analytics_other": (analytics_s - rq_s) / pipeline_s,
-    }
-    shares["outbox_glue"] = max(0.0, 1.0 - sum(shares.values()))
-    return {
-        "stage_framing_frames_per_s": round(n / framing_s),
-        "stage_session_frames_per_s": round(n / session_s),
-        "stage_analytics_frames_per_s": round(n / analytics_s),
-        "stage_ride_quality_ms_per_trip": round(rq_s * 1000 / max(1, rq_trips), 2),
-        **{f"stage_{k}_share": round(v, 3) for k, v in shares.items()},
-        "dominant_stage": max(shares, key=shares.__getitem__),
-    }
-
-
 def _mqtt_publish_bytes(topic: str, payload: bytes, content_type: str) -> int:
     """Size of the MQTT v5 PUBLISH packet (QoS 1) carrying `payload` with a content-type property."""
     props = 1 + 2 + len(content_type.encode())
@@ -297,7 +314,7 @@ def measure_day(workdir: Path, trips: int) -> dict[str, float]:
     idle = max(1.0, (86_400 - trips * 25.0) / trips)
     car = car_stream(trips, idle_s=idle, seed=3)
     wires, duration_s = board_frames(car)
-    frames, payloads, wall, _ = asyncio.run(_pipeline_run(b"".join(wires), workdir, "day"))
+    frames, payloads, wall, _, _ = asyncio.run(_pipeline_run(b"".join(wires), workdir, "day"))
     kinds: dict[str, int] = {}
     sent = encoded = 0
     encoding = MqttConfig(host="bench").encoding  # what `liftwatch run` publishes with by default
