@@ -475,7 +475,8 @@ class LocalBroker:
             self._proc = None
 
 
-def daemon_config_toml(fleet: DemoFleet, ports: dict[str, str], *, mqtt_port: int | None) -> str:
+def daemon_config_toml(fleet: DemoFleet, ports: dict[str, str], *, mqtt_port: int | None,
+                       status_port: int | None = None) -> str:
     """The `liftwatch run` config for the demo boards (written to the state dir for people to read)."""
     lines = [
         "# Written by `liftwatch demo` for this run: the daemon's config for the mock boards' data ports.",
@@ -488,6 +489,8 @@ def daemon_config_toml(fleet: DemoFleet, ports: dict[str, str], *, mqtt_port: in
         f"heartbeat_timeout_s = {DEMO_HEARTBEAT_TIMEOUT_S:.0f}", "",
         "[analytics]", f"day_utc_offset_h = {fleet.utc_offset_h}", "",
     ]
+    lines += ["[status]  # the status page, on this machine only"]
+    lines += ["enabled = false", ""] if status_port is None else ['host = "127.0.0.1"', f"port = {status_port}", ""]
     if mqtt_port is not None:
         lines += ["[upstream.mqtt]  # the local Mosquitto started by the demo", 'host = "127.0.0.1"',
                   f"port = {mqtt_port}", "tls = false", ""]
@@ -525,37 +528,6 @@ async def calibrate_boards(boards: dict[str, Any], say: Callable[[str], None]) -
 
     gravities = await asyncio.gather(*(one(car, b) for car, b in boards.items()))
     return dict(zip(boards, gravities))
-
-
-class ObservedAnalytics:
-    """A car's `CarAnalytics` that also hands every observation and output to the status page.
-
-    The daemon does not wire the status page's `OperatorPlane.observe` into its pipelines yet
-    (edge_daemon/status/plane.py says where it will); until it does, the demo puts this in front of
-    each pipeline's analytics. Everything else is the analytics' own."""
-
-    def __init__(self, inner: Any, car: str, observe: Callable[[str, object], None]) -> None:
-        self._inner = inner
-        self._car = car
-        self._observe = observe
-
-    def _shown(self, outputs: list[Any]) -> list[Any]:
-        for out in outputs:
-            self._observe(self._car, out)
-        return outputs
-
-    def feed(self, obs: Any) -> list[Any]:
-        self._observe(self._car, obs)
-        return self._shown(self._inner.feed(obs))
-
-    def tick(self, ts: float) -> list[Any]:
-        return self._shown(self._inner.tick(ts))
-
-    def flush(self, ts: float) -> list[Any]:
-        return self._shown(self._inner.flush(ts))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 # -- the live table -------------------------------------------------------------------------------
@@ -708,7 +680,8 @@ def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
             broker.start()
             say(f"Mosquitto on 127.0.0.1:{broker.port}; archive subscriber -> {broker.archive_path}")
         config_path = state_dir / "liftwatch.toml"
-        config_path.write_text(daemon_config_toml(fleet, ports, mqtt_port=broker.port if broker else None))
+        config_path.write_text(daemon_config_toml(fleet, ports, mqtt_port=broker.port if broker else None,
+                                                  status_port=opts.status_port))
         day = opts.day or (_local(time.time(), fleet.utc_offset_h).date() - dt.timedelta(days=1))
         epoch = fleet.start_utc_s(day) - CALIBRATION_REST_S
         clock = FleetClock(epoch, boards)
@@ -735,7 +708,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
     from rich.live import Live
 
     from liftwatch.edge_daemon.config import load_config
-    from liftwatch.edge_daemon.daemon import Daemon
+    from liftwatch.edge_daemon.daemon import Daemon, DaemonStartError
 
     config = load_config(config_path)
     stop = asyncio.Event()
@@ -751,41 +724,31 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
     loop.add_signal_handler(signal.SIGINT, on_sigint)
     loop.add_signal_handler(signal.SIGTERM, on_sigint)
     plane = None
-    if opts.status_port is not None:
+    if config.status is not None:
         from liftwatch.edge_daemon.service import SystemdNotifier
         from liftwatch.edge_daemon.status.plane import OperatorPlane
-        from liftwatch.edge_daemon.status.server import StatusConfig
 
-        plane = OperatorPlane(config.site, config.boards, StatusConfig(host="127.0.0.1", port=opts.status_port),
-                              notifier=SystemdNotifier(""), watchdog_s=0.0, clock=clock.now)
-
-    def delivered(batch: Sequence[Any]) -> None:
-        tally.on_delivered(batch)
-        if plane is not None:
-            plane.on_delivered(batch)
-
-    daemon = Daemon(config, clock=clock.now, on_delivered=delivered)
+        # No systemd here: no notify socket, no watchdog.
+        plane = OperatorPlane(config.site, config.boards, config.status, notifier=SystemdNotifier(""),
+                              watchdog_s=0.0, clock=clock.now)
+    daemon = Daemon(config, clock=clock.now, on_delivered=tally.on_delivered, plane=plane)
     run = asyncio.create_task(daemon.run(stop), name="daemon")
     while not daemon.boards and not run.done():  # the daemon builds its board tasks once the outbox is open
         await asyncio.sleep(0.01)
     clock.sessions = {b.board.car: b.pipeline.session for b in daemon.boards}
     status_url = ""
-    plane_task = None
-    if plane is not None:
-        for b in daemon.boards:
-            b.pipeline.analytics = ObservedAnalytics(b.pipeline.analytics, b.board.car, plane.observe)
-        plane_task = asyncio.create_task(plane.run(daemon, stop), name="operator plane")
-        while not plane_task.done():
-            try:
-                status_url = plane.server.url  # RuntimeError until it listens
-                break
-            except RuntimeError:
-                await asyncio.sleep(0.01)
-        if plane_task.done():
-            stop.set()
-            await run
-            raise DemoError(f"status page did not start: {plane_task.exception()!r} "
-                            "(another program on the port? try --status-port 0)")
+    while plane is not None and plane.server is not None and not run.done():
+        try:
+            status_url = plane.server.url  # RuntimeError until it listens
+            break
+        except RuntimeError:
+            await asyncio.sleep(0.01)
+    if run.done():
+        try:
+            run.result()
+        except DaemonStartError as err:
+            raise DemoError(f"{err} (try --status-port 0)") from err
+    if status_url:
         console.print(f"status page: [bold]{status_url}[/bold] (fleet view; a car's detail at {status_url}#car=<car>)")
     # The cars stay at real time until the daemon hears every board: a UART nobody reads loses
     # its bytes, and the day's first events must not happen before the daemon listens.
@@ -830,9 +793,10 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
             console.print(table())  # the last picture, before shutdown takes the boards offline
     finally:
         stop.set()
-        await run
-        if plane_task is not None:
-            await asyncio.gather(plane_task, return_exceptions=True)
+        try:
+            await run
+        except DaemonStartError as err:
+            raise DemoError(str(err)) from err
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
     return interrupted.is_set(), status_url
