@@ -17,6 +17,11 @@ each board's MicroPython process to sample 400 Hz x 600 = 240,000 samples per se
 own faults (power cuts, watchdog, link cuts) are tested in hil_tests/test_board_faults.py; the
 boards here follow the same protocol rules. `--firmware-probe` checks the real firmware boots.
 
+Speed: the daemon ticks every board once per simulated second, so at 600x ten boards ask for 6,000
+ticks per wall second; on a busy 2-core box it falls behind, the ptys fill and frames are lost on
+the line (counted as `board_link_full`). Figures meant to show the daemon's own losses need a speed
+it keeps up with (e.g. `--speed 200`, or fewer boards); 600x shows behaviour under overload.
+
 Time: the boards and the daemon share one simulated clock, ``t0 + (wall - w0) * speed``. The daemon
 gets it through `Daemon(clock=...)`, plus an offset that the harness changes with SIGUSR1/SIGUSR2
 (clock jumps).
