@@ -12,11 +12,12 @@ value from a newer board passes through; the enums below only name the known one
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from liftwatch.protocol.messages import BoardEventKind, Input, Motion
 
 __all__ = [
     "BoardBooted",
@@ -34,51 +35,8 @@ __all__ = [
 ]
 
 
-class Inputs(enum.IntFlag):
-    """Bits of the STATE / HEARTBEAT `inputs` and `changed` bitmasks."""
-
-    DOOR_CLOSED = 1 << 0
-    ZONE_UP = 1 << 1  # upper door-zone sensor (vane/magnet) covered
-    ZONE_DN = 1 << 2  # lower door-zone sensor covered; both covered = level at a floor
-    PRESENCE = 1 << 3  # someone in the car (PIR / mmWave)
-    INSPECTION = 1 << 4  # inspection (maintenance) switch on the car top
-    ALARM_BUTTON = 1 << 5
-
-
-class Motion(enum.IntEnum):
-    """Motion state the board derives from its accelerometer."""
-
-    REST = 0
-    ACCELERATING = 1
-    MOVING = 2
-    DECELERATING = 3
-    UNCALIBRATED = 255
-
-    @classmethod
-    def convert(cls, value: int) -> Motion | None:
-        """The known state for `value`, or None for a code a newer board may send."""
-        try:
-            return cls(value)
-        except ValueError:
-            return None
-
-
-class BoardEventKind(enum.IntEnum):
-    """EVENT `kind` codes raised by the board itself."""
-
-    DOOR_OPEN_WHILE_MOVING = 1
-    STOPPED_OUTSIDE_DOOR_ZONE = 2
-    ALARM_BUTTON_HELD = 3
-    SENSOR_FAULT = 4
-    SAFE_MODE = 5
-    RING_OVERRUN = 6
-
-    @classmethod
-    def convert(cls, value: int) -> BoardEventKind | None:
-        try:
-            return cls(value)
-        except ValueError:
-            return None
+# The wire's codes, defined once in protocol/messages.py; analytics names them from here.
+Inputs = Input
 
 
 @dataclass(frozen=True, slots=True)

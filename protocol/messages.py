@@ -35,10 +35,10 @@ class Input(enum.IntFlag):
     """Bits of the `inputs`/`changed` masks (STATE, HEARTBEAT, sim feed)."""
 
     DOOR_CLOSED = 0x01
-    ZONE_UP = 0x02
-    ZONE_DN = 0x04
-    PRESENCE = 0x08
-    INSPECTION = 0x10
+    ZONE_UP = 0x02  # upper door-zone sensor (vane/magnet) covered
+    ZONE_DN = 0x04  # lower door-zone sensor covered; both covered = level at a floor
+    PRESENCE = 0x08  # someone in the car (PIR / mmWave)
+    INSPECTION = 0x10  # inspection (maintenance) switch on the car top
     ALARM_BUTTON = 0x20
 
 
@@ -67,6 +67,14 @@ class BoardEventKind(enum.IntEnum):
     SENSOR_FAULT = 4
     SAFE_MODE = 5
     RING_OVERRUN = 6
+
+    @classmethod
+    def convert(cls, value: int) -> BoardEventKind | None:
+        """None for a kind this host does not know (a newer board), instead of raising."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
 
 
 class Command(enum.IntEnum):
