@@ -140,7 +140,9 @@ BOARD_KEYS = (
     Key("key_file", str, "", "File with the board's HMAC key in hex (16-64 bytes), readable by the daemon's user "
         "only (mode 0600, else refused); empty = no tags. A pending `<name>.next.key` beside a `<name>.key` "
         "(`liftwatch keys rotate`, `liftwatch flash --keystore`) is accepted too until promoted."),
-    Key("require_tag", bool, False, "Drop untagged frames from this board (needs `key_file`)."),
+    Key("require_tag", bool, False, "Drop untagged frames from this board (needs `key_file`). Not set: true "
+        "for `link = \"ble\"` (anyone in radio range could inject frames, so a BLE board without `key_file` "
+        "is refused unless `require_tag = false` says so), false for serial."),
 )
 SECTIONS = {
     "daemon": DAEMON_KEYS,
@@ -334,12 +336,16 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
             raise ConfigError(source, where, f"{address} is already used by another board")
         seen_links.add(address)
         key, next_key = _key_bytes(b["key_file"], f"{where}.key_file", source, base_dir) if b["key_file"] else (None, None)
-        if b["require_tag"] and key is None:
-            raise ConfigError(source, f"{where}.require_tag", "needs key_file")
+        require_tag = b["require_tag"] if "require_tag" in table else link is LinkKind.BLE
+        if require_tag and key is None:
+            if "require_tag" in table:
+                raise ConfigError(source, f"{where}.require_tag", "needs key_file")
+            raise ConfigError(source, f"{where}.key_file", "a BLE link is authenticated by default: set key_file "
+                              "(liftwatch keys generate), or require_tag = false to accept untagged frames")
         settings = _as_table(table.get("settings", {}), f"{where}.settings", source)
         boards.append(BoardConfig(
             car=b["car"], link=link, address=address, baudrate=b["baudrate"], board_id=b["board_id"],
-            key=key, next_key=next_key, require_tag=b["require_tag"], settings=dict(settings),
+            key=key, next_key=next_key, require_tag=require_tag, settings=dict(settings),
             analytics=_analytics(_as_table(table.get("analytics", {}), f"{where}.analytics", source),
                                  analytics, f"{where}.analytics", source),
         ))

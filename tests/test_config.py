@@ -52,7 +52,12 @@ def test_example_file_is_valid_and_overrides_apply(tmp_path):
     secret = tmp_path / "mqtt.password"
     secret.write_text("s3cret\n")
     doc["upstream"]["mqtt"]["password_file"] = str(secret)
+    key = tmp_path / "bldg3-lift2.key"
+    key.write_text("00112233445566778899aabbccddeeff\n")
+    key.chmod(0o600)
+    doc["boards"][1]["key_file"] = str(key)
     cfg = parse_config(doc, "example", tmp_path)
+    assert cfg.boards[1].require_tag and not cfg.boards[0].require_tag  # BLE: tags required by default
     assert [b.car for b in cfg.boards] == ["bldg3-lift1", "bldg3-lift2"]
     assert cfg.boards[1].link is LinkKind.BLE and cfg.boards[1].address == "3C:71:BF:00:A1:C4"
     assert cfg.boards[1].analytics.rated_speed_mps == 1.75
@@ -83,6 +88,8 @@ def test_docs_are_generated_from_the_key_tables():
         ('[daemon]\nsite = "a"\nlog_level = "loud"\n', "daemon.log_level", "one of debug"),
         ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\n', "boards[0].port", "required for link = 'serial'"),
         ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nlink = "ble"\n', "boards[0].address", "required"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nlink = "ble"\naddress = "AA:BB:CC:DD:EE:FF"\n',
+         "boards[0].key_file", "authenticated by default"),
         ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nlink = "zigbee"\nport = "x"\n', "boards[0].link", "one of serial, ble"),
         ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\n[[boards]]\ncar = "c"\nport = "/dev/b"\n',
          "boards[1].car", "already served"),
@@ -133,3 +140,10 @@ def test_key_file_is_read_as_hex_and_never_echoed(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, base.format("bad.hex")))
     assert "horse" not in str(err.value) and err.value.key == "boards[0].key_file"
+
+
+def test_ble_board_may_opt_out_of_tags_explicitly(tmp_path):
+    doc = {"daemon": {"site": "a"},
+           "boards": [{"car": "c", "link": "ble", "address": "AA:BB:CC:DD:EE:FF", "require_tag": False}]}
+    (b,) = parse_config(doc, "test", tmp_path).boards
+    assert b.link is LinkKind.BLE and b.require_tag is False and b.key is None

@@ -22,6 +22,14 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLE_TEXT = (DOCS / "liftwatch.example.toml").read_text(encoding="utf-8")
 EXAMPLE = tomllib.loads(EXAMPLE_TEXT)
 EXAMPLE["upstream"]["mqtt"]["password_file"] = "mqtt.password"  # relative: each test's own folder
+EXAMPLE["boards"][1]["key_file"] = "bldg3-lift2.key"  # the BLE board's key, written beside it
+
+
+def write_example_secrets(base: Path) -> None:
+    (base / "mqtt.password").write_text("s3cret\n")
+    key = base / "bldg3-lift2.key"
+    key.write_text("00112233445566778899aabbccddeeff\n")
+    key.chmod(0o600)
 KNOWN_KEYS = sorted({k.name for keys in SECTIONS.values() for k in keys})
 
 
@@ -156,7 +164,7 @@ def mutated_example(draw: st.DrawFn) -> dict:
 def test_mutated_example_is_a_config_or_a_config_error(tmp_path_factory, doc: dict) -> None:
     base = tmp_path_factory.mktemp("cfg")
     (base / "key.hex").write_text("ab" * 32)
-    (base / "mqtt.password").write_text("s3cret\n")
+    write_example_secrets(base)
     try:
         cfg = parse_config(doc, "fuzz.toml", base)
     except ConfigError as err:
@@ -166,5 +174,5 @@ def test_mutated_example_is_a_config_or_a_config_error(tmp_path_factory, doc: di
 
 
 def test_the_unmutated_example_is_valid(tmp_path: Path) -> None:
-    (tmp_path / "mqtt.password").write_text("s3cret\n")
+    write_example_secrets(tmp_path)
     check_config(parse_config(copy.deepcopy(EXAMPLE), "example", tmp_path))

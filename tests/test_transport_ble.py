@@ -145,7 +145,8 @@ async def test_daemon_serves_a_ble_board_and_acks_through_gatt_writes(tmp_path):
     clients: list[FakeBleakClient] = []
     transport = BleTransport("AA:BB:CC:DD:EE:05", client_factory=factory(clients, mtu_size=185))
     cfg = parse_config({"daemon": {"site": "s", "state_dir": str(tmp_path / "state")},
-                        "boards": [{"car": "car-ble", "link": "ble", "address": "AA:BB:CC:DD:EE:05"}]},
+                        "boards": [{"car": "car-ble", "link": "ble", "address": "AA:BB:CC:DD:EE:05",
+                                    "require_tag": False}]},  # the transport under test, not auth
                        "test", tmp_path)
     daemon = Daemon(cfg, transports={"car-ble": transport})
     stop = asyncio.Event()
