@@ -42,15 +42,9 @@ class Input(enum.IntFlag):
     ALARM_BUTTON = 0x20
 
 
-class Motion(enum.IntEnum):
-    REST = 0
-    ACCELERATING = 1
-    MOVING = 2
-    DECELERATING = 3
-    UNCALIBRATED = 255
-
+class _TolerantIntEnum(enum.IntEnum):
     @classmethod
-    def convert(cls, value: int) -> Motion | None:
+    def convert(cls, value: int):  # noqa: ANN206 - returns cls | None
         """None for a value this host does not know (a newer board), instead of raising."""
         try:
             return cls(value)
@@ -58,7 +52,15 @@ class Motion(enum.IntEnum):
             return None
 
 
-class BoardEventKind(enum.IntEnum):
+class Motion(_TolerantIntEnum):
+    REST = 0
+    ACCELERATING = 1
+    MOVING = 2
+    DECELERATING = 3
+    UNCALIBRATED = 255
+
+
+class BoardEventKind(_TolerantIntEnum):
     """Conditions the board detects itself (EVENT `kind`)."""
 
     DOOR_OPEN_WHILE_MOVING = 1
@@ -67,14 +69,6 @@ class BoardEventKind(enum.IntEnum):
     SENSOR_FAULT = 4
     SAFE_MODE = 5
     RING_OVERRUN = 6
-
-    @classmethod
-    def convert(cls, value: int) -> BoardEventKind | None:
-        """None for a kind this host does not know (a newer board), instead of raising."""
-        try:
-            return cls(value)
-        except ValueError:
-            return None
 
 
 class Command(enum.IntEnum):
