@@ -141,7 +141,7 @@ def viper_gain(tmp: Path) -> tuple[float, float, float]:
     (tmp / "motion_plain.py").write_text(header + plain)
     (tmp / "motion_native.py").write_text(header + "@micropython.native\n" + plain)
     for m in ("motion_viper", "motion_plain", "motion_native"):
-        h.subprocess.run([h.MPY_CROSS, "-O3", "-march=x64", "-o", str(tmp / f"{m}.mpy"), str(tmp / f"{m}.py")],
+        h.subprocess.run([h.MPY_CROSS, "-O3", "-march=x64", "-s", f"{m}.py", "-o", str(tmp / f"{m}.mpy"), str(tmp / f"{m}.py")],
                          check=True)
         (tmp / f"{m}.py").unlink()
     (tmp / "vb.py").write_text(VIPER_BENCH)

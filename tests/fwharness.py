@@ -20,6 +20,7 @@ from pathlib import Path
 
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 
+from liftwatch.edge_daemon.flash import mpy_cross
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
 
 FEED_RECORD = struct.Struct("<IhhhBB")
@@ -43,9 +44,7 @@ def build_mpy(dest: Path, march: str = "x64") -> Path:
     interpreter here; xtensawin for an ESP32). Returns dest, ready to be MICROPYPATH."""
     dest.mkdir(parents=True, exist_ok=True)
     for src in BOARD_SOURCES + [FIRMWARE_DIR / "main.py"]:
-        out = dest / (src.stem + ".mpy")
-        subprocess.run([MPY_CROSS, "-O3", f"-march={march}", "-o", str(out), str(src)], check=True,
-                       capture_output=True)
+        mpy_cross(src, dest / (src.stem + ".mpy"), march)
     return dest
 
 
@@ -236,10 +235,10 @@ def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str =
     # Precompiled: compiling it on the board's heap after a long run could fail for fragmentation.
     summary_py = tmp / "fwsummary.py"
     summary_py.write_text("from fwrunner import a, b, mem_free_end, sim_bytes\n" + SUMMARY % {"extra": extra})
-    subprocess.run([MPY_CROSS, "-o", str(tmp / "fwsummary.mpy"), str(summary_py)], check=True, capture_output=True)
+    subprocess.run([MPY_CROSS, "-s", "fwsummary.py", "-o", str(tmp / "fwsummary.mpy"), str(summary_py)], check=True, capture_output=True)
     summary_py.unlink()
     # The runner is precompiled too: compiling it on the 96 KiB heap would fragment it before boot.
-    subprocess.run([MPY_CROSS, "-o", str(tmp / "fwrunner.mpy"), str(script)], check=True, capture_output=True)
+    subprocess.run([MPY_CROSS, "-s", "fwrunner.py", "-o", str(tmp / "fwrunner.mpy"), str(script)], check=True, capture_output=True)
     proc = run_micropython(["-m", "fwrunner"], paths=(tmp, *(paths or (mpy_dir(),))), cwd=tmp, timeout=timeout,
                            heapsize=heapsize)
     out = proc.stdout.decode(errors="replace")
@@ -259,7 +258,7 @@ def run_script(tmp: Path, source: str, *, paths=None, timeout: float = 120,
     """Run a MicroPython test script (precompiled, like the firmware) with the board modules importable."""
     script = tmp / "fwscript.py"
     script.write_text(source)
-    subprocess.run([MPY_CROSS, "-o", str(tmp / "fwscript.mpy"), str(script)], check=True, capture_output=True)
+    subprocess.run([MPY_CROSS, "-s", "fwscript.py", "-o", str(tmp / "fwscript.mpy"), str(script)], check=True, capture_output=True)
     script.unlink()
     return run_micropython(["-m", "fwscript"], paths=(tmp, *(paths or (mpy_dir(),))), cwd=tmp, timeout=timeout,
                            heapsize=heapsize)

@@ -295,6 +295,9 @@ class MockBoard:
         self._uart_m, uart = _make_pty()  # the board's side of the UART, relayed to `data`
         self._uart_path = uart
         os.symlink(uart, self.sim_dir / "uart")
+        # The ROM runs with the board directory as its cwd and names everything relative to it.
+        os.symlink(BOARD_ROM.resolve(), self.sim_dir / BOARD_ROM.name)
+        os.symlink(self.fs_image.resolve(), self.sim_dir / "flash.img")
         os.mkfifo(self.sim_dir / "feed")
         os.mkfifo(self.sim_dir / "ctl")
         # O_RDWR: opening never blocks and the FIFO never reports EOF between boards.
@@ -594,8 +597,6 @@ class MockBoard:
         env.pop("MICROPYPATH", None)
         env.update(
             {
-                "LIFTWATCH_MOCK_DIR": str(self.sim_dir),
-                "LIFTWATCH_MOCK_FS": str(self.fs_image.resolve()),
                 "LIFTWATCH_MOCK_REPL": self._repl_mode,
                 "LIFTWATCH_SIM_FEED": "/sim/feed",
                 "LIFTWATCH_SIM_UART": "/sim/uart",
@@ -625,7 +626,7 @@ class MockBoard:
         self.stats.boots[cause] += 1
         self._child = subprocess.Popen(
             micropython_cmd(
-                [str(BOARD_ROM)],
+                [BOARD_ROM.name],
                 heapsize=f"{self.heap_k + ROM_HEAP_ALLOWANCE_K + QSTR_POOL_ALLOWANCE_K + SIM_HARDWARE_HEAP_K}k",
             ),
             stdin=subprocess.PIPE,

@@ -38,8 +38,11 @@ _CTL_INTR_ON = b"K"  # 0x03 on the console means SIGINT (micropython.kbd_intr(3)
 _CTL_INTR_OFF = b"k"  # 0x03 is data (kbd_intr(-1): mpremote mount streams binary on the console)
 
 _env = os.getenv
-_SIM_DIR = _env("LIFTWATCH_MOCK_DIR")
-_FS_IMAGE = _env("LIFTWATCH_MOCK_FS")
+# The parent starts us in the board's own directory: the control and feed FIFOs, the UART link and
+# the flash image ("flash.img") are all there, named relative to it, so no host path (whose length
+# would vary with the checkout and TMPDIR) takes space on the board's heap.
+_SIM_DIR = "."
+_FS_IMAGE = "flash.img"
 _REPL_MODE = _env("LIFTWATCH_MOCK_REPL") or "friendly"
 _HW_CAUSE = _env("LIFTWATCH_MOCK_HW_CAUSE") or "power_on"
 _UID = _env("LIFTWATCH_SIM_UID") or "0badc0ffee00"
