@@ -262,7 +262,10 @@ class FrameTap:
                 if pred(m):
                     return m
             time.sleep(0.05)
-        raise AssertionError(f"no {cls.__name__} matching within {timeout} s; got types {self.type_counts()}")
+        raise AssertionError(
+            f"no {cls.__name__} matching within {timeout} s; got types {self.type_counts()} "
+            f"from {self.raw_bytes} bytes ({self.reader.drops.total()} frames dropped)"
+        )
 
     def type_counts(self) -> dict[str, int]:
         from collections import Counter

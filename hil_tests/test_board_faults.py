@@ -33,7 +33,8 @@ def test_boots_says_hello_and_heartbeats(firmware_ports, frame_tap) -> None:
     assert hello.reset_cause in ("soft", "power_on")
     assert not hello.safe_mode
     hb = tap.wait_for(Heartbeat, timeout=30)
-    assert hb.heap_free > 0
+    # Headroom for bursts (retransmit queue, pre-trip margin): 20 KiB measured on the mock board.
+    assert hb.heap_free >= 8192, hb.heap_free
     assert tap.reader.drops.total() == 0  # a clean link: every frame checks
 
 

@@ -114,3 +114,20 @@ def test_simboard_in_process_with_a_generator_feed_and_a_bytearray_uart(tmp_path
     frames = FrameReader().feed((tmp_path / "cap.bin").read_bytes())
     assert sum(len(f.payload) > 0 for f in frames) == len(frames) > 10
     assert [f.payload[2] for f in frames if f.type == T_STATE and f.payload[2]] == [9, 9]
+
+
+def test_deployed_modules_name_their_source_without_the_host_path(tmp_path) -> None:
+    """Every .mpy `liftwatch flash` and `liftwatch replay` deploy embeds the bare file name: a host path
+    would cost qstr space on the board per module, more the longer the checkout path (that once
+    pushed the firmware into MemoryError at boot on CI's long path)."""
+    from liftwatch.edge_daemon.flash import compile_firmware, firmware_sources
+    from liftwatch.upy import FIRMWARE_DIR
+
+    deployed = compile_firmware(firmware_sources(), tmp_path, "x64")
+    mpys = [p for p in deployed if p.suffix == ".mpy"]
+    assert len(mpys) >= 10
+    host_dir = str(FIRMWARE_DIR.resolve()).encode()
+    for p in mpys:
+        data = p.read_bytes()
+        assert host_dir not in data and b"/firmware/" not in data, p.name
+        assert p.with_suffix(".py").name.encode() in data, p.name
