@@ -269,6 +269,10 @@ class MockBoard:
         self._to_host = _Relay()
         self._to_board = _Relay()
         self._intr_on = True
+        # A Ctrl-C that arrives while the ROM is still starting (before it can catch KeyboardInterrupt)
+        # waits until it says it is ready, as the ESP32's pending interrupt waits for the VM.
+        self._rom_ready = False
+        self._intr_deferred = False
         self._at_repl = False
         self._link_up = True
         self._boot_consumed = 0
@@ -502,6 +506,11 @@ class MockBoard:
         if not self._intr_on or self._child is None:
             self._to_child.push(data)
             return
+        if not self._rom_ready:
+            if b"\x03" in data:
+                self._intr_deferred = True
+            self._to_child.push(data.replace(b"\x03", b""))
+            return
         parts = data.split(b"\x03")
         for i, part in enumerate(parts):
             self._to_child.push(part)
@@ -555,6 +564,12 @@ class MockBoard:
                 self._at_repl = True
             elif c == "M":
                 self._at_repl = False
+            elif c == "B":
+                self._rom_ready = True
+                if self._intr_deferred and self._intr_on and self._child is not None:
+                    self._flush_child_in()
+                    self._child.send_signal(signal.SIGINT)
+                self._intr_deferred = False
             elif c == "K":
                 self._intr_on = True
             elif c == "k":
@@ -620,6 +635,8 @@ class MockBoard:
         self._drain_uart()
         self._to_child.buf.clear()
         self._intr_on = True
+        self._rom_ready = False
+        self._intr_deferred = False
         self._at_repl = False
         self._boot_consumed = 0
         self._stall_since = None
