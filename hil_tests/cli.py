@@ -142,6 +142,28 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unwrap_vib(
+    index: int, origin_us: int | None, last: tuple[int, int, int] | None, t_ms: int, vib: Vib
+) -> tuple[int, int]:
+    """(unwrapped first sample index, board time of index 0 in us) of a VIB block.
+
+    ``first_index`` counts samples mod 2**16 (164 s at 400 Hz) and goes on while the car rests with
+    no VIB sent, so the board time of the frame (that of its last sample) decides how many wraps
+    passed. Sample times come from the index (exact spacing), placed on board time by the first
+    block, so they line up with STATE and STATS times.
+    """
+    if last is None or origin_us is None:
+        index = vib.first_index
+        origin_us = t_ms * 1000 - (index + vib.count - 1) * 1_000_000 // vib.rate_hz
+        return index, origin_us
+    last_t_ms, last_first, last_count = last
+    elapsed_ms = (t_ms - last_t_ms) % (1 << 30)  # board time is ms mod 2**30
+    ahead = (vib.first_index - last_first) % 65536
+    predicted = elapsed_ms * vib.rate_hz / 1000 + last_count - vib.count  # first-to-first, by the clock
+    ahead += round((predicted - ahead) / 65536) * 65536
+    return index + ahead, origin_us
+
+
 def _record(args: argparse.Namespace) -> int:
     import serial
 
@@ -163,8 +185,9 @@ def _record(args: argparse.Namespace) -> int:
     order = 0
     inputs = 0
     held_mg = (0, 0, 1000)
-    vib_index: int | None = None  # unwrapped sample index of the latest VIB block
-    last_first = 0
+    vib_index = 0  # unwrapped sample index of the latest VIB block
+    vib_origin_us: int | None = None  # board time of sample index 0
+    last_vib: tuple[int, int, int] | None = None  # (t_ms, first_index, count) of the previous VIB frame
     newest_t = 0
     written_t = -1
     with TraceWriter(args.out) as writer:
@@ -197,16 +220,12 @@ def _record(args: argparse.Namespace) -> int:
                     held_mg = tuple(int(round(v)) for v in msg.mean_mg[:3])  # type: ignore[assignment]
                     push(frame.t_ms * 1000, held_mg)
                 elif isinstance(msg, Vib) and msg.count:
-                    # first_index counts samples since boot mod 2**16: unwrap it into a time base.
-                    if vib_index is None:
-                        vib_index = msg.first_index
-                    else:
-                        vib_index += (msg.first_index - last_first) % 65536
-                    last_first = msg.first_index
+                    vib_index, vib_origin_us = _unwrap_vib(vib_index, vib_origin_us, last_vib, frame.t_ms, msg)
+                    last_vib = (frame.t_ms, msg.first_index, msg.count)
                     counts = memoryview(msg.samples).cast("h")
                     for i in range(msg.count):
                         mg = tuple(int(round(counts[3 * i + k] * 1000 / msg.lsb_per_g)) for k in range(3))
-                        push((vib_index + i) * 1_000_000 // msg.rate_hz, mg)  # type: ignore[arg-type]
+                        push(vib_origin_us + (vib_index + i) * 1_000_000 // msg.rate_hz, mg)  # type: ignore[arg-type]
                         held_mg = mg  # type: ignore[assignment]
             flush(newest_t - RECORD_REORDER_US)
         flush(1 << 62)

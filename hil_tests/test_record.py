@@ -17,17 +17,36 @@ from liftwatch.protocol.messages import MessageType
 LSB_PER_G = 1000  # 1 count = 1 mg keeps the expected values readable
 
 
-def test_record_writes_vib_stats_and_state_in_time_order(tmp_path: Path) -> None:
+def _record(tmp_path: Path, frames: list[bytes]) -> list:
     master, slave = pty.openpty()
     tty.setraw(slave)
-    port = os.ttyname(slave)
     out = tmp_path / "rec.csv"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "liftwatch", "record", port, "--out", str(out), "--duration-s", "3"],
+        [sys.executable, "-m", "liftwatch", "record", os.ttyname(slave), "--out", str(out), "--duration-s", "3"],
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert "reading" in proc.stderr.readline()  # the port is open: what we write now is recorded
+    assert "reading" in proc.stderr.readline()
+    os.write(master, b"".join(frames))
+    assert proc.wait(20) == 0, proc.stderr.read()
+    os.close(master)
+    os.close(slave)
+    return list(read_trace(out))
+
+
+def test_record_places_vib_blocks_on_board_time_across_a_long_rest(tmp_path: Path) -> None:
+    """first_index wraps every 164 s at 400 Hz while the car rests and sends no VIB: 200 s later the
+    next block must land 200 s later, not 200 - 163.84 s."""
+
+    def vib(first_index: int, t_ms: int) -> bytes:
+        return encode_frame(MessageType.VIB, [400, LSB_PER_G, first_index, 4, struct.pack("<12h", *([0, 0, 1000] * 4))],
+                            1, first_index & 0xFFFF, t_ms)
+
+    rows = _record(tmp_path, [vib(65534, 1000), vib((65534 + 80_000) % 65536, 201_000)])
+    assert [r.t_us for r in rows] == [992_500 + 2500 * i for i in range(4)] + [200_992_500 + 2500 * i for i in range(4)]
+
+
+def test_record_writes_vib_stats_and_state_in_time_order(tmp_path: Path) -> None:
     frames = [
         encode_frame(MessageType.STATS, [1000, 400, [0, -1000, 0], [1, 1, 1], 2, 0], 1, 1, 500),
         encode_frame(MessageType.STATE, [900, DOOR_CLOSED | ZONE_UP | ZONE_DN, DOOR_CLOSED, 0], 1, 2, 900),
@@ -48,15 +67,12 @@ def test_record_writes_vib_stats_and_state_in_time_order(tmp_path: Path) -> None
         ),
         b"\x01\x02garbage\x00",  # line noise is dropped by the frame reader, not fatal
     ]
-    os.write(master, b"".join(frames))
-    assert proc.wait(20) == 0, proc.stderr.read()
-    os.close(master)
-    os.close(slave)
-    rows = list(read_trace(out))
+    rows = _record(tmp_path, frames)
     assert [r.t_us for r in rows] == sorted(r.t_us for r in rows)
-    vib = [r for r in rows if r.t_us >= 65534 * 2500]
+    vib = [r for r in rows if r.t_us > 900_000]  # after the STATE at 900 ms of board time
     assert [(r.ax_mg, r.ay_mg) for r in vib] == [(0, -1000), (1, -1010), (2, -1020), (3, -1030), (4, -1040), (5, -1050)]
-    assert [r.t_us - vib[0].t_us for r in vib] == [0, 2500, 5000, 7500, 10000, 12500]  # unwrapped index
+    # On board time: the frame's time is its last sample's; spacing from the (unwrapped) index.
+    assert [r.t_us for r in vib] == [992_500 + 2500 * i for i in range(6)]
     assert vib[-1].inputs == DOOR_CLOSED | ZONE_UP | ZONE_DN
     stats = [r for r in rows if r.t_us == 500_000]
     assert stats and (stats[0].ax_mg, stats[0].ay_mg, stats[0].az_mg) == (0, -1000, 0)
