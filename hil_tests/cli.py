@@ -11,6 +11,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from liftwatch.protocol.messages import Vib
 
 DEFAULT_FS = Path(".liftwatch") / "mockboard" / "flash.img"
 # Rows are written in time order; frames from one board arrive at most this far out of order
