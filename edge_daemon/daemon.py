@@ -14,6 +14,12 @@ EVENT durability: the outputs analytics makes from a chunk of frames are stored 
 session, which queues their ACKs. If the outbox cannot commit (disk full), the messages and the
 un-ACKed events wait in memory and the commit is retried on the next chunk or tick; the board keeps
 re-sending the events meanwhile and the session re-emits none of them.
+
+Disk full: the outbox first spends its reserve (outbox.py). If the disk is full beyond it, the
+derived facts (trips, visits, daily records, host-detected faults), which no board would send
+again, are shed with a durable `disk_full` count rather than held in memory where a SIGKILL would
+take them uncounted; only messages carrying a board EVENT wait, un-ACKed, for the retry. A state
+file that cannot be written (same disk) delays the ACKs the same way and never stops a board's task.
 """
 
 from __future__ import annotations
@@ -93,6 +99,9 @@ class MessageStore(Protocol):
 
     async def put_many(self, messages: Sequence[Mapping[str, Any]]) -> None: ...
 
+    # Optional `async shed(messages)` (OutboxStore has it): count messages a full disk cannot take.
+    # Not part of the protocol because replay's journal store and test stores have no disk to fill.
+
 
 class OutboxStore:
     """`MessageStore` over the SQLite outbox, committing on one worker thread (FIFO across boards)
@@ -104,6 +113,10 @@ class OutboxStore:
 
     async def put_many(self, messages: Sequence[Mapping[str, Any]]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.outbox.put_many, list(messages))
+
+    async def shed(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        """Count messages the full disk cannot take (Outbox.shed), in order with the puts."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.outbox.shed, list(messages))
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run another outbox operation on the same worker, in order with the puts."""
@@ -119,6 +132,8 @@ class PipelineCounters:
     invalid_messages: int = 0  # analytics outputs the envelope refused (a bug; logged)
     analytics_errors: int = 0  # observations analytics raised on (a bug; logged, board unaffected)
     store_failures: int = 0  # outbox commits that failed and were retried
+    shed: int = 0  # derived messages dropped (counted in the outbox as disk_full) on a disk full beyond the reserve
+    state_save_failures: int = 0  # state file writes that failed (disk full); ACKs waited for the retry
 
     def to_status(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -209,24 +224,48 @@ class CarPipeline:
             except OutboxWriteError as err:
                 self.counters.store_failures += 1
                 _LOG.error("car %s: outbox commit failed, will retry: %s", self.car, err)
+                if err.disk_full:
+                    await self._shed_derived()
                 return False
             self.counters.messages += len(self._unstored)
             self._unstored = []
         if self._unacked and self.event_memory is not None:
             # Also before the ACK: after a restart, a re-sent event must be recognised as stored.
-            await self.save_state([(e.event_id, e.state) for e in self._unacked])
+            if not await self.save_state([(e.event_id, e.state) for e in self._unacked]):
+                return False
         for event in self._unacked:
             self.session.event_stored(event)
         self._unacked = []
         return True
 
-    async def save_state(self, extra_keys: Sequence[tuple[int, int]] = ()) -> None:
-        """Write the session's state file (stored events, host seq); no-op without one."""
-        if self.event_memory is None:
+    async def _shed_derived(self) -> None:
+        """Disk full beyond the outbox reserve: count and drop what only this daemon knows; keep
+        the messages of board EVENTs, which wait un-ACKed while the board re-sends them."""
+        derived = [m for m in self._unstored if "board_event_id" not in (m.get("detail") or {})]
+        if not derived or not hasattr(self.store, "shed"):
             return
+        try:
+            await self.store.shed(derived)
+        except OutboxWriteError as err:  # not even counted: keep them and try again next round
+            _LOG.error("car %s: %d messages neither stored nor counted: %s", self.car, len(derived), err)
+            return
+        self.counters.shed += len(derived)
+        self._unstored = [m for m in self._unstored if "board_event_id" in (m.get("detail") or {})]
+
+    async def save_state(self, extra_keys: Sequence[tuple[int, int]] = ()) -> bool:
+        """Write the session's state file (stored events, host seq); False if the write failed
+        (disk full: logged and counted; the caller does not ACK). True without a file."""
+        if self.event_memory is None:
+            return True
         state = SessionState(self.session.stored_event_keys + list(extra_keys), *self.session.host_seq_state)
-        await asyncio.get_running_loop().run_in_executor(None, save_session_state, self.event_memory, state)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, save_session_state, self.event_memory, state)
+        except OSError as err:
+            self.counters.state_save_failures += 1
+            _LOG.error("car %s: state file %s not written, will retry: %s", self.car, self.event_memory, err)
+            return False
         self._saved_host_seq = state.host_seq
+        return True
 
     def host_seq_moved(self) -> bool:
         """Host frames were sent since the state file was last written."""
@@ -282,6 +321,7 @@ class LinkCounters:
     bytes_in: int = 0
     frames_out: int = 0
     writes_dropped: int = 0  # host->board frames a non-reading board could not take
+    task_errors: int = 0  # unexpected errors that restarted the link (logged with a traceback)
     last_error: str = ""
 
     def to_status(self) -> dict[str, Any]:
@@ -334,6 +374,10 @@ class BoardTask:
                 self.counters.disconnects += 1
                 self.counters.last_error = err.reason
                 _LOG.warning("%s: link lost: %s", self.transport.link, err.reason)
+            except Exception as err:  # noqa: BLE001 - a bug or a full disk must cost a reconnect, not the board
+                self.counters.task_errors += 1
+                self.counters.last_error = repr(err)
+                _LOG.exception("%s: board task failed, reconnecting", self.transport.link)
             finally:
                 writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)

@@ -12,6 +12,23 @@ a priority (`envelope.Priority`); faults (`event`) and `maintenance` records are
 are stored even beyond the budget. Every drop is counted by reason and kind in the database itself,
 so the counts survive restarts and go upstream in the status message.
 
+Disk full (the filesystem, not the budget): a reserve file (`<outbox>.reserve`, `reserve_bytes`,
+fallocate'd) sits beside the database. SQLite cannot make room by itself: a commit that meets
+SQLITE_FULL fails as a whole. So the first such failure deletes the reserve and retries: the
+freed space takes the facts (events, maintenance, trips, daily records), while RAW kinds (status,
+raw vibration) are refused on arrival and counted as `disk_full` for as long as the reserve is
+out. Every later put first checks free space and re-creates the reserve once there is room for it
+twice over. Facts that reached the reserve are ordinary committed rows, so a SIGKILL right after
+loses nothing. We chose the reserve over stop-reading back-pressure because a board that is not
+read loses its ring buffer, which the daemon cannot count per trip, and over keeping facts in
+memory because a SIGKILL (or the watchdog) would take them silently.
+
+Only when the reserve is used up too (a disk full for days) do facts get shed, and still never
+silently: `shed()` adds them to a counter file (`<outbox>.shed`, 4 KiB preallocated at open, so
+updating it in place needs no new block) that `drop_counts()` and the status message report as
+`disk_full`. Board EVENTs are never shed: the caller keeps them un-ACKed and the board re-sends
+them from its flash (daemon.py).
+
 Ids: the `id` column is UNIQUE. A second put of a known id (the board re-sent an EVENT whose ACK
 was lost, or analytics recomputed a trip after a restart) changes nothing and returns KNOWN.
 Delivered and dropped rows keep their id (payload cleared) for `keep_ids_s`, so such a re-put does
@@ -21,7 +38,11 @@ not resend a message the broker already has.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
+import json
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -34,6 +55,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .envelope import DEFAULT_PRIORITIES, InvalidMessageError, Priority, encode_message
 
+_LOG = logging.getLogger(__name__)
+
 ROW_OVERHEAD_BYTES = 96
 """Approximate bytes a row costs beyond its payload (ids, index entries), charged to the budget."""
 
@@ -45,6 +68,15 @@ MAX_MESSAGE_BYTES = 256 * 1024
 
 KEEP_IDS_S = 7 * 24 * 3600
 """How long the id of a delivered/dropped message is remembered to absorb late re-puts."""
+
+DEFAULT_RESERVE_BYTES = 8 * 1024 * 1024
+"""8 MiB set aside for a full disk: some 15,000 trips, several days of facts for a ten-car site."""
+
+SHED_FILE_BYTES = 4096
+"""Size of the preallocated shed counter file: a few dozen (reason, kind) counts as JSON."""
+
+_SQLITE_FULL = 13  # sqlite3 primary result codes (the low byte of an extended code)
+_SQLITE_IOERR = 10  # a WAL write that meets ENOSPC can surface as an I/O error
 
 _PRUNE_EVERY_S = 600.0  # pruning old ids is housekeeping: no need to run it on every ack
 
@@ -87,6 +119,7 @@ class DropReason(str, Enum):
     """Why a message was dropped; the string is what the status message reports."""
 
     OUTBOX_FULL = "outbox_full"  # evicted, or refused on arrival, to keep within budget_bytes
+    DISK_FULL = "disk_full"  # the filesystem is full: RAW refused while the reserve is out, facts shed()
 
 
 class PutOutcome(Enum):
@@ -102,7 +135,15 @@ class OutboxError(Exception):
 
 
 class OutboxWriteError(OutboxError):
-    """SQLite could not commit (disk full, I/O error). Nothing was stored: do not ACK the source."""
+    """SQLite could not commit (disk full, I/O error). Nothing was stored: do not ACK the source.
+
+    `disk_full` is set when the filesystem has no room even after the reserve was released: the
+    caller should `shed()` what it can re-derive from nothing else and keep only what the board
+    re-sends."""
+
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
 
 
 class OutboxInUseError(OutboxError):
@@ -132,6 +173,7 @@ class OutboxStats:
     rejected: int
     oldest_pending_unix_ms: int | None
     drops: dict[str, dict[str, int]]
+    reserve_released: bool = False  # the disk filled up and the reserve is in use; see module docstring
 
     def to_status(self) -> dict[str, Any]:
         """The `outbox` and `drops` fields of the status message."""
@@ -142,6 +184,7 @@ class OutboxStats:
                 "budget_bytes": self.budget_bytes,
                 "rejected": self.rejected,
                 "oldest_pending_unix_ms": self.oldest_pending_unix_ms,
+                "reserve_released": self.reserve_released,
             },
             "drops": self.drops,
         }
@@ -160,9 +203,12 @@ class Outbox:
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
         priorities: Mapping[str, Priority] = DEFAULT_PRIORITIES,
         keep_ids_s: float = KEEP_IDS_S,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
     ) -> None:
         if budget_bytes <= 0:
             raise ValueError(f"budget_bytes must be positive, got {budget_bytes}")
+        if reserve_bytes < 0:
+            raise ValueError(f"reserve_bytes must be >= 0, got {reserve_bytes}")
         self.path = Path(path)
         self.budget_bytes = budget_bytes
         self._priorities = dict(priorities)
@@ -189,6 +235,12 @@ class Outbox:
         except sqlite3.Error as err:
             self._lock_file.close()
             raise OutboxError(f"cannot open outbox {self.path}: {err}") from err
+        self.reserve_bytes = reserve_bytes
+        self.reserve_path = self.path.with_name(self.path.name + ".reserve")
+        self.shed_path = self.path.with_name(self.path.name + ".shed")
+        self._shed_fd = _open_shed_file(self.shed_path)
+        self._shed = _read_shed_file(self.shed_path)
+        self.reserve_held = self._make_reserve()
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -205,18 +257,88 @@ class Outbox:
         for _, payload in encoded:
             if len(payload) > MAX_MESSAGE_BYTES:
                 raise InvalidMessageError("*", f"message of {len(payload)} bytes exceeds {MAX_MESSAGE_BYTES}")
-        outcomes: list[PutOutcome] = []
-        with self._lock:
-            pending_bytes = self._pending_bytes
-            with self._transaction():
-                for message, payload in encoded:
-                    outcome, pending_bytes = self._insert(message, payload, pending_bytes)
-                    outcomes.append(outcome)
-            self._pending_bytes = pending_bytes
+        outcomes = self._with_reserve(lambda: self._put_encoded(encoded))
         if PutOutcome.STORED in outcomes:
             for listener in list(self._listeners):
                 listener()
         return outcomes
+
+    def _with_reserve(self, write: Callable[[], Any]) -> Any:
+        """Run one write transaction; if it meets a full disk, release the reserve and run it again."""
+        with self._lock:
+            if not self.reserve_held:
+                self.reserve_held = self._make_reserve()
+            try:
+                return write()
+            except OutboxWriteError as err:
+                if not err.disk_full or not self.reserve_held:
+                    raise
+                _LOG.error("outbox %s: disk full, reserve of %d bytes released; RAW messages refused until "
+                           "there is room again", self.path, self.reserve_bytes)
+                self._release_reserve()
+                return write()
+
+    def _put_encoded(self, encoded: Sequence[tuple[Mapping[str, Any], bytes]]) -> list[PutOutcome]:
+        outcomes: list[PutOutcome] = []
+        pending_bytes = self._pending_bytes
+        with self._transaction():
+            for message, payload in encoded:
+                outcome, pending_bytes = self._insert(message, payload, pending_bytes)
+                outcomes.append(outcome)
+        self._pending_bytes = pending_bytes
+        return outcomes
+
+    def _make_reserve(self) -> bool:
+        """Ensure the reserve file exists at full size; False if the disk has no room for it twice.
+
+        Twice: a reserve re-created into the last free bytes would be released again by the very
+        next put, and each release is a spell in which RAW messages are refused."""
+        if self.reserve_bytes == 0:
+            return True
+        try:
+            if self.reserve_path.stat().st_size >= self.reserve_bytes:
+                return True
+        except FileNotFoundError:
+            pass
+        try:
+            st = os.statvfs(self.reserve_path.parent)
+            if st.f_bavail * st.f_frsize < 2 * self.reserve_bytes:
+                return False
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.reserve_bytes)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def _release_reserve(self) -> None:
+        self.reserve_path.unlink(missing_ok=True)
+        self.reserve_held = False
+
+    def shed(self, messages: Sequence[Mapping[str, Any]], reason: DropReason = DropReason.DISK_FULL) -> None:
+        """Count messages that cannot be stored at all (disk full beyond the reserve) and forget them.
+
+        The count goes to the preallocated shed file, rewritten in place and fsync'd, so it needs no
+        free block and survives a SIGKILL. Raises OutboxWriteError if even that fails: then the
+        caller must keep the messages (they are neither stored nor counted)."""
+        with self._lock:
+            counts = {r: dict(k) for r, k in self._shed.items()}
+            by_kind = counts.setdefault(reason.value, {})
+            for message in messages:
+                by_kind[message["kind"]] = by_kind.get(message["kind"], 0) + 1
+            text = json.dumps(counts, sort_keys=True).encode()
+            if self._shed_fd is None or len(text) >= SHED_FILE_BYTES:
+                raise OutboxWriteError(f"outbox {self.path}: cannot count shed messages in {self.shed_path}")
+            try:
+                os.pwrite(self._shed_fd, text.ljust(SHED_FILE_BYTES - 1) + b"\n", 0)
+                os.fsync(self._shed_fd)
+            except OSError as err:
+                raise OutboxWriteError(f"outbox {self.shed_path}: {err}") from err
+            self._shed = counts
 
     @contextmanager
     def _transaction(self, synchronous: str = "FULL") -> Iterator[None]:
@@ -238,7 +360,9 @@ class Outbox:
                     if synchronous != "FULL":
                         db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as err:
-                raise OutboxWriteError(f"outbox {self.path}: {err}") from err
+                code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+                raise OutboxWriteError(f"outbox {self.path}: {err}",
+                                       disk_full=code in (_SQLITE_FULL, _SQLITE_IOERR)) from err
 
     def _insert(self, message: Mapping[str, Any], payload: bytes, pending_bytes: int) -> tuple[PutOutcome, int]:
         """One put inside the open transaction; returns the outcome and the new pending byte count."""
@@ -250,6 +374,16 @@ class Outbox:
         priority = self.priority_of(kind)
         cost = len(payload) + ROW_OVERHEAD_BYTES
         now_ms = int(time.time() * 1000)
+        if not self.reserve_held and priority >= Priority.RAW:
+            # The disk is full and the reserve is for facts: status and raw data are superseded by
+            # the next ones anyway.
+            db.execute(
+                "INSERT INTO message (id, kind, site, car, priority, state, size, stored_unix_ms, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (mid, kind, message["site"], message["car"], int(priority), DeliveryState.DROPPED, 0, now_ms),
+            )
+            self._count_drops(DropReason.DISK_FULL, {kind: 1})
+            return PutOutcome.DROPPED, pending_bytes
         excess = pending_bytes + cost - self.budget_bytes
         if excess > 0:
             # Candidates: droppable rows ranked at or below the newcomer, lowest rank, oldest first.
@@ -340,9 +474,10 @@ class Outbox:
         if not batch:
             return 0
         payload_sql = "payload = NULL, " if state == DeliveryState.DELIVERED else ""
-        freed = 0
-        changed = 0
-        with self._lock:
+
+        def settle() -> int:
+            freed = 0
+            changed = 0
             with self._transaction(synchronous="NORMAL"):
                 for seq in batch:
                     row = self._db.execute("SELECT size FROM message WHERE seq = ? AND state = 0", (seq,)).fetchone()
@@ -353,7 +488,10 @@ class Outbox:
                     changed += 1
                 self._prune_ids()
             self._pending_bytes -= freed
-        return changed
+            return changed
+
+        # Settling frees pages for new facts, so it may use the reserve too.
+        return self._with_reserve(settle)
 
     def _prune_ids(self) -> None:
         now = time.monotonic()
@@ -382,13 +520,14 @@ class Outbox:
     # -- reporting -----------------------------------------------------------------------------
 
     def drop_counts(self) -> dict[str, dict[str, int]]:
-        """{reason: {kind: count}} since the outbox was created."""
+        """{reason: {kind: count}} since the outbox was created, shed messages included."""
         with self._lock:
-            return _read_drops(self._db)
+            return _merge_drops(_read_drops(self._db), self._shed)
 
     def stats(self) -> OutboxStats:
         with self._lock:
-            return _read_stats(self._db, self.budget_bytes)
+            stats = _read_stats(self._db, self.budget_bytes, self._shed)
+        return dataclasses.replace(stats, reserve_released=not self.reserve_held)
 
     def state_of(self, message_id: str) -> DeliveryState | None:
         """Delivery state of one id, or None if unknown (never stored, or pruned)."""
@@ -402,6 +541,9 @@ class Outbox:
             self._executor = None
         with self._lock:
             self._db.close()
+            if self._shed_fd is not None:
+                os.close(self._shed_fd)
+                self._shed_fd = None
             self._lock_file.close()  # releases the flock
 
     def __enter__(self) -> Outbox:
@@ -418,13 +560,53 @@ def _read_drops(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
     return drops
 
 
-def _read_stats(db: sqlite3.Connection, budget_bytes: int) -> OutboxStats:
+def _merge_drops(drops: dict[str, dict[str, int]], more: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    for reason, by_kind in more.items():
+        into = drops.setdefault(reason, {})
+        for kind, n in by_kind.items():
+            into[kind] = into.get(kind, 0) + n
+    return drops
+
+
+def _open_shed_file(path: Path) -> int | None:
+    """The shed counter file, preallocated so in-place updates need no free block; None if it
+    cannot be made (the disk was full before the outbox first opened: shed() then refuses)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size < SHED_FILE_BYTES:
+            os.posix_fallocate(fd, 0, SHED_FILE_BYTES)
+            os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_shed_file(path: Path) -> dict[str, dict[str, int]]:
+    """{reason: {kind: count}} from the shed file; empty if absent, new or damaged (a torn write
+    of a 4 KiB block is not expected, but a damaged count must not stop the daemon)."""
+    try:
+        text = path.read_bytes().rstrip(b"\x00 \n")
+        doc = json.loads(text) if text else {}
+        return {str(r): {str(k): int(n) for k, n in kinds.items()} for r, kinds in doc.items()}
+    except (OSError, ValueError, AttributeError, TypeError) as err:
+        if not isinstance(err, FileNotFoundError):
+            _LOG.warning("shed counts in %s unreadable: %s", path, err)
+        return {}
+
+
+def _read_stats(db: sqlite3.Connection, budget_bytes: int,
+                shed: Mapping[str, Mapping[str, int]] | None = None) -> OutboxStats:
     pending, pending_bytes, oldest = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0) + COUNT(*) * ?, MIN(stored_unix_ms) FROM message WHERE state = 0",
         (ROW_OVERHEAD_BYTES,),
     ).fetchone()
     (rejected,) = db.execute("SELECT COUNT(*) FROM message WHERE state = ?", (DeliveryState.REJECTED,)).fetchone()
-    return OutboxStats(pending, pending_bytes, budget_bytes, rejected, oldest, _read_drops(db))
+    return OutboxStats(pending, pending_bytes, budget_bytes, rejected, oldest,
+                       _merge_drops(_read_drops(db), shed or {}))
 
 
 def outbox_stats(path: str | Path, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> OutboxStats:
@@ -432,8 +614,9 @@ def outbox_stats(path: str | Path, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> 
 
     For `liftwatch status`. WAL readers do not block the writer, and this takes no outbox lock.
     """
-    db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True, timeout=5.0)
+    path = Path(path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
     try:
-        return _read_stats(db, budget_bytes)
+        return _read_stats(db, budget_bytes, _read_shed_file(path.with_name(path.name + ".shed")))
     finally:
         db.close()
