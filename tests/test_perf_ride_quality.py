@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from liftwatch.edge_daemon.analytics import dsp
 from liftwatch.edge_daemon.analytics.ride_quality import half_cycle_peaks, lowpass
 from liftwatch.edge_daemon.analytics.weighting import Weighting, apply_weighting, weighting_sos
 
@@ -49,3 +50,38 @@ def test_weighting_of_two_columns_equals_each_column_alone():
     both = apply_weighting(Weighting.WD, car[:, :2], 400.0, axis=0)
     for col in range(2):
         np.testing.assert_array_equal(both[:, col], signal.sosfilt(weighting_sos(Weighting.WD, 400.0), car[:, col]))
+
+
+@pytest.mark.parametrize("shape", [(5000,), (5000, 1), (5000, 2), (5000, 3), (0, 2), (1,)])
+@pytest.mark.parametrize("w", list(Weighting))
+def test_c_filter_kernel_equals_scipy(shape, w):
+    """The optional C kernel (_fastdsp) and scipy's sosfilt give the same bits, state included."""
+    if not dsp.ACCELERATED:
+        pytest.skip("_fastdsp not built (python setup.py build_ext --inplace)")
+    rng = np.random.default_rng(len(shape) * 10 + shape[-1])
+    x = rng.normal(size=shape).cumsum(axis=0)
+    sos = weighting_sos(w, 400.0)
+    signals = 1 if len(shape) == 1 else shape[1]
+    zi0 = rng.normal(size=(signals, len(sos), 2))
+    got, got_zi = x.copy(), zi0.copy()
+    dsp.sosfilt_columns(sos, got, got_zi, accelerated=True)
+    want, want_zi = x.copy(), zi0.copy()
+    dsp.sosfilt_columns(sos, want, want_zi, accelerated=False)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got_zi, want_zi)
+    cols = x.reshape(len(x), signals)
+    for col in range(signals if len(x) else 0):  # and each column is what scipy makes of it alone
+        alone, _ = signal.sosfilt(sos, cols[:, col], zi=zi0[col])
+        np.testing.assert_array_equal(got.reshape(len(x), signals)[:, col], alone)
+
+
+def test_c_filter_kernel_refuses_wrong_arrays():
+    if not dsp.ACCELERATED:
+        pytest.skip("_fastdsp not built")
+    sos = weighting_sos(Weighting.WK, 400.0)
+    with pytest.raises(TypeError):
+        dsp.sosfilt_columns(sos, np.zeros(10, dtype=np.float32), np.zeros((1, len(sos), 2)))
+    with pytest.raises(ValueError):
+        dsp.sosfilt_columns(sos, np.zeros(10), np.zeros((2, len(sos), 2)))  # state for two signals
+    with pytest.raises(ValueError, match="contiguous"):
+        dsp.sosfilt_columns(sos, np.zeros((10, 4))[:, :2], np.zeros((2, len(sos), 2)))  # not contiguous

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import signal
 
 from .config import AnalyticsConfig
+from .dsp import sosfilt_columns
 from .weighting import Weighting, apply_weighting
 
 __all__ = [
@@ -166,11 +167,11 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
     if cutoff_hz >= 0.45 * rate_hz or len(x) < 16:
         return x
     sos, zi = _butter_sos(float(cutoff_hz), float(rate_hz))
-    sos = sos.copy()  # scipy's filters want a writable array
     edge = min(len(x) - 1, 3 * 7)
-    ext = np.concatenate((2 * x[:1] - x[edge:0:-1], x, 2 * x[-1:] - x[-2 : -(edge + 2) : -1]))
-    y, _ = signal.sosfilt(sos, ext, zi=zi * ext[:1])
-    y, _ = signal.sosfilt(sos, y[::-1], zi=zi * y[-1:])
+    y = np.concatenate((2 * x[:1] - x[edge:0:-1], x, 2 * x[-1:] - x[-2 : -(edge + 2) : -1]))
+    sosfilt_columns(sos, y, (zi * y[:1])[np.newaxis])
+    y = y[::-1].copy()
+    sosfilt_columns(sos, y, (zi * y[:1])[np.newaxis])
     return y[::-1][edge:-edge]
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from .dsp import sosfilt_columns
+
 __all__ = ["Weighting", "analog_response", "apply_weighting", "weighting_sos"]
 
 _Q_BUTTERWORTH = 1 / math.sqrt(2)
@@ -76,7 +78,9 @@ def analog_response(w: Weighting, freqs_hz: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _cached_sos(w: Weighting, rate_hz: float) -> np.ndarray:
-    return _design_sos(w, rate_hz)
+    sos = _design_sos(w, rate_hz)
+    sos.flags.writeable = False  # shared by every caller
+    return sos
 
 
 def weighting_sos(w: Weighting, rate_hz: float) -> np.ndarray:
@@ -109,4 +113,10 @@ def _design_sos(w: Weighting, rate_hz: float) -> np.ndarray:
 def apply_weighting(w: Weighting, x: np.ndarray, rate_hz: float, axis: int = -1) -> np.ndarray:
     """Causal weighting of `x` (any unit) along `axis`; the weighting's phase is part of the
     standard's filter. Several signals in one array are each filtered alone, in one call."""
-    return signal.sosfilt(weighting_sos(w, rate_hz), np.asarray(x, dtype=float), axis=axis)
+    x = np.asarray(x, dtype=float)
+    sos = _cached_sos(w, float(rate_hz))
+    if x.ndim == 1 or (x.ndim == 2 and axis in (0, -2) and x.shape[1] <= 8):
+        y = np.array(x, dtype=float, order="C")  # a copy, filtered in place from rest
+        sosfilt_columns(sos, y, np.zeros((1 if y.ndim == 1 else y.shape[1], len(sos), 2)))
+        return y
+    return signal.sosfilt(sos.copy(), x, axis=axis)
