@@ -78,6 +78,9 @@ SHED_FILE_BYTES = 4096
 _SQLITE_FULL = 13  # sqlite3 primary result codes (the low byte of an extended code)
 _SQLITE_IOERR = 10  # a WAL write that meets ENOSPC can surface as an I/O error
 
+_WAL_PAGES = 1000  # SQLite's default autocheckpoint
+_RESERVE_WAL_PAGES = 8  # while the reserve is out: a WAL of a few pages, restarted after each checkpoint
+
 _PRUNE_EVERY_S = 600.0  # pruning old ids is housekeeping: no need to run it on every ack
 
 _SCHEMA = """
@@ -313,11 +316,21 @@ class Outbox:
         except OSError:
             self.reserve_path.unlink(missing_ok=True)
             return False
+        self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
         return True
 
     def _release_reserve(self) -> None:
+        """Free the reserve, and make the WAL stop growing into it: every commit appends each page
+        it touched (30 kB for a 2 kB trip with its index pages), and the WAL only restarts from its
+        beginning after a checkpoint. So the WAL is folded into the database now and after every
+        few pages, and the reserve pays for new rows, not for copies of old pages."""
         self.reserve_path.unlink(missing_ok=True)
         self.reserve_held = False
+        try:
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_RESERVE_WAL_PAGES}")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as err:  # a reader holds the WAL: the autocheckpoint catches up later
+            _LOG.warning("outbox %s: checkpoint on a full disk: %s", self.path, err)
 
     def shed(self, messages: Sequence[Mapping[str, Any]], reason: DropReason = DropReason.DISK_FULL) -> None:
         """Count messages that cannot be stored at all (disk full beyond the reserve) and forget them.

@@ -356,3 +356,119 @@ def test_disk_full_is_a_typed_error_and_keeps_what_was_acknowledged(tmp_path: Pa
             message_id("event", "s", "car1", f"k{i}") for i in acked
         ]
         assert outbox.put(msg("event", "after")) is PutOutcome.STORED
+
+
+# -- a genuinely full filesystem: a small tmpfs (needs root; CI runs the suite as root) -----------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 4 MiB tmpfs, unmounted afterwards."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (not root?): {r.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Write `path` until the filesystem refuses another byte."""
+    with open(path, "ab", buffering=0) as f:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\xff" * size)
+            except OSError as err:
+                assert err.errno == 28, err  # ENOSPC
+
+
+def test_full_disk_spends_the_reserve_on_facts_and_refuses_raw_by_name(small_fs: Path) -> None:
+    db = small_fs / "o.db"
+    with Outbox(db, reserve_bytes=512 * 1024) as outbox:
+        assert outbox.reserve_path.stat().st_size == 512 * 1024
+        outbox.put(msg("trip", "before"))
+        fill(small_fs / "filler")
+        # The commit meets SQLITE_FULL, the reserve goes, and the trip is stored after all.
+        for i in range(20):
+            assert outbox.put(msg("trip", f"t{i}", pad=2000)) is PutOutcome.STORED
+        assert outbox.put(msg("maintenance", "m0")) is PutOutcome.STORED
+        assert not outbox.reserve_path.exists() and outbox.stats().reserve_released
+        assert outbox.put(msg("status", "s0")) is PutOutcome.DROPPED
+        assert outbox.drop_counts() == {"disk_full": {"status": 1}}
+        assert outbox.stats().to_status()["outbox"]["reserve_released"] is True
+        # Settling delivered messages works on the full disk too (the upstream records its PUBACKs).
+        assert outbox.mark_delivered([m.seq for m in outbox.pending(limit=5)]) == 5
+        (small_fs / "filler").unlink()
+        # Space is back: the next put re-creates the reserve first, and RAW is stored again.
+        assert outbox.put(msg("status", "s1")) is PutOutcome.STORED
+        assert outbox.reserve_path.stat().st_size == 512 * 1024 and not outbox.stats().reserve_released
+        assert len(outbox.pending(limit=100)) == 1 + 20 + 1 + 1 - 5
+    assert outbox_stats(db).drops == {"disk_full": {"status": 1}}
+
+
+_FULL_DISK_CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from liftwatch.edge_daemon.envelope import make_message
+    from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
+    db = Path(sys.argv[1])
+    outbox = Outbox(db, reserve_bytes=256 * 1024)
+    with open(db.parent / "filler", "ab", buffering=0) as f:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\\xff" * size)
+            except OSError:
+                pass
+    i = 0
+    while True:
+        m = make_message("trip", "s", "car1", "b", "2026-01-01T00:00:00Z", f"k{i}", {"pad": "x" * 3000})
+        print("TRY", i, flush=True)
+        try:
+            outbox.put(m)
+            print("ACK", i, flush=True)
+        except OutboxWriteError as err:
+            assert err.disk_full, err
+            outbox.shed([m])  # what the daemon does with a derived fact it cannot store
+            print("SHED", i, flush=True)
+        i += 1
+    """
+)
+
+
+def test_sigkill_on_a_disk_full_beyond_the_reserve_loses_nothing_uncounted(small_fs: Path) -> None:
+    db = small_fs / "o.db"
+    child = subprocess.Popen([sys.executable, "-c", _FULL_DISK_CHILD, str(db)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while sum(line.startswith("SHED ") for line in lines) < 5 and time.monotonic() < deadline:
+        line = child.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    os.kill(child.pid, signal.SIGKILL)  # right in the middle of putting and shedding
+    child.wait()
+    lines += child.stdout.readlines()
+    stderr = child.stderr.read() if child.stderr else ""
+    child.stdout.close()
+    child.stderr.close()
+    tried = [int(line.split()[1]) for line in lines if line.startswith("TRY ") and line.endswith("\n")]
+    acked = acked_keys(lines)
+    shed_lines = sum(1 for line in lines if line.startswith("SHED ") and line.endswith("\n"))
+    assert shed_lines >= 5, "".join(lines[-5:]) + stderr[-2000:]
+    assert len(acked) > 50, "the reserve (256 KiB) should have taken many 3 kB trips"
+    (small_fs / "filler").unlink()
+    with Outbox(db, reserve_bytes=256 * 1024) as outbox:
+        stored = {p.id for p in outbox.pending(limit=10_000)}
+        shed = outbox.drop_counts().get("disk_full", {}).get("trip", 0)
+    assert {message_id("trip", "s", "car1", f"k{i}") for i in acked} <= stored
+    # Every trip tried is stored or counted as disk_full; only the one in flight may be neither.
+    assert shed >= shed_lines
+    assert len(tried) - 1 <= len(stored) + shed <= len(tried)
