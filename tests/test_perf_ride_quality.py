@@ -9,7 +9,7 @@ import pytest
 from scipy import signal
 
 from liftwatch.edge_daemon.analytics import dsp
-from liftwatch.edge_daemon.analytics.ride_quality import half_cycle_peaks, lowpass
+from liftwatch.edge_daemon.analytics.ride_quality import _a95, half_cycle_peaks, lowpass
 from liftwatch.edge_daemon.analytics.weighting import Weighting, apply_weighting, weighting_sos
 
 
@@ -85,3 +85,10 @@ def test_c_filter_kernel_refuses_wrong_arrays():
         dsp.sosfilt_columns(sos, np.zeros(10), np.zeros((2, len(sos), 2)))  # state for two signals
     with pytest.raises(ValueError, match="contiguous"):
         dsp.sosfilt_columns(sos, np.zeros((10, 4))[:, :2], np.zeros((2, len(sos), 2)))  # not contiguous
+
+
+@pytest.mark.parametrize("n", [1, 2, 19, 20, 21, 40, 100, 101, 1000, 2999])
+def test_a95_equals_numpy_inverted_cdf_quantile(n):
+    rng = np.random.default_rng(n)
+    for pp in (rng.normal(size=n), np.round(rng.normal(size=n), 1)):  # ties too
+        assert _a95(pp.copy()) == np.quantile(pp, 0.95, method="inverted_cdf")

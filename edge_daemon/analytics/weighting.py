@@ -113,10 +113,10 @@ def _design_sos(w: Weighting, rate_hz: float) -> np.ndarray:
 def apply_weighting(w: Weighting, x: np.ndarray, rate_hz: float, axis: int = -1) -> np.ndarray:
     """Causal weighting of `x` (any unit) along `axis`; the weighting's phase is part of the
     standard's filter. Several signals in one array are each filtered alone, in one call."""
-    x = np.asarray(x, dtype=float)
     sos = _cached_sos(w, float(rate_hz))
+    x = np.asarray(x)
     if x.ndim == 1 or (x.ndim == 2 and axis in (0, -2) and x.shape[1] <= 8):
         y = np.array(x, dtype=float, order="C")  # a copy, filtered in place from rest
         sosfilt_columns(sos, y, np.zeros((1 if y.ndim == 1 else y.shape[1], len(sos), 2)))
         return y
-    return signal.sosfilt(sos.copy(), x, axis=axis)
+    return signal.sosfilt(sos.copy(), np.asarray(x, dtype=float), axis=axis)
