@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import json
 import logging
 import os
+import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 
 from liftwatch.edge_daemon.upstream_codec import decode_payload
@@ -224,6 +228,149 @@ async def test_failed_commit_is_retried_and_ack_waits_for_it(tmp_path):
     assert len([x for x in outbox.pending() if x.kind == "event"]) == 1
     store.inner.close()
     outbox.close()
+
+
+# -- a full disk: facts stored from the outbox reserve or shed with a count, never held for a SIGKILL ---
+
+DOOR, ZONE_UP, ZONE_DN = 1, 2, 4
+
+
+def trip_frames(boot_id: int = 3) -> list:
+    """HELLO, then the STATE frames of one trip up one floor, with board times 0..14.8 s after 1 s."""
+    level = ZONE_UP | ZONE_DN
+    steps = [(0.0, level, 0), (2.0, level | DOOR, 0), (3.0, level | DOOR, 1), (4.0, DOOR | ZONE_DN, 2),
+             (4.3, DOOR, 2), (7.0, DOOR | ZONE_UP, 2), (7.3, DOOR | level, 3), (8.8, DOOR | level, 0),
+             (9.8, level, 0), (14.8, level | DOOR, 0)]
+    reader = FrameReader()
+    out = reader.feed(encode_frame(HELLO[0], HELLO[1], boot_id, 0, 1000))
+    prev = level | DOOR
+    for seq, (t, inputs, motion) in enumerate(steps, 1):
+        t_ms = 1000 + int(t * 1000)
+        out += reader.feed(encode_frame(lw.T_STATE, [t_ms, inputs, inputs ^ prev, motion], boot_id, seq, t_ms))
+        prev = inputs
+    return out
+
+
+def alarm_frame(boot_id: int = 3) -> list:
+    """The board's alarm EVENT 77 after the trip (board time 15.5 s)."""
+    return FrameReader().feed(encode_frame(ALARM[0], [77, ALARM[1][1], 1, 16500, {}], boot_id, 11, 16500))
+
+
+async def feed_live(pipe: CarPipeline, frames: list, host0: float = 1000.0) -> None:
+    """Frames one by one at the host times the board's clock says (as they would arrive)."""
+    for f in frames:
+        t = (f.t_ms - 1000) / 1000
+        await pipe.frames([f], host0 + t, t)
+
+
+@pytest.fixture
+def full_fs(tmp_path: Path):
+    """A 2 MiB tmpfs and a function that fills it to the last byte (needs root, as CI runs)."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (not root?): {r.stderr.strip()}")
+
+    def fill() -> None:
+        with open(mount / "filler", "ab", buffering=0) as f:
+            for size in (65536, 4096, 512, 1):
+                try:
+                    while True:
+                        f.write(b"\xff" * size)
+                except OSError:
+                    pass
+
+    try:
+        yield mount, fill
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_trip_on_a_disk_full_beyond_the_reserve_is_shed_with_a_count_and_events_wait(full_fs):
+    mount, fill = full_fs
+    outbox = Outbox(mount / "outbox.sqlite", reserve_bytes=0)  # no reserve: the worst case at once
+    store = OutboxStore(outbox)
+    session = BoardSession(SessionConfig(), LinkMode.LIVE)
+    pipe = CarPipeline("s", "car-1", session, CarAnalytics("car-1"), store)
+    fill()
+    frames = trip_frames()
+    await feed_live(pipe, frames)
+    await feed_live(pipe, alarm_frame())
+    for i in range(16, 24):  # the trip ends once its VIB wait is over
+        await pipe.tick(1000.0 + i, float(i))
+    # The trip is neither stored nor held in memory (a SIGKILL would take it uncounted): it is counted.
+    assert outbox.drop_counts().get("disk_full", {}).get("trip") == 1
+    assert [m for m in pipe._unstored if m["kind"] == "trip"] == [] and pipe.counters.shed >= 1
+    # The board's EVENT waits un-ACKed (its board re-sends it) instead of being shed.
+    held = [m for m in pipe._unstored if m["kind"] == "event"]
+    assert [m["detail"]["board_event_id"] for m in held] == [77]
+    assert not [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    store.close()
+    outbox.close()
+    (mount / "filler").unlink()
+    with Outbox(mount / "outbox.sqlite", reserve_bytes=0) as reopened:  # the count outlives the process
+        assert reopened.drop_counts()["disk_full"]["trip"] == 1
+        assert reopened.pending() == []
+
+
+async def test_trip_on_a_full_disk_is_stored_from_the_reserve(full_fs):
+    mount, fill = full_fs
+    outbox = Outbox(mount / "outbox.sqlite", reserve_bytes=256 * 1024)
+    store = OutboxStore(outbox)
+    session = BoardSession(SessionConfig(), LinkMode.LIVE)
+    pipe = CarPipeline("s", "car-1", session, CarAnalytics("car-1"), store)
+    fill()
+    await feed_live(pipe, trip_frames())
+    await feed_live(pipe, alarm_frame())
+    for i in range(16, 24):
+        await pipe.tick(1000.0 + i, float(i))
+    assert sorted(m.kind for m in outbox.pending()) == ["event", "trip"]
+    assert outbox.stats().reserve_released and pipe.counters.shed == 0
+    acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    assert [a.payload[1] for a in acks] == [77]
+    store.close()
+    outbox.close()
+
+
+async def test_state_file_on_a_full_disk_delays_the_ack_and_the_board_task_goes_on(tmp_path, monkeypatch):
+    import liftwatch.edge_daemon.daemon as daemon_module
+
+    real_save = daemon_module.save_session_state
+    disk_full = [True]
+
+    def save(path: Path, state) -> None:
+        if disk_full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_save(path, state)
+
+    monkeypatch.setattr(daemon_module, "save_session_state", save)
+    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    cfg = config_for(tmp_path, [board])
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    live = asyncio.create_task(board.live(board_stop))
+    try:
+        board.hello()
+        board.raise_event(9)
+        assert await wait_until(lambda: daemon.outbox is not None and daemon.outbox.stats().pending >= 1)
+        await asyncio.sleep(1.0)  # several re-sends and commits, each failing to write the state file
+        task = daemon.boards[0]
+        # Stored in the outbox, but not ACKed: after a restart the daemon could not tell it was stored.
+        assert board.unacked and board.acked == []
+        disk_full[0] = False
+        assert await wait_until(lambda: board.acked == [9], 5.0)  # the board's task went on serving
+        assert task.pipeline.counters.state_save_failures >= 2
+        assert task.counters.task_errors == 0 and task.counters.connects == 1
+    finally:
+        board_stop.set()
+        await live
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        board.close()
+    # Raised once, though re-sent all along (the board's input later clears it).
+    assert [x["state"] for x in alarm_events(journal(cfg), "car-0")][:2] in (["raised"], ["raised", "cleared"])
 
 
 # -- the daemon on ptys ------------------------------------------------------------------------------
