@@ -295,12 +295,12 @@ class BoardSession:
             return out
         self.counters.frames += 1
         live = self.mode is LinkMode.LIVE
-        unwrapped = self._clock.unwrap(frame.t_ms, self._mono * 1000.0 if live else None)
+        unwrapped = self._clock.unwrap(frame[4], self._mono * 1000.0 if live else None)  # t_ms
         if live:
             self._clock.observe_arrival(unwrapped, host_now_s * 1000.0)
         ts = self._clock.to_utc_s(unwrapped)
         self._heard(ts, host_now_s, out)
-        handler = _HANDLERS.get(frame.type)
+        handler = _HANDLERS.get(frame[0])  # type
         if handler is None:
             self.counters.drops[SessionDrop.UNEXPECTED] += 1
         elif not handler(self, frame, ts, host_now_s, out):
@@ -485,7 +485,7 @@ class BoardSession:
     def _track_sequence(self, frame: Frame, host_now_s: float, out: list[Observation]) -> bool:
         """True if the frame is new; handles reboots. Each lost frame is counted exactly once."""
         c = self.counters
-        boot, seq = frame.boot_id, frame.seq
+        boot, seq = frame[2], frame[3]  # boot_id, seq (tuple indexes: this runs per frame)
         if self.boot_id is None:
             self._start_boot(boot)
         elif boot != self.boot_id:
@@ -625,10 +625,19 @@ class BoardSession:
         return True
 
     def _on_state(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        st = self._view(m.State, frame)
-        if st is None or not _is_int(st.event_t_ms, st.inputs, st.changed, st.motion):
+        payload = frame[5]
+        if type(payload) is list and len(payload) == _STATE_FIELDS:  # noqa: E721 - what boards send
+            event_t_ms, inputs, changed, motion = payload
+        else:
+            st = self._view(m.State, frame)
+            if st is None:
+                return False
+            event_t_ms, inputs, changed, motion = st.event_t_ms, st.inputs, st.changed, st.motion
+        if not (
+            (type(event_t_ms) is int and type(inputs) is int and type(changed) is int and type(motion) is int)
+            or _is_int(event_t_ms, inputs, changed, motion)
+        ):
             return False
-        event_t_ms, inputs, changed, motion = st.event_t_ms, st.inputs, st.changed, st.motion
         t = self._payload_ts(event_t_ms, frame, ts)
         if changed or inputs != self.inputs:
             if self.inputs is not None and not changed:
@@ -641,16 +650,23 @@ class BoardSession:
         return True
 
     def _on_vib(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        v = self._view(m.Vib, frame)
-        if v is None:
-            return False
-        rate, lsb, first_index, count, samples = v.rate_hz, v.lsb_per_g, v.first_index, v.count, v.samples
-        if not (_is_int(rate, lsb, first_index, count) and isinstance(samples, (bytes, bytearray))):
+        payload = frame[5]
+        if type(payload) is list and len(payload) == _VIB_FIELDS:  # noqa: E721 - what boards send
+            rate, lsb, first_index, count, samples = payload
+        else:
+            v = self._view(m.Vib, frame)
+            if v is None:
+                return False
+            rate, lsb, first_index, count, samples = v.rate_hz, v.lsb_per_g, v.first_index, v.count, v.samples
+        if not (
+            (type(rate) is int and type(lsb) is int and type(first_index) is int and type(count) is int)
+            or _is_int(rate, lsb, first_index, count)
+        ) or not isinstance(samples, (bytes, bytearray)):
             return False
         if rate <= 0 or count <= 0 or len(samples) != count * 6:
             return False
         # The frame time is that of the block's last sample.
-        end_unwrapped = self._clock.peek(frame.t_ms)
+        end_unwrapped = self._clock.peek(frame[4])
         start_by_frame = end_unwrapped - (count - 1) * 1000.0 / rate
         gap = 0
         if self._vib_next_index is not None:
@@ -686,7 +702,7 @@ class BoardSession:
                 keep_anchor = since < _U16_HALF // 2  # move it on before the u16 distance aliases
         if not keep_anchor:
             self._vib_anchor = (first_index, start, rate)
-        raw = bytes(samples)
+        raw = samples if type(samples) is bytes else bytes(samples)
         self._vib_raw = raw
         block = np.frombuffer(raw, dtype="<i2").reshape(count, 3)
         out.append(
@@ -822,6 +838,8 @@ class BoardSession:
 
 # Fields per message view, computed once (dataclasses.fields() per frame costs microseconds).
 _FIELD_COUNT = {cls: len(dataclasses.fields(cls)) for cls in m.MESSAGE_CLASSES.values()}
+_VIB_FIELDS = _FIELD_COUNT[m.Vib]
+_STATE_FIELDS = _FIELD_COUNT[m.State]
 
 _HANDLERS = {
     lw.T_HELLO: BoardSession._on_hello,

@@ -139,6 +139,14 @@ class CarAnalytics:
 
     def feed(self, obs: Observation) -> list[Output]:
         """Apply one observation; returns the outputs it completed."""
+        if type(obs) is VibBlock:
+            # The common case (a block per read while the car moves): no rule reads VIB, so only
+            # the clock, the buffer and the trips waiting for their samples move.
+            done = self._advance(obs.ts_first)
+            self._on_vib(obs)
+            if not self._pending:
+                return done
+            return done + self._emit(self._finish_ready_trips(force=False))
         if not isinstance(obs, _OBSERVATION_TYPES):
             raise TypeError(f"not an observation: {type(obs).__name__}")
         done = self._advance(obs.ts)
@@ -372,19 +380,21 @@ class CarAnalytics:
 
     _RULES: tuple[_Rule, ...] = ()  # filled below the class (they reference its properties)
 
-    def _condition_holds(self, rule: _Rule) -> bool | None:
-        """The rule's condition now, or None when it cannot be judged (not in normal service)."""
-        if not self._in_service or (rule.needs_motion and not self._motion_known):
-            return None
-        if rule.holds is not None and "host" in self._faults.sources(rule.ftype):
-            return rule.holds(self)
-        return rule.condition(self)
-
     def _evaluate(self, at: float) -> list[Output]:
-        """Re-judge every rule after a change at `at` (conditions only change on observations)."""
+        """Re-judge every rule after a change at `at` (conditions only change on observations).
+        A rule is not judged (None) outside normal service; a fault the host raised is held by its
+        `holds` condition until that stops, not by the condition that raised it."""
         out: list[Output] = []
+        # inputs, motion and link do not change while the rules are judged (faults may)
+        in_service = self._in_service
+        motion_known = self._motion_known
         for rule in self._RULES:
-            holds = self._condition_holds(rule)
+            if not in_service or (rule.needs_motion and not motion_known):
+                holds = None
+            elif rule.holds is not None and self._faults.has_source(rule.ftype, "host"):
+                holds = rule.holds(self)
+            else:
+                holds = rule.condition(self)
             if holds is None:
                 self._since[rule.ftype] = None  # frozen; a running timer starts over later
                 continue
@@ -408,7 +418,7 @@ class CarAnalytics:
             return out  # no rule's condition is running (the usual case)
         for rule in self._RULES:
             since = self._since.get(rule.ftype)
-            if since is None or self._faults.sources(rule.ftype) & {"host"}:
+            if since is None or self._faults.has_source(rule.ftype, "host"):
                 continue
             threshold = rule.threshold_s(self)
             if now - since >= threshold:
@@ -431,6 +441,8 @@ class CarAnalytics:
     # ---------------------------------------------------------------- trips
 
     def _finish_ready_trips(self, force: bool) -> list[Output]:
+        if not self._pending:
+            return []
         out: list[Output] = []
         now = self._now_ts()
         vib_until = self._vib_until

@@ -113,6 +113,10 @@ class FaultBook:
     def is_active(self, ftype: FaultType) -> bool:
         return ftype in self._active
 
+    def has_source(self, ftype: FaultType, source: str) -> bool:
+        a = self._active.get(ftype)
+        return a is not None and source in a.sources
+
     def sources(self, ftype: FaultType) -> frozenset[str]:
         a = self._active.get(ftype)
         return frozenset(a.sources) if a else frozenset()
