@@ -127,7 +127,7 @@ class CarAnalytics:
         self._pending: deque[_TripInProgress] = deque()
         self._vib: deque[VibBlock] = deque()
         self._vib_until = float("-inf")  # end of the latest VIB sample received
-        self._since: dict[FaultType, float | None] = {}
+        self._since: dict[FaultType, float] = {}  # rules whose condition holds, since when
         self._uncalibrated_since: float | None = None  # motion 255 reported since (board not calibrated)
         self._vib_bad_run = self._vib_good_run = 0
         self._level_window: deque[bool] = deque(maxlen=cfg.leveling_window_stops)
@@ -334,14 +334,20 @@ class CarAnalytics:
     def _on_vib(self, block: VibBlock) -> None:
         if block.gravity is not None:
             self._gravity = block.gravity
-        self._vib.append(block)
-        self._vib_until = max(self._vib_until, block.ts_end)
-        keep_from = self._now_ts() - self.config.vib_buffer_s
-        oldest_trip = [t.start_ts for t in self._pending] + ([self._trip.start_ts] if self._trip else [])
-        horizon = min(oldest_trip) - _VIB_PRE_S if oldest_trip else self._now_ts() - _VIB_PRE_S - 1.0
-        keep_from = max(keep_from, min(horizon, block.ts_first))
-        while self._vib and self._vib[0].ts_end < keep_from:
-            self._vib.popleft()
+        vib = self._vib
+        vib.append(block)
+        ts_end = block.ts_end
+        if ts_end > self._vib_until:
+            self._vib_until = ts_end
+        now = self._now_ts()
+        oldest = self._trip.start_ts if self._trip is not None else None
+        for t in self._pending:
+            if oldest is None or t.start_ts < oldest:
+                oldest = t.start_ts
+        horizon = oldest - _VIB_PRE_S if oldest is not None else now - _VIB_PRE_S - 1.0
+        keep_from = max(now - self.config.vib_buffer_s, min(horizon, block.ts_first))
+        while vib and vib[0].ts_end < keep_from:
+            vib.popleft()
 
     def _on_board_event(self, obs: BoardEvent) -> list[Output]:
         kind = BoardEventKind.convert(obs.kind)
@@ -396,13 +402,13 @@ class CarAnalytics:
             else:
                 holds = rule.condition(self)
             if holds is None:
-                self._since[rule.ftype] = None  # frozen; a running timer starts over later
+                self._since.pop(rule.ftype, None)  # frozen; a running timer starts over later
                 continue
             if holds:
                 if self._since.get(rule.ftype) is None:
                     self._since[rule.ftype] = at
             else:
-                self._since[rule.ftype] = None
+                self._since.pop(rule.ftype, None)
                 out += self._faults.clear(rule.ftype, at)
         out += self._fire_timers(self._now_ts())
         return out
@@ -414,7 +420,7 @@ class CarAnalytics:
             out += self._faults.raise_(
                 FaultType.SENSOR_FAULT, since + self.config.uncalibrated_grace_s, "uncalibrated", reason="uncalibrated"
             )
-        if not any(v is not None for v in self._since.values()):
+        if not self._since:
             return out  # no rule's condition is running (the usual case)
         for rule in self._RULES:
             since = self._since.get(rule.ftype)
