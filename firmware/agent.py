@@ -352,6 +352,7 @@ def run(board):
         a.loop()
     except KeyboardInterrupt:
         a.shutdown()
+        board.wdt_park()  # the REPL (flashing, calibration by hand) must not be reset after wdt_ms
         raise
     except BoardReset:
         raise

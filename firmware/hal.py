@@ -3,7 +3,7 @@
 # A board object gives: ``i2c`` (readfrom_mem_into / writeto_mem), ``ticks_ms()`` (ms mod 2**30),
 # ``wait_ms(ms) -> bool`` (False once a simulated feed ended), the input levels and their edge log
 # (``inputs``, ``edge_t``, ``edge_v``, ``edge_count``), ``uart_write(buf, n) -> bool``,
-# ``uart_readinto(buf) -> n``, ``wdt_start(ms)``/``wdt_feed()``, ``reset_cause()``, ``uid_hex()``,
+# ``uart_readinto(buf) -> n``, ``wdt_start(ms)``/``wdt_feed()``/``wdt_park()``, ``reset_cause()``, ``uid_hex()``,
 # ``path(name)`` for files on the board's flash, ``reset()``, ``ble()`` (None when absent),
 # ``set_transport(t)`` (0 UART, 1 BLE; returns the one in use), ``set_baud(baud)``, ``service(now)``
 # (main-loop hook of the transport) and ``mem_free()``. Only hal_esp32 imports ``machine``.

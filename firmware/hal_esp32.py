@@ -13,6 +13,7 @@ import machine
 from hal import EDGE_LOG
 
 INPUT_PINS = (25, 26, 27, 32, 33, 34)  # bit order of the input bitmask
+WDT_PARK_MS = 1800000  # 30 min at the REPL after Ctrl-C (flashing, calibration by hand)
 _CAUSES = {machine.PWRON_RESET: "power_on", machine.HARD_RESET: "hard", machine.WDT_RESET: "wdt",
            machine.SOFT_RESET: "soft", machine.DEEPSLEEP_RESET: "soft"}
 
@@ -69,6 +70,18 @@ class Esp32Board:
 
     def wdt_feed(self):
         if self._wdt is not None:
+            self._wdt.feed()
+
+    def wdt_park(self):
+        # machine.WDT cannot be stopped, and it keeps running at the REPL and across soft resets:
+        # after Ctrl-C a technician flashing the board would be reset mid-copy after wdt_ms. The
+        # ESP32 port re-configures the task watchdog when WDT() is called again (esp_task_wdt_
+        # reconfigure), so give the REPL WDT_PARK_MS; a board left at the REPL still comes back.
+        if self._wdt is not None:
+            try:
+                self._wdt = machine.WDT(timeout=WDT_PARK_MS)
+            except (OSError, ValueError):
+                pass  # a port that cannot re-configure: keep feeding what there is
             self._wdt.feed()
 
     def set_baud(self, baud):

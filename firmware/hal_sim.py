@@ -241,6 +241,15 @@ class SimBoard:
     def wdt_feed(self):
         self._wdt_fed_us = self.t_us
 
+    def wdt_park(self):
+        """Ctrl-C: the chip's watchdog gets the long REPL timeout (hal_esp32.wdt_park); the mock
+        board, whose real-time watchdog stands for the chip's, is told so."""
+        if self._wdt_ms:
+            self._wdt_ms = 0
+            hooks = sys.modules.get("_mockboard")
+            if hooks is not None:
+                hooks.wdt_park()
+
     def reset(self, cause="hard"):
         """machine.reset(): under the mock board its ROM restarts this process; elsewhere the runner
         catches hal.BoardReset and starts the next boot."""

@@ -15,6 +15,7 @@ from liftwatch.hil.mockboard.board import Direction, ResetCause
 from liftwatch.hil.sim.scenario import Scenario
 from liftwatch.protocol.messages import Command, Counters, Event, Heartbeat, Hello, MessageType
 
+from .conftest import mpremote
 from .test_board_scenarios import REST_PREFIX_S, TALK_SPEED, _calibrate
 
 pytestmark = pytest.mark.hil
@@ -87,6 +88,21 @@ def test_unacked_event_survives_a_power_cut(flashed, frame_tap) -> None:
     n = len([e for e in tap.of(Event) if e.event_id == first.event_id])
     time.sleep(3)
     assert len([e for e in tap.of(Event) if e.event_id == first.event_id]) == n  # acked: no more re-sends
+
+
+@pytest.mark.mock_only
+def test_ctrl_c_gives_the_repl_the_long_watchdog_timeout(flashed) -> None:
+    """machine.WDT cannot be stopped: without parking it, an integrator's mpremote session (flashing
+    takes longer than wdt_ms on a real UART) would be reset mid-copy. The mock's strict watchdog runs
+    at the REPL as the ESP32's does (test_strict_watchdog_keeps_running_at_the_repl)."""
+    board = flashed(speed=5.0, strict_watchdog=True, watchdog_s=2.0)
+    deadline = time.monotonic() + 20
+    while board.stats.feed_bytes_consumed == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mpremote(board.ports.console, "exec", "print(1 + 1)").strip() == "2"  # Ctrl-C, soft reset
+    time.sleep(5.0)  # 2.5 watchdog periods at the REPL
+    assert mpremote(board.ports.console, "resume", "exec", "print(2 + 2)").strip() == "4"
+    assert board.stats.watchdog_resets == 0 and board.stats.boots[ResetCause.WDT] == 0, board.stats
 
 
 @pytest.mark.mock_only

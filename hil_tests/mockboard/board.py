@@ -68,6 +68,8 @@ TICK_S = 0.02
 # Real seconds a stalled feed is tolerated before the watchdog fires, whatever the speed: the child
 # can be descheduled or collecting garbage for a while on a loaded 2-core CI machine.
 WATCHDOG_MIN_REAL_S = 3.0
+# The REPL timeout the firmware gives the chip's watchdog on Ctrl-C (firmware/hal_esp32.py WDT_PARK_MS).
+WDT_PARK_S = 1800.0
 # An idle car still gets a record this often (sim time), so a board clock never waits long for news.
 IDLE_RECORD_US = 1_000_000
 _ROM_RESET_TEXT = {
@@ -246,6 +248,7 @@ class MockBoard:
         self.heap_k = heap_k  # what the firmware gets; ESP32 modules with PSRAM have megabytes
         self.strict_watchdog = strict_watchdog
         self._wdt_started = False  # the firmware ran (consumed its feed) since the last chip reset
+        self._wdt_parked = False  # the firmware gave it the long REPL timeout on Ctrl-C (hal wdt_park)
         self._wdt_fed = 0.0
         self.extra_env = dict(extra_env or {})
         self.stats = BoardStats()
@@ -577,6 +580,8 @@ class MockBoard:
             elif c in "Ss":
                 self._repl_mode = "friendly" if c == "S" else "raw"
                 self._restart_pending = ResetCause.SOFT
+            elif c == "P":
+                self._wdt_parked = True
             elif c in "HW":
                 self._repl_mode = "friendly"
                 if c == "W":
@@ -630,6 +635,7 @@ class MockBoard:
         if cause is not ResetCause.SOFT:
             self._hw_cause = cause
             self._wdt_started = False
+            self._wdt_parked = False
             self._console_text(b"ets Jul 29 2019 12:21:46\r\n\r\n" + _ROM_RESET_TEXT[str(cause)] + b"\r\n")
         self._drain_feed()
         self._drain_uart()
@@ -876,9 +882,10 @@ class MockBoard:
         now = time.monotonic()
         if self.strict_watchdog and self._wdt_started and self._child is not None and self._at_repl:
             # Soft reboots do not stop it either: only feeding (the firmware making progress) does.
-            if now - self._wdt_fed > self.watchdog_s:
+            limit = WDT_PARK_S if self._wdt_parked else self.watchdog_s
+            if now - self._wdt_fed > limit:
                 self.stats.watchdog_resets += 1
-                log.info("watchdog: still running at the REPL after %.1f s (strict)", self.watchdog_s)
+                log.info("watchdog: still running at the REPL after %.1f s (strict)", limit)
                 self._reset(ResetCause.WDT)
             return
         if self._child is None or self._at_repl or self._boot_consumed == 0 or self._stall_since is None:

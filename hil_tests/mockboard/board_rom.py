@@ -34,6 +34,7 @@ _CTL_SOFT_FRIENDLY = b"S"  # soft reboot, then run boot.py and main.py
 _CTL_SOFT_RAW = b"s"  # soft reboot from the raw REPL: boot.py only, stay in the raw REPL
 _CTL_HARD = b"H"  # machine.reset(): kill and restart me, as the reset pin would
 _CTL_WDT = b"W"  # the firmware's simulated watchdog expired: restart me with reset cause wdt
+_CTL_WDT_PARK = b"P"  # the firmware gave the chip's watchdog its long REPL timeout (Ctrl-C)
 _CTL_READY = b"B"  # booted far enough to take a KeyboardInterrupt: a Ctrl-C held back may come now
 _CTL_INTR_ON = b"K"  # 0x03 on the console means SIGINT (micropython.kbd_intr(3), the default)
 _CTL_INTR_OFF = b"k"  # 0x03 is data (kbd_intr(-1): mpremote mount streams binary on the console)
@@ -185,6 +186,9 @@ class _MockBoardHooks:
         _tell(_CTL_WDT if cause == "wdt" else _CTL_HARD)
         while True:
             time.sleep_ms(100)
+
+    def wdt_park(self):
+        _tell(_CTL_WDT_PARK)
 
 
 sys.modules["_mockboard"] = _MockBoardHooks()
