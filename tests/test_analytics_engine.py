@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 import pytest
 from analytics_synth import CarStream
 from liftwatch.edge_daemon.analytics import (
@@ -263,3 +265,32 @@ def test_config_errors_name_the_field(kw, field):
 def test_an_unknown_observation_is_a_type_error():
     with pytest.raises(TypeError):
         CarAnalytics("c").feed(object())  # type: ignore[arg-type]
+
+
+def _merge_adjacent_vib(observations, most: int):
+    """What the session makes of a read: up to `most` adjacent contiguous VibBlocks as one block."""
+    out = []
+    for o in observations:
+        prev = out[-1] if out else None
+        if (isinstance(o, VibBlock) and isinstance(prev, VibBlock) and o.gap_before == 0
+                and len(prev.samples) < most * len(o.samples) and o.rate_hz == prev.rate_hz
+                and abs(o.ts_first - prev.ts_end) < 1e-6):
+            out[-1] = VibBlock(prev.ts_first, prev.rate_hz, prev.lsb_per_g,
+                               np.concatenate([prev.samples, o.samples]), prev.gravity, prev.gap_before)
+        else:
+            out.append(o)
+    return out
+
+
+@pytest.mark.parametrize("most", [2, 7, 1000])
+def test_vib_merged_into_big_blocks_gives_the_trips_of_small_blocks(most):
+    """The session merges each read's VIB frames into one block; analytics must not care."""
+    s = CarStream(CFG).wait(2).trip(3).wait(0.5).door_cycle().trip(-2, gap_at=20).wait(1).trip(1).wait(10)
+    small = s.sorted()
+    big = _merge_adjacent_vib(small, most)
+    assert len(of(big, VibBlock)) < len(of(small, VibBlock))
+    eng_small, eng_big = CarAnalytics("c", CFG), CarAnalytics("c", CFG)
+    want = feed_all(eng_small, small) + eng_small.flush(small[-1].ts + 10)
+    got = feed_all(eng_big, big) + eng_big.flush(small[-1].ts + 10)
+    assert len(of(want, Trip)) == 3 and sum(t.ride_quality is not None for t in of(want, Trip)) == 2
+    assert [o.to_message() for o in got] == [o.to_message() for o in want]

@@ -467,3 +467,69 @@ def test_host_seq_resumes_after_a_restart_only_within_the_same_board_boot():
     other = BoardSession(resume_host_seq=(11, 5000))  # the board rebooted meanwhile
     other.on_frame(Board(boot_id=12).hello(), 1.0)
     assert min(f.seq for f in decode_all(other.take_outgoing())) == 0
+
+
+def _vib_samples_and_times(obs) -> tuple[np.ndarray, np.ndarray]:
+    """All VIB samples of `obs` in order, with each sample's UTC time."""
+    blocks = [o for o in obs if isinstance(o, VibBlock)]
+    if not blocks:
+        return np.empty((0, 3)), np.empty(0)
+    samples = np.concatenate([o.samples for o in blocks])
+    times = np.concatenate([o.ts_first + np.arange(len(o.samples)) / o.rate_hz for o in blocks])
+    return samples, times
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_on_frames_accounts_for_damage_inside_vib_runs_exactly_as_frame_by_frame(seed):
+    """Merged VIB runs must not hide what the per-frame path counts: lost frames (seq jumps),
+    repeats, late frames, sample-index gaps, reboots and stale boots inside a run, in any chunking."""
+    rng = np.random.default_rng(seed)
+    boards = {7: Board(boot_id=7, t_ms=0)}
+    frames = [boards[7].hello(advance_ms=0)]
+    boot, index, sent = 7, 0, []
+    for _ in range(400):
+        b = boards[boot]
+        if rng.random() < 0.04 and sent:  # a frame sent again (link hiccup), or an old one arriving late
+            frames.append(sent[-1] if rng.random() < 0.5 else sent[max(0, len(sent) - 5)])
+            continue
+        if rng.random() < 0.03:
+            b.seq += int(rng.integers(1, 4))  # frames lost on the wire
+        if rng.random() < 0.03:
+            index += int(rng.integers(1, 200))  # samples the board dropped (ring overrun)
+        if rng.random() < 0.05:
+            frames.append(b.frame(lw.T_STATE, [b.t_ms, int(rng.integers(0, 8)), 1, int(rng.integers(0, 4))]))
+        if rng.random() < 0.01:  # the board reboots; a frame of the old boot straggles in after
+            stale = b
+            boot += 1
+            boards[boot] = Board(boot_id=boot, t_ms=int(rng.integers(0, 1000)))
+            b = boards[boot]
+            frames.append(b.hello(advance_ms=0))
+            frames.append(stale.frame(lw.T_HEARTBEAT, [1, 1, 0, 0, 1, True, False]))
+            index = 0
+        count = int(rng.choice([16, 64]))
+        raw = rng.integers(-3000, 3000, size=(count, 3)).astype("<i2")
+        jitter = int(rng.integers(-3, 4))
+        f = b.frame(lw.T_VIB, [400, 16384, index % 65536, count, raw.tobytes()], advance_ms=count * 10 // 4 + jitter)
+        frames.append(f)
+        sent.append(f)
+        index += count
+    one = replay_session()
+    per_frame = [o for f in frames for o in one.on_frame(f, 0.0)]
+    merged = replay_session()
+    batched, i = [], 0
+    while i < len(frames):  # reads of random length, as a serial port delivers them
+        n = int(rng.integers(1, 40))
+        batched += merged.on_frames(frames[i : i + n], 0.0)
+        i += n
+    assert merged.counters.to_status() == one.counters.to_status()
+    assert one.counters.lost_frames > 0 and one.counters.vib_discontinuities > 0
+    assert one.counters.drops  # duplicates, late or stale frames were refused
+    samples, times = _vib_samples_and_times(batched)
+    want_samples, want_times = _vib_samples_and_times(per_frame)
+    np.testing.assert_array_equal(samples, want_samples)
+    np.testing.assert_allclose(times, want_times, rtol=0, atol=1e-6)
+    assert len([o for o in batched if isinstance(o, VibBlock)]) < len([o for o in per_frame if isinstance(o, VibBlock)])
+    others = [o for o in batched if not isinstance(o, VibBlock)]
+    assert others == [o for o in per_frame if not isinstance(o, VibBlock)]
+    gaps = [o.gap_before for o in batched if isinstance(o, VibBlock) and o.gap_before]
+    assert sum(gaps) == sum(o.gap_before for o in per_frame if isinstance(o, VibBlock))
