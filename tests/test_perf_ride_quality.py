@@ -9,7 +9,7 @@ import pytest
 from scipy import signal
 
 from liftwatch.edge_daemon.analytics import dsp
-from liftwatch.edge_daemon.analytics.ride_quality import _a95, half_cycle_peaks, lowpass
+from liftwatch.edge_daemon.analytics.ride_quality import _a95, half_cycle_peaks, jerk, lowpass
 from liftwatch.edge_daemon.analytics.weighting import Weighting, apply_weighting, weighting_sos
 
 
@@ -92,3 +92,58 @@ def test_a95_equals_numpy_inverted_cdf_quantile(n):
     rng = np.random.default_rng(n)
     for pp in (rng.normal(size=n), np.round(rng.normal(size=n), 1)):  # ties too
         assert _a95(pp.copy()) == np.quantile(pp, 0.95, method="inverted_cdf")
+
+
+def _with_and_without_kernels(monkeypatch, fn):
+    """fn() computed with the C kernels and with the numpy forms beside them."""
+    got = fn()
+    monkeypatch.setattr(dsp, "fast", None)
+    want = fn()
+    monkeypatch.undo()
+    return got, want
+
+
+@pytest.mark.parametrize("n", [16, 17, 22, 23, 400, 8801])
+def test_c_kernels_equal_the_numpy_forms_of_lowpass_jerk_and_peaks(monkeypatch, n):
+    if not dsp.ACCELERATED:
+        pytest.skip("_fastdsp not built")
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=n).cumsum() + np.round(rng.normal(size=n), 1)
+    cols = np.column_stack([x, -x, x]).copy()  # non-contiguous columns, as the car frame gives them
+    for cutoff in (10.0, 1.0):
+        got, want = _with_and_without_kernels(monkeypatch, lambda: lowpass(cols[:, 1], 400.0, cutoff))
+        np.testing.assert_array_equal(got, want)
+    got, want = _with_and_without_kernels(monkeypatch, lambda: jerk(cols[:, 2], 400, 0.5))
+    np.testing.assert_array_equal(got, want)  # NaN edges included
+    assert np.isnan(got).sum() == (n if n < 201 else 200)
+    wavy = np.sin(np.arange(n) / 5.0) + np.round(rng.normal(size=n), 1) * 0.3
+    wavy[n // 3 : n // 3 + 5] = -0.0  # exact zeros with the sign bit set
+    got, want = _with_and_without_kernels(monkeypatch, lambda: half_cycle_peaks(wavy))
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    with_nan = wavy.copy()
+    with_nan[n // 2] = np.nan
+    got, want = _with_and_without_kernels(monkeypatch, lambda: half_cycle_peaks(with_nan))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_analyse_trip_gives_the_same_bits_with_and_without_the_c_kernels(monkeypatch):
+    if not dsp.ACCELERATED:
+        pytest.skip("_fastdsp not built")
+    from analytics_synth import cosine_trip, to_counts
+
+    from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
+    from liftwatch.edge_daemon.analytics.ride_quality import analyse_trip
+
+    t, a, _ = cosine_trip(400.0, -1.0, 2.0, 6.0)
+    rng = np.random.default_rng(5)
+    car = np.column_stack([rng.normal(0, 0.05, len(t)), rng.normal(0, 0.05, len(t)), a + 0.1 * np.sin(7 * t)])
+    counts, gravity = to_counts(car, 16384, tilt_deg=8.0)
+
+    def run():
+        return analyse_trip(counts, 400, 16384, gravity, 100.0, AnalyticsConfig(), (100.5, 110.5))
+
+    (rq, kin), (rq0, kin0) = _with_and_without_kernels(monkeypatch, run)
+    assert rq == rq0 and rq.judged
+    np.testing.assert_array_equal(kin.speed_mps, kin0.speed_mps)
+    np.testing.assert_array_equal(kin.accel_mps2, kin0.accel_mps2)

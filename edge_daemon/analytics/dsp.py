@@ -1,4 +1,4 @@
-"""One filter primitive for ride quality: second-order sections over the columns of an array, in place.
+"""Filter primitive for ride quality: second-order sections over the columns of an array, in place.
 
 `sosfilt_columns` is scipy.signal.sosfilt's arithmetic. With the optional C kernel (`_fastdsp.c`,
 built by setup.py) it skips scipy's per-call validation and reshaping (~80 us, six calls per trip);
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-__all__ = ["ACCELERATED", "sosfilt_columns"]
+__all__ = ["ACCELERATED", "fast", "sosfilt_columns"]
 
 try:  # optional C kernel, built by setup.py (edge_daemon/analytics/_fastdsp.c)
     from liftwatch.edge_daemon.analytics import _fastdsp
@@ -18,6 +18,10 @@ except ImportError:  # not built: scipy gives the same results, slower
     _fastdsp = None
 
 ACCELERATED = _fastdsp is not None
+# The kernels themselves for ride_quality's other loops (filtfilt, least-squares slope, half-cycle
+# peaks); None without the build. ride_quality keeps the numpy form of each beside it, and tests
+# compare the two bit for bit.
+fast = _fastdsp
 
 
 def sosfilt_columns(sos: np.ndarray, x: np.ndarray, zi: np.ndarray, accelerated: bool = ACCELERATED) -> None:

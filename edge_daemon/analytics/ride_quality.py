@@ -24,6 +24,7 @@ import numpy as np
 from scipy import signal
 
 from .config import AnalyticsConfig
+from . import dsp
 from .dsp import sosfilt_columns
 from .weighting import Weighting, apply_weighting
 
@@ -176,6 +177,10 @@ def lowpass(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
         return x
     sos, zi = _butter_sos(float(cutoff_hz), float(rate_hz))
     edge = min(len(x) - 1, 3 * 7)
+    if dsp.fast is not None:  # the same steps in one C call (extension, both passes)
+        y = np.empty(len(x) + 2 * edge)
+        dsp.fast.lowpass_filtfilt(sos, zi, np.ascontiguousarray(x), y)
+        return y[edge:-edge]
     y = np.concatenate((2 * x[:1] - x[edge:0:-1], x, 2 * x[-1:] - x[-2 : -(edge + 2) : -1]))
     sosfilt_columns(sos, y, (zi * y[:1])[np.newaxis])
     y = y[::-1].copy()
@@ -194,6 +199,9 @@ def jerk(accel: np.ndarray, rate_hz: float, window_s: float) -> np.ndarray:
     a = np.asarray(accel, dtype=float)
     m = len(a)
     c = (n - 1) / 2
+    if dsp.fast is not None:  # the same sums and products in one C pass
+        dsp.fast.ls_slope(np.ascontiguousarray(a), n, float(rate_hz), float(np.sum((np.arange(n) - c) ** 2)), out)
+        return out
     s0 = np.zeros(m + 1)
     np.cumsum(a, out=s0[1:])
     s1 = np.zeros(m + 1)
@@ -241,6 +249,9 @@ def half_cycle_peaks(x: np.ndarray) -> np.ndarray:
     """Signed extreme of each stretch between zero crossings (the first and last stretches are
     partial and are dropped)."""
     x = np.asarray(x, dtype=float)
+    if dsp.fast is not None:  # one C pass over the stretches, the same comparisons
+        peaks = np.empty(len(x))
+        return peaks[: dsp.fast.half_cycle_peaks(np.ascontiguousarray(x), peaks)]
     sign = np.signbit(x)
     cuts = np.flatnonzero(sign[1:] != sign[:-1]) + 1
     if len(cuts) < 2:
