@@ -626,7 +626,7 @@ class BoardSession:
 
     def _on_state(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
         payload = frame[5]
-        if type(payload) is list and len(payload) == _STATE_FIELDS:  # noqa: E721 - what boards send
+        if type(payload) is list and len(payload) == _STATE_FIELDS:  # exactly what boards send
             event_t_ms, inputs, changed, motion = payload
         else:
             st = self._view(m.State, frame)
@@ -651,7 +651,7 @@ class BoardSession:
 
     def _on_vib(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
         payload = frame[5]
-        if type(payload) is list and len(payload) == _VIB_FIELDS:  # noqa: E721 - what boards send
+        if type(payload) is list and len(payload) == _VIB_FIELDS:  # exactly what boards send
             rate, lsb, first_index, count, samples = payload
         else:
             v = self._view(m.Vib, frame)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-
 import pytest
 from analytics_synth import CarStream
 from liftwatch.edge_daemon.analytics import (

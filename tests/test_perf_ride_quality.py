@@ -6,11 +6,19 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy import signal
-
 from liftwatch.edge_daemon.analytics import dsp
-from liftwatch.edge_daemon.analytics.ride_quality import _a95, half_cycle_peaks, jerk, lowpass
-from liftwatch.edge_daemon.analytics.weighting import Weighting, apply_weighting, weighting_sos
+from liftwatch.edge_daemon.analytics.ride_quality import (
+    _a95,
+    half_cycle_peaks,
+    jerk,
+    lowpass,
+)
+from liftwatch.edge_daemon.analytics.weighting import (
+    Weighting,
+    apply_weighting,
+    weighting_sos,
+)
+from scipy import signal
 
 
 def _peaks_by_loop(x: np.ndarray) -> np.ndarray:
@@ -111,7 +119,7 @@ def test_c_kernels_equal_the_numpy_forms_of_lowpass_jerk_and_peaks(monkeypatch, 
     x = rng.normal(size=n).cumsum() + np.round(rng.normal(size=n), 1)
     cols = np.column_stack([x, -x, x]).copy()  # non-contiguous columns, as the car frame gives them
     for cutoff in (10.0, 1.0):
-        got, want = _with_and_without_kernels(monkeypatch, lambda: lowpass(cols[:, 1], 400.0, cutoff))
+        got, want = _with_and_without_kernels(monkeypatch, lambda cutoff=cutoff: lowpass(cols[:, 1], 400.0, cutoff))
         np.testing.assert_array_equal(got, want)
     got, want = _with_and_without_kernels(monkeypatch, lambda: jerk(cols[:, 2], 400, 0.5))
     np.testing.assert_array_equal(got, want)  # NaN edges included
@@ -131,7 +139,6 @@ def test_analyse_trip_gives_the_same_bits_with_and_without_the_c_kernels(monkeyp
     if not dsp.ACCELERATED:
         pytest.skip("_fastdsp not built")
     from analytics_synth import cosine_trip, to_counts
-
     from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
     from liftwatch.edge_daemon.analytics.ride_quality import analyse_trip
 

@@ -336,9 +336,7 @@ class CarAnalytics:
             self._gravity = block.gravity
         vib = self._vib
         vib.append(block)
-        ts_end = block.ts_end
-        if ts_end > self._vib_until:
-            self._vib_until = ts_end
+        self._vib_until = max(self._vib_until, block.ts_end)
         now = self._now_ts()
         oldest = self._trip.start_ts if self._trip is not None else None
         for t in self._pending:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from .config import AnalyticsConfig
 from . import dsp
+from .config import AnalyticsConfig
 from .dsp import sosfilt_columns
 from .weighting import Weighting, apply_weighting
 
