@@ -23,8 +23,9 @@ the line (counted as `board_link_full`). Figures meant to show the daemon's own 
 it keeps up with (e.g. `--speed 200`, or fewer boards); 600x shows behaviour under overload.
 
 Time: the boards and the daemon share one simulated clock, ``t0 + (wall - w0) * speed``. The daemon
-gets it through `Daemon(clock=...)`, plus an offset that the harness changes with SIGUSR1/SIGUSR2
-(clock jumps).
+gets it as its monotonic clock (`Daemon(monotonic=...)`) and, plus an offset that the harness
+changes with SIGUSR1/SIGUSR2 (clock jumps), as its wall clock (`Daemon(clock=...)`). Until this
+change both jumped together, which no Pi does, and the daemon could not see the step.
 
 Faults, chosen at random times (seeded): serial garbage (bytes injected between frames and frames
 corrupted on the line), serial cuts (the adapter vanishes and comes back), board power cuts and
@@ -102,13 +103,16 @@ def daemon_child(config_path: str, w0_file: str, speed: float) -> None:
     offset = [0.0]
     w0: list[float | None] = [None]
 
-    def clock() -> float:
+    def monotonic() -> float:
         if w0[0] is None:
             try:
                 w0[0] = float(Path(w0_file).read_text())
             except (OSError, ValueError):
-                return START_UNIX + offset[0]
-        return START_UNIX + (time.time() - w0[0]) * speed + offset[0]
+                return START_UNIX
+        return START_UNIX + (time.time() - w0[0]) * speed
+
+    def clock() -> float:
+        return monotonic() + offset[0]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -116,7 +120,9 @@ def daemon_child(config_path: str, w0_file: str, speed: float) -> None:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, lambda: offset.__setitem__(0, offset[0] + JUMP_FORWARD_S))
         loop.add_signal_handler(signal.SIGUSR2, lambda: offset.__setitem__(0, offset[0] - JUMP_BACK_S))
-        await Daemon(load_config(config_path), clock=clock).run(stop)
+        # A clock jump steps the wall clock only, as NTP does on a Pi: its monotonic clock never jumps,
+        # and the daemon tells the two apart (a step re-measures the board time offset at once).
+        await Daemon(load_config(config_path), clock=clock, monotonic=monotonic).run(stop)
 
     asyncio.run(main())
 
@@ -393,6 +399,7 @@ class Soak:
         self.fault_windows: list[tuple[float, float, str, int | None]] = []  # (from, to, fault, board)
         self.pending: list[tuple[float, str, Any]] = []  # (sim time, action, arg) still to do
         self.lost_items: list[Item] = []
+        self.clock_steps: list[float] = []  # simulated times the daemon's wall clock was stepped
         self.outbox_pending: int | None = None  # from the daemon's status file
         self.status_mtime = 0.0
         self.tmpfs = False  # the daemon's state dir is a small tmpfs we can fill (--tmpfs-mb, needs root)
@@ -600,6 +607,7 @@ class Soak:
                 self.daemon_offset_s += JUMP_FORWARD_S if forward else -JUMP_BACK_S
                 self.offsets_seen.add(self.daemon_offset_s)
                 self.fault_windows.append((now, now + 700, action, None))  # until the next TIME_SYNC
+                self.clock_steps.append(now)
         elif action == "broker_outage":
             if self.broker.running:
                 hours = rng.uniform(1, 4)
@@ -780,6 +788,7 @@ class Soak:
                 counted[(parts[1], parts[2])] += n
         unique = {m["id"]: m for m in upstream if "id" in m}
         lost = duplicated = pending_on_board = 0
+        lost_by_cause: collections.Counter = collections.Counter()
         dropped: collections.Counter = collections.Counter()
         table: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 
@@ -854,6 +863,11 @@ class Soak:
                 table[item.kind]["lost"] += 1
                 lost += 1
                 self.lost_items.append(item)
+                # Not an excuse, a diagnosis: a wall-clock step while the item was under way splits
+                # its times across two clock bases in the daemon (an open defect, docs/daemon.md).
+                end = item.end_sim if item.end_sim is not None else item.start_sim
+                stepped = any(item.start_sim - 5 <= t <= end + 5 for t in self.clock_steps)
+                lost_by_cause["clock_step_mid_item" if stepped else "unexplained"] += 1
         for kind in ("trip", "maintenance"):
             extra = sum(1 for (car, k), lst in upstream_times.items() if k == kind for _, mid, _ in lst if mid not in used)
             table[kind]["upstream_unmatched"] = extra
@@ -861,6 +875,7 @@ class Soak:
         growth = [last - first for _, first, last in self.rss]
         return {
             "lost": lost,
+            "lost_by_cause": dict(sorted(lost_by_cause.items())),
             "duplicated": duplicated,
             "dropped_by_reason": dict(sorted(dropped.items())),
             "faults_injected": {k: v for k, v in sorted(self.faults.items()) if v > 0},
@@ -928,6 +943,8 @@ def print_table(result: dict[str, Any]) -> None:
         extra = row.get("upstream_unmatched")
         print(f"{kind:<12} {row.get('made', 0):>6} {row.get('once', 0):>6} {row.get('duplicated', 0):>5} "
               f"{row.get('lost', 0):>5}  {drops}" + (f" / {extra} unmatched" if extra else ""))
+    if result["lost"]:
+        print(f"lost by cause: {result['lost_by_cause']}")
     print(f"faults injected: {result['faults_injected']}")
     print(f"daemon drops: {result['daemon_drops']}; board frames lost on the line: "
           f"{result['board_frames_lost_on_line']} of {result['board_frames_sent']}")
