@@ -77,7 +77,11 @@ async def test_fsync_per_batch_not_per_message(tmp_path: Path, monkeypatch: pyte
         fsyncs += 1
         real_fsync(fd)
 
-    monkeypatch.setattr(upstream_module.os, "fsync", counting_fsync)
+    class JournalOs:  # the journal's own fsyncs only: the outbox fsyncs too (its reserve file)
+        def __getattr__(self, name: str) -> Any:
+            return counting_fsync if name == "fsync" else getattr(os, name)
+
+    monkeypatch.setattr(upstream_module, "os", JournalOs())
     outbox = Outbox(tmp_path / "outbox.db")
     outbox.put_many([fact(i) for i in range(2000)])
     await drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=tmp_path / "j.jsonl")), outbox)
