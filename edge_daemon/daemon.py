@@ -380,6 +380,11 @@ class BoardTask:
                 _LOG.exception("%s: board task failed, reconnecting", self.transport.link)
             finally:
                 writer.cancel()
+                # Python 3.11's wait_for swallows a cancel that lands as the write completes; the
+                # writer would then wait on its empty queue forever and hang shutdown: cancel again.
+                while not writer.done():
+                    await asyncio.wait({writer}, timeout=0.05)
+                    writer.cancel()
                 await asyncio.gather(writer, return_exceptions=True)
                 while not self._writes.empty():
                     self._writes.get_nowait()
