@@ -52,6 +52,7 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -1006,6 +1007,8 @@ def main(argv: list[str] | None = None) -> int:
             if soak.broker is not None and soak.broker.running:
                 soak.broker.kill()
             if soak.tmpfs:
+                if args.workdir:  # the outbox and logs for a post-mortem, before the tmpfs goes
+                    shutil.copytree(workdir / "state", workdir / "state-saved", dirs_exist_ok=True)
                 subprocess.run(["umount", str(workdir / "state")], check=False)
     print_table(result)
     if args.verbose:

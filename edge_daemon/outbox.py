@@ -70,7 +70,8 @@ KEEP_IDS_S = 7 * 24 * 3600
 """How long the id of a delivered/dropped message is remembered to absorb late re-puts."""
 
 DEFAULT_RESERVE_BYTES = 8 * 1024 * 1024
-"""8 MiB set aside for a full disk: some 15,000 trips, several days of facts for a ten-car site."""
+"""8 MiB set aside for a full disk. Measured on a full tmpfs: 12,600 trips of 450 bytes, 5,800 of
+1.1 kB (with ride quality): three to six days of a ten-car site at 200 trips per car and day."""
 
 SHED_FILE_BYTES = 4096
 """Size of the preallocated shed counter file: a few dozen (reason, kind) counts as JSON."""
