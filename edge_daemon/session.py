@@ -57,6 +57,10 @@ _U16_HALF = 0x8000
 # The host's wall clock moved this much against its monotonic clock between two calls: it was
 # stepped (NTP on a Pi without RTC, an operator). Offsets and pending TIME_SYNCs are then void.
 CLOCK_STEP_S = 1.0
+# A new clock offset waits for the end of a trip at most this long (board ms): a car that reports
+# "moving" for longer has a fault, and its times should follow the best offset again.
+TRIP_OFFSET_HOLD_MAX_MS = 600_000
+_MOTION_MOVING = (int(m.Motion.ACCELERATING), int(m.Motion.MOVING), int(m.Motion.DECELERATING))
 # A TIME_SYNC reply slower than this says more about a busy link than about the clock offset.
 MAX_SYNC_RTT_MS = 2000
 # A VIB block whose index-derived start differs this much from its frame time re-anchors the
@@ -135,7 +139,10 @@ class BoardClock:
     seen sets it) but consistent within a boot, which is all the offset needs.
     """
 
-    __slots__ = ("last_raw", "last_unwrapped", "last_host_ms", "offset_ms", "synced", "sync_rtt_ms")
+    __slots__ = (
+        "last_raw", "last_unwrapped", "last_host_ms", "offset_ms", "synced", "sync_rtt_ms", "trip_offset_ms",
+        "trip_since",
+    )
 
     def __init__(self, offset_ms: float | None = None) -> None:
         self.last_raw: int | None = None
@@ -144,6 +151,11 @@ class BoardClock:
         self.offset_ms = offset_ms
         self.synced = False
         self.sync_rtt_ms: float | None = None
+        # While the car moves, times map with the offset it started with: a new offset (TIME_SYNC,
+        # a step of the Pi's wall clock) lands between trips, never inside one, so a trip's start,
+        # samples and end share one time base (a step mid-trip once made a 3618 s or negative trip).
+        self.trip_offset_ms: float | None = None
+        self.trip_since = 0  # unwrapped board ms the trip's offset was taken at
 
     def unwrap(self, t_ms: int, host_ms: float | None = None) -> int:
         """Advance with the frame's send time. After more than a quarter wrap (3 days) of silence
@@ -195,7 +207,16 @@ class BoardClock:
         return True
 
     def to_utc_s(self, unwrapped: int) -> float:
-        return (unwrapped + (self.offset_ms or 0.0)) / 1000.0
+        offset = self.trip_offset_ms if self.trip_offset_ms is not None else self.offset_ms
+        return (unwrapped + (offset or 0.0)) / 1000.0
+
+    def hold_for_trip(self, unwrapped: int) -> None:
+        """The car started moving: keep mapping with today's offset until `release_after_trip`."""
+        if self.trip_offset_ms is None and self.offset_ms is not None:
+            self.trip_offset_ms, self.trip_since = self.offset_ms, unwrapped
+
+    def release_after_trip(self) -> None:
+        self.trip_offset_ms = None
 
 
 @dataclass(slots=True)
@@ -639,6 +660,9 @@ class BoardSession:
         ):
             return False
         t = self._payload_ts(event_t_ms, frame, ts)
+        clock = self._clock
+        if clock.trip_offset_ms is not None and clock.last_unwrapped - clock.trip_since > TRIP_OFFSET_HOLD_MAX_MS:
+            clock.release_after_trip()  # "moving" for this long is a fault, not a trip to keep whole
         if changed or inputs != self.inputs:
             if self.inputs is not None and not changed:
                 changed = inputs ^ self.inputs  # a STATE we missed: say what differs from the last
@@ -647,6 +671,10 @@ class BoardSession:
         if motion != self.motion:
             out.append(MotionChanged(ts=t, motion=motion))
             self.motion = motion
+            if motion in _MOTION_MOVING:
+                clock.hold_for_trip(clock.peek(event_t_ms % T_MS_MODULO))
+            else:
+                clock.release_after_trip()
         return True
 
     def _on_vib(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:

@@ -457,6 +457,28 @@ def test_wall_clock_step_neither_fakes_an_outage_nor_keeps_a_stale_offset():
     assert s.tick(wall0 + step + 27.0, 27.0) == [LinkState(ts=s.last_heard_s, online=False)]
 
 
+def test_wall_clock_step_mid_trip_waits_for_the_trip_to_end():
+    """NTP steps the Pi's clock back 50 s while the car moves: the trip keeps one time base (its
+    duration is the board's, not -35 s), and the next trip is placed with the new offset."""
+    s, b = BoardSession(SessionConfig(heartbeat_timeout_s=15.0)), Board(t_ms=0)
+    wall0 = 1_800_000_000.0
+
+    def state(motion: int, mono_s: float, advance_ms: int, step_s: float = 0.0) -> MotionChanged:
+        f = b.frame(lw.T_STATE, [b.t_ms + advance_ms, 0b111, 0, motion], advance_ms=advance_ms)
+        (obs,) = [o for o in s.on_frame(f, wall0 + step_s + mono_s, mono_s) if isinstance(o, MotionChanged)]
+        return obs
+
+    s.on_frame(b.hello(advance_ms=0), wall0, 0.0)
+    s.on_frame(b.heartbeat(advance_ms=1000), wall0 + 1.0, 1.0)
+    start = state(int(m.Motion.ACCELERATING), 2.0, 1000)
+    s.on_frame(b.heartbeat(advance_ms=5000), wall0 - 50.0 + 7.0, 7.0)  # the wall clock stepped back 50 s
+    end = state(int(m.Motion.REST), 17.0, 10_000, step_s=-50.0)
+    assert s.counters.clock_steps == 1
+    assert end.ts - start.ts == pytest.approx(15.0, abs=0.01)
+    nxt = state(int(m.Motion.ACCELERATING), 27.0, 10_000, step_s=-50.0)
+    assert nxt.ts == pytest.approx(wall0 - 50.0 + 27.0, abs=0.05)  # measured again after the trip
+
+
 def test_host_seq_resumes_after_a_restart_only_within_the_same_board_boot():
     b = Board(boot_id=12)
     s = BoardSession(resume_host_seq=(12, 5000))
