@@ -159,6 +159,7 @@ class CarPipeline:
         self._last_ts: float | None = None
         self._board_tick_ts: float | None = None
         self._saved_host_seq: int | None = None
+        self._saved_visit: dict[str, Any] | None = None
         self.last_events: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS)  # for `liftwatch status`
 
     @property
@@ -236,6 +237,8 @@ class CarPipeline:
         for event in self._unacked:
             self.session.event_stored(event)
         self._unacked = []
+        if self.visit_moved():  # best effort: a failed write is counted and retried next commit
+            await self.save_state()
         return True
 
     async def _shed_derived(self) -> None:
@@ -257,7 +260,9 @@ class CarPipeline:
         (disk full: logged and counted; the caller does not ACK). True without a file."""
         if self.event_memory is None:
             return True
-        state = SessionState(self.session.stored_event_keys + list(extra_keys), *self.session.host_seq_state)
+        visit = self.analytics.open_visit()
+        state = SessionState(self.session.stored_event_keys + list(extra_keys), *self.session.host_seq_state,
+                             open_visit=visit)
         try:
             await asyncio.get_running_loop().run_in_executor(None, save_session_state, self.event_memory, state)
         except OSError as err:
@@ -265,11 +270,20 @@ class CarPipeline:
             _LOG.error("car %s: state file %s not written, will retry: %s", self.car, self.event_memory, err)
             return False
         self._saved_host_seq = state.host_seq
+        self._saved_visit = visit
         return True
 
     def host_seq_moved(self) -> bool:
         """Host frames were sent since the state file was last written."""
         return self.session.host_seq_state[1] != self._saved_host_seq
+
+    def mark_saved_visit(self, visit: dict[str, Any] | None) -> None:
+        """The state file already holds this visit (restored at start)."""
+        self._saved_visit = visit
+
+    def visit_moved(self) -> bool:
+        """A maintenance visit started, ended or changed since the state file was last written."""
+        return self.event_memory is not None and self.analytics.open_visit() != self._saved_visit
 
     def _analytics_now(self, mono_s: float) -> float | None:
         """Analytics runs on board time mapped to UTC; between frames it advances with the host
@@ -554,9 +568,13 @@ class Daemon:
             resume = (saved.boot_id, saved.host_seq + HOST_SEQ_RESUME_MARGIN)
         session = BoardSession(self.config.session_for(board), LinkMode.LIVE, label=board.car,
                                stored_events=saved.events, resume_host_seq=resume)
-        pipeline = CarPipeline(self.config.site, board.car, session, CarAnalytics(board.car, board.analytics),
+        analytics = CarAnalytics(board.car, board.analytics)
+        if saved.open_visit is not None:
+            analytics.restore_open_visit(saved.open_visit)
+        pipeline = CarPipeline(self.config.site, board.car, session, analytics,
                                store, board.board_id, event_memory=memory,
                                observer=self.plane.observe if self.plane is not None else None)
+        pipeline.mark_saved_visit(saved.open_visit)
         reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
         replay_path = None
         if board.key is not None:  # the window must outlive the daemon, or a restart reopens it
@@ -668,13 +686,14 @@ class SessionState:
     events: list[tuple[int, int]]  # (event_id, state) durably stored
     boot_id: int | None = None  # board boot the host seq belongs to
     host_seq: int = 0  # next host->board seq in that boot
+    open_visit: dict[str, Any] | None = None  # the maintenance visit in progress (CarAnalytics.open_visit)
 
 
 def save_session_state(path: Path, state: SessionState) -> None:
     """Written atomically and fsync'd (it gates ACKs: see CarPipeline.commit)."""
     tmp = path.with_suffix(".tmp")
     doc = {"events": [list(k) for k in state.events[-EVENT_MEMORY:]], "boot_id": state.boot_id,
-           "host_seq": state.host_seq}
+           "host_seq": state.host_seq, "open_visit": state.open_visit}
     with open(tmp, "w") as f:
         json.dump(doc, f)
         f.flush()
@@ -688,7 +707,10 @@ def load_session_state(path: Path) -> SessionState:
         doc = json.loads(path.read_text())
         events = [(int(k[0]), int(k[1])) for k in doc["events"]]
         boot = doc.get("boot_id")
-        return SessionState(events, int(boot) if boot is not None else None, int(doc.get("host_seq", 0)))
+        visit = doc.get("open_visit")
+        if visit is not None and not (isinstance(visit, dict) and isinstance(visit.get("start_ts"), (int, float))):
+            raise ValueError(f"open_visit is not a visit: {visit!r}")
+        return SessionState(events, int(boot) if boot is not None else None, int(doc.get("host_seq", 0)), visit)
     except FileNotFoundError:
         return SessionState([])
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:

@@ -614,3 +614,50 @@ async def test_wrong_board_on_a_port_is_logged_and_flagged(tmp_path, caplog):
         stop.set()
         await asyncio.wait_for(run, 10)
         board.close()
+
+
+async def test_maintenance_visit_survives_a_daemon_kill_inside_it(tmp_path):
+    """A visit lasts an hour; a daemon SIGKILLed (here: dropped without any shutdown) inside it must
+    still report it once, from the technician's first switch-on, not lose it or cut it in two."""
+    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    doc_cfg = config_for(tmp_path, [board])
+    cfg = dataclasses.replace(doc_cfg, analytics=dataclasses.replace(doc_cfg.analytics, maintenance_join_gap_s=1.0))
+    cfg = dataclasses.replace(cfg, boards=[dataclasses.replace(b, analytics=cfg.analytics) for b in cfg.boards])
+    inspection_on, inspection_off = T_DOOR_CLOSED_IN_ZONE | 0b10000, T_DOOR_CLOSED_IN_ZONE
+    board_stop = asyncio.Event()
+    live = asyncio.create_task(board.live(board_stop))
+    try:
+        first = Daemon(cfg, backoff=fast_backoff)
+        run = asyncio.create_task(first.run(asyncio.Event()))
+        board.hello()
+        assert await wait_until(lambda: bool(first.boards) and first.boards[0].pipeline.session.online)
+        await asyncio.sleep(0.3)
+        board.send(lw.T_STATE, [board.t_ms(), inspection_on, 0b10000, 0])
+        on_at = time.monotonic()
+        state_file = cfg.state_dir / "events-car-0.json"
+        assert await wait_until(lambda: state_file.exists() and json.loads(state_file.read_text())["open_visit"])
+        run.cancel()  # no shutdown path runs: what survives is what was on disk
+        await asyncio.gather(run, return_exceptions=True)
+        for b in first.boards:
+            await b.transport.close()
+        first.store.close()
+        first.outbox.close()
+
+        second = Daemon(cfg, backoff=fast_backoff)
+        stop = asyncio.Event()
+        run = asyncio.create_task(second.run(stop))
+        assert await wait_until(lambda: bool(second.boards) and second.boards[0].pipeline.session.online)
+        await asyncio.sleep(0.3)
+        board.send(lw.T_STATE, [board.t_ms(), inspection_off, 0b10000, 0])
+        off_at = time.monotonic()
+        assert await wait_until(lambda: any(m["kind"] == "maintenance" for m in journal(cfg)), 8.0)
+        stop.set()
+        await asyncio.wait_for(run, 10)
+    finally:
+        board_stop.set()
+        await live
+        board.close()
+    (visit,) = [m for m in journal(cfg) if m["kind"] == "maintenance"]
+    # From the switch-on the first daemon saw to the switch-off the second one saw, in one piece.
+    assert visit["duration_s"] == pytest.approx(off_at - on_at, abs=0.5)
+    assert json.loads(state_file.read_text())["open_visit"] is None  # ended: nothing to take up again

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -192,6 +193,14 @@ class CarAnalytics:
         if self._now is None:
             return done
         return done + self._emit(self._finish_ready_trips(force=False))
+
+    def open_visit(self) -> dict[str, Any] | None:
+        """The maintenance visit in progress (plain data), which the daemon keeps in its state file."""
+        return self._visits.open_visit()
+
+    def restore_open_visit(self, visit: dict[str, Any]) -> None:
+        """After a daemon restart: go on with the visit that was in progress (`open_visit`)."""
+        self._visits.restore(visit)
 
     def flush(self, ts: float) -> list[Output]:
         """End of stream at `ts`: close what is open and emit a partial daily record. Only where

@@ -74,6 +74,22 @@ class MaintenanceTracker:
             self._last_off = ts
         return out, started
 
+    def open_visit(self) -> dict[str, Any] | None:
+        """The visit in progress as plain data, for the daemon's state file: a visit lasts an hour,
+        and a daemon restarted (or SIGKILLed) inside it must still report it whole."""
+        if self._start is None:
+            return None
+        return {"start_ts": self._start, "last_off_ts": self._last_off, "inspection_runs": self._runs,
+                "faults_responded": [dict(f) for f in self._responded]}
+
+    def restore(self, visit: dict[str, Any]) -> None:
+        """Take up a visit `open_visit` saved before a restart (it ends as it would have)."""
+        last_off = visit.get("last_off_ts")
+        self._start = float(visit["start_ts"])
+        self._last_off = float(last_off) if last_off is not None else None
+        self._runs = int(visit.get("inspection_runs", 0))
+        self._responded = tuple(dict(f) for f in visit.get("faults_responded", ()))
+
     def set_responded(self, faults: list[dict[str, Any]]) -> None:
         self._responded = tuple(faults)
 
