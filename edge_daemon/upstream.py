@@ -531,7 +531,10 @@ class JournalPublisher(Publisher):
         if not self.config.journal_status:
             return
         stats = (await self._outbox_call(outbox.stats)).to_status()
-        await self._outbox_call(_append, journal, [_encode(self.status_message(stats, state, reason))])
+        try:
+            await self._outbox_call(_append, journal, [_encode(self.status_message(stats, state, reason))])
+        except OSError as err:  # a full disk: the facts matter, the next status line says the same
+            _LOG.error("upstream: status line not written to %s: %s", self.config.journal_path, err)
 
 
 def _open_journal(path: Path) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import random
@@ -231,6 +232,25 @@ def test_full_disk_leaves_whole_lines_and_resumes(tmp_path: Path) -> None:
     for m in read_journal(journal):
         first.setdefault(m["id"], m)
     assert {m["id"] for m in messages} <= first.keys()
+
+
+async def test_a_status_line_the_full_disk_refuses_does_not_stop_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_append = upstream_module._append
+
+    def append(journal: Any, lines: list[bytes]) -> None:
+        if any(b'"status"' in line for line in lines):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_append(journal, lines)
+
+    monkeypatch.setattr(upstream_module, "_append", append)
+    outbox = Outbox(tmp_path / "outbox.db")
+    outbox.put_many([fact(i) for i in range(3)])
+    await drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=tmp_path / "j.jsonl")), outbox)
+    assert [m["n"] for m in read_journal(tmp_path / "j.jsonl")] == [0, 1, 2]  # facts, no status lines
+    assert outbox.stats().pending == 0
+    outbox.close()
 
 
 @pytest.mark.parametrize("provided", [KeyError("board7"), {"boards": [{"rms_mg": float("nan")}]}])
