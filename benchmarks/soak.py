@@ -407,6 +407,7 @@ class Soak:
         self.fault_windows: list[tuple[float, float, str, int | None]] = []  # (from, to, fault, board)
         self.pending: list[tuple[float, str, Any]] = []  # (sim time, action, arg) still to do
         self.lost_items: list[Item] = []
+        self.unmatched_upstream: list[tuple[str, str, float, int | None]] = []  # (car, kind, start, floors)
         self.clock_steps: list[float] = []  # simulated times the daemon's wall clock was stepped
         self.outbox_pending: int | None = None  # from the daemon's status file
         self.status_mtime = 0.0
@@ -880,9 +881,12 @@ class Soak:
                 end = item.end_sim if item.end_sim is not None else item.start_sim
                 stepped = any(t - 5 <= end and item.start_sim <= t + 1200 for t in self.clock_steps)
                 lost_by_cause["clock_offset_changed_mid_item" if stepped else "unexplained"] += 1
+        self.unmatched_upstream = sorted(
+            (car, k, round(t, 1), floors)
+            for (car, k), lst in upstream_times.items() for t, mid, floors in lst if mid not in used
+        )
         for kind in ("trip", "maintenance"):
-            extra = sum(1 for (car, k), lst in upstream_times.items() if k == kind for _, mid, _ in lst if mid not in used)
-            table[kind]["upstream_unmatched"] = extra
+            table[kind]["upstream_unmatched"] = sum(1 for u in self.unmatched_upstream if u[1] == kind)
         redelivered = sum(n - 1 for n in by_id.values() if n > 1)
         growth = [last - first for _, first, last in self.rss]
         return {
@@ -1015,6 +1019,8 @@ def main(argv: list[str] | None = None) -> int:
         for item in soak.lost_items:
             print(f"lost: {item.kind} car-{item.board} at {item.start_sim:.1f}..{item.end_sim} (event {item.event_id}) "
                   f"risks {sorted(item.risks)}")
+        for car, kind, start, floors in soak.unmatched_upstream:  # beside a lost item: mis-timed, not missing?
+            print(f"unmatched upstream: {kind} {car} at {start} (floors {floors})")
         for window in soak.fault_windows:
             print("fault window", window)
         import pickle
