@@ -14,11 +14,11 @@ import errno
 import json
 import logging
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from fullfs import fill, small_tmpfs
 
 
 from liftwatch.edge_daemon.upstream_codec import decode_payload
@@ -265,26 +265,9 @@ async def feed_live(pipe: CarPipeline, frames: list, host0: float = 1000.0) -> N
 
 @pytest.fixture
 def full_fs(tmp_path: Path):
-    """A 2 MiB tmpfs and a function that fills it to the last byte (needs root, as CI runs)."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (not root?): {r.stderr.strip()}")
-
-    def fill() -> None:
-        with open(mount / "filler", "ab", buffering=0) as f:
-            for size in (65536, 4096, 512, 1):
-                try:
-                    while True:
-                        f.write(b"\xff" * size)
-                except OSError:
-                    pass
-
-    try:
-        yield mount, fill
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    """A 2 MiB tmpfs and a function that fills it to the last byte."""
+    with small_tmpfs(tmp_path, 2) as mount:
+        yield mount, lambda: fill(mount / "filler")
 
 
 async def test_trip_on_a_disk_full_beyond_the_reserve_is_shed_with_a_count_and_events_wait(full_fs):

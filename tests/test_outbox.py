@@ -18,6 +18,7 @@ from typing import Iterable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from fullfs import fill, small_tmpfs
 from hypothesis import strategies as st
 
 from liftwatch.edge_daemon.envelope import InvalidMessageError, make_message, message_id, validate_envelope
@@ -363,27 +364,9 @@ def test_disk_full_is_a_typed_error_and_keeps_what_was_acknowledged(tmp_path: Pa
 
 @pytest.fixture
 def small_fs(tmp_path: Path):
-    """A 4 MiB tmpfs, unmounted afterwards."""
-    mount = tmp_path / "fs"
-    mount.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (not root?): {r.stderr.strip()}")
-    try:
+    """A 4 MiB tmpfs."""
+    with small_tmpfs(tmp_path, 4) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(path: Path) -> None:
-    """Write `path` until the filesystem refuses another byte."""
-    with open(path, "ab", buffering=0) as f:
-        for size in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\xff" * size)
-            except OSError as err:
-                assert err.errno == 28, err  # ENOSPC
 
 
 def test_full_disk_spends_the_reserve_on_facts_and_refuses_raw_by_name(small_fs: Path) -> None:
