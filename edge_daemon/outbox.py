@@ -378,6 +378,16 @@ class Outbox:
                 raise OutboxWriteError(f"outbox {self.path}: {err}",
                                        disk_full=code in (_SQLITE_FULL, _SQLITE_IOERR)) from err
 
+    def _refuse(self, message: Mapping[str, Any], priority: int, now_ms: int, reason: DropReason) -> None:
+        """Record a newcomer that is not kept: its id (so a re-put is KNOWN) and a drop count."""
+        self._db.execute(
+            "INSERT INTO message (id, kind, site, car, priority, state, size, stored_unix_ms, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            (message["id"], message["kind"], message["site"], message["car"], int(priority),
+             DeliveryState.DROPPED, 0, now_ms),
+        )
+        self._count_drops(reason, {message["kind"]: 1})
+
     def _insert(self, message: Mapping[str, Any], payload: bytes, pending_bytes: int) -> tuple[PutOutcome, int]:
         """One put inside the open transaction; returns the outcome and the new pending byte count."""
         db = self._db
@@ -391,12 +401,7 @@ class Outbox:
         if not self.reserve_held and priority >= Priority.RAW:
             # The disk is full and the reserve is for facts: status and raw data are superseded by
             # the next ones anyway.
-            db.execute(
-                "INSERT INTO message (id, kind, site, car, priority, state, size, stored_unix_ms, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                (mid, kind, message["site"], message["car"], int(priority), DeliveryState.DROPPED, 0, now_ms),
-            )
-            self._count_drops(DropReason.DISK_FULL, {kind: 1})
+            self._refuse(message, priority, now_ms, DropReason.DISK_FULL)
             return PutOutcome.DROPPED, pending_bytes
         excess = pending_bytes + cost - self.budget_bytes
         if excess > 0:
@@ -415,12 +420,7 @@ class Outbox:
                     break
             if freed < excess and priority != Priority.PROTECTED:
                 # Evicting would not make room: keep what is there, refuse the newcomer.
-                db.execute(
-                    "INSERT INTO message (id, kind, site, car, priority, state, size, stored_unix_ms, payload)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                    (mid, kind, message["site"], message["car"], int(priority), DeliveryState.DROPPED, 0, now_ms),
-                )
-                self._count_drops(DropReason.OUTBOX_FULL, {kind: 1})
+                self._refuse(message, priority, now_ms, DropReason.OUTBOX_FULL)
                 return PutOutcome.DROPPED, pending_bytes
             dropped: dict[str, int] = {}
             for seq, size, vkind in victims:
