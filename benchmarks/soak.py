@@ -403,12 +403,12 @@ class Soak:
         self.broker = None
         self.collector = None
         self.daemon_offset_s = 0.0
-        self.offsets_seen = {0.0}
         self.fault_windows: list[tuple[float, float, str, int | None]] = []  # (from, to, fault, board)
         self.pending: list[tuple[float, str, Any]] = []  # (sim time, action, arg) still to do
         self.lost_items: list[Item] = []
         self.unmatched_upstream: list[tuple[str, str, float, int | None]] = []  # (car, kind, start, floors)
         self.clock_steps: list[float] = []  # simulated times the daemon's wall clock was stepped
+        self.offset_history: list[tuple[float, float]] = []  # (simulated time, daemon offset from then)
         self.outbox_pending: int | None = None  # from the daemon's status file
         self.status_mtime = 0.0
         self.tmpfs = False  # the daemon's state dir is a small tmpfs we can fill (--tmpfs-mb, needs root)
@@ -447,7 +447,9 @@ class Soak:
         self.daemon_up = True
         for b in self.boards:
             b.listening, b.connects_seen = False, 0
-        self.daemon_offset_s = 0.0  # a new process starts from the true simulated time
+        if self.daemon_offset_s:  # a new process starts from the true simulated time
+            self.daemon_offset_s = 0.0
+            self.offset_history.append((self.now(), 0.0))
         self._rss_first: float | None = None
         self._rss_started = time.monotonic()
 
@@ -614,9 +616,9 @@ class Soak:
                 forward = rng.random() < 0.5
                 self.daemon.send_signal(signal.SIGUSR1 if forward else signal.SIGUSR2)
                 self.daemon_offset_s += JUMP_FORWARD_S if forward else -JUMP_BACK_S
-                self.offsets_seen.add(self.daemon_offset_s)
                 self.fault_windows.append((now, now + 700, action, None))  # until the next TIME_SYNC
                 self.clock_steps.append(now)
+                self.offset_history.append((now, self.daemon_offset_s))
         elif action == "broker_outage":
             if self.broker.running:
                 hours = rng.uniform(1, 4)
@@ -816,8 +818,9 @@ class Soak:
                 eid = (m.get("detail") or {}).get("board_event_id")
                 if eid is not None:
                     raised_by_event[(car, eid)].add(mid)
-        used: set[str] = set()
-        for item in self.items:
+        matched = self.match_records(upstream_times)
+        used = {mid for ids in matched.values() for mid in ids}
+        for index, item in enumerate(self.items):
             car = f"car-{item.board}"
             if item.kind == "event":
                 ids = raised_by_event.get((car, item.event_id), set())
@@ -825,28 +828,7 @@ class Soak:
             else:
                 if item.end_sim is None:
                     item.risks.add("soak_end")
-                # The nearest upstream record of the same kind (and, for trips, the same number of
-                # floors) under any clock offset the daemon had; a second one right beside it (the
-                # same fact under another id) is a duplicate.
-                best = None
-                tolerance = MATCH_TOLERANCE_S
-                if any(t <= item.start_sim <= t + 700 for t in self.clock_steps):
-                    tolerance = max(tolerance, min(STEP_LAG_WALL_S * self.speed, STEP_TOLERANCE_CAP_S))
-                for t, mid, floors in upstream_times.get((car, item.kind), ()):
-                    if mid in used or (item.floors is not None and floors != item.floors):
-                        continue
-                    delta = min(abs(t - off - item.start_sim) for off in self.offsets_seen)
-                    if delta <= tolerance and (best is None or delta < best[0]):
-                        best = (delta, t, mid)
-                found = 0
-                if best is not None:
-                    used.add(best[2])
-                    found = 1
-                    for t, mid, floors in upstream_times.get((car, item.kind), ()):
-                        if mid not in used and floors == (item.floors if item.floors is not None else floors) \
-                                and abs(t - best[1]) <= 2.0:
-                            used.add(mid)
-                            found += 1
+                found = len(matched.get(index, ()))
                 if not found:
                     item.risks |= self.risks_at(item)
             table[item.kind]["made"] += 1
@@ -901,6 +883,73 @@ class Soak:
             "pending_on_board": pending_on_board,
             "table": {k: dict(v) for k, v in sorted(table.items())},
         }
+
+    def offsets_during(self, start: float, end: float) -> set[float]:
+        """The daemon's wall-clock offsets in force at some moment of the item (simulated seconds).
+
+        Before the end, the daemon may map a trip with the offset it had at the trip's start (it holds
+        that one until the car stops); after it, by up to a second of wall time of read lag, with one
+        a step has just brought. Offsets from other hours are no candidates: with every offset a long
+        soak ever had, another trip's record can fit by coincidence (this once "lost" 1 trip in 346)."""
+        lo, hi = start - 60.0, end + max(60.0, self.speed)
+        current = 0.0
+        out: set[float] = set()
+        for at, offset in self.offset_history:  # in time order
+            if at <= lo:
+                current = offset
+            elif at <= hi:
+                out.add(offset)
+        out.add(current)
+        return out
+
+    def match_records(self, upstream_times: dict[tuple[str, str], list[tuple[float, str, Any]]]) -> dict[int, list[str]]:
+        """Pair each trip and visit with upstream records: {item index: [record ids]}, one id if it
+        was delivered once. A record is of the same car and kind (and for trips the same floors),
+        with its start within the tolerance under an offset the daemon had then. The pairing is a
+        maximum matching, closest record first, so no item takes a record another one needed; a
+        second record right beside a taken one (the same fact under another id) is a duplicate."""
+        fits: dict[int, list[tuple[float, str]]] = {}  # item -> [(delta, record id)], closest first
+        starts: dict[str, float] = {}
+        for index, item in enumerate(self.items):
+            if item.kind == "event":
+                continue
+            end = item.end_sim if item.end_sim is not None else item.start_sim
+            offsets = self.offsets_during(item.start_sim, end)
+            tolerance = MATCH_TOLERANCE_S
+            if any(t <= item.start_sim <= t + 700 for t in self.clock_steps):
+                tolerance = max(tolerance, min(STEP_LAG_WALL_S * self.speed, STEP_TOLERANCE_CAP_S))
+            for t, mid, floors in upstream_times.get((f"car-{item.board}", item.kind), ()):
+                if item.floors is not None and floors != item.floors:
+                    continue
+                delta = min(abs(t - off - item.start_sim) for off in offsets)
+                if delta <= tolerance:
+                    fits.setdefault(index, []).append((delta, mid))
+                    starts[mid] = t
+        owner: dict[str, int] = {}  # record id -> item
+
+        def augment(index: int, seen: set[str]) -> bool:
+            for _, mid in fits[index]:
+                if mid in seen:
+                    continue
+                seen.add(mid)
+                if mid not in owner or augment(owner[mid], seen):
+                    owner[mid] = index
+                    return True
+            return False
+
+        for candidates in fits.values():
+            candidates.sort()
+        for index in sorted(fits, key=lambda i: fits[i][0][0]):
+            augment(index, set())
+        matched = {index: [mid] for mid, index in owner.items()}
+        for index, ids in matched.items():
+            item = self.items[index]
+            for t, mid, floors in upstream_times.get((f"car-{item.board}", item.kind), ()):
+                if mid not in owner and (item.floors is None or floors == item.floors) \
+                        and abs(t - starts[ids[0]]) <= 2.0:
+                    ids.append(mid)
+                    owner[mid] = index
+        return matched
 
     def risks_at(self, item: Item) -> set[str]:
         """Faults whose window overlaps the item (a lost frame is not always known to the board).
@@ -1023,6 +1072,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unmatched upstream: {kind} {car} at {start} (floors {floors})")
         for window in soak.fault_windows:
             print("fault window", window)
+        for at, offset in soak.offset_history:
+            print(f"daemon clock offset from {at:.1f}: {offset:+.0f} s")
         import pickle
 
         (workdir / "capture.pickle").write_bytes(pickle.dumps(soak.capture))

@@ -1,0 +1,79 @@
+"""The soak's reconciliation (benchmarks/soak.py `Soak.match_records`) pairs what the boards did with
+what arrived upstream. A wrong pairing reads as a lost trip that was delivered, or hides one that was
+lost; these cases pin the rules down without running a soak.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+SOAK_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
+_spec = importlib.util.spec_from_file_location("lw_soak", SOAK_PATH)
+soak = importlib.util.module_from_spec(_spec)
+sys.modules["lw_soak"] = soak
+_spec.loader.exec_module(soak)
+
+
+def harness(items, offset_history, clock_steps=(), speed=300.0):
+    """A Soak with only what reconciliation reads (no boards, no daemon)."""
+    s = soak.Soak.__new__(soak.Soak)
+    s.items = list(items)
+    s.offset_history = list(offset_history)
+    s.clock_steps = list(clock_steps)
+    s.speed = speed
+    return s
+
+
+def trip(start, floors=2, board=2):
+    return soak.Item("trip", board, start, start + 9.0, floors=floors)
+
+
+def records(*starts, floors=2, car="car-2"):
+    return {(car, "trip"): [(t, f"r{i}", floors) for i, t in enumerate(starts)]}
+
+
+# Offsets of the clock-jump soak that once "lost" car-2's trip at 14783.9: +2400 s around 5183 and
+# +7800 s around 14783, and +17400 s hours later, which maps the second record 0.5 s from the first.
+HISTORY = [(4844.4, 2400.0), (5855.9, 1800.0), (13745.4, 7800.0), (26274.8, 17400.0)]
+STEPS = [at for at, _ in HISTORY]
+
+
+def test_a_record_fits_only_under_offsets_the_daemon_had_during_the_trip() -> None:
+    a, b = trip(5183.4), trip(14783.9)
+    # b's record, 0.5 s from a's start under +17400, an offset of hours later: not a's.
+    assert harness([a], HISTORY, STEPS).match_records(records(14783.9 + 7800)) == {}
+    matched = harness([a, b], HISTORY, STEPS).match_records(records(5183.4 + 2400 + 0.6, 14783.9 + 7800))
+    assert matched == {0: ["r0"], 1: ["r1"]}
+
+
+def test_offsets_during_an_item_include_the_one_in_force_at_its_start_and_later_steps() -> None:
+    s = harness([], HISTORY, STEPS)
+    assert s.offsets_during(5183.4, 5192.4) == {2400.0}
+    assert s.offsets_during(5700.0, 5709.0) == {2400.0, 1800.0}  # a step right after it (read lag)
+    assert s.offsets_during(100.0, 109.0) == {0.0}
+    assert s.offsets_during(30000.0, 30009.0) == {17400.0}
+
+
+def test_no_item_takes_a_record_another_item_cannot_do_without() -> None:
+    # The first trip's own record is 30 s early, the second trip's 29 s early and so 20 s after the
+    # first trip: taking the closest for the first trip would leave the second without a record.
+    first, second = trip(1000.0), trip(1049.0)
+    s = harness([first, second], [])
+    assert s.match_records(records(970.0, 1020.0)) == {0: ["r0"], 1: ["r1"]}
+
+
+def test_a_second_record_beside_the_taken_one_is_a_duplicate_and_other_floors_never_match() -> None:
+    s = harness([trip(1000.0, floors=3)], [])
+    assert s.match_records(records(1000.2, 1001.5, floors=3)) == {0: ["r0", "r1"]}
+    assert s.match_records(records(1000.2, floors=4)) == {}
+    assert s.match_records(records(1000.2, floors=3, car="car-1")) == {}
+
+
+def test_a_restarted_daemon_starts_again_from_the_true_time() -> None:
+    # A SIGKILLed daemon comes back with offset 0: a trip after the restart is matched under 0, not
+    # under the offset the dead daemon had.
+    s = harness([trip(5000.0)], [(1000.0, 3600.0), (4000.0, 0.0)], [1000.0])
+    assert s.match_records(records(5000.0 + 3600.0)) == {}
+    assert s.match_records(records(5000.3)) == {0: ["r0"]}
