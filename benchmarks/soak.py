@@ -857,9 +857,9 @@ class Soak:
                 table[item.kind]["lost"] += 1
                 lost += 1
                 self.lost_items.append(item)
-                # Not an excuse, a diagnosis: the daemon's board time offset changed while the item was
-                # under way (a wall-clock step, or the re-measure in the 20 minutes after one), and
-                # analytics times a trip on mapped UTC (an open defect, docs/daemon.md "Host clocks").
+                # Not an excuse, a lead for whoever looks into it: the daemon's board time offset
+                # changed while the item was under way (a wall-clock step, or the re-measure in the
+                # 20 minutes after one), so its record may be there under an unexpected time.
                 end = item.end_sim if item.end_sim is not None else item.start_sim
                 stepped = any(t - 5 <= end and item.start_sim <= t + 1200 for t in self.clock_steps)
                 lost_by_cause["clock_offset_changed_mid_item" if stepped else "unexplained"] += 1
