@@ -9,6 +9,7 @@ the host's frames. The daemon opens the slave side through its serial transport,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import json
@@ -146,6 +147,24 @@ async def wait_until(predicate, timeout_s: float = 5.0, step_s: float = 0.02) ->
             return True
         await asyncio.sleep(step_s)
     return predicate()
+
+
+@contextlib.asynccontextmanager
+async def running(cfg, *boards: SimBoard):
+    """A Daemon on `cfg` with each board's live loop; on the way out both stop and the boards close."""
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    lives = [asyncio.create_task(b.live(board_stop)) for b in boards]
+    try:
+        yield daemon
+    finally:
+        board_stop.set()
+        await asyncio.gather(*lives)
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        for b in boards:
+            b.close()
 
 
 def journal(cfg) -> list[dict]:
@@ -330,11 +349,7 @@ async def test_state_file_on_a_full_disk_delays_the_ack_and_the_board_task_goes_
     monkeypatch.setattr(daemon_module, "save_session_state", save)
     board = SimBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])
-    daemon = Daemon(cfg, backoff=fast_backoff)
-    stop, board_stop = asyncio.Event(), asyncio.Event()
-    run = asyncio.create_task(daemon.run(stop))
-    live = asyncio.create_task(board.live(board_stop))
-    try:
+    async with running(cfg, board) as daemon:
         board.hello()
         board.raise_event(9)
         assert await wait_until(lambda: alarm_events(journal(cfg), "car-0"))  # stored (and already published)
@@ -346,12 +361,6 @@ async def test_state_file_on_a_full_disk_delays_the_ack_and_the_board_task_goes_
         assert await wait_until(lambda: board.acked == [9], 5.0)  # the board's task went on serving
         assert task.pipeline.counters.state_save_failures >= 2
         assert task.counters.task_errors == 0 and task.counters.connects == 1
-    finally:
-        board_stop.set()
-        await live
-        stop.set()
-        await asyncio.wait_for(run, 10)
-        board.close()
     # Raised once, though re-sent all along (the board's input later clears it).
     assert [x["state"] for x in alarm_events(journal(cfg), "car-0")][:2] in (["raised"], ["raised", "cleared"])
 
@@ -435,11 +444,7 @@ async def test_many_boards_one_stalled_one_garbage_others_unaffected(tmp_path):
 async def test_unplug_replug_reconnects_and_stores_event_exactly_once(tmp_path):
     board = SimBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])
-    daemon = Daemon(cfg, backoff=fast_backoff)
-    stop, board_stop = asyncio.Event(), asyncio.Event()
-    run = asyncio.create_task(daemon.run(stop))
-    live = asyncio.create_task(board.live(board_stop))
-    try:
+    async with running(cfg, board) as daemon:
         board.hello()
         assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.online)
         task = daemon.boards[0]
@@ -453,12 +458,6 @@ async def test_unplug_replug_reconnects_and_stores_event_exactly_once(tmp_path):
         assert await wait_until(lambda: board.acked == [5], 5.0)
         assert task.counters.connects == 2 and task.counters.disconnects == 1
         assert task.pipeline.session.counters.reboots == 0  # a cable is not a reboot
-    finally:
-        board_stop.set()
-        await live
-        stop.set()
-        await asyncio.wait_for(run, 10)
-        board.close()
     lines = journal(cfg)
     assert [x["state"] for x in alarm_events(lines, "car-0")] == ["raised"]
     ids = [x["id"] for x in lines]
@@ -470,11 +469,7 @@ async def test_unplug_replug_reconnects_and_stores_event_exactly_once(tmp_path):
 async def test_board_reboot_is_counted_once_and_events_of_both_boots_kept(tmp_path):
     board = SimBoard(str(tmp_path / "tty0"), "board-0", boot_id=41)
     cfg = config_for(tmp_path, [board])
-    daemon = Daemon(cfg, backoff=fast_backoff)
-    stop, board_stop = asyncio.Event(), asyncio.Event()
-    run = asyncio.create_task(daemon.run(stop))
-    live = asyncio.create_task(board.live(board_stop))
-    try:
+    async with running(cfg, board) as daemon:
         board.hello()
         board.raise_event(1)
         assert await wait_until(lambda: board.acked == [1])
@@ -484,12 +479,6 @@ async def test_board_reboot_is_counted_once_and_events_of_both_boots_kept(tmp_pa
         assert await wait_until(lambda: board.acked == [1, 2])
         session = daemon.boards[0].pipeline.session
         assert session.counters.reboots == 1 and session.boot_id == 42
-    finally:
-        board_stop.set()
-        await live
-        stop.set()
-        await asyncio.wait_for(run, 10)
-        board.close()
     lines = journal(cfg)
     types = sorted(x["type"] for x in lines if x["kind"] == "event" and x["state"] == "raised")
     assert "alarm_button" in types and "sensor_fault" in types
@@ -576,27 +565,19 @@ async def test_wrong_board_on_a_port_is_logged_and_flagged(tmp_path, caplog):
     board = SimBoard(str(tmp_path / "tty0"), "board-from-lift-9")
     cfg = config_for(tmp_path, [board])
     cfg = dataclasses.replace(cfg, boards=(dataclasses.replace(cfg.boards[0], board_id="board-0"),))
-    daemon = Daemon(cfg, backoff=fast_backoff)
-    stop, board_stop = asyncio.Event(), asyncio.Event()
-    run = asyncio.create_task(daemon.run(stop))
-    live = asyncio.create_task(board.live(board_stop))
     try:
-        board.hello()
-        assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.info.board_id)
-        await asyncio.sleep(0.2)
-        status = daemon.boards[0].status()
-        assert (status["board"], status["expected_board"]) == ("board-from-lift-9", "board-0")
-        # (a record can reach caplog twice: through our handler and through propagation)
-        records = {id(r): r for r in caplog.records if r.levelname == "ERROR" and "answers where" in r.getMessage()}
-        errors = [r.getMessage() for r in records.values()]
-        assert len(errors) == 1 and "board-from-lift-9" in errors[0]  # once, not per frame
+        async with running(cfg, board) as daemon:
+            board.hello()
+            assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.info.board_id)
+            await asyncio.sleep(0.2)
+            status = daemon.boards[0].status()
+            assert (status["board"], status["expected_board"]) == ("board-from-lift-9", "board-0")
+            # (a record can reach caplog twice: through our handler and through propagation)
+            records = {id(r): r for r in caplog.records if r.levelname == "ERROR" and "answers where" in r.getMessage()}
+            errors = [r.getMessage() for r in records.values()]
+            assert len(errors) == 1 and "board-from-lift-9" in errors[0]  # once, not per frame
     finally:
         log.removeHandler(caplog.handler)
-        board_stop.set()
-        await live
-        stop.set()
-        await asyncio.wait_for(run, 10)
-        board.close()
 
 
 async def test_maintenance_visit_survives_a_daemon_kill_inside_it(tmp_path):
