@@ -33,13 +33,15 @@ watchdog resets, daemon SIGKILL and restart, broker outages of hours (--broker),
 (a small outbox budget while the broker is away, --broker), and clock jumps of the daemon's clock.
 
 Reconciliation, per board: every board EVENT id raised must be upstream exactly once (one message id);
-trips and maintenance visits the board made are matched by start time. An item that is missing
+trips and maintenance visits the board made are matched by start time, under the wall-clock offsets the
+daemon had while the item was under way, as a maximum matching (`Soak.match_records`). An item that is missing
 while a fault that loses frames on the line touched it (serial cut or garbage, power cut, watchdog,
 daemon SIGKILL or a port not yet open, a UART queue the daemon did not drain) is counted under that
 fault's name in ``dropped_by_reason``. Faults the daemon must absorb without loss (disk full, broker
 outage, clock jump) excuse nothing by themselves: an item missing under only those is ``lost``
 unless the daemon itself counted a drop of that kind (outbox ``disk_full`` / ``outbox_full`` in its
-status), and then it appears as ``outbox.<reason>``. Items that appear upstream under more than one id are ``duplicated``. The last line with
+status), and then it appears as ``outbox.<reason>``. Items that appear upstream under more than one
+id are ``duplicated``. The last line with
 --json: {"lost", "duplicated", "dropped_by_reason", "faults_injected", "rss_growth_mb", ...}.
 """
 
