@@ -882,6 +882,8 @@ class Soak:
             "rss_growth_mb": round(max(growth), 1) if growth else None,
             "rss_final_mb": round(self.rss[-1][2], 1) if self.rss else None,
             "redelivered_same_id": redelivered,
+            # delivered with floors null: frames lost while the car moved (the daemon would not guess)
+            "trips_floors_unknown": sum(1 for m in unique.values() if m.get("kind") == "trip" and m.get("floors") is None),
             "pending_on_board": pending_on_board,
             "table": {k: dict(v) for k, v in sorted(table.items())},
         }
@@ -906,10 +908,11 @@ class Soak:
 
     def match_records(self, upstream_times: dict[tuple[str, str], list[tuple[float, str, Any]]]) -> dict[int, list[str]]:
         """Pair each trip and visit with upstream records: {item index: [record ids]}, one id if it
-        was delivered once. A record is of the same car and kind (and for trips the same floors),
-        with its start within the tolerance under an offset the daemon had then. The pairing is a
-        maximum matching, closest record first, so no item takes a record another one needed; a
-        second record right beside a taken one (the same fact under another id) is a duplicate."""
+        was delivered once. A record is of the same car and kind (for trips with the same floors, or
+        none if the daemon did not know them) with its start within the tolerance under an offset the
+        daemon had then. The pairing is a maximum matching, closest record first, so no item takes a
+        record another one needed; a second record right beside a taken one (the same fact under
+        another id) is a duplicate."""
         fits: dict[int, list[tuple[float, str]]] = {}  # item -> [(delta, record id)], closest first
         starts: dict[str, float] = {}
         for index, item in enumerate(self.items):
@@ -921,8 +924,8 @@ class Soak:
             if any(t <= item.start_sim <= t + 700 for t in self.clock_steps):
                 tolerance = max(tolerance, min(STEP_LAG_WALL_S * self.speed, STEP_TOLERANCE_CAP_S))
             for t, mid, floors in upstream_times.get((f"car-{item.board}", item.kind), ()):
-                if item.floors is not None and floors != item.floors:
-                    continue
+                if item.floors is not None and floors is not None and floors != item.floors:
+                    continue  # (floors unknown: frames lost during the trip; the daemon says so)
                 delta = min(abs(t - off - item.start_sim) for off in offsets)
                 if delta <= tolerance:
                     fits.setdefault(index, []).append((delta, mid))
@@ -947,7 +950,7 @@ class Soak:
         for index, ids in matched.items():
             item = self.items[index]
             for t, mid, floors in upstream_times.get((f"car-{item.board}", item.kind), ()):
-                if mid not in owner and (item.floors is None or floors == item.floors) \
+                if mid not in owner and (item.floors is None or floors is None or floors == item.floors) \
                         and abs(t - starts[ids[0]]) <= 2.0:
                     ids.append(mid)
                     owner[mid] = index
@@ -1012,6 +1015,7 @@ def print_table(result: dict[str, Any]) -> None:
               f"{row.get('lost', 0):>5}  {drops}" + (f" / {extra} unmatched" if extra else ""))
     if result["lost"]:
         print(f"lost by cause: {result['lost_by_cause']}")
+    print(f"trips delivered with floors unknown (frames lost while moving, or ambiguous pulses): {result['trips_floors_unknown']}")
     print(f"faults injected: {result['faults_injected']}")
     print(f"daemon drops: {result['daemon_drops']}; board frames lost on the line: "
           f"{result['board_frames_lost_on_line']} of {result['board_frames_sent']}")

@@ -24,6 +24,7 @@ __all__ = [
     "BoardEvent",
     "BoardEventKind",
     "CountersSnapshot",
+    "FramesLost",
     "Inputs",
     "InputsChanged",
     "LinkState",
@@ -153,6 +154,18 @@ class BoardBooted:
     gravity: tuple[int, int, int] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FramesLost:
+    """Frames of this boot never arrived (a gap in the board's seq), just before the frame at `ts`.
+
+    Which frames is unknown: a trip under way lost maybe a zone pulse, so what is counted from its
+    inputs (floors, leveling) is unknown rather than wrong."""
+
+    ts: float
+    count: int
+
+
 Observation = (
     InputsChanged | MotionChanged | VibBlock | RestStats | BoardEvent | CountersSnapshot | LinkState | BoardBooted
+    | FramesLost
 )

@@ -38,6 +38,7 @@ from liftwatch.edge_daemon.observations import (
     BoardBooted,
     BoardEvent,
     CountersSnapshot,
+    FramesLost,
     InputsChanged,
     LinkState,
     MotionChanged,
@@ -272,6 +273,7 @@ class BoardSession:
         self._mono = 0.0  # host monotonic seconds at the current call: timeouts and schedules
         self._wall_minus_mono: float | None = None
         self.last_seq = 0
+        self._gap_frames = 0  # frames missing just before the current one (its seq gap)
         self.inputs: int | None = None
         self.motion: int | None = None
         self.last_heartbeat: dict[str, Any] = {}
@@ -320,6 +322,9 @@ class BoardSession:
         if live:
             self._clock.observe_arrival(unwrapped, host_now_s * 1000.0)
         ts = self._clock.to_utc_s(unwrapped)
+        if self._gap_frames:
+            out.append(FramesLost(ts=ts, count=self._gap_frames))
+            self._gap_frames = 0
         self._heard(ts, host_now_s, out)
         handler = _HANDLERS.get(frame[0])  # type
         if handler is None:
@@ -524,7 +529,9 @@ class BoardSession:
             if ahead >= _U16_HALF:
                 c.drops[SessionDrop.LATE] += 1
                 return False
-            c.lost_frames += ahead - 1
+            if ahead > 1:
+                c.lost_frames += ahead - 1
+                self._gap_frames = ahead - 1
         self.last_seq = seq
         return True
 

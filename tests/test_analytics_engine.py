@@ -20,6 +20,7 @@ from liftwatch.edge_daemon.analytics import (
 )
 from liftwatch.edge_daemon.observations import (
     CountersSnapshot,
+    FramesLost,
     InputsChanged,
     LinkState,
     MotionChanged,
@@ -293,3 +294,47 @@ def test_vib_merged_into_big_blocks_gives_the_trips_of_small_blocks(most):
     got = feed_all(eng_big, big) + eng_big.flush(small[-1].ts + 10)
     assert len(of(want, Trip)) == 3 and sum(t.ride_quality is not None for t in of(want, Trip)) == 2
     assert [o.to_message() for o in got] == [o.to_message() for o in want]
+
+
+def _trip_with_a_lost_zone_pulse(report_the_gap: bool):
+    """A 3-floor trip whose second zone change never arrived; with the gap the session saw in the
+    board's seq reported just before the next frame, as the session does."""
+    s = CarStream(CFG).wait(2).trip(3, vib=False).wait(10)
+    start = next(o.ts for o in s.obs if isinstance(o, MotionChanged) and o.motion == 1)
+    zones = [i for i, o in enumerate(s.obs) if isinstance(o, InputsChanged) and o.ts > start]
+    lost = zones[1]
+    after = s.obs[zones[2]].ts
+    del s.obs[lost]
+    if report_the_gap:
+        s.obs.append(FramesLost(ts=after, count=1))
+    return s
+
+
+def test_a_trip_that_lost_frames_reports_floors_and_leveling_unknown_not_wrong():
+    (wrong,) = of(_trip_with_a_lost_zone_pulse(report_the_gap=False).run(CarAnalytics("c", CFG)), Trip)
+    assert wrong.floors == 2  # what counting the pulses that arrived would claim
+    out = _trip_with_a_lost_zone_pulse(report_the_gap=True).run(CarAnalytics("c", CFG))
+    (trip,) = of(out, Trip)
+    assert trip.floors is None and trip.direction == "up"  # the pulses seen still lead the same way
+    assert trip.leveling.status.value == "unknown"
+    assert not [f for f in of(out, FaultEvent) if f.type is FaultType.SENSOR_FAULT]
+
+
+def test_frames_lost_at_rest_leave_the_next_trip_alone():
+    s = CarStream(CFG).wait(2)
+    s.add(FramesLost(ts=s.t - 1.0, count=5))
+    (trip,) = of(s.trip(3, vib=False).wait(10).run(CarAnalytics("c", CFG)), Trip)
+    assert trip.floors == 3 and trip.leveling.status.value == "level"
+
+
+def test_trips_whose_zone_pulses_were_all_lost_on_the_link_are_no_dead_zone_sensor():
+    s = CarStream(CFG).wait(2)
+    for k in range(CFG.zone_stuck_trips + 1):
+        n = len(s.obs)
+        s.trip(3 if k % 2 == 0 else -3)
+        start = s.obs[n].ts
+        s.obs[n:] = [o for o in s.obs[n:] if not isinstance(o, InputsChanged)]
+        s.add(FramesLost(ts=start + 5.0, count=8)).wait(3)
+    out = s.run(CarAnalytics("c", CFG))
+    assert len(of(out, Trip)) == CFG.zone_stuck_trips + 1
+    assert not [f for f in of(out, FaultEvent) if f.type is FaultType.SENSOR_FAULT]

@@ -13,6 +13,7 @@ from liftwatch.edge_daemon.observations import (
     BoardBooted,
     BoardEvent,
     CountersSnapshot,
+    FramesLost,
     InputsChanged,
     LinkState,
     MotionChanged,
@@ -89,10 +90,13 @@ def test_hello_emits_online_then_booted_once_per_boot():
 def test_gaps_duplicates_and_late_frames_are_each_counted_once():
     s, b = replay_session(), Board()
     s.on_frame(b.hello(), 0)  # seq 0
-    s.on_frame(b.heartbeat(), 0)  # seq 1
+    assert not [o for o in s.on_frame(b.heartbeat(), 0) if isinstance(o, FramesLost)]  # seq 1: no gap
     b.seq = 5  # frames 2, 3, 4 lost on the wire
-    s.on_frame(b.heartbeat(), 0)
+    obs = s.on_frame(b.heartbeat(), 0)
     assert s.counters.lost_frames == 3
+    # Analytics hears of the gap first, at the time of the frame after it: a trip under way when it
+    # arrives lost what the missing frames said.
+    assert isinstance(obs[0], FramesLost) and obs[0].count == 3
     assert s.on_frame(b.heartbeat(seq=5), 0) == []  # the same frame again
     assert s.on_frame(b.heartbeat(seq=3), 0) == []  # a lost one arriving late
     assert s.counters.drops[SessionDrop.DUPLICATE] == 1
@@ -422,7 +426,8 @@ def test_on_frames_merges_a_run_of_vib_frames_and_splits_at_gaps_and_other_frame
     frames.append(b.frame(lw.T_VIB, [400, 16384, 240, 40, raw[200:240].tobytes()], advance_ms=200))
     obs = s.on_frames(frames, 0.0)
     kinds = [type(o).__name__ for o in obs]
-    assert kinds == ["LinkState", "BoardBooted", "VibBlock", "InputsChanged", "MotionChanged", "VibBlock", "VibBlock"]
+    assert kinds == ["LinkState", "BoardBooted", "VibBlock", "InputsChanged", "MotionChanged", "VibBlock", "FramesLost",
+                     "VibBlock"]
     v1, v2, v3 = [o for o in obs if isinstance(o, VibBlock)]
     assert np.array_equal(v1.samples, raw[:120]) and np.array_equal(v2.samples, raw[120:200])
     assert v2.ts_first == pytest.approx(v1.ts_first + 0.3) and v2.gap_before == 0

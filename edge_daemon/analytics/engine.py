@@ -27,6 +27,7 @@ from ..observations import (
     BoardEvent,
     BoardEventKind,
     CountersSnapshot,
+    FramesLost,
     Inputs,
     InputsChanged,
     LinkState,
@@ -66,6 +67,7 @@ _OBSERVATION_TYPES = (
     CountersSnapshot,
     LinkState,
     BoardBooted,
+    FramesLost,
 )
 _MOVING = (int(Motion.ACCELERATING), int(Motion.MOVING), int(Motion.DECELERATING))
 _REST = int(Motion.REST)
@@ -93,6 +95,7 @@ class _TripInProgress:
     zone_changes: list[tuple[float, bool, bool]] = field(default_factory=list)
     end_ts: float | None = None
     arrived: bool = False  # in a door zone entered during this trip (not the one it left)
+    frames_lost: bool = False  # the board's frames had a gap while it moved: zone counts incomplete
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +182,12 @@ class CarAnalytics:
                 out += self._on_link(obs)
             case BoardBooted():
                 out += self._on_boot(obs)
+            case FramesLost():
+                if self._trip is not None:
+                    self._trip.frames_lost = True  # a zone pulse may be among them
             case RestStats():
                 pass  # at-rest summaries carry nothing the rules below need yet
-        if not isinstance(obs, (VibBlock, RestStats, CountersSnapshot)):  # these change no rule's inputs
+        if not isinstance(obs, (VibBlock, RestStats, CountersSnapshot, FramesLost)):  # these change no rule's inputs
             # a state change takes effect at its own time, even if a tick already ran a little past it
             out += self._evaluate(min(obs.ts, self._now_ts()))
         out += self._finish_ready_trips(force=False)
@@ -514,7 +520,7 @@ class CarAnalytics:
         passes = zone_passes(start_up, start_dn, trip.zone_changes)
         direction = passes.direction or (kin.direction if kin is not None else 0)
         end_up, end_dn = (trip.zone_changes[-1][1:] if trip.zone_changes else (start_up, start_dn))
-        zones_known = trip.start_up is not None
+        zones_known = trip.start_up is not None and not trip.frames_lost
         entries = passes.entries if zones_known else None
         update = self._floors.on_trip(direction, entries, start_up or start_dn, end_up or end_dn)
         edges = edges_of(start_up, start_dn, trip.zone_changes)
@@ -534,7 +540,8 @@ class CarAnalytics:
             # inspection runs creep at 0.3 m/s and may not reach a landing: no zone-sensor verdict
             self._visits.on_inspection_run()
             return out
-        out += self._check_zone_sensors(trip, len(trip.zone_changes))
+        if trip.zone_changes or not trip.frames_lost:  # no pulse seen proves nothing if frames were lost
+            out += self._check_zone_sensors(trip, len(trip.zone_changes))
         if entries == 0 and (start_up or start_dn) and (end_up or end_dn):
             self._acc().relevels += 1  # never left the landing's door zone: re-levelling, not a trip
             return out
