@@ -320,11 +320,27 @@ def test_a_trip_that_lost_frames_reports_floors_and_leveling_unknown_not_wrong()
     assert not [f for f in of(out, FaultEvent) if f.type is FaultType.SENSOR_FAULT]
 
 
-def test_frames_lost_at_rest_leave_the_next_trip_alone():
-    s = CarStream(CFG).wait(2)
-    s.add(FramesLost(ts=s.t - 1.0, count=5))
+def test_frames_lost_at_rest_leave_the_next_trip_alone_unless_right_before_its_start():
+    s = CarStream(CFG).wait(5)
+    s.add(FramesLost(ts=s.t - 3.0, count=5))
     (trip,) = of(s.trip(3, vib=False).wait(10).run(CarAnalytics("c", CFG)), Trip)
     assert trip.floors == 3 and trip.leveling.status.value == "level"
+    # Lost just before the first "moving" heard: the car may have left earlier, past a pulse.
+    s = CarStream(CFG).wait(5)
+    s.add(FramesLost(ts=s.t, count=2))
+    (trip,) = of(s.trip(3, vib=False).wait(10).run(CarAnalytics("c", CFG)), Trip)
+    assert trip.floors is None
+
+
+def test_a_car_already_moving_when_first_heard_makes_no_trip():
+    # The daemon restarted mid-trip: the first state it hears is "moving". The trip's start and
+    # the pulses before it were never seen, so no trip is reported (it once came out as 2 floors
+    # of a 6-floor trip, starting 10 s late); the next one is whole.
+    s = CarStream(CFG).wait(2).trip(6, vib=False).wait(10).trip(-2, vib=False).wait(10)
+    first_moving = next(i for i, o in enumerate(s.obs) if isinstance(o, MotionChanged) and o.motion == 2)
+    del s.obs[:first_moving]
+    (trip,) = of(s.run(CarAnalytics("c", CFG)), Trip)
+    assert (trip.direction, trip.floors) == ("down", 2)
 
 
 def test_trips_whose_zone_pulses_were_all_lost_on_the_link_are_no_dead_zone_sensor():

@@ -71,7 +71,9 @@ _OBSERVATION_TYPES = (
 )
 _MOVING = (int(Motion.ACCELERATING), int(Motion.MOVING), int(Motion.DECELERATING))
 _REST = int(Motion.REST)
+_ACCELERATING = int(Motion.ACCELERATING)
 _DECELERATING = int(Motion.DECELERATING)
+_GAP_NEAR_S = 1.0  # a seq gap this close before a motion start counts as inside the trip
 _UNCALIBRATED = int(Motion.UNCALIBRATED)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
@@ -128,6 +130,7 @@ class CarAnalytics:
         self._offline_since: float | None = None
         self._gravity: tuple[int, int, int] | None = None
         self._trip: _TripInProgress | None = None
+        self._gap_ts: float | None = None  # the last FramesLost
         self._pending: deque[_TripInProgress] = deque()
         self._vib: deque[VibBlock] = deque()
         self._vib_until = float("-inf")  # end of the latest VIB sample received
@@ -183,6 +186,7 @@ class CarAnalytics:
             case BoardBooted():
                 out += self._on_boot(obs)
             case FramesLost():
+                self._gap_ts = obs.ts
                 if self._trip is not None:
                     self._trip.frames_lost = True  # a zone pulse may be among them
             case RestStats():
@@ -330,9 +334,14 @@ class CarAnalytics:
             out += self._faults.clear(FaultType.SENSOR_FAULT, obs.ts, "uncalibrated")
         moving, was_moving = obs.motion in _MOVING, prev in _MOVING
         if moving and not was_moving:
-            self._trip = _TripInProgress(
-                obs.ts, self._bit(_ZONE_UP), self._bit(_ZONE_DN), bool(self._bit(_INSPECTION))
-            )
+            # First heard (prev None, after a daemon restart) mid-run, past accelerating: a trip whose
+            # start nobody saw has no start time or floor count to report.
+            if prev is not None or obs.motion == _ACCELERATING:
+                self._trip = _TripInProgress(
+                    obs.ts, self._bit(_ZONE_UP), self._bit(_ZONE_DN), bool(self._bit(_INSPECTION)),
+                    # frames lost just before the start: the car may have left earlier, past a pulse
+                    frames_lost=self._gap_ts is not None and self._gap_ts >= obs.ts - _GAP_NEAR_S,
+                )
             out += self._doors.on_motion_start(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
         elif obs.motion == _REST and self._trip is not None:
