@@ -95,6 +95,38 @@ def test_c_filter_kernel_refuses_wrong_arrays():
         dsp.sosfilt_columns(sos, np.zeros((10, 4))[:, :2], np.zeros((2, len(sos), 2)))  # not contiguous
 
 
+
+def test_c_kernels_release_every_array_they_took_when_a_later_one_is_refused():
+    if not dsp.ACCELERATED:
+        pytest.skip("_fastdsp not built")
+    from array import array
+
+    from liftwatch.edge_daemon.analytics import _fastdsp
+
+    def taken(buf: array) -> bool:
+        try:  # an array.array cannot grow while a buffer view of it is held
+            buf.append(0.0)
+        except BufferError:
+            return True
+        buf.pop()
+        return False
+
+    sos, zi_unit, bad = array("d", [0.0] * 12), array("d", [0.0] * 4), np.zeros(14, dtype=np.float32)
+    x, out = array("d", [1.0] * 10), array("d", [0.0] * 10)
+    calls = [
+        (_fastdsp.lowpass_filtfilt, (sos, zi_unit, x, bad), (sos, zi_unit, x)),
+        (_fastdsp.sosfilt, (sos, x, bad), (sos, x)),
+        (_fastdsp.ls_slope, (x, 3, 400.0, 2.0, bad), (x,)),
+        (_fastdsp.half_cycle_peaks, (x, bad), (x,)),
+    ]
+    for kernel, args, held_before in calls:
+        with pytest.raises(TypeError, match="must be float64"):
+            kernel(*args)
+        assert not any(taken(buf) for buf in held_before), kernel.__name__
+    _fastdsp.half_cycle_peaks(x, out)  # and after a call that succeeds
+    assert not taken(x) and not taken(out)
+
+
 @pytest.mark.parametrize("n", [1, 2, 19, 20, 21, 40, 100, 101, 1000, 2999])
 def test_a95_equals_numpy_inverted_cdf_quantile(n):
     rng = np.random.default_rng(n)

@@ -20,6 +20,8 @@
 #define MAX_SIGNALS 8
 #define MAX_SECTIONS 16
 
+/* A float64 buffer into a zeroed view; on failure the view stays empty, so a caller may release
+ * all its views at one exit whichever acquisition failed (PyBuffer_Release skips an empty view). */
 static int get_f64(PyObject *obj, Py_buffer *view, int writable, const char *name) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0)
@@ -36,22 +38,14 @@ static PyObject *sosfilt(PyObject *self, PyObject *args) {
     PyObject *sos_obj, *x_obj, *zi_obj;
     if (!PyArg_ParseTuple(args, "OOO", &sos_obj, &x_obj, &zi_obj))
         return NULL;
-    Py_buffer sos, x, zi;
-    if (get_f64(sos_obj, &sos, 0, "sos") < 0)
-        return NULL;
-    if (get_f64(x_obj, &x, 1, "x") < 0) {
-        PyBuffer_Release(&sos);
-        return NULL;
-    }
-    if (get_f64(zi_obj, &zi, 1, "zi") < 0) {
-        PyBuffer_Release(&sos);
-        PyBuffer_Release(&x);
-        return NULL;
-    }
+    Py_buffer sos = {0}, x = {0}, zi = {0};
+    PyObject *result = NULL;
+    if (get_f64(sos_obj, &sos, 0, "sos") < 0 || get_f64(x_obj, &x, 1, "x") < 0
+        || get_f64(zi_obj, &zi, 1, "zi") < 0)
+        goto done;
     Py_ssize_t n_sections = sos.len / (6 * 8);
     Py_ssize_t n_signals = x.ndim == 2 ? x.shape[1] : 1;
     Py_ssize_t n_samples = x.ndim >= 1 ? x.shape[0] : 0;
-    PyObject *result = NULL;
     if (sos.len != n_sections * 6 * 8 || n_sections < 1 || n_sections > MAX_SECTIONS) {
         PyErr_SetString(PyExc_ValueError, "sos must be (n_sections, 6), 1 to 16 sections");
     } else if (x.ndim < 1 || x.ndim > 2 || n_signals < 1 || n_signals > MAX_SIGNALS) {
@@ -81,6 +75,7 @@ static PyObject *sosfilt(PyObject *self, PyObject *args) {
         result = Py_None;
         Py_INCREF(result);
     }
+done:
     PyBuffer_Release(&sos);
     PyBuffer_Release(&x);
     PyBuffer_Release(&zi);
@@ -97,27 +92,13 @@ static PyObject *lowpass_filtfilt(PyObject *self, PyObject *args) {
     PyObject *sos_obj, *zi_obj, *x_obj, *out_obj;
     if (!PyArg_ParseTuple(args, "OOOO", &sos_obj, &zi_obj, &x_obj, &out_obj))
         return NULL;
-    Py_buffer sos, zu, x, out;
-    if (get_f64(sos_obj, &sos, 0, "sos") < 0)
-        return NULL;
-    if (get_f64(zi_obj, &zu, 0, "zi_unit") < 0) {
-        PyBuffer_Release(&sos);
-        return NULL;
-    }
-    if (get_f64(x_obj, &x, 0, "x") < 0) {
-        PyBuffer_Release(&sos);
-        PyBuffer_Release(&zu);
-        return NULL;
-    }
-    if (get_f64(out_obj, &out, 1, "out") < 0) {
-        PyBuffer_Release(&sos);
-        PyBuffer_Release(&zu);
-        PyBuffer_Release(&x);
-        return NULL;
-    }
+    Py_buffer sos = {0}, zu = {0}, x = {0}, out = {0};
+    PyObject *result = NULL;
+    if (get_f64(sos_obj, &sos, 0, "sos") < 0 || get_f64(zi_obj, &zu, 0, "zi_unit") < 0
+        || get_f64(x_obj, &x, 0, "x") < 0 || get_f64(out_obj, &out, 1, "out") < 0)
+        goto done;
     Py_ssize_t n_sections = sos.len / (6 * 8);
     Py_ssize_t n = x.len / 8, m = out.len / 8, edge = (m - n) / 2;
-    PyObject *result = NULL;
     if (sos.len != n_sections * 6 * 8 || n_sections < 1 || n_sections > MAX_SECTIONS
         || zu.len != n_sections * 2 * 8) {
         PyErr_SetString(PyExc_ValueError, "sos must be (n_sections, 6) and zi_unit (n_sections, 2)");
@@ -157,6 +138,7 @@ static PyObject *lowpass_filtfilt(PyObject *self, PyObject *args) {
         result = Py_None;
         Py_INCREF(result);
     }
+done:
     PyBuffer_Release(&sos);
     PyBuffer_Release(&zu);
     PyBuffer_Release(&x);
@@ -174,15 +156,11 @@ static PyObject *ls_slope(PyObject *self, PyObject *args) {
     double rate, denom;
     if (!PyArg_ParseTuple(args, "OnddO", &a_obj, &w, &rate, &denom, &out_obj))
         return NULL;
-    Py_buffer a, out;
-    if (get_f64(a_obj, &a, 0, "a") < 0)
-        return NULL;
-    if (get_f64(out_obj, &out, 1, "out") < 0) {
-        PyBuffer_Release(&a);
-        return NULL;
-    }
-    Py_ssize_t m = a.len / 8;
+    Py_buffer a = {0}, out = {0};
     PyObject *result = NULL;
+    if (get_f64(a_obj, &a, 0, "a") < 0 || get_f64(out_obj, &out, 1, "out") < 0)
+        goto done;
+    Py_ssize_t m = a.len / 8;
     if (out.len != a.len || w < 1 || w > m) {
         PyErr_SetString(PyExc_ValueError, "out must be as long as a, 1 <= window <= len(a)");
     } else {
@@ -212,6 +190,7 @@ static PyObject *ls_slope(PyObject *self, PyObject *args) {
             Py_INCREF(result);
         }
     }
+done:
     PyBuffer_Release(&a);
     PyBuffer_Release(&out);
     return result;
@@ -224,15 +203,11 @@ static PyObject *half_cycle_peaks(PyObject *self, PyObject *args) {
     PyObject *x_obj, *out_obj;
     if (!PyArg_ParseTuple(args, "OO", &x_obj, &out_obj))
         return NULL;
-    Py_buffer x, out;
-    if (get_f64(x_obj, &x, 0, "x") < 0)
-        return NULL;
-    if (get_f64(out_obj, &out, 1, "out") < 0) {
-        PyBuffer_Release(&x);
-        return NULL;
-    }
-    Py_ssize_t n = x.len / 8, count = 0;
+    Py_buffer x = {0}, out = {0};
     PyObject *result = NULL;
+    if (get_f64(x_obj, &x, 0, "x") < 0 || get_f64(out_obj, &out, 1, "out") < 0)
+        goto done;
+    Py_ssize_t n = x.len / 8, count = 0;
     if (out.len < x.len) {
         PyErr_SetString(PyExc_ValueError, "out must be at least as long as x");
     } else {
@@ -259,6 +234,7 @@ static PyObject *half_cycle_peaks(PyObject *self, PyObject *args) {
         }
         result = PyLong_FromSsize_t(count);
     }
+done:
     PyBuffer_Release(&x);
     PyBuffer_Release(&out);
     return result;
