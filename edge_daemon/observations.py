@@ -20,6 +20,7 @@ import numpy as np
 from liftwatch.protocol.messages import BoardEventKind, Input, Motion
 
 __all__ = [
+    "MOVING",
     "BoardBooted",
     "BoardEvent",
     "BoardEventKind",
@@ -38,6 +39,7 @@ __all__ = [
 
 # The wire's codes, defined once in protocol/messages.py; analytics names them from here.
 Inputs = Input
+MOVING = (int(Motion.ACCELERATING), int(Motion.MOVING), int(Motion.DECELERATING))  # a trip under way
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from liftwatch.edge_daemon.observations import (
+    MOVING,
     BoardBooted,
     BoardEvent,
     CountersSnapshot,
@@ -61,7 +62,6 @@ CLOCK_STEP_S = 1.0
 # A new clock offset waits for the end of a trip at most this long (board ms): a car that reports
 # "moving" for longer has a fault, and its times should follow the best offset again.
 TRIP_OFFSET_HOLD_MAX_MS = 600_000
-_MOTION_MOVING = (int(m.Motion.ACCELERATING), int(m.Motion.MOVING), int(m.Motion.DECELERATING))
 # A TIME_SYNC reply slower than this says more about a busy link than about the clock offset.
 MAX_SYNC_RTT_MS = 2000
 # A VIB block whose index-derived start differs this much from its frame time re-anchors the
@@ -678,7 +678,7 @@ class BoardSession:
         if motion != self.motion:
             out.append(MotionChanged(ts=t, motion=motion))
             self.motion = motion
-            if motion in _MOTION_MOVING:
+            if motion in MOVING:
                 clock.hold_for_trip(clock.peek(event_t_ms % T_MS_MODULO))
             else:
                 clock.release_after_trip()

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..observations import (
+    MOVING,
     BoardBooted,
     BoardEvent,
     BoardEventKind,
@@ -69,7 +70,6 @@ _OBSERVATION_TYPES = (
     BoardBooted,
     FramesLost,
 )
-_MOVING = (int(Motion.ACCELERATING), int(Motion.MOVING), int(Motion.DECELERATING))
 _REST = int(Motion.REST)
 _ACCELERATING = int(Motion.ACCELERATING)
 _DECELERATING = int(Motion.DECELERATING)
@@ -262,7 +262,7 @@ class CarAnalytics:
 
     @property
     def _motion_known(self) -> bool:
-        return self._motion is not None and self._motion in (_REST, *_MOVING)
+        return self._motion is not None and self._motion in (_REST, *MOVING)
 
     # ---------------------------------------------------------------- time
 
@@ -332,7 +332,7 @@ class CarAnalytics:
         else:
             self._uncalibrated_since = None
             out += self._faults.clear(FaultType.SENSOR_FAULT, obs.ts, "uncalibrated")
-        moving, was_moving = obs.motion in _MOVING, prev in _MOVING
+        moving, was_moving = obs.motion in MOVING, prev in MOVING
         if moving and not was_moving:
             # First heard (prev None, after a daemon restart) mid-run, past accelerating: a trip whose
             # start nobody saw has no start time or floor count to report.
@@ -659,7 +659,7 @@ def _entrapment(car: CarAnalytics) -> bool:
 
 
 def _moving_with_door_open(car: CarAnalytics) -> bool:
-    if car._motion not in _MOVING or car._door_closed:
+    if car._motion not in MOVING or car._door_closed:
         return False
     # Doors may open in advance once the car has arrived in the next landing's door zone (GB 7588
     # 7.7.2.2), and the board reports rest a few hundred ms after the stop; leaving a landing with
