@@ -140,9 +140,10 @@ BOARD_KEYS = (
     Key("key_file", str, "", "File with the board's HMAC key in hex (16-64 bytes), readable by the daemon's user "
         "only (mode 0600, else refused); empty = no tags. A pending `<name>.next.key` beside a `<name>.key` "
         "(`liftwatch keys rotate`, `liftwatch flash --keystore`) is accepted too until promoted."),
-    Key("require_tag", bool, False, "Drop untagged frames from this board (needs `key_file`). Not set: true "
-        "for `link = \"ble\"` (anyone in radio range could inject frames, so a BLE board without `key_file` "
-        "is refused unless `require_tag = false` says so), false for serial."),
+    Key("require_tag", bool, False, "Drop untagged frames from this board. Always true when `key_file` is set "
+        "(`require_tag = false` beside a key is refused: a key that lets untagged frames in protects nothing). "
+        "Without `key_file`: a BLE board is refused unless `require_tag = false` says so (anyone in radio range "
+        "could inject frames); a serial board takes untagged frames."),
 )
 SECTIONS = {
     "daemon": DAEMON_KEYS,
@@ -336,7 +337,10 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
             raise ConfigError(source, where, f"{address} is already used by another board")
         seen_links.add(address)
         key, next_key = _key_bytes(b["key_file"], f"{where}.key_file", source, base_dir) if b["key_file"] else (None, None)
-        require_tag = b["require_tag"] if "require_tag" in table else link is LinkKind.BLE
+        require_tag = b["require_tag"] if "require_tag" in table else (link is LinkKind.BLE or key is not None)
+        if key is not None and not require_tag:  # issue 14: untagged frames would bypass the key entirely
+            raise ConfigError(source, f"{where}.require_tag", "must not be false when key_file is set: a keyed "
+                              "board's untagged frames are forgeries (remove require_tag)")
         if require_tag and key is None:
             if "require_tag" in table:
                 raise ConfigError(source, f"{where}.require_tag", "needs key_file")

@@ -469,7 +469,8 @@ class BoardTask:
         state = self.reader.replay.state()
         if state == self._replay_saved:
             return
-        new_boot = self._replay_saved is None or state[0] != self._replay_saved[0]
+        # durable too when the window moved to another key (rotation, replaced board: issue 14)
+        new_boot = self._replay_saved is None or state[0] != self._replay_saved[0] or state[3] != self._replay_saved[3]
         if not (on_tick or new_boot):
             return
         try:
@@ -484,7 +485,8 @@ class BoardTask:
         self._rotations_seen = self.reader.key_rotations
         session = self.pipeline.session
         session.config = dataclasses.replace(session.config, key=self.reader.key)
-        _LOG.info("board %s: now on its rotated key (run `liftwatch keys promote`)", self.board.car)
+        _LOG.info("board %s: now on its rotated key %s, with a fresh replay window (run `liftwatch keys promote`)",
+                  self.board.car, self.reader.replay.key_fingerprint)
 
     def _check_identity(self) -> None:
         """Say once per board id when the board on this port is not the one the config names
@@ -523,6 +525,7 @@ class BoardTask:
             link_counters=self.counters.to_status(),
             framing_drops={reason.name.lower(): n for reason, n in self.reader.drops.items()},
             frames_ok=self.reader.frames,
+            replay_resets=self.reader.replay_resets,  # issue 14: windows restarted for a new key
             pipeline=self.pipeline.counters.to_status(),
             active_faults=[f.value for f in self.pipeline.analytics.active_faults],
             last_events=list(self.pipeline.last_events),
@@ -579,7 +582,11 @@ class Daemon:
         replay_path = None
         if board.key is not None:  # the window must outlive the daemon, or a restart reopens it
             replay_path = self.config.state_dir / f"replay-{board.car}.json"
-            reader.replay = load_replay_file(replay_path)
+            # issue 14: the window is bound to a key; one saved under another key (a replaced board)
+            # is not this board's, and would lock it out: start afresh, say so, count it.
+            if not reader.restore_replay(load_replay_file(replay_path)):
+                _LOG.warning("board %s: the saved replay window belongs to another key (board replaced?): "
+                             "starting a fresh one for key %s", board.car, reader.replay.key_fingerprint)
         return BoardTask(board, transport, pipeline, reader, self.config.write_timeout_s, self._backoff(),
                          self.clock, self.monotonic, replay_path=replay_path)
 

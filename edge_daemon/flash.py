@@ -82,9 +82,10 @@ def board_arch(port: str) -> tuple[int, str | None]:
 
 
 def firmware_sources(firmware_dir: Path = FIRMWARE_DIR) -> list[Path]:
-    """Board modules: every firmware/*.py except the CPython package marker, plus lwproto.py."""
+    """Board modules: every firmware/*.py except the CPython package marker, plus the codec
+    (lwproto.py and its tags, lwtag.py)."""
     files = sorted(p for p in firmware_dir.glob("*.py") if p.name != "__init__.py")
-    files.append(PROTOCOL_DIR / "lwproto.py")
+    files += [PROTOCOL_DIR / "lwproto.py", PROTOCOL_DIR / "lwtag.py"]
     if not any(p.name == "main.py" for p in files):
         raise FlashError(f"no main.py in {firmware_dir}: nothing would start the firmware")
     return files

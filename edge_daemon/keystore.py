@@ -7,7 +7,7 @@ Layout of the key store directory (mode 0700, owned by the daemon's user):
                       `liftwatch flash --key-file` read)
 <board_id>.next.key   the rotated key while a rotation is pending (written before the board is
                       reflashed, so the daemon accepts the board whichever key it comes back with)
-<board_id>.replay     the board's ReplayGuard state (boot_id, top_seq, window), JSON
+<board_id>.replay     the board's ReplayGuard state (boot_id, top_seq, window, key fingerprint), JSON
 ```
 
 Why files and not a database: one small file per secret can be checked with `stat` by an operator,
@@ -31,10 +31,9 @@ import re
 import secrets
 import stat
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
 
-from liftwatch.protocol.framing import FrameReader, ReplayGuard
+from liftwatch.protocol.framing import FrameReader, ReplayGuard, key_fingerprint
 
 KEY_BYTES = 32  # HMAC-SHA256 block-friendly; SPEC.md allows 16 to 64
 MIN_KEY_BYTES = 16
@@ -83,7 +82,7 @@ class BoardKeys:
         """A FrameReader that accepts frames tagged with either key (SPEC.md section 4)."""
         reader = FrameReader(key=self.current, next_key=self.next, require_tag=require_tag)
         if replay is not None:
-            reader.replay = replay
+            reader.restore_replay(replay)
         return reader
 
 
@@ -97,9 +96,7 @@ class KeyInfo:
     current_mtime_s: float
 
 
-def fingerprint(key: bytes) -> str:
-    """Names a key without revealing it: the first 8 hex digits of SHA-256(key)."""
-    return sha256(key).hexdigest()[:8]
+fingerprint = key_fingerprint  # names a key without revealing it (first 8 hex digits of its SHA-256)
 
 
 def check_board_id(board_id: str) -> str:
@@ -368,14 +365,16 @@ def load_replay_file(path: str | os.PathLike) -> ReplayGuard:
     try:
         doc = json.loads(raw)
         boot_id, top_seq, seen = doc["boot_id"], doc["top_seq"], doc["seen"]
+        key_fp = doc.get("key")  # absent in files saved before windows were bound to keys
         ok = (boot_id is None or (type(boot_id) is int and 0 <= boot_id <= 0xFFFF)) and type(top_seq) is int \
-            and 0 <= top_seq <= 0xFFFF and type(seen) is int and 0 <= seen < 1 << 64
+            and 0 <= top_seq <= 0xFFFF and type(seen) is int and 0 <= seen < 1 << 64 \
+            and (key_fp is None or (type(key_fp) is str and re.fullmatch(r"[0-9a-f]{8}", key_fp) is not None))
     except (ValueError, KeyError, TypeError):
         ok = False
     if not ok:
         raise KeyStoreError(f"{path}: damaged replay state; remove it only if the board has rebooted "
                             "since (its boot id then moves past any recording)")
-    return ReplayGuard(boot_id, top_seq, seen)
+    return ReplayGuard(boot_id, top_seq, seen, key_fp)
 
 
 def save_replay_file(path: str | os.PathLike, guard: ReplayGuard, *, durable: bool = True) -> None:
@@ -385,6 +384,6 @@ def save_replay_file(path: str | os.PathLike, guard: ReplayGuard, *, durable: bo
     power cut of the Pi can roll the window back to the last durable save); save durably at least
     when the boot id changes, since rule 2 (older boot = replay) rests on it.
     """
-    boot_id, top_seq, seen = guard.state()
-    _atomic_write(Path(path), json.dumps({"boot_id": boot_id, "top_seq": top_seq, "seen": seen}).encode(),
+    boot_id, top_seq, seen, key_fp = guard.state()
+    _atomic_write(Path(path), json.dumps({"boot_id": boot_id, "top_seq": top_seq, "seen": seen, "key": key_fp}).encode(),
                   durable=durable)

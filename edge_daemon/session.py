@@ -314,6 +314,10 @@ class BoardSession:
         on it, so a step of the wall clock neither fakes a link outage nor delays a TIME_SYNC."""
         self._clock_in(host_now_s, mono_s)
         out: list[Observation] = []
+        handler = _HANDLERS.get(frame[0])  # type
+        if handler is None:  # before any state moves: such a frame must not shift the seq or the clock
+            self.counters.drops[SessionDrop.UNEXPECTED] += 1
+            return out
         if not self._track_sequence(frame, host_now_s, out):
             return out
         self.counters.frames += 1
@@ -326,10 +330,7 @@ class BoardSession:
             out.append(FramesLost(ts=ts, count=self._gap_frames))
             self._gap_frames = 0
         self._heard(ts, host_now_s, out)
-        handler = _HANDLERS.get(frame[0])  # type
-        if handler is None:
-            self.counters.drops[SessionDrop.UNEXPECTED] += 1
-        elif not handler(self, frame, ts, host_now_s, out):
+        if not handler(self, frame, ts, host_now_s, out):
             self.counters.drops[SessionDrop.BAD_PAYLOAD] += 1
         if self.mode is LinkMode.LIVE:
             self._maintain(host_now_s)
@@ -578,7 +579,7 @@ class BoardSession:
         seq = self._host_seq
         self._host_seq = (seq + 1) % _U16
         t_ms = int((host_now_s or 0.0) * 1000) % T_MS_MODULO
-        self._out.append(encode_frame(mtype, payload, self.boot_id or 0, seq, t_ms, self.config.key))
+        self._out.append(encode_frame(mtype, payload, self.boot_id or 0, seq, t_ms, self.config.key, sender=lw.FROM_HOST))
         return seq
 
     def _ack_event(self, event_id: int) -> None:

@@ -47,6 +47,10 @@ class Rx:
 
     def _apply_config(self, config, seq, settings):
         max_rate = self.sensor.rates()[-1] if self.sensor is not None else 1600
+        refused = self.link.refused_unkeyed(settings)  # SECURITY.md, "An unkeyed board"
+        if refused:
+            self.send_ack(lwproto.T_CONFIG, seq, 1, refused, self.cfg_hash)
+            return
         try:
             new = config.merge(self.cfg, settings, mo.RING_SAMPLES, max_rate)
         except config.ConfigError as e:
@@ -54,7 +58,8 @@ class Rx:
             return
         old = self.cfg
         self.cfg = new
-        config.save_file(self.board.path(CONFIG_FILE), new)
+        if not self.link.volatile_only:  # unkeyed: applied until the next boot, never saved to flash
+            config.save_file(self.board.path(CONFIG_FILE), new)
         self.inputs.debounce_ms = new["debounce_ms"]
         self.evq.retry_ms = new["event_retry_ms"]
         self.stream_mode = new["stream"]

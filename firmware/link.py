@@ -6,6 +6,11 @@
 # full) the queue fills; then the oldest frame of the lowest priority goes first (VIB, then STATS,
 # then state and heartbeats; EVENT frames last: they are re-sent until ACKed anyway). A new frame of
 # lower priority than everything queued is the one dropped. Every drop is counted in ``drops``.
+#
+# In: only host frames pass (lwproto.FrameDecoder checks the direction flag and the type, so the
+# board's own frames echoed back are refused); a keyed board also wants the host's tag and a host seq
+# not seen in this boot, and moves its window only for a frame it hands on. What an unkeyed board
+# takes from its link is limited (SECURITY.md, "An unkeyed board"): see ``volatile_only``.
 import array
 
 from micropython import const
@@ -23,6 +28,9 @@ SLOT_BYTES = const(512)  # every board frame fits: a 64-sample VIB is about 415 
 _TXBUF = const(4096)  # the ESP32 UART driver's TX ring we never overfill
 _RXBUF = const(64)
 _RX_BODY = const(320)  # host frames are small: a CONFIG with every setting is about 300 bytes
+# Settings that decide how the board reaches its host: from an unkeyed link, whoever is on the wires
+# (or in radio range) could move the board to BLE or to another baud rate and cut the host off.
+UNKEYED_REFUSED = ("transport", "baud")
 
 
 # Allocated at import, while the heap is still in one piece.
@@ -37,6 +45,8 @@ class Link:
         self.dec = lwproto.FrameDecoder(key, max_body=_RX_BODY)
         self.asm = lwproto.FrameAssembler(_RX_BODY + 8)
         self.authenticated = bool(key)
+        # An unkeyed link cannot tell the host from anyone else: what it changes must not outlive a reboot.
+        self.volatile_only = not key
         self.seq = 0
         self.q = _QUEUE
         self.qlen = array.array("H", [0] * SLOTS)
@@ -127,14 +137,25 @@ class Link:
             self.sent += 1
 
     def _fresh(self, seq):
-        w = self._window
+        """True if a host seq is new in this boot (ahead of the window, or inside it and unseen)."""
         if self.host_top < 0:
-            self.host_top = seq
-            w[0] = 1
             return True
         d = (seq - self.host_top) & 0xFFFF
         if d == 0:
             return False
+        if d < 0x8000:
+            return True
+        back = 0x10000 - d
+        return back < 64 and not (self._window[back >> 3] >> (back & 7)) & 1
+
+    def _accept(self, seq):
+        """Remember a fresh host seq: called only for a frame handed on, so nothing else moves it."""
+        w = self._window
+        if self.host_top < 0:
+            self.host_top = seq
+            w[0] = 1
+            return
+        d = (seq - self.host_top) & 0xFFFF
         if d < 0x8000:  # ahead: slide the window by d
             for i in range(63, -1, -1):
                 j = i - d
@@ -145,12 +166,17 @@ class Link:
                     w[i >> 3] &= ~(1 << (i & 7)) & 0xFF
             w[0] |= 1
             self.host_top = seq
-            return True
+            return
         back = 0x10000 - d
-        if back >= 64 or (w[back >> 3] >> (back & 7)) & 1:
-            return False  # too old, or seen
         w[back >> 3] |= 1 << (back & 7)
-        return True
+
+    def refused_unkeyed(self, settings):
+        """The reason to refuse a CONFIG from an unkeyed link, or None (SECURITY.md, "An unkeyed board")."""
+        if self.volatile_only and type(settings) is dict:
+            for name in UNKEYED_REFUSED:
+                if name in settings:
+                    return name + ": only over a keyed link or with liftwatch flash --config"
+        return None
 
     # ---- in ---------------------------------------------------------------------------------------
     def poll(self, handler):
@@ -174,4 +200,6 @@ class Link:
             if type(payload) is not list:
                 self.rx_drops += 1
                 continue
+            if self.authenticated:
+                self._accept(seq)
             handler(mtype, boot_id, seq, payload)

@@ -242,10 +242,12 @@ class FrameTap:
 
     def send_message(self, mtype: int, payload: list) -> None:
         """Encode and send a host->board frame, echoing the board's latest boot_id."""
+        from liftwatch.protocol import lwproto
         from liftwatch.protocol.framing import encode_frame
 
         self._host_seq = (self._host_seq + 1) & 0xFFFF
-        self.send(encode_frame(mtype, payload, self.boot_id or 0, self._host_seq, int(time.monotonic() * 1000)))
+        self.send(encode_frame(mtype, payload, self.boot_id or 0, self._host_seq, int(time.monotonic() * 1000),
+                               sender=lwproto.FROM_HOST))
 
     def tapped(self) -> list[TappedMessage]:
         with self._lock:

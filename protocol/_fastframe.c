@@ -1,11 +1,12 @@
-/* Optional C accelerator for liftwatch.protocol.framing.FrameReader (protocol/SPEC.md, wire v1).
+/* Optional C accelerator for liftwatch.protocol.framing.FrameReader (protocol/SPEC.md, wire v2).
  *
  * scan() takes the reader's buffer and, for every complete part up to its last 0x00 delimiter, does
  * in one call what the pure-Python loop does per frame with several C calls: split at 0x00, COBS
  * decode, CRC-16/CCITT-FALSE check, header parse, msgpack.unpackb of the payload (the real msgpack
  * package, called from here) and the Frame tuple. It only ever *accepts*: any part it would not
- * deliver exactly as the Python path does (damaged, unknown type, tag to verify, untagged while tags
- * are required, payload msgpack refuses, longer than a frame) is handed back as bytes, and
+ * deliver exactly as the Python path does (damaged, a type the board may not send, the host's
+ * direction flag, tag to verify, untagged while tags are required, payload msgpack refuses, longer
+ * than a frame) is handed back as bytes, and
  * FrameReader._decode gives it the reference treatment (drop reason, salvage, HMAC, replay). So the
  * drop accounting has one implementation, in Python, and both paths run the same tests.
  *
@@ -17,15 +18,16 @@
 #include <stdint.h>
 #include <string.h>
 
-#define VERSION 1
+#define VERSION 2
 #define HEADER_LEN 11
 #define CRC_LEN 2
 #define TAG_LEN 8
 #define MAX_BODY 1024
 #define MAX_WIRE (1024 + 5 + 1)
 #define FLAG_TAGGED 0x01
+#define FLAG_FROM_HOST 0x02
 #define FLAGS_INCOMPAT_MASK 0x0F
-#define FLAGS_INCOMPAT_KNOWN 0x01
+#define FLAGS_INCOMPAT_KNOWN 0x03
 #define T_MS_MASK 0x3FFFFFFF
 
 /* CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, not reflected), slice-by-16: crc_table[k][b] is
@@ -209,6 +211,58 @@ static void cobs_decode_pair(const uint8_t *sa, Py_ssize_t na, uint8_t *da, Py_s
     *mb = rb == -2 ? cobs_decode(sb, nb, db) : rb;
 }
 
+/* Chaskey-12 (Mouha et al.; ISO/IEC 29192-6), the tag of SPEC.md section 4: the first 8 bytes of
+ * the 16-byte MAC of m[0:n] under a 16-byte key. Same results as lwtag's viper and Python versions
+ * (protocol/vectors and tests/test_lwtag.py check all three). */
+#define ROTL32(x, b) (uint32_t)(((x) << (b)) | ((x) >> (32 - (b))))
+
+static void chaskey_permute(uint32_t v[4]) {
+    for (int r = 0; r < 12; r++) {
+        v[0] += v[1]; v[1] = ROTL32(v[1], 5); v[1] ^= v[0]; v[0] = ROTL32(v[0], 16);
+        v[2] += v[3]; v[3] = ROTL32(v[3], 8); v[3] ^= v[2];
+        v[0] += v[3]; v[3] = ROTL32(v[3], 13); v[3] ^= v[0];
+        v[2] += v[1]; v[1] = ROTL32(v[1], 7); v[1] ^= v[2]; v[2] = ROTL32(v[2], 16);
+    }
+}
+
+static uint32_t load_le32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static void times_two(uint32_t out[4], const uint32_t in[4]) {
+    out[0] = (in[0] << 1) ^ ((in[3] >> 31) ? 0x87u : 0u);
+    out[1] = (in[1] << 1) | (in[0] >> 31);
+    out[2] = (in[2] << 1) | (in[1] >> 31);
+    out[3] = (in[3] << 1) | (in[2] >> 31);
+}
+
+static void chaskey_tag(const uint8_t key[16], const uint8_t *m, Py_ssize_t n, uint8_t tag[8]) {
+    uint32_t k[4], k1[4], k2[4], v[4];
+    for (int i = 0; i < 4; i++)
+        k[i] = v[i] = load_le32(key + 4 * i);
+    times_two(k1, k);
+    times_two(k2, k1);
+    Py_ssize_t last = n ? ((n - 1) / 16) * 16 : 0;
+    for (Py_ssize_t i = 0; i < last; i += 16) {
+        for (int w = 0; w < 4; w++)
+            v[w] ^= load_le32(m + i + 4 * w);
+        chaskey_permute(v);
+    }
+    uint8_t block[16] = {0};
+    const uint32_t *l = (n && n % 16 == 0) ? k1 : k2;
+    memcpy(block, m + last, (size_t)(n - last));
+    if (l == k2)
+        block[n - last] = 0x01;
+    for (int w = 0; w < 4; w++)
+        v[w] ^= load_le32(block + 4 * w) ^ l[w];
+    chaskey_permute(v);
+    for (int w = 0; w < 2; w++) {
+        uint32_t x = v[w] ^ l[w];
+        for (int b = 0; b < 4; b++)
+            tag[4 * w + b] = (uint8_t)(x >> (8 * b));
+    }
+}
+
 static PyObject *str_strict_map_key, *kwnames;
 
 /* A part of n wire bytes, COBS-decoded into body[0:m] (m < 0: malformed) -> a new Frame, or NULL
@@ -220,7 +274,10 @@ static PyObject *fast_frame(const uint8_t *body, Py_ssize_t m, Py_ssize_t n, PyT
     if (crc16(body, m, 0xFFFF) != 0) /* the CRC travels big-endian: over body + CRC it is 0 */
         return NULL;
     unsigned ver = body[0], mtype = body[1], flags = body[2];
-    if (ver != VERSION || (flags & FLAGS_INCOMPAT_MASK & ~FLAGS_INCOMPAT_KNOWN) || !known[mtype])
+    /* known[] holds the types a board may send: a host-only type or the host's flag (a reflected
+     * frame) goes to the Python path, which counts it as DIRECTION */
+    if (ver != VERSION || (flags & FLAGS_INCOMPAT_MASK & ~FLAGS_INCOMPAT_KNOWN) || (flags & FLAG_FROM_HOST) ||
+        !known[mtype])
         return NULL;
     Py_ssize_t end = m - CRC_LEN;
     int tagged = (flags & FLAG_TAGGED) != 0;
@@ -595,7 +652,34 @@ static PyObject *py_cobs_decode_pair(PyObject *module, PyObject *const *args, Py
     return result;
 }
 
+PyDoc_STRVAR(chaskey_doc, "chaskey(key16, data) -> bytes: the 8-byte Chaskey-12 tag of data (SPEC.md section 4).");
+
+static PyObject *py_chaskey(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "chaskey(key16, data)");
+        return NULL;
+    }
+    Py_buffer key, data;
+    if (PyObject_GetBuffer(args[0], &key, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (key.len != 16) {
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "chaskey: the key is 16 bytes");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&key);
+        return NULL;
+    }
+    uint8_t tag[8];
+    chaskey_tag(key.buf, data.buf, data.len, tag);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&data);
+    return PyBytes_FromStringAndSize((const char *)tag, 8);
+}
+
 static PyMethodDef methods[] = {
+    {"chaskey", (PyCFunction)(void (*)(void))py_chaskey, METH_FASTCALL, chaskey_doc},
     {"cobs_decode_pair", (PyCFunction)(void (*)(void))py_cobs_decode_pair, METH_FASTCALL, cobs_decode_pair_doc},
     {"crc16", (PyCFunction)(void (*)(void))py_crc16, METH_FASTCALL, crc16_doc},
     {"crc16_tables", (PyCFunction)(void (*)(void))py_crc16_tables, METH_FASTCALL, crc16_tables_doc},
@@ -635,7 +719,8 @@ PyMODINIT_FUNC PyInit__fastframe(void) {
         Py_DECREF(m);
         return NULL;
     }
-    PyObject *layout = Py_BuildValue("(iiiiii)", VERSION, HEADER_LEN, TAG_LEN, MAX_BODY, MAX_WIRE, FLAGS_INCOMPAT_KNOWN);
+    PyObject *layout =
+        Py_BuildValue("(iiiiiii)", VERSION, HEADER_LEN, TAG_LEN, MAX_BODY, MAX_WIRE, FLAGS_INCOMPAT_KNOWN, FLAG_FROM_HOST);
     if (layout == NULL || PyModule_AddObject(m, "LAYOUT", layout) < 0) {
         Py_XDECREF(layout);
         Py_DECREF(m);

@@ -1,13 +1,15 @@
 """Host-side framing: bytes from a board in any chunking -> checked frames, never an exception.
 
-Framing knows COBS, the CRC, the header and the tag; it does not know what payload fields mean
-(that is `liftwatch.protocol.messages`). The per-frame work is done in C: `cobs` for unstuffing,
-`binascii.crc_hqx` for the CRC-16/CCITT-FALSE, `msgpack` for the payload, `hmac.digest` for tags.
+Framing knows COBS, the CRC, the header, the direction and the tag; it does not know what payload
+fields mean (that is `liftwatch.protocol.messages`). The per-frame work is done in C: `cobs` for
+unstuffing, `binascii.crc_hqx` for the CRC-16/CCITT-FALSE, `msgpack` for the payload, `_fastframe`
+for Chaskey-12 tags (pure Python from `lwtag` when it is not built).
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 import struct
 from binascii import crc_hqx
@@ -26,6 +28,7 @@ except ImportError:  # pragma: no cover - same CRC, slower
         return crc_hqx(data, 0xFFFF)
 
 from liftwatch.protocol import lwproto as _lw
+from liftwatch.protocol import lwtag as _lwtag
 
 HEADER = struct.Struct("<BBBHHI")
 HEADER_LEN = _lw.HEADER_LEN
@@ -33,16 +36,21 @@ TAG_LEN = _lw.TAG_LEN
 MAX_BODY = _lw.MAX_BODY
 MAX_WIRE = _lw.MAX_WIRE
 KNOWN_TYPES = frozenset(_lw.KNOWN_TYPES)
-_KNOWN_TYPE_TABLE = bytes(t in KNOWN_TYPES for t in range(256))
+BOARD_TYPES = frozenset(t for t in KNOWN_TYPES if _lw.BOARD_TYPES >> t & 1)  # what a board may send
+# The C splitter delivers only these types itself; anything else comes back to _check, which names
+# the drop (DIRECTION for a host-only type, UNKNOWN_TYPE otherwise).
+_BOARD_TYPE_TABLE = bytes(t in BOARD_TYPES for t in range(256))
 
 try:  # optional C accelerator of FrameReader.feed, built by setup.py (protocol/_fastframe.c)
     from liftwatch.protocol import _fastframe
 except ImportError:  # not built: the pure-Python path gives the same results, slower
     _fastframe = None
 if _fastframe is not None and _fastframe.LAYOUT != (
-    _lw.VERSION, HEADER_LEN, TAG_LEN, MAX_BODY, MAX_WIRE, _lw.FLAGS_INCOMPAT_KNOWN
+    _lw.VERSION, HEADER_LEN, TAG_LEN, MAX_BODY, MAX_WIRE, _lw.FLAGS_INCOMPAT_KNOWN, _lw.FLAG_FROM_HOST
 ):  # a stale build from another wire layout must not be trusted
     _fastframe = None
+# Chaskey-12 tag of data under a 16-byte direction key (SPEC.md section 4).
+_chaskey = _fastframe.chaskey if _fastframe is not None else _lwtag.chaskey_tag
 REPLAY_WINDOW = 64  # frames a tagged frame may arrive late (reordering inside one link is rare)
 
 
@@ -58,8 +66,10 @@ class DropReason(enum.IntEnum):
     REPLAY = _lw.R_REPLAY
     BAD_FLAGS = _lw.R_BAD_FLAGS
     BAD_PAYLOAD = _lw.R_BAD_PAYLOAD
+    DIRECTION = _lw.R_DIRECTION
 
 
+_VERSION_BYTE = bytes([_lw.VERSION])  # where salvage looks for a frame's start
 _SALVAGEABLE = frozenset({DropReason.FRAMING, DropReason.CRC, DropReason.TOO_LARGE})
 
 
@@ -90,39 +100,61 @@ for _i, _name in enumerate(("type", "flags", "boot_id", "seq", "t_ms", "payload"
     setattr(Frame, _name, property(lambda self, _i=_i: self[_i]))
 
 
+def key_fingerprint(key: bytes) -> str:
+    """Names a key without revealing it: the first 8 hex digits of SHA-256(key)."""
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
 @dataclass(slots=True)
 class ReplayGuard:
     """Replay rule for tagged frames of one board (SPEC.md, "Replay protection").
 
     boot_id is the board's persistent boot counter: a frame from an older boot is a replay. Within a
-    boot, a sequence number already seen, or older than the window, is a replay. Persist ``state()``
-    so the rule holds across daemon restarts.
+    boot, a sequence number already seen, or older than the window, is a replay. ``fresh`` only
+    looks; ``accept`` moves the window, and the reader calls it only for a frame it delivers, so a
+    frame refused for any reason moves nothing. ``key_fingerprint`` names the key whose frames the
+    window describes: boot ids belong to a board, and a board with another key (a replacement) starts
+    its own window. Persist ``state()`` so the rule holds across daemon restarts.
     """
 
     boot_id: int | None = None
     top_seq: int = 0
     seen: int = 0  # bit i set: top_seq - i was accepted
+    key_fingerprint: str | None = None
 
-    def check(self, boot_id: int, seq: int) -> bool:
-        """True and remembered if (boot_id, seq) is fresh; False if it is a replay."""
+    def fresh(self, boot_id: int, seq: int) -> bool:
+        """True if (boot_id, seq) has not been accepted and is not too old; changes nothing."""
         if self.boot_id is None or _newer16(boot_id, self.boot_id):
-            self.boot_id, self.top_seq, self.seen = boot_id, seq, 1
             return True
         if boot_id != self.boot_id:
             return False
         ahead = (seq - self.top_seq) & 0xFFFF
         if 0 < ahead < 0x8000:
-            self.seen = ((self.seen << ahead) | 1) & ((1 << REPLAY_WINDOW) - 1)
-            self.top_seq = seq
             return True
         behind = (self.top_seq - seq) & 0xFFFF
-        if behind >= REPLAY_WINDOW or self.seen >> behind & 1:
+        return behind < REPLAY_WINDOW and not self.seen >> behind & 1
+
+    def accept(self, boot_id: int, seq: int) -> None:
+        """Remember a fresh (boot_id, seq) as delivered."""
+        if self.boot_id is None or _newer16(boot_id, self.boot_id):
+            self.boot_id, self.top_seq, self.seen = boot_id, seq, 1
+            return
+        ahead = (seq - self.top_seq) & 0xFFFF
+        if 0 < ahead < 0x8000:
+            self.seen = ((self.seen << ahead) | 1) & ((1 << REPLAY_WINDOW) - 1)
+            self.top_seq = seq
+        else:
+            self.seen |= 1 << ((self.top_seq - seq) & 0xFFFF)
+
+    def check(self, boot_id: int, seq: int) -> bool:
+        """`fresh`, and if so `accept`: for a frame that is delivered whenever it is fresh."""
+        if not self.fresh(boot_id, seq):
             return False
-        self.seen |= 1 << behind
+        self.accept(boot_id, seq)
         return True
 
-    def state(self) -> tuple[int | None, int, int]:
-        return (self.boot_id, self.top_seq, self.seen)
+    def state(self) -> tuple[int | None, int, int, str | None]:
+        return (self.boot_id, self.top_seq, self.seen, self.key_fingerprint)
 
 
 def _newer16(a: int, b: int) -> bool:
@@ -132,14 +164,17 @@ def _newer16(a: int, b: int) -> bool:
 
 @dataclass(slots=True)
 class FrameReader:
-    """Streaming reader for one board's byte stream.
+    """Streaming reader for one board's byte stream (board->host frames only).
 
     ``feed(chunk)`` returns the frames completed by ``chunk``; damaged input is counted in ``drops``
     by `DropReason` and reading resumes at the next 0x00 delimiter, so garbage never costs a good frame
-    that follows it. With ``key`` set, tags are verified; ``next_key`` is a rotated key the board may
-    already use (after `liftwatch flash`): the first frame it verifies promotes it to ``key``, and the
-    old key is refused from then on. With ``require_tag`` untagged frames are
-    dropped as AUTH, and tagged frames go through the replay guard.
+    that follows it. A frame the host sent (the direction flag, or a host-only type), reflected back,
+    is dropped as DIRECTION. With ``key`` set, tags are verified under the board->host key derived
+    from it, untagged frames are dropped as AUTH (``require_tag`` is forced on: a key that does not
+    refuse untagged frames protects nothing) and tagged frames go through the replay guard.
+    ``next_key`` is a rotated key the board may already use (after `liftwatch flash`): the first frame
+    it verifies promotes it to ``key``, retires the old key, and starts a fresh replay window bound
+    to the new key (``replay_resets``), since a reflashed or replaced board may count boots anew.
     """
 
     key: bytes | None = None
@@ -149,6 +184,7 @@ class FrameReader:
     drops: Counter = field(default_factory=Counter)
     frames: int = 0
     key_rotations: int = 0
+    replay_resets: int = 0  # windows started afresh because the board's key changed
     unknown_types: Counter = field(default_factory=Counter)
     _buf: bytearray = field(default_factory=bytearray)
     _long: bool = False
@@ -156,19 +192,58 @@ class FrameReader:
     # pure-Python path, which tests and benchmarks compare it with.
     accelerated: bool = _fastframe is not None
     _splitter: Any = None  # the C stream state when accelerated
+    _tag_key: bytes | None = None  # board->host Chaskey keys derived from key and next_key
+    _next_tag_key: bytes | None = None
 
     def __post_init__(self) -> None:
+        if self.key is None and self.next_key is not None:
+            self.key, self.next_key = self.next_key, None
+        if self.key is not None:
+            self.require_tag = True
+            self._tag_key = _lwtag.direction_key(self.key, _lw.FROM_BOARD)
+            if self.next_key is not None:
+                self._next_tag_key = _lwtag.direction_key(self.next_key, _lw.FROM_BOARD)
+            if self.replay.key_fingerprint is None:
+                self.replay.key_fingerprint = key_fingerprint(self.key)
         if self.accelerated:
             if _fastframe is None:
                 raise ValueError("accelerated=True but liftwatch.protocol._fastframe is not built")
-            self._splitter = _fastframe.Splitter(Frame, msgpack.unpackb, _KNOWN_TYPE_TABLE)
+            self._splitter = _fastframe.Splitter(Frame, msgpack.unpackb, _BOARD_TYPE_TABLE)
+
+    def restore_replay(self, guard: ReplayGuard) -> bool:
+        """Take a persisted replay window; False (and a fresh window, counted in ``replay_resets``)
+        if it belongs to another key than this reader's, i.e. the board was replaced.
+
+        A window saved under the pending ``next_key`` means the rotation finished before a restart:
+        the reader is promoted at once, so the old key is not reopened by the restart."""
+        if self.key is None:
+            self.replay = guard
+            return True
+        current = key_fingerprint(self.key)
+        if guard.key_fingerprint is None:  # saved before windows were bound to keys: it is this key's
+            guard.key_fingerprint = current
+        if guard.key_fingerprint == current:
+            self.replay = guard
+            return True
+        if self.next_key is not None and guard.key_fingerprint == key_fingerprint(self.next_key):
+            self._promote()
+            self.replay = guard
+            return True
+        self.replay = ReplayGuard(key_fingerprint=current)
+        self.replay_resets += 1
+        return False
+
+    def _promote(self) -> None:
+        assert self.next_key is not None
+        self.key, self.next_key = self.next_key, None
+        self._tag_key, self._next_tag_key = self._next_tag_key, None
+        self.key_rotations += 1
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[Frame]:
         if self.accelerated:
             # The C splitter keeps the stream state and decodes the clean frames; every other part
             # comes back as bytes for _decode, so drop accounting and salvage exist once.
-            items, slow, too_large = self._splitter.feed(chunk, self.key is None and self.next_key is None,
-                                                         self.require_tag)
+            items, slow, too_large = self._splitter.feed(chunk, self.key is None, self.require_tag)
             if too_large:
                 self.drops[DropReason.TOO_LARGE] += too_large
             if slow:
@@ -233,29 +308,26 @@ class FrameReader:
         return None
 
     def _salvage(self, part: bytes | bytearray) -> Frame | None:
-        # A frame's COBS form starts with a code byte >= 2 followed by ver = 0x01 (the body never
-        # starts with 0, so the first code byte is never 1): only those offsets are tried.
-        i = part.find(b"\x01", max(2, len(part) - MAX_WIRE + 2))
+        # A frame's COBS form starts with a code byte >= 2 followed by ver (the body never starts
+        # with 0, so the first code byte is never 1): only those offsets are tried.
+        i = part.find(_VERSION_BYTE, max(2, len(part) - MAX_WIRE + 2))
         while i != -1:
             if part[i - 1] >= 2:
                 candidate = self._check(part[i - 1 :])
                 if type(candidate) is Frame:
                     return candidate
-            i = part.find(b"\x01", i + 1)
+            i = part.find(_VERSION_BYTE, i + 1)
         return None
 
-    def _verify(self, body: bytes, end: int) -> bool:
+    def _verify(self, body: bytes, end: int) -> int:
+        """1 if the tag verifies under the key, 2 under the pending next key, 0 if under neither."""
         tag = body[end : end + TAG_LEN]
         signed = memoryview(body)[:end]
-        if self.key is not None and hmac.compare_digest(hmac.digest(self.key, signed, "sha256")[:TAG_LEN], tag):
-            return True
-        if self.next_key is not None and hmac.compare_digest(
-            hmac.digest(self.next_key, signed, "sha256")[:TAG_LEN], tag
-        ):
-            self.key, self.next_key = self.next_key, None
-            self.key_rotations += 1
-            return True
-        return False
+        if self._tag_key is not None and hmac.compare_digest(_chaskey(self._tag_key, signed), tag):
+            return 1
+        if self._next_tag_key is not None and hmac.compare_digest(_chaskey(self._next_tag_key, signed), tag):
+            return 2
+        return 0
 
     def _check(self, part: bytes | bytearray) -> Frame | DropReason:
         n = len(part)
@@ -277,15 +349,20 @@ class FrameReader:
             return DropReason.BAD_VERSION
         if flags & _lw.FLAGS_INCOMPAT_MASK & ~_lw.FLAGS_INCOMPAT_KNOWN:
             return DropReason.BAD_FLAGS
+        if flags & _lw.FLAG_FROM_HOST or (mtype in KNOWN_TYPES and mtype not in BOARD_TYPES):
+            return DropReason.DIRECTION  # a host frame fed back to the host
         tagged = bool(flags & _lw.FLAG_TAGGED)
+        signer = 0
         if tagged:
             end -= TAG_LEN
             if end < HEADER_LEN:
                 return DropReason.FRAMING
-            if self.key is not None or self.next_key is not None:
-                if not self._verify(body, end):
+            if self.key is not None:
+                signer = self._verify(body, end)
+                if not signer:
                     return DropReason.AUTH
-                if not self.replay.check(boot_id, seq):
+                # Under the next key the board starts a window of its own (see the class docstring).
+                if signer == 1 and not self.replay.fresh(boot_id, seq):
                     return DropReason.REPLAY
         elif self.require_tag:
             return DropReason.AUTH
@@ -296,6 +373,13 @@ class FrameReader:
             payload = msgpack.unpackb(memoryview(body)[HEADER_LEN:end], raw=False, strict_map_key=False)
         except Exception:  # msgpack raises several unrelated types for bad input
             return DropReason.BAD_PAYLOAD
+        # Delivered: only now may the window move (a refused frame, even well tagged, moves nothing).
+        if signer == 2:
+            self._promote()
+            self.replay = ReplayGuard(key_fingerprint=key_fingerprint(self.key))
+            self.replay_resets += 1
+        if signer:
+            self.replay.accept(boot_id, seq)
         return Frame(mtype, flags, boot_id, seq, t_ms & 0x3FFFFFFF, payload, tagged, n + 1)
 
 
@@ -306,14 +390,18 @@ def encode_frame(
     seq: int,
     t_ms: int,
     key: bytes | None = None,
+    *,
+    sender: int = _lw.FROM_BOARD,
 ) -> bytes:
-    """One complete wire frame (delimiter included), e.g. host->board CONFIG/CONTROL/ACK."""
-    body = bytearray(HEADER.pack(_lw.VERSION, mtype, _lw.FLAG_TAGGED if key else 0, boot_id & 0xFFFF,
-                                 seq & 0xFFFF, t_ms % _lw.T_MS_MODULO))
+    """One complete wire frame (delimiter included). ``sender``: FROM_HOST for what the daemon sends
+    a board (CONFIG/CONTROL/ACK/TIME_SYNC); FROM_BOARD (the default) for simulated boards and tests.
+    ``key`` is the board key; the tag uses the sender's direction key derived from it."""
+    flags = (_lw.FLAG_TAGGED if key else 0) | (_lw.FLAG_FROM_HOST if sender == _lw.FROM_HOST else 0)
+    body = bytearray(HEADER.pack(_lw.VERSION, mtype, flags, boot_id & 0xFFFF, seq & 0xFFFF, t_ms % _lw.T_MS_MODULO))
     body += msgpack.packb(payload, use_bin_type=True)
     if len(body) + (TAG_LEN if key else 0) + 2 > MAX_BODY:
         raise ValueError(f"frame body of {len(body)} bytes exceeds {MAX_BODY}")
     if key:
-        body += hmac.digest(key, bytes(body), "sha256")[:TAG_LEN]
+        body += _chaskey(_lwtag.direction_key(key, sender), bytes(body))
     body += crc_hqx(bytes(body), 0xFFFF).to_bytes(2, "big")
     return cobs.encode(bytes(body)) + b"\x00"

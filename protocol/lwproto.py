@@ -1,9 +1,10 @@
-# liftwatch wire protocol v1 codec (protocol/SPEC.md is the normative text).
+# liftwatch wire protocol v2 codec (protocol/SPEC.md is the normative text).
 #
 # One file for both ends: it runs unchanged under CPython 3.11+ and MicroPython 1.24+, and is copied
 # to the board as /lwproto.py. The board's hot path (VIB, STATE, HEARTBEAT) uses the pack_* functions
-# into preallocated buffers and FrameEncoder, which allocate nothing after construction when tags are
-# off. Everything that may allocate (unpack, pack_into of str/float/dict, tags) is outside that path.
+# into preallocated buffers and FrameEncoder, which allocate nothing after construction, tags
+# included (Chaskey-12 in viper over a preallocated key schedule). Everything that may allocate
+# (unpack, pack_into of str/float/dict, key derivation) is outside that path.
 
 try:
     from micropython import const
@@ -28,10 +29,9 @@ except ImportError:  # CPython: the same code runs as plain functions
 
     ptr16 = ptr8
 
-import hashlib
 import struct
 
-VERSION = const(1)
+VERSION = const(2)  # v2: direction flag, per-direction keys, Chaskey-12 tags (SPEC.md "Upgrading from v1")
 HEADER_LEN = const(11)
 CRC_LEN = const(2)
 TAG_LEN = const(8)
@@ -55,8 +55,22 @@ KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 
 # Flags: bits 0-3 must be understood (a reader drops a frame with an unknown one), bits 4-7 may be ignored.
 FLAG_TAGGED = const(0x01)
-FLAGS_INCOMPAT_KNOWN = const(0x01)
+FLAG_FROM_HOST = const(0x02)  # set on every host->board frame, clear on every board->host frame
+FLAGS_INCOMPAT_KNOWN = const(0x03)
 FLAGS_INCOMPAT_MASK = const(0x0F)
+
+# Senders, and the message types each may send (bit t set: type t). A reader drops a frame of the
+# other sender, or a known type its sender may not send, before any state moves (R_DIRECTION): a
+# frame reflected back to where it came from is never taken for the other end's.
+FROM_BOARD = const(0)
+FROM_HOST = const(1)
+BOARD_TYPES = const(0x3FE)  # HELLO..HEARTBEAT, ACK, TIME_SYNC
+HOST_TYPES = const(0xF00)  # ACK, TIME_SYNC, CONFIG, CONTROL
+
+try:  # tags live in their own module: lwproto alone already fills the heap it is compiled in on a board
+    from lwtag import Mac
+except ImportError:  # CPython: inside the liftwatch.protocol package
+    from liftwatch.protocol.lwtag import Mac
 
 # Drop reasons, shared with the host's DropReason enum (same numbers, same names).
 R_FRAMING = const(1)
@@ -68,7 +82,9 @@ R_AUTH = const(6)
 R_REPLAY = const(7)
 R_BAD_FLAGS = const(8)
 R_BAD_PAYLOAD = const(9)
-REASON_NAMES = ("", "framing", "crc", "too_large", "bad_version", "unknown_type", "auth", "replay", "bad_flags", "bad_payload")
+R_DIRECTION = const(10)
+REASON_NAMES = ("", "framing", "crc", "too_large", "bad_version", "unknown_type", "auth", "replay", "bad_flags",
+                "bad_payload", "direction")
 
 T_MS_MODULO = const(0x40000000)  # board time wraps at 2**30 ms (12.4 days): a small int on the ESP32
 SEQ_MODULO = const(0x10000)
@@ -526,28 +542,19 @@ def read_header(buf):
     )
 
 
-class Hmac:
-    """HMAC-SHA256 (RFC 2104) with the key pads computed once; MicroPython has no hmac module."""
+def sender_of(flags):
+    """FROM_HOST or FROM_BOARD, from a frame's flags byte."""
+    return FROM_HOST if flags & FLAG_FROM_HOST else FROM_BOARD
 
-    def __init__(self, key):
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        ipad = bytearray(64)
-        opad = bytearray(64)
-        for i in range(64):
-            k = key[i] if i < len(key) else 0
-            ipad[i] = k ^ 0x36
-            opad[i] = k ^ 0x5C
-        self._ipad = bytes(ipad)
-        self._opad = bytes(opad)
 
-    def tag(self, buf, start, end):
-        """First TAG_LEN bytes of HMAC-SHA256(key, buf[start:end])."""
-        inner = hashlib.sha256(self._ipad)
-        inner.update(memoryview(buf)[start:end])
-        outer = hashlib.sha256(self._opad)
-        outer.update(inner.digest())
-        return outer.digest()[:TAG_LEN]
+def direction_check(flags, mtype, sender):
+    """True if a frame with these flags and type may come from ``sender`` (unknown types pass: they
+    are skipped and counted as UNKNOWN_TYPE, so a newer peer's message is not called misdirected)."""
+    if sender_of(flags) != sender:
+        return False
+    if mtype > 11 or mtype < 1:
+        return True
+    return bool(((HOST_TYPES if sender == FROM_HOST else BOARD_TYPES) >> mtype) & 1)
 
 
 # ---------------------------------------------------------------- frames
@@ -555,25 +562,27 @@ class Hmac:
 
 class FrameEncoder:
     """Builds frames in preallocated buffers: begin() writes the header, the caller packs the payload
-    into ``body``, finish() adds tag and CRC, COBS-encodes into ``wire`` and appends the delimiter."""
+    into ``body``, finish() adds tag and CRC, COBS-encodes into ``wire`` and appends the delimiter.
+    ``sender`` (FROM_BOARD or FROM_HOST) sets the direction flag and picks the direction's key."""
 
-    def __init__(self, key=None, max_body=MAX_BODY):
+    def __init__(self, key=None, max_body=MAX_BODY, sender=FROM_BOARD):
         self.body = bytearray(max_body)
         self.wire = bytearray(max_body + max_body // 254 + 2)
         self.max_body = max_body
-        self._hmac = Hmac(key) if key else None
+        self._mac = Mac(key, sender) if key else None
+        self._flags = (FLAG_TAGGED if key else 0) | (FLAG_FROM_HOST if sender == FROM_HOST else 0)
 
     def begin(self, mtype, boot_id, seq, t_ms):
-        write_header(self.body, mtype, FLAG_TAGGED if self._hmac else 0, boot_id, seq, t_ms)
+        write_header(self.body, mtype, self._flags, boot_id, seq, t_ms)
         return HEADER_LEN
 
     def finish(self, end):
         """Seal the body ending at ``end``; returns the wire length (delimiter included)."""
         body = self.body
-        if self._hmac:
+        if self._mac:
             if end + TAG_LEN + CRC_LEN > self.max_body:
                 raise ProtocolError(R_TOO_LARGE)
-            copy_into(body, end, self._hmac.tag(body, 0, end), 0, TAG_LEN)
+            self._mac.seal(body, end)
             end += TAG_LEN
         elif end + CRC_LEN > self.max_body:
             raise ProtocolError(R_TOO_LARGE)
@@ -595,14 +604,15 @@ class FrameEncoder:
 
 
 class FrameDecoder:
-    """Checks and decodes one frame (without its delimiter), as the board does for host->board frames.
+    """Checks and decodes one frame (without its delimiter) from ``sender``: by default the host's,
+    as the board does. A frame of the other sender, or a type its sender may not send, is refused
+    (R_DIRECTION); with a key, untagged frames are refused (R_AUTH). The replay rule is the
+    caller's (it knows its boot id): see SPEC.md "Replay protection"."""
 
-    With a key, untagged frames are refused (R_AUTH); the replay rule is the caller's (it knows its
-    boot id): see SPEC.md "Replay protection"."""
-
-    def __init__(self, key=None, max_body=MAX_BODY):
+    def __init__(self, key=None, max_body=MAX_BODY, sender=FROM_HOST):
         self.body = bytearray(max_body + 8)
-        self._hmac = Hmac(key) if key else None
+        self._mac = Mac(key, sender) if key else None
+        self._sender = sender
 
     def decode(self, wire, n):
         body = self.body
@@ -623,26 +633,20 @@ class FrameDecoder:
             raise ProtocolError(R_BAD_VERSION)
         if flags & FLAGS_INCOMPAT_MASK & ~FLAGS_INCOMPAT_KNOWN:
             raise ProtocolError(R_BAD_FLAGS)
+        if not direction_check(flags, mtype, self._sender):
+            raise ProtocolError(R_DIRECTION)
         if flags & FLAG_TAGGED:
             end -= TAG_LEN
             if end < HEADER_LEN:
                 raise ProtocolError(R_FRAMING, "short")
-            if self._hmac and not _equal(self._hmac.tag(body, 0, end), body, end):
+            if self._mac and not self._mac.check(body, end):
                 raise ProtocolError(R_AUTH, "bad tag")
-        elif self._hmac:
+        elif self._mac:
             raise ProtocolError(R_AUTH, "untagged")
         payload, nxt = unpack(body, HEADER_LEN, end)
         if nxt != end:
             raise ProtocolError(R_BAD_PAYLOAD, "trailing bytes")
         return mtype, flags, boot_id, seq, t_ms, payload
-
-
-def _equal(tag, buf, off):
-    # Constant-time compare: every byte is looked at whatever the first mismatch.
-    diff = 0
-    for i in range(TAG_LEN):
-        diff |= tag[i] ^ buf[off + i]
-    return diff == 0
 
 
 class FrameAssembler:

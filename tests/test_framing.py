@@ -90,6 +90,10 @@ def test_frame_vector(make_reader: ReaderFactory, case: dict[str, Any]) -> None:
     for reader, field, flags, tagged in runs:
         wire = bytes.fromhex(field)
         frames = reader.feed(wire)
+        if case["sender"] == "host":  # the host's own frame fed back to it: refused before any state
+            assert frames == [] and reader.drops == Counter({DropReason.DIRECTION: 1})
+            assert reader.replay.boot_id is None
+            continue
         if h["type"] not in lw.KNOWN_TYPES:
             assert frames == [] and reader.drops == Counter({DropReason.UNKNOWN_TYPE: 1})
             assert reader.unknown_types == Counter({h["type"]: 1})
@@ -150,15 +154,22 @@ def test_each_auth_failure_has_its_typed_reason(make_reader: ReaderFactory) -> N
     assert [f.seq for f in reader.feed(_hb(3) + _hb(5) + _hb(4))] == [3, 5, 4]  # late inside the window
 
 
-def test_untagged_frames_pass_when_tags_are_not_required(make_reader: ReaderFactory) -> None:
+def test_a_key_requires_tags_even_when_require_tag_is_not_set(make_reader: ReaderFactory) -> None:
+    """Issue 14 item 2: a serial board with a key used to take a forged untagged STATE or EVENT."""
     reader = make_reader(key=TEST_KEY)
-    assert [f.tagged for f in reader.feed(_hb(1, key=None) + _hb(2))] == [False, True]
+    assert reader.require_tag
+    forged_state = encode_frame(lw.T_STATE, [1000, 0x10, 0x10, 0], 7, 5, 1000)  # inspection on
+    forged_event = encode_frame(lw.T_EVENT, [9, 3, 1, 900, {}], 6, 1, 900)  # an old boot's alarm
+    forged_boot = encode_frame(lw.T_HELLO, ["x", "1", "m", 0, "po"], 9000, 0, 10)  # claims a newer boot
+    assert reader.feed(forged_state + forged_event + forged_boot) == []
+    assert reader.drops == Counter({DropReason.AUTH: 3}) and reader.replay.boot_id is None
+    assert [f.seq for f in reader.feed(_hb(1) + _hb(2))] == [1, 2]
 
 
 def test_key_rotation_promotes_the_next_key_and_then_refuses_the_old(make_reader: ReaderFactory) -> None:
     reader = make_reader(key=TEST_KEY, next_key=OTHER_KEY, require_tag=True)
     assert len(reader.feed(_hb(1) + _hb(2, key=OTHER_KEY))) == 2
-    assert reader.key == OTHER_KEY and reader.key_rotations == 1
+    assert reader.key == OTHER_KEY and reader.key_rotations == 1 and reader.replay_resets == 1
     assert reader.feed(_hb(3)) == [] and reader.drops == Counter({DropReason.AUTH: 1})
 
 
@@ -171,7 +182,7 @@ def test_replay_guard_window_and_wraps() -> None:
     assert not guard.check(4, 101)  # older boot
     assert guard.check(0, 0) is False  # 0 is older than 5 in serial arithmetic
     assert guard.check(5 + 0x7FFF, 3)  # newer boot (wrap-aware), any seq
-    assert guard.state() == (5 + 0x7FFF, 3, 1)
+    assert guard.state() == (5 + 0x7FFF, 3, 1, None)
     wrapped = ReplayGuard(boot_id=65535, top_seq=10, seen=1)
     assert wrapped.check(0, 0)  # boot counter wraps 65535 -> 0
 
@@ -188,14 +199,15 @@ def test_unknown_type_is_skipped_and_counted_and_reading_goes_on(make_reader: Re
 
 
 def test_flag_bits_must_understand_versus_may_ignore(make_reader: ReaderFactory) -> None:
-    """Bits 1-3 are must-understand (none known in v1: drop), bits 4-7 may be ignored (deliver).
-    Bit 0 (TAGGED) is covered by the tag tests."""
+    """Bits 2-3 are must-understand (none known in v2: drop), bits 4-7 may be ignored (deliver).
+    Bit 0 (TAGGED) is covered by the tag tests; bit 1 (FROM_HOST) marks a host frame: a host reader
+    refuses it as misdirected."""
     reader = make_reader()
     delivered = []
     for bit in range(1, 8):
         delivered += reader.feed(gen.encode(lw.T_STATE, 7, bit, 100, [100, 1, 1, 0], extra_flags=1 << bit))
     assert [(f.seq, f.flags) for f in delivered] == [(4, 0x10), (5, 0x20), (6, 0x40), (7, 0x80)]
-    assert reader.drops == Counter({DropReason.BAD_FLAGS: 3})
+    assert reader.drops == Counter({DropReason.BAD_FLAGS: 2, DropReason.DIRECTION: 1})
 
 
 def test_extra_trailing_payload_fields_reach_the_message_layer(make_reader: ReaderFactory) -> None:
@@ -221,7 +233,7 @@ def _random_frame(draw: Any, seq: int) -> bytes:
             max_size=8,
         )
     )
-    mtype = draw(st.sampled_from(sorted(lw.KNOWN_TYPES)))
+    mtype = draw(st.sampled_from(sorted(framing.BOARD_TYPES)))
     return encode_frame(mtype, payload, draw(st.integers(0, 0xFFFF)), seq, draw(st.integers(0, lw.T_MS_MODULO - 1)))
 
 
@@ -258,11 +270,12 @@ def test_any_chunking_yields_the_same_frames_and_drops(make_reader: ReaderFactor
 
 
 def test_vectors_byte_by_byte(make_reader: ReaderFactory) -> None:
-    data = b"".join(bytes.fromhex(c["framed_hex"]) for c in FRAMES["cases"])
+    data = b"".join(bytes.fromhex(c["framed_hex"]) for c in FRAMES["cases"])  # host frames among them
     whole = make_reader().feed(data)
     reader = make_reader()
     got = [f for i in range(len(data)) for f in reader.feed(data[i : i + 1])]
-    assert got == whole and len(got) == len(FRAMES["cases"]) - 1  # all but the unknown type
+    board_cases = [c for c in FRAMES["cases"] if c["sender"] == "board"]
+    assert got == whole and len(got) == len(board_cases) - 1  # all but the unknown type
 
 
 def test_long_garbage_costs_one_drop_and_not_the_next_frame(make_reader: ReaderFactory) -> None:
@@ -472,7 +485,7 @@ def test_fast_two_chain_cobs_decoder_equals_cobs(a: bytes, b: bytes) -> None:
 @fast
 def test_fast_layout_matches_lwproto() -> None:
     assert framing._fastframe.LAYOUT == (lw.VERSION, lw.HEADER_LEN, lw.TAG_LEN, lw.MAX_BODY, lw.MAX_WIRE,
-                                         lw.FLAGS_INCOMPAT_KNOWN)
+                                         lw.FLAGS_INCOMPAT_KNOWN, lw.FLAG_FROM_HOST)
     assert FrameReader().accelerated  # the default when built
 
 

@@ -6,7 +6,6 @@ The same vectors run under MicroPython in tests/test_lwproto_micropython.py.
 
 from __future__ import annotations
 
-import hmac
 import importlib.util
 import json
 import math
@@ -286,12 +285,6 @@ def test_cobs_decode_agrees_with_cobs_package_on_any_input(data: bytes) -> None:
         assert bytes(out[:n]) == expect
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.binary(min_size=1, max_size=100), st.binary(max_size=300))
-def test_hmac_equals_stdlib(key: bytes, msg: bytes) -> None:
-    assert lw.Hmac(key).tag(msg, 0, len(msg)) == hmac.digest(key, msg, "sha256")[: lw.TAG_LEN]
-
-
 def test_copy_into_copies_without_touching_neighbours() -> None:
     dst = bytearray(b"..........")
     lw.copy_into(dst, 2, b"abcdef", 1, 4)
@@ -301,9 +294,14 @@ def test_copy_into_copies_without_touching_neighbours() -> None:
 # ---------------------------------------------------------------- frames: encoder
 
 
+def _sender(case: dict[str, Any]) -> int:
+    return lw.FROM_HOST if case["sender"] == "host" else lw.FROM_BOARD
+
+
 def _encode_with_lwproto(case: dict[str, Any], key: bytes | None) -> bytes:
     h = case["header"]
-    return gen.encode(h["type"], h["boot_id"], h["seq"], h["t_ms"], gen.from_json(case["payload"]), key, h["flags"])
+    return gen.encode(h["type"], h["boot_id"], h["seq"], h["t_ms"], gen.from_json(case["payload"]), key, h["flags"],
+                      _sender(case))
 
 
 @pytest.mark.parametrize("case", by_name(FRAMES["cases"]))
@@ -312,19 +310,21 @@ def test_frame_vector_encoding(case: dict[str, Any]) -> None:
     payload = gen.from_json(case["payload"])
     assert msgpack.packb(payload, use_bin_type=True).hex() == case["msgpack_hex"]
     assert lw.packb(payload).hex() == case["msgpack_hex"]
-    enc = lw.FrameEncoder()
-    if not h["flags"]:
+    sender = _sender(case)
+    enc = lw.FrameEncoder(sender=sender)
+    if not h["flags"] & ~lw.FLAG_FROM_HOST:
         n = enc.encode(h["type"], h["boot_id"], h["seq"], h["t_ms"], payload)
         assert bytes(enc.wire[:n]).hex() == case["framed_hex"]
-        # the independent host path: msgpack + cobs + hmac
-        assert encode_frame(h["type"], payload, h["boot_id"], h["seq"], h["t_ms"]).hex() == case["framed_hex"]
-        tagged = encode_frame(h["type"], payload, h["boot_id"], h["seq"], h["t_ms"], key=TEST_KEY)
+        # the independent host path: msgpack + cobs + hmac + the C (or reference) Chaskey
+        assert encode_frame(h["type"], payload, h["boot_id"], h["seq"], h["t_ms"],
+                            sender=sender).hex() == case["framed_hex"]
+        tagged = encode_frame(h["type"], payload, h["boot_id"], h["seq"], h["t_ms"], key=TEST_KEY, sender=sender)
         assert tagged.hex() == case["tagged_hex"]
     else:
         assert _encode_with_lwproto(case, None).hex() == case["framed_hex"]
     wire = bytes.fromhex(case["framed_hex"])
     body = cobs.decode(wire[:-1])
-    assert body[:lw.HEADER_LEN] == struct.pack("<BBBHHI", 1, h["type"], h["flags"], h["boot_id"], h["seq"], h["t_ms"])
+    assert body[:lw.HEADER_LEN] == struct.pack("<BBBHHI", 2, h["type"], h["flags"], h["boot_id"], h["seq"], h["t_ms"])
     assert body[lw.HEADER_LEN:-2].hex() == case["msgpack_hex"]
     assert crc_hqx(body, 0xFFFF) == 0
     assert wire.count(0) == 1 and wire[-1] == 0
@@ -368,28 +368,39 @@ def test_frame_vector_board_decoding(case: dict[str, Any]) -> None:
     payload = _as_lists(gen.from_json(case["payload"]))
     for key, field, flags in ((None, "framed_hex", h["flags"]), (TEST_KEY, "tagged_hex", case["tagged_flags"])):
         wire = bytes.fromhex(case[field])
-        got = lw.FrameDecoder(key).decode(wire, len(wire) - 1)
+        got = lw.FrameDecoder(key, sender=_sender(case)).decode(wire, len(wire) - 1)
         assert got == (h["type"], flags, h["boot_id"], h["seq"], h["t_ms"], payload)
+        # the other end's decoder refuses it: a frame fed back to its sender is never taken for the other's
+        other = lw.FROM_BOARD if _sender(case) == lw.FROM_HOST else lw.FROM_HOST
+        with pytest.raises(lw.ProtocolError) as err:
+            lw.FrameDecoder(key, sender=other).decode(wire, len(wire) - 1)
+        assert err.value.reason == lw.R_DIRECTION
     assert lw.unpackb(bytes.fromhex(case["msgpack_hex"])) == payload
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(_objects, max_size=4), st.integers(1, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF),
-       st.integers(0, lw.T_MS_MODULO - 1), st.booleans())
+       st.integers(0, lw.T_MS_MODULO - 1), st.booleans(), st.sampled_from([lw.FROM_BOARD, lw.FROM_HOST]))
 def test_frame_encoder_equals_host_encoder_and_decodes_back(payload: list[Any], mtype: int, boot_id: int, seq: int,
-                                                            t_ms: int, tagged: bool) -> None:
+                                                            t_ms: int, tagged: bool, sender: int) -> None:
     key = TEST_KEY if tagged else None
     try:
-        expect = encode_frame(mtype, payload, boot_id, seq, t_ms, key)
+        expect = encode_frame(mtype, payload, boot_id, seq, t_ms, key, sender=sender)
     except ValueError:  # larger than a frame: the board encoder refuses it too
         with pytest.raises(lw.ProtocolError):
-            lw.FrameEncoder(key).encode(mtype, boot_id, seq, t_ms, payload)
+            lw.FrameEncoder(key, sender=sender).encode(mtype, boot_id, seq, t_ms, payload)
         return
-    enc = lw.FrameEncoder(key)
+    enc = lw.FrameEncoder(key, sender=sender)
     n = enc.encode(mtype, boot_id, seq, t_ms, payload)
     assert bytes(enc.wire[:n]) == expect
-    got = lw.FrameDecoder(key).decode(expect, len(expect) - 1)
-    assert got == (mtype, int(tagged), boot_id, seq, t_ms, _as_lists(payload))
+    decoder = lw.FrameDecoder(key, sender=sender)
+    if not lw.direction_check(expect_flags := int(tagged) | (lw.FLAG_FROM_HOST if sender else 0), mtype, sender):
+        with pytest.raises(lw.ProtocolError) as err:  # a type this sender never sends
+            decoder.decode(expect, len(expect) - 1)
+        assert err.value.reason == lw.R_DIRECTION
+        return
+    got = decoder.decode(expect, len(expect) - 1)
+    assert got == (mtype, expect_flags, boot_id, seq, t_ms, _as_lists(payload))
 
 
 def _board_outcome(decoder: lw.FrameDecoder, wire: bytes) -> str:
@@ -403,7 +414,7 @@ def _board_outcome(decoder: lw.FrameDecoder, wire: bytes) -> str:
 @pytest.mark.parametrize("case", by_name(CORRUPT["cases"]))
 def test_corrupt_vector_board_decoder(case: dict[str, Any]) -> None:
     key = bytes.fromhex(case["key_hex"]) if case["key_hex"] else None
-    decoder = lw.FrameDecoder(key)
+    decoder = lw.FrameDecoder(key, sender=lw.FROM_BOARD)  # every corrupt stream is a board's
     got = [_board_outcome(decoder, bytes.fromhex(f["wire_hex"])) for f in case["frames"]]
     assert got == [f["board"] for f in case["frames"]]
 

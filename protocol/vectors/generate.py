@@ -1,10 +1,10 @@
-"""Regenerate the protocol v1 test vectors from lwproto: ``python protocol/vectors/generate.py``.
+"""Regenerate the protocol v2 test vectors from lwproto: ``python protocol/vectors/generate.py``.
 
 The vectors are what both interpreters are tested against (tests/test_lwproto.py,
 tests/test_framing.py, tests/mpy/vectors.py), so the committed JSON must equal a fresh generation
 (``--check`` exits 1 if it does not; a test runs the same comparison). Bytes are produced by
 lwproto's FrameEncoder and packb; the tests then check them against the independent host path
-(`msgpack`, `cobs`, `hmac`) so a generator bug cannot confirm itself.
+(`msgpack`, `cobs`, `hmac`, the C Chaskey of `_fastframe`) so a generator bug cannot confirm itself.
 
 File layout, chosen so a board with a 96 KiB heap can stream the files line by line: line 1 is
 ``{"meta": {...},``, line 2 is ``"cases": [``, then exactly one case object per line (comma
@@ -22,14 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import lwtag
 
 VECTORS_DIR = Path(__file__).resolve().parent
 TEST_KEY = b"liftwatch-example-key-000000000!"  # 32-byte per-board key of SPEC.md's examples; tests only
 OTHER_KEY = bytes(range(0x60, 0x80))  # a different board's key: its tags must not verify
 BOARD_BOOT_ID = 0x0107  # boot counter of the example board
 
-FLAG_COMPAT_EXAMPLE = 0x10  # a may-ignore bit no v1 reader knows
-FLAG_INCOMPAT_UNKNOWN = 0x02  # a must-understand bit no v1 reader knows
+FLAG_COMPAT_EXAMPLE = 0x10  # a may-ignore bit no v2 reader knows
+FLAG_INCOMPAT_UNKNOWN = 0x04  # a must-understand bit no v2 reader knows
+# Frame cases the host sends (the rest are the board's): they carry FROM_HOST and the host->board key.
+HOST_CASES = frozenset({"spec_control_calibrate", "ack_event", "time_sync_host", "config", "control_calibrate"})
 
 
 # ---------------------------------------------------------------- realistic accelerometer samples
@@ -93,20 +96,21 @@ def from_json(obj: Any) -> Any:
 
 
 def encode(mtype: int, boot_id: int, seq: int, t_ms: int, payload: Any, key: bytes | None = None,
-           extra_flags: int = 0) -> bytes:
+           extra_flags: int = 0, sender: int = lw.FROM_BOARD) -> bytes:
     """One frame through lwproto.FrameEncoder; ``extra_flags`` are ORed into the header after begin()."""
-    enc = lw.FrameEncoder(key)
+    enc = lw.FrameEncoder(key, sender=sender)
     off = enc.begin(mtype, boot_id, seq, t_ms)
     enc.body[2] |= extra_flags
     n = enc.finish(lw.pack_into(enc.body, off, payload))
     return bytes(enc.wire[:n])
 
 
-def seal(body: bytes, key: bytes | None = None) -> bytes:
-    """Add tag (if key), CRC and COBS to a hand-made body: for frames FrameEncoder refuses to build."""
+def seal(body: bytes, key: bytes | None = None, sender: int = lw.FROM_BOARD) -> bytes:
+    """Add tag (if key, under ``sender``'s direction key), CRC and COBS to a hand-made body: for
+    frames FrameEncoder refuses to build."""
     buf = bytearray(body)
     if key:
-        buf += lw.Hmac(key).tag(buf, 0, len(buf))
+        buf += lwtag.chaskey_tag(lwtag.direction_key(key, sender), bytes(buf))
     buf += lw.crc16(buf, 0, len(buf)).to_bytes(2, "big")
     out = bytearray(len(buf) + len(buf) // 254 + 2)
     n = lw.cobs_encode_into(buf, len(buf), out)
@@ -183,12 +187,16 @@ def frame_cases() -> list[dict[str, Any]]:
     cases = []
     for name, what, mtype, boot_id, seq, t_ms, payload, extra in rows:
         msgpack_bytes = lw.packb(payload)
-        plain = encode(mtype, boot_id, seq, t_ms, payload, None, extra)
-        tagged = encode(mtype, boot_id, seq, t_ms, payload, TEST_KEY, extra)
+        sender = lw.FROM_HOST if name in HOST_CASES else lw.FROM_BOARD
+        if sender == lw.FROM_HOST:
+            extra |= lw.FLAG_FROM_HOST
+        plain = encode(mtype, boot_id, seq, t_ms, payload, None, extra, sender)
+        tagged = encode(mtype, boot_id, seq, t_ms, payload, TEST_KEY, extra, sender)
         cases.append({
             "name": name,
             "what": what,
             "type": mtype,
+            "sender": "host" if sender == lw.FROM_HOST else "board",
             "header": {"ver": lw.VERSION, "type": mtype, "flags": extra, "boot_id": boot_id, "seq": seq,
                        "t_ms": t_ms},
             "payload": to_json(payload),
@@ -241,10 +249,12 @@ def _flip(wire: bytes, index: int, mask: int = 0x40) -> bytes:
 def corrupt_cases() -> list[dict[str, Any]]:
     """Streams of frames with the reason each one is dropped for.
 
-    ``host`` is what FrameReader(key, require_tag) does with each frame fed in order ("ok" or a
-    DropReason name in lower case); ``board`` is what lwproto.FrameDecoder(key) raises for each frame
-    decoded alone. The board decoder leaves the replay rule and the type check to its caller (it
-    returns boot_id, seq and type), so replayed and unknown-type frames are "ok" there.
+    Every stream is what a board sends, so both readers read board->host frames: ``host`` is what
+    FrameReader(key, require_tag) does with each frame fed in order ("ok" or a DropReason name in
+    lower case); ``board`` is what lwproto.FrameDecoder(key, sender=FROM_BOARD) (the codec both
+    interpreters share) raises for each frame decoded alone. That decoder leaves the replay rule and
+    the unknown-type count to its caller (it returns boot_id, seq and type), so replayed and
+    unknown-type frames are "ok" there.
     """
     b = BOARD_BOOT_ID
     hb = [1044, 61234, 0, 0, 1, True, False]
@@ -276,7 +286,13 @@ def corrupt_cases() -> list[dict[str, Any]]:
         ("too_short", "a body shorter than header + CRC", [(bytes([6, 1, 7, 1, 2, 3]) + b"\x00", "framing", "framing")]),
         ("too_large_wire", "1100 bytes without a delimiter", [(b"\x55" * 1100 + b"\x00", "too_large", "too_large")]),
         ("too_large_body", "valid COBS and CRC but a 1025-byte body", [(seal(body_1025), "too_large", "too_large")]),
-        ("bad_version", "protocol version 2", [(seal(body(ver=2)), "bad_version", "bad_version")]),
+        ("bad_version", "protocol version 3", [(seal(body(ver=3)), "bad_version", "bad_version")]),
+        ("bad_version_v1", "a v1 frame (a board not reflashed since the upgrade)",
+         [(seal(body(ver=1)), "bad_version", "bad_version")]),
+        ("reflected_host_frame", "a host frame (direction flag set) fed back to the host",
+         [(encode(lw.T_TIME_SYNC, b, 5, 5000, [1764099000123], sender=lw.FROM_HOST), "direction", "direction")]),
+        ("host_type_from_board", "CONFIG without the host's flag: a type the board never sends",
+         [(seal(body(mtype=lw.T_CONFIG, payload_bytes=lw.packb([{"rate_hz": 400}]))), "direction", "direction")]),
         ("bad_flags", "unknown must-understand flag bit 1", [(seal(body(flags=FLAG_INCOMPAT_UNKNOWN)), "bad_flags", "bad_flags")]),
         ("compat_flag_ok", "unknown may-ignore flag bit 7", [(seal(body(flags=0x80)), "ok", "ok")]),
         ("unknown_type", "type 200 is skipped and counted", [(seal(body(mtype=200)), "unknown_type", "ok")]),
@@ -305,6 +321,19 @@ def corrupt_cases() -> list[dict[str, Any]]:
           (encode(lw.T_HEARTBEAT, b, 20, 4000, hb, TEST_KEY), "replay", "ok")]),
         ("late_inside_window", "seq 10, 12, then a late 11: all fresh",
          [(encode(lw.T_HEARTBEAT, b, s, 5000 + s, hb, TEST_KEY), "ok", "ok") for s in (10, 12, 11)]),
+        ("reflected_tagged_host_frame", "a host TIME_SYNC tagged with the same board key, fed back to the host",
+         [(tagged, "ok", "ok"), (encode(lw.T_TIME_SYNC, b, 40000, 5000, [1764099000123], TEST_KEY, sender=lw.FROM_HOST),
+                                 "direction", "direction"), (encode(lw.T_HEARTBEAT, b, 11, 1044010, hb, TEST_KEY), "ok", "ok")]),
+        ("host_key_board_flag", "direction flag cleared on a host frame and the CRC fixed: the host key's tag fails",
+         [(seal(body(mtype=lw.T_TIME_SYNC, flags=lw.FLAG_TAGGED, payload_bytes=lw.packb([1764099000123])), TEST_KEY,
+                lw.FROM_HOST),
+           "auth", "auth")]),
+        ("refused_frame_moves_no_window", "a well-tagged frame with a bad payload at seq 12, then the real seq 12",
+         [(tagged, "ok", "ok"), (seal(body(flags=lw.FLAG_TAGGED, payload_bytes=b"\xc1", seq=12), TEST_KEY), "bad_payload", "bad_payload"),
+          (encode(lw.T_HEARTBEAT, b, 12, 1044020, hb, TEST_KEY), "ok", "ok")]),
+        ("unknown_type_moves_no_window", "a well-tagged type 200 at seq 13, then the real seq 13",
+         [(tagged, "ok", "ok"), (seal(body(mtype=200, flags=lw.FLAG_TAGGED, seq=13), TEST_KEY), "unknown_type", "ok"),
+          (encode(lw.T_HEARTBEAT, b, 13, 1044030, hb, TEST_KEY), "ok", "ok")]),
         ("new_boot_accepted", "the next boot starts a fresh sequence",
          [(encode(lw.T_HEARTBEAT, b, 500, 5000, hb, TEST_KEY), "ok", "ok"),
           (encode(lw.T_HEARTBEAT, b + 1, 0, 10, hb, TEST_KEY), "ok", "ok")]),
@@ -340,7 +369,10 @@ def generate() -> dict[str, str]:
         "frames.json": _dump(
             {**common, "what": "one frame per message type: header, payload, msgpack, wire frame without and "
                                "with tag (wire hex includes the 0x00 delimiter)",
-             "test_key_hex": TEST_KEY.hex(), "tag": "HMAC-SHA256(test_key, body before tag)[:8]",
+             "test_key_hex": TEST_KEY.hex(),
+             "tag": "Chaskey-12(direction key, body before tag)[:8]; direction key = "
+                    "HMAC-SHA256(test_key, 'liftwatch v2 tag board->host' or 'liftwatch v2 tag host->board')[:16], "
+                    "by the case's sender",
              "crc": "CRC-16/CCITT-FALSE over body (+tag), big-endian"},
             frame_cases()),
         "msgpack.json": _dump(
