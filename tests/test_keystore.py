@@ -144,6 +144,49 @@ def test_rotation_reader_accepts_the_reflashed_board_then_promote_retires_the_ol
         store.promote(BOARD)
 
 
+def _boots(key: bytes, boot_id: int, n: int) -> bytes:
+    return b"".join(board_frame(key, boot_id=boot_id, seq=seq) for seq in range(n))
+
+
+def test_a_replacement_board_with_a_new_key_file_is_not_locked_out(store: KeyStore) -> None:
+    """Issue 14 item 3: the old board was at boot 812; its replacement, with a key of its own, starts
+    at boot 3. The saved window belongs to the old key, so the new board gets a fresh one."""
+    old = store.generate(BOARD)
+    keys = store.load(BOARD)
+    reader = keys.reader(require_tag=True, replay=store.load_replay(BOARD))
+    assert len(reader.feed(_boots(old, 812, 50))) == 50
+    store.save_replay(BOARD, reader.replay)
+
+    store.remove(BOARD)
+    new = store.generate(BOARD)  # the replacement's key; the old window file is written back
+    store.save_replay(BOARD, ReplayGuard(812, 49, (1 << 50) - 1, fingerprint(old)))
+    restarted = store.load(BOARD).reader(require_tag=True, replay=store.load_replay(BOARD))
+    assert restarted.replay_resets == 1 and restarted.replay.key_fingerprint == fingerprint(new)
+    assert len(restarted.feed(_boots(new, 3, 200))) == 200
+    assert restarted.feed(_boots(old, 813, 1)) == []  # the old board's key is not this board's
+    # the new window protects the new board like the old one did: its own frames replayed are refused
+    assert restarted.feed(board_frame(new, boot_id=3, seq=150)) == []
+    assert restarted.drops == {DropReason.AUTH: 1, DropReason.REPLAY: 1}
+
+
+def test_a_replacement_board_flashed_through_rotation_gets_a_fresh_window(store: KeyStore) -> None:
+    """The same swap done with `keys rotate` + `flash` + `keys promote`: the first frame under the
+    next key starts a window bound to it, and a restart before `promote` does not reopen the old key."""
+    old = store.generate(BOARD)
+    reader = store.load(BOARD).reader(require_tag=True, replay=store.load_replay(BOARD))
+    assert len(reader.feed(_boots(old, 812, 10))) == 10
+    new = store.rotate(BOARD)
+    reader = store.load(BOARD).reader(require_tag=True, replay=reader.replay)
+    assert len(reader.feed(_boots(new, 3, 200))) == 200
+    assert (reader.key, reader.key_rotations, reader.replay_resets) == (new, 1, 1)
+    store.save_replay(BOARD, reader.replay)
+    restarted = store.load(BOARD).reader(require_tag=True, replay=store.load_replay(BOARD))  # not promoted yet
+    assert restarted.key == new and restarted.replay_resets == 0
+    assert restarted.feed(_boots(old, 813, 1)) == []  # the old key stays retired across the restart
+    assert restarted.feed(board_frame(new, boot_id=3, seq=10)) == []  # and the window was kept
+    assert restarted.drops == {DropReason.AUTH: 1, DropReason.REPLAY: 1}
+
+
 def test_a_failed_write_leaves_the_old_key_intact(store: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
     old = store.generate(BOARD)
     store.rotate(BOARD)
@@ -170,8 +213,8 @@ def test_list_shows_fingerprints_never_keys(store: KeyStore) -> None:
 
 
 def test_replay_state_round_trips_and_a_damaged_file_is_refused(store: KeyStore) -> None:
-    assert store.load_replay(BOARD).state() == (None, 0, 0)
-    guard = ReplayGuard()
+    assert store.load_replay(BOARD).state() == (None, 0, 0, None)
+    guard = ReplayGuard(key_fingerprint="0123abcd")
     for seq in (0, 1, 2, 5):
         assert guard.check(41, seq)
     store.save_replay(BOARD, guard)
@@ -180,7 +223,8 @@ def test_replay_state_round_trips_and_a_damaged_file_is_refused(store: KeyStore)
     assert restored.state() == guard.state()
     assert not restored.check(41, 2) and restored.check(41, 3) and not restored.check(40, 9)
     for damaged in (b"{", b"[]", json.dumps({"boot_id": 70000, "top_seq": 0, "seen": 0}).encode(),
-                    json.dumps({"boot_id": 1, "top_seq": "x", "seen": 0}).encode()):
+                    json.dumps({"boot_id": 1, "top_seq": "x", "seen": 0}).encode(),
+                    json.dumps({"boot_id": 1, "top_seq": 0, "seen": 0, "key": "not a fingerprint"}).encode()):
         store.replay_path(BOARD).write_bytes(damaged)
         with pytest.raises(KeyStoreError, match="damaged replay state"):
             store.load_replay(BOARD)

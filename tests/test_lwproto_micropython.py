@@ -134,7 +134,7 @@ def _host_to_board_stream(rng: random.Random, key: bytes | None) -> tuple[bytes,
             mtype, payload = lw.T_ACK, [lw.T_EVENT, seq, 0, "", None]
         else:
             mtype, payload = lw.T_TIME_SYNC, [1764099000000 + seq]
-        frames.append(encode_frame(mtype, payload, 263, seq, 5000 + seq, key))
+        frames.append(encode_frame(mtype, payload, 263, seq, 5000 + seq, key, sender=lw.FROM_HOST))
     stream = bytearray()
     for wire in frames:
         if rng.random() < 0.10:

@@ -30,7 +30,7 @@ from liftwatch.edge_daemon.session import (
 )
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import messages as m
-from liftwatch.protocol.framing import FrameReader, encode_frame
+from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 
 EPOCH_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 GRAVITY = [0, 0, 16384]
@@ -63,10 +63,12 @@ class Board:
 
 
 def decode_all(frames: list[bytes]):
-    reader = FrameReader()
+    """What the session sent, read as the board reads it (host frames only: lwproto's decoder)."""
+    decoder = lw.FrameDecoder()
     out = []
     for wire in frames:
-        out += reader.feed(wire)
+        mtype, flags, boot_id, seq, t_ms, payload = decoder.decode(wire, len(wire) - 1)
+        out.append(Frame(mtype, flags, boot_id, seq, t_ms, payload, False, len(wire)))
     return out
 
 
@@ -367,8 +369,21 @@ def test_unknown_trailing_fields_counted_missing_ones_defaulted_bad_types_droppe
     assert s.on_frame(b.frame(lw.T_STATE, {"inputs": 1}), 0) == []
     assert s.on_frame(b.frame(lw.T_VIB, [400, 16384, 0, 2, b"\x00" * 5]), 0) == []  # short samples
     assert s.counters.drops[SessionDrop.BAD_PAYLOAD] == 4
-    assert s.on_frame(b.frame(lw.T_CONFIG, [{}]), 0) == []  # host->board type from a board
+
+
+def test_a_host_type_moves_neither_the_seq_nor_the_clock():
+    """Issue 14: a host frame that reaches the session (the reader refuses them; this is the second
+    line) is dropped before any state moves: no lost frames, no later frames taken as late."""
+    s, b = replay_session(), Board()
+    s.on_frame(b.hello(), 0)
+    s.on_frame(b.heartbeat(), 0)
+    seq, clock_ms = s.last_seq, s._clock.last_unwrapped
+    reflected = Frame(lw.T_CONFIG, lw.FLAG_FROM_HOST, b.boot_id, (seq + 30000) % 0x10000, 900_000_000, [{}], False, 20)
+    assert s.on_frame(reflected, 0) == []
     assert s.counters.drops[SessionDrop.UNEXPECTED] == 1
+    assert (s.last_seq, s._clock.last_unwrapped) == (seq, clock_ms)
+    s.on_frame(b.heartbeat(), 0)
+    assert s.last_seq == (seq + 1) % 0x10000 and s.counters.lost_frames == 0 and not s.counters.drops[SessionDrop.LATE]
 
 
 def vib(b: Board, first_index: int, count: int = 40, rate: int = 400, value: int = 0, advance_ms: int = 100):

@@ -195,15 +195,16 @@ def encode_vib_with_primitives(enc, header, payload):
 
 
 def check_frames(path):
-    plain_enc = lw.FrameEncoder()
-    plain_dec = lw.FrameDecoder()
-    tagged_enc = tagged_dec = None
+    coders = None  # by sender: (plain encoder, plain decoder, tagged encoder, tagged decoder)
     for meta, case in cases(path):
         name = case["name"]
-        if tagged_enc is None:
+        if coders is None:
             key = unhexlify(meta["test_key_hex"])
-            tagged_enc = lw.FrameEncoder(key)
-            tagged_dec = lw.FrameDecoder(key)
+            coders = {}
+            for who, sender in (("board", lw.FROM_BOARD), ("host", lw.FROM_HOST)):
+                coders[who] = (lw.FrameEncoder(sender=sender), lw.FrameDecoder(sender=sender),
+                               lw.FrameEncoder(key, sender=sender), lw.FrameDecoder(key, sender=sender))
+        plain_enc, plain_dec, tagged_enc, tagged_dec = coders[case["sender"]]
         h = case["header"]
         packed = unhexlify(case["msgpack_hex"])
         payload = reference_object(name, case["payload"], packed)
@@ -241,7 +242,7 @@ def check_msgpack(path):
 def check_corrupt(path):
     for _, case in cases(path):
         key = unhexlify(case["key_hex"]) if case["key_hex"] else None
-        dec = lw.FrameDecoder(key)
+        dec = lw.FrameDecoder(key, sender=lw.FROM_BOARD)  # every corrupt stream is a board's
         for i, frame in enumerate(case["frames"]):
             wire = unhexlify(frame["wire_hex"])
             try:
