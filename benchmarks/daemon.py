@@ -398,7 +398,7 @@ class PtyBoard:
         os.symlink(os.ttyname(slave), path)
         os.close(slave)
         os.set_blocking(self.master, False)
-        self.reader = FrameReader()
+        self.reader = FrameReader(sender=lw.FROM_HOST)  # it reads what the daemon sends
         self.host_frames: list = []
 
     def write(self, data: bytes) -> None:

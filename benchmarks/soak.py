@@ -181,7 +181,7 @@ class SimBoard:
         self.boot_sim = 0.0
         self.powered = False
         self.master = -1
-        self.reader = FrameReader()
+        self.reader = FrameReader(sender=lw.FROM_HOST)  # it reads what the daemon sends
         self.inputs = DOOR_CLOSED | LEVEL
         self.motion = 0
         self.script: collections.deque[tuple[float, Any]] = collections.deque()

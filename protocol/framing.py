@@ -164,7 +164,8 @@ def _newer16(a: int, b: int) -> bool:
 
 @dataclass(slots=True)
 class FrameReader:
-    """Streaming reader for one board's byte stream (board->host frames only).
+    """Streaming reader for one board's byte stream (board->host frames only; ``sender=FROM_HOST``
+    makes it read the host's frames instead, as the simulated boards of tests and benchmarks do).
 
     ``feed(chunk)`` returns the frames completed by ``chunk``; damaged input is counted in ``drops``
     by `DropReason` and reading resumes at the next 0x00 delimiter, so garbage never costs a good frame
@@ -192,17 +193,20 @@ class FrameReader:
     # pure-Python path, which tests and benchmarks compare it with.
     accelerated: bool = _fastframe is not None
     _splitter: Any = None  # the C stream state when accelerated
-    _tag_key: bytes | None = None  # board->host Chaskey keys derived from key and next_key
+    sender: int = _lw.FROM_BOARD  # whose frames this reader takes (lwproto.FROM_BOARD or FROM_HOST)
+    _tag_key: bytes | None = None  # the sender's Chaskey keys derived from key and next_key
     _next_tag_key: bytes | None = None
 
     def __post_init__(self) -> None:
         if self.key is None and self.next_key is not None:
             self.key, self.next_key = self.next_key, None
+        if self.sender != _lw.FROM_BOARD:
+            self.accelerated = False  # the C splitter knows the board's types only
         if self.key is not None:
             self.require_tag = True
-            self._tag_key = _lwtag.direction_key(self.key, _lw.FROM_BOARD)
+            self._tag_key = _lwtag.direction_key(self.key, self.sender)
             if self.next_key is not None:
-                self._next_tag_key = _lwtag.direction_key(self.next_key, _lw.FROM_BOARD)
+                self._next_tag_key = _lwtag.direction_key(self.next_key, self.sender)
             if self.replay.key_fingerprint is None:
                 self.replay.key_fingerprint = key_fingerprint(self.key)
         if self.accelerated:
@@ -349,8 +353,8 @@ class FrameReader:
             return DropReason.BAD_VERSION
         if flags & _lw.FLAGS_INCOMPAT_MASK & ~_lw.FLAGS_INCOMPAT_KNOWN:
             return DropReason.BAD_FLAGS
-        if flags & _lw.FLAG_FROM_HOST or (mtype in KNOWN_TYPES and mtype not in BOARD_TYPES):
-            return DropReason.DIRECTION  # a host frame fed back to the host
+        if not _lw.direction_check(flags, mtype, self.sender):
+            return DropReason.DIRECTION  # e.g. a host frame fed back to the host
         tagged = bool(flags & _lw.FLAG_TAGGED)
         signer = 0
         if tagged:

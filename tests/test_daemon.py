@@ -49,7 +49,7 @@ class SimBoard:
         self.host_frames: list = []
         self.deaf_to_acks = False  # the board misses our ACKs (line noise on its RX)
         self.master = -1
-        self.reader = FrameReader()
+        self.reader = FrameReader(sender=lw.FROM_HOST)  # it reads what the host sends
         self.plug()
 
     def plug(self) -> None:
@@ -218,13 +218,13 @@ async def test_event_acked_only_after_outbox_committed(tmp_path):
     pipe = CarPipeline("s", "car-1", session, CarAnalytics("car-1"), store)
     task = asyncio.create_task(pipe.frames(board_frames(HELLO, STATE, ALARM), 1000.0))
     await asyncio.sleep(0.05)
-    acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    acks = [f for f in FrameReader(sender=lw.FROM_HOST).feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert acks == [] and store.calls == 1 and outbox.stats().pending == 0  # storing, not stored
     store.gate.set()
     await task
     (msg,) = [x for x in outbox.pending() if x.kind == "event"]
     assert decode_payload(msg.payload)["type"] == "alarm_button"
-    acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    acks = [f for f in FrameReader(sender=lw.FROM_HOST).feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert [(a.payload[0], a.payload[1]) for a in acks] == [(lw.T_EVENT, 77)]
     store.inner.close()
     outbox.close()
@@ -238,11 +238,11 @@ async def test_failed_commit_is_retried_and_ack_waits_for_it(tmp_path):
     session = BoardSession(SessionConfig(), LinkMode.LIVE)
     pipe = CarPipeline("s", "car-1", session, CarAnalytics("car-1"), store)
     await pipe.frames(board_frames(HELLO, STATE, ALARM), 1000.0)
-    assert not [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    assert not [f for f in FrameReader(sender=lw.FROM_HOST).feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert pipe.counters.store_failures == 1
     store.fail = False
     await pipe.tick(1001.0)
-    acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    acks = [f for f in FrameReader(sender=lw.FROM_HOST).feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert [a.payload[1] for a in acks] == [77]
     assert len([x for x in outbox.pending() if x.kind == "event"]) == 1
     store.inner.close()
@@ -307,7 +307,7 @@ async def test_trip_on_a_disk_full_beyond_the_reserve_is_shed_with_a_count_and_e
     # The board's EVENT waits un-ACKed (its board re-sends it) instead of being shed.
     held = [m for m in pipe._unstored if m["kind"] == "event"]
     assert [m["detail"]["board_event_id"] for m in held] == [77]
-    assert not [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    assert not [f for f in FrameReader(sender=lw.FROM_HOST).feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     store.close()
     outbox.close()
     (mount / "filler").unlink()
@@ -329,7 +329,7 @@ async def test_trip_on_a_full_disk_is_stored_from_the_reserve(full_fs):
         await pipe.tick(1000.0 + i, float(i))
     assert sorted(m.kind for m in outbox.pending()) == ["event", "trip"]
     assert outbox.stats().reserve_released and pipe.counters.shed == 0
-    acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
+    acks = [f for f in FrameReader(sender=lw.FROM_HOST).feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert [a.payload[1] for a in acks] == [77]
     store.close()
     outbox.close()

@@ -3,7 +3,10 @@
 Properties: `feed` never raises; the reader keeps at most one maximum frame between calls (the
 Python path's buffer is checked after every call; the C path's allocations with tracemalloc);
 every part that yields no frame is counted under a `DropReason`; an intact frame behind any damage
-is still delivered; with tags required nothing but the sender's own frames comes out.
+is still delivered; with tags required nothing but the sender's own frames comes out. The mutated
+streams also carry the host's own frames (reflected back, tagged with the same board key) and large
+jumps of the sequence number: neither a host frame nor a refused frame ever comes out or costs a
+board frame behind it (issue 14).
 Budgets: tests/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``).
 """
 
@@ -92,8 +95,19 @@ def mutated_stream(draw: st.DrawFn, tagged: bool) -> tuple[bytes, list, list, li
     n = draw(st.integers(1, 12))
     stream = bytearray(b"\x00")  # a sender's first 0x00 after boot (SPEC section 1)
     intact, sent = [], []
-    for seq in range(n):
-        mtype = draw(st.sampled_from(lw.KNOWN_TYPES))
+    seq = draw(st.integers(0, 0xFFFF))
+    for i in range(n):
+        # Forward jumps (a link outage, a full queue on the board) up to thousands of frames; the sum
+        # stays under 2**16 so that within the stream a seq is never reused.
+        seq = (seq + (draw(st.sampled_from([1, 1, 1, 2, 64, 65, 5000])) if i else 0)) & 0xFFFF
+        if draw(st.integers(0, 3)) == 0:  # the host's own frame fed back, with any seq: never delivered
+            host_type = draw(st.sampled_from([lw.T_ACK, lw.T_TIME_SYNC, lw.T_CONFIG, lw.T_CONTROL]))
+            try:
+                stream += encode_frame(host_type, draw(_payload), 300, draw(st.integers(0, 0xFFFF)), 5,
+                                       key=KEY if tagged else None, sender=lw.FROM_HOST)
+            except ValueError:
+                pass
+        mtype = draw(st.sampled_from(sorted(framing.BOARD_TYPES)))
         payload = draw(_payload)
         try:
             wire = bytearray(encode_frame(mtype, payload, 300, seq, 1000 + seq, key=KEY if tagged else None))
@@ -150,6 +164,7 @@ def test_mutated_tagged_stream_yields_exactly_the_intact_frames(impl: str, case)
     stream, intact, sent, cuts = case
     reader = make_reader(impl, key=KEY, require_tag=True)
     frames = check_feed(reader, chunked(stream, cuts))
+    assert not any(f.flags & lw.FLAG_FROM_HOST for f in frames)
     delivered = _delivered(frames)
     # Tag + replay window: only frames the sender made come out, none twice (a byte inserted in front
     # of a frame is garbage the reader salvages the frame from, so "damaged" frames may come out whole).
@@ -167,6 +182,7 @@ def test_mutated_untagged_stream_delivers_every_intact_frame(impl: str, case) ->
     stream, intact, _, cuts = case
     reader = make_reader(impl)
     frames = check_feed(reader, chunked(stream, cuts))
+    assert not any(f.flags & lw.FLAG_FROM_HOST for f in frames)  # the direction flag needs no key
     delivered = _delivered(frames)
     for frame in intact:  # CRC only: a damaged frame passing as another is a 2^-16 event, so no subset check
         assert (frame[0], frame[1], _norm(frame[2])) in delivered

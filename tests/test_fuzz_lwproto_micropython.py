@@ -2,7 +2,9 @@
 
 The host makes a few thousand mutated host->board and board->host frames (bit flips, inserted,
 deleted and zeroed bytes, truncation, splices, and mutations *resealed* with a fresh tag, CRC and
-COBS so they reach the msgpack decoder: absurd lengths, deep nesting, bad UTF-8, ext types) and
+COBS so they reach the msgpack decoder: absurd lengths, deep nesting, bad UTF-8, ext types; a
+quarter are the board's own frames, fed back as a reflection must be refused, and sequence numbers
+and boot ids take any value) and
 one MicroPython process decodes them all with `lwproto.FrameDecoder` (no key, with a key, and the
 firmware's own 512-byte link decoder behind a `FrameAssembler` fed in UART-sized pieces). Required:
 only `ProtocolError` with a known reason, never another exception, never a MemoryError on inputs
@@ -23,6 +25,7 @@ from cobs import cobs
 
 from fuzzing import budget
 from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import lwtag
 from liftwatch.protocol.framing import encode_frame
 from liftwatch.upy import PROTOCOL_DIR, run_micropython
 
@@ -55,7 +58,7 @@ with open(sys.argv[1], "rb") as f:
                 d.decode(buf, n)
                 verdicts.append("0")
             except lwproto.ProtocolError as e:
-                verdicts.append(str(e.reason) if 1 <= e.reason <= 9 else "BADREASON")
+                verdicts.append(str(e.reason) if 1 <= e.reason < len(lwproto.REASON_NAMES) else "BADREASON")
             except MemoryError:
                 verdicts.append("MEM")
             except Exception as e:
@@ -75,7 +78,7 @@ with open(sys.argv[1], "rb") as f:
                 try:
                     link_dec.decode(asm.frame, asm.length)
                 except lwproto.ProtocolError as e:
-                    if not 1 <= e.reason <= 9:
+                    if not 1 <= e.reason < len(lwproto.REASON_NAMES):
                         out.write("LINK BADREASON\n")
                 except MemoryError:
                     out.write("LINK MEM\n")
@@ -92,7 +95,8 @@ def _seal(body: bytearray, key: bytes | None) -> bytes:
     """Tag (if keyed and flagged), CRC and COBS over a possibly mutated body: reaches the payload decoder."""
     body = bytearray(body)
     if key is not None and len(body) > 2 and body[2] & lw.FLAG_TAGGED:
-        body += lw.Hmac(key).tag(body, 0, len(body))
+        sender = lw.sender_of(body[2])  # the key of the direction the (mutated) flags claim
+        body += lwtag.chaskey_tag(lwtag.direction_key(key, sender), bytes(body))
     body += lw.crc16(body, 0, len(body)).to_bytes(2, "big")
     return cobs.encode(bytes(body))
 
@@ -134,13 +138,17 @@ def make_cases(n: int, seed: int) -> list[bytes]:
 
     while len(cases) < n:
         key = KEY if rng.random() < 0.5 else None
-        mtype = rng.choice((lw.T_CONFIG, lw.T_CONTROL, lw.T_ACK, lw.T_TIME_SYNC, rng.randrange(256)))
+        sender = lw.FROM_BOARD if rng.random() < 0.25 else lw.FROM_HOST  # the board's own frames, reflected
+        if sender == lw.FROM_HOST:
+            mtype = rng.choice((lw.T_CONFIG, lw.T_CONTROL, lw.T_ACK, lw.T_TIME_SYNC, rng.randrange(256)))
+        else:
+            mtype = rng.choice((lw.T_HEARTBEAT, lw.T_STATE, lw.T_EVENT, lw.T_ACK, lw.T_TIME_SYNC))
         payload = [rand_value() for _ in range(rng.randrange(6))]
         if mtype == lw.T_CONFIG:
             payload = [{f"setting_{i}": rand_value() for i in range(rng.randrange(6))}]
         try:
             wire = encode_frame(mtype, payload, rng.randrange(1 << 16), rng.randrange(1 << 16),
-                                rng.randrange(1 << 30), key=key)[:-1]
+                                rng.randrange(1 << 30), key=key, sender=sender)[:-1]
         except ValueError:
             continue
         body = bytearray(cobs.decode(wire))[:-2]

@@ -173,12 +173,12 @@ def test_a_host_command_recorded_in_one_boot_is_refused_in_the_next(setup) -> No
     boot1, _, _, _ = board.boot()
     boot2 = boot1 + 1
     # The daemon sends CONTROL request_counters to the board's *next* boot (what it will be after a reboot).
-    command = encode_frame(lw.T_CONTROL, [5, 0], boot2, 1, 100, key=key)
+    command = encode_frame(lw.T_CONTROL, [5, 0], boot2, 1, 100, key=key, sender=lw.FROM_HOST)
     _, _, accepted, drops = board.boot(command)
     assert accepted == [(lw.T_CONTROL, 1)] and drops == 0
     _, _, accepted, drops = board.boot(command)  # boot 3: the recording echoes boot 2
     assert accepted == [] and drops == 1
-    untagged = encode_frame(lw.T_CONTROL, [5, 0], boot2 + 2, 2, 100)
+    untagged = encode_frame(lw.T_CONTROL, [5, 0], boot2 + 2, 2, 100, sender=lw.FROM_HOST)
     _, _, accepted, drops = board.boot(untagged)
     assert accepted == [] and drops == 1
 
@@ -187,7 +187,7 @@ def test_a_host_command_replayed_within_the_same_boot_is_refused(setup) -> None:
     store, board = setup
     key = store.load(BOARD_ID).current
     boot1, _, _, _ = board.boot()
-    command = encode_frame(lw.T_CONTROL, [5, 0], boot1 + 1, 1, 100, key=key)
+    command = encode_frame(lw.T_CONTROL, [5, 0], boot1 + 1, 1, 100, key=key, sender=lw.FROM_HOST)
     _, _, accepted, _ = board.boot(command + command)
     assert accepted == [(lw.T_CONTROL, 1)]
 
@@ -215,7 +215,7 @@ class TaggedBoard:
         board = _Tagged.__new__(_Tagged)
         board.key, board.sent = key, bytearray()
         SimBoard.__init__(board, link_path, board_id, boot_id)
-        board.reader = FrameReader(key=key, require_tag=True)  # the board checks the host's tags too
+        board.reader = FrameReader(key=key, sender=lw.FROM_HOST)  # the board checks the host's tags too
         return board
 
 
@@ -295,7 +295,7 @@ async def test_daemon_persists_the_window_refuses_old_boots_after_restart_and_fo
     # and its ACKs (host->board, tagged) verify with the board's new key.
     new_key = store.rotate(BOARD_ID)
     board.key, board.boot_id, board.seq = new_key, 43, 0
-    board.reader = FrameReader(key=new_key, require_tag=True)
+    board.reader = FrameReader(key=new_key, sender=lw.FROM_HOST)
 
     async def rotated(daemon):
         board.hello()

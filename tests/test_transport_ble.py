@@ -166,7 +166,7 @@ async def test_daemon_serves_a_ble_board_and_acks_through_gatt_writes(tmp_path):
             clients[0].board_notifies(stream[i : i + 20])
         acks = []
         for _ in range(300):
-            acks = [f for f in FrameReader().feed(b"".join(w[1] for w in clients[0].writes)) if f.type == lw.T_ACK]
+            acks = [f for f in FrameReader(sender=lw.FROM_HOST).feed(b"".join(w[1] for w in clients[0].writes)) if f.type == lw.T_ACK]
             if acks:
                 break
             await asyncio.sleep(0.01)
