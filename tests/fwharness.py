@@ -265,5 +265,6 @@ def run_script(tmp: Path, source: str, *, paths=None, timeout: float = 120,
                            heapsize=heapsize)
 
 
-def host_frame(mtype: int, payload, boot_id: int = 0, seq: int = 0) -> bytes:
-    return encode_frame(mtype, payload, boot_id, seq, 0, sender=lw.FROM_HOST)
+def host_frame(mtype: int, payload, boot_id: int = 0, seq: int = 0, key: bytes | None = None) -> bytes:
+    """A frame as the daemon sends it (tagged when ``key``: a keyed board wants its boot id too)."""
+    return encode_frame(mtype, payload, boot_id, seq, 0, key, sender=lw.FROM_HOST)

@@ -203,15 +203,21 @@ def test_a_loop_pass_allocates_nothing(tmp_path):
     assert len(run.of(T_VIB)) > 40 and len(run.of(T_STATS)) > 30
 
 
+BOARD_KEY = bytes(range(0x40, 0x60))
+
+
 def test_config_is_validated_refused_with_reason_and_persisted(tmp_path):
-    rx = b"".join([
-        host_frame(T_CONFIG, [{"rate_hz": 5000}], seq=1),
-        host_frame(T_CONFIG, [{"stats_ms": "fast"}], seq=2),
-        host_frame(T_CONFIG, [{"accel_off_mg": 40}], seq=3),
-        host_frame(T_CONFIG, [{"stats_ms": 2000}], seq=4),
-        host_frame(T_CONTROL, [99, 0], seq=5),
-        host_frame(T_CONFIG, [{"stats_ms": 3000, "stat_ms": 1}], seq=7),  # a typo: refused whole (SPEC)
-        host_frame(11, [4, 0], seq=6),  # request_hello
+    # A keyed board (its first boot is boot 1): only a keyed link may change what is in its flash.
+    (tmp_path / "fs").mkdir()
+    (tmp_path / "fs" / "auth.key").write_bytes(BOARD_KEY)
+    rx = b"".join(host_frame(mtype, payload, 1, seq, BOARD_KEY) for mtype, payload, seq in [
+        (T_CONFIG, [{"rate_hz": 5000}], 1),
+        (T_CONFIG, [{"stats_ms": "fast"}], 2),
+        (T_CONFIG, [{"accel_off_mg": 40}], 3),
+        (T_CONFIG, [{"stats_ms": 2000}], 4),
+        (T_CONTROL, [99, 0], 5),
+        (T_CONFIG, [{"stats_ms": 3000, "stat_ms": 1}], 7),  # a typo: refused whole (SPEC)
+        (11, [4, 0], 6),  # request_hello
     ])
     run = run_firmware(tmp_path, FeedBuilder().rest(10).bytes(), rx=rx)
     acks = {f.payload[1]: f.payload for f in run.of(T_ACK)}
@@ -235,6 +241,28 @@ def test_config_is_validated_refused_with_reason_and_persisted(tmp_path):
     assert bad.of(T_HELLO)[0].payload[6] == 400
     (tmp_path / "fs" / "config.json").write_text("{not json")
     assert run_firmware(tmp_path, FeedBuilder().rest(3).bytes()).summary["config_error"] == "config file: not valid JSON"
+
+
+def test_an_unkeyed_board_applies_config_until_reboot_and_refuses_link_settings(tmp_path):
+    """Issue 14 item 8 (SECURITY.md, "An unkeyed board"): without a key anyone on the wires can send
+    a CONFIG. It still applies (the daemon's [boards.settings] reach the board) but never reaches the
+    flash, so a power cycle undoes it, and the settings that decide how the board reaches its host
+    (a switch to BLE, another baud rate) are refused."""
+    rx = b"".join([
+        host_frame(T_CONFIG, [{"transport": 1}], seq=1),
+        host_frame(T_CONFIG, [{"baud": 115200, "stats_ms": 3000}], seq=2),
+        host_frame(T_CONFIG, [{"stats_ms": 2000}], seq=3),
+    ])
+    run = run_firmware(tmp_path, FeedBuilder().rest(10).bytes(), rx=rx)
+    acks = {f.payload[1]: f.payload for f in run.of(T_ACK)}
+    assert acks[1][2] == 1 and acks[1][3] == "transport: only over a keyed link or with liftwatch flash --config"
+    assert acks[2][2] == 1 and acks[2][3].startswith("baud: only over a keyed link")
+    assert acks[3][2] == 0 and [f.payload[0] for f in run.of(T_STATS)][-1] == 2000  # applied
+    assert not (tmp_path / "fs" / "config.json").exists()  # never saved
+    again = run_firmware(tmp_path, FeedBuilder().rest(5).bytes())
+    assert again.returncode == 0, again.stdout
+    assert again.of(T_HELLO)[0].payload[3] != acks[3][4]  # after a reboot: the flashed settings again
+    assert [f.payload[0] for f in again.of(T_STATS)][-1] == 1000
 
 
 def test_time_sync_counters_and_stream_mode(tmp_path):

@@ -68,3 +68,64 @@ def test_queue_drops_oldest_low_priority_first_and_counts(tmp_path):
     assert [(f.type, f.payload[0]) for f in frames] == [(5, 100), (2, 60), (5, 101), (4, 51), (5, 102), (5, 103)]
     assert [f.seq for f in frames] == [0, 5, 6, 7, 9, 10]  # dropped frames leave seq gaps the host counts
     assert "DEPTH 0 6" in out
+
+
+# ---------------------------------------------------------------- what the link takes in (issue 14)
+
+RX_SCRIPT = r"""
+import link, lwproto
+
+class Board:
+    # The UART: what the board writes is kept; what it reads comes from `rx`.
+    def __init__(self):
+        self.out = bytearray()
+        self.rx = b""
+        self.t = 0
+    def ticks_ms(self):
+        return self.t
+    def uart_write(self, buf, off, n):
+        self.out += buf[off:off + n]
+        return True
+    def uart_readinto(self, buf):
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+
+KEY = %(key)r
+b = Board()
+lk = link.Link(b, 7, KEY)
+got = []
+def poll_all(data):
+    b.rx = data
+    while b.rx:
+        lk.poll(lambda mtype, boot, seq, p: got.append((mtype, seq)))
+# The board's own HEARTBEAT and TIME_SYNC echo, fed back to its RX (a reflection, or an echoing line).
+for mtype in (7, 9):
+    off = lk.begin(mtype, 100)
+    lk.commit(lwproto.pack_into(lk.enc.body, off, [1, 2]), link.P_STATE)
+lk.pump(1000, True)
+poll_all(bytes(b.out))
+print("REFLECTED", got, lk.rx_drops)
+# Host frames: a well-tagged one whose payload is not a list at seq 5, then the real seq 5 and 6.
+poll_all(%(host)r)
+print("HOST", got, lk.rx_drops)
+"""
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "unkeyed"])
+def test_the_boards_own_frames_fed_back_are_refused_and_move_nothing(tmp_path, keyed):
+    """Issue 14 item 1, board side: the board's own HEARTBEAT fed to its RX was taken as a host frame.
+    And a refused host frame (a map where a list belongs) must not mark its seq as seen."""
+    from liftwatch.protocol import lwproto as lw
+    from liftwatch.protocol.framing import encode_frame
+
+    key = bytes(range(32)) if keyed else None
+    host = b"".join(encode_frame(mtype, payload, 7, seq, 5, key, sender=lw.FROM_HOST)
+                    for mtype, payload, seq in ((lw.T_CONTROL, {"command": 4}, 5), (lw.T_CONTROL, [4, 0], 5),
+                                                (lw.T_ACK, [lw.T_EVENT, 3, 0, "", None], 6)))
+    proc = run_script(tmp_path, RX_SCRIPT % {"key": key, "host": host})
+    out = proc.stdout.decode()
+    assert proc.returncode == 0, out + proc.stderr.decode()
+    assert "REFLECTED [] 2" in out  # both refused, counted, no handler call
+    assert "HOST [(11, 5), (8, 6)] 3" in out  # the map refused; the real seq 5 still fresh
