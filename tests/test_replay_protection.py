@@ -305,3 +305,76 @@ async def test_daemon_persists_the_window_refuses_old_boots_after_restart_and_fo
 
     await run_daemon(rotated)
     board.close()
+
+
+class _Recording:
+    """A board-side reader that also keeps the raw bytes the daemon wrote (to feed them back)."""
+
+    def __init__(self, reader: FrameReader) -> None:
+        self.reader, self.raw = reader, bytearray()
+
+    def feed(self, data: bytes):
+        self.raw += data
+        return self.reader.feed(data)
+
+
+async def test_the_daemons_own_frames_fed_back_are_refused_and_move_nothing(tmp_path):
+    """Issue 14 item 1 on the real daemon: one host TIME_SYNC fed back (same board key, v1) moved the
+    replay window to the host's seq, dropped the next genuine frames as REPLAY, raised a false
+    board_offline, counted lost frames that were not lost and read the host's t_ms as board time."""
+    import asyncio
+
+    from test_daemon import fast_backoff, journal, wait_until
+
+    from liftwatch.edge_daemon.config import parse_config
+    from liftwatch.edge_daemon.daemon import Daemon
+
+    store = KeyStore(tmp_path / "keys", create=True)
+    key = store.generate(BOARD_ID)
+    board = TaggedBoard(str(tmp_path / "tty0"), BOARD_ID, key, boot_id=41)
+    board.seq = 40000  # a board long up: the host's seq (a few) is far behind, the jump the attack used
+    board.reader = _Recording(board.reader)
+    cfg = parse_config({
+        "daemon": {"site": "s", "pi": "p", "state_dir": str(tmp_path / "state"), "status_interval_s": 0.5},
+        "session": {"heartbeat_timeout_s": 2.0, "write_timeout_s": 0.2},
+        "boards": [{"car": "car-0", "port": board.link_path, "board_id": BOARD_ID,
+                    "key_file": str(store.key_path(BOARD_ID))}],  # no require_tag: a key implies it
+    }, "test", tmp_path)
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    live = asyncio.create_task(board.live(board_stop))
+    try:
+        assert await wait_until(lambda: daemon.boards and daemon.boards[0].phase.value == "ready")
+        await asyncio.sleep(0.3)
+        board.reader.raw.clear()  # the pty's echo of what the board wrote before the daemon opened it
+        board.hello()
+        board.raise_event(1)
+        assert await wait_until(lambda: board.acked == [1])
+        assert await wait_until(lambda: any(f.type == lw.T_TIME_SYNC for f in board.host_frames))
+        task = daemon.boards[0]
+        reader, session = task.reader, task.pipeline.session
+        raw = bytes(board.reader.raw)
+        host_bytes = raw[: raw.rindex(b"\x00") + 1]  # whole frames only
+        clock_before = session._clock.offset_ms
+        for _ in range(3):  # every host frame so far, fed back into the daemon, three times over
+            os.write(board.master, b"\x00" + host_bytes)
+        n_host = sum(1 for part in host_bytes.split(b"\x00") if part)
+        assert n_host >= 2
+        assert await wait_until(lambda: reader.drops[DropReason.DIRECTION] == 3 * n_host), (reader.drops, n_host)
+        board.raise_event(2)  # the board goes on talking: every frame of it still gets through
+        assert await wait_until(lambda: board.acked == [1, 2])
+        await asyncio.sleep(1.0)
+        assert reader.drops[DropReason.REPLAY] == 0 and reader.drops[DropReason.AUTH] == 0
+        assert reader.replay.boot_id == 41 and reader.replay.top_seq >= 40000
+        assert session.counters.lost_frames == 0 and session.last_seq >= 40000
+        offset = session._clock.offset_ms
+        assert clock_before is None or offset is None or abs(offset - clock_before) < 2000
+    finally:
+        board_stop.set()
+        await live
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        board.close()
+    offline = [x for x in journal(daemon.config) if x["kind"] == "event" and x["type"] == "board_offline"]
+    assert offline == []
