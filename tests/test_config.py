@@ -147,3 +147,15 @@ def test_ble_board_may_opt_out_of_tags_explicitly(tmp_path):
            "boards": [{"car": "c", "link": "ble", "address": "AA:BB:CC:DD:EE:FF", "require_tag": False}]}
     (b,) = parse_config(doc, "test", tmp_path).boards
     assert b.link is LinkKind.BLE and b.require_tag is False and b.key is None
+
+
+def test_a_key_file_requires_tags(tmp_path):
+    """Issue 14 item 2: a serial board with a key took untagged frames (require_tag defaulted to false)."""
+    (tmp_path / "board.key").write_text("00112233445566778899aabbccddeeff\n")
+    (tmp_path / "board.key").chmod(0o600)
+    base = '[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\nkey_file = "board.key"\n'
+    (board,) = load_config(write(tmp_path, base)).boards
+    assert board.require_tag is True
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, base + "require_tag = false\n"))
+    assert err.value.key == "boards[0].require_tag" and "key_file" in str(err.value)
