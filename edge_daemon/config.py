@@ -137,7 +137,7 @@ BOARD_KEYS = (
     Key("baudrate", int, 921_600, "UART speed of the board's link.", minimum=1200),
     Key("address", str, "", "BLE address of the board. Required for `link = \"ble\"`."),
     Key("board_id", str, "", "Expected HELLO board id; a different board on this port is reported."),
-    Key("key_file", str, "", "File with the board's HMAC key in hex (16-64 bytes), readable by the daemon's user "
+    Key("key_file", str, "", "File with the board's key in hex (16-64 bytes), readable by the daemon's user "
         "only (mode 0600, else refused); empty = no tags. A pending `<name>.next.key` beside a `<name>.key` "
         "(`liftwatch keys rotate`, `liftwatch flash --keystore`) is accepted too until promoted."),
     Key("require_tag", bool, False, "Drop untagged frames from this board. Always true when `key_file` is set "

@@ -2,7 +2,7 @@
 
 The same command flashes an ESP32 on /dev/ttyUSB0 and a mock board's console pty. Steps:
 1. ask the board which bytecode/native architecture it runs (``sys.implementation._mpy``);
-2. compile ``firmware/*.py`` and ``protocol/lwproto.py`` to ``.mpy`` with mpy-cross for that
+2. compile ``firmware/*.py``, ``protocol/lwproto.py`` and ``protocol/lwtag.py`` to ``.mpy`` with mpy-cross for that
    architecture (``main.py`` and ``boot.py`` stay source: MicroPython runs them by name);
 3. copy with ``mpremote cp`` (it skips files whose hash already matches), remove stale twins (a
    ``x.py`` left on the board would shadow a new ``x.mpy``), write the board config and auth key;

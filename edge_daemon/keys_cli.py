@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "keys",
         help="per-board frame-tag keys of the daemon (generate, rotate, promote, list, remove)",
-        description="Manage the daemon's per-board HMAC keys. The store is a directory only the daemon's "
+        description="Manage the daemon's per-board frame-tag keys. The store is a directory only the daemon's "
         f"user may read (mode 0700, files 0600). Default: ${_ENV} or {DEFAULT_KEYSTORE}.",
     )
     p.add_argument("--dir", type=Path, default=None, help=f"key store directory (default ${_ENV} or {DEFAULT_KEYSTORE})")

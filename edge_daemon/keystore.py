@@ -35,7 +35,7 @@ from pathlib import Path
 
 from liftwatch.protocol.framing import FrameReader, ReplayGuard, key_fingerprint
 
-KEY_BYTES = 32  # HMAC-SHA256 block-friendly; SPEC.md allows 16 to 64
+KEY_BYTES = 32  # SPEC.md allows 16 to 64; direction keys are derived from it with HMAC-SHA256
 MIN_KEY_BYTES = 16
 MAX_KEY_BYTES = 64
 _BOARD_ID = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}$")  # a file name, never '.' first

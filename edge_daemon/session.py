@@ -103,7 +103,7 @@ class SessionConfig:
     config_retry_s: float = 10.0
     hello_retry_s: float = 5.0
     settings: Mapping[str, Any] = field(default_factory=dict)  # CONFIG pushed to the board
-    key: bytes | None = None  # HMAC key for host->board frames (tags)
+    key: bytes | None = None  # the board key; host->board frames are tagged under its host->board key
 
 
 @dataclass(slots=True)
