@@ -181,7 +181,7 @@ def _record(args: argparse.Namespace) -> int:
     except serial.SerialException as exc:
         print(f"liftwatch record: cannot open {args.port}: {exc}", file=sys.stderr)
         return 2
-    reader = FrameReader(keys=keys) if keys else FrameReader()
+    reader = FrameReader(key=keys[0]) if keys else FrameReader()
     stop = _stop_event()
     print(f"liftwatch record: reading {args.port}", file=sys.stderr, flush=True)
     deadline = time.monotonic() + args.duration_s if args.duration_s else None

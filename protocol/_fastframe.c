@@ -654,32 +654,25 @@ static PyObject *py_cobs_decode_pair(PyObject *module, PyObject *const *args, Py
 
 PyDoc_STRVAR(chaskey_doc, "chaskey(key16, data) -> bytes: the 8-byte Chaskey-12 tag of data (SPEC.md section 4).");
 
-static PyObject *py_chaskey(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "chaskey(key16, data)");
-        return NULL;
-    }
+static PyObject *py_chaskey(PyObject *module, PyObject *args) {
     Py_buffer key, data;
-    if (PyObject_GetBuffer(args[0], &key, PyBUF_SIMPLE) < 0)
+    if (!PyArg_ParseTuple(args, "y*y*:chaskey", &key, &data))
         return NULL;
+    PyObject *tag = NULL;
     if (key.len != 16) {
-        PyBuffer_Release(&key);
         PyErr_SetString(PyExc_ValueError, "chaskey: the key is 16 bytes");
-        return NULL;
+    } else {
+        uint8_t out[8];
+        chaskey_tag(key.buf, data.buf, data.len, out);
+        tag = PyBytes_FromStringAndSize((const char *)out, 8);
     }
-    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&key);
-        return NULL;
-    }
-    uint8_t tag[8];
-    chaskey_tag(key.buf, data.buf, data.len, tag);
     PyBuffer_Release(&key);
     PyBuffer_Release(&data);
-    return PyBytes_FromStringAndSize((const char *)tag, 8);
+    return tag;
 }
 
 static PyMethodDef methods[] = {
-    {"chaskey", (PyCFunction)(void (*)(void))py_chaskey, METH_FASTCALL, chaskey_doc},
+    {"chaskey", py_chaskey, METH_VARARGS, chaskey_doc},
     {"cobs_decode_pair", (PyCFunction)(void (*)(void))py_cobs_decode_pair, METH_FASTCALL, cobs_decode_pair_doc},
     {"crc16", (PyCFunction)(void (*)(void))py_crc16, METH_FASTCALL, crc16_doc},
     {"crc16_tables", (PyCFunction)(void (*)(void))py_crc16_tables, METH_FASTCALL, crc16_tables_doc},

@@ -265,6 +265,28 @@ def run_script(tmp: Path, source: str, *, paths=None, timeout: float = 120,
                            heapsize=heapsize)
 
 
+# MicroPython source of the board's UART as a test double, for scripts that drive `link.Link` alone:
+# what the board writes collects in `out`, what it reads comes from `rx`, the clock ticks 10 ms a read.
+UART_DOUBLE = r"""
+class Uart:
+    def __init__(self, rx=b""):
+        self.out = bytearray()
+        self.rx = rx
+        self.t = 0
+    def ticks_ms(self):
+        self.t += 10
+        return self.t
+    def uart_write(self, buf, off, n):
+        self.out += buf[off:off + n]
+        return True
+    def uart_readinto(self, buf):
+        n = min(len(buf), len(self.rx))
+        buf[:n] = self.rx[:n]
+        self.rx = self.rx[n:]
+        return n
+"""
+
+
 def host_frame(mtype: int, payload, boot_id: int = 0, seq: int = 0, key: bytes | None = None) -> bytes:
     """A frame as the daemon sends it (tagged when ``key``: a keyed board wants its boot id too)."""
     return encode_frame(mtype, payload, boot_id, seq, 0, key, sender=lw.FROM_HOST)

@@ -4,7 +4,7 @@ goes first (VIB, then STATS, then state/heartbeat; EVENT last), every drop count
 from __future__ import annotations
 
 import pytest
-from fwharness import run_script
+from fwharness import UART_DOUBLE, run_script
 from liftwatch.protocol.framing import FrameReader
 
 pytestmark = pytest.mark.micropython
@@ -72,28 +72,11 @@ def test_queue_drops_oldest_low_priority_first_and_counts(tmp_path):
 
 # ---------------------------------------------------------------- what the link takes in (issue 14)
 
-RX_SCRIPT = r"""
+RX_SCRIPT = UART_DOUBLE + r"""
 import link, lwproto
 
-class Board:
-    # The UART: what the board writes is kept; what it reads comes from `rx`.
-    def __init__(self):
-        self.out = bytearray()
-        self.rx = b""
-        self.t = 0
-    def ticks_ms(self):
-        return self.t
-    def uart_write(self, buf, off, n):
-        self.out += buf[off:off + n]
-        return True
-    def uart_readinto(self, buf):
-        n = min(len(buf), len(self.rx))
-        buf[:n] = self.rx[:n]
-        self.rx = self.rx[n:]
-        return n
-
 KEY = %(key)r
-b = Board()
+b = Uart()
 lk = link.Link(b, 7, KEY)
 got = []
 def poll_all(data):

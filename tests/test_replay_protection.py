@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cobs import cobs
 
+from fwharness import UART_DOUBLE
 from liftwatch.edge_daemon.keystore import KeyStore
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import DropReason, FrameReader, ReplayGuard, encode_frame
@@ -26,29 +27,12 @@ pytestmark = pytest.mark.micropython
 BOARD_ID = "lw-replaytest01"
 FRAMES_PER_BOOT = 20
 
-BOOT_SCRIPT = r"""
+# The only test double is the board's UART (fwharness.UART_DOUBLE); host bytes come from a file.
+BOOT_SCRIPT = UART_DOUBLE + r"""
 import sys
 import lwproto
 from link import Link
 from store import Store
-
-class Uart:
-    # The only test double: the board's UART. Frames out are collected, host bytes come from a file.
-    def __init__(self, rx):
-        self.out = bytearray()
-        self.rx = rx
-        self.t = 0
-    def ticks_ms(self):
-        self.t += 10
-        return self.t
-    def uart_write(self, buf, off, n):
-        self.out += buf[off:off + n]
-        return True
-    def uart_readinto(self, buf):
-        n = min(len(buf), len(self.rx))
-        buf[:n] = self.rx[:n]
-        self.rx = self.rx[n:]
-        return n
 
 flash, n_frames, host_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 with open(flash + "/auth.key", "rb") as f:
@@ -324,10 +308,9 @@ async def test_the_daemons_own_frames_fed_back_are_refused_and_move_nothing(tmp_
     board_offline, counted lost frames that were not lost and read the host's t_ms as board time."""
     import asyncio
 
-    from test_daemon import fast_backoff, journal, wait_until
+    from test_daemon import journal, running, wait_until
 
     from liftwatch.edge_daemon.config import parse_config
-    from liftwatch.edge_daemon.daemon import Daemon
 
     store = KeyStore(tmp_path / "keys", create=True)
     key = store.generate(BOARD_ID)
@@ -340,11 +323,7 @@ async def test_the_daemons_own_frames_fed_back_are_refused_and_move_nothing(tmp_
         "boards": [{"car": "car-0", "port": board.link_path, "board_id": BOARD_ID,
                     "key_file": str(store.key_path(BOARD_ID))}],  # no require_tag: a key implies it
     }, "test", tmp_path)
-    daemon = Daemon(cfg, backoff=fast_backoff)
-    stop, board_stop = asyncio.Event(), asyncio.Event()
-    run = asyncio.create_task(daemon.run(stop))
-    live = asyncio.create_task(board.live(board_stop))
-    try:
+    async with running(cfg, board) as daemon:
         assert await wait_until(lambda: daemon.boards and daemon.boards[0].phase.value == "ready")
         await asyncio.sleep(0.3)
         board.reader.raw.clear()  # the pty's echo of what the board wrote before the daemon opened it
@@ -370,11 +349,5 @@ async def test_the_daemons_own_frames_fed_back_are_refused_and_move_nothing(tmp_
         assert session.counters.lost_frames == 0 and session.last_seq >= 40000
         offset = session._clock.offset_ms
         assert clock_before is None or offset is None or abs(offset - clock_before) < 2000
-    finally:
-        board_stop.set()
-        await live
-        stop.set()
-        await asyncio.wait_for(run, 10)
-        board.close()
-    offline = [x for x in journal(daemon.config) if x["kind"] == "event" and x["type"] == "board_offline"]
+    offline = [x for x in journal(cfg) if x["kind"] == "event" and x["type"] == "board_offline"]
     assert offline == []
