@@ -3,7 +3,7 @@
 Framing knows COBS, the CRC, the header, the direction and the tag; it does not know what payload
 fields mean (that is `liftwatch.protocol.messages`). The per-frame work is done in C: `cobs` for
 unstuffing, `binascii.crc_hqx` for the CRC-16/CCITT-FALSE, `msgpack` for the payload, `_fastframe`
-for Chaskey-12 tags (pure Python from `lwtag` when it is not built).
+for Chaskey-12 tags (`liftwatch.protocol.chaskey`, plain Python, when it is not built).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - same CRC, slower
 
 from liftwatch.protocol import lwproto as _lw
 from liftwatch.protocol import lwtag as _lwtag
+from liftwatch.protocol.chaskey import chaskey_tag
 
 HEADER = struct.Struct("<BBBHHI")
 HEADER_LEN = _lw.HEADER_LEN
@@ -50,7 +51,7 @@ if _fastframe is not None and _fastframe.LAYOUT != (
 ):  # a stale build from another wire layout must not be trusted
     _fastframe = None
 # Chaskey-12 tag of data under a 16-byte direction key (SPEC.md section 4).
-_chaskey = _fastframe.chaskey if _fastframe is not None else _lwtag.chaskey_tag
+_chaskey = _fastframe.chaskey if _fastframe is not None else chaskey_tag
 REPLAY_WINDOW = 64  # frames a tagged frame may arrive late (reordering inside one link is rare)
 
 

@@ -18,7 +18,6 @@ except ImportError:
 
 import array
 import hashlib
-import struct
 
 TAG_LEN = 8
 _LABELS = (b"liftwatch v2 tag board->host", b"liftwatch v2 tag host->board")  # by sender: FROM_BOARD, FROM_HOST
@@ -140,54 +139,8 @@ if _BOARD:
             b += 1
         return int(diff)
 
-else:
-
-    def _rounds(v0, v1, v2, v3):
-        for _ in range(12):
-            v0 = (v0 + v1) & 0xFFFFFFFF
-            v1 = (((v1 << 5) | (v1 >> 27)) & 0xFFFFFFFF) ^ v0
-            v0 = ((v0 << 16) | (v0 >> 16)) & 0xFFFFFFFF
-            v2 = (v2 + v3) & 0xFFFFFFFF
-            v3 = (((v3 << 8) | (v3 >> 24)) & 0xFFFFFFFF) ^ v2
-            v0 = (v0 + v3) & 0xFFFFFFFF
-            v3 = (((v3 << 13) | (v3 >> 19)) & 0xFFFFFFFF) ^ v0
-            v2 = (v2 + v1) & 0xFFFFFFFF
-            v1 = (((v1 << 7) | (v1 >> 25)) & 0xFFFFFFFF) ^ v2
-            v2 = ((v2 << 16) | (v2 >> 16)) & 0xFFFFFFFF
-        return v0, v1, v2, v3
-
-    def _chaskey(keys, buf, n, verify):
-        # Same contract as the board's viper function, in plain Python (host tools and tests; the
-        # daemon's reader uses the C version in _fastframe when it is built).
-        v0, v1, v2, v3 = keys[0], keys[1], keys[2], keys[3]
-        last = ((n - 1) >> 4) << 4 if n else 0
-        for i in range(0, last, 16):
-            w0, w1, w2, w3 = struct.unpack_from("<4I", buf, i)
-            v0, v1, v2, v3 = _rounds(v0 ^ w0, v1 ^ w1, v2 ^ w2, v3 ^ w3)
-        koff = 4 if n and not n & 15 else 8
-        block = bytearray(16)
-        block[0 : n - last] = memoryview(buf)[last:n]
-        if koff == 8:
-            block[n - last] = 1
-        w0, w1, w2, w3 = struct.unpack("<4I", block)
-        v0, v1, v2, v3 = _rounds(v0 ^ w0 ^ keys[koff], v1 ^ w1 ^ keys[koff + 1], v2 ^ w2 ^ keys[koff + 2],
-                                 v3 ^ w3 ^ keys[koff + 3])
-        tag = struct.pack("<II", v0 ^ keys[koff], v1 ^ keys[koff + 1])
-        if verify:
-            diff = 0
-            for i in range(TAG_LEN):  # every byte looked at, whatever the first mismatch
-                diff |= tag[i] ^ buf[n + i]
-            return diff
-        buf[n : n + TAG_LEN] = tag
-        return 0
-
-
-def chaskey_tag(k16, data):
-    """The 8-byte tag of ``data`` under a 16-byte key (allocates: host tools, vectors, tests)."""
-    buf = bytearray(len(data) + TAG_LEN)
-    buf[0 : len(data)] = data
-    _chaskey(key_schedule(k16), buf, len(data), 0)
-    return bytes(buf[len(data) :])
+else:  # CPython (host tools, tests): the same function in plain Python, kept off the board's heap
+    from liftwatch.protocol.chaskey import chaskey_into as _chaskey
 
 
 class Mac:

@@ -26,6 +26,7 @@ from cobs import cobs
 from fuzzing import budget
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import lwtag
+from liftwatch.protocol.chaskey import chaskey_tag
 from liftwatch.protocol.framing import encode_frame
 from liftwatch.upy import PROTOCOL_DIR, run_micropython
 
@@ -96,7 +97,7 @@ def _seal(body: bytearray, key: bytes | None) -> bytes:
     body = bytearray(body)
     if key is not None and len(body) > 2 and body[2] & lw.FLAG_TAGGED:
         sender = lw.sender_of(body[2])  # the key of the direction the (mutated) flags claim
-        body += lwtag.chaskey_tag(lwtag.direction_key(key, sender), bytes(body))
+        body += chaskey_tag(lwtag.direction_key(key, sender), bytes(body))
     body += lw.crc16(body, 0, len(body)).to_bytes(2, "big")
     return cobs.encode(bytes(body))
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import lwtag
+from liftwatch.protocol.chaskey import chaskey_tag
 
 VECTORS_DIR = Path(__file__).resolve().parent
 TEST_KEY = b"liftwatch-example-key-000000000!"  # 32-byte per-board key of SPEC.md's examples; tests only
@@ -110,7 +111,7 @@ def seal(body: bytes, key: bytes | None = None, sender: int = lw.FROM_BOARD) -> 
     frames FrameEncoder refuses to build."""
     buf = bytearray(body)
     if key:
-        buf += lwtag.chaskey_tag(lwtag.direction_key(key, sender), bytes(buf))
+        buf += chaskey_tag(lwtag.direction_key(key, sender), bytes(buf))
     buf += lw.crc16(buf, 0, len(buf)).to_bytes(2, "big")
     out = bytearray(len(buf) + len(buf) // 254 + 2)
     n = lw.cobs_encode_into(buf, len(buf), out)
