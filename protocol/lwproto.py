@@ -552,7 +552,7 @@ def direction_check(flags, mtype, sender):
     are skipped and counted as UNKNOWN_TYPE, so a newer peer's message is not called misdirected)."""
     if sender_of(flags) != sender:
         return False
-    if mtype > 11 or mtype < 1:
+    if not T_HELLO <= mtype <= T_CONTROL:
         return True
     return bool(((HOST_TYPES if sender == FROM_HOST else BOARD_TYPES) >> mtype) & 1)
 

@@ -19,7 +19,7 @@ except ImportError:
 import array
 import hashlib
 
-TAG_LEN = 8
+TAG_LEN = 8  # = lwproto.TAG_LEN (lwproto imports this module, so not the other way round)
 _LABELS = (b"liftwatch v2 tag board->host", b"liftwatch v2 tag host->board")  # by sender: FROM_BOARD, FROM_HOST
 
 

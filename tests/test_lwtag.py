@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from liftwatch.protocol import framing, lwtag
+from liftwatch.protocol import chaskey, framing, lwtag
 from liftwatch.protocol.chaskey import chaskey_tag
 from liftwatch.protocol import lwproto as lw
 from liftwatch.upy import PROTOCOL_DIR, run_micropython
@@ -87,6 +87,10 @@ def test_python_and_c_tags_equal_the_reference(key16: bytes, msg: bytes) -> None
     assert chaskey_tag(key16, msg) == expect
     if framing._fastframe is not None:
         assert framing._fastframe.chaskey(key16, msg) == expect
+
+
+def test_the_tag_length_is_the_codecs() -> None:
+    assert lwtag.TAG_LEN == chaskey.TAG_LEN == lw.TAG_LEN == 8
 
 
 def test_mac_seals_and_checks_in_place_and_refuses_any_changed_bit() -> None:
