@@ -67,10 +67,16 @@ FROM_HOST = const(1)
 BOARD_TYPES = const(0x3FE)  # HELLO..HEARTBEAT, ACK, TIME_SYNC
 HOST_TYPES = const(0xF00)  # ACK, TIME_SYNC, CONFIG, CONTROL
 
-try:  # tags live in their own module: lwproto alone already fills the heap it is compiled in on a board
-    from lwtag import Mac
-except ImportError:  # CPython: inside the liftwatch.protocol package
-    from liftwatch.protocol.lwtag import Mac
+
+
+def _mac(key, sender):
+    # Tags live in their own module (lwproto alone already fills the heap it is compiled in on a
+    # board), imported on first use: an unkeyed board never loads it.
+    try:
+        from lwtag import Mac
+    except ImportError:  # CPython: inside the liftwatch.protocol package
+        from liftwatch.protocol.lwtag import Mac
+    return Mac(key, sender)
 
 # Drop reasons, shared with the host's DropReason enum (same numbers, same names).
 R_FRAMING = const(1)
@@ -569,7 +575,7 @@ class FrameEncoder:
         self.body = bytearray(max_body)
         self.wire = bytearray(max_body + max_body // 254 + 2)
         self.max_body = max_body
-        self._mac = Mac(key, sender) if key else None
+        self._mac = _mac(key, sender) if key else None
         self._flags = (FLAG_TAGGED if key else 0) | (FLAG_FROM_HOST if sender == FROM_HOST else 0)
 
     def begin(self, mtype, boot_id, seq, t_ms):
@@ -611,7 +617,7 @@ class FrameDecoder:
 
     def __init__(self, key=None, max_body=MAX_BODY, sender=FROM_HOST):
         self.body = bytearray(max_body + 8)
-        self._mac = Mac(key, sender) if key else None
+        self._mac = _mac(key, sender) if key else None
         self._sender = sender
 
     def decode(self, wire, n):
