@@ -172,7 +172,7 @@ class _Machine:
     def disable_irq(self):
         return 0
 
-    def enable_irq(self, state=0):
+    def enable_irq(self, state):  # required, as on the port (scripts/check-esp32-api)
         pass
 
 
