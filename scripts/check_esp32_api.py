@@ -54,31 +54,45 @@ class Exception_:
 
 
 # Where the stubs are wrong about the ESP32 port (MicroPython 1.29), each checked in the port's C code.
-EXCEPTIONS = (
-    Exception_("hal_esp32", "call-arg", r'Too many arguments for "write" of "UART"',
-               "streams take write(buf, off, n): py/stream.c mp_stream_write_obj takes 2 to 4 arguments"),
-    Exception_("hal_esp32", "arg-type", r'Argument 3 to "Pin" has incompatible type "int \| None"',
-               "pull=None means no pull resistor (ports/esp32/machine_pin.c, docs: pull None)"),
-    Exception_("hal_esp32", "call-overload", r'"__setitem__" of "array" matches argument types "int", "_TicksMs"',
-               "time.ticks_ms() returns a small int on the port; the stubs' _TicksMs is a typing device"),
-    Exception_("ble_nus", "call-arg", r'Unexpected keyword argument "adv_data" for "gap_advertise"',
-               "gap_advertise parses adv_data as a keyword too (extmod/modbluetooth.c, mp_arg_parse_all)"),
-    Exception_("ble_nus", "call-arg", r'Too many arguments for "gatts_notify"',
-               "gatts_notify(conn_handle, value_handle, data): the stubs drop conn_handle "
-               "(extmod/modbluetooth.c: 3 to 4 arguments with self)"),
-    Exception_("ble_nus", "arg-type", r'Argument 2 to "gatts_notify" of "BLE" has incompatible type "memoryview',
-               "the same missing conn_handle shifts the data argument onto value_handle"),
-    Exception_("lwproto", "attr-defined", r'Module "binascii" has no attribute "crc_hqx"',
-               "CPython's C CRC, imported under try/except ImportError: the board takes the viper CRC"),
-    Exception_("*", "arg-type", r'expected "ptr(8|16|32)"',
-               "viper's pointer casts take any buffer; the stubs have no viper types"),
-    Exception_("hal", "import-not-found", r'module named "hal_sim"',
-               "imported only where sys.platform is not esp32 (the mock board); an ESP32 has no hal_sim"),
-    # stand-ins (module "stand-in", message matched against "Stand.member vs port.member: mypy's message")
-    Exception_("stand-in", "assignment", r"^_Machine\.freq vs machine\.freq: .*overloaded function",
-               "the port's freq() and freq(hz) overloads together take what freq(hz=None) takes; mypy "
-               "does not join overloads (machine_freq_obj: 0 to 1 arguments)"),
-)
+# One per paragraph: "module error-code message-regex", then why, indented. Module "*" is any board
+# module; "stand-in" matches "Stand.member vs port.member: mypy's message" of the stand-in check.
+_EXCEPTIONS_TABLE = r"""
+hal_esp32 call-arg Too many arguments for "write" of "UART"
+    streams take write(buf, off, n): py/stream.c mp_stream_write_obj takes 2 to 4 arguments
+hal_esp32 arg-type Argument 3 to "Pin" has incompatible type "int \| None"
+    pull=None means no pull resistor (ports/esp32/machine_pin.c, docs: pull None)
+hal_esp32 call-overload "__setitem__" of "array" matches argument types "int", "_TicksMs"
+    time.ticks_ms() returns a small int on the port; the stubs' _TicksMs is a typing device
+ble_nus call-arg Unexpected keyword argument "adv_data" for "gap_advertise"
+    gap_advertise parses adv_data as a keyword too (extmod/modbluetooth.c, mp_arg_parse_all)
+ble_nus call-arg Too many arguments for "gatts_notify"
+    gatts_notify(conn_handle, value_handle, data): the stubs drop conn_handle
+    (extmod/modbluetooth.c: 3 to 4 arguments with self)
+ble_nus arg-type Argument 2 to "gatts_notify" of "BLE" has incompatible type "memoryview
+    the same missing conn_handle shifts the data argument onto value_handle
+lwproto attr-defined Module "binascii" has no attribute "crc_hqx"
+    CPython's C CRC, imported under try/except ImportError: the board takes the viper CRC
+* arg-type expected "ptr(8|16|32)"
+    viper's pointer casts take any buffer; the stubs have no viper types
+hal import-not-found module named "hal_sim"
+    imported only where sys.platform is not esp32 (the mock board); an ESP32 has no hal_sim
+stand-in assignment ^_Machine\.freq vs machine\.freq: .*overloaded function
+    the port's freq() and freq(hz) overloads together take what freq(hz=None) takes; mypy does not
+    join overloads (machine_freq_obj: 0 to 1 arguments)
+"""
+
+
+def _exceptions(table: str) -> tuple[Exception_, ...]:
+    rows: list[list[str]] = []
+    for line in table.strip("\n").splitlines():
+        if line.startswith(" "):
+            rows[-1].append(line.strip())
+        else:
+            rows.append([line])
+    return tuple(Exception_(*head.split(" ", 2), " ".join(why)) for head, *why in rows)
+
+
+EXCEPTIONS = _exceptions(_EXCEPTIONS_TABLE)
 
 
 @dataclass(frozen=True)
