@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import resource
+import socket
 import sys
 from itertools import pairwise
 
@@ -474,9 +475,12 @@ async def test_dns_rebinding_names_are_refused(served, host, status):
     assert (await _get(server.port, "/healthz", {"Host": host}))[0] == status
 
 
-def test_the_configured_bind_name_is_a_good_host():
+def test_the_bind_name_and_this_machines_name_are_good_hosts():
     config = StatusConfig(host="pi-bldg3.local", token=TOKEN)
     assert config.host_allowed("PI-bldg3.local:8080") and not config.host_allowed("pi-bldg4.local")
+    short = socket.gethostname().split(".")[0]
+    assert all(StatusConfig().host_allowed(name) for name in (short, f"{short}:8080", f"{short}.local"))
+    assert not StatusConfig().host_allowed(f"{short}.evil.example")
 
 
 async def test_odd_queries_and_paths_get_400_not_a_traceback(served, caplog):

@@ -14,7 +14,8 @@ through a flood of idle connections.
 
 DNS rebinding: a web page elsewhere can point its own name at 127.0.0.1 and have the operator's
 browser read this page. Requests are answered only when their Host is the configured bind host,
-a localhost name, or an IP literal.
+a localhost name, this machine's host name (`pi-bldg3`, `pi-bldg3.local`), or an IP literal: a
+rebinding page can only send its own name.
 
 Access: bound to 127.0.0.1 by default (reach it with `ssh -L 8080:localhost:8080 pi`). Bound to
 anything else it refuses to start without a bearer token, and then every route except /healthz
@@ -37,12 +38,14 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
 import logging
 import math
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -112,7 +115,7 @@ class StatusConfig:
         host = host.lower()
         if host.startswith("[") and "]" in host:  # [v6]:port
             host = host[1 : host.index("]")]
-        if host in LOCALHOST_NAMES or host == self.host.lower():
+        if host in LOCALHOST_NAMES or host == self.host.lower() or host in _own_names():
             return True
         try:
             ipaddress.ip_address(host)
@@ -403,6 +406,14 @@ class StatusServer:
                     await asyncio.sleep(left)
         finally:
             self._sse_clients.discard(task)
+
+
+@functools.cache
+def _own_names() -> frozenset[str]:
+    """This machine's names as an operator types them: full, first label, and its mDNS name."""
+    full = socket.gethostname().lower()
+    short = full.split(".")[0]
+    return frozenset({full, short, f"{short}.local"})
 
 
 def _dumps(obj: Any) -> str:
