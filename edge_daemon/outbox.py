@@ -35,14 +35,15 @@ SQLite then opens what is left without a word) is caught by a high-water mark ke
 issued a sequence number: written at once (a killed process leaves it in the page cache), fsync'd
 at most every HWM_SYNC_S and at close (an fsync per put would double the put's cost: 5.6 -> 11 ms
 measured on ext4). It is written only after the commit, so it never runs ahead of the database and
-a kill or power cut at any point invents no loss; a power cut can leave it up to HWM_SYNC_S behind,
-so a loss within that last second would go uncounted. At open, sequence numbers the mark covers and the database does not
-are counted durably as `lost_on_disk` (kind `unknown`: which kinds they were went with them; an
-upper bound, as some may have been delivered already), logged as an error, and reported in the
-status message and `/metrics` like every drop; numbering then continues above the mark, so the
-loss is counted once and no number is issued twice. We count rather than refuse to start: the
-rows are gone either way, and a daemon that does not start stops reading every board, which
-loses more (SECURITY.md, threat 3).
+a kill or power cut at any point invents no loss; a power cut can leave it up to HWM_SYNC_S
+behind, so a loss within that last second would go uncounted. At open, sequence numbers the mark
+covers and the database does not are counted durably as `lost_on_disk` (kind `unknown`: which
+kinds they were went with them; an upper bound, as some may have been delivered already), logged
+as an error, and reported in the status message and `/metrics` like every drop; numbering then
+continues above the mark, so the loss is counted once and no number is issued twice. We count
+rather than refuse to start: the rows are gone either way, and a daemon that does not start stops
+reading every board, which loses more (SECURITY.md, threat 3). Whoever discards an outbox on
+purpose deletes its `.hwm` with it.
 
 Ids: the `id` column is UNIQUE. A second put of a known id (the board re-sent an EVENT whose ACK
 was lost, or analytics recomputed a trip after a restart) changes nothing and returns KNOWN.
