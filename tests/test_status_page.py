@@ -34,6 +34,7 @@ from liftwatch.edge_daemon.status.preview import (
     play,
     synthetic_trip_samples,
 )
+from liftwatch.edge_daemon.status import server as status_server
 from liftwatch.edge_daemon.status.server import (
     MAX_CONNECTIONS,
     StatusConfig,
@@ -425,8 +426,9 @@ async def test_a_flood_of_half_open_connections_takes_no_descriptors_and_not_the
     _, server = served
     baseline = _open_fds()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # The daemon's share of descriptors, scaled down: what 1,100 connections did to it, 1,200 do here.
-    resource.setrlimit(resource.RLIMIT_NOFILE, (baseline + 300, hard))
+    # The daemon's share of descriptors, scaled down: what 1,100 connections did to it, 1,200 do here
+    # (the headroom covers the cap plus what asyncio accepts in one go before the cap is applied).
+    resource.setrlimit(resource.RLIMIT_NOFILE, (baseline + 400, hard))
     attacker = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _HALF_OPEN_CLIENT, str(server.port), str(_HALF_OPEN),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
@@ -446,6 +448,17 @@ async def test_a_flood_of_half_open_connections_takes_no_descriptors_and_not_the
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         attacker.stdin.close()
         await attacker.wait()
+
+
+async def test_a_request_head_that_never_ends_is_cut_off(served, monkeypatch):
+    _, server = served
+    monkeypatch.setattr(status_server, "REQUEST_TIMEOUT_S", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and nothing more (slow loris)
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    assert server.requests == 0
 
 
 async def test_busy_connections_are_not_evicted_and_newcomers_wait_for_a_slot(served):

@@ -179,8 +179,9 @@ class StatusServer:
         self._metrics = metrics
         self._server: asyncio.Server | None = None
         self._sse_clients: set[asyncio.Task[Any]] = set()
-        # Every open connection, oldest first; True once its request head is in (it is being answered).
-        self._connections: dict[asyncio.Task[Any], bool] = {}
+        # Every open connection, oldest first, with its transport while it waits for its request
+        # head (None once it is being answered: then it is never evicted).
+        self._connections: dict[asyncio.Task[Any], asyncio.BaseTransport | None] = {}
         self._closing = asyncio.Event()
         self.requests = 0
         self.rejected_auth = 0
@@ -200,8 +201,10 @@ class StatusServer:
         return f"http://{host}:{self.port}/"
 
     async def start(self) -> None:
+        # backlog: asyncio accepts up to this many sockets per wake-up before any is admitted, so it
+        # also bounds the descriptors a flood holds beyond MAX_CONNECTIONS at any moment.
         self._server = await asyncio.start_server(
-            self._on_client, self.config.host, self.config.port, limit=MAX_HEADER_BYTES
+            self._on_client, self.config.host, self.config.port, limit=MAX_HEADER_BYTES, backlog=MAX_CONNECTIONS
         )
         log.info("status page listening", extra={"url": self.url, "token": bool(self.config.token)})
 
@@ -218,23 +221,24 @@ class StatusServer:
 
     # -- connection handling --------------------------------------------------------------------
 
-    def _admit(self, task: asyncio.Task[Any]) -> bool:
+    def _admit(self, task: asyncio.Task[Any], transport: asyncio.BaseTransport) -> bool:
         """Make room for a new connection under MAX_CONNECTIONS; False if there is none."""
         if len(self._connections) >= MAX_CONNECTIONS:
-            waiting = next((t for t, answering in self._connections.items() if not answering), None)
-            if waiting is None:
+            oldest = next(((t, tr) for t, tr in self._connections.items() if tr is not None), None)
+            if oldest is None:
                 self.refused += 1
                 return False
-            del self._connections[waiting]
-            waiting.cancel()  # its finally closes the socket
+            del self._connections[oldest[0]]
+            oldest[1].abort()  # the socket goes now, not when the task next runs
+            oldest[0].cancel()
             self.evicted += 1
-        self._connections[task] = False
+        self._connections[task] = transport
         return True
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if not self._admit(task):
+        if not self._admit(task, writer.transport):
             writer.transport.abort()
             return
         try:
@@ -243,7 +247,7 @@ class StatusServer:
             except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 return  # nothing sensible to answer
             if task in self._connections:
-                self._connections[task] = True
+                self._connections[task] = None
             self.requests += 1
             try:
                 await self._route(request, writer)
