@@ -4,7 +4,7 @@ Properties: `feed` never raises; the reader keeps at most one maximum frame betw
 Python path's buffer is checked after every call; the C path's allocations with tracemalloc);
 every part that yields no frame is counted under a `DropReason`; an intact frame behind any damage
 is still delivered; with tags required nothing but the sender's own frames comes out.
-Budgets: tests/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``).
+Budgets: tests/support/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzzing import fuzz
+from support.fuzzing import fuzz
 from liftwatch.protocol import framing
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import MAX_WIRE, DropReason, FrameReader, encode_frame

@@ -408,7 +408,7 @@ def test_snapshot_has_no_nan_from_real_analytics():
 
 def test_fed_like_the_daemon_from_the_real_analytics_engine():
     """Observations go to the page before analytics, outputs after it (the CarPipeline order)."""
-    from analytics_synth import CarStream
+    from support.analytics_synth import CarStream
     from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 
     cfg = AnalyticsConfig(floor_count=10)
