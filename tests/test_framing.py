@@ -7,7 +7,6 @@ when built, the C accelerator `liftwatch.protocol._fastframe`) through the ``mak
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from collections import Counter
@@ -30,11 +29,9 @@ from liftwatch.protocol.framing import (
     ReplayGuard,
     encode_frame,
 )
+from liftwatch.protocol.vectors import generate as gen
 
 VECTORS_DIR = Path(lw.__file__).resolve().parent / "vectors"
-_spec = importlib.util.spec_from_file_location("lw_vectors_generate", VECTORS_DIR / "generate.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
 
 FRAMES = json.loads((VECTORS_DIR / "frames.json").read_text(encoding="utf-8"))
 CORRUPT = json.loads((VECTORS_DIR / "corrupt.json").read_text(encoding="utf-8"))

@@ -7,7 +7,6 @@ The same vectors run under MicroPython in tests/test_lwproto_micropython.py.
 from __future__ import annotations
 
 import hmac
-import importlib.util
 import json
 import math
 import re
@@ -24,18 +23,11 @@ from hypothesis import strategies as st
 
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import encode_frame
+from liftwatch.protocol.vectors import generate as gen
 
 VECTORS_DIR = Path(lw.__file__).resolve().parent / "vectors"
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("lw_vectors_generate", VECTORS_DIR / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
 
 
 def vectors(name: str) -> dict[str, Any]:
