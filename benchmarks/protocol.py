@@ -26,7 +26,7 @@ from liftwatch.protocol import framing
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import FrameReader, encode_frame
 from liftwatch.protocol.vectors.generate import realistic_vib_samples
-from liftwatch.upy import PROTOCOL_DIR, run_micropython
+from liftwatch.upy import run_micropython
 
 CHUNK_BYTES = 4096  # what a serial/BLE transport read returns at most
 SAMPLES_PER_FRAME = 64

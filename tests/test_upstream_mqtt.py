@@ -9,7 +9,6 @@ messages arrive in the order they were put. Wire duplicates are counted, not for
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -19,7 +18,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pytest
 from support.mosquitto import Collector, MosquittoBroker, make_test_pki
