@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from figures import print_figures
 from support import fwharness as h
 
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
@@ -189,11 +190,7 @@ def main() -> None:
         "viper_functions": ["motion._analyse", "accel_adxl355._adxl_to_le", "fakeaccel._gen (sim)",
                             "lwproto crc16/cobs/copy_into"],
     }
-    print(f"{'figure':32} value")
-    for k, val in out.items():
-        print(f"{k:32} {val}")
-    if args.json:
-        print(json.dumps(out))
+    print_figures(out, args.json)
 
 
 if __name__ == "__main__":

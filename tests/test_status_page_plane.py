@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.board import PtyBoard
 from support.daemon import fast_backoff, http_get, wait_until
+from support.systemd import NotifySocket
 
 from liftwatch.edge_daemon.config import parse_config
 from liftwatch.edge_daemon.daemon import Daemon
@@ -23,20 +23,8 @@ from liftwatch.edge_daemon.status.server import StatusConfig
 
 @pytest.mark.timeout(60)
 async def test_plane_beside_a_running_daemon(tmp_path):
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
-    notify.setblocking(False)
-    received: list[dict[str, str]] = []
-
-    def drain() -> list[dict[str, str]]:
-        try:
-            while True:
-                raw = notify.recv(4096).decode()
-                received.append(dict(line.split("=", 1) for line in raw.split("\n")))
-        except BlockingIOError:
-            pass
-        return received
-
+    notify = NotifySocket(tmp_path / "notify")
+    drain = notify.messages
     board = PtyBoard(str(tmp_path / "tty0"), "board-0", boot_id=3)
     cfg = parse_config({
         "daemon": {"site": "test-site", "pi": "pi-test", "state_dir": str(tmp_path / "state")},
