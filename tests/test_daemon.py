@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from support.board import ALARM, DOOR_CLOSED_IN_ZONE, HELLO, STATE, PtyBoard, frames
-from support.daemon import alarm_events, config_for, fast_backoff, journal, running, wait_until
+from support.daemon import alarm_events, config_for, fast_backoff, journal, running, serving, wait_until
 from support.fullfs import fill, small_tmpfs
 
 from liftwatch.edge_daemon.upstream_codec import decode_payload
@@ -331,40 +331,26 @@ async def test_board_reboot_is_counted_once_and_events_of_both_boots_kept(tmp_pa
 async def test_event_stored_before_a_restart_is_not_reported_twice(tmp_path):
     board = PtyBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])
-    board_stop = asyncio.Event()
-    live = asyncio.create_task(board.live(board_stop))
     board.deaf_to_acks = True
-    try:
-        first = Daemon(cfg, backoff=fast_backoff)
-        stop = asyncio.Event()
-        run = asyncio.create_task(first.run(stop))
-        board.hello()
-        board.raise_event(7)
-        # Stored and ACKed, but the board never heard the ACK: it keeps re-sending.
-        assert await wait_until(lambda: first.boards and first.boards[0].pipeline.session.counters.acks_sent >= 1)
-        stop.set()
-        await asyncio.wait_for(run, 10)
+    async with board.living():
+        async with serving(cfg) as first:
+            board.hello()
+            board.raise_event(7)
+            # Stored and ACKed, but the board never heard the ACK: it keeps re-sending.
+            assert await wait_until(lambda: first.boards and first.boards[0].pipeline.session.counters.acks_sent >= 1)
         assert board.unacked  # still pending on the board
         await asyncio.sleep(0.2)
         board.poll()  # whatever the first daemon sent is gone
         first_run_frames = len(board.host_frames)
 
         board.deaf_to_acks = False
-        second = Daemon(cfg, backoff=fast_backoff)
-        stop = asyncio.Event()
-        run = asyncio.create_task(second.run(stop))
-        assert await wait_until(lambda: board.acked == [7], 5.0)
-        counters = second.boards[0].pipeline.session.counters
-        assert counters.events == 0 and counters.events_resent >= 1  # recognised, not re-emitted
-        # Host->board seqs go on above the first run's (a tagged board refuses seqs it has seen).
-        first_run_max = max(f.seq for f in board.host_frames[:first_run_frames])
-        assert min(f.seq for f in board.host_frames[first_run_frames:]) > first_run_max
-        stop.set()
-        await asyncio.wait_for(run, 10)
-    finally:
-        board_stop.set()
-        await live
-        board.close()
+        async with serving(cfg) as second:
+            assert await wait_until(lambda: board.acked == [7], 5.0)
+            counters = second.boards[0].pipeline.session.counters
+            assert counters.events == 0 and counters.events_resent >= 1  # recognised, not re-emitted
+            # Host->board seqs go on above the first run's (a tagged board refuses seqs it has seen).
+            first_run_max = max(f.seq for f in board.host_frames[:first_run_frames])
+            assert min(f.seq for f in board.host_frames[first_run_frames:]) > first_run_max
     assert [x["state"] for x in alarm_events(journal(cfg), "car-0")] == ["raised"]
 
 
@@ -431,9 +417,7 @@ async def test_maintenance_visit_survives_a_daemon_kill_inside_it(tmp_path):
     cfg = dataclasses.replace(doc_cfg, analytics=dataclasses.replace(doc_cfg.analytics, maintenance_join_gap_s=1.0))
     cfg = dataclasses.replace(cfg, boards=[dataclasses.replace(b, analytics=cfg.analytics) for b in cfg.boards])
     inspection_on, inspection_off = DOOR_CLOSED_IN_ZONE | 0b10000, DOOR_CLOSED_IN_ZONE
-    board_stop = asyncio.Event()
-    live = asyncio.create_task(board.live(board_stop))
-    try:
+    async with board.living():
         first = Daemon(cfg, backoff=fast_backoff)
         run = asyncio.create_task(first.run(asyncio.Event()))
         board.hello()
@@ -450,20 +434,12 @@ async def test_maintenance_visit_survives_a_daemon_kill_inside_it(tmp_path):
         first.store.close()
         first.outbox.close()
 
-        second = Daemon(cfg, backoff=fast_backoff)
-        stop = asyncio.Event()
-        run = asyncio.create_task(second.run(stop))
-        assert await wait_until(lambda: bool(second.boards) and second.boards[0].pipeline.session.online)
-        await asyncio.sleep(0.3)
-        board.send(lw.T_STATE, [board.t_ms(), inspection_off, 0b10000, 0])
-        off_at = time.monotonic()
-        assert await wait_until(lambda: any(m["kind"] == "maintenance" for m in journal(cfg)), 8.0)
-        stop.set()
-        await asyncio.wait_for(run, 10)
-    finally:
-        board_stop.set()
-        await live
-        board.close()
+        async with serving(cfg) as second:
+            assert await wait_until(lambda: bool(second.boards) and second.boards[0].pipeline.session.online)
+            await asyncio.sleep(0.3)
+            board.send(lw.T_STATE, [board.t_ms(), inspection_off, 0b10000, 0])
+            off_at = time.monotonic()
+            assert await wait_until(lambda: any(m["kind"] == "maintenance" for m in journal(cfg)), 8.0)
     (visit,) = [m for m in journal(cfg) if m["kind"] == "maintenance"]
     # From the switch-on the first daemon saw to the switch-off the second one saw, in one piece.
     assert visit["duration_s"] == pytest.approx(off_at - on_at, abs=0.5)

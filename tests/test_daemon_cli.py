@@ -136,18 +136,12 @@ class CalibratingBoard(PtyBoard):
 @pytest.mark.parametrize("refuse", [False, True])
 async def test_calibrate_over_the_link(tmp_path, refuse):
     board = CalibratingBoard(str(tmp_path / "tty"), "board-c", boot_id=9, refuse=refuse)
-    stop = asyncio.Event()
-    live = asyncio.create_task(board.live(stop, period_s=0.02))
-    try:
+    async with board.living(period_s=0.02):
         if refuse:
             with pytest.raises(CalibrationError, match="car is moving"):
                 await calibrate(SerialTransport(board.link_path), 5.0)
         else:
             assert await calibrate(SerialTransport(board.link_path), 5.0) == (12, -40, 16390)
-    finally:
-        stop.set()
-        await live
-        board.close()
 
 
 async def test_calibrate_without_board_times_out_clearly(tmp_path):

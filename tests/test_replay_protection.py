@@ -196,13 +196,10 @@ def test_a_host_command_replayed_within_the_same_boot_is_refused(setup) -> None:
 
 
 async def test_daemon_persists_the_window_refuses_old_boots_after_restart_and_follows_a_rotation(tmp_path):
-    import asyncio
-
     from support.board import PtyBoard
-    from support.daemon import fast_backoff, journal, wait_until
+    from support.daemon import journal, serving, wait_until
 
     from liftwatch.edge_daemon.config import parse_config
-    from liftwatch.edge_daemon.daemon import Daemon
 
     store = KeyStore(tmp_path / "keys", create=True)
     key = store.generate(BOARD_ID)
@@ -217,17 +214,8 @@ async def test_daemon_persists_the_window_refuses_old_boots_after_restart_and_fo
         }, "test", tmp_path)
 
     async def run_daemon(body):
-        daemon = Daemon(config(), backoff=fast_backoff)
-        stop, board_stop = asyncio.Event(), asyncio.Event()
-        run = asyncio.create_task(daemon.run(stop))
-        live = asyncio.create_task(board.live(board_stop))
-        try:
+        async with board.living(close=False), serving(config()) as daemon:
             await body(daemon)
-        finally:
-            board_stop.set()
-            await live
-            stop.set()
-            await asyncio.wait_for(run, 10)
         return daemon
 
     async def first_run(daemon):

@@ -10,7 +10,9 @@ that misbehaves on purpose.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from liftwatch.edge_daemon.observations import BoardEventKind
 from liftwatch.hil.mockboard.ptys import PtyPort
@@ -108,3 +110,17 @@ class PtyBoard(PtyPort):
                 for payload in list(self.unacked.values()):
                     self.send(lw.T_EVENT, payload)
             await asyncio.sleep(period_s)
+
+    @contextlib.asynccontextmanager
+    async def living(self, period_s: float = 0.05, beat_s: float = 0.5, *, close: bool = True) -> AsyncIterator[None]:
+        """The board's live loop for the body of an ``async with``; then the board is closed, unless
+        ``close=False`` keeps its port for a later run."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.live(stop, period_s, beat_s))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+            if close:
+                self.close()

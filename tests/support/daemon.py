@@ -48,21 +48,25 @@ async def wait_until(predicate: Callable[[], object], timeout_s: float = 5.0, st
 
 
 @contextlib.asynccontextmanager
-async def running(cfg: Any, *boards: PtyBoard) -> AsyncIterator[Daemon]:
-    """A Daemon on `cfg` with each board's live loop; on the way out both stop and the boards close."""
+async def serving(cfg: Any) -> AsyncIterator[Daemon]:
+    """A Daemon on `cfg` (fast reconnects) for the body of an ``async with``; stopped after it."""
     daemon = Daemon(cfg, backoff=fast_backoff)
-    stop, board_stop = asyncio.Event(), asyncio.Event()
+    stop = asyncio.Event()
     run = asyncio.create_task(daemon.run(stop))
-    lives = [asyncio.create_task(b.live(board_stop)) for b in boards]
     try:
         yield daemon
     finally:
-        board_stop.set()
-        await asyncio.gather(*lives)
         stop.set()
         await asyncio.wait_for(run, 10)
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: Any, *boards: PtyBoard) -> AsyncIterator[Daemon]:
+    """A Daemon on `cfg` with each board's live loop; on the way out both stop and the boards close."""
+    async with contextlib.AsyncExitStack() as stack:
         for b in boards:
-            b.close()
+            await stack.enter_async_context(b.living())
+        yield await stack.enter_async_context(serving(cfg))
 
 
 def journal(cfg: Any) -> list[dict]:
@@ -128,22 +132,18 @@ async def liftwatch_run(config: Path, board: PtyBoard) -> AsyncIterator[Liftwatc
             run.stderr.append(line.decode(errors="replace"))
 
     reading = asyncio.create_task(read_stderr())
-    stop = asyncio.Event()
-    live = asyncio.create_task(board.live(stop))
     try:
-        deadline = time.monotonic() + DAEMON_START_S
-        while time.monotonic() < deadline and not board.host_frames and proc.returncode is None:
-            board.hello()  # until the daemon has the port open and talks
-            await asyncio.sleep(0.2)
-        board.raise_event(3)
-        while time.monotonic() < deadline and board.acked != [3] and proc.returncode is None:
-            await asyncio.sleep(0.05)
-        assert board.acked == [3], "".join(run.stderr)[-3000:]
-        yield run
+        async with board.living():
+            deadline = time.monotonic() + DAEMON_START_S
+            while time.monotonic() < deadline and not board.host_frames and proc.returncode is None:
+                board.hello()  # until the daemon has the port open and talks
+                await asyncio.sleep(0.2)
+            board.raise_event(3)
+            while time.monotonic() < deadline and board.acked != [3] and proc.returncode is None:
+                await asyncio.sleep(0.05)
+            assert board.acked == [3], "".join(run.stderr)[-3000:]
+            yield run
     finally:
-        stop.set()
-        await live
-        board.close()
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
