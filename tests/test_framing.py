@@ -18,6 +18,7 @@ import pytest
 from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.values import as_lists
 
 from liftwatch.protocol import framing
 from liftwatch.protocol import lwproto as lw
@@ -55,14 +56,6 @@ def make_reader(request: pytest.FixtureRequest) -> ReaderFactory:
     if "accelerated" in FrameReader.__dataclass_fields__:
         return lambda **kw: FrameReader(accelerated=False, **kw)
     return FrameReader
-
-
-def as_lists(obj: Any) -> Any:
-    if isinstance(obj, (list, tuple)):
-        return [as_lists(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: as_lists(v) for k, v in obj.items()}
-    return obj
 
 
 def by_name(cases: list[dict[str, Any]]) -> list[Any]:

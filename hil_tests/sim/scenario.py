@@ -173,24 +173,24 @@ def _check_steps(steps: tuple[dict[str, Any], ...], source: str) -> None:
             _check_steps(tuple(step.get("steps", [])), source)
 
 
-def _ride(sim: CarSim, to: int, offset_mm: float = 0.0) -> Iterator[CarSample]:
+def _passenger_door_cycle(sim: CarSim, opened_s: float, presence: bool) -> Iterator[CarSample]:
+    """The door opens, stays ``opened_s`` beyond its opening time while a passenger gets in
+    (``presence``) or out, dwells and closes."""
     yield from sim.set(door_closed=False)
     sim.door_cycles += 1
-    yield from sim.wait(sim.spec.door_open_s + 1.5)
-    yield from sim.set(presence=True)
+    yield from sim.wait(sim.spec.door_open_s + opened_s)
+    yield from sim.set(presence=presence)
     yield from sim.wait(sim.spec.door_dwell_s)
     yield from sim.wait(sim.spec.door_close_s)
     yield from sim.set(door_closed=True)
+
+
+def _ride(sim: CarSim, to: int, offset_mm: float = 0.0) -> Iterator[CarSample]:
+    yield from _passenger_door_cycle(sim, 1.5, presence=True)
     yield from sim.wait(1.0)
     yield from sim.trip(to, offset_mm=offset_mm)
     yield from sim.wait(0.8)
-    yield from sim.set(door_closed=False)
-    sim.door_cycles += 1
-    yield from sim.wait(sim.spec.door_open_s + 1.0)
-    yield from sim.set(presence=False)
-    yield from sim.wait(sim.spec.door_dwell_s)
-    yield from sim.wait(sim.spec.door_close_s)
-    yield from sim.set(door_closed=True)
+    yield from _passenger_door_cycle(sim, 1.0, presence=False)
 
 
 def _floor_now(sim: CarSim) -> int:
