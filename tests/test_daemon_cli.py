@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.board import PtyBoard, hello_payload
-from support.daemon import LIFTWATCH, alarm_events, liftwatch_run
+from support.daemon import LIFTWATCH, alarm_events, liftwatch_run, wait_until
 
 from liftwatch.edge_daemon.cli import CalibrationError, calibrate, format_status, parse_start
 from liftwatch.edge_daemon.transport.serial import SerialTransport
@@ -59,9 +59,18 @@ async def test_run_serves_a_board_until_sigterm_and_status_reports_it(tmp_path):
     cfg = write_config(tmp_path, board.link_path)
     status_path = tmp_path / "state" / "status.json"
     async with liftwatch_run(cfg, board) as run:
-        await asyncio.sleep(1.0)  # one status refresh
-        status = json.loads(status_path.read_text())
-        (b,) = status["boards"]
+
+        def status_board() -> dict:
+            try:
+                (b,) = json.loads(status_path.read_text())["boards"]
+            except (OSError, ValueError):  # not written yet, or caught mid-replace
+                return {}
+            return b
+
+        # the status file is rewritten every 0.5 s: wait for one that has the event (a fixed sleep
+        # is not enough on a loaded machine)
+        assert await wait_until(lambda: status_board().get("counters", {}).get("events") == 1, 10.0)
+        b = status_board()
         assert b["car"] == "lift-a" and b["board"] == "board-a" and b["online"] and b["phase"] == "ready"
         assert b["counters"]["events"] == 1 and b["counters"]["acks_sent"] >= 1
         assert [(e["type"], e["state"]) for e in b["last_events"]] == [("alarm_button", "raised")]
