@@ -18,6 +18,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +32,9 @@ from typing import IO, Any
 START_TIMEOUT_S = 10.0
 # A restart on the same port can find the old listener's socket not yet released by the kernel.
 RESTART_RETRY_S = 0.25
+
+# What Mosquitto logs once its listeners are bound (log_type information).
+_RUNNING = re.compile(r"mosquitto version \S+ running")
 
 _LOG = logging.getLogger(__name__)
 
@@ -102,13 +106,14 @@ class Mosquitto:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             self._write_config()
+            runs_before = self._runs_logged()
             self._proc = subprocess.Popen([binary, "-c", str(self.config_path)], stdin=subprocess.DEVNULL,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            if self._wait_listening(deadline):
+            if self._wait_listening(deadline, runs_before):
                 self._port_fixed = True
                 return
             err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-            in_use = "Address already in use" in err
+            in_use = "Address already in use" in err + self.log_tail(3)  # stderr until the log is open
             self._end(signal.SIGKILL)
             if not in_use or time.monotonic() + RESTART_RETRY_S > deadline:
                 raise BrokerError(f"mosquitto did not listen on {self.port} within {START_TIMEOUT_S} s: "
@@ -118,14 +123,24 @@ class Mosquitto:
             else:
                 self.port = _unused_port()  # somebody else took it between our pick and the bind
 
-    def _wait_listening(self, deadline: float) -> bool:
+    def _runs_logged(self) -> int:
+        try:
+            return len(_RUNNING.findall(self.log_path.read_text(errors="replace")))
+        except OSError:
+            return 0
+
+    def _wait_listening(self, deadline: float, runs_before: int) -> bool:
+        """True once this process says it runs (it has bound its listener) and accepts a connection.
+        A connection alone proves nothing: whoever took the port first accepts it too."""
         assert self._proc is not None
         while time.monotonic() < deadline and self._proc.poll() is None:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return True
-            except OSError:
-                time.sleep(0.02)
+            if self._runs_logged() > runs_before:
+                try:
+                    with socket.create_connection((self.host, self.port), timeout=0.2):
+                        return self._proc.poll() is None
+                except OSError:
+                    pass
+            time.sleep(0.02)
         return False
 
     def stop(self) -> None:
