@@ -40,13 +40,12 @@ Steps (all times in seconds):
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liftwatch.hil.sim.car import CarSim, CarSpec, load_car
+from liftwatch.hil.sim.car import CarSim, CarSpec, load_car, read_toml
 from liftwatch.hil.sim.feed import CarSample
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -99,11 +98,7 @@ class Scenario:
             p = SCENARIOS_DIR / (name_or_path if name_or_path.endswith(".toml") else name_or_path + ".toml")
         if not p.exists():
             raise ScenarioError(f"no scenario {name_or_path!r} (looked in {SCENARIOS_DIR})")
-        try:
-            doc = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(f"{p}: {exc}") from None
-        return cls.from_dict(doc, str(p))
+        return cls.from_dict(read_toml(p, ScenarioError), str(p))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], source: str = "<scenario>") -> Scenario:
