@@ -84,7 +84,7 @@ def alarm_events(lines: list[dict], car: str) -> list[dict]:
 async def http_get(port: int, path: str) -> tuple[int, bytes]:
     """One GET on 127.0.0.1 (connection closed after it): status code and body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     raw = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
