@@ -7,7 +7,7 @@ is still delivered; with tags required nothing but the sender's own frames comes
 streams also carry the host's own frames (reflected back, tagged with the same board key) and large
 jumps of the sequence number: neither a host frame nor a refused frame ever comes out or costs a
 board frame behind it (issue 14).
-Budgets: tests/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``).
+Budgets: tests/support/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzzing import fuzz
+from support.values import as_lists
 
-from fuzzing import fuzz
 from liftwatch.protocol import framing
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import MAX_WIRE, DropReason, FrameReader, encode_frame
@@ -113,7 +114,7 @@ def mutated_stream(draw: st.DrawFn, tagged: bool) -> tuple[bytes, list, list, li
             wire = bytearray(encode_frame(mtype, payload, 300, seq, 1000 + seq, key=KEY if tagged else None))
         except ValueError:  # over MAX_BODY: not a frame a sender could make
             continue
-        sent.append((mtype, seq, _norm(payload)))
+        sent.append((mtype, seq, as_lists(payload)))
         mutation = draw(st.sampled_from(_MUTATIONS + ("none",) * 4))
         body = wire[:-1]
         if mutation == "none":
@@ -145,16 +146,8 @@ def mutated_stream(draw: st.DrawFn, tagged: bool) -> tuple[bytes, list, list, li
     return bytes(stream), intact, sent, cuts
 
 
-def _norm(obj: object) -> object:
-    if isinstance(obj, (list, tuple)):
-        return [_norm(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _norm(v) for k, v in obj.items()}
-    return obj
-
-
 def _delivered(frames: list) -> list[tuple[int, int, object]]:
-    return [(f.type, f.seq, _norm(f.payload)) for f in frames]
+    return [(f.type, f.seq, as_lists(f.payload)) for f in frames]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -171,7 +164,7 @@ def test_mutated_tagged_stream_yields_exactly_the_intact_frames(impl: str, case)
     assert all(f in sent for f in delivered)
     assert len({f[1] for f in delivered}) == len(delivered)
     for frame in intact:  # damage never costs a frame behind it
-        assert (frame[0], frame[1], _norm(frame[2])) in delivered
+        assert (frame[0], frame[1], as_lists(frame[2])) in delivered
     assert len(frames) + sum(reader.drops.values()) >= completed_parts(stream)
 
 
@@ -185,7 +178,7 @@ def test_mutated_untagged_stream_delivers_every_intact_frame(impl: str, case) ->
     assert not any(f.flags & lw.FLAG_FROM_HOST for f in frames)  # the direction flag needs no key
     delivered = _delivered(frames)
     for frame in intact:  # CRC only: a damaged frame passing as another is a 2^-16 event, so no subset check
-        assert (frame[0], frame[1], _norm(frame[2])) in delivered
+        assert (frame[0], frame[1], as_lists(frame[2])) in delivered
     assert len(frames) + sum(reader.drops.values()) >= completed_parts(stream)
 
 
