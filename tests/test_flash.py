@@ -20,7 +20,7 @@ from liftwatch.upy import FIRMWARE_DIR
 
 # What the mock board's hal.py imports off an ESP32 and what that imports: it cannot boot without them.
 MOCK_NEEDS = {"hal_sim.mpy", "fakeaccel.mpy", "fake_adxl.mpy", "fake_lis2dw12.mpy", "fake_lis3dh.mpy"}
-ESP32_NEEDS = {"main.py", "hal.mpy", "hal_esp32.mpy", "ble_nus.mpy", "agent.mpy", "lwproto.mpy"}
+ESP32_NEEDS = {"main.py", "hal.mpy", "hal_esp32.mpy", "ble_nus.mpy", "agent.mpy", "lwproto.mpy", "lwtag.mpy"}
 
 
 def _dry_run(capsys, *args: str) -> tuple[int, list[str], str]:
@@ -47,7 +47,7 @@ def test_esp32_dry_run_lists_real_board_modules_only_and_touches_no_port(capsys)
     assert ESP32_NEEDS <= set(names)
     assert not [n for n in names if is_simulation_module(Path(n).with_suffix(".py"))]
     real = {board_name(p) for p in FIRMWARE_DIR.glob("*.py") if p.name != "__init__.py"} - MOCK_NEEDS
-    assert set(names) == real | {"lwproto.mpy"}  # every real module goes, nothing else
+    assert set(names) == real | {"lwproto.mpy", "lwtag.mpy"}  # every real module goes, nothing else
     assert len(names) == len(set(names))
 
 
