@@ -22,14 +22,10 @@ from types import SimpleNamespace
 import pytest
 from liftwatch.edge_daemon.config import parse_config
 
-from liftwatch.demo import (
-    DemoError,
-    DemoFleet,
-    FleetClock,
-    FleetTally,
-    daemon_config_toml,
-    parse_duration,
-)
+from liftwatch.demo import daemon_config_toml
+from liftwatch.demo_clock import FleetClock
+from liftwatch.demo_fleet import DemoError, DemoFleet, parse_duration
+from liftwatch.demo_table import FleetTally
 
 # Car t-resi: a door that cannot close, then an entrapment answered by a technician after 5 min
 # (inspection on), a 12-minute repair. Car t-hosp: a maintenance visit of 6 minutes (too short).
