@@ -403,7 +403,10 @@ class BoardTask:
                 while not self._writes.empty():
                     self._writes.get_nowait()
                 await self.transport.close()
-            await self.pipeline.link_lost()
+            if stop.is_set():  # a deliberate stop is not a fault: no board_offline, the board did not go
+                self.pipeline.session.link_lost()
+            else:
+                await self.pipeline.link_lost()
             if self.pipeline.host_seq_moved():
                 await self.pipeline.save_state()
             self.phase = LinkPhase.DISCONNECTED

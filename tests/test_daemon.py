@@ -466,6 +466,29 @@ async def test_unplug_replug_reconnects_and_stores_event_exactly_once(tmp_path):
     assert [x["state"] for x in offline][:1] == ["raised"]
 
 
+async def test_stopping_the_daemon_is_not_a_board_fault(tmp_path):
+    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    cfg = config_for(tmp_path, [board])
+    daemon = Daemon(cfg, backoff=fast_backoff)
+    stop, board_stop = asyncio.Event(), asyncio.Event()
+    run = asyncio.create_task(daemon.run(stop))
+    live = asyncio.create_task(board.live(board_stop))
+    try:
+        board.hello()
+        assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.online)
+        stop.set()  # systemctl stop, or the demo's day ending: the board is still there
+        await asyncio.wait_for(run, 10)
+    finally:
+        board_stop.set()
+        await live
+        board.close()
+    outbox = Outbox(cfg.outbox_path)  # what upstream had no time to deliver is sent by the next run
+    kinds = [(m.kind, json.loads(m.payload).get("type")) for m in outbox.pending(limit=1000)]
+    outbox.close()
+    kinds += [(x["kind"], x.get("type")) for x in journal(cfg)]
+    assert ("status", None) in kinds and ("event", "board_offline") not in kinds
+
+
 async def test_board_reboot_is_counted_once_and_events_of_both_boots_kept(tmp_path):
     board = SimBoard(str(tmp_path / "tty0"), "board-0", boot_id=41)
     cfg = config_for(tmp_path, [board])
