@@ -61,6 +61,9 @@ DEMO_HEARTBEAT_TIMEOUT_S = 120.0
 # The live table is redrawn this often; a non-terminal gets a plain snapshot every PLAIN_EVERY_S.
 REFRESH_PER_S = 4
 PLAIN_EVERY_S = 10.0
+# Real seconds the upstream gets to deliver the day's last messages before the daemon stops (what
+# is left stays in the outbox, which the reports read too).
+DRAIN_S = 3.0
 # Mosquitto must listen within this (it takes ~50 ms); generous for a loaded machine.
 BROKER_START_S = 10.0
 
@@ -352,9 +355,10 @@ def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
             broker.stop()
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
-    sim_s = max(0.0, clock.now() - epoch - CALIBRATION_REST_S)
+    day_end = min(clock.now(), end_ts)
+    sim_s = max(0.0, day_end - epoch - CALIBRATION_REST_S)
     journal = broker.archive_path if broker else state_dir / "upstream.jsonl"
-    reports = write_reports(fleet, state_dir, journal, epoch + CALIBRATION_REST_S, clock.now(), say)
+    reports = write_reports(fleet, state_dir, journal, epoch + CALIBRATION_REST_S, day_end, say)
     return DemoResult(interrupted, sim_s, time.monotonic() - started, journal, tuple(reports), config_path, tally,
                       status_url)
 
@@ -373,8 +377,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
     loop = asyncio.get_running_loop()
 
     def on_sigint() -> None:
-        interrupted.set()
-        stop.set()
+        interrupted.set()  # the day ends here; the daemon stops once it has sent the day's last facts
         # A second Ctrl-C is Python's own again: KeyboardInterrupt, boards stopped on the way out.
         loop.remove_signal_handler(signal.SIGINT)
 
@@ -411,7 +414,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
     # its bytes, and the day's first events must not happen before the daemon listens.
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while (any(s.last_heard_s is None for s in clock.sessions.values()) and not run.done()
-           and not stop.is_set() and time.monotonic() < deadline):
+           and not interrupted.is_set() and time.monotonic() < deadline):
         await asyncio.sleep(0.05)
     for b in boards.values():
         b.set_speed(opts.speed)
@@ -424,7 +427,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
         statuses = {b.board.car: b.pipeline.session.status() for b in daemon.boards}
         if not run.done() and daemon.outbox is not None:
             last_outbox.update(daemon.outbox.stats().to_status())
-        outbox = last_outbox
+        outbox = last_outbox.get("outbox", {})
         elapsed = time.monotonic() - wall0
         rate = (clock.now() - sim0) / elapsed if elapsed > 0.5 else opts.speed
         return render_table(fleet, tally, statuses, clock.now(), outbox, rate, sink, console.width)
@@ -435,19 +438,22 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
     try:
         if live_mode:
             with Live(table(), console=console, refresh_per_second=REFRESH_PER_S, transient=False) as live:
-                while not stop.is_set() and clock.now() < end_ts and not run.done():
+                while not interrupted.is_set() and clock.now() < end_ts and not run.done():
                     await asyncio.sleep(1 / REFRESH_PER_S)
                     _check_boards(boards)
                     live.update(table())
+                await _end_the_day(daemon, boards, clock, end_ts, run)
+                live.update(table())
         else:
             next_print = 0.0
-            while not stop.is_set() and clock.now() < end_ts and not run.done():
+            while not interrupted.is_set() and clock.now() < end_ts and not run.done():
                 await asyncio.sleep(0.25)
                 _check_boards(boards)
                 if time.monotonic() >= next_print:
                     console.print(table())
                     next_print = time.monotonic() + PLAIN_EVERY_S
-            console.print(table())  # the last picture, before shutdown takes the boards offline
+            await _end_the_day(daemon, boards, clock, end_ts, run)
+            console.print(table())  # the last picture
     finally:
         stop.set()
         try:
@@ -457,6 +463,24 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
     return interrupted.is_set(), status_url
+
+
+async def _end_the_day(daemon: Any, boards: dict[str, Any], clock: FleetClock, end_ts: float,
+                       run: asyncio.Task) -> None:
+    """The simulated day ends here (its last minute, or Ctrl-C): as at the end of a replay, each car's
+    analytics closes what is open and sends the day's partial `daily` record (door cycles, run
+    hours), and a maintenance visit in progress is sent with the faults it answered, so the report
+    knows the technician was on site. The cars go on at real time meanwhile, so next to nothing
+    happens after the end."""
+    if run.done():
+        return
+    for b in boards.values():
+        b.set_speed(CALIBRATION_SPEED)
+    for task in daemon.boards:
+        await task.pipeline.flush(min(end_ts, clock.epoch_s + clock.board_s(task.board.car)))
+    deadline = time.monotonic() + DRAIN_S
+    while daemon.outbox.stats().pending and time.monotonic() < deadline and not run.done():
+        await asyncio.sleep(0.05)
 
 
 def _check_boards(boards: dict[str, Any]) -> None:

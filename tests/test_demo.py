@@ -270,6 +270,17 @@ def _journal(path: Path) -> list[dict]:
     return out
 
 
+def _upstream(state: Path) -> list[dict]:
+    """What the run sent: the journal, and what the outbox still held when the daemon stopped."""
+    from liftwatch.edge_daemon.outbox import Outbox
+
+    outbox = Outbox(state / "outbox.sqlite")
+    try:
+        return _journal(state / "upstream.jsonl") + [json.loads(m.payload) for m in outbox.pending(limit=100_000)]
+    finally:
+        outbox.close()
+
+
 def _seen(messages: list[dict]) -> bool:
     kinds = {(m.get("car"), m.get("kind"), m.get("type"), m.get("state")) for m in messages}
     return {("t-resi", "event", "door_reopen_loop", "raised"), ("t-resi", "event", "entrapment", "cleared"),
@@ -322,6 +333,16 @@ def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
     assert visit["too_short"] is True and visit["inspection_runs"] == 2
     cleared = next(m for m in messages if m.get("type") == "entrapment" and m.get("state") == "cleared")
     assert cleared["duration_s"] > 300  # the technician came after 5 simulated minutes
+    sent = _upstream(state)
+    assert not [m for m in sent if m.get("type") == "board_offline"]  # stopping the demo is not a fault
+    # The day ended at Ctrl-C: each car's partial daily record, with the door figures the report shows.
+    daily = {m["car"]: m for m in sent if m["kind"] == "daily"}
+    assert set(daily) == {"t-resi", "t-hosp"} and all(d["partial"] for d in daily.values())
+    assert daily["t-resi"]["door_cycles"] > 0 and daily["t-resi"]["door_reopenings"] > 0
+    # t-resi's technician was still on site (or within the 10-minute join gap): the visit is sent
+    # with the entrapment it answered, so the report does not judge the response late.
+    resi_visit = next(m for m in sent if m["kind"] == "maintenance" and m["car"] == "t-resi")
+    assert "entrapment" in {f["type"] for f in resi_visit["faults_responded"]}
     # the live table was drawn (plain snapshots), then the summary
     assert "t-resi" in out and "faults open" in out and "raised / cleared" in out
     assert "interrupted (Ctrl-C)" in out and "door_reopen_loop" in out
