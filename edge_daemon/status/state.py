@@ -10,8 +10,10 @@ look at the snapshot, and the daemon's loop never waits for a browser.
 Everything is bounded: the last `trips_kept` trips and `traces_kept` vibration traces per car,
 `vib_buffer_s` of raw samples per car (400 Hz x 3 axes x int16 = 2.4 kB/s, 290 kB for 120 s).
 
-Times shown on the page are relative to `data_ts`, the newest observation time, not the wall
-clock, so a replay or a sped-up demo reads the same as a live car.
+Ages shown on the page ("3 min ago") are relative to `data_ts`, the newest observation time, not
+the wall clock, so a replay or a sped-up demo reads the same as a live car; times of day are the
+site's local time (`utc_offset_h`, the cars' `day_utc_offset_h`), labelled, whatever the
+browser's zone.
 """
 
 from __future__ import annotations
@@ -271,6 +273,9 @@ class LiveState:
             "version": self.version,
             "generated_ts": self._clock(),
             "data_ts": self._data_ts,
+            # The site's zone, in which the page shows every time (one site, one local day).
+            "utc_offset_h": next(iter(self._cars.values())).analytics.day_utc_offset_h if self._cars
+            else AnalyticsConfig().day_utc_offset_h,
             "daemon": dict(self._daemon),
             "cars": cars,
         }
