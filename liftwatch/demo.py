@@ -433,7 +433,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
         return render_table(fleet, tally, statuses, clock.now(), outbox, rate, sink, console.width)
 
     live_mode = console.is_terminal if opts.live is None else opts.live
-    console.print(f"running the daemon ({config_path}); simulated day {local_time(clock.epoch_s + CALIBRATION_REST_S, fleet.utc_offset_h):%Y-%m-%d %H:%M} "
+    console.print(f"running the daemon ({config_path}); simulated day {local_time(clock.epoch_s + CALIBRATION_REST_S, fleet.utc_offset_h):%Y-%m-%d %H:%M %Z} "
                   f"+ {opts.duration_s / 3600:.1f} h at up to x{opts.speed:.0f}; Ctrl-C ends it early")
     try:
         if live_mode:

@@ -88,6 +88,7 @@ def minutes(seconds: Any) -> str:
 
 
 def local_time(ts: float, offset_h: float) -> dt.datetime:
+    """The site's time (the fleet's zone), which every time a person reads in the demo is in."""
     return dt.datetime.fromtimestamp(ts, dt.timezone(dt.timedelta(hours=offset_h)))
 
 
@@ -117,8 +118,8 @@ def render_table(fleet: DemoFleet, tally: FleetTally, statuses: dict[str, dict[s
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"liftwatch demo - {fleet.site} - {local_time(now_ts, fleet.utc_offset_h):%Y-%m-%d %H:%M} "
-                        f"local (x{rate:.0f})",
+    table = Table(title=f"liftwatch demo - {fleet.site} - {local_time(now_ts, fleet.utc_offset_h):%Y-%m-%d %H:%M %Z} "
+                        f"site time (x{rate:.0f})",
                   caption=f"outbox: {outbox.get('pending', 0)} pending, {tally.delivered} delivered -> {sink}",
                   title_justify="left", caption_justify="left", expand=False)
     table.add_column("car", style="bold", overflow="fold", min_width=10)

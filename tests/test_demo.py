@@ -25,7 +25,7 @@ from liftwatch.edge_daemon.config import parse_config
 from liftwatch.demo import daemon_config_toml
 from liftwatch.demo_clock import FleetClock
 from liftwatch.demo_fleet import DemoError, DemoFleet, parse_duration
-from liftwatch.demo_table import FleetTally
+from liftwatch.demo_table import FleetTally, render_table
 
 # Car t-resi: a door that cannot close, then an entrapment answered by a technician after 5 min
 # (inspection on), a 12-minute repair. Car t-hosp: a maintenance visit of 6 minutes (too short).
@@ -241,6 +241,20 @@ def test_tally_counts_what_went_upstream() -> None:
     assert t.raised == {"entrapment": 1} and not t.open_faults and t.cleared[0]["response_s"] == 300.0
     assert t.visits[0]["too_short"] is True
     assert tally.delivered == 6
+
+
+def test_table_shows_the_site_time_with_its_zone() -> None:
+    import datetime as dt
+
+    from rich.console import Console
+
+    fleet = DemoFleet.load()
+    now = fleet.start_utc_s(dt.date(2026, 12, 5)) + 3600
+    table = render_table(fleet, FleetTally([c.car for c in fleet.cars]), {}, now, {"pending": 7}, 200.0, "journal")
+    console = Console(record=True, width=132)
+    console.print(table)
+    text = console.export_text()
+    assert "2026-12-05 07:00 UTC+08:00 site time" in text and "7 pending" in text
 
 
 def _descendants(pid: int) -> set[int]:
