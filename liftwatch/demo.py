@@ -301,14 +301,33 @@ def _fresh_state_dir(state_dir: Path) -> None:
         shutil.rmtree(state_dir / sub, ignore_errors=True)
 
 
+class DemoOptionError(DemoError):
+    """An option the demo cannot take (exit status 2, as for any bad option)."""
+
+
+def _check_status_port(port: int | None) -> None:
+    """Before the minutes of flashing and calibrating, not after: is the status page's port free?
+    (Bound as the page binds it, address reuse on; one taken in between still fails clearly then.)"""
+    if not port:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as err:
+            raise DemoError(f"status page port 127.0.0.1:{port} is taken ({err.strerror}): "
+                            "try --status-port 0 (any free port) or -1 (no page)") from None
+
+
 def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
     """Everything `liftwatch demo` does; SIGINT (Ctrl-C) ends the simulated day early, cleanly."""
     from liftwatch.hil.mockboard.board import MockBoard
 
     fleet = DemoFleet.load(opts.fleet)
     if not 1 <= opts.cars <= len(fleet.cars):
-        raise DemoError(f"--cars {opts.cars}: the fleet file has {len(fleet.cars)} cars")
+        raise DemoOptionError(f"--cars {opts.cars}: the fleet file has {len(fleet.cars)} cars (give 1 to {len(fleet.cars)})")
     fleet = dataclasses.replace(fleet, cars=fleet.cars[: opts.cars])
+    _check_status_port(opts.status_port)
     state_dir = opts.state_dir.resolve()
     _fresh_state_dir(state_dir)
     log_handler = logging.FileHandler(state_dir / "daemon.log")
@@ -551,8 +570,9 @@ def print_summary(fleet: DemoFleet, result: DemoResult, console: Any) -> None:
     for r in result.reports:
         console.print(f"report:             {r}")
     if result.status_url:
-        console.print(f"status page:        {result.status_url} (served while the demo ran; to keep one up, run the "
-                      "daemon with the config above)")
+        # Not "run the daemon with the config above": its ports were the mock boards', gone with them.
+        console.print(f"status page:        {result.status_url} closed with the demo; to watch it live again, "
+                      "run `liftwatch demo --duration 2h` (a short day)")
 
 
 # -- CLI ------------------------------------------------------------------------------------------
@@ -591,6 +611,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("liftwatch demo: --speed must be > 0", file=sys.stderr)
         return 2
+    if not -1 <= args.status_port <= 65535:
+        print(f"liftwatch demo: --status-port {args.status_port}: give a port 1-65535, 0 (any free port) or -1 (no page)",
+              file=sys.stderr)
+        return 2
     opts = DemoOptions(fleet=args.fleet, cars=args.cars, speed=args.speed, duration_s=duration_s,
                        state_dir=args.state_dir, mqtt=args.mqtt, day=args.day, live=False if args.plain else None,
                        status_port=None if args.status_port < 0 else args.status_port)
@@ -599,7 +623,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         result = run_demo(opts, console)
     except DemoError as err:
         print(f"liftwatch demo: {err}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, DemoOptionError) else 1
     except KeyboardInterrupt:  # Ctrl-C during set-up or a second Ctrl-C: boards are already stopped
         print("liftwatch demo: interrupted", file=sys.stderr)
         return 130

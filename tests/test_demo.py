@@ -243,6 +243,34 @@ def test_tally_counts_what_went_upstream() -> None:
     assert tally.delivered == 6
 
 
+def _demo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "liftwatch", "demo", "--plain", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("cars", ["0", "4", "-1"])
+def test_a_car_count_the_fleet_does_not_have_is_a_bad_option(tmp_path: Path, cars: str) -> None:
+    done = _demo("--cars", cars, "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "the fleet file has 3 cars" in done.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything was made
+
+
+def test_a_taken_status_port_is_refused_before_flashing(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        done = _demo("--status-port", str(port), "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 1 and f"127.0.0.1:{port} is taken" in done.stderr and done.stderr.count("\n") == 1
+    assert "flashing" not in done.stdout and "powered on" not in done.stdout  # no minutes spent first
+    assert time.monotonic() - started < 30
+    assert _demo("--status-port", "70000").returncode == 2
+
+
 def test_table_shows_the_site_time_with_its_zone() -> None:
     import datetime as dt
 
@@ -363,6 +391,9 @@ def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
     assert (state / "reports" / "report-t-resi.html").stat().st_size > 10_000
     assert (state / "reports" / "fleet-report.html").exists()
     assert str(journal) in out and url in out
+    # Advice that works after the demo: its boards' ports (/dev/pts/N) are gone, maybe reused by then.
+    advice = next(line for line in out.splitlines() if line.startswith("status page:") and "closed" in line)
+    assert "/dev/pts" not in advice and "liftwatch demo --duration" in advice
     assert len(children) >= 2  # the mock boards' interpreters were running...
     time.sleep(0.5)
     assert not {p for p in children if Path(f"/proc/{p}").exists()}  # ...and none is left
