@@ -24,8 +24,8 @@ it keeps up with (e.g. `--speed 200`, or fewer boards); 600x shows behaviour und
 
 Time: the boards and the daemon share one simulated clock, ``t0 + (wall - w0) * speed``. The daemon
 gets it as its monotonic clock (`Daemon(monotonic=...)`) and, plus an offset that the harness
-changes with SIGUSR1/SIGUSR2 (clock jumps), as its wall clock (`Daemon(clock=...)`). Until this
-change both jumped together, which no Pi does, and the daemon could not see the step.
+changes with SIGUSR1/SIGUSR2 (clock jumps), as its wall clock (`Daemon(clock=...)`). Only the wall
+clock jumps, as on a Pi when NTP steps it: the monotonic clock goes on, so the daemon can see the step.
 
 Faults, chosen at random times (seeded): serial garbage (bytes injected between frames and frames
 corrupted on the line), serial cuts (the adapter vanishes and comes back), board power cuts and
