@@ -469,19 +469,10 @@ async def test_unplug_replug_reconnects_and_stores_event_exactly_once(tmp_path):
 async def test_stopping_the_daemon_is_not_a_board_fault(tmp_path):
     board = SimBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])
-    daemon = Daemon(cfg, backoff=fast_backoff)
-    stop, board_stop = asyncio.Event(), asyncio.Event()
-    run = asyncio.create_task(daemon.run(stop))
-    live = asyncio.create_task(board.live(board_stop))
-    try:
+    async with running(cfg, board) as daemon:
         board.hello()
         assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.online)
-        stop.set()  # systemctl stop, or the demo's day ending: the board is still there
-        await asyncio.wait_for(run, 10)
-    finally:
-        board_stop.set()
-        await live
-        board.close()
+    # The daemon stopped with the board still plugged in (systemctl stop, the demo's day ending).
     outbox = Outbox(cfg.outbox_path)  # what upstream had no time to deliver is sent by the next run
     kinds = [(m.kind, json.loads(m.payload).get("type")) for m in outbox.pending(limit=1000)]
     outbox.close()
