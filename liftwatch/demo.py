@@ -559,7 +559,8 @@ def print_summary(fleet: DemoFleet, result: DemoResult, console: Any) -> None:
         for ftype in sorted(t.open_faults):
             console.print(f"  [red]still open[/red]: {ftype}")
         for v in t.visits:
-            short = " [red]TOO SHORT[/red] (contract: 40 min)" if v.get("too_short") else ""
+            short = " [red]TOO SHORT[/red] (contract: 40 min)" if v.get("too_short") else \
+                " (technician still on site when the day ended)" if v.get("in_progress") else ""
             console.print(f"  maintenance visit {minutes(v.get('duration_s'))}, "
                           f"{v.get('inspection_runs', 0)} inspection runs{short}")
         if not (t.raised or t.visits):
@@ -571,8 +572,8 @@ def print_summary(fleet: DemoFleet, result: DemoResult, console: Any) -> None:
         console.print(f"report:             {r}")
     if result.status_url:
         # Not "run the daemon with the config above": its ports were the mock boards', gone with them.
-        console.print(f"status page:        {result.status_url} closed with the demo; to watch it live again, "
-                      "run `liftwatch demo --duration 2h` (a short day)")
+        console.print(f"status page:        {result.status_url} closed with the demo "
+                      "(`liftwatch demo --duration 2h` shows it live again)")
 
 
 # -- CLI ------------------------------------------------------------------------------------------

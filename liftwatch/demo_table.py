@@ -137,7 +137,8 @@ def render_table(fleet: DemoFleet, tally: FleetTally, statuses: dict[str, dict[s
             st = statuses.get(c.car)
             words, style = car_state(st, t)
             open_faults = Text(", ".join(sorted(t.open_faults)) or "-", style="bold red" if t.open_faults else "dim")
-            visits = ", ".join(f"{v.get('duration_s', 0) / 60:.0f} min" + (" SHORT" if v.get("too_short") else "")
+            visits = ", ".join(f"{v.get('duration_s', 0) / 60:.0f} min"
+                               + (" SHORT" if v.get("too_short") else " on site" if v.get("in_progress") else "")
                                for v in t.visits) or "-"
             counters = (st or {}).get("counters", {})
             link = f"{counters.get('frames', 0)} / {counters.get('lost_frames', 0)}" if st else "-"

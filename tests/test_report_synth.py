@@ -112,7 +112,7 @@ class CarLog:
                 fields["raised_ts"] = utc_iso(raised)
             self._put("event", f"{ftype}:{round(raised * 1000)}:cleared", cleared, fields)
 
-    def visit(self, start: float, minutes: float, runs: int = 4) -> None:
+    def visit(self, start: float, minutes: float, runs: int = 4, in_progress: bool = False) -> None:
         end = start + minutes * 60
         self._put(
             "maintenance",
@@ -123,8 +123,9 @@ class CarLog:
                 "end_ts": utc_iso(end),
                 "duration_s": minutes * 60,
                 "inspection_runs": runs,
-                "too_short": minutes < 40,
+                "too_short": minutes < 40 and not in_progress,
                 "faults_responded": [],
+                "in_progress": in_progress,
             },
         )
 
