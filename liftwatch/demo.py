@@ -452,6 +452,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
         return render_table(fleet, tally, statuses, clock.now(), outbox, rate, sink, console.width)
 
     live_mode = console.is_terminal if opts.live is None else opts.live
+    held: set[str] = set()
     console.print(f"running the daemon ({config_path}); simulated day {local_time(clock.epoch_s + CALIBRATION_REST_S, fleet.utc_offset_h):%Y-%m-%d %H:%M %Z} "
                   f"+ {opts.duration_s / 3600:.1f} h at up to x{opts.speed:.0f}; Ctrl-C ends it early")
     try:
@@ -460,6 +461,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
                 while not interrupted.is_set() and clock.now() < end_ts and not run.done():
                     await asyncio.sleep(1 / REFRESH_PER_S)
                     _check_boards(boards)
+                    _hold_at_day_end(boards, clock, end_ts, held)
                     live.update(table())
                 await _end_the_day(daemon, boards, clock, end_ts, run)
                 live.update(table())
@@ -468,6 +470,7 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
             while not interrupted.is_set() and clock.now() < end_ts and not run.done():
                 await asyncio.sleep(0.25)
                 _check_boards(boards)
+                _hold_at_day_end(boards, clock, end_ts, held)
                 if time.monotonic() >= next_print:
                     console.print(table())
                     next_print = time.monotonic() + PLAIN_EVERY_S
@@ -482,6 +485,16 @@ async def _serve(fleet: DemoFleet, config_path: Path, clock: FleetClock, end_ts:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
     return interrupted.is_set(), status_url
+
+
+def _hold_at_day_end(boards: dict[str, Any], clock: FleetClock, end_ts: float, held: set[str]) -> None:
+    """A board whose car has reached the day's end goes on at real time while the slowest catches
+    up: the day ends for every car at about the same hour, not an hour later for the fast ones.
+    (Real time, not a stop: a board whose feed stops is taken for dead, see FleetClock.)"""
+    for car, board in boards.items():
+        if car not in held and clock.epoch_s + board.stats.board_t_us / 1e6 >= end_ts:
+            board.set_speed(CALIBRATION_SPEED)
+            held.add(car)
 
 
 async def _end_the_day(daemon: Any, boards: dict[str, Any], clock: FleetClock, end_ts: float,

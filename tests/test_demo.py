@@ -224,6 +224,21 @@ def test_clock_gives_each_board_its_own_time_as_the_daemon_read_it() -> None:
     assert clock.board_s("b") == 100.0  # never backwards
 
 
+def test_a_car_at_the_day_end_waits_at_real_time_for_the_others() -> None:
+    from liftwatch.demo import CALIBRATION_SPEED, _hold_at_day_end
+
+    speeds: dict[str, float] = {}
+    boards = {car: SimpleNamespace(stats=SimpleNamespace(board_t_us=int(t_s * 1e6)),
+                                   set_speed=lambda x, car=car: speeds.__setitem__(car, x))
+              for car, t_s in (("fast", 3600.0), ("slow", 3000.0))}
+    clock = FleetClock(1000.0, boards)
+    held: set[str] = set()
+    _hold_at_day_end(boards, clock, 1000.0 + 3600, held)
+    assert speeds == {"fast": CALIBRATION_SPEED} and held == {"fast"}
+    _hold_at_day_end(boards, clock, 1000.0 + 3600, held)  # once per board
+    assert speeds == {"fast": CALIBRATION_SPEED}
+
+
 def test_tally_counts_what_went_upstream() -> None:
     tally = FleetTally(["c1"])
     msgs = [
