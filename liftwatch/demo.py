@@ -83,7 +83,7 @@ def firmware_image(cache_dir: Path, say: Callable[[str], None]) -> Path:
     if not (FIRMWARE_DIR / "main.py").exists():
         raise DemoError(f"no firmware at {FIRMWARE_DIR} (main.py missing)")
     digest = hashlib.sha256()
-    for src in sorted(firmware_sources()):
+    for src in sorted(firmware_sources(simulated=True)):
         digest.update(src.name.encode() + b"\0" + src.read_bytes())
     image = cache_dir / f"firmware-{digest.hexdigest()[:16]}.img"
     if image.exists():

@@ -7,15 +7,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BOARD_STALL_S", "FleetClock"]
+__all__ = ["BOARD_STALL_S", "HEARTBEAT_S", "FleetClock"]
 
 # A board whose feed has not moved for this many real seconds has stopped for real (crashed
 # firmware): its time then follows the fleet's so it goes offline. A live board reads a feed record
 # every sim second, many times per real second; but one waiting for the daemon to read its UART
 # (back-pressure) or starved of CPU on a loaded machine stops for a few seconds and is not dead.
 BOARD_STALL_S = 10.0
-# The firmware's HEARTBEAT period (sim seconds).
-HEARTBEAT_S = 5.0
+# The firmware's default HEARTBEAT period (sim seconds; the demo sets no heartbeat_ms).
+HEARTBEAT_S = 10.0  # firmware/settings.py heartbeat_ms
 
 
 class FleetClock:
@@ -24,7 +24,7 @@ class FleetClock:
     Each board lives in its own sim time (its feed's), and the daemon reads some boards later than
     others (a car on a trip sends 2.4 kB/s of VIB to analyse). So the time a board's session and
     analytics see is that board's own progress as the daemon has read it: the uptime in the last
-    HEARTBEAT read (every 5 sim s) mapped to feed time, plus one heartbeat period, and never more
+    HEARTBEAT read (every 10 sim s) mapped to feed time, plus one heartbeat period, and never more
     than the board's feed. A daemon behind on one board then holds that board's time instead of
     seeing a silence that never was (no false entrapment, door open too long or `board_offline`).
     A board whose feed stops moving for `stall_s` real seconds (dead firmware) gets the most

@@ -23,7 +23,7 @@ import pytest
 from liftwatch.edge_daemon.config import parse_config
 
 from liftwatch.demo import daemon_config_toml
-from liftwatch.demo_clock import FleetClock
+from liftwatch.demo_clock import HEARTBEAT_S, FleetClock
 from liftwatch.demo_fleet import DemoError, DemoFleet, parse_duration
 from liftwatch.demo_table import FleetTally, render_table
 
@@ -205,7 +205,7 @@ def test_clock_gives_each_board_its_own_time_as_the_daemon_read_it() -> None:
     clock.sessions = {"b": SimpleNamespace(last_heartbeat={"uptime_s": 20}, boot_id=1)}
     assert clock.board_s("b") == 40.0
     b.stats.board_t_us = 60_000_000  # the board goes on; the daemon has not read further yet
-    assert clock.board_s("b") == 45.0  # boot 20 + uptime 20 + one heartbeat period, not feed 60
+    assert clock.board_s("b") == 40.0 + HEARTBEAT_S  # boot 20 + uptime 20 + one heartbeat period, not feed 60
     assert clock.board_s("a") == 100.0
 
     async def ask(name: str) -> float:
@@ -214,8 +214,8 @@ def test_clock_gives_each_board_its_own_time_as_the_daemon_read_it() -> None:
         return await asyncio.create_task(inner(), name=name)
 
     assert asyncio.run(ask("board a: session")) == 1100.0
-    assert asyncio.run(ask("board b: session")) == 1045.0
-    assert asyncio.run(ask("upstream")) == 1045.0
+    assert asyncio.run(ask("board b: session")) == 1040.0 + HEARTBEAT_S
+    assert asyncio.run(ask("upstream")) == 1040.0 + HEARTBEAT_S
     wall[0] = 10.0  # b's feed has not moved for 10 s: its firmware is gone, its time goes on
     assert clock.board_s("b") == 100.0
     b.stats.board_t_us = 0
