@@ -20,13 +20,10 @@ import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
-import json
 import logging
-import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from liftwatch.broker import BrokerError, LocalBroker
 from liftwatch.demo_clock import FleetClock
 from liftwatch.demo_fleet import CALIBRATION_REST_S, FLEET_FILE, DemoError, DemoFleet, parse_duration
 from liftwatch.demo_table import FleetTally, local_time, minutes, render_table
@@ -64,10 +62,7 @@ PLAIN_EVERY_S = 10.0
 # Real seconds the upstream gets to deliver the day's last messages before the daemon stops (what
 # is left stays in the outbox, which the reports read too).
 DRAIN_S = 3.0
-# Mosquitto must listen within this (it takes ~50 ms); generous for a loaded machine.
-BROKER_START_S = 10.0
 
-_LOG = logging.getLogger(__name__)
 
 # -- the parts ------------------------------------------------------------------------------------
 
@@ -106,92 +101,6 @@ def firmware_image(cache_dir: Path, say: Callable[[str], None]) -> Path:
     tmp.replace(image)
     say(f"  {len(result.files)} files flashed and verified in {result.seconds:.1f} s")
     return image
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalBroker:
-    """A Mosquitto on a free localhost port, with its own config and log in `directory`, plus an
-    archive subscriber standing in for the insurer's platform (what the report reads)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = _free_port()
-        self.archive_path = directory / "broker-archive.jsonl"
-        self._proc: subprocess.Popen | None = None
-        self._client: Any = None
-        self._archive: Any = None
-
-    @staticmethod
-    def binary() -> str | None:
-        return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-
-    def start(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        binary = self.binary()
-        if binary is None:
-            raise DemoError("--mqtt needs Mosquitto (apt-get install mosquitto); without --mqtt the demo "
-                            "uses the JSON Lines journal")
-        conf = self.directory / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        f"log_dest file {self.directory / 'mosquitto.log'}\n")
-        self._proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + BROKER_START_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise DemoError(f"mosquitto did not start (see {self.directory / 'mosquitto.log'})") from None
-                time.sleep(0.05)
-        self._archive = open(self.archive_path, "ab")  # noqa: SIM115 - open while the broker runs; stop() closes it
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="liftwatch-demo-archive")
-        client.on_connect = lambda c, *_: c.subscribe("liftwatch/#", qos=1)
-        client.on_message = self._on_message
-        client.connect("127.0.0.1", self.port)
-        client.loop_start()
-        self._client = client
-
-    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
-        """Fact messages arrive DEFLATE-compressed (docs/upstream.md); the archive is JSON Lines."""
-        from liftwatch.edge_daemon.upstream_codec import (
-            UpstreamPayloadError,
-            decode_payload,
-        )
-
-        try:
-            message = decode_payload(msg.payload)
-        except UpstreamPayloadError:
-            _LOG.warning("broker archive: undecodable payload on %s", msg.topic)
-            return
-        self._archive.write(json.dumps(message, ensure_ascii=False).encode() + b"\n")
-        self._archive.flush()
-
-    def stop(self) -> None:
-        if self._client is not None:
-            time.sleep(0.3)  # the last QoS 1 messages on their way to the archive
-            self._client.loop_stop()
-            self._client.disconnect()
-            self._client = None
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
 
 
 def daemon_config_toml(fleet: DemoFleet, ports: dict[str, str], *, mqtt_port: int | None,
@@ -356,7 +265,10 @@ def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
             say(f"  {car:<22} gravity {list(g)} counts")
         if opts.mqtt:
             broker = LocalBroker(state_dir)
-            broker.start()
+            try:
+                broker.start()
+            except BrokerError as err:
+                raise DemoError(f"--mqtt: {err} (without --mqtt the demo uses the JSON Lines journal)") from None
             say(f"Mosquitto on 127.0.0.1:{broker.port}; archive subscriber -> {broker.archive_path}")
         config_path = state_dir / "liftwatch.toml"
         config_path.write_text(daemon_config_toml(fleet, ports, mqtt_port=broker.port if broker else None,
