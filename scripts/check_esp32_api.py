@@ -72,6 +72,10 @@ ble_nus arg-type Argument 2 to "gatts_notify" of "BLE" has incompatible type "me
     the same missing conn_handle shifts the data argument onto value_handle
 lwproto attr-defined Module "binascii" has no attribute "crc_hqx"
     CPython's C CRC, imported under try/except ImportError: the board takes the viper CRC
+lwproto import-not-found module named "liftwatch.protocol.lwtag"
+    CPython's package path, under try/except ImportError: the board imports lwtag, flashed beside it
+lwtag import-not-found module named "liftwatch.protocol.chaskey"
+    the host's plain-Python Chaskey, imported only off MicroPython: the board runs the viper one
 * arg-type expected "ptr(8|16|32)"
     viper's pointer casts take any buffer; the stubs have no viper types
 hal import-not-found module named "hal_sim"
