@@ -198,7 +198,7 @@ class Outbox:
     """SQLite-backed, budgeted, priority-aware message store shared by analytics and upstream.
 
     Thread-safe: one connection behind a lock. Blocking calls take milliseconds (one fsync per
-    put); asyncio code uses `aput()`, which runs puts in FIFO order on one worker thread.
+    put); asyncio code uses `call()` (or `aput()`), which runs them in FIFO order on one worker thread.
     """
 
     def __init__(
@@ -445,11 +445,19 @@ class Outbox:
                 (reason.value, kind, n),
             )
 
-    async def aput(self, message: Mapping[str, Any]) -> PutOutcome:
-        """put() for asyncio code: runs on the outbox's own worker thread, FIFO across callers."""
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` for asyncio code on the outbox's one worker thread, FIFO across callers.
+
+        Every async user of the outbox (the pipelines' puts, the publisher's reads and settles)
+        goes through here, so the event loop never waits for an fsync and one thread holds the
+        SQLite connection in order."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.put, message)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def aput(self, message: Mapping[str, Any]) -> PutOutcome:
+        """put() for asyncio code (see `call`)."""
+        return await self.call(self.put, message)
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """`callback()` runs on the putting thread after each commit that stored a new message."""

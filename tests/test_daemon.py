@@ -25,7 +25,8 @@ from fullfs import fill, small_tmpfs
 from liftwatch.edge_daemon.upstream_codec import decode_payload
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import parse_config
-from liftwatch.edge_daemon.daemon import CarPipeline, Daemon, OutboxStore
+from liftwatch.edge_daemon.daemon import Daemon
+from liftwatch.edge_daemon.pipeline import CarPipeline, OutboxStore
 from liftwatch.edge_daemon.observations import BoardEventKind
 from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
@@ -226,7 +227,6 @@ async def test_event_acked_only_after_outbox_committed(tmp_path):
     assert decode_payload(msg.payload)["type"] == "alarm_button"
     acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert [(a.payload[0], a.payload[1]) for a in acks] == [(lw.T_EVENT, 77)]
-    store.inner.close()
     outbox.close()
 
 
@@ -245,7 +245,6 @@ async def test_failed_commit_is_retried_and_ack_waits_for_it(tmp_path):
     acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert [a.payload[1] for a in acks] == [77]
     assert len([x for x in outbox.pending() if x.kind == "event"]) == 1
-    store.inner.close()
     outbox.close()
 
 
@@ -308,7 +307,6 @@ async def test_trip_on_a_disk_full_beyond_the_reserve_is_shed_with_a_count_and_e
     held = [m for m in pipe._unstored if m["kind"] == "event"]
     assert [m["detail"]["board_event_id"] for m in held] == [77]
     assert not [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
-    store.close()
     outbox.close()
     (mount / "filler").unlink()
     with Outbox(mount / "outbox.sqlite", reserve_bytes=0) as reopened:  # the count outlives the process
@@ -331,14 +329,13 @@ async def test_trip_on_a_full_disk_is_stored_from_the_reserve(full_fs):
     assert outbox.stats().reserve_released and pipe.counters.shed == 0
     acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert [a.payload[1] for a in acks] == [77]
-    store.close()
     outbox.close()
 
 
 async def test_state_file_on_a_full_disk_delays_the_ack_and_the_board_task_goes_on(tmp_path, monkeypatch):
-    import liftwatch.edge_daemon.daemon as daemon_module
+    import liftwatch.edge_daemon.pipeline as pipeline_module
 
-    real_save = daemon_module.save_session_state
+    real_save = pipeline_module.save_session_state
     disk_full = [True]
 
     def save(path: Path, state) -> None:
@@ -346,7 +343,7 @@ async def test_state_file_on_a_full_disk_delays_the_ack_and_the_board_task_goes_
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         real_save(path, state)
 
-    monkeypatch.setattr(daemon_module, "save_session_state", save)
+    monkeypatch.setattr(pipeline_module, "save_session_state", save)
     board = SimBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])
     async with running(cfg, board) as daemon:
@@ -604,7 +601,6 @@ async def test_maintenance_visit_survives_a_daemon_kill_inside_it(tmp_path):
         await asyncio.gather(run, return_exceptions=True)
         for b in first.boards:
             await b.transport.close()
-        first.store.close()
         first.outbox.close()
 
         second = Daemon(cfg, backoff=fast_backoff)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import ConfigError, load_config
-from liftwatch.edge_daemon.daemon import CarPipeline
+from liftwatch.edge_daemon.pipeline import CarPipeline
 from liftwatch.edge_daemon.observations import Observation
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
 from liftwatch.edge_daemon.upstream_codec import PayloadEncoding
