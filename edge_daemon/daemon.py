@@ -215,7 +215,7 @@ class BoardTask:
     def _check_identity(self) -> None:
         """Say once per board id when the board on this port is not the one the config names
         (swapped adapters put one car's facts under another car's name)."""
-        seen, expected = self.pipeline.session.info.board_id, self.board.board_id
+        seen, expected = self.pipeline.session.board_id, self.board.board_id
         if seen and expected and seen != expected and seen != self._wrong_board_logged:
             self._wrong_board_logged = seen
             _LOG.error("%s: board %s answers where %s is configured for car %s", self.transport.link, seen,

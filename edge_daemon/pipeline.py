@@ -116,7 +116,7 @@ class CarPipeline:
     @property
     def board(self) -> str | None:
         """Envelope `board`: the HELLO's board id, else the configured one, else unknown (None)."""
-        return self.session.info.board_id or self.configured_board_id or None
+        return self.session.board_id or self.configured_board_id or None
 
     async def frames(self, frames: Sequence[Frame], host_now_s: float, mono_s: float | None = None) -> None:
         """Apply the frames of one read, then store and ACK them together (one commit per read)."""

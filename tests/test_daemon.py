@@ -565,7 +565,7 @@ async def test_wrong_board_on_a_port_is_logged_and_flagged(tmp_path, caplog):
     try:
         async with running(cfg, board) as daemon:
             board.hello()
-            assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.info.board_id)
+            assert await wait_until(lambda: daemon.boards and daemon.boards[0].pipeline.session.board_id)
             await asyncio.sleep(0.2)
             status = daemon.boards[0].status()
             assert (status["board"], status["expected_board"]) == ("board-from-lift-9", "board-0")
