@@ -16,7 +16,7 @@ of boards.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from liftwatch.protocol.framing import Frame
 
 _U16 = 0x10000
 _U16_HALF = 0x8000
-_VIB_FIELDS = len(fields(m.Vib))
 
 # A VIB block whose index-derived start differs this much from its frame time re-anchors the
 # sample clock (board crystal drift, or a block that waited in the board's queue after a link cut).
@@ -109,6 +108,7 @@ class VibStream:
         (another boot, a seq or index gap, a payload that does not fit) is left for the session."""
         assert self.last_samples is not None
         rate, lsb, nxt = first.rate_hz, first.lsb_per_g, self.next_index
+        fits = m.Vib.fits
         chunks = [self.last_samples]
         total = len(first.samples)
         last_t = 0
@@ -119,17 +119,16 @@ class VibStream:
             if f[0] != lw.T_VIB or f[2] != boot_id or f[3] != (seq + 1) & 0xFFFF:
                 break
             payload = f[5]
-            try:
-                vib = m.Vib.from_payload(payload)
-            except m.MessageError:
+            # Anything but exactly what boards send leaves the run: the session decodes it alone.
+            if not fits(payload):
                 break
-            # A longer (newer) payload leaves the run too: the session counts its unknown fields.
-            if len(payload) != _VIB_FIELDS or vib.first_index != nxt or vib.rate_hz != rate or vib.lsb_per_g != lsb:
+            f_rate, f_lsb, f_first, f_count, samples = payload
+            if f_first != nxt or f_rate != rate or f_lsb != lsb:
                 break
-            chunks.append(vib.samples)
-            total += vib.count
+            chunks.append(samples)
+            total += f_count
             seq = f[3]
-            nxt = (vib.first_index + vib.count) & 0xFFFF
+            nxt = (f_first + f_count) & 0xFFFF
             last_t = f[4]
             j += 1
         if j == i:

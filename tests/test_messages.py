@@ -128,3 +128,18 @@ def test_any_payload_gives_a_view_of_the_declared_types_or_a_message_error(cls: 
             assert len(value) == 3 and all(type(c) is int for c in value), (f.name, value)
         elif kind == "tuple[str, ...]":
             assert all(type(c) is str for c in value), (f.name, value)
+
+
+_vib_fields = st.lists(st.integers(-2, 2**16) | st.booleans() | st.binary(max_size=18) | st.none(), min_size=4, max_size=6)
+
+
+@given(payload=_vib_fields | st.builds(lambda n, extra: [400, 16384, 7, n, bytes(max(0, 6 * n + extra))],
+                                        st.integers(-1, 3), st.sampled_from([0, 0, 1, -1])))
+def test_vib_fits_exactly_when_the_view_takes_the_payload_with_nothing_to_count(payload) -> None:
+    unknown: Counter = Counter()
+    try:
+        m.Vib.from_payload(payload, unknown)
+        taken = not unknown and len(payload) == 5
+    except m.MessageError:
+        taken = False
+    assert m.Vib.fits(payload) == taken
