@@ -119,22 +119,16 @@ class _Misfit(Exception):
 # (a bool is not an int here).
 
 
-def _int(v: Any) -> int:
-    if type(v) is int:
-        return v
-    raise _Misfit("an int")
+def _exactly(python_type: type, what: str) -> Callable[[Any], Any]:
+    def kind(v: Any) -> Any:
+        if type(v) is python_type:
+            return v
+        raise _Misfit(what)
+
+    return kind
 
 
-def _str(v: Any) -> str:
-    if type(v) is str:
-        return v
-    raise _Misfit("a str")
-
-
-def _bool(v: Any) -> bool:
-    if type(v) is bool:
-        return v
-    raise _Misfit("a bool")
+_int = _exactly(int, "an int")
 
 
 def _bytes(v: Any) -> bytes:
@@ -178,7 +172,8 @@ def _any(v: Any) -> Any:
 Xyz = tuple[int, int, int]
 
 _KINDS: dict[str, Callable[[Any], Any]] = {
-    "int": _int, "int | None": _or_nil(_int), "str": _str, "bool": _bool, "bytes": _bytes,
+    "int": _int, "int | None": _or_nil(_int), "str": _exactly(str, "a str"), "bool": _exactly(bool, "a bool"),
+    "bytes": _bytes,
     "Xyz": _xyz, "Xyz | None": _or_nil(_xyz), "tuple[str, ...]": _strs,
     "dict": _map, "dict | None": _or_nil(_map), "Any": _any,
 }
