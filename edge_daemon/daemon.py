@@ -61,7 +61,6 @@ class DaemonStartError(RuntimeError):
     operator plane failed (status page port taken): it stopped cleanly, outbox committed."""
 
 
-
 class OperatorPlaneLike(Protocol):
     """What the daemon needs of the operator plane (edge_daemon/status/plane.py `OperatorPlane`)."""
 

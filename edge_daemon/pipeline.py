@@ -60,7 +60,6 @@ class MessageStore(Protocol):
     # Not part of the protocol because replay's journal store and test stores have no disk to fill.
 
 
-
 class OutboxStore:
     """`MessageStore` over the SQLite outbox. Commits run on the outbox's one worker thread
     (`Outbox.call`, shared with the publisher), FIFO across boards, so the event loop never waits
@@ -88,7 +87,6 @@ class PipelineCounters:
 
     def to_status(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
-
 
 
 class CarPipeline:
@@ -253,7 +251,6 @@ class CarPipeline:
             self._unstored.append(message)
             if out.kind == "event":
                 self.last_events.append({k: message.get(k) for k in ("type", "state", "event_ts")})
-
 
 
 @dataclass(frozen=True, slots=True)

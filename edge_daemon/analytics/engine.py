@@ -1,8 +1,8 @@
 """`CarAnalytics`: the per-car streaming engine that turns observations into upstream outputs.
 
 The car's pipeline (edge_daemon/pipeline.py) calls `feed(obs)` for every observation of the car's
-board, in order, and `tick(ts)` about once a second with the current UTC time, so time-based faults (entrapment, door open too
-long, a visit that has ended) fire when nothing else happens. `flush(ts)` ends the stream (replay
+board, in order, and `tick(ts)` about once a second with the current UTC time, so time-based
+faults (entrapment, door open too long, a visit that has ended) fire when nothing else happens. `flush(ts)` ends the stream (replay
 end, daemon shutdown): the trip waiting for VIB is finished, an open visit and door cycle are
 closed at `ts`, and a partial daily record is emitted. Every call returns the outputs it made, in
 the order the outbox should store them; each has `kind`, `key` and `to_message()`.
