@@ -482,8 +482,8 @@ class BoardSession:
                 self._push_config(host_now_s)
 
     def _on_state(self, frame: Frame, st: m.State, ts: float, host_now_s: float, out: list[Observation]) -> None:
-        t = self._clock.payload_utc_s(st.event_t_ms, ts)
         clock = self._clock
+        t = clock.payload_utc_s(st.event_t_ms, ts)
         clock.expire_trip_hold()
         inputs, changed, motion = st.inputs, st.changed, st.motion
         if changed or inputs != self.inputs:
