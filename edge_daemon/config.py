@@ -83,7 +83,8 @@ DAEMON_KEYS = (
 _SESSION = SessionConfig()
 SESSION_KEYS = (
     Key("heartbeat_timeout_s", float, _SESSION.heartbeat_timeout_s,
-        "No frame for this long = `board_offline` (the board heartbeats every 5 s).", minimum=1.0),
+        "No frame for this long = `board_offline` (a board sends STATS every second when no VIB flows and a "
+        "HEARTBEAT every 10 s, firmware defaults `stats_ms`, `heartbeat_ms`).", minimum=1.0),
     Key("time_sync_interval_s", float, _SESSION.time_sync_interval_s,
         "TIME_SYNC period; the ESP32 crystal drifts about 24 ms per 10 minutes.", minimum=1.0),
     Key("config_retry_s", float, _SESSION.config_retry_s, "Re-send an unanswered CONFIG after this long.",

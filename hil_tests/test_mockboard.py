@@ -164,7 +164,7 @@ def test_heap_after_firmware_imports_is_an_esp32s(flashed, tmp_path: Path) -> No
     board = flashed(speed=1.0)
     mpy = tmp_path / "mpy"
     mpy.mkdir()
-    compile_firmware(firmware_sources(), mpy, "x64")
+    compile_firmware(firmware_sources(simulated=True), mpy, "x64")
     on_board, plain = _free_heap_on_board_and_plain(board, tmp_path, "import agent, hal, hal_sim", paths=(mpy,))
     # qstr pools grow by doubling, so the match is within a pool step: never less than an ESP32 gives
     # (no false MemoryError), at most 3 KiB more (nothing real hidden).
@@ -280,21 +280,9 @@ def test_mock_board_cli_prints_ports_and_stops_on_sigterm(tmp_path: Path) -> Non
     import sys
 
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "liftwatch",
-            "mock-board",
-            "--fs",
-            str(tmp_path),
-            "--scenario",
-            "door_held_open",
-            "--speed",
-            "20",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "liftwatch", "mock-board", "--fs", str(tmp_path), "--scenario", "door_held_open",
+         "--speed", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         ports = json.loads(proc.stdout.readline())
@@ -349,20 +337,9 @@ def test_mock_board_cli_replays_a_trace_into_the_firmware(tmp_path: Path) -> Non
     samples = [CarSample(i * 2_000_000, i, -1000, 0, 0b0111 if i % 2 else 0b0110) for i in range(20000)]
     write_trace(samples, tmp_path / "door.csv")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "liftwatch",
-            "mock-board",
-            "--fs",
-            str(tmp_path / "f.img"),
-            "--trace",
-            str(tmp_path / "door.csv"),
-            "--speed",
-            "100",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "liftwatch", "mock-board", "--fs", str(tmp_path / "f.img"), "--trace",
+         str(tmp_path / "door.csv"), "--speed", "100"],
+        stdout=subprocess.PIPE, text=True,
     )
     try:
         ports = json.loads(proc.stdout.readline())

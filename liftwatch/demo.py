@@ -47,8 +47,6 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -60,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import liftwatch.hil
+from liftwatch.broker import BrokerError, LocalBroker
 from liftwatch.hil.sim.car import CarSpec, CarSpecError, load_car
 from liftwatch.hil.sim.scenario import Scenario, ScenarioError
 
@@ -91,19 +90,15 @@ CONNECT_TIMEOUT_S = 20.0
 BOARD_STALL_S = 10.0
 # `[session] heartbeat_timeout_s` of the demo daemon (sim seconds; see daemon_config_toml).
 DEMO_HEARTBEAT_TIMEOUT_S = 120.0
-# The firmware's HEARTBEAT period (sim seconds).
-HEARTBEAT_S = 5.0
+# The firmware's default HEARTBEAT period (sim seconds; the demo sets no heartbeat_ms).
+HEARTBEAT_S = 10.0  # firmware/settings.py heartbeat_ms
 # The live table is redrawn this often; a non-terminal gets a plain snapshot every PLAIN_EVERY_S.
 REFRESH_PER_S = 4
 PLAIN_EVERY_S = 10.0
-# Mosquitto must listen within this (it takes ~50 ms); generous for a loaded machine.
-BROKER_START_S = 10.0
 SENSORS = ("lis3dh", "adxl355", "lis2dw12")
 # Input bits and motion codes of the HEARTBEAT (docs/ARCHITECTURE.md).
 _DOOR_CLOSED, _INSPECTION, _ALARM = 0x01, 0x10, 0x20
 _MOTION_WORDS = {0: "at rest", 1: "starting", 2: "moving", 3: "stopping", 255: "uncalibrated"}
-
-_LOG = logging.getLogger(__name__)
 
 
 class DemoError(RuntimeError):
@@ -209,7 +204,7 @@ class FleetClock:
     Each board lives in its own sim time (its feed's), and the daemon reads some boards later than
     others (a car on a trip sends 2.4 kB/s of VIB to analyse). So the time a board's session and
     analytics see is that board's own progress as the daemon has read it: the uptime in the last
-    HEARTBEAT read (every 5 sim s) mapped to feed time, plus one heartbeat period, and never more
+    HEARTBEAT read (every 10 sim s) mapped to feed time, plus one heartbeat period, and never more
     than the board's feed. A daemon behind on one board then holds that board's time instead of
     seeing a silence that never was (no false entrapment, door open too long or `board_offline`).
     A board whose feed stops moving for `stall_s` real seconds (dead firmware) gets the most
@@ -364,7 +359,7 @@ def firmware_image(cache_dir: Path, say: Callable[[str], None]) -> Path:
     if not (FIRMWARE_DIR / "main.py").exists():
         raise DemoError(f"no firmware at {FIRMWARE_DIR} (main.py missing)")
     digest = hashlib.sha256()
-    for src in sorted(firmware_sources()):
+    for src in sorted(firmware_sources(simulated=True)):
         digest.update(src.name.encode() + b"\0" + src.read_bytes())
     image = cache_dir / f"firmware-{digest.hexdigest()[:16]}.img"
     if image.exists():
@@ -387,92 +382,6 @@ def firmware_image(cache_dir: Path, say: Callable[[str], None]) -> Path:
     tmp.replace(image)
     say(f"  {len(result.files)} files flashed and verified in {result.seconds:.1f} s")
     return image
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalBroker:
-    """A Mosquitto on a free localhost port, with its own config and log in `directory`, plus an
-    archive subscriber standing in for the insurer's platform (what the report reads)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = _free_port()
-        self.archive_path = directory / "broker-archive.jsonl"
-        self._proc: subprocess.Popen | None = None
-        self._client: Any = None
-        self._archive: Any = None
-
-    @staticmethod
-    def binary() -> str | None:
-        return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-
-    def start(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        binary = self.binary()
-        if binary is None:
-            raise DemoError("--mqtt needs Mosquitto (apt-get install mosquitto); without --mqtt the demo "
-                            "uses the JSON Lines journal")
-        conf = self.directory / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        f"log_dest file {self.directory / 'mosquitto.log'}\n")
-        self._proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + BROKER_START_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise DemoError(f"mosquitto did not start (see {self.directory / 'mosquitto.log'})") from None
-                time.sleep(0.05)
-        self._archive = open(self.archive_path, "ab")  # noqa: SIM115 - open while the broker runs; stop() closes it
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="liftwatch-demo-archive")
-        client.on_connect = lambda c, *_: c.subscribe("liftwatch/#", qos=1)
-        client.on_message = self._on_message
-        client.connect("127.0.0.1", self.port)
-        client.loop_start()
-        self._client = client
-
-    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
-        """Fact messages arrive DEFLATE-compressed (docs/upstream.md); the archive is JSON Lines."""
-        from liftwatch.edge_daemon.upstream_codec import (
-            UpstreamPayloadError,
-            decode_payload,
-        )
-
-        try:
-            message = decode_payload(msg.payload)
-        except UpstreamPayloadError:
-            _LOG.warning("broker archive: undecodable payload on %s", msg.topic)
-            return
-        self._archive.write(json.dumps(message, ensure_ascii=False).encode() + b"\n")
-        self._archive.flush()
-
-    def stop(self) -> None:
-        if self._client is not None:
-            time.sleep(0.3)  # the last QoS 1 messages on their way to the archive
-            self._client.loop_stop()
-            self._client.disconnect()
-            self._client = None
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
 
 
 def daemon_config_toml(fleet: DemoFleet, ports: dict[str, str], *, mqtt_port: int | None,
@@ -677,7 +586,10 @@ def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
             say(f"  {car:<22} gravity {list(g)} counts")
         if opts.mqtt:
             broker = LocalBroker(state_dir)
-            broker.start()
+            try:
+                broker.start()
+            except BrokerError as err:
+                raise DemoError(f"--mqtt: {err} (without --mqtt the demo uses the JSON Lines journal)") from None
             say(f"Mosquitto on 127.0.0.1:{broker.port}; archive subscriber -> {broker.archive_path}")
         config_path = state_dir / "liftwatch.toml"
         config_path.write_text(daemon_config_toml(fleet, ports, mqtt_port=broker.port if broker else None,
