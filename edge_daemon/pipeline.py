@@ -95,14 +95,10 @@ class CarPipeline:
     def __init__(self, site: str, car: str, session: BoardSession, analytics: CarAnalytics,
                  store: MessageStore, board_id: str = "", event_memory: Path | None = None,
                  observer: Observer | None = None) -> None:
-        self.site = site
+        self.site, self.car, self.configured_board_id = site, car, board_id
+        self.session, self.analytics, self.store = session, analytics, store
         self.observer = observer  # sees every observation before analytics and every output
-        self.event_memory = event_memory
-        self.car = car
-        self.session = session
-        self.analytics = analytics
-        self.store = store
-        self.configured_board_id = board_id
+        self.event_memory = event_memory  # the state file (None: replay, nothing to keep)
         self.counters = PipelineCounters()
         self._unstored: list[dict[str, Any]] = []
         self._unacked: list[BoardEvent] = []
