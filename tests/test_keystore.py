@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
@@ -22,6 +21,7 @@ from liftwatch.edge_daemon.keystore import (
     fingerprint,
     load_key_file,
 )
+from liftwatch.edge_daemon.replay_window import load_replay_window, replay_window_path, save_replay_window
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import DropReason, ReplayGuard, encode_frame
 
@@ -148,19 +148,20 @@ def _boots(key: bytes, boot_id: int, n: int) -> bytes:
     return b"".join(board_frame(key, boot_id=boot_id, seq=seq) for seq in range(n))
 
 
-def test_a_replacement_board_with_a_new_key_file_is_not_locked_out(store: KeyStore) -> None:
+def test_a_replacement_board_with_a_new_key_file_is_not_locked_out(store: KeyStore, tmp_path: Path) -> None:
     """Issue 14 item 3: the old board was at boot 812; its replacement, with a key of its own, starts
     at boot 3. The saved window belongs to the old key, so the new board gets a fresh one."""
+    window = replay_window_path(tmp_path, "car-1")
     old = store.generate(BOARD)
     keys = store.load(BOARD)
-    reader = keys.reader(require_tag=True, replay=store.load_replay(BOARD))
+    reader = keys.reader(require_tag=True, replay=load_replay_window(window))
     assert len(reader.feed(_boots(old, 812, 50))) == 50
-    store.save_replay(BOARD, reader.replay)
+    save_replay_window(window, reader.replay)
 
     store.remove(BOARD)
     new = store.generate(BOARD)  # the replacement's key; the old window file is written back
-    store.save_replay(BOARD, ReplayGuard(812, 49, (1 << 50) - 1, fingerprint(old)))
-    restarted = store.load(BOARD).reader(require_tag=True, replay=store.load_replay(BOARD))
+    save_replay_window(window, ReplayGuard(812, 49, (1 << 50) - 1, fingerprint(old)))
+    restarted = store.load(BOARD).reader(require_tag=True, replay=load_replay_window(window))
     assert restarted.replay_resets == 1 and restarted.replay.key_fingerprint == fingerprint(new)
     assert len(restarted.feed(_boots(new, 3, 200))) == 200
     assert restarted.feed(_boots(old, 813, 1)) == []  # the old board's key is not this board's
@@ -169,18 +170,19 @@ def test_a_replacement_board_with_a_new_key_file_is_not_locked_out(store: KeySto
     assert restarted.drops == {DropReason.AUTH: 1, DropReason.REPLAY: 1}
 
 
-def test_a_replacement_board_flashed_through_rotation_gets_a_fresh_window(store: KeyStore) -> None:
+def test_a_replacement_board_flashed_through_rotation_gets_a_fresh_window(store: KeyStore, tmp_path: Path) -> None:
     """The same swap done with `keys rotate` + `flash` + `keys promote`: the first frame under the
     next key starts a window bound to it, and a restart before `promote` does not reopen the old key."""
+    window = replay_window_path(tmp_path, "car-1")
     old = store.generate(BOARD)
-    reader = store.load(BOARD).reader(require_tag=True, replay=store.load_replay(BOARD))
+    reader = store.load(BOARD).reader(require_tag=True, replay=load_replay_window(window))
     assert len(reader.feed(_boots(old, 812, 10))) == 10
     new = store.rotate(BOARD)
     reader = store.load(BOARD).reader(require_tag=True, replay=reader.replay)
     assert len(reader.feed(_boots(new, 3, 200))) == 200
     assert (reader.key, reader.key_rotations, reader.replay_resets) == (new, 1, 1)
-    store.save_replay(BOARD, reader.replay)
-    restarted = store.load(BOARD).reader(require_tag=True, replay=store.load_replay(BOARD))  # not promoted yet
+    save_replay_window(window, reader.replay)
+    restarted = store.load(BOARD).reader(require_tag=True, replay=load_replay_window(window))  # not promoted yet
     assert restarted.key == new and restarted.replay_resets == 0
     assert restarted.feed(_boots(old, 813, 1)) == []  # the old key stays retired across the restart
     assert restarted.feed(board_frame(new, boot_id=3, seq=10)) == []  # and the window was kept
@@ -212,28 +214,9 @@ def test_list_shows_fingerprints_never_keys(store: KeyStore) -> None:
     assert len(fingerprint(a)) == 8 and fingerprint(a) not in a.hex()
 
 
-def test_replay_state_round_trips_and_a_damaged_file_is_refused(store: KeyStore) -> None:
-    assert store.load_replay(BOARD).state() == (None, 0, 0, None)
-    guard = ReplayGuard(key_fingerprint="0123abcd")
-    for seq in (0, 1, 2, 5):
-        assert guard.check(41, seq)
-    store.save_replay(BOARD, guard)
-    assert stat.S_IMODE(store.replay_path(BOARD).stat().st_mode) == 0o600
-    restored = store.load_replay(BOARD)
-    assert restored.state() == guard.state()
-    assert not restored.check(41, 2) and restored.check(41, 3) and not restored.check(40, 9)
-    for damaged in (b"{", b"[]", json.dumps({"boot_id": 70000, "top_seq": 0, "seen": 0}).encode(),
-                    json.dumps({"boot_id": 1, "top_seq": "x", "seen": 0}).encode(),
-                    json.dumps({"boot_id": 1, "top_seq": 0, "seen": 0, "key": "not a fingerprint"}).encode()):
-        store.replay_path(BOARD).write_bytes(damaged)
-        with pytest.raises(KeyStoreError, match="damaged replay state"):
-            store.load_replay(BOARD)
-
-
-def test_remove_forgets_keys_and_replay_state(store: KeyStore) -> None:
+def test_remove_forgets_the_keys(store: KeyStore) -> None:
     store.generate(BOARD)
     store.rotate(BOARD)
-    store.save_replay(BOARD, ReplayGuard(3, 4, 1))
     store.remove(BOARD)
     assert list(store.directory.iterdir()) == []
     with pytest.raises(UnknownBoardError):
