@@ -62,16 +62,19 @@ def test_persist_saves_a_new_boot_at_once_and_the_rest_once_per_tick(tmp_path: P
     guard = window.load()
     guard.check(7, 0)
     window.persist(guard, on_tick=False)  # a new boot: durable, without waiting for the tick
-    assert saves == [((7, 0, 1), True)]
+    assert saves == [((7, 0, 1, None), True)]
     guard.check(7, 1)
     window.persist(guard, on_tick=False)  # the same boot between ticks: not yet
     window.persist(guard, on_tick=True)  # the tick: written, not fsync'd
     window.persist(guard, on_tick=True)  # nothing new: not written again
-    assert saves[1:] == [((7, 1, 3), False)]
+    assert saves[1:] == [((7, 1, 3, None), False)]
     assert load_replay_window(window.path).state() == guard.state()
     guard.check(8, 0)
     window.persist(guard, on_tick=False)  # the board rebooted: durable at once
-    assert saves[2:] == [((8, 0, 1), True)]
+    assert saves[2:] == [((8, 0, 1, None), True)]
+    guard.key_fingerprint = "feedbeef"  # another key's window (issue 14: a replaced board): durable at once
+    window.persist(guard, on_tick=False)
+    assert saves[3:] == [((8, 0, 1, "feedbeef"), True)]
 
 
 def test_a_failed_write_is_retried_at_the_next_call(tmp_path: Path, monkeypatch) -> None:
@@ -92,4 +95,4 @@ def test_a_failed_write_is_retried_at_the_next_call(tmp_path: Path, monkeypatch)
     assert not window.path.exists()
     monkeypatch.setattr(module, "atomic_write", real_write)
     window.persist(guard, on_tick=True)
-    assert load_replay_window(window.path).state() == (7, 0, 1)
+    assert load_replay_window(window.path).state() == (7, 0, 1, None)
