@@ -1,6 +1,6 @@
 """`liftwatch replay`: a trace through the real firmware and the daemon's own pipeline, to JSON Lines.
 
-1. The trace CSV becomes the simulated board's feed (`liftwatch.hil.sim.feed`).
+1. The trace CSV becomes the simulated board's feed (`liftwatch.protocol.trace`).
 2. The real firmware runs under MicroPython (`liftwatch.upy`) on the simulated HAL: its virtual
    clock is the feed's time, so it runs as fast as the CPU allows; its UART capture file is read
    while it runs (the board and the daemon work on both cores at once).
@@ -31,9 +31,16 @@ from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.daemon import CarPipeline, OutboxStore
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
-from liftwatch.hil.sim.feed import FEED_RECORD, trace_to_feed
+from liftwatch.protocol.trace import FEED_RECORD, trace_to_feed
 from liftwatch.protocol.framing import FrameReader
-from liftwatch.upy import ESP32_HEAPSIZE, FIRMWARE_DIR, micropython_cmd, micropython_env, run_micropython
+from liftwatch.upy import (
+    ESP32_HEAPSIZE,
+    FIRMWARE_DIR,
+    SIM_HARDWARE_DIR,
+    interpreter_mpy,
+    micropython_cmd,
+    micropython_env,
+)
 
 # The firmware's entry point (docs/ARCHITECTURE.md: main.py -> agent.run(hal.board())).
 FIRMWARE_MAIN = FIRMWARE_DIR / "main.py"
@@ -85,21 +92,26 @@ class ReplayResult:
         return self.trace_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
+def _image_sources() -> list[Path]:
+    """What a replay runs: the modules `liftwatch flash` deploys, and the simulated hardware under them."""
+    from liftwatch.edge_daemon.flash import firmware_sources
+
+    return firmware_sources() + sorted(SIM_HARDWARE_DIR.glob("*.py"))
+
+
 def build_firmware_image(dest: Path) -> Path:
     """The firmware in its deploy form (docs/firmware.md): every module, main included, through
-    `mpy-cross -O3` with native code for this interpreter's architecture. The 96 KiB heap cannot
-    compile the sources itself."""
-    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, firmware_sources, mpy_cross
+    `mpy-cross -O3` with native code for this interpreter's architecture, and the simulated hardware
+    it runs on. The 96 KiB heap cannot compile the sources itself."""
+    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, mpy_cross
 
-    probe = run_micropython(["-c", "import sys; print(getattr(sys.implementation, '_mpy', 0))"], paths=())
-    try:
-        mpy = int(probe.stdout.split()[-1])
-    except (IndexError, ValueError):
-        raise ReplayError(f"micropython did not report its mpy version: {probe.stderr.decode(errors='replace')}")
+    mpy = interpreter_mpy()
+    if not mpy:
+        raise ReplayError("micropython did not report its mpy version")
     arch = _NATIVE_ARCH.get((mpy >> 10) & 0xF)
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        for src in firmware_sources():
+        for src in _image_sources():
             mpy_cross(src, dest / (src.stem + ".mpy"), arch)
     except FlashError as err:
         raise ReplayError(f"cannot build the firmware image: {err}") from err
@@ -110,11 +122,11 @@ def cached_firmware_image(fallback: Path) -> Path:
     """The deploy-form image, reused between replays while the sources and the tools are unchanged
     (compiling takes longer than replaying a short trace). Cached under $XDG_CACHE_HOME/liftwatch;
     built into `fallback` when the cache cannot be written."""
-    from liftwatch.edge_daemon.flash import FlashError, firmware_sources
+    from liftwatch.edge_daemon.flash import FlashError
 
     digest = hashlib.sha256()
     try:
-        sources = firmware_sources()
+        sources = _image_sources()
     except FlashError as err:
         raise ReplayError(f"cannot build the firmware image: {err}") from err
     for src in sources:

@@ -10,18 +10,11 @@ from micropython import const
 from fwutil import tdiff
 from store import Store
 
-DOOR_OPEN_WHILE_MOVING = const(1)
-STOPPED_OUTSIDE_DOOR_ZONE = const(2)
-ALARM_BUTTON_HELD = const(3)
-SENSOR_FAULT = const(4)
-SAFE_MODE = const(5)
-RING_OVERRUN = const(6)
-
 CAPACITY = const(8)
 _W = const(5)  # words per event: id, kind | state << 8, t_ms, value, boot_id
 _HDR = const(2)  # words: next_id, count
 _MAX_RETRY_MS = const(60000)
-# detail map key for each kind's value (index = kind)
+# EVENT `detail` key of each kind's value (index = lwproto's KIND_* code)
 VALUE_KEYS = (b"", b"motion", b"inputs", b"held_ms", b"code", b"crashes", b"lost")
 
 

@@ -22,7 +22,7 @@ from liftwatch.hil.mockboard.board import (
     MockBoard,
     ResetCause,
 )
-from liftwatch.hil.sim.feed import CarSample
+from liftwatch.protocol.trace import CarSample
 from liftwatch.upy import run_micropython
 
 from .conftest import PROBE_FIRMWARE, liftwatch_cli, mpremote
@@ -160,12 +160,14 @@ def test_heap_after_firmware_imports_is_an_esp32s(flashed, tmp_path: Path) -> No
     """After importing the firmware, main.py has what a plain 96k interpreter has (plus the fake
     accelerometer's share, which is silicon on a board): the mock's allowances are measured, not guessed."""
     from liftwatch.edge_daemon.flash import compile_firmware, firmware_sources
+    from liftwatch.hil.mockboard.sim_hardware import sim_hardware_image
 
     board = flashed(speed=1.0)
     mpy = tmp_path / "mpy"
     mpy.mkdir()
     compile_firmware(firmware_sources(), mpy, "x64")
-    on_board, plain = _free_heap_on_board_and_plain(board, tmp_path, "import agent, hal, hal_sim", paths=(mpy,))
+    on_board, plain = _free_heap_on_board_and_plain(board, tmp_path, "import agent, hal, hal_sim",
+                                                    paths=(mpy, sim_hardware_image()))
     # qstr pools grow by doubling, so the match is within a pool step: never less than an ESP32 gives
     # (no false MemoryError), at most 3 KiB more (nothing real hidden).
     assert -1024 <= on_board - plain - SIM_HARDWARE_HEAP_K * 1024 <= 3072, (on_board, plain)
@@ -342,7 +344,7 @@ def test_mock_board_cli_replays_a_trace_into_the_firmware(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from liftwatch.hil.sim.feed import write_trace
+    from liftwatch.protocol.trace import write_trace
 
     # Row i carries i in ax_mg and the door contact closed on odd rows: the probe reports both. Long
     # enough to outlast flashing (each soft reboot drops what the board had not read of its feed).

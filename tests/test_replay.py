@@ -18,7 +18,7 @@ import pytest
 from referencing import Registry, Resource
 
 from liftwatch.edge_daemon.cli import parse_start
-from liftwatch.hil.sim.feed import write_trace
+from liftwatch.protocol.trace import write_trace
 from liftwatch.hil.sim.scenario import Scenario
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "protocol" / "upstream"

@@ -133,7 +133,8 @@ def _mount_flash():
     vfs.mount(fs, "/")
     vfs.mount(sim, "/sim")
     os.chdir("/")
-    sys.path[:] = ["", ".frozen", "/lib"]
+    # The ESP32's path, then the simulated hardware (hal_sim, fake sensors), which is silicon on a board.
+    sys.path[:] = ["", ".frozen", "/lib", "/sim/hw"]
 
 
 # ---- machine: the parts of the ESP32 machine module that mean something on a mock board --------
