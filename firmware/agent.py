@@ -21,24 +21,6 @@ from fwutil import TICKS_MASK, tdiff, unload
 from hal import BoardReset
 from inputs import Inputs
 from link import P_EVENT, P_STATE, Link
-from lwproto import (
-    IN_ALARM_BUTTON,
-    IN_DOOR_CLOSED,
-    IN_INSPECTION,
-    IN_ZONE_DN,
-    IN_ZONE_UP,
-    KIND_ALARM_BUTTON_HELD,
-    KIND_DOOR_OPEN_WHILE_MOVING,
-    KIND_RING_OVERRUN,
-    KIND_SAFE_MODE,
-    KIND_SENSOR_FAULT,
-    KIND_STOPPED_OUTSIDE_DOOR_ZONE,
-    MOTION_ACCELERATING,
-    MOTION_DECELERATING,
-    MOTION_MOVING,
-    MOTION_REST,
-    MOTION_UNCALIBRATED,
-)
 from ring import RING_SAMPLES, Ring
 from settings import DEFAULTS, config_hash
 from store import Store
@@ -172,7 +154,7 @@ class Agent:
             print("liftwatch:", self.config_error)
         self.send_hello()
         if self.safe_mode:
-            self.condition(KIND_SAFE_MODE, True, self.c[C_STREAK])
+            self.condition(lwproto.KIND_SAFE_MODE, True, self.c[C_STREAK])
 
     def _start_sensor(self):
         try:
@@ -181,7 +163,7 @@ class Agent:
         except OSError:
             self.sensor = None
             self._fault_at = self.now
-            self.condition(KIND_SENSOR_FAULT, True, 1)
+            self.condition(lwproto.KIND_SENSOR_FAULT, True, 1)
             return
         if self.motion is None or self.motion.rate != rate or self.motion.lsb != self.sensor.LSB_PER_G:
             self.motion = mo.Motion(self.sensor.LSB_PER_G, rate, self.cfg)
@@ -190,7 +172,7 @@ class Agent:
                 self.motion.set_gravity(v[1], v[2], v[3])
         self.period_ms = max(5, 16000 // rate)
         self._last_samples = self.now
-        self.condition(KIND_SENSOR_FAULT, False, 0)
+        self.condition(lwproto.KIND_SENSOR_FAULT, False, 0)
 
     # ---- the loop -----------------------------------------------------------------------------
     def loop(self):
@@ -247,13 +229,13 @@ class Agent:
         except OSError:
             self.sensor = None
             self._fault_at = now
-            self.condition(KIND_SENSOR_FAULT, True, 1)
+            self.condition(lwproto.KIND_SENSOR_FAULT, True, 1)
             return True
         if n == 0:
             if tdiff(now, self._last_samples) > _STALL_MS:
                 self.sensor = None
                 self._fault_at = now
-                self.condition(KIND_SENSOR_FAULT, True, 2)
+                self.condition(lwproto.KIND_SENSOR_FAULT, True, 2)
             return False
         self._last_samples = now
         ring = self.ring
@@ -270,7 +252,7 @@ class Agent:
         lost = st.stream(now, m)
         if lost:
             if self._overrun_at < 0:
-                self.condition(KIND_RING_OVERRUN, True, lost)
+                self.condition(lwproto.KIND_RING_OVERRUN, True, lost)
             self._overrun_at = now
         if st.window_due(now):
             w = st.close_window(now, m)
@@ -282,35 +264,36 @@ class Agent:
     # ---- motion, inputs, conditions ---------------------------------------------------------------
     def _on_motion(self, prev, now):
         st = self.motion.state
-        if st == MOTION_REST:
+        if st == lwproto.MOTION_REST:
             self._rest_since = now
         self.send_state(now, 0)
 
     def _on_inputs(self):
         inp = self.inputs
-        if inp.changed & IN_ALARM_BUTTON and inp.stable & IN_ALARM_BUTTON:
+        if inp.changed & lwproto.IN_ALARM_BUTTON and inp.stable & lwproto.IN_ALARM_BUTTON:
             self._alarm_since = inp.t_ms
         self.send_state(inp.t_ms, inp.changed)
 
     def _conditions(self, now):
         st = self.motion.state
         inp = self.inputs.stable
-        moving = st == MOTION_ACCELERATING or st == MOTION_MOVING or st == MOTION_DECELERATING
-        in_zone = inp & (IN_ZONE_UP | IN_ZONE_DN)
+        decelerating = st == lwproto.MOTION_DECELERATING
+        moving = st == lwproto.MOTION_ACCELERATING or st == lwproto.MOTION_MOVING or decelerating
+        in_zone = inp & (lwproto.IN_ZONE_UP | lwproto.IN_ZONE_DN)
         # Door pre-opening while levelling inside the door zone is normal on many controllers.
-        door_open = not inp & IN_DOOR_CLOSED
-        self.condition(KIND_DOOR_OPEN_WHILE_MOVING,
-                       moving and door_open and not (st == MOTION_DECELERATING and in_zone), st)
+        door_open = not inp & lwproto.IN_DOOR_CLOSED
+        self.condition(lwproto.KIND_DOOR_OPEN_WHILE_MOVING,
+                       moving and door_open and not (decelerating and in_zone), st)
         # Outside the door zone = neither zone sensor: a stop off level but inside the zone (one
         # sensor) is a leveling matter for the daemon, not a possible entrapment.
-        outside = (st == MOTION_REST and not in_zone and not inp & IN_INSPECTION
+        outside = (st == lwproto.MOTION_REST and not in_zone and not inp & lwproto.IN_INSPECTION
                    and tdiff(now, self._rest_since) >= self.cfg["zone_stop_ms"])
-        self.condition(KIND_STOPPED_OUTSIDE_DOOR_ZONE, outside, inp)
-        held = tdiff(now, self._alarm_since) if inp & IN_ALARM_BUTTON else 0
-        self.condition(KIND_ALARM_BUTTON_HELD, held >= self.cfg["alarm_hold_ms"], held)
+        self.condition(lwproto.KIND_STOPPED_OUTSIDE_DOOR_ZONE, outside, inp)
+        held = tdiff(now, self._alarm_since) if inp & lwproto.IN_ALARM_BUTTON else 0
+        self.condition(lwproto.KIND_ALARM_BUTTON_HELD, held >= self.cfg["alarm_hold_ms"], held)
         if self._overrun_at >= 0 and tdiff(now, self._overrun_at) > _OVERRUN_CLEAR_MS:
             self._overrun_at = -1
-            self.condition(KIND_RING_OVERRUN, False, 0)
+            self.condition(lwproto.KIND_RING_OVERRUN, False, 0)
 
     def _calibrate(self, w):
         """A closed window toward calibration, while it is asked for (CONTROL calibrate) or automatic."""
@@ -405,7 +388,7 @@ class Agent:
 
     # ---- the board's own reports ------------------------------------------------------------------
     def motion_code(self):
-        return self.motion.state if self.motion is not None else MOTION_UNCALIBRATED
+        return self.motion.state if self.motion is not None else lwproto.MOTION_UNCALIBRATED
 
     def send_state(self, t_ms, changed):
         lk = self.link

@@ -7,24 +7,6 @@ import gc
 import lwproto
 from fwutil import unload
 from link import P_EVENT
-from lwproto import (
-    ACK_BUSY,
-    ACK_OK,
-    ACK_REFUSED,
-    ACK_UNKNOWN,
-    CMD_CALIBRATE,
-    CMD_REBOOT,
-    CMD_REQUEST_COUNTERS,
-    CMD_REQUEST_HELLO,
-    CMD_STREAM_MODE,
-    STREAM_AUTO,
-    STREAM_NO_VIB,
-    T_ACK,
-    T_CONFIG,
-    T_CONTROL,
-    T_EVENT,
-    T_TIME_SYNC,
-)
 from ring import RING_SAMPLES
 
 CONFIG_FILE = "config.json"  # what `liftwatch flash --config` writes (edge_daemon/flash.py)
@@ -40,22 +22,22 @@ class HostCommands:
 
     def on_frame(self, mtype, boot_id, seq, p):
         """Link.poll's callback: one checked host frame (type, boot id, seq, payload)."""
-        if mtype == T_ACK:
-            if len(p) >= 2 and p[0] == T_EVENT:
+        if mtype == lwproto.T_ACK:
+            if len(p) >= 2 and p[0] == lwproto.T_EVENT:
                 self.agent.evq.ack(p[1])
-        elif mtype == T_TIME_SYNC:
+        elif mtype == lwproto.T_TIME_SYNC:
             lk = self.link
             now = self.agent.now
-            off = lk.begin(T_TIME_SYNC, now)
+            off = lk.begin(lwproto.T_TIME_SYNC, now)
             lk.commit(lwproto.pack_into(lk.enc.body, off, [p[0] if p else 0, now]), P_EVENT)
-        elif mtype == T_CONFIG:
+        elif mtype == lwproto.T_CONFIG:
             self._on_config(seq, p[0] if p else None)
-        elif mtype == T_CONTROL:
+        elif mtype == lwproto.T_CONTROL:
             self._on_control(seq, p[0] if p else 0, p[1] if len(p) > 1 else 0)
 
     def send_ack(self, ack_type, ack_id, status, reason, extra):
         lk = self.link
-        off = lk.begin(T_ACK, self.agent.now)
+        off = lk.begin(lwproto.T_ACK, self.agent.now)
         lk.commit(lwproto.pack_into(lk.enc.body, off, [ack_type, ack_id, status, reason, extra]), P_EVENT)
 
     # ---- CONFIG ---------------------------------------------------------------------------------
@@ -68,7 +50,8 @@ class HostCommands:
         except MemoryError:
             # Never a crash for want of heap: the host is told and may send the CONFIG again.
             gc.collect()
-            self.send_ack(T_CONFIG, seq, ACK_BUSY, "board out of memory, retry", self.agent.cfg_hash)
+            busy = lwproto.ACK_BUSY
+            self.send_ack(lwproto.T_CONFIG, seq, busy, "board out of memory, retry", self.agent.cfg_hash)
         finally:
             unload("config")
 
@@ -78,46 +61,46 @@ class HostCommands:
         try:
             new = config.merge(a.cfg, settings, RING_SAMPLES, max_rate)
         except config.ConfigError as e:
-            self.send_ack(T_CONFIG, seq, ACK_REFUSED, e.reason, a.cfg_hash)
+            self.send_ack(lwproto.T_CONFIG, seq, lwproto.ACK_REFUSED, e.reason, a.cfg_hash)
             return
         config.save_file(a.board.path(CONFIG_FILE), new)
         a.configure(new)
-        self.send_ack(T_CONFIG, seq, ACK_OK, "", a.cfg_hash)
+        self.send_ack(lwproto.T_CONFIG, seq, lwproto.ACK_OK, "", a.cfg_hash)
 
     # ---- CONTROL --------------------------------------------------------------------------------
     def _on_control(self, seq, cmd, arg):
         a = self.agent
-        if cmd == CMD_REBOOT:
-            self.send_ack(T_CONTROL, seq, ACK_OK, "", None)
+        if cmd == lwproto.CMD_REBOOT:
+            self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_OK, "", None)
             a.shutdown()
             a.board.reset("soft")
-        elif cmd == CMD_CALIBRATE:
+        elif cmd == lwproto.CMD_CALIBRATE:
             if a.motion is None:
-                self.send_ack(T_CONTROL, seq, ACK_REFUSED, "no sensor", None)
+                self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_REFUSED, "no sensor", None)
             else:
                 self.cal_seq = seq  # answered when the next STATS window closes
                 a.motion.recalibrate()
-        elif cmd == CMD_STREAM_MODE:
-            if arg < STREAM_AUTO or arg > STREAM_NO_VIB:
-                self.send_ack(T_CONTROL, seq, ACK_REFUSED, "stream mode must be 0..2", None)
+        elif cmd == lwproto.CMD_STREAM_MODE:
+            if arg < lwproto.STREAM_AUTO or arg > lwproto.STREAM_NO_VIB:
+                self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_REFUSED, "stream mode must be 0..2", None)
             else:
                 a.streamer.mode = arg
-                self.send_ack(T_CONTROL, seq, ACK_OK, "", None)
-        elif cmd == CMD_REQUEST_HELLO:
+                self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_OK, "", None)
+        elif cmd == lwproto.CMD_REQUEST_HELLO:
             a.send_hello()
-        elif cmd == CMD_REQUEST_COUNTERS:
+        elif cmd == lwproto.CMD_REQUEST_COUNTERS:
             a.send_counters()
         else:
-            self.send_ack(T_CONTROL, seq, ACK_UNKNOWN, "unknown command", None)
+            self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_UNKNOWN, "unknown command", None)
 
     def calibration_done(self, gravity):
         """The window that set gravity closed: answer a pending CONTROL calibrate with it."""
         if self.cal_seq >= 0:
-            self.send_ack(T_CONTROL, self.cal_seq, ACK_OK, "", gravity)
+            self.send_ack(lwproto.T_CONTROL, self.cal_seq, lwproto.ACK_OK, "", gravity)
             self.cal_seq = -1
 
     def calibration_refused(self):
         """A window that was not quiet closed: a pending CONTROL calibrate is refused."""
         if self.cal_seq >= 0:
-            self.send_ack(T_CONTROL, self.cal_seq, ACK_REFUSED, "car not at rest", None)
+            self.send_ack(lwproto.T_CONTROL, self.cal_seq, lwproto.ACK_REFUSED, "car not at rest", None)
             self.cal_seq = -1

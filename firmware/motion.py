@@ -7,11 +7,11 @@
 # allocates on an ESP32.
 import array
 
+import lwproto
 import micropython
 from micropython import const
 
 from fwutil import BIAS, isqrt
-from lwproto import MOTION_ACCELERATING, MOTION_DECELERATING, MOTION_MOVING, MOTION_REST, MOTION_UNCALIBRATED
 from ring import RING_SAMPLES, SAMPLE_BYTES
 
 _CLAMP = const(2047)  # deviation clamp (counts, about 128 mg) for the sums of squares
@@ -120,7 +120,7 @@ class Motion:
         self.an = array.array("i", [0] * _A_LEN)
         self.lsb = lsb_per_g
         self.rate = rate_hz
-        self.state = MOTION_UNCALIBRATED
+        self.state = lwproto.MOTION_UNCALIBRATED
         self.calibrated = False
         self.gravity = [0, 0, 0]  # counts at rest, sensor axes
         self._quiet_prev = None  # mean of the last quiet window, while calibrating
@@ -163,7 +163,7 @@ class Motion:
         self.gravity[1] = gy
         self.gravity[2] = gz
         self.calibrated = True
-        self.state = MOTION_REST
+        self.state = lwproto.MOTION_REST
         self.v = 0
         return True
 
@@ -255,16 +255,16 @@ class Motion:
         # One burst: a = mean vertical acceleration (counts, + is up along gravity's opposite... the
         # sign only matters relative to the start of the trip), dt_ms = burst duration.
         st = self.state
-        if st == MOTION_UNCALIBRATED:
+        if st == lwproto.MOTION_UNCALIBRATED:
             return
         mag = a if a >= 0 else -a
-        if st == MOTION_REST:
+        if st == lwproto.MOTION_REST:
             if mag > self.a_on:
                 self._on_ms += dt_ms
                 self.v += a * n
                 if self._on_ms >= self.on_ms:
                     self._dir = 1 if a > 0 else -1
-                    self._set(MOTION_ACCELERATING)
+                    self._set(lwproto.MOTION_ACCELERATING)
                     self._trip_ms = self._on_ms
                     self.v_peak = 0
                     self._quiet_ms = 0
@@ -279,9 +279,9 @@ class Motion:
         if av > self.v_peak:
             self.v_peak = av
         along = a * self._dir
-        if st == MOTION_ACCELERATING:
+        if st == lwproto.MOTION_ACCELERATING:
             if along < -self.a_on:
-                self._set(MOTION_DECELERATING)
+                self._set(lwproto.MOTION_DECELERATING)
                 self._quiet_ms = 0
             elif mag < self.a_off:
                 self._quiet_ms += dt_ms
@@ -289,16 +289,16 @@ class Motion:
                     if self.v_peak < self.v_min:
                         self._end(False)  # a bump, not a run
                     else:
-                        self._set(MOTION_MOVING)
+                        self._set(lwproto.MOTION_MOVING)
             else:
                 self._quiet_ms = 0
-        elif st == MOTION_MOVING:
+        elif st == lwproto.MOTION_MOVING:
             if along < -self.a_on:
-                self._set(MOTION_DECELERATING)
+                self._set(lwproto.MOTION_DECELERATING)
                 self._quiet_ms = 0
             elif av < self.v_min // 2:
                 self._end(True)  # velocity gone without a clear deceleration
-        elif st == MOTION_DECELERATING:
+        elif st == lwproto.MOTION_DECELERATING:
             if mag < self.a_off:
                 self._quiet_ms += dt_ms
                 if self._quiet_ms >= self.off_ms:
@@ -317,7 +317,7 @@ class Motion:
             self.trips += 1
         self.v = 0
         self._on_ms = 0
-        self._set(MOTION_REST)
+        self._set(lwproto.MOTION_REST)
 
     def window(self):
         """Close the STATS window: the W_* slots, in counts; resets it. The next window's reference

@@ -6,7 +6,6 @@ from micropython import const
 import lwproto
 from fwutil import TICKS_MASK, tdiff
 from link import P_STATS, P_VIB
-from lwproto import MOTION_REST, STREAM_ALWAYS_VIB, STREAM_NO_VIB, T_STATS, T_VIB
 from motion import W_COUNT, W_MEAN, W_PEAK, W_RMS
 from ring import RING_SAMPLES, SAMPLE_BYTES
 
@@ -42,11 +41,11 @@ class Streamer:
         a ring overrun (0: none)."""
         ring = self.ring
         mode = self.mode
-        if mode == STREAM_ALWAYS_VIB:
+        if mode == lwproto.STREAM_ALWAYS_VIB:
             want = True
-        elif mode == STREAM_NO_VIB or not m.calibrated:
+        elif mode == lwproto.STREAM_NO_VIB or not m.calibrated:
             want = False
-        elif m.state != MOTION_REST:
+        elif m.state != lwproto.MOTION_REST:
             want = True
             self._stream_end = (now + self.margin_ms) & TICKS_MASK
         else:
@@ -84,7 +83,7 @@ class Streamer:
         idx = self._vib_idx
         # SPEC: t_ms is the time of the block's last sample; pre-trigger blocks are older than now.
         newer = ring.lag(idx) - n  # samples written after the block's last one
-        off = lk.begin(T_VIB, (now - newer * 1000 // m.rate) & TICKS_MASK)
+        off = lk.begin(lwproto.T_VIB, (now - newer * 1000 // m.rate) & TICKS_MASK)
         off = _pack_arr(body, off, 5)
         off = _pack_int(body, off, m.rate)
         off = _pack_int(body, off, m.lsb)
@@ -108,12 +107,12 @@ class Streamer:
 
     def send_stats(self, now, m, w):
         """The STATS frame of closed window w, unless VIB is flowing (it carries the same)."""
-        if self.streaming or self.mode == STREAM_ALWAYS_VIB:
+        if self.streaming or self.mode == lwproto.STREAM_ALWAYS_VIB:
             return
         k = m.lsb
         lk = self.link
         body = lk.enc.body
-        off = lk.begin(T_STATS, now)
+        off = lk.begin(lwproto.T_STATS, now)
         off = _pack_arr(body, off, 6)
         off = _pack_int(body, off, self._win_ms)
         off = _pack_int(body, off, w[W_COUNT])

@@ -171,7 +171,7 @@ def _unwrap_vib(
 def _record(args: argparse.Namespace) -> int:
     import serial
 
-    from liftwatch.protocol.trace import CarSample, TraceWriter
+    from liftwatch.protocol.trace import INPUT_MASK, CarSample, TraceWriter
     from liftwatch.protocol.framing import FrameReader
     from liftwatch.protocol.messages import MessageError, Stats, State, Vib, decode_message
 
@@ -218,7 +218,7 @@ def _record(args: argparse.Namespace) -> int:
                 except (MessageError, KeyError):
                     continue
                 if isinstance(msg, State):
-                    inputs = msg.inputs & 0x3F
+                    inputs = msg.inputs & INPUT_MASK
                     push(msg.event_t_ms * 1000, held_mg)
                 elif isinstance(msg, Stats):
                     held_mg = tuple(int(round(v)) for v in msg.mean_mg[:3])  # type: ignore[assignment]

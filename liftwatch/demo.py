@@ -62,6 +62,7 @@ from typing import Any
 import liftwatch.hil
 from liftwatch.hil.sim.car import CarSpec, CarSpecError, load_car
 from liftwatch.hil.sim.scenario import Scenario, ScenarioError
+from liftwatch.protocol import lwproto as lw
 
 __all__ = ["DemoCar", "DemoError", "DemoFleet", "FleetClock", "FleetTally", "parse_duration", "register"]
 
@@ -99,9 +100,11 @@ PLAIN_EVERY_S = 10.0
 # Mosquitto must listen within this (it takes ~50 ms); generous for a loaded machine.
 BROKER_START_S = 10.0
 SENSORS = ("lis3dh", "adxl355", "lis2dw12")
-# Input bits and motion codes of the HEARTBEAT (docs/ARCHITECTURE.md).
-_DOOR_CLOSED, _INSPECTION, _ALARM = 0x01, 0x10, 0x20
-_MOTION_WORDS = {0: "at rest", 1: "starting", 2: "moving", 3: "stopping", 255: "uncalibrated"}
+# Input bits and motion codes of the HEARTBEAT (protocol/SPEC.md section 5).
+_DOOR_CLOSED, _INSPECTION, _ALARM = lw.IN_DOOR_CLOSED, lw.IN_INSPECTION, lw.IN_ALARM_BUTTON
+_MOTION_WORDS = {lw.MOTION_REST: "at rest", lw.MOTION_ACCELERATING: "starting", lw.MOTION_MOVING: "moving",
+                 lw.MOTION_DECELERATING: "stopping", lw.MOTION_UNCALIBRATED: "uncalibrated"}
+_TRAVELLING = (lw.MOTION_ACCELERATING, lw.MOTION_MOVING, lw.MOTION_DECELERATING)
 
 _LOG = logging.getLogger(__name__)
 
@@ -551,7 +554,7 @@ def car_state(status: dict[str, Any] | None, tally: CarTally) -> tuple[str, str]
         words.append("INSPECTION")
     if inputs & _ALARM:
         words.append("ALARM")
-    style = "yellow" if inputs & _INSPECTION else ("green" if motion in (1, 2, 3) else "")
+    style = "yellow" if inputs & _INSPECTION else ("green" if motion in _TRAVELLING else "")
     if tally.open_faults:
         style = "bold red"
     return ", ".join(words), style

@@ -54,11 +54,13 @@ def _codes(prefix: str) -> dict[str, int]:
 
 def spec_codes() -> dict[str, dict[str, int]]:
     """Every code table of SPEC.md section 5, by the lwproto prefix that names it."""
-    inputs = {name.upper(): 1 << int(bit) for bit, name in re.findall(r"bit(\d) `(\w+)`", _enumeration("inputs bitmask"))}
+    bits = re.findall(r"bit(\d) `(\w+)`", _enumeration("inputs bitmask"))
+    inputs = {name.upper(): 1 << int(bit) for bit, name in bits}
     command = _enumeration("CONTROL command")
     stream_args = re.search(r"`stream_mode` \(arg ([^)]*)\)", command)
     assert stream_args, command
-    stream = {name.strip().upper().replace(" ", "_"): int(v) for v, name in re.findall(r"(\d+) ([a-zA-Z ]+)", stream_args[1])}
+    args = re.findall(r"(\d+) ([a-zA-Z ]+)", stream_args[1])
+    stream = {name.strip().upper().replace(" ", "_"): int(v) for v, name in args}
     ack = {name.upper(): int(v) for v, name in re.findall(r"(\d+) (\w+)", _enumeration("ACK status"))}
     event = next(r for r in _table_rows(("Type", "Name")) if r[1] == "EVENT")
     state = re.search(r"`state` int \(([^)]*)\)", event[3])
