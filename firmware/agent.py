@@ -30,17 +30,17 @@ FW_VERSION = "1.0.0"
 KEY_FILE = "auth.key"  # what `liftwatch flash --key-file` writes (edge_daemon/flash.py)
 
 # Persistent counters (store words).
-C_DOOR = const(0)
-C_TRIPS = const(1)
-C_RUN_S = const(2)
-C_BOOTS = const(3)
-C_FIFO = const(4)
-C_RING = const(5)
-C_LINK = const(6)
-C_EVDROP = const(7)
-_N_WIRE = const(8)  # C_DOOR..C_EVDROP are the COUNTERS payload, in that order
-C_STREAK = const(8)  # crash-reboots in a row
-C_DIRTY = const(9)  # 1 while a boot has neither shut down cleanly nor run stable_ms
+_C_DOOR = const(0)
+_C_TRIPS = const(1)
+_C_RUN_S = const(2)
+_C_BOOTS = const(3)
+_C_FIFO = const(4)
+_C_RING = const(5)
+_C_LINK = const(6)
+_C_EVDROP = const(7)
+_N_WIRE = const(8)  # _C_DOOR.._C_EVDROP are the COUNTERS payload, in that order
+_C_STREAK = const(8)  # crash-reboots in a row
+_C_DIRTY = const(9)  # 1 while a boot has neither shut down cleanly nor run stable_ms
 _NCOUNT = const(10)
 _OVERRUN_CLEAR_MS = const(10000)  # a ring overrun condition clears after this long without another
 
@@ -88,16 +88,16 @@ class Agent:
         self.cfg_hash = config_hash(self.cfg)
         # Boot accounting: an unclean previous boot that was not a power loss counts as a crash.
         c = self.c
-        c[C_BOOTS] += 1
+        c[_C_BOOTS] += 1
         cause = board.reset_cause()
-        if c[C_DIRTY] and cause not in ("power_on", "brownout"):
-            c[C_STREAK] += 1
-        elif not c[C_DIRTY]:
-            c[C_STREAK] = 0
-        c[C_DIRTY] = 1
+        if c[_C_DIRTY] and cause not in ("power_on", "brownout"):
+            c[_C_STREAK] += 1
+        elif not c[_C_DIRTY]:
+            c[_C_STREAK] = 0
+        c[_C_DIRTY] = 1
         cnt.save()
-        self.boot_id = c[C_BOOTS] & 0xFFFF
-        self.safe_mode = c[C_STREAK] >= self.cfg["safe_mode_crashes"]
+        self.boot_id = c[_C_BOOTS] & 0xFFFF
+        self.safe_mode = c[_C_STREAK] >= self.cfg["safe_mode_crashes"]
         self.link.boot_id = self.boot_id
         self.link.set_baud(self.cfg["baud"])
         self.evq = EventQueue(board.path("lw_events.bin"), self.cfg["event_retry_ms"])
@@ -154,7 +154,7 @@ class Agent:
             print("liftwatch:", self.config_error)
         self.send_hello()
         if self.safe_mode:
-            self.condition(lwproto.KIND_SAFE_MODE, True, self.c[C_STREAK])
+            self.condition(lwproto.KIND_SAFE_MODE, True, self.c[_C_STREAK])
 
     def _start_sensor(self):
         try:
@@ -254,11 +254,10 @@ class Agent:
             if self._overrun_at < 0:
                 self.condition(lwproto.KIND_RING_OVERRUN, True, lost)
             self._overrun_at = now
-        if st.window_due(now):
-            w = st.close_window(now, m)
-            if w is not None:
-                self._calibrate(w)
-                st.send_stats(now, m, w)
+        w = st.close_window(now, m)
+        if w is not None:
+            self._calibrate(w)
+            st.send_stats(now, m, w)
         return True
 
     # ---- motion, inputs, conditions ---------------------------------------------------------------
@@ -311,10 +310,10 @@ class Agent:
             v[3] = g[2]
             self.cal.save()
             self._rest_since = self.now
-            cmd.calibration_done(g)
+            cmd.answer_calibrate(g)
             self.send_state(self.now, 0)
         elif not quiet:
-            cmd.calibration_refused()
+            cmd.answer_calibrate(None)
 
     def condition(self, kind, on, value):
         """Raise or clear a board-detected condition: an EVENT on each edge, queued until ACKed."""
@@ -331,21 +330,21 @@ class Agent:
         s = self._synced
         m = self.motion
         if m is not None:
-            c[C_TRIPS] += m.trips - s[0]
+            c[_C_TRIPS] += m.trips - s[0]
             s[0] = m.trips
             run = m.run_ms - s[1]
-            c[C_RUN_S] += run // 1000
+            c[_C_RUN_S] += run // 1000
             s[1] += run - run % 1000
         if self.sensor is not None:
-            c[C_FIFO] += self.sensor.overruns - s[2]
+            c[_C_FIFO] += self.sensor.overruns - s[2]
             s[2] = self.sensor.overruns
-        c[C_LINK] += self.link.drops - s[3]
+        c[_C_LINK] += self.link.drops - s[3]
         s[3] = self.link.drops
-        c[C_EVDROP] += self.evq.dropped - s[4]
+        c[_C_EVDROP] += self.evq.dropped - s[4]
         s[4] = self.evq.dropped
-        c[C_DOOR] += self.inputs.door_cycles - s[5]
+        c[_C_DOOR] += self.inputs.door_cycles - s[5]
         s[5] = self.inputs.door_cycles
-        c[C_RING] += self.streamer.overruns - s[6]
+        c[_C_RING] += self.streamer.overruns - s[6]
         s[6] = self.streamer.overruns
 
     def configure(self, new):
@@ -380,8 +379,8 @@ class Agent:
             self.send_counters()
         if not self._stable and up >= cfg["stable_ms"] and not self.safe_mode:
             self._stable = True
-            self.c[C_STREAK] = 0
-            self.c[C_DIRTY] = 0
+            self.c[_C_STREAK] = 0
+            self.c[_C_DIRTY] = 0
             self.persist()
         elif up - self._persisted_at >= cfg["persist_s"] * 1000:
             self.persist()
@@ -411,7 +410,7 @@ class Agent:
         payload = [
             b.uid_hex(), FW_VERSION, s.MODEL if s else "none", self.cfg_hash,
             b.reset_cause(), caps, m.rate if m else 0, m.lsb if m else 0,
-            bool(m and m.calibrated), self.safe_mode, self.c[C_BOOTS],
+            bool(m and m.calibrated), self.safe_mode, self.c[_C_BOOTS],
             list(m.gravity) if m and m.calibrated else None,
         ]
         lk = self.link
@@ -468,8 +467,8 @@ class Agent:
     # ---- the end ------------------------------------------------------------------------------
     def shutdown(self):
         """Clean stop: counters to flash (this boot ends well), queued frames out."""
-        self.c[C_DIRTY] = 0
-        self.c[C_STREAK] = 0
+        self.c[_C_DIRTY] = 0
+        self.c[_C_STREAK] = 0
         self.persist()
         self.link.pump(self.board.ticks_ms(), True)
         self.board.uart_flush()
@@ -477,7 +476,7 @@ class Agent:
     def crash(self, exc):
         sys.print_exception(exc)
         try:
-            self.persist()  # C_DIRTY stays set: the next boot counts this as a crash
+            self.persist()  # _C_DIRTY stays set: the next boot counts this as a crash
         except Exception:
             pass
         self.board.reset("hard")

@@ -93,14 +93,13 @@ class HostCommands:
         else:
             self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_UNKNOWN, "unknown command", None)
 
-    def calibration_done(self, gravity):
-        """The window that set gravity closed: answer a pending CONTROL calibrate with it."""
-        if self.cal_seq >= 0:
-            self.send_ack(lwproto.T_CONTROL, self.cal_seq, lwproto.ACK_OK, "", gravity)
-            self.cal_seq = -1
-
-    def calibration_refused(self):
-        """A window that was not quiet closed: a pending CONTROL calibrate is refused."""
-        if self.cal_seq >= 0:
+    def answer_calibrate(self, gravity):
+        """Answer a pending CONTROL calibrate when a window closed: with the gravity it set, or (None)
+        refused because the window was not quiet."""
+        if self.cal_seq < 0:
+            return
+        if gravity is None:
             self.send_ack(lwproto.T_CONTROL, self.cal_seq, lwproto.ACK_REFUSED, "car not at rest", None)
-            self.cal_seq = -1
+        else:
+            self.send_ack(lwproto.T_CONTROL, self.cal_seq, lwproto.ACK_OK, "", gravity)
+        self.cal_seq = -1

@@ -10,7 +10,7 @@ from micropython import const
 from fwutil import tdiff
 from store import Store
 
-CAPACITY = const(8)
+_CAPACITY = const(8)
 _W = const(5)  # words per event: id, kind | state << 8, t_ms, value, boot_id
 _HDR = const(2)  # words: next_id, count
 _MAX_RETRY_MS = const(60000)
@@ -20,18 +20,18 @@ VALUE_KEYS = (b"", b"motion", b"inputs", b"held_ms", b"code", b"crashes", b"lost
 
 class EventQueue:
     def __init__(self, path, retry_ms):
-        self.store = Store(path, 0x45, _HDR + CAPACITY * _W)
+        self.store = Store(path, 0x45, _HDR + _CAPACITY * _W)
         self.retry_ms = retry_ms
         self.next_id = 1
         self.n = 0
         self.dropped = 0
         self.raised = 0
         self.v = self.store.values
-        self._due = array.array("i", [0] * CAPACITY)  # board ms of the next send
-        self._wait = array.array("i", [0] * CAPACITY)  # current back-off
+        self._due = array.array("i", [0] * _CAPACITY)  # board ms of the next send
+        self._wait = array.array("i", [0] * _CAPACITY)  # current back-off
         if self.store.load():
             self.next_id = self.v[0] or 1
-            self.n = min(self.v[1], CAPACITY)
+            self.n = min(self.v[1], _CAPACITY)
 
     def _base(self, i):
         return _HDR + i * _W
@@ -57,7 +57,7 @@ class EventQueue:
 
     def add(self, kind, state, t_ms, value, boot_id, now):
         """Queue and persist a new event; returns its id."""
-        if self.n >= CAPACITY:
+        if self.n >= _CAPACITY:
             victim = 0
             for i in range(self.n):
                 if (self.v[self._base(i) + 1] >> 8) == 0:

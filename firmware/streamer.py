@@ -9,7 +9,7 @@ from link import P_STATS, P_VIB
 from motion import W_COUNT, W_MEAN, W_PEAK, W_RMS
 from ring import RING_SAMPLES, SAMPLE_BYTES
 
-VIB_SAMPLES = const(64)  # a block: 384 bytes of samples in a 413-byte frame (SPEC.md section 5)
+_VIB_SAMPLES = const(64)  # a block: 384 bytes of samples in a 413-byte frame (SPEC.md section 5)
 
 _pack_int = lwproto.pack_int
 _pack_arr = lwproto.pack_array_header
@@ -56,22 +56,22 @@ class Streamer:
             return 0
         if want and not was:
             # The trip began motion_on_ms before it was recognised: start a margin before that.
-            pre = (self.margin_ms + self.motion_on_ms) * m.rate // 1000 + VIB_SAMPLES
-            if pre > RING_SAMPLES - 2 * VIB_SAMPLES:
-                pre = RING_SAMPLES - 2 * VIB_SAMPLES
+            pre = (self.margin_ms + self.motion_on_ms) * m.rate // 1000 + _VIB_SAMPLES
+            if pre > RING_SAMPLES - 2 * _VIB_SAMPLES:
+                pre = RING_SAMPLES - 2 * _VIB_SAMPLES
             if pre > ring.filled:
                 pre = ring.filled
             self._vib_idx = (ring.count - pre) & TICKS_MASK
         lost = 0
         lag = ring.lag(self._vib_idx)
-        if lag > RING_SAMPLES - VIB_SAMPLES:  # the link fell behind: skip what the ring overwrote
-            lost = lag - (RING_SAMPLES - VIB_SAMPLES)
+        if lag > RING_SAMPLES - _VIB_SAMPLES:  # the link fell behind: skip what the ring overwrote
+            lost = lag - (RING_SAMPLES - _VIB_SAMPLES)
             self._vib_idx = (self._vib_idx + lost) & TICKS_MASK
             self.overruns += 1
             lag -= lost
-        while lag >= VIB_SAMPLES:
-            self._send_vib(now, m, VIB_SAMPLES)
-            lag -= VIB_SAMPLES
+        while lag >= _VIB_SAMPLES:
+            self._send_vib(now, m, _VIB_SAMPLES)
+            lag -= _VIB_SAMPLES
         if not want and lag:
             self._send_vib(now, m, lag)  # the stream just ended: its tail
         return lost
@@ -95,11 +95,11 @@ class Streamer:
         self._vib_idx = (idx + n) & TICKS_MASK
 
     # ---- STATS ----------------------------------------------------------------------------------
-    def window_due(self, now):
-        return tdiff(now, self.win_at) >= self.stats_ms
-
     def close_window(self, now, m):
-        """Close motion m's STATS window: its W_* slots, or None when it holds no sample."""
+        """Close motion m's STATS window once stats_ms have passed: its W_* slots, or None (not due
+        yet, or no sample in it)."""
+        if tdiff(now, self.win_at) < self.stats_ms:
+            return None
         self._win_ms = tdiff(now, self.win_at)
         self.win_at = now
         w = m.window()
