@@ -31,16 +31,9 @@ from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.daemon import CarPipeline, OutboxStore
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
-from liftwatch.protocol.trace import FEED_RECORD, trace_to_feed
 from liftwatch.protocol.framing import FrameReader
-from liftwatch.upy import (
-    ESP32_HEAPSIZE,
-    FIRMWARE_DIR,
-    SIM_HARDWARE_DIR,
-    interpreter_mpy,
-    micropython_cmd,
-    micropython_env,
-)
+from liftwatch.protocol.trace import FEED_RECORD, trace_to_feed
+from liftwatch.upy import ESP32_HEAPSIZE, FIRMWARE_DIR, micropython_cmd, micropython_env, run_micropython
 
 # The firmware's entry point (docs/ARCHITECTURE.md: main.py -> agent.run(hal.board())).
 FIRMWARE_MAIN = FIRMWARE_DIR / "main.py"
@@ -92,26 +85,21 @@ class ReplayResult:
         return self.trace_s / self.wall_s if self.wall_s > 0 else 0.0
 
 
-def _image_sources() -> list[Path]:
-    """What a replay runs: the modules `liftwatch flash` deploys, and the simulated hardware under them."""
-    from liftwatch.edge_daemon.flash import firmware_sources
-
-    return firmware_sources() + sorted(SIM_HARDWARE_DIR.glob("*.py"))
-
-
 def build_firmware_image(dest: Path) -> Path:
     """The firmware in its deploy form (docs/firmware.md): every module, main included, through
-    `mpy-cross -O3` with native code for this interpreter's architecture, and the simulated hardware
-    it runs on. The 96 KiB heap cannot compile the sources itself."""
-    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, mpy_cross
+    `mpy-cross -O3` with native code for this interpreter's architecture. The 96 KiB heap cannot
+    compile the sources itself."""
+    from liftwatch.edge_daemon.flash import _NATIVE_ARCH, FlashError, firmware_sources, mpy_cross
 
-    mpy = interpreter_mpy()
-    if not mpy:
-        raise ReplayError("micropython did not report its mpy version")
+    probe = run_micropython(["-c", "import sys; print(getattr(sys.implementation, '_mpy', 0))"], paths=())
+    try:
+        mpy = int(probe.stdout.split()[-1])
+    except (IndexError, ValueError):
+        raise ReplayError(f"micropython did not report its mpy version: {probe.stderr.decode(errors='replace')}")
     arch = _NATIVE_ARCH.get((mpy >> 10) & 0xF)
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        for src in _image_sources():
+        for src in firmware_sources(simulated=True):  # runs on the host interpreter, hal_sim included
             mpy_cross(src, dest / (src.stem + ".mpy"), arch)
     except FlashError as err:
         raise ReplayError(f"cannot build the firmware image: {err}") from err
@@ -122,11 +110,11 @@ def cached_firmware_image(fallback: Path) -> Path:
     """The deploy-form image, reused between replays while the sources and the tools are unchanged
     (compiling takes longer than replaying a short trace). Cached under $XDG_CACHE_HOME/liftwatch;
     built into `fallback` when the cache cannot be written."""
-    from liftwatch.edge_daemon.flash import FlashError
+    from liftwatch.edge_daemon.flash import FlashError, firmware_sources
 
     digest = hashlib.sha256()
     try:
-        sources = _image_sources()
+        sources = firmware_sources(simulated=True)
     except FlashError as err:
         raise ReplayError(f"cannot build the firmware image: {err}") from err
     for src in sources:

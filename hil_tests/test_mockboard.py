@@ -160,14 +160,12 @@ def test_heap_after_firmware_imports_is_an_esp32s(flashed, tmp_path: Path) -> No
     """After importing the firmware, main.py has what a plain 96k interpreter has (plus the fake
     accelerometer's share, which is silicon on a board): the mock's allowances are measured, not guessed."""
     from liftwatch.edge_daemon.flash import compile_firmware, firmware_sources
-    from liftwatch.hil.mockboard.sim_hardware import sim_hardware_image
 
     board = flashed(speed=1.0)
     mpy = tmp_path / "mpy"
     mpy.mkdir()
-    compile_firmware(firmware_sources(), mpy, "x64")
-    on_board, plain = _free_heap_on_board_and_plain(board, tmp_path, "import agent, hal, hal_sim",
-                                                    paths=(mpy, sim_hardware_image()))
+    compile_firmware(firmware_sources(simulated=True), mpy, "x64")
+    on_board, plain = _free_heap_on_board_and_plain(board, tmp_path, "import agent, hal, hal_sim", paths=(mpy,))
     # qstr pools grow by doubling, so the match is within a pool step: never less than an ESP32 gives
     # (no false MemoryError), at most 3 KiB more (nothing real hidden).
     assert -1024 <= on_board - plain - SIM_HARDWARE_HEAP_K * 1024 <= 3072, (on_board, plain)

@@ -19,8 +19,8 @@ ESP32_HEAPSIZE = "96k"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = REPO_ROOT / "firmware"
 # The simulated hardware (hal_sim, the fake accelerometers): what the mock board, the firmware tests
-# and `liftwatch replay` run the firmware on. Outside FIRMWARE_DIR's top level, so `liftwatch flash`
-# never copies it to a board.
+# and `liftwatch replay` run the firmware on. `liftwatch flash` copies it to the mock board only
+# (edge_daemon/flash.py: is_simulation_module, is_simulator_arch), never to a real board.
 SIM_HARDWARE_DIR = FIRMWARE_DIR / "sim"
 PROTOCOL_DIR = REPO_ROOT / "protocol"
 
@@ -63,16 +63,6 @@ def micropython_env(paths: Sequence[os.PathLike | str] = (), extra: dict[str, st
     if extra:
         env.update(extra)
     return env
-
-
-def interpreter_mpy() -> int:
-    """The interpreter's ``sys.implementation._mpy``: .mpy version in the low byte, native architecture
-    in bits 10.. (what mpy-cross -march must match for viper code); 0 if it does not say."""
-    probe = run_micropython(["-c", "import sys; print(getattr(sys.implementation, '_mpy', 0))"], paths=())
-    try:
-        return int(probe.stdout.split()[-1])
-    except (IndexError, ValueError):
-        return 0
 
 
 def run_micropython(

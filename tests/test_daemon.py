@@ -379,7 +379,11 @@ async def test_many_boards_one_stalled_one_garbage_others_unaffected(tmp_path):
     # is full, so every host->board write to it blocks. (Opening a port flushes its input, so the
     # board speaks once the daemon has it open.)
     assert await wait_until(lambda: len(daemon.boards) == 6 and all(t.phase is LinkPhase.READY for t in daemon.boards))
-    filler = os.open(os.readlink(stalled.link_path), os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    # Filled through a duplicate of the daemon's own descriptor: the room a pty reports depends on
+    # the open file and the kernel (a second open of the same tty could still block while the
+    # daemon's had room, on kernel 6.18), so only the transport's own descriptor tells "full".
+    stalled_task = next(t for t in daemon.boards if t.board.car == "car-4")
+    filler = os.dup(stalled_task.transport._writer.transport.serial.fd)
 
     def top_up() -> None:
         """Keep the board-bound tty buffer full (the kernel frees room as it moves flip buffers)."""
@@ -522,7 +526,9 @@ async def test_event_stored_before_a_restart_is_not_reported_twice(tmp_path):
         board_stop.set()
         await live
         board.close()
-    assert [x["state"] for x in alarm_events(journal(cfg), "car-0")] == ["raised"]
+    # Raised once across both runs. The board's heartbeats show the button released, so the fault may
+    # also have cleared, once, if a heartbeat was handled after the raise (on a loaded machine it was).
+    assert [x["state"] for x in alarm_events(journal(cfg), "car-0")] in (["raised"], ["raised", "cleared"])
 
 
 async def test_silent_board_goes_offline_after_the_heartbeat_timeout_and_back(tmp_path):

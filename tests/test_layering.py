@@ -1,5 +1,5 @@
 """The product never imports the test harness: edge_daemon/, protocol/ and firmware/ stay free of
-liftwatch.hil (STYLE.md), and the simulated hardware is never among the files `liftwatch flash` copies."""
+liftwatch.hil (STYLE.md), and firmware/sim/ holds all of the simulated hardware."""
 
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def test_the_import_finder_sees_every_form():
     assert len(_HIL_IMPORT.findall(text)) == 3
 
 
-def test_flash_never_copies_the_simulated_hardware():
+def test_the_simulated_hardware_lives_in_firmware_sim():
+    # tests/test_flash.py checks the rule by which `liftwatch flash` keeps it off a real board.
     sim = {p.name for p in SIM_HARDWARE_DIR.glob("*.py")}
-    assert {"hal_sim.py", "fakeaccel.py"} <= sim
-    deployed = {p.name for p in firmware_sources()}
-    assert not sim & deployed
-    assert {"main.py", "agent.py", "lwproto.py"} <= deployed
+    assert {"hal_sim.py", "fakeaccel.py", "fake_adxl.py", "fake_lis2dw12.py", "fake_lis3dh.py"} <= sim
+    assert not sim & {p.name for p in firmware_sources(simulated=False)}
+    assert sim <= {p.name for p in firmware_sources(simulated=True)}
     assert not list(FIRMWARE_DIR.glob("fake*.py")) and not (FIRMWARE_DIR / "hal_sim.py").exists()

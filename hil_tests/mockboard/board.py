@@ -37,7 +37,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liftwatch.hil.mockboard.sim_hardware import sim_hardware_image
 from liftwatch.hil.sim.scenario import BoardFault
 from liftwatch.protocol.trace import FEED_RECORD, CarSample
 from liftwatch.upy import ESP32_HEAPSIZE, micropython_cmd
@@ -306,7 +305,6 @@ class MockBoard:
         # The ROM runs with the board directory as its cwd and names everything relative to it.
         os.symlink(BOARD_ROM.resolve(), self.sim_dir / BOARD_ROM.name)
         os.symlink(self.fs_image.resolve(), self.sim_dir / "flash.img")
-        os.symlink(sim_hardware_image(), self.sim_dir / "hw")  # the ROM's /sim/hw: silicon, not flash
         os.mkfifo(self.sim_dir / "feed")
         os.mkfifo(self.sim_dir / "ctl")
         # O_RDWR: opening never blocks and the FIFO never reports EOF between boards.
