@@ -403,7 +403,10 @@ class BoardTask:
                 while not self._writes.empty():
                     self._writes.get_nowait()
                 await self.transport.close()
-            await self.pipeline.link_lost()
+            if stop.is_set():  # a deliberate stop is not a fault: no board_offline, the board did not go
+                self.pipeline.session.link_lost()
+            else:
+                await self.pipeline.link_lost()
             if self.pipeline.host_seq_moved():
                 await self.pipeline.save_state()
             self.phase = LinkPhase.DISCONNECTED
@@ -529,6 +532,10 @@ class BoardTask:
             expected_board=self.board.board_id or None,
             link_quality=link_quality(self.reader.frames, self.pipeline.session.counters.lost_frames,
                                       sum(self.reader.drops.values())),
+            # Seconds since the last frame on the daemon's own clock: `last_heard_ts` is on the
+            # board's clock, which a sped-up mock board runs ahead of the host's.
+            heard_age_s=None if self.pipeline.session.last_heard_mono_s is None
+            else round(self.monotonic() - self.pipeline.session.last_heard_mono_s, 1),
         )
         return s
 
@@ -631,7 +638,9 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         stats = self.outbox.stats().to_status() if self.outbox is not None else {}
         return {
-            "ts": utc_iso(self.clock()),
+            "ts": utc_iso(self.clock()),  # the daemon's clock: simulated in the demo
+            "written_ts": utc_iso(time.time()),  # the real time, by which `liftwatch status` judges staleness
+            "utc_offset_h": self.config.analytics.day_utc_offset_h,  # the site's zone, for people
             "site": self.config.site,
             "pi": self.config.pi,
             "pid": os.getpid(),

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-from liftwatch.edge_daemon.cli import calibrate, format_status, parse_start, CalibrationError
+import pytest
+from support.board import PtyBoard, hello_payload
+from support.daemon import LIFTWATCH, alarm_events, liftwatch_run, wait_until
+
+from liftwatch.edge_daemon.cli import CalibrationError, calibrate, format_status, parse_start
 from liftwatch.edge_daemon.transport.serial import SerialTransport
+from liftwatch.hil.mockboard.ptys import PtyPort
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import messages as m
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_daemon import SimBoard, alarm_events  # noqa: E402  (the pty board simulation)
-
-import pytest  # noqa: E402
-
-LIFTWATCH = [sys.executable, "-m", "liftwatch"]
 
 
 def write_config(tmp_path: Path, port: str) -> Path:
@@ -61,25 +54,22 @@ def test_run_check_and_config_errors(tmp_path):
 
 
 async def test_run_serves_a_board_until_sigterm_and_status_reports_it(tmp_path):
-    board = SimBoard(str(tmp_path / "ttyA"), "board-a")
+    board = PtyBoard(str(tmp_path / "ttyA"), "board-a")
     cfg = write_config(tmp_path, board.link_path)
-    proc = await asyncio.create_subprocess_exec(*LIFTWATCH, "run", "--config", str(cfg),
-                                                stderr=asyncio.subprocess.PIPE)
-    stop = asyncio.Event()
-    live = asyncio.create_task(board.live(stop))
     status_path = tmp_path / "state" / "status.json"
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not board.host_frames:  # daemon up and talking
-            board.hello()
-            await asyncio.sleep(0.2)
-        board.raise_event(3)
-        while time.monotonic() < deadline and board.acked != [3]:
-            await asyncio.sleep(0.05)
-        assert board.acked == [3]
-        await asyncio.sleep(1.0)  # one status refresh
-        status = json.loads(status_path.read_text())
-        (b,) = status["boards"]
+    async with liftwatch_run(cfg, board) as run:
+
+        def status_board() -> dict:
+            try:
+                (b,) = json.loads(status_path.read_text())["boards"]
+            except (OSError, ValueError):  # not written yet, or caught mid-replace
+                return {}
+            return b
+
+        # the status file is rewritten every 0.5 s: wait for one that has the event (a fixed sleep
+        # is not enough on a loaded machine)
+        assert await wait_until(lambda: status_board().get("counters", {}).get("events") == 1, 10.0)
+        b = status_board()
         assert b["car"] == "lift-a" and b["board"] == "board-a" and b["online"] and b["phase"] == "ready"
         assert b["counters"]["events"] == 1 and b["counters"]["acks_sent"] >= 1
         assert [(e["type"], e["state"]) for e in b["last_events"]] == [("alarm_button", "raised")]
@@ -87,15 +77,7 @@ async def test_run_serves_a_board_until_sigterm_and_status_reports_it(tmp_path):
         shown = subprocess.run(LIFTWATCH + ["status", "--config", str(cfg)], capture_output=True, text=True)
         assert shown.returncode == 0, shown.stderr
         assert "lift-a" in shown.stdout and "board-a" in shown.stdout and "STALE" not in shown.stdout
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
-    finally:
-        stop.set()
-        await live
-        board.close()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert await run.terminate() == 0
     lines = [json.loads(x) for x in (tmp_path / "state" / "upstream.jsonl").read_text().splitlines()]
     assert [x["state"] for x in alarm_events(lines, "lift-a")] == ["raised"]
     assert lines[-1]["kind"] == "status" and lines[-1]["state"] == "offline"  # clean shutdown
@@ -109,7 +91,7 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
     status = {
         "ts": "2027-01-15T07:00:00.000Z", "site": "s", "pi": "p",
         "upstream": {"state": "ready", "delivered": 5}, "outbox": {"pending": 2, "pending_bytes": 900, "budget_bytes": 64e6},
-        "boards": [{"car": "c1", "board": "b1", "phase": "ready", "online": True, "last_heard_ts": now - 3,
+        "boards": [{"car": "c1", "board": "b1", "phase": "ready", "online": True, "last_heard_ts": now - 3600 - 3,
                     "counters": {"frames": 10, "lost_frames": 1, "reboots": 2, "drops": {"late": 1}},
                     "framing_drops": {"crc": 2}, "active_faults": ["entrapment"], "config_error": "1: rate_hz",
                     "calibrated": False, "safe_mode": False, "link_counters": {}, "link_quality": 0.7692,
@@ -117,13 +99,31 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
                     "last_events": [{"type": "entrapment", "state": "raised", "event_ts": "2027-01-15T07:59:00.000Z"}]}],
     }
     text = format_status(status, now)
-    assert "STALE" in text  # written long before `now`
+    assert "STALE" in text  # written long before `now`; the board heard 3 s before that
     row = next(line for line in text.splitlines() if line.startswith("c1"))
-    assert row.split()[:11] == ["c1", "b1", "ready", "yes", "3s", "ago", "10", "1", "3", "76.9%", "2"]
+    assert row.split()[:11] == ["c1", "b1", "ready", "yes", "60m", "ago", "10", "1", "3", "76.9%", "2"]
     assert "entrapment" in row
     assert "config refused: 1: rate_hz" in text and "not calibrated" in text
-    assert "2027-01-15T07:59:00.000Z entrapment raised" in text
+    assert "2027-01-15 07:59:00 UTC entrapment raised" in text  # no utc_offset_h (an older daemon): UTC, said
     assert "WRONG BOARD: config expects b7" in text
+
+
+def test_status_of_a_simulated_clock_is_fresh_and_in_the_site_zone():
+    """The demo's daemon runs yesterday's simulated day: its clock (`ts`) is a day behind, and a
+    sped-up board's own timestamps run ahead; neither is how old the snapshot or the last frame is."""
+    now = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+    status = {
+        "ts": "2027-01-14T04:20:00.000Z", "written_ts": "2027-01-15T07:59:59.000Z", "utc_offset_h": 8.0,
+        "site": "s", "pi": "p", "upstream": {}, "outbox": {},
+        "boards": [{"car": "c1", "online": True, "last_heard_ts": now + 1841, "heard_age_s": 4.0, "counters": {},
+                    "last_events": [{"type": "entrapment", "state": "raised", "event_ts": "2027-01-14T04:19:00Z"}]}],
+    }
+    text = format_status(status, now)
+    assert "STALE" not in text and "snapshot 1s ago" in text
+    assert "at 2027-01-14 12:20:00 UTC+08:00" in text  # the daemon's (simulated) time, as the site reads it
+    row = next(line for line in text.splitlines() if line.startswith("c1"))
+    assert "5s ago" in row  # 4 s before the snapshot, written 1 s ago
+    assert "2027-01-14 12:19:00 UTC+08:00 entrapment raised" in text
 
 
 def test_parse_start():
@@ -134,7 +134,7 @@ def test_parse_start():
         parse_start("yesterday")
 
 
-class CalibratingBoard(SimBoard):
+class CalibratingBoard(PtyBoard):
     """Answers CONTROL calibrate with ACK, then reports the gravity it found in its next HELLO."""
 
     def __init__(self, *a, refuse: bool = False, **kw) -> None:
@@ -144,8 +144,7 @@ class CalibratingBoard(SimBoard):
 
     def hello(self) -> None:
         g = [12, -40, 16390] if self.calibrated else None
-        self.send(lw.T_HELLO, [self.board_id, "1.0.0", "lis3dh", 5, "power_on", [], 400, 16384,
-                               self.calibrated, False, self.boot_id, g])
+        self.send(lw.T_HELLO, hello_payload(self.board_id, self.boot_id, gravity=g))
 
     def poll(self) -> None:
         before = len(self.host_frames)
@@ -163,26 +162,18 @@ class CalibratingBoard(SimBoard):
 @pytest.mark.parametrize("refuse", [False, True])
 async def test_calibrate_over_the_link(tmp_path, refuse):
     board = CalibratingBoard(str(tmp_path / "tty"), "board-c", boot_id=9, refuse=refuse)
-    stop = asyncio.Event()
-    live = asyncio.create_task(board.live(stop, period_s=0.02))
-    try:
+    async with board.living(period_s=0.02):
         if refuse:
             with pytest.raises(CalibrationError, match="car is moving"):
                 await calibrate(SerialTransport(board.link_path), 5.0)
         else:
             assert await calibrate(SerialTransport(board.link_path), 5.0) == (12, -40, 16390)
-    finally:
-        stop.set()
-        await live
-        board.close()
 
 
 async def test_calibrate_without_board_times_out_clearly(tmp_path):
-    master, slave = os.openpty()
-    path = os.ttyname(slave)
-    os.close(slave)
+    silent = PtyPort(str(tmp_path / "tty"))
     try:
         with pytest.raises(CalibrationError, match="no frame from the board"):
-            await calibrate(SerialTransport(path), 0.5)
+            await calibrate(SerialTransport(silent.link_path), 0.5)
     finally:
-        os.close(master)
+        silent.close()

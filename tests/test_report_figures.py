@@ -17,7 +17,7 @@ from liftwatch.edge_daemon.report.figures import (
     union_s,
 )
 from liftwatch.edge_daemon.report.fleet import rank_fleet, risk_of
-from test_report_synth import CarLog, clean_week, known_week, local_ts
+from support.report_synth import CarLog, clean_week, known_week, local_ts
 
 WEEK = Period(date(2026, 11, 2), date(2026, 11, 8))
 
@@ -140,6 +140,14 @@ def test_daemon_response_wins_and_visit_in_progress_means_zero() -> None:
     log.fault("leveling_fault", local_ts("2026-11-04", "09:30"), local_ts("2026-11-04", "11:00"))
     f = car_figures("car-1", log.messages, WEEK)
     assert [c.response_s for c in f.faults] == [900.0, 0.0]
+
+
+def test_a_visit_the_data_ended_inside_is_not_judged_short() -> None:
+    log = CarLog()
+    log.visit(local_ts("2026-11-03", "14:00"), 20, in_progress=True)  # the data end with the technician on site
+    log.visit(local_ts("2026-11-05", "09:00"), 20)
+    f = car_figures("car-1", log.messages, WEEK)
+    assert [v.too_short for v in f.visits] == [False, True] and f.short_visits == 1
 
 
 def test_cleared_without_raised_ts_pairs_by_duration() -> None:
