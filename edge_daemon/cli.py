@@ -375,8 +375,8 @@ async def calibrate(transport: Any, timeout_s: float = 30.0) -> tuple[int, int, 
                         raise CalibrationError(f"board refused calibration: {ack[1] or ack[0]}")
                     acked = True
                     session.request(m.Command.REQUEST_HELLO, 0, time.time())
-                if acked and frame.type == m.MessageType.HELLO and session.info.calibrated and session.info.gravity:
-                    return session.info.gravity
+                if acked and frame.type == m.MessageType.HELLO and session.calibrated and session.gravity:
+                    return session.gravity
             for wire in session.take_outgoing():
                 await asyncio.wait_for(transport.write(wire), 2.0)
     except TransportError as err:
