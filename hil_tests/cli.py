@@ -84,7 +84,7 @@ def _stop_event() -> threading.Event:
 
 def _mock_board(args: argparse.Namespace) -> int:
     from liftwatch.hil.mockboard.board import MockBoard, MockBoardError
-    from liftwatch.hil.sim.feed import TraceError, read_trace
+    from liftwatch.protocol.trace import TraceError, read_trace
     from liftwatch.hil.sim.scenario import Scenario, ScenarioError
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
@@ -127,7 +127,7 @@ def _mock_board(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from liftwatch.hil.sim.feed import TraceWriter
+    from liftwatch.protocol.trace import TraceWriter
     from liftwatch.hil.sim.scenario import Scenario, ScenarioError
 
     try:
@@ -171,7 +171,7 @@ def _unwrap_vib(
 def _record(args: argparse.Namespace) -> int:
     import serial
 
-    from liftwatch.hil.sim.feed import CarSample, TraceWriter
+    from liftwatch.protocol.trace import INPUT_MASK, CarSample, TraceWriter
     from liftwatch.protocol.framing import FrameReader
     from liftwatch.protocol.messages import MessageError, Stats, State, Vib, decode_message
 
@@ -218,7 +218,7 @@ def _record(args: argparse.Namespace) -> int:
                 except (MessageError, KeyError):
                     continue
                 if isinstance(msg, State):
-                    inputs = msg.inputs & 0x3F
+                    inputs = msg.inputs & INPUT_MASK
                     push(msg.event_t_ms * 1000, held_mg)
                 elif isinstance(msg, Stats):
                     held_mg = tuple(int(round(v)) for v in msg.mean_mg[:3])  # type: ignore[assignment]
