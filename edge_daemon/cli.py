@@ -10,9 +10,12 @@ import re
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from liftwatch.output import atomic_output
 
 # Exit codes: 0 ok, 1 the operation failed, 2 bad input (config, trace, arguments).
 EXIT_FAILED = 1
@@ -52,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="config naming the board (with --car)")
     p.add_argument("--car", help="car of the board in the config (default: the only one)")
     p.add_argument("--port", help="serial port of the board, without a config")
-    p.add_argument("--baudrate", type=int, default=None)
+    p.add_argument("--baudrate", type=int, default=None,
+                   help="serial port speed (default: the board's `baudrate` in the config, else 921600)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the board")
     p.set_defaults(func=cmd_calibrate)
 
@@ -154,16 +158,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
               "floors not numbered); a car that differs gets false overspeed and leveling faults", file=sys.stderr)
     if not args.trace.exists():
         return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer
     try:
-        result = asyncio.run(replay_trace(args.trace, out, settings, keep_dir=args.keep))
+        with atomic_output(args.out, "wb") if args.out else nullcontext(sys.stdout.buffer) as out:
+            result = asyncio.run(replay_trace(args.trace, out, settings, keep_dir=args.keep))
     except TraceError as err:
         return _fail(f"{args.trace}: {err}" if str(args.trace) not in str(err) else str(err), EXIT_BAD_INPUT)
     except ReplayError as err:
         return _fail(str(err))
-    finally:
-        if args.out:
-            out.close()
     print(
         f"replay: {result.trace_s:.1f} s of trace in {result.wall_s:.1f} s ({result.speedup:.0f}x), "
         f"{result.frames} frames, {result.messages} messages"

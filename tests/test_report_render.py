@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from liftwatch.cli import main
+from liftwatch.edge_daemon.envelope import make_message, utc_iso
 from liftwatch.edge_daemon.report import fonts
 from liftwatch.edge_daemon.report.figures import Period, car_figures
 from liftwatch.edge_daemon.report.html import render_car_html, render_fleet_html
@@ -20,7 +22,7 @@ from liftwatch.edge_daemon.report.pdf import find_chromium
 import matplotlib.pyplot as plt
 
 from liftwatch.edge_daemon.report.plots import Labels, to_svg, trips_figure
-from test_report_synth import clean_week, known_week
+from test_report_synth import clean_week, known_week, local_ts
 
 WEEK = Period(date(2026, 11, 2), date(2026, 11, 8))
 ARGS = ["--from", "2026-11-02", "--to", "2026-11-08"]
@@ -111,12 +113,80 @@ def test_cjk_font_found_when_installed() -> None:
 def test_cli_unknown_car_and_missing_source(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--car", "car-9", *ARGS, "--source", str(journal), "--out", str(tmp_path / "x.html")]) == 2
     err = capsys.readouterr().err
-    assert "no messages of car 'car-9'" in err and "car-1, car-ok" in err
+    assert "no car 'car-9'" in err and "car-1, car-ok" in err
     assert main(["report", "--car", "car-1", *ARGS, "--source", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["report", "--car", "car-1", "--from", "2026-13-01", "--to", "2026-11-08"])
     assert exc.value.code == 2
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cli_report_of_a_car_with_only_the_pis_status_messages_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Car-less status messages are loaded with every car, but they are no fact of the car: a report
+    of them alone would read all green ("Compliant") for a car that does not exist."""
+    status = make_message("status", "estate-a", None, None, utc_iso(local_ts("2026-11-03", "12:00")), "pi:status:1",
+                          {"boards": [], "drops": {}})
+    journal = tmp_path / "upstream.jsonl"
+    journal.write_text(json.dumps(status) + "\n", encoding="utf-8")
+    out = tmp_path / "x.html"
+    assert main(["report", "--car", "nosuchcar", *ARGS, "--source", str(journal), "--out", str(out)]) == 2
+    assert "no car 'nosuchcar'" in _one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_cli_report_of_a_known_car_with_no_fact_in_the_period_is_refused(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The loader keeps a day either side of the period; a car heard only then has nothing to report."""
+    args = ["--from", "2026-11-10", "--to", "2026-11-10"]  # the day after the known week's last (11-08 + margin)
+    assert main(["report", "--car", "car-1", *args, "--source", str(journal), "--out", str(tmp_path / "x.html")]) == 2
+    assert "no messages of car 'car-1' between 2026-11-10 and 2026-11-10" in _one_line(capsys.readouterr().err)
+    args = ["--from", "2026-11-09", "--to", "2026-11-09"]  # within the load margin of the week
+    assert main(["report", "--car", "car-1", *args, "--source", str(journal), "--out", str(tmp_path / "x.html")]) == 2
+    assert "no messages of car 'car-1'" in _one_line(capsys.readouterr().err)
+
+
+def test_cli_report_from_a_text_file_is_an_error_not_an_empty_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("car-1 looked fine today\nno faults\n", encoding="utf-8")
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(notes), "--out", str(tmp_path / "x.html")]) == 2
+    assert "not an upstream journal" in _one_line(capsys.readouterr().err)
+    assert main(["fleet-report", *ARGS, "--source", str(notes), "--out", str(tmp_path / "f.html")]) == 2
+    assert "not an upstream journal" in _one_line(capsys.readouterr().err)
+
+
+def test_cli_report_refuses_an_output_suffix_it_does_not_write(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.docx"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 2
+    assert ".html or .pdf, not .docx" in _one_line(capsys.readouterr().err)
+    assert not out.exists()
+    html = tmp_path / "x.html"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(html), "--format", "pdf"]) == 2
+    assert "does not match" in _one_line(capsys.readouterr().err)
+
+
+def test_cli_report_that_fails_keeps_the_previous_output(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report.html"
+    out.write_text("last month's good report", encoding="utf-8")
+    assert main(["report", "--car", "car-9", *ARGS, "--source", str(journal), "--out", str(out)]) == 2
+    assert out.read_text(encoding="utf-8") == "last month's good report"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
+    assert "car-1" in out.read_text(encoding="utf-8")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left beside it
 
 
 def _pages(pdf: Path) -> int:
