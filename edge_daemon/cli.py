@@ -57,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", help="serial port of the board, without a config")
     p.add_argument("--baudrate", type=int, default=None,
                    help="serial port speed (default: the board's `baudrate` in the config, else 921600)")
+    p.add_argument("--key-file", help="with --port: the board's frame-tag key (hex); a config names it as key_file")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the board")
     p.set_defaults(func=cmd_calibrate)
 
@@ -286,10 +287,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from liftwatch.edge_daemon.config import ConfigError, load_config
+    from liftwatch.edge_daemon.session import SessionConfig
     from liftwatch.edge_daemon.transport import LinkKind, make_transport
+    from liftwatch.protocol.framing import FrameReader
 
     if args.port:
+        if args.config:
+            return _fail("give --port or --config, not both", EXIT_BAD_INPUT)
+        try:
+            key = bytes.fromhex(Path(args.key_file).read_text().strip()) if args.key_file else None
+        except (OSError, ValueError) as err:
+            return _fail(f"--key-file {args.key_file}: {getattr(err, 'strerror', None) or 'not a hex key'}",
+                         EXIT_BAD_INPUT)
         transport = make_transport(LinkKind.SERIAL, args.port, baudrate=args.baudrate)
+        session_config, reader = SessionConfig(key=key), FrameReader(key=key, require_tag=key is not None)
     elif args.config:
         try:
             cfg = load_config(args.config)
@@ -299,11 +310,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if len(boards) != 1:
             return _fail("name the board with --car (the config has several)" if boards else
                          f"no board with car = {args.car!r}", EXIT_BAD_INPUT)
-        transport = make_transport(boards[0].link, boards[0].address, baudrate=args.baudrate or boards[0].baudrate)
+        board = boards[0]
+        transport = make_transport(board.link, board.address, baudrate=args.baudrate or board.baudrate)
+        # the board's key as the daemon uses it: a keyed board drops untagged commands
+        session_config = cfg.session_for(board)
+        reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
     else:
         return _fail("give --port, or --config (and --car)", EXIT_BAD_INPUT)
     try:
-        gravity = asyncio.run(calibrate(transport, args.timeout))
+        gravity = asyncio.run(calibrate(transport, args.timeout, session_config, reader))
     except CalibrationError as err:
         return _fail(str(err))
     print(f"calibrated: gravity vector {list(gravity)} counts")
@@ -314,24 +329,29 @@ class CalibrationError(RuntimeError):
     """The board did not calibrate: absent, refused (e.g. not at rest), or timed out."""
 
 
-async def calibrate(transport: Any, timeout_s: float = 30.0) -> tuple[int, int, int]:
+async def calibrate(transport: Any, timeout_s: float = 30.0, session_config: Any = None,
+                    reader: Any = None) -> tuple[int, int, int]:
     """Step 1 open the link, step 2 hear the board (its boot id is echoed in commands), step 3
-    CONTROL calibrate, step 4 wait for the ACK and the HELLO that carries the new gravity vector."""
+    CONTROL calibrate, step 4 wait for the ACK and the HELLO that carries the new gravity vector.
+
+    `session_config` carries the board's key (commands to a keyed board are tagged with it) and
+    `reader` verifies its frames; both default to an unkeyed board."""
     from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
     from liftwatch.edge_daemon.transport import TransportError
     from liftwatch.protocol import messages as m
     from liftwatch.protocol.framing import FrameReader
 
-    session = BoardSession(SessionConfig(), LinkMode.LIVE)
-    reader = FrameReader()
+    session = BoardSession(session_config or SessionConfig(), LinkMode.LIVE)
+    reader = reader or FrameReader()
     try:
         await transport.open()
     except TransportError as err:
-        raise CalibrationError(f"{err} (is `liftwatch run` holding the port? stop it first)") from err
+        raise CalibrationError(str(err)) from err
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     control_seq: int | None = None
     acked = False
+    keyed_board = False
     try:
         while loop.time() < deadline:
             try:
@@ -339,7 +359,10 @@ async def calibrate(transport: Any, timeout_s: float = 30.0) -> tuple[int, int, 
             except asyncio.TimeoutError:
                 break
             for frame in reader.feed(chunk):
+                if reader.key != session.config.key:  # the board runs its rotated key: answer with it
+                    session.config = replace(session.config, key=reader.key)
                 session.on_frame(frame, time.time())
+                keyed_board = keyed_board or frame.tagged
                 if control_seq is None and session.boot_id is not None:
                     session.take_outgoing()  # only our command goes out
                     control_seq = session.request(m.Command.CALIBRATE, 0, time.time())
@@ -359,4 +382,7 @@ async def calibrate(transport: Any, timeout_s: float = 30.0) -> tuple[int, int, 
         await transport.close()
     if control_seq is None:
         raise CalibrationError(f"no frame from the board on {transport.link} within {timeout_s:.0f} s")
+    if keyed_board and session.config.key is None:
+        raise CalibrationError("the board tags its frames and ignores untagged commands: give its key "
+                               "(--config whose [[boards]] names key_file, or --key-file with --port)")
     raise CalibrationError(f"board did not confirm calibration within {timeout_s:.0f} s")
