@@ -129,6 +129,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from liftwatch.edge_daemon.replay import ReplayError, ReplaySettings, replay_trace
     from liftwatch.hil.sim.feed import TraceError
 
+    if not args.trace.is_file():
+        return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)
     try:
         start = parse_start(args.start)
     except ValueError as err:
@@ -153,12 +155,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except ValueError as err:  # CarSpecError, analytics ConfigError
             return _fail(f"--car-file: {err}", EXIT_BAD_INPUT)
     elif not args.config:
-        a = settings.analytics
-        print(f"replay: no --config or --car-file: analytics defaults (rated speed {a.rated_speed_mps} m/s, "
-              f"door-zone vane {a.vane_length_mm:g} mm with sensors {a.zone_sensor_spacing_mm:g} mm apart, "
-              "floors not numbered); a car that differs gets false overspeed and leveling faults", file=sys.stderr)
-    if not args.trace.exists():
-        return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)
+        settings = replace(settings, analytics=_header_car_analytics(args.trace, settings.analytics))
     try:
         with atomic_output(args.out, "wb") if args.out else nullcontext(sys.stdout.buffer) as out:
             result = asyncio.run(replay_trace(args.trace, out, settings, keep_dir=args.keep))
@@ -173,6 +170,43 @@ def cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _header_car_analytics(trace: Path, base: Any) -> Any:
+    """Analytics for a trace replayed without --config or --car-file: the car its header names
+    (`# car office6`, as `liftwatch simulate` writes) if that car file is known; else no overspeed
+    judgement at all, since no rated speed was given and a guessed one raises false faults. Says
+    once, on stderr, which it is."""
+    from liftwatch.hil.sim.car import CarSpecError
+
+    name = _trace_car_name(trace)
+    if name is not None:
+        try:
+            analytics = _car_analytics(name, base)
+        except (CarSpecError, ValueError):
+            name = None
+        else:
+            print(f"replay: car {name} from the trace header: rated speed {analytics.rated_speed_mps} m/s, "
+                  f"{analytics.floor_count} floors (--config or --car-file overrides)", file=sys.stderr)
+            return analytics
+    print(f"replay: no --config or --car-file and no known car in the trace header: overspeed is not judged "
+          f"(no rated speed), floors are not numbered, door-zone vane {base.vane_length_mm:g} mm with sensors "
+          f"{base.zone_sensor_spacing_mm:g} mm apart (another geometry gets false leveling faults)", file=sys.stderr)
+    return replace(base, rated_speed_mps=None)
+
+
+def _trace_car_name(trace: Path) -> str | None:
+    """The car named by a `# car NAME` comment at the top of a trace CSV (None if there is none)."""
+    try:
+        with open(trace, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("# car "):
+                    return re.split(r"[;\s]", line[len("# car "):].strip(), maxsplit=1)[0] or None
+                if not line.startswith("#") and not line.startswith("t_us"):
+                    return None  # comments sit above and below the header row, never among the samples
+    except OSError:
+        return None
+    return None
 
 
 def _car_analytics(car_file: str, base: Any) -> Any:

@@ -123,8 +123,8 @@ def _mock_board(args: argparse.Namespace) -> int:
     except (ScenarioError, TraceError, MockBoardError) as exc:
         print(f"liftwatch mock-board: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"console": ports.console, "data": ports.data}), flush=True)
     try:
+        print(json.dumps({"console": ports.console, "data": ports.data}), flush=True)  # a closed stdout raises
         while not stop.wait(0.2):
             if board.error is not None:
                 print(f"liftwatch mock-board: {board.error!r}", file=sys.stderr)

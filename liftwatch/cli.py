@@ -43,15 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand. Whatever it does not report itself ends as one line on stderr, never a
-    traceback: exit 2 for a path on the command line that cannot be used (the user must change it),
-    1 for a runtime failure (an I/O error, a reader that closed our stdout), 130 for Ctrl-C."""
+    traceback: exit 1 for a runtime failure (an output the system refuses, an I/O error, a reader that
+    closed our stdout), 130 for Ctrl-C. Usage errors (exit 2) are the subcommands' own to report."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from liftwatch.output import OutputError
-
     where = f"liftwatch {args.command}"
     try:
         code = int(args.func(args) or 0)
@@ -61,9 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _drop_stdout()
         print(f"{where}: output closed by the reader (broken pipe)", file=sys.stderr)
         return 1
-    except OutputError as err:
-        print(f"{where}: {err}", file=sys.stderr)
-        return 2
     except OSError as err:
         print(f"{where}: {describe_os_error(err)}", file=sys.stderr)
         return 1

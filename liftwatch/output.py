@@ -19,7 +19,8 @@ __all__ = ["OutputError", "atomic_output", "atomic_path"]
 
 
 class OutputError(OSError):
-    """The output cannot be created where asked (no such folder, not a folder, no permission)."""
+    """The output cannot be created where asked (no such folder, not a folder, no permission).
+    An OSError: `liftwatch` reports it in one line, exit 1, like any refused write."""
 
 
 def _new_file_mode(target: Path) -> int:

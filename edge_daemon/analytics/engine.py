@@ -570,7 +570,7 @@ class CarAnalytics:
             leveling=leveling,
         )
         out.append(result)
-        if kin is not None:
+        if kin is not None and self.config.rated_speed_mps is not None:  # no rated speed: no guess judged
             out += self._check_overspeed(trip, kin)
         if rq is not None and rq.judged:
             out += self._check_vibration(trip, rq)
@@ -578,6 +578,7 @@ class CarAnalytics:
         return out
 
     def _check_overspeed(self, trip: _TripInProgress, kin: TripKinematics) -> list[Output]:
+        assert self.config.rated_speed_mps is not None  # checked by the caller
         limit = self.config.rated_speed_mps * self.config.overspeed_ratio
         over = np.abs(kin.speed_mps) > limit
         if not over.any():
