@@ -89,7 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _fail(str(err), EXIT_BAD_INPUT)
     if args.check:
-        print(f"{args.config}: ok ({len(config.boards)} boards, site {config.site})")
+        n = len(config.boards)
+        print(f"{args.config}: ok ({n} board{'' if n == 1 else 's'}, site {config.site})")
         return 0
     from liftwatch.edge_daemon.daemon import DaemonStartError
 
@@ -154,8 +155,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             settings = replace(settings, analytics=_car_analytics(args.car_file, settings.analytics))
         except ValueError as err:  # CarSpecError, analytics ConfigError
             return _fail(f"--car-file: {err}", EXIT_BAD_INPUT)
-    elif not args.config:
-        settings = replace(settings, analytics=_header_car_analytics(args.trace, settings.analytics))
+    note = ""
+    if not args.config and not args.car_file:
+        analytics, note = _header_car_analytics(args.trace, settings.analytics)
+        settings = replace(settings, analytics=analytics)
     try:
         with atomic_output(args.out, "wb") if args.out else nullcontext(sys.stdout.buffer) as out:
             result = asyncio.run(replay_trace(args.trace, out, settings, keep_dir=args.keep))
@@ -163,6 +166,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _fail(f"{args.trace}: {err}" if str(args.trace) not in str(err) else str(err), EXIT_BAD_INPUT)
     except ReplayError as err:
         return _fail(str(err))
+    if note:  # after the run: a failed or interrupted replay says only what went wrong
+        print(note, file=sys.stderr)
     print(
         f"replay: {result.trace_s:.1f} s of trace in {result.wall_s:.1f} s ({result.speedup:.0f}x), "
         f"{result.frames} frames, {result.messages} messages"
@@ -172,11 +177,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _header_car_analytics(trace: Path, base: Any) -> Any:
-    """Analytics for a trace replayed without --config or --car-file: the car its header names
-    (`# car office6`, as `liftwatch simulate` writes) if that car file is known; else no overspeed
-    judgement at all, since no rated speed was given and a guessed one raises false faults. Says
-    once, on stderr, which it is."""
+def _header_car_analytics(trace: Path, base: Any) -> tuple[Any, str]:
+    """(analytics, note) for a trace replayed without --config or --car-file: the car its header
+    names (`# car office6`, as `liftwatch simulate` writes) if that car file is known; else no
+    overspeed judgement at all, since no rated speed was given and a guessed one raises false
+    faults. The note says which, once."""
     from liftwatch.hil.sim.car import CarSpecError
 
     name = _trace_car_name(trace)
@@ -184,15 +189,14 @@ def _header_car_analytics(trace: Path, base: Any) -> Any:
         try:
             analytics = _car_analytics(name, base)
         except (CarSpecError, ValueError):
-            name = None
+            pass
         else:
-            print(f"replay: car {name} from the trace header: rated speed {analytics.rated_speed_mps} m/s, "
-                  f"{analytics.floor_count} floors (--config or --car-file overrides)", file=sys.stderr)
-            return analytics
-    print(f"replay: no --config or --car-file and no known car in the trace header: overspeed is not judged "
-          f"(no rated speed), floors are not numbered, door-zone vane {base.vane_length_mm:g} mm with sensors "
-          f"{base.zone_sensor_spacing_mm:g} mm apart (another geometry gets false leveling faults)", file=sys.stderr)
-    return replace(base, rated_speed_mps=None)
+            return analytics, (f"replay: car {name} from the trace header: rated speed {analytics.rated_speed_mps} "
+                               f"m/s, {analytics.floor_count} floors (--config or --car-file overrides)")
+    return replace(base, rated_speed_mps=None), (
+        f"replay: no --config or --car-file and no known car in the trace header: overspeed is not judged "
+        f"(no rated speed), floors are not numbered, door-zone vane {base.vane_length_mm:g} mm with sensors "
+        f"{base.zone_sensor_spacing_mm:g} mm apart (another geometry gets false leveling faults)")
 
 
 def _trace_car_name(trace: Path) -> str | None:

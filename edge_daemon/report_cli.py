@@ -164,8 +164,8 @@ def _run(args: argparse.Namespace, fleet: bool) -> int:
         print(f"liftwatch {'fleet-report' if fleet else 'report'}: {err}", file=sys.stderr)
         return 2
     engine = f" ({written.pdf_engine})" if written.pdf_engine else ""
-    for f in written.cars:
-        print(f"{f.car}: {f.verdict.en} / {f.verdict.zh}", file=sys.stderr)
+    for f in written.cars:  # results, on stdout: stderr is for what went wrong
+        print(f"{f.car}: {f.verdict.en} / {f.verdict.zh}")
     print(f"wrote {written.path}{engine}")
     return 0
 

@@ -49,7 +49,7 @@ port = "{port}"
 def test_run_check_and_config_errors(tmp_path):
     cfg = write_config(tmp_path, "/dev/ttyUSB7")
     ok = subprocess.run(LIFTWATCH + ["run", "--config", str(cfg), "--check"], capture_output=True, text=True)
-    assert ok.returncode == 0 and "1 boards, site cli-site" in ok.stdout
+    assert ok.returncode == 0 and "(1 board, site cli-site)" in ok.stdout
     cfg.write_text(cfg.read_text().replace("heartbeat_timeout_s", "heartbeat_timout_s"))
     bad = subprocess.run(LIFTWATCH + ["run", "--config", str(cfg)], capture_output=True, text=True)
     assert bad.returncode == 2

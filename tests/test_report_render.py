@@ -245,8 +245,8 @@ def test_fleet_report_pdf(journal: Path, tmp_path: Path, capsys: pytest.CaptureF
     out = tmp_path / "fleet.pdf"
     assert main(["fleet-report", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
     assert out.read_bytes().startswith(b"%PDF") and _pages(out) == 2
-    err = capsys.readouterr().err
-    assert "car-1: Contract targets missed" in err and "car-ok: Compliant" in err
+    printed = capsys.readouterr().out
+    assert "car-1: Contract targets missed" in printed and "car-ok: Compliant" in printed
 
 
 def test_cli_takes_sources_and_targets_from_the_daemon_config(
