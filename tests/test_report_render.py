@@ -22,7 +22,7 @@ from liftwatch.edge_daemon.report.pdf import find_chromium
 import matplotlib.pyplot as plt
 
 from liftwatch.edge_daemon.report.plots import Labels, to_svg, trips_figure
-from test_report_synth import clean_week, known_week, local_ts
+from test_report_synth import CarLog, clean_week, known_week, local_ts
 
 WEEK = Period(date(2026, 11, 2), date(2026, 11, 8))
 ARGS = ["--from", "2026-11-02", "--to", "2026-11-08"]
@@ -299,3 +299,48 @@ def test_config_board_override_sets_one_cars_targets(tmp_path: Path) -> None:
     assert targets.maintenance_min_s == 1200.0
     _, _, targets, _, _ = _resolve(parser.parse_args(["fleet-report", *ARGS, "--config", str(cfg), *src]), "f")
     assert (targets.maintenance_min_s, targets.utc_offset_h) == (1200.0, 8.0)
+
+
+def test_a_one_day_report_plots_hours_not_one_date_on_every_tick() -> None:
+    """Every tick of a one-day period read "11-03" and trips per day was one bar filling the chart."""
+    day = Period(date(2026, 11, 3), date(2026, 11, 3))
+    log = CarLog("car-1")
+    for hour, n in ((7, 5), (8, 9), (12, 2), (18, 7)):
+        for i in range(n):
+            log.trip(local_ts("2026-11-03", f"{hour:02d}:{5 * i:02d}"))
+    f = car_figures("car-1", log.messages, day)
+    lab = Labels()
+    with plt.rc_context(lab.rc()):
+        fig = trips_figure(f, lab)
+    ax = fig.axes[0]
+    assert "Trips per hour" in ax.get_title(loc="left")
+    ticks = ax.xaxis.get_major_formatter().format_ticks(ax.get_xticks())
+    assert ticks == ["00:00", "03:00", "06:00", "09:00", "12:00", "15:00", "18:00", "21:00", "00:00"]
+    heights = [round(b.get_height()) for b in ax.patches]
+    assert len(heights) == 24 and heights[7] == 5 and heights[8] == 9 and heights[18] == 7 and sum(heights) == 23
+    html = render_car_html(f, generated_ts=0.0)
+    assert "Trips per local hour" in html
+    week = car_figures("car-1", log.messages, WEEK)  # a week still reads days
+    with plt.rc_context(lab.rc()):
+        ax = trips_figure(week, lab).axes[0]
+    assert "Trips per day" in ax.get_title(loc="left")
+    assert ax.xaxis.get_major_formatter().format_ticks(ax.get_xticks())[:2] == ["11-02", "11-03"]
+
+
+def test_trips_without_ride_quality_say_why() -> None:
+    """A one-floor trip never reaches the constant speed ISO 18738-1 judges; a trip whose VIB was lost
+    has nothing to judge. The report says how many of each instead of a bare "—"."""
+    log = CarLog("car-1")
+    t0 = local_ts("2026-11-03", "09:00")
+    for i in range(4):
+        log.trip(t0 + 60 * i)
+    for i in range(3):
+        log.trip(t0 + 600 + 60 * i, z_a95=None, z_max=None, xy_a95=None)["floors"] = 1
+    log.trip(t0 + 1200, z_a95=None, z_max=None, xy_a95=None)  # two floors, still no plateau
+    for i in range(2):
+        log.trip(t0 + 1800 + 60 * i)["ride_quality"] = None
+    f = car_figures("car-1", log.messages, WEEK)
+    assert f.rq_trips_judged == 4 and f.rq_unjudged == {"one_floor": 3, "short": 1, "no_vib": 2}
+    text = _text(render_car_html(f, generated_ts=0.0))
+    assert "0 / 4 次超限 over; 未评 not judged: 2 无振动数据 no vibration data, 3 单层运行 one-floor trip, " \
+           "1 运行过短 too short to judge" in text

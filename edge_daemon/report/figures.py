@@ -25,12 +25,14 @@ docs/report.md, with its contract target in `ContractTargets`:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Iterable, Mapping, Sequence
 
 from .records import (  # the records are re-exported: figures is the report's one import for callers
     KIT_FAULTS,
+    RQ_UNJUDGED,
     ContractTargets,
     FaultCase,
     Period,
@@ -55,6 +57,7 @@ __all__ = [
     "Verdict",
     "CarFigures",
     "KIT_FAULTS",
+    "RQ_UNJUDGED",
     "PASSENGER_SIGNALS",
     "FAULT_NAMES_ZH",
     "OUT_OF_SERVICE",
@@ -206,6 +209,7 @@ class CarFigures:
     door_reopenings: int | None
     verdict: Verdict
     dropped: dict[str, int] = field(default_factory=dict)  # kind -> messages the Pi's outbox dropped in the period
+    rq_unjudged: dict[str, int] = field(default_factory=dict)  # RQ_UNJUDGED reason -> trips without figures
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -611,6 +615,7 @@ def car_figures(
         door_reopenings=sum(d.door_reopenings or 0 for d in door_days) if door_days else None,
         verdict=Verdict(Severity.OK, ()),
         dropped=dropped,
+        rq_unjudged=dict(Counter(t.rq_unjudged for t in trips if t.rq_unjudged is not None)),
         notes=tuple(notes),
     )
     return replace(partial, verdict=verdict_of(partial))

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 from liftwatch import __version__
 
-from .figures import FAULT_NAMES_ZH, CarFigures, FaultCase
+from .figures import FAULT_NAMES_ZH, RQ_UNJUDGED, CarFigures, FaultCase
 from .fleet import RULES, rank_fleet
 from .plots import Labels, car_figures_plots, fleet_figure, to_svg
 
@@ -91,6 +91,14 @@ def _tz_name(utc_offset_h: float) -> str:
     return f"UTC{utc_offset_h:+g}"
 
 
+def _unjudged(f: CarFigures) -> str:
+    """The trips without ride-quality figures, by reason: a bare "—" per trip says nothing."""
+    if not f.rq_unjudged:
+        return ""
+    parts = [f"{n} {RQ_UNJUDGED[k][0]} {RQ_UNJUDGED[k][1]}" for k, n in sorted(f.rq_unjudged.items())]
+    return f"; 未评 not judged: {', '.join(parts)}"
+
+
 def _check(ok: bool | None) -> str:
     if ok is None:
         return '<span class="na">— 无数据 / n/a</span>'
@@ -155,7 +163,7 @@ def _targets_table(f: CarFigures) -> str:
             "乘运质量 (GB/T 10058)",
             "Ride quality (GB/T 10058)",
             f"A95 ≤ {t.z_a95_pp_limit_mg:g} mg, max ≤ {t.z_max_pp_limit_mg:g} mg",
-            f"{f.rq_trips_over_limit} / {f.rq_trips_judged} 次超限 over",
+            f"{f.rq_trips_over_limit} / {f.rq_trips_judged} 次超限 over" + _unjudged(f),
             None if not f.rq_trips_judged else f.rq_trips_over_limit == 0,
         ),
     ]
@@ -275,6 +283,7 @@ def _document(title: str, body: str) -> str:
 
 _CAPTIONS = {
     "trips": ("每日运行次数（来自日报或单次运行记录）。", "Trips per local day (daily record, else counted trips)."),
+    "trips-hourly": ("每小时运行次数（单次运行记录）。", "Trips per local hour (counted trips)."),
     "ride-quality": (
         "每次运行的垂直振动 A95 峰峰值与每日最大峰峰值，按 ISO 18738-1 方法，对照 GB/T 10058 限值。",
         "Vertical A95 peak-to-peak per trip and the daily maximum peak-to-peak (ISO 18738-1 method) "
@@ -367,7 +376,7 @@ def render_car_html(
     figures = []
     with plt.rc_context(lab.rc()):
         for name, fig in car_figures_plots(f, lab):
-            zh, en = _CAPTIONS[name]
+            zh, en = _CAPTIONS["trips-hourly" if name == "trips" and f.period.n_days == 1 else name]
             figures.append(f"<figure id='plot-{name}'>{to_svg(fig)}<figcaption>{_e(zh)} {_e(en)}</figcaption></figure>")
     page2 = "<section class='page' id='trends'><h2>运行趋势 Trends</h2>" + "".join(figures[:3]) + "</section>"
     page3 = (

@@ -22,6 +22,7 @@ __all__ = [
     "Visit",
     "TripPoint",
     "KIT_FAULTS",
+    "RQ_UNJUDGED",
     "finite_number",
     "fault_cases",
     "visits_of",
@@ -134,6 +135,7 @@ class TripPoint:
     xy_a95_pp_mg: float | None  # the worse horizontal axis
     leveling_status: str | None
     offset_mm: float | None
+    rq_unjudged: str | None = None  # why no ride-quality figures: one of RQ_UNJUDGED's keys; None if judged
 
 
 
@@ -207,6 +209,16 @@ def visits_of(messages: Iterable[Mapping[str, Any]], targets: ContractTargets) -
     return sorted(out, key=lambda v: v.start_ts)
 
 
+RQ_UNJUDGED = {
+    "one_floor": ("单层运行", "one-floor trip"),
+    "short": ("运行过短", "too short to judge"),
+    "no_vib": ("无振动数据", "no vibration data"),
+}
+"""Why a trip has no ride-quality figures (zh, en). ISO 18738-1 judges vibration over the
+constant-speed stretch, which a one-floor or other short trip never reaches; `no_vib`: the trip's
+VIB blocks were lost on the link or never sent."""
+
+
 def trips_of(messages: Iterable[Mapping[str, Any]]) -> list[TripPoint]:
     out = []
     for m in messages:
@@ -216,15 +228,22 @@ def trips_of(messages: Iterable[Mapping[str, Any]]) -> list[TripPoint]:
         rq = m.get("ride_quality") if isinstance(m.get("ride_quality"), Mapping) else {}
         lv = m.get("leveling") if isinstance(m.get("leveling"), Mapping) else {}
         xy = [v for v in (finite_number(rq.get("x_a95_pp_mg")), finite_number(rq.get("y_a95_pp_mg"))) if v is not None]
+        z_a95 = finite_number(rq.get("z_a95_pp_mg"))
+        unjudged = None
+        if not isinstance(m.get("ride_quality"), Mapping):
+            unjudged = "no_vib"
+        elif z_a95 is None and not xy:
+            unjudged = "one_floor" if m.get("floors") == 1 else "short"
         status = lv.get("status")
         out.append(
             TripPoint(
                 start_ts=s,
-                z_a95_pp_mg=finite_number(rq.get("z_a95_pp_mg")),
+                z_a95_pp_mg=z_a95,
                 z_max_pp_mg=finite_number(rq.get("z_max_pp_mg")),
                 xy_a95_pp_mg=max(xy) if xy else None,
                 leveling_status=status if isinstance(status, str) else None,
                 offset_mm=finite_number(lv.get("offset_mm")),
+                rq_unjudged=unjudged,
             )
         )
     return sorted(out, key=lambda t: t.start_ts)
