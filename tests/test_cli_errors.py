@@ -6,6 +6,7 @@ failed command leaves an existing output file as it was.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -213,3 +214,19 @@ def test_a_failed_command_keeps_the_existing_output_and_a_good_one_replaces_it(
     assert r.returncode == 0, r.stderr
     assert out.read_text().startswith("t_us,") and out.stat().st_mode & 0o777 == 0o640  # its mode is kept
     assert [p.name for p in tmp_path.iterdir()] == ["trace.csv"]
+
+
+def test_every_option_and_argument_says_what_it_is_for() -> None:
+    """`liftwatch X --help` listed --baud, --require-tag, --baudrate and --sensor with no text."""
+
+    def undocumented(parser: argparse.ArgumentParser, name: str) -> list[str]:
+        missing = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    missing += undocumented(sub, f"{name} {sub_name}")
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+        return missing
+
+    assert undocumented(build_parser(), "liftwatch") == []
