@@ -247,6 +247,12 @@ def test_fleet_report_pdf(journal: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert out.read_bytes().startswith(b"%PDF") and _pages(out) == 2
     printed = capsys.readouterr().out
     assert "car-1: Contract targets missed" in printed and "car-ok: Compliant" in printed
+    # Each car's row of the ranking takes two lines (name and site), not four (verdict and points wrapping)
+    page1 = subprocess.run(["pdftotext", "-f", "1", "-l", "1", "-layout", str(out), "-"], capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    first = next(i for i, line in enumerate(page1) if re.match(r"\s*1 car-1\b", line))
+    second = next(i for i, line in enumerate(page1) if re.match(r"\s*2 car-ok\b", line))
+    assert second - first == 2, "\n".join(page1[first:second])
 
 
 def test_cli_takes_sources_and_targets_from_the_daemon_config(

@@ -52,7 +52,7 @@ th { background: #edf2f7; font-weight: bold; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { color: #2f855a; font-weight: bold; } .fail { color: #c53030; font-weight: bold; }
 .na { color: #a0aec0; }
-td.t, td.num, #ranking td:nth-child(2), #ranking td:nth-child(4) { white-space: nowrap; }
+td.t, td.num, #ranking td:nth-child(2), #ranking td:nth-child(4), #ranking td:nth-child(n+10) { white-space: nowrap; }
 #ranking { font-size: 8pt; }
 figure { margin: 0 0 2mm; break-inside: avoid; page-break-inside: avoid; }
 figure svg { width: 100%; height: auto; display: block; }
@@ -429,8 +429,9 @@ def render_fleet_html(
     rows = []
     for i, r in enumerate(ranked, start=1):
         f = r.figures
-        top = sorted((c for c in r.components if c.points > 0), key=lambda c: -c.points)[:3]
-        why = "; ".join(f"{c.zh} {c.name} +{c.points:g}" for c in top) or "—"
+        # two lines at most, like the car and verdict cells: the full breakdown is the points table below
+        top = sorted((c for c in r.components if c.points > 0), key=lambda c: -c.points)[:2]
+        why = "<br>".join(f"{_e(c.zh)} {_e(c.name.replace('_', ' '))} +{c.points:g}" for c in top) or "—"
         rows.append(
             f"<tr class='car' data-car='{_e(f.car)}'><td class='num'>{i}</td><td><b>{_e(f.car)}</b><br>"
             f"<span class='note'>{_e(f.site or '')}</span></td>"
@@ -438,7 +439,7 @@ def render_fleet_html(
             f"<td class='num'>{fmt_pct(f.availability, 1).replace(' ', '')}</td><td class='num'>{f.entrapments}</td>"
             f"<td class='num'>{f.late_responses}/{f.judged_faults}</td><td class='num'>{f.short_visits}/{len(f.visits)}</td>"
             f"<td class='num'>{f.rq_trips_over_limit}/{f.rq_trips_judged}</td><td>{_e(f.verdict.zh)}<br><span class='note'>{_e(f.verdict.short_en)}</span></td>"
-            f"<td class='note'>{_e(why)}</td></tr>"
+            f"<td class='note'>{why}</td></tr>"
         )
     table = (
         "<table id='ranking'><tr><th class='num'>#</th><th>电梯 Car</th><th class='num'>风险分 Score</th>"
