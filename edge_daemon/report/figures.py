@@ -43,27 +43,19 @@ from .records import (  # the records are re-exported: figures is the report's o
     trips_of,
     visits_of,
 )
+from . import records as _records
 from .source import parse_ts
 
-__all__ = [
-    "ContractTargets",
-    "Period",
-    "FaultCase",
-    "Visit",
-    "TripPoint",
+__all__ = [  # the records' names, re-exported, then this module's own
+    *_records.__all__,
     "DayFigures",
     "Severity",
     "Finding",
     "Verdict",
     "CarFigures",
-    "KIT_FAULTS",
-    "RQ_UNJUDGED",
     "PASSENGER_SIGNALS",
     "FAULT_NAMES_ZH",
     "OUT_OF_SERVICE",
-    "fault_cases",
-    "visits_of",
-    "trips_of",
     "judge_faults",
     "union_s",
     "linear_slope",
