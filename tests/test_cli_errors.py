@@ -230,3 +230,18 @@ def test_every_option_and_argument_says_what_it_is_for() -> None:
         return missing
 
     assert undocumented(build_parser(), "liftwatch") == []
+
+
+def test_flash_and_decode_say_what_is_wrong_in_the_users_terms(tmp_path: Path) -> None:
+    """`flash /dev/ttyUSB9` printed the internal mpremote command line; decode gave tracebacks."""
+    r = _run(["flash", "/dev/ttyUSB9"], False, str(tmp_path))
+    assert r.stderr.strip() == ("liftwatch flash: /dev/ttyUSB9: no such port (is the board plugged in? "
+                                "see `ls /dev/tty*`)")
+    r = _run(["flash", "/dev/null"], False, str(tmp_path))  # exists, but no board answers there
+    assert r.returncode == 1 and r.stderr.startswith(
+        "liftwatch flash: asking the board its MicroPython version on /dev/null failed:"), r.stderr
+    assert "exec" not in r.stderr and "sys.implementation" not in r.stderr
+    r = _run(["decode", "/dev/ttyUSB9"], False, str(tmp_path))
+    assert "/dev/ttyUSB9: no such serial port" in r.stderr
+    r = _run(["decode", "missing.bin"], False, str(tmp_path))
+    assert r.stderr.strip() == "liftwatch decode: missing.bin: No such file or directory"
