@@ -74,7 +74,8 @@ def _mpremote(port: str, step: str, *args: str, timeout: float = MPREMOTE_TIMEOU
 
 def board_arch(port: str) -> tuple[int, str | None]:
     """(mpy version byte, native arch for -march or None) of the board at ``port``."""
-    out = _mpremote(port, "asking the board its MicroPython version", "exec", "import sys; print('MPY', getattr(sys.implementation, '_mpy', 0))")
+    out = _mpremote(port, "asking the board its MicroPython version", "exec",
+                    "import sys; print('MPY', getattr(sys.implementation, '_mpy', 0))")
     m = re.search(r"MPY (\d+)", out)
     if not m:
         raise FlashError(f"board at {port} did not say its mpy version: {out!r}")

@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--heap-k", type=int, default=96, help="Python heap the firmware gets, KiB (ESP32 without PSRAM: 96)"
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="log the mock board's own events (watchdog resets) on stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log the mock board's own events (watchdog resets) on stderr")
     p.set_defaults(func=_mock_board)
 
     s = subparsers.add_parser(
@@ -194,15 +195,11 @@ def _record(args: argparse.Namespace) -> int:
         reason = "no such port" if not Path(args.port).exists() else getattr(exc, "strerror", None) or exc
         print(f"liftwatch record: cannot open {args.port}: {reason}", file=sys.stderr)
         return 2
-    try:
-        with port, atomic_output(args.out, newline="", encoding="ascii") as stream, TraceWriter(stream) as writer:
-            writer.comment(f"recorded by liftwatch record from {args.port}")
-            lost = _record_frames(port, FrameReader(keys=keys) if keys else FrameReader(), writer, args.duration_s)
-            print(f"liftwatch record: {writer.rows} rows to {args.out}; drops {dict(lost.drops)}"
-                  + (f"; stopped early: {lost.error}" if lost.error else ""), file=sys.stderr)
-    except serial.SerialException as exc:  # only before the first read: later ones end the recording
-        print(f"liftwatch record: {args.port}: {exc}", file=sys.stderr)
-        return 1
+    with port, atomic_output(args.out, newline="", encoding="ascii") as stream, TraceWriter(stream) as writer:
+        writer.comment(f"recorded by liftwatch record from {args.port}")
+        lost = _record_frames(port, FrameReader(keys=keys) if keys else FrameReader(), writer, args.duration_s)
+        print(f"liftwatch record: {writer.rows} rows to {args.out}; drops {dict(lost.drops)}"
+              + (f"; stopped early: {lost.error}" if lost.error else ""), file=sys.stderr)
     return 1 if lost.error else 0
 
 
