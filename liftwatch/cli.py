@@ -60,14 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{where}: output closed by the reader (broken pipe)", file=sys.stderr)
         return 1
     except OSError as err:
-        print(f"{where}: {describe_os_error(err)}", file=sys.stderr)
+        print(f"{where}: {_describe_os_error(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130
 
 
-def describe_os_error(err: OSError) -> str:
+def _describe_os_error(err: OSError) -> str:
     """`path: reason` of an OSError, without Python's `[Errno 2]` prefix."""
     if err.filename is not None and err.strerror:
         return f"{err.filename}: {err.strerror}"
