@@ -3,7 +3,7 @@
 `liftwatch.protocol._fastframe` speeds up FrameReader (benchmarks/protocol.py) and
 `liftwatch.edge_daemon.analytics._fastdsp` the ride-quality filters (benchmarks/daemon.py). Both are
 optional: if they cannot be compiled (no C compiler or Python headers) the install still succeeds and
-the pure-Python/scipy paths give the same results.
+the pure-Python paths give the same results.
 """
 
 from setuptools import Extension, setup

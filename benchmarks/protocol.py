@@ -5,6 +5,7 @@ VIB frame, wire overhead, and the C-backed CRC/COBS options the host could use.
     python benchmarks/protocol.py --json     # table, then one JSON object as the last line
 
 Targets (issue 3): host_ratio >= 0.35, board_alloc_bytes_per_frame == 0, vib_overhead_pct <= 8.
+Issue 14: crafted_garbage_cost_ratio a small constant (was about 50-170 before salvage was bounded).
 A benchmark reports; it does not pass or fail.
 """
 
@@ -15,6 +16,7 @@ import gc
 import importlib.util
 import json
 import platform
+import random
 import time
 from binascii import crc_hqx
 from collections.abc import Callable
@@ -125,6 +127,44 @@ def host_figures(n_frames: int, repeats: int) -> dict[str, Any]:
     return out
 
 
+# Garbage a hostile line could send (issue 14, item 7): `02 01` repeated makes every other offset
+# look like a frame start to a naive salvage; the others also pass its header filter (code byte,
+# ver 1, a known type, clean flags), and the last puts those candidates first in each part, where a
+# full check is longest.
+CRAFTED_GARBAGE = {
+    "02_01": b"\x02\x01" * 515,
+    "05_01_01_01_01": b"\x05\x01\x01\x01\x01" * 206,
+    "03_01_07": b"\x03\x01\x07" * 343,
+    "candidates_in_front": b"\x05\x01\x01\x01\x01" * 16 + b"A" * 950,
+}
+GARBAGE_BYTES = 256 * 1024
+
+
+def garbage_figures(repeats: int) -> dict[str, Any]:
+    """CPU per byte to reject crafted garbage against random bytes, default reader path: what one
+    hostile line costs the event loop all boards share. The ratio is the worst crafted pattern's."""
+    rng = random.Random(14)
+    streams = {"random": rng.randbytes(GARBAGE_BYTES)}
+    for name, part in CRAFTED_GARBAGE.items():
+        streams[name] = (part + b"\x00") * (GARBAGE_BYTES // (len(part) + 1))
+
+    def rejecting(stream: bytes) -> Callable[[], None]:
+        chunks = [stream[i : i + CHUNK_BYTES] for i in range(0, len(stream), CHUNK_BYTES)]
+
+        def read() -> None:
+            reader = FrameReader()
+            for chunk in chunks:
+                reader.feed(chunk)
+
+        return read
+
+    seconds = interleaved(repeats, {name: rejecting(stream) for name, stream in streams.items()})
+    ns_per_byte = {name: seconds[name] / len(stream) * 1e9 for name, stream in streams.items()}
+    out: dict[str, Any] = {f"garbage_{name}_ns_per_byte": round(v, 2) for name, v in ns_per_byte.items()}
+    out["crafted_garbage_cost_ratio"] = max(v for k, v in ns_per_byte.items() if k != "random") / ns_per_byte["random"]
+    return out
+
+
 def _us_per(n: int, seconds: float) -> float:
     return round(seconds / n * 1e6, 3)
 
@@ -231,6 +271,8 @@ TABLE = [
     ("host_bare_unpackb_frames_per_s", "bare msgpack.unpackb of the same payloads", "frames/s"),
     ("host_ratio", "ratio (target >= 0.35)", ""),
     ("vib_overhead_pct", "VIB wire bytes over raw samples - 100 (target <= 8)", "%"),
+    ("garbage_random_ns_per_byte", "rejecting random bytes", "ns/B"),
+    ("crafted_garbage_cost_ratio", "rejecting crafted garbage, worst pattern / random", "x"),
     ("board_us_per_frame", "board: encode + frame one VIB (unix port)", "us"),
     ("board_alloc_bytes_per_frame", "board: heap bytes per VIB frame (target 0)", "B"),
     ("board_tagged_us_per_frame", "board: same with HMAC tag", "us"),
@@ -258,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
 
     figures: dict[str, Any] = {"python": platform.python_version()}
     figures.update(host_figures(args.frames, args.repeats))
+    figures.update(garbage_figures(args.repeats))
     figures.update(board_figures(args.board_frames))
 
     print(f"liftwatch protocol benchmark ({args.frames} VIB frames of {SAMPLES_PER_FRAME} samples, "

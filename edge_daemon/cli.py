@@ -105,10 +105,11 @@ async def _run(config: Any) -> int:
     `[status] enabled = false`), tells systemd READY once the boards and upstream run, pings the
     watchdog while frames and deliveries progress, and says STOPPING on the way out."""
     from liftwatch.edge_daemon.daemon import Daemon
-    from liftwatch.edge_daemon.service import configure_logging
+    from liftwatch.edge_daemon.service import configure_logging, raise_fd_limit
     from liftwatch.edge_daemon.status.plane import OperatorPlane
 
     configure_logging(config.log_level)
+    raise_fd_limit()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -26,7 +26,8 @@ from typing import Any
 
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.config import ConfigError as AnalyticsConfigError
-from liftwatch.edge_daemon.keystore import KeyStoreError, load_key_pair
+from liftwatch.edge_daemon.hosts import is_loopback_host
+from liftwatch.edge_daemon.keystore import KeyStoreError, check_private, load_key_pair, read_private
 from liftwatch.edge_daemon.session import SessionConfig
 from liftwatch.edge_daemon.status.server import (
     StatusConfig,
@@ -72,7 +73,8 @@ _TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 DAEMON_KEYS = (
     Key("site", str, REQUIRED, "Site (building or estate) name: the second MQTT topic level. Letters, digits, `_.:-`."),
-    Key("pi", str, "", "This Pi's name in status messages; empty = the host name."),
+    Key("pi", str, "", "This Pi's name in status messages and its status topic level (letters, digits, "
+        "`_.:-`); empty = the host name."),
     Key("state_dir", str, "/var/lib/liftwatch", "Directory for the outbox, the journal and the status file."),
     Key("status_interval_s", float, 5.0, "How often the status file read by `liftwatch status` is rewritten.",
         minimum=0.5),
@@ -81,7 +83,8 @@ DAEMON_KEYS = (
 _SESSION = SessionConfig()
 SESSION_KEYS = (
     Key("heartbeat_timeout_s", float, _SESSION.heartbeat_timeout_s,
-        "No frame for this long = `board_offline` (the board heartbeats every 5 s).", minimum=1.0),
+        "No frame for this long = `board_offline` (a board sends STATS every second when no VIB flows and a "
+        "HEARTBEAT every 10 s, firmware defaults `stats_ms`, `heartbeat_ms`).", minimum=1.0),
     Key("time_sync_interval_s", float, _SESSION.time_sync_interval_s,
         "TIME_SYNC period; the ESP32 crystal drifts about 24 ms per 10 minutes.", minimum=1.0),
     Key("config_retry_s", float, _SESSION.config_retry_s, "Re-send an unanswered CONFIG after this long.",
@@ -105,16 +108,20 @@ UPSTREAM_KEYS = (
 MQTT_KEYS = (
     Key("host", str, REQUIRED, "Broker host name. Its presence selects MQTT instead of the journal."),
     Key("port", int, 8883, "Broker port (8883 = MQTT over TLS)."),
-    Key("tls", bool, True, "TLS with certificate verification; false only for a broker on the same host."),
+    Key("tls", bool, True, "TLS with certificate verification; false only for a broker on this host "
+        "(`localhost` or a loopback address), else refused."),
     Key("ca_file", str, "", "CA bundle for the broker's certificate; empty = the system CAs."),
     Key("client_cert", str, "", "Client certificate (PEM) for certificate authentication."),
-    Key("client_key", str, "", "Key of the client certificate (PEM)."),
+    Key("client_key", str, "", "Key of the client certificate (PEM); mode 0600, owned by the daemon's user, "
+        "else refused."),
     Key("username", str, "", "User name for password authentication."),
-    Key("password_file", str, "", "File holding the password (kept out of this file so it can be shared)."),
+    Key("password_file", str, "", "File holding the password (kept out of this file so it can be shared); "
+        "mode 0600, owned by the daemon's user, else refused."),
     Key("client_id", str, "", "MQTT client id; empty = `liftwatch-<site>-<pi>`. Must stay stable: the "
         "persistent session is tied to it."),
     Key("keepalive_s", int, 30, "MQTT keep-alive.", minimum=5),
-    Key("topic_prefix", str, "liftwatch", "First topic level."),
+    Key("topic_prefix", str, "liftwatch", "First topic level: letters, digits, `_.:-` (no `/`, and no "
+        "`+`/`#`, which are wildcards)."),
     Key("encoding", str, PayloadEncoding.DEFLATE.value, "Fact message payloads: `deflate` (raw DEFLATE with the "
         "shared dictionary, ~4x fewer bytes on a metered link; subscribers decode with "
         "`upstream_codec.decode_payload`) or plain `json`. Status messages are always JSON.",
@@ -127,7 +134,8 @@ STATUS_KEYS = (
         "the default with `ssh -L 8080:localhost:8080 pi`."),
     Key("port", int, _STATUS.port, "TCP port; 0 = any free port.", minimum=0),
     Key("token_file", str, "", "File holding the bearer token (16+ characters, e.g. `openssl rand -hex 24`) that "
-        "every route but `/healthz` then wants; required when `host` is not loopback."),
+        "every route but `/healthz` then wants; required when `host` is not loopback. Mode 0600, owned by "
+        "the daemon's user, else refused."),
 )
 BOARD_KEYS = (
     Key("car", str, REQUIRED, "Car name (third MQTT topic level), e.g. `bldg3-lift2`."),
@@ -253,13 +261,37 @@ def _analytics(table: Mapping[str, Any], base: AnalyticsConfig, where: str, sour
 
 
 def _read_secret(path: str, where: str, source: str, base_dir: Path) -> str:
+    """A private one-line secret file (keystore.read_private's checks); its content is never echoed."""
     p = (base_dir / path).expanduser()
     try:
-        return p.read_text().strip()
-    except OSError as err:
-        raise ConfigError(source, where, f"cannot read {p}: {err.strerror}") from err
-    except (ValueError, UnicodeError) as err:  # a NUL in the path, a file that is not text
-        raise ConfigError(source, where, f"cannot read {path!r}: {err}") from None
+        return read_private(p).decode("utf-8").strip()
+    except FileNotFoundError as err:
+        raise ConfigError(source, where, f"cannot read {p}: {err.strerror}") from None
+    except KeyStoreError as err:
+        raise ConfigError(source, where, str(err)) from None
+    except (OSError, ValueError, UnicodeError) as err:  # a NUL in the path, a file that is not text
+        raise ConfigError(source, where, f"cannot read {path!r}: {type(err).__name__}") from None
+
+
+def _private_path(path: str, where: str, source: str, base_dir: Path) -> str:
+    """The path of a secret another library reads (the TLS client key), once checked private."""
+    p = (base_dir / path).expanduser()
+    try:
+        check_private(p)
+    except FileNotFoundError as err:
+        raise ConfigError(source, where, f"cannot read {p}: {err.strerror}") from None
+    except KeyStoreError as err:
+        raise ConfigError(source, where, str(err)) from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(source, where, f"cannot read {path!r}: {type(err).__name__}") from None
+    return str(p)
+
+
+def _topic_level(value: str, where: str, source: str, what: str) -> str:
+    if not _TOPIC_SAFE.match(value):
+        raise ConfigError(source, where, f"{what} must be 1-64 of letters, digits, _.:- (one MQTT topic level, "
+                          f"no / or wildcards + #); got {value!r}")
+    return value
 
 
 def _key_bytes(path: str, where: str, source: str, base_dir: Path) -> tuple[bytes, bytes | None]:
@@ -276,9 +308,9 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
     """Validate a parsed TOML document; relative paths are taken from `base_dir` (the file's folder)."""
     _take(doc, (), "", source, extra=("daemon", "session", "outbox", "upstream", "status", "analytics", "boards"))
     d = _take(doc.get("daemon", {}), DAEMON_KEYS, "daemon", source)
-    if not _TOPIC_SAFE.match(d["site"]):
-        raise ConfigError(source, "daemon.site", f"must be 1-64 of letters, digits, _.:- (an MQTT topic level); got {d['site']!r}")
-    pi = d["pi"] or socket.gethostname().split(".")[0]
+    _topic_level(d["site"], "daemon.site", source, "site")
+    pi = _topic_level(d["pi"] or socket.gethostname().split(".")[0], "daemon.pi", source,
+                      "pi" if d["pi"] else "pi (the host name, as pi is not set)")
     state_dir = (base_dir / d["state_dir"]).expanduser()
     s = _take(doc.get("session", {}), SESSION_KEYS, "session", source)
     session = SessionConfig(
@@ -295,13 +327,20 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
         q = _take(up_table["mqtt"], MQTT_KEYS, "upstream.mqtt", source)
         if not 1 <= q["port"] <= 65535:
             raise ConfigError(source, "upstream.mqtt.port", f"must be a TCP port 1-65535, got {q['port']}")
+        if not q["tls"] and not is_loopback_host(q["host"]):
+            raise ConfigError(source, "upstream.mqtt.tls", f"tls = false only for a broker on this host (localhost, "
+                              f"127.0.0.1, ::1); to {q['host']!r} the password and every fact could be read and "
+                              "altered on the way")
+        _topic_level(q["topic_prefix"], "upstream.mqtt.topic_prefix", source, "topic_prefix")
         password = _read_secret(q["password_file"], "upstream.mqtt.password_file", source, base_dir) if q["password_file"] else None
         if bool(q["client_cert"]) != bool(q["client_key"]):
             raise ConfigError(source, "upstream.mqtt.client_key", "client_cert and client_key go together")
         if not q["tls"] and (q["client_cert"] or q["ca_file"]):
             raise ConfigError(source, "upstream.mqtt.tls", "certificates are set but tls = false")
-        tls = TlsConfig(ca_file=q["ca_file"] or None, client_cert=q["client_cert"] or None,
-                        client_key=q["client_key"] or None) if q["tls"] else None
+        client_key = _private_path(q["client_key"], "upstream.mqtt.client_key", source, base_dir) if q["client_key"] else None
+        tls = TlsConfig(ca_file=str(base_dir / q["ca_file"]) if q["ca_file"] else None,
+                        client_cert=str(base_dir / q["client_cert"]) if q["client_cert"] else None,
+                        client_key=client_key) if q["tls"] else None
         mqtt = MqttConfig(host=q["host"], port=q["port"], tls=tls, username=q["username"] or None,
                           password=password, client_id=q["client_id"] or None, keepalive_s=q["keepalive_s"],
                           topic_prefix=q["topic_prefix"], encoding=PayloadEncoding(q["encoding"]))
@@ -322,8 +361,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
     for i, table in enumerate(boards_doc):
         where = f"boards[{i}]"
         b = _take(table, BOARD_KEYS, where, source, extra=_BOARD_TABLES)
-        if not _TOPIC_SAFE.match(b["car"]):
-            raise ConfigError(source, f"{where}.car", f"must be 1-64 of letters, digits, _.:-; got {b['car']!r}")
+        _topic_level(b["car"], f"{where}.car", source, "car")
         if b["car"] in seen_cars:
             raise ConfigError(source, f"{where}.car", f"car {b['car']!r} is already served by another board")
         seen_cars.add(b["car"])

@@ -3,7 +3,9 @@
 The same command flashes an ESP32 on /dev/ttyUSB0 and a mock board's console pty. Steps:
 1. ask the board which bytecode/native architecture it runs (``sys.implementation._mpy``);
 2. compile ``firmware/*.py`` and ``protocol/lwproto.py`` to ``.mpy`` with mpy-cross for that
-   architecture (``main.py`` and ``boot.py`` stay source: MicroPython runs them by name);
+   architecture (``main.py`` and ``boot.py`` stay source: MicroPython runs them by name); the
+   simulated hardware (``hal_sim``, ``fakeaccel``, ``fake_*``, anything in ``firmware/sim/``) goes
+   only to the mock board, whose unix MicroPython reports its host's architecture;
 3. copy with ``mpremote cp`` (it skips files whose hash already matches), remove stale twins (a
    ``x.py`` left on the board would shadow a new ``x.mpy``), write the board config and auth key;
 4. verify every file with ``mpremote sha256sum`` against the local bytes;
@@ -13,6 +15,7 @@ The same command flashes an ESP32 on /dev/ttyUSB0 and a mock board's console pty
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import re
@@ -46,6 +49,14 @@ _NATIVE_ARCH = {
     11: "rv32imc",
     12: "rv64imc",
 }
+# The one rule for what is simulated hardware: the mock board's HAL and fake sensor parts, wherever
+# they sit (firmware/ or its sim/ folder). A real board has the silicon instead; its hal.py never
+# imports them, and shipping them would only cost flash and invite a simulated part on a car.
+SIMULATION_DIR = "sim"
+SIMULATION_MODULES = ("hal_sim.py", "fakeaccel.py", "fake_*.py")
+# Native architectures of the hosts whose unix MicroPython runs the mock board (and `liftwatch
+# replay`). Any other answer, an unknown one included, is a microcontroller and gets no simulation.
+SIMULATOR_ARCHS = frozenset({"x86", "x64", "armv6", "rv64imc"})
 MPREMOTE_TIMEOUT_S = 120  # a full copy at 115200 baud to a real ESP32 takes tens of seconds
 
 
@@ -83,9 +94,25 @@ def board_arch(port: str) -> tuple[int, str | None]:
     return mpy & 0xFF, _NATIVE_ARCH.get((mpy >> 10) & 0xF)
 
 
-def firmware_sources(firmware_dir: Path = FIRMWARE_DIR) -> list[Path]:
-    """Board modules: every firmware/*.py except the CPython package marker, plus lwproto.py."""
-    files = sorted(p for p in firmware_dir.glob("*.py") if p.name != "__init__.py")
+def is_simulation_module(src: Path, firmware_dir: Path = FIRMWARE_DIR) -> bool:
+    """True for the mock board's simulated hardware (see SIMULATION_MODULES)."""
+    in_sim_dir = src.parent.name == SIMULATION_DIR and src.parent.parent == firmware_dir
+    return in_sim_dir or any(fnmatch.fnmatchcase(src.name, pattern) for pattern in SIMULATION_MODULES)
+
+
+def is_simulator_arch(arch: str | None) -> bool:
+    """Whether a board of this native arch is the mock board (gets the simulated hardware)."""
+    return arch in SIMULATOR_ARCHS
+
+
+def firmware_sources(firmware_dir: Path = FIRMWARE_DIR, *, simulated: bool) -> list[Path]:
+    """Board modules: every firmware/*.py except the CPython package marker, plus lwproto.py; with
+    ``simulated``, also the simulated hardware the mock board runs on, else none of it."""
+    candidates = [*firmware_dir.glob("*.py"), *(firmware_dir / SIMULATION_DIR).glob("*.py")]
+    files = sorted(
+        (p for p in candidates if p.name != "__init__.py" and (simulated or not is_simulation_module(p, firmware_dir))),
+        key=lambda p: p.name,
+    )
     files.append(PROTOCOL_DIR / "lwproto.py")
     if not any(p.name == "main.py" for p in files):
         raise FlashError(f"no main.py in {firmware_dir}: nothing would start the firmware")
@@ -104,22 +131,27 @@ def mpy_cross(src: Path, dst: Path, arch: str | None) -> None:
         raise FlashError(f"mpy-cross {src.name}: {r.stderr.strip()}")
 
 
+def board_name(src: Path) -> str:
+    """The module's file name on the board: main.py/boot.py as source, the rest compiled."""
+    return src.name if src.name in SOURCE_ONLY else src.stem + ".mpy"
+
+
 def compile_firmware(sources: Sequence[Path], out_dir: Path, arch: str | None) -> list[Path]:
     """mpy-cross every module but main.py/boot.py into ``out_dir``; returns the files to copy."""
     result = []
     for src in sources:
+        dst = out_dir / board_name(src)
         if src.name in SOURCE_ONLY:
-            dst = out_dir / src.name
             shutil.copyfile(src, dst)
         else:
-            dst = out_dir / (src.stem + ".mpy")
             mpy_cross(src, dst, arch)
         result.append(dst)
     return result
 
 
-def _stale_twins(listing: str, deployed: Sequence[str]) -> list[str]:
-    """Board files that would shadow or duplicate a deployed module (x.py beside x.mpy and back)."""
+def _stale_on_board(listing: str, deployed: Sequence[str], simulated: bool) -> list[str]:
+    """Board files to remove first: a twin that would shadow or duplicate a deployed module (x.py
+    beside x.mpy and back) and, on a real board, simulated hardware an older flash left there."""
     on_board = set(re.findall(r"^\s*\d+\s+(\S+)$", listing, re.MULTILINE))
     stale = []
     for name in deployed:
@@ -127,6 +159,12 @@ def _stale_twins(listing: str, deployed: Sequence[str]) -> list[str]:
         twin = f"{stem}.{'py' if ext == 'mpy' else 'mpy'}"
         if twin in on_board and twin not in deployed:
             stale.append(twin)
+    if not simulated:
+        stale += sorted(
+            name
+            for name in on_board
+            if name.endswith((".py", ".mpy")) and is_simulation_module(Path(name).with_suffix(".py"))
+        )
     return stale
 
 
@@ -157,8 +195,9 @@ def flash(
 ) -> FlashResult:
     """Compile, copy, verify and start the firmware on the board at ``port``."""
     started = time.monotonic()
-    sources = firmware_sources(firmware_dir)
     _, arch = board_arch(port)
+    simulated = is_simulator_arch(arch)
+    sources = firmware_sources(firmware_dir, simulated=simulated)
     with tempfile.TemporaryDirectory(prefix="liftwatch-flash-") as tmp:
         out = Path(tmp)
         files = compile_firmware(sources, out, arch)
@@ -185,7 +224,7 @@ def flash(
         names = [f.name for f in files]
         listing = _mpremote(port, "listing the board's files", "ls", ":")
         args: list[str] = []
-        for stale in _stale_twins(listing, names):
+        for stale in _stale_on_board(listing, names, simulated):
             args += ["rm", f":{stale}", "+"]
         args += ["cp", *[str(f) for f in files], ":"]
         _mpremote(port, "copying the firmware", *args)
@@ -208,7 +247,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Flash the liftwatch firmware onto a board running MicroPython: an ESP32 on a serial "
         "port or a mock board's console pty.",
     )
-    p.add_argument("port", help="the board's console (REPL) port, e.g. /dev/ttyUSB0")
+    p.add_argument("port", nargs="?", help="the board's console (REPL) port, e.g. /dev/ttyUSB0")
+    p.add_argument("--dry-run", action="store_true", help="print the board files a flash would write, one per "
+                   "line, and copy nothing (asks the board at PORT its arch, unless --arch names it)")
+    p.add_argument("--arch", choices=sorted(set(_NATIVE_ARCH.values())),
+                   help="with --dry-run: the board's native arch instead of asking it (xtensawin: ESP32)")
     p.add_argument("--config", type=Path, help=f"board settings (JSON object), written as /{BOARD_CONFIG_PATH}")
     p.add_argument("--key-file", type=Path, help=f"per-board frame-tag key (hex), written as /{BOARD_KEY_PATH}")
     p.add_argument("--keystore", type=Path, help="daemon key store: flash the board's key from it (first key, or a "
@@ -221,7 +264,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_flash)
 
 
+def dry_run(
+    port: str | None, arch: str | None, *, config: Path | None, key_file: Path | None, firmware_dir: Path
+) -> list[str]:
+    """The board files a flash would write for a board of ``arch`` (asked of ``port`` when None)."""
+    if arch is None:
+        if port is None:
+            raise FlashError("--dry-run needs a PORT to ask or an --arch")
+        _, arch = board_arch(port)
+    names = [board_name(src) for src in firmware_sources(firmware_dir, simulated=is_simulator_arch(arch))]
+    return names + [name for name, given in ((BOARD_CONFIG_PATH, config), (BOARD_KEY_PATH, key_file)) if given]
+
+
 def _cmd_flash(args: argparse.Namespace) -> int:
+    if args.arch is not None and not args.dry_run:
+        print("liftwatch flash: --arch only goes with --dry-run (a flash asks the board)", file=sys.stderr)
+        return 2
+    if args.port is None and not args.dry_run:
+        print("liftwatch flash: PORT is required (the board's console, e.g. /dev/ttyUSB0)", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        try:
+            names = dry_run(
+                args.port, args.arch, config=args.config, key_file=args.key_file, firmware_dir=args.firmware_dir
+            )
+        except FlashError as exc:
+            print(f"liftwatch flash: {exc}", file=sys.stderr)
+            return 1
+        print("\n".join(names))
+        return 0
     key_file = args.key_file
     if "://" not in args.port and not Path(args.port).exists():
         print(f"liftwatch flash: {args.port}: no such port (is the board plugged in? see `ls /dev/tty*`)",

@@ -49,10 +49,10 @@ class KeyStoreError(Exception):
 
 
 class KeyPermissionError(KeyStoreError):
-    """A key file or the store directory is open to group/other, or owned by another user."""
+    """A key or secret file, or the store directory, is open to group/other, or owned by another user."""
 
     def __init__(self, path: Path, mode: int, fix: str) -> None:
-        super().__init__(f"{path}: mode {stat.S_IMODE(mode):04o} lets other users read board keys; "
+        super().__init__(f"{path}: mode {stat.S_IMODE(mode):04o} lets other users read the secret in it; "
                          f"refusing to use it. Fix: {fix}")
         self.path = path
         self.mode = stat.S_IMODE(mode)
@@ -117,28 +117,43 @@ def _check_private(path: Path, st: os.stat_result, fix: str) -> None:
                             f"Fix: chown {euid} {path}")
 
 
-def _read_private(path: Path) -> bytes:
-    """Read a file that must be private: no symlink, mode without group/other bits, ours.
-
-    The checks are made on the opened descriptor, so the file cannot be swapped between check and read.
-    """
+def _open_private(path: Path) -> int:
+    """A descriptor of a file that must be private: no symlink, a regular file, mode without
+    group/other bits, ours. The checks are made on the opened descriptor, so the file cannot be
+    swapped between check and use. FileNotFoundError passes through; the rest is KeyStoreError."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         raise
     except OSError as err:
-        raise KeyStoreError(f"{path}: cannot open ({err.strerror}); a key file must be a regular file, "
+        raise KeyStoreError(f"{path}: cannot open ({err.strerror}); a secret file must be a regular file, "
                             "not a symlink") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise KeyStoreError(f"{path}: not a regular file")
         _check_private(path, st, f"chmod 600 {path}")
-        if st.st_size > _MAX_FILE_BYTES:
-            raise KeyFormatError(f"{path}: {st.st_size} bytes is not a key file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_private(path: Path) -> bytes:
+    """The content of a small private file (a board key, the MQTT password, the status token)."""
+    fd = _open_private(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > _MAX_FILE_BYTES:
+            raise KeyFormatError(f"{path}: {size} bytes is not a key or secret file")
         return os.read(fd, _MAX_FILE_BYTES + 1)
     finally:
         os.close(fd)
+
+
+def check_private(path: Path) -> None:
+    """Refuse a secret another program reads (the TLS client key) unless it is a private file."""
+    os.close(_open_private(path))
 
 
 def parse_key_hex(text: bytes | str, where: str) -> bytes:
@@ -161,7 +176,7 @@ def load_key_file(path: str | os.PathLike) -> bytes:
     """One private hex key file (also usable for a `key_file` outside a store)."""
     p = Path(path)
     try:
-        raw = _read_private(p)
+        raw = read_private(p)
     except FileNotFoundError:
         raise KeyStoreError(f"{p}: no such key file") from None
     return parse_key_hex(raw, str(p))
@@ -249,7 +264,7 @@ class KeyStore:
     # ---- keys ----------------------------------------------------------------------------------
     def _read_optional(self, path: Path) -> bytes | None:
         try:
-            raw = _read_private(path)
+            raw = read_private(path)
         except FileNotFoundError:
             return None
         return parse_key_hex(raw, str(path))
@@ -362,7 +377,7 @@ def load_replay_file(path: str | os.PathLike) -> ReplayGuard:
     """
     path = Path(path)
     try:
-        raw = _read_private(path)
+        raw = read_private(path)
     except FileNotFoundError:
         return ReplayGuard()
     try:

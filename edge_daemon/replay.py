@@ -99,7 +99,7 @@ def build_firmware_image(dest: Path) -> Path:
     arch = _NATIVE_ARCH.get((mpy >> 10) & 0xF)
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        for src in firmware_sources():
+        for src in firmware_sources(simulated=True):  # runs on the host interpreter, hal_sim included
             mpy_cross(src, dest / (src.stem + ".mpy"), arch)
     except FlashError as err:
         raise ReplayError(f"cannot build the firmware image: {err}") from err
@@ -114,7 +114,7 @@ def cached_firmware_image(fallback: Path) -> Path:
 
     digest = hashlib.sha256()
     try:
-        sources = firmware_sources()
+        sources = firmware_sources(simulated=True)
     except FlashError as err:
         raise ReplayError(f"cannot build the firmware image: {err}") from err
     for src in sources:

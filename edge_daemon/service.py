@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import socket
 import sys
 import time
@@ -38,10 +39,15 @@ __all__ = [
     "Stage",
     "SystemdNotifier",
     "configure_logging",
+    "raise_fd_limit",
     "watchdog_interval_s",
 ]
 
 log = logging.getLogger("liftwatch.service")
+
+# Descriptors the daemon wants: its boards, the outbox and its side files, MQTT, the status page's
+# MAX_CONNECTIONS, and room to spare. deploy/liftwatch.service sets LimitNOFILE to this.
+WANTED_FDS = 4096
 
 # Ping at a third of WatchdogSec: two pings may be lost or late before systemd acts.
 PING_FRACTION = 1 / 3
@@ -265,6 +271,22 @@ def _stderr_is_journal(stream: IO[str], environ: Mapping[str, str]) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     return st.st_dev == int(dev) and st.st_ino == int(ino)
+
+
+def raise_fd_limit(wanted: int = WANTED_FDS) -> int:
+    """Raise the soft RLIMIT_NOFILE towards `wanted` (never above the hard limit); returns the soft
+    limit in force. A shell's default soft limit is often 1024 while the hard limit allows more.
+    Under the unit the limit is already set (LimitNOFILE) and setrlimit is filtered, so nothing is
+    called when there is nothing to raise."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as err:
+            log.warning("could not raise the open-file limit", extra={"soft": soft, "wanted": target, "error": str(err)})
+    return soft
 
 
 def configure_logging(level: str = "info", stream: IO[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:

@@ -98,7 +98,7 @@ class SessionDrop(enum.Enum):
 class SessionConfig:
     """Timing and behaviour of one board's session (documented in docs/config.md, `[session]`)."""
 
-    heartbeat_timeout_s: float = 15.0  # board heartbeats every 5 s: three missed = offline
+    heartbeat_timeout_s: float = 15.0  # 15 STATS windows (1 s) or 1.5 HEARTBEATs (10 s) missed = offline
     time_sync_interval_s: float = 600.0  # ESP32 crystal drift (~40 ppm) is 24 ms per 10 minutes
     config_retry_s: float = 10.0
     hello_retry_s: float = 5.0

@@ -168,7 +168,7 @@ def test_heap_after_firmware_imports_is_an_esp32s(flashed, tmp_path: Path) -> No
     board = flashed(speed=1.0)
     mpy = tmp_path / "mpy"
     mpy.mkdir()
-    compile_firmware(firmware_sources(), mpy, "x64")
+    compile_firmware(firmware_sources(simulated=True), mpy, "x64")
     on_board, plain = _free_heap_on_board_and_plain(board, tmp_path, "import agent, hal, hal_sim", paths=(mpy,))
     # qstr pools grow by doubling, so the match is within a pool step: never less than an ESP32 gives
     # (no false MemoryError), at most 3 KiB more (nothing real hidden).

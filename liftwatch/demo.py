@@ -91,8 +91,8 @@ CONNECT_TIMEOUT_S = 20.0
 BOARD_STALL_S = 10.0
 # `[session] heartbeat_timeout_s` of the demo daemon (sim seconds; see daemon_config_toml).
 DEMO_HEARTBEAT_TIMEOUT_S = 120.0
-# The firmware's HEARTBEAT period (sim seconds).
-HEARTBEAT_S = 5.0
+# The firmware's default HEARTBEAT period (sim seconds; the demo sets no heartbeat_ms).
+HEARTBEAT_S = 10.0  # firmware/settings.py heartbeat_ms
 # The live table is redrawn this often; a non-terminal gets a plain snapshot every PLAIN_EVERY_S.
 REFRESH_PER_S = 4
 PLAIN_EVERY_S = 10.0
@@ -209,7 +209,7 @@ class FleetClock:
     Each board lives in its own sim time (its feed's), and the daemon reads some boards later than
     others (a car on a trip sends 2.4 kB/s of VIB to analyse). So the time a board's session and
     analytics see is that board's own progress as the daemon has read it: the uptime in the last
-    HEARTBEAT read (every 5 sim s) mapped to feed time, plus one heartbeat period, and never more
+    HEARTBEAT read (every 10 sim s) mapped to feed time, plus one heartbeat period, and never more
     than the board's feed. A daemon behind on one board then holds that board's time instead of
     seeing a silence that never was (no false entrapment, door open too long or `board_offline`).
     A board whose feed stops moving for `stall_s` real seconds (dead firmware) gets the most
@@ -364,7 +364,7 @@ def firmware_image(cache_dir: Path, say: Callable[[str], None]) -> Path:
     if not (FIRMWARE_DIR / "main.py").exists():
         raise DemoError(f"no firmware at {FIRMWARE_DIR} (main.py missing)")
     digest = hashlib.sha256()
-    for src in sorted(firmware_sources()):
+    for src in sorted(firmware_sources(simulated=True)):
         digest.update(src.name.encode() + b"\0" + src.read_bytes())
     image = cache_dir / f"firmware-{digest.hexdigest()[:16]}.img"
     if image.exists():

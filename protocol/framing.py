@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hmac
+import re
 import struct
 from binascii import crc_hqx
 from collections import Counter
@@ -43,6 +44,25 @@ if _fastframe is not None and _fastframe.LAYOUT != (
     _lw.VERSION, HEADER_LEN, TAG_LEN, MAX_BODY, MAX_WIRE, _lw.FLAGS_INCOMPAT_KNOWN
 ):  # a stale build from another wire layout must not be trusted
     _fastframe = None
+
+def _byte_class(values: list[int]) -> bytes:
+    return b"[" + b"".join(re.escape(bytes([v])) for v in values) + b"]"
+
+
+# Where a frame's COBS form can start inside a damaged part, matched on the part reversed, so the
+# search runs from the part's end and stops after MAX_SALVAGE_TRIES. Forward, a frame starts with
+# its first code byte c, ver = 0x01 and the type: c = 2 would make the type 0 (never known); c = 3
+# makes the flags 0; c >= 4 puts nonzero flags next, with no unknown must-understand bit. The
+# pattern starts with the literal 0x01, so the regex engine skips to each one at memchr speed.
+_TYPE = _byte_class([t for t in sorted(KNOWN_TYPES) if t])
+_FLAGS = _byte_class([f for f in range(1, 256) if not f & _lw.FLAGS_INCOMPAT_MASK & ~_lw.FLAGS_INCOMPAT_KNOWN])
+_SALVAGE_START = re.compile(b"\\x01(?:(?<=" + _FLAGS + _TYPE + b"\\x01)(?=[\\x04-\\xff])|(?<=" + _TYPE
+                            + b"\\x01)(?=\\x03))")
+# Full checks one damaged part may cost. Real frames behind boot text or line noise need one (only
+# candidates inside the frame itself are tried before it, and few pass the pattern); garbage
+# crafted with a candidate every few bytes then costs a few times what random bytes cost
+# (benchmarks/protocol.py `crafted_garbage_cost_ratio`), not a check of up to MAX_WIRE bytes per offset.
+MAX_SALVAGE_TRIES = 8
 REPLAY_WINDOW = 64  # frames a tagged frame may arrive late (reordering inside one link is rare)
 
 
@@ -149,6 +169,7 @@ class FrameReader:
     drops: Counter = field(default_factory=Counter)
     frames: int = 0
     key_rotations: int = 0
+    salvage_tries: int = 0  # full checks spent looking for a frame behind garbage (MAX_SALVAGE_TRIES a part)
     unknown_types: Counter = field(default_factory=Counter)
     _buf: bytearray = field(default_factory=bytearray)
     _long: bool = False
@@ -233,15 +254,18 @@ class FrameReader:
         return None
 
     def _salvage(self, part: bytes | bytearray) -> Frame | None:
-        # A frame's COBS form starts with a code byte >= 2 followed by ver = 0x01 (the body never
-        # starts with 0, so the first code byte is never 1): only those offsets are tried.
-        i = part.find(b"\x01", max(2, len(part) - MAX_WIRE + 2))
-        while i != -1:
-            if part[i - 1] >= 2:
-                candidate = self._check(part[i - 1 :])
-                if type(candidate) is Frame:
-                    return candidate
-            i = part.find(b"\x01", i + 1)
+        # The frame sits at the end of the part, so offsets are tried from the end backwards: the
+        # garbage in front (boot text, line noise) is never searched before the frame is found.
+        # Only the last MAX_WIRE bytes can hold it, and the part's own start was already checked.
+        tail = part[-MAX_WIRE:]
+        m = len(tail)
+        for tries, match in enumerate(_SALVAGE_START.finditer(tail[::-1], 0, m - 1)):
+            if tries == MAX_SALVAGE_TRIES:
+                break
+            self.salvage_tries += 1
+            candidate = self._check(tail[m - 2 - match.start() :])
+            if type(candidate) is Frame:
+                return candidate
         return None
 
     def _verify(self, body: bytes, end: int) -> bool:

@@ -51,6 +51,7 @@ def test_example_file_is_valid_and_overrides_apply(tmp_path):
     doc = tomllib.loads((DOCS / "liftwatch.example.toml").read_text())
     secret = tmp_path / "mqtt.password"
     secret.write_text("s3cret\n")
+    secret.chmod(0o600)
     doc["upstream"]["mqtt"]["password_file"] = str(secret)
     key = tmp_path / "bldg3-lift2.key"
     key.write_text("00112233445566778899aabbccddeeff\n")
@@ -65,6 +66,76 @@ def test_example_file_is_valid_and_overrides_apply(tmp_path):
     assert cfg.boards[1].analytics.lowest_floor == -1  # [analytics] applies to every car
     mqtt = cfg.upstream.mqtt
     assert mqtt.host == "mqtt.example-maintenance.cn" and mqtt.password == "s3cret" and mqtt.tls.ca_file
+
+
+def _secret(tmp_path: Path, name: str, mode: int, text: str = "s3cret-s3cret-s3cret\n") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return name
+
+
+@pytest.mark.parametrize("host", ["mqtt.example.com", "192.168.1.20", "broker", "localhost.example.com"])
+def test_plain_mqtt_to_another_host_is_refused(tmp_path, host):
+    """SECURITY.md, threat 2: without TLS the password and every fact cross the network in clear."""
+    pw = _secret(tmp_path, "mqtt.pw", 0o600)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, f'[daemon]\nsite = "a"\n[upstream.mqtt]\nhost = "{host}"\ntls = false\n'
+                                     f'username = "u"\npassword_file = "{pw}"\n'))
+    assert err.value.key == "upstream.mqtt.tls" and "only for a broker on this host" in err.value.reason
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.53"])
+def test_plain_mqtt_to_this_host_is_allowed(tmp_path, host):
+    pw = _secret(tmp_path, "mqtt.pw", 0o600)
+    cfg = load_config(write(tmp_path, f'[daemon]\nsite = "a"\n[upstream.mqtt]\nhost = "{host}"\ntls = false\n'
+                                       f'username = "u"\npassword_file = "{pw}"\n'))
+    assert cfg.upstream.mqtt.tls is None and cfg.upstream.mqtt.password == "s3cret-s3cret-s3cret"
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ("[upstream.mqtt]\nhost = \"b\"\npassword_file = \"{f}\"\n", "upstream.mqtt.password_file"),
+    ("[upstream.mqtt]\nhost = \"b\"\nclient_cert = \"c.pem\"\nclient_key = \"{f}\"\n", "upstream.mqtt.client_key"),
+    ("[status]\nhost = \"0.0.0.0\"\ntoken_file = \"{f}\"\n", "status.token_file"),
+])
+def test_secret_files_get_the_board_key_files_checks(tmp_path, section, key):
+    """Group/other bits or a symlink are refused with the chmod that fixes it (keystore.read_private)."""
+    for mode in (0o644, 0o640, 0o604):
+        name = _secret(tmp_path, f"secret-{mode:o}", mode)
+        with pytest.raises(ConfigError) as err:
+            load_config(write(tmp_path, '[daemon]\nsite = "a"\n' + section.format(f=name)))
+        assert err.value.key == key and f"chmod 600 {tmp_path / name}" in err.value.reason
+        assert "s3cret" not in str(err.value)
+    (tmp_path / "link").symlink_to(tmp_path / _secret(tmp_path, "private", 0o600))
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[daemon]\nsite = "a"\n' + section.format(f="link")))
+    assert err.value.key == key and "symlink" in err.value.reason
+    load_config(write(tmp_path, '[daemon]\nsite = "a"\n' + section.format(f="private")))
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('pi = "pi/3"', "daemon.pi"), ('pi = "pi+"', "daemon.pi"), ('pi = "#"', "daemon.pi"),
+    ('pi = "$SYS"', "daemon.pi"),
+    ('[upstream.mqtt]\nhost = "b"\ntopic_prefix = "acme/liftwatch"', "upstream.mqtt.topic_prefix"),
+    ('[upstream.mqtt]\nhost = "b"\ntopic_prefix = "+"', "upstream.mqtt.topic_prefix"),
+    ('[upstream.mqtt]\nhost = "b"\ntopic_prefix = "lift#"', "upstream.mqtt.topic_prefix"),
+    ('[upstream.mqtt]\nhost = "b"\ntopic_prefix = ""', "upstream.mqtt.topic_prefix"),
+])
+def test_topic_levels_refuse_wildcards_and_slashes(tmp_path, text, key):
+    """pi and topic_prefix are one topic level each: `+`/`#` would publish to a filter, `/` shift the layout."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[daemon]\nsite = "a"\n' + text + "\n"))
+    assert err.value.key == key and "no / or wildcards" in err.value.reason
+
+
+def test_reprs_carry_no_secret(tmp_path):
+    pw = _secret(tmp_path, "mqtt.pw", 0o600, "mqtt-password-xyz\n")
+    tok = _secret(tmp_path, "status.token", 0o600, "status-token-0123456789abcdef\n")
+    cfg = load_config(write(tmp_path, f'[daemon]\nsite = "a"\n[upstream.mqtt]\nhost = "b"\npassword_file = "{pw}"\n'
+                                       f'[status]\nhost = "0.0.0.0"\ntoken_file = "{tok}"\n'))
+    assert cfg.status.token == "status-token-0123456789abcdef" and cfg.upstream.mqtt.password == "mqtt-password-xyz"
+    assert "status-token" not in repr(cfg) and "mqtt-password" not in repr(cfg)
 
 
 def test_docs_are_generated_from_the_key_tables():

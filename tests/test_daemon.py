@@ -526,7 +526,9 @@ async def test_event_stored_before_a_restart_is_not_reported_twice(tmp_path):
         board_stop.set()
         await live
         board.close()
-    assert [x["state"] for x in alarm_events(journal(cfg), "car-0")] == ["raised"]
+    # Raised once across both runs. The board's heartbeats show the button released, so the fault may
+    # also have cleared, once, if a heartbeat was handled after the raise (on a loaded machine it was).
+    assert [x["state"] for x in alarm_events(journal(cfg), "car-0")] in (["raised"], ["raised", "cleared"])
 
 
 async def test_silent_board_goes_offline_after_the_heartbeat_timeout_and_back(tmp_path):

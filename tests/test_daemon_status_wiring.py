@@ -58,7 +58,7 @@ port = "{port}"
 
 async def http_get(port: int, path: str) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     raw = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -159,6 +159,7 @@ def test_exposed_page_needs_a_token_file(tmp_path):
 
     token = tmp_path / "status.token"
     token.write_text("short\n")
+    token.chmod(0o600)
     cfg.write_text(cfg.read_text().replace('"0.0.0.0"', '"0.0.0.0"\ntoken_file = "status.token"'))
     with pytest.raises(ConfigError) as err:
         load_config(cfg)
@@ -184,7 +185,7 @@ def test_status_defaults_and_errors(tmp_path):
 
 
 def test_mqtt_encoding_key(tmp_path):
-    mqtt = '[upstream.mqtt]\nhost = "broker"\ntls = false\n'
+    mqtt = '[upstream.mqtt]\nhost = "127.0.0.1"\ntls = false\n'
     cfg = load_config(write_config(tmp_path, "/dev/ttyUSB7", mqtt))
     assert cfg.upstream.mqtt.encoding is PayloadEncoding.DEFLATE
     cfg = load_config(write_config(tmp_path, "/dev/ttyUSB7", mqtt + 'encoding = "json"\n'))

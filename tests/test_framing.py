@@ -285,6 +285,38 @@ def test_garbage_glued_to_a_frame_is_salvaged(make_reader: ReaderFactory) -> Non
     assert reader.drops == Counter({DropReason.FRAMING: 2})
 
 
+# Garbage crafted so that a frame could start every few bytes (issue 14, item 7): `02 01` repeated,
+# and patterns that also pass salvage's header filter (code byte, ver 1, a known type, clean flags).
+CRAFTED_GARBAGE = (b"\x02\x01" * 515, b"\x05\x01\x01\x01\x01" * 206, b"\x04\x01\x01\x01" * 257,
+                   b"\x03\x01\x07" * 343)
+
+
+@pytest.mark.parametrize("accelerated", [False, True])
+def test_crafted_garbage_costs_a_bounded_number_of_checks(accelerated: bool) -> None:
+    if accelerated and not _fast_available():
+        pytest.skip("C accelerator liftwatch.protocol._fastframe is not built")
+
+    class CountingReader(FrameReader):
+        checks = 0
+
+        def _check(self, part):  # type: ignore[no-untyped-def]
+            CountingReader.checks += 1
+            return super()._check(part)
+
+    for garbage in CRAFTED_GARBAGE:
+        CountingReader.checks = 0
+        reader = CountingReader(accelerated=accelerated)
+        parts = 20
+        assert reader.feed((garbage + b"\x00") * parts) == []
+        assert drop_total(reader) == parts  # each part counted once, as what it is
+        # one check of the part itself, then at most MAX_SALVAGE_TRIES offsets (hundreds without the bound)
+        assert CountingReader.checks <= parts * (1 + framing.MAX_SALVAGE_TRIES)
+        assert reader.salvage_tries <= parts * framing.MAX_SALVAGE_TRIES
+        # and the bound never hides a frame glued behind such garbage: the search starts at the end
+        frames = reader.feed(garbage[-800:] + _hb(1, key=None))
+        assert [f.seq for f in frames] == [1] and reader.drops[DropReason.FRAMING] >= 1
+
+
 def test_frame_fields_and_repr() -> None:
     frame = FrameReader().feed(_hb(9, key=None))[0]
     assert (frame.type, frame.boot_id, frame.seq, frame.t_ms, frame.tagged) == (lw.T_HEARTBEAT, 7, 9, 1009, False)

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fuzzing import fuzz
+from liftwatch.edge_daemon.hosts import is_loopback_host
 from liftwatch.edge_daemon.config import SECTIONS, ConfigError, DaemonConfig, load_config, parse_config
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -27,6 +28,7 @@ EXAMPLE["boards"][1]["key_file"] = "bldg3-lift2.key"  # the BLE board's key, wri
 
 def write_example_secrets(base: Path) -> None:
     (base / "mqtt.password").write_text("s3cret\n")
+    (base / "mqtt.password").chmod(0o600)
     key = base / "bldg3-lift2.key"
     key.write_text("00112233445566778899aabbccddeeff\n")
     key.chmod(0o600)
@@ -42,6 +44,9 @@ def check_config(cfg: DaemonConfig) -> None:
     assert cfg.outbox_budget_bytes > 0
     if cfg.upstream.mqtt is not None:
         assert 1 <= cfg.upstream.mqtt.port <= 65535, cfg.upstream.mqtt.port
+        assert cfg.upstream.mqtt.tls is not None or is_loopback_host(cfg.upstream.mqtt.host)  # plain only here
+        for level in (cfg.upstream.mqtt.topic_prefix, cfg.pi, cfg.site):
+            assert level and not set(level) & set("/+#$\0"), level
     assert len({b.car for b in cfg.boards}) == len(cfg.boards)
     for board in cfg.boards:
         assert board.address and (board.key is None or 16 <= len(board.key) <= 64)

@@ -318,6 +318,65 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -
         assert state in (DeliveryState.PENDING, DeliveryState.DELIVERED)
         if state == DeliveryState.PENDING:
             validate_envelope(json.loads(payload))
+    with Outbox(db) as outbox:  # a kill at any point is not a loss: the high-water mark never runs ahead
+        assert "lost_on_disk" not in outbox.drop_counts()
+
+
+# issue 14, item 6: attacks on the outbox file that SQLite cannot notice by itself.
+LOST = 200
+
+
+def _assert_loss_counted_once(db: Path, caplog: pytest.LogCaptureFixture, lost: int) -> None:
+    with caplog.at_level("ERROR", logger="liftwatch.edge_daemon.outbox"):
+        with Outbox(db) as outbox:
+            assert outbox.stats().pending == 0
+            assert outbox.drop_counts().get("lost_on_disk") == {"unknown": lost}  # nothing silent
+            assert outbox.lost_on_open == lost
+            assert outbox.stats().to_status()["drops"]["lost_on_disk"] == {"unknown": lost}  # the status message
+            assert outbox.put(msg("trip", "after")) is PutOutcome.STORED
+            assert outbox.pending()[0].seq > lost  # no sequence number issued twice
+    assert any("lost_on_disk" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    with Outbox(db) as outbox:  # counted once, not at every start
+        assert outbox.lost_on_open == 0 and outbox.drop_counts()["lost_on_disk"] == {"unknown": lost}
+        assert [p.id for p in outbox.pending()] == [msg("trip", "after")["id"]]
+
+
+def test_an_outbox_truncated_to_nothing_counts_its_loss(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "outbox.db"
+    with Outbox(db) as outbox:
+        outbox.put_many([msg("trip", f"t{i}") for i in range(LOST)])
+        assert outbox.stats().pending == LOST
+    os.truncate(db, 0)
+    _assert_loss_counted_once(db, caplog, LOST)
+
+
+_WAL_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from liftwatch.edge_daemon.envelope import make_message
+    from liftwatch.edge_daemon.outbox import Outbox
+    outbox = Outbox(sys.argv[1])
+    outbox._db.execute("PRAGMA wal_autocheckpoint=0")  # the 200 commits stay in the -wal, as between checkpoints
+    for i in range(int(sys.argv[2])):
+        outbox.put(make_message("trip", "site1", "car1", "b", "2026-01-01T00:00:00Z", f"t{i}", {}))
+    print("PUT", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_wal_deleted_after_a_kill_counts_its_loss(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "outbox.db"
+    Outbox(db).close()  # the database file exists, empty, as after a checkpoint
+    child = subprocess.Popen([sys.executable, "-c", _WAL_WRITER, str(db), str(LOST)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "PUT\n"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    wal = db.with_name(db.name + "-wal")
+    assert wal.stat().st_size > 0
+    wal.unlink()
+    _assert_loss_counted_once(db, caplog, LOST)
 
 
 _DISK_FULL_CHILD = textwrap.dedent(

@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -18,8 +19,10 @@ from liftwatch.edge_daemon.service import (
     JournalFormatter,
     ProgressWatchdog,
     Stage,
+    WANTED_FDS,
     SystemdNotifier,
     configure_logging,
+    raise_fd_limit,
     watchdog_interval_s,
 )
 
@@ -249,6 +252,20 @@ def test_unit_asks_for_notify_watchdog_restart_and_hardening():
                 "SystemCallFilter", "RestrictAddressFamilies", "CapabilityBoundingSet", "DevicePolicy"):
         assert key in d, key
     assert d["User"] != ["root"]
+    assert d["LimitNOFILE"] == [str(WANTED_FDS)]  # soft = hard: nothing to raise under systemd
+
+
+def test_raise_fd_limit_lifts_the_soft_limit_up_to_the_hard_one():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert raise_fd_limit(1000) == 1000 == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if hard != resource.RLIM_INFINITY:
+            assert raise_fd_limit(hard + 1000) == hard  # never above the hard limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2000, hard))
+        assert raise_fd_limit(1000) == 2000  # and never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import os
+import resource
+import socket
+import sys
 from itertools import pairwise
 
 import numpy as np
@@ -29,7 +34,9 @@ from liftwatch.edge_daemon.status.preview import (
     play,
     synthetic_trip_samples,
 )
+from liftwatch.edge_daemon.status import server as status_server
 from liftwatch.edge_daemon.status.server import (
+    MAX_CONNECTIONS,
     StatusConfig,
     StatusConfigError,
     StatusServer,
@@ -226,10 +233,11 @@ def test_board_status_gives_link_quality_over_the_window():
 # -- the HTTP server -----------------------------------------------------------------------------
 
 
-async def _get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+async def _get(port: int, path: str, headers: dict[str, str | None] | None = None, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    writer.write((head + "\r\n").encode())
+    headers = {"Host": "127.0.0.1", **(headers or {})}
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items() if v is not None)
+    writer.write((head + "\r\n").encode("latin-1"))
     await writer.drain()
     raw = await asyncio.wait_for(reader.read(), 5)
     writer.close()
@@ -295,7 +303,7 @@ async def test_non_finite_figures_reach_the_browser_as_null():
 
 async def _sse_events(port: int, n: int, headers: str = "") -> list[dict]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /events HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    writer.write(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     assert b"200 OK" in head and b"text/event-stream" in head
@@ -325,7 +333,7 @@ async def test_sse_pushes_a_snapshot_then_each_change(served):
 async def test_close_ends_open_sse_streams(served):
     _, server = served
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.write(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     await writer.drain()
     await reader.readuntil(b"event: snapshot")
     await asyncio.wait_for(server.close(), 3)
@@ -351,7 +359,12 @@ def test_exposed_without_a_token_refuses_to_start(tmp_path):
     with pytest.raises(StatusConfigError, match="cannot read"):
         load_token(tmp_path / "missing")
     (tmp_path / "tok").write_text(TOKEN + "\n")
+    (tmp_path / "tok").chmod(0o644)
+    with pytest.raises(StatusConfigError, match="chmod 600"):  # the board key files' checks (keystore.py)
+        load_token(tmp_path / "tok")
+    (tmp_path / "tok").chmod(0o600)
     assert load_token(tmp_path / "tok") == TOKEN
+    assert TOKEN not in repr(StatusConfig(host="0.0.0.0", token=TOKEN))
 
 
 async def test_token_by_header_or_cookie_set_once_from_the_address():
@@ -391,6 +404,121 @@ async def test_slow_or_garbage_clients_do_not_hurt(served):
     assert await asyncio.wait_for(reader.read(), 2) == b""
     writer.close()
     assert (await _get(server.port, "/healthz"))[0] == 200
+
+
+# Another process holds this many connections to the page without sending a byte (issue 14, item 4:
+# 1,100 of them took every descriptor of the daemon in about 4 s).
+_HALF_OPEN = 1200
+_HALF_OPEN_CLIENT = """
+import resource, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = [socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) for _ in range(int(sys.argv[2]))]
+print("holding", len(held), flush=True)
+sys.stdin.read()
+"""
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_flood_of_half_open_connections_takes_no_descriptors_and_not_the_page(served, caplog):
+    _, server = served
+    baseline = _open_fds()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # The daemon's share of descriptors, scaled down: what 1,100 connections did to it, 1,200 do here
+    # (the headroom covers the cap plus what asyncio accepts in one go before the cap is applied).
+    resource.setrlimit(resource.RLIMIT_NOFILE, (baseline + 400, hard))
+    attacker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HALF_OPEN_CLIENT, str(server.port), str(_HALF_OPEN),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        with caplog.at_level(logging.WARNING):
+            line = await asyncio.wait_for(attacker.stdout.readline(), 60)
+            assert line.strip() == f"holding {_HALF_OPEN}".encode()
+            await asyncio.sleep(0.2)  # the last evictions close their sockets
+            assert _open_fds() <= baseline + MAX_CONNECTIONS + 8
+            with open(os.devnull, "rb"):  # what the replay state, a serial port, MQTT need: still there
+                pass
+            status, _, body = await asyncio.wait_for(_get(server.port, "/healthz"), 2)  # not after a timeout
+            assert (status, body) == (200, b"ok\n")
+        assert server.evicted >= _HALF_OPEN - MAX_CONNECTIONS
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "accept errors were logged"
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        attacker.stdin.close()
+        await attacker.wait()
+
+
+async def test_a_request_head_that_never_ends_is_cut_off(served, monkeypatch):
+    _, server = served
+    monkeypatch.setattr(status_server, "REQUEST_TIMEOUT_S", 0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")  # and nothing more (slow loris)
+    await writer.drain()
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    assert server.requests == 0
+
+
+async def test_busy_connections_are_not_evicted_and_newcomers_wait_for_a_slot(served):
+    """At the cap with every connection answering (SSE streams), a newcomer is closed, nothing else."""
+    live, server = served
+    streams = [asyncio.create_task(_sse_events(server.port, 2)) for _ in range(16)]
+    await asyncio.sleep(0.3)
+    idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(MAX_CONNECTIONS - 16)]
+    await asyncio.sleep(0.1)
+    assert (await _get(server.port, "/healthz"))[0] == 200  # evicts the oldest idle one
+    assert server.evicted == 1 and server.refused == 0
+    live.apply("bldg3-lift1", FaultEvent("bldg3-lift1", FaultType.DOOR_OPEN_TOO_LONG, "raised", T0, T0))
+    assert all(len(events) == 2 for events in await asyncio.wait_for(asyncio.gather(*streams), 5))
+    for _, writer in idle:
+        writer.close()
+
+
+@pytest.mark.parametrize(("host", "status"), [
+    ("127.0.0.1", 200), ("127.0.0.1:8080", 200), ("localhost:8080", 200), ("LOCALHOST", 200),
+    ("[::1]:8080", 200), ("10.0.0.7:8080", 200),  # an IP literal cannot be a rebinding name
+    ("evil.example", 421), ("evil.example:8080", 421), ("localhost.evil.example", 421),
+    ("127.0.0.1.nip.io", 421), ("", 421), (None, 421),
+])
+async def test_dns_rebinding_names_are_refused(served, host, status):
+    _, server = served
+    assert (await _get(server.port, "/api/snapshot", {"Host": host}))[0] == status
+    assert (await _get(server.port, "/healthz", {"Host": host}))[0] == status
+
+
+def test_the_bind_name_and_this_machines_name_are_good_hosts():
+    config = StatusConfig(host="pi-bldg3.local", token=TOKEN)
+    assert config.host_allowed("PI-bldg3.local:8080") and not config.host_allowed("pi-bldg4.local")
+    short = socket.gethostname().split(".")[0]
+    assert all(StatusConfig().host_allowed(name) for name in (short, f"{short}:8080", f"{short}.local"))
+    assert not StatusConfig().host_allowed(f"{short}.evil.example")
+
+
+async def test_odd_queries_and_paths_get_400_not_a_traceback(served, caplog):
+    _, server = served
+    for path in ("/api/trace?car=tower-a-lift1&trip=%C2%B2", "/api/trace?car=x&trip=%D9%A3",
+                 "/api/trace?car=x&trip=1%00", "/static/app\x00.js", "/static/app.js\x7f", "/api/snapshot\x00"):
+        assert (await _get(server.port, path))[0] == 400, path
+    assert (await _get(server.port, "/static/app%00.js"))[0] == 404  # a name no file has
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_token_with_plus_slash_and_equals_logs_in():
+    token = "a+b/c=d+e/f==0123456789"
+    server = StatusServer(LiveState(), StatusConfig(host="127.0.0.1", port=0, token=token))
+    await server.start()
+    try:
+        status, headers, _ = await _get(server.port, f"/?token={token}")  # pasted as it is
+        assert status == 303
+        cookie = headers["set-cookie"].split(";")[0]
+        assert (await _get(server.port, "/api/snapshot", {"Cookie": cookie}))[0] == 200
+        assert (await _get(server.port, "/api/snapshot", {"Authorization": f"Bearer {token}"}))[0] == 200
+        assert (await _get(server.port, "/api/snapshot", {"Cookie": cookie.replace("%2B", "%20")}))[0] == 401
+    finally:
+        await server.close()
 
 
 def test_snapshot_has_no_nan_from_real_analytics():

@@ -57,7 +57,7 @@ class PtyBoard:
 
 async def _http(port: int, path: str) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     raw = await asyncio.wait_for(reader.read(), 5)
     writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")

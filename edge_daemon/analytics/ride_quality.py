@@ -21,11 +21,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from . import dsp
 from .config import AnalyticsConfig
-from .dsp import sosfilt_columns
+from .dsp import butter2_lowpass_sos, sosfilt_columns, sosfilt_zi
 from .weighting import Weighting, apply_weighting
 
 __all__ = [
@@ -158,12 +157,11 @@ def car_frame(samples: np.ndarray, lsb_per_g: int, gravity: tuple[int, int, int]
 
 @functools.lru_cache(maxsize=32)
 def _butter_sos(cutoff_hz: float, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
-    """(sos, steady-state initial conditions per unit input): designed once per rate, because
-    scipy's sosfiltfilt solves for the initial conditions (a companion-matrix eigen-solve) on every
-    call, which cost as much as the filtering itself on a trip."""
-    sos = signal.butter(2, cutoff_hz, fs=rate_hz, output="sos")
+    """(sos, steady-state initial conditions per unit input): designed once per rate (scipy's
+    sosfiltfilt solved for the initial conditions on every call, as costly as the filtering)."""
+    sos = butter2_lowpass_sos(cutoff_hz, rate_hz)
     sos.flags.writeable = False
-    zi = signal.sosfilt_zi(sos)
+    zi = sosfilt_zi(sos)
     zi.flags.writeable = False
     return sos, zi
 

@@ -1,4 +1,4 @@
-"""ISO 2631-1 (Annex A) frequency weightings Wk (vertical) and Wd (horizontal), built with scipy.signal.
+"""ISO 2631-1 (Annex A) frequency weightings Wk (vertical) and Wd (horizontal), as second-order sections.
 
 ISO 18738-1 judges lift vibration on Wk-weighted vertical and Wd-weighted horizontal acceleration.
 Each weighting is a cascade of second-order analog sections (band-limiting high- and low-pass,
@@ -15,9 +15,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
-from .dsp import sosfilt_columns
+from .dsp import bilinear_section, sosfilt_columns
 
 __all__ = ["Weighting", "analog_response", "apply_weighting", "weighting_sos"]
 
@@ -85,7 +84,7 @@ def _cached_sos(w: Weighting, rate_hz: float) -> np.ndarray:
 
 def weighting_sos(w: Weighting, rate_hz: float) -> np.ndarray:
     """Second-order sections of the digital weighting at `rate_hz` (designed once per rate;
-    a copy, since scipy's filters want a writable array and callers must not share one)."""
+    a copy: callers must not share the cached one)."""
     return _cached_sos(w, float(rate_hz)).copy()
 
 
@@ -105,9 +104,8 @@ def _design_sos(w: Weighting, rate_hz: float) -> np.ndarray:
     for i, (b, a) in enumerate(_sections(w, warp)):
         if i == 1 and p.f2 >= 0.45 * fs:
             continue
-        bz, az = signal.bilinear(b, a, fs)
-        rows.append(np.concatenate([bz, az]))
-    return np.vstack(rows)
+        rows.append(bilinear_section(b, a, fs))
+    return np.array(rows)
 
 
 def apply_weighting(w: Weighting, x: np.ndarray, rate_hz: float, axis: int = -1) -> np.ndarray:
@@ -119,4 +117,12 @@ def apply_weighting(w: Weighting, x: np.ndarray, rate_hz: float, axis: int = -1)
         y = np.array(x, dtype=float, order="C")  # a copy, filtered in place from rest
         sosfilt_columns(sos, y, np.zeros((1 if y.ndim == 1 else y.shape[1], len(sos), 2)))
         return y
-    return signal.sosfilt(sos.copy(), np.asarray(x, dtype=float), axis=axis)
+    # any other layout: the signals side by side as columns, at most 8 per kernel call
+    moved = np.moveaxis(np.asarray(x, dtype=float), axis, 0)
+    cols = moved.reshape(len(moved), -1)
+    out = np.empty_like(cols)
+    for first in range(0, cols.shape[1], 8):
+        y = np.ascontiguousarray(cols[:, first : first + 8])
+        sosfilt_columns(sos, y, np.zeros((y.shape[1], len(sos), 2)))
+        out[:, first : first + 8] = y
+    return np.moveaxis(out.reshape(moved.shape), 0, axis)

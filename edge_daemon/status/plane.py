@@ -45,7 +45,8 @@ log = logging.getLogger("liftwatch.status")
 
 # Board health and the header figures on the page are refreshed this often (cheap: dict copies).
 REFRESH_S = 1.0
-# A board that is connected and online sends a HEARTBEAT every 5 s; reading nothing for this long
+# A board that is connected and online sends a frame at least every second (STATS when no VIB flows;
+# HEARTBEAT every 10 s); reading nothing for this long
 # while the session still thinks it online means our read loop, not the board, is stuck. Must
 # exceed the session's heartbeat timeout (15 s default) plus a tick: a board that just fell
 # silent is "online" until the timeout, and that is the board's silence, not ours.

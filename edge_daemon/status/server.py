@@ -5,6 +5,18 @@ room should not carry a web stack for that. Requests are parsed with hard limits
 read timeout, client count), only GET and HEAD are served, and every response carries a strict
 Content-Security-Policy: the page loads nothing but its own files (no CDN).
 
+Connections are capped before anything is authenticated (MAX_CONNECTIONS): the page shares the
+daemon's file descriptors with its serial ports, the outbox, the replay state and MQTT, so a flood
+of half-open connections must not take them. At the cap a new connection evicts the oldest one
+that has not finished its request head yet (an idle or slow client, or a flood), or, when every
+connection is busy answering, is closed at once. A real request sends its head at once, so it gets
+through a flood of idle connections.
+
+DNS rebinding: a web page elsewhere can point its own name at 127.0.0.1 and have the operator's
+browser read this page. Requests are answered only when their Host is the configured bind host,
+a localhost name, this machine's host name (`pi-bldg3`, `pi-bldg3.local`), or an IP literal: a
+rebinding page can only send its own name.
+
 Access: bound to 127.0.0.1 by default (reach it with `ssh -L 8080:localhost:8080 pi`). Bound to
 anything else it refuses to start without a bearer token, and then every route except /healthz
 wants it, as `Authorization: Bearer <token>`, or once as `/?token=<token>`, which sets an
@@ -26,18 +38,24 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import ipaddress
 import json
 import logging
 import math
+import re
+import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from liftwatch.edge_daemon.hosts import LOCALHOST_NAMES, is_loopback_host
+from liftwatch.edge_daemon.keystore import KeyStoreError, read_private
 
 from .state import LiveState
 
@@ -47,13 +65,20 @@ log = logging.getLogger("liftwatch.status")
 
 # A request line plus headers from a browser is ~1 kB; anything near this is not a browser.
 MAX_HEADER_BYTES = 16 * 1024
-# Slow-loris guard: a client gets this long to send its request head.
-REQUEST_TIMEOUT_S = 10.0
+# Slow-loris guard: a client gets this long to send its request head (a browser sends it at once).
+REQUEST_TIMEOUT_S = 5.0
+# Open connections, before authentication. A few operators with a page each (an SSE stream plus a
+# request or two) and a Prometheus scrape fit many times over; the daemon's other descriptors
+# (boards, outbox, MQTT, state files) stay free whatever a client does (deploy/liftwatch.service
+# gives the daemon 4096).
+MAX_CONNECTIONS = 64
 # Each SSE client holds a task and a socket; a handful of operators is the expected audience.
 MAX_SSE_CLIENTS = 16
 # Comment line every so often so proxies and NAT boxes keep an idle stream open.
 SSE_KEEPALIVE_S = 15.0
 _COOKIE = "liftwatch_token"
+_TRIP_ID = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: int() also takes "²" and "٣", then fails
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+\.[a-z]+")
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
 _SECURITY_HEADERS = (
@@ -76,17 +101,27 @@ class StatusConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    token: str | None = None  # required when `host` is not a loopback address
+    token: str | None = field(default=None, repr=False)  # required when `host` is not loopback; never in logs
     sse_min_interval_s: float = 0.25  # a burst of changes (a trip ends) becomes one update
 
     @property
     def loopback_only(self) -> bool:
-        if self.host == "localhost":
+        return is_loopback_host(self.host)  # a host name could resolve to anything
+
+    def host_allowed(self, host_header: str) -> bool:
+        """The Host a browser sent names this page: the bind host, a localhost name or an IP literal
+        (a DNS-rebinding page sends its own name)."""
+        host = host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
+        host = host.lower()
+        if host.startswith("[") and "]" in host:  # [v6]:port
+            host = host[1 : host.index("]")]
+        if host in LOCALHOST_NAMES or host == self.host.lower() or host in _own_names():
             return True
         try:
-            return ipaddress.ip_address(self.host).is_loopback
+            ipaddress.ip_address(host)
         except ValueError:
-            return False  # a host name: could resolve to anything
+            return False
+        return True
 
     def check(self) -> None:
         if not self.loopback_only and not self.token:
@@ -98,12 +133,16 @@ class StatusConfig:
 
 
 def load_token(path: str | Path) -> str:
-    """Read a token file (one line). The file should be readable by the daemon's user only."""
+    """Read a token file (one line), which must be private to the daemon's user (keystore's checks)."""
     p = Path(path)
     try:
-        token = p.read_text().strip()
+        token = read_private(p).decode("utf-8").strip()
+    except KeyStoreError as err:
+        raise StatusConfigError(str(err)) from None
     except OSError as err:
         raise StatusConfigError(f"cannot read status token file {p}: {err.strerror}") from err
+    except UnicodeError:
+        raise StatusConfigError(f"status token file {p} is not text") from None
     if not token:
         raise StatusConfigError(f"status token file {p} is empty")
     return token
@@ -140,9 +179,15 @@ class StatusServer:
         self._metrics = metrics
         self._server: asyncio.Server | None = None
         self._sse_clients: set[asyncio.Task[Any]] = set()
+        # Every open connection, oldest first, with its transport while it waits for its request
+        # head (None once it is being answered: then it is never evicted).
+        self._connections: dict[asyncio.Task[Any], asyncio.BaseTransport | None] = {}
         self._closing = asyncio.Event()
         self.requests = 0
         self.rejected_auth = 0
+        self.rejected_host = 0
+        self.evicted = 0  # connections closed before their request head was in, to make room
+        self.refused = 0  # connections closed at once: every slot was busy answering
 
     @property
     def port(self) -> int:
@@ -156,8 +201,10 @@ class StatusServer:
         return f"http://{host}:{self.port}/"
 
     async def start(self) -> None:
+        # backlog: asyncio accepts up to this many sockets per wake-up before any is admitted, so it
+        # also bounds the descriptors a flood holds beyond MAX_CONNECTIONS at any moment.
         self._server = await asyncio.start_server(
-            self._on_client, self.config.host, self.config.port, limit=MAX_HEADER_BYTES
+            self._on_client, self.config.host, self.config.port, limit=MAX_HEADER_BYTES, backlog=MAX_CONNECTIONS
         )
         log.info("status page listening", extra={"url": self.url, "token": bool(self.config.token)})
 
@@ -165,21 +212,42 @@ class StatusServer:
         self._closing.set()
         if self._server is not None:
             self._server.close()
-        for task in list(self._sse_clients):
+        for task in list(self._connections):
             task.cancel()
-        if self._sse_clients:
-            await asyncio.gather(*self._sse_clients, return_exceptions=True)
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
 
     # -- connection handling --------------------------------------------------------------------
 
+    def _admit(self, task: asyncio.Task[Any], transport: asyncio.BaseTransport) -> bool:
+        """Make room for a new connection under MAX_CONNECTIONS; False if there is none."""
+        if len(self._connections) >= MAX_CONNECTIONS:
+            oldest = next(((t, tr) for t, tr in self._connections.items() if tr is not None), None)
+            if oldest is None:
+                self.refused += 1
+                return False
+            del self._connections[oldest[0]]
+            oldest[1].abort()  # the socket goes now, not when the task next runs
+            oldest[0].cancel()
+            self.evicted += 1
+        self._connections[task] = transport
+        return True
+
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if not self._admit(task, writer.transport):
+            writer.transport.abort()
+            return
         try:
             try:
                 request = await asyncio.wait_for(self._read_request(reader), REQUEST_TIMEOUT_S)
             except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
                 return  # nothing sensible to answer
+            if task in self._connections:
+                self._connections[task] = None
             self.requests += 1
             try:
                 await self._route(request, writer)
@@ -189,6 +257,7 @@ class StatusServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self._connections.pop(task, None)
             writer.close()
             try:
                 await writer.wait_closed()
@@ -211,7 +280,8 @@ class StatusServer:
                 raise ValueError("bad header line")
             headers[name.strip().lower()] = value.strip()
         url = urlsplit(parts[1])
-        return _Request(parts[0], url.path, parse_qs(url.query), headers)
+        # "+" is kept as itself (it is a space only in HTML forms, and there are none): a token may hold it.
+        return _Request(parts[0], url.path, parse_qs(url.query.replace("+", "%2B")), headers)
 
     def _authorised(self, request: _Request) -> bool:
         token = self.config.token
@@ -225,7 +295,7 @@ class StatusServer:
             for item in request.headers.get("cookie", "").split(";"):
                 name, _, value = item.strip().partition("=")
                 if name == _COOKIE:
-                    given = value
+                    given = unquote(value)  # set percent-encoded: a token may hold + / =
         return hmac.compare_digest(given.encode(), token.encode())
 
     async def _route(self, request: _Request, writer: asyncio.StreamWriter) -> None:
@@ -233,6 +303,11 @@ class StatusServer:
             raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED)
         head = request.method == "HEAD"
         path = request.path
+        if not path.isascii() or not path.isprintable() or " " in path:
+            raise _HttpError(HTTPStatus.BAD_REQUEST, "bad characters in the path")
+        if not self.config.host_allowed(request.headers.get("host", "")):
+            self.rejected_host += 1
+            raise _HttpError(HTTPStatus.MISDIRECTED_REQUEST, "unknown Host: use the address the page is bound to")
         if path == "/healthz":
             await self._send(writer, HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8", head=head)
             return
@@ -255,7 +330,7 @@ class StatusServer:
         elif path == "/api/trace":
             car = (request.query.get("car") or [""])[0]
             trip = (request.query.get("trip") or [""])[0]
-            if not trip.lstrip("-").isdigit():
+            if not _TRIP_ID.fullmatch(trip):
                 raise _HttpError(HTTPStatus.BAD_REQUEST, "trip must be the trip id (start time in ms)")
             # Filtering and decimating a trip takes tens of ms on a Pi: off the loop that reads boards.
             trace = await asyncio.to_thread(self.live.trip_trace, car, int(trip))
@@ -296,7 +371,7 @@ class StatusServer:
         await self._send(writer, HTTPStatus.OK, _dumps(obj).encode(), "application/json", head=head)
 
     async def _static(self, writer: asyncio.StreamWriter, name: str, head: bool) -> None:
-        if "/" in name or name.startswith(".") or Path(name).suffix not in _STATIC_TYPES:
+        if not _STATIC_NAME.fullmatch(name) or Path(name).suffix not in _STATIC_TYPES:
             raise _HttpError(HTTPStatus.NOT_FOUND)
         try:
             body = resources.files(__package__).joinpath("static", name).read_bytes()
@@ -335,6 +410,14 @@ class StatusServer:
                     await asyncio.sleep(left)
         finally:
             self._sse_clients.discard(task)
+
+
+@functools.cache
+def _own_names() -> frozenset[str]:
+    """This machine's names as an operator types them: full, first label, and its mDNS name."""
+    full = socket.gethostname().lower()
+    short = full.split(".")[0]
+    return frozenset({full, short, f"{short}.local"})
 
 
 def _dumps(obj: Any) -> str:

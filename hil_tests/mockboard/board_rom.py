@@ -3,7 +3,8 @@
 # MicroPython: it mounts the board's flash (LittleFS v2 on an image file) at "/", runs boot.py and
 # main.py, and then serves the friendly REPL, the raw REPL and raw-paste mode on stdin/stdout exactly
 # as mpremote's transport_serial.py expects them (byte for byte: prompts, "OK", the two 0x04
-# terminators, the raw-paste window of 256 bytes acknowledged with 0x01).
+# terminators, raw-paste flow control as shared/runtime/pyexec.c does it: a window of half the stdin
+# buffer announced with one extra 0x01 credit, 0x01 for every window read, 0x04 on the end).
 #
 # What the parent does for us: it turns 0x03 on the console into SIGINT, which MicroPython raises as
 # KeyboardInterrupt wherever we are (user code, or blocked reading stdin, where we treat it as the
@@ -20,7 +21,9 @@ import vfs
 from micropython import const
 
 _BLOCK_SIZE = const(4096)  # ESP32 flash erase sector; the ESP32 port uses it as the LittleFS block
-_RAW_PASTE_WINDOW = const(256)  # MICROPY_REPL_STDIN_BUFFER_MAX on the ESP32 port
+# mp_reader_new_stdin: half of MICROPY_REPL_STDIN_BUFFER_MAX (256, the ESP32 port keeps the default),
+# so the host may have two windows in flight and the board's stdin buffer still never overflows.
+_RAW_PASTE_WINDOW = const(128)
 _CTRL_A = const(1)
 _CTRL_B = const(2)
 _CTRL_C = const(3)
@@ -179,7 +182,7 @@ class _Machine:
     def disable_irq(self):
         return 0
 
-    def enable_irq(self, state=0):
+    def enable_irq(self, state):  # required, as on the port (scripts/check-esp32-api)
         pass
 
 
@@ -211,20 +214,25 @@ class _MicroPython:
         pass  # the ESP32 port has it; the unix port does not need one
 
     def kbd_intr(self, c):
-        global _intr_on
-        _intr_on = c == 3
-        _tell(_CTL_INTR_ON if _intr_on else _CTL_INTR_OFF)
+        _tell(_CTL_INTR_ON if c == 3 else _CTL_INTR_OFF)
 
 
 import micropython as _micropython
 
-_intr_on = True
 sys.modules["micropython"] = _MicroPython()
 
 # ---- console input ----------------------------------------------------------------------------
 
 _one = bytearray(1)
 _pending = bytearray()
+
+
+def _await_input():
+    # The REPLs read 0x03 as a character, as the board's do: its interrupt character is armed only
+    # while code runs, so a Ctrl-C the host sends mid raw-paste ends the paste instead of landing
+    # as an interrupt between two of our statements.
+    _tell(_CTL_REPL)
+    _tell(_CTL_INTR_OFF)
 
 
 def _getc():
@@ -256,8 +264,7 @@ def _execute(code_src, filename, mode, eof_markers):
     # a SystemExit becomes a soft reboot as on the board.
     exc = None
     _tell(_CTL_RUN)
-    if not _intr_on:
-        sys.modules["micropython"].kbd_intr(3)  # every execution starts with Ctrl-C armed
+    _tell(_CTL_INTR_ON)  # pyexec arms Ctrl-C for the execution only (mp_hal_set_interrupt_char)
     try:
         if mode == "file":
             # Streamed from the flash by the lexer, as pyexec_file does: the source never sits
@@ -281,6 +288,7 @@ def _execute(code_src, filename, mode, eof_markers):
         exc = SystemExit
     except BaseException as e:  # KeyboardInterrupt included: the board prints it too
         exc = e
+    _tell(_CTL_INTR_OFF)  # at once, as pyexec does: a Ctrl-C after the code ended is the REPL's
     code_src = None
     if eof_markers:
         _out(b"\x04")
@@ -289,9 +297,22 @@ def _execute(code_src, filename, mode, eof_markers):
             _out(b"\x04")
         raise _SoftReboot
     if exc is not None:
-        sys.print_exception(exc, _cooked)
+        _print_exception(exc)
     if eof_markers:
         _out(b"\x04")
+
+
+def _print_exception(exc):
+    # As the board prints it: our own frames (exec/execfile here in the ROM) are the board's C code,
+    # which a real traceback never shows.
+    try:
+        buf = io.StringIO()
+        sys.print_exception(exc, buf)
+        text = buf.getvalue()
+    except MemoryError:
+        sys.print_exception(exc, _cooked)
+        return
+    _cooked.write("".join(line for line in text.splitlines(True) if '"%s"' % __file__ not in line))
 
 
 def _run_file(name):
@@ -379,7 +400,7 @@ def friendly_repl():
     # Returns "raw" to switch to the raw REPL; raises _SoftReboot on Ctrl-D.
     _banner()
     while True:
-        _tell(_CTL_REPL)
+        _await_input()
         got = _readline(b">>> ")
         if got == _CTRL_A:
             _out(b"\r\n")
@@ -415,8 +436,10 @@ def friendly_repl():
 
 
 def _raw_paste():
-    # do_reader_stdin: window header, then 0x01 for every window consumed; 0x04 ends, 0x03 aborts.
-    # Byte by byte: a MicroPython stream readinto() blocks until the whole buffer is full.
+    # do_reader_stdin and mp_reader_stdin_readbyte: the window and a second window's credit, then
+    # 0x01 for every window consumed; 0x04 ends, 0x03 aborts. Byte by byte: a MicroPython stream
+    # readinto() blocks until the whole buffer is full. (The board compiles while it reads and, on a
+    # syntax error, says 0x04 early and drains to the host's 0x04; the host sees the same bytes.)
     _out(b"R\x01")
     _out(bytes((_RAW_PASTE_WINDOW & 0xFF, _RAW_PASTE_WINDOW >> 8, 1)))
     src = bytearray()
@@ -432,8 +455,9 @@ def _raw_paste():
             _out(b"\x01")
     _out(b"\x04")  # end of data acknowledged
     if c == _CTRL_C:
+        # the board raises its KeyboardInterrupt with no traceback: only the exception line shows
         _out(b"\x04")
-        print("Traceback (most recent call last):\nKeyboardInterrupt: ")
+        print("KeyboardInterrupt: ")
         _out(b"\x04")
         return
     code = src.decode()
@@ -446,7 +470,7 @@ def raw_repl():
     _out(b"raw REPL; CTRL-B to exit\r\n")
     line = bytearray()
     _out(b">")
-    _tell(_CTL_REPL)
+    _await_input()
     while True:
         c = _getc()
         if c == _CTRL_A:
@@ -458,7 +482,7 @@ def raw_repl():
                 line = bytearray()
                 gc.collect()
                 _out(b">")
-                _tell(_CTL_REPL)
+                _await_input()
                 continue
             line = bytearray()
             _out(b"raw REPL; CTRL-B to exit\r\n>")
@@ -478,7 +502,7 @@ def raw_repl():
             src = None
             gc.collect()
             _out(b">")
-            _tell(_CTL_REPL)
+            _await_input()
         else:
             line.append(c)
 
@@ -488,6 +512,10 @@ def main():
     mode = _REPL_MODE
     try:
         try:
+            # 0x03 is a character until code runs (see _await_input): no interrupt can land in the
+            # ROM's own statements, its gc.collect() included (an interrupt raised in a finaliser
+            # there killed the process: "memory allocation failed, heap is locked")
+            _tell(_CTL_INTR_OFF)
             _tell(_CTL_READY)
             _run_file("boot.py")
             if mode == "friendly":
