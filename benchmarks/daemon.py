@@ -38,7 +38,7 @@ Figures (issue 6):
   they stream). `start_s`: from spawning `liftwatch run` to the first board frame it handled (an
   EVENT stored and ACKed; `start_all_boards_s`: the last of the 10 boards).
 
-The synthetic car is tests/analytics_synth.py (the analytics tests' known-answer trips), turned into
+The synthetic car is tests/support/analytics_synth.py (the analytics tests' known-answer trips), turned into
 the frames a board sends.
 """
 
@@ -46,9 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
-import os
 import random
 import subprocess
 import sys
@@ -61,6 +59,7 @@ import msgpack
 import numpy as np
 from cobs import cobs
 
+from liftwatch.broker import Mosquitto
 from liftwatch.edge_daemon.analytics import engine as analytics_engine
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
@@ -71,10 +70,13 @@ from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
 from liftwatch.edge_daemon.upstream import MqttConfig
 from liftwatch.edge_daemon.upstream_codec import encode_payload
+from liftwatch.hil.mockboard.ptys import PtyPort
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import HEADER_LEN, FrameReader, encode_frame
 
 _REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(_REPO / "tests"))  # the analytics tests' synthetic car
+from support.analytics_synth import CarStream  # noqa: E402
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z (board time 0)
 RATE_HZ = 400
 LSB_PER_G = 16384
@@ -83,22 +85,13 @@ HEARTBEAT_S = 5.0
 READ_CHUNK = 4096  # bytes per transport read, as from a USB serial adapter
 
 
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 # -- the synthetic board ------------------------------------------------------------------------
 
 
 def car_stream(trips: int, idle_s: float, seed: int = 1) -> Any:
     """A car doing `trips` trips (1-8 floors, door cycle at each stop, `idle_s` mean rest between)."""
-    synth = _load("liftwatch_bench_synth", _REPO / "tests" / "analytics_synth.py")
     rng = random.Random(seed)
-    car = synth.CarStream(AnalyticsConfig(floor_count=20), t0=T0 + 1.0)
+    car = CarStream(AnalyticsConfig(floor_count=20), t0=T0 + 1.0)
     floor = 0
     for _ in range(trips):
         target = rng.randrange(0, 20)
@@ -393,38 +386,18 @@ def measure_day(workdir: Path, trips: int) -> dict[str, float]:
     }
 
 
-class PtyBoard:
-    """A board on a pty: writes prepared frames, reads (and discards) the host's frames."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.master, slave = os.openpty()
-        os.symlink(os.ttyname(slave), path)
-        os.close(slave)
-        os.set_blocking(self.master, False)
-        self.reader = FrameReader()
-        self.host_frames: list = []
-
-    def write(self, data: bytes) -> None:
-        try:
-            os.write(self.master, data)
-        except BlockingIOError:
-            pass
-
-    def poll(self) -> None:
-        try:
-            self.host_frames += self.reader.feed(os.read(self.master, 65536))
-        except (BlockingIOError, OSError):
-            pass
-
-    def close(self) -> None:
-        os.close(self.master)
+def _write(board: PtyPort, wire: bytes) -> None:
+    """A frame on the board's UART; one the daemon has no room for is lost, as on a real UART."""
+    try:
+        board.write(wire)
+    except BlockingIOError:
+        pass
 
 
-def _daemon_config(workdir: Path, boards: list[PtyBoard], mqtt: tuple[str, int] | None) -> Any:
+def _daemon_config(workdir: Path, boards: list[PtyPort], mqtt: tuple[str, int] | None) -> Any:
     doc: dict[str, Any] = {
         "daemon": {"site": "bench", "pi": "pi-bench", "state_dir": str(workdir / "state")},
-        "boards": [{"car": f"car-{i}", "port": b.path} for i, b in enumerate(boards)],
+        "boards": [{"car": f"car-{i}", "port": b.link_path} for i, b in enumerate(boards)],
         "analytics": {"floor_count": 20},
     }
     if mqtt:
@@ -433,7 +406,7 @@ def _daemon_config(workdir: Path, boards: list[PtyBoard], mqtt: tuple[str, int] 
 
 
 async def _event_latency(workdir: Path, events: int, host: str, port: int) -> list[float]:
-    board = PtyBoard(str(workdir / "tty-latency"))
+    board = PtyPort(str(workdir / "tty-latency"))
     delivered: list[tuple[float, bytes]] = []
 
     def on_delivered(messages: Any) -> None:
@@ -448,7 +421,7 @@ async def _event_latency(workdir: Path, events: int, host: str, port: int) -> li
 
     def send(mtype: int, payload: list) -> None:
         nonlocal seq
-        board.write(encode_frame(mtype, payload, 1, seq, int((time.monotonic() - t0) * 1000)))
+        _write(board, encode_frame(mtype, payload, 1, seq, int((time.monotonic() - t0) * 1000)))
         seq += 1
 
     latencies: list[float] = []
@@ -460,7 +433,7 @@ async def _event_latency(workdir: Path, events: int, host: str, port: int) -> li
         send(lw.T_STATE, [int((time.monotonic() - t0) * 1000), 0b111, 0b111, 0])
         await asyncio.sleep(0.3)
         for i in range(events):
-            board.poll()
+            board.read()  # the host's frames (TIME_SYNC, ACKs): not answered, not left to fill the pty
             before = len(delivered)
             written = time.perf_counter()
             # alarm button held raised, then cleared: each is a fault event upstream
@@ -479,8 +452,7 @@ async def _event_latency(workdir: Path, events: int, host: str, port: int) -> li
 
 
 def measure_event_latency(workdir: Path, events: int) -> dict[str, float]:
-    broker_mod = _load("liftwatch_bench_mosquitto", _REPO / "tests" / "mosquitto.py")
-    broker = broker_mod.MosquittoBroker(workdir / "broker", persistence=False)
+    broker = Mosquitto(workdir / "broker", persistence=False)
     broker.start()
     try:
         lat = asyncio.run(_event_latency(workdir, events, broker.host, broker.port))
@@ -502,7 +474,7 @@ def _proc_status_mb(pid: int, field: str) -> float:
     return float("nan")
 
 
-def _ten_board_config(workdir: Path, boards: list[PtyBoard]) -> Path:
+def _ten_board_config(workdir: Path, boards: list[PtyPort]) -> Path:
     """What an installation runs: `liftwatch run` with its status page and /metrics on, no broker
     (the outbox keeps the messages, as during an uplink outage)."""
     path = workdir / "ten-boards.toml"
@@ -510,7 +482,7 @@ def _ten_board_config(workdir: Path, boards: list[PtyBoard]) -> Path:
              "status_interval_s = 0.5", "",
              "[analytics]", "floor_count = 20", "", "[status]", "port = 0", ""]
     for i, b in enumerate(boards):
-        lines += ["[[boards]]", f'car = "car-{i}"', f'port = "{b.path}"', ""]
+        lines += ["[[boards]]", f'car = "car-{i}"', f'port = "{b.link_path}"', ""]
     path.write_text("\n".join(lines))
     return path
 
@@ -523,7 +495,8 @@ def measure_ten_boards(workdir: Path, seconds: float) -> dict[str, float]:
     car = car_stream(40, idle_s=0.0, seed=11)
     wires, duration = board_frames(car, boot_id=2)  # boot 1 was the start-up probe's
     sent_at = np.linspace(0, duration, len(wires))
-    boards = [PtyBoard(str(workdir / f"tty-rss{i}")) for i in range(10)]
+    boards = [PtyPort(str(workdir / f"tty-rss{i}")) for i in range(10)]
+    readers = [FrameReader() for _ in boards]  # the host's frames to each board
     hello = ["bench-board", "1.0.0", "lis3dh", 0, "power_on", ["vib"], RATE_HZ, LSB_PER_G, True, False, 1,
              [0, 0, LSB_PER_G]]
     probe = encode_frame(lw.T_HELLO, hello, 1, 0, 0) + encode_frame(lw.T_EVENT, [1, 3, 1, 0, {}], 1, 1, 0)
@@ -539,11 +512,10 @@ def measure_ten_boards(workdir: Path, seconds: float) -> dict[str, float]:
             for k, b in enumerate(boards):
                 if k in answered:
                     continue
-                b.poll()
-                if any(f.type == lw.T_ACK and f.payload[:2] == [lw.T_EVENT, 1] for f in b.host_frames):
+                if any(f.type == lw.T_ACK and f.payload[:2] == [lw.T_EVENT, 1] for f in readers[k].feed(b.read())):
                     answered[k] = time.perf_counter() - spawned
                 else:
-                    b.write(probe)
+                    _write(b, probe)
             time.sleep(0.02)
         start = time.monotonic()
         idx = [0] * len(boards)
@@ -551,9 +523,9 @@ def measure_ten_boards(workdir: Path, seconds: float) -> dict[str, float]:
         while (now := time.monotonic() - start) < seconds:
             for k, b in enumerate(boards):
                 while idx[k] < len(wires) and sent_at[idx[k]] <= now:
-                    b.write(wires[idx[k]])
+                    _write(b, wires[idx[k]])
                     idx[k] += 1
-                b.poll()
+                b.read()
             rss = max(rss, _proc_status_mb(daemon.pid, "VmRSS"))
             time.sleep(0.01)
         time.sleep(1.0)  # the last frames read, and a status file written after them

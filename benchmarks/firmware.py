@@ -8,7 +8,7 @@ Prints a table; with --json the last line is one JSON object with at least:
   off (must be 0), plus how many passes ran under micropython.heap_lock() without a MemoryError.
 - max_rate_hz_no_drop: the highest output data rate that ran with no FIFO, ring or link loss.
 - heap_free_min: lowest gc.mem_free() the board reported (HEARTBEAT) over the long run, brought back
-  to a 96 KiB board: minus the allowance the run got (tests/fwharness.SIM_HEAP_ALLOWANCE_K), plus
+  to a 96 KiB board: minus the allowance the run got (tests/support/fwharness.SIM_HEAP_ALLOWANCE_K), plus
   what the simulated hardware (hal_sim, the fake accelerometer, feed buffers) measured in that run.
 - viper_gain_*: the burst analysis (motion._analyse) as viper vs the same code as plain bytecode
   and as @micropython.native.
@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import fwharness as h
+from figures import print_figures
+from support import fwharness as h
 
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
 
@@ -189,11 +190,7 @@ def main() -> None:
         "viper_functions": ["motion._analyse", "accel_adxl355._adxl_to_le", "fakeaccel._gen (sim)",
                             "lwproto crc16/cobs/copy_into"],
     }
-    print(f"{'figure':32} value")
-    for k, val in out.items():
-        print(f"{k:32} {val}")
-    if args.json:
-        print(json.dumps(out))
+    print_figures(out, args.json)
 
 
 if __name__ == "__main__":

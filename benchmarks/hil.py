@@ -14,12 +14,13 @@ null when absent), ``day_real_s_estimate`` (a simulated 24 h at that rate).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from figures import print_figures
 
 from liftwatch.edge_daemon.flash import flash
 from liftwatch.hil.mockboard.board import MockBoard
@@ -104,11 +105,7 @@ def main() -> None:
         "day_real_s_estimate": None if not fw_rate else round(86400 / fw_rate, 1),
         "scenario": args.scenario,
     }
-    width = max(len(k) for k in result)
-    for k, v in result.items():
-        print(f"{k:<{width}}  {v}")
-    if args.json:
-        print(json.dumps(result))
+    print_figures(result, args.json)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import platform
 import random
@@ -28,24 +27,17 @@ from cobs import cobs
 from liftwatch.protocol import framing
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import FrameReader, encode_frame
-from liftwatch.upy import PROTOCOL_DIR, run_micropython
+from liftwatch.protocol.vectors.generate import realistic_vib_samples
+from liftwatch.upy import run_micropython
 
 CHUNK_BYTES = 4096  # what a serial/BLE transport read returns at most
 SAMPLES_PER_FRAME = 64
 RAW_SAMPLE_BYTES = SAMPLES_PER_FRAME * 3 * 2
 
 
-def _load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("lw_vectors_generate", PROTOCOL_DIR / "vectors" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def vib_stream(n_frames: int) -> tuple[bytes, list[bytes], list[bytes]]:
     """A board's VIB stream: n frames of 64 realistic samples; also each frame's body and payload."""
-    gen = _load_generator()
-    blocks = [gen.realistic_vib_samples(SAMPLES_PER_FRAME, seed=s) for s in range(64)]
+    blocks = [realistic_vib_samples(SAMPLES_PER_FRAME, seed=s) for s in range(64)]
     wires, bodies, payloads = [], [], []
     for i in range(n_frames):
         payload = [400, 16384, (SAMPLES_PER_FRAME * i) & 0xFFFF, SAMPLES_PER_FRAME, blocks[i % len(blocks)]]

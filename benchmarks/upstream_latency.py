@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import sys
 import tempfile
@@ -26,11 +25,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from liftwatch.broker import Mosquitto
 from liftwatch.edge_daemon.envelope import make_message, utc_iso
 from liftwatch.edge_daemon.outbox import Outbox, OutboxMessage
 from liftwatch.edge_daemon.upstream import MqttConfig, Upstream, UpstreamConfig
-
-_REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +41,6 @@ class UpstreamLatency:
     put_p99_ms: float
     burst_messages: int
     burst_msgs_per_s: float
-
-
-def _load_broker_module() -> Any:
-    spec = importlib.util.spec_from_file_location("liftwatch_bench_mosquitto", _REPO / "tests" / "mosquitto.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 def _event(i: int) -> dict[str, Any]:
@@ -123,7 +112,7 @@ def measure_event_latency(
         root = Path(workdir) if workdir is not None else Path(tmp)
         broker = None
         if host is None or port is None:
-            broker = _load_broker_module().MosquittoBroker(root / "broker", persistence=False)
+            broker = Mosquitto(root / "broker", persistence=False)
             broker.start()
             host, port = broker.host, broker.port
         outbox = Outbox(root / "outbox.db")

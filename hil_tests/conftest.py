@@ -30,6 +30,10 @@ from liftwatch.upy import FIRMWARE_DIR
 
 PROBE_FIRMWARE = Path(__file__).resolve().parent / "probe_firmware"
 MPREMOTE_TIMEOUT_S = 60
+# Scenario runs: the car stands still this long (sim) before the scenario; the test talks to the board
+# at TALK_SPEED meanwhile (its firmware only runs while its feed advances), then lets it run flat out.
+REST_PREFIX_S = 120.0
+TALK_SPEED = 10.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -272,6 +276,15 @@ class FrameTap:
 
         with self._lock:
             return dict(Counter(type(m.message).__name__ for m in self.messages))
+
+    def calibrate(self, timeout: float = 10.0) -> None:
+        """HELLO (asked for: the boot one went out before we listened), then CONTROL calibrate -> ACK."""
+        from liftwatch.protocol.messages import Ack, Command, Hello, MessageType
+
+        self.send_message(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
+        self.wait_for(Hello, timeout=timeout)
+        self.send_message(MessageType.CONTROL, [Command.CALIBRATE, 0])
+        self.wait_for(Ack, lambda a: a.ack_type == MessageType.CONTROL and a.status == 0, timeout=timeout)
 
     def close(self) -> None:
         self._stop.set()

@@ -15,8 +15,7 @@ from liftwatch.hil.mockboard.board import Direction, ResetCause
 from liftwatch.hil.sim.scenario import Scenario
 from liftwatch.protocol.messages import Command, Counters, Event, Heartbeat, Hello, MessageType
 
-from .conftest import mpremote
-from .test_board_scenarios import REST_PREFIX_S, TALK_SPEED, _calibrate
+from .conftest import REST_PREFIX_S, TALK_SPEED, mpremote
 
 pytestmark = pytest.mark.hil
 
@@ -45,7 +44,7 @@ def test_power_cuts_at_random_moments_keep_counters_and_boot_count(flashed, fram
     sc = Scenario.load("normal_hour")
     board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
     tap = frame_tap(board.ports.data)
-    _calibrate(tap)
+    tap.calibrate()
     board.set_speed(0.0)
     boots = []
     for _ in range(3):
@@ -71,7 +70,7 @@ def test_unacked_event_survives_a_power_cut(flashed, frame_tap) -> None:
     board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
     tap = frame_tap(board.ports.data)
     tap.ack_events = False
-    _calibrate(tap)
+    tap.calibrate()
     board.set_speed(0.0)
     first = tap.wait_for(Event, lambda e: e.kind == 2 and e.state == 1, timeout=120)
     board.power_cut(1.0)
@@ -147,7 +146,7 @@ def test_events_raised_during_a_link_cut_arrive_after_it(flashed, frame_tap) -> 
     sc = Scenario.load("entrapment")
     board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
     tap = frame_tap(board.ports.data)
-    _calibrate(tap)
+    tap.calibrate()
     board.set_link(False)
     board.set_speed(0.0)
     board.wait_board_time(int((REST_PREFIX_S + 600) * 1e6), timeout=120)  # well past the stop

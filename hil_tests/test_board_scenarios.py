@@ -13,24 +13,14 @@ import time
 import pytest
 
 from liftwatch.hil.sim.scenario import Scenario, list_scenarios
-from liftwatch.protocol.messages import Ack, BoardEventKind, Command, Event, Hello, MessageType
+from liftwatch.protocol.messages import BoardEventKind, Event
+
+from .conftest import REST_PREFIX_S, TALK_SPEED
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
-# The car stands still this long (sim) before the scenario; the test talks to the board at
-# TALK_SPEED meanwhile (its firmware only runs while its feed advances), then lets it run flat out.
-REST_PREFIX_S = 120.0
-TALK_SPEED = 10.0
 FAST = sorted(n for n in list_scenarios() if not Scenario.load(n).long)
 LONG = sorted(n for n in list_scenarios() if Scenario.load(n).long)
-
-
-def _calibrate(tap, timeout: float = 10.0) -> None:
-    """HELLO (asked for: the boot one went out before we listened), then CONTROL calibrate -> ACK."""
-    tap.send_message(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
-    tap.wait_for(Hello, timeout=timeout)
-    tap.send_message(MessageType.CONTROL, [Command.CALIBRATE, 0])
-    tap.wait_for(Ack, lambda a: a.ack_type == MessageType.CONTROL and a.status == 0, timeout=timeout)
 
 
 def _run_scenario(name: str, flashed, frame_tap, timeout: float) -> tuple[Scenario, object, object]:
@@ -38,7 +28,7 @@ def _run_scenario(name: str, flashed, frame_tap, timeout: float) -> tuple[Scenar
     end_us = sc.ground_truth(REST_PREFIX_S).t_us
     board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
     tap = frame_tap(board.ports.data)
-    _calibrate(tap)
+    tap.calibrate()
     board.set_speed(0.0)
     board.wait_board_time(end_us, timeout=timeout)
     time.sleep(1.0)  # the last frames and the re-sent unacked events

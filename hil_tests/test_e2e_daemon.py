@@ -16,7 +16,7 @@ import pytest
 
 from liftwatch.hil.sim.scenario import Scenario, list_scenarios
 
-from .test_board_scenarios import REST_PREFIX_S, TALK_SPEED, _calibrate
+from .conftest import REST_PREFIX_S, TALK_SPEED
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
@@ -97,7 +97,7 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     end_us = truth.t_us
     board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
     tap = frame_tap(board.ports.data)
-    _calibrate(tap)
+    tap.calibrate()
     tap.close()  # the daemon takes the port
     state = tmp_path / "state"
     state.mkdir()

@@ -284,21 +284,9 @@ def test_mock_board_cli_prints_ports_and_stops_on_sigterm(tmp_path: Path) -> Non
     import sys
 
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "liftwatch",
-            "mock-board",
-            "--fs",
-            str(tmp_path),
-            "--scenario",
-            "door_held_open",
-            "--speed",
-            "20",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "liftwatch", "mock-board", "--fs", str(tmp_path), "--scenario", "door_held_open",
+         "--speed", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         ports = json.loads(proc.stdout.readline())
@@ -353,20 +341,9 @@ def test_mock_board_cli_replays_a_trace_into_the_firmware(tmp_path: Path) -> Non
     samples = [CarSample(i * 2_000_000, i, -1000, 0, 0b0111 if i % 2 else 0b0110) for i in range(20000)]
     write_trace(samples, tmp_path / "door.csv")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "liftwatch",
-            "mock-board",
-            "--fs",
-            str(tmp_path / "f.img"),
-            "--trace",
-            str(tmp_path / "door.csv"),
-            "--speed",
-            "100",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "liftwatch", "mock-board", "--fs", str(tmp_path / "f.img"), "--trace",
+         str(tmp_path / "door.csv"), "--speed", "100"],
+        stdout=subprocess.PIPE, text=True,
     )
     try:
         ports = json.loads(proc.stdout.readline())

@@ -47,8 +47,6 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -60,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import liftwatch.hil
+from liftwatch.broker import BrokerError, LocalBroker
 from liftwatch.hil.sim.car import CarSpec, CarSpecError, load_car
 from liftwatch.hil.sim.scenario import Scenario, ScenarioError
 
@@ -96,14 +95,10 @@ HEARTBEAT_S = 10.0  # firmware/settings.py heartbeat_ms
 # The live table is redrawn this often; a non-terminal gets a plain snapshot every PLAIN_EVERY_S.
 REFRESH_PER_S = 4
 PLAIN_EVERY_S = 10.0
-# Mosquitto must listen within this (it takes ~50 ms); generous for a loaded machine.
-BROKER_START_S = 10.0
 SENSORS = ("lis3dh", "adxl355", "lis2dw12")
 # Input bits and motion codes of the HEARTBEAT (docs/ARCHITECTURE.md).
 _DOOR_CLOSED, _INSPECTION, _ALARM = 0x01, 0x10, 0x20
 _MOTION_WORDS = {0: "at rest", 1: "starting", 2: "moving", 3: "stopping", 255: "uncalibrated"}
-
-_LOG = logging.getLogger(__name__)
 
 
 class DemoError(RuntimeError):
@@ -389,92 +384,6 @@ def firmware_image(cache_dir: Path, say: Callable[[str], None]) -> Path:
     return image
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalBroker:
-    """A Mosquitto on a free localhost port, with its own config and log in `directory`, plus an
-    archive subscriber standing in for the insurer's platform (what the report reads)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = _free_port()
-        self.archive_path = directory / "broker-archive.jsonl"
-        self._proc: subprocess.Popen | None = None
-        self._client: Any = None
-        self._archive: Any = None
-
-    @staticmethod
-    def binary() -> str | None:
-        return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-
-    def start(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        binary = self.binary()
-        if binary is None:
-            raise DemoError("--mqtt needs Mosquitto (apt-get install mosquitto); without --mqtt the demo "
-                            "uses the JSON Lines journal")
-        conf = self.directory / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        f"log_dest file {self.directory / 'mosquitto.log'}\n")
-        self._proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + BROKER_START_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise DemoError(f"mosquitto did not start (see {self.directory / 'mosquitto.log'})") from None
-                time.sleep(0.05)
-        self._archive = open(self.archive_path, "ab")  # noqa: SIM115 - open while the broker runs; stop() closes it
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="liftwatch-demo-archive")
-        client.on_connect = lambda c, *_: c.subscribe("liftwatch/#", qos=1)
-        client.on_message = self._on_message
-        client.connect("127.0.0.1", self.port)
-        client.loop_start()
-        self._client = client
-
-    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
-        """Fact messages arrive DEFLATE-compressed (docs/upstream.md); the archive is JSON Lines."""
-        from liftwatch.edge_daemon.upstream_codec import (
-            UpstreamPayloadError,
-            decode_payload,
-        )
-
-        try:
-            message = decode_payload(msg.payload)
-        except UpstreamPayloadError:
-            _LOG.warning("broker archive: undecodable payload on %s", msg.topic)
-            return
-        self._archive.write(json.dumps(message, ensure_ascii=False).encode() + b"\n")
-        self._archive.flush()
-
-    def stop(self) -> None:
-        if self._client is not None:
-            time.sleep(0.3)  # the last QoS 1 messages on their way to the archive
-            self._client.loop_stop()
-            self._client.disconnect()
-            self._client = None
-        if self._archive is not None:
-            self._archive.close()
-            self._archive = None
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
-
-
 def daemon_config_toml(fleet: DemoFleet, ports: dict[str, str], *, mqtt_port: int | None,
                        status_port: int | None = None) -> str:
     """The `liftwatch run` config for the demo boards (written to the state dir for people to read)."""
@@ -677,7 +586,10 @@ def run_demo(opts: DemoOptions, console: Any) -> DemoResult:
             say(f"  {car:<22} gravity {list(g)} counts")
         if opts.mqtt:
             broker = LocalBroker(state_dir)
-            broker.start()
+            try:
+                broker.start()
+            except BrokerError as err:
+                raise DemoError(f"--mqtt: {err} (without --mqtt the demo uses the JSON Lines journal)") from None
             say(f"Mosquitto on 127.0.0.1:{broker.port}; archive subscriber -> {broker.archive_path}")
         config_path = state_dir / "liftwatch.toml"
         config_path.write_text(daemon_config_toml(fleet, ports, mqtt_port=broker.port if broker else None,

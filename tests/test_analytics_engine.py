@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from analytics_synth import CarStream
+from support.analytics_synth import CarStream
 from liftwatch.edge_daemon.analytics import (
     AnalyticsConfig,
     CarAnalytics,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from analytics_synth import CarStream
+from support.analytics_synth import CarStream
 from liftwatch.edge_daemon.analytics import (
     AnalyticsConfig,
     CarAnalytics,

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from analytics_synth import G, cosine_trip, to_counts
+from support.analytics_synth import G, cosine_trip, to_counts
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.ride_quality import (
     analyse_trip,

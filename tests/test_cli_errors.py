@@ -17,7 +17,7 @@ import pytest
 from liftwatch.cli import build_parser
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import encode_frame
-from test_report_synth import clean_week
+from support.report_synth import clean_week
 
 LIFTWATCH = [sys.executable, "-m", "liftwatch"]
 PERIOD = ["--from", "2026-11-02", "--to", "2026-11-08"]

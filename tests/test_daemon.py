@@ -9,7 +9,6 @@ the host's frames. The daemon opens the slave side through its serial transport,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import errno
 import json
@@ -19,164 +18,19 @@ import time
 from pathlib import Path
 
 import pytest
-from fullfs import fill, small_tmpfs
-
+from support.board import ALARM, DOOR_CLOSED_IN_ZONE, HELLO, STATE, PtyBoard, frames
+from support.daemon import alarm_events, config_for, fast_backoff, journal, running, serving, wait_until
+from support.fullfs import fill, small_tmpfs
 
 from liftwatch.edge_daemon.upstream_codec import decode_payload
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
-from liftwatch.edge_daemon.config import parse_config
 from liftwatch.edge_daemon.daemon import CarPipeline, Daemon, OutboxStore
 from liftwatch.edge_daemon.observations import BoardEventKind
 from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
-from liftwatch.edge_daemon.transport import LinkPhase, ReconnectBackoff
+from liftwatch.edge_daemon.transport import LinkPhase
 from liftwatch.protocol import lwproto as lw
-from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import FrameReader, encode_frame
-
-T_DOOR_CLOSED_IN_ZONE = 0b111  # door closed, both zone sensors covered: at rest at a floor
-
-
-class SimBoard:
-    """Board side of one pty: what the firmware's link does, in a few lines."""
-
-    def __init__(self, link_path: str, board_id: str, boot_id: int = 1) -> None:
-        self.link_path, self.board_id, self.boot_id = link_path, board_id, boot_id
-        self.seq = 0
-        self.t0 = time.monotonic()
-        self.unacked: dict[int, list] = {}  # event_id -> payload
-        self.acked: list[int] = []
-        self.host_frames: list = []
-        self.deaf_to_acks = False  # the board misses our ACKs (line noise on its RX)
-        self.master = -1
-        self.reader = FrameReader()
-        self.plug()
-
-    def plug(self) -> None:
-        self.master, slave = os.openpty()
-        path = os.ttyname(slave)
-        os.close(slave)
-        os.set_blocking(self.master, False)
-        tmp = self.link_path + ".new"
-        os.symlink(path, tmp)
-        os.replace(tmp, self.link_path)
-
-    def unplug(self) -> None:
-        os.close(self.master)
-        os.unlink(self.link_path)
-        self.master = -1
-
-    def t_ms(self) -> int:
-        return int((time.monotonic() - self.t0) * 1000) % lw.T_MS_MODULO
-
-    def send(self, mtype: int, payload) -> None:
-        wire = encode_frame(mtype, payload, self.boot_id, self.seq, self.t_ms())
-        self.seq = (self.seq + 1) % 0x10000
-        if self.master >= 0:
-            try:
-                os.write(self.master, wire)
-            except OSError:
-                pass  # unplugged: the frame is lost on the wire, as on a real UART
-
-    def hello(self) -> None:
-        self.send(lw.T_HELLO, [self.board_id, "1.0.0", "lis3dh", 5, "power_on", [], 400, 16384, True, False,
-                               self.boot_id, [0, 0, 16384]])
-
-    def raise_event(self, event_id: int, kind: int = BoardEventKind.ALARM_BUTTON_HELD) -> None:
-        self.unacked[event_id] = [event_id, int(kind), 1, self.t_ms(), {}]
-        self.send(lw.T_EVENT, self.unacked[event_id])
-
-    def poll(self) -> None:
-        """Read host frames: ACKs settle events, TIME_SYNC is answered, HELLO re-sent on request."""
-        if self.master < 0:
-            return
-        try:
-            data = os.read(self.master, 65536)
-        except (BlockingIOError, OSError):
-            return
-        for f in self.reader.feed(data):
-            self.host_frames.append(f)
-            if f.type == lw.T_ACK and f.payload[0] == lw.T_EVENT and not self.deaf_to_acks:
-                if self.unacked.pop(f.payload[1], None) is not None:
-                    self.acked.append(f.payload[1])
-            elif f.type == lw.T_TIME_SYNC:
-                self.send(lw.T_TIME_SYNC, [f.payload[0], self.t_ms()])
-            elif f.type == lw.T_CONTROL and f.payload[0] == m.Command.REQUEST_HELLO:
-                self.hello()
-
-    async def live(self, stop: asyncio.Event, period_s: float = 0.05) -> None:
-        """Heartbeat and re-send un-ACKed events, as the firmware's link loop does."""
-        last_beat = last_resend = 0.0
-        while not stop.is_set():
-            self.poll()
-            now = time.monotonic()
-            if now - last_beat > 0.5:
-                last_beat = now
-                self.send(lw.T_HEARTBEAT, [int(now - self.t0), 50000, len(self.unacked), 0,
-                                           T_DOOR_CLOSED_IN_ZONE, True, False])
-            if now - last_resend > 0.3:
-                last_resend = now
-                for payload in list(self.unacked.values()):
-                    self.send(lw.T_EVENT, payload)
-            await asyncio.sleep(period_s)
-
-    def close(self) -> None:
-        if self.master >= 0:
-            os.close(self.master)
-            self.master = -1
-
-
-def config_for(tmp_path: Path, boards: list[SimBoard], **session) -> object:
-    doc = {
-        "daemon": {"site": "test-site", "pi": "pi-test", "state_dir": str(tmp_path / "state"),
-                   "status_interval_s": 0.5},
-        "session": {"heartbeat_timeout_s": 2.0, "write_timeout_s": 0.2, **session},
-        "boards": [{"car": f"car-{i}", "port": b.link_path, "board_id": b.board_id} for i, b in enumerate(boards)],
-    }
-    return parse_config(doc, "test", tmp_path)
-
-
-def fast_backoff() -> ReconnectBackoff:
-    return ReconnectBackoff(base_s=0.05, max_s=0.2, jitter=0.0)
-
-
-async def wait_until(predicate, timeout_s: float = 5.0, step_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(step_s)
-    return predicate()
-
-
-@contextlib.asynccontextmanager
-async def running(cfg, *boards: SimBoard):
-    """A Daemon on `cfg` with each board's live loop; on the way out both stop and the boards close."""
-    daemon = Daemon(cfg, backoff=fast_backoff)
-    stop, board_stop = asyncio.Event(), asyncio.Event()
-    run = asyncio.create_task(daemon.run(stop))
-    lives = [asyncio.create_task(b.live(board_stop)) for b in boards]
-    try:
-        yield daemon
-    finally:
-        board_stop.set()
-        await asyncio.gather(*lives)
-        stop.set()
-        await asyncio.wait_for(run, 10)
-        for b in boards:
-            b.close()
-
-
-def journal(cfg) -> list[dict]:
-    path = cfg.upstream.journal_path
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def alarm_events(lines: list[dict], car: str) -> list[dict]:
-    return [x for x in lines if x["kind"] == "event" and x["car"] == car and x["type"] == "alarm_button"]
-
 
 # -- the pipeline: ACK only after the outbox holds the message -------------------------------------
 
@@ -198,17 +52,6 @@ class GatedStore:
         await self.inner.put_many(messages)
 
 
-def board_frames(*frames_spec):
-    reader = FrameReader()
-    out = []
-    for seq, (mtype, payload) in enumerate(frames_spec):
-        out += reader.feed(encode_frame(mtype, payload, 3, seq, 1000 + 10 * seq))
-    return out
-
-
-HELLO = (lw.T_HELLO, ["b-1", "1.0", "lis3dh", 0, "power_on", [], 400, 16384, True, False, 3, [0, 0, 16384]])
-STATE = (lw.T_STATE, [1005, T_DOOR_CLOSED_IN_ZONE, T_DOOR_CLOSED_IN_ZONE, 0])
-ALARM = (lw.T_EVENT, [77, int(BoardEventKind.ALARM_BUTTON_HELD), 1, 1015, {}])
 
 
 async def test_event_acked_only_after_outbox_committed(tmp_path):
@@ -216,7 +59,7 @@ async def test_event_acked_only_after_outbox_committed(tmp_path):
     store = GatedStore(outbox)
     session = BoardSession(SessionConfig(), LinkMode.LIVE)
     pipe = CarPipeline("s", "car-1", session, CarAnalytics("car-1"), store)
-    task = asyncio.create_task(pipe.frames(board_frames(HELLO, STATE, ALARM), 1000.0))
+    task = asyncio.create_task(pipe.frames(frames(HELLO, STATE, ALARM), 1000.0))
     await asyncio.sleep(0.05)
     acks = [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert acks == [] and store.calls == 1 and outbox.stats().pending == 0  # storing, not stored
@@ -237,7 +80,7 @@ async def test_failed_commit_is_retried_and_ack_waits_for_it(tmp_path):
     store.fail = True
     session = BoardSession(SessionConfig(), LinkMode.LIVE)
     pipe = CarPipeline("s", "car-1", session, CarAnalytics("car-1"), store)
-    await pipe.frames(board_frames(HELLO, STATE, ALARM), 1000.0)
+    await pipe.frames(frames(HELLO, STATE, ALARM), 1000.0)
     assert not [f for f in FrameReader().feed(b"".join(session.take_outgoing())) if f.type == lw.T_ACK]
     assert pipe.counters.store_failures == 1
     store.fail = False
@@ -347,7 +190,7 @@ async def test_state_file_on_a_full_disk_delays_the_ack_and_the_board_task_goes_
         real_save(path, state)
 
     monkeypatch.setattr(daemon_module, "save_session_state", save)
-    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    board = PtyBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])
     async with running(cfg, board) as daemon:
         board.hello()
@@ -369,7 +212,7 @@ async def test_state_file_on_a_full_disk_delays_the_ack_and_the_board_task_goes_
 
 
 async def test_many_boards_one_stalled_one_garbage_others_unaffected(tmp_path):
-    boards = [SimBoard(str(tmp_path / f"tty{i}"), f"board-{i}") for i in range(6)]
+    boards = [PtyBoard(str(tmp_path / f"tty{i}"), f"board-{i}") for i in range(6)]
     cfg = config_for(tmp_path, boards)
     daemon = Daemon(cfg, backoff=fast_backoff)
     stop, board_stop = asyncio.Event(), asyncio.Event()
@@ -446,7 +289,7 @@ async def test_many_boards_one_stalled_one_garbage_others_unaffected(tmp_path):
 
 
 async def test_unplug_replug_reconnects_and_stores_event_exactly_once(tmp_path):
-    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    board = PtyBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])
     async with running(cfg, board) as daemon:
         board.hello()
@@ -471,7 +314,7 @@ async def test_unplug_replug_reconnects_and_stores_event_exactly_once(tmp_path):
 
 
 async def test_board_reboot_is_counted_once_and_events_of_both_boots_kept(tmp_path):
-    board = SimBoard(str(tmp_path / "tty0"), "board-0", boot_id=41)
+    board = PtyBoard(str(tmp_path / "tty0"), "board-0", boot_id=41)
     cfg = config_for(tmp_path, [board])
     async with running(cfg, board) as daemon:
         board.hello()
@@ -490,49 +333,35 @@ async def test_board_reboot_is_counted_once_and_events_of_both_boots_kept(tmp_pa
 
 
 async def test_event_stored_before_a_restart_is_not_reported_twice(tmp_path):
-    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    board = PtyBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])
-    board_stop = asyncio.Event()
-    live = asyncio.create_task(board.live(board_stop))
     board.deaf_to_acks = True
-    try:
-        first = Daemon(cfg, backoff=fast_backoff)
-        stop = asyncio.Event()
-        run = asyncio.create_task(first.run(stop))
-        board.hello()
-        board.raise_event(7)
-        # Stored and ACKed, but the board never heard the ACK: it keeps re-sending.
-        assert await wait_until(lambda: first.boards and first.boards[0].pipeline.session.counters.acks_sent >= 1)
-        stop.set()
-        await asyncio.wait_for(run, 10)
+    async with board.living():
+        async with serving(cfg) as first:
+            board.hello()
+            board.raise_event(7)
+            # Stored and ACKed, but the board never heard the ACK: it keeps re-sending.
+            assert await wait_until(lambda: first.boards and first.boards[0].pipeline.session.counters.acks_sent >= 1)
         assert board.unacked  # still pending on the board
         await asyncio.sleep(0.2)
         board.poll()  # whatever the first daemon sent is gone
         first_run_frames = len(board.host_frames)
 
         board.deaf_to_acks = False
-        second = Daemon(cfg, backoff=fast_backoff)
-        stop = asyncio.Event()
-        run = asyncio.create_task(second.run(stop))
-        assert await wait_until(lambda: board.acked == [7], 5.0)
-        counters = second.boards[0].pipeline.session.counters
-        assert counters.events == 0 and counters.events_resent >= 1  # recognised, not re-emitted
-        # Host->board seqs go on above the first run's (a tagged board refuses seqs it has seen).
-        first_run_max = max(f.seq for f in board.host_frames[:first_run_frames])
-        assert min(f.seq for f in board.host_frames[first_run_frames:]) > first_run_max
-        stop.set()
-        await asyncio.wait_for(run, 10)
-    finally:
-        board_stop.set()
-        await live
-        board.close()
+        async with serving(cfg) as second:
+            assert await wait_until(lambda: board.acked == [7], 5.0)
+            counters = second.boards[0].pipeline.session.counters
+            assert counters.events == 0 and counters.events_resent >= 1  # recognised, not re-emitted
+            # Host->board seqs go on above the first run's (a tagged board refuses seqs it has seen).
+            first_run_max = max(f.seq for f in board.host_frames[:first_run_frames])
+            assert min(f.seq for f in board.host_frames[first_run_frames:]) > first_run_max
     # Raised once across both runs. The board's heartbeats show the button released, so the fault may
     # also have cleared, once, if a heartbeat was handled after the raise (on a loaded machine it was).
     assert [x["state"] for x in alarm_events(journal(cfg), "car-0")] in (["raised"], ["raised", "cleared"])
 
 
 async def test_silent_board_goes_offline_after_the_heartbeat_timeout_and_back(tmp_path):
-    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    board = PtyBoard(str(tmp_path / "tty0"), "board-0")
     cfg = config_for(tmp_path, [board])  # heartbeat_timeout_s = 2
     daemon = Daemon(cfg, backoff=fast_backoff)
     stop, board_stop = asyncio.Event(), asyncio.Event()
@@ -568,7 +397,7 @@ async def test_wrong_board_on_a_port_is_logged_and_flagged(tmp_path, caplog):
     # Directly on the daemon's logger: configure_logging() elsewhere in the run stops propagation.
     log = logging.getLogger("liftwatch.edge_daemon.daemon")
     log.addHandler(caplog.handler)
-    board = SimBoard(str(tmp_path / "tty0"), "board-from-lift-9")
+    board = PtyBoard(str(tmp_path / "tty0"), "board-from-lift-9")
     cfg = config_for(tmp_path, [board])
     cfg = dataclasses.replace(cfg, boards=(dataclasses.replace(cfg.boards[0], board_id="board-0"),))
     try:
@@ -589,14 +418,12 @@ async def test_wrong_board_on_a_port_is_logged_and_flagged(tmp_path, caplog):
 async def test_maintenance_visit_survives_a_daemon_kill_inside_it(tmp_path):
     """A visit lasts an hour; a daemon SIGKILLed (here: dropped without any shutdown) inside it must
     still report it once, from the technician's first switch-on, not lose it or cut it in two."""
-    board = SimBoard(str(tmp_path / "tty0"), "board-0")
+    board = PtyBoard(str(tmp_path / "tty0"), "board-0")
     doc_cfg = config_for(tmp_path, [board])
     cfg = dataclasses.replace(doc_cfg, analytics=dataclasses.replace(doc_cfg.analytics, maintenance_join_gap_s=1.0))
     cfg = dataclasses.replace(cfg, boards=[dataclasses.replace(b, analytics=cfg.analytics) for b in cfg.boards])
-    inspection_on, inspection_off = T_DOOR_CLOSED_IN_ZONE | 0b10000, T_DOOR_CLOSED_IN_ZONE
-    board_stop = asyncio.Event()
-    live = asyncio.create_task(board.live(board_stop))
-    try:
+    inspection_on, inspection_off = DOOR_CLOSED_IN_ZONE | 0b10000, DOOR_CLOSED_IN_ZONE
+    async with board.living():
         first = Daemon(cfg, backoff=fast_backoff)
         run = asyncio.create_task(first.run(asyncio.Event()))
         board.hello()
@@ -613,20 +440,12 @@ async def test_maintenance_visit_survives_a_daemon_kill_inside_it(tmp_path):
         first.store.close()
         first.outbox.close()
 
-        second = Daemon(cfg, backoff=fast_backoff)
-        stop = asyncio.Event()
-        run = asyncio.create_task(second.run(stop))
-        assert await wait_until(lambda: bool(second.boards) and second.boards[0].pipeline.session.online)
-        await asyncio.sleep(0.3)
-        board.send(lw.T_STATE, [board.t_ms(), inspection_off, 0b10000, 0])
-        off_at = time.monotonic()
-        assert await wait_until(lambda: any(m["kind"] == "maintenance" for m in journal(cfg)), 8.0)
-        stop.set()
-        await asyncio.wait_for(run, 10)
-    finally:
-        board_stop.set()
-        await live
-        board.close()
+        async with serving(cfg) as second:
+            assert await wait_until(lambda: bool(second.boards) and second.boards[0].pipeline.session.online)
+            await asyncio.sleep(0.3)
+            board.send(lw.T_STATE, [board.t_ms(), inspection_off, 0b10000, 0])
+            off_at = time.monotonic()
+            assert await wait_until(lambda: any(m["kind"] == "maintenance" for m in journal(cfg)), 8.0)
     (visit,) = [m for m in journal(cfg) if m["kind"] == "maintenance"]
     # From the switch-on the first daemon saw to the switch-off the second one saw, in one piece.
     assert visit["duration_s"] == pytest.approx(off_at - on_at, abs=0.5)

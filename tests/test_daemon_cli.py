@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-from liftwatch.edge_daemon.cli import calibrate, format_status, parse_start, CalibrationError
+import pytest
+from support.board import PtyBoard, hello_payload
+from support.daemon import LIFTWATCH, alarm_events, liftwatch_run, wait_until
+
+from liftwatch.edge_daemon.cli import CalibrationError, calibrate, format_status, parse_start
 from liftwatch.edge_daemon.transport.serial import SerialTransport
+from liftwatch.hil.mockboard.ptys import PtyPort
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import messages as m
-from liftwatch.protocol.framing import DropReason, FrameReader, encode_frame
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_daemon import SimBoard, alarm_events  # noqa: E402  (the pty board simulation)
-
-import pytest  # noqa: E402
-
-LIFTWATCH = [sys.executable, "-m", "liftwatch"]
+from liftwatch.protocol.framing import DropReason
 
 
 def write_config(tmp_path: Path, port: str) -> Path:
@@ -62,25 +58,22 @@ def test_run_check_and_config_errors(tmp_path):
 
 
 async def test_run_serves_a_board_until_sigterm_and_status_reports_it(tmp_path):
-    board = SimBoard(str(tmp_path / "ttyA"), "board-a")
+    board = PtyBoard(str(tmp_path / "ttyA"), "board-a")
     cfg = write_config(tmp_path, board.link_path)
-    proc = await asyncio.create_subprocess_exec(*LIFTWATCH, "run", "--config", str(cfg),
-                                                stderr=asyncio.subprocess.PIPE)
-    stop = asyncio.Event()
-    live = asyncio.create_task(board.live(stop))
     status_path = tmp_path / "state" / "status.json"
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not board.host_frames:  # daemon up and talking
-            board.hello()
-            await asyncio.sleep(0.2)
-        board.raise_event(3)
-        while time.monotonic() < deadline and board.acked != [3]:
-            await asyncio.sleep(0.05)
-        assert board.acked == [3]
-        await asyncio.sleep(1.0)  # one status refresh
-        status = json.loads(status_path.read_text())
-        (b,) = status["boards"]
+    async with liftwatch_run(cfg, board) as run:
+
+        def status_board() -> dict:
+            try:
+                (b,) = json.loads(status_path.read_text())["boards"]
+            except (OSError, ValueError):  # not written yet, or caught mid-replace
+                return {}
+            return b
+
+        # the status file is rewritten every 0.5 s: wait for one that has the event (a fixed sleep
+        # is not enough on a loaded machine)
+        assert await wait_until(lambda: status_board().get("counters", {}).get("events") == 1, 10.0)
+        b = status_board()
         assert b["car"] == "lift-a" and b["board"] == "board-a" and b["online"] and b["phase"] == "ready"
         assert b["counters"]["events"] == 1 and b["counters"]["acks_sent"] >= 1
         assert [(e["type"], e["state"]) for e in b["last_events"]] == [("alarm_button", "raised")]
@@ -88,15 +81,7 @@ async def test_run_serves_a_board_until_sigterm_and_status_reports_it(tmp_path):
         shown = subprocess.run(LIFTWATCH + ["status", "--config", str(cfg)], capture_output=True, text=True)
         assert shown.returncode == 0, shown.stderr
         assert "lift-a" in shown.stdout and "board-a" in shown.stdout and "STALE" not in shown.stdout
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
-    finally:
-        stop.set()
-        await live
-        board.close()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert await run.terminate() == 0
     lines = [json.loads(x) for x in (tmp_path / "state" / "upstream.jsonl").read_text().splitlines()]
     assert [x["state"] for x in alarm_events(lines, "lift-a")] == ["raised"]
     assert lines[-1]["kind"] == "status" and lines[-1]["state"] == "offline"  # clean shutdown
@@ -135,7 +120,7 @@ def test_parse_start():
         parse_start("yesterday")
 
 
-class CalibratingBoard(SimBoard):
+class CalibratingBoard(PtyBoard):
     """Answers CONTROL calibrate with ACK, then reports the gravity it found in its next HELLO."""
 
     def __init__(self, *a, refuse: bool = False, **kw) -> None:
@@ -145,8 +130,7 @@ class CalibratingBoard(SimBoard):
 
     def hello(self) -> None:
         g = [12, -40, 16390] if self.calibrated else None
-        self.send(lw.T_HELLO, [self.board_id, "1.0.0", "lis3dh", 5, "power_on", [], 400, 16384,
-                               self.calibrated, False, self.boot_id, g])
+        self.send(lw.T_HELLO, hello_payload(self.board_id, self.boot_id, gravity=g))
 
     def poll(self) -> None:
         before = len(self.host_frames)
@@ -164,58 +148,34 @@ class CalibratingBoard(SimBoard):
 @pytest.mark.parametrize("refuse", [False, True])
 async def test_calibrate_over_the_link(tmp_path, refuse):
     board = CalibratingBoard(str(tmp_path / "tty"), "board-c", boot_id=9, refuse=refuse)
-    stop = asyncio.Event()
-    live = asyncio.create_task(board.live(stop, period_s=0.02))
-    try:
+    async with board.living(period_s=0.02):
         if refuse:
             with pytest.raises(CalibrationError, match="car is moving"):
                 await calibrate(SerialTransport(board.link_path), 5.0)
         else:
             assert await calibrate(SerialTransport(board.link_path), 5.0) == (12, -40, 16390)
-    finally:
-        stop.set()
-        await live
-        board.close()
 
 
 async def test_calibrate_without_board_times_out_clearly(tmp_path):
-    master, slave = os.openpty()
-    path = os.ttyname(slave)
-    os.close(slave)
+    silent = PtyPort(str(tmp_path / "tty"))
     try:
         with pytest.raises(CalibrationError, match="no frame from the board"):
-            await calibrate(SerialTransport(path), 0.5)
+            await calibrate(SerialTransport(silent.link_path), 0.5)
     finally:
-        os.close(master)
-
-
-class KeyedCalibratingBoard(CalibratingBoard):
-    """A board flashed with a key (`flash --keystore`; BLE boards by default): it tags its frames and
-    drops every host frame that is not tagged with its key, as the firmware's link does."""
-
-    def __init__(self, *a, key: bytes, **kw) -> None:
-        super().__init__(*a, **kw)
-        self.key = key
-        self.reader = FrameReader(key=key, require_tag=True)
-
-    def send(self, mtype: int, payload) -> None:
-        wire = encode_frame(mtype, payload, self.boot_id, self.seq, self.t_ms(), self.key)
-        self.seq = (self.seq + 1) % 0x10000
-        if self.master >= 0:
-            os.write(self.master, wire)
+        silent.close()
 
 
 async def test_calibrate_a_keyed_board_with_the_key_file_of_its_config(tmp_path):
+    """A board flashed with a key (`flash --keystore`; BLE boards by default) drops untagged commands:
+    calibrate takes the key from the config's key_file, as the daemon does."""
     key = bytes(range(16))
     key_file = tmp_path / "board-k.key"
     key_file.write_text(key.hex() + "\n")
     key_file.chmod(0o600)
-    board = KeyedCalibratingBoard(str(tmp_path / "tty"), "board-k", boot_id=4, key=key)
+    board = CalibratingBoard(str(tmp_path / "tty"), "board-k", boot_id=4, key=key)
     cfg = write_config(tmp_path, board.link_path)
     cfg.write_text(cfg.read_text() + f'key_file = "{key_file}"\n')
-    stop = asyncio.Event()
-    live = asyncio.create_task(board.live(stop, period_s=0.02))
-    try:
+    async with board.living(period_s=0.02):
         proc = await asyncio.create_subprocess_exec(*LIFTWATCH, "calibrate", "--config", str(cfg), "--timeout", "10",
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -227,10 +187,6 @@ async def test_calibrate_a_keyed_board_with_the_key_file_of_its_config(tmp_path)
         with pytest.raises(CalibrationError, match="tags its frames and ignores untagged commands"):
             await calibrate(SerialTransport(board.link_path), 1.5)
         assert not board.calibrated and board.reader.drops[DropReason.AUTH] >= 1
-    finally:
-        stop.set()
-        await live
-        board.close()
 
 
 def test_calibrate_and_run_name_a_port_that_does_not_exist(tmp_path):
@@ -238,7 +194,8 @@ def test_calibrate_and_run_name_a_port_that_does_not_exist(tmp_path):
     and keeps retrying (a USB adapter may be plugged in later)."""
     r = subprocess.run(LIFTWATCH + ["calibrate", "--port", "/dev/ttyUSB9", "--timeout", "1"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1 and r.stderr.strip() == "liftwatch: serial:/dev/ttyUSB9: no such port (board unplugged, or another port name?)"
+    assert r.returncode == 1
+    assert r.stderr.strip() == "liftwatch: serial:/dev/ttyUSB9: no such port (board unplugged, or another port name?)"
     cfg = write_config(tmp_path, "/dev/ttyUSB9")
     proc = subprocess.Popen(LIFTWATCH + ["run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True)
     try:

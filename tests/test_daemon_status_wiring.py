@@ -5,38 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support.board import ALARM, HELLO, STATE, PtyBoard, frames
+from support.daemon import LIFTWATCH, LiftwatchRun, http_get, liftwatch_run, wait_until
+
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import ConfigError, load_config
 from liftwatch.edge_daemon.daemon import CarPipeline
 from liftwatch.edge_daemon.observations import Observation
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
 from liftwatch.edge_daemon.upstream_codec import PayloadEncoding
-from prometheus_client.parser import text_string_to_metric_families
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_daemon import (  # the pty board, frames
-    ALARM,
-    HELLO,
-    STATE,
-    SimBoard,
-    board_frames,
-)
-
-LIFTWATCH = [sys.executable, "-m", "liftwatch"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(tmp_path: Path, port: str, status: str) -> Path:
@@ -56,49 +40,22 @@ port = "{port}"
     return cfg
 
 
-async def http_get(port: int, path: str) -> tuple[int, bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-    raw = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
 async def run_daemon(tmp_path: Path, status: str, check) -> None:
-    """`liftwatch run` against a SimBoard until it ACKs an alarm event, then `check()`, then SIGTERM."""
-    board = SimBoard(str(tmp_path / "ttyA"), "board-a")
-    cfg = write_config(tmp_path, board.link_path, status)
-    proc = await asyncio.create_subprocess_exec(*LIFTWATCH, "run", "--config", str(cfg),
-                                                stderr=asyncio.subprocess.PIPE)
-    stop = asyncio.Event()
-    live = asyncio.create_task(board.live(stop))
-    try:
-        deadline = time.monotonic() + 45  # the interpreter alone takes ~10 s to start on a loaded box
-        while time.monotonic() < deadline and not board.host_frames and proc.returncode is None:
-            board.hello()
-            await asyncio.sleep(0.2)
-        board.raise_event(3)
-        while time.monotonic() < deadline and board.acked != [3]:
-            await asyncio.sleep(0.05)
-        assert board.acked == [3], (await proc.stderr.read()).decode() if proc.returncode is not None else ""
-        await check()
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 15) == 0
-    finally:
-        stop.set()
-        await live
-        board.close()
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    """`liftwatch run` against a PtyBoard until it ACKs an alarm event, then `check(run)`, then SIGTERM."""
+    board = PtyBoard(str(tmp_path / "ttyA"), "board-a")
+    async with liftwatch_run(write_config(tmp_path, board.link_path, status), board) as run:
+        await check(run)
+        assert await run.terminate() == 0
 
 
 @pytest.mark.timeout(120)
 async def test_run_serves_status_page_and_metrics(tmp_path):
-    port = free_port()
+    port = 0
 
-    async def check() -> None:
+    async def check(run: LiftwatchRun) -> None:
+        nonlocal port
+        assert await wait_until(lambda: run.status_port() is not None, 10.0), "".join(run.stderr)
+        port = run.status_port()
         deadline = time.monotonic() + 10
         car: dict = {}
         while time.monotonic() < deadline:  # the page refreshes board health once a second
@@ -122,20 +79,27 @@ async def test_run_serves_status_page_and_metrics(tmp_path):
         status, body = await http_get(port, "/healthz")
         assert status == 200
 
-    await run_daemon(tmp_path, f'[status]\nhost = "127.0.0.1"\nport = {port}\n', check)
+    # port 0: the daemon binds any free port and logs it (a port picked here first could be taken
+    # by another process before the daemon binds it)
+    await run_daemon(tmp_path, '[status]\nhost = "127.0.0.1"\nport = 0\n', check)
     with pytest.raises(OSError):  # closed with the daemon
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
 @pytest.mark.timeout(120)
 async def test_status_disabled_serves_nothing(tmp_path):
-    port = free_port()
+    # The port is held (bound, not listening) for the whole test: nobody else can serve on it, and a
+    # daemon that wrongly started its page would fail to bind it.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
 
-    async def check() -> None:
-        with pytest.raises(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        async def check(run: LiftwatchRun) -> None:
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            assert run.status_port() is None
 
-    await run_daemon(tmp_path, f"[status]\nenabled = false\nport = {port}\n", check)
+        await run_daemon(tmp_path, f"[status]\nenabled = false\nport = {port}\n", check)
     assert json.loads((tmp_path / "state" / "status.json").read_text())["boards"][0]["board"] == "board-a"
 
 
@@ -218,7 +182,7 @@ async def test_pipeline_observer_sees_observations_before_analytics_and_every_ou
     analytics.feed = spy
     pipe = CarPipeline("s", "car-1", BoardSession(SessionConfig(), LinkMode.LIVE), analytics, store,
                        observer=lambda car, item: seen.append((car, item)))
-    await pipe.frames(board_frames(HELLO, STATE, ALARM), 1000.0)
+    await pipe.frames(frames(HELLO, STATE, ALARM), 1000.0)
     fed = [item for who, item in seen if who == "analytics"]
     observed = [item for who, item in seen if who == "car-1"]
     assert fed and all(seen[seen.index(("analytics", obs)) - 1] == ("car-1", obs) for obs in fed)

@@ -45,61 +45,25 @@ story = "reopen loop, entrapment"
 board_uid = "a4cf12e0b201"
 car_file = "office6"
 seed = 5
-[[car.step]]
-do = "ride"
-to = 2
-[[car.step]]
-do = "door"
-reopen = 8
-[[car.step]]
-do = "ride"
-to = 0
-[[car.step]]
-do = "set"
-presence = true
-[[car.step]]
-do = "trip"
-to = 4
-stop_at = 0.5
-[[car.step]]
-do = "wait"
-s = 40
-[[car.step]]
-do = "set"
-alarm = true
-[[car.step]]
-do = "wait"
-s = 5
-[[car.step]]
-do = "set"
-alarm = false
-[[car.step]]
-do = "wait"
-s = 300
-[[car.step]]
-do = "set"
-inspection = true
-[[car.step]]
-do = "trip"
-to = 1
-speed_mps = 0.3
-[[car.step]]
-do = "door"
-dwell_s = 15
-[[car.step]]
-do = "set"
-presence = false
-[[car.step]]
-do = "inspection"
-runs = 2
-pause_s = 300
-[[car.step]]
-do = "set"
-inspection = false
-[[car.step]]
-do = "traffic"
-hours = 2
-trips_per_hour = 20
+step = [
+    {do = "ride", to = 2},
+    {do = "door", reopen = 8},
+    {do = "ride", to = 0},
+    {do = "set", presence = true},
+    {do = "trip", to = 4, stop_at = 0.5},
+    {do = "wait", s = 40},
+    {do = "set", alarm = true},
+    {do = "wait", s = 5},
+    {do = "set", alarm = false},
+    {do = "wait", s = 300},
+    {do = "set", inspection = true},
+    {do = "trip", to = 1, speed_mps = 0.3},
+    {do = "door", dwell_s = 15},
+    {do = "set", presence = false},
+    {do = "inspection", runs = 2, pause_s = 300},
+    {do = "set", inspection = false},
+    {do = "traffic", hours = 2, trips_per_hour = 20},
+]
 
 [[car]]
 car = "t-hosp"
@@ -108,23 +72,13 @@ story = "short maintenance"
 board_uid = "a4cf12e0b202"
 car_file = "office6"
 seed = 6
-[[car.step]]
-do = "ride"
-to = 3
-[[car.step]]
-do = "set"
-inspection = true
-[[car.step]]
-do = "inspection"
-runs = 2
-pause_s = 150
-[[car.step]]
-do = "set"
-inspection = false
-[[car.step]]
-do = "traffic"
-hours = 2
-trips_per_hour = 20
+step = [
+    {do = "ride", to = 3},
+    {do = "set", inspection = true},
+    {do = "inspection", runs = 2, pause_s = 150},
+    {do = "set", inspection = false},
+    {do = "traffic", hours = 2, trips_per_hour = 20},
+]
 """
 
 # Typically 30-50 s; generous because CI boxes run other suites beside this one.

@@ -7,7 +7,6 @@ when built, the C accelerator `liftwatch.protocol._fastframe`) through the ``mak
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from collections import Counter
@@ -19,6 +18,7 @@ import pytest
 from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.values import as_lists
 
 from liftwatch.protocol import framing
 from liftwatch.protocol import lwproto as lw
@@ -30,11 +30,9 @@ from liftwatch.protocol.framing import (
     ReplayGuard,
     encode_frame,
 )
+from liftwatch.protocol.vectors import generate as gen
 
 VECTORS_DIR = Path(lw.__file__).resolve().parent / "vectors"
-_spec = importlib.util.spec_from_file_location("lw_vectors_generate", VECTORS_DIR / "generate.py")
-gen = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gen)
 
 FRAMES = json.loads((VECTORS_DIR / "frames.json").read_text(encoding="utf-8"))
 CORRUPT = json.loads((VECTORS_DIR / "corrupt.json").read_text(encoding="utf-8"))
@@ -58,14 +56,6 @@ def make_reader(request: pytest.FixtureRequest) -> ReaderFactory:
     if "accelerated" in FrameReader.__dataclass_fields__:
         return lambda **kw: FrameReader(accelerated=False, **kw)
     return FrameReader
-
-
-def as_lists(obj: Any) -> Any:
-    if isinstance(obj, (list, tuple)):
-        return [as_lists(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: as_lists(v) for k, v in obj.items()}
-    return obj
 
 
 def by_name(cases: list[dict[str, Any]]) -> list[Any]:

@@ -2,7 +2,7 @@
 
 Property: `load_config` / `parse_config` return a valid `DaemonConfig` or raise `ConfigError`
 naming a key; never another exception, and a config they accept has only finite, in-range numbers
-(a NaN timeout would be a car silently never reported offline). Budget: tests/fuzzing.py.
+(a NaN timeout would be a car silently never reported offline). Budget: tests/support/fuzzing.py.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzzing import fuzz
 
-from fuzzing import fuzz
-from liftwatch.edge_daemon.hosts import is_loopback_host
 from liftwatch.edge_daemon.config import SECTIONS, ConfigError, DaemonConfig, load_config, parse_config
+from liftwatch.edge_daemon.hosts import is_loopback_host
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 EXAMPLE_TEXT = (DOCS / "liftwatch.example.toml").read_text(encoding="utf-8")

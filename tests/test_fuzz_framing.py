@@ -4,7 +4,7 @@ Properties: `feed` never raises; the reader keeps at most one maximum frame betw
 Python path's buffer is checked after every call; the C path's allocations with tracemalloc);
 every part that yields no frame is counted under a `DropReason`; an intact frame behind any damage
 is still delivered; with tags required nothing but the sender's own frames comes out.
-Budgets: tests/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``).
+Budgets: tests/support/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.fuzzing import fuzz
+from support.values import as_lists
 
-from fuzzing import fuzz
 from liftwatch.protocol import framing
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import MAX_WIRE, DropReason, FrameReader, encode_frame
@@ -99,7 +100,7 @@ def mutated_stream(draw: st.DrawFn, tagged: bool) -> tuple[bytes, list, list, li
             wire = bytearray(encode_frame(mtype, payload, 300, seq, 1000 + seq, key=KEY if tagged else None))
         except ValueError:  # over MAX_BODY: not a frame a sender could make
             continue
-        sent.append((mtype, seq, _norm(payload)))
+        sent.append((mtype, seq, as_lists(payload)))
         mutation = draw(st.sampled_from(_MUTATIONS + ("none",) * 4))
         body = wire[:-1]
         if mutation == "none":
@@ -131,16 +132,8 @@ def mutated_stream(draw: st.DrawFn, tagged: bool) -> tuple[bytes, list, list, li
     return bytes(stream), intact, sent, cuts
 
 
-def _norm(obj: object) -> object:
-    if isinstance(obj, (list, tuple)):
-        return [_norm(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _norm(v) for k, v in obj.items()}
-    return obj
-
-
 def _delivered(frames: list) -> list[tuple[int, int, object]]:
-    return [(f.type, f.seq, _norm(f.payload)) for f in frames]
+    return [(f.type, f.seq, as_lists(f.payload)) for f in frames]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -156,7 +149,7 @@ def test_mutated_tagged_stream_yields_exactly_the_intact_frames(impl: str, case)
     assert all(f in sent for f in delivered)
     assert len({f[1] for f in delivered}) == len(delivered)
     for frame in intact:  # damage never costs a frame behind it
-        assert (frame[0], frame[1], _norm(frame[2])) in delivered
+        assert (frame[0], frame[1], as_lists(frame[2])) in delivered
     assert len(frames) + sum(reader.drops.values()) >= completed_parts(stream)
 
 
@@ -169,7 +162,7 @@ def test_mutated_untagged_stream_delivers_every_intact_frame(impl: str, case) ->
     frames = check_feed(reader, chunked(stream, cuts))
     delivered = _delivered(frames)
     for frame in intact:  # CRC only: a damaged frame passing as another is a 2^-16 event, so no subset check
-        assert (frame[0], frame[1], _norm(frame[2])) in delivered
+        assert (frame[0], frame[1], as_lists(frame[2])) in delivered
     assert len(frames) + sum(reader.drops.values()) >= completed_parts(stream)
 
 

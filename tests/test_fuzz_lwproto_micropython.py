@@ -8,7 +8,7 @@ firmware's own 512-byte link decoder behind a `FrameAssembler` fed in UART-sized
 only `ProtocolError` with a known reason, never another exception, never a MemoryError on inputs
 within MAX_WIRE, the heap back where it was afterwards; and the same verdict as CPython running
 the same lwproto on the same input (one codec, two interpreters).
-Budget: tests/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``; default 3 x 1000 frames).
+Budget: tests/support/fuzzing.py (``LIFTWATCH_FUZZ_EXAMPLES``; default 3 x 1000 frames).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import msgpack
 import pytest
 from cobs import cobs
 
-from fuzzing import budget
+from support.fuzzing import budget
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import encode_frame
 from liftwatch.upy import PROTOCOL_DIR, run_micropython

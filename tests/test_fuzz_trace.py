@@ -2,7 +2,7 @@
 
 Property: `read_trace` yields valid `CarSample`s or raises `TraceFormatError` (with a line number),
 never another exception; `trace_to_feed` finishes in time bounded by the file, not by the numbers
-in it; a trace it accepts round-trips through the feed. Budget: tests/fuzzing.py.
+in it; a trace it accepts round-trips through the feed. Budget: tests/support/fuzzing.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzzing import fuzz
+from support.fuzzing import fuzz
 from liftwatch.hil.sim.feed import (
     FEED_RECORD_SIZE,
     TRACE_HEADER,

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import struct
 
-import fwharness as h
+from support import fwharness as h
 import pytest
-from fwharness import (
+from support.fwharness import (
     ALARM,
     AT_FLOOR,
     DOOR_CLOSED,

@@ -4,7 +4,7 @@ failed notify, reassembly of host writes into frames; under micropython -X heaps
 from __future__ import annotations
 
 import pytest
-from fwharness import T_ACK, T_CONFIG, host_frame, run_script
+from support.fwharness import T_ACK, T_CONFIG, host_frame, run_script
 from liftwatch.protocol.framing import FrameReader
 
 pytestmark = pytest.mark.micropython

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fwharness import run_script
+from support.fwharness import run_script
 
 pytestmark = pytest.mark.micropython
 

@@ -4,7 +4,7 @@ goes first (VIB, then STATS, then state/heartbeat; EVENT last), every drop count
 from __future__ import annotations
 
 import pytest
-from fwharness import run_script
+from support.fwharness import run_script
 from liftwatch.protocol.framing import FrameReader
 
 pytestmark = pytest.mark.micropython

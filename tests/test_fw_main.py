@@ -12,7 +12,7 @@ import time
 import tty
 
 import pytest
-from fwharness import (
+from support.fwharness import (
     BOARD_HEAP,
     T_ACK,
     T_CONTROL,
@@ -104,7 +104,7 @@ print("DONE", b.t_us // 1000, b.uart_len, a.inputs.door_cycles)
 
 
 def test_simboard_in_process_with_a_generator_feed_and_a_bytearray_uart(tmp_path):
-    from fwharness import run_script
+    from support.fwharness import run_script
 
     proc = run_script(tmp_path, IN_PROCESS)
     out = proc.stdout.decode()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fwharness import run_script
+from support.fwharness import run_script
 
 pytestmark = pytest.mark.micropython
 

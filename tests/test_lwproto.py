@@ -7,7 +7,6 @@ The same vectors run under MicroPython in tests/test_lwproto_micropython.py.
 from __future__ import annotations
 
 import hmac
-import importlib.util
 import json
 import math
 import re
@@ -21,21 +20,15 @@ import pytest
 from cobs import cobs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.values import as_lists
 
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import encode_frame
+from liftwatch.protocol.vectors import generate as gen
 
 VECTORS_DIR = Path(lw.__file__).resolve().parent / "vectors"
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("lw_vectors_generate", VECTORS_DIR / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
 
 
 def vectors(name: str) -> dict[str, Any]:
@@ -187,20 +180,12 @@ _objects = st.recursive(
 )
 
 
-def _as_lists(obj: Any) -> Any:
-    if isinstance(obj, (list, tuple)):
-        return [_as_lists(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _as_lists(v) for k, v in obj.items()}
-    return obj
-
-
 @settings(max_examples=400, deadline=None)
 @given(_objects)
 def test_packb_equals_msgpack_and_round_trips(obj: Any) -> None:
     packed = lw.packb(obj)
     assert packed == msgpack.packb(obj, use_bin_type=True)
-    assert lw.unpackb(packed) == _as_lists(obj)
+    assert lw.unpackb(packed) == as_lists(obj)
 
 
 @settings(max_examples=200, deadline=None)
@@ -365,7 +350,7 @@ def test_encoder_refuses_a_body_over_the_maximum() -> None:
 @pytest.mark.parametrize("case", by_name(FRAMES["cases"]))
 def test_frame_vector_board_decoding(case: dict[str, Any]) -> None:
     h = case["header"]
-    payload = _as_lists(gen.from_json(case["payload"]))
+    payload = as_lists(gen.from_json(case["payload"]))
     for key, field, flags in ((None, "framed_hex", h["flags"]), (TEST_KEY, "tagged_hex", case["tagged_flags"])):
         wire = bytes.fromhex(case[field])
         got = lw.FrameDecoder(key).decode(wire, len(wire) - 1)
@@ -389,7 +374,7 @@ def test_frame_encoder_equals_host_encoder_and_decodes_back(payload: list[Any], 
     n = enc.encode(mtype, boot_id, seq, t_ms, payload)
     assert bytes(enc.wire[:n]) == expect
     got = lw.FrameDecoder(key).decode(expect, len(expect) - 1)
-    assert got == (mtype, int(tagged), boot_id, seq, t_ms, _as_lists(payload))
+    assert got == (mtype, int(tagged), boot_id, seq, t_ms, as_lists(payload))
 
 
 def _board_outcome(decoder: lw.FrameDecoder, wire: bytes) -> str:

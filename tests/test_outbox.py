@@ -18,7 +18,7 @@ from typing import Iterable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from fullfs import fill, small_tmpfs
+from support.fullfs import fill, small_tmpfs
 from hypothesis import strategies as st
 
 from liftwatch.edge_daemon.envelope import InvalidMessageError, make_message, message_id, validate_envelope

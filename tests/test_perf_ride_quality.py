@@ -173,7 +173,7 @@ def test_c_kernels_equal_the_numpy_forms_of_lowpass_jerk_and_peaks(monkeypatch, 
 def test_analyse_trip_gives_the_same_bits_with_and_without_the_c_kernels(monkeypatch):
     if not dsp.ACCELERATED:
         pytest.skip("_fastdsp not built")
-    from analytics_synth import cosine_trip, to_counts
+    from support.analytics_synth import cosine_trip, to_counts
     from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
     from liftwatch.edge_daemon.analytics.ride_quality import analyse_trip
 

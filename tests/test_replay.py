@@ -13,30 +13,17 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import jsonschema
 import pytest
-from referencing import Registry, Resource
+from support.upstream import schema_validator
 
 from liftwatch.edge_daemon.cli import parse_start
 from liftwatch.hil.sim.feed import write_trace
 from liftwatch.hil.sim.scenario import Scenario
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "protocol" / "upstream"
 LIFTWATCH = [sys.executable, "-m", "liftwatch"]
 START = "2026-03-01T08:00:00Z"
 
 pytestmark = pytest.mark.micropython
-
-
-def _validators() -> dict[str, jsonschema.Draft202012Validator]:
-    resources = []
-    docs = {}
-    for path in SCHEMAS.glob("*.schema.json"):
-        doc = json.loads(path.read_text())
-        docs[path.name.removesuffix(".schema.json")] = doc
-        resources += [(doc["$id"], Resource.from_contents(doc)), (path.name, Resource.from_contents(doc))]
-    registry = Registry().with_resources(resources)
-    return {kind: jsonschema.Draft202012Validator(doc, registry=registry) for kind, doc in docs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +103,8 @@ def test_replay_times_are_start_plus_trace_time(replayed):
 
 def test_replay_messages_validate_and_carry_the_config(replayed):
     messages, stderr = replayed
-    validators = _validators()
     for m in messages:
-        validators[m["kind"]].validate(m)
+        schema_validator(m["kind"]).validate(m)
         assert (m["site"], m["car"]) == ("tower-b", "lift-2")
     assert len({m["id"] for m in messages}) == len(messages)
     assert "replay:" in stderr and "messages" in stderr

@@ -195,41 +195,15 @@ def test_a_host_command_replayed_within_the_same_boot_is_refused(setup) -> None:
 # ---------------------------------------------------------------- the daemon itself
 
 
-class TaggedBoard:
-    """tests/test_daemon.py's pty board, tagging its frames with a key and recording what it sent."""
-
-    def __new__(cls, link_path: str, board_id: str, key: bytes, boot_id: int):
-        from test_daemon import SimBoard
-
-        class _Tagged(SimBoard):
-            def send(self, mtype: int, payload) -> None:
-                wire = encode_frame(mtype, payload, self.boot_id, self.seq, self.t_ms(), key=self.key)
-                self.seq = (self.seq + 1) % 0x10000
-                self.sent += wire
-                if self.master >= 0:
-                    try:
-                        os.write(self.master, wire)
-                    except OSError:
-                        pass
-
-        board = _Tagged.__new__(_Tagged)
-        board.key, board.sent = key, bytearray()
-        SimBoard.__init__(board, link_path, board_id, boot_id)
-        board.reader = FrameReader(key=key, require_tag=True)  # the board checks the host's tags too
-        return board
-
-
 async def test_daemon_persists_the_window_refuses_old_boots_after_restart_and_follows_a_rotation(tmp_path):
-    import asyncio
-
-    from test_daemon import fast_backoff, journal, wait_until
+    from support.board import PtyBoard
+    from support.daemon import journal, serving, wait_until
 
     from liftwatch.edge_daemon.config import parse_config
-    from liftwatch.edge_daemon.daemon import Daemon
 
     store = KeyStore(tmp_path / "keys", create=True)
     key = store.generate(BOARD_ID)
-    board = TaggedBoard(str(tmp_path / "tty0"), BOARD_ID, key, boot_id=41)
+    board = PtyBoard(str(tmp_path / "tty0"), BOARD_ID, boot_id=41, key=key)
 
     def config():
         return parse_config({
@@ -240,17 +214,8 @@ async def test_daemon_persists_the_window_refuses_old_boots_after_restart_and_fo
         }, "test", tmp_path)
 
     async def run_daemon(body):
-        daemon = Daemon(config(), backoff=fast_backoff)
-        stop, board_stop = asyncio.Event(), asyncio.Event()
-        run = asyncio.create_task(daemon.run(stop))
-        live = asyncio.create_task(board.live(board_stop))
-        try:
+        async with board.living(close=False), serving(config()) as daemon:
             await body(daemon)
-        finally:
-            board_stop.set()
-            await live
-            stop.set()
-            await asyncio.wait_for(run, 10)
         return daemon
 
     async def first_run(daemon):

@@ -17,7 +17,7 @@ from liftwatch.edge_daemon.report.figures import (
     union_s,
 )
 from liftwatch.edge_daemon.report.fleet import rank_fleet, risk_of
-from test_report_synth import CarLog, clean_week, known_week, local_ts
+from support.report_synth import CarLog, clean_week, known_week, local_ts
 
 WEEK = Period(date(2026, 11, 2), date(2026, 11, 8))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analytics_synth import CarStream
+from support.analytics_synth import CarStream
 from liftwatch.cli import main
 from liftwatch.edge_daemon.analytics import AnalyticsConfig, CarAnalytics, FaultEvent, MaintenanceVisit, Trip
 from liftwatch.edge_daemon.envelope import make_message, utc_iso
@@ -18,7 +18,7 @@ from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.report.figures import Period, Severity, car_figures
 from liftwatch.edge_daemon.report.source import load_messages
 from liftwatch.edge_daemon.upstream import JournalPublisher, UpstreamConfig
-from test_report_synth import local_ts
+from support.report_synth import local_ts
 
 CFG = AnalyticsConfig(floor_count=6)
 DAY = Period(date(2026, 11, 3), date(2026, 11, 3))

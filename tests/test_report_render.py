@@ -22,7 +22,7 @@ from liftwatch.edge_daemon.report.pdf import find_chromium
 import matplotlib.pyplot as plt
 
 from liftwatch.edge_daemon.report.plots import Labels, to_svg, trips_figure
-from test_report_synth import CarLog, clean_week, known_week, local_ts
+from support.report_synth import CarLog, clean_week, known_week, local_ts
 
 WEEK = Period(date(2026, 11, 2), date(2026, 11, 8))
 ARGS = ["--from", "2026-11-02", "--to", "2026-11-08"]

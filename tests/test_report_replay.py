@@ -15,7 +15,7 @@ from liftwatch.edge_daemon.report.figures import Period, Severity, car_figures
 from liftwatch.edge_daemon.report.source import load_messages
 from liftwatch.hil.sim.feed import write_trace
 from liftwatch.hil.sim.scenario import Scenario
-from test_report_synth import local_ts
+from support.report_synth import local_ts
 
 pytestmark = pytest.mark.micropython
 

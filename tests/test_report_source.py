@@ -10,7 +10,7 @@ import pytest
 
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.report.source import ReportSourceError, load_messages, message_time, parse_ts
-from test_report_synth import CarLog, clean_week, known_week, local_ts
+from support.report_synth import CarLog, clean_week, known_week, local_ts
 
 
 def test_parse_ts() -> None:

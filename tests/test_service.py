@@ -12,9 +12,12 @@ import resource
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.systemd import NotifySocket
+
 from liftwatch.edge_daemon.service import (
     JournalFormatter,
     ProgressWatchdog,
@@ -30,38 +33,21 @@ UNIT = Path(__file__).resolve().parents[1] / "deploy" / "liftwatch.service"
 
 
 @pytest.fixture
-def notify_socket(tmp_path):
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify"
-    sock.bind(str(path))
-    sock.settimeout(2)
-    yield str(path), sock
+def notify_socket(tmp_path) -> Iterator[NotifySocket]:
+    sock = NotifySocket(tmp_path / "notify")
+    yield sock
     sock.close()
 
 
-def _messages(sock: socket.socket) -> list[dict[str, str]]:
-    out = []
-    sock.setblocking(False)
-    try:
-        while True:
-            raw = sock.recv(4096).decode()
-            out.append(dict(line.split("=", 1) for line in raw.split("\n")))
-    except BlockingIOError:
-        pass
-    finally:
-        sock.setblocking(True)
-    return out
-
-
 def test_ready_status_watchdog_stopping_arrive_as_systemd_expects(notify_socket):
-    path, sock = notify_socket
+    path = notify_socket.path
     n = SystemdNotifier(path)
     assert n.enabled
     assert n.ready("3 boards, broker ready")
     assert n.status("line one\nline two")
     assert n.watchdog()
     assert n.stopping()
-    msgs = _messages(sock)
+    msgs = notify_socket.messages()
     assert msgs[0] == {"READY": "1", "MAINPID": str(os.getpid()), "STATUS": "3 boards, broker ready"}
     assert msgs[1] == {"STATUS": "line one line two"}  # a newline would start a new assignment
     assert msgs[2] == {"WATCHDOG": "1"}
@@ -123,7 +109,7 @@ class _Pipeline:
 
 
 def test_watchdog_pings_only_while_the_pipeline_moves(notify_socket):
-    path, sock = notify_socket
+    path = notify_socket.path
     now = [0.0]
     p = _Pipeline()
     wd = ProgressWatchdog(SystemdNotifier(path), p.stages(), 5.0, clock=lambda: now[0], status=lambda: "ok")
@@ -145,7 +131,7 @@ def test_watchdog_pings_only_while_the_pipeline_moves(notify_socket):
     now[0] += 5
     p.frames += 50
     assert wd.tick()
-    msgs = _messages(sock)
+    msgs = notify_socket.messages()
     assert sum(m.get("WATCHDOG") == "1" for m in msgs) == wd.pings
     assert any(m.get("STATUS") == "stalled: outbox" for m in msgs)
     assert wd.withheld >= 1
@@ -153,7 +139,7 @@ def test_watchdog_pings_only_while_the_pipeline_moves(notify_socket):
 
 def test_idle_but_healthy_keeps_pinging(notify_socket):
     """No board connected and broker down with mail pending: not the daemon's fault, no restart."""
-    path, _ = notify_socket
+    path = notify_socket.path
     now = [0.0]
     p = _Pipeline()
     p.boards_connected = 0
@@ -165,7 +151,7 @@ def test_idle_but_healthy_keeps_pinging(notify_socket):
 
 
 def test_connected_board_that_stops_producing_frames_stalls(notify_socket):
-    path, _ = notify_socket
+    path = notify_socket.path
     now = [0.0]
     p = _Pipeline()
     wd = ProgressWatchdog(SystemdNotifier(path), p.stages(stall_s=12), 5.0, clock=lambda: now[0])
@@ -178,7 +164,7 @@ def test_connected_board_that_stops_producing_frames_stalls(notify_socket):
 
 
 def test_a_stage_that_raises_counts_as_stalled(notify_socket):
-    path, _ = notify_socket
+    path = notify_socket.path
 
     def broken() -> int:
         raise RuntimeError("outbox closed")
@@ -189,7 +175,7 @@ def test_a_stage_that_raises_counts_as_stalled(notify_socket):
 
 
 async def test_run_loop_pings_and_stops(notify_socket):
-    path, sock = notify_socket
+    path = notify_socket.path
     p = _Pipeline()
     p.boards_connected = 0
     wd = ProgressWatchdog(SystemdNotifier(path), p.stages(), 0.02)
@@ -199,7 +185,7 @@ async def test_run_loop_pings_and_stops(notify_socket):
     stop.set()
     await asyncio.wait_for(task, 1)
     assert wd.pings >= 3
-    assert len(_messages(sock)) == wd.pings
+    assert len(notify_socket.messages()) == wd.pings
 
 
 def _record(msg: str, level: int = logging.INFO, **extra) -> logging.LogRecord:

@@ -1,33 +1,20 @@
-"""The soak's reconciliation (benchmarks/soak.py `Soak.match_records`) pairs what the boards did with
+"""The soak's reconciliation (benchmarks/soak_reconcile.py `Ledger.match_records`) pairs what the boards did with
 what arrived upstream. A wrong pairing reads as a lost trip that was delivered, or hides one that was
 lost; these cases pin the rules down without running a soak.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-SOAK_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "soak.py"
-_spec = importlib.util.spec_from_file_location("lw_soak", SOAK_PATH)
-soak = importlib.util.module_from_spec(_spec)
-sys.modules["lw_soak"] = soak
-_spec.loader.exec_module(soak)
+from benchmarks.soak_reconcile import Item, Ledger
 
 
-def harness(items, offset_history, clock_steps=(), speed=300.0):
-    """A Soak with only what reconciliation reads (no boards, no daemon)."""
-    s = soak.Soak.__new__(soak.Soak)
-    s.items = list(items)
-    s.offset_history = list(offset_history)
-    s.clock_steps = list(clock_steps)
-    s.speed = speed
-    return s
+def harness(items, offset_history, clock_steps=(), speed=300.0) -> Ledger:
+    """A ledger with only what reconciliation reads (no boards, no daemon)."""
+    return Ledger(speed, items=list(items), offset_history=list(offset_history), clock_steps=list(clock_steps))
 
 
 def trip(start, floors=2, board=2):
-    return soak.Item("trip", board, start, start + 9.0, floors=floors)
+    return Item("trip", board, start, start + 9.0, floors=floors)
 
 
 def records(*starts, floors=2, car="car-2"):

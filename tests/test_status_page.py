@@ -537,7 +537,7 @@ def test_snapshot_has_no_nan_from_real_analytics():
 
 def test_fed_like_the_daemon_from_the_real_analytics_engine():
     """Observations go to the page before analytics, outputs after it (the CarPipeline order)."""
-    from analytics_synth import CarStream
+    from support.analytics_synth import CarStream
     from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 
     cfg = AnalyticsConfig(floor_count=10)
@@ -548,20 +548,8 @@ def test_fed_like_the_daemon_from_the_real_analytics_engine():
     engine = CarAnalytics("c1", cfg)
     live = LiveState()
     live.add_car("c1", analytics=cfg)
-    outputs = []
-    obs = stream.sorted()
-    next_tick = obs[0].ts
-    for o in obs:
-        ts = getattr(o, "ts_end", None) or o.ts
-        while next_tick < ts:
-            outputs += engine.tick(next_tick)
-            next_tick += 1.0
-        live.apply("c1", o)
-        outputs += engine.feed(o)
-    while next_tick < stream.t:
-        outputs += engine.tick(next_tick)
-        next_tick += 1.0
-    outputs += engine.flush(stream.t)  # end of stream: the partial daily record
+    # the end of the stream flushes the partial daily record
+    outputs = stream.run(engine, before_feed=lambda o: live.apply("c1", o))
     for out in outputs:
         live.apply("c1", out)
     assert live.unknown_items == 0

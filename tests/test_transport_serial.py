@@ -22,51 +22,25 @@ from liftwatch.edge_daemon.transport import (
 )
 from liftwatch.edge_daemon.transport.base import BACKOFF_MAX_S
 from liftwatch.edge_daemon.transport.serial import SerialTransport
-
-
-class PtyBoard:
-    """The board end of a pty pair, reachable through a stable symlink like /dev/serial/by-id."""
-
-    def __init__(self, link_path: str) -> None:
-        self.link_path = link_path
-        self.master = -1
-        self.plug()
-
-    def plug(self) -> None:
-        self.master, slave = os.openpty()
-        slave_path = os.ttyname(slave)
-        os.close(slave)
-        os.set_blocking(self.master, False)
-        tmp = self.link_path + ".new"
-        os.symlink(slave_path, tmp)
-        os.replace(tmp, self.link_path)
-
-    def unplug(self) -> None:
-        os.close(self.master)
-        os.unlink(self.link_path)
-        self.master = -1
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    async def receive(self, n: int, timeout_s: float = 2.0) -> bytes:
-        got = b""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while len(got) < n and loop.time() < deadline:
-            try:
-                got += os.read(self.master, n - len(got))
-            except BlockingIOError:
-                await asyncio.sleep(0.005)
-        return got
+from liftwatch.hil.mockboard.ptys import PtyPort
 
 
 @pytest.fixture
 def board(tmp_path):
-    b = PtyBoard(str(tmp_path / "usb-liftwatch-board0"))
+    b = PtyPort(str(tmp_path / "usb-liftwatch-board0"))
     yield b
-    if b.master >= 0:
-        os.close(b.master)
+    b.close()
+
+
+async def receive(board: PtyPort, n: int, timeout_s: float = 2.0) -> bytes:
+    """Up to ``n`` bytes the host wrote to the board, waiting at most ``timeout_s``."""
+    got = b""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while len(got) < n and loop.time() < deadline:
+        got += board.read()
+        await asyncio.sleep(0.005)
+    return got
 
 
 async def read_exactly(t: SerialTransport, n: int) -> bytes:
@@ -81,10 +55,10 @@ async def test_bytes_flow_both_ways(board):
     await t.open()
     try:
         payload = bytes(range(256)) * 8  # all byte values, raw mode: no echo, no CR/LF mangling
-        board.send(payload)
+        board.write(payload)
         assert await read_exactly(t, len(payload)) == payload
         await t.write(b"\x00ack\x00\x0a\x0d")
-        assert await board.receive(7) == b"\x00ack\x00\x0a\x0d"
+        assert await receive(board, 7) == b"\x00ack\x00\x0a\x0d"
     finally:
         await t.close()
 
@@ -92,7 +66,7 @@ async def test_bytes_flow_both_ways(board):
 async def test_unplug_raises_closed_then_replug_reopens_same_path(board):
     t = SerialTransport(board.link_path)
     await t.open()
-    board.send(b"before")
+    board.write(b"before")
     assert await read_exactly(t, 6) == b"before"
 
     board.unplug()
@@ -108,10 +82,10 @@ async def test_unplug_raises_closed_then_replug_reopens_same_path(board):
     board.plug()
     await t.open()
     try:
-        board.send(b"after")
+        board.write(b"after")
         assert await read_exactly(t, 5) == b"after"
         await t.write(b"hi")
-        assert await board.receive(2) == b"hi"
+        assert await receive(board, 2) == b"hi"
     finally:
         await t.close()
 

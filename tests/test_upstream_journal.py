@@ -21,7 +21,7 @@ from liftwatch.edge_daemon import upstream as upstream_module
 from liftwatch.edge_daemon.envelope import make_message, message_id, utc_iso
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.upstream import JournalPublisher, Upstream, UpstreamConfig
-from test_upstream_mqtt import acked_keys, schema_validator
+from support.upstream import schema_validator, sigkill_after_ready
 
 
 def fact(i: int) -> dict[str, Any]:
@@ -136,14 +136,8 @@ async def test_sigkill_mid_journal_loses_nothing(tmp_path: Path) -> None:
     for _ in range(6):
         with Outbox(db) as outbox:
             start = outbox._db.execute("SELECT COUNT(*) FROM message").fetchone()[0]
-        child = subprocess.Popen([sys.executable, "-c", _JOURNAL_CHILD, str(db), str(journal), str(start)],
-                                 stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None and child.stdout.readline().strip() == "READY"
-        time.sleep(rng.uniform(0.05, 0.4))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-        acked += acked_keys(child.stdout)
-        child.stdout.close()
+        acked += sigkill_after_ready([sys.executable, "-c", _JOURNAL_CHILD, str(db), str(journal), str(start)],
+                                     rng, 0.05, 0.4)
     outbox = Outbox(db)
     await drain(Upstream(UpstreamConfig("site1", "pi1", journal_path=journal)), outbox)
     lines = read_journal(journal)  # every line parses: torn tails were cut on restart

@@ -9,7 +9,6 @@ messages arrive in the order they were put. Wire duplicates are counted, not for
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -19,37 +18,19 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-import jsonschema
 import pytest
-import referencing
+from support.mosquitto import Collector, MosquittoBroker, make_test_pki
+from support.upstream import acked_keys, schema_validator, sigkill_after_ready
 
 from liftwatch.edge_daemon.envelope import encode_message, make_message, utc_iso
 from liftwatch.edge_daemon.outbox import ROW_OVERHEAD_BYTES, DeliveryState, Outbox, PutOutcome
 from liftwatch.edge_daemon.upstream import MqttConfig, PublisherState, TlsConfig, Upstream, UpstreamConfig
-from mosquitto import Collector, MosquittoBroker, make_test_pki, mosquitto_broker  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.mosquitto
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "protocol" / "upstream"
 KINDS = ("event", "trip", "maintenance", "daily")
-
-
-def schema_validator(kind: str) -> jsonschema.Draft202012Validator:
-    """Validator for protocol/upstream/<kind>.schema.json with the sibling schemas resolvable."""
-    resources = []
-    for path in SCHEMAS.glob("*.schema.json"):
-        schema = json.loads(path.read_text())
-        resources.append((schema["$id"], referencing.Resource.from_contents(schema)))
-    registry = referencing.Registry().with_resources(resources)
-    schema = json.loads((SCHEMAS / f"{kind}.schema.json").read_text())
-    return jsonschema.Draft202012Validator(schema, registry=registry)
-
-
-def acked_keys(stdout: Iterable[str]) -> list[int]:
-    """Keys a killed child reported as acknowledged. Only whole lines count: SIGKILL can tear the last."""
-    return [int(line.split()[1]) for line in stdout if line.startswith("ACK ") and line.endswith("\n")]
 
 
 def fact(i: int, cars: int = 3, kind: str | None = None) -> dict[str, Any]:
@@ -263,15 +244,8 @@ def test_publisher_sigkill_at_random_points_then_restart(mosquitto_broker: Mosqu
     rng = random.Random(0x5EED)
     acked: list[int] = []
     for _ in range(6):
-        child = subprocess.Popen(
-            [sys.executable, "-c", _PUBLISHER_CHILD, str(db), str(mosquitto_broker.port), str(_stored_count(db)),
-             "produce"], stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None and child.stdout.readline().strip() == "READY"
-        time.sleep(rng.uniform(0.1, 0.6))
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-        acked += acked_keys(child.stdout)
-        child.stdout.close()
+        acked += sigkill_after_ready([sys.executable, "-c", _PUBLISHER_CHILD, str(db), str(mosquitto_broker.port),
+                                      str(_stored_count(db)), "produce"], rng, 0.1, 0.6)
     drain = subprocess.run([sys.executable, "-c", _PUBLISHER_CHILD, str(db), str(mosquitto_broker.port), "0", "drain"],
                            capture_output=True, text=True, timeout=30)
     assert "DRAINED" in drain.stdout, drain.stderr

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pytest
-from analytics_synth import CarStream
+from support.analytics_synth import CarStream
+from support.upstream import schema_validator
+
 from liftwatch.edge_daemon.analytics import (
     AnalyticsConfig,
     CarAnalytics,
@@ -23,28 +23,8 @@ from liftwatch.edge_daemon.observations import (
     LinkState,
     MotionChanged,
 )
-from referencing import Registry, Resource
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "protocol" / "upstream"
 KINDS = ("trip", "event", "maintenance", "daily", "door_cycle")
-
-
-def _registry() -> Registry:
-    resources = []
-    for path in SCHEMAS.glob("*.schema.json"):
-        doc = json.loads(path.read_text())
-        resource = Resource.from_contents(doc)
-        resources += [(doc["$id"], resource), (path.name, resource)]
-    return Registry().with_resources(resources)
-
-
-REGISTRY = _registry()
-
-
-def validator(kind: str) -> jsonschema.Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{kind}.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema, registry=REGISTRY)
 
 
 def everything_stream():
@@ -89,7 +69,7 @@ def test_the_scenario_covers_every_kind_and_fault_type(outputs):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_output_validates_against_its_kind_schema(outputs, kind):
-    v = validator(kind)
+    v = schema_validator(kind)
     mine = [o for o in outputs if o.kind == kind]
     assert mine
     for o in mine:
@@ -120,13 +100,13 @@ def test_schemas_reject_broken_messages(outputs, kind, breakage):
     o = next(x for x in outputs if x.kind == kind and getattr(x, "state", "raised") == "raised")
     message = make_message(o.kind, "s", "c", "b", utc_iso(0), o.key, o.to_message())
     message.update(breakage)
-    assert not validator(kind).is_valid(message)
+    assert not schema_validator(kind).is_valid(message)
 
 
 def test_envelope_fields_are_required_by_every_kind_schema(outputs):
     o = next(x for x in outputs if x.kind == "trip")
     message = make_message(o.kind, "s", "c", "b", utc_iso(0), o.key, o.to_message())
     del message["site"]
-    assert not validator("trip").is_valid(message)
+    assert not schema_validator("trip").is_valid(message)
     message = dataclasses.replace(o).to_message() | {"v": 1}
-    assert not validator("trip").is_valid(message)
+    assert not schema_validator("trip").is_valid(message)

@@ -9,7 +9,8 @@ HAL reads). The child is ``micropython -X heapsize=96k board_rom.py``, started t
 
 Everything runs in one selector loop on one background thread; public methods post work to it.
 Faults are injected here: power cuts, watchdog resets (when the firmware stops consuming its feed),
-link cuts and garbage on the UART.
+link cuts and garbage on the UART. The ports and the bounded relays between them are ptys.py; the
+car's feed and the actions timed by car time are feed_pump.py.
 """
 
 from __future__ import annotations
@@ -17,27 +18,24 @@ from __future__ import annotations
 import collections
 import enum
 import errno
-import fcntl
 import logging
 import os
-import pty
 import queue
 import random
-import select
 import selectors
 import signal
-import struct
 import subprocess
 import tempfile
 import termios
 import threading
 import time
-import tty
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liftwatch.hil.sim.feed import FEED_RECORD, CarSample
+from liftwatch.hil.mockboard.feed_pump import TICK_S, FeedPump
+from liftwatch.hil.mockboard.ptys import RELAY_LIMIT_BYTES, Relay, hung_up, make_pty, read_available
+from liftwatch.hil.sim.feed import CarSample
 from liftwatch.hil.sim.scenario import BoardFault
 from liftwatch.upy import ESP32_HEAPSIZE, micropython_cmd
 
@@ -57,21 +55,11 @@ QSTR_POOL_ALLOWANCE_K = 6
 SIM_HARDWARE_HEAP_K = 5
 ESP32_HEAP_K = int(ESP32_HEAPSIZE.rstrip("k"))
 DEFAULT_FS_BYTES = 2 * 1024 * 1024  # the VFS partition of a 4 MB ESP32 module
-_F_SETPIPE_SZ = 1031
-# A small feed pipe keeps the board's clock close to the car's: 4096 bytes = 341 records.
-FEED_PIPE_BYTES = 4096
-# What a UART/USB bridge buffers before it drops: beyond this, bytes nobody reads are lost (counted).
-RELAY_LIMIT_BYTES = 64 * 1024
-# The loop wakes at least this often to notice a port being opened (a pty master reports hang-up
-# until someone opens the slave, and poll() cannot wait for that).
-TICK_S = 0.02
 # Real seconds a stalled feed is tolerated before the watchdog fires, whatever the speed: the child
 # can be descheduled or collecting garbage for a while on a loaded 2-core CI machine.
 WATCHDOG_MIN_REAL_S = 3.0
 # The REPL timeout the firmware gives the chip's watchdog on Ctrl-C (firmware/hal_esp32.py WDT_PARK_MS).
 WDT_PARK_S = 1800.0
-# An idle car still gets a record this often (sim time), so a board clock never waits long for news.
-IDLE_RECORD_US = 1_000_000
 _ROM_RESET_TEXT = {
     "power_on": b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
     "hard": b"rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
@@ -123,88 +111,6 @@ class BoardStats:
     faults: collections.Counter = field(default_factory=collections.Counter)  # scenario faults scheduled
 
 
-def _idle_car() -> Iterator[CarSample]:
-    """A car parked at a floor, door closed, nobody inside: what an unconfigured mock board feels."""
-    t = 0
-    while True:
-        yield CarSample(t, 0, 0, 1000, 0b0111)
-        t += IDLE_RECORD_US
-
-
-def hold_after(samples: Iterable[CarSample | BoardFault]) -> Iterator[CarSample | BoardFault]:
-    """The samples, then the last one held forever (a trace that ends leaves the car as it was)."""
-    last = None
-    for s in samples:
-        if isinstance(s, CarSample):
-            last = s
-        yield s
-    if last is None:
-        yield from _idle_car()
-        return
-    t = last.t_us
-    while True:
-        t += IDLE_RECORD_US
-        yield CarSample(t, last.ax_mg, last.ay_mg, last.az_mg, last.inputs)
-
-
-@dataclass(order=True, slots=True)
-class _Action:
-    t_us: int
-    seq: int
-    run: Callable[[], None] = field(compare=False)
-
-
-class _Relay:
-    """One direction-pair of byte pumping with a bounded buffer, dropping (and counting) when full."""
-
-    __slots__ = ("buf", "dropped")
-
-    def __init__(self) -> None:
-        self.buf = bytearray()
-        self.dropped = 0
-
-    def push(self, data: bytes) -> None:
-        room = RELAY_LIMIT_BYTES - len(self.buf)
-        if len(data) > room:
-            self.dropped += len(data) - max(room, 0)
-            data = data[: max(room, 0)]
-        self.buf += data
-
-    def flush_to(self, fd: int) -> None:
-        if not self.buf:
-            return
-        try:
-            n = os.write(fd, self.buf)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EIO, errno.EAGAIN):
-                raise
-            self.buf.clear()  # the far end is gone: a UART into nothing
-            return
-        del self.buf[:n]
-
-
-def _make_pty() -> tuple[int, str]:
-    """A raw pty; returns (master fd, slave path). The slave is closed: whoever opens it is connected."""
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    attrs = termios.tcgetattr(slave)
-    attrs[3] &= ~termios.ECHO
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    path = os.ttyname(slave)
-    os.close(slave)
-    os.set_blocking(master, False)
-    return master, path
-
-
-def _hung_up(fd: int) -> bool:
-    """True while nobody has the slave side of pty master ``fd`` open."""
-    p = select.poll()
-    p.register(fd, select.POLLIN)
-    return any(ev & select.POLLHUP for _, ev in p.poll(0))
-
-
 def create_flash_image(path: Path, size_bytes: int = DEFAULT_FS_BYTES) -> None:
     """A blank (erased, 0xff) flash image; the board formats it with LittleFS on first boot."""
     if size_bytes % 4096:
@@ -253,11 +159,8 @@ class MockBoard:
         self.extra_env = dict(extra_env or {})
         self.stats = BoardStats()
         self._rng = random.Random(seed)
-        self._samples = hold_after(samples if samples is not None else ())
-        self._next: CarSample | None = None
-        self._held: CarSample | None = None
-        self._actions: list[_Action] = []
-        self._action_seq = 0
+        self._samples = samples if samples is not None else ()
+        self._feed: FeedPump | None = None  # made at start(), with the feed FIFO
         self._tmp = tempfile.TemporaryDirectory(prefix="liftwatch-mockboard-")
         self.sim_dir = Path(self._tmp.name)
         self._thread: threading.Thread | None = None
@@ -267,10 +170,10 @@ class MockBoard:
         self._child: subprocess.Popen | None = None
         self._child_out: int | None = None
         self._child_in: int | None = None
-        self._to_child = _Relay()
-        self._to_console = _Relay()
-        self._to_host = _Relay()
-        self._to_board = _Relay()
+        self._to_child = Relay()
+        self._to_console = Relay()
+        self._to_host = Relay()
+        self._to_board = Relay()
         self._intr_on = True
         # A Ctrl-C that arrives while the ROM is still starting (before it can catch KeyboardInterrupt)
         # waits until it says it is ready, as the ESP32's pending interrupt waits for the VM.
@@ -278,12 +181,6 @@ class MockBoard:
         self._intr_deferred = False
         self._at_repl = False
         self._link_up = True
-        self._boot_consumed = 0
-        self._feed_out = bytearray()
-        self._marks: collections.deque[tuple[int, int]] = collections.deque()
-        self._written = 0
-        self._anchor: tuple[float, int] | None = None
-        self._stall_since: float | None = None
         self._off_until: float | None = None
         self._hw_cause = ResetCause.POWER_ON
         self._repl_mode = "friendly"
@@ -297,9 +194,9 @@ class MockBoard:
         if not self.fs_image.exists():
             self.fs_image.parent.mkdir(parents=True, exist_ok=True)
             create_flash_image(self.fs_image)
-        self._console_m, console = _make_pty()
-        self._data_m, data = _make_pty()
-        self._uart_m, uart = _make_pty()  # the board's side of the UART, relayed to `data`
+        self._console_m, console = make_pty()
+        self._data_m, data = make_pty()
+        self._uart_m, uart = make_pty()  # the board's side of the UART, relayed to `data`
         self._uart_path = uart
         os.symlink(uart, self.sim_dir / "uart")
         # The ROM runs with the board directory as its cwd and names everything relative to it.
@@ -309,7 +206,8 @@ class MockBoard:
         os.mkfifo(self.sim_dir / "ctl")
         # O_RDWR: opening never blocks and the FIFO never reports EOF between boards.
         self._feed_fd = os.open(self.sim_dir / "feed", os.O_RDWR | os.O_NONBLOCK)
-        fcntl.fcntl(self._feed_fd, _F_SETPIPE_SZ, FEED_PIPE_BYTES)
+        self._feed = FeedPump(self._feed_fd, self._samples, self.speed, self.stats, on_fault=self._schedule_fault,
+                              running=lambda: self._child is not None, on_progress=self._fed)
         self._ctl_fd = os.open(self.sim_dir / "ctl", os.O_RDWR | os.O_NONBLOCK)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -399,7 +297,7 @@ class MockBoard:
     def at(self, t_us: int, action: Callable[[], None]) -> None:
         """Run ``action`` (on the loop thread) once the board has consumed its feed up to ``t_us``."""
 
-        self.call(lambda: self._add_action(t_us, action))
+        self.call(lambda: self._feed_pump().add_action(t_us, action))
 
     def set_speed(self, speed: float) -> None:
         """Change sim time per real time (0: as fast as the board runs). A board's firmware only runs
@@ -409,7 +307,8 @@ class MockBoard:
 
         def go() -> None:
             self.speed = speed
-            self._anchor = None
+            if self._feed is not None:
+                self._feed.set_speed(speed)
 
         self.call(go)
 
@@ -444,7 +343,7 @@ class MockBoard:
         try:
             while not self._stop.is_set():
                 self._poll_ports()
-                timeout = self._pump_feed()
+                timeout = self._feed_pump().pump()
                 for key, _ in self._sel.select(min(TICK_S, timeout)):
                     key.data()
                 self._flush_all()
@@ -478,9 +377,9 @@ class MockBoard:
 
     def _poll_ports(self) -> None:
         # A pty master whose slave nobody holds reports hang-up forever: watch it only when connected.
-        self._console_up = not _hung_up(self._console_m)
-        self._data_up = not _hung_up(self._data_m)
-        self._uart_up = not _hung_up(self._uart_m)
+        self._console_up = not hung_up(self._console_m)
+        self._data_up = not hung_up(self._data_m)
+        self._uart_up = not hung_up(self._uart_m)
         # Back-pressure: while a connected reader lags, stop reading its writer (a board's UART write
         # then blocks and its clock, which is virtual, waits) instead of losing bytes to time
         # compression. Nobody connected: bytes are lost, as on a UART with nothing attached.
@@ -491,18 +390,8 @@ class MockBoard:
         if self._child_out is not None:
             self._watch(self._child_out, self._on_child_out, len(self._to_console.buf) < half)
 
-    def _read(self, fd: int) -> bytes:
-        try:
-            return os.read(fd, 65536)
-        except (BlockingIOError, InterruptedError):
-            return b""
-        except OSError as exc:
-            if exc.errno == errno.EIO:
-                return b""
-            raise
-
     def _on_console(self) -> None:
-        data = self._read(self._console_m)
+        data = read_available(self._console_m)
         if not data:
             return
         self._on_ctl()  # a mode change the child announced before its last output comes first
@@ -545,13 +434,13 @@ class MockBoard:
         self._reap()
 
     def _on_data(self) -> None:
-        data = self._read(self._data_m)
+        data = read_available(self._data_m)
         if data and self._link_up and self._uart_up:
             self.stats.uart_bytes[Direction.TO_BOARD] += len(data)
             self._to_board.push(data)
 
     def _on_uart(self) -> None:
-        data = self._read(self._uart_m)
+        data = read_available(self._uart_m)
         if data and self._link_up and self._data_up:
             self.stats.uart_bytes[Direction.TO_HOST] += len(data)
             self._to_host.push(data)
@@ -637,15 +526,13 @@ class MockBoard:
             self._wdt_started = False
             self._wdt_parked = False
             self._console_text(b"ets Jul 29 2019 12:21:46\r\n\r\n" + _ROM_RESET_TEXT[str(cause)] + b"\r\n")
-        self._drain_feed()
+        self._feed_pump().restart()
         self._drain_uart()
         self._to_child.buf.clear()
         self._intr_on = True
         self._rom_ready = False
         self._intr_deferred = False
         self._at_repl = False
-        self._boot_consumed = 0
-        self._stall_since = None
         self.stats.boots[cause] += 1
         self._child = subprocess.Popen(
             micropython_cmd(
@@ -667,7 +554,7 @@ class MockBoard:
         self._sel.register(self._child_out, selectors.EVENT_READ, self._on_child_out)
 
     def _console_text(self, text: bytes) -> None:
-        if not _hung_up(self._console_m):
+        if not hung_up(self._console_m):
             self._to_console.push(text)
 
     def _kill_child(self) -> None:
@@ -680,7 +567,7 @@ class MockBoard:
         if self._child_out is not None:
             # Whatever it printed before dying still reaches the console.
             while True:
-                data = self._read(self._child_out)
+                data = read_available(self._child_out)
                 if not data:
                     break
                 self._to_console.push(data)
@@ -715,7 +602,7 @@ class MockBoard:
     def _power_cut(self, off_s: float) -> None:
         self._restart_pending = None
         self._kill_child()
-        self._skip_feed(int(off_s * 1e6))
+        self._feed_pump().skip(int(off_s * 1e6))
         self._off_until = time.monotonic() + (off_s / self.speed if self.speed else 0.0)
 
     def _timers(self) -> None:
@@ -738,51 +625,15 @@ class MockBoard:
 
     # ---- the feed ----------------------------------------------------------------------------------------
 
-    def _unread_feed(self) -> int:
-        buf = struct.pack("i", 0)
-        return struct.unpack("i", fcntl.ioctl(self._feed_fd, termios.FIONREAD, buf))[0]
+    def _feed_pump(self) -> FeedPump:
+        if self._feed is None:
+            raise MockBoardError("mock board not started")
+        return self._feed
 
-    def _drain_feed(self) -> None:
-        # What the dead board did not read is gone with it; the next board starts from the car's now.
-        while True:
-            try:
-                if not os.read(self._feed_fd, 65536):
-                    break
-            except BlockingIOError:
-                break
-        self._feed_out.clear()
-        self._marks.clear()
-        self._written = 0
-        self._anchor = None
-        if self._held is not None:
-            held = self._held
-            self._queue_record(0, held)
-
-    def _queue_record(self, dt_us: int, s: CarSample) -> None:
-        self._feed_out += FEED_RECORD.pack(dt_us, s.ax_mg, s.ay_mg, s.az_mg, s.inputs, 0)
-        self._marks.append((self._written + len(self._feed_out), s.t_us))
-
-    def _skip_feed(self, dt_us: int) -> None:
-        """Advance the car by ``dt_us`` without the board seeing it (it is off)."""
-        end = self.stats.board_t_us + dt_us
-        while True:
-            nxt = self._peek()
-            if nxt.t_us > end:
-                break
-            self._held = nxt
-            self._next = None
-        self.stats.board_t_us = end
-        if self._held is not None:
-            self._held = CarSample(end, self._held.ax_mg, self._held.ay_mg, self._held.az_mg, self._held.inputs)
-
-    def _peek(self) -> CarSample:
-        while self._next is None:
-            item = next(self._samples)
-            if isinstance(item, BoardFault):
-                self._schedule_fault(item)
-            else:
-                self._next = item
-        return self._next
+    def _fed(self) -> None:
+        """The firmware consumed more of its feed: it is making progress (what the watchdog sees)."""
+        self._wdt_started = True
+        self._wdt_fed = time.monotonic()
 
     def _schedule_fault(self, fault: BoardFault) -> None:
         """A scenario's board fault becomes an action at its car time (loop thread)."""
@@ -794,7 +645,7 @@ class MockBoard:
 
             def run() -> None:
                 self._link_up = False
-                self._add_action(restore, lambda: setattr(self, "_link_up", True))
+                self._feed_pump().add_action(restore, lambda: setattr(self, "_link_up", True))
 
         elif fault.kind == "reset":
             run = lambda: self._reset(ResetCause(p.get("cause", "hard")))  # noqa: E731
@@ -807,71 +658,8 @@ class MockBoard:
 
         else:
             raise MockBoardError(f"unknown board fault {fault.kind!r}")
-        self._add_action(fault.t_us, run)
+        self._feed_pump().add_action(fault.t_us, run)
         self.stats.faults[fault.kind] += 1
-
-    def _add_action(self, t_us: int, run: Callable[[], None]) -> None:
-        self._action_seq += 1
-        self._actions.append(_Action(t_us, self._action_seq, run))
-        self._actions.sort()
-
-    def _consumed(self) -> None:
-        consumed = self._written - self._unread_feed()
-        while self._marks and self._marks[0][0] <= consumed:
-            _, t = self._marks.popleft()
-            self.stats.board_t_us = max(self.stats.board_t_us, t)
-        if consumed > self._boot_consumed:
-            self.stats.feed_bytes_consumed += consumed - self._boot_consumed
-            self._boot_consumed = consumed
-            self._stall_since = None
-            self._wdt_started = True
-            self._wdt_fed = time.monotonic()
-
-    def _pump_feed(self) -> float:
-        """Write what the car has for the board, paced by ``speed``; returns seconds until worth retrying."""
-        if self._child is None:
-            return TICK_S
-        self._consumed()
-        wait = TICK_S
-        now = time.monotonic()
-        while True:
-            if self._feed_out:
-                try:
-                    n = os.write(self._feed_fd, self._feed_out)
-                except BlockingIOError:
-                    n = 0
-                self._written += n
-                del self._feed_out[:n]
-                if self._feed_out:
-                    if self._stall_since is None:
-                        self._stall_since = now
-                    self._anchor = None  # the board is the bottleneck: no catching up later
-                    return TICK_S
-            nxt = self._peek()
-            if self._actions and self._actions[0].t_us < nxt.t_us:
-                if self._unread_feed() == 0 and self.stats.board_t_us >= min(self._last_t(), self._actions[0].t_us):
-                    action = self._actions.pop(0)
-                    action.run()
-                    if self._child is None:
-                        return TICK_S
-                    continue
-                return 0.002
-            if self.speed:
-                if self._anchor is None:
-                    self._anchor = (now, self._last_t())
-                due = self._anchor[0] + (nxt.t_us - self._anchor[1]) / 1e6 / self.speed
-                if due > now:
-                    return min(wait, due - now)
-            last = self._last_t()
-            self._queue_record(nxt.t_us - last if self._held is not None else 0, nxt)
-            self._held = nxt
-            self._next = None
-            self.stats.feed_records += 1
-            if len(self._feed_out) >= FEED_PIPE_BYTES:
-                continue
-
-    def _last_t(self) -> int:
-        return self._held.t_us if self._held is not None else 0
 
     def _watchdog(self) -> None:
         # The ESP32's watchdog resets a board whose firmware stopped making progress. Progress, for a
@@ -888,10 +676,11 @@ class MockBoard:
                 log.info("watchdog: still running at the REPL after %.1f s (strict)", limit)
                 self._reset(ResetCause.WDT)
             return
-        if self._child is None or self._at_repl or self._boot_consumed == 0 or self._stall_since is None:
+        feed = self._feed_pump()
+        if self._child is None or self._at_repl or feed.boot_consumed == 0 or feed.stall_since is None:
             return
         limit = max(WATCHDOG_MIN_REAL_S, self.watchdog_s / self.speed if self.speed else 0.0)
-        if now - self._stall_since > limit:
+        if now - feed.stall_since > limit:
             self.stats.watchdog_resets += 1
             log.info("watchdog: board stopped consuming its feed for %.1f s", limit)
             self._reset(ResetCause.WDT)

@@ -28,6 +28,14 @@ class CarSpecError(ValueError):
     """A car file with a missing, mistyped or out-of-range parameter; names the key."""
 
 
+def read_toml(path: Path, error: type[ValueError]) -> dict:
+    """A car or scenario file; a syntax error becomes ``error`` naming the file and the place."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Vibration:
     """Vibration sources; amplitudes are at rated speed and scale with speed (rails) or run time (motor)."""
@@ -73,11 +81,7 @@ class CarSpec:
     def from_toml(cls, path: str | Path) -> CarSpec:
         """Load a car file; ``CarSpecError`` names the offending key."""
         path = Path(path)
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise CarSpecError(f"{path}: {exc}") from None
-        return cls.from_dict(doc, str(path))
+        return cls.from_dict(read_toml(path, CarSpecError), str(path))
 
     @classmethod
     def from_dict(cls, doc: dict, source: str = "<car>") -> CarSpec:

@@ -40,13 +40,12 @@ Steps (all times in seconds):
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liftwatch.hil.sim.car import CarSim, CarSpec, load_car
+from liftwatch.hil.sim.car import CarSim, CarSpec, load_car, read_toml
 from liftwatch.hil.sim.feed import CarSample
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -99,11 +98,7 @@ class Scenario:
             p = SCENARIOS_DIR / (name_or_path if name_or_path.endswith(".toml") else name_or_path + ".toml")
         if not p.exists():
             raise ScenarioError(f"no scenario {name_or_path!r} (looked in {SCENARIOS_DIR})")
-        try:
-            doc = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ScenarioError(f"{p}: {exc}") from None
-        return cls.from_dict(doc, str(p))
+        return cls.from_dict(read_toml(p, ScenarioError), str(p))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], source: str = "<scenario>") -> Scenario:
@@ -173,24 +168,24 @@ def _check_steps(steps: tuple[dict[str, Any], ...], source: str) -> None:
             _check_steps(tuple(step.get("steps", [])), source)
 
 
-def _ride(sim: CarSim, to: int, offset_mm: float = 0.0) -> Iterator[CarSample]:
+def _passenger_door_cycle(sim: CarSim, opened_s: float, presence: bool) -> Iterator[CarSample]:
+    """The door opens, stays ``opened_s`` beyond its opening time while a passenger gets in
+    (``presence``) or out, dwells and closes."""
     yield from sim.set(door_closed=False)
     sim.door_cycles += 1
-    yield from sim.wait(sim.spec.door_open_s + 1.5)
-    yield from sim.set(presence=True)
+    yield from sim.wait(sim.spec.door_open_s + opened_s)
+    yield from sim.set(presence=presence)
     yield from sim.wait(sim.spec.door_dwell_s)
     yield from sim.wait(sim.spec.door_close_s)
     yield from sim.set(door_closed=True)
+
+
+def _ride(sim: CarSim, to: int, offset_mm: float = 0.0) -> Iterator[CarSample]:
+    yield from _passenger_door_cycle(sim, 1.5, presence=True)
     yield from sim.wait(1.0)
     yield from sim.trip(to, offset_mm=offset_mm)
     yield from sim.wait(0.8)
-    yield from sim.set(door_closed=False)
-    sim.door_cycles += 1
-    yield from sim.wait(sim.spec.door_open_s + 1.0)
-    yield from sim.set(presence=False)
-    yield from sim.wait(sim.spec.door_dwell_s)
-    yield from sim.wait(sim.spec.door_close_s)
-    yield from sim.set(door_closed=True)
+    yield from _passenger_door_cycle(sim, 1.0, presence=False)
 
 
 def _floor_now(sim: CarSim) -> int:

@@ -173,8 +173,10 @@ class CarStream:
     def sorted(self):
         return sorted(self.obs, key=lambda o: getattr(o, "ts_end", None) or o.ts)
 
-    def run(self, engine, tick_s: float = 1.0, flush: bool = True):
-        """Feed everything, ticking every `tick_s` of stream time; returns all outputs."""
+    def run(self, engine, tick_s: float = 1.0, flush: bool = True, before_feed=None):
+        """Feed everything, ticking every `tick_s` of stream time; returns all outputs.
+        ``before_feed(observation)`` sees each observation before the engine does (as the status
+        page does in the daemon's CarPipeline)."""
         out = []
         obs = self.sorted()
         next_tick = obs[0].ts
@@ -183,6 +185,8 @@ class CarStream:
             while next_tick < ts:
                 out += engine.tick(next_tick)
                 next_tick += tick_s
+            if before_feed is not None:
+                before_feed(o)
             out += engine.feed(o)
         while next_tick < self.t:
             out += engine.tick(next_tick)
