@@ -64,7 +64,9 @@ from liftwatch.edge_daemon.analytics import engine as analytics_engine
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import parse_config
-from liftwatch.edge_daemon.daemon import CarPipeline, Daemon, OutboxStore
+from liftwatch.edge_daemon.daemon import Daemon
+from liftwatch.edge_daemon.pipeline import CarPipeline, OutboxStore
+from liftwatch.edge_daemon.replay import ReplayFeed
 from liftwatch.edge_daemon.observations import InputsChanged, MotionChanged, VibBlock
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
@@ -161,10 +163,10 @@ async def _pipeline_run(stream: bytes, workdir: Path, tag: str,
     times only with `stages`, whose wrappers cost CPU themselves (two process_time() calls, ~1 us
     each, per session and analytics call: ~7 % of the run), so throughput runs go without them."""
     outbox = Outbox(workdir / f"{tag}.sqlite", budget_bytes=1 << 30)
-    store = OutboxStore(outbox)
     session = BoardSession(SessionConfig(), LinkMode.REPLAY, replay_epoch_ms=T0 * 1000)
     analytics = CarAnalytics("car-1", AnalyticsConfig(floor_count=20))
-    pipe = CarPipeline("bench", "car-1", session, analytics, store)
+    pipe = CarPipeline("bench", "car-1", session, analytics, OutboxStore(outbox))
+    replay_feed = ReplayFeed(pipe)
     reader = FrameReader()
     spent = dict.fromkeys(("framing", "session", "analytics", "ride_quality", "calls"), 0.0)
 
@@ -200,13 +202,12 @@ async def _pipeline_run(stream: bytes, workdir: Path, tag: str,
         for i in range(0, len(stream), READ_CHUNK):
             frames = feed(stream[i : i + READ_CHUNK])
             if frames:
-                await pipe.frames(frames, 0.0)
+                await replay_feed.frames(frames)
         await pipe.flush(session.last_heard_s or T0)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     finally:
         analytics_engine.analyse_trip = analyse_trip
     payloads = [m.payload for m in outbox.pending(0, 1_000_000)]
-    store.close()
     outbox.close()
     return reader.frames, payloads, wall, cpu, spent
 

@@ -236,10 +236,10 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return args.state_dir or Path(DEFAULT_STATE_DIR)
 
 
-def _age(ts: float | None, now: float) -> str:
-    if ts is None:
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
         return "never"
-    s = now - ts
+    s = max(0.0, seconds)
     if s < 120:
         return f"{s:.0f}s ago"
     if s < 7200:
@@ -256,11 +256,35 @@ def _parse_iso(text: str | None) -> float | None:
         return None
 
 
+def _site_time(ts: float, zone: dt.timezone) -> str:
+    """A time as people at the site read it, its zone named (`2026-12-05 14:07:00 UTC+08:00`)."""
+    local = dt.datetime.fromtimestamp(ts, zone)
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
+
+
+def _heard_s(board: dict[str, Any], written: float | None, daemon_ts: float | None, now: float) -> float | None:
+    """Seconds since the daemon last heard the board: its age at the snapshot, on the daemon's own
+    clock, plus the snapshot's age."""
+    since_written = max(0.0, now - written) if written is not None else 0.0
+    age = board.get("heard_age_s")
+    if isinstance(age, (int, float)):
+        return age + since_written
+    last = board.get("last_heard_ts")  # a daemon from before `heard_age_s`
+    return None if last is None or daemon_ts is None else max(0.0, daemon_ts - last) + since_written
+
+
 def format_status(status: dict[str, Any], now: float) -> str:
-    """Human table of a status snapshot (the same dict the daemon writes)."""
-    written = _parse_iso(status.get("ts"))
+    """Human table of a status snapshot (the same dict the daemon writes), times in the site's zone.
+
+    Staleness is judged by the real time the snapshot was written (`written_ts`), not by the
+    daemon's clock (`ts`), which the demo simulates; a board's last frame is aged on the daemon's
+    own clock (`heard_age_s`), not against its board-clock timestamp."""
+    daemon_ts = _parse_iso(status.get("ts"))
+    written = _parse_iso(status.get("written_ts")) or daemon_ts
+    zone = dt.timezone(dt.timedelta(hours=float(status.get("utc_offset_h") or 0.0)))
     stale = written is None or now - written > STATUS_STALE_S
-    head = f"site {status.get('site')}  pi {status.get('pi')}  snapshot {_age(written, now)}"
+    at = "" if daemon_ts is None else f"  at {_site_time(daemon_ts, zone)}"
+    head = f"site {status.get('site')}  pi {status.get('pi')}{at}  snapshot {_ago(None if written is None else now - written)}"
     if stale:
         head += "  (STALE: is `liftwatch run` running?)"
     up = status.get("upstream", {})
@@ -279,7 +303,7 @@ def format_status(status: dict[str, Any], now: float) -> str:
         drops = sum(b.get("framing_drops", {}).values()) + sum(c.get("drops", {}).values())
         lines.append(
             f"{b.get('car', '?'):<16} {str(b.get('board') or '-'):<18} {b.get('phase', '?'):<12} "
-            f"{'yes' if b.get('online') else 'NO':<6} {_age(b.get('last_heard_ts'), now):<10} "
+            f"{'yes' if b.get('online') else 'NO':<6} {_ago(_heard_s(b, written, daemon_ts, now)):<10} "
             f"{c.get('frames', 0):>8} {c.get('lost_frames', 0):>6} {drops:>6} {_percent(b.get('link_quality')):>7} "
             f"{c.get('reboots', 0):>5}  {', '.join(b.get('active_faults', [])) or '-'}"
         )
@@ -296,7 +320,9 @@ def format_status(status: dict[str, Any], now: float) -> str:
             notes.append("not calibrated: run `liftwatch calibrate`")
         lines += [f"{'':<16} ! {n}" for n in notes]
         for e in b.get("last_events", [])[-3:]:
-            lines.append(f"{'':<16} - {e.get('event_ts')} {e.get('type')} {e.get('state')}")
+            event_ts = _parse_iso(e.get("event_ts"))
+            when = e.get("event_ts") if event_ts is None else _site_time(event_ts, zone)
+            lines.append(f"{'':<16} - {when} {e.get('type')} {e.get('state')}")
     return "\n".join(lines)
 
 
@@ -411,8 +437,8 @@ async def calibrate(transport: Any, timeout_s: float = 30.0, session_config: Any
                         raise CalibrationError(f"board refused calibration: {ack[1] or ack[0]}")
                     acked = True
                     session.request(m.Command.REQUEST_HELLO, 0, time.time())
-                if acked and frame.type == m.MessageType.HELLO and session.info.calibrated and session.info.gravity:
-                    return session.info.gravity
+                if acked and frame.type == m.MessageType.HELLO and session.calibrated and session.gravity:
+                    return session.gravity
             for wire in session.take_outgoing():
                 await asyncio.wait_for(transport.write(wire), 2.0)
     except TransportError as err:

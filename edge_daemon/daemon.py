@@ -5,21 +5,10 @@ host->board frames (ACK, TIME_SYNC, CONFIG) go back through a small per-board wr
 by its own task, so a board that stops reading never blocks the reading of its own frames, and
 nothing one board does (stall, garbage, unplug, a bug in analytics) can block another board's task.
 
-`CarPipeline` is the session -> analytics -> outbox part. `liftwatch replay` runs the very same
-class over frames that come from the real firmware under MicroPython, so replay and live
-operation share their code path down to the outbox.
-
-EVENT durability: the outputs analytics makes from a chunk of frames are stored with one
-`put_many` (one fsync); only after it returns are that chunk's board EVENTs marked stored in the
-session, which queues their ACKs. If the outbox cannot commit (disk full), the messages and the
-un-ACKed events wait in memory and the commit is retried on the next chunk or tick; the board keeps
-re-sending the events meanwhile and the session re-emits none of them.
-
-Disk full: the outbox first spends its reserve (outbox.py). If the disk is full beyond it, the
-derived facts (trips, visits, daily records, host-detected faults), which no board would send
-again, are shed with a durable `disk_full` count rather than held in memory where a SIGKILL would
-take them uncounted; only messages carrying a board EVENT wait, un-ACKed, for the retry. A state
-file that cannot be written (same disk) delays the ACKs the same way and never stops a board's task.
+The session -> analytics -> outbox part, `CarPipeline`, lives in pipeline.py: `liftwatch replay`
+runs the very same class over frames that come from the real firmware under MicroPython, so replay
+and live operation share their code path down to the outbox. A tagged board's replay window
+outlives the daemon in its file (replay_window.py).
 """
 
 from __future__ import annotations
@@ -31,20 +20,18 @@ import logging
 import os
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import BoardConfig, DaemonConfig
-from liftwatch.edge_daemon.envelope import InvalidMessageError, make_message, utc_iso
-from liftwatch.edge_daemon.keystore import load_replay_file, save_replay_file
-from liftwatch.edge_daemon.observations import BoardEvent, Observation
-from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
-from liftwatch.edge_daemon.session import EVENT_MEMORY, BoardSession, LinkMode
+from liftwatch.edge_daemon.envelope import utc_iso
+from liftwatch.edge_daemon.outbox import Outbox
+from liftwatch.edge_daemon.pipeline import TICK_S, CarPipeline, MessageStore, OutboxStore, load_session_state
+from liftwatch.edge_daemon.replay_window import ReplayWindowFile, replay_window_path
+from liftwatch.edge_daemon.session import BoardSession, LinkMode
 from liftwatch.edge_daemon.transport import (
     LinkPhase,
     ReconnectBackoff,
@@ -54,14 +41,10 @@ from liftwatch.edge_daemon.transport import (
     TransportOpenError,
     make_transport,
 )
-from liftwatch.protocol.framing import Frame, FrameReader
+from liftwatch.protocol.framing import FrameReader
 
 _LOG = logging.getLogger(__name__)
-T_VIB = 3  # lwproto.T_VIB: frame type whose runs are merged
 
-# Sessions and analytics are ticked this often when a board is quiet: heartbeat timeouts and
-# time-based faults (entrapment after 15 s) need about one-second resolution, not more.
-TICK_S = 1.0
 # Host->board frames waiting for a board that does not read: ACKs are re-sent on the board's own
 # re-send anyway, so dropping beyond this loses nothing but a little latency.
 WRITE_QUEUE_FRAMES = 64
@@ -71,17 +54,11 @@ WRITE_QUEUE_FRAMES = 64
 # half range (32768) a board accepts as "ahead".
 STATE_SAVE_S = 300.0
 HOST_SEQ_RESUME_MARGIN = 1024
-# Fault events per car kept for `liftwatch status`.
-LAST_EVENTS = 5
 
 
 class DaemonStartError(RuntimeError):
     """The daemon cannot start (state directory or outbox unusable: nothing was opened), or its
     operator plane failed (status page port taken): it stopped cleanly, outbox committed."""
-
-
-# What a pipeline shows its observer (the status page): (car, observation or analytics output).
-Observer = Callable[[str, object], None]
 
 
 class OperatorPlaneLike(Protocol):
@@ -92,239 +69,6 @@ class OperatorPlaneLike(Protocol):
     def on_delivered(self, messages: Sequence[Any]) -> None: ...
 
     async def run(self, daemon: Any, stop: asyncio.Event) -> None: ...
-
-
-class MessageStore(Protocol):
-    """Where a pipeline's upstream messages go: durable before `put_many` returns."""
-
-    async def put_many(self, messages: Sequence[Mapping[str, Any]]) -> None: ...
-
-    # Optional `async shed(messages)` (OutboxStore has it): count messages a full disk cannot take.
-    # Not part of the protocol because replay's journal store and test stores have no disk to fill.
-
-
-class OutboxStore:
-    """`MessageStore` over the SQLite outbox, committing on one worker thread (FIFO across boards)
-    so the event loop never waits for an fsync."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-put")
-
-    async def put_many(self, messages: Sequence[Mapping[str, Any]]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.outbox.put_many, list(messages))
-
-    async def shed(self, messages: Sequence[Mapping[str, Any]]) -> None:
-        """Count messages the full disk cannot take (Outbox.shed), in order with the puts."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.outbox.shed, list(messages))
-
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run another outbox operation on the same worker, in order with the puts."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-
-
-@dataclass(slots=True)
-class PipelineCounters:
-    messages: int = 0  # upstream messages handed to the store
-    invalid_messages: int = 0  # analytics outputs the envelope refused (a bug; logged)
-    analytics_errors: int = 0  # observations analytics raised on (a bug; logged, board unaffected)
-    store_failures: int = 0  # outbox commits that failed and were retried
-    shed: int = 0  # derived messages dropped (counted in the outbox as disk_full) on a disk full beyond the reserve
-    state_save_failures: int = 0  # state file writes that failed (disk full); ACKs waited for the retry
-
-    def to_status(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-class CarPipeline:
-    """session -> analytics -> store for one board and its car; shared by live tasks and replay."""
-
-    def __init__(self, site: str, car: str, session: BoardSession, analytics: CarAnalytics,
-                 store: MessageStore, board_id: str = "", event_memory: Path | None = None,
-                 observer: Observer | None = None) -> None:
-        self.site = site
-        self.observer = observer  # sees every observation before analytics and every output
-        self.event_memory = event_memory
-        self.car = car
-        self.session = session
-        self.analytics = analytics
-        self.store = store
-        self.configured_board_id = board_id
-        self.counters = PipelineCounters()
-        self._unstored: list[dict[str, Any]] = []
-        self._unacked: list[BoardEvent] = []
-        self._last_ts: float | None = None
-        self._board_tick_ts: float | None = None
-        self._saved_host_seq: int | None = None
-        self._saved_visit: dict[str, Any] | None = None
-        self.last_events: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS)  # for `liftwatch status`
-
-    @property
-    def board(self) -> str | None:
-        """Envelope `board`: the HELLO's board id, else the configured one, else unknown (None)."""
-        return self.session.info.board_id or self.configured_board_id or None
-
-    async def frames(self, frames: Sequence[Frame], host_now_s: float, mono_s: float | None = None) -> None:
-        """Apply the frames of one read, then store and ACK them together (one commit per read)."""
-        session = self.session
-        replay = session.mode is LinkMode.REPLAY
-        if replay:
-            # Board-time ticks go between observations (a read of idle heartbeats can span hours
-            # of board time); a run of VIB frames is merged first and ticked after.
-            run: list[Frame] = []
-            for frame in frames:
-                if frame[0] == T_VIB:
-                    run.append(frame)
-                    continue
-                if run:
-                    self._apply(session.on_frames(run, host_now_s, mono_s))
-                    self._tick_on_board_time()
-                    run = []
-                self._apply(session.on_frame(frame, host_now_s, mono_s))
-                self._tick_on_board_time()
-            if run:
-                self._apply(session.on_frames(run, host_now_s, mono_s))
-                self._tick_on_board_time()
-        else:
-            self._apply(session.on_frames(frames, host_now_s, mono_s))
-        await self.commit()
-
-    def _tick_on_board_time(self) -> None:
-        """Replay has no wall clock: analytics' time-based rules (entrapment after 15 s) advance
-        with the board's own time, carried by its heartbeats, once per simulated second."""
-        ts = self.session.last_heard_s
-        if ts is not None and (self._board_tick_ts is None or ts - self._board_tick_ts >= TICK_S):
-            self._board_tick_ts = ts
-            self._outputs(lambda: self.analytics.tick(ts), ts)
-
-    async def tick(self, host_now_s: float, mono_s: float | None = None) -> None:
-        """Heartbeat timeout, periodic session duties, and time-based analytics rules."""
-        self._apply(self.session.tick(host_now_s, mono_s))
-        ts = self._analytics_now(host_now_s if mono_s is None else mono_s)
-        if ts is not None:
-            self._outputs(lambda: self.analytics.tick(ts), ts)
-        await self.commit()
-
-    async def link_lost(self) -> None:
-        self._apply(self.session.link_lost())
-        await self.commit()
-
-    async def flush(self, ts: float) -> None:
-        """End of stream (replay end, shutdown): analytics closes what is open."""
-        self._outputs(lambda: self.analytics.flush(ts), ts)
-        await self.commit()
-
-    async def commit(self) -> bool:
-        """Store pending messages, then mark this round's events stored (queues their ACKs)."""
-        if self._unstored:
-            try:
-                await self.store.put_many(self._unstored)
-            except OutboxWriteError as err:
-                self.counters.store_failures += 1
-                _LOG.error("car %s: outbox commit failed, will retry: %s", self.car, err)
-                if err.disk_full:
-                    await self._shed_derived()
-                return False
-            self.counters.messages += len(self._unstored)
-            self._unstored = []
-        if self._unacked and self.event_memory is not None:
-            # Also before the ACK: after a restart, a re-sent event must be recognised as stored.
-            if not await self.save_state([(e.event_id, e.state) for e in self._unacked]):
-                return False
-        for event in self._unacked:
-            self.session.event_stored(event)
-        self._unacked = []
-        if self.visit_moved():  # best effort: a failed write is counted and retried next commit
-            await self.save_state()
-        return True
-
-    async def _shed_derived(self) -> None:
-        """Disk full beyond the outbox reserve: count and drop what only this daemon knows; keep
-        the messages of board EVENTs, which wait un-ACKed while the board re-sends them."""
-        derived = [m for m in self._unstored if "board_event_id" not in (m.get("detail") or {})]
-        if not derived or not hasattr(self.store, "shed"):
-            return
-        try:
-            await self.store.shed(derived)
-        except OutboxWriteError as err:  # not even counted: keep them and try again next round
-            _LOG.error("car %s: %d messages neither stored nor counted: %s", self.car, len(derived), err)
-            return
-        self.counters.shed += len(derived)
-        self._unstored = [m for m in self._unstored if "board_event_id" in (m.get("detail") or {})]
-
-    async def save_state(self, extra_keys: Sequence[tuple[int, int]] = ()) -> bool:
-        """Write the session's state file (stored events, host seq); False if the write failed
-        (disk full: logged and counted; the caller does not ACK). True without a file."""
-        if self.event_memory is None:
-            return True
-        visit = self.analytics.open_visit()
-        state = SessionState(self.session.stored_event_keys + list(extra_keys), *self.session.host_seq_state,
-                             open_visit=visit)
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, save_session_state, self.event_memory, state)
-        except OSError as err:
-            self.counters.state_save_failures += 1
-            _LOG.error("car %s: state file %s not written, will retry: %s", self.car, self.event_memory, err)
-            return False
-        self._saved_host_seq = state.host_seq
-        self._saved_visit = visit
-        return True
-
-    def host_seq_moved(self) -> bool:
-        """Host frames were sent since the state file was last written."""
-        return self.session.host_seq_state[1] != self._saved_host_seq
-
-    def mark_saved_visit(self, visit: dict[str, Any] | None) -> None:
-        """The state file already holds this visit (restored at start)."""
-        self._saved_visit = visit
-
-    def visit_moved(self) -> bool:
-        """A maintenance visit started, ended or changed since the state file was last written."""
-        return self.event_memory is not None and self.analytics.open_visit() != self._saved_visit
-
-    def _analytics_now(self, mono_s: float) -> float | None:
-        """Analytics runs on board time mapped to UTC; between frames it advances with the host
-        clock from the last frame heard, so entrapment fires while the board is silent."""
-        s = self.session
-        if s.last_heard_s is None or s.last_heard_mono_s is None:
-            return None
-        return max(s.last_heard_s + (mono_s - s.last_heard_mono_s), self._last_ts or 0.0)
-
-    def _apply(self, observations: list[Observation]) -> None:
-        observer = self.observer
-        for obs in observations:
-            if observer is not None:
-                observer(self.car, obs)
-            self._outputs(lambda obs=obs: self.analytics.feed(obs), obs.ts)
-            if isinstance(obs, BoardEvent):
-                self._unacked.append(obs)
-
-    def _outputs(self, produce: Callable[[], list[Any]], ts: float) -> None:
-        if self._last_ts is None or ts > self._last_ts:
-            self._last_ts = ts
-        try:
-            outputs = produce()
-        except Exception:  # a bug in analytics must cost this observation only, never the board
-            self.counters.analytics_errors += 1
-            _LOG.exception("car %s: analytics failed", self.car)
-            return
-        observer = self.observer
-        for out in outputs:
-            if observer is not None:
-                observer(self.car, out)
-            try:
-                message = make_message(out.kind, self.site, self.car, self.board, utc_iso(ts), out.key,
-                                       out.to_message())
-            except InvalidMessageError:
-                self.counters.invalid_messages += 1
-                _LOG.exception("car %s: invalid %s message", self.car, getattr(out, "kind", "?"))
-                continue
-            self._unstored.append(message)
-            if out.kind == "event":
-                self.last_events.append({k: message.get(k) for k in ("type", "state", "event_ts")})
 
 
 @dataclass(slots=True)
@@ -356,8 +100,7 @@ class BoardTask:
     monotonic: Callable[[], float] = time.monotonic
     phase: LinkPhase = LinkPhase.DISCONNECTED
     counters: LinkCounters = field(default_factory=LinkCounters)
-    replay_path: Path | None = None  # tagged boards: the replay window persists here (SPEC section 4)
-    _replay_saved: tuple | None = None
+    replay_window: ReplayWindowFile | None = None  # tagged boards: the window outlives the daemon
     _rotations_seen: int = 0
     _wrong_board_logged: str = ""
     _open_failure_logged: str = ""
@@ -408,7 +151,10 @@ class BoardTask:
                 while not self._writes.empty():
                     self._writes.get_nowait()
                 await self.transport.close()
-            await self.pipeline.link_lost()
+            if stop.is_set():  # a deliberate stop is not a fault: no board_offline, the board did not go
+                self.pipeline.session.link_lost()
+            else:
+                await self.pipeline.link_lost()
             if self.pipeline.host_seq_moved():
                 await self.pipeline.save_state()
             self.phase = LinkPhase.DISCONNECTED
@@ -443,8 +189,8 @@ class BoardTask:
                     frames = reader.feed(chunk)
                     if reader.key_rotations != self._rotations_seen:
                         self._follow_key_rotation()
-                    if frames and self.replay_path is not None:
-                        self._persist_replay(on_tick=False)
+                    if frames and self.replay_window is not None:
+                        self.replay_window.persist(reader.replay, on_tick=False)
                     if frames:
                         self.backoff.reset()  # the link really works (not just opened)
                         await pipeline.frames(frames, clock(), mono())
@@ -455,34 +201,16 @@ class BoardTask:
                     if mono() >= next_state_save and pipeline.host_seq_moved():
                         next_state_save = mono() + STATE_SAVE_S
                         await pipeline.save_state()
-                    if self.replay_path is not None:
-                        self._persist_replay(on_tick=True)
+                    if self.replay_window is not None:
+                        self.replay_window.persist(reader.replay, on_tick=True)
                 self._queue_outgoing()
         finally:
-            if self.replay_path is not None:
-                self._persist_replay(on_tick=True)
+            if self.replay_window is not None:
+                self.replay_window.persist(reader.replay, on_tick=True)
             stop_wait.cancel()
             if read is not None:
                 read.cancel()
                 await asyncio.gather(read, return_exceptions=True)
-
-    def _persist_replay(self, on_tick: bool) -> None:
-        """Save the replay window: at once and durably when the boot id changed, else once per tick.
-
-        A daemon killed between ticks may accept, once, a replay of the last second of the current
-        boot; frames of earlier boots stay refused (SECURITY.md)."""
-        state = self.reader.replay.state()
-        if state == self._replay_saved:
-            return
-        new_boot = self._replay_saved is None or state[0] != self._replay_saved[0]
-        if not (on_tick or new_boot):
-            return
-        try:
-            save_replay_file(self.replay_path, self.reader.replay, durable=new_boot)
-        except OSError as err:  # disk full: keep serving; the window in memory still protects this run
-            _LOG.warning("replay window not saved to %s: %s", self.replay_path, err)
-            return
-        self._replay_saved = state
 
     def _follow_key_rotation(self) -> None:
         """The board came back with its next key: tag host->board frames with it too."""
@@ -494,7 +222,7 @@ class BoardTask:
     def _check_identity(self) -> None:
         """Say once per board id when the board on this port is not the one the config names
         (swapped adapters put one car's facts under another car's name)."""
-        seen, expected = self.pipeline.session.info.board_id, self.board.board_id
+        seen, expected = self.pipeline.session.board_id, self.board.board_id
         if seen and expected and seen != expected and seen != self._wrong_board_logged:
             self._wrong_board_logged = seen
             _LOG.error("%s: board %s answers where %s is configured for car %s", self.transport.link, seen,
@@ -534,6 +262,10 @@ class BoardTask:
             expected_board=self.board.board_id or None,
             link_quality=link_quality(self.reader.frames, self.pipeline.session.counters.lost_frames,
                                       sum(self.reader.drops.values())),
+            # Seconds since the last frame on the daemon's own clock: `last_heard_ts` is on the
+            # board's clock, which a sped-up mock board runs ahead of the host's.
+            heard_age_s=None if self.pipeline.session.last_heard_mono_s is None
+            else round(self.monotonic() - self.pipeline.session.last_heard_mono_s, 1),
         )
         return s
 
@@ -581,12 +313,12 @@ class Daemon:
                                observer=self.plane.observe if self.plane is not None else None)
         pipeline.mark_saved_visit(saved.open_visit)
         reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
-        replay_path = None
+        window = None
         if board.key is not None:  # the window must outlive the daemon, or a restart reopens it
-            replay_path = self.config.state_dir / f"replay-{board.car}.json"
-            reader.replay = load_replay_file(replay_path)
+            window = ReplayWindowFile(replay_window_path(self.config.state_dir, board.car))
+            reader.replay = window.load()
         return BoardTask(board, transport, pipeline, reader, self.config.write_timeout_s, self._backoff(),
-                         self.clock, self.monotonic, replay_path=replay_path)
+                         self.clock, self.monotonic, replay_window=window)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then flush analytics state and let upstream drain briefly."""
@@ -622,7 +354,6 @@ class Daemon:
                 if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                     _LOG.error("task %r ended with %r", task.get_name(), result)
             await self._write_status()
-            self.store.close()
             self.outbox.close()
         if plane_task is not None and not plane_task.cancelled() and plane_task.exception() is not None:
             err = plane_task.exception()
@@ -633,10 +364,12 @@ class Daemon:
         """Extra fields of the upstream `status` message: per-board link and session health."""
         return {"boards": [b.status() for b in self.boards]}
 
-    def status(self) -> dict[str, Any]:
-        stats = self.outbox.stats().to_status() if self.outbox is not None else {}
+    def status(self, outbox_status: Mapping[str, Any]) -> dict[str, Any]:
+        """The status file's content; `outbox_status` is `Outbox.stats().to_status()`."""
         return {
-            "ts": utc_iso(self.clock()),
+            "ts": utc_iso(self.clock()),  # the daemon's clock: simulated in the demo
+            "written_ts": utc_iso(time.time()),  # the real time, by which `liftwatch status` judges staleness
+            "utc_offset_h": self.config.analytics.day_utc_offset_h,  # the site's zone, for people
             "site": self.config.site,
             "pi": self.config.pi,
             "pid": os.getpid(),
@@ -646,7 +379,7 @@ class Daemon:
                 **(self.upstream.counters.to_status() if self.upstream else {}),
             },
             "boards": [b.status() for b in self.boards],
-            **stats,
+            **outbox_status,
         }
 
     async def _status_loop(self, stop: asyncio.Event) -> None:
@@ -659,8 +392,9 @@ class Daemon:
 
     async def _write_status(self) -> None:
         try:
-            snapshot = await asyncio.get_running_loop().run_in_executor(None, self.status)
-            write_status_file(self.config.status_path, snapshot)
+            outbox = self.outbox
+            stats = (await outbox.call(outbox.stats)).to_status() if outbox is not None else {}
+            write_status_file(self.config.status_path, self.status(stats))
         except Exception:  # noqa: BLE001 - the status file is a convenience, never a reason to stop
             _LOG.exception("status file not written")
 
@@ -682,45 +416,6 @@ def link_quality(frames_ok: int, lost: int, damaged: int) -> float | None:
     """Share of the board's frames that arrived intact (lost ones counted by sequence gaps)."""
     total = frames_ok + lost + damaged
     return round(frames_ok / total, 4) if total else None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionState:
-    """What a board's session must remember across daemon restarts (state_dir/events-<car>.json)."""
-
-    events: list[tuple[int, int]]  # (event_id, state) durably stored
-    boot_id: int | None = None  # board boot the host seq belongs to
-    host_seq: int = 0  # next host->board seq in that boot
-    open_visit: dict[str, Any] | None = None  # the maintenance visit in progress (CarAnalytics.open_visit)
-
-
-def save_session_state(path: Path, state: SessionState) -> None:
-    """Written atomically and fsync'd (it gates ACKs: see CarPipeline.commit)."""
-    tmp = path.with_suffix(".tmp")
-    doc = {"events": [list(k) for k in state.events[-EVENT_MEMORY:]], "boot_id": state.boot_id,
-           "host_seq": state.host_seq, "open_visit": state.open_visit}
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_session_state(path: Path) -> SessionState:
-    """What `save_session_state` wrote; empty (with a warning) if the file is absent or damaged."""
-    try:
-        doc = json.loads(path.read_text())
-        events = [(int(k[0]), int(k[1])) for k in doc["events"]]
-        boot = doc.get("boot_id")
-        visit = doc.get("open_visit")
-        if visit is not None and not (isinstance(visit, dict) and isinstance(visit.get("start_ts"), (int, float))):
-            raise ValueError(f"open_visit is not a visit: {visit!r}")
-        return SessionState(events, int(boot) if boot is not None else None, int(doc.get("host_seq", 0)), visit)
-    except FileNotFoundError:
-        return SessionState([])
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
-        _LOG.warning("%s unreadable (%s): re-sent events may be reported twice", path, err)
-        return SessionState([])
 
 
 def write_status_file(path: Path, snapshot: Mapping[str, Any]) -> None:

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pr.set_defaults(func=_cmd_promote)
     ls = sub.add_parser("list", help="boards and key fingerprints (never the keys)")
     ls.set_defaults(func=_cmd_list)
-    rm = sub.add_parser("remove", help="forget a decommissioned board: keys and replay state")
+    rm = sub.add_parser("remove", help="forget a decommissioned board's keys")
     rm.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
     rm.set_defaults(func=_cmd_remove)
     path = sub.add_parser("path", help="print the key file to use as `key_file` in the daemon config")

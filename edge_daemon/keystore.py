@@ -1,4 +1,4 @@
-"""Per-board frame-tag keys and replay state for the daemon, in a directory only its user can read.
+"""Per-board frame-tag keys for the daemon, in a directory only its user can read.
 
 Layout of the key store directory (mode 0700, owned by the daemon's user):
 
@@ -7,7 +7,6 @@ Layout of the key store directory (mode 0700, owned by the daemon's user):
                       `liftwatch flash --key-file` read)
 <board_id>.next.key   the rotated key while a rotation is pending (written before the board is
                       reflashed, so the daemon accepts the board whichever key it comes back with)
-<board_id>.replay     the board's ReplayGuard state (boot_id, top_seq, window), JSON
 ```
 
 Why files and not a database: one small file per secret can be checked with `stat` by an operator,
@@ -25,7 +24,6 @@ for good, also after a daemon restart.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -41,7 +39,7 @@ MIN_KEY_BYTES = 16
 MAX_KEY_BYTES = 64
 _BOARD_ID = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,63}$")  # a file name, never '.' first
 _GROUP_OTHER = stat.S_IRWXG | stat.S_IRWXO
-_MAX_FILE_BYTES = 4096  # a key or replay file is tiny: refuse to read anything bigger
+_MAX_FILE_BYTES = 4096  # a key or replay window file is tiny: refuse to read anything bigger
 
 
 class KeyStoreError(Exception):
@@ -199,7 +197,7 @@ def load_key_pair(key_file: str | os.PathLike) -> tuple[bytes, bytes | None]:
     return current, load_key_file(nxt_path)
 
 
-def _atomic_write(path: Path, content: bytes, *, durable: bool = True) -> None:
+def atomic_write(path: Path, content: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``content``: created 0600, fsync'd, renamed, directory fsync'd.
 
     ``durable=False`` skips both fsyncs: the rename is still atomic and survives a killed process,
@@ -258,9 +256,6 @@ class KeyStore:
     def next_path(self, board_id: str) -> Path:
         return self.directory / f"{check_board_id(board_id)}.next.key"
 
-    def replay_path(self, board_id: str) -> Path:
-        return self.directory / f"{check_board_id(board_id)}.replay"
-
     # ---- keys ----------------------------------------------------------------------------------
     def _read_optional(self, path: Path) -> bytes | None:
         try:
@@ -290,7 +285,7 @@ class KeyStore:
             raise KeyExistsError(f"board {board_id!r} already has a key in {self.directory}; "
                                  "use `liftwatch keys rotate` so the board is not locked out")
         key = secrets.token_bytes(n_bytes)
-        _atomic_write(path, key.hex().encode() + b"\n")
+        atomic_write(path, key.hex().encode() + b"\n")
         return key
 
     def rotate(self, board_id: str, *, n_bytes: int = KEY_BYTES) -> bytes:
@@ -302,7 +297,7 @@ class KeyStore:
         if not MIN_KEY_BYTES <= n_bytes <= MAX_KEY_BYTES:
             raise KeyStoreError(f"key length must be {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes, got {n_bytes}")
         key = secrets.token_bytes(n_bytes)
-        _atomic_write(self.next_path(board_id), key.hex().encode() + b"\n")
+        atomic_write(self.next_path(board_id), key.hex().encode() + b"\n")
         return key
 
     def promote(self, board_id: str) -> bytes:
@@ -311,12 +306,12 @@ class KeyStore:
         nxt_path = self.next_path(board_id)
         if keys.next is None:
             if nxt_path.exists():  # load() made a lone next key current: store it as such
-                _atomic_write(self.key_path(board_id), keys.current.hex().encode() + b"\n")
+                atomic_write(self.key_path(board_id), keys.current.hex().encode() + b"\n")
                 nxt_path.unlink()
                 _fsync_dir(self.directory)
                 return keys.current
             raise KeyStoreError(f"board {board_id!r} has no pending key to promote (run `liftwatch keys rotate`)")
-        _atomic_write(self.key_path(board_id), keys.next.hex().encode() + b"\n")
+        atomic_write(self.key_path(board_id), keys.next.hex().encode() + b"\n")
         nxt_path.unlink()
         _fsync_dir(self.directory)
         return keys.next
@@ -325,12 +320,12 @@ class KeyStore:
         """Store a key made elsewhere (e.g. a board provisioned before the store existed)."""
         parse_key_hex(key.hex(), "key")  # length check
         path = self.next_path(board_id) if as_next else self.key_path(board_id)
-        _atomic_write(path, key.hex().encode() + b"\n")
+        atomic_write(path, key.hex().encode() + b"\n")
 
     def remove(self, board_id: str) -> None:
-        """Forget a board (decommissioned): its keys and replay state."""
+        """Forget a board (decommissioned): its keys."""
         found = False
-        for path in (self.key_path(board_id), self.next_path(board_id), self.replay_path(board_id)):
+        for path in (self.key_path(board_id), self.next_path(board_id)):
             try:
                 path.unlink()
                 found = True
@@ -358,48 +353,3 @@ class KeyStore:
             out.append(KeyInfo(board_id, fingerprint(keys.current),
                                fingerprint(keys.next) if keys.next else None, path.stat().st_mtime))
         return out
-
-    # ---- replay state ----------------------------------------------------------------------------
-    def load_replay(self, board_id: str) -> ReplayGuard:
-        """The board's persisted replay window (see `load_replay_file`)."""
-        return load_replay_file(self.replay_path(board_id))
-
-    def save_replay(self, board_id: str, guard: ReplayGuard, *, durable: bool = True) -> None:
-        """Persist the board's replay window (see `save_replay_file`)."""
-        save_replay_file(self.replay_path(board_id), guard, durable=durable)
-
-
-def load_replay_file(path: str | os.PathLike) -> ReplayGuard:
-    """A persisted replay window, or a fresh guard if none was saved.
-
-    A damaged state file is an error, not a fresh guard: silently starting over would accept every
-    recording of the current boot again.
-    """
-    path = Path(path)
-    try:
-        raw = read_private(path)
-    except FileNotFoundError:
-        return ReplayGuard()
-    try:
-        doc = json.loads(raw)
-        boot_id, top_seq, seen = doc["boot_id"], doc["top_seq"], doc["seen"]
-        ok = (boot_id is None or (type(boot_id) is int and 0 <= boot_id <= 0xFFFF)) and type(top_seq) is int \
-            and 0 <= top_seq <= 0xFFFF and type(seen) is int and 0 <= seen < 1 << 64
-    except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise KeyStoreError(f"{path}: damaged replay state; remove it only if the board has rebooted "
-                            "since (its boot id then moves past any recording)")
-    return ReplayGuard(boot_id, top_seq, seen)
-
-
-def save_replay_file(path: str | os.PathLike, guard: ReplayGuard, *, durable: bool = True) -> None:
-    """Persist a replay window atomically (mode 0600). Call after batches of frames and on shutdown.
-
-    ``durable=False`` suits the frequent saves (a SIGKILLed daemon still finds the last one; only a
-    power cut of the Pi can roll the window back to the last durable save); save durably at least
-    when the boot id changes, since rule 2 (older boot = replay) rests on it.
-    """
-    boot_id, top_seq, seen = guard.state()
-    _atomic_write(Path(path), json.dumps({"boot_id": boot_id, "top_seq": top_seq, "seen": seen}).encode(),
-                  durable=durable)

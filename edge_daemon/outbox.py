@@ -70,6 +70,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .envelope import DEFAULT_PRIORITIES, InvalidMessageError, Priority, encode_message
+from .outbox_sidefiles import merge_drops, open_preallocated, read_hwm_file, read_shed_file, rewrite_in_place
 
 _LOG = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ class Outbox:
     """SQLite-backed, budgeted, priority-aware message store shared by analytics and upstream.
 
     Thread-safe: one connection behind a lock. Blocking calls take milliseconds (one fsync per
-    put); asyncio code uses `aput()`, which runs puts in FIFO order on one worker thread.
+    put); asyncio code uses `call()` (or `aput()`), which runs them in FIFO order on one worker thread.
     """
 
     def __init__(
@@ -265,10 +266,10 @@ class Outbox:
         self.reserve_bytes = reserve_bytes
         self.reserve_path = self.path.with_name(self.path.name + ".reserve")
         self.shed_path = self.path.with_name(self.path.name + ".shed")
-        self._shed_fd = _open_preallocated(self.shed_path, SHED_FILE_BYTES)
-        self._shed = _read_shed_file(self.shed_path)
+        self._shed_fd = open_preallocated(self.shed_path, SHED_FILE_BYTES)
+        self._shed = read_shed_file(self.shed_path)
         self.hwm_path = self.path.with_name(self.path.name + ".hwm")
-        self._hwm_fd = _open_preallocated(self.hwm_path, HWM_FILE_BYTES)
+        self._hwm_fd = open_preallocated(self.hwm_path, HWM_FILE_BYTES)
         self._hwm = 0
         self._hwm_synced_at = 0.0  # monotonic time of its last fsync
         self._hwm_dirty = False
@@ -282,7 +283,7 @@ class Outbox:
     def _check_high_water_mark(self) -> int:
         """Compare the database with the mark at open; count and log what it lost. Returns how many."""
         issued = self._issued_seq()
-        mark = _read_hwm_file(self.hwm_path)
+        mark = read_hwm_file(self.hwm_path)
         if mark is None or mark <= issued:  # first open (or an outbox from before the mark): start it here
             self._hwm = mark or 0
             self._raise_high_water_mark(issued)
@@ -307,7 +308,7 @@ class Outbox:
         now = time.monotonic()
         sync = now - self._hwm_synced_at >= HWM_SYNC_S
         try:
-            _rewrite_in_place(self._hwm_fd, json.dumps({"seq": issued}).encode(), HWM_FILE_BYTES, sync=sync)
+            rewrite_in_place(self._hwm_fd, json.dumps({"seq": issued}).encode(), HWM_FILE_BYTES, sync=sync)
         except OSError as err:
             _LOG.warning("outbox %s: high-water mark not written: %s", self.hwm_path, err)
             return
@@ -420,7 +421,7 @@ class Outbox:
             if self._shed_fd is None or len(text) >= SHED_FILE_BYTES:
                 raise OutboxWriteError(f"outbox {self.path}: cannot count shed messages in {self.shed_path}")
             try:
-                _rewrite_in_place(self._shed_fd, text, SHED_FILE_BYTES)
+                rewrite_in_place(self._shed_fd, text, SHED_FILE_BYTES)
             except OSError as err:
                 raise OutboxWriteError(f"outbox {self.shed_path}: {err}") from err
             self._shed = counts
@@ -516,11 +517,19 @@ class Outbox:
                 (reason.value, kind, n),
             )
 
-    async def aput(self, message: Mapping[str, Any]) -> PutOutcome:
-        """put() for asyncio code: runs on the outbox's own worker thread, FIFO across callers."""
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` for asyncio code on the outbox's one worker thread, FIFO across callers.
+
+        Every async user of the outbox (the pipelines' puts, the publisher's reads and settles)
+        goes through here, so the event loop never waits for an fsync and one thread holds the
+        SQLite connection in order."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.put, message)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def aput(self, message: Mapping[str, Any]) -> PutOutcome:
+        """put() for asyncio code (see `call`)."""
+        return await self.call(self.put, message)
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """`callback()` runs on the putting thread after each commit that stored a new message."""
@@ -607,7 +616,7 @@ class Outbox:
     def drop_counts(self) -> dict[str, dict[str, int]]:
         """{reason: {kind: count}} since the outbox was created, shed messages included."""
         with self._lock:
-            return _merge_drops(_read_drops(self._db), self._shed)
+            return merge_drops(_read_drops(self._db), self._shed)
 
     def stats(self) -> OutboxStats:
         with self._lock:
@@ -651,63 +660,6 @@ def _read_drops(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
     return drops
 
 
-def _merge_drops(drops: dict[str, dict[str, int]], more: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
-    for reason, by_kind in more.items():
-        into = drops.setdefault(reason, {})
-        for kind, n in by_kind.items():
-            into[kind] = into.get(kind, 0) + n
-    return drops
-
-
-def _open_preallocated(path: Path, size: int) -> int | None:
-    """A small side file (shed counts, high-water mark), preallocated so in-place updates need no
-    free block; None if it cannot be made (the disk was full before the outbox first opened: shed()
-    then refuses, and losses go unseen by the mark)."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return None
-    try:
-        if os.fstat(fd).st_size < size:
-            os.posix_fallocate(fd, 0, size)
-            os.fsync(fd)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _rewrite_in_place(fd: int, text: bytes, size: int, *, sync: bool = True) -> None:
-    """Overwrite a preallocated side file with `text`, padded to its size, and fsync it if `sync`."""
-    os.pwrite(fd, text.ljust(size - 1) + b"\n", 0)
-    if sync:
-        os.fsync(fd)
-
-
-def _read_hwm_file(path: Path) -> int | None:
-    """The high-water mark; None if absent, new or unreadable (then it restarts from the database)."""
-    try:
-        text = path.read_bytes().rstrip(b"\x00 \n")
-        return int(json.loads(text)["seq"]) if text else None
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        if not isinstance(err, FileNotFoundError):
-            _LOG.warning("outbox high-water mark %s unreadable: %s", path, err)
-        return None
-
-
-def _read_shed_file(path: Path) -> dict[str, dict[str, int]]:
-    """{reason: {kind: count}} from the shed file; empty if absent, new or damaged (a torn write
-    of a 4 KiB block is not expected, but a damaged count must not stop the daemon)."""
-    try:
-        text = path.read_bytes().rstrip(b"\x00 \n")
-        doc = json.loads(text) if text else {}
-        return {str(r): {str(k): int(n) for k, n in kinds.items()} for r, kinds in doc.items()}
-    except (OSError, ValueError, AttributeError, TypeError) as err:
-        if not isinstance(err, FileNotFoundError):
-            _LOG.warning("shed counts in %s unreadable: %s", path, err)
-        return {}
-
-
 def _read_stats(db: sqlite3.Connection, budget_bytes: int,
                 shed: Mapping[str, Mapping[str, int]] | None = None) -> OutboxStats:
     pending, pending_bytes, oldest = db.execute(
@@ -716,7 +668,7 @@ def _read_stats(db: sqlite3.Connection, budget_bytes: int,
     ).fetchone()
     (rejected,) = db.execute("SELECT COUNT(*) FROM message WHERE state = ?", (DeliveryState.REJECTED,)).fetchone()
     return OutboxStats(pending, pending_bytes, budget_bytes, rejected, oldest,
-                       _merge_drops(_read_drops(db), shed or {}))
+                       merge_drops(_read_drops(db), shed or {}))
 
 
 def outbox_stats(path: str | Path, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> OutboxStats:
@@ -727,6 +679,6 @@ def outbox_stats(path: str | Path, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> 
     path = Path(path)
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
     try:
-        return _read_stats(db, budget_bytes, _read_shed_file(path.with_name(path.name + ".shed")))
+        return _read_stats(db, budget_bytes, read_shed_file(path.with_name(path.name + ".shed")))
     finally:
         db.close()

@@ -5,9 +5,9 @@
    clock is the feed's time, so it runs as fast as the CPU allows; its UART capture file is read
    while it runs (the board and the daemon work on both cores at once).
 3. The UART bytes go through the same FrameReader -> BoardSession -> CarAnalytics -> outbox path as
-   a live board (`CarPipeline`), the session in `LinkMode.REPLAY`: there is no host->board link,
-   so nothing is ACKed or synced, and board time t maps to `start + t` exactly (the board boots at
-   trace time 0).
+   a live board (`CarPipeline`, pipeline.py; `ReplayFeed` ticks analytics on board time), the
+   session in `LinkMode.REPLAY`: there is no host->board link, so nothing is ACKed or synced, and
+   board time t maps to `start + t` exactly (the board boots at trace time 0).
 4. The outbox is drained in order to the output, one JSON message per line, as the journal
    publisher writes them (without its wall-clock `status` lines, so a replay is reproducible).
 """
@@ -28,11 +28,12 @@ from typing import IO, Any
 
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
-from liftwatch.edge_daemon.daemon import CarPipeline, OutboxStore
 from liftwatch.edge_daemon.outbox import Outbox
+from liftwatch.edge_daemon.pipeline import TICK_S, CarPipeline, OutboxStore
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
 from liftwatch.hil.sim.feed import FEED_RECORD, trace_to_feed
-from liftwatch.protocol.framing import FrameReader
+from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol.framing import Frame, FrameReader
 from liftwatch.upy import ESP32_HEAPSIZE, FIRMWARE_DIR, micropython_cmd, micropython_env, run_micropython
 
 # The firmware's entry point (docs/ARCHITECTURE.md: main.py -> agent.run(hal.board())).
@@ -153,6 +154,44 @@ def _write_feed(trace: Path, feed_path: Path) -> float:
     return total_us / 1e6
 
 
+class ReplayFeed:
+    """Frames of a replayed board into its `CarPipeline`, with analytics ticked on board time.
+
+    Replay has no wall clock: analytics' time-based rules (entrapment after 15 s) advance with the
+    board's own time, carried by its heartbeats, once per simulated second. The ticks go between
+    observations (a read of idle heartbeats can span hours of board time); a run of VIB frames is
+    merged by the session first and ticked after.
+    """
+
+    def __init__(self, pipeline: CarPipeline) -> None:
+        self.pipeline = pipeline
+        self._tick_ts: float | None = None
+
+    async def frames(self, frames: list[Frame]) -> None:
+        """Apply the frames of one read, then store them (one commit per read, as a live board)."""
+        session = self.pipeline.session
+        run: list[Frame] = []
+        for frame in frames:
+            if frame[0] == lw.T_VIB:
+                run.append(frame)
+                continue
+            if run:
+                self._apply(session.on_frames(run, 0.0))
+                run = []
+            self._apply(session.on_frame(frame, 0.0))
+        if run:
+            self._apply(session.on_frames(run, 0.0))
+        await self.pipeline.commit()
+
+    def _apply(self, observations: list) -> None:
+        pipeline = self.pipeline
+        pipeline.apply(observations)
+        ts = pipeline.session.last_heard_s
+        if ts is not None and (self._tick_ts is None or ts - self._tick_ts >= TICK_S):
+            self._tick_ts = ts
+            pipeline.analytics_tick(ts)
+
+
 def _console_tail(path: Path) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -171,7 +210,6 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
     work.mkdir(parents=True, exist_ok=True)
     loop = asyncio.get_running_loop()
     outbox: Outbox | None = None
-    store: OutboxStore | None = None
     proc: subprocess.Popen | None = None
     console = work / "console.log"
     try:
@@ -193,11 +231,12 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
                                     stdout=console_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
         outbox = Outbox(work / "outbox.sqlite")
-        store = OutboxStore(outbox)
         session = BoardSession(settings.session, LinkMode.REPLAY, replay_epoch_ms=settings.start_unix_s * 1000.0,
                                label=settings.car)
         pipeline = CarPipeline(settings.site, settings.car, session,
-                               CarAnalytics(settings.car, settings.analytics), store, settings.board_id)
+                               CarAnalytics(settings.car, settings.analytics), OutboxStore(outbox),
+                               settings.board_id)
+        feed = ReplayFeed(pipeline)
         reader = FrameReader()
         drained = [0, 0]  # [messages written, last seq]
 
@@ -225,9 +264,9 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
                     pending = b""
                     if frames:
                         stored = pipeline.counters.messages
-                        await pipeline.frames(frames, 0.0)
+                        await feed.frames(frames)
                         if pipeline.counters.messages != stored:
-                            await store.call(drain)
+                            await outbox.call(drain)
                 elif exited:
                     break
                 else:
@@ -236,7 +275,7 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
             raise ReplayError(f"firmware exited with status {proc.returncode}", _console_tail(console))
         end_ts = max(settings.start_unix_s + trace_s, session.last_heard_s or 0.0)
         await pipeline.flush(end_ts)
-        await store.call(drain)
+        await outbox.call(drain)
         out.flush()
         return ReplayResult(
             messages=drained[0], frames=reader.frames,
@@ -248,8 +287,6 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-        if store is not None:
-            store.close()
         if outbox is not None:
             outbox.close()
         if not keep_dir:

@@ -1,7 +1,8 @@
 """One board's session: checked frames in, observations for analytics and host->board frames out.
 
-The session never sees bytes (framing did that) and does no I/O: the board's task in daemon.py feeds
-it frames and clock ticks, stores what it emits, and writes the frames it queues. That keeps every
+The session never sees bytes (framing did that) and does no I/O: the board's `CarPipeline`
+(pipeline.py) feeds it frames and clock ticks and stores what it emits, and the board's task in
+daemon.py writes the frames it queues. That keeps every
 rule below testable without a port and lets `liftwatch replay` run the same code as live operation.
 
 What it keeps per board:
@@ -10,9 +11,11 @@ What it keeps per board:
   boots we missed); an older one is a stale frame from before the reboot (dropped). Within a boot a
   forward jump of n counts n-1 lost frames; a repeat or a late frame is dropped, and because the
   late frame was already counted as lost it is not counted again.
-- Board time. `t_ms` is board monotonic ms mod 2**30; `BoardClock` unwraps it (nearest wrap to the
-  previous frame, or to the host's elapsed time after a long silence) and maps it to UTC with the
-  best TIME_SYNC round trip, or, until one arrives, the earliest arrival (least latency).
+- Board time: a `BoardClock` per boot (board_clock.py) unwraps `t_ms` and maps it to UTC.
+- The VIB stream: a `VibStream` per boot (vib_runs.py) follows the sample index, times the samples
+  and merges the VIB frames of one read into one block.
+- Payloads: the typed message views (protocol/messages.py) check every field; a frame whose payload
+  does not fit is counted as `bad_payload` and the session never re-checks a type.
 - EVENT durability. A board EVENT is emitted once as a `BoardEvent`; the daemon stores it in the
   outbox and then calls `event_stored()`, which queues the ACK. A re-sent EVENT already stored is
   ACKed again without a second observation; one still being stored is ignored. In `LinkMode.REPLAY`
@@ -25,15 +28,13 @@ What it keeps per board:
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from liftwatch.edge_daemon.board_clock import T_MS_MODULO, BoardClock
 from liftwatch.edge_daemon.observations import (
     MOVING,
     BoardBooted,
@@ -45,28 +46,18 @@ from liftwatch.edge_daemon.observations import (
     MotionChanged,
     Observation,
     RestStats,
-    VibBlock,
 )
+from liftwatch.edge_daemon.vib_runs import VibStream
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import Frame, encode_frame
 
-T_MS_MODULO = lw.T_MS_MODULO  # 2**30
-_T_HALF = T_MS_MODULO // 2
 _U16 = 0x10000
 _U16_HALF = 0x8000
 
 # The host's wall clock moved this much against its monotonic clock between two calls: it was
 # stepped (NTP on a Pi without RTC, an operator). Offsets and pending TIME_SYNCs are then void.
 CLOCK_STEP_S = 1.0
-# A new clock offset waits for the end of a trip at most this long (board ms): a car that reports
-# "moving" for longer has a fault, and its times should follow the best offset again.
-TRIP_OFFSET_HOLD_MAX_MS = 600_000
-# A TIME_SYNC reply slower than this says more about a busy link than about the clock offset.
-MAX_SYNC_RTT_MS = 2000
-# A VIB block whose index-derived start differs this much from its frame time re-anchors the
-# sample clock (board crystal drift, or a block that waited in the board's queue after a link cut).
-VIB_REANCHOR_MS = 250
 # Event ids kept to re-ACK a re-sent EVENT without emitting it twice. The board re-sends only
 # unacknowledged events, a handful at most; 1024 covers a long link cut with a chatty board.
 EVENT_MEMORY = 1024
@@ -90,7 +81,7 @@ class SessionDrop(enum.Enum):
     DUPLICATE = "duplicate"  # same (boot, seq) again
     LATE = "late"  # behind the newest seq of this boot; already counted as lost
     STALE_BOOT = "stale_boot"  # from a boot older than the current one
-    BAD_PAYLOAD = "bad_payload"  # a field of the wrong type
+    BAD_PAYLOAD = "bad_payload"  # a payload its message view refused (messages.MessageError)
     UNEXPECTED = "unexpected"  # a host->board type (CONFIG, CONTROL) sent by the board
 
 
@@ -133,121 +124,6 @@ class SessionCounters:
         return out
 
 
-class BoardClock:
-    """Board time of one boot: unwrap `t_ms` (mod 2**30) and map it to UTC.
-
-    `offset_ms` is UTC ms minus unwrapped board ms. The unwrapped scale is arbitrary (the first frame
-    seen sets it) but consistent within a boot, which is all the offset needs.
-    """
-
-    __slots__ = (
-        "last_raw", "last_unwrapped", "last_host_ms", "offset_ms", "synced", "sync_rtt_ms", "trip_offset_ms",
-        "trip_since",
-    )
-
-    def __init__(self, offset_ms: float | None = None) -> None:
-        self.last_raw: int | None = None
-        self.last_unwrapped = 0
-        self.last_host_ms: float | None = None
-        self.offset_ms = offset_ms
-        self.synced = False
-        self.sync_rtt_ms: float | None = None
-        # While the car moves, times map with the offset it started with: a new offset (TIME_SYNC,
-        # a step of the Pi's wall clock) lands between trips, never inside one, so a trip's start,
-        # samples and end share one time base (a step mid-trip once made a 3618 s or negative trip).
-        self.trip_offset_ms: float | None = None
-        self.trip_since = 0  # unwrapped board ms the trip's offset was taken at
-
-    def unwrap(self, t_ms: int, host_ms: float | None = None) -> int:
-        """Advance with the frame's send time. After more than a quarter wrap (3 days) of silence
-        the host's elapsed time, not the nearest wrap, decides how many wraps passed."""
-        if self.last_raw is None:
-            self.last_raw, self.last_unwrapped, self.last_host_ms = t_ms, t_ms, host_ms
-            return t_ms
-        delta = (t_ms - self.last_raw + _T_HALF) % T_MS_MODULO - _T_HALF
-        if host_ms is not None and self.last_host_ms is not None:
-            elapsed = host_ms - self.last_host_ms
-            if elapsed > T_MS_MODULO // 4:
-                predicted = self.last_unwrapped + elapsed
-                base = self.last_unwrapped + delta
-                wraps = round((predicted - base) / T_MS_MODULO)
-                delta += wraps * T_MS_MODULO
-        unwrapped = self.last_unwrapped + delta
-        if delta > 0:
-            self.last_raw, self.last_unwrapped = t_ms, unwrapped
-        if host_ms is not None:
-            self.last_host_ms = host_ms
-        return unwrapped
-
-    def peek(self, t_ms: int) -> int:
-        """Unwrap a time carried inside a payload (event_t_ms, board_t_ms) without advancing."""
-        if self.last_raw is None:
-            return t_ms
-        return self.last_unwrapped + (t_ms - self.last_raw + _T_HALF) % T_MS_MODULO - _T_HALF
-
-    def observe_arrival(self, unwrapped: int, host_ms: float) -> None:
-        """Until a TIME_SYNC lands, the smallest host-minus-board difference is the best offset:
-        every frame arrives after it was sent, so the least delayed one bounds the offset best."""
-        if self.synced:
-            return
-        candidate = host_ms - unwrapped
-        if self.offset_ms is None or candidate < self.offset_ms:
-            self.offset_ms = candidate
-
-    def observe_sync(self, host_sent_ms: float, board_unwrapped: int, host_recv_ms: float) -> bool:
-        """A TIME_SYNC round trip: the board read its clock about halfway through. Keeps the sample
-        with the smallest round trip since the last interval started; returns whether it was used."""
-        rtt = host_recv_ms - host_sent_ms
-        if rtt < 0 or rtt > MAX_SYNC_RTT_MS:
-            return False
-        if self.synced and self.sync_rtt_ms is not None and rtt > self.sync_rtt_ms * 2 + 20:
-            return False
-        self.offset_ms = host_sent_ms + rtt / 2 - board_unwrapped
-        self.sync_rtt_ms = rtt
-        self.synced = True
-        return True
-
-    def to_utc_s(self, unwrapped: int) -> float:
-        offset = self.trip_offset_ms if self.trip_offset_ms is not None else self.offset_ms
-        return (unwrapped + (offset or 0.0)) / 1000.0
-
-    def hold_for_trip(self, unwrapped: int) -> None:
-        """The car started moving: keep mapping with today's offset until `release_after_trip`."""
-        if self.trip_offset_ms is None and self.offset_ms is not None:
-            self.trip_offset_ms, self.trip_since = self.offset_ms, unwrapped
-
-    def release_after_trip(self) -> None:
-        self.trip_offset_ms = None
-
-
-@dataclass(slots=True)
-class _BoardInfo:
-    """What the last HELLO said; kept for status and for VibBlock gravity."""
-
-    board_id: str = ""
-    fw_version: str = ""
-    sensor_model: str = ""
-    config_hash: int | None = None
-    reset_cause: str = ""
-    capabilities: tuple[str, ...] = ()
-    rate_hz: int = 0
-    lsb_per_g: int = 0
-    calibrated: bool = False
-    safe_mode: bool = False
-    boots: int = 0
-    gravity: tuple[int, int, int] | None = None
-
-
-def _is_int(*values: Any) -> bool:
-    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-
-
-def _xyz(value: Any) -> tuple[int, int, int] | None:
-    if isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value):
-        return (int(value[0]), int(value[1]), int(value[2]))
-    return None
-
-
 class BoardSession:
     """Session state of one board link. Not thread-safe; one board task owns it.
 
@@ -264,7 +140,10 @@ class BoardSession:
         self.mode = mode
         self.label = label
         self.counters = SessionCounters()
-        self.info = _BoardInfo()
+        self.hello: m.Hello | None = None  # what the last HELLO said
+        self.calibrated = False  # from the last HELLO or HEARTBEAT
+        self.safe_mode = False
+        self.config_hash: int | None = None  # from the last HELLO or the board's ACK of our CONFIG
         self.boot_id: int | None = None
         self.hello_boot_id: int | None = None  # boot whose HELLO we have
         self.online: bool | None = None
@@ -282,6 +161,7 @@ class BoardSession:
         self.control_acks: dict[int, tuple[int, str, Any]] = {}  # CONTROL seq -> (status, reason, extra)
         self._replay_epoch_ms = replay_epoch_ms
         self._clock = self._new_clock()
+        self._vib = VibStream()
         self._out: list[bytes] = []
         self._host_seq = 0
         # (board boot id, host seq) saved by a previous run: a tagged board keeps a window of host
@@ -300,10 +180,16 @@ class BoardSession:
         self._config_tries = 0
         self._config_hash_accepted: int | None = None
         self._hello_requested_s: float | None = None
-        self._vib_next_index: int | None = None
-        self._vib_next_t_ms: float | None = None  # board time (unwrapped ms) of the sample expected next
-        self._vib_anchor: tuple[int, int, int] | None = None  # (index, unwrapped ms, rate_hz)
-        self._vib_raw: bytes | None = None  # samples of the VibBlock the last frame emitted
+
+    @property
+    def board_id(self) -> str:
+        """The board's own id from its HELLO ("" until one arrives)."""
+        return self.hello.board_id if self.hello is not None else ""
+
+    @property
+    def gravity(self) -> tuple[int, int, int] | None:
+        """The board's at-rest vector from its last HELLO (None until calibrated)."""
+        return self.hello.gravity if self.hello is not None else None
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -329,73 +215,38 @@ class BoardSession:
         handler = _HANDLERS.get(frame[0])  # type
         if handler is None:
             self.counters.drops[SessionDrop.UNEXPECTED] += 1
-        elif not handler(self, frame, ts, host_now_s, out):
-            self.counters.drops[SessionDrop.BAD_PAYLOAD] += 1
+        else:
+            try:
+                view = m.MESSAGE_CLASSES[frame[0]].from_payload(frame[5], self.counters.unknown_fields)
+                handler(self, frame, view, ts, host_now_s, out)
+            except m.MessageError:
+                self.counters.drops[SessionDrop.BAD_PAYLOAD] += 1
         if self.mode is LinkMode.LIVE:
             self._maintain(host_now_s)
         return out
 
     def on_frames(self, frames: Sequence[Frame], host_now_s: float, mono_s: float | None = None) -> list[Observation]:
-        """`on_frame` for every frame of one read, with consecutive VIB frames merged.
-
-        A run of VIB frames that continue each other (next seq, next sample index, same rate and
-        scale, same boot) becomes one `VibBlock`: analytics then pays its per-observation cost once
-        per read instead of once per 64 samples, and the run after the first frame takes a tight
-        loop with no per-frame objects. That is what lets one core serve hundreds of boards.
-        """
+        """`on_frame` for every frame of one read, with each run of VIB frames that continue each
+        other merged into one `VibBlock` (vib_runs.py says why)."""
         out: list[Observation] = []
+        vib = self._vib
         i, n = 0, len(frames)
         while i < n:
             frame = frames[i]
             i += 1
-            self._vib_raw = None
+            vib.last_samples = None
             out += self.on_frame(frame, host_now_s, mono_s)
-            if self._vib_raw is not None and i < n and frames[i][0] == lw.T_VIB:
-                i = self._extend_vib_run(frames, i, out)
+            if vib.last_samples is not None and i < n and frames[i][0] == lw.T_VIB:
+                run = vib.extend_run(out[-1], frames, i, self.boot_id, self.last_seq, self._clock)
+                if run is not None:
+                    out[-1] = run.block
+                    i += run.frames
+                    self.last_seq = run.last_seq
+                    self.counters.frames += run.frames
+                    ts = self._clock.to_utc_s(run.last_unwrapped)
+                    if ts > (self.last_heard_s or ts - 1):
+                        self.last_heard_s = ts
         return out
-
-    def _extend_vib_run(self, frames: Sequence[Frame], i: int, out: list[Observation]) -> int:
-        """Absorb the VIB frames from `i` on that continue the block just emitted (out[-1])."""
-        first = out[-1]
-        assert isinstance(first, VibBlock)
-        rate, lsb = first.rate_hz, first.lsb_per_g
-        boot, seq, nxt = self.boot_id, self.last_seq, self._vib_next_index
-        chunks = [self._vib_raw]
-        total = len(first.samples)
-        last_t = None
-        n = len(frames)
-        j = i
-        while j < n:
-            f = frames[j]
-            if f[0] != lw.T_VIB or f[2] != boot or f[3] != (seq + 1) & 0xFFFF:
-                break
-            p = f[5]
-            if type(p) is not list or len(p) != 5:  # noqa: E721 - exact type: the fast path only
-                break
-            f_rate, f_lsb, f_first, f_count, samples = p
-            if f_first != nxt or f_rate != rate or f_lsb != lsb or type(samples) is not bytes \
-                    or type(f_count) is not int or f_count <= 0 or len(samples) != f_count * 6:
-                break
-            chunks.append(samples)
-            total += f_count
-            seq = f[3]
-            nxt = (f_first + f_count) & 0xFFFF
-            last_t = f[4]
-            j += 1
-        absorbed = j - i
-        if absorbed:
-            self.last_seq = seq
-            self._vib_next_index = nxt
-            self.counters.frames += absorbed
-            last_unwrapped = self._clock.unwrap(last_t)
-            self._vib_next_t_ms = last_unwrapped + 1000.0 / rate
-            ts = self._clock.to_utc_s(last_unwrapped)
-            if ts > (self.last_heard_s or ts - 1):
-                self.last_heard_s = ts
-            block = np.frombuffer(b"".join(chunks), dtype="<i2").reshape(total, 3)
-            out[-1] = VibBlock(ts_first=first.ts_first, rate_hz=rate, lsb_per_g=lsb, samples=block,
-                               gravity=first.gravity, gap_before=first.gap_before)
-        return j
 
     def tick(self, host_now_s: float, mono_s: float | None = None) -> list[Observation]:
         """Called by the board's task about once a second, frames or not (live mode)."""
@@ -456,20 +307,20 @@ class BoardSession:
 
     def status(self) -> dict[str, Any]:
         """Plain-JSON snapshot for `liftwatch status` and the upstream status message."""
-        info = self.info
+        h = self.hello
         return {
-            "board": info.board_id or None,
+            "board": self.board_id or None,
             "online": bool(self.online),
             "boot_id": self.boot_id,
-            "fw_version": info.fw_version,
-            "sensor_model": info.sensor_model,
-            "calibrated": info.calibrated,
-            "safe_mode": info.safe_mode,
-            "reset_cause": info.reset_cause,
+            "fw_version": h.fw_version if h is not None else "",
+            "sensor_model": h.sensor_model if h is not None else "",
+            "calibrated": self.calibrated,
+            "safe_mode": self.safe_mode,
+            "reset_cause": h.reset_cause if h is not None else "",
             "last_heard_ts": self.last_heard_s,
             "time_synced": self._clock.synced,
             "sync_rtt_ms": self._clock.sync_rtt_ms,
-            "config_hash": info.config_hash,
+            "config_hash": self.config_hash,
             "config_error": self.config_error or None,
             "heartbeat": dict(self.last_heartbeat),
             "board_counters": (
@@ -490,23 +341,16 @@ class BoardSession:
             and self._wall_minus_mono is not None
             and abs(skew - self._wall_minus_mono) > CLOCK_STEP_S
         ):
-            # Offsets measured against the old wall clock would misplace every event: measure
-            # again from the next frame's arrival and ask for a TIME_SYNC now.
+            # Ask for a TIME_SYNC now; replies to the ones sent before were timed on the old clock.
             self.counters.clock_steps += 1
-            self._clock.offset_ms = None
-            self._clock.synced = False
-            self._clock.sync_rtt_ms = None
+            self._clock.forget_offset()
             self._sync_sent.clear()
             self._next_sync_s = 0.0
         self._wall_minus_mono = skew
         self._mono = mono
 
     def _new_clock(self) -> BoardClock:
-        if self.mode is LinkMode.REPLAY:
-            clock = BoardClock(self._replay_epoch_ms)
-            clock.synced = True  # the trace's time base is exact by construction
-            return clock
-        return BoardClock()
+        return BoardClock.fixed(self._replay_epoch_ms) if self.mode is LinkMode.REPLAY else BoardClock()
 
     def _track_sequence(self, frame: Frame, host_now_s: float, out: list[Observation]) -> bool:
         """True if the frame is new; handles reboots. Each lost frame is counted exactly once."""
@@ -541,9 +385,7 @@ class BoardSession:
         # SPEC 3: the host's seq is per board boot; a restarted daemon resumes the boot's count.
         self._host_seq = resume[1] % _U16 if resume is not None and resume[0] == boot_id else 0
         self._clock = self._new_clock()
-        self._vib_next_index = None
-        self._vib_next_t_ms = None
-        self._vib_anchor = None
+        self._vib.reset()
         self.inputs = None
         self.motion = None
         self._sync_sent.clear()
@@ -619,57 +461,31 @@ class BoardSession:
         self._config_tries += 1
         self.counters.config_pushes += 1
 
-    # -- board -> host frame handlers (return False on a malformed payload) ------------------------
+    # -- board -> host frame handlers (a payload that does not fit raised MessageError before) ----
 
-    def _on_hello(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        h = self._view(m.Hello, frame)
-        if h is None or not (isinstance(h.board_id, str) and isinstance(h.fw_version, str)
-                             and _is_int(h.rate_hz, h.lsb_per_g, h.boots)):
-            return False
-        info = self.info
-        info.board_id, info.fw_version, info.sensor_model = h.board_id, h.fw_version, str(h.sensor_model)
-        info.config_hash = h.config_hash if _is_int(h.config_hash) else None
-        info.reset_cause = str(h.reset_cause)
-        caps = h.capabilities
-        info.capabilities = tuple(str(c) for c in caps) if isinstance(caps, (list, tuple)) else ()
-        info.rate_hz, info.lsb_per_g = rate, lsb = h.rate_hz, h.lsb_per_g
-        info.calibrated, info.safe_mode, info.boots = bool(h.calibrated), bool(h.safe_mode), h.boots
-        info.gravity = _xyz(h.gravity)
-        fw = h.fw_version
+    def _on_hello(self, frame: Frame, h: m.Hello, ts: float, host_now_s: float, out: list[Observation]) -> None:
+        self.hello = h
+        self.calibrated, self.safe_mode, self.config_hash = h.calibrated, h.safe_mode, h.config_hash
         if self.hello_boot_id != frame.boot_id:
             self.hello_boot_id = frame.boot_id
             self._hello_requested_s = None
             out.append(
                 BoardBooted(
-                    ts=ts, boot_id=frame.boot_id, reset_cause=info.reset_cause, fw_version=fw,
-                    sensor_model=info.sensor_model, rate_hz=rate, lsb_per_g=lsb,
-                    calibrated=info.calibrated, safe_mode=info.safe_mode, gravity=info.gravity,
+                    ts=ts, boot_id=frame.boot_id, reset_cause=h.reset_cause, fw_version=h.fw_version,
+                    sensor_model=h.sensor_model, rate_hz=h.rate_hz, lsb_per_g=h.lsb_per_g,
+                    calibrated=h.calibrated, safe_mode=h.safe_mode, gravity=h.gravity,
                 )
             )
         if self.mode is LinkMode.LIVE:
             self._next_sync_s = 0.0  # sync the new boot's clock right away
-            if self.config.settings and info.config_hash != self._config_hash_accepted:
+            if self.config.settings and h.config_hash != self._config_hash_accepted:
                 self._push_config(host_now_s)
-        return True
 
-    def _on_state(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        payload = frame[5]
-        if type(payload) is list and len(payload) == _STATE_FIELDS:  # exactly what boards send
-            event_t_ms, inputs, changed, motion = payload
-        else:
-            st = self._view(m.State, frame)
-            if st is None:
-                return False
-            event_t_ms, inputs, changed, motion = st.event_t_ms, st.inputs, st.changed, st.motion
-        if not (
-            (type(event_t_ms) is int and type(inputs) is int and type(changed) is int and type(motion) is int)
-            or _is_int(event_t_ms, inputs, changed, motion)
-        ):
-            return False
-        t = self._payload_ts(event_t_ms, frame, ts)
+    def _on_state(self, frame: Frame, st: m.State, ts: float, host_now_s: float, out: list[Observation]) -> None:
         clock = self._clock
-        if clock.trip_offset_ms is not None and clock.last_unwrapped - clock.trip_since > TRIP_OFFSET_HOLD_MAX_MS:
-            clock.release_after_trip()  # "moving" for this long is a fault, not a trip to keep whole
+        t = clock.payload_utc_s(st.event_t_ms, ts)
+        clock.expire_trip_hold()
+        inputs, changed, motion = st.inputs, st.changed, st.motion
         if changed or inputs != self.inputs:
             if self.inputs is not None and not changed:
                 changed = inputs ^ self.inputs  # a STATE we missed: say what differs from the last
@@ -679,190 +495,80 @@ class BoardSession:
             out.append(MotionChanged(ts=t, motion=motion))
             self.motion = motion
             if motion in MOVING:
-                clock.hold_for_trip(clock.peek(event_t_ms % T_MS_MODULO))
+                clock.hold_for_trip(clock.peek(st.event_t_ms % T_MS_MODULO))
             else:
                 clock.release_after_trip()
-        return True
 
-    def _on_vib(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        payload = frame[5]
-        if type(payload) is list and len(payload) == _VIB_FIELDS:  # exactly what boards send
-            rate, lsb, first_index, count, samples = payload
-        else:
-            v = self._view(m.Vib, frame)
-            if v is None:
-                return False
-            rate, lsb, first_index, count, samples = v.rate_hz, v.lsb_per_g, v.first_index, v.count, v.samples
-        if not (
-            (type(rate) is int and type(lsb) is int and type(first_index) is int and type(count) is int)
-            or _is_int(rate, lsb, first_index, count)
-        ) or not isinstance(samples, (bytes, bytearray)):
-            return False
-        if rate <= 0 or count <= 0 or len(samples) != count * 6:
-            return False
+    def _on_vib(self, frame: Frame, v: m.Vib, ts: float, host_now_s: float, out: list[Observation]) -> None:
         # The frame time is that of the block's last sample.
-        end_unwrapped = self._clock.peek(frame[4])
-        start_by_frame = end_unwrapped - (count - 1) * 1000.0 / rate
-        gap = 0
-        if self._vib_next_index is not None:
-            ahead = (first_index - self._vib_next_index) % _U16
-            if self._vib_next_t_ms is None:
-                if ahead >= _U16_HALF:
-                    return True  # a block we already have (re-sent after a link hiccup)
-            else:
-                # first_index is mod 2**16 (164 s at 400 Hz) and counts on while the car rests
-                # between trips: unwrap it with the board time, taking the congruent distance
-                # nearest to what the time elapsed since the expected next sample predicts.
-                elapsed_ms = start_by_frame - self._vib_next_t_ms
-                ahead += round((elapsed_ms * rate / 1000.0 - ahead) / _U16) * _U16
-                if ahead < 0:
-                    if elapsed_ms * rate < _U16_HALF * 1000.0:
-                        return True  # behind what we have: a re-send after a link hiccup
-                    ahead = ahead % _U16 or _U16  # sensor clock drift over a long rest: a gap anyway
-            gap = ahead
-        if gap:
+        block = self._vib.block(v, self._clock.peek(frame[4]), self._clock, self.gravity)
+        if block is None:
+            return  # a block we already have (re-sent after a link hiccup)
+        if block.gap_before:
             self.counters.vib_discontinuities += 1
-        self._vib_next_index = (first_index + count) % _U16
-        self._vib_next_t_ms = end_unwrapped + 1000.0 / rate
-        # Sample times come from the sample index (exact spacing, no frame jitter) anchored once;
-        # the frame time re-anchors when they disagree (drift, a block held back by a link cut).
-        start = start_by_frame
-        keep_anchor = False
-        anchor = self._vib_anchor
-        if anchor is not None and anchor[2] == rate and gap == 0:
-            since = (first_index - anchor[0]) % _U16
-            by_index = anchor[1] + since * 1000.0 / rate
-            if since < _U16_HALF and abs(by_index - start_by_frame) <= VIB_REANCHOR_MS:
-                start = by_index
-                keep_anchor = since < _U16_HALF // 2  # move it on before the u16 distance aliases
-        if not keep_anchor:
-            self._vib_anchor = (first_index, start, rate)
-        raw = samples if type(samples) is bytes else bytes(samples)
-        self._vib_raw = raw
-        block = np.frombuffer(raw, dtype="<i2").reshape(count, 3)
-        out.append(
-            VibBlock(
-                ts_first=self._clock.to_utc_s(start), rate_hz=rate, lsb_per_g=lsb, samples=block,
-                gravity=self.info.gravity, gap_before=gap,
-            )
-        )
-        return True
+        out.append(block)
 
-    def _on_stats(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        st = self._view(m.Stats, frame)
-        if st is None:
-            return False
-        window_ms, count, peak, motion = st.window_ms, st.count, st.peak_mg, st.motion
-        mean3, rms3 = _xyz(st.mean_mg), _xyz(st.rms_mg)
-        if mean3 is None or rms3 is None or not _is_int(window_ms, count, peak, motion):
-            return False
-        out.append(RestStats(ts=ts, window_ms=window_ms, mean_mg=mean3, rms_mg=rms3, peak_mg=peak,
-                             motion=motion, count=count))
-        return True
+    def _on_stats(self, frame: Frame, st: m.Stats, ts: float, host_now_s: float, out: list[Observation]) -> None:
+        out.append(RestStats(ts=ts, window_ms=st.window_ms, mean_mg=st.mean_mg, rms_mg=st.rms_mg,
+                             peak_mg=st.peak_mg, motion=st.motion, count=st.count))
 
-    def _on_event(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        e = self._view(m.Event, frame)
-        if e is None:
-            return False
-        event_id, kind, state, event_t_ms, detail = e.event_id, e.kind, e.state, e.event_t_ms, e.detail
-        if not _is_int(event_id, kind, state):
-            return False
-        key = (event_id, state)
+    def _on_event(self, frame: Frame, e: m.Event, ts: float, host_now_s: float, out: list[Observation]) -> None:
+        key = (e.event_id, e.state)
         if key in self._stored_events:
             self.counters.events_resent += 1
-            self._ack_event(event_id)  # our ACK was lost: say it again, emit nothing
-            return True
+            self._ack_event(e.event_id)  # our ACK was lost: say it again, emit nothing
+            return
         if key in self._pending_events:
             self.counters.events_resent += 1
-            return True  # still being stored; its ACK follows
-        t = self._payload_ts(event_t_ms, frame, ts) if _is_int(event_t_ms) else ts
+            return  # still being stored; its ACK follows
         self._pending_events.add(key)
         self.counters.events += 1
-        out.append(BoardEvent(ts=t, event_id=event_id, kind=kind, state=state,
-                              detail=dict(detail) if isinstance(detail, Mapping) else {}))
-        return True
+        out.append(BoardEvent(ts=self._clock.payload_utc_s(e.event_t_ms, ts), event_id=e.event_id, kind=e.kind,
+                              state=e.state, detail=dict(e.detail or {})))
 
-    def _on_counters(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        c = self._view(m.Counters, frame)
-        values = c.to_payload() if c is not None else None
-        if values is None or not _is_int(*values):
-            return False
-        snap = CountersSnapshot(ts, *values)
+    def _on_counters(self, frame: Frame, c: m.Counters, ts: float, host_now_s: float,
+                     out: list[Observation]) -> None:
+        snap = CountersSnapshot(ts, *c.to_payload())
         self.last_counters = snap
         out.append(snap)
-        return True
 
-    def _on_heartbeat(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        hb = self._view(m.Heartbeat, frame)
-        if hb is None or not _is_int(hb.uptime_s, hb.heap_free, hb.queue_depth, hb.motion, hb.inputs):
-            return False
-        uptime_s, heap_free, queue_depth, motion, inputs = hb.uptime_s, hb.heap_free, hb.queue_depth, hb.motion, hb.inputs
-        calibrated, safe = hb.calibrated, hb.safe_mode
+    def _on_heartbeat(self, frame: Frame, hb: m.Heartbeat, ts: float, host_now_s: float,
+                      out: list[Observation]) -> None:
         self.last_heartbeat = {
-            "uptime_s": uptime_s, "heap_free": heap_free, "queue_depth": queue_depth,
-            "motion": motion, "inputs": inputs, "calibrated": bool(calibrated), "safe_mode": bool(safe),
+            "uptime_s": hb.uptime_s, "heap_free": hb.heap_free, "queue_depth": hb.queue_depth,
+            "motion": hb.motion, "inputs": hb.inputs, "calibrated": hb.calibrated, "safe_mode": hb.safe_mode,
         }
-        self.info.calibrated, self.info.safe_mode = bool(calibrated), bool(safe)
-        return True
+        self.calibrated, self.safe_mode = hb.calibrated, hb.safe_mode
 
-    def _on_ack(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        a = self._view(m.Ack, frame)
-        if a is None or not _is_int(a.ack_type, a.ack_id, a.status):
-            return False
-        ack_type, ack_id, status, reason, extra = a.ack_type, a.ack_id, a.status, a.reason, a.extra
-        if ack_type == lw.T_CONTROL:
-            self.control_acks[ack_id] = (status, str(reason), extra)
+    def _on_ack(self, frame: Frame, a: m.Ack, ts: float, host_now_s: float, out: list[Observation]) -> None:
+        if a.ack_type == lw.T_CONTROL:
+            self.control_acks[a.ack_id] = (a.status, a.reason, a.extra)
             while len(self.control_acks) > 16:  # only the caller of request() reads these
                 self.control_acks.pop(next(iter(self.control_acks)))
-        if ack_type == lw.T_CONFIG and ack_id == self._config_seq:
+        if a.ack_type == lw.T_CONFIG and a.ack_id == self._config_seq:
             self._config_seq = None
-            if status == ACK_OK:
+            if a.status == ACK_OK:
                 self.counters.config_accepted += 1
                 self.config_error = ""
-                accepted = extra if _is_int(extra) else self.info.config_hash
+                # `extra` is any value by SPEC; a CONFIG's ACK carries the new config hash there.
+                accepted = a.extra if type(a.extra) is int else self.config_hash
                 self._config_hash_accepted = accepted
-                self.info.config_hash = accepted
+                self.config_hash = accepted
             else:
                 self.counters.config_rejected += 1
-                self.config_error = f"{status}: {reason}"
+                self.config_error = f"{a.status}: {a.reason}"
                 self._config_tries = MAX_CONFIG_TRIES  # the board said no: do not insist this boot
-        return True
 
-    def _on_time_sync(self, frame: Frame, ts: float, host_now_s: float, out: list[Observation]) -> bool:
-        ts_reply = self._view(m.TimeSync, frame)
-        if ts_reply is None or not _is_int(ts_reply.host_unix_ms, ts_reply.board_t_ms):
-            return False
-        host_sent_ms, board_t_ms = ts_reply.host_unix_ms, ts_reply.board_t_ms
-        sent_mono_ms = self._sync_sent.pop(host_sent_ms, None) if self.mode is LinkMode.LIVE else None
+    def _on_time_sync(self, frame: Frame, reply: m.TimeSync, ts: float, host_now_s: float,
+                      out: list[Observation]) -> None:
+        if reply.board_t_ms is None:
+            raise m.MessageError(m.MessageType.TIME_SYNC, "a board's reply carries its time", "board_t_ms")
+        sent_mono_ms = self._sync_sent.pop(reply.host_unix_ms, None) if self.mode is LinkMode.LIVE else None
         if sent_mono_ms is None:
-            return True  # not ours (another host, from before a reconnect or a clock step): ignore
-        recv_ms = host_sent_ms + (self._mono * 1000.0 - sent_mono_ms)
-        if self._clock.observe_sync(host_sent_ms, self._clock.peek(board_t_ms), recv_ms):
+            return  # not ours (another host, from before a reconnect or a clock step): ignore
+        recv_ms = reply.host_unix_ms + (self._mono * 1000.0 - sent_mono_ms)
+        if self._clock.observe_sync(reply.host_unix_ms, self._clock.peek(reply.board_t_ms), recv_ms):
             self.counters.time_syncs += 1
-        return True
-
-    def _view(self, cls: type[m.Message], frame: Frame) -> Any:
-        """Typed view of the payload (trailing unknown fields counted), None if it does not fit.
-
-        The common case (a list of exactly the known fields) is built directly; anything else
-        goes through `Message.from_payload`, which owns the compatibility rule."""
-        payload = frame.payload
-        if type(payload) is list and len(payload) == _FIELD_COUNT.get(cls, -1):  # noqa: E721
-            try:
-                return cls(*payload)
-            except TypeError:
-                return None
-        try:
-            return cls.from_payload(payload, self.counters.unknown_fields)
-        except m.MessageError:
-            return None
-
-    def _payload_ts(self, t_ms: int, frame: Frame, frame_ts: float) -> float:
-        """UTC of a time carried in a payload. An event cannot happen after the frame reporting it
-        was sent; a later value is from a previous boot's clock (re-sent after a reboot)."""
-        unwrapped = self._clock.peek(t_ms % T_MS_MODULO)
-        ts = self._clock.to_utc_s(unwrapped)
-        return frame_ts if ts > frame_ts else ts
 
     def _remember_event(self, key: tuple[int, int]) -> None:
         self._stored_events[key] = None
@@ -870,11 +576,6 @@ class BoardSession:
         while len(self._stored_events) > EVENT_MEMORY:
             self._stored_events.popitem(last=False)
 
-
-# Fields per message view, computed once (dataclasses.fields() per frame costs microseconds).
-_FIELD_COUNT = {cls: len(dataclasses.fields(cls)) for cls in m.MESSAGE_CLASSES.values()}
-_VIB_FIELDS = _FIELD_COUNT[m.Vib]
-_STATE_FIELDS = _FIELD_COUNT[m.State]
 
 _HANDLERS = {
     lw.T_HELLO: BoardSession._on_hello,

@@ -28,7 +28,6 @@ import ssl
 import sys
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -176,8 +175,6 @@ class Publisher(abc.ABC):
         self._run_id = uuid.uuid4().hex  # distinguishes status ids across daemon restarts
         self._status_seq = 0
         self._started = time.monotonic()
-        # The outbox blocks for an fsync while a put holds its lock: never on the event loop.
-        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upstream-db")
 
     @abc.abstractmethod
     async def run(self, outbox: Outbox, stop: asyncio.Event) -> None:
@@ -214,11 +211,8 @@ class Publisher(abc.ABC):
                 message.setdefault(name, value)
         return message
 
-    async def _outbox_call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
-
     async def _settle(self, outbox: Outbox, delivered: list[OutboxMessage]) -> None:
-        await self._outbox_call(outbox.mark_delivered, [m.seq for m in delivered])
+        await outbox.call(outbox.mark_delivered, [m.seq for m in delivered])
         self.counters.delivered += len(delivered)
         if self._on_delivered is not None:
             self._on_delivered(delivered)
@@ -358,8 +352,8 @@ class MqttPublisher(Publisher):
 
         outbox.add_listener(wake)
         # Messages the broker refused under an earlier run get another chance (ACLs get fixed).
-        await self._outbox_call(outbox.requeue_rejected)
-        stats = (await self._outbox_call(outbox.stats)).to_status()
+        await outbox.call(outbox.requeue_rejected)
+        stats = (await outbox.call(outbox.stats)).to_status()
         will = _encode(self.status_message(stats, "offline", "connection_lost"))
         client = self._make_client(will)
         props = Properties(PacketTypes.CONNECT)
@@ -390,7 +384,7 @@ class MqttPublisher(Publisher):
                     barrier = set(inflight)
                 barrier.intersection_update(inflight)
                 if self._connected and not barrier and len(inflight) < cfg.window:
-                    batch = await self._outbox_call(outbox.pending, cursor, cfg.window - len(inflight))
+                    batch = await outbox.call(outbox.pending, cursor, cfg.window - len(inflight))
                     for message in batch:
                         payload, content_type = encode_payload(message.payload, cfg.encoding)
                         info = client.publish(self.topic(message), payload, qos=1,
@@ -422,7 +416,7 @@ class MqttPublisher(Publisher):
             if rejected:
                 _LOG.error("upstream: broker refused %d messages (e.g. %s); set aside as rejected",
                            len(rejected), self.topic(rejected[0]))
-                await self._outbox_call(outbox.mark_rejected, [m.seq for m in rejected])
+                await outbox.call(outbox.mark_rejected, [m.seq for m in rejected])
                 self.counters.rejected += len(rejected)
         except OutboxWriteError as err:
             # The broker has them but the outbox could not record it (disk full?). They stay
@@ -430,7 +424,7 @@ class MqttPublisher(Publisher):
             _LOG.error("upstream: could not record %d PUBACKs: %s", len(delivered) + len(rejected), err)
 
     async def _publish_status(self, client: mqtt.Client, outbox: Outbox, state: str, reason: str) -> int:
-        stats = (await self._outbox_call(outbox.stats)).to_status()
+        stats = (await outbox.call(outbox.stats)).to_status()
         info = client.publish(self.status_topic, _encode(self.status_message(stats, state, reason)), qos=1, retain=True,
                               properties=_publish_properties(CONTENT_TYPE_JSON))
         self._status_mids.add(info.mid)
@@ -451,7 +445,6 @@ class MqttPublisher(Publisher):
             client.disconnect()
             await asyncio.get_running_loop().run_in_executor(None, client.loop_stop)
             await self._settle_acks(outbox, inflight)
-            self._db.shutdown(wait=True)
             self.state = PublisherState.STOPPED
 
 
@@ -470,7 +463,7 @@ class JournalPublisher(Publisher):
             loop.call_soon_threadsafe(wake.set)
 
         outbox.add_listener(on_put)
-        journal = await self._outbox_call(_open_journal, self.config.journal_path)
+        journal = await outbox.call(_open_journal, self.config.journal_path)
         self.counters.connects += 1
         self.state = PublisherState.READY
         cursor = 0
@@ -479,10 +472,10 @@ class JournalPublisher(Publisher):
             next_status = time.monotonic() + self.config.status_interval_s
             while not stop.is_set():
                 wake.clear()
-                batch = await self._outbox_call(outbox.pending, cursor, JOURNAL_BATCH)
+                batch = await outbox.call(outbox.pending, cursor, JOURNAL_BATCH)
                 if batch:
                     try:
-                        await self._outbox_call(_append, journal, [m.payload for m in batch])
+                        await outbox.call(_append, journal, [m.payload for m in batch])
                     except OSError as err:
                         # Disk full or I/O error: the torn batch was cut off again; retry later.
                         _LOG.error("upstream: journal %s not written, retrying: %s", self.config.journal_path, err)
@@ -490,7 +483,7 @@ class JournalPublisher(Publisher):
                         continue
                     self.counters.published += len(batch)
                     cursor = batch[-1].seq
-                    journal = await self._outbox_call(self._maybe_rotate, journal)
+                    journal = await outbox.call(self._maybe_rotate, journal)
                     try:
                         await self._settle(outbox, batch)
                     except OutboxWriteError as err:  # written but not recorded: rewritten after a restart
@@ -504,8 +497,7 @@ class JournalPublisher(Publisher):
         finally:
             outbox.remove_listener(on_put)
             if journal is not sys.stdout.buffer:
-                await self._outbox_call(journal.close)
-            self._db.shutdown(wait=True)
+                await outbox.call(journal.close)
             self.state = PublisherState.STOPPED
 
     def _maybe_rotate(self, journal: Any) -> Any:
@@ -530,9 +522,9 @@ class JournalPublisher(Publisher):
     async def _write_status(self, journal: Any, outbox: Outbox, state: str, reason: str) -> None:
         if not self.config.journal_status:
             return
-        stats = (await self._outbox_call(outbox.stats)).to_status()
+        stats = (await outbox.call(outbox.stats)).to_status()
         try:
-            await self._outbox_call(_append, journal, [_encode(self.status_message(stats, state, reason))])
+            await outbox.call(_append, journal, [_encode(self.status_message(stats, state, reason))])
         except OSError as err:  # a full disk: the facts matter, the next status line says the same
             _LOG.error("upstream: status line not written to %s: %s", self.config.journal_path, err)
 

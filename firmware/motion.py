@@ -102,7 +102,7 @@ def _analyse(ring: ptr8, st: ptr32):
     st[16] = peak
 
 
-# Allocated at import, while the heap is still in one piece (a 6 KiB block is hard to find later).
+# Allocated at import, while the heap is still in one piece (a 3 KiB block is hard to find later).
 _RING_BUF = bytearray(RING_SAMPLES * 6)
 
 

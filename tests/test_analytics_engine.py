@@ -165,6 +165,18 @@ def test_maintenance_periods_join_across_short_gaps_and_short_visits_are_flagged
     assert out[-1].maintenance_minutes == pytest.approx((end - start + 3000.0) / 60)
 
 
+def test_a_visit_the_data_end_inside_is_sent_in_progress_and_not_judged_short():
+    s = CarStream(CFG).wait(2)
+    start = s.t
+    s.set(inspection=True).wait(600)  # the replay, or the demo's day, ends with the technician on site
+    (visit,) = of(s.run(CarAnalytics("c", CFG)), MaintenanceVisit)
+    assert visit.in_progress and not visit.too_short and visit.start_ts == start
+    assert visit.to_message()["in_progress"] is True
+    s.set(inspection=False).wait(60)  # switched off, then the data end inside the join gap: it ended
+    (visit,) = of(s.run(CarAnalytics("c", CFG)), MaintenanceVisit)
+    assert not visit.in_progress and visit.too_short
+
+
 def test_slow_inspection_runs_between_landings_are_not_a_zone_sensor_fault():
     s = CarStream(CFG).wait(2).set(inspection=True)
     for way, to_m in [(1, 0.6), (1, 2.4), (-1, 0.6), (1, 2.4)]:  # 1.8 m at 0.3 m/s: 6.5 s, no landing

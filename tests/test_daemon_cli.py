@@ -95,7 +95,7 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
     status = {
         "ts": "2027-01-15T07:00:00.000Z", "site": "s", "pi": "p",
         "upstream": {"state": "ready", "delivered": 5}, "outbox": {"pending": 2, "pending_bytes": 900, "budget_bytes": 64e6},
-        "boards": [{"car": "c1", "board": "b1", "phase": "ready", "online": True, "last_heard_ts": now - 3,
+        "boards": [{"car": "c1", "board": "b1", "phase": "ready", "online": True, "last_heard_ts": now - 3600 - 3,
                     "counters": {"frames": 10, "lost_frames": 1, "reboots": 2, "drops": {"late": 1}},
                     "framing_drops": {"crc": 2}, "active_faults": ["entrapment"], "config_error": "1: rate_hz",
                     "calibrated": False, "safe_mode": False, "link_counters": {}, "link_quality": 0.7692,
@@ -103,13 +103,31 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
                     "last_events": [{"type": "entrapment", "state": "raised", "event_ts": "2027-01-15T07:59:00.000Z"}]}],
     }
     text = format_status(status, now)
-    assert "STALE" in text  # written long before `now`
+    assert "STALE" in text  # written long before `now`; the board heard 3 s before that
     row = next(line for line in text.splitlines() if line.startswith("c1"))
-    assert row.split()[:11] == ["c1", "b1", "ready", "yes", "3s", "ago", "10", "1", "3", "76.9%", "2"]
+    assert row.split()[:11] == ["c1", "b1", "ready", "yes", "60m", "ago", "10", "1", "3", "76.9%", "2"]
     assert "entrapment" in row
     assert "config refused: 1: rate_hz" in text and "not calibrated" in text
-    assert "2027-01-15T07:59:00.000Z entrapment raised" in text
+    assert "2027-01-15 07:59:00 UTC entrapment raised" in text  # no utc_offset_h (an older daemon): UTC, said
     assert "WRONG BOARD: config expects b7" in text
+
+
+def test_status_of_a_simulated_clock_is_fresh_and_in_the_site_zone():
+    """The demo's daemon runs yesterday's simulated day: its clock (`ts`) is a day behind, and a
+    sped-up board's own timestamps run ahead; neither is how old the snapshot or the last frame is."""
+    now = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+    status = {
+        "ts": "2027-01-14T04:20:00.000Z", "written_ts": "2027-01-15T07:59:59.000Z", "utc_offset_h": 8.0,
+        "site": "s", "pi": "p", "upstream": {}, "outbox": {},
+        "boards": [{"car": "c1", "online": True, "last_heard_ts": now + 1841, "heard_age_s": 4.0, "counters": {},
+                    "last_events": [{"type": "entrapment", "state": "raised", "event_ts": "2027-01-14T04:19:00Z"}]}],
+    }
+    text = format_status(status, now)
+    assert "STALE" not in text and "snapshot 1s ago" in text
+    assert "at 2027-01-14 12:20:00 UTC+08:00" in text  # the daemon's (simulated) time, as the site reads it
+    row = next(line for line in text.splitlines() if line.startswith("c1"))
+    assert "5s ago" in row  # 4 s before the snapshot, written 1 s ago
+    assert "2027-01-14 12:19:00 UTC+08:00 entrapment raised" in text
 
 
 def test_parse_start():

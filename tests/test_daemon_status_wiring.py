@@ -17,7 +17,7 @@ from support.daemon import LIFTWATCH, LiftwatchRun, http_get, liftwatch_run, wai
 
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import ConfigError, load_config
-from liftwatch.edge_daemon.daemon import CarPipeline
+from liftwatch.edge_daemon.pipeline import CarPipeline
 from liftwatch.edge_daemon.observations import Observation
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
 from liftwatch.edge_daemon.upstream_codec import PayloadEncoding

@@ -22,14 +22,10 @@ from types import SimpleNamespace
 import pytest
 from liftwatch.edge_daemon.config import parse_config
 
-from liftwatch.demo import (
-    DemoError,
-    DemoFleet,
-    FleetClock,
-    FleetTally,
-    daemon_config_toml,
-    parse_duration,
-)
+from liftwatch.demo import daemon_config_toml
+from liftwatch.demo_clock import HEARTBEAT_S, FleetClock
+from liftwatch.demo_fleet import DemoError, DemoFleet, parse_duration
+from liftwatch.demo_table import FleetTally, render_table
 
 # Car t-resi: a door that cannot close, then an entrapment answered by a technician after 5 min
 # (inspection on), a 12-minute repair. Car t-hosp: a maintenance visit of 6 minutes (too short).
@@ -163,7 +159,7 @@ def test_clock_gives_each_board_its_own_time_as_the_daemon_read_it() -> None:
     clock.sessions = {"b": SimpleNamespace(last_heartbeat={"uptime_s": 20}, boot_id=1)}
     assert clock.board_s("b") == 40.0
     b.stats.board_t_us = 60_000_000  # the board goes on; the daemon has not read further yet
-    assert clock.board_s("b") == 45.0  # boot 20 + uptime 20 + one heartbeat period, not feed 60
+    assert clock.board_s("b") == 40.0 + HEARTBEAT_S  # boot 20 + uptime 20 + one heartbeat period, not feed 60
     assert clock.board_s("a") == 100.0
 
     async def ask(name: str) -> float:
@@ -172,14 +168,29 @@ def test_clock_gives_each_board_its_own_time_as_the_daemon_read_it() -> None:
         return await asyncio.create_task(inner(), name=name)
 
     assert asyncio.run(ask("board a: session")) == 1100.0
-    assert asyncio.run(ask("board b: session")) == 1045.0
-    assert asyncio.run(ask("upstream")) == 1045.0
+    assert asyncio.run(ask("board b: session")) == 1040.0 + HEARTBEAT_S
+    assert asyncio.run(ask("upstream")) == 1040.0 + HEARTBEAT_S
     wall[0] = 10.0  # b's feed has not moved for 10 s: its firmware is gone, its time goes on
     assert clock.board_s("b") == 100.0
     b.stats.board_t_us = 0
     clock.sessions = {}
     wall[0] = 10.5
     assert clock.board_s("b") == 100.0  # never backwards
+
+
+def test_a_car_at_the_day_end_waits_at_real_time_for_the_others() -> None:
+    from liftwatch.demo import CALIBRATION_SPEED, _hold_at_day_end
+
+    speeds: dict[str, float] = {}
+    boards = {car: SimpleNamespace(stats=SimpleNamespace(board_t_us=int(t_s * 1e6)),
+                                   set_speed=lambda x, car=car: speeds.__setitem__(car, x))
+              for car, t_s in (("fast", 3600.0), ("slow", 3000.0))}
+    clock = FleetClock(1000.0, boards)
+    held: set[str] = set()
+    _hold_at_day_end(boards, clock, 1000.0 + 3600, held)
+    assert speeds == {"fast": CALIBRATION_SPEED} and held == {"fast"}
+    _hold_at_day_end(boards, clock, 1000.0 + 3600, held)  # once per board
+    assert speeds == {"fast": CALIBRATION_SPEED}
 
 
 def test_tally_counts_what_went_upstream() -> None:
@@ -199,6 +210,48 @@ def test_tally_counts_what_went_upstream() -> None:
     assert t.raised == {"entrapment": 1} and not t.open_faults and t.cleared[0]["response_s"] == 300.0
     assert t.visits[0]["too_short"] is True
     assert tally.delivered == 6
+
+
+def _demo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "liftwatch", "demo", "--plain", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("cars", ["0", "4", "-1"])
+def test_a_car_count_the_fleet_does_not_have_is_a_bad_option(tmp_path: Path, cars: str) -> None:
+    done = _demo("--cars", cars, "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "the fleet file has 3 cars" in done.stderr
+    assert not (tmp_path / "state").exists()  # refused before anything was made
+
+
+def test_a_taken_status_port_is_refused_before_flashing(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        done = _demo("--status-port", str(port), "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 1 and f"127.0.0.1:{port} is taken" in done.stderr and done.stderr.count("\n") == 1
+    assert "flashing" not in done.stdout and "powered on" not in done.stdout  # no minutes spent first
+    assert time.monotonic() - started < 30
+    assert _demo("--status-port", "70000").returncode == 2
+
+
+def test_table_shows_the_site_time_with_its_zone() -> None:
+    import datetime as dt
+
+    from rich.console import Console
+
+    fleet = DemoFleet.load()
+    now = fleet.start_utc_s(dt.date(2026, 12, 5)) + 3600
+    table = render_table(fleet, FleetTally([c.car for c in fleet.cars]), {}, now, {"pending": 7}, 200.0, "journal")
+    console = Console(record=True, width=132)
+    console.print(table)
+    text = console.export_text()
+    assert "2026-12-05 07:00 UTC+08:00 site time" in text and "7 pending" in text
 
 
 def _descendants(pid: int) -> set[int]:
@@ -226,6 +279,17 @@ def _journal(path: Path) -> list[dict]:
         except ValueError:
             pass  # a line being written
     return out
+
+
+def _upstream(state: Path) -> list[dict]:
+    """What the run sent: the journal, and what the outbox still held when the daemon stopped."""
+    from liftwatch.edge_daemon.outbox import Outbox
+
+    outbox = Outbox(state / "outbox.sqlite")
+    try:
+        return _journal(state / "upstream.jsonl") + [json.loads(m.payload) for m in outbox.pending(limit=100_000)]
+    finally:
+        outbox.close()
 
 
 def _seen(messages: list[dict]) -> bool:
@@ -280,12 +344,25 @@ def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
     assert visit["too_short"] is True and visit["inspection_runs"] == 2
     cleared = next(m for m in messages if m.get("type") == "entrapment" and m.get("state") == "cleared")
     assert cleared["duration_s"] > 300  # the technician came after 5 simulated minutes
+    sent = _upstream(state)
+    assert not [m for m in sent if m.get("type") == "board_offline"]  # stopping the demo is not a fault
+    # The day ended at Ctrl-C: each car's partial daily record, with the door figures the report shows.
+    daily = {m["car"]: m for m in sent if m["kind"] == "daily"}
+    assert set(daily) == {"t-resi", "t-hosp"} and all(d["partial"] for d in daily.values())
+    assert daily["t-resi"]["door_cycles"] > 0 and daily["t-resi"]["door_reopenings"] > 0
+    # t-resi's technician was still on site (or within the 10-minute join gap): the visit is sent
+    # with the entrapment it answered, so the report does not judge the response late.
+    resi_visit = next(m for m in sent if m["kind"] == "maintenance" and m["car"] == "t-resi")
+    assert "entrapment" in {f["type"] for f in resi_visit["faults_responded"]}
     # the live table was drawn (plain snapshots), then the summary
     assert "t-resi" in out and "faults open" in out and "raised / cleared" in out
     assert "interrupted (Ctrl-C)" in out and "door_reopen_loop" in out
     assert (state / "reports" / "report-t-resi.html").stat().st_size > 10_000
     assert (state / "reports" / "fleet-report.html").exists()
     assert str(journal) in out and url in out
+    # Advice that works after the demo: its boards' ports (/dev/pts/N) are gone, maybe reused by then.
+    advice = next(line for line in out.splitlines() if line.startswith("status page:") and "closed" in line)
+    assert "/dev/pts" not in advice and "liftwatch demo --duration" in advice
     assert len(children) >= 2  # the mock boards' interpreters were running...
     time.sleep(0.5)
     assert not {p for p in children if Path(f"/proc/{p}").exists()}  # ...and none is left

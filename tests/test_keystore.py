@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
@@ -23,7 +22,7 @@ from liftwatch.edge_daemon.keystore import (
     load_key_file,
 )
 from liftwatch.protocol import lwproto as lw
-from liftwatch.protocol.framing import DropReason, ReplayGuard, encode_frame
+from liftwatch.protocol.framing import DropReason, encode_frame
 
 BOARD = "lw-a4cf12e0b001"
 HB = [3600, 61234, 0, 0, 25, True, False]
@@ -169,27 +168,9 @@ def test_list_shows_fingerprints_never_keys(store: KeyStore) -> None:
     assert len(fingerprint(a)) == 8 and fingerprint(a) not in a.hex()
 
 
-def test_replay_state_round_trips_and_a_damaged_file_is_refused(store: KeyStore) -> None:
-    assert store.load_replay(BOARD).state() == (None, 0, 0)
-    guard = ReplayGuard()
-    for seq in (0, 1, 2, 5):
-        assert guard.check(41, seq)
-    store.save_replay(BOARD, guard)
-    assert stat.S_IMODE(store.replay_path(BOARD).stat().st_mode) == 0o600
-    restored = store.load_replay(BOARD)
-    assert restored.state() == guard.state()
-    assert not restored.check(41, 2) and restored.check(41, 3) and not restored.check(40, 9)
-    for damaged in (b"{", b"[]", json.dumps({"boot_id": 70000, "top_seq": 0, "seen": 0}).encode(),
-                    json.dumps({"boot_id": 1, "top_seq": "x", "seen": 0}).encode()):
-        store.replay_path(BOARD).write_bytes(damaged)
-        with pytest.raises(KeyStoreError, match="damaged replay state"):
-            store.load_replay(BOARD)
-
-
-def test_remove_forgets_keys_and_replay_state(store: KeyStore) -> None:
+def test_remove_forgets_the_keys(store: KeyStore) -> None:
     store.generate(BOARD)
     store.rotate(BOARD)
-    store.save_replay(BOARD, ReplayGuard(3, 4, 1))
     store.remove(BOARD)
     assert list(store.directory.iterdir()) == []
     with pytest.raises(UnknownBoardError):

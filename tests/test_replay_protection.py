@@ -3,7 +3,7 @@
 Board side: the firmware's own `Store` (persistent boot counter) and `Link` (tagged frames out,
 host frames in) under MicroPython, one interpreter process per boot, its flash a folder that
 survives between them; only the UART is a test double (bytes out to the test, host bytes in).
-Host side: the daemon's `KeyStore` (key, persisted `ReplayGuard`) and `FrameReader`.
+Host side: the daemon's `KeyStore` (key), its replay window file (replay_window.py) and `FrameReader`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from cobs import cobs
 
 from liftwatch.edge_daemon.keystore import KeyStore
+from liftwatch.edge_daemon.replay_window import load_replay_window, replay_window_path, save_replay_window
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import DropReason, FrameReader, ReplayGuard, encode_frame
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
@@ -107,18 +108,19 @@ def setup(tmp_path: Path) -> tuple[KeyStore, Board]:
     return store, Board(tmp_path, key)
 
 
-def daemon_reader(store: KeyStore) -> FrameReader:
+def daemon_reader(store: KeyStore, window: Path) -> FrameReader:
     """What the daemon builds for the board at start: its keys and its persisted replay window."""
-    return store.load(BOARD_ID).reader(require_tag=True, replay=store.load_replay(BOARD_ID))
+    return store.load(BOARD_ID).reader(require_tag=True, replay=load_replay_window(window))
 
 
 def test_a_recording_from_an_earlier_boot_is_refused_also_after_a_daemon_restart(setup) -> None:
     store, board = setup
-    reader = daemon_reader(store)
+    window = replay_window_path(store.directory.parent, "car-0")
+    reader = daemon_reader(store, window)
     boot1, stream1, _, _ = board.boot()
     frames = reader.feed(stream1)
     assert [f.seq for f in frames] == list(range(FRAMES_PER_BOOT)) and all(f.boot_id == boot1 for f in frames)
-    store.save_replay(BOARD_ID, reader.replay)
+    save_replay_window(window, reader.replay)
 
     # Played back in the same boot: every frame was seen.
     assert reader.feed(stream1) == []
@@ -127,12 +129,12 @@ def test_a_recording_from_an_earlier_boot_is_refused_also_after_a_daemon_restart
     boot2, stream2, _, _ = board.boot()
     assert boot2 == boot1 + 1  # the boot counter survived in the board's flash
     assert len(reader.feed(stream2)) == FRAMES_PER_BOOT
-    store.save_replay(BOARD_ID, reader.replay)
+    save_replay_window(window, reader.replay)
     assert reader.feed(stream1) == []  # rule 2: older boot
     assert reader.drops[DropReason.REPLAY] == 2 * FRAMES_PER_BOOT
 
     # The daemon restarts (its memory is gone; the persisted window is not).
-    restarted = daemon_reader(store)
+    restarted = daemon_reader(store, window)
     assert restarted.feed(stream1) == [] and restarted.feed(stream2) == []
     assert restarted.drops[DropReason.REPLAY] == 2 * FRAMES_PER_BOOT
     assert restarted.frames == 0
@@ -153,7 +155,7 @@ def test_without_the_persisted_window_a_restarted_daemon_would_accept_the_record
 def test_a_forged_or_untagged_stream_is_refused(setup) -> None:
     store, board = setup
     _, stream1, _, _ = board.boot()
-    reader = daemon_reader(store)
+    reader = daemon_reader(store, replay_window_path(store.directory.parent, "car-0"))
     forged = encode_frame(lw.T_EVENT, [1, 3, 1, 5000, {}], 999, 0, 5000, key=b"\x00" * 32)
     untagged = encode_frame(lw.T_EVENT, [1, 3, 1, 5000, {}], 999, 0, 5000)
     assert reader.feed(forged + untagged) == []

@@ -142,6 +142,14 @@ def test_daemon_response_wins_and_visit_in_progress_means_zero() -> None:
     assert [c.response_s for c in f.faults] == [900.0, 0.0]
 
 
+def test_a_visit_the_data_ended_inside_is_not_judged_short() -> None:
+    log = CarLog()
+    log.visit(local_ts("2026-11-03", "14:00"), 20, in_progress=True)  # the data end with the technician on site
+    log.visit(local_ts("2026-11-05", "09:00"), 20)
+    f = car_figures("car-1", log.messages, WEEK)
+    assert [v.too_short for v in f.visits] == [False, True] and f.short_visits == 1
+
+
 def test_cleared_without_raised_ts_pairs_by_duration() -> None:
     log = CarLog()
     log.fault("entrapment", local_ts("2026-11-03", "10:00"), local_ts("2026-11-03", "10:40"), with_raised_ts=False)

@@ -20,9 +20,9 @@ from liftwatch.edge_daemon.observations import (
     RestStats,
     VibBlock,
 )
+from liftwatch.edge_daemon.board_clock import T_MS_MODULO
 from liftwatch.edge_daemon.session import (
     MAX_CONFIG_TRIES,
-    T_MS_MODULO,
     BoardSession,
     LinkMode,
     SessionConfig,
@@ -84,7 +84,7 @@ def test_hello_emits_online_then_booted_once_per_boot():
     assert obs[0].online and obs[1].boot_id == 7 and obs[1].gravity == (0, 0, 16384)
     assert obs[1].rate_hz == 400 and obs[1].lsb_per_g == 16384 and obs[1].calibrated
     assert s.on_frame(b.hello(), 0) == []  # a requested re-HELLO of the same boot is no reboot
-    assert s.counters.reboots == 0 and s.info.board_id == "car-7-board"
+    assert s.counters.reboots == 0 and s.board_id == "car-7-board"
 
 
 def test_gaps_duplicates_and_late_frames_are_each_counted_once():
@@ -369,6 +369,18 @@ def test_unknown_trailing_fields_counted_missing_ones_defaulted_bad_types_droppe
     assert s.counters.drops[SessionDrop.BAD_PAYLOAD] == 4
     assert s.on_frame(b.frame(lw.T_CONFIG, [{}]), 0) == []  # host->board type from a board
     assert s.counters.drops[SessionDrop.UNEXPECTED] == 1
+
+
+def test_a_payload_its_view_refuses_changes_nothing_and_is_counted_once():
+    s, b = replay_session(), Board()
+    s.on_frame(b.hello(), 0)
+    hello, gravity = s.hello, s.gravity
+    bad_hello = ["other-board", "2.0.0", "lis3dh", "not-a-hash", "power_on", ["vib"], 400, 16384, True, False, 8, None]
+    assert s.on_frame(b.frame(lw.T_HELLO, bad_hello), 0) == []
+    assert s.hello is hello and s.board_id == "car-7-board" and s.gravity == gravity == tuple(GRAVITY)
+    assert s.on_frame(b.frame(lw.T_TIME_SYNC, [123]), 0) == []  # a board's reply without its time
+    assert s.on_frame(b.frame(lw.T_HEARTBEAT, [100, 50000, 0, 0, 1, 1, False]), 0) == []  # 1 is not a bool
+    assert s.counters.drops == {SessionDrop.BAD_PAYLOAD: 3} and s.counters.frames == 4
 
 
 def vib(b: Board, first_index: int, count: int = 40, rate: int = 400, value: int = 0, advance_ms: int = 100):

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import datetime as dt
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -36,6 +38,9 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--remote-debugging-port=0")
+
+# The operator's browser is in another zone than the site (UTC+8): the page must still show site time.
+BROWSER_TZ = "America/New_York"
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Debian package `chromium` not installed (apt-get install -y chromium)"),
@@ -102,6 +107,7 @@ async def _launch(user_dir: str) -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM, *FLAGS, f"--user-data-dir={user_dir}", "about:blank",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TZ": BROWSER_TZ},
     )
     assert proc.stderr is not None
     while True:
@@ -186,6 +192,11 @@ async def _drive(cdp: Cdp, live: LiveState, steps: list, server: StatusServer) -
     text = await cdp.eval(s, "document.querySelector('.card[data-car=\"tower-a-lift1\"]').innerText")
     assert "Entrapment" in text and "between floors" in text
     await cdp.screenshot(s, ARTIFACTS / "status_page_fleet.png")
+    # One zone, labelled: the site's (the cars' day_utc_offset_h), not the browser's.
+    snap = live.snapshot()
+    site_time = dt.datetime.fromtimestamp(snap["data_ts"], dt.timezone(dt.timedelta(hours=snap["utc_offset_h"])))
+    footer = await cdp.eval(s, "document.getElementById('data-time').textContent")
+    assert f"data up to {site_time:%Y-%m-%d %H:%M:%S}" in footer and "site time (UTC+8)" in footer, footer
 
     # The car page: the fault in the table, the latest trip's trace drawn on the canvas.
     await cdp.eval(s, "location.hash = 'car=tower-a-lift1'")

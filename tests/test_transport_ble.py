@@ -171,7 +171,7 @@ async def test_daemon_serves_a_ble_board_and_acks_through_gatt_writes(tmp_path):
                 break
             await asyncio.sleep(0.01)
         assert [(a.payload[0], a.payload[1], a.boot_id) for a in acks] == [(lw.T_EVENT, 31, 4)]
-        assert daemon.boards[0].pipeline.session.info.board_id == "ble-board"
+        assert daemon.boards[0].pipeline.session.board_id == "ble-board"
     finally:
         stop.set()
         await asyncio.wait_for(run, 10)

@@ -1,7 +1,7 @@
 """Per-car analytics: observations in, trips, ride quality, doors, leveling, faults, visits, daily records out.
 
-The session feeds `CarAnalytics(car_id, AnalyticsConfig(...))` with `feed(obs)`, `tick(ts)` and
-`flush(ts)`; every output has `kind`, `key` and `to_message()` (see docs/analytics.md).
+The car's pipeline (edge_daemon/pipeline.py) feeds `CarAnalytics(car_id, AnalyticsConfig(...))`
+with `feed(obs)`, `tick(ts)` and `flush(ts)`; every output has `kind`, `key` and `to_message()` (see docs/analytics.md).
 """
 
 from .config import AnalyticsConfig, ConfigError

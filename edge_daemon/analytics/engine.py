@@ -1,8 +1,8 @@
 """`CarAnalytics`: the per-car streaming engine that turns observations into upstream outputs.
 
-The session calls `feed(obs)` for every observation of the car's board, in order, and `tick(ts)`
-about once a second with the current UTC time, so time-based faults (entrapment, door open too
-long, a visit that has ended) fire when nothing else happens. `flush(ts)` ends the stream (replay
+The car's pipeline (edge_daemon/pipeline.py) calls `feed(obs)` for every observation of the car's
+board, in order, and `tick(ts)` about once a second with the current UTC time, so time-based
+faults (entrapment, door open too long, a visit that has ended) fire when nothing else happens. `flush(ts)` ends the stream (replay
 end, daemon shutdown): the trip waiting for VIB is finished, an open visit and door cycle are
 closed at `ts`, and a partial daily record is emitted. Every call returns the outputs it made, in
 the order the outbox should store them; each has `kind`, `key` and `to_message()`.
@@ -43,9 +43,10 @@ from .config import AnalyticsConfig
 from .daily import DailyAccumulator, DailyRecord
 from .doors import DoorCycle, DoorTracker
 from .faults import FaultBook, FaultEvent, FaultType
-from .leveling import LevelingStatus, estimate_leveling
+from .leveling import estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .ride_quality import RideQuality, TripKinematics, analyse_trip
+from .trip_rules import TripRules
 from .trips import FloorTracker, Trip, edges_of, zone_passes
 
 __all__ = ["CarAnalytics", "Output"]
@@ -136,10 +137,7 @@ class CarAnalytics:
         self._vib_until = float("-inf")  # end of the latest VIB sample received
         self._since: dict[FaultType, float] = {}  # rules whose condition holds, since when
         self._uncalibrated_since: float | None = None  # motion 255 reported since (board not calibrated)
-        self._vib_bad_run = self._vib_good_run = 0
-        self._level_window: deque[bool] = deque(maxlen=cfg.leveling_window_stops)
-        self._level_good_run = 0
-        self._zone_stuck_run = 0
+        self._trip_rules = TripRules(self._faults, cfg)
         self.vib_rejected = 0  # trips whose VIB could not be analysed (nonsense rate, dead sensor)
 
     # ---------------------------------------------------------------- public API
@@ -550,7 +548,7 @@ class CarAnalytics:
             self._visits.on_inspection_run()
             return out
         if trip.zone_changes or not trip.frames_lost:  # no pulse seen proves nothing if frames were lost
-            out += self._check_zone_sensors(trip, len(trip.zone_changes))
+            out += self._trip_rules.zone_sensors(trip.start_ts, trip.end_ts, len(trip.zone_changes))
         if entries == 0 and (start_up or start_dn) and (end_up or end_dn):
             self._acc().relevels += 1  # never left the landing's door zone: re-levelling, not a trip
             return out
@@ -570,66 +568,12 @@ class CarAnalytics:
             leveling=leveling,
         )
         out.append(result)
-        if kin is not None and self.config.rated_speed_mps is not None:  # no rated speed: no guess judged
-            out += self._check_overspeed(trip, kin)
+        if kin is not None:
+            out += self._trip_rules.overspeed(kin)
         if rq is not None and rq.judged:
-            out += self._check_vibration(trip, rq)
-        out += self._check_leveling(leveling.status, trip.end_ts, leveling.offset_mm)
+            out += self._trip_rules.vibration(trip.start_ts, rq)
+        out += self._trip_rules.leveling(leveling.status, trip.end_ts, leveling.offset_mm)
         return out
-
-    def _check_overspeed(self, trip: _TripInProgress, kin: TripKinematics) -> list[Output]:
-        assert self.config.rated_speed_mps is not None  # checked by the caller
-        limit = self.config.rated_speed_mps * self.config.overspeed_ratio
-        over = np.abs(kin.speed_mps) > limit
-        if not over.any():
-            return []
-        i = int(np.argmax(over))
-        j = i + int(np.argmin(over[i:])) if not over[i:].all() else len(over) - 1
-        t_on, t_off = kin.t0 + i / kin.rate_hz, kin.t0 + j / kin.rate_hz
-        detail = {"peak_speed_mps": round(float(kin.peak_speed_mps), 3), "limit_mps": round(float(limit), 3)}
-        return self._faults.raise_(FaultType.OVERSPEED, t_on, "trip", **detail) + self._faults.clear(
-            FaultType.OVERSPEED, t_off, "trip"
-        )
-
-    def _check_vibration(self, trip: _TripInProgress, rq: RideQuality) -> list[Output]:
-        over = rq.over_limits(self.config)
-        if over:
-            self._vib_bad_run += 1
-            self._vib_good_run = 0
-            if self._vib_bad_run >= self.config.abnormal_vibration_trips:
-                return self._faults.raise_(
-                    FaultType.ABNORMAL_VIBRATION, trip.start_ts, "trip", over_limits=",".join(over)
-                )
-            return []
-        self._vib_good_run += 1
-        self._vib_bad_run = 0
-        if self._vib_good_run >= self.config.abnormal_vibration_clear_trips:
-            return self._faults.clear(FaultType.ABNORMAL_VIBRATION, trip.start_ts, "trip")
-        return []
-
-    def _check_leveling(self, status: LevelingStatus, ts: float, offset_mm: float | None) -> list[Output]:
-        if status == LevelingStatus.UNKNOWN or status == LevelingStatus.OUTSIDE_DOOR_ZONE:
-            return []  # outside the zone is its own fault (stopped_outside_door_zone)
-        off = status == LevelingStatus.OFF_LEVEL
-        self._level_window.append(off)
-        self._level_good_run = 0 if off else self._level_good_run + 1
-        if sum(self._level_window) >= self.config.leveling_fault_stops:
-            offset = None if offset_mm is None else round(float(offset_mm), 1)
-            return self._faults.raise_(FaultType.LEVELING_FAULT, ts, "trip", offset_mm=offset)
-        if self._level_good_run >= self.config.leveling_clear_stops:
-            return self._faults.clear(FaultType.LEVELING_FAULT, ts, "trip")
-        return []
-
-    def _check_zone_sensors(self, trip: _TripInProgress, zone_activity: int) -> list[Output]:
-        assert trip.end_ts is not None
-        if zone_activity:
-            self._zone_stuck_run = 0
-            return self._faults.clear(FaultType.SENSOR_FAULT, trip.end_ts, "zone_stuck")
-        if trip.end_ts - trip.start_ts >= self.config.zone_stuck_min_s:
-            self._zone_stuck_run += 1
-            if self._zone_stuck_run >= self.config.zone_stuck_trips:
-                return self._faults.raise_(FaultType.SENSOR_FAULT, trip.end_ts, "zone_stuck", reason="zone_sensor_stuck")
-        return []
 
     # ---------------------------------------------------------------- accounting
 

@@ -25,6 +25,9 @@ class MaintenanceVisit:
     inspection_runs: int  # movements under inspection control
     too_short: bool  # below the contract minimum
     faults_responded: tuple[dict[str, Any], ...] = field(default=())  # faults this visit answered
+    # The data ended with inspection still on (end of a replay or of the demo's day): the visit's
+    # real length is unknown, so it is not judged too short.
+    in_progress: bool = False
 
     kind = "maintenance"
 
@@ -44,6 +47,7 @@ class MaintenanceVisit:
             "inspection_runs": self.inspection_runs,
             "too_short": bool(self.too_short),
             "faults_responded": [dict(f) for f in self.faults_responded],
+            "in_progress": self.in_progress,
         }
 
 
@@ -103,14 +107,17 @@ class MaintenanceTracker:
         return []
 
     def flush(self, ts: float) -> list[MaintenanceVisit]:
+        """End of the data: a visit whose inspection was switched off ends there; one still under
+        inspection is sent as it stands (`in_progress`), with the faults it answered."""
         if self._start is None:
             return []
-        return [self._finish(self._last_off if self._last_off is not None else ts)]
+        if self._last_off is not None:
+            return [self._finish(self._last_off)]
+        return [self._finish(ts, in_progress=True)]
 
-    def _finish(self, end: float) -> MaintenanceVisit:
+    def _finish(self, end: float, in_progress: bool = False) -> MaintenanceVisit:
         assert self._start is not None
-        visit = MaintenanceVisit(
-            self._car_id, self._start, end, self._runs, bool(end - self._start < self._min_s), self._responded
-        )
+        too_short = not in_progress and end - self._start < self._min_s
+        visit = MaintenanceVisit(self._car_id, self._start, end, self._runs, too_short, self._responded, in_progress)
         self._start = self._last_off = None
         return visit

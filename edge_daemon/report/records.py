@@ -205,7 +205,9 @@ def visits_of(messages: Iterable[Mapping[str, Any]], targets: ContractTargets) -
         if e is None:
             e = s + d
         runs = m.get("inspection_runs")
-        out.append(Visit(s, e, d, runs if isinstance(runs, int) else 0, d < targets.maintenance_min_s))
+        # A visit the data ended inside (`in_progress`) has no known length to judge.
+        short = d < targets.maintenance_min_s and m.get("in_progress") is not True
+        out.append(Visit(s, e, d, runs if isinstance(runs, int) else 0, short))
     return sorted(out, key=lambda v: v.start_ts)
 
 

@@ -1,8 +1,8 @@
 """Synthetic upstream message sets with known answers, for the report tests (checked in
 tests/test_report_synth.py).
 
-Messages are built through the real `envelope.make_message`, with the fields of issue 6 and the
-analytics' `to_message()` shapes, so a change of the envelope rules shows up here first.
+Messages are built through the real `envelope.make_message`, with the fields of docs/upstream.md
+and the analytics' `to_message()` shapes, so a change of the envelope rules shows up here first.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class CarLog:
                 fields["raised_ts"] = utc_iso(raised)
             self._put("event", f"{ftype}:{round(raised * 1000)}:cleared", cleared, fields)
 
-    def visit(self, start: float, minutes: float, runs: int = 4) -> None:
+    def visit(self, start: float, minutes: float, runs: int = 4, in_progress: bool = False) -> None:
         end = start + minutes * 60
         self._put(
             "maintenance",
@@ -122,8 +122,9 @@ class CarLog:
                 "end_ts": utc_iso(end),
                 "duration_s": minutes * 60,
                 "inspection_runs": runs,
-                "too_short": minutes < 40,
+                "too_short": minutes < 40 and not in_progress,
                 "faults_responded": [],
+                "in_progress": in_progress,
             },
         )
 

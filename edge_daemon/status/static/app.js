@@ -36,15 +36,23 @@ function h(tag, attrs, ...children) {
 }
 const fmt = (v, nd = 1, unit = "") => (v === null || v === undefined ? "—" : `${Number(v).toFixed(nd)}${unit}`);
 const pad = (n) => String(n).padStart(2, "0");
+// Every time on the page is the site's local time (the daemon's day_utc_offset_h), whatever zone
+// the browser is in: an operator and the reports must name the same hour.
+const siteOffsetH = () => (ui.snap && typeof ui.snap.utc_offset_h === "number" ? ui.snap.utc_offset_h : 0);
+const siteDate = (ts) => new Date((ts + siteOffsetH() * 3600) * 1000); // read with getUTC*()
+function zoneLabel() {
+  const off = siteOffsetH(), m = Math.round(Math.abs(off) * 60);
+  return `UTC${off < 0 ? "−" : "+"}${Math.floor(m / 60)}${m % 60 ? `:${pad(m % 60)}` : ""}`;
+}
 function clock(ts) {
   if (ts === null || ts === undefined) return "—";
-  const d = new Date(ts * 1000);
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const d = siteDate(ts);
+  return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
 }
 function dateTime(ts) {
   if (ts === null || ts === undefined) return "—";
-  const d = new Date(ts * 1000);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock(ts)}`;
+  const d = siteDate(ts);
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${clock(ts)}`;
 }
 function span(s) {
   if (s === null || s === undefined) return "—";
@@ -102,7 +110,7 @@ function render() {
   document.getElementById("site").textContent = snap.site ? `site ${snap.site}` : "";
   renderDaemon(snap.daemon || {});
   document.getElementById("data-time").textContent =
-    `data up to ${dateTime(snap.data_ts)} · ${snap.cars.length} cars · updated ${dateTime(snap.generated_ts)}`;
+    `data up to ${dateTime(snap.data_ts)} · times are site time (${zoneLabel()}) · ${snap.cars.length} cars`;
   const car = ui.car && snap.cars.find((c) => c.car === ui.car);
   document.getElementById("fleet").hidden = !!car;
   document.getElementById("car").hidden = !car;
