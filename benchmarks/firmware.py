@@ -135,9 +135,11 @@ print(res["viper"], res["native"], res["plain"])
 
 def viper_gain(tmp: Path) -> tuple[float, float, float]:
     src = (FIRMWARE_DIR / "motion.py").read_text()
-    fn = src[src.index("@micropython.viper\ndef _analyse"): src.index("\n# Allocated at import")]
+    fn = src[src.index("@micropython.viper\ndef _analyse"): src.index("\nclass Motion")]
     plain = re.sub(r": ptr(8|32)", "", fn).replace("@micropython.viper\n", "")
-    header = "import micropython\n"
+    # The function names its slots of the analysis array and its clamp with the module's consts.
+    consts = "".join(line + "\n" for line in src.splitlines() if re.match(r"_(A_\w+|CLAMP) = const", line))
+    header = "import micropython\nfrom micropython import const\n" + consts
     (tmp / "motion_viper.py").write_text(header + fn)
     (tmp / "motion_plain.py").write_text(header + plain)
     (tmp / "motion_native.py").write_text(header + "@micropython.native\n" + plain)

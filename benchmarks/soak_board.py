@@ -20,8 +20,10 @@ from liftwatch.protocol.framing import FrameReader, encode_frame
 
 HEARTBEAT_S = 5.0
 EVENT_RESEND_S = 10.0  # board time between re-sends of an un-ACKed EVENT
-DOOR_CLOSED, ZONE_UP, ZONE_DN, PRESENCE, INSPECTION = 1, 2, 4, 8, 16
+DOOR_CLOSED, ZONE_UP, ZONE_DN, INSPECTION = lw.IN_DOOR_CLOSED, lw.IN_ZONE_UP, lw.IN_ZONE_DN, lw.IN_INSPECTION
 LEVEL = ZONE_UP | ZONE_DN
+# Motion codes of the trip script (set_inputs' third field).
+REST, ACCEL, MOVING, DECEL = lw.MOTION_REST, lw.MOTION_ACCELERATING, lw.MOTION_MOVING, lw.MOTION_DECELERATING
 
 
 class Harness(Protocol):
@@ -47,7 +49,7 @@ class SimBoard(PtyPort):
         self.powered = False
         self.reader = FrameReader()
         self.inputs = DOOR_CLOSED | LEVEL
-        self.motion = 0
+        self.motion = REST
         self.script: collections.deque[tuple[float, Any]] = collections.deque()
         self.open_items: list[Item] = []  # items whose frames are being sent now
         self.cut_until = 0.0
@@ -130,7 +132,7 @@ class SimBoard(PtyPort):
                 self.soak.ledger.items.append(item)
         self.script.clear()  # the car's activity while the board is off is unseen: not ground truth
         self.open_items = [i for i in self.open_items if i.kind == "maintenance"]
-        self.motion = 0
+        self.motion = REST
 
     def set_inputs(self, now: float, inputs: int, motion: int | None = None, at: float | None = None) -> None:
         """STATE for a change that happened at ``at`` (the board stamps the change, not the send:
@@ -147,25 +149,25 @@ class SimBoard(PtyPort):
         t = start
         s = self.script
         level = LEVEL
-        s.append((t - 3.0, ("inputs", level, 0)))  # door open at the floor
-        s.append((t - 1.0, ("inputs", level | DOOR_CLOSED, 0)))
+        s.append((t - 3.0, ("inputs", level, REST)))  # door open at the floor
+        s.append((t - 1.0, ("inputs", level | DOOR_CLOSED, REST)))
         s.append((t, ("start", trip)))
-        s.append((t, ("inputs", level | DOOR_CLOSED, 1)))
+        s.append((t, ("inputs", level | DOOR_CLOSED, ACCEL)))
         t += 1.0
-        s.append((t, ("inputs", DOOR_CLOSED | ZONE_DN, 2)))  # upper sensor leaves the vane first
-        s.append((t + 0.3, ("inputs", DOOR_CLOSED, 2)))
+        s.append((t, ("inputs", DOOR_CLOSED | ZONE_DN, MOVING)))  # upper sensor leaves the vane first
+        s.append((t + 0.3, ("inputs", DOOR_CLOSED, MOVING)))
         for f in range(floors):
             t += 3.0
-            s.append((t, ("inputs", DOOR_CLOSED | ZONE_UP, 2)))
-            s.append((t + 0.3, ("inputs", DOOR_CLOSED | LEVEL, 2 if f < floors - 1 else 3)))
+            s.append((t, ("inputs", DOOR_CLOSED | ZONE_UP, MOVING)))
+            s.append((t + 0.3, ("inputs", DOOR_CLOSED | LEVEL, MOVING if f < floors - 1 else DECEL)))
             if f < floors - 1:
-                s.append((t + 0.6, ("inputs", DOOR_CLOSED | ZONE_DN, 2)))
-                s.append((t + 0.9, ("inputs", DOOR_CLOSED, 2)))
+                s.append((t + 0.6, ("inputs", DOOR_CLOSED | ZONE_DN, MOVING)))
+                s.append((t + 0.9, ("inputs", DOOR_CLOSED, MOVING)))
         t += 1.5
-        s.append((t, ("inputs", DOOR_CLOSED | LEVEL, 0)))
+        s.append((t, ("inputs", DOOR_CLOSED | LEVEL, REST)))
         s.append((t, ("end", trip)))
-        s.append((t + 1.0, ("inputs", LEVEL, 0)))  # door opens
-        s.append((t + 6.0, ("inputs", LEVEL | DOOR_CLOSED, 0)))
+        s.append((t + 1.0, ("inputs", LEVEL, REST)))  # door opens
+        s.append((t + 6.0, ("inputs", LEVEL | DOOR_CLOSED, REST)))
 
     def step(self, now: float) -> None:
         """Do what the board does up to simulated time ``now``."""
@@ -196,7 +198,7 @@ class SimBoard(PtyPort):
     def raise_alarm(self, now: float) -> None:
         eid = self.next_event_id
         self.next_event_id += 1
-        payload = [eid, 3, 1, self.t_ms(now), {}]  # alarm_button_held, raised
+        payload = [eid, lw.KIND_ALARM_BUTTON_HELD, lw.EVENT_RAISED, self.t_ms(now), {}]
         self.unacked[eid] = payload
         self.alarm_clear_sent = False
         self.soak.ledger.items.append(Item("event", self.index, now, event_id=eid))
@@ -205,7 +207,7 @@ class SimBoard(PtyPort):
     def clear_alarm(self, now: float, eid: int) -> None:
         if eid in self.unacked:  # clear only once the raise is settled (ACKs name the id, not the state)
             return
-        payload = [eid, 3, 0, self.t_ms(now), {}]
+        payload = [eid, lw.KIND_ALARM_BUTTON_HELD, lw.EVENT_CLEARED, self.t_ms(now), {}]
         self.unacked[eid] = payload
         self.alarm_clear_sent = True
         self.send(lw.T_EVENT, payload, now, [])
@@ -219,5 +221,5 @@ class SimBoard(PtyPort):
                     self.unacked.pop(f.payload[1], None)
                 elif f.type == lw.T_TIME_SYNC and f.payload:
                     self.send(lw.T_TIME_SYNC, [f.payload[0], self.t_ms(now)], now, [])
-                elif f.type == lw.T_CONTROL and f.payload and f.payload[0] == 4:
+                elif f.type == lw.T_CONTROL and f.payload and f.payload[0] == lw.CMD_REQUEST_HELLO:
                     self.hello(now)

@@ -129,7 +129,7 @@ def _topic_safe(name: str) -> str:
 def cmd_replay(args: argparse.Namespace) -> int:
     from liftwatch.edge_daemon.config import ConfigError, load_config
     from liftwatch.edge_daemon.replay import ReplayError, ReplaySettings, replay_trace
-    from liftwatch.hil.sim.feed import TraceError
+    from liftwatch.protocol.trace import TraceError
 
     if not args.trace.is_file():
         return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)

@@ -1,6 +1,6 @@
 """`liftwatch replay`: a trace through the real firmware and the daemon's own pipeline, to JSON Lines.
 
-1. The trace CSV becomes the simulated board's feed (`liftwatch.hil.sim.feed`).
+1. The trace CSV becomes the simulated board's feed (`liftwatch.protocol.trace`).
 2. The real firmware runs under MicroPython (`liftwatch.upy`) on the simulated HAL: its virtual
    clock is the feed's time, so it runs as fast as the CPU allows; its UART capture file is read
    while it runs (the board and the daemon work on both cores at once).
@@ -31,9 +31,9 @@ from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.pipeline import TICK_S, CarPipeline, OutboxStore
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
-from liftwatch.hil.sim.feed import FEED_RECORD, trace_to_feed
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import Frame, FrameReader
+from liftwatch.protocol.trace import FEED_RECORD, trace_to_feed
 from liftwatch.upy import ESP32_HEAPSIZE, FIRMWARE_DIR, micropython_cmd, micropython_env, run_micropython
 
 # The firmware's entry point (docs/ARCHITECTURE.md: main.py -> agent.run(hal.board())).

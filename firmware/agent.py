@@ -1,53 +1,75 @@
-# The board agent: boot, the sampling loop, the streaming policy, counters, events, config, safe mode.
+# The board agent: boot, the sampling loop, conditions, counters, the board's own reports, safe mode.
 #
 # run(board) is the whole program. One loop pass (step) every FIFO half-fill: drain the FIFO into the
-# ring, analyse the burst, run the motion state machine, debounce inputs, decide what to send (STATE,
-# VIB, STATS, EVENT, HEARTBEAT, COUNTERS), read host frames, pace the link, feed the watchdog if
-# samples came in. A pass allocates nothing unless it handles a rare thing (a host frame, an EVENT,
-# HELLO, a flash write); tests/test_fw_agent.py proves it with micropython.heap_lock().
+# ring, analyse the burst, run the motion state machine, let the streamer send VIB/STATS, debounce
+# inputs, send STATE and EVENT, let the host commands handler answer host frames, pace the link, feed
+# the watchdog if samples came in. A pass allocates nothing unless it handles a rare thing (a host
+# frame, an EVENT, HELLO, a flash write); tests/test_fw_agent.py proves it with micropython.heap_lock().
+# The parts: ring.py (samples), motion.py (analysis, window, calibration), streamer.py (ring -> VIB
+# and STATS), commands.py (host -> board), events.py (EVENT queue), inputs.py, link.py.
 import gc
 import sys
 
 from micropython import const
 
 import accel
-import events as ev
+import lwproto
 import motion as mo
+from commands import CONFIG_FILE, HostCommands
+from events import EventQueue, VALUE_KEYS
 from fwutil import TICKS_MASK, tdiff, unload
 from hal import BoardReset
-from agent_rx import CONFIG_FILE, Rx
-from agent_tx import FW_VERSION, Tx  # noqa: F401 (FW_VERSION re-exported)
-from inputs import ALARM, DOOR_CLOSED, INSPECTION, ZONE_DN, ZONE_UP, Inputs
-from link import Link
+from inputs import Inputs
+from link import P_EVENT, P_STATE, Link
+from ring import RING_SAMPLES, Ring
 from settings import DEFAULTS, config_hash
 from store import Store
+from streamer import Streamer
 
+FW_VERSION = "1.0.0"
 KEY_FILE = "auth.key"  # what `liftwatch flash --key-file` writes (edge_daemon/flash.py)
 
 # Persistent counters (store words).
-C_DOOR = const(0)
-C_TRIPS = const(1)
-C_RUN_S = const(2)
-C_BOOTS = const(3)
-C_FIFO = const(4)
-C_RING = const(5)
-C_LINK = const(6)
-C_EVDROP = const(7)
-C_STREAK = const(8)  # crash-reboots in a row
-C_DIRTY = const(9)  # 1 while a boot has neither shut down cleanly nor run stable_ms
+_C_DOOR = const(0)
+_C_TRIPS = const(1)
+_C_RUN_S = const(2)
+_C_BOOTS = const(3)
+_C_FIFO = const(4)
+_C_RING = const(5)
+_C_LINK = const(6)
+_C_EVDROP = const(7)
+_N_WIRE = const(8)  # _C_DOOR.._C_EVDROP are the COUNTERS payload, in that order
+_C_STREAK = const(8)  # crash-reboots in a row
+_C_DIRTY = const(9)  # 1 while a boot has neither shut down cleanly nor run stable_ms
 _NCOUNT = const(10)
+_OVERRUN_CLEAR_MS = const(10000)  # a ring overrun condition clears after this long without another
 
 _SAFE_PASS_MS = const(50)
 _FAULT_RETRY_MS = const(1000)
 _STALL_MS = const(250)
 
 
-class Agent(Tx, Rx):
+_pack_int = lwproto.pack_int
+_pack_arr = lwproto.pack_array_header
+_pack_bool = lwproto.pack_bool
+
+
+def _pack_key(buf, off, key):
+    # A short str from bytes without encoding (so without allocating).
+    n = len(key)
+    buf[off] = 0xA0 | n
+    off += 1
+    for i in range(n):
+        buf[off + i] = key[i]
+    return off + n
+
+
+class Agent:
     """One boot of the firmware on one board (a reboot makes a new Agent)."""
 
     def __init__(self, board):
         self.board = board
-        self.ring = mo.Ring()  # its 3 KiB buffer was reserved when motion.py was imported
+        self.ring = Ring()  # its 3 KiB buffer was reserved when ring.py was imported
         self.now = board.ticks_ms()
         self.up_ms = 0
         key = None
@@ -66,43 +88,38 @@ class Agent(Tx, Rx):
         self.cfg_hash = config_hash(self.cfg)
         # Boot accounting: an unclean previous boot that was not a power loss counts as a crash.
         c = self.c
-        c[C_BOOTS] += 1
+        c[_C_BOOTS] += 1
         cause = board.reset_cause()
-        if c[C_DIRTY] and cause not in ("power_on", "brownout"):
-            c[C_STREAK] += 1
-        elif not c[C_DIRTY]:
-            c[C_STREAK] = 0
-        c[C_DIRTY] = 1
+        if c[_C_DIRTY] and cause not in ("power_on", "brownout"):
+            c[_C_STREAK] += 1
+        elif not c[_C_DIRTY]:
+            c[_C_STREAK] = 0
+        c[_C_DIRTY] = 1
         cnt.save()
-        self.boot_id = c[C_BOOTS] & 0xFFFF
-        self.safe_mode = c[C_STREAK] >= self.cfg["safe_mode_crashes"]
+        self.boot_id = c[_C_BOOTS] & 0xFFFF
+        self.safe_mode = c[_C_STREAK] >= self.cfg["safe_mode_crashes"]
         self.link.boot_id = self.boot_id
         self.link.set_baud(self.cfg["baud"])
-        self.evq = ev.EventQueue(board.path("lw_events.bin"), self.cfg["event_retry_ms"])
+        self.evq = EventQueue(board.path("lw_events.bin"), self.cfg["event_retry_ms"])
         self.cal = Store(board.path("lw_calib.bin"), 0x47, 4)
         self.inputs = Inputs(board, self.cfg["debounce_ms"])
         self.sensor = None
         self.motion = None
         self.transport = 0
         self.active = bytearray(8)  # per event kind: condition currently raised
-        self._synced = [0, 0, 0, 0, 0, 0]  # trips, run_ms, fifo, link, evdrop, doors already counted
+        self._synced = [0, 0, 0, 0, 0, 0, 0]  # trips, run_ms, fifo, link, evdrop, doors, ring already counted
         self._persisted_at = 0
         self._stable = False
         self._hb_at = 0
         self._cnt_at = 0
-        self._win_at = 0
         self._last_samples = self.now
         self._fault_at = 0
         self._rest_since = self.now
         self._alarm_since = 0
         self._overrun_at = -1
-        self.stream_mode = self.cfg["stream"]
-        self.streaming = False
-        self._vib_idx = 0
-        self._stream_end = 0
-        self._cal_seq = -1
-        self._quiet_prev = None
-        self._on_frame = self.on_frame  # bound once: a bound method made per pass would allocate
+        self.streamer = Streamer(self.link, self.ring, self.cfg)
+        self.commands = HostCommands(self)
+        self._on_frame = self.commands.on_frame  # bound once: a bound method made per pass would allocate
         self.hello_sent = 0
         self.passes = 0
         self.samples = 0
@@ -119,7 +136,7 @@ class Agent(Tx, Rx):
             import config  # validation is loaded only when there is something to validate
 
             try:
-                return config.load_file(p, mo.RING_SAMPLES)
+                return config.load_file(p, RING_SAMPLES)
             finally:
                 del config
                 unload("config")
@@ -137,7 +154,7 @@ class Agent(Tx, Rx):
             print("liftwatch:", self.config_error)
         self.send_hello()
         if self.safe_mode:
-            self.condition(ev.SAFE_MODE, True, self.c[C_STREAK])
+            self.condition(lwproto.KIND_SAFE_MODE, True, self.c[_C_STREAK])
 
     def _start_sensor(self):
         try:
@@ -146,7 +163,7 @@ class Agent(Tx, Rx):
         except OSError:
             self.sensor = None
             self._fault_at = self.now
-            self.condition(ev.SENSOR_FAULT, True, 1)
+            self.condition(lwproto.KIND_SENSOR_FAULT, True, 1)
             return
         if self.motion is None or self.motion.rate != rate or self.motion.lsb != self.sensor.LSB_PER_G:
             self.motion = mo.Motion(self.sensor.LSB_PER_G, rate, self.cfg)
@@ -155,7 +172,7 @@ class Agent(Tx, Rx):
                 self.motion.set_gravity(v[1], v[2], v[3])
         self.period_ms = max(5, 16000 // rate)
         self._last_samples = self.now
-        self.condition(ev.SENSOR_FAULT, False, 0)
+        self.condition(lwproto.KIND_SENSOR_FAULT, False, 0)
 
     # ---- the loop -----------------------------------------------------------------------------
     def loop(self):
@@ -212,13 +229,13 @@ class Agent(Tx, Rx):
         except OSError:
             self.sensor = None
             self._fault_at = now
-            self.condition(ev.SENSOR_FAULT, True, 1)
+            self.condition(lwproto.KIND_SENSOR_FAULT, True, 1)
             return True
         if n == 0:
             if tdiff(now, self._last_samples) > _STALL_MS:
                 self.sensor = None
                 self._fault_at = now
-                self.condition(ev.SENSOR_FAULT, True, 2)
+                self.condition(lwproto.KIND_SENSOR_FAULT, True, 2)
             return False
         self._last_samples = now
         ring = self.ring
@@ -231,41 +248,72 @@ class Agent(Tx, Rx):
         if m.changed:
             m.changed = False
             self._on_motion(prev, now)
-        self._stream(now)
-        if tdiff(now, self._win_at) >= self.cfg["stats_ms"]:
-            self._window(now)
+        st = self.streamer
+        lost = st.stream(now, m)
+        if lost:
+            if self._overrun_at < 0:
+                self.condition(lwproto.KIND_RING_OVERRUN, True, lost)
+            self._overrun_at = now
+        w = st.close_window(now, m)
+        if w is not None:
+            self._calibrate(w)
+            st.send_stats(now, m, w)
         return True
 
     # ---- motion, inputs, conditions ---------------------------------------------------------------
     def _on_motion(self, prev, now):
         st = self.motion.state
-        if st == mo.REST:
+        if st == lwproto.MOTION_REST:
             self._rest_since = now
         self.send_state(now, 0)
 
     def _on_inputs(self):
         inp = self.inputs
-        if inp.changed & ALARM and inp.stable & ALARM:
+        if inp.changed & lwproto.IN_ALARM_BUTTON and inp.stable & lwproto.IN_ALARM_BUTTON:
             self._alarm_since = inp.t_ms
         self.send_state(inp.t_ms, inp.changed)
 
     def _conditions(self, now):
         st = self.motion.state
         inp = self.inputs.stable
-        moving = st == mo.ACCEL or st == mo.MOVING or st == mo.DECEL
+        decelerating = st == lwproto.MOTION_DECELERATING
+        moving = st == lwproto.MOTION_ACCELERATING or st == lwproto.MOTION_MOVING or decelerating
+        in_zone = inp & (lwproto.IN_ZONE_UP | lwproto.IN_ZONE_DN)
         # Door pre-opening while levelling inside the door zone is normal on many controllers.
-        self.condition(ev.DOOR_OPEN_WHILE_MOVING,
-                       moving and not inp & DOOR_CLOSED and not (st == mo.DECEL and inp & (ZONE_UP | ZONE_DN)), st)
+        door_open = not inp & lwproto.IN_DOOR_CLOSED
+        self.condition(lwproto.KIND_DOOR_OPEN_WHILE_MOVING,
+                       moving and door_open and not (decelerating and in_zone), st)
         # Outside the door zone = neither zone sensor: a stop off level but inside the zone (one
         # sensor) is a leveling matter for the daemon, not a possible entrapment.
-        outside = (st == mo.REST and not inp & (ZONE_UP | ZONE_DN) and not inp & INSPECTION
+        outside = (st == lwproto.MOTION_REST and not in_zone and not inp & lwproto.IN_INSPECTION
                    and tdiff(now, self._rest_since) >= self.cfg["zone_stop_ms"])
-        self.condition(ev.STOPPED_OUTSIDE_DOOR_ZONE, outside, inp)
-        held = tdiff(now, self._alarm_since) if inp & ALARM else 0
-        self.condition(ev.ALARM_BUTTON_HELD, held >= self.cfg["alarm_hold_ms"], held)
-        if self._overrun_at >= 0 and tdiff(now, self._overrun_at) > 10000:
+        self.condition(lwproto.KIND_STOPPED_OUTSIDE_DOOR_ZONE, outside, inp)
+        held = tdiff(now, self._alarm_since) if inp & lwproto.IN_ALARM_BUTTON else 0
+        self.condition(lwproto.KIND_ALARM_BUTTON_HELD, held >= self.cfg["alarm_hold_ms"], held)
+        if self._overrun_at >= 0 and tdiff(now, self._overrun_at) > _OVERRUN_CLEAR_MS:
             self._overrun_at = -1
-            self.condition(ev.RING_OVERRUN, False, 0)
+            self.condition(lwproto.KIND_RING_OVERRUN, False, 0)
+
+    def _calibrate(self, w):
+        """A closed window toward calibration, while it is asked for (CONTROL calibrate) or automatic."""
+        m = self.motion
+        cmd = self.commands
+        if cmd.cal_seq < 0 and (m.calibrated or not self.cfg["auto_calibrate"]):
+            return
+        quiet = m.quiet(w)
+        if m.calibrate(w, quiet):
+            v = self.cal.values
+            g = m.gravity
+            v[0] = 1
+            v[1] = g[0]
+            v[2] = g[1]
+            v[3] = g[2]
+            self.cal.save()
+            self._rest_since = self.now
+            cmd.answer_calibrate(g)
+            self.send_state(self.now, 0)
+        elif not quiet:
+            cmd.answer_calibrate(None)
 
     def condition(self, kind, on, value):
         """Raise or clear a board-detected condition: an EVENT on each edge, queued until ACKed."""
@@ -282,20 +330,35 @@ class Agent(Tx, Rx):
         s = self._synced
         m = self.motion
         if m is not None:
-            c[C_TRIPS] += m.trips - s[0]
+            c[_C_TRIPS] += m.trips - s[0]
             s[0] = m.trips
             run = m.run_ms - s[1]
-            c[C_RUN_S] += run // 1000
+            c[_C_RUN_S] += run // 1000
             s[1] += run - run % 1000
         if self.sensor is not None:
-            c[C_FIFO] += self.sensor.overruns - s[2]
+            c[_C_FIFO] += self.sensor.overruns - s[2]
             s[2] = self.sensor.overruns
-        c[C_LINK] += self.link.drops - s[3]
+        c[_C_LINK] += self.link.drops - s[3]
         s[3] = self.link.drops
-        c[C_EVDROP] += self.evq.dropped - s[4]
+        c[_C_EVDROP] += self.evq.dropped - s[4]
         s[4] = self.evq.dropped
-        c[C_DOOR] += self.inputs.door_cycles - s[5]
+        c[_C_DOOR] += self.inputs.door_cycles - s[5]
         s[5] = self.inputs.door_cycles
+        c[_C_RING] += self.streamer.overruns - s[6]
+        s[6] = self.streamer.overruns
+
+    def configure(self, new):
+        """A validated CONFIG's settings (saved already) take effect in every part."""
+        old = self.cfg
+        self.cfg = new
+        self.inputs.debounce_ms = new["debounce_ms"]
+        self.evq.retry_ms = new["event_retry_ms"]
+        self.streamer.configure(new)
+        if self.motion is not None:
+            self.motion.configure(new)
+        if new["rate_hz"] != old["rate_hz"] and self.sensor is not None:
+            self._start_sensor()
+        self.cfg_hash = config_hash(new)
 
     def persist(self):
         self.sync_counters()
@@ -316,17 +379,96 @@ class Agent(Tx, Rx):
             self.send_counters()
         if not self._stable and up >= cfg["stable_ms"] and not self.safe_mode:
             self._stable = True
-            self.c[C_STREAK] = 0
-            self.c[C_DIRTY] = 0
+            self.c[_C_STREAK] = 0
+            self.c[_C_DIRTY] = 0
             self.persist()
         elif up - self._persisted_at >= cfg["persist_s"] * 1000:
             self.persist()
 
+    # ---- the board's own reports ------------------------------------------------------------------
+    def motion_code(self):
+        return self.motion.state if self.motion is not None else lwproto.MOTION_UNCALIBRATED
+
+    def send_state(self, t_ms, changed):
+        lk = self.link
+        body = lk.enc.body
+        off = lk.begin(lwproto.T_STATE, self.now)
+        off = _pack_arr(body, off, 4)
+        off = _pack_int(body, off, t_ms)
+        off = _pack_int(body, off, self.inputs.stable)
+        off = _pack_int(body, off, changed)
+        off = _pack_int(body, off, self.motion_code())
+        lk.commit(off, P_STATE)
+
+    def send_hello(self):
+        b = self.board
+        m = self.motion
+        s = self.sensor
+        caps = ["vib", "stats", "events", "config", "calibrate"]
+        if self.transport == 1:
+            caps.append("ble")
+        payload = [
+            b.uid_hex(), FW_VERSION, s.MODEL if s else "none", self.cfg_hash,
+            b.reset_cause(), caps, m.rate if m else 0, m.lsb if m else 0,
+            bool(m and m.calibrated), self.safe_mode, self.c[_C_BOOTS],
+            list(m.gravity) if m and m.calibrated else None,
+        ]
+        lk = self.link
+        off = lk.begin(lwproto.T_HELLO, self.now)
+        lk.commit(lwproto.pack_into(lk.enc.body, off, payload), P_EVENT)
+        self.hello_sent += 1
+
+    def send_heartbeat(self):
+        lk = self.link
+        body = lk.enc.body
+        off = lk.begin(lwproto.T_HEARTBEAT, self.now)
+        off = _pack_arr(body, off, 7)
+        off = _pack_int(body, off, self.up_ms // 1000)
+        off = _pack_int(body, off, self.board.mem_free())
+        off = _pack_int(body, off, lk.depth + self.evq.n)
+        off = _pack_int(body, off, self.motion_code())
+        off = _pack_int(body, off, self.inputs.stable)
+        off = _pack_bool(body, off, self.motion is not None and self.motion.calibrated)
+        off = _pack_bool(body, off, self.safe_mode)
+        lk.commit(off, P_STATE)
+
+    def send_counters(self):
+        self.sync_counters()
+        lk = self.link
+        body = lk.enc.body
+        off = lk.begin(lwproto.T_COUNTERS, self.now)
+        off = _pack_arr(body, off, _N_WIRE)
+        for i in range(_N_WIRE):
+            off = _pack_int(body, off, self.c[i])
+        lk.commit(off, P_STATE)
+
+    def _send_events(self, now):
+        q = self.evq
+        i = q.due(now)
+        if i < 0:
+            return
+        eid, kind, state, t_ms, value, boot = q.fields(i)
+        lk = self.link
+        body = lk.enc.body
+        off = lk.begin(lwproto.T_EVENT, now)
+        off = _pack_arr(body, off, 5)
+        off = _pack_int(body, off, eid)
+        off = _pack_int(body, off, kind)
+        off = _pack_int(body, off, state)
+        off = _pack_int(body, off, t_ms)
+        off = lwproto.pack_map_header(body, off, 2)  # detail: the boot it happened in, and its value
+        off = _pack_key(body, off, b"boot")
+        off = _pack_int(body, off, boot)
+        off = _pack_key(body, off, VALUE_KEYS[kind] if kind < len(VALUE_KEYS) else b"value")
+        off = _pack_int(body, off, value)
+        lk.commit(off, P_EVENT)
+        q.sent(i, now)
+
     # ---- the end ------------------------------------------------------------------------------
     def shutdown(self):
         """Clean stop: counters to flash (this boot ends well), queued frames out."""
-        self.c[C_DIRTY] = 0
-        self.c[C_STREAK] = 0
+        self.c[_C_DIRTY] = 0
+        self.c[_C_STREAK] = 0
         self.persist()
         self.link.pump(self.board.ticks_ms(), True)
         self.board.uart_flush()
@@ -334,7 +476,7 @@ class Agent(Tx, Rx):
     def crash(self, exc):
         sys.print_exception(exc)
         try:
-            self.persist()  # C_DIRTY stays set: the next boot counts this as a crash
+            self.persist()  # _C_DIRTY stays set: the next boot counts this as a crash
         except Exception:
             pass
         self.board.reset("hard")

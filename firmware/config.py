@@ -58,7 +58,7 @@ def merge(current, update, ring_samples, max_rate_hz=1600):
         raise ConfigError("baud: %d not one of %s" % (out["baud"], BAUDS))
     if out["rate_hz"] > max_rate_hz:
         raise ConfigError("rate_hz: %d above this sensor's %d" % (out["rate_hz"], max_rate_hz))
-    # The pre-trip margin is capped by the ring (agent_tx.py). The STATS window's sums must stay small
+    # The pre-trip margin is capped by the ring (streamer.py). The STATS window's sums must stay small
     # ints, so its length in samples is bounded (at up to twice the asked rate: the part's next ODR).
     if out["stats_ms"] * out["rate_hz"] * 2 // 1000 > MAX_WINDOW_SAMPLES:
         raise ConfigError("stats_ms: window above %d samples" % MAX_WINDOW_SAMPLES)

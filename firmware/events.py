@@ -10,35 +10,28 @@ from micropython import const
 from fwutil import tdiff
 from store import Store
 
-DOOR_OPEN_WHILE_MOVING = const(1)
-STOPPED_OUTSIDE_DOOR_ZONE = const(2)
-ALARM_BUTTON_HELD = const(3)
-SENSOR_FAULT = const(4)
-SAFE_MODE = const(5)
-RING_OVERRUN = const(6)
-
-CAPACITY = const(8)
+_CAPACITY = const(8)
 _W = const(5)  # words per event: id, kind | state << 8, t_ms, value, boot_id
 _HDR = const(2)  # words: next_id, count
 _MAX_RETRY_MS = const(60000)
-# detail map key for each kind's value (index = kind)
+# EVENT `detail` key of each kind's value (index = lwproto's KIND_* code)
 VALUE_KEYS = (b"", b"motion", b"inputs", b"held_ms", b"code", b"crashes", b"lost")
 
 
 class EventQueue:
     def __init__(self, path, retry_ms):
-        self.store = Store(path, 0x45, _HDR + CAPACITY * _W)
+        self.store = Store(path, 0x45, _HDR + _CAPACITY * _W)
         self.retry_ms = retry_ms
         self.next_id = 1
         self.n = 0
         self.dropped = 0
         self.raised = 0
         self.v = self.store.values
-        self._due = array.array("i", [0] * CAPACITY)  # board ms of the next send
-        self._wait = array.array("i", [0] * CAPACITY)  # current back-off
+        self._due = array.array("i", [0] * _CAPACITY)  # board ms of the next send
+        self._wait = array.array("i", [0] * _CAPACITY)  # current back-off
         if self.store.load():
             self.next_id = self.v[0] or 1
-            self.n = min(self.v[1], CAPACITY)
+            self.n = min(self.v[1], _CAPACITY)
 
     def _base(self, i):
         return _HDR + i * _W
@@ -64,7 +57,7 @@ class EventQueue:
 
     def add(self, kind, state, t_ms, value, boot_id, now):
         """Queue and persist a new event; returns its id."""
-        if self.n >= CAPACITY:
+        if self.n >= _CAPACITY:
             victim = 0
             for i in range(self.n):
                 if (self.v[self._base(i) + 1] >> 8) == 0:

@@ -3,18 +3,9 @@
 # The HAL keeps an edge log (tick and level of every pin change, written by the pin IRQs on the ESP32
 # or by the feed in the simulator). A new level is accepted once it has held for debounce_ms; its
 # time stamp is the first edge of that level, not the loop pass that noticed it.
-from micropython import const
-
+import lwproto
 from fwutil import tdiff
 from hal import EDGE_LOG
-
-DOOR_CLOSED = const(0x01)
-ZONE_UP = const(0x02)
-ZONE_DN = const(0x04)
-PRESENCE = const(0x08)
-INSPECTION = const(0x10)
-ALARM = const(0x20)
-LEVEL = const(0x06)  # both zone sensors: level at a floor
 
 
 class Inputs:
@@ -52,7 +43,7 @@ class Inputs:
         if self._cand == self.stable or tdiff(now, self._cand_t) < self.debounce_ms:
             return False
         self.changed = self.stable ^ self._cand
-        if self.changed & DOOR_CLOSED and self._cand & DOOR_CLOSED:
+        if self.changed & lwproto.IN_DOOR_CLOSED and self._cand & lwproto.IN_DOOR_CLOSED:
             self.door_cycles += 1  # a cycle ends when the door has closed again
         self.stable = self._cand
         self.t_ms = self._cand_t

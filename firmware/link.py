@@ -1,6 +1,6 @@
 # The link: frames out through a bounded priority queue paced at the line rate, frames in decoded.
 #
-# Frames are built in place (lwproto.FrameEncoder) and copied into one of SLOTS fixed slots. The
+# Frames are built in place (lwproto.FrameEncoder) and copied into one of _SLOTS fixed slots. The
 # queue drains at the UART's byte rate in board time, so a write never blocks the sampling loop on
 # the ESP32 (its driver buffer never overfills). When the host cannot take frames (BLE down, pty
 # full) the queue fills; then the oldest frame of the lowest priority goes first (VIB, then STATS,
@@ -18,7 +18,7 @@ P_STATS = const(1)
 P_STATE = const(2)
 P_EVENT = const(3)
 
-SLOTS = const(6)
+_SLOTS = const(6)
 SLOT_BYTES = const(512)  # every board frame fits: a 64-sample VIB is about 415 wire bytes
 _TXBUF = const(4096)  # the ESP32 UART driver's TX ring we never overfill
 _RXBUF = const(64)
@@ -26,7 +26,7 @@ _RX_BODY = const(320)  # host frames are small: a CONFIG with every setting is a
 
 
 # Allocated at import, while the heap is still in one piece.
-_QUEUE = bytearray(SLOTS * SLOT_BYTES)
+_QUEUE = bytearray(_SLOTS * SLOT_BYTES)
 
 
 class Link:
@@ -39,9 +39,9 @@ class Link:
         self.authenticated = bool(key)
         self.seq = 0
         self.q = _QUEUE
-        self.qlen = array.array("H", [0] * SLOTS)
-        self.qprio = bytearray(SLOTS)
-        self.order = bytearray(SLOTS)  # slot numbers, oldest first
+        self.qlen = array.array("H", [0] * _SLOTS)
+        self.qprio = bytearray(_SLOTS)
+        self.order = bytearray(_SLOTS)  # slot numbers, oldest first
         self.depth = 0
         self.drops = 0
         self.rx_drops = 0
@@ -70,11 +70,11 @@ class Link:
         if n > SLOT_BYTES:
             self.drops += 1
             return False
-        if self.depth == SLOTS:
+        if self.depth == _SLOTS:
             self.pump(self.board.ticks_ms())  # a burst (the pre-trip margin) may fit the line already
-        if self.depth == SLOTS:
+        if self.depth == _SLOTS:
             victim = -1
-            for j in range(SLOTS):
+            for j in range(_SLOTS):
                 s = self.order[j]
                 if self.qprio[s] <= prio and (victim < 0 or self.qprio[s] < self.qprio[self.order[victim]]):
                     victim = j
@@ -82,7 +82,7 @@ class Link:
             if victim < 0 or self.qprio[self.order[victim]] > prio:
                 return False
             slot = self.order[victim]
-            for j in range(victim, SLOTS - 1):
+            for j in range(victim, _SLOTS - 1):
                 self.order[j] = self.order[j + 1]
             self.depth -= 1
         else:
@@ -95,7 +95,7 @@ class Link:
         return True
 
     def _free_slot(self):
-        for s in range(SLOTS):
+        for s in range(_SLOTS):
             used = False
             for j in range(self.depth):
                 if self.order[j] == s:

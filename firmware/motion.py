@@ -1,49 +1,60 @@
-# Sample ring, per-burst analysis and the car's motion state.
+# Per-burst analysis, the STATS window, gravity calibration and the car's motion state.
 #
-# Each FIFO burst is copied into the ring (int16 LE x,y,z, the VIB wire format) and analysed once by
-# a viper loop: vertical acceleration with gravity and mounting removed (projection on the
-# calibrated gravity direction, minus |g|), sums for the STATS window, and the peak. The motion state
-# machine then runs once per burst (10-40 ms), not per sample. All arithmetic is on ints that stay
-# below 2**30, so nothing here allocates on an ESP32.
+# Each FIFO burst, once in the ring (ring.py), is analysed once by a viper loop: vertical
+# acceleration with gravity and mounting removed (projection on the calibrated gravity direction,
+# minus |g|), sums for the STATS window, and the peak. The motion state machine then runs once per
+# burst (10-40 ms), not per sample. All arithmetic is on ints that stay below 2**30, so nothing here
+# allocates on an ESP32.
 import array
 
+import lwproto
 import micropython
 from micropython import const
 
-from fwutil import BIAS, TICKS_MASK, copy, isqrt
+from fwutil import BIAS, isqrt
+from ring import RING_SAMPLES, SAMPLE_BYTES
 
-REST = const(0)
-ACCEL = const(1)
-MOVING = const(2)
-DECEL = const(3)
-UNCALIBRATED = const(255)
-
-RING_SAMPLES = const(512)  # power of two; 3 KiB: 1.28 s at 400 Hz, the pre-trip margin
 _CLAMP = const(2047)  # deviation clamp (counts, about 128 mg) for the sums of squares
+_QUIET_MG = const(8)  # rms below this on every axis: the car is at rest (or cruising) for calibration
 
-# Analysis state array (_an) layout.
-_A_OFF = const(0)
-_A_N = const(1)
+# Analysis state array (_an) layout: what _analyse reads (offset .. reference) and writes (sums, peak).
+_A_OFF = const(0)  # byte offset of the burst in the ring
+_A_N = const(1)  # samples in the burst
 _A_GU = const(2)  # 2..4 unit gravity * 4096 (+BIAS)
-_A_GMAG = const(5)
+_A_GMAG = const(5)  # |gravity| in counts
 _A_REF = const(6)  # 6..8 reference (+BIAS)
 _A_SUM = const(9)  # 9..11 sum of deviations
 _A_SQ = const(12)  # 12..14 sum of squared deviations
 _A_AV = const(15)  # sum of vertical acceleration
 _A_PEAK = const(16)  # max |vertical acceleration|
+_A_LEN = const(17)
+
+# Open STATS window accumulators (win).
+_S_SUM = const(0)  # 0..2 sums of deviations x, y, z
+_S_SQ = const(3)  # 3..5 sums of squared deviations x, y, z (>>5)
+_S_N = const(6)  # samples
+_S_PEAK = const(7)  # max |vertical acceleration|
+_S_LEN = const(8)
+
+# A closed STATS window, as window() returns it (counts): the streamer's STATS payload.
+W_COUNT = const(0)
+W_MEAN = const(1)  # 1..3 mean x, y, z
+W_RMS = const(4)  # 4..6 rms x, y, z
+W_PEAK = const(7)  # peak |vertical acceleration|
+_W_LEN = const(8)
 
 
 @micropython.viper
 def _analyse(ring: ptr8, st: ptr32):
-    off = st[0]
-    n = st[1]
-    gx = st[2] - 0x20000000
-    gy = st[3] - 0x20000000
-    gz = st[4] - 0x20000000
-    gmag = st[5]
-    rx = st[6] - 0x20000000
-    ry = st[7] - 0x20000000
-    rz = st[8] - 0x20000000
+    off = st[_A_OFF]
+    n = st[_A_N]
+    gx = st[_A_GU] - 0x20000000
+    gy = st[_A_GU + 1] - 0x20000000
+    gz = st[_A_GU + 2] - 0x20000000
+    gmag = st[_A_GMAG]
+    rx = st[_A_REF] - 0x20000000
+    ry = st[_A_REF + 1] - 0x20000000
+    rz = st[_A_REF + 2] - 0x20000000
     s0 = 0
     s1 = 0
     s2 = 0
@@ -63,7 +74,7 @@ def _analyse(ring: ptr8, st: ptr32):
         z = ring[off + 4] | (ring[off + 5] << 8)
         if z & 0x8000:
             z -= 0x10000
-        off += 6
+        off += 6  # ring.SAMPLE_BYTES (viper sees only this module's consts)
         av = ((gx * x + gy * y + gz * z) >> 12) - gmag
         sav += av
         if av < 0:
@@ -71,75 +82,51 @@ def _analyse(ring: ptr8, st: ptr32):
         if av > peak:
             peak = av
         d = x - rx
-        if d > 2047:
-            d = 2047
-        if d < -2047:
-            d = -2047
+        if d > _CLAMP:
+            d = _CLAMP
+        if d < -_CLAMP:
+            d = -_CLAMP
         s0 += d
         q0 += d * d
         d = y - ry
-        if d > 2047:
-            d = 2047
-        if d < -2047:
-            d = -2047
+        if d > _CLAMP:
+            d = _CLAMP
+        if d < -_CLAMP:
+            d = -_CLAMP
         s1 += d
         q1 += d * d
         d = z - rz
-        if d > 2047:
-            d = 2047
-        if d < -2047:
-            d = -2047
+        if d > _CLAMP:
+            d = _CLAMP
+        if d < -_CLAMP:
+            d = -_CLAMP
         s2 += d
         q2 += d * d
         k += 1
-    st[9] = s0
-    st[10] = s1
-    st[11] = s2
-    st[12] = q0
-    st[13] = q1
-    st[14] = q2
-    st[15] = sav
-    st[16] = peak
-
-
-# Allocated at import, while the heap is still in one piece (a 3 KiB block is hard to find later).
-_RING_BUF = bytearray(RING_SAMPLES * 6)
-
-
-class Ring:
-    """The last RING_SAMPLES samples; ``count`` is the index of the next sample (mod 2**30)."""
-
-    def __init__(self):
-        self.buf = _RING_BUF
-        self.count = 0
-
-    def write(self, src, n):
-        w = self.count & (RING_SAMPLES - 1)
-        first = RING_SAMPLES - w
-        if first > n:
-            first = n
-        copy(self.buf, w * 6, src, 0, first * 6)
-        if n > first:
-            copy(self.buf, 0, src, first * 6, (n - first) * 6)
-        self.count = (self.count + n) & TICKS_MASK
-
-    def lag(self, index):
-        return (self.count - index) & TICKS_MASK
+    st[_A_SUM] = s0
+    st[_A_SUM + 1] = s1
+    st[_A_SUM + 2] = s2
+    st[_A_SQ] = q0
+    st[_A_SQ + 1] = q1
+    st[_A_SQ + 2] = q2
+    st[_A_AV] = sav
+    st[_A_PEAK] = peak
 
 
 class Motion:
     """Analyses bursts; keeps the STATS window, calibration and the motion state machine."""
 
     def __init__(self, lsb_per_g, rate_hz, settings):
-        self.an = array.array("i", [0] * 17)
+        self.an = array.array("i", [0] * _A_LEN)
         self.lsb = lsb_per_g
         self.rate = rate_hz
-        self.state = UNCALIBRATED
+        self.state = lwproto.MOTION_UNCALIBRATED
         self.calibrated = False
         self.gravity = [0, 0, 0]  # counts at rest, sensor axes
+        self._quiet_prev = None  # mean of the last quiet window, while calibrating
         self.ref = [0, 0, 0]
         self.have_ref = False
-        self.win = [0] * 8  # sums x,y,z, squares x,y,z (>>5), count, peak
+        self.win = [0] * _S_LEN
         self.win_av = 0
         self.trips = 0
         self.run_ms = 0
@@ -150,7 +137,7 @@ class Motion:
         self._quiet_ms = 0
         self._trip_ms = 0
         self.changed = False
-        self._out = [0] * 8
+        self._out = [0] * _W_LEN
         self.configure(settings)
 
     def configure(self, s):
@@ -176,9 +163,38 @@ class Motion:
         self.gravity[1] = gy
         self.gravity[2] = gz
         self.calibrated = True
-        self.state = REST
+        self.state = lwproto.MOTION_REST
         self.v = 0
         return True
+
+    def recalibrate(self):
+        """Forget the calibration (CONTROL calibrate): the next quiet windows find gravity again."""
+        self._quiet_prev = None
+        self.calibrated = False
+
+    def quiet(self, w):
+        """True when window w's rms is below _QUIET_MG on every axis: at rest (or cruising)."""
+        lim = _QUIET_MG * self.lsb
+        return w[W_RMS] * 1000 < lim and w[W_RMS + 1] * 1000 < lim and w[W_RMS + 2] * 1000 < lim
+
+    def calibrate(self, w, quiet):
+        """One closed window toward calibration; True once gravity is set: the mean of a quiet window
+        that agrees with the previous quiet window, with a magnitude near 1 g."""
+        k = self.lsb
+        ok = False
+        mx = w[W_MEAN]
+        my = w[W_MEAN + 1]
+        mz = w[W_MEAN + 2]
+        if quiet:
+            g = isqrt(mx * mx + my * my + mz * mz)
+            prev = self._quiet_prev
+            if prev is not None and abs(g - k) < k // 5:
+                d = abs(prev[0] - mx) + abs(prev[1] - my) + abs(prev[2] - mz)
+                ok = d * 1000 < 6 * k
+            self._quiet_prev = (mx, my, mz)
+        else:
+            self._quiet_prev = None
+        return ok and self.set_gravity(mx, my, mz)
 
     def _ref_from(self, x, y, z):
         an = self.an
@@ -207,7 +223,7 @@ class Motion:
         buf = ring.buf
         an = self.an
         if not self.have_ref:
-            o = (start & (RING_SAMPLES - 1)) * 6
+            o = (start & (RING_SAMPLES - 1)) * SAMPLE_BYTES
             self._ref_from(_s16(buf, o), _s16(buf, o + 2), _s16(buf, o + 4))
         w = self.win
         sav = 0
@@ -217,21 +233,21 @@ class Motion:
             m = RING_SAMPLES - i
             if m > left:
                 m = left
-            an[_A_OFF] = i * 6
+            an[_A_OFF] = i * SAMPLE_BYTES
             an[_A_N] = m
             _analyse(buf, an)
-            w[0] += an[9]
-            w[1] += an[10]
-            w[2] += an[11]
-            w[3] += an[12] >> 5
-            w[4] += an[13] >> 5
-            w[5] += an[14] >> 5
-            if an[16] > w[7]:
-                w[7] = an[16]
-            sav += an[15]
+            w[_S_SUM] += an[_A_SUM]
+            w[_S_SUM + 1] += an[_A_SUM + 1]
+            w[_S_SUM + 2] += an[_A_SUM + 2]
+            w[_S_SQ] += an[_A_SQ] >> 5
+            w[_S_SQ + 1] += an[_A_SQ + 1] >> 5
+            w[_S_SQ + 2] += an[_A_SQ + 2] >> 5
+            if an[_A_PEAK] > w[_S_PEAK]:
+                w[_S_PEAK] = an[_A_PEAK]
+            sav += an[_A_AV]
             left -= m
             i = 0
-        w[6] += n
+        w[_S_N] += n
         self.win_av += sav
         self._step(sav // n, n * 1000 // self.rate, n)
 
@@ -239,16 +255,16 @@ class Motion:
         # One burst: a = mean vertical acceleration (counts, + is up along gravity's opposite... the
         # sign only matters relative to the start of the trip), dt_ms = burst duration.
         st = self.state
-        if st == UNCALIBRATED:
+        if st == lwproto.MOTION_UNCALIBRATED:
             return
         mag = a if a >= 0 else -a
-        if st == REST:
+        if st == lwproto.MOTION_REST:
             if mag > self.a_on:
                 self._on_ms += dt_ms
                 self.v += a * n
                 if self._on_ms >= self.on_ms:
                     self._dir = 1 if a > 0 else -1
-                    self._set(ACCEL)
+                    self._set(lwproto.MOTION_ACCELERATING)
                     self._trip_ms = self._on_ms
                     self.v_peak = 0
                     self._quiet_ms = 0
@@ -263,9 +279,9 @@ class Motion:
         if av > self.v_peak:
             self.v_peak = av
         along = a * self._dir
-        if st == ACCEL:
+        if st == lwproto.MOTION_ACCELERATING:
             if along < -self.a_on:
-                self._set(DECEL)
+                self._set(lwproto.MOTION_DECELERATING)
                 self._quiet_ms = 0
             elif mag < self.a_off:
                 self._quiet_ms += dt_ms
@@ -273,16 +289,16 @@ class Motion:
                     if self.v_peak < self.v_min:
                         self._end(False)  # a bump, not a run
                     else:
-                        self._set(MOVING)
+                        self._set(lwproto.MOTION_MOVING)
             else:
                 self._quiet_ms = 0
-        elif st == MOVING:
+        elif st == lwproto.MOTION_MOVING:
             if along < -self.a_on:
-                self._set(DECEL)
+                self._set(lwproto.MOTION_DECELERATING)
                 self._quiet_ms = 0
             elif av < self.v_min // 2:
                 self._end(True)  # velocity gone without a clear deceleration
-        elif st == DECEL:
+        elif st == lwproto.MOTION_DECELERATING:
             if mag < self.a_off:
                 self._quiet_ms += dt_ms
                 if self._quiet_ms >= self.off_ms:
@@ -301,25 +317,25 @@ class Motion:
             self.trips += 1
         self.v = 0
         self._on_ms = 0
-        self._set(REST)
+        self._set(lwproto.MOTION_REST)
 
     def window(self):
-        """Close the STATS window: (count, mean[3], rms[3], peak) in counts; resets it. The next
-        window's reference is this window's mean, so the sums stay small."""
+        """Close the STATS window: the W_* slots, in counts; resets it. The next window's reference
+        is this window's mean, so the sums stay small."""
         w = self.win
-        n = w[6]
+        n = w[_S_N]
         out = self._out
         if n:
             for i in range(3):
-                mean_d = w[i] // n
-                ex2 = (w[3 + i] // n) << 5
+                mean_d = w[_S_SUM + i] // n
+                ex2 = (w[_S_SQ + i] // n) << 5
                 var = ex2 - mean_d * mean_d
-                out[1 + i] = self.ref[i] + mean_d
-                out[4 + i] = isqrt(var) if var > 0 else 0
-            out[7] = w[7]
-            self._ref_from(out[1], out[2], out[3])
-        out[0] = n
-        for i in range(8):
+                out[W_MEAN + i] = self.ref[i] + mean_d
+                out[W_RMS + i] = isqrt(var) if var > 0 else 0
+            out[W_PEAK] = w[_S_PEAK]
+            self._ref_from(out[W_MEAN], out[W_MEAN + 1], out[W_MEAN + 2])
+        out[W_COUNT] = n
+        for i in range(_S_LEN):
             w[i] = 0
         self.win_av = 0
         return out

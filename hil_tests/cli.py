@@ -19,7 +19,7 @@ from liftwatch.output import atomic_output
 if TYPE_CHECKING:
     from serial import Serial
 
-    from liftwatch.hil.sim.feed import TraceWriter
+    from liftwatch.protocol.trace import TraceWriter
     from liftwatch.protocol.framing import FrameReader
     from liftwatch.protocol.messages import Vib
 
@@ -93,7 +93,7 @@ def _stop_event() -> threading.Event:
 
 def _mock_board(args: argparse.Namespace) -> int:
     from liftwatch.hil.mockboard.board import MockBoard, MockBoardError
-    from liftwatch.hil.sim.feed import TraceError, read_trace
+    from liftwatch.protocol.trace import TraceError, read_trace
     from liftwatch.hil.sim.scenario import Scenario, ScenarioError
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
@@ -136,7 +136,7 @@ def _mock_board(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from liftwatch.hil.sim.feed import TraceWriter
+    from liftwatch.protocol.trace import TraceWriter
     from liftwatch.hil.sim.scenario import Scenario, ScenarioError
 
     try:
@@ -180,7 +180,7 @@ def _unwrap_vib(
 def _record(args: argparse.Namespace) -> int:
     import serial
 
-    from liftwatch.hil.sim.feed import TraceWriter
+    from liftwatch.protocol.trace import TraceWriter
     from liftwatch.protocol.framing import FrameReader
 
     try:
@@ -220,7 +220,7 @@ def _record_frames(port: Serial, reader: FrameReader, writer: TraceWriter, durat
     change (``inputs ^ changed``). Until then the rows wait in the reorder heap."""
     import serial
 
-    from liftwatch.hil.sim.feed import CarSample
+    from liftwatch.protocol.trace import INPUT_MASK, CarSample
     from liftwatch.protocol.messages import Heartbeat, MessageError, Stats, State, Vib, decode_message
 
     stop = _stop_event()
@@ -270,11 +270,11 @@ def _record_frames(port: Serial, reader: FrameReader, writer: TraceWriter, durat
                 continue
             if isinstance(msg, State):
                 if first_inputs is None:
-                    first_inputs = (msg.inputs ^ msg.changed) & 0x3F
-                inputs = msg.inputs & 0x3F
+                    first_inputs = (msg.inputs ^ msg.changed) & INPUT_MASK
+                inputs = msg.inputs & INPUT_MASK
                 push(msg.event_t_ms * 1000, held_mg)
             elif isinstance(msg, Heartbeat):
-                inputs = msg.inputs & 0x3F
+                inputs = msg.inputs & INPUT_MASK
                 if first_inputs is None:
                     first_inputs = inputs
             elif isinstance(msg, Stats):

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from liftwatch.hil.mockboard.board import BoardPorts, MockBoard
-from liftwatch.hil.sim.feed import CarSample
+from liftwatch.protocol.trace import CarSample
 from liftwatch.hil.sim.scenario import BoardFault
-from liftwatch.upy import FIRMWARE_DIR
+from liftwatch.upy import FIRMWARE_DIR, SIM_HARDWARE_DIR
 
 PROBE_FIRMWARE = Path(__file__).resolve().parent / "probe_firmware"
 MPREMOTE_TIMEOUT_S = 60
@@ -125,7 +125,7 @@ def liftwatch_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProce
 
 def firmware_present() -> bool:
     """hal_sim.py is what the mock board needs; a real board needs main.py."""
-    return (FIRMWARE_DIR / "main.py").exists() and (FIRMWARE_DIR / "hal_sim.py").exists()
+    return (FIRMWARE_DIR / "main.py").exists() and (SIM_HARDWARE_DIR / "hal_sim.py").exists()
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +141,7 @@ def firmware_image(tmp_path_factory: pytest.TempPathFactory, board_heap_k: int) 
     flashing bench do, so each test does not pay for a flash.
     """
     if not firmware_present():
-        pytest.skip("firmware not in the tree yet (firmware/main.py, firmware/hal_sim.py)")
+        pytest.skip("firmware not in the tree yet (firmware/main.py, firmware/sim/hal_sim.py)")
     image = tmp_path_factory.mktemp("firmware") / "flashed.img"
     board = MockBoard(image, speed=1.0, heap_k=board_heap_k)
     board.start()

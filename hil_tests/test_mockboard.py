@@ -22,7 +22,7 @@ from liftwatch.hil.mockboard.board import (
     MockBoard,
     ResetCause,
 )
-from liftwatch.hil.sim.feed import CarSample
+from liftwatch.protocol.trace import CarSample
 from liftwatch.upy import run_micropython
 
 from .conftest import PROBE_FIRMWARE, liftwatch_cli, mpremote
@@ -334,7 +334,7 @@ def test_mock_board_cli_replays_a_trace_into_the_firmware(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from liftwatch.hil.sim.feed import write_trace
+    from liftwatch.protocol.trace import write_trace
 
     # Row i carries i in ax_mg and the door contact closed on odd rows: the probe reports both. Long
     # enough to outlast flashing (each soft reboot drops what the board had not read of its feed).

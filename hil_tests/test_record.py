@@ -10,7 +10,7 @@ import sys
 import tty
 from pathlib import Path
 
-from liftwatch.hil.sim.feed import DOOR_CLOSED, ZONE_DN, ZONE_UP, read_trace
+from liftwatch.protocol.trace import DOOR_CLOSED, ZONE_DN, ZONE_UP, read_trace
 from liftwatch.protocol.framing import encode_frame
 from liftwatch.protocol.messages import MessageType
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from liftwatch.hil.sim.car import CarSim, CarSpec, CarSpecError, load_car, s_curve
-from liftwatch.hil.sim.feed import DOOR_CLOSED, PRESENCE, ZONE_DN, ZONE_UP, read_trace, write_trace
+from liftwatch.protocol.trace import DOOR_CLOSED, PRESENCE, ZONE_DN, ZONE_UP, read_trace, write_trace
 from liftwatch.hil.sim.scenario import BoardFault, Scenario, ScenarioError, list_scenarios
 
 REQUIRED_SCENARIOS = {

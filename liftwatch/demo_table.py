@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liftwatch.demo_fleet import DemoFleet
+from liftwatch.protocol import lwproto as lw
 
 __all__ = ["CarTally", "FleetTally", "car_state", "local_time", "minutes", "render_table"]
 
-# Input bits and motion codes of the HEARTBEAT (docs/ARCHITECTURE.md).
-_DOOR_CLOSED, _INSPECTION, _ALARM = 0x01, 0x10, 0x20
-_MOTION_WORDS = {0: "at rest", 1: "starting", 2: "moving", 3: "stopping", 255: "uncalibrated"}
+# Input bits and motion codes of the HEARTBEAT (protocol/SPEC.md section 5).
+_DOOR_CLOSED, _INSPECTION, _ALARM = lw.IN_DOOR_CLOSED, lw.IN_INSPECTION, lw.IN_ALARM_BUTTON
+_MOTION_WORDS = {lw.MOTION_REST: "at rest", lw.MOTION_ACCELERATING: "starting", lw.MOTION_MOVING: "moving",
+                 lw.MOTION_DECELERATING: "stopping", lw.MOTION_UNCALIBRATED: "uncalibrated"}
+_TRAVELLING = (lw.MOTION_ACCELERATING, lw.MOTION_MOVING, lw.MOTION_DECELERATING)
 
 
 @dataclass(slots=True)
@@ -106,7 +109,7 @@ def car_state(status: dict[str, Any] | None, tally: CarTally) -> tuple[str, str]
         words.append("INSPECTION")
     if inputs & _ALARM:
         words.append("ALARM")
-    style = "yellow" if inputs & _INSPECTION else ("green" if motion in (1, 2, 3) else "")
+    style = "yellow" if inputs & _INSPECTION else ("green" if motion in _TRAVELLING else "")
     if tally.open_faults:
         style = "bold red"
     return ", ".join(words), style

@@ -18,6 +18,10 @@ ESP32_HEAPSIZE = "96k"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = REPO_ROOT / "firmware"
+# The simulated hardware (hal_sim, the fake accelerometers): what the mock board, the firmware tests
+# and `liftwatch replay` run the firmware on. `liftwatch flash` copies it to the mock board only
+# (edge_daemon/flash.py: is_simulation_module, is_simulator_arch), never to a real board.
+SIM_HARDWARE_DIR = FIRMWARE_DIR / "sim"
 PROTOCOL_DIR = REPO_ROOT / "protocol"
 
 

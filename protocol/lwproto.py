@@ -53,6 +53,45 @@ T_CONFIG = const(10)
 T_CONTROL = const(11)
 KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 
+# Field codes, SPEC.md section 5 "Common enumerations" (tests/test_wire_codes.py pins each to it). The
+# board, the host's typed views and the simulators all import them from here.
+# Inputs bitmask (STATE `inputs`/`changed`, HEARTBEAT `inputs`, the sim feed's `inputs`).
+IN_DOOR_CLOSED = const(0x01)
+IN_ZONE_UP = const(0x02)  # upper door-zone sensor (vane/magnet) covered
+IN_ZONE_DN = const(0x04)  # lower door-zone sensor covered; both covered = level at a floor
+IN_PRESENCE = const(0x08)  # someone in the car (PIR / mmWave)
+IN_INSPECTION = const(0x10)  # inspection (maintenance) switch on the car top
+IN_ALARM_BUTTON = const(0x20)
+# Motion (STATE, STATS, HEARTBEAT `motion`).
+MOTION_REST = const(0)
+MOTION_ACCELERATING = const(1)
+MOTION_MOVING = const(2)
+MOTION_DECELERATING = const(3)
+MOTION_UNCALIBRATED = const(255)
+# EVENT `kind`: conditions the board detects itself; EVENT `state`.
+KIND_DOOR_OPEN_WHILE_MOVING = const(1)
+KIND_STOPPED_OUTSIDE_DOOR_ZONE = const(2)
+KIND_ALARM_BUTTON_HELD = const(3)
+KIND_SENSOR_FAULT = const(4)
+KIND_SAFE_MODE = const(5)
+KIND_RING_OVERRUN = const(6)
+EVENT_CLEARED = const(0)
+EVENT_RAISED = const(1)
+# CONTROL `command`, and the `arg` of CMD_STREAM_MODE.
+CMD_REBOOT = const(1)
+CMD_CALIBRATE = const(2)
+CMD_STREAM_MODE = const(3)
+CMD_REQUEST_HELLO = const(4)
+CMD_REQUEST_COUNTERS = const(5)
+STREAM_AUTO = const(0)  # VIB around trips, STATS at rest (default)
+STREAM_ALWAYS_VIB = const(1)  # raw blocks all the time (commissioning, recording a trace)
+STREAM_NO_VIB = const(2)  # STATS only (a starved link)
+# ACK `status`.
+ACK_OK = const(0)
+ACK_REFUSED = const(1)  # e.g. a CONFIG value out of range; `reason` says which
+ACK_UNKNOWN = const(2)  # the board does not know what is acknowledged / commanded
+ACK_BUSY = const(3)
+
 # Flags: bits 0-3 must be understood (a reader drops a frame with an unknown one), bits 4-7 may be ignored.
 FLAG_TAGGED = const(0x01)
 FLAGS_INCOMPAT_KNOWN = const(0x01)

@@ -35,12 +35,12 @@ class MessageType(enum.IntEnum):
 class Input(enum.IntFlag):
     """Bits of the `inputs`/`changed` masks (STATE, HEARTBEAT, sim feed)."""
 
-    DOOR_CLOSED = 0x01
-    ZONE_UP = 0x02  # upper door-zone sensor (vane/magnet) covered
-    ZONE_DN = 0x04  # lower door-zone sensor covered; both covered = level at a floor
-    PRESENCE = 0x08  # someone in the car (PIR / mmWave)
-    INSPECTION = 0x10  # inspection (maintenance) switch on the car top
-    ALARM_BUTTON = 0x20
+    DOOR_CLOSED = _lw.IN_DOOR_CLOSED
+    ZONE_UP = _lw.IN_ZONE_UP
+    ZONE_DN = _lw.IN_ZONE_DN
+    PRESENCE = _lw.IN_PRESENCE
+    INSPECTION = _lw.IN_INSPECTION
+    ALARM_BUTTON = _lw.IN_ALARM_BUTTON
 
 
 class _TolerantIntEnum(enum.IntEnum):
@@ -54,47 +54,47 @@ class _TolerantIntEnum(enum.IntEnum):
 
 
 class Motion(_TolerantIntEnum):
-    REST = 0
-    ACCELERATING = 1
-    MOVING = 2
-    DECELERATING = 3
-    UNCALIBRATED = 255
+    REST = _lw.MOTION_REST
+    ACCELERATING = _lw.MOTION_ACCELERATING
+    MOVING = _lw.MOTION_MOVING
+    DECELERATING = _lw.MOTION_DECELERATING
+    UNCALIBRATED = _lw.MOTION_UNCALIBRATED
 
 
 class BoardEventKind(_TolerantIntEnum):
     """Conditions the board detects itself (EVENT `kind`)."""
 
-    DOOR_OPEN_WHILE_MOVING = 1
-    STOPPED_OUTSIDE_DOOR_ZONE = 2
-    ALARM_BUTTON_HELD = 3
-    SENSOR_FAULT = 4
-    SAFE_MODE = 5
-    RING_OVERRUN = 6
+    DOOR_OPEN_WHILE_MOVING = _lw.KIND_DOOR_OPEN_WHILE_MOVING
+    STOPPED_OUTSIDE_DOOR_ZONE = _lw.KIND_STOPPED_OUTSIDE_DOOR_ZONE
+    ALARM_BUTTON_HELD = _lw.KIND_ALARM_BUTTON_HELD
+    SENSOR_FAULT = _lw.KIND_SENSOR_FAULT
+    SAFE_MODE = _lw.KIND_SAFE_MODE
+    RING_OVERRUN = _lw.KIND_RING_OVERRUN
 
 
 class Command(enum.IntEnum):
     """CONTROL `command`."""
 
-    REBOOT = 1
-    CALIBRATE = 2
-    STREAM_MODE = 3
-    REQUEST_HELLO = 4
-    REQUEST_COUNTERS = 5
+    REBOOT = _lw.CMD_REBOOT
+    CALIBRATE = _lw.CMD_CALIBRATE
+    STREAM_MODE = _lw.CMD_STREAM_MODE
+    REQUEST_HELLO = _lw.CMD_REQUEST_HELLO
+    REQUEST_COUNTERS = _lw.CMD_REQUEST_COUNTERS
 
 
 class StreamMode(enum.IntEnum):
     """CONTROL STREAM_MODE `arg`."""
 
-    AUTO = 0  # VIB around trips, STATS at rest (default)
-    ALWAYS_VIB = 1  # raw blocks all the time (commissioning, recording a trace)
-    NO_VIB = 2  # STATS only (a starved link)
+    AUTO = _lw.STREAM_AUTO
+    ALWAYS_VIB = _lw.STREAM_ALWAYS_VIB
+    NO_VIB = _lw.STREAM_NO_VIB
 
 
 class AckStatus(enum.IntEnum):
-    OK = 0
-    REFUSED = 1  # e.g. a CONFIG value out of range; `reason` says which
-    UNKNOWN = 2  # the board does not know what is acknowledged / commanded
-    BUSY = 3
+    OK = _lw.ACK_OK
+    REFUSED = _lw.ACK_REFUSED
+    UNKNOWN = _lw.ACK_UNKNOWN
+    BUSY = _lw.ACK_BUSY
 
 
 class MessageError(ValueError):

@@ -61,7 +61,7 @@ def test_calls_the_port_refuses_are_caught(tmp_path) -> None:
         'hal_esp32.py:25: Unexpected keyword argument "pul" for "Pin"',
         'hal_esp32.py:69: Module has no attribute "Watchdog"',
         'accel.py:48: Too few arguments for "readfrom_mem_into" of "I2C" [call-arg]',
-        'agent.py:332: Too many arguments for "uart_flush" [call-arg]',
+        'agent.py:474: Too many arguments for "uart_flush" [call-arg]',
     )
     assert "4 error(s)" in r.stderr
 

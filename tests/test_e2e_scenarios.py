@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from liftwatch.hil.sim.car import CARS_DIR
-from liftwatch.hil.sim.feed import CarSample, write_trace
+from liftwatch.protocol.trace import CarSample, write_trace
 from liftwatch.hil.sim.scenario import Scenario, list_scenarios
 
 from liftwatch.cli import main as liftwatch_main

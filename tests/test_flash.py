@@ -34,7 +34,7 @@ def _sim_folder_layout(tmp_path: Path) -> Path:
     follows no pattern: the folder alone must keep it off a real board."""
     fw = tmp_path / "firmware"
     (fw / "sim").mkdir(parents=True)
-    for src in FIRMWARE_DIR.glob("*.py"):
+    for src in [*FIRMWARE_DIR.glob("*.py"), *(FIRMWARE_DIR / "sim").glob("*.py")]:
         shutil.copyfile(src, fw / ("sim" if is_simulation_module(src) else ".") / src.name)
     (fw / "sim" / "car_noise.py").write_text("LEVEL = 1\n")
     return fw

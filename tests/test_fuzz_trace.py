@@ -1,4 +1,4 @@
-"""Fuzzing the trace CSV reader (hil_tests/sim/feed.py), the input of `liftwatch replay` and the mock board.
+"""Fuzzing the trace CSV reader (protocol/trace.py), the input of `liftwatch replay` and the mock board.
 
 Property: `read_trace` yields valid `CarSample`s or raises `TraceFormatError` (with a line number),
 never another exception; `trace_to_feed` finishes in time bounded by the file, not by the numbers
@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from support.fuzzing import fuzz
-from liftwatch.hil.sim.feed import (
+from liftwatch.protocol.trace import (
     FEED_RECORD_SIZE,
     TRACE_HEADER,
     CarSample,

@@ -13,6 +13,8 @@ from support.fwharness import (
     ALARM,
     AT_FLOOR,
     DOOR_CLOSED,
+    FEED_CTRL_CRASH,
+    FEED_CTRL_POWER_CUT,
     LEVEL,
     T_ACK,
     T_CONFIG,
@@ -30,7 +32,7 @@ from support.fwharness import (
     run_firmware,
 )
 
-from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR
+from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, SIM_HARDWARE_DIR
 
 pytestmark = pytest.mark.micropython
 
@@ -128,7 +130,10 @@ def test_events_are_resent_until_acked_and_survive_reboot(tmp_path):
 
 
 def test_crash_loop_ends_in_safe_mode_and_a_clean_stop_leaves_it(tmp_path):
-    fb = FeedBuilder().rest(1).ctrl(1).rest(1).ctrl(1).rest(1).ctrl(1).rest(10)
+    fb = FeedBuilder()
+    for _ in range(3):
+        fb.rest(1).ctrl(FEED_CTRL_CRASH)
+    fb.rest(10)
     run = run_firmware(tmp_path, fb.bytes())
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.boots == ["hard", "hard", "hard"]
@@ -144,7 +149,10 @@ def test_crash_loop_ends_in_safe_mode_and_a_clean_stop_leaves_it(tmp_path):
 
 
 def test_power_cuts_are_not_crashes(tmp_path):
-    fb = FeedBuilder().rest(1).ctrl(2).rest(1).ctrl(2).rest(1).ctrl(2).rest(1).ctrl(2).rest(3)
+    fb = FeedBuilder()
+    for _ in range(4):
+        fb.rest(1).ctrl(FEED_CTRL_POWER_CUT)
+    fb.rest(3)
     run = run_firmware(tmp_path, fb.bytes())
     assert run.boots == ["power_on"] * 4
     assert run.summary["safe_mode"] is False
@@ -289,7 +297,8 @@ def test_source_form_gives_the_same_frames_as_the_mpy_form(tmp_path):
     mpy = run_firmware(tmp_path / "a", fb.bytes())
     # Compiling the source on the board needs its parse trees in RAM: the .py form gets 48 KiB more
     # (docs/firmware.md: deploy the .mpy form, as `liftwatch flash` does).
-    src = run_firmware(tmp_path / "b", fb.bytes(), paths=(FIRMWARE_DIR, PROTOCOL_DIR), heapsize="160k")
+    src = run_firmware(tmp_path / "b", fb.bytes(), paths=(FIRMWARE_DIR, SIM_HARDWARE_DIR, PROTOCOL_DIR),
+                       heapsize="160k")
     assert src.returncode == 0, src.stdout + src.stderr
     assert [(f.type, f.seq, f.t_ms, f.payload) for f in src.frames if f.type != T_HEARTBEAT] == \
         [(f.type, f.seq, f.t_ms, f.payload) for f in mpy.frames if f.type != T_HEARTBEAT]

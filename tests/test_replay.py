@@ -17,7 +17,7 @@ import pytest
 from support.upstream import schema_validator
 
 from liftwatch.edge_daemon.cli import parse_start
-from liftwatch.hil.sim.feed import write_trace
+from liftwatch.protocol.trace import write_trace
 from liftwatch.hil.sim.scenario import Scenario
 
 LIFTWATCH = [sys.executable, "-m", "liftwatch"]

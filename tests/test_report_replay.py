@@ -13,7 +13,7 @@ from liftwatch.edge_daemon.analytics import AnalyticsConfig
 from liftwatch.edge_daemon.replay import ReplaySettings, replay_trace
 from liftwatch.edge_daemon.report.figures import Period, Severity, car_figures
 from liftwatch.edge_daemon.report.source import load_messages
-from liftwatch.hil.sim.feed import write_trace
+from liftwatch.protocol.trace import write_trace
 from liftwatch.hil.sim.scenario import Scenario
 from support.report_synth import local_ts
 

@@ -35,8 +35,8 @@ from pathlib import Path
 
 from liftwatch.hil.mockboard.feed_pump import TICK_S, FeedPump
 from liftwatch.hil.mockboard.ptys import RELAY_LIMIT_BYTES, Relay, hung_up, make_pty, read_available
-from liftwatch.hil.sim.feed import CarSample
 from liftwatch.hil.sim.scenario import BoardFault
+from liftwatch.protocol.trace import CarSample
 from liftwatch.upy import ESP32_HEAPSIZE, micropython_cmd
 
 log = logging.getLogger(__name__)

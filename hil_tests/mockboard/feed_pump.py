@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from liftwatch.hil.sim.feed import FEED_RECORD, CarSample
 from liftwatch.hil.sim.scenario import BoardFault
+from liftwatch.protocol.trace import FEED_RECORD, CarSample
 
 _F_SETPIPE_SZ = 1031
 # A small feed pipe keeps the board's clock close to the car's: 4096 bytes = 341 records.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liftwatch.hil.sim.feed import ALARM_BUTTON, DOOR_CLOSED, INSPECTION, PRESENCE, ZONE_DN, ZONE_UP, CarSample
+from liftwatch.protocol.trace import ALARM_BUTTON, DOOR_CLOSED, INSPECTION, PRESENCE, ZONE_DN, ZONE_UP, CarSample
 
 CARS_DIR = Path(__file__).resolve().parent.parent / "cars"
 G_MPS2 = 9.80665

