@@ -183,13 +183,11 @@ def _header_car_analytics(trace: Path, base: Any) -> tuple[Any, str]:
     names (`# car office6`, as `liftwatch simulate` writes) if that car file is known; else no
     overspeed judgement at all, since no rated speed was given and a guessed one raises false
     faults. The note says which, once."""
-    from liftwatch.hil.sim.car import CarSpecError
-
     name = _trace_car_name(trace)
     if name is not None:
         try:
             analytics = _car_analytics(name, base)
-        except (CarSpecError, ValueError):
+        except ValueError:  # CarSpecError (no such car file, a bad one), analytics ConfigError
             pass
         else:
             return analytics, (f"replay: car {name} from the trace header: rated speed {analytics.rated_speed_mps} "
