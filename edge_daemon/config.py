@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
-from liftwatch.edge_daemon.analytics.config import ConfigError as AnalyticsConfigError
+from liftwatch.edge_daemon.analytics.config import AnalyticsConfigError
 from liftwatch.edge_daemon.hosts import is_loopback_host
 from liftwatch.edge_daemon.keystore import KeyStoreError, check_private, load_key_pair, read_private
 from liftwatch.edge_daemon.session import SessionConfig

@@ -41,6 +41,7 @@ from liftwatch.edge_daemon.transport import (
     TransportOpenError,
     make_transport,
 )
+from liftwatch.errors import LiftwatchError
 from liftwatch.protocol.framing import FrameReader
 
 _LOG = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ STATE_SAVE_S = 300.0
 HOST_SEQ_RESUME_MARGIN = 1024
 
 
-class DaemonStartError(RuntimeError):
+class DaemonStartError(LiftwatchError, RuntimeError):
     """The daemon cannot start (state directory or outbox unusable: nothing was opened), or its
     operator plane failed (status page port taken): it stopped cleanly, outbox committed."""
 

@@ -18,6 +18,8 @@ import uuid
 from enum import IntEnum
 from typing import Any, Mapping
 
+from liftwatch.errors import LiftwatchError
+
 SCHEMA_VERSION = 1
 """Envelope version `v`. Fields are only ever added; a reader ignores fields it does not know."""
 
@@ -57,7 +59,7 @@ DEFAULT_PRIORITIES: Mapping[str, Priority] = {
 """Kinds not listed here (e.g. raw vibration snapshots) get Priority.RAW."""
 
 
-class InvalidMessageError(ValueError):
+class InvalidMessageError(LiftwatchError, ValueError):
     """An upstream message is malformed; it was not stored. `field` names the offending field."""
 
     def __init__(self, field: str, reason: str) -> None:

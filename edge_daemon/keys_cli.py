@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from liftwatch.edge_daemon.keystore import (
@@ -61,85 +63,82 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
     g.add_argument("--bytes", type=int, default=KEY_BYTES, help=f"key length, 16-64 (default {KEY_BYTES})")
     g.set_defaults(func=_cmd_generate)
-    r = sub.add_parser("rotate", help="make the board's next key (kept beside the current one until promoted)")
-    r.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
-    r.set_defaults(func=_cmd_rotate)
-    pr = sub.add_parser("promote", help="the board now runs its next key: make it current, retire the old one")
-    pr.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
-    pr.set_defaults(func=_cmd_promote)
+    for action, func, help_ in (
+        ("rotate", _cmd_rotate, "make the board's next key (kept beside the current one until promoted)"),
+        ("promote", _cmd_promote, "the board now runs its next key: make it current, retire the old one"),
+        ("remove", _cmd_remove, "forget a decommissioned board's keys"),
+        ("path", _cmd_path, "print the key file to use as `key_file` in the daemon config"),
+    ):
+        one = sub.add_parser(action, help=help_)
+        one.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
+        one.set_defaults(func=func)
     ls = sub.add_parser("list", help="boards and key fingerprints (never the keys)")
     ls.set_defaults(func=_cmd_list)
-    rm = sub.add_parser("remove", help="forget a decommissioned board's keys")
-    rm.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
-    rm.set_defaults(func=_cmd_remove)
-    path = sub.add_parser("path", help="print the key file to use as `key_file` in the daemon config")
-    path.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
-    path.set_defaults(func=_cmd_path)
 
 
 def _store(args: argparse.Namespace, create: bool = False) -> KeyStore:
     return KeyStore(args.dir or default_keystore(), create=create)
 
 
-def _run(fn) -> int:
-    try:
-        return fn()
-    except KeyStoreError as err:
-        print(f"liftwatch keys: {err}", file=sys.stderr)
-        return 1
+def _keystore_action(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A `keys` action whose KeyStoreError becomes one line on stderr and exit status 1."""
+
+    @functools.wraps(action)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return action(args)
+        except KeyStoreError as err:
+            print(f"liftwatch keys: {err}", file=sys.stderr)
+            return 1
+
+    return run
 
 
+@_keystore_action
 def _cmd_generate(args: argparse.Namespace) -> int:
-    def go() -> int:
-        store = _store(args, create=True)
-        key = store.generate(args.board_id, n_bytes=args.bytes)
-        print(f"{args.board_id}: key {fingerprint(key)} written to {store.key_path(args.board_id)}")
-        return 0
-    return _run(go)
+    store = _store(args, create=True)
+    key = store.generate(args.board_id, n_bytes=args.bytes)
+    print(f"{args.board_id}: key {fingerprint(key)} written to {store.key_path(args.board_id)}")
+    return 0
 
 
+@_keystore_action
 def _cmd_rotate(args: argparse.Namespace) -> int:
-    def go() -> int:
-        store = _store(args)
-        key = store.rotate(args.board_id)
-        print(f"{args.board_id}: next key {fingerprint(key)} in {store.next_path(args.board_id)}; flash it, "
-              f"then `liftwatch keys promote {args.board_id}`")
-        return 0
-    return _run(go)
+    store = _store(args)
+    key = store.rotate(args.board_id)
+    print(f"{args.board_id}: next key {fingerprint(key)} in {store.next_path(args.board_id)}; flash it, "
+          f"then `liftwatch keys promote {args.board_id}`")
+    return 0
 
 
+@_keystore_action
 def _cmd_promote(args: argparse.Namespace) -> int:
-    def go() -> int:
-        key = _store(args).promote(args.board_id)
-        print(f"{args.board_id}: key {fingerprint(key)} is current; the old key is refused from now on "
-              "(restart the daemon to apply)")
-        return 0
-    return _run(go)
+    key = _store(args).promote(args.board_id)
+    print(f"{args.board_id}: key {fingerprint(key)} is current; the old key is refused from now on "
+          "(restart the daemon to apply)")
+    return 0
 
 
+@_keystore_action
 def _cmd_list(args: argparse.Namespace) -> int:
-    def go() -> int:
-        infos = _store(args).list()
-        print(f"{'board':<24} {'current':<9} {'next':<9} since")
-        for info in infos:
-            since = dt.datetime.fromtimestamp(info.current_mtime_s, dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
-            print(f"{info.board_id:<24} {info.current_fingerprint:<9} {info.next_fingerprint or '-':<9} {since}")
-        return 0
-    return _run(go)
+    infos = _store(args).list()
+    print(f"{'board':<24} {'current':<9} {'next':<9} since")
+    for info in infos:
+        since = dt.datetime.fromtimestamp(info.current_mtime_s, dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+        print(f"{info.board_id:<24} {info.current_fingerprint:<9} {info.next_fingerprint or '-':<9} {since}")
+    return 0
 
 
+@_keystore_action
 def _cmd_remove(args: argparse.Namespace) -> int:
-    def go() -> int:
-        _store(args).remove(args.board_id)
-        print(f"{args.board_id}: removed")
-        return 0
-    return _run(go)
+    _store(args).remove(args.board_id)
+    print(f"{args.board_id}: removed")
+    return 0
 
 
+@_keystore_action
 def _cmd_path(args: argparse.Namespace) -> int:
-    def go() -> int:
-        store = _store(args)
-        store.load(args.board_id)
-        print(store.key_path(args.board_id))
-        return 0
-    return _run(go)
+    store = _store(args)
+    store.load(args.board_id)
+    print(store.key_path(args.board_id))
+    return 0

@@ -72,6 +72,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from .envelope import DEFAULT_PRIORITIES, InvalidMessageError, Priority, encode_message
 from .outbox_sidefiles import merge_drops, open_preallocated, read_hwm_file, read_shed_file, rewrite_in_place
 
+from liftwatch.errors import LiftwatchError
+
 _LOG = logging.getLogger(__name__)
 
 ROW_OVERHEAD_BYTES = 96
@@ -158,7 +160,7 @@ class PutOutcome(Enum):
     DROPPED = "dropped"  # budget full and nothing of lower priority to evict; counted
 
 
-class OutboxError(Exception):
+class OutboxError(LiftwatchError):
     """Base of outbox errors."""
 
 

@@ -19,6 +19,8 @@ from enum import StrEnum
 from importlib import resources
 from typing import Any
 
+from liftwatch.errors import LiftwatchError
+
 _DICT_V1_BYTE = b"\x01"
 CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_DEFLATE_V1 = "application/json; encoding=liftwatch-deflate-v1"
@@ -31,7 +33,7 @@ class PayloadEncoding(StrEnum):
     DEFLATE = "deflate"  # raw DEFLATE with dictionary v1
 
 
-class UpstreamPayloadError(ValueError):
+class UpstreamPayloadError(LiftwatchError, ValueError):
     """A payload that is neither JSON nor a known compact encoding, or does not inflate."""
 
 

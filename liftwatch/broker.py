@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from liftwatch.errors import LiftwatchError
+
 # Mosquitto listens within ~50 ms; generous for a loaded 2-core machine.
 START_TIMEOUT_S = 10.0
 # A restart on the same port can find the old listener's socket not yet released by the kernel.
@@ -39,7 +41,7 @@ _RUNNING = re.compile(r"mosquitto version \S+ running")
 _LOG = logging.getLogger(__name__)
 
 
-class BrokerError(RuntimeError):
+class BrokerError(LiftwatchError, RuntimeError):
     """Mosquitto is not installed, did not start, or a subscriber could not subscribe."""
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from liftwatch import __version__
+from liftwatch.errors import LiftwatchError
 
 # module -> registers subcommands; imported lazily so `liftwatch --version` stays fast.
 _PARTS = (
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand. Whatever it does not report itself ends as one line on stderr, never a
     traceback: exit 1 for a runtime failure (an output the system refuses, an I/O error, a reader that
-    closed our stdout), 130 for Ctrl-C. Usage errors (exit 2) are the subcommands' own to report."""
+    closed our stdout, any `LiftwatchError`), 130 for Ctrl-C. Usage errors (exit 2) are the subcommands' own to report."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -61,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as err:
         print(f"{where}: {_describe_os_error(err)}", file=sys.stderr)
+        return 1
+    except LiftwatchError as err:  # refused with a reason the subcommand did not report itself
+        print(f"{where}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)

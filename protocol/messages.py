@@ -14,6 +14,7 @@ from dataclasses import MISSING, dataclass, fields
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.protocol import lwproto as _lw
 from liftwatch.protocol.framing import Frame
 
@@ -97,7 +98,7 @@ class AckStatus(enum.IntEnum):
     BUSY = _lw.ACK_BUSY
 
 
-class MessageError(ValueError):
+class MessageError(LiftwatchError, ValueError):
     """A known message type whose payload does not fit its definition: not an array, a required
     field missing, a field of another type than SPEC.md section 5 gives it, or fields that
     contradict each other. The one error every view raises; `field` names the field at fault

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.protocol import lwproto as _lw
 
 TRACE_HEADER = (
@@ -51,7 +52,7 @@ MAX_TRACE_US = 1 << 45
 _INT16 = (-32768, 32767)
 
 
-class TraceError(ValueError):
+class TraceError(LiftwatchError, ValueError):
     """A trace or feed cannot be read; carries where (line number or byte offset) and why."""
 
 

@@ -10,7 +10,7 @@ from support.analytics_synth import CarStream
 from liftwatch.edge_daemon.analytics import (
     AnalyticsConfig,
     CarAnalytics,
-    ConfigError,
+    AnalyticsConfigError,
     DailyRecord,
     DoorCycle,
     FaultEvent,
@@ -269,7 +269,7 @@ def test_a_clock_jump_does_not_flood_daily_records():
     ],
 )
 def test_config_errors_name_the_field(kw, field):
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(AnalyticsConfigError) as err:
         AnalyticsConfig(**kw)
     assert err.value.field == field
 

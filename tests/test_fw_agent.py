@@ -129,12 +129,16 @@ def test_events_are_resent_until_acked_and_survive_reboot(tmp_path):
     assert third.summary["counters"][3] == 3  # boots
 
 
-def test_crash_loop_ends_in_safe_mode_and_a_clean_stop_leaves_it(tmp_path):
+def _reboots(ctrl: int, times: int, then_s: float) -> bytes:
+    """A feed that reboots the board `times` times through `ctrl`, a second apart, then runs on then_s."""
     fb = FeedBuilder()
-    for _ in range(3):
-        fb.rest(1).ctrl(FEED_CTRL_CRASH)
-    fb.rest(10)
-    run = run_firmware(tmp_path, fb.bytes())
+    for _ in range(times):
+        fb.rest(1).ctrl(ctrl)
+    return fb.rest(then_s).bytes()
+
+
+def test_crash_loop_ends_in_safe_mode_and_a_clean_stop_leaves_it(tmp_path):
+    run = run_firmware(tmp_path, _reboots(FEED_CTRL_CRASH, 3, then_s=10))
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.boots == ["hard", "hard", "hard"]
     hellos = run.of(T_HELLO)
@@ -149,11 +153,7 @@ def test_crash_loop_ends_in_safe_mode_and_a_clean_stop_leaves_it(tmp_path):
 
 
 def test_power_cuts_are_not_crashes(tmp_path):
-    fb = FeedBuilder()
-    for _ in range(4):
-        fb.rest(1).ctrl(FEED_CTRL_POWER_CUT)
-    fb.rest(3)
-    run = run_firmware(tmp_path, fb.bytes())
+    run = run_firmware(tmp_path, _reboots(FEED_CTRL_POWER_CUT, 4, then_s=3))
     assert run.boots == ["power_on"] * 4
     assert run.summary["safe_mode"] is False
     assert run.summary["counters"][3] == 5

@@ -58,28 +58,21 @@ while True:
 print("SIZES", max(sizes), min(sizes), len(sizes), per_interval_max, s.retries)
 print("STREAM", len(stream), queued)
 open("ble_stream.bin", "wb").write(stream)
-# RX: the host's frames written in odd chunks reassemble through the link's assembler
+# RX: the host's frames written in odd chunks come back out of the RX ring as the same bytes
 data = open("host.bin", "rb").read()
 i = 0
 step = 1
 while i < len(data):
     s.on_write(data[i:i + step]); i += step; step = step % 23 + 1
 buf = bytearray(64)
-asm = lwproto.FrameAssembler(400)
-dec = lwproto.FrameDecoder()
-got = []
+rx = bytearray()
 while True:
     m = s.uart_readinto(buf)
     if not m:
         break
-    j = 0
-    while j < m:
-        r = asm.push(buf, j, m - j)
-        if r < 0:
-            break
-        j = r
-        got.append(dec.decode(asm.frame, asm.length)[0])
-print("RX", got, s.rx_overflows)
+    rx += buf[:m]
+open("ble_rx.bin", "wb").write(rx)
+print("RX", s.rx_overflows)
 s.on_disconnect()
 print("AFTER", s.uart_write(enc.wire, 0, n), s.next_notification(t + 100))
 """
@@ -107,5 +100,7 @@ def test_ble_stream_chunks_paces_and_reassembles(tmp_path):
     assert reader.drops == {}
     assert [f.seq for f in frames] == list(range(1, 21))
     assert [f.payload[0] for f in frames] == list(range(1, 21))
-    assert lines["RX"] == str([T_ACK if i % 2 == 0 else T_CONFIG for i in range(12)]) + " 0"
+    # what the link reads back is the host's byte stream, whole and in order, however it was chunked
+    assert lines["RX"] == "0"  # no overflow
+    assert (tmp_path / "ble_rx.bin").read_bytes() == host
     assert lines["AFTER"] == "False None"

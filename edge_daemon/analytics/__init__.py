@@ -4,7 +4,7 @@ The car's pipeline (edge_daemon/pipeline.py) feeds `CarAnalytics(car_id, Analyti
 with `feed(obs)`, `tick(ts)` and `flush(ts)`; every output has `kind`, `key` and `to_message()` (see docs/analytics.md).
 """
 
-from .config import AnalyticsConfig, ConfigError
+from .config import AnalyticsConfig, AnalyticsConfigError
 from .daily import DailyRecord
 from .doors import DoorCycle
 from .engine import CarAnalytics, Output
@@ -18,7 +18,7 @@ __all__ = [
     "GBT24476_CODES",
     "AnalyticsConfig",
     "CarAnalytics",
-    "ConfigError",
+    "AnalyticsConfigError",
     "DailyRecord",
     "DoorCycle",
     "FaultEvent",

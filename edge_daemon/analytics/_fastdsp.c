@@ -20,6 +20,19 @@
 #define MAX_SIGNALS 8
 #define MAX_SECTIONS 16
 
+/* One sample x through n_sections biquads (transposed direct form II, scipy's sosfilt order of
+ * operations); z holds each section's two state words in turn and is updated in place. */
+static inline double sos_step(const double *c, Py_ssize_t n_sections, double *z, double x) {
+    for (Py_ssize_t s = 0; s < n_sections; s++, c += 6, z += 2) {
+        double x_new = c[0] * x + z[0];
+        z[0] = c[1] * x - c[4] * x_new + z[1];
+        z[1] = c[2] * x - c[5] * x_new;
+        x = x_new;
+    }
+    return x;
+}
+
+
 /* A float64 buffer into a zeroed view; on failure the view stays empty, so a caller may release
  * all its views at one exit whichever acquisition failed (PyBuffer_Release skips an empty view). */
 static int get_f64(PyObject *obj, Py_buffer *view, int writable, const char *name) {
@@ -59,16 +72,7 @@ static PyObject *sosfilt(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t n = 0; n < n_samples; n++, px += n_signals) {
             for (Py_ssize_t i = 0; i < n_signals; i++) {
-                double x_cur = px[i];
-                double *zs = z + i * n_sections * 2;
-                for (Py_ssize_t s = 0; s < n_sections; s++, zs += 2) {
-                    const double *b = c + s * 6;
-                    double x_new = b[0] * x_cur + zs[0];
-                    zs[0] = b[1] * x_cur - b[4] * x_new + zs[1];
-                    zs[1] = b[2] * x_cur - b[5] * x_new;
-                    x_cur = x_new;
-                }
-                px[i] = x_cur;
+                px[i] = sos_step(c, n_sections, z + i * n_sections * 2, px[i]);
             }
         }
         Py_END_ALLOW_THREADS
@@ -123,15 +127,7 @@ static PyObject *lowpass_filtfilt(PyObject *self, PyObject *args) {
                 z[s][1] = u[2 * s + 1] * x0;
             }
             for (Py_ssize_t k = 0; k < m; k++, i += step) {
-                double x_cur = y[i];
-                for (Py_ssize_t s = 0; s < n_sections; s++) {
-                    const double *b = c + s * 6;
-                    double x_new = b[0] * x_cur + z[s][0];
-                    z[s][0] = b[1] * x_cur - b[4] * x_new + z[s][1];
-                    z[s][1] = b[2] * x_cur - b[5] * x_new;
-                    x_cur = x_new;
-                }
-                y[i] = x_cur;
+                y[i] = sos_step(c, n_sections, &z[0][0], y[i]);
             }
         }
         Py_END_ALLOW_THREADS

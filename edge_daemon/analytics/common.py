@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, ClassVar
 
-__all__ = ["day_string", "iso_utc", "local_day", "round_or_none", "ts_ms"]
+__all__ = ["Span", "day_string", "iso_utc", "local_day", "round_or_none", "ts_ms"]
 
 
 def iso_utc(ts: float) -> str:
@@ -29,3 +30,29 @@ def day_string(day: int) -> str:
 
 def round_or_none(v: float | None, nd: int) -> float | None:
     return None if v is None else round(float(v), nd)
+
+
+class Span:
+    """A car's stretch of time, start_ts to end_ts (a trip, a maintenance visit): its key and the
+    fields its message opens with. The frozen dataclass beside it declares the fields."""
+
+    __slots__ = ()
+    car_id: str
+    start_ts: float
+    end_ts: float
+    kind: ClassVar[str]  # the upstream kind, also the middle of the key
+
+    @property
+    def key(self) -> str:
+        return f"{self.car_id}:{self.kind}:{ts_ms(self.start_ts)}"
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_ts - self.start_ts
+
+    def span_message(self) -> dict[str, Any]:
+        return {
+            "start_ts": iso_utc(self.start_ts),
+            "end_ts": iso_utc(self.end_ts),
+            "duration_s": round(float(self.duration_s), 3),
+        }

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AnalyticsConfig", "ConfigError"]
+from liftwatch.errors import LiftwatchError
+
+__all__ = ["AnalyticsConfig", "AnalyticsConfigError"]
 
 
-class ConfigError(ValueError):
+class AnalyticsConfigError(LiftwatchError, ValueError):
     """An analytics setting is out of range; `field` names it."""
 
     def __init__(self, field: str, reason: str) -> None:
@@ -87,7 +89,7 @@ class AnalyticsConfig:
 
     def __post_init__(self) -> None:
         if self.rated_speed_mps is not None and not self.rated_speed_mps > 0:
-            raise ConfigError("rated_speed_mps", "must be > 0")
+            raise AnalyticsConfigError("rated_speed_mps", "must be > 0")
         for name in (
             "vane_length_mm",
             "accel_lowpass_hz",
@@ -96,15 +98,15 @@ class AnalyticsConfig:
             "level_tolerance_mm",
         ):
             if not getattr(self, name) > 0:
-                raise ConfigError(name, "must be > 0")
+                raise AnalyticsConfigError(name, "must be > 0")
         if self.zone_sensor_spacing_mm < 0 or self.zone_sensor_spacing_mm >= self.vane_length_mm:
-            raise ConfigError("zone_sensor_spacing_mm", "must be >= 0 and below vane_length_mm")
+            raise AnalyticsConfigError("zone_sensor_spacing_mm", "must be >= 0 and below vane_length_mm")
         if self.floor_count is not None and self.floor_count < 2:
-            raise ConfigError("floor_count", "a lift serves at least 2 floors")
+            raise AnalyticsConfigError("floor_count", "a lift serves at least 2 floors")
         if not 0 < self.constant_speed_fraction < 1:
-            raise ConfigError("constant_speed_fraction", "must be between 0 and 1")
+            raise AnalyticsConfigError("constant_speed_fraction", "must be between 0 and 1")
         if self.leveling_fault_stops > self.leveling_window_stops:
-            raise ConfigError("leveling_fault_stops", "cannot exceed leveling_window_stops")
+            raise AnalyticsConfigError("leveling_fault_stops", "cannot exceed leveling_window_stops")
         for name in (
             "abnormal_vibration_trips",
             "abnormal_vibration_clear_trips",
@@ -114,7 +116,7 @@ class AnalyticsConfig:
             "zone_stuck_trips",
         ):
             if getattr(self, name) < 1:
-                raise ConfigError(name, "must be >= 1")
+                raise AnalyticsConfigError(name, "must be >= 1")
 
     @property
     def level_band_mm(self) -> float:

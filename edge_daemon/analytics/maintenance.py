@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .common import iso_utc, ts_ms
+from .common import Span
 
 __all__ = ["MaintenanceTracker", "MaintenanceVisit"]
 
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceVisit:
+class MaintenanceVisit(Span):
     """One visit (upstream kind `maintenance`)."""
 
     car_id: str
@@ -31,19 +31,9 @@ class MaintenanceVisit:
 
     kind = "maintenance"
 
-    @property
-    def key(self) -> str:
-        return f"{self.car_id}:maintenance:{ts_ms(self.start_ts)}"
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_ts - self.start_ts
-
     def to_message(self) -> dict[str, Any]:
         return {
-            "start_ts": iso_utc(self.start_ts),
-            "end_ts": iso_utc(self.end_ts),
-            "duration_s": round(float(self.duration_s), 3),
+            **self.span_message(),
             "inspection_runs": self.inspection_runs,
             "too_short": bool(self.too_short),
             "faults_responded": [dict(f) for f in self.faults_responded],

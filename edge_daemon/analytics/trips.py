@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .common import iso_utc, round_or_none, ts_ms
+from .common import Span, round_or_none
 from .leveling import LevelingResult, ZoneEdge
 from .ride_quality import RideQuality
 
@@ -27,7 +27,7 @@ __all__ = ["FloorTracker", "FloorUpdate", "Trip", "ZonePasses", "zone_passes"]
 
 
 @dataclass(frozen=True, slots=True)
-class Trip:
+class Trip(Span):
     """One passenger-service trip, rest to rest (upstream kind `trip`)."""
 
     car_id: str
@@ -45,14 +45,6 @@ class Trip:
     kind = "trip"
 
     @property
-    def key(self) -> str:
-        return f"{self.car_id}:trip:{ts_ms(self.start_ts)}"
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_ts - self.start_ts
-
-    @property
     def ride_quality_unjudged(self) -> str | None:
         """Why the trip has no ride-quality figures, None when it has them: "no_vib" (its VIB blocks
         were lost on the link or never sent), else "one_floor" or "short" (no constant-speed stretch,
@@ -66,9 +58,7 @@ class Trip:
     def to_message(self) -> dict[str, Any]:
         rq = self.ride_quality.to_message() if self.ride_quality is not None else None
         return {
-            "start_ts": iso_utc(self.start_ts),
-            "end_ts": iso_utc(self.end_ts),
-            "duration_s": round(float(self.duration_s), 3),
+            **self.span_message(),
             "direction": self.direction,
             "floors": self.floors,
             "from_floor": self.from_floor,

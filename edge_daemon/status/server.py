@@ -56,6 +56,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from liftwatch.edge_daemon.hosts import LOCALHOST_NAMES, is_loopback_host
 from liftwatch.edge_daemon.keystore import KeyStoreError, read_private
+from liftwatch.errors import LiftwatchError
 
 from .state import LiveState
 
@@ -91,7 +92,7 @@ _SECURITY_HEADERS = (
 )
 
 
-class StatusConfigError(ValueError):
+class StatusConfigError(LiftwatchError, ValueError):
     """The status page cannot start as configured (e.g. exposed without a token)."""
 
 

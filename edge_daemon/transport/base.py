@@ -14,8 +14,10 @@ import enum
 import random
 from dataclasses import dataclass
 
+from liftwatch.errors import LiftwatchError
 
-class TransportError(Exception):
+
+class TransportError(LiftwatchError):
     """The link to one board failed; the board's task reconnects, other boards are not affected."""
 
     def __init__(self, link: str, reason: str) -> None:

@@ -65,10 +65,7 @@ class FakeADXL355(FakeAccel):
             v = buf[i]
             if r == 0x2F:
                 if v == 0x52:  # RESET code
-                    self.regs = bytearray(0x40)
-                    self.reset_regs()
-                    self.set_odr(0)
-                    self.clear_fifo()
+                    self.power_cycle()
                 continue
             self.regs[r] = v
             if r == 0x2D or r == 0x28:

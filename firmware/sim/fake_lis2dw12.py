@@ -40,10 +40,7 @@ class FakeLIS2DW12(FakeAccel):
             r = reg + i
             v = buf[i]
             if r == 0x21 and v & 0x40:  # SOFT_RESET
-                self.regs = bytearray(0x40)
-                self.reset_regs()
-                self.set_odr(0)
-                self.clear_fifo()
+                self.power_cycle()
                 continue
             self.regs[r] = v
             if r == 0x20:

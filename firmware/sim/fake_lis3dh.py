@@ -45,10 +45,7 @@ class FakeLIS3DH(FakeAccel):
             r = reg + i
             v = buf[i]
             if r == 0x24 and v & 0x80:  # CTRL_REG5 BOOT: reload trimming, registers to defaults
-                self.regs = bytearray(0x40)
-                self.reset_regs()
-                self.set_odr(0)
-                self.clear_fifo()
+                self.power_cycle()
                 continue
             self.regs[r] = v
             if r == 0x20:

@@ -192,6 +192,7 @@ class FakeAccel:
             buf[i] = 0
 
     def power_cycle(self):
+        """Power-on state; each part's soft-reset command lands here too."""
         self.regs = bytearray(0x40)
         self.reset_regs()
         self.set_odr(0)

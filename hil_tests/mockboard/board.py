@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.hil.mockboard.feed_pump import TICK_S, FeedPump
 from liftwatch.hil.mockboard.ptys import RELAY_LIMIT_BYTES, Relay, hung_up, make_pty, read_available
 from liftwatch.hil.sim.scenario import BoardFault
@@ -68,7 +69,7 @@ _ROM_RESET_TEXT = {
 }
 
 
-class MockBoardError(RuntimeError):
+class MockBoardError(LiftwatchError, RuntimeError):
     """The mock board cannot start or was asked something it cannot do."""
 
 

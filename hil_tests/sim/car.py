@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.protocol.trace import ALARM_BUTTON, DOOR_CLOSED, INSPECTION, PRESENCE, ZONE_DN, ZONE_UP, CarSample
 
 CARS_DIR = Path(__file__).resolve().parent.parent / "cars"
 G_MPS2 = 9.80665
 
 
-class CarSpecError(ValueError):
+class CarSpecError(LiftwatchError, ValueError):
     """A car file with a missing, mistyped or out-of-range parameter; names the key."""
 
 

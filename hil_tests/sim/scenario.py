@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.hil.sim.car import CarSim, CarSpec, load_car, read_toml
 from liftwatch.protocol.trace import CarSample
 
@@ -53,7 +54,7 @@ FAULT_KINDS = ("power_cut", "link_cut", "reset", "garbage")
 _STEP_KINDS = ("ride", "trip", "door", "wait", "set", "traffic", "inspection", "wear", "repeat", "fault")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(LiftwatchError, ValueError):
     """A scenario file that cannot run: names the file and the step."""
 
 

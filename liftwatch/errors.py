@@ -1,0 +1,18 @@
+"""The root of every error liftwatch raises on purpose.
+
+Each of the project's errors derives from `LiftwatchError`, so a caller can tell "liftwatch refused
+this, with a reason" from a bug, and the CLI turns every one of them into one line on stderr. Errors
+that always were a ValueError (bad input), RuntimeError (a step that failed) or an OSError keep that
+base too, so code that catches the builtin base goes on working.
+
+The board has no such root: protocol/lwproto.py runs there as well and takes this class only when it
+can import it (on the host).
+"""
+
+from __future__ import annotations
+
+__all__ = ["LiftwatchError"]
+
+
+class LiftwatchError(Exception):
+    """Base of the project's own errors; subclasses carry the fields that say what was wrong."""
