@@ -10,9 +10,12 @@ import re
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from liftwatch.output import atomic_output
 
 # Exit codes: 0 ok, 1 the operation failed, 2 bad input (config, trace, arguments).
 EXIT_FAILED = 1
@@ -52,7 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="config naming the board (with --car)")
     p.add_argument("--car", help="car of the board in the config (default: the only one)")
     p.add_argument("--port", help="serial port of the board, without a config")
-    p.add_argument("--baudrate", type=int, default=None)
+    p.add_argument("--baudrate", type=int, default=None,
+                   help="serial port speed (default: the board's `baudrate` in the config, else 921600)")
+    p.add_argument("--key-file", help="with --port: the board's frame-tag key (hex); a config names it as key_file")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the board")
     p.set_defaults(func=cmd_calibrate)
 
@@ -84,7 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _fail(str(err), EXIT_BAD_INPUT)
     if args.check:
-        print(f"{args.config}: ok ({len(config.boards)} boards, site {config.site})")
+        n = len(config.boards)
+        print(f"{args.config}: ok ({n} board{'' if n == 1 else 's'}, site {config.site})")
         return 0
     from liftwatch.edge_daemon.daemon import DaemonStartError
 
@@ -125,6 +131,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from liftwatch.edge_daemon.replay import ReplayError, ReplaySettings, replay_trace
     from liftwatch.protocol.trace import TraceError
 
+    if not args.trace.is_file():
+        return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)
     try:
         start = parse_start(args.start)
     except ValueError as err:
@@ -148,23 +156,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
             settings = replace(settings, analytics=_car_analytics(args.car_file, settings.analytics))
         except ValueError as err:  # CarSpecError, analytics ConfigError
             return _fail(f"--car-file: {err}", EXIT_BAD_INPUT)
-    elif not args.config:
-        a = settings.analytics
-        print(f"replay: no --config or --car-file: analytics defaults (rated speed {a.rated_speed_mps} m/s, "
-              f"door-zone vane {a.vane_length_mm:g} mm with sensors {a.zone_sensor_spacing_mm:g} mm apart, "
-              "floors not numbered); a car that differs gets false overspeed and leveling faults", file=sys.stderr)
-    if not args.trace.exists():
-        return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)
-    out = open(args.out, "wb") if args.out else sys.stdout.buffer
+    note = ""
+    if not args.config and not args.car_file:
+        analytics, note = _header_car_analytics(args.trace, settings.analytics)
+        settings = replace(settings, analytics=analytics)
     try:
-        result = asyncio.run(replay_trace(args.trace, out, settings, keep_dir=args.keep))
+        with atomic_output(args.out, "wb") if args.out else nullcontext(sys.stdout.buffer) as out:
+            result = asyncio.run(replay_trace(args.trace, out, settings, keep_dir=args.keep))
     except TraceError as err:
         return _fail(f"{args.trace}: {err}" if str(args.trace) not in str(err) else str(err), EXIT_BAD_INPUT)
     except ReplayError as err:
         return _fail(str(err))
-    finally:
-        if args.out:
-            out.close()
+    if note:  # after the run: a failed or interrupted replay says only what went wrong
+        print(note, file=sys.stderr)
     print(
         f"replay: {result.trace_s:.1f} s of trace in {result.wall_s:.1f} s ({result.speedup:.0f}x), "
         f"{result.frames} frames, {result.messages} messages"
@@ -172,6 +176,40 @@ def cmd_replay(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _header_car_analytics(trace: Path, base: Any) -> tuple[Any, str]:
+    """(analytics, note) for a trace replayed without --config or --car-file: the car its header
+    names (`# car office6`, as `liftwatch simulate` writes) if that car file is known; else no
+    overspeed judgement at all, since no rated speed was given and a guessed one raises false
+    faults. The note says which, once."""
+    name = _trace_car_name(trace)
+    if name is not None:
+        try:
+            analytics = _car_analytics(name, base)
+        except ValueError:  # CarSpecError (no such car file, a bad one), analytics ConfigError
+            pass
+        else:
+            return analytics, (f"replay: car {name} from the trace header: rated speed {analytics.rated_speed_mps} "
+                               f"m/s, {analytics.floor_count} floors (--config or --car-file overrides)")
+    return replace(base, rated_speed_mps=None), (
+        f"replay: no --config or --car-file and no known car in the trace header: overspeed is not judged "
+        f"(no rated speed), floors are not numbered, door-zone vane {base.vane_length_mm:g} mm with sensors "
+        f"{base.zone_sensor_spacing_mm:g} mm apart (another geometry gets false leveling faults)")
+
+
+def _trace_car_name(trace: Path) -> str | None:
+    """The car named by a `# car NAME` comment at the top of a trace CSV (None if there is none)."""
+    try:
+        with open(trace, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("# car "):
+                    return re.split(r"[;\s]", line[len("# car "):].strip(), maxsplit=1)[0] or None
+                if not line.startswith("#") and not line.startswith("t_us"):
+                    return None  # comments sit above and below the header row, never among the samples
+    except OSError:
+        return None
+    return None
 
 
 def _car_analytics(car_file: str, base: Any) -> Any:
@@ -312,10 +350,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from liftwatch.edge_daemon.config import ConfigError, load_config
+    from liftwatch.edge_daemon.session import SessionConfig
     from liftwatch.edge_daemon.transport import LinkKind, make_transport
+    from liftwatch.protocol.framing import FrameReader
 
     if args.port:
+        if args.config:
+            return _fail("give --port or --config, not both", EXIT_BAD_INPUT)
+        try:
+            key = bytes.fromhex(Path(args.key_file).read_text().strip()) if args.key_file else None
+        except (OSError, ValueError) as err:
+            return _fail(f"--key-file {args.key_file}: {getattr(err, 'strerror', None) or 'not a hex key'}",
+                         EXIT_BAD_INPUT)
         transport = make_transport(LinkKind.SERIAL, args.port, baudrate=args.baudrate)
+        session_config, reader = SessionConfig(key=key), FrameReader(key=key, require_tag=key is not None)
     elif args.config:
         try:
             cfg = load_config(args.config)
@@ -325,11 +373,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if len(boards) != 1:
             return _fail("name the board with --car (the config has several)" if boards else
                          f"no board with car = {args.car!r}", EXIT_BAD_INPUT)
-        transport = make_transport(boards[0].link, boards[0].address, baudrate=args.baudrate or boards[0].baudrate)
+        board = boards[0]
+        transport = make_transport(board.link, board.address, baudrate=args.baudrate or board.baudrate)
+        # the board's key as the daemon uses it: a keyed board drops untagged commands
+        session_config = cfg.session_for(board)
+        reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
     else:
         return _fail("give --port, or --config (and --car)", EXIT_BAD_INPUT)
     try:
-        gravity = asyncio.run(calibrate(transport, args.timeout))
+        gravity = asyncio.run(calibrate(transport, args.timeout, session_config, reader))
     except CalibrationError as err:
         return _fail(str(err))
     print(f"calibrated: gravity vector {list(gravity)} counts")
@@ -340,24 +392,29 @@ class CalibrationError(RuntimeError):
     """The board did not calibrate: absent, refused (e.g. not at rest), or timed out."""
 
 
-async def calibrate(transport: Any, timeout_s: float = 30.0) -> tuple[int, int, int]:
+async def calibrate(transport: Any, timeout_s: float = 30.0, session_config: Any = None,
+                    reader: Any = None) -> tuple[int, int, int]:
     """Step 1 open the link, step 2 hear the board (its boot id is echoed in commands), step 3
-    CONTROL calibrate, step 4 wait for the ACK and the HELLO that carries the new gravity vector."""
+    CONTROL calibrate, step 4 wait for the ACK and the HELLO that carries the new gravity vector.
+
+    `session_config` carries the board's key (commands to a keyed board are tagged with it) and
+    `reader` verifies its frames; both default to an unkeyed board."""
     from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
     from liftwatch.edge_daemon.transport import TransportError
     from liftwatch.protocol import messages as m
     from liftwatch.protocol.framing import FrameReader
 
-    session = BoardSession(SessionConfig(), LinkMode.LIVE)
-    reader = FrameReader()
+    session = BoardSession(session_config or SessionConfig(), LinkMode.LIVE)
+    reader = reader or FrameReader()
     try:
         await transport.open()
     except TransportError as err:
-        raise CalibrationError(f"{err} (is `liftwatch run` holding the port? stop it first)") from err
+        raise CalibrationError(str(err)) from err
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     control_seq: int | None = None
     acked = False
+    keyed_board = False
     try:
         while loop.time() < deadline:
             try:
@@ -365,7 +422,10 @@ async def calibrate(transport: Any, timeout_s: float = 30.0) -> tuple[int, int, 
             except asyncio.TimeoutError:
                 break
             for frame in reader.feed(chunk):
+                if reader.key != session.config.key:  # the board runs its rotated key: answer with it
+                    session.config = replace(session.config, key=reader.key)
                 session.on_frame(frame, time.time())
+                keyed_board = keyed_board or frame.tagged
                 if control_seq is None and session.boot_id is not None:
                     session.take_outgoing()  # only our command goes out
                     control_seq = session.request(m.Command.CALIBRATE, 0, time.time())
@@ -385,4 +445,7 @@ async def calibrate(transport: Any, timeout_s: float = 30.0) -> tuple[int, int, 
         await transport.close()
     if control_seq is None:
         raise CalibrationError(f"no frame from the board on {transport.link} within {timeout_s:.0f} s")
+    if keyed_board and session.config.key is None:
+        raise CalibrationError("the board tags its frames and ignores untagged commands: give its key "
+                               "(--config whose [[boards]] names key_file, or --key-file with --port)")
     raise CalibrationError(f"board did not confirm calibration within {timeout_s:.0f} s")

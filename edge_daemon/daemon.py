@@ -104,6 +104,7 @@ class BoardTask:
     replay_window: ReplayWindowFile | None = None  # tagged boards: the window outlives the daemon
     _rotations_seen: int = 0
     _wrong_board_logged: str = ""
+    _open_failure_logged: str = ""
     _writes: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(WRITE_QUEUE_FRAMES))
 
     @property
@@ -120,8 +121,12 @@ class BoardTask:
                 self.counters.open_failures += 1
                 self.counters.last_error = err.reason
                 self.phase = LinkPhase.DISCONNECTED
+                if err.reason != self._open_failure_logged:  # once per reason, not once per retry
+                    self._open_failure_logged = err.reason
+                    _LOG.warning("%s: cannot open: %s; retrying until it opens", self.transport.link, err.reason)
                 await self._pause(stop)
                 continue
+            self._open_failure_logged = ""
             self.counters.connects += 1
             self.phase = LinkPhase.READY
             _LOG.info("%s: connected", self.transport.link)

@@ -72,20 +72,22 @@ class FlashResult:
     seconds: float
 
 
-def _mpremote(port: str, *args: str, timeout: float = MPREMOTE_TIMEOUT_S) -> str:
+def _mpremote(port: str, step: str, *args: str, timeout: float = MPREMOTE_TIMEOUT_S) -> str:
+    """Run mpremote on `port`; a failure names the flashing `step`, not the internal command line."""
     cmd = [sys.executable, "-m", "mpremote", "connect", port, *args]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise FlashError(f"mpremote {' '.join(args[:2])} timed out after {timeout} s on {port}") from None
+        raise FlashError(f"{step}: no answer from the board on {port} within {timeout} s") from None
     if r.returncode != 0:
-        raise FlashError(f"mpremote {' '.join(args[:2])} failed on {port}: {(r.stderr or r.stdout).strip()[-800:]}")
+        raise FlashError(f"{step} on {port} failed: {(r.stderr or r.stdout).strip()[-800:]}")
     return r.stdout
 
 
 def board_arch(port: str) -> tuple[int, str | None]:
     """(mpy version byte, native arch for -march or None) of the board at ``port``."""
-    out = _mpremote(port, "exec", "import sys; print('MPY', getattr(sys.implementation, '_mpy', 0))")
+    out = _mpremote(port, "asking the board its MicroPython version", "exec",
+                    "import sys; print('MPY', getattr(sys.implementation, '_mpy', 0))")
     m = re.search(r"MPY (\d+)", out)
     if not m:
         raise FlashError(f"board at {port} did not say its mpy version: {out!r}")
@@ -212,20 +214,23 @@ def flash(
             dst.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
             files.append(dst)
         if key_file is not None:
-            key_hex = key_file.read_text(encoding="ascii").strip()
+            try:
+                key_hex = key_file.read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise FlashError(f"auth key {key_file}: {getattr(exc, 'strerror', None) or 'not hex'}") from None
             if not re.fullmatch(r"[0-9a-fA-F]{32,128}", key_hex):
                 raise FlashError(f"auth key {key_file}: expected 16-64 bytes as hex")
             dst = out / BOARD_KEY_PATH
             dst.write_bytes(bytes.fromhex(key_hex))
             files.append(dst)
         names = [f.name for f in files]
-        listing = _mpremote(port, "ls", ":")
+        listing = _mpremote(port, "listing the board's files", "ls", ":")
         args: list[str] = []
         for stale in _stale_on_board(listing, names, simulated):
             args += ["rm", f":{stale}", "+"]
         args += ["cp", *[str(f) for f in files], ":"]
-        _mpremote(port, *args)
-        verify_out = _mpremote(port, "sha256sum", *[f":{n}" for n in names])
+        _mpremote(port, "copying the firmware", *args)
+        verify_out = _mpremote(port, "verifying the copy", "sha256sum", *[f":{n}" for n in names])
         digests = re.findall(r"^([0-9a-f]{64})$", verify_out, re.MULTILINE)
         if len(digests) != len(files):
             raise FlashError(f"sha256sum answered {len(digests)} digests for {len(files)} files: {verify_out!r}")
@@ -291,6 +296,14 @@ def _cmd_flash(args: argparse.Namespace) -> int:
         print("\n".join(names))
         return 0
     key_file = args.key_file
+    if "://" not in args.port and not Path(args.port).exists():
+        print(f"liftwatch flash: {args.port}: no such port (is the board plugged in? see `ls /dev/tty*`)",
+              file=sys.stderr)
+        return 2
+    for option, path in (("--config", args.config), ("--key-file", key_file)):
+        if path is not None and not path.is_file():
+            print(f"liftwatch flash: {option} {path}: no such file", file=sys.stderr)
+            return 2
     if args.keystore is not None:  # keys live in edge_daemon/keystore.py; this only asks it for the file
         from liftwatch.edge_daemon.keys_cli import key_file_for_flash
         from liftwatch.edge_daemon.keystore import KeyStoreError

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dir", type=Path, default=None, help=f"key store directory (default ${_ENV} or {DEFAULT_KEYSTORE})")
     sub = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
     g = sub.add_parser("generate", help="a first key for a board (refuses to overwrite)")
-    g.add_argument("board_id")
+    g.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
     g.add_argument("--bytes", type=int, default=KEY_BYTES, help=f"key length, 16-64 (default {KEY_BYTES})")
     g.set_defaults(func=_cmd_generate)
     for action, func, help_ in (
@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("path", _cmd_path, "print the key file to use as `key_file` in the daemon config"),
     ):
         one = sub.add_parser(action, help=help_)
-        one.add_argument("board_id")
+        one.add_argument("board_id", help="the board's id, as in its HELLO and the config's board_id")
         one.set_defaults(func=func)
     ls = sub.add_parser("list", help="boards and key fingerprints (never the keys)")
     ls.set_defaults(func=_cmd_list)
@@ -78,8 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _store(args: argparse.Namespace, create: bool = False) -> KeyStore:
     return KeyStore(args.dir or default_keystore(), create=create)
-
-
 
 
 def _keystore_action(action: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

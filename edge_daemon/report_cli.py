@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # the report stack (matplotlib) loads only when a report comm
 __all__ = ["register"]
 
 _DEFAULT_STATE_DIR = Path("/var/lib/liftwatch")
+# What an --out suffix writes; any other suffix is refused (a .docx holding HTML misleads its reader).
+_FORMAT_OF_SUFFIX = {".html": "html", ".htm": "html", ".pdf": "pdf"}
 
 
 def _date(text: str) -> date:
@@ -51,7 +53,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--format",
         choices=("html", "pdf"),
         default=None,
-        help="output format (default: from --out's suffix, else html)",
+        help="output format (default: from --out's suffix, .html or .pdf; else html)",
     )
     p.add_argument("--out", type=Path, default=None, help="output file (default: derived from car and period)")
     p.add_argument(
@@ -133,8 +135,15 @@ def _resolve(args: argparse.Namespace, stem: str) -> tuple[list[Path], Period, C
     targets = ContractTargets(**targets_kw)
     period = Period(args.first, args.last, targets.utc_offset_h)
     fmt = args.format
-    if fmt is None:
-        fmt = "pdf" if args.out is not None and args.out.suffix.lower() == ".pdf" else "html"
+    if args.out is not None:
+        by_suffix = _FORMAT_OF_SUFFIX.get(args.out.suffix.lower())
+        if by_suffix is None:
+            raise ValueError(f"--out {args.out}: a report is written as .html or .pdf, "
+                             f"not {args.out.suffix or 'a file without a suffix'}")
+        if fmt is not None and fmt != by_suffix:
+            raise ValueError(f"--format {fmt} does not match --out {args.out}")
+        fmt = by_suffix
+    fmt = fmt or "html"
     out = args.out or Path(f"{stem}-{args.first}-{args.last}.{fmt}")
     return sources, period, targets, out, fmt
 
@@ -155,8 +164,8 @@ def _run(args: argparse.Namespace, fleet: bool) -> int:
         print(f"liftwatch {'fleet-report' if fleet else 'report'}: {err}", file=sys.stderr)
         return 2
     engine = f" ({written.pdf_engine})" if written.pdf_engine else ""
-    for f in written.cars:
-        print(f"{f.car}: {f.verdict.en} / {f.verdict.zh}", file=sys.stderr)
+    for f in written.cars:  # results, on stdout: stderr is for what went wrong
+        print(f"{f.car}: {f.verdict.en} / {f.verdict.zh}")
     print(f"wrote {written.path}{engine}")
     return 0
 

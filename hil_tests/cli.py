@@ -10,10 +10,17 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from liftwatch.output import atomic_output
 
 if TYPE_CHECKING:
+    from serial import Serial
+
+    from liftwatch.protocol.trace import TraceWriter
+    from liftwatch.protocol.framing import FrameReader
     from liftwatch.protocol.messages import Vib
 
 DEFAULT_FS = Path(".liftwatch") / "mockboard" / "flash.img"
@@ -35,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--trace", help="trace CSV to replay into the board's sensors")
     p.add_argument("--speed", type=float, default=1.0, help="sim time per real time; 0 = as fast as the board runs")
     p.add_argument("--seed", type=int, default=None, help="scenario seed (default: the scenario's own)")
-    p.add_argument("--sensor", default="lis3dh", choices=("lis3dh", "adxl355", "lis2dw12"))
+    p.add_argument("--sensor", default="lis3dh", choices=("lis3dh", "adxl355", "lis2dw12"),
+                   help="accelerometer the simulated board carries (default lis3dh)")
     p.add_argument("--uid", default="a4cf12e0b001", help="board unique id (hex), as machine.unique_id()")
     p.add_argument(
         "--watchdog-s", type=float, default=10.0, help="sim seconds without feed progress before a watchdog reset"
@@ -48,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--heap-k", type=int, default=96, help="Python heap the firmware gets, KiB (ESP32 without PSRAM: 96)"
     )
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log the mock board's own events (watchdog resets) on stderr")
     p.set_defaults(func=_mock_board)
 
     s = subparsers.add_parser(
@@ -69,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     r.add_argument("port", help="serial port of the board's data UART (or a mock board's data pty)")
     r.add_argument("--out", required=True, help="trace CSV to write")
-    r.add_argument("--baud", type=int, default=921600)
+    r.add_argument("--baud", type=int, default=921600, help="serial port speed (default 921600, the data UART's)")
     r.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     r.add_argument("--key-file", help="per-board auth key (hex) when the board tags its frames")
     r.set_defaults(func=_record)
@@ -115,8 +124,8 @@ def _mock_board(args: argparse.Namespace) -> int:
     except (ScenarioError, TraceError, MockBoardError) as exc:
         print(f"liftwatch mock-board: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"console": ports.console, "data": ports.data}), flush=True)
     try:
+        print(json.dumps({"console": ports.console, "data": ports.data}), flush=True)  # a closed stdout raises
         while not stop.wait(0.2):
             if board.error is not None:
                 print(f"liftwatch mock-board: {board.error!r}", file=sys.stderr)
@@ -132,7 +141,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     try:
         scenario = Scenario.load(args.scenario)
-        with TraceWriter(args.out) as writer:
+        with atomic_output(args.out, newline="", encoding="ascii") as stream, TraceWriter(stream) as writer:
             writer.comment(
                 f"liftwatch simulate {scenario.name} seed={args.seed if args.seed is not None else scenario.seed}"
             )
@@ -171,68 +180,114 @@ def _unwrap_vib(
 def _record(args: argparse.Namespace) -> int:
     import serial
 
-    from liftwatch.protocol.trace import INPUT_MASK, CarSample, TraceWriter
+    from liftwatch.protocol.trace import TraceWriter
     from liftwatch.protocol.framing import FrameReader
-    from liftwatch.protocol.messages import MessageError, Stats, State, Vib, decode_message
 
-    keys = [bytes.fromhex(Path(args.key_file).read_text().strip())] if args.key_file else []
+    try:
+        keys = [bytes.fromhex(Path(args.key_file).read_text().strip())] if args.key_file else []
+    except (OSError, ValueError) as exc:
+        print(f"liftwatch record: --key-file {args.key_file}: {getattr(exc, 'strerror', None) or 'not a hex key'}",
+              file=sys.stderr)
+        return 2
     try:
         port = serial.Serial(args.port, args.baud, timeout=0.2)
     except serial.SerialException as exc:
-        print(f"liftwatch record: cannot open {args.port}: {exc}", file=sys.stderr)
+        reason = "no such port" if not Path(args.port).exists() else getattr(exc, "strerror", None) or exc
+        print(f"liftwatch record: cannot open {args.port}: {reason}", file=sys.stderr)
         return 2
-    reader = FrameReader(key=keys[0]) if keys else FrameReader()
+    with port, atomic_output(args.out, newline="", encoding="ascii") as stream, TraceWriter(stream) as writer:
+        writer.comment(f"recorded by liftwatch record from {args.port}")
+        lost = _record_frames(port, FrameReader(key=keys[0]) if keys else FrameReader(), writer, args.duration_s)
+        print(f"liftwatch record: {writer.rows} rows to {args.out}; drops {dict(lost.drops)}"
+              + (f"; stopped early: {lost.error}" if lost.error else ""), file=sys.stderr)
+    return 1 if lost.error else 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    """How a recording ended: the frame reader's drop counts and the port error that stopped it, if any."""
+
+    drops: dict[Any, int]
+    error: str | None
+
+
+def _record_frames(port: Serial, reader: FrameReader, writer: TraceWriter, duration_s: float | None) -> _Recorded:
+    """Frames from `port` as trace rows in time order, until Ctrl-C, the duration, or a port error
+    (the rows read so far are kept: a recording is not thrown away because the cable came out).
+
+    The inputs of rows before the first STATE or HEARTBEAT are not known when they are read; they are
+    filled in once either arrives: a HEARTBEAT carries the inputs, and a STATE the inputs before its
+    change (``inputs ^ changed``). Until then the rows wait in the reorder heap."""
+    import serial
+
+    from liftwatch.protocol.trace import INPUT_MASK, CarSample
+    from liftwatch.protocol.messages import Heartbeat, MessageError, Stats, State, Vib, decode_message
+
     stop = _stop_event()
-    print(f"liftwatch record: reading {args.port}", file=sys.stderr, flush=True)
-    deadline = time.monotonic() + args.duration_s if args.duration_s else None
-    pending: list[tuple[int, int, CarSample]] = []  # heap by t_us, then arrival order
+    print(f"liftwatch record: reading {port.port}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + duration_s if duration_s else None
+    pending: list[tuple[int, int, tuple[int, int, int], int | None]] = []  # heap by t_us, then arrival order
     order = 0
-    inputs = 0
+    inputs: int | None = None  # None: no STATE or HEARTBEAT yet
+    first_inputs: int | None = None  # the inputs in force before the first STATE/HEARTBEAT
     held_mg = (0, 0, 1000)
     vib_index = 0  # unwrapped sample index of the latest VIB block
     vib_origin_us: int | None = None  # board time of sample index 0
     last_vib: tuple[int, int, int] | None = None  # (t_ms, first_index, count) of the previous VIB frame
     newest_t = 0
     written_t = -1
-    with TraceWriter(args.out) as writer:
-        writer.comment(f"recorded by liftwatch record from {args.port}")
 
-        def push(t_us: int, mg: tuple[int, int, int]) -> None:
-            nonlocal order, newest_t
-            order += 1
-            newest_t = max(newest_t, t_us)
-            heapq.heappush(pending, (t_us, order, CarSample(t_us, mg[0], mg[1], mg[2], inputs)))
+    def push(t_us: int, mg: tuple[int, int, int]) -> None:
+        nonlocal order, newest_t
+        order += 1
+        newest_t = max(newest_t, t_us)
+        heapq.heappush(pending, (t_us, order, mg, inputs))
 
-        def flush(upto_us: int) -> None:
-            nonlocal written_t
-            while pending and pending[0][0] <= upto_us:
-                t, _, s = heapq.heappop(pending)
-                if t >= written_t:  # a frame older than what is written is dropped, not reordered
-                    writer.write(s)
-                    written_t = t
+    def flush(upto_us: int, unknown_inputs: int | None = None) -> None:
+        nonlocal written_t
+        while pending and pending[0][0] <= upto_us:
+            row_inputs = pending[0][3] if pending[0][3] is not None else first_inputs
+            if row_inputs is None:
+                if unknown_inputs is None:
+                    return  # wait for the first STATE or HEARTBEAT
+                row_inputs = unknown_inputs
+            t, _, mg, _ = heapq.heappop(pending)
+            if t >= written_t:  # a frame older than what is written is dropped, not reordered
+                writer.write(CarSample(t, mg[0], mg[1], mg[2], row_inputs))
+                written_t = t
 
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            for frame in reader.feed(port.read(4096)):
-                try:
-                    msg = decode_message(frame)
-                except (MessageError, KeyError):
-                    continue
-                if isinstance(msg, State):
-                    inputs = msg.inputs & INPUT_MASK
-                    push(msg.event_t_ms * 1000, held_mg)
-                elif isinstance(msg, Stats):
-                    held_mg = tuple(int(round(v)) for v in msg.mean_mg[:3])  # type: ignore[assignment]
-                    push(frame.t_ms * 1000, held_mg)
-                elif isinstance(msg, Vib) and msg.count:
-                    vib_index, vib_origin_us = _unwrap_vib(vib_index, vib_origin_us, last_vib, frame.t_ms, msg)
-                    last_vib = (frame.t_ms, msg.first_index, msg.count)
-                    counts = memoryview(msg.samples).cast("h")
-                    for i in range(msg.count):
-                        mg = tuple(int(round(counts[3 * i + k] * 1000 / msg.lsb_per_g)) for k in range(3))
-                        push(vib_origin_us + (vib_index + i) * 1_000_000 // msg.rate_hz, mg)  # type: ignore[arg-type]
-                        held_mg = mg  # type: ignore[assignment]
-            flush(newest_t - RECORD_REORDER_US)
-        flush(1 << 62)
-        print(f"liftwatch record: {writer.rows} rows to {args.out}; drops {dict(reader.drops)}", file=sys.stderr)
-    port.close()
-    return 0
+    error = None
+    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        try:
+            chunk = port.read(4096)
+        except serial.SerialException as exc:
+            error = str(exc)
+            break
+        for frame in reader.feed(chunk):
+            try:
+                msg = decode_message(frame)
+            except (MessageError, KeyError):
+                continue
+            if isinstance(msg, State):
+                if first_inputs is None:
+                    first_inputs = (msg.inputs ^ msg.changed) & INPUT_MASK
+                inputs = msg.inputs & INPUT_MASK
+                push(msg.event_t_ms * 1000, held_mg)
+            elif isinstance(msg, Heartbeat):
+                inputs = msg.inputs & INPUT_MASK
+                if first_inputs is None:
+                    first_inputs = inputs
+            elif isinstance(msg, Stats):
+                held_mg = tuple(int(round(v)) for v in msg.mean_mg[:3])
+                push(frame.t_ms * 1000, held_mg)
+            elif isinstance(msg, Vib) and msg.count:
+                vib_index, vib_origin_us = _unwrap_vib(vib_index, vib_origin_us, last_vib, frame.t_ms, msg)
+                last_vib = (frame.t_ms, msg.first_index, msg.count)
+                counts = memoryview(msg.samples).cast("h")
+                for i in range(msg.count):
+                    mg = tuple(int(round(counts[3 * i + k] * 1000 / msg.lsb_per_g)) for k in range(3))
+                    push(vib_origin_us + (vib_index + i) * 1_000_000 // msg.rate_hz, mg)
+                    held_mg = mg
+        flush(newest_t - RECORD_REORDER_US)
+    flush(1 << 62, unknown_inputs=0)  # never heard the inputs: written as all clear, as before
+    return _Recorded(dict(reader.drops), error)

@@ -76,3 +76,29 @@ def test_record_writes_vib_stats_and_state_in_time_order(tmp_path: Path) -> None
     assert vib[-1].inputs == DOOR_CLOSED | ZONE_UP | ZONE_DN
     stats = [r for r in rows if r.t_us == 500_000]
     assert stats and (stats[0].ax_mg, stats[0].ay_mg, stats[0].az_mg) == (0, -1000, 0)
+
+
+def test_record_takes_the_inputs_at_rest_from_heartbeats_before_any_state(tmp_path: Path) -> None:
+    """A car at rest sends no STATE; its HEARTBEAT carries the inputs, so the rows read before it (and
+    after) show the door closed at the floor, not door_closed=0 zone_*=0."""
+    level = DOOR_CLOSED | ZONE_UP | ZONE_DN
+    frames = [
+        encode_frame(MessageType.STATS, [1000, 400, [0, 0, 1000], [1, 1, 1], 2, 0], 1, 1, 500),
+        encode_frame(MessageType.HEARTBEAT, [10, 50000, 0, 0, level, True, False], 1, 2, 600),
+        encode_frame(MessageType.STATS, [1000, 400, [0, 0, 1001], [1, 1, 1], 2, 0], 1, 3, 1500),
+        # then the door opens: the STATE says which input changed, and rows after it follow it
+        encode_frame(MessageType.STATE, [1700, ZONE_UP | ZONE_DN, DOOR_CLOSED, 0], 1, 4, 1700),
+        encode_frame(MessageType.STATS, [1000, 400, [0, 0, 1002], [1, 1, 1], 2, 0], 1, 5, 2500),
+    ]
+    rows = _record(tmp_path, frames)
+    assert [(r.t_us, r.inputs) for r in rows] == [
+        (500_000, level), (1_500_000, level), (1_700_000, ZONE_UP | ZONE_DN), (2_500_000, ZONE_UP | ZONE_DN)]
+
+
+def test_record_fills_the_rows_before_the_first_state_with_the_inputs_before_its_change(tmp_path: Path) -> None:
+    frames = [
+        encode_frame(MessageType.STATS, [1000, 400, [0, 0, 1000], [1, 1, 1], 2, 0], 1, 1, 500),
+        encode_frame(MessageType.STATE, [900, DOOR_CLOSED | ZONE_UP | ZONE_DN, DOOR_CLOSED, 0], 1, 2, 900),
+    ]
+    rows = _record(tmp_path, frames)
+    assert [(r.t_us, r.inputs) for r in rows] == [(500_000, ZONE_UP | ZONE_DN), (900_000, DOOR_CLOSED | ZONE_UP | ZONE_DN)]

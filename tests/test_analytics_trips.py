@@ -96,3 +96,21 @@ def test_floor_tracker_detects_a_missed_pulse(count):
     f.on_trip(-1, count - 1, True, True)
     assert f.anchored
     assert f.on_trip(-1, 1, True, True).lost  # below the bottom landing
+
+
+def test_a_trip_without_ride_quality_says_why() -> None:
+    """The status page showed "—" for many trips; the reason is one of: no VIB, one floor, too short."""
+    from dataclasses import replace
+
+    from liftwatch.edge_daemon.analytics.leveling import LevelingResult, LevelingStatus
+    from liftwatch.edge_daemon.analytics.ride_quality import RideQuality
+    from liftwatch.edge_daemon.analytics.trips import Trip
+
+    judged = RideQuality(20.0, 12.0, 9.0, 6.0, 8.0, 5.0, 0.6, 0.9)
+    no_plateau = RideQuality(None, None, None, None, None, None, 0.5, 0.8)
+    trip = Trip("car-1", 0.0, 12.0, "up", 3, None, None, 1.0, 9.0, judged,
+                LevelingResult(12.0, LevelingStatus.LEVEL, 2.0))
+    assert trip.ride_quality_unjudged is None
+    assert replace(trip, ride_quality=None).ride_quality_unjudged == "no_vib"
+    assert replace(trip, ride_quality=no_plateau, floors=1).ride_quality_unjudged == "one_floor"
+    assert replace(trip, ride_quality=no_plateau, floors=2).ride_quality_unjudged == "short"

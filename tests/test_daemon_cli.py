@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from liftwatch.edge_daemon.transport.serial import SerialTransport
 from liftwatch.hil.mockboard.ptys import PtyPort
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import messages as m
+from liftwatch.protocol.framing import DropReason
 
 
 def write_config(tmp_path: Path, port: str) -> Path:
@@ -41,7 +45,7 @@ port = "{port}"
 def test_run_check_and_config_errors(tmp_path):
     cfg = write_config(tmp_path, "/dev/ttyUSB7")
     ok = subprocess.run(LIFTWATCH + ["run", "--config", str(cfg), "--check"], capture_output=True, text=True)
-    assert ok.returncode == 0 and "1 boards, site cli-site" in ok.stdout
+    assert ok.returncode == 0 and "(1 board, site cli-site)" in ok.stdout
     cfg.write_text(cfg.read_text().replace("heartbeat_timeout_s", "heartbeat_timout_s"))
     bad = subprocess.run(LIFTWATCH + ["run", "--config", str(cfg)], capture_output=True, text=True)
     assert bad.returncode == 2
@@ -177,3 +181,51 @@ async def test_calibrate_without_board_times_out_clearly(tmp_path):
             await calibrate(SerialTransport(silent.link_path), 0.5)
     finally:
         silent.close()
+
+
+async def test_calibrate_a_keyed_board_with_the_key_file_of_its_config(tmp_path):
+    """A board flashed with a key (`flash --keystore`; BLE boards by default) drops untagged commands:
+    calibrate takes the key from the config's key_file, as the daemon does."""
+    key = bytes(range(16))
+    key_file = tmp_path / "board-k.key"
+    key_file.write_text(key.hex() + "\n")
+    key_file.chmod(0o600)
+    board = CalibratingBoard(str(tmp_path / "tty"), "board-k", boot_id=4, key=key)
+    cfg = write_config(tmp_path, board.link_path)
+    cfg.write_text(cfg.read_text() + f'key_file = "{key_file}"\n')
+    async with board.living(period_s=0.02):
+        proc = await asyncio.create_subprocess_exec(*LIFTWATCH, "calibrate", "--config", str(cfg), "--timeout", "10",
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert "calibrated: gravity vector [12, -40, 16390]" in out.decode()
+        assert board.calibrated and board.reader.drops.get(DropReason.AUTH, 0) == 0
+        # Without the key the board ignores the command; the error says why instead of timing out vaguely.
+        board.calibrated = False
+        with pytest.raises(CalibrationError, match="tags its frames and ignores untagged commands"):
+            await calibrate(SerialTransport(board.link_path), 1.5)
+        assert not board.calibrated and board.reader.drops[DropReason.AUTH] >= 1
+
+
+def test_calibrate_and_run_name_a_port_that_does_not_exist(tmp_path):
+    """Not "is liftwatch run holding the port?": the port is simply not there. The daemon says so once
+    and keeps retrying (a USB adapter may be plugged in later)."""
+    r = subprocess.run(LIFTWATCH + ["calibrate", "--port", "/dev/ttyUSB9", "--timeout", "1"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip() == "liftwatch: serial:/dev/ttyUSB9: no such port (board unplugged, or another port name?)"
+    cfg = write_config(tmp_path, "/dev/ttyUSB9")
+    proc = subprocess.Popen(LIFTWATCH + ["run", "--config", str(cfg)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        lines = []
+        while time.monotonic() < deadline:
+            lines.append(proc.stderr.readline())
+            if "cannot open" in lines[-1]:
+                break
+        assert "/dev/ttyUSB9: cannot open: no such port" in lines[-1] and "retrying" in lines[-1], lines
+        time.sleep(3)  # several retries later: still one line about it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=30)[1]
+    assert "cannot open" not in rest and proc.returncode == 0

@@ -129,3 +129,34 @@ def test_bad_trace_is_a_typed_error_with_the_line(tmp_path):
     assert run.returncode == 2 and "no such trace file" in run.stderr
     run = subprocess.run(LIFTWATCH + ["replay", str(bad), "--start", "noon"], capture_output=True, text=True)
     assert run.returncode == 2 and "ISO 8601" in run.stderr
+
+
+def _faults(out: Path) -> list[str]:
+    return [m["type"] for m in map(json.loads, out.read_text().splitlines()) if m["kind"] == "event"]
+
+
+def test_replay_without_a_rated_speed_does_not_judge_overspeed_against_a_guess(entrapment, replayed, tmp_path):
+    """The 1.6 m/s office car judged against a 1.0 m/s default raised overspeed on every trip."""
+    _, trace = entrapment  # written without a header comment: nothing names the car
+    out = tmp_path / "guess.jsonl"
+    run = replay(trace, out)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("overspeed is not judged") == 1
+    assert "overspeed" not in _faults(out)
+    assert "entrapment" in _faults(out)  # the rest is still judged
+    trips = [m for m in map(json.loads, out.read_text().splitlines()) if m["kind"] == "trip"]
+    assert max(t["peak_speed_mps"] for t in trips) > 1.15  # above 115 % of the old guess: it would have been raised
+
+
+def test_replay_takes_the_car_named_in_the_trace_header(entrapment, tmp_path):
+    """`liftwatch simulate` writes `# car office6` into the trace: replay uses that car's rated speed."""
+    _, trace = entrapment
+    lines = trace.read_text().splitlines(keepends=True)
+    named = tmp_path / "named.csv"
+    named.write_text(lines[0] + "# liftwatch simulate entrapment seed=1\n# car office6; board faults are not part of a trace\n"
+                     + "".join(lines[1:]))
+    out = tmp_path / "named.jsonl"
+    run = replay(named, out)
+    assert run.returncode == 0, run.stderr
+    assert "car office6 from the trace header: rated speed 1.6 m/s, 6 floors" in run.stderr
+    assert "overspeed" not in _faults(out)

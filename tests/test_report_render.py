@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from liftwatch.cli import main
+from liftwatch.edge_daemon.envelope import make_message, utc_iso
 from liftwatch.edge_daemon.report import fonts
 from liftwatch.edge_daemon.report.figures import Period, car_figures
 from liftwatch.edge_daemon.report.html import render_car_html, render_fleet_html
@@ -20,7 +22,7 @@ from liftwatch.edge_daemon.report.pdf import find_chromium
 import matplotlib.pyplot as plt
 
 from liftwatch.edge_daemon.report.plots import Labels, to_svg, trips_figure
-from support.report_synth import clean_week, known_week
+from support.report_synth import CarLog, clean_week, known_week, local_ts
 
 WEEK = Period(date(2026, 11, 2), date(2026, 11, 8))
 ARGS = ["--from", "2026-11-02", "--to", "2026-11-08"]
@@ -111,12 +113,80 @@ def test_cjk_font_found_when_installed() -> None:
 def test_cli_unknown_car_and_missing_source(journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--car", "car-9", *ARGS, "--source", str(journal), "--out", str(tmp_path / "x.html")]) == 2
     err = capsys.readouterr().err
-    assert "no messages of car 'car-9'" in err and "car-1, car-ok" in err
+    assert "no car 'car-9'" in err and "car-1, car-ok" in err
     assert main(["report", "--car", "car-1", *ARGS, "--source", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["report", "--car", "car-1", "--from", "2026-13-01", "--to", "2026-11-08"])
     assert exc.value.code == 2
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cli_report_of_a_car_with_only_the_pis_status_messages_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Car-less status messages are loaded with every car, but they are no fact of the car: a report
+    of them alone would read all green ("Compliant") for a car that does not exist."""
+    status = make_message("status", "estate-a", None, None, utc_iso(local_ts("2026-11-03", "12:00")), "pi:status:1",
+                          {"boards": [], "drops": {}})
+    journal = tmp_path / "upstream.jsonl"
+    journal.write_text(json.dumps(status) + "\n", encoding="utf-8")
+    out = tmp_path / "x.html"
+    assert main(["report", "--car", "nosuchcar", *ARGS, "--source", str(journal), "--out", str(out)]) == 2
+    assert "no car 'nosuchcar'" in _one_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_cli_report_of_a_known_car_with_no_fact_in_the_period_is_refused(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The loader keeps a day either side of the period; a car heard only then has nothing to report."""
+    args = ["--from", "2026-11-10", "--to", "2026-11-10"]  # the day after the known week's last (11-08 + margin)
+    assert main(["report", "--car", "car-1", *args, "--source", str(journal), "--out", str(tmp_path / "x.html")]) == 2
+    assert "no messages of car 'car-1' between 2026-11-10 and 2026-11-10" in _one_line(capsys.readouterr().err)
+    args = ["--from", "2026-11-09", "--to", "2026-11-09"]  # within the load margin of the week
+    assert main(["report", "--car", "car-1", *args, "--source", str(journal), "--out", str(tmp_path / "x.html")]) == 2
+    assert "no messages of car 'car-1'" in _one_line(capsys.readouterr().err)
+
+
+def test_cli_report_from_a_text_file_is_an_error_not_an_empty_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.jsonl"
+    notes.write_text("car-1 looked fine today\nno faults\n", encoding="utf-8")
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(notes), "--out", str(tmp_path / "x.html")]) == 2
+    assert "not an upstream journal" in _one_line(capsys.readouterr().err)
+    assert main(["fleet-report", *ARGS, "--source", str(notes), "--out", str(tmp_path / "f.html")]) == 2
+    assert "not an upstream journal" in _one_line(capsys.readouterr().err)
+
+
+def test_cli_report_refuses_an_output_suffix_it_does_not_write(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.docx"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 2
+    assert ".html or .pdf, not .docx" in _one_line(capsys.readouterr().err)
+    assert not out.exists()
+    html = tmp_path / "x.html"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(html), "--format", "pdf"]) == 2
+    assert "does not match" in _one_line(capsys.readouterr().err)
+
+
+def test_cli_report_that_fails_keeps_the_previous_output(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report.html"
+    out.write_text("last month's good report", encoding="utf-8")
+    assert main(["report", "--car", "car-9", *ARGS, "--source", str(journal), "--out", str(out)]) == 2
+    assert out.read_text(encoding="utf-8") == "last month's good report"
+    assert main(["report", "--car", "car-1", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
+    assert "car-1" in out.read_text(encoding="utf-8")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left beside it
 
 
 def _pages(pdf: Path) -> int:
@@ -175,8 +245,14 @@ def test_fleet_report_pdf(journal: Path, tmp_path: Path, capsys: pytest.CaptureF
     out = tmp_path / "fleet.pdf"
     assert main(["fleet-report", *ARGS, "--source", str(journal), "--out", str(out)]) == 0
     assert out.read_bytes().startswith(b"%PDF") and _pages(out) == 2
-    err = capsys.readouterr().err
-    assert "car-1: Contract targets missed" in err and "car-ok: Compliant" in err
+    printed = capsys.readouterr().out
+    assert "car-1: Contract targets missed" in printed and "car-ok: Compliant" in printed
+    # Each car's row of the ranking takes two lines (name and site), not four (verdict and points wrapping)
+    page1 = subprocess.run(["pdftotext", "-f", "1", "-l", "1", "-layout", str(out), "-"], capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    first = next(i for i, line in enumerate(page1) if re.match(r"\s*1 car-1\b", line))
+    second = next(i for i, line in enumerate(page1) if re.match(r"\s*2 car-ok\b", line))
+    assert second - first == 2, "\n".join(page1[first:second])
 
 
 def test_cli_takes_sources_and_targets_from_the_daemon_config(
@@ -229,3 +305,48 @@ def test_config_board_override_sets_one_cars_targets(tmp_path: Path) -> None:
     assert targets.maintenance_min_s == 1200.0
     _, _, targets, _, _ = _resolve(parser.parse_args(["fleet-report", *ARGS, "--config", str(cfg), *src]), "f")
     assert (targets.maintenance_min_s, targets.utc_offset_h) == (1200.0, 8.0)
+
+
+def test_a_one_day_report_plots_hours_not_one_date_on_every_tick() -> None:
+    """Every tick of a one-day period read "11-03" and trips per day was one bar filling the chart."""
+    day = Period(date(2026, 11, 3), date(2026, 11, 3))
+    log = CarLog("car-1")
+    for hour, n in ((7, 5), (8, 9), (12, 2), (18, 7)):
+        for i in range(n):
+            log.trip(local_ts("2026-11-03", f"{hour:02d}:{5 * i:02d}"))
+    f = car_figures("car-1", log.messages, day)
+    lab = Labels()
+    with plt.rc_context(lab.rc()):
+        fig = trips_figure(f, lab)
+    ax = fig.axes[0]
+    assert "Trips per hour" in ax.get_title(loc="left")
+    ticks = ax.xaxis.get_major_formatter().format_ticks(ax.get_xticks())
+    assert ticks == ["00:00", "03:00", "06:00", "09:00", "12:00", "15:00", "18:00", "21:00", "00:00"]
+    heights = [round(b.get_height()) for b in ax.patches]
+    assert len(heights) == 24 and heights[7] == 5 and heights[8] == 9 and heights[18] == 7 and sum(heights) == 23
+    html = render_car_html(f, generated_ts=0.0)
+    assert "Trips per local hour" in html
+    week = car_figures("car-1", log.messages, WEEK)  # a week still reads days
+    with plt.rc_context(lab.rc()):
+        ax = trips_figure(week, lab).axes[0]
+    assert "Trips per day" in ax.get_title(loc="left")
+    assert ax.xaxis.get_major_formatter().format_ticks(ax.get_xticks())[:2] == ["11-02", "11-03"]
+
+
+def test_trips_without_ride_quality_say_why() -> None:
+    """A one-floor trip never reaches the constant speed ISO 18738-1 judges; a trip whose VIB was lost
+    has nothing to judge. The report says how many of each instead of a bare "—"."""
+    log = CarLog("car-1")
+    t0 = local_ts("2026-11-03", "09:00")
+    for i in range(4):
+        log.trip(t0 + 60 * i)
+    for i in range(3):
+        log.trip(t0 + 600 + 60 * i, z_a95=None, z_max=None, xy_a95=None)["floors"] = 1
+    log.trip(t0 + 1200, z_a95=None, z_max=None, xy_a95=None)  # two floors, still no plateau
+    for i in range(2):
+        log.trip(t0 + 1800 + 60 * i)["ride_quality"] = None
+    f = car_figures("car-1", log.messages, WEEK)
+    assert f.rq_trips_judged == 4 and f.rq_unjudged == {"one_floor": 3, "short": 1, "no_vib": 2}
+    text = _text(render_car_html(f, generated_ts=0.0))
+    assert "0 / 4 次超限 over; 未评 not judged: 2 无振动数据 no vibration data, 3 单层运行 one-floor trip, " \
+           "1 运行过短 too short to judge" in text

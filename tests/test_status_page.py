@@ -128,6 +128,7 @@ def test_trips_carry_ride_quality_and_over_limit_flags():
     smooth = by_car["bldg3-lift1"]["trips"][0]
     assert "z_max_pp_mg" in rough["over_limits"] and rough["ride_quality"]["z_max_pp_mg"] > 30.6
     assert smooth["over_limits"] == [] and smooth["ride_quality"]["z_a95_pp_mg"] < 20.4
+    assert smooth["ride_quality_unjudged"] is None  # a judged trip; the others say why (no_vib, one_floor, short)
     assert by_car["bldg3-lift1"]["trips_total"] == 3
     assert [t["start_ts"] for t in by_car["bldg3-lift1"]["trips"]] == sorted(
         (t["start_ts"] for t in by_car["bldg3-lift1"]["trips"]), reverse=True)

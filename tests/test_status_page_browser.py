@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from liftwatch.edge_daemon.analytics.leveling import LevelingResult, LevelingStatus
+from liftwatch.edge_daemon.analytics.ride_quality import RideQuality
+from liftwatch.edge_daemon.analytics.trips import Trip
 from liftwatch.edge_daemon.status.preview import FleetScenario, play
 from liftwatch.edge_daemon.status.server import StatusConfig, StatusServer
 from liftwatch.edge_daemon.status.state import LiveState
@@ -217,4 +220,14 @@ async def _drive(cdp: Cdp, live: LiveState, steps: list, server: StatusServer) -
     assert await cdp.eval(s, "document.querySelectorAll('#p-faults tr[data-fault]').length") == 0
     cleared = await cdp.eval(s, "document.getElementById('p-history').innerText")
     assert "Entrapment" in cleared
+
+    # Trips without vibration figures say why, not "— — — —".
+    last = live.snapshot()["data_ts"]
+    for i, (rq, floors) in enumerate(((None, 3), (RideQuality(None, None, None, None, None, None, 0.5, 0.8), 1))):
+        start = last + 60 * (i + 1)
+        live.apply("tower-a-lift1", Trip("tower-a-lift1", start, start + 8, "up", floors, None, None, 1.0, 3.0, rq,
+                                         LevelingResult(start + 8, LevelingStatus.LEVEL, 1.0)))
+    await cdp.wait_for(s, f"Number(document.body.dataset.version) >= {live.version}")
+    trips = await cdp.eval(s, "document.getElementById('p-trips').innerText")
+    assert "no vibration data (lost on the link)" in trips and "one-floor trip" in trips, trips
     assert _problems(cdp.events) == []

@@ -23,7 +23,8 @@ class AnalyticsConfig:
     """Per-car settings. Defaults suit a 1 m/s passenger lift in a Chinese residential block."""
 
     # --- building and car -------------------------------------------------------------------
-    rated_speed_mps: float = 1.0  # nameplate speed; overspeed is judged against it
+    # None only from `liftwatch replay` of a trace whose car is unknown: overspeed is then not judged
+    rated_speed_mps: float | None = 1.0  # nameplate speed; overspeed is judged against it
     floor_count: int | None = None  # landings served; None = floor numbers are never anchored
     lowest_floor: int = 1  # number of the bottom landing (e.g. -2 with two basements)
     day_utc_offset_h: float = 8.0  # daily records follow the local day (China Standard Time)
@@ -87,8 +88,9 @@ class AnalyticsConfig:
     response_lookback_s: float = 86400.0  # a visit answers faults raised up to a day before it
 
     def __post_init__(self) -> None:
+        if self.rated_speed_mps is not None and not self.rated_speed_mps > 0:
+            raise AnalyticsConfigError("rated_speed_mps", "must be > 0")
         for name in (
-            "rated_speed_mps",
             "vane_length_mm",
             "accel_lowpass_hz",
             "jerk_window_s",

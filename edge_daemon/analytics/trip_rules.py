@@ -29,7 +29,10 @@ class TripRules:
         self._zone_stuck_run = 0
 
     def overspeed(self, kin: TripKinematics) -> list[FaultEvent]:
-        """Raised where the speed first passed the limit and cleared where it fell back below."""
+        """Raised where the speed first passed the limit and cleared where it fell back below; never
+        without a rated speed (`None`: a guessed one raised false faults on every faster car)."""
+        if self.config.rated_speed_mps is None:
+            return []
         limit = self.config.rated_speed_mps * self.config.overspeed_ratio
         over = np.abs(kin.speed_mps) > limit
         if not over.any():

@@ -44,6 +44,17 @@ class Trip(Span):
 
     kind = "trip"
 
+    @property
+    def ride_quality_unjudged(self) -> str | None:
+        """Why the trip has no ride-quality figures, None when it has them: "no_vib" (its VIB blocks
+        were lost on the link or never sent), else "one_floor" or "short" (no constant-speed stretch,
+        which ISO 18738-1 judges)."""
+        if self.ride_quality is None:
+            return "no_vib"
+        if self.ride_quality.judged:
+            return None
+        return "one_floor" if self.floors == 1 else "short"
+
     def to_message(self) -> dict[str, Any]:
         rq = self.ride_quality.to_message() if self.ride_quality is not None else None
         return {

@@ -25,31 +25,37 @@ docs/report.md, with its contract target in `ContractTargets`:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Iterable, Mapping, Sequence
 
+from .records import (  # the records are re-exported: figures is the report's one import for callers
+    KIT_FAULTS,
+    RQ_UNJUDGED,
+    ContractTargets,
+    FaultCase,
+    Period,
+    TripPoint,
+    Visit,
+    fault_cases,
+    finite_number,
+    trips_of,
+    visits_of,
+)
+from . import records as _records
 from .source import parse_ts
 
-__all__ = [
-    "ContractTargets",
-    "Period",
-    "FaultCase",
-    "Visit",
-    "TripPoint",
+__all__ = [  # the records' names, re-exported, then this module's own
+    *_records.__all__,
     "DayFigures",
     "Severity",
     "Finding",
     "Verdict",
     "CarFigures",
-    "KIT_FAULTS",
     "PASSENGER_SIGNALS",
     "FAULT_NAMES_ZH",
     "OUT_OF_SERVICE",
-    "fault_cases",
-    "visits_of",
-    "trips_of",
     "judge_faults",
     "union_s",
     "linear_slope",
@@ -58,9 +64,6 @@ __all__ = [
     "verdict_of",
     "car_figures",
 ]
-
-KIT_FAULTS = frozenset({"sensor_fault", "board_offline"})
-"""Faults of the monitoring kit itself: they limit what the report can see, not what the car did."""
 
 PASSENGER_SIGNALS = frozenset({"door_open_too_long", "alarm_button"})
 """Signals passengers cause as often as faults do (movers holding the door, a child at the alarm
@@ -96,110 +99,6 @@ FAULT_NAMES_ZH = {
     "board_offline": "监测设备离线",
 }
 """Chinese names of the upstream fault types; an unknown type is shown by its upstream name."""
-
-
-@dataclass(frozen=True, slots=True)
-class ContractTargets:
-    """The maintenance contract's measurable promises, with their usual values in China."""
-
-    response_s: float = 30 * 60  # technician on site within 30 minutes of a fault call
-    repair_half_day_s: float = 4 * 3600  # "half a working day", taken as 4 wall-clock hours
-    repair_half_day_share: float = 0.60  # at least 60 % of repairs within half a working day
-    repair_max_s: float = 3 * 86400  # no repair takes longer than 3 days
-    maintenance_min_s: float = 40 * 60  # a maintenance visit lasts at least 40 minutes
-    maintenance_interval_max_s: float = 15 * 86400  # TSG T5002-2017: maintenance every 15 days
-    response_lookback_s: float = 86400.0  # a visit more than a day after a fault did not answer it
-    # GB/T 10058-2009 3.3.5 ride-quality limits, as mg (0.30 / 0.20 m/s^2 vertical, 0.20 / 0.15 horizontal)
-    z_max_pp_limit_mg: float = 30.6
-    z_a95_pp_limit_mg: float = 20.4
-    xy_max_pp_limit_mg: float = 20.4
-    xy_a95_pp_limit_mg: float = 15.3
-    level_tolerance_mm: float = 20.0  # GB 7588 levelling accuracy +-20 mm
-    utc_offset_h: float = 8.0  # local days (China Standard Time)
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    """Local calendar days `first`..`last` inclusive, in a fixed UTC offset."""
-
-    first: date
-    last: date
-    utc_offset_h: float = 8.0
-
-    def __post_init__(self) -> None:
-        if self.last < self.first:
-            raise ValueError(f"period ends ({self.last}) before it starts ({self.first})")
-
-    @property
-    def start_ts(self) -> float:
-        tz = timezone(timedelta(hours=self.utc_offset_h))
-        return datetime(self.first.year, self.first.month, self.first.day, tzinfo=tz).timestamp()
-
-    @property
-    def end_ts(self) -> float:
-        return self.start_ts + self.n_days * 86400
-
-    @property
-    def n_days(self) -> int:
-        return (self.last - self.first).days + 1
-
-    @property
-    def days(self) -> list[str]:
-        return [(self.first + timedelta(days=i)).isoformat() for i in range(self.n_days)]
-
-    def day_of(self, ts: float) -> str:
-        """Local YYYY-MM-DD of unix time `ts`."""
-        return datetime.fromtimestamp(ts + self.utc_offset_h * 3600, tz=timezone.utc).date().isoformat()
-
-    def contains(self, ts: float) -> bool:
-        return self.start_ts <= ts < self.end_ts
-
-
-@dataclass(frozen=True, slots=True)
-class FaultCase:
-    """One fault instance, raised and (maybe) cleared, with the contract judgement when judged."""
-
-    type: str
-    raised_ts: float
-    cleared_ts: float | None  # None: still open at the end of the data
-    gbt24476_code: int | None
-    response_s: float | None = None  # None: no technician visit found
-    repair_s: float | None = None  # raised -> cleared, or raised -> end of data when open
-    judged: bool = False
-    response_late: bool = False
-    repair_within_half_day: bool = False
-    repair_over_max: bool = False
-
-    @property
-    def open(self) -> bool:
-        return self.cleared_ts is None
-
-    @property
-    def kit(self) -> bool:
-        return self.type in KIT_FAULTS
-
-
-@dataclass(frozen=True, slots=True)
-class Visit:
-    """One maintenance visit (inspection switch periods joined by the daemon)."""
-
-    start_ts: float
-    end_ts: float
-    duration_s: float
-    inspection_runs: int
-    too_short: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TripPoint:
-    """What the plots need of one trip."""
-
-    start_ts: float
-    z_a95_pp_mg: float | None
-    z_max_pp_mg: float | None
-    xy_a95_pp_mg: float | None  # the worse horizontal axis
-    leveling_status: str | None
-    offset_mm: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,106 +201,12 @@ class CarFigures:
     door_reopenings: int | None
     verdict: Verdict
     dropped: dict[str, int] = field(default_factory=dict)  # kind -> messages the Pi's outbox dropped in the period
+    rq_unjudged: dict[str, int] = field(default_factory=dict)  # RQ_UNJUDGED reason -> trips without figures
     notes: tuple[str, ...] = field(default=())
 
     @property
     def repair_half_day_share(self) -> float | None:
         return self.repairs_within_half_day / self.repairs_judged if self.repairs_judged else None
-
-
-# -- messages -> records -------------------------------------------------------------------------
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list[FaultCase]:
-    """Pair `event` messages into fault instances (kit faults included), by raise time.
-
-    A cleared message names its raise (`raised_ts`, else `event_ts - duration_s`); a cleared
-    message whose raise is not in the data still gives a case. An unmatched raise is open.
-    """
-    raised: dict[tuple[str, int], Mapping[str, Any]] = {}
-    cleared: dict[tuple[str, int], tuple[float, Mapping[str, Any]]] = {}
-    for m in events:
-        ftype = m.get("type")
-        t = parse_ts(m.get("event_ts"))
-        if not isinstance(ftype, str) or t is None:
-            continue
-        if m.get("state") == "raised":
-            raised[(ftype, round(t * 1000))] = m
-        elif m.get("state") == "cleared":
-            r = parse_ts(m.get("raised_ts"))
-            if r is None and (d := _num(m.get("duration_s"))) is not None:
-                r = t - d
-            if r is None:
-                # Unknown raise: attach to the latest earlier open raise of the type, if any.
-                earlier = [k for k in raised if k[0] == ftype and k[1] <= t * 1000 and k not in cleared]
-                r = max(earlier)[1] / 1000 if earlier else t
-            cleared[(ftype, round(r * 1000))] = (t, m)
-    cases = []
-    for key in sorted(set(raised) | set(cleared), key=lambda k: (k[1], k[0])):
-        ftype, r_ms = key
-        r = r_ms / 1000
-        c = cleared.get(key)
-        src = c[1] if c else raised[key]
-        code = src.get("gbt24476_code")
-        cases.append(
-            FaultCase(
-                type=ftype,
-                raised_ts=r,
-                cleared_ts=c[0] if c else None,
-                gbt24476_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-                response_s=_num(c[1].get("response_s")) if c else None,
-                repair_s=(c[0] - r) if c else max(0.0, data_end_ts - r),
-            )
-        )
-    return cases
-
-
-def visits_of(messages: Iterable[Mapping[str, Any]], targets: ContractTargets) -> list[Visit]:
-    """Maintenance visits by start; `too_short` judged here against the contract minimum."""
-    out = []
-    for m in messages:
-        s, e = parse_ts(m.get("start_ts")), parse_ts(m.get("end_ts"))
-        if s is None:
-            continue
-        d = _num(m.get("duration_s"))
-        if d is None:
-            d = (e - s) if e is not None else 0.0
-        if e is None:
-            e = s + d
-        runs = m.get("inspection_runs")
-        # A visit the data ended inside (`in_progress`) has no known length to judge.
-        short = d < targets.maintenance_min_s and m.get("in_progress") is not True
-        out.append(Visit(s, e, d, runs if isinstance(runs, int) else 0, short))
-    return sorted(out, key=lambda v: v.start_ts)
-
-
-def trips_of(messages: Iterable[Mapping[str, Any]]) -> list[TripPoint]:
-    out = []
-    for m in messages:
-        s = parse_ts(m.get("start_ts"))
-        if s is None:
-            continue
-        rq = m.get("ride_quality") if isinstance(m.get("ride_quality"), Mapping) else {}
-        lv = m.get("leveling") if isinstance(m.get("leveling"), Mapping) else {}
-        xy = [v for v in (_num(rq.get("x_a95_pp_mg")), _num(rq.get("y_a95_pp_mg"))) if v is not None]
-        status = lv.get("status")
-        out.append(
-            TripPoint(
-                start_ts=s,
-                z_a95_pp_mg=_num(rq.get("z_a95_pp_mg")),
-                z_max_pp_mg=_num(rq.get("z_max_pp_mg")),
-                xy_a95_pp_mg=max(xy) if xy else None,
-                leveling_status=status if isinstance(status, str) else None,
-                offset_mm=_num(lv.get("offset_mm")),
-            )
-        )
-    return sorted(out, key=lambda t: t.start_ts)
 
 
 # -- judgements ----------------------------------------------------------------------------------
@@ -578,15 +383,15 @@ def day_figures(
                 door_reopenings=(
                     _daily_get(rec, "door_reopenings") if rec is not None else doors.get(day, [None, None])[1]
                 ),
-                run_hours=_num(_daily_get(rec, "run_hours")),
+                run_hours=finite_number(_daily_get(rec, "run_hours")),
                 z_a95_p50_mg=_quantile(a95, 0.5)
                 if a95
-                else _num(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p50")),
+                else finite_number(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p50")),
                 z_a95_p95_mg=_quantile(a95, 0.95)
                 if a95
-                else _num(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p95")),
-                z_max_pp_mg=max(mx) if mx else _num(_daily_get(rec, "ride_quality", "z_max_pp_mg", "max")),
-                offset_p95_mm=_quantile(offs, 0.95) if offs else _num(_daily_get(rec, "leveling", "abs_offset_mm_p95")),
+                else finite_number(_daily_get(rec, "ride_quality", "z_a95_pp_mg", "p95")),
+                z_max_pp_mg=max(mx) if mx else finite_number(_daily_get(rec, "ride_quality", "z_max_pp_mg", "max")),
+                offset_p95_mm=_quantile(offs, 0.95) if offs else finite_number(_daily_get(rec, "leveling", "abs_offset_mm_p95")),
                 off_level_stops=(
                     sum(s == "off_level" for s in statuses) if statuses else _daily_get(rec, "leveling", "off_level")
                 ),
@@ -715,7 +520,7 @@ def car_figures(
     downtime = union_s((interval(c) for c in judged_all if c.type in OUT_OF_SERVICE), lo, hi)
     offline = union_s((interval(c) for c in judged_all if c.type == "board_offline"), lo, hi)
     if offline == 0.0:
-        offline = 60.0 * sum(_num(_daily_get(dailies.get(d), "offline_minutes")) or 0.0 for d in period.days)
+        offline = 60.0 * sum(finite_number(_daily_get(dailies.get(d), "offline_minutes")) or 0.0 for d in period.days)
     # A period still running (or a source that stops early) is judged over the days it covers, so
     # "this month so far" is not diluted by days that have not happened yet.
     observed_days = min(period.n_days, max(1, math.ceil((data_end - lo) / 86400)))
@@ -802,6 +607,7 @@ def car_figures(
         door_reopenings=sum(d.door_reopenings or 0 for d in door_days) if door_days else None,
         verdict=Verdict(Severity.OK, ()),
         dropped=dropped,
+        rq_unjudged=dict(Counter(t.rq_unjudged for t in trips if t.rq_unjudged is not None)),
         notes=tuple(notes),
     )
     return replace(partial, verdict=verdict_of(partial))

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 
 from liftwatch import __version__
 
-from .figures import FAULT_NAMES_ZH, CarFigures, FaultCase
+from .figures import FAULT_NAMES_ZH, RQ_UNJUDGED, CarFigures, FaultCase
 from .fleet import RULES, rank_fleet
 from .plots import Labels, car_figures_plots, fleet_figure, to_svg
 
@@ -52,7 +52,7 @@ th { background: #edf2f7; font-weight: bold; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .pass { color: #2f855a; font-weight: bold; } .fail { color: #c53030; font-weight: bold; }
 .na { color: #a0aec0; }
-td.t, td.num, #ranking td:nth-child(2), #ranking td:nth-child(4) { white-space: nowrap; }
+td.t, td.num, #ranking td:nth-child(2), #ranking td:nth-child(4), #ranking td:nth-child(n+10) { white-space: nowrap; }
 #ranking { font-size: 8pt; }
 figure { margin: 0 0 2mm; break-inside: avoid; page-break-inside: avoid; }
 figure svg { width: 100%; height: auto; display: block; }
@@ -89,6 +89,14 @@ def _local(ts: float, utc_offset_h: float, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 def _tz_name(utc_offset_h: float) -> str:
     return f"UTC{utc_offset_h:+g}"
+
+
+def _unjudged(f: CarFigures) -> str:
+    """The trips without ride-quality figures, by reason: a bare "—" per trip says nothing."""
+    if not f.rq_unjudged:
+        return ""
+    parts = [f"{n} {RQ_UNJUDGED[k][0]} {RQ_UNJUDGED[k][1]}" for k, n in sorted(f.rq_unjudged.items())]
+    return f"; 未评 not judged: {', '.join(parts)}"
 
 
 def _check(ok: bool | None) -> str:
@@ -155,7 +163,7 @@ def _targets_table(f: CarFigures) -> str:
             "乘运质量 (GB/T 10058)",
             "Ride quality (GB/T 10058)",
             f"A95 ≤ {t.z_a95_pp_limit_mg:g} mg, max ≤ {t.z_max_pp_limit_mg:g} mg",
-            f"{f.rq_trips_over_limit} / {f.rq_trips_judged} 次超限 over",
+            f"{f.rq_trips_over_limit} / {f.rq_trips_judged} 次超限 over" + _unjudged(f),
             None if not f.rq_trips_judged else f.rq_trips_over_limit == 0,
         ),
     ]
@@ -275,6 +283,7 @@ def _document(title: str, body: str) -> str:
 
 _CAPTIONS = {
     "trips": ("每日运行次数（来自日报或单次运行记录）。", "Trips per local day (daily record, else counted trips)."),
+    "trips-hourly": ("每小时运行次数（单次运行记录）。", "Trips per local hour (counted trips)."),
     "ride-quality": (
         "每次运行的垂直振动 A95 峰峰值与每日最大峰峰值，按 ISO 18738-1 方法，对照 GB/T 10058 限值。",
         "Vertical A95 peak-to-peak per trip and the daily maximum peak-to-peak (ISO 18738-1 method) "
@@ -367,7 +376,7 @@ def render_car_html(
     figures = []
     with plt.rc_context(lab.rc()):
         for name, fig in car_figures_plots(f, lab):
-            zh, en = _CAPTIONS[name]
+            zh, en = _CAPTIONS["trips-hourly" if name == "trips" and f.period.n_days == 1 else name]
             figures.append(f"<figure id='plot-{name}'>{to_svg(fig)}<figcaption>{_e(zh)} {_e(en)}</figcaption></figure>")
     page2 = "<section class='page' id='trends'><h2>运行趋势 Trends</h2>" + "".join(figures[:3]) + "</section>"
     page3 = (
@@ -420,8 +429,9 @@ def render_fleet_html(
     rows = []
     for i, r in enumerate(ranked, start=1):
         f = r.figures
-        top = sorted((c for c in r.components if c.points > 0), key=lambda c: -c.points)[:3]
-        why = "; ".join(f"{c.zh} {c.name} +{c.points:g}" for c in top) or "—"
+        # two lines at most, like the car and verdict cells: the full breakdown is the points table below
+        top = sorted((c for c in r.components if c.points > 0), key=lambda c: -c.points)[:2]
+        why = "<br>".join(f"{_e(c.zh)} {_e(c.name.replace('_', ' '))} +{c.points:g}" for c in top) or "—"
         rows.append(
             f"<tr class='car' data-car='{_e(f.car)}'><td class='num'>{i}</td><td><b>{_e(f.car)}</b><br>"
             f"<span class='note'>{_e(f.site or '')}</span></td>"
@@ -429,7 +439,7 @@ def render_fleet_html(
             f"<td class='num'>{fmt_pct(f.availability, 1).replace(' ', '')}</td><td class='num'>{f.entrapments}</td>"
             f"<td class='num'>{f.late_responses}/{f.judged_faults}</td><td class='num'>{f.short_visits}/{len(f.visits)}</td>"
             f"<td class='num'>{f.rq_trips_over_limit}/{f.rq_trips_judged}</td><td>{_e(f.verdict.zh)}<br><span class='note'>{_e(f.verdict.short_en)}</span></td>"
-            f"<td class='note'>{_e(why)}</td></tr>"
+            f"<td class='note'>{why}</td></tr>"
         )
     table = (
         "<table id='ranking'><tr><th class='num'>#</th><th>电梯 Car</th><th class='num'>风险分 Score</th>"

@@ -93,11 +93,18 @@ def _new(lab: Labels, title: str, height_in: float = HEIGHT_IN) -> tuple[Figure,
 
 
 def _day_axis(ax: object, f: CarFigures) -> None:
+    """Local time axis over the period: hours for a one-day period (every tick of a day-formatted
+    axis would read the same date), days otherwise."""
     off = f.period.utc_offset_h
     ax.set_xlim(_local(f.period.start_ts, off), _local(f.period.end_ts, off))
+    if f.period.n_days == 1:
+        ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3)))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+        return
     locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator) if f.period.n_days <= 3
+                                 else mdates.DateFormatter("%m-%d"))
 
 
 def _no_data(ax: object, lab: Labels) -> None:
@@ -110,6 +117,8 @@ def _day_centres(f: CarFigures) -> list[datetime]:
 
 
 def trips_figure(f: CarFigures, lab: Labels) -> Figure:
+    if f.period.n_days == 1:
+        return _trips_per_hour_figure(f, lab)
     with plt.rc_context(lab.rc()):
         fig, ax = _new(lab, lab("每日运行次数", "Trips per day"))
         xs = _day_centres(f)
@@ -127,6 +136,26 @@ def trips_figure(f: CarFigures, lab: Labels) -> Figure:
         )
         ax.legend(loc="upper left", ncols=2)
         ax.set_ylim(0, max(ys + [1]) * 1.3)  # room for the legend above the bars
+        ax.set_ylabel(lab("次", "trips"))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _day_axis(ax, f)
+    return fig
+
+
+def _trips_per_hour_figure(f: CarFigures, lab: Labels) -> Figure:
+    """A one-day period: trips per local hour (one bar per day would fill the chart and say nothing)."""
+    with plt.rc_context(lab.rc()):
+        fig, ax = _new(lab, lab("每小时运行次数", "Trips per hour"))
+        off = f.period.utc_offset_h
+        counts = [0] * 24
+        for t in f.trips:
+            counts[min(23, int((t.start_ts - f.period.start_ts) // 3600))] += 1
+        if f.trips:
+            ax.bar([_local(f.period.start_ts + (h + 0.5) * 3600, off) for h in range(24)], counts,
+                   width=0.8 / 24, color=BLUE)
+        else:
+            _no_data(ax, lab)
+        ax.set_ylim(0, max(counts + [1]) * 1.15)
         ax.set_ylabel(lab("次", "trips"))
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         _day_axis(ax, f)

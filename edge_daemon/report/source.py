@@ -116,20 +116,38 @@ def _read_journal(path: Path, needles: tuple[bytes, ...] = ()) -> Iterator[tuple
 
     With `needles`, a line containing none of them is not parsed at all: a one-car report from a
     fleet journal then costs a substring search per other car's line instead of a JSON parse.
+    Lines are parsed regardless of `needles` until one is a usable message: a file with text but
+    not one message is not a journal (a wrong --source), which is an error, not "no messages".
     """
     try:
         handle = open(path, "rb")
     except OSError as err:
         raise ReportSourceError(path, f"cannot open: {err.strerror or err}") from err
+    first_problem: tuple[int, str] | None = None  # while no line was a message: the first bad one
+    is_journal = False
     with handle:
         for lineno, raw in enumerate(handle, start=1):
             raw = raw.strip()
-            if not raw or (needles and not any(n in raw for n in needles)):
+            if not raw:
                 continue
-            try:
-                yield lineno, json.loads(raw), None
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                yield lineno, None, f"not JSON: {err}"
+            if not is_journal:
+                obj, error = _parse_line(raw)
+                is_journal = error is None and _check_envelope(obj) is None
+                if not is_journal and first_problem is None:
+                    first_problem = (lineno, error or _check_envelope(obj) or "")
+                yield lineno, obj, error
+            elif not needles or any(n in raw for n in needles):
+                yield lineno, *_parse_line(raw)
+    if first_problem is not None and not is_journal:
+        raise ReportSourceError(path, f"not an upstream journal: no line is a message (line {first_problem[0]}: "
+                                      f"{first_problem[1]})")
+
+
+def _parse_line(raw: bytes) -> tuple[Any, str | None]:
+    try:
+        return json.loads(raw), None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        return None, f"not JSON: {err}"
 
 
 def _read_outbox(path: Path) -> Iterator[tuple[int, Any, str | None]]:

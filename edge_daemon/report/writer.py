@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from liftwatch.output import atomic_path
+
 from .figures import CarFigures, ContractTargets, Period, car_figures
 from .html import render_car_html, render_fleet_html
 from .pdf import PdfError, find_chromium, html_to_pdf, pdf_with_matplotlib
 from .plots import Labels
-from .source import LoadedMessages, load_messages
+from .source import LoadedMessages, load_messages, message_time
 
 __all__ = ["ReportError", "WrittenReport", "load_period", "write_car_report", "write_fleet_report"]
 
@@ -54,7 +56,12 @@ def _source_note(loaded: LoadedMessages) -> str:
 
 
 def _write(html: str, out: Path, fmt: str, cars: Sequence[CarFigures], fleet: bool, lab: Labels) -> str | None:
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Render into a file beside `out` and rename it over `out` only when rendering succeeded."""
+    with atomic_path(out) as tmp:
+        return _render(html, tmp, fmt, cars, fleet, lab)
+
+
+def _render(html: str, out: Path, fmt: str, cars: Sequence[CarFigures], fleet: bool, lab: Labels) -> str | None:
     if fmt == "html":
         out.write_text(html, encoding="utf-8")
         return None
@@ -74,6 +81,19 @@ def _write(html: str, out: Path, fmt: str, cars: Sequence[CarFigures], fleet: bo
     return "chromium"
 
 
+def _has_facts(loaded: LoadedMessages, car: str, period: Period) -> bool:
+    """Whether the car has a message of its own in the period: the Pi's car-less status messages are
+    loaded with every car, and the load keeps a day's margin either side, but neither is a fact of
+    this car in this period (a report of them would read all green)."""
+    for m in loaded.messages:
+        if m.get("car") != car:
+            continue
+        t = message_time(m)
+        if m.get("kind") == "daily" or t is None or period.start_ts <= t < period.end_ts:
+            return True  # a daily record was already filtered by its day
+    return False
+
+
 def write_car_report(
     sources: Sequence[Path],
     car: str,
@@ -84,13 +104,13 @@ def write_car_report(
 ) -> WrittenReport:
     targets = targets or ContractTargets(utc_offset_h=period.utc_offset_h)
     loaded = load_period(sources, period, car)
-    if not loaded.messages:
+    if not _has_facts(loaded, car, period):
         everything = load_messages(sources)
         known = ", ".join(everything.cars) or "none"
-        raise ReportError(
-            f"no messages of car {car!r} between {period.first} and {period.last} "
-            f"in {', '.join(map(str, sources))} (cars in the source: {known})"
-        )
+        if car not in everything.cars:
+            raise ReportError(f"no car {car!r} in {', '.join(map(str, sources))} (cars there: {known})")
+        raise ReportError(f"no messages of car {car!r} between {period.first} and {period.last} "
+                          f"in {', '.join(map(str, sources))}")
     lab = Labels()
     figures = car_figures(car, loaded.messages, period, targets)
     html = render_car_html(figures, lab, source_note=_source_note(loaded))

@@ -423,6 +423,7 @@ class LiveState:
             "peak_speed_mps": None if t.peak_speed_mps is None else round(t.peak_speed_mps, 2),
             "ride_quality": None if rq is None else rq.to_message(),
             "over_limits": [] if rq is None else rq.over_limits(c.analytics),
+            "ride_quality_unjudged": t.ride_quality_unjudged,
             "leveling": t.leveling.to_message(),
             "has_trace": trip_id in c.traces,
         }

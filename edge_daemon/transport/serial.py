@@ -52,7 +52,7 @@ class SerialTransport(Transport):
                 url=self.port, baudrate=self.baudrate, exclusive=True
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            raise TransportOpenError(self.link, str(exc)) from exc
+            raise TransportOpenError(self.link, _open_failure(self.port, exc)) from exc
         port = getattr(self._writer.transport, "serial", None)
         if isinstance(port, serial.Serial) and isinstance(getattr(port, "fd", None), int):
             port.write = _NonBlockingWrite(port)
@@ -119,3 +119,12 @@ class _NonBlockingWrite:
             raise
         except OSError as exc:
             raise serial.SerialException(f"write failed: {exc}") from exc
+
+
+def _open_failure(port: str, exc: Exception) -> str:
+    """Why a port did not open, in the terms an operator acts on (pyserial nests errno texts)."""
+    if "://" not in port and not os.path.exists(port):
+        return "no such port (board unplugged, or another port name?)"
+    if "exclusively lock" in str(exc):
+        return "port busy: another program holds it (a running `liftwatch run`? stop it first)"
+    return str(exc)

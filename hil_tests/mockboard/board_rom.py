@@ -121,6 +121,13 @@ class FlashImage:
         return 0
 
 
+class _SimDir(vfs.VfsPosix):
+    def statvfs(self, path):
+        # the host's disk is no board storage: a size of 0 keeps /sim out of `mpremote df`, whose
+        # 9-digit columns ran the host's hundreds of GB together into one number
+        return (0,) * 10
+
+
 def _mount_flash():
     f = open(_FS_IMAGE, "r+b")
     blocks = f.seek(0, 2) // _BLOCK_SIZE
@@ -131,7 +138,7 @@ def _mount_flash():
         # What the ESP32 port's _boot.py does with blank or corrupt flash: format it and go on.
         vfs.VfsLfs2.mkfs(bdev)
         fs = vfs.VfsLfs2(bdev)
-    sim = vfs.VfsPosix(_SIM_DIR)  # feed FIFO and UART pty of the simulated HAL, at /sim
+    sim = _SimDir(_SIM_DIR)  # feed FIFO and UART pty of the simulated HAL, at /sim
     vfs.umount("/")
     vfs.mount(fs, "/")
     vfs.mount(sim, "/sim")

@@ -263,6 +263,13 @@ function renderDaily(c) {
         ["ride z A95 p95", z ? fmt(z.p95, 1, " mg") : "—"], ["offline", fmt(d.offline_minutes, 0, " min")]]));
 }
 
+// Why a trip has no vibration figures (Trip.ride_quality_unjudged): a bare "—" said nothing.
+const UNJUDGED_LABELS = {
+  one_floor: "one-floor trip: no constant speed to judge 单层运行",
+  short: "too short: no constant speed to judge 运行过短",
+  no_vib: "no vibration data (lost on the link) 无振动数据",
+};
+
 function renderTrips(c) {
   const over = (t, k) => (t.over_limits.includes(k) ? "num over" : "num");
   const rows = c.trips.map((t) => {
@@ -274,8 +281,9 @@ function renderTrips(c) {
       h("td", {}, clock(t.start_ts)), h("td", {}, t.direction === "up" ? "▲ up" : t.direction === "down" ? "▼ down" : "—"),
       h("td", {}, `${t.from_floor ?? "?"} → ${t.to_floor ?? "?"}`), h("td", { class: "num" }, fmt(t.duration_s, 1, " s")),
       h("td", { class: "num" }, fmt(t.peak_speed_mps, 2)),
-      h("td", { class: over(t, "z_max_pp_mg") }, fmt(rq.z_max_pp_mg, 1)), h("td", { class: over(t, "z_a95_pp_mg") }, fmt(rq.z_a95_pp_mg, 1)),
-      h("td", { class: over(t, "x_a95_pp_mg") }, fmt(rq.x_a95_pp_mg, 1)), h("td", { class: over(t, "y_a95_pp_mg") }, fmt(rq.y_a95_pp_mg, 1)),
+      t.ride_quality_unjudged ? h("td", { colSpan: 4, class: "muted small" }, UNJUDGED_LABELS[t.ride_quality_unjudged] || t.ride_quality_unjudged) : [
+        h("td", { class: over(t, "z_max_pp_mg") }, fmt(rq.z_max_pp_mg, 1)), h("td", { class: over(t, "z_a95_pp_mg") }, fmt(rq.z_a95_pp_mg, 1)),
+        h("td", { class: over(t, "x_a95_pp_mg") }, fmt(rq.x_a95_pp_mg, 1)), h("td", { class: over(t, "y_a95_pp_mg") }, fmt(rq.y_a95_pp_mg, 1))],
       h("td", { class: "num" }, fmt(rq.accel_max_mps2, 2)), h("td", { class: "num" }, fmt(rq.jerk_max_mps3, 2)),
       h("td", {}, t.leveling.status.replaceAll("_", " ")), h("td", { class: "num" }, fmt(t.leveling.offset_mm, 1)));
   });
