@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.output import atomic_output
 
 # Exit codes: 0 ok, 1 the operation failed, 2 bad input (config, trace, arguments).
@@ -37,8 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("trace", type=Path, help="trace CSV (t_us,ax_mg,ay_mg,az_mg,door_closed,...)")
     p.add_argument("--config", type=Path, help="TOML config: site, and the car's analytics settings")
     p.add_argument("--car", help="which [[boards]] car of the config to use (default: the first)")
-    p.add_argument("--car-file", metavar="CAR", help="the simulated car's file (hil_tests/cars/CAR.toml or a path): "
-                   "its rated speed, landings and door-zone vanes override the analytics config")
     p.add_argument("--start", default="1970-01-01T00:00:00Z", help="UTC time of trace time 0 (ISO 8601)")
     p.add_argument("--out", type=Path, help="output file (default: stdout)")
     p.add_argument("--keep", metavar="DIR", help="keep the feed, UART capture and console log in DIR")
@@ -151,13 +150,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             site=cfg.site, car=board.car if board else settings.car, board_id=board.board_id if board else "",
             start_unix_s=start, analytics=board.analytics if board else cfg.analytics, session=cfg.session,
         )
-    if args.car_file:
-        try:
-            settings = replace(settings, analytics=_car_analytics(args.car_file, settings.analytics))
-        except ValueError as err:  # CarSpecError, analytics ConfigError
-            return _fail(f"--car-file: {err}", EXIT_BAD_INPUT)
     note = ""
-    if not args.config and not args.car_file:
+    if not args.config:
         analytics, note = _header_car_analytics(args.trace, settings.analytics)
         settings = replace(settings, analytics=analytics)
     try:
@@ -179,48 +173,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _header_car_analytics(trace: Path, base: Any) -> tuple[Any, str]:
-    """(analytics, note) for a trace replayed without --config or --car-file: the car its header
-    names (`# car office6`, as `liftwatch simulate` writes) if that car file is known; else no
-    overspeed judgement at all, since no rated speed was given and a guessed one raises false
-    faults. The note says which, once."""
-    name = _trace_car_name(trace)
-    if name is not None:
-        try:
-            analytics = _car_analytics(name, base)
-        except ValueError:  # CarSpecError (no such car file, a bad one), analytics ConfigError
-            pass
-        else:
-            return analytics, (f"replay: car {name} from the trace header: rated speed {analytics.rated_speed_mps} "
-                               f"m/s, {analytics.floor_count} floors (--config or --car-file overrides)")
+    """(analytics, note) for a trace replayed without --config: the car its header carries (as
+    `liftwatch simulate` writes it); else no overspeed judgement at all, since no rated speed was
+    given and a guessed one raises false faults. The note says which, once."""
+    from liftwatch.protocol.trace import read_trace_car
+
+    car = read_trace_car(trace)
+    if car is not None:
+        analytics = replace(base, rated_speed_mps=car.rated_speed_mps, floor_count=car.floors,
+                            vane_length_mm=car.vane_length_mm, zone_sensor_spacing_mm=car.zone_sensor_spacing_mm)
+        return analytics, (f"replay: car {car.name} from the trace header: rated speed {car.rated_speed_mps:g} m/s, "
+                           f"{car.floors} floors (--config overrides)")
     return replace(base, rated_speed_mps=None), (
-        f"replay: no --config or --car-file and no known car in the trace header: overspeed is not judged "
+        f"replay: no --config and no car in the trace header: overspeed is not judged "
         f"(no rated speed), floors are not numbered, door-zone vane {base.vane_length_mm:g} mm with sensors "
         f"{base.zone_sensor_spacing_mm:g} mm apart (another geometry gets false leveling faults)")
-
-
-def _trace_car_name(trace: Path) -> str | None:
-    """The car named by a `# car NAME` comment at the top of a trace CSV (None if there is none)."""
-    try:
-        with open(trace, encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("# car "):
-                    return re.split(r"[;\s]", line[len("# car "):].strip(), maxsplit=1)[0] or None
-                if not line.startswith("#") and not line.startswith("t_us"):
-                    return None  # comments sit above and below the header row, never among the samples
-    except OSError:
-        return None
-    return None
-
-
-def _car_analytics(car_file: str, base: Any) -> Any:
-    """`base` (an AnalyticsConfig) with the simulated car's own parameters: judging a 1.6 m/s car
-    against the 1.0 m/s default raises overspeed on every trip, and the vane geometry sets the
-    leveling band."""
-    from liftwatch.hil.sim.car import load_car
-
-    spec = load_car(car_file)
-    return replace(base, rated_speed_mps=spec.rated_speed_mps, floor_count=spec.floors,
-                   vane_length_mm=float(spec.vane_length_mm), zone_sensor_spacing_mm=float(spec.zone_sensor_spacing_mm))
 
 
 # -- status ---------------------------------------------------------------------------------------
@@ -388,7 +355,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-class CalibrationError(RuntimeError):
+class CalibrationError(LiftwatchError, RuntimeError):
     """The board did not calibrate: absent, refused (e.g. not at rest), or timed out."""
 
 

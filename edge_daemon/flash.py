@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR
 
 # Where the firmware looks for its settings and its per-board frame-tag key on the board's flash.
@@ -61,7 +62,7 @@ SIMULATOR_ARCHS = frozenset({"x86", "x64", "armv6", "rv64imc"})
 MPREMOTE_TIMEOUT_S = 120  # a full copy at 115200 baud to a real ESP32 takes tens of seconds
 
 
-class FlashError(RuntimeError):
+class FlashError(LiftwatchError, RuntimeError):
     """Flashing failed; the message says at which step and what the board or tool answered."""
 
 

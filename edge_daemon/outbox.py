@@ -144,7 +144,7 @@ class DeliveryState(IntEnum):
     REJECTED = 3  # the broker refused it (PUBACK reason >= 0x80, e.g. ACL); kept for an operator
 
 
-class DropReason(str, Enum):
+class OutboxDropReason(str, Enum):
     """Why a message was dropped; the string is what the status message reports."""
 
     OUTBOX_FULL = "outbox_full"  # evicted, or refused on arrival, to keep within budget_bytes
@@ -292,7 +292,7 @@ class Outbox:
             return 0
         lost = mark - issued
         with self._transaction():
-            self._count_drops(DropReason.LOST_ON_DISK, {"unknown": lost})
+            self._count_drops(OutboxDropReason.LOST_ON_DISK, {"unknown": lost})
             # Number on from the mark: the loss is counted once, and no seq is issued twice.
             if self._db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'message'", (mark,)).rowcount == 0:
                 self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('message', ?)", (mark,))
@@ -408,7 +408,7 @@ class Outbox:
         except sqlite3.Error as err:  # a reader holds the WAL: the autocheckpoint catches up later
             _LOG.warning("outbox %s: checkpoint on a full disk: %s", self.path, err)
 
-    def shed(self, messages: Sequence[Mapping[str, Any]], reason: DropReason = DropReason.DISK_FULL) -> None:
+    def shed(self, messages: Sequence[Mapping[str, Any]], reason: OutboxDropReason = OutboxDropReason.DISK_FULL) -> None:
         """Count messages that cannot be stored at all (disk full beyond the reserve) and forget them.
 
         The count goes to the preallocated shed file, rewritten in place and fsync'd, so it needs no
@@ -452,7 +452,7 @@ class Outbox:
                 raise OutboxWriteError(f"outbox {self.path}: {err}",
                                        disk_full=code in (_SQLITE_FULL, _SQLITE_IOERR)) from err
 
-    def _refuse(self, message: Mapping[str, Any], priority: int, now_ms: int, reason: DropReason) -> None:
+    def _refuse(self, message: Mapping[str, Any], priority: int, now_ms: int, reason: OutboxDropReason) -> None:
         """Record a newcomer that is not kept: its id (so a re-put is KNOWN) and a drop count."""
         self._db.execute(
             "INSERT INTO message (id, kind, site, car, priority, state, size, stored_unix_ms, payload)"
@@ -475,7 +475,7 @@ class Outbox:
         if not self.reserve_held and priority >= Priority.RAW:
             # The disk is full and the reserve is for facts: status and raw data are superseded by
             # the next ones anyway.
-            self._refuse(message, priority, now_ms, DropReason.DISK_FULL)
+            self._refuse(message, priority, now_ms, OutboxDropReason.DISK_FULL)
             return PutOutcome.DROPPED, pending_bytes
         excess = pending_bytes + cost - self.budget_bytes
         if excess > 0:
@@ -494,7 +494,7 @@ class Outbox:
                     break
             if freed < excess and priority != Priority.PROTECTED:
                 # Evicting would not make room: keep what is there, refuse the newcomer.
-                self._refuse(message, priority, now_ms, DropReason.OUTBOX_FULL)
+                self._refuse(message, priority, now_ms, OutboxDropReason.OUTBOX_FULL)
                 return PutOutcome.DROPPED, pending_bytes
             dropped: dict[str, int] = {}
             for seq, size, vkind in victims:
@@ -503,7 +503,7 @@ class Outbox:
                 )
                 pending_bytes -= size + ROW_OVERHEAD_BYTES
                 dropped[vkind] = dropped.get(vkind, 0) + 1
-            self._count_drops(DropReason.OUTBOX_FULL, dropped)
+            self._count_drops(OutboxDropReason.OUTBOX_FULL, dropped)
         db.execute(
             "INSERT INTO message (id, kind, site, car, priority, state, size, stored_unix_ms, payload)"
             " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
@@ -511,7 +511,7 @@ class Outbox:
         )
         return PutOutcome.STORED, pending_bytes + cost
 
-    def _count_drops(self, reason: DropReason, by_kind: Mapping[str, int]) -> None:
+    def _count_drops(self, reason: OutboxDropReason, by_kind: Mapping[str, int]) -> None:
         for kind, n in by_kind.items():
             self._db.execute(
                 "INSERT INTO drop_count (reason, kind, count) VALUES (?, ?, ?)"

@@ -31,6 +31,7 @@ from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.pipeline import TICK_S, CarPipeline, OutboxStore
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
+from liftwatch.errors import LiftwatchError
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import Frame, FrameReader
 from liftwatch.protocol.trace import FEED_RECORD, trace_to_feed
@@ -51,7 +52,7 @@ BOARD_HEAPSIZE = f"{int(ESP32_HEAPSIZE.rstrip('k')) + SIM_HEAP_ALLOWANCE_K}k"
 CONSOLE_TAIL_LINES = 30
 
 
-class ReplayError(RuntimeError):
+class ReplayError(LiftwatchError, RuntimeError):
     """The replay could not run (firmware missing or crashed); `console` is the board's last output."""
 
     def __init__(self, reason: str, console: str = "") -> None:

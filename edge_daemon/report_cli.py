@@ -33,22 +33,9 @@ def _date(text: str) -> date:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--from",
-        dest="first",
-        type=_date,
-        required=True,
-        metavar="YYYY-MM-DD",
-        help="first local day of the period (inclusive)",
-    )
-    p.add_argument(
-        "--to",
-        dest="last",
-        type=_date,
-        required=True,
-        metavar="YYYY-MM-DD",
-        help="last local day of the period (inclusive)",
-    )
+    for flag, dest in (("--from", "first"), ("--to", "last")):
+        p.add_argument(flag, dest=dest, type=_date, required=True, metavar="YYYY-MM-DD",
+                       help=f"{dest} local day of the period (inclusive)")
     p.add_argument(
         "--format",
         choices=("html", "pdf"),

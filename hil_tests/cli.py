@@ -145,7 +145,8 @@ def _simulate(args: argparse.Namespace) -> int:
             writer.comment(
                 f"liftwatch simulate {scenario.name} seed={args.seed if args.seed is not None else scenario.seed}"
             )
-            writer.comment(f"car {scenario.car.name}; board faults are not part of a trace")
+            writer.comment(scenario.car.trace_car().comment())
+            writer.comment("board faults are not part of a trace")
             for sample in scenario.samples(args.seed):
                 writer.write(sample)
     except ScenarioError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -169,6 +170,49 @@ def _is_int(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class TraceCar:
+    """What the analytics must know of the car a trace comes from, carried in the trace's header as
+    `# car office6 rated_speed_mps=1.6 floors=6 vane_length_mm=250 zone_sensor_spacing_mm=150`.
+
+    The simulator writes it, so a simulated trace replays against its own car: a 1.6 m/s car judged
+    against a guessed 1.0 m/s raises overspeed on every trip, and the vane geometry sets the leveling
+    band. A recorded trace has none; the daemon's config describes a real car."""
+
+    name: str
+    rated_speed_mps: float
+    floors: int
+    vane_length_mm: float
+    zone_sensor_spacing_mm: float
+
+    def comment(self) -> str:
+        return (f"car {self.name} rated_speed_mps={self.rated_speed_mps:g} floors={self.floors} "
+                f"vane_length_mm={self.vane_length_mm:g} zone_sensor_spacing_mm={self.zone_sensor_spacing_mm:g}")
+
+
+_TRACE_CAR = re.compile(
+    r"^# car (?P<name>[^\s;]+) rated_speed_mps=(?P<speed>[0-9.]+) floors=(?P<floors>[0-9]+) "
+    r"vane_length_mm=(?P<vane>[0-9.]+) zone_sensor_spacing_mm=(?P<spacing>[0-9.]+)"
+)
+
+
+def read_trace_car(path: str | os.PathLike) -> TraceCar | None:
+    """The car in a trace's header comments; None if the header names no car with its parameters
+    (a recorded trace, or one written before traces carried their car)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if not line.startswith("#") and not line.startswith("t_us"):
+                    return None  # comments sit above and below the header row, never among the samples
+                m = _TRACE_CAR.match(line)
+                if m:
+                    return TraceCar(m["name"], float(m["speed"]), int(m["floors"]), float(m["vane"]),
+                                    float(m["spacing"]))
+    except OSError:
+        return None
+    return None
 
 
 class TraceWriter:

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liftwatch.hil.sim.car import CARS_DIR
-from liftwatch.protocol.trace import CarSample, write_trace
+from liftwatch.protocol.trace import CarSample, TraceWriter, write_trace
 from liftwatch.hil.sim.scenario import Scenario, list_scenarios
 
 from liftwatch.cli import main as liftwatch_main
@@ -82,13 +81,15 @@ class Replayed:
 
 
 def _replay(name: str, scenario: Scenario, work: Path) -> Replayed:
-    """Trace from the simulator, then `liftwatch replay` through its Python entry with the car file."""
+    """Trace from the simulator, its car in the header as `liftwatch simulate` writes it, then
+    `liftwatch replay` through its Python entry."""
     trace, out = work / f"{name}.csv", work / f"{name}.jsonl"
-    samples = (x for x in scenario.timeline(rest_prefix_s=REST_PREFIX_S) if isinstance(x, CarSample))
-    write_trace(samples, trace)
-    car_file = CARS_DIR / f"{scenario.car.name}.toml"
-    code = liftwatch_main(["replay", str(trace), "--car-file", str(car_file), "--car", name,
-                           "--start", START, "--out", str(out)])
+    with TraceWriter(trace) as writer:
+        writer.comment(scenario.car.trace_car().comment())
+        for x in scenario.timeline(rest_prefix_s=REST_PREFIX_S):
+            if isinstance(x, CarSample):
+                writer.write(x)
+    code = liftwatch_main(["replay", str(trace), "--car", name, "--start", START, "--out", str(out)])
     messages = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     truth = scenario.ground_truth(REST_PREFIX_S)
     return Replayed(scenario, messages, truth.trips, code)
@@ -175,8 +176,7 @@ def test_replay_without_the_car_says_which_defaults_it_assumes(replayed, tmp_pat
     write_trace(SCENARIOS["moving_door_open"].samples(), trace)
     assert liftwatch_main(["replay", str(trace), "--out", str(tmp_path / "o.jsonl")]) == 0
     err = capfd.readouterr().err
-    assert "no --config or --car-file" in err and "overspeed is not judged" in err  # no 1.0 m/s guess
-    assert liftwatch_main(["replay", str(trace), "--car-file", "no-such-car", "--out", str(tmp_path / "p")]) == 2
+    assert "no --config and no car in the trace header" in err and "overspeed is not judged" in err  # no guess
 
 
 @pytest.mark.long

@@ -9,9 +9,7 @@ from liftwatch.edge_daemon.flash import firmware_sources
 from liftwatch.upy import FIRMWARE_DIR, REPO_ROOT, SIM_HARDWARE_DIR
 
 _HIL_IMPORT = re.compile(r"^\s*(?:from liftwatch\.hil\b|import liftwatch\.hil\b|from liftwatch import hil\b)", re.M)
-# Known and still to move: `liftwatch replay --car-file` reads the simulated car's parameters with
-# the simulator's own loader (issue 13, item 1 moved the trace format; the car file is not a wire format).
-_KNOWN = {("edge_daemon/cli.py", "from liftwatch.hil.sim.car import load_car")}
+
 
 
 def _hil_imports() -> set[tuple[str, str]]:
@@ -25,7 +23,7 @@ def _hil_imports() -> set[tuple[str, str]]:
 
 
 def test_the_product_does_not_import_the_test_harness():
-    assert _hil_imports() == _KNOWN
+    assert _hil_imports() == set()
 
 
 def test_the_import_finder_sees_every_form():

@@ -18,6 +18,7 @@ from support.upstream import schema_validator
 
 from liftwatch.edge_daemon.cli import parse_start
 from liftwatch.protocol.trace import write_trace
+from liftwatch.hil.sim.car import load_car
 from liftwatch.hil.sim.scenario import Scenario
 
 LIFTWATCH = [sys.executable, "-m", "liftwatch"]
@@ -149,12 +150,12 @@ def test_replay_without_a_rated_speed_does_not_judge_overspeed_against_a_guess(e
 
 
 def test_replay_takes_the_car_named_in_the_trace_header(entrapment, tmp_path):
-    """`liftwatch simulate` writes `# car office6` into the trace: replay uses that car's rated speed."""
+    """`liftwatch simulate` writes its car into the trace's header: replay uses that car's rated speed."""
     _, trace = entrapment
     lines = trace.read_text().splitlines(keepends=True)
     named = tmp_path / "named.csv"
-    named.write_text(lines[0] + "# liftwatch simulate entrapment seed=1\n# car office6; board faults are not part of a trace\n"
-                     + "".join(lines[1:]))
+    header = load_car("office6").trace_car().comment()
+    named.write_text(lines[0] + f"# liftwatch simulate entrapment seed=1\n# {header}\n" + "".join(lines[1:]))
     out = tmp_path / "named.jsonl"
     run = replay(named, out)
     assert run.returncode == 0, run.stderr

@@ -88,3 +88,18 @@ def test_partial_feed_record_is_a_typed_error() -> None:
     with pytest.raises(FeedFormatError) as err:
         list(feed_to_samples(b"\x00" * 13))
     assert err.value.offset == 12
+
+
+def test_the_car_in_a_trace_header_round_trips_and_a_bare_name_is_no_car(tmp_path):
+    from liftwatch.protocol.trace import TraceCar, TraceWriter, read_trace_car
+
+    car = TraceCar("office6", 1.6, 6, 250.0, 150.0)
+    path = tmp_path / "t.csv"
+    with TraceWriter(path) as writer:
+        writer.comment("liftwatch simulate x seed=1")
+        writer.comment(car.comment())
+    assert read_trace_car(path) == car
+    bare = tmp_path / "bare.csv"  # as traces were written before they carried their car
+    bare.write_text(path.read_text().replace(car.comment(), "car office6; board faults are not part of a trace"))
+    assert read_trace_car(bare) is None
+    assert read_trace_car(tmp_path / "missing.csv") is None

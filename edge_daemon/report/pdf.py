@@ -25,6 +25,8 @@ from .fleet import rank_fleet
 from .html import fmt_hours, fmt_minutes, fmt_pct
 from .plots import Labels, car_figures_plots, fleet_figure
 
+from liftwatch.errors import LiftwatchError
+
 __all__ = ["PdfError", "find_chromium", "html_to_pdf", "pdf_with_matplotlib"]
 
 _LOG = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ _CHROMIUM_NAMES = ("chromium", "chromium-browser")
 _A4_IN = (8.27, 11.69)
 
 
-class PdfError(Exception):
+class PdfError(LiftwatchError):
     """Chromium ran but produced no PDF; `stderr` holds its last words."""
 
     def __init__(self, reason: str, stderr: str = "") -> None:

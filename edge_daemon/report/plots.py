@@ -179,47 +179,23 @@ def ride_quality_figure(f: CarFigures, lab: Labels) -> Figure:
                 rasterized=len(pts) > 2000,
             )
         xs = _day_centres(f)
-        p50 = [(x, d.z_a95_p50_mg) for x, d in zip(xs, f.days) if d.z_a95_p50_mg is not None]
-        mx = [(x, d.z_max_pp_mg) for x, d in zip(xs, f.days) if d.z_max_pp_mg is not None]
-        if p50:
-            ax.plot(
-                [p[0] for p in p50],
-                [p[1] for p in p50],
-                "-o",
-                ms=2.5,
-                color=BLUE,
-                label=lab("A95 日中位数", "A95 daily median"),
-            )
-        if mx:
-            ax.plot(
-                [p[0] for p in mx],
-                [p[1] for p in mx],
-                "-^",
-                ms=2.5,
-                color=ORANGE,
-                lw=1,
-                label=lab("最大峰峰值 日最大", "max peak-to-peak, daily max"),
-            )
+        daily_series = (
+            ("z_a95_p50_mg", "-o", BLUE, {}, lab("A95 日中位数", "A95 daily median")),
+            ("z_max_pp_mg", "-^", ORANGE, {"lw": 1}, lab("最大峰峰值 日最大", "max peak-to-peak, daily max")),
+        )
+        daily: dict[str, list] = {}
+        for attr, style, color, line, label in daily_series:
+            daily[attr] = [(x, getattr(d, attr)) for x, d in zip(xs, f.days) if getattr(d, attr) is not None]
+            if daily[attr]:
+                xy = daily[attr]
+                ax.plot([p[0] for p in xy], [p[1] for p in xy], style, ms=2.5, color=color, label=label, **line)
+        p50, mx = daily["z_a95_p50_mg"], daily["z_max_pp_mg"]
         if not (pts or p50 or mx):
             _no_data(ax, lab)
-        ax.axhline(t.z_a95_pp_limit_mg, color=BLUE, ls="--", lw=1)
-        ax.axhline(t.z_max_pp_limit_mg, color=RED, ls="--", lw=1)
-        ax.annotate(
-            f"GB/T 10058 A95 ≤ {t.z_a95_pp_limit_mg:g} mg",
-            (0.0, t.z_a95_pp_limit_mg),
-            xycoords=("axes fraction", "data"),
-            va="bottom",
-            fontsize=7,
-            color=BLUE,
-        )
-        ax.annotate(
-            f"GB/T 10058 max ≤ {t.z_max_pp_limit_mg:g} mg",
-            (0.0, t.z_max_pp_limit_mg),
-            xycoords=("axes fraction", "data"),
-            va="bottom",
-            fontsize=7,
-            color=RED,
-        )
+        for limit_mg, name, color in ((t.z_a95_pp_limit_mg, "A95", BLUE), (t.z_max_pp_limit_mg, "max", RED)):
+            ax.axhline(limit_mg, color=color, ls="--", lw=1)
+            ax.annotate(f"GB/T 10058 {name} ≤ {limit_mg:g} mg", (0.0, limit_mg), xycoords=("axes fraction", "data"),
+                        va="bottom", fontsize=7, color=color)
         top = max([t.z_max_pp_limit_mg * 1.25] + [p[1] * 1.1 for p in pts + mx])
         ax.set_ylim(0, top)
         ax.set_ylabel("mg")

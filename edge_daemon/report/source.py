@@ -23,6 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from liftwatch.errors import LiftwatchError
+
 __all__ = [
     "ReportSourceError",
     "SkippedRecord",
@@ -38,7 +40,7 @@ _TIME_FIELDS = ("start_ts", "event_ts", "open_ts")
 """Where a message's own time lives, by preference; `ts` (production time) is the fallback."""
 
 
-class ReportSourceError(Exception):
+class ReportSourceError(LiftwatchError):
     """A source cannot be read at all (missing, unreadable, not a journal or outbox)."""
 
     def __init__(self, path: Path, reason: str) -> None:

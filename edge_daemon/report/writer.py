@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.output import atomic_path
 
 from .figures import CarFigures, ContractTargets, Period, car_figures
@@ -21,7 +22,7 @@ __all__ = ["ReportError", "WrittenReport", "load_period", "write_car_report", "w
 _LOG = logging.getLogger(__name__)
 
 
-class ReportError(Exception):
+class ReportError(LiftwatchError):
     """The report cannot be made as asked (unknown car, no data); the message says what to change."""
 
 

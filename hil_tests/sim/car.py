@@ -19,7 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from liftwatch.errors import LiftwatchError
-from liftwatch.protocol.trace import ALARM_BUTTON, DOOR_CLOSED, INSPECTION, PRESENCE, ZONE_DN, ZONE_UP, CarSample
+from liftwatch.protocol.trace import (
+    ALARM_BUTTON,
+    DOOR_CLOSED,
+    INSPECTION,
+    PRESENCE,
+    ZONE_DN,
+    ZONE_UP,
+    CarSample,
+    TraceCar,
+)
 
 CARS_DIR = Path(__file__).resolve().parent.parent / "cars"
 G_MPS2 = 9.80665
@@ -77,6 +86,11 @@ class CarSpec:
     @property
     def floors(self) -> int:
         return len(self.floor_levels_m)
+
+    def trace_car(self) -> TraceCar:
+        """This car as a simulated trace's header carries it, for the replay's analytics."""
+        return TraceCar(self.name, self.rated_speed_mps, self.floors, float(self.vane_length_mm),
+                        float(self.zone_sensor_spacing_mm))
 
     @classmethod
     def from_toml(cls, path: str | Path) -> CarSpec:
