@@ -37,9 +37,10 @@ from liftwatch.edge_daemon.status.server import (
 from liftwatch.edge_daemon.transport import LinkKind
 from liftwatch.edge_daemon.upstream import MqttConfig, TlsConfig, UpstreamConfig
 from liftwatch.edge_daemon.upstream_codec import PayloadEncoding
+from liftwatch.errors import LiftwatchError
 
 
-class ConfigError(ValueError):
+class ConfigError(LiftwatchError, ValueError):
     """The configuration file is unusable; `key` is the dotted path of the offending key."""
 
     def __init__(self, source: str, key: str, reason: str) -> None:

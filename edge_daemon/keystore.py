@@ -31,6 +31,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from liftwatch.errors import LiftwatchError
 from liftwatch.protocol.framing import FrameReader, ReplayGuard, key_fingerprint
 
 KEY_BYTES = 32  # SPEC.md allows 16 to 64; direction keys are derived from it with HMAC-SHA256
@@ -41,7 +42,7 @@ _GROUP_OTHER = stat.S_IRWXG | stat.S_IRWXO
 _MAX_FILE_BYTES = 4096  # a key or replay window file is tiny: refuse to read anything bigger
 
 
-class KeyStoreError(Exception):
+class KeyStoreError(LiftwatchError):
     """The key store cannot be used as asked; the message says what to do about it."""
 
 

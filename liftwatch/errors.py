@@ -5,8 +5,9 @@ this, with a reason" from a bug, and the CLI turns every one of them into one li
 that always were a ValueError (bad input), RuntimeError (a step that failed) or an OSError keep that
 base too, so code that catches the builtin base goes on working.
 
-The board has no such root: protocol/lwproto.py runs there as well and takes this class only when it
-can import it (on the host).
+One exception: `lwproto.ProtocolError` stays a plain ValueError. lwproto.py is the one codec the board
+runs too, where there is no `liftwatch` package, and the board's heap (96 KiB, fragmented after boot)
+is no place for a failed import at every boot. The host raises it only for frames it builds itself.
 """
 
 from __future__ import annotations
