@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from liftwatch.edge_daemon.report.figures import (
+    CarFigures,
     ContractTargets,
     Period,
     Severity,
@@ -104,22 +105,30 @@ def test_short_fault_is_listed_not_judged_but_long_one_is() -> None:
     assert f.faults[1].response_late  # nobody came
 
 
+def _week_of_unjudged_faults(*faults: tuple) -> CarFigures:
+    """The week's figures with these faults (CarLog.fault arguments), each listed and none judged."""
+    log = CarLog()
+    for fault in faults:
+        log.fault(*fault)
+    f = car_figures("car-1", log.messages, WEEK)
+    assert [c.judged for c in f.faults] == [False] * len(faults)
+    return f
+
+
 def test_passenger_signals_are_listed_never_judged() -> None:
     """Movers hold the door for an hour: not the maintenance company's fault."""
-    log = CarLog()
-    log.fault("door_open_too_long", local_ts("2026-11-04", "09:00"), local_ts("2026-11-04", "10:00"))
-    log.fault("alarm_button", local_ts("2026-11-05", "09:00"))
-    f = car_figures("car-1", log.messages, WEEK)
-    assert [c.judged for c in f.faults] == [False, False]
+    f = _week_of_unjudged_faults(
+        ("door_open_too_long", local_ts("2026-11-04", "09:00"), local_ts("2026-11-04", "10:00")),
+        ("alarm_button", local_ts("2026-11-05", "09:00")),
+    )
     assert f.late_responses == 0 and f.verdict.severity is Severity.OK
 
 
 def test_kit_faults_are_never_judged_and_give_offline_time() -> None:
-    log = CarLog()
-    log.fault("board_offline", local_ts("2026-11-03", "01:00"), local_ts("2026-11-03", "03:00"))
-    log.fault("sensor_fault", local_ts("2026-11-04", "01:00"))
-    f = car_figures("car-1", log.messages, WEEK)
-    assert [c.judged for c in f.faults] == [False, False]
+    f = _week_of_unjudged_faults(
+        ("board_offline", local_ts("2026-11-03", "01:00"), local_ts("2026-11-03", "03:00")),
+        ("sensor_fault", local_ts("2026-11-04", "01:00")),
+    )
     assert f.offline_s == 7200.0 and f.availability == 1.0 and f.late_responses == 0
 
 
