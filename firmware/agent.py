@@ -388,9 +388,10 @@ class Agent:
             gc.collect()
             self.send_heartbeat()
             if self.trial:
-                import ota  # only while a new firmware is on trial
+                import ota_install  # only while a new firmware is on trial
 
-                self.trial = ota.trial_check(self)
+                self.trial = ota_install.trial_check(self)
+                unload("ota_install")
                 if self.commands.updater is None:
                     unload("ota")
         if up - self._cnt_at >= cfg["counters_ms"]:

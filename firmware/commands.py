@@ -40,7 +40,9 @@ class HostCommands:
         elif mtype == lwproto.T_CONTROL:
             self._on_control(seq, p[0] if p else 0, p[1] if len(p) > 1 else 0)
         elif mtype == lwproto.T_OTA_CHUNK:
-            self._update().on_chunk(p)
+            u = self._update(mtype, seq)
+            if u is not None:
+                u.on_chunk(p)
 
     def send_ack(self, ack_type, ack_id, status, reason, extra):
         lk = self.link
@@ -103,30 +105,46 @@ class HostCommands:
         elif cmd == lwproto.CMD_REQUEST_COUNTERS:
             a.send_counters()
         elif lwproto.CMD_OTA_QUERY <= cmd <= lwproto.CMD_OTA_ROLLBACK:
-            self._on_update(cmd)
+            self._on_update(seq, cmd)
         else:
             self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_UNKNOWN, "unknown command", None)
 
     # ---- firmware update -----------------------------------------------------------------------------
-    def _update(self):
+    def _update(self, mtype, seq):
+        """The update job, its code loaded now if needed; None (and the host told to retry) when the
+        heap has no room for it: never a crash for an update."""
         if self.updater is None:
             gc.collect()
-            import ota
+            try:
+                import ota
 
-            self.updater = ota.Updater(self.agent)
+                self.updater = ota.Updater(self.agent)
+            except MemoryError:
+                unload("ota")
+                gc.collect()
+                self.send_ack(mtype, seq, lwproto.ACK_BUSY, "board out of memory for the update, retry", None)
         return self.updater
 
-    def _on_update(self, cmd):
-        u = self._update()
+    def _on_update(self, seq, cmd):
+        u = self._update(lwproto.T_CONTROL, seq)
+        if u is None:
+            return
         if cmd == lwproto.CMD_OTA_INSTALL:
-            u.install()  # reboots into the new firmware, or answers why not
+            self.updater = None  # the receiving half leaves the heap to the installing one
+            unload("ota")
+            gc.collect()
+            import ota_install
+
+            ota_install.install(u)  # reboots into the new firmware, or answers why not
+            unload("ota_install")
         elif cmd == lwproto.CMD_OTA_ABORT:
             u.discard()
             u.status(lwproto.OTA_IDLE)
         elif cmd == lwproto.CMD_OTA_ROLLBACK:
-            import ota
+            import ota_install
 
-            reason = ota.rollback(self.agent)
+            reason = ota_install.rollback(self.agent)
+            unload("ota_install")
             if reason:
                 return u.status(lwproto.OTA_REFUSED, reason)
             u.status(lwproto.OTA_ROLLING_BACK)
