@@ -235,6 +235,8 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                         raise OtaError(f"board refused the bundle: {st.reason}")
                     if st.state == m.OtaState.INSTALLING:
                         booting = True
+                    elif booting and st.state == m.OtaState.IDLE:
+                        continue
                     elif not booting:
                         h = st.have if st.bundle_id == bid else 0
                         if have is not None and h <= have and nxt > h:  # a chunk was lost: go back
@@ -249,6 +251,8 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                     if hello.update == "rolled_back" and hello.fw_version != bundle.version:
                         raise OtaError(f"the board rolled back to {hello.fw_version}: {bundle.version} "
                                        "did not confirm (crashed, safe mode or no link)")
+                    if hello.fw_version != bundle.version and hello.update != "trial":
+                        session.request(m.Command.OTA_QUERY, 0, time.time())  # refused at install?
             if session.boot_id is None:
                 continue
             quiet = loop.time() - asked_at > STATUS_TIMEOUT_S

@@ -130,28 +130,30 @@ class HostCommands:
         if u is None:
             return
         if cmd == lwproto.CMD_OTA_INSTALL:
-            self.updater = None  # the receiving half leaves the heap to the installing one
-            unload("ota")
-            gc.collect()
-            import ota_install
-
-            ota_install.install(u)  # reboots into the new firmware, or answers why not
-            unload("ota_install")
+            u.install()  # reboots to install it, or answers why not
         elif cmd == lwproto.CMD_OTA_ABORT:
             u.discard()
             u.status(lwproto.OTA_IDLE)
         elif cmd == lwproto.CMD_OTA_ROLLBACK:
-            import ota_install
+            self.updater = None
+            unload("ota")
+            gc.collect()
+            try:
+                import ota_install
 
-            reason = ota_install.rollback(self.agent)
+                reason = ota_install.rollback(self.agent)
+            except MemoryError:
+                reason = "board out of memory, retry"
             unload("ota_install")
             if reason:
                 return u.status(lwproto.OTA_REFUSED, reason)
             u.status(lwproto.OTA_ROLLING_BACK)
             self.agent.shutdown()
             self.agent.board.reset("soft")
+        elif u.reason:  # the install boot refused the bundle
+            u.status(lwproto.OTA_REFUSED, u.reason)
         else:
-            u.status(lwproto.OTA_RECEIVING if u.bundle_id >= 0 else lwproto.OTA_IDLE, u.reason)
+            u.status(lwproto.OTA_RECEIVING if u.bundle_id >= 0 else lwproto.OTA_IDLE)
         if u.bundle_id < 0:  # nothing in progress: the update code leaves the heap
             self.updater = None
             unload("ota")

@@ -41,9 +41,27 @@ def _boot_record():
     return rec
 
 
+def _install_pending():
+    """The boot CONTROL ota_install asked for: install the received bundle while the heap is whole
+    (firmware/ota_install.py), then reset into whatever the boot record now names."""
+    import os
+
+    try:
+        os.remove("ota.install")  # first: an install that crashes must not loop
+    except OSError:
+        return
+    import ota_install
+
+    ota_install.install_at_boot()
+    import machine
+
+    machine.reset()
+
+
 _rec = _boot_record()
 if _rec is not None and _rec[0] != "-":
     sys.path.insert(0, "/" + _rec[0])
+_install_pending()
 try:
     import agent  # first: its modules reserve the big buffers before anything fragments the heap
     import hal

@@ -18,6 +18,8 @@ from link import P_EVENT
 PART = "ota.part"
 ID_FILE = "ota.id"
 BOOT = "ota.boot"
+INSTALL = "ota.install"  # present: main.py installs the received bundle at the next boot
+RESULT = "ota.result"  # why the last install was refused ("" when it was staged)
 PUBKEY = "ota.pub"  # the release key's public half (`liftwatch flash --ota-key`); never in a bundle
 MAGIC = b"LWOTA1\n"
 MAX_BUNDLE = 196608  # a full firmware is about 90 KB of .mpy for xtensawin; room for two
@@ -80,6 +82,11 @@ class Updater:
             self.have = max(0, _size(self.board.path(PART)))
         except (OSError, ValueError):
             pass
+        try:
+            with open(self.board.path(RESULT)) as f:
+                self.reason = f.read()
+        except OSError:
+            pass
 
     # ---- answers ----------------------------------------------------------------------------------
     def status(self, state, reason=""):
@@ -137,3 +144,16 @@ class Updater:
         elif offset + len(chunk) > self.total:
             return self.refuse("chunk past the announced size")
         self.status(lwproto.OTA_RECEIVING)
+
+    def install(self):
+        """CONTROL ota_install: a complete bundle is installed in a boot of its own (main.py), where
+        the heap is still whole; the answer is INSTALLING, then the reboot."""
+        if self.bundle_id < 0 or self.have != self.total:
+            return self.status(lwproto.OTA_REFUSED, "bundle truncated: %d of %d bytes" % (self.have, self.total))
+        _rm(self.board.path(RESULT))
+        with open(self.board.path(INSTALL), "w"):
+            pass
+        self.status(lwproto.OTA_INSTALLING)
+        a = self.agent
+        a.shutdown()
+        a.board.reset("soft")

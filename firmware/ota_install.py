@@ -6,9 +6,8 @@ import os
 import sys
 from hashlib import sha256
 
-import lwproto
 from agent import FW_VERSION
-from ota import MAGIC, PART, PUBKEY, _rm, read_boot, write_boot
+from ota import ID_FILE, MAGIC, PART, PUBKEY, RESULT, _rm, read_boot, write_boot
 
 TRIAL_BOOTS = 3  # boots of a new firmware without confirmation before main.py rolls it back
 CONFIRM_MS = 60000  # healthy (sampling, linked) this long: the new firmware is kept
@@ -37,25 +36,51 @@ def _newer(a, b):
         return False
 
 
-def install(u):
-    """Check everything, then stage into the other slot and switch the boot record; any refusal
-    leaves the running firmware and the boot record as they were."""
+class _Here:
+    # The board's flash from main.py, before any HAL exists: names relative to the root it runs in.
+    def path(self, name):
+        return name
+
+
+class _Job:
+    # What ota.Updater knows of the received bundle, read back from flash in the install boot.
+    def __init__(self):
+        self.board = _Here()
+        self.bundle_id = -1
+        self.total = self.have = 0
+        try:
+            with open(ID_FILE) as f:
+                i, t = f.read().split()
+            self.bundle_id = int(i)
+            self.total = int(t)
+            self.have = os.stat(PART)[6]
+        except (OSError, ValueError):
+            pass
+
+    def discard(self):
+        _rm(PART)
+        _rm(ID_FILE)
+
+
+def install_at_boot():
+    """Run by main.py in the boot CONTROL ota_install asked for, before the agent takes the heap
+    (at 96 KiB a running agent leaves no room for this): check everything, stage into the other
+    slot, switch the boot record. A refusal leaves the running firmware and the boot record as
+    they were; its reason goes to ota.result for the host's next OTA_QUERY."""
     import gc
 
     gc.collect()
+    job = _Job()
     try:
-        reason = _install(u)
+        reason = _install(job)
     except MemoryError:
-        gc.collect()
         reason = "board out of memory while installing"
     except OSError as e:
         reason = "flash error %s while staging (flash full?)" % e
     if reason:
-        return u.refuse(reason)
-    u.status(lwproto.OTA_INSTALLING)
-    a = u.agent
-    a.shutdown()
-    a.board.reset("soft")
+        job.discard()
+    with open(RESULT, "w") as f:
+        f.write(reason)
 
 
 def _install(u):
