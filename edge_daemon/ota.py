@@ -180,13 +180,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ota", help="firmware update bundles: keygen, build")
     sub = p.add_subparsers(dest="ota_cmd", required=True)
     k = sub.add_parser("keygen", help="new release key: secret to FILE (keep it off the Pi), public to FILE.pub")
-    k.add_argument("secret_file", type=Path)
+    k.add_argument("secret_file", type=Path, help="where the secret goes (removable media, not the Pi)")
     k.set_defaults(func=_cmd_keygen)
     b = sub.add_parser("build", help="compile and sign a firmware bundle")
     b.add_argument("--key", type=Path, required=True, help="release key secret (from `liftwatch ota keygen`)")
     b.add_argument("--arch", choices=sorted(set(_NATIVE_ARCH.values())), default="xtensawin",
                    help="the boards' native arch (xtensawin: ESP32; x64: the mock board on a PC)")
-    b.add_argument("--firmware-dir", type=Path, default=FIRMWARE_DIR)
+    b.add_argument("--firmware-dir", type=Path, default=FIRMWARE_DIR, help="board modules to bundle (default: firmware/)")
     b.add_argument("-o", "--out", type=Path, required=True, help="bundle file to write")
     b.set_defaults(func=_cmd_build)
 
