@@ -1,13 +1,31 @@
 # Board entry point: run at boot (ESP32, mock board) or as `micropython main.py` (simulated board from
 # the LIFTWATCH_SIM_* environment, see docs/firmware.md). Ctrl-C reaches the REPL: agent.run shuts
 # down cleanly and re-raises KeyboardInterrupt.
+#
+# Firmware updates: otaboot.py picks which firmware to import (the root or a slot an update staged)
+# and counts boots on trial; it leaves the heap before the agent's buffers are made.
+import sys
+
 import micropython
 
 if hasattr(micropython, "alloc_emergency_exception_buf"):  # the ESP32 has it, the unix port not
     micropython.alloc_emergency_exception_buf(100)
 
-import agent  # first: its modules reserve the big buffers before anything fragments the heap
-import hal
+import otaboot
+
+_trial = otaboot.boot()
+del otaboot
+sys.modules.pop("otaboot", None)
+try:
+    import agent  # first of the firmware: its modules reserve the big buffers before anything fragments the heap
+    import hal
+except Exception as e:
+    if not _trial:
+        raise
+    sys.print_exception(e)
+    import otaboot
+
+    otaboot.fail_trial()
 
 
 def main(board=None, max_boots=1000):

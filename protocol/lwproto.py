@@ -51,7 +51,10 @@ T_ACK = const(8)
 T_TIME_SYNC = const(9)
 T_CONFIG = const(10)
 T_CONTROL = const(11)
-KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+# Firmware update (issue 18, SPEC.md "Firmware update"): bundle chunks in, update status out.
+T_OTA_CHUNK = const(13)
+T_OTA_STATUS = const(14)
+KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14)
 
 # Field codes, SPEC.md section 5 "Common enumerations" (tests/test_wire_codes.py pins each to it). The
 # board, the host's typed views and the simulators all import them from here.
@@ -83,6 +86,17 @@ CMD_CALIBRATE = const(2)
 CMD_STREAM_MODE = const(3)
 CMD_REQUEST_HELLO = const(4)
 CMD_REQUEST_COUNTERS = const(5)
+# Firmware update commands (issue 18): each is answered by OTA_STATUS, not ACK.
+CMD_OTA_QUERY = const(6)  # say what is staged and what runs
+CMD_OTA_INSTALL = const(7)  # check the received bundle, stage it, reboot into it on trial
+CMD_OTA_ABORT = const(8)  # drop a partial or refused bundle
+CMD_OTA_ROLLBACK = const(9)  # back to the previous firmware at once (by hand)
+# OTA_STATUS `state`.
+OTA_IDLE = const(0)
+OTA_RECEIVING = const(1)
+OTA_INSTALLING = const(2)  # checked and staged: the board reboots into it now
+OTA_REFUSED = const(3)  # `reason` says why; the running firmware was not touched
+OTA_ROLLING_BACK = const(4)
 STREAM_AUTO = const(0)  # VIB around trips, STATS at rest (default)
 STREAM_ALWAYS_VIB = const(1)  # raw blocks all the time (commissioning, recording a trace)
 STREAM_NO_VIB = const(2)  # STATS only (a starved link)
@@ -103,8 +117,8 @@ FLAGS_INCOMPAT_MASK = const(0x0F)
 # frame reflected back to where it came from is never taken for the other end's.
 FROM_BOARD = const(0)
 FROM_HOST = const(1)
-BOARD_TYPES = const(0x3FE)  # HELLO..HEARTBEAT, ACK, TIME_SYNC
-HOST_TYPES = const(0xF00)  # ACK, TIME_SYNC, CONFIG, CONTROL
+BOARD_TYPES = const(0x43FE)  # HELLO..HEARTBEAT, ACK, TIME_SYNC, OTA_STATUS
+HOST_TYPES = const(0x2F00)  # ACK, TIME_SYNC, CONFIG, CONTROL, OTA_CHUNK
 
 
 def _mac(key, sender):

@@ -31,6 +31,8 @@ class MessageType(enum.IntEnum):
     TIME_SYNC = _lw.T_TIME_SYNC
     CONFIG = _lw.T_CONFIG
     CONTROL = _lw.T_CONTROL
+    OTA_CHUNK = _lw.T_OTA_CHUNK
+    OTA_STATUS = _lw.T_OTA_STATUS
 
 
 class Input(enum.IntFlag):
@@ -81,6 +83,20 @@ class Command(enum.IntEnum):
     STREAM_MODE = _lw.CMD_STREAM_MODE
     REQUEST_HELLO = _lw.CMD_REQUEST_HELLO
     REQUEST_COUNTERS = _lw.CMD_REQUEST_COUNTERS
+    OTA_QUERY = _lw.CMD_OTA_QUERY
+    OTA_INSTALL = _lw.CMD_OTA_INSTALL
+    OTA_ABORT = _lw.CMD_OTA_ABORT
+    OTA_ROLLBACK = _lw.CMD_OTA_ROLLBACK
+
+
+class OtaState(_TolerantIntEnum):
+    """OTA_STATUS `state`."""
+
+    IDLE = _lw.OTA_IDLE
+    RECEIVING = _lw.OTA_RECEIVING
+    INSTALLING = _lw.OTA_INSTALLING
+    REFUSED = _lw.OTA_REFUSED
+    ROLLING_BACK = _lw.OTA_ROLLING_BACK
 
 
 class StreamMode(enum.IntEnum):
@@ -262,6 +278,8 @@ class Hello(Message):
     safe_mode: bool = False
     boots: int = 0
     gravity: Xyz | None = None  # counts at rest from calibration; None until calibrated
+    prev_fw_version: str = ""  # the firmware a rollback returns to ("" before any update)
+    update: str = ""  # "", "trial" (new firmware not yet confirmed), "confirmed", "rolled_back"
 
 
 @dataclass(slots=True)
@@ -384,8 +402,30 @@ class Control(Message):
     arg: int = 0
 
 
+@dataclass(slots=True)
+class OtaChunk(Message):
+    TYPE: ClassVar[MessageType] = MessageType.OTA_CHUNK
+    bundle_id: int
+    offset: int
+    total: int
+    chunk: bytes
+
+
+@dataclass(slots=True)
+class OtaStatus(Message):
+    TYPE: ClassVar[MessageType] = MessageType.OTA_STATUS
+    bundle_id: int
+    have: int
+    state: int
+    reason: str = ""
+    fw_version: str = ""
+    prev_fw_version: str = ""
+
+
 MESSAGE_CLASSES: dict[int, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, State, Vib, Stats, Event, Counters, Heartbeat, Ack, TimeSync, Config, Control)
+    cls.TYPE: cls
+    for cls in (Hello, State, Vib, Stats, Event, Counters, Heartbeat, Ack, TimeSync, Config, Control, OtaChunk,
+                OtaStatus)
 }
 
 for _cls in MESSAGE_CLASSES.values():  # each field's kind from its annotation (KeyError: a kind _KINDS lacks)
