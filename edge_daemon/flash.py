@@ -114,14 +114,14 @@ def is_simulator_arch(arch: str | None) -> bool:
 
 def firmware_sources(firmware_dir: Path = FIRMWARE_DIR, *, simulated: bool) -> list[Path]:
     """Board modules: every firmware/*.py except the CPython package marker, plus the codec
-    (lwproto.py and its tags, lwtag.py) and the update signature check (ed25519.py); with ``simulated``, also the simulated hardware the mock
+    (lwproto.py and its tags, lwtag.py) and the firmware update's codes and signature check (lwota.py, ed25519.py); with ``simulated``, also the simulated hardware the mock
     board runs on, else none of it."""
     candidates = [*firmware_dir.glob("*.py"), *(firmware_dir / SIMULATION_DIR).glob("*.py")]
     files = sorted(
         (p for p in candidates if p.name != "__init__.py" and (simulated or not is_simulation_module(p, firmware_dir))),
         key=lambda p: p.name,
     )
-    files += [PROTOCOL_DIR / "lwproto.py", PROTOCOL_DIR / "lwtag.py", PROTOCOL_DIR / "ed25519.py"]
+    files += [PROTOCOL_DIR / "lwproto.py", PROTOCOL_DIR / "lwtag.py", PROTOCOL_DIR / "ed25519.py", PROTOCOL_DIR / "lwota.py"]
     if not any(p.name == "main.py" for p in files):
         raise FlashError(f"no main.py in {firmware_dir}: nothing would start the firmware")
     return files

@@ -36,7 +36,6 @@ from typing import Any
 
 from liftwatch.edge_daemon.flash import (
     _NATIVE_ARCH,
-    SOURCE_ONLY,
     FlashError,
     board_name,
     compile_firmware,
@@ -45,12 +44,10 @@ from liftwatch.edge_daemon.flash import (
 )
 from liftwatch.errors import LiftwatchError
 from liftwatch.output import atomic_output
-from liftwatch.protocol import ed25519
+from liftwatch.protocol import ed25519, lwota
 from liftwatch.upy import FIRMWARE_DIR
 
 MAGIC = b"LWOTA1\n"
-# What decides which firmware boots stays as `liftwatch flash` wrote it (firmware/otaboot.py LOADER).
-BOOT_LOADER = (*SOURCE_ONLY, "otaboot.py")
 SIGNATURE_LEN = 64
 # The board's limit (firmware/ota.py MAX_BUNDLE): a bigger bundle is refused at its first chunk.
 MAX_BUNDLE = 196608
@@ -145,7 +142,7 @@ def pack(version: str, mpy: int, arch: str | None, files: list[tuple[str, bytes]
 
 def build(secret: bytes, arch: str | None, firmware_dir: Path = FIRMWARE_DIR) -> bytes:
     """Compile the board modules (not main.py/boot.py: the boot loader stays) and sign the bundle."""
-    sources = [s for s in firmware_sources(firmware_dir, simulated=is_simulator_arch(arch)) if s.name not in BOOT_LOADER]
+    sources = [s for s in firmware_sources(firmware_dir, simulated=is_simulator_arch(arch)) if s.name not in lwota.BOOT_LOADER]  # the boot loader stays
     with tempfile.TemporaryDirectory(prefix="liftwatch-ota-") as tmp:
         try:
             compiled = compile_firmware(sources, Path(tmp), arch)

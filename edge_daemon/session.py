@@ -48,6 +48,7 @@ from liftwatch.edge_daemon.observations import (
     RestStats,
 )
 from liftwatch.edge_daemon.vib_runs import VibStream
+from liftwatch.protocol import lwota
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import Frame, encode_frame
@@ -302,7 +303,7 @@ class BoardSession:
     def send_ota_chunk(self, bundle_id: int, offset: int, total: int, chunk: bytes,
                        host_now_s: float | None = None) -> int | None:
         """Queue one OTA_CHUNK of a firmware bundle (edge_daemon/ota.py paces them)."""
-        return self._send(lw.T_OTA_CHUNK, [bundle_id, offset, total, chunk], host_now_s)
+        return self._send(lwota.T_OTA_CHUNK, [bundle_id, offset, total, chunk], host_now_s)
 
     def request(self, command: m.Command, arg: int = 0, host_now_s: float | None = None) -> int | None:
         """Queue a CONTROL command (calibrate, reboot, request_counters...); returns its seq, which
@@ -593,7 +594,7 @@ def _on_ota_status(self: BoardSession, frame: Frame, v: m.OtaStatus, ts: float, 
 
 
 _HANDLERS = {
-    lw.T_OTA_STATUS: _on_ota_status,
+    lwota.T_OTA_STATUS: _on_ota_status,
     lw.T_HELLO: BoardSession._on_hello,
     lw.T_STATE: BoardSession._on_state,
     lw.T_VIB: BoardSession._on_vib,

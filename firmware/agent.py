@@ -44,9 +44,6 @@ _C_DIRTY = const(9)  # 1 while a boot has neither shut down cleanly nor run stab
 _NCOUNT = const(10)
 _OVERRUN_CLEAR_MS = const(10000)  # a ring overrun condition clears after this long without another
 
-# HELLO `update`, from the boot record's trial field (firmware/otaboot.py).
-_UPDATE_STATES = {"c": "confirmed", "r": "rolled_back"}
-
 _SAFE_PASS_MS = const(50)
 _FAULT_RETRY_MS = const(1000)
 _STALL_MS = const(250)
@@ -100,7 +97,6 @@ class Agent:
         self.link = self.cnt = self.c = self.cfg = self.config_error = self.cfg_hash = None
         self.boot_id = self.safe_mode = self.evq = self.cal = self.inputs = self.streamer = None
         self.commands = self._on_frame = None
-        self.trial = False  # a new firmware not yet confirmed (firmware/ota.py trial_check)
         key = None
         try:
             with open(board.path(KEY_FILE), "rb") as f:
@@ -164,7 +160,6 @@ class Agent:
             self._start_sensor()
         if self.config_error:
             print("liftwatch:", self.config_error)
-        self.trial = self._boot_record()[2] not in ("c", "r")
         self.send_hello()
         if self.safe_mode:
             self.condition(lwproto.KIND_SAFE_MODE, True, self.c[_C_STREAK])
@@ -387,8 +382,9 @@ class Agent:
             # ACKs, flash writes) leave a little garbage, the sampling path none.
             gc.collect()
             self.send_heartbeat()
-            if self.trial:
-                self._trial_check()
+            o = sys.modules.get("ota")  # main.py loaded it: an update or a new firmware's trial runs
+            if o is not None:
+                o.poll(self)
         if up - self._cnt_at >= cfg["counters_ms"]:
             self._cnt_at = up
             self.send_counters()
@@ -415,29 +411,13 @@ class Agent:
         off = _pack_int(body, off, self.motion_code())
         lk.commit(off, P_STATE)
 
-    def _trial_check(self):
-        """A new firmware on trial: confirmed or rolled back by the boot loader's rules (otaboot.py),
-        loaded for the check and dropped after it."""
-        try:
-            import otaboot
-
-            self.trial = otaboot.trial_check(self)
-        except MemoryError:
-            pass  # on trial a heartbeat longer: never a crash for the check itself
-        unload("otaboot")
-
-    def _boot_record(self):
-        """The firmware update boot record (firmware/otaboot.py) or one saying "never updated"."""
-        try:
-            with open(self.board.path("ota.boot")) as f:
-                rec = f.read().split()
-        except OSError:
-            rec = ()
-        return rec if len(rec) == 5 else ("-", "-", "c", FW_VERSION, "")
-
     def send_hello(self):
         b = self.board
-        rec = self._boot_record()
+        try:  # the firmware update boot record (otaboot.py): HELLO carries it, the host reads it
+            with open(b.path("ota.boot")) as f:
+                update = f.read()
+        except OSError:
+            update = ""
         m = self.motion
         s = self.sensor
         caps = ["vib", "stats", "events", "config", "calibrate"]
@@ -447,8 +427,7 @@ class Agent:
             b.uid_hex(), FW_VERSION, s.MODEL if s else "none", self.cfg_hash,
             b.reset_cause(), caps, m.rate if m else 0, m.lsb if m else 0,
             bool(m and m.calibrated), self.safe_mode, self.c[_C_BOOTS],
-            list(m.gravity) if m and m.calibrated else None,
-            rec[4], _UPDATE_STATES.get(rec[2], "trial") if rec[4] else "",
+            list(m.gravity) if m and m.calibrated else None, update,
         ]
         lk = self.link
         off = lk.begin(lwproto.T_HELLO, self.now)

@@ -1,10 +1,11 @@
 # Host commands: what the board does with each host->board frame. ACK of an EVENT (drop it from the
 # queue), TIME_SYNC (echo with board time), CONFIG (validated, saved, ACKed with the new config hash
 # or refused with a reason), CONTROL (reboot, calibrate, stream mode, HELLO or COUNTERS on request).
-# Every CONFIG and CONTROL is answered by an ACK naming the host frame's seq, but the firmware update
-# (OTA_CHUNK, CONTROL 6-9), which firmware/ota.py answers with OTA_STATUS: that module is imported at
-# the update's first frame and stays loaded only while an update is in progress.
+# Every CONFIG and CONTROL is answered by an ACK naming the host frame's seq. A firmware update's
+# frames (OTA_CHUNK, CONTROL commands this module does not know) go to firmware/ota.py, which only a
+# boot for an update loads.
 import gc
+import sys
 
 import lwproto
 from fwutil import unload
@@ -21,12 +22,9 @@ class HostCommands:
         self.agent = agent
         self.link = agent.link
         self.cal_seq = -1  # seq of a CONTROL calibrate answered when a window closes, or -1
-        self.host_at = -1  # board ms of the last host frame of this boot (-1: none yet): "linked"
-        self.updater = None  # ota.Updater while a firmware update is in progress
 
     def on_frame(self, mtype, boot_id, seq, p):
         """Link.poll's callback: one checked host frame (type, boot id, seq, payload)."""
-        self.host_at = self.agent.now
         if mtype == lwproto.T_ACK:
             if len(p) >= 2 and p[0] == lwproto.T_EVENT:
                 self.agent.evq.ack(p[1])
@@ -39,10 +37,8 @@ class HostCommands:
             self._on_config(seq, p[0] if p else None)
         elif mtype == lwproto.T_CONTROL:
             self._on_control(seq, p[0] if p else 0, p[1] if len(p) > 1 else 0)
-        elif mtype == lwproto.T_OTA_CHUNK:
-            u = self._update(mtype, seq)
-            if u is not None:
-                u.on_chunk(p)
+        else:  # OTA_CHUNK: the only other type the decoder lets through from a host
+            self._on_update(mtype, seq, p)
 
     def send_ack(self, ack_type, ack_id, status, reason, extra):
         lk = self.link
@@ -104,54 +100,21 @@ class HostCommands:
             a.send_hello()
         elif cmd == lwproto.CMD_REQUEST_COUNTERS:
             a.send_counters()
-        elif lwproto.CMD_OTA_QUERY <= cmd <= lwproto.CMD_OTA_ROLLBACK:
-            self._on_update(seq, cmd)
         else:
-            self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_UNKNOWN, "unknown command", None)
+            self._on_update(lwproto.T_CONTROL, seq, [cmd, arg])  # ota.py knows 6..9, answers the rest
 
-    # ---- firmware update -----------------------------------------------------------------------------
-    def _update(self, mtype, seq):
-        """The update job, its code loaded now if needed; None (and the host told to retry) when the
-        heap has no room for it: never a crash for an update."""
-        if self.updater is None:
-            gc.collect()
-            try:
-                import ota
-
-                self.updater = ota.Updater(self.agent)
-            except MemoryError:
-                unload("ota")
-                gc.collect()
-                self.send_ack(mtype, seq, lwproto.ACK_BUSY, "board out of memory for the update, retry", None)
-        return self.updater
-
-    def _on_update(self, seq, cmd):
-        u = self._update(lwproto.T_CONTROL, seq)
-        if u is None:
+    def _on_update(self, mtype, seq, p):
+        # A firmware update's frame, to ota.py if this boot loaded it; else ask main.py for it at a
+        # reboot (lwota.RX_MODE): a running board's heap has no block big enough to import it. The
+        # host sees the reboot and asks again. Few names here: each costs the boot heap a qstr.
+        o = sys.modules.get("ota")
+        if o is not None:
+            o.on_frame(self.agent, mtype, seq, p)
             return
-        if cmd == lwproto.CMD_OTA_INSTALL:
-            u.install()  # reboots to install it, or answers why not
-        elif cmd == lwproto.CMD_OTA_ABORT:
-            u.discard()
-            u.status(lwproto.OTA_IDLE)
-        elif cmd == lwproto.CMD_OTA_ROLLBACK:
-            import otaboot
-
-            reason = otaboot.rollback()
-            unload("otaboot")
-            if reason:
-                return u.status(lwproto.OTA_REFUSED, reason)
-            u.status(lwproto.OTA_ROLLING_BACK)
-            self.agent.shutdown()
-            self.agent.board.reset("soft")
-        elif u.reason:  # the install boot refused the bundle
-            u.status(lwproto.OTA_REFUSED, u.reason)
-        else:
-            u.status(lwproto.OTA_RECEIVING if u.bundle_id >= 0 else lwproto.OTA_IDLE)
-        if u.bundle_id < 0:  # nothing in progress: the update code leaves the heap
-            self.updater = None
-            unload("ota")
-            gc.collect()
+        with open("ota.rx", "w"):
+            pass
+        self.agent.shutdown()
+        self.agent.board.reset("soft")
 
     def answer_calibrate(self, gravity):
         """Answer a pending CONTROL calibrate when a window closed: with the gravity it set, or (None)

@@ -6,10 +6,18 @@ import os
 import sys
 from hashlib import sha256
 
-from otaboot import ID_FILE, LOADER, PART, PUBKEY, RESULT, record, rm, write
+from lwota import BOOT_LOADER, ID_FILE, PART, PUBKEY, RESULT, RX_MODE
+from otaboot import record, write
 
 MAGIC = b"LWOTA1\n"
 _COPY = 512
+
+
+def rm(name):
+    try:
+        os.remove(name)
+    except OSError:
+        pass
 
 
 def install(running):
@@ -26,6 +34,7 @@ def install(running):
         reason = "flash error %s while staging (flash full?)" % e
     rm(PART)
     rm(ID_FILE)
+    rm(RX_MODE)
     with open(RESULT, "w") as f:
         f.write(reason)
 
@@ -47,7 +56,7 @@ def _install(running):
         reason = _fits(m, total, running)
         if reason:
             return reason
-        rec = record() or ["-", "-", "c", running, ""]
+        rec = record()
         slot = "fw_b" if rec[0] == "fw_a" else "fw_a"
         reason = _stage(f, slot, m["files"])
         if reason:
@@ -118,7 +127,7 @@ def _stage(f, root, files):
     os.mkdir(root)
     mv = memoryview(bytearray(_COPY))
     for name, size, digest in files:
-        if "/" in name or name in LOADER:
+        if "/" in name or name in BOOT_LOADER:
             _rmtree(root)
             return "bundle names a file it may not replace: " + name
         h = sha256()

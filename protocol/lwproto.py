@@ -51,9 +51,8 @@ T_ACK = const(8)
 T_TIME_SYNC = const(9)
 T_CONFIG = const(10)
 T_CONTROL = const(11)
-# Firmware update (issue 18, SPEC.md "Firmware update"): bundle chunks in, update status out.
-T_OTA_CHUNK = const(13)
-T_OTA_STATUS = const(14)
+# 13 OTA_CHUNK and 14 OTA_STATUS: the firmware update's codes are in lwota.py (each name here is a
+# slot in this module's globals on the board, whose table is a few KiB and grows by reallocation).
 KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14)
 
 # Field codes, SPEC.md section 5 "Common enumerations" (tests/test_wire_codes.py pins each to it). The
@@ -86,17 +85,6 @@ CMD_CALIBRATE = const(2)
 CMD_STREAM_MODE = const(3)
 CMD_REQUEST_HELLO = const(4)
 CMD_REQUEST_COUNTERS = const(5)
-# Firmware update commands (issue 18): each is answered by OTA_STATUS, not ACK.
-CMD_OTA_QUERY = const(6)  # say what is staged and what runs
-CMD_OTA_INSTALL = const(7)  # check the received bundle, stage it, reboot into it on trial
-CMD_OTA_ABORT = const(8)  # drop a partial or refused bundle
-CMD_OTA_ROLLBACK = const(9)  # back to the previous firmware at once (by hand)
-# OTA_STATUS `state`.
-OTA_IDLE = const(0)
-OTA_RECEIVING = const(1)
-OTA_INSTALLING = const(2)  # checked and staged: the board reboots into it now
-OTA_REFUSED = const(3)  # `reason` says why; the running firmware was not touched
-OTA_ROLLING_BACK = const(4)
 STREAM_AUTO = const(0)  # VIB around trips, STATS at rest (default)
 STREAM_ALWAYS_VIB = const(1)  # raw blocks all the time (commissioning, recording a trace)
 STREAM_NO_VIB = const(2)  # STATS only (a starved link)

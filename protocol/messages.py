@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from liftwatch.errors import LiftwatchError
+from liftwatch.protocol import lwota as _ota
 from liftwatch.protocol import lwproto as _lw
 from liftwatch.protocol.framing import Frame
 
@@ -31,8 +32,8 @@ class MessageType(enum.IntEnum):
     TIME_SYNC = _lw.T_TIME_SYNC
     CONFIG = _lw.T_CONFIG
     CONTROL = _lw.T_CONTROL
-    OTA_CHUNK = _lw.T_OTA_CHUNK
-    OTA_STATUS = _lw.T_OTA_STATUS
+    OTA_CHUNK = _ota.T_OTA_CHUNK
+    OTA_STATUS = _ota.T_OTA_STATUS
 
 
 class Input(enum.IntFlag):
@@ -83,20 +84,20 @@ class Command(enum.IntEnum):
     STREAM_MODE = _lw.CMD_STREAM_MODE
     REQUEST_HELLO = _lw.CMD_REQUEST_HELLO
     REQUEST_COUNTERS = _lw.CMD_REQUEST_COUNTERS
-    OTA_QUERY = _lw.CMD_OTA_QUERY
-    OTA_INSTALL = _lw.CMD_OTA_INSTALL
-    OTA_ABORT = _lw.CMD_OTA_ABORT
-    OTA_ROLLBACK = _lw.CMD_OTA_ROLLBACK
+    OTA_QUERY = _ota.CMD_OTA_QUERY
+    OTA_INSTALL = _ota.CMD_OTA_INSTALL
+    OTA_ABORT = _ota.CMD_OTA_ABORT
+    OTA_ROLLBACK = _ota.CMD_OTA_ROLLBACK
 
 
 class OtaState(_TolerantIntEnum):
     """OTA_STATUS `state`."""
 
-    IDLE = _lw.OTA_IDLE
-    RECEIVING = _lw.OTA_RECEIVING
-    INSTALLING = _lw.OTA_INSTALLING
-    REFUSED = _lw.OTA_REFUSED
-    ROLLING_BACK = _lw.OTA_ROLLING_BACK
+    IDLE = _ota.OTA_IDLE
+    RECEIVING = _ota.OTA_RECEIVING
+    INSTALLING = _ota.OTA_INSTALLING
+    REFUSED = _ota.OTA_REFUSED
+    ROLLING_BACK = _ota.OTA_ROLLING_BACK
 
 
 class StreamMode(enum.IntEnum):
@@ -278,8 +279,24 @@ class Hello(Message):
     safe_mode: bool = False
     boots: int = 0
     gravity: Xyz | None = None  # counts at rest from calibration; None until calibrated
-    prev_fw_version: str = ""  # the firmware a rollback returns to ("" before any update)
-    update: str = ""  # "", "trial" (new firmware not yet confirmed), "confirmed", "rolled_back"
+    # The firmware update boot record as the board keeps it (firmware/otaboot.py): "cur prev trial
+    # cur_version prev_version", "" before any update. Sent raw: every name the board adds costs its
+    # boot heap; `prev_fw_version` and `update` read it here.
+    update_record: str = ""
+
+    @property
+    def prev_fw_version(self) -> str:
+        """The firmware a rollback returns to ("" before any update)."""
+        fields = self.update_record.split()
+        return fields[4] if len(fields) == 5 and fields[4] != "-" else ""
+
+    @property
+    def update(self) -> str:
+        """"" (never updated), "trial" (a new firmware not yet confirmed), "confirmed", "rolled_back"."""
+        fields = self.update_record.split()
+        if len(fields) != 5 or fields[4] == "-":  # "-": an install asked for, nothing staged yet
+            return ""
+        return {"c": "confirmed", "r": "rolled_back"}.get(fields[2], "trial")
 
 
 @dataclass(slots=True)
