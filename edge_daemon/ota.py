@@ -1,10 +1,9 @@
 """`liftwatch ota keygen | build`: signed firmware bundles for updates over the data link (issue 18).
 
 Only the host half exists yet: keys, bundles and their checks. The board half (receiving, staging,
-trial boots, rollback) is not merged: see docs/operations.md, "Firmware updates".
+trial boots, rollback) is not merged: see docs/operations.md, section 9 "Firmware updates".
 
-Bundle (protocol/SPEC.md, "Firmware update"), all of it in ``ota.part`` on the board before anything
-is checked or staged:
+Bundle layout:
 
 | bytes | content |
 |-------|---------|
@@ -15,8 +14,8 @@ is checked or staged:
 | ...   | the files' bytes, in manifest order |
 
 The release key's secret half stays with the operator (``keygen`` writes it where they say, never on
-the Pi); a board will hold only the public half, so a compromised Pi can
-delay an update but cannot install firmware of its own.
+the Pi); a board will hold only the public half, so a compromised Pi can delay an update but
+cannot install firmware of its own.
 """
 
 from __future__ import annotations
