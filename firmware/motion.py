@@ -15,7 +15,15 @@ from fwutil import BIAS, isqrt
 from ring import RING_SAMPLES, SAMPLE_BYTES
 
 _CLAMP = const(2047)  # deviation clamp (counts, about 128 mg) for the sums of squares
-_QUIET_MG = const(8)  # rms below this on every axis: the car is at rest (or cruising) for calibration
+# Gravity is the mean of steady windows, averaged until its standard error is small: a noisy part
+# (or a vibrating roof) takes more windows, never more quiet. _QUIET_MG only rejects a shaken window
+# (door slam, people stepping in); it is 5x the worst datasheet noise of the parts we drive (LIS3DH
+# at 1344 Hz: 220 ug/rtHz over 672 Hz, about 6 mg rms).
+_QUIET_MG = const(40)
+_SE_UG = const(300)  # standard error of the calibrated gravity's mean, micro-g
+_AGREE = const(6)  # two windows' means agree within this many standard errors (+1 mg)
+_CAL_MAX_WINDOWS = const(60)  # a minute of steady windows is enough at any noise we accept
+_MOVED_MM = const(20)  # a car that integrates to less than this has not left its landing
 
 # Analysis state array (_an) layout: what _analyse reads (offset .. reference) and writes (sums, peak).
 _A_OFF = const(0)  # byte offset of the burst in the ring
@@ -123,7 +131,9 @@ class Motion:
         self.state = lwproto.MOTION_UNCALIBRATED
         self.calibrated = False
         self.gravity = [0, 0, 0]  # counts at rest, sensor axes
-        self._quiet_prev = None  # mean of the last quiet window, while calibrating
+        # Mean and rms of the last steady window; gravity sums over the steady run (calibration).
+        self._prev = [0] * 7  # means x, y, z; rms x, y, z; 1 once there is a previous window
+        self._cal = [0] * 6  # sum of means x, y, z; windows; samples; rms at rest (counts, largest axis)
         self.ref = [0, 0, 0]
         self.have_ref = False
         self.win = [0] * _S_LEN
@@ -132,6 +142,8 @@ class Motion:
         self.run_ms = 0
         self.v = 0  # integrated vertical velocity, counts * samples
         self.v_peak = 0
+        self.x = 0  # integrated displacement since the run began, counts * samples^2 (until moved)
+        self.moved = False  # the run has integrated to _MOVED_MM while accelerating
         self._dir = 0
         self._on_ms = 0
         self._quiet_ms = 0
@@ -148,9 +160,19 @@ class Motion:
         self.off_ms = s["motion_off_ms"]
         # 0.05 m/s in counts*samples: slower than any real run, faster than drift over one start.
         self.v_min = 5 * k * self.rate // 981
+        self.x_min = _MOVED_MM * k * self.rate // 9810 * self.rate
 
     def set_gravity(self, gx, gy, gz):
         """Calibrated gravity vector (counts): projection uses its unit vector, scaled by 4096."""
+        if not self._aim(gx, gy, gz):
+            return False
+        self.calibrated = True
+        self.state = lwproto.MOTION_REST
+        self.v = 0
+        self._quiet_ms = self.off_ms
+        return True
+
+    def _aim(self, gx, gy, gz):
         mag = isqrt(gx * gx + gy * gy + gz * gz)
         if mag < self.lsb // 2:
             return False
@@ -162,39 +184,88 @@ class Motion:
         self.gravity[0] = gx
         self.gravity[1] = gy
         self.gravity[2] = gz
-        self.calibrated = True
-        self.state = lwproto.MOTION_REST
-        self.v = 0
         return True
 
     def recalibrate(self):
-        """Forget the calibration (CONTROL calibrate): the next quiet windows find gravity again."""
-        self._quiet_prev = None
+        """Forget the calibration (CONTROL calibrate): the next steady windows find gravity again."""
+        self._prev[6] = 0
+        self._cal[3] = 0
         self.calibrated = False
 
     def quiet(self, w):
-        """True when window w's rms is below _QUIET_MG on every axis: at rest (or cruising)."""
+        """True when window w's rms is below _QUIET_MG on every axis: not shaken (at rest or cruising,
+        whatever the part's noise)."""
         lim = _QUIET_MG * self.lsb
         return w[W_RMS] * 1000 < lim and w[W_RMS + 1] * 1000 < lim and w[W_RMS + 2] * 1000 < lim
 
+    def _steady(self, w):
+        """Window w's mean agrees with the previous window's, within _AGREE standard errors of the
+        noisier of the two (+1 mg): the car neither started nor stopped between them. Keeps w."""
+        p = self._prev
+        ok = p[6]
+        n = w[W_COUNT]
+        slack = self.lsb // 1000
+        root = isqrt(n) or 1
+        for i in range(3):
+            rms = w[W_RMS + i]
+            if p[3 + i] > rms:
+                rms = p[3 + i]
+            if ok and abs(w[W_MEAN + i] - p[i]) > _AGREE * rms // root + slack:
+                ok = False
+            p[i] = w[W_MEAN + i]
+            p[3 + i] = w[W_RMS + i]
+        p[6] = 1
+        return ok
+
     def calibrate(self, w, quiet):
-        """One closed window toward calibration; True once gravity is set: the mean of a quiet window
-        that agrees with the previous quiet window, with a magnitude near 1 g."""
+        """One closed window toward calibration; True once gravity is set: the mean of a run of
+        steady windows long enough for its standard error to fall below _SE_UG, near 1 g."""
         k = self.lsb
-        ok = False
-        mx = w[W_MEAN]
-        my = w[W_MEAN + 1]
-        mz = w[W_MEAN + 2]
-        if quiet:
-            g = isqrt(mx * mx + my * my + mz * mz)
-            prev = self._quiet_prev
-            if prev is not None and abs(g - k) < k // 5:
-                d = abs(prev[0] - mx) + abs(prev[1] - my) + abs(prev[2] - mz)
-                ok = d * 1000 < 6 * k
-            self._quiet_prev = (mx, my, mz)
-        else:
-            self._quiet_prev = None
-        return ok and self.set_gravity(mx, my, mz)
+        c = self._cal
+        if not quiet:
+            self._prev[6] = 0
+            c[3] = 0
+            return False
+        if not self._steady(w) or c[3] >= _CAL_MAX_WINDOWS:
+            c[0] = c[1] = c[2] = c[3] = c[4] = 0
+        for i in range(3):
+            c[i] += w[W_MEAN + i]
+        c[3] += 1
+        c[4] += w[W_COUNT]
+        rms = max(w[W_RMS], w[W_RMS + 1], w[W_RMS + 2])
+        # standard error rms / sqrt(samples) <= _SE_UG (in counts * 1000, ints below 2**30)
+        if c[3] < 2 or rms * 1000 // (_SE_UG * k // 1000) > isqrt(c[4]):
+            return False
+        n = c[3]
+        gx = c[0] // n
+        gy = c[1] // n
+        gz = c[2] // n
+        g = isqrt(gx * gx + gy * gy + gz * gz)
+        if abs(g - k) >= k // 5 or not self.set_gravity(gx, gy, gz):
+            return False
+        c[5] = rms
+        c[3] = 0
+        return True
+
+    def track(self, w):
+        """Re-zero at a confirmed rest (the caller knows the door-zone sensors held still through
+        window w): gravity follows the sensor's offset drift, a quarter of the way per steady
+        window whose rms is no more than the rest noise allows (a jumping passenger's window is
+        neither). True when gravity moved."""
+        steady = self._steady(w)
+        rms = max(w[W_RMS], w[W_RMS + 1], w[W_RMS + 2])
+        c = self._cal
+        lim = c[5] + c[5] // 2 + self.lsb // 1000
+        c[5] += (rms - c[5]) // 16  # the noise floor itself may change (a louder roof)
+        if not steady or rms > lim:
+            return False
+        g = self.gravity
+        gx = g[0] + (w[W_MEAN] - g[0]) // 4
+        gy = g[1] + (w[W_MEAN + 1] - g[1]) // 4
+        gz = g[2] + (w[W_MEAN + 2] - g[2]) // 4
+        if gx == g[0] and gy == g[1] and gz == g[2]:
+            return False
+        return self._aim(gx, gy, gz)
 
     def _ref_from(self, x, y, z):
         an = self.an
@@ -259,9 +330,17 @@ class Motion:
             return
         mag = a if a >= 0 else -a
         if st == lwproto.MOTION_REST:
+            # v and x integrate from the first burst over a_on through short lulls (a jump's
+            # acceleration crosses zero at its fastest: restarting there would double its speed);
+            # only off_ms of quiet starts them afresh.
             if mag > self.a_on:
+                if self._quiet_ms >= self.off_ms:
+                    self.x = 0
+                    self.moved = False
+                self._quiet_ms = 0
                 self._on_ms += dt_ms
                 self.v += a * n
+                self._displace(n)
                 if self._on_ms >= self.on_ms:
                     self._dir = 1 if a > 0 else -1
                     self._set(lwproto.MOTION_ACCELERATING)
@@ -270,9 +349,16 @@ class Motion:
                     self._quiet_ms = 0
             else:
                 self._on_ms = 0
-                self.v = 0
+                if self._quiet_ms < self.off_ms:
+                    self._quiet_ms += dt_ms
+                    self.v += a * n
+                    self._displace(n)
+                    if self._quiet_ms >= self.off_ms:
+                        self.v = 0  # quiet long enough: at rest, nothing carried to the next start
             return
         self.v += a * n
+        if st == lwproto.MOTION_ACCELERATING:
+            self._displace(n)  # a jump turns within 0.3 s: what it integrates after that is not travel
         self._trip_ms += dt_ms
         self.run_ms += dt_ms
         av = self.v if self.v >= 0 else -self.v
@@ -286,8 +372,8 @@ class Motion:
             elif mag < self.a_off:
                 self._quiet_ms += dt_ms
                 if self._quiet_ms >= self.off_ms:
-                    if self.v_peak < self.v_min:
-                        self._end(False)  # a bump, not a run
+                    if self.v_peak < self.v_min or not self.moved:
+                        self._end(False)  # a bump (a jump, a door slam), not a run
                     else:
                         self._set(lwproto.MOTION_MOVING)
             else:
@@ -302,11 +388,18 @@ class Motion:
             if mag < self.a_off:
                 self._quiet_ms += dt_ms
                 if self._quiet_ms >= self.off_ms:
-                    self._end(self.v_peak >= self.v_min)
+                    self._end(self.v_peak >= self.v_min and self.moved)  # a jump bounces, never leaves
             else:
                 self._quiet_ms = 0
         if self._trip_ms > 300000:
             self._end(False)  # no run lasts 5 minutes: integration drift, start over at rest
+
+    def _displace(self, n):
+        # Displacement only until it proves the run (then it stops growing: ints stay small).
+        if not self.moved:
+            self.x += self.v * n
+            if self.x >= self.x_min or -self.x >= self.x_min:
+                self.moved = True
 
     def _set(self, st):
         self.state = st
@@ -317,6 +410,7 @@ class Motion:
             self.trips += 1
         self.v = 0
         self._on_ms = 0
+        self._quiet_ms = self.off_ms  # the next burst over a_on starts afresh
         self._set(lwproto.MOTION_REST)
 
     def window(self):

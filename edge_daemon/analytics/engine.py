@@ -608,8 +608,12 @@ def _moving_with_door_open(car: CarAnalytics) -> bool:
         return False
     # Doors may open in advance once the car has arrived in the next landing's door zone (GB 7588
     # 7.7.2.2), and the board reports rest a few hundred ms after the stop; leaving a landing with
-    # the doors open (unintended movement) is never excused.
+    # the doors open (unintended movement) is never excused. But a car still in the door zone it
+    # started in, with no zone edge since, has not left it (a passenger jumping makes the board
+    # report motion): the board, which integrates the displacement, raises its EVENT once it has.
     trip = car._trip
+    if car._in_zone and trip is not None and not trip.zone_changes:
+        return False
     return not (car._in_zone and trip is not None and trip.arrived)
 
 
