@@ -320,8 +320,8 @@ class Agent:
             return
         if cmd.cal_seq < 0 and not self.cfg["auto_calibrate"]:
             return
-        quiet = m.quiet(w)
-        if m.calibrate(w, quiet):
+        found = m.calibrate(w)
+        if found > 0:
             v = self.cal.values
             g = m.gravity
             v[0] = 1
@@ -332,7 +332,7 @@ class Agent:
             self._rest_since = self.now
             cmd.answer_calibrate(g)
             self.send_state(self.now, 0)
-        elif not quiet:
+        elif found < 0:
             cmd.answer_calibrate(None)
 
     def condition(self, kind, on, value):
