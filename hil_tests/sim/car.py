@@ -157,7 +157,7 @@ class CarSpec:
         def pair(table: dict, key: str, default: tuple, lo: float, hi: float) -> tuple:
             vals = numbers(table, key, default, lo, hi)
             if vals[0] > vals[1]:
-                raise CarSpecError(f"{source}: {key}={v}: the range's low end is above its high end")
+                raise CarSpecError(f"{source}: {key}={list(vals)}: the range's low end is above its high end")
             return vals
 
         tilt = numbers(sensor, "tilt_deg", (0.0, 0.0), -20.0, 20.0)
