@@ -219,3 +219,12 @@ def test_mixed_day_gives_the_clean_days_facts(request, tmp_path) -> None:
     runs = _replay_all(["normal_day", "mixed_day"], tmp_path)
     assert runs["mixed_day"].exit_code == 0 and len(runs["mixed_day"].of("trip")) == 205
     assert _facts(runs["mixed_day"]) == _facts(runs["normal_day"])
+
+
+def test_the_trace_header_noise_reaches_the_replayed_accelerometer(replayed) -> None:
+    """noisy_sensor's 8 mg ride in its trace header to the board's accelerometer fake: its trips are
+    measured rougher than the clean car's (if the noise were lost, the scenario would prove nothing)."""
+    def z_a95(name: str) -> float:
+        return replayed[name].of("daily")[0]["ride_quality"]["z_a95_pp_mg"]["p50"]
+
+    assert z_a95("noisy_sensor") > z_a95("normal_hour") + 3
