@@ -463,6 +463,8 @@ def test_a_passenger_jumping_with_the_door_open_is_not_a_run(tmp_path):
     fb = FeedBuilder().rest(4).set(AT_FLOOR & ~DOOR_CLOSED | PRESENCE).rest(1, 250)
     for peak in (150, 220, 300, 260, 180, 300):
         fb.jump(peak).rest(1.2, 100)
+    for _ in range(30):  # every 2.55 s: the rest is re-zeroed between them, its windows close at every phase
+        fb.jump(300).rest(2.25, 250)
     fb.set(AT_FLOOR | PRESENCE).rest(1).trip().rest(3)
     run = run_firmware(tmp_path, fb.bytes())
     assert run.returncode == 0, run.stdout + run.stderr
@@ -481,3 +483,19 @@ def test_leaving_the_landing_with_the_door_open_is_raised_while_still_in_the_zon
     assert run.returncode == 0, run.stdout + run.stderr
     raised = [f.payload for f in run.of(T_EVENT) if f.payload[1] == 1 and f.payload[2] == 1]
     assert raised and start_ms < raised[0][3] < start_ms + 1000
+
+
+def test_rest_offset_is_only_re_zeroed_where_the_zone_sensors_vouch_for_rest(tmp_path):
+    """Between floors (no zone sensor on) nothing says the car is still, so an offset that appears
+    there is not taken for zero; back at a landing, it is. Jumps at the landing do not move it."""
+    fb = FeedBuilder().rest(4)
+    fb.set(DOOR_CLOSED).drift(20, (0.0, 0.0, 15.0))  # stopped between floors (a rescue), offset +15 mg
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    between = run_firmware(tmp_path / "a", fb.bytes(), extra='put("g_between", list(a.motion.gravity))')
+    assert abs(between.summary["g_between"][2] / 16 - 1000) < 1.5  # still the calibration
+    fb.set(AT_FLOOR | PRESENCE).rest(20)
+    for _ in range(20):  # a child jumping every 1.05 s: the STATS windows cut the jumps at every phase
+        fb.jump(300).rest(0.75, 250)
+    run = run_firmware(tmp_path / "b", fb.bytes())
+    assert abs(run.summary["gravity"][2] / 16 - 1015) < 1.5  # tracked at the landing, jumps ignored
