@@ -38,8 +38,8 @@ _A_AV = const(15)  # sum of vertical acceleration
 _A_PEAK = const(16)  # max |vertical acceleration|
 _A_LEN = const(17)
 
-# Thresholds (configure) and the displacement the rest logic keeps, in one array (th) rather than
-# six attributes: Motion's attribute table stays at 23 slots, one block the heap still has when
+# Thresholds (configure) and the two integers the rest logic keeps, in one array (th) rather than
+# seven attributes: Motion's attribute table stays at 23 slots, one block the heap still has when
 # the sensor starts after Link, Store and config.
 _T_ON = const(0)  # vertical acceleration that starts a run (counts)
 _T_OFF = const(1)  # below this the car is steady (counts)
@@ -47,7 +47,8 @@ _T_ON_MS = const(2)
 _T_OFF_MS = const(3)
 _T_VMIN = const(4)  # 0.05 m/s in counts * samples: slower than any real run
 _T_X = const(5)  # displacement since the run began, counts * samples^2 (until it proves the run)
-_T_LEN = const(6)
+_T_NOISE = const(6)  # rms at rest (counts, largest axis): set by calibration, tracked at every rest
+_T_LEN = const(7)
 
 # Calibration's state array (cal): the last window and the run of steady windows since.
 _C_PREV = const(0)  # 0..2 means x, y, z; 3..5 rms x, y, z of the last window
@@ -250,16 +251,21 @@ class Motion:
         gz = c[_C_SUM + 2] // n
         if abs(isqrt(gx * gx + gy * gy + gz * gz) - k) >= k // 5 or not self.set_gravity(gx, gy, gz):
             return 0
+        self.th[_T_NOISE] = rms
         c[_C_WINDOWS] = 0
         return 1
 
     def track(self, w):
         """Re-zero at a confirmed rest (the caller knows the car is at rest in a door zone whose
         sensors held still through window w): gravity follows the sensor's offset drift, a quarter
-        of the way per window. A jumping passenger bounces the car back where it was, so the mean of
-        the windows is still the rest's. Not while a burst over a_on is being integrated
-        (set_gravity starts the rest afresh)."""
-        if self._quiet_ms >= self.th[_T_OFF_MS]:
+        of the way per window whose rms is within what the rest noise allows (a jumping passenger,
+        a door slam or someone stepping in shakes the window well past it)."""
+        rms = max(w[W_RMS], w[W_RMS + 1], w[W_RMS + 2])
+        th = self.th
+        noise = th[_T_NOISE]
+        th[_T_NOISE] = noise + (rms - noise) // 16  # the noise floor itself may change (a louder roof)
+        # Not while a burst over a_on is being integrated (set_gravity starts the rest afresh).
+        if rms <= noise + noise // 2 + self.lsb // 1000 and self._quiet_ms >= th[_T_OFF_MS]:
             g = self.gravity
             self.set_gravity(g[0] + (w[W_MEAN] - g[0]) // 4, g[1] + (w[W_MEAN + 1] - g[1]) // 4,
                              g[2] + (w[W_MEAN + 2] - g[2]) // 4)
