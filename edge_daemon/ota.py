@@ -49,8 +49,8 @@ from liftwatch.upy import FIRMWARE_DIR
 
 MAGIC = b"LWOTA1\n"
 SIGNATURE_LEN = 64
-# The board's limit (firmware/ota.py MAX_BUNDLE): a bigger bundle is refused at its first chunk.
-MAX_BUNDLE = 196608
+# The board's limit (firmware/commands.py): a bigger bundle is refused at its first chunk.
+MAX_BUNDLE = lwota.MAX_BUNDLE
 # Bytes of firmware per OTA_CHUNK: the board takes host frames of at most 320 bytes (link.py _RX_BODY).
 CHUNK = 256
 # Chunks in flight: the board reads 64 bytes of its UART per loop pass, so a deeper window would only
@@ -230,9 +230,11 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                 if frame.type == m.MessageType.OTA_STATUS and session.ota_status is not None:
                     st = session.ota_status
                     asked_at = loop.time()
-                    if st.state == m.OtaState.REFUSED:
+                    if st.state == m.OtaState.REFUSED and (booting or nxt > 0):
                         raise OtaError(f"board refused the bundle: {st.reason}")
-                    if st.state == m.OtaState.INSTALLING:
+                    if st.state == m.OtaState.REFUSED:  # an earlier push's: this one begins at 0
+                        have = nxt = 0
+                    elif st.state == m.OtaState.INSTALLING:
                         booting = True
                     elif booting and st.state == m.OtaState.IDLE:
                         continue

@@ -394,9 +394,6 @@ class Agent:
             # ACKs, flash writes) leave a little garbage, the sampling path none.
             gc.collect()
             self.send_heartbeat()
-            o = sys.modules.get("ota")  # main.py loaded it: an update or a new firmware's trial runs
-            if o is not None:
-                o.poll(self)
         if up - self._cnt_at >= cfg["counters_ms"]:
             self._cnt_at = up
             self.send_counters()

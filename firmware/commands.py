@@ -2,10 +2,9 @@
 # queue), TIME_SYNC (echo with board time), CONFIG (validated, saved, ACKed with the new config hash
 # or refused with a reason), CONTROL (reboot, calibrate, stream mode, HELLO or COUNTERS on request).
 # Every CONFIG and CONTROL is answered by an ACK naming the host frame's seq. A firmware update's
-# frames (OTA_CHUNK, CONTROL commands this module does not know) go to firmware/ota.py, which only a
-# boot for an update loads.
+# frames (OTA_CHUNK, CONTROL 6..9) go to otarx.py, imported at the first of them: a board that is
+# not being updated never has it on its heap.
 import gc
-import sys
 
 import lwproto
 from fwutil import unload
@@ -35,10 +34,15 @@ class HostCommands:
             lk.commit(lwproto.pack_into(lk.enc.body, off, [p[0] if p else 0, now]), P_EVENT)
         elif mtype == lwproto.T_CONFIG:
             self._on_config(seq, p[0] if p else None)
-        elif mtype == lwproto.T_CONTROL:
+        elif mtype == lwproto.T_CONTROL and (p[0] if p else 0) not in b"\x06\x07\x08\x09":  # lwota.CMD_OTA_*
             self._on_control(seq, p[0] if p else 0, p[1] if len(p) > 1 else 0)
-        else:  # OTA_CHUNK: the only other type the decoder lets through from a host
-            self._on_update(mtype, seq, p)
+        else:  # OTA_CHUNK or CONTROL 6..9: a firmware update, received by otarx.py, loaded for it
+            gc.collect()
+            try:
+                import otarx
+            except MemoryError:  # no answer: the host asks again (edge_daemon/ota.py STATUS_TIMEOUT_S)
+                return
+            otarx.on_frame(self, p)
 
     def send_ack(self, ack_type, ack_id, status, reason, extra):
         lk = self.link
@@ -101,20 +105,7 @@ class HostCommands:
         elif cmd == lwproto.CMD_REQUEST_COUNTERS:
             a.send_counters()
         else:
-            self._on_update(lwproto.T_CONTROL, seq, [cmd, arg])  # ota.py knows 6..9, answers the rest
-
-    def _on_update(self, mtype, seq, p):
-        # A firmware update's frame, to ota.py if this boot loaded it; else ask main.py for it at a
-        # reboot (lwota.RX_MODE): a running board's heap has no block big enough to import it. The
-        # host sees the reboot and asks again. Few names here: each costs the boot heap a qstr.
-        o = sys.modules.get("ota")
-        if o is not None:
-            o.on_frame(self.agent, mtype, seq, p)
-            return
-        with open("ota.rx", "w"):
-            pass
-        self.agent.shutdown()
-        self.agent.board.reset("soft")
+            self.send_ack(lwproto.T_CONTROL, seq, lwproto.ACK_UNKNOWN, "unknown command", None)
 
     def answer_calibrate(self, gravity):
         """Answer a pending CONTROL calibrate when a window closed: with the gravity it set, or (None)

@@ -12,23 +12,26 @@ import micropython
 if hasattr(micropython, "alloc_emergency_exception_buf"):  # the ESP32 has it, the unix port not
     micropython.alloc_emergency_exception_buf(100)
 
-_update = 0  # otaboot.boot(): 1 load the update code (firmware/ota.py), 2 + a firmware on trial
-for _name in ("ota.boot", "ota.rx"):  # otaboot.BOOT, lwota.RX_MODE: an update has begun
+_trial = False  # otaboot.boot(): the firmware this boot runs is a new one, on trial
+for _name in ("ota.boot", "ota.install"):  # otaboot.BOOT, lwota.INSTALL: an update has begun
     try:
         os.stat(_name)
     except OSError:
         continue
     import otaboot
 
-    _update = otaboot.boot()
+    _trial = otaboot.boot()  # an install or a rollback resets the board in there
     del otaboot
     sys.modules.pop("otaboot", None)
     break
 try:
     import agent  # first of the firmware: its modules reserve the big buffers before anything fragments the heap
     import hal
+
+    if _trial:
+        import ota  # noqa: F401 (judges the firmware on trial at each heartbeat)
 except Exception as e:
-    if not _update & 2:
+    if not _trial:
         raise
     sys.print_exception(e)
     import otaboot
@@ -36,21 +39,9 @@ except Exception as e:
     otaboot.fail_trial()
 
 
-def _load_update():
-    try:
-        import ota  # noqa: F401 (now, while the heap is still whole: a running board could not load it)
-    except MemoryError:  # an ordinary boot next; a firmware on trial is then judged by its boots
-        try:
-            os.remove("ota.rx")
-        except OSError:
-            pass
-
-
 def main(board=None, max_boots=1000):
     """Run the firmware; returns the last Agent when a simulated feed ends."""
     board = board or hal.board()
-    if _update:
-        _load_update()
     boots = 0
     while True:
         try:

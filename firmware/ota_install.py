@@ -6,7 +6,7 @@ import os
 import sys
 from hashlib import sha256
 
-from lwota import BOOT_LOADER, ID_FILE, PART, PUBKEY, RESULT, RX_MODE
+from lwota import BOOT_LOADER, ID_FILE, PART, PUBKEY, RESULT
 from otaboot import record, write
 
 MAGIC = b"LWOTA1\n"
@@ -21,8 +21,9 @@ def rm(name):
 
 
 def install(running):
-    """Install PART over nothing that runs: "" staged, or the refusal; either goes to RESULT for
-    the host's next OTA_QUERY. ``running`` is the version of the firmware that asked."""
+    """Install PART over nothing that runs. A refusal goes to RESULT for the host's next OTA_QUERY
+    (ID_FILE stays: it names the bundle refused); staged, both go. ``running`` is the version of
+    the firmware that asked."""
     import gc
 
     gc.collect()
@@ -33,10 +34,12 @@ def install(running):
     except OSError as e:
         reason = "flash error %s while staging (flash full?)" % e
     rm(PART)
-    rm(ID_FILE)
-    rm(RX_MODE)
-    with open(RESULT, "w") as f:
-        f.write(reason)
+    if reason:
+        with open(RESULT, "w") as f:
+            f.write(reason)
+    else:
+        rm(ID_FILE)
+        rm(RESULT)
 
 
 def _install(running):
@@ -56,7 +59,7 @@ def _install(running):
         reason = _fits(m, total, running)
         if reason:
             return reason
-        rec = record()
+        rec = record() or ["-", "-", "c", running, "-"]  # the first update: the root runs
         slot = "fw_b" if rec[0] == "fw_a" else "fw_a"
         reason = _stage(f, slot, m["files"])
         if reason:

@@ -9,7 +9,7 @@
 # (confirmed), "r" (rolled back) or the boots started on trial. It is replaced by a rename, so the
 # switch between firmwares is atomic. Past _TRIAL_BOOTS boots on trial (a crash loop, a firmware that
 # never confirms) the previous firmware runs again. ota.py confirms a new firmware; ota_install.py
-# stages one (lwota.py names the other files).
+# stages one; commands.py receives it and asks for this boot (lwota.py names the files).
 import os
 import sys
 
@@ -36,34 +36,45 @@ def write(rec):
 
 
 def boot():
-    """Count this boot, put the firmware to run on sys.path, and run the install CONTROL ota_install
-    asked for (then reset). 0 for an ordinary boot, 1 when this boot needs the update code
-    (firmware/ota.py: an update being received, RX_MODE), 3 when the firmware it runs is on trial."""
+    """Run the install or rollback CONTROL ota_install/ota_rollback asked for (then reset), count
+    this boot if its firmware is on trial, and put the firmware to run on sys.path. True when the
+    firmware it runs is on trial (main.py then loads ota.py, which judges it)."""
+    try:
+        with open("ota.install") as f:  # lwota.INSTALL: "<command> <running version>" (otarx.py)
+            asked = f.read().split()
+    except OSError:
+        asked = None
+    if asked is not None:
+        os.remove("ota.install")  # first: an install that crashes must not loop
+        if asked[0] == "9":  # CONTROL ota_rollback
+            reason = rollback()
+            if reason:
+                with open("ota.result", "w") as f:  # lwota.RESULT: the host's next OTA_QUERY reads it
+                    f.write(reason)
+        else:
+            import ota_install  # the running firmware's: it checks what would replace it
+
+            ota_install.install(asked[1])
+        reset()
     rec = record()
-    if rec is not None and rec[2] not in ("c", "r"):
+    trial = rec is not None and rec[2] not in ("c", "r")
+    if trial:
         n = int(rec[2]) + 1 if rec[2].isdigit() else _TRIAL_BOOTS + 1
         rec = [rec[1], rec[0], "r", rec[4], rec[3]] if n > _TRIAL_BOOTS else rec[:2] + [str(n)] + rec[3:]
         write(rec)
+        trial = n <= _TRIAL_BOOTS
     if rec is not None and rec[0] != "-":
         sys.path.insert(0, "/" + rec[0])
-    try:
-        with open("ota.install") as f:  # lwota.INSTALL: holds the version that asked
-            install = f.read()
-    except OSError:
-        return 3 if rec is not None and rec[2] not in ("c", "r") else int(_exists("ota.rx"))  # lwota.RX_MODE
-    os.remove("ota.install")  # first: an install that crashes must not loop
-    import ota_install  # the running firmware's: it checks what would replace it
-
-    ota_install.install(install)
-    reset()
+    return trial
 
 
-def _exists(name):
-    try:
-        os.stat(name)
-        return True
-    except OSError:
-        return False
+def rollback():
+    """Back to the previous firmware at the next boot: "" or why not."""
+    rec = record()
+    if rec is None or rec[1] == rec[0] or rec[4] == "-":
+        return "no previous firmware on this board"
+    write([rec[1], rec[0], "r", rec[4], rec[3]])
+    return ""
 
 
 def fail_trial():

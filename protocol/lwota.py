@@ -27,8 +27,8 @@ OTA_ROLLING_BACK = const(4)
 # The update's files on the board's flash (names relative to its root; otaboot.py has the boot record).
 PART = "ota.part"  # the bundle as it arrives (littlefs keeps a file's last closed state through a power cut)
 ID_FILE = "ota.id"  # "bundle_id total" of PART
-RX_MODE = "ota.rx"  # present: main.py loads the receiving code (firmware/ota.py) at boot
-INSTALL = "ota.install"  # present: install PART at the next boot; holds the version that asked
+INSTALL = "ota.install"  # present: install PART at the next boot (holds the version that asked) or roll back ("rollback")
 RESULT = "ota.result"  # why the last install was refused ("" when it was staged)
 PUBKEY = "ota.pub"  # the release key's public half (`liftwatch flash --ota-key`)
+MAX_BUNDLE = const(196608)  # a firmware is about 70 KB of .mpy for xtensawin: room to grow
 BOOT_LOADER = ("main.py", "boot.py", "otaboot.py", "otaboot.mpy")  # never replaced by a bundle

@@ -485,7 +485,9 @@ def unpack(buf, off, end, depth=0):
         n = _get_be(buf, off, w)
         off += w
         _need(off + n, end)
-        return bytes(buf[off : off + n]), off + n
+        # A view of the frame, valid until the next decode: the board writes firmware update
+        # chunks to flash from it, having no heap block to copy one into.
+        return memoryview(buf)[off : off + n], off + n
     if b == 0xCA or b == 0xCB:
         w = 4 if b == 0xCA else 8
         _need(off + w, end)

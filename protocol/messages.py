@@ -434,9 +434,7 @@ class OtaStatus(Message):
     bundle_id: int
     have: int
     state: int
-    reason: str = ""
-    fw_version: str = ""
-    prev_fw_version: str = ""
+    reason: str = ""  # why it was refused (state REFUSED); the versions are in HELLO
 
 
 MESSAGE_CLASSES: dict[int, type[Message]] = {

@@ -26,7 +26,7 @@ VALID = {
     m.Config: [{"rate_hz": 400}],
     m.Control: [4, 0],
     m.OtaChunk: [12345, 256, 62131, bytes(256)],
-    m.OtaStatus: [12345, 512, 1, "", "1.0.0", ""],
+    m.OtaStatus: [12345, 512, 1, ""],
 }
 # A value of another kind than each field declares (what a broken or hostile board might send).
 WRONG = {"int": "7", "int | None": 1.5, "str": 7, "bool": 1, "bytes": "ab", "Xyz": [1, 2], "Xyz | None": [1, "2", 3],
