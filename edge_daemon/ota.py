@@ -187,6 +187,7 @@ class PushResult:
     prev_fw_version: str
     seconds: float
     resent_bytes: int  # bytes sent again after a cut, a reboot or a lost frame
+    resumed_from: tuple[int, ...] = ()  # after each reboot of the board mid-transfer: the bytes it still had
 
 
 async def push(transport: Any, raw: bytes, session_config: Any = None, reader: Any = None, *,
@@ -213,6 +214,9 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
     booting = False  # the board said INSTALLING: wait for the new firmware's HELLO
     asked_at = loop.time()
     boot_seen: int | None = None
+    rebooted = False  # the board rebooted while chunks were on their way
+    resumed: list[int] = []
+    record_before: str | None = None  # the board's boot record (HELLO) before the install
     try:
         await transport.open()
     except TransportError as err:
@@ -240,28 +244,38 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                         continue
                     elif not booting:
                         h = st.have if st.bundle_id == bid else 0
+                        if rebooted and have is None:  # the first word of a board that rebooted mid-transfer
+                            resumed.append(h)
+                        rebooted = False
                         if have is not None and h <= have and nxt > h:  # a chunk was lost: go back
                             resent += nxt - h
                             nxt = h
                         have = h
                         nxt = max(nxt, h)
-                elif frame.type == m.MessageType.HELLO and booting and session.hello is not None:
+                elif frame.type == m.MessageType.HELLO and session.hello is not None and not booting:
+                    record_before = session.hello.update_record
+                elif frame.type == m.MessageType.HELLO and session.hello is not None:
                     hello = session.hello
-                    if hello.fw_version == bundle.version and (not confirm or hello.update == "confirmed"):
-                        return PushResult(hello.fw_version, hello.prev_fw_version, loop.time() - started, resent)
-                    if hello.update == "rolled_back" and hello.fw_version != bundle.version:
+                    if hello.update_record == record_before:  # the install boot switched nothing: why?
+                        session.request(m.Command.OTA_QUERY, 0, time.time())
+                    elif hello.fw_version == bundle.version and (not confirm or hello.update == "confirmed"):
+                        return PushResult(hello.fw_version, hello.prev_fw_version, loop.time() - started, resent,
+                                          tuple(resumed))
+                    elif hello.update == "rolled_back":
                         raise OtaError(f"the board rolled back to {hello.fw_version}: {bundle.version} "
                                        "did not confirm (crashed, safe mode or no link)")
-                    if hello.fw_version != bundle.version and hello.update != "trial":
-                        session.request(m.Command.OTA_QUERY, 0, time.time())  # refused at install?
             if session.boot_id is None:
                 continue
             quiet = loop.time() - asked_at > STATUS_TIMEOUT_S
             if boot_seen != session.boot_id or quiet:  # first contact, a reboot or silence: ask again
+                rebooted = rebooted or (boot_seen is not None and boot_seen != session.boot_id and nxt > 0)
                 boot_seen = session.boot_id
                 asked_at = loop.time()
                 session.take_outgoing()
-                session.request(m.Command.REQUEST_HELLO if booting else m.Command.OTA_QUERY, 0, time.time())
+                if booting or record_before is None:  # its boot record: to tell an install that switched
+                    session.request(m.Command.REQUEST_HELLO, 0, time.time())
+                if not booting:
+                    session.request(m.Command.OTA_QUERY, 0, time.time())
                 if have is not None and nxt > have:
                     resent += nxt - have
                 have, nxt = None, 0
@@ -299,12 +313,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("-o", "--out", type=Path, required=True, help="bundle file to write")
     b.set_defaults(func=_cmd_build)
     s = sub.add_parser("push", help="send a bundle to one board, install it, wait for it to confirm")
-    s.add_argument("bundle", type=Path)
+    s.add_argument("bundle", type=Path, help="a bundle from `liftwatch ota build`")
     s.add_argument("--config", type=Path, help="the daemon's config (names the car's port and key)")
     s.add_argument("--car", help="the car to update (with --config)")
     s.add_argument("--port", help="the board's data port, without a config")
     s.add_argument("--key-file", help="with --port: the board's frame-tag key (hex)")
-    s.add_argument("--baudrate", type=int, default=None)
+    s.add_argument("--baudrate", type=int, default=None, help="UART rate (default: the car's from --config)")
     s.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole update")
     s.add_argument("--no-confirm", action="store_true", help="return once the new firmware boots (on trial)")
     s.set_defaults(func=_cmd_push)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,3 +132,15 @@ def test_new_firmware_that_crashes_at_import_is_rolled_back(ota_board, tmp_path,
         run_push(ota_board, raw)
     hello = running(ota_board, frame_tap)
     assert (hello.fw_version, hello.prev_fw_version, hello.update) == ("1.0.0", NEW, "rolled_back")
+
+
+def test_power_cut_during_transfer_resumes_where_the_flash_left_off(ota_board, good_bundle) -> None:
+    cut = threading.Timer(2.5, ota_board.power_cut, kwargs={"off_s": 0.5})  # the transfer takes ~6 s here
+    cut.start()
+    try:
+        result = run_push(ota_board, good_bundle)
+    finally:
+        cut.cancel()
+    assert (result.fw_version, result.prev_fw_version) == (NEW, "1.0.0")
+    assert len(result.resumed_from) == 1 and result.resumed_from[0] > 0  # not from 0: the flash kept it
+    assert result.resent_bytes <= ota.WINDOW * ota.CHUNK  # only what was in flight at the cut
