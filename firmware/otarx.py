@@ -4,29 +4,23 @@
 # frame, so a board that is not being updated never has it on its heap; it holds no buffer of its
 # own. What is heavy (signature, hashes, staging, the switch, a rollback) runs in a boot of its own,
 # without the agent (otaboot.py, ota_install.py): CONTROL ota_install and ota_rollback leave the
-# request in INSTALL and reboot.
+# request in INSTALL and reboot. PART and ID_FILE ("bundle_id total") survive a power cut: the
+# first frame after a boot resumes from them.
 import os
 import sys
 
 from micropython import const
 
 import lwproto
+from fwutil import unload
 from link import P_EVENT
+from lwota import (CMD_OTA_ABORT, CMD_OTA_INSTALL, CMD_OTA_QUERY, ID_FILE, INSTALL, MAX_BUNDLE, OTA_IDLE,
+                   OTA_INSTALLING, OTA_RECEIVING, OTA_REFUSED, OTA_ROLLING_BACK, PART, RESULT, T_OTA_STATUS)
 
-# protocol/lwota.py's codes and files (not imported: a module is heap).
-_T_OTA_STATUS = const(14)
-_CMD_OTA_QUERY = const(6)
-_CMD_OTA_ABORT = const(8)
-_OTA_IDLE = const(0)
-_OTA_RECEIVING = const(1)
-_OTA_REFUSED = const(3)
-_MAX_BUNDLE = const(196608)  # lwota.MAX_BUNDLE
+unload("lwota")  # the names above are all this needs of it
+
 _STAGING_SLACK = const(8192)  # littlefs metadata and the boot record beside two copies of the bundle
-_PART = "ota.part"
-_ID = "ota.id"  # "bundle_id total" of _PART
-_RESULT = "ota.result"  # why the install boot refused the bundle
-
-_got = None  # [bundle_id, total, have]: from _ID and _PART at the first frame of a boot (resumes)
+_got = None  # [bundle_id, total, have]: from ID_FILE and PART at the first frame of a boot (resumes)
 
 
 def on_frame(cmds, p):
@@ -37,38 +31,38 @@ def on_frame(cmds, p):
     if _got is None:
         _got = [-1, 0, 0]
         try:
-            with open(b.path(_ID)) as f:
+            with open(b.path(ID_FILE)) as f:
                 _got[:2] = [int(x) for x in f.read().split()]
-            _got[2] = os.stat(b.path(_PART))[6]
+            _got[2] = os.stat(b.path(PART))[6]
         except (OSError, ValueError):
             pass
     s = _got
     why = ""
-    state = _OTA_RECEIVING
+    state = OTA_RECEIVING
     try:
         if len(p) == 4:
             why = _chunk(b, s, p)
-        elif p[0] == _CMD_OTA_QUERY:
-            with open(b.path(_RESULT)) as f:
+        elif p[0] == CMD_OTA_QUERY:
+            with open(b.path(RESULT)) as f:
                 why = f.read()  # the install boot's refusal
-        elif p[0] == _CMD_OTA_ABORT:
+        elif p[0] == CMD_OTA_ABORT:
             s[:] = [-1, 0, 0]
-            state = _OTA_IDLE
-            for name in (_PART, _ID, _RESULT):
+            state = OTA_IDLE
+            for name in (PART, ID_FILE, RESULT):
                 try:
                     os.remove(b.path(name))
                 except OSError:
                     pass
         else:  # install or roll back, in a boot of its own (otaboot.py), after this answer
-            with open(b.path("ota.install"), "w") as f:  # lwota.INSTALL
+            with open(b.path(INSTALL), "w") as f:
                 f.write("%d %s" % (p[0], sys.modules["agent"].FW_VERSION))
-            state = p[0] - 5  # 7 -> OTA_INSTALLING (2), 9 -> OTA_ROLLING_BACK (4)
-    except OSError:  # _RESULT missing: nothing was refused
+            state = OTA_INSTALLING if p[0] == CMD_OTA_INSTALL else OTA_ROLLING_BACK
+    except OSError:  # RESULT missing: nothing was refused
         pass
     lk = cmds.link
-    off = lk.begin(_T_OTA_STATUS, a.now)
-    lk.commit(lwproto.pack_into(lk.enc.body, off, [s[0], s[2], _OTA_REFUSED if why else state, why]), P_EVENT)
-    if state > _OTA_RECEIVING:
+    off = lk.begin(T_OTA_STATUS, a.now)
+    lk.commit(lwproto.pack_into(lk.enc.body, off, [s[0], s[2], OTA_REFUSED if why else state, why]), P_EVENT)
+    if state > OTA_RECEIVING:
         a.shutdown()
         b.reset("soft")
 
@@ -81,22 +75,22 @@ def _chunk(b, s, p):
         return "bad chunk"
     if off == 0:
         s[:] = [bid, total, 0]
-        with open(b.path(_ID), "w") as f:
+        with open(b.path(ID_FILE), "w") as f:
             f.write("%d %d" % (bid, total))
-        open(b.path(_PART), "wb").close()
+        open(b.path(PART), "wb").close()
         try:
-            os.remove(b.path(_RESULT))
+            os.remove(b.path(RESULT))
         except OSError:
             pass
-        if total > _MAX_BUNDLE:
-            return "bundle of %d bytes is over the %d byte limit" % (total, _MAX_BUNDLE)
+        if total > MAX_BUNDLE:
+            return "bundle of %d bytes is over the %d byte limit" % (total, MAX_BUNDLE)
         st = os.statvfs(b.path(""))
         need = 2 * total + _STAGING_SLACK  # the download, and its files staged beside the running firmware
         if st[0] * st[3] < need:
             return "flash full: %d bytes free, the update needs %d" % (st[0] * st[3], need)
     if bid == s[0] and off == s[2] and off + len(chunk) <= total == s[1]:
         try:
-            with open(b.path(_PART), "ab") as f:
+            with open(b.path(PART), "ab") as f:
                 f.write(chunk)
         except OSError:
             return "flash full while receiving"
