@@ -113,23 +113,14 @@ def measure(repeats: int) -> dict[str, object]:
 
 def measure_boards(power_cuts: int, seed: int) -> dict[str, object]:
     """Updates on mock boards (see the module docstring)."""
-    from hil_tests.conftest import TALK_SPEED, liftwatch_cli
-    from hil_tests.test_ota import NEW, SECRET, _forged, firmware_copy
+    from hil_tests.conftest import TALK_SPEED
+    from hil_tests.test_ota import NEW, SECRET, _forged, firmware_copy, flash_with_release_key
     from liftwatch.edge_daemon.transport import LinkKind, make_transport
     from liftwatch.hil.mockboard.board import MockBoard
 
     rng = random.Random(seed)
     d = Path(tempfile.mkdtemp(prefix="ota-bench-"))
-    (d / "release.pub").write_text(ed25519.public_key(SECRET).hex())
-    image = d / "flashed.img"
-    board = MockBoard(image, speed=1.0, heap_k=96)
-    board.start()
-    try:
-        r = liftwatch_cli("flash", board.ports.console, "--ota-key", str(d / "release.pub"))
-        if r.returncode:
-            raise SystemExit(f"flash failed: {r.stderr.strip()}")
-    finally:
-        board.stop()
+    image = flash_with_release_key(d)
     good = ota.build(SECRET, "x64", firmware_copy(d / "fw", NEW))
 
     def crash(fw: Path) -> None:

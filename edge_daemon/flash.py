@@ -220,26 +220,21 @@ def flash(
             dst = out / BOARD_CONFIG_PATH
             dst.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
             files.append(dst)
-        if key_file is not None:
+        for path, dst_name, what, pattern, expected in (
+            (key_file, BOARD_KEY_PATH, "auth key", r"[0-9a-fA-F]{32,128}", "16-64 bytes as hex"),
+            (ota_key, BOARD_OTA_KEY_PATH, "update key", r"[0-9a-fA-F]{64}",
+             "the 32-byte public key as hex (FILE.pub of `liftwatch ota keygen`)"),
+        ):
+            if path is None:
+                continue
             try:
-                key_hex = key_file.read_text(encoding="ascii").strip()
+                key_hex = path.read_text(encoding="ascii").strip()
             except (OSError, UnicodeDecodeError) as exc:
-                raise FlashError(f"auth key {key_file}: {getattr(exc, 'strerror', None) or 'not hex'}") from None
-            if not re.fullmatch(r"[0-9a-fA-F]{32,128}", key_hex):
-                raise FlashError(f"auth key {key_file}: expected 16-64 bytes as hex")
-            dst = out / BOARD_KEY_PATH
+                raise FlashError(f"{what} {path}: {getattr(exc, 'strerror', None) or 'not hex'}") from None
+            if not re.fullmatch(pattern, key_hex):
+                raise FlashError(f"{what} {path}: expected {expected}")
+            dst = out / dst_name
             dst.write_bytes(bytes.fromhex(key_hex))
-            files.append(dst)
-        if ota_key is not None:
-            try:
-                pub_hex = ota_key.read_text(encoding="ascii").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise FlashError(f"update key {ota_key}: {getattr(exc, 'strerror', None) or 'not hex'}") from None
-            if not re.fullmatch(r"[0-9a-fA-F]{64}", pub_hex):
-                raise FlashError(f"update key {ota_key}: expected the 32-byte public key as hex (FILE.pub of "
-                                 "`liftwatch ota keygen`)")
-            dst = out / BOARD_OTA_KEY_PATH
-            dst.write_bytes(bytes.fromhex(pub_hex))
             files.append(dst)
         names = [f.name for f in files]
         listing = _mpremote(port, "listing the board's files", "ls", ":")

@@ -38,11 +38,9 @@ def firmware_copy(dst: Path, version: str, patch: Callable[[Path], None] | None 
     return dst
 
 
-@pytest.fixture(scope="module")
-def ota_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def flash_with_release_key(d: Path) -> Path:
     """A flash image with the real firmware and the test release key's public half (`liftwatch flash
-    --ota-key`)."""
-    d = tmp_path_factory.mktemp("ota")
+    --ota-key`), in folder d."""
     (d / "release.pub").write_text(ed25519.public_key(SECRET).hex())
     image = d / "flashed.img"
     board = MockBoard(image, speed=1.0, heap_k=96)
@@ -53,6 +51,11 @@ def ota_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         board.stop()
     return image
+
+
+@pytest.fixture(scope="module")
+def ota_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return flash_with_release_key(tmp_path_factory.mktemp("ota"))
 
 
 @pytest.fixture
