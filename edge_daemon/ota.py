@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,8 @@ class PushResult:
 
 
 async def push(transport: Any, raw: bytes, session_config: Any = None, reader: Any = None, *,
-               timeout_s: float = 600.0, confirm: bool = True) -> PushResult:
+               timeout_s: float = 600.0, confirm: bool = True,
+               progress: Callable[[int, int], None] | None = None) -> PushResult:
     """Step 1 hear the board, step 2 send the chunks from where the board says it is (resuming after
     a cut or reboot), step 3 CONTROL ota_install, step 4 wait for the board to boot the new firmware
     (and, with ``confirm``, to confirm it). Chunks go WINDOW at a time, each answered: the line stays
@@ -252,6 +254,8 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                             nxt = h
                         have = h
                         nxt = max(nxt, h)
+                        if progress is not None:
+                            progress(h, total)  # bytes the board holds, of the bundle's
                 elif frame.type == m.MessageType.HELLO and session.hello is not None and not booting:
                     record_before = session.hello.update_record
                 elif frame.type == m.MessageType.HELLO and session.hello is not None:

@@ -29,7 +29,8 @@ def install(running):
     gc.collect()
     try:
         reason = _install(running)
-    except MemoryError:
+    except MemoryError as e:
+        sys.print_exception(e)  # on the console: where an install ran out
         reason = "board out of memory while installing"
     except OSError as e:
         reason = "flash error %s while staging (flash full?)" % e

@@ -57,8 +57,9 @@ def on_frame(cmds, p):
             with open(b.path(INSTALL), "w") as f:
                 f.write("%d %s" % (p[0], sys.modules["agent"].FW_VERSION))
             state = OTA_INSTALLING if p[0] == CMD_OTA_INSTALL else OTA_ROLLING_BACK
-    except OSError:  # RESULT missing: nothing was refused
-        pass
+    except OSError as e:  # a QUERY's: RESULT missing, nothing was refused; else the flash failed
+        if len(p) == 4 or p[0] != CMD_OTA_QUERY:
+            why = "flash error %s" % e
     lk = cmds.link
     off = lk.begin(T_OTA_STATUS, a.now)
     lk.commit(lwproto.pack_into(lk.enc.body, off, [s[0], s[2], OTA_REFUSED if why else state, why]), P_EVENT)
