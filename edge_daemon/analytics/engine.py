@@ -45,7 +45,7 @@ from .doors import DoorCycle, DoorTracker
 from .faults import FaultBook, FaultEvent, FaultType
 from .leveling import estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
-from .ride_quality import RideQuality, TripKinematics, analyse_trip
+from .ride_quality import RideQuality, TripKinematics, analyse_trip, still_m, trip_kinematics
 from .trip_rules import TripRules
 from .trips import FloorTracker, Trip, edges_of, zone_passes
 
@@ -77,6 +77,9 @@ _DECELERATING = int(Motion.DECELERATING)
 _GAP_NEAR_S = 1.0  # a seq gap this close before a motion start counts as inside the trip
 _UNCALIBRATED = int(Motion.UNCALIBRATED)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
+# Travel is measured from this long before the board's motion start (it recognises motion
+# motion_on_ms, 150 ms, after the car began) to vib_post_s after its stop.
+_TRAVEL_PRE_S = 0.5
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
 
 # board EVENT kind -> the fault it reports (None: counted only)
@@ -353,10 +356,7 @@ class CarAnalytics:
             trip.end_ts = obs.ts
             duration = obs.ts - trip.start_ts
             self._acc().run_s += duration
-            if duration < self.config.trip_min_s:
-                self._acc().relevels += 1
-            else:
-                self._pending.append(trip)
+            self._pending.append(trip)  # a short one too: its VIB tells a re-levelling from a jump
         return out
 
     def _on_vib(self, block: VibBlock) -> None:
@@ -511,10 +511,44 @@ class CarAnalytics:
         i1 = min(len(samples), round((hi - first.ts_first) * first.rate_hz))
         return samples[i0:i1], first, first.ts_first + i0 / first.rate_hz
 
+    def _travel_kinematics(self, trip: _TripInProgress) -> TripKinematics | None:
+        """The vertical motion alone of a movement's VIB (None: not covered, or no gravity in it)."""
+        got = self._trip_samples(trip)
+        if got is None:
+            return None
+        samples, first, t0 = got
+        if first.rate_hz <= 0 or first.lsb_per_g <= 0 or len(samples) < 2:
+            return None
+        try:
+            gravity = first.gravity or self._gravity
+            return trip_kinematics(samples, first.rate_hz, first.lsb_per_g, gravity, t0, self.config, self._noise_mg)
+        except ValueError:
+            return None
+
+    def _relevelled(self, trip: _TripInProgress, kin: TripKinematics | None) -> bool:
+        """Did a movement that stayed in its landing's door zone re-level the car? Yes if a zone
+        sensor changed, or its VIB integrates to more travel than the noise could (`still_m`). A
+        passenger's jump bounces the car on its ropes and brings it back: no edge, no travel.
+        Without VIB (not streamed, a gap) or with frames lost, nothing proves a jump: it counts."""
+        if trip.zone_changes or trip.frames_lost:
+            return True
+        if kin is None:
+            kin = self._travel_kinematics(trip)  # a short movement, or one whose ride analysis failed
+        if kin is None:
+            return True
+        assert trip.end_ts is not None
+        lo, hi = trip.start_ts - _TRAVEL_PRE_S, trip.end_ts + self.config.vib_post_s
+        travel = abs(kin.displacement_m(lo, hi))
+        return travel >= still_m(self._noise_mg, kin.rate_hz, hi - lo)
+
     def _finish_trip(self, trip: _TripInProgress) -> list[Output]:
         cfg = self.config
         assert trip.end_ts is not None
         out: list[Output] = []
+        if trip.end_ts - trip.start_ts < cfg.trip_min_s:  # a re-levelling, or a passenger's jump
+            if self._relevelled(trip, None):
+                self._acc().relevels += 1
+            return out
         rq: RideQuality | None = None
         kin: TripKinematics | None = None
         got = self._trip_samples(trip)
@@ -557,7 +591,8 @@ class CarAnalytics:
         if trip.zone_changes or not trip.frames_lost:  # no pulse seen proves nothing if frames were lost
             out += self._trip_rules.zone_sensors(trip.start_ts, trip.end_ts, len(trip.zone_changes))
         if entries == 0 and (start_up or start_dn) and (end_up or end_dn):
-            self._acc().relevels += 1  # never left the landing's door zone: re-levelling, not a trip
+            if self._relevelled(trip, kin):  # never left the landing's door zone: not a trip
+                self._acc().relevels += 1
             return out
         peak = kin.peak_speed_mps if kin is not None else None
         distance = abs(kin.displacement_m(trip.start_ts, trip.end_ts)) if kin is not None else None

@@ -34,6 +34,7 @@ __all__ = [
     "analyse_trip",
     "car_frame",
     "constant_speed_region",
+    "still_m",
     "still_mps",
     "half_cycle_peaks",
     "jerk",
@@ -41,6 +42,7 @@ __all__ = [
     "max_and_a95",
     "peak_to_peak",
     "speed_profile",
+    "trip_kinematics",
 ]
 
 G_MPS2 = 9.80665
@@ -105,6 +107,22 @@ def still_mps(noise_mg: float, rate_hz: float, duration_s: float) -> float:
     if noise_mg <= 0 or rate_hz <= 0:
         return STILL_MPS
     return max(STILL_MPS, 2.0 * noise_mg * 1e-3 * G_MPS2 * math.sqrt(max(duration_s, 0.0) / rate_hz))
+
+
+# A movement shorter than a trip that travels less than this, rest to rest, never left its level: a
+# passenger's jump bounces the car on its ropes and brings it back; a re-levelling moves it 10 mm or more
+# (GB 7588 has the car re-level once it is more than 20 mm off).
+STILL_M = 0.005
+
+
+def still_m(noise_mg: float, rate_hz: float, duration_s: float) -> float:
+    """The rest-to-rest travel below which the car did not move, scaled with the noise: white noise
+    of ``noise_mg`` rms integrated twice, with the speed pinned to zero at both ends (the drift
+    removal), wanders noise * sqrt(duration^3 / (12 rate)) m; three times that, never less than STILL_M."""
+    if noise_mg <= 0 or rate_hz <= 0:
+        return STILL_M
+    wander = noise_mg * 1e-3 * G_MPS2 * math.sqrt(max(duration_s, 0.0) ** 3 / (12.0 * rate_hz))
+    return max(STILL_M, 3.0 * wander)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,11 +339,10 @@ def analyse_trip(
     3.3.5 sets its limits: z "in the constant-speed region", x and y "while the car runs".
     """
     car = car_frame(samples, lsb_per_g, gravity)
-    a_z = lowpass(car[:, 2], rate_hz, config.accel_lowpass_hz)
-    v = speed_profile(a_z, rate_hz)
+    kin = _kinematics(car, rate_hz, t0, config, noise_mg)
+    a_z, v, still = kin.accel_mps2, kin.speed_mps, kin.still_mps
     j = jerk(a_z, rate_hz, config.jerk_window_s)
     a_slow = lowpass(a_z, rate_hz, 1.0)
-    still = still_mps(noise_mg, rate_hz, len(a_z) / rate_hz)
     region = constant_speed_region(v, a_slow, config.constant_speed_fraction, config.constant_speed_accel_fraction,
                                    still)
     figures: dict[str, float | None] = {}
@@ -357,7 +374,28 @@ def analyse_trip(
         accel_max_mps2=float(np.max(np.abs(a_z))) if len(a_z) else None,
         jerk_max_mps3=float(np.max(np.abs(finite_j))) if len(finite_j) else None,
     )
-    return rq, TripKinematics(t0=t0, rate_hz=float(rate_hz), speed_mps=v, accel_mps2=a_z, still_mps=still)
+    return rq, kin
+
+
+def trip_kinematics(
+    samples: np.ndarray,
+    rate_hz: float,
+    lsb_per_g: int,
+    gravity: tuple[int, int, int] | None,
+    t0: float,
+    config: AnalyticsConfig,
+    noise_mg: float = 0.0,
+) -> TripKinematics:
+    """The vertical motion alone of a rest-to-rest window (a movement too short to be a trip:
+    did the car travel, or did a passenger jump?). Raises ValueError as `analyse_trip` does."""
+    return _kinematics(car_frame(samples, lsb_per_g, gravity), rate_hz, t0, config, noise_mg)
+
+
+def _kinematics(car: np.ndarray, rate_hz: float, t0: float, config: AnalyticsConfig, noise_mg: float) -> TripKinematics:
+    a_z = lowpass(car[:, 2], rate_hz, config.accel_lowpass_hz)
+    still = still_mps(noise_mg, rate_hz, len(a_z) / rate_hz)
+    return TripKinematics(t0=t0, rate_hz=float(rate_hz), speed_mps=speed_profile(a_z, rate_hz), accel_mps2=a_z,
+                          still_mps=still)
 
 
 def _round(v: float | None, nd: int) -> float | None:
