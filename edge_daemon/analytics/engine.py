@@ -511,42 +511,45 @@ class CarAnalytics:
         i1 = min(len(samples), round((hi - first.ts_first) * first.rate_hz))
         return samples[i0:i1], first, first.ts_first + i0 / first.rate_hz
 
-    def _travel_kinematics(self, trip: _TripInProgress) -> TripKinematics | None:
-        """The vertical motion alone of a movement's VIB (None: not covered, or no gravity in it)."""
+    def _travelled(self, trip: _TripInProgress) -> bool | None:
+        """Did a movement take the car anywhere, by its VIB? The speed is integrated from
+        `_TRAVEL_PRE_S` before the start to `vib_post_s` after the stop, pinned to zero at both ends,
+        and the travel compared with what the noise integrates to (`still_m`). None: the VIB does not
+        cover it, or has no gravity in it."""
         got = self._trip_samples(trip)
         if got is None:
             return None
         samples, first, t0 = got
-        if first.rate_hz <= 0 or first.lsb_per_g <= 0 or len(samples) < 2:
+        assert trip.end_ts is not None
+        rate_hz = first.rate_hz
+        lo, hi = trip.start_ts - _TRAVEL_PRE_S, trip.end_ts + self.config.vib_post_s
+        i0 = max(0, round((lo - t0) * rate_hz))
+        samples = samples[i0 : round((hi - t0) * rate_hz)]
+        if rate_hz <= 0 or first.lsb_per_g <= 0 or len(samples) < 2:
             return None
         try:
-            gravity = first.gravity or self._gravity
-            return trip_kinematics(samples, first.rate_hz, first.lsb_per_g, gravity, t0, self.config, self._noise_mg)
+            kin = trip_kinematics(samples, rate_hz, first.lsb_per_g, first.gravity or self._gravity,
+                                  t0 + i0 / rate_hz, self.config, self._noise_mg)
         except ValueError:
             return None
+        travel_m = abs(float(np.trapezoid(kin.speed_mps, dx=1.0 / rate_hz)))
+        return travel_m >= still_m(self._noise_mg, rate_hz, len(samples) / rate_hz)
 
-    def _relevelled(self, trip: _TripInProgress, kin: TripKinematics | None) -> bool:
+    def _relevelled(self, trip: _TripInProgress) -> bool:
         """Did a movement that stayed in its landing's door zone re-level the car? Yes if a zone
-        sensor changed, or its VIB integrates to more travel than the noise could (`still_m`). A
-        passenger's jump bounces the car on its ropes and brings it back: no edge, no travel.
-        Without VIB (not streamed, a gap) or with frames lost, nothing proves a jump: it counts."""
+        sensor changed, or if its VIB integrates to travel (`_travelled`). A passenger's jump
+        bounces the car on its ropes and brings it back: no edge, no travel. Without VIB (not
+        streamed, a gap) or with frames lost, nothing proves a jump: it counts."""
         if trip.zone_changes or trip.frames_lost:
             return True
-        if kin is None:
-            kin = self._travel_kinematics(trip)  # a short movement, or one whose ride analysis failed
-        if kin is None:
-            return True
-        assert trip.end_ts is not None
-        lo, hi = trip.start_ts - _TRAVEL_PRE_S, trip.end_ts + self.config.vib_post_s
-        travel = abs(kin.displacement_m(lo, hi))
-        return travel >= still_m(self._noise_mg, kin.rate_hz, hi - lo)
+        return self._travelled(trip) is not False
 
     def _finish_trip(self, trip: _TripInProgress) -> list[Output]:
         cfg = self.config
         assert trip.end_ts is not None
         out: list[Output] = []
         if trip.end_ts - trip.start_ts < cfg.trip_min_s:  # a re-levelling, or a passenger's jump
-            if self._relevelled(trip, None):
+            if self._relevelled(trip):
                 self._acc().relevels += 1
             return out
         rq: RideQuality | None = None
@@ -591,7 +594,7 @@ class CarAnalytics:
         if trip.zone_changes or not trip.frames_lost:  # no pulse seen proves nothing if frames were lost
             out += self._trip_rules.zone_sensors(trip.start_ts, trip.end_ts, len(trip.zone_changes))
         if entries == 0 and (start_up or start_dn) and (end_up or end_dn):
-            if self._relevelled(trip, kin):  # never left the landing's door zone: not a trip
+            if self._relevelled(trip):  # never left the landing's door zone: not a trip
                 self._acc().relevels += 1
             return out
         peak = kin.peak_speed_mps if kin is not None else None

@@ -118,11 +118,12 @@ STILL_M = 0.005
 def still_m(noise_mg: float, rate_hz: float, duration_s: float) -> float:
     """The rest-to-rest travel below which the car did not move, scaled with the noise: white noise
     of ``noise_mg`` rms integrated twice, with the speed pinned to zero at both ends (the drift
-    removal), wanders noise * sqrt(duration^3 / (12 rate)) m; three times that, never less than STILL_M."""
+    removal), wanders noise * sqrt(duration^3 / (12 rate)) m rms; four times that (a day of jumps
+    never reaches it), never less than STILL_M."""
     if noise_mg <= 0 or rate_hz <= 0:
         return STILL_M
     wander = noise_mg * 1e-3 * G_MPS2 * math.sqrt(max(duration_s, 0.0) ** 3 / (12.0 * rate_hz))
-    return max(STILL_M, 3.0 * wander)
+    return max(STILL_M, 4.0 * wander)
 
 
 @dataclass(frozen=True, slots=True)
