@@ -45,7 +45,7 @@ from .doors import DoorCycle, DoorTracker
 from .faults import FaultBook, FaultEvent, FaultType
 from .leveling import estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
-from .ride_quality import RideQuality, TripKinematics, analyse_trip, still_m, trip_kinematics
+from .ride_quality import RideQuality, TripKinematics, analyse_trip, car_frame, still_m, vertical_kinematics
 from .trip_rules import TripRules
 from .trips import FloorTracker, Trip, edges_of, zone_passes
 
@@ -520,18 +520,20 @@ class CarAnalytics:
         if got is None:
             return None
         samples, first, t0 = got
-        assert trip.end_ts is not None
         rate_hz = first.rate_hz
+        if rate_hz <= 0 or first.lsb_per_g <= 0:
+            return None
+        assert trip.end_ts is not None
         lo, hi = trip.start_ts - _TRAVEL_PRE_S, trip.end_ts + self.config.vib_post_s
         i0 = max(0, round((lo - t0) * rate_hz))
         samples = samples[i0 : round((hi - t0) * rate_hz)]
-        if rate_hz <= 0 or first.lsb_per_g <= 0 or len(samples) < 2:
+        if len(samples) < 2:
             return None
         try:
-            kin = trip_kinematics(samples, rate_hz, first.lsb_per_g, first.gravity or self._gravity,
-                                  t0 + i0 / rate_hz, self.config, self._noise_mg)
+            car = car_frame(samples, first.lsb_per_g, first.gravity or self._gravity)
         except ValueError:
             return None
+        kin = vertical_kinematics(car, rate_hz, t0 + i0 / rate_hz, self.config, self._noise_mg)
         travel_m = abs(float(np.trapezoid(kin.speed_mps, dx=1.0 / rate_hz)))
         return travel_m >= still_m(self._noise_mg, rate_hz, len(samples) / rate_hz)
 

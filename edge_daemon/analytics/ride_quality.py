@@ -42,7 +42,7 @@ __all__ = [
     "max_and_a95",
     "peak_to_peak",
     "speed_profile",
-    "trip_kinematics",
+    "vertical_kinematics",
 ]
 
 G_MPS2 = 9.80665
@@ -340,7 +340,7 @@ def analyse_trip(
     3.3.5 sets its limits: z "in the constant-speed region", x and y "while the car runs".
     """
     car = car_frame(samples, lsb_per_g, gravity)
-    kin = _kinematics(car, rate_hz, t0, config, noise_mg)
+    kin = vertical_kinematics(car, rate_hz, t0, config, noise_mg)
     a_z, v, still = kin.accel_mps2, kin.speed_mps, kin.still_mps
     j = jerk(a_z, rate_hz, config.jerk_window_s)
     a_slow = lowpass(a_z, rate_hz, 1.0)
@@ -378,21 +378,10 @@ def analyse_trip(
     return rq, kin
 
 
-def trip_kinematics(
-    samples: np.ndarray,
-    rate_hz: float,
-    lsb_per_g: int,
-    gravity: tuple[int, int, int] | None,
-    t0: float,
-    config: AnalyticsConfig,
-    noise_mg: float = 0.0,
-) -> TripKinematics:
-    """The vertical motion alone of a rest-to-rest window (a movement too short to be a trip:
-    did the car travel, or did a passenger jump?). Raises ValueError as `analyse_trip` does."""
-    return _kinematics(car_frame(samples, lsb_per_g, gravity), rate_hz, t0, config, noise_mg)
-
-
-def _kinematics(car: np.ndarray, rate_hz: float, t0: float, config: AnalyticsConfig, noise_mg: float) -> TripKinematics:
+def vertical_kinematics(car: np.ndarray, rate_hz: float, t0: float, config: AnalyticsConfig,
+                        noise_mg: float = 0.0) -> TripKinematics:
+    """Vertical speed of a rest-to-rest window of car-frame samples (`car_frame`): all a movement
+    too short to be a trip needs (did the car travel, or did a passenger jump?)."""
     a_z = lowpass(car[:, 2], rate_hz, config.accel_lowpass_hz)
     still = still_mps(noise_mg, rate_hz, len(a_z) / rate_hz)
     return TripKinematics(t0=t0, rate_hz=float(rate_hz), speed_mps=speed_profile(a_z, rate_hz), accel_mps2=a_z,
