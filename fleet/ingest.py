@@ -10,8 +10,9 @@ queues each PUBLISH; the ingest thread takes a batch, decodes (either payload en
 (protocol/upstream's schemas), commits facts and quarantined messages in one transaction, and only
 then sends the batch's PUBACKs, in the order the PUBLISHes came (MQTT v5 4.6). A crash, a SIGKILL or
 a full disk before the commit leaves the messages unacknowledged; the broker re-sends them, and the
-store's idempotent write (by id) turns the re-send into a counted duplicate. `ReceiveMaximum` bounds
-what the broker sends ahead of our PUBACKs, so a stalled store stalls the broker, not our memory.
+store's idempotent write (by id) turns the re-send into a counted duplicate. `ReceiveMaximum` asks
+the broker to bound what it sends ahead of our PUBACKs (Mosquitto 2.0.11 with `max_inflight_messages 0`
+sends more), so a stalled store stalls the broker rather than filling our memory.
 """
 
 from __future__ import annotations
@@ -164,6 +165,8 @@ class Ingest:
         if any(rc.is_failure for rc in reason_codes):
             _LOG.error("fleet ingest: subscription to %s refused: %s", self.config.subscription, reason_codes)
             return
+        if not self.subscribed.is_set():
+            _LOG.info("fleet ingest: subscribed to %s as %s", self.config.subscription, self.config.client_id)
         self.subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:

@@ -1,0 +1,158 @@
+"""`liftwatch fleet ...`: the district's service beside the daemons (docs/fleet.md).
+
+  ingest     subscribe (shared subscription) and store every Pi's facts; run several for load
+  registry   import the lift registry (TOML or CSV); list it
+  status     what the store holds: facts per kind, quarantined, unregistered cars
+  escalate   push entrapment / alarm_button facts to the rescue centre's webhook
+  report     the fleet-wide report (HTML/PDF) and the insurance pilot's figures for cars and a period
+  serve      the dashboard (and, with --webhook, the escalator) over HTTP
+
+The store is `--store` (a SQLite file, or postgresql://user@host/db), else $LIFTWATCH_FLEET_STORE.
+Exit 0 on success, 1 with one line on stderr when the work is refused (bad registry, store
+unreachable), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+_STORE_ENV = "LIFTWATCH_FLEET_STORE"
+_PASSWORD_ENV = "LIFTWATCH_FLEET_MQTT_PASSWORD"  # never on the command line, where `ps` shows it
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("fleet", help="the fleet service: every Pi's facts gathered once (docs/fleet.md)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="fleet_command", metavar="ACTION", required=True)
+
+    ing = sub.add_parser("ingest", help="subscribe to the broker and store facts (blocks; SIGTERM stops)")
+    _store_arg(ing)
+    _broker_args(ing)
+    ing.add_argument("--client-id", default="liftwatch-fleet-1",
+                     help="stable MQTT client id; one per ingest process (its session keeps unacked messages)")
+    ing.add_argument("--group", default="liftwatch-fleet",
+                     help="shared subscription group; processes of one group split the messages ('' = none)")
+    ing.set_defaults(func=_cmd_ingest)
+
+    reg = sub.add_parser("registry", help="the lift registry")
+    reg_sub = reg.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
+    imp = reg_sub.add_parser("import", help="replace the registry with a TOML or CSV file (all or nothing)")
+    imp.add_argument("file", type=Path, help="registry file (.toml with [[lift]] tables, else CSV with a header)")
+    _store_arg(imp)
+    imp.set_defaults(func=_cmd_registry_import)
+    ls = reg_sub.add_parser("list", help="the registry as JSON lines")
+    _store_arg(ls)
+    ls.set_defaults(func=_cmd_registry_list)
+
+    st = sub.add_parser("status", help="facts per kind, quarantined messages, unregistered cars (JSON)")
+    _store_arg(st)
+    st.set_defaults(func=_cmd_status)
+
+
+def _store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default=os.environ.get(_STORE_ENV),
+                   help=f"SQLite file or postgresql:// URL (default ${_STORE_ENV})")
+
+
+def _broker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", default="localhost:1883", metavar="HOST:PORT", help="MQTT broker (default localhost:1883)")
+    p.add_argument("--tls-ca", type=Path, default=None,
+                   help="CA file: connect with TLS and verify the broker (required for a broker not on this host)")
+    p.add_argument("--tls-cert", type=Path, default=None, help="client certificate (with --tls-key)")
+    p.add_argument("--tls-key", type=Path, default=None, help="client key")
+    p.add_argument("--username", default=None, help=f"MQTT user; the password comes from ${_PASSWORD_ENV}")
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from .store import open_store
+
+    if not args.store:
+        _usage(f"no store: give --store or set ${_STORE_ENV}")
+    return open_store(args.store)
+
+
+def _usage(message: str) -> None:
+    print(f"liftwatch fleet: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _ingest_config(args: argparse.Namespace) -> Any:
+    from liftwatch.edge_daemon.hosts import is_loopback_host
+    from liftwatch.edge_daemon.upstream import TlsConfig
+
+    from .ingest import IngestConfig
+
+    host, _, port_text = args.broker.rpartition(":")
+    if not host or not port_text.isdigit():
+        _usage(f"--broker expects HOST:PORT, got {args.broker!r}")
+    tls = None
+    if args.tls_ca is not None or args.tls_cert is not None:
+        tls = TlsConfig(ca_file=str(args.tls_ca) if args.tls_ca else None,
+                        client_cert=str(args.tls_cert) if args.tls_cert else None,
+                        client_key=str(args.tls_key) if args.tls_key else None)
+    elif not is_loopback_host(host):
+        _usage(f"plain TCP only to a broker on this host; give --tls-ca for {host}")
+    return IngestConfig(host=host, port=int(port_text), tls=tls, username=args.username,
+                        password=os.environ.get(_PASSWORD_ENV), client_id=args.client_id,
+                        group=args.group or None)
+
+
+def _stop_on_signals(stop: Any) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop())
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest import Ingest
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    config = _ingest_config(args)
+    ingest = Ingest(config, _open(args))
+    _stop_on_signals(ingest.stop)
+    ingest.run()
+    print(json.dumps(ingest.counters.to_dict()), file=sys.stderr)
+    return 0
+
+
+def _cmd_registry_import(args: argparse.Namespace) -> int:
+    from .registry import load_registry
+
+    lifts = load_registry(args.file)  # refused before the store is touched
+    store = _open(args)
+    store.replace_registry(lifts)
+    unregistered = store.unregistered_cars()
+    print(f"registry: {len(lifts)} lifts imported; {len(unregistered)} car(s) with facts but not registered"
+          + (f": {', '.join(sorted(unregistered)[:10])}" if unregistered else ""))
+    return 0
+
+
+def _cmd_registry_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    for lift in _open(args).lifts():
+        print(json.dumps(asdict(lift), ensure_ascii=False))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    store = _open(args)
+    print(json.dumps({"counts": store.counts(), "unregistered_cars": store.unregistered_cars()},
+                     ensure_ascii=False, indent=1))
+    return 0
+
+
+def _run_until_signal(worker: Any) -> None:
+    """Run `worker.run(stop_event)` until SIGTERM/SIGINT."""
+    stop = threading.Event()
+    _stop_on_signals(stop.set)
+    worker.run(stop)
