@@ -28,6 +28,7 @@ __all__ = ["register"]
 
 _STORE_ENV = "LIFTWATCH_FLEET_STORE"
 _PASSWORD_ENV = "LIFTWATCH_FLEET_MQTT_PASSWORD"  # never on the command line, where `ps` shows it
+_WEBHOOK_TOKEN_ENV = "LIFTWATCH_FLEET_WEBHOOK_TOKEN"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _store_arg(ls)
     ls.set_defaults(func=_cmd_registry_list)
 
+    esc = sub.add_parser("escalate", help="push entrapment / alarm_button facts to a webhook (blocks; SIGTERM stops)")
+    _store_arg(esc)
+    _webhook_args(esc, required=True)
+    esc.set_defaults(func=_cmd_escalate)
+
     st = sub.add_parser("status", help="facts per kind, quarantined messages, unregistered cars (JSON)")
     _store_arg(st)
     st.set_defaults(func=_cmd_status)
@@ -71,6 +77,22 @@ def _broker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", type=Path, default=None, help="client certificate (with --tls-key)")
     p.add_argument("--tls-key", type=Path, default=None, help="client key")
     p.add_argument("--username", default=None, help=f"MQTT user; the password comes from ${_PASSWORD_ENV}")
+
+
+def _webhook_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--webhook", required=required, metavar="URL",
+                   help=f"the rescue centre's alarm endpoint (https://...); bearer token from ${_WEBHOOK_TOKEN_ENV}")
+    p.add_argument("--alarm-max-age-min", type=float, default=60.0,
+                   help="an alarm first seen later than this after its raise is logged stale, not pushed (default 60)")
+
+
+def _escalator(args: argparse.Namespace, store: Any) -> Any:
+    from .escalation import Escalator, WebhookConfig
+
+    if not args.webhook.startswith(("https://", "http://")):
+        _usage(f"--webhook expects an http(s) URL, got {args.webhook!r}")
+    return Escalator(WebhookConfig(args.webhook, token=os.environ.get(_WEBHOOK_TOKEN_ENV),
+                                   max_age_s=60.0 * args.alarm_max_age_min), store)
 
 
 def _open(args: argparse.Namespace) -> Any:
@@ -121,6 +143,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     _stop_on_signals(ingest.stop)
     ingest.run()
     print(json.dumps(ingest.counters.to_dict()), file=sys.stderr)
+    return 0
+
+
+def _cmd_escalate(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    _run_until_signal(_escalator(args, _open(args)))
     return 0
 
 

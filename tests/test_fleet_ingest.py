@@ -9,66 +9,16 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from contextlib import contextmanager
 
-import paho.mqtt.client as mqtt
 import pytest
-from support.fleet import T0, event, visit
+from support.fleet import T0, Publisher, event, ingest_config, running, visit, wait_until
 
 from liftwatch.edge_daemon.envelope import encode_message
-from liftwatch.edge_daemon.upstream_codec import PayloadEncoding, encode_payload
-from liftwatch.fleet.ingest import Ingest, IngestConfig, check_topic
+from liftwatch.edge_daemon.upstream_codec import PayloadEncoding
+from liftwatch.fleet.ingest import Ingest, check_topic
 from liftwatch.fleet.store import Lift, open_store
 
 pytestmark = pytest.mark.mosquitto
-
-
-def topic_of(m: dict) -> str:
-    return f"liftwatch/{m['site']}/{m['car']}/{m['kind']}"
-
-
-class Publisher:
-    """A Pi's side of the wire, reduced to QoS 1 publishes that wait for their PUBACK."""
-
-    def __init__(self, broker, client_id: str = "pi-test") -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-
-    def send(self, message: dict, encoding: PayloadEncoding = PayloadEncoding.DEFLATE, topic: str | None = None) -> None:
-        payload, _ = encode_payload(encode_message(message), encoding)
-        self.raw(topic or topic_of(message), payload)
-
-    def raw(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@contextmanager
-def running(ingest: Ingest):
-    thread = threading.Thread(target=ingest.run, name="fleet ingest", daemon=True)
-    thread.start()
-    assert ingest.subscribed.wait(10), "ingest did not subscribe"
-    try:
-        yield ingest
-    finally:
-        ingest.stop()
-        thread.join(10)
-
-
-def wait_until(predicate, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-def config(broker, client_id: str = "fleet-test-1", **kw) -> IngestConfig:
-    return IngestConfig(host=broker.host, port=broker.port, client_id=client_id, **kw)
 
 
 def registered(store, *cars: str) -> None:
@@ -82,7 +32,7 @@ def test_facts_of_both_encodings_are_stored_once_and_bad_ones_quarantined(mosqui
     facts = [visit(f"car-{1 + i % 2}", T0 + 3600 * i, 45) for i in range(60)]
     stranger = event("car-77", "door_open_too_long", "raised", T0)
     pi = Publisher(mosquitto_broker)
-    with running(Ingest(config(mosquitto_broker), open_store(tmp_path / "fleet.sqlite"))) as ingest:
+    with running(Ingest(ingest_config(mosquitto_broker), open_store(tmp_path / "fleet.sqlite"))) as ingest:
         for i, m in enumerate(facts):
             pi.send(m, PayloadEncoding.JSON if i % 2 else PayloadEncoding.DEFLATE)
         for m in facts[:20]:  # the Pi re-sends after a lost PUBACK
@@ -113,7 +63,7 @@ def test_facts_of_both_encodings_are_stored_once_and_bad_ones_quarantined(mosqui
 def test_nothing_is_acknowledged_before_it_is_committed(mosquitto_broker, tmp_path):
     """An ingest that received messages but never committed them (its writer stalled, then the process
     vanished) acknowledged none: the broker gives all of them to the next process of the session."""
-    stalled = Ingest(config(mosquitto_broker), open_store(tmp_path / "fleet.sqlite"))
+    stalled = Ingest(ingest_config(mosquitto_broker), open_store(tmp_path / "fleet.sqlite"))
     stalled.start()  # paho receives and queues; the writer loop (run) never runs
     assert stalled.subscribed.wait(10)
     pi = Publisher(mosquitto_broker)
@@ -126,7 +76,7 @@ def test_nothing_is_acknowledged_before_it_is_committed(mosquitto_broker, tmp_pa
 
     store = open_store(tmp_path / "fleet.sqlite")
     assert store.counts().get("maintenance", 0) == 0
-    with running(Ingest(config(mosquitto_broker), open_store(tmp_path / "fleet.sqlite"))) as ingest:
+    with running(Ingest(ingest_config(mosquitto_broker), open_store(tmp_path / "fleet.sqlite"))) as ingest:
         wait_until(lambda: store.counts().get("maintenance", 0) == len(facts))
         wait_until(lambda: ingest.counters.acked == len(facts))
     pi.close()
@@ -134,8 +84,8 @@ def test_nothing_is_acknowledged_before_it_is_committed(mosquitto_broker, tmp_pa
 
 def test_a_shared_subscription_splits_the_load_between_ingest_processes(mosquitto_broker, tmp_path):
     url = tmp_path / "fleet.sqlite"
-    a = Ingest(config(mosquitto_broker, "fleet-a"), open_store(url))
-    b = Ingest(config(mosquitto_broker, "fleet-b"), open_store(url))
+    a = Ingest(ingest_config(mosquitto_broker, "fleet-a"), open_store(url))
+    b = Ingest(ingest_config(mosquitto_broker, "fleet-b"), open_store(url))
     facts = [visit(f"car-{i % 7}", T0 + 60 * i, 45) for i in range(300)]
     pi = Publisher(mosquitto_broker)
     with running(a), running(b):
