@@ -24,6 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from liftwatch.edge_daemon.report_cli import _FORMAT_OF_SUFFIX, _date
+
 __all__ = ["register"]
 
 _STORE_ENV = "LIFTWATCH_FLEET_STORE"
@@ -59,6 +61,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _store_arg(esc)
     _webhook_args(esc, required=True)
     esc.set_defaults(func=_cmd_escalate)
+
+    rep = sub.add_parser("report", help="fleet-wide report (HTML/PDF) and district figures (JSON) for cars and a period")
+    _store_arg(rep)
+    for flag, dest in (("--from", "first"), ("--to", "last")):
+        rep.add_argument(flag, dest=dest, type=_date, required=True, metavar="YYYY-MM-DD",
+                         help=f"{dest} local day of the period (inclusive)")
+    rep.add_argument("--car", action="append", default=None, help="a car to include (repeatable; default all)")
+    rep.add_argument("--out", type=Path, default=None, help="report file, .html or .pdf")
+    rep.add_argument("--json", action="store_true", help="print the district figures as JSON on stdout")
+    rep.add_argument("--utc-offset-h", type=float, default=8.0, help="local time zone of the days (default 8, CST)")
+    rep.set_defaults(func=_cmd_report)
 
     st = sub.add_parser("status", help="facts per kind, quarantined messages, unregistered cars (JSON)")
     _store_arg(st)
@@ -143,6 +156,36 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     _stop_on_signals(ingest.stop)
     ingest.run()
     print(json.dumps(ingest.counters.to_dict()), file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from liftwatch.edge_daemon.report.figures import Period
+    from liftwatch.edge_daemon.report.writer import ReportError, write_fleet_figures
+
+    from .answers import district_figures, render_district_sections
+
+    fmt = None
+    if args.out is not None:
+        fmt = _FORMAT_OF_SUFFIX.get(args.out.suffix.lower())
+        if fmt is None:
+            _usage(f"--out must end in .html or .pdf, got {args.out.name!r}")
+    elif not args.json:
+        _usage("give --out FILE (.html/.pdf) and/or --json")
+    try:
+        period = Period(args.first, args.last, args.utc_offset_h)
+    except ValueError as err:
+        _usage(str(err))
+    store = _open(args)
+    district = district_figures(store, period, args.car)
+    if not district.cars:
+        asked = ", ".join(args.car) if args.car else "any car"
+        raise ReportError(f"no facts of {asked} between {args.first} and {args.last} in {store.where}")
+    if args.out is not None:
+        note = f"数据来源 Source: fleet store {store.where}; {len(district.cars)} cars."
+        write_fleet_figures(district.cars, args.out, fmt, note, render_district_sections(district))
+    if args.json:
+        print(json.dumps(district.to_json(), ensure_ascii=False, indent=1))
     return 0
 
 

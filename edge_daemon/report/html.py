@@ -395,9 +395,16 @@ def render_car_html(
 
 
 def render_fleet_html(
-    cars: Sequence[CarFigures], lab: Labels | None = None, generated_ts: float | None = None, source_note: str = ""
+    cars: Sequence[CarFigures],
+    lab: Labels | None = None,
+    generated_ts: float | None = None,
+    source_note: str = "",
+    extra_sections: str = "",
 ) -> str:
-    """The insurer's fleet report: cars ranked by the explainable risk score (fleet.py)."""
+    """The insurer's fleet report: cars ranked by the explainable risk score (fleet.py).
+
+    `extra_sections` (HTML `<section>`s) go between the ranking and the method: the fleet service's
+    district figures (liftwatch.fleet.answers)."""
     lab = lab or Labels()
     ranked = rank_fleet(cars)
     if not ranked:
@@ -485,7 +492,9 @@ def render_fleet_html(
         + tiles
         + f"<figure id='plot-fleet'>{fleet_svg}</figure>"
         + table
-        + "</section><section class='page' id='method'>"
+        + "</section>"
+        + extra_sections
+        + "<section class='page' id='method'>"
         + method
         + f"<p class='note'>{_e(source_note)} liftwatch {__version__}.</p></section>"
     )
