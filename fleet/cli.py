@@ -198,6 +198,8 @@ def _cmd_escalate(args: argparse.Namespace) -> int:
 def _cmd_registry_import(args: argparse.Namespace) -> int:
     from .registry import load_registry
 
+    if not args.file.is_file():
+        _usage(f"{args.file}: no such registry file")
     lifts = load_registry(args.file)  # refused before the store is touched
     store = _open(args)
     store.replace_registry(lifts)
