@@ -264,6 +264,10 @@ class Ingest:
             except (UpstreamPayloadError, InvalidFactError) as err:
                 quarantined.append(Quarantined(r.topic, str(err), r.payload))
                 continue
+            except Exception as err:  # noqa: BLE001 - one poison message must not stall every Pi's facts
+                _LOG.exception("fleet ingest: message on %s broke the validator", r.topic)
+                quarantined.append(Quarantined(r.topic, f"internal error: {type(err).__name__}: {err}", r.payload))
+                continue
             wrong_topic = check_topic(r.topic, message)
             if wrong_topic is not None:
                 quarantined.append(Quarantined(r.topic, wrong_topic, r.payload))

@@ -66,7 +66,8 @@ class FactValidator:
         """Raise InvalidFactError unless `message` fits its kind's schema (or the envelope's)."""
         if not isinstance(message, dict):
             raise InvalidFactError(f"expected a JSON object, got {type(message).__name__}")
-        validate = self._by_kind.get(message.get("kind"), self._envelope)  # type: ignore[arg-type]
+        kind = message.get("kind")
+        validate = self._by_kind.get(kind, self._envelope) if isinstance(kind, str) else self._envelope
         try:
             validate(message)
         except fastjsonschema.JsonSchemaException as err:
