@@ -73,6 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rep.add_argument("--utc-offset-h", type=float, default=8.0, help="local time zone of the days (default 8, CST)")
     rep.set_defaults(func=_cmd_report)
 
+    srv = sub.add_parser("serve", help="the dashboard over HTTP (blocks; SIGTERM stops); with --webhook, escalation too")
+    _store_arg(srv)
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="listen address; loopback only: publish it through a reverse proxy with authentication")
+    srv.add_argument("--port", type=int, default=8090, help="listen port (default 8090)")
+    _webhook_args(srv, required=False)
+    srv.set_defaults(func=_cmd_serve)
+
     st = sub.add_parser("status", help="facts per kind, quarantined messages, unregistered cars (JSON)")
     _store_arg(st)
     st.set_defaults(func=_cmd_status)
@@ -186,6 +194,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
         write_fleet_figures(district.cars, args.out, fmt, note, render_district_sections(district))
     if args.json:
         print(json.dumps(district.to_json(), ensure_ascii=False, indent=1))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from liftwatch.edge_daemon.hosts import is_loopback_host
+
+    from .dashboard import Dashboard
+
+    if not is_loopback_host(args.host):
+        _usage(f"--host {args.host}: the dashboard has no login of its own; serve it on loopback behind a proxy")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    dashboard = Dashboard(_open(args), args.host, args.port).start()
+    print(f"fleet dashboard on {dashboard.url}", file=sys.stderr)
+    stop = threading.Event()
+    _stop_on_signals(stop.set)
+    escalation = None
+    if args.webhook:
+        escalation = threading.Thread(target=_escalator(args, _open(args)).run, args=(stop,), name="fleet escalation")
+        escalation.start()
+    stop.wait()
+    dashboard.close()
+    if escalation is not None:
+        escalation.join()
     return 0
 
 
