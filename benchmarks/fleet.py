@@ -251,7 +251,6 @@ def run_store(args: argparse.Namespace, store_url: str, workdir: Path, tmpfs: Pa
             "stored_duplicates": rows - len(stored_ids),
             "unexpected": len(stored_ids - published),
             "ingest_counters_fault_phase": ingest.counters,  # the SIGKILLed run's are not in it
-            "report_s_per_car_year": report_seconds(store, args.report_cars),
         }
     finally:
         store.close()
@@ -267,8 +266,9 @@ def _fill(path: Path) -> None:
             pass
 
 
-def report_seconds(store: Any, n_cars: int) -> float:
-    """District figures for a year of `n_cars` cars' facts; seconds per car-year."""
+def report_seconds(store_url: str, n_cars: int) -> float:
+    """District figures for a year of `n_cars` cars' facts (in a store of their own); seconds per car-year."""
+    store = open_store(store_url)
     rng = random.Random(7)
     for c in range(n_cars):
         car, site = f"year-{c:03d}", "hz-year"
@@ -293,6 +293,7 @@ def report_seconds(store: Any, n_cars: int) -> float:
     started = time.perf_counter()
     district = district_figures(store, period, [f"year-{c:03d}" for c in range(n_cars)])
     elapsed = time.perf_counter() - started
+    store.close()
     assert len(district.cars) == n_cars
     return round(elapsed / n_cars, 3)
 
@@ -310,13 +311,14 @@ def main() -> int:
     results: dict[str, Any] = {"pis": args.pis, "cars": args.pis * args.cars_per_pi}
     with tempfile.TemporaryDirectory(prefix="liftwatch-fleet-bench-") as tmp:
         work = Path(tmp)
-        tmpfs = _mount_tmpfs(work / "fs", 64) if os.geteuid() == 0 else None
+        tmpfs = _mount_tmpfs(work / "fs", 256) if os.geteuid() == 0 else None
         try:
             db = (tmpfs or work) / "fleet.sqlite"
             results["sqlite"] = run_store(args, str(db), work / "sqlite", tmpfs)
         finally:
             if tmpfs is not None:
                 subprocess.run(["umount", "-l", str(tmpfs)], check=False)
+        results["sqlite"]["report_s_per_car_year"] = report_seconds(str(work / "report.sqlite"), args.report_cars)
         bindir = postgres_bindir()
         if args.no_postgres or bindir is None:
             results["postgres"] = None if args.no_postgres else "skipped: no /usr/lib/postgresql/*/bin"
@@ -324,6 +326,7 @@ def main() -> int:
             cluster = PostgresCluster(bindir).start()
             try:
                 results["postgres"] = run_store(args, cluster.database(), work / "postgres", None)
+                results["postgres"]["report_s_per_car_year"] = report_seconds(cluster.database(), args.report_cars)
             finally:
                 cluster.stop()
     for name in ("sqlite", "postgres"):
