@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -66,28 +66,18 @@ class IngestConfig:
 
 @dataclass(slots=True)
 class IngestCounters:
+    """This process's counts; `totals` sums what the committed batches did (store.BatchOutcome)."""
+
     received: int = 0
-    stored: int = 0
-    replaced: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    unregistered: int = 0
-    escalations: int = 0
     acked: int = 0
     batches: int = 0
     store_failures: int = 0
     connects: int = 0
-
-    def add(self, outcome: BatchOutcome) -> None:
-        self.stored += outcome.stored
-        self.replaced += outcome.replaced
-        self.duplicates += outcome.duplicates
-        self.quarantined += outcome.quarantined
-        self.unregistered += outcome.unregistered
-        self.escalations += outcome.escalations
+    totals: BatchOutcome = field(default_factory=BatchOutcome)
 
     def to_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        counts = {name: getattr(self, name) for name in ("received", "acked", "batches", "store_failures", "connects")}
+        return counts | asdict(self.totals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +232,7 @@ class Ingest:
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, STORE_RETRY_MAX_S)
-        self.counters.add(outcome)
+        self.counters.totals += outcome
         self.counters.batches += 1
         with self._wake:
             generation = self._generation

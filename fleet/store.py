@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,9 @@ class BatchOutcome:
     quarantined: int = 0
     unregistered: int = 0
     escalations: int = 0
+
+    def __add__(self, other: BatchOutcome) -> BatchOutcome:
+        return BatchOutcome(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
 
 _DIALECTS = {

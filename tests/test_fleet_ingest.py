@@ -93,8 +93,8 @@ def test_a_shared_subscription_splits_the_load_between_ingest_processes(mosquitt
             pi.send(m)
         wait_until(lambda: a.counters.acked + b.counters.acked == len(facts))
     pi.close()
-    assert a.counters.stored > 0 and b.counters.stored > 0
-    assert a.counters.stored + b.counters.stored == len(facts)
+    assert a.counters.totals.stored > 0 and b.counters.totals.stored > 0
+    assert a.counters.totals.stored + b.counters.totals.stored == len(facts)
     assert open_store(url).counts()["maintenance"] == len(facts)
 
 
