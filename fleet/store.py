@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -198,8 +198,9 @@ _LOOKUP_CHUNK = 500
 class FleetStore:
     """A connection to the fleet database (one per thread or process), created on first open."""
 
-    def __init__(self, connection: Any, dialect: str, where: str) -> None:
-        self._db = connection
+    def __init__(self, connect: Callable[[], Any], dialect: str, where: str) -> None:
+        self._connect = connect
+        self._db = connect()
         self.dialect = dialect
         self.where = where
         self._ph = "%s" if dialect == "postgres" else "?"
@@ -213,11 +214,18 @@ class FleetStore:
     def _sql(self, text: str) -> str:
         return text if self._ph == "?" else text.replace("?", self._ph)
 
+    def _connection(self) -> Any:
+        """The connection, made again if the server dropped it (a PostgreSQL restart or failover):
+        the failed call raised StoreError, the next one reconnects."""
+        if getattr(self._db, "closed", False) or getattr(self._db, "broken", False):
+            self._db = self._connect()
+        return self._db
+
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         """One transaction; a failure rolls it back and surfaces as StoreError (nothing committed)."""
         try:
-            cur = self._db.cursor()
+            cur = self._connection().cursor()
             if self.dialect == "sqlite":
                 cur.execute("BEGIN IMMEDIATE")  # take the write lock now, not at the first write
             yield cur
@@ -239,7 +247,7 @@ class FleetStore:
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            cur = self._db.cursor()
+            cur = self._connection().cursor()
             cur.execute(self._sql(sql), tuple(params))
             rows = cur.fetchall()
             if self.dialect == "postgres":
@@ -477,20 +485,26 @@ def open_store(url: str | Path) -> FleetStore:
             import psycopg
         except ImportError:
             raise StoreError("PostgreSQL store needs psycopg: pip install 'liftwatch[postgres]'") from None
-        try:
-            conn = psycopg.connect(text, connect_timeout=10)
-        except psycopg.Error as err:
-            raise StoreError(f"cannot connect to {_redacted(text)}: {str(err).strip()}") from err
-        return FleetStore(conn, "postgres", _redacted(text))
+        def connect() -> Any:
+            try:
+                return psycopg.connect(text, connect_timeout=10)
+            except psycopg.Error as err:
+                raise StoreError(f"cannot connect to {_redacted(text)}: {str(err).strip()}") from err
+
+        return FleetStore(connect, "postgres", _redacted(text))
     path = Path(text)
-    try:
-        conn = sqlite3.connect(path, timeout=_SQLITE_BUSY_MS / 1000, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")  # a commit is acknowledged to the broker: it must survive a power cut
-        conn.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
-    except sqlite3.Error as err:
-        raise StoreError(f"{path}: cannot open the fleet database: {err}") from err
-    return FleetStore(_SqliteTx(conn), "sqlite", str(path))
+
+    def connect() -> _SqliteTx:
+        try:
+            conn = sqlite3.connect(path, timeout=_SQLITE_BUSY_MS / 1000, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a commit is acknowledged to the broker: it must survive a power cut
+            conn.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+        except sqlite3.Error as err:
+            raise StoreError(f"{path}: cannot open the fleet database: {err}") from err
+        return _SqliteTx(conn)
+
+    return FleetStore(connect, "sqlite", str(path))
 
 
 def _redacted(url: str) -> str:

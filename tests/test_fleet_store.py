@@ -123,3 +123,18 @@ def test_the_body_is_the_message(store):
     m = event("car-1", "overspeed", "raised", T0, detail={"v_mps": 1.9, "名": "超速"})
     store.store_batch([Fact.of(m)])
     assert store.facts(["car-1"]) == [json.loads(json.dumps(m))]
+
+
+def test_a_dropped_postgresql_connection_fails_one_call_and_the_next_reconnects(postgres_cluster):
+    import psycopg
+
+    url = postgres_cluster.database()
+    store = open_store(url)
+    store.store_batch([Fact.of(visit("car-1", T0, 45))])
+    with psycopg.connect(url, autocommit=True) as admin:  # the server restarts under the ingest, in effect
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                      " AND pid <> pg_backend_pid()")
+    with pytest.raises(StoreError):
+        store.store_batch([Fact.of(visit("car-1", T0 + 86400, 45))])
+    outcome = store.store_batch([Fact.of(visit("car-1", T0 + 86400, 45))])
+    assert outcome.stored == 1 and store.counts()["maintenance"] == 2
