@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="stable MQTT client id; one per ingest process (its session keeps unacked messages)")
     ing.add_argument("--group", default="liftwatch-fleet",
                      help="shared subscription group; processes of one group split the messages ('' = none)")
+    ing.add_argument("--retire", action="store_true",
+                     help="drain this client id's session, then end it and exit: for a process leaving the group for "
+                          "good (Mosquitto keeps routing the group's messages to an offline member's session)")
     ing.set_defaults(func=_cmd_ingest)
 
     reg = sub.add_parser("registry", help="the lift registry")
@@ -162,7 +165,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     config = _ingest_config(args)
     ingest = Ingest(config, _open(args))
     _stop_on_signals(ingest.stop)
-    ingest.run()
+    if args.retire:
+        ingest.retire()
+    else:
+        ingest.run()
     print(json.dumps(ingest.counters.to_dict()), file=sys.stderr)
     return 0
 

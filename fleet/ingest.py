@@ -30,17 +30,23 @@ from paho.mqtt.properties import Properties
 
 from liftwatch.edge_daemon.upstream import TlsConfig
 from liftwatch.edge_daemon.upstream_codec import UpstreamPayloadError, decode_payload
+from liftwatch.errors import LiftwatchError
 
 from .schemas import FactValidator, InvalidFactError
 from .store import BatchOutcome, Fact, FleetStore, Quarantined, StoreError
 
-__all__ = ["IngestConfig", "IngestCounters", "Ingest"]
+__all__ = ["IngestConfig", "IngestCounters", "Ingest", "BrokerRefusedError"]
 
 _LOG = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 86400  # an ingest host down for a week still finds its queued messages
 STORE_RETRY_MAX_S = 30.0  # a full disk or a PostgreSQL failover: retry the same batch, capped backoff
 REGISTRY_REFRESH_S = 10.0  # a registry import reaches running ingest processes within this
+RETIRE_IDLE_S = 3.0  # a retiring process's backlog counts as drained after this long without a message
+
+
+class BrokerRefusedError(LiftwatchError, RuntimeError):
+    """The broker did not do what the ingest asked (here: unsubscribe a retiring session)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +205,36 @@ class Ingest:
             self._client.disconnect()
             self._client.loop_stop()
 
+    def retire(self, idle_s: float = RETIRE_IDLE_S) -> None:
+        """Drain this client id's session and end it: for an ingest process leaving the group for good.
+
+        Mosquitto (2.0) keeps routing a shared subscription's messages to a member whose session
+        persists while it is offline; they wait there until that client id connects again. Retiring
+        stores what waits, unsubscribes once nothing came for `idle_s` (nothing new is routed here
+        after the UNSUBACK, and what was routed before it arrives before it), stores the rest, and
+        disconnects with session expiry 0 so the broker forgets the session.
+        """
+        self.start()
+        unsubscribed = threading.Event()
+        self._client.on_unsubscribe = lambda *_: unsubscribed.set()
+        try:
+            for leaving in (False, True):
+                quiet_since = time.monotonic()
+                while not self._stop.is_set() and time.monotonic() - quiet_since < (0.5 if leaving else idle_s):
+                    batch = self._next_batch()
+                    if batch or not self.subscribed.is_set():
+                        self._settle(batch)
+                        quiet_since = time.monotonic()
+                if not leaving:
+                    self._client.unsubscribe(self.config.subscription)
+                    if not unsubscribed.wait(10):
+                        raise BrokerRefusedError(f"no UNSUBACK for {self.config.subscription} within 10 s")
+        finally:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            self._client.disconnect(properties=props)
+            self._client.loop_stop()
+
     def _next_batch(self) -> list[_Received]:
         cfg = self.config
         with self._wake:
@@ -217,6 +253,8 @@ class Ingest:
         return self._registered
 
     def _settle(self, batch: list[_Received]) -> None:
+        if not batch:
+            return
         facts, quarantined = self.sort(batch)
         delay = 0.5
         while True:

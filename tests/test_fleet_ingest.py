@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from support.fleet import T0, Publisher, event, ingest_config, running, visit, wait_until
@@ -96,6 +97,35 @@ def test_a_shared_subscription_splits_the_load_between_ingest_processes(mosquitt
     assert a.counters.totals.stored > 0 and b.counters.totals.stored > 0
     assert a.counters.totals.stored + b.counters.totals.stored == len(facts)
     assert open_store(url).counts()["maintenance"] == len(facts)
+
+
+def test_a_member_leaving_the_group_retires_its_session(mosquitto_broker, tmp_path):
+    """Mosquitto routes a shared subscription's messages to an offline member's session too: they
+    wait there. Retiring the member stores them and ends the session, so nothing waits any more."""
+    url = tmp_path / "fleet.sqlite"
+    store = open_store(url)
+    pi = Publisher(mosquitto_broker)
+    a = Ingest(ingest_config(mosquitto_broker, "fleet-a"), open_store(url))
+    with running(a):
+        with running(Ingest(ingest_config(mosquitto_broker, "fleet-b"), open_store(url))):
+            pass  # b joined the group and left; its session stays
+        first = [visit("car-1", T0 + 60 * i, 45) for i in range(40)]
+        for m in first:
+            pi.send(m)
+        wait_until(lambda: a.counters.acked > 0)
+        time.sleep(0.5)
+        assert 0 < store.counts()["maintenance"] < len(first)  # b's share waits in b's session
+
+        b = Ingest(ingest_config(mosquitto_broker, "fleet-b"), open_store(url))
+        b.retire(idle_s=0.5)
+        assert b.counters.received > 0
+        assert store.counts()["maintenance"] == len(first)
+
+        second = [visit("car-2", T0 + 60 * i, 45) for i in range(40)]
+        for m in second:
+            pi.send(m)
+        wait_until(lambda: store.counts()["maintenance"] == len(first) + len(second))  # all through a
+    pi.close()
 
 
 def start_ingest(cmd: list[str]) -> subprocess.Popen:
