@@ -23,6 +23,7 @@ from datetime import date
 from typing import Any, Iterable, Sequence
 
 from liftwatch.edge_daemon.report.figures import CarFigures, ContractTargets, Period, car_figures
+from liftwatch.edge_daemon.report.plots import BLUE, GREEN, GREY, HEIGHT_IN, ORANGE, RED, WIDTH_IN, Labels, to_svg
 from liftwatch.edge_daemon.report.records import FaultCase
 
 from .store import FleetStore, Lift
@@ -264,6 +265,34 @@ def _contractors(figures: Sequence[CarFigures], lifts: dict[str, Lift]) -> list[
 
 # -- bilingual HTML sections for the fleet report -------------------------------------------------
 
+CONTRACTORS_PLOTTED = 20  # the plot's bars; the table below it lists every contractor
+
+
+def district_plot(d: DistrictFigures, lab: Labels) -> str:
+    """Faults per car-month before and after enrollment, and contractors' points per car, as SVG."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    shown = d.contractors[:CONTRACTORS_PLOTTED]
+    with plt.rc_context(lab.rc()):
+        fig = Figure(figsize=(WIDTH_IN, max(HEIGHT_IN, 0.9 + 0.25 * len(shown))), layout="constrained")
+        rate_ax, firm_ax = fig.subplots(1, 2, width_ratios=(1, 2))
+        rates = [d.fault_rate.before or 0.0, d.fault_rate.after or 0.0]
+        rate_ax.bar([0, 1], rates, color=[GREY, BLUE], width=0.6)
+        rate_ax.set_xticks([0, 1], [lab("投保前", "before"), lab("投保后", "after")])
+        rate_ax.set_title(lab("每台每月故障", "Faults per car-month"), loc="left")
+        for x, value in enumerate(rates):
+            rate_ax.text(x, value, f"{value:.2f}", ha="center", va="bottom", fontsize=7.5)
+        points = [c.points_per_car for c in shown]
+        firm_ax.barh(range(len(shown)), points, color=[GREEN if p < 5 else ORANGE if p < 15 else RED for p in points],
+                     height=0.6)
+        firm_ax.set_yticks(range(len(shown)), [c.company for c in shown])
+        firm_ax.invert_yaxis()
+        firm_ax.set_title(lab("维保单位每台扣分", "Contractor points per car"), loc="left")
+        firm_ax.grid(axis="y", visible=False)
+        return to_svg(fig)
+
+
 
 def _e(value: object) -> str:
     return html.escape(str(value))
@@ -277,13 +306,14 @@ def _rate(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
-def render_district_sections(d: DistrictFigures) -> str:
-    """The district's answers as report sections (Chinese first, English beside it)."""
+def render_district_sections(d: DistrictFigures, lab: Labels | None = None) -> str:
+    """The district's answers as report sections (Chinese first, English beside it), with a plot."""
     r, rep, major = d.fault_rate, d.repairs, d.major
     change = "—" if r.change is None else f"{100 * r.change:+.1f} %"
     within = "—" if not major.count else f"{major.within_target}/{major.count}"
     pilot = (
         "<section class='page' id='district'><h2>区域指标 District figures (insurance pilot)</h2>"
+        f"<figure id='plot-district'>{district_plot(d, lab or Labels())}</figure>"
         "<table id='pilot'><tr><th>指标 Figure</th><th class='num'>投保前 Before enrollment</th>"
         "<th class='num'>投保后 After enrollment</th></tr>"
         f"<tr><td>每台每月故障 Faults per car-month</td><td class='num'>{_rate(r.before)}</td>"

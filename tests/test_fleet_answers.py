@@ -101,7 +101,7 @@ def test_the_cli_writes_the_bilingual_fleet_report_and_json(store, tmp_path):
     figures = json.loads(done.stdout)
     assert figures["fault_rate"]["faults_before"] == 3 and figures["major"]["within_target"] == 1
     page = out.read_text()
-    for marker in ("id='ranking'", "id='pilot'", "id='contractors'", "每台每月故障 Faults per car-month",
+    for marker in ("id='ranking'", "id='pilot'", "<figure id='plot-district'><svg", "id='contractors'", "每台每月故障 Faults per car-month",
                    "Hangzhou Lift Service", "未登记电梯 Cars not in the registry: gs-c"):
         assert marker in page
     missing = subprocess.run(cmd[:-3] + ["--car", "gs-zz", "--json"], capture_output=True, text=True, timeout=120)
