@@ -28,8 +28,8 @@ from liftwatch.edge_daemon.report.records import FaultCase
 
 from .store import FleetStore, Lift
 
-__all__ = ["MAJOR_FAULTS", "RANKING_POINTS", "DistrictFigures", "district_figures", "render_district_sections",
-           "targets_of"]
+__all__ = ["MAJOR_FAULTS", "RANKING_POINTS", "DistrictFigures", "district_figures", "figures_of", "period_messages",
+           "render_district_sections", "targets_of"]
 
 MAJOR_FAULTS = frozenset({"entrapment", "stopped_outside_door_zone", "overspeed"})
 MAJOR_REPAIR_TARGET_S = 24 * 3600.0
@@ -132,7 +132,7 @@ class DistrictFigures:
         }
 
 
-def _period_messages(store: FleetStore, period: Period, cars: Sequence[str] | None) -> list[dict[str, Any]]:
+def period_messages(store: FleetStore, period: Period, cars: Sequence[str] | None) -> list[dict[str, Any]]:
     """The cars' messages the period's figures need: the period plus a day's margin (a fault raised
     just before it, the visit that answered one just after), daily records by their own day."""
     messages = store.facts(cars, period.start_ts - 86400.0, period.end_ts + 86400.0)
@@ -142,8 +142,14 @@ def _period_messages(store: FleetStore, period: Period, cars: Sequence[str] | No
 
 def district_figures(store: FleetStore, period: Period, cars: Sequence[str] | None = None) -> DistrictFigures:
     """Every figure for `cars` (all cars with facts if None) over `period`, from the store."""
-    messages = _period_messages(store, period, cars)
-    lifts = {lift.car: lift for lift in store.lifts()}
+    return figures_of(period_messages(store, period, cars), store.lifts(), period, cars)
+
+
+def figures_of(messages: Sequence[dict[str, Any]], registry: Iterable[Lift], period: Period,
+               cars: Sequence[str] | None = None) -> DistrictFigures:
+    """The district figures of messages already read (`period_messages`): the computing half, which
+    needs no store connection (the dashboard computes without holding its store lock)."""
+    lifts = {lift.car: lift for lift in registry}
     by_car: dict[str, list[dict[str, Any]]] = defaultdict(list)
     statuses: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for m in messages:

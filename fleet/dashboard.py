@@ -9,7 +9,8 @@ reverse proxy with authentication, it binds to loopback by default):
                    RISK_WINDOW_DAYS, cached for OVERVIEW_CACHE_S (it computes every car's figures)
   /report?from=YYYY-MM-DD&to=YYYY-MM-DD[&car=..]   the fleet report with the district figures (HTML)
 
-One lock serialises store access: the store's connection is not shared between threads otherwise.
+One lock serialises store access (one connection, several request threads); the figures are computed
+outside it, so a slow overview never holds up the open-faults poll.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from liftwatch.edge_daemon.report.fleet import rank_fleet
 from liftwatch.edge_daemon.report.records import fault_cases
 from liftwatch.edge_daemon.status.server import _SECURITY_HEADERS
 
-from .answers import district_figures, render_district_sections
+from .answers import figures_of, period_messages, render_district_sections
 from .store import FleetStore
 
 __all__ = ["Dashboard"]
@@ -111,7 +112,8 @@ class Dashboard:
         today = datetime.fromtimestamp(now, timezone(timedelta(hours=self.utc_offset_h))).date()
         period = Period(today - timedelta(days=RISK_WINDOW_DAYS - 1), today, self.utc_offset_h)
         with self._lock:
-            district = district_figures(self.store, period)
+            messages, lifts = period_messages(self.store, period, None), self.store.lifts()
+        district = figures_of(messages, lifts, period)
         cars = [{"car": r.figures.car, "site": r.figures.site, "score": r.score, "band": r.band[0],
                  "band_zh": r.band[1], "entrapments": r.figures.entrapments,
                  "late_responses": r.figures.late_responses, "short_visits": r.figures.short_visits,
@@ -128,7 +130,8 @@ class Dashboard:
 
         period = Period(first, last, self.utc_offset_h)
         with self._lock:
-            district = district_figures(self.store, period, cars)
+            messages, lifts = period_messages(self.store, period, cars), self.store.lifts()
+        district = figures_of(messages, lifts, period, cars)
         if not district.cars:
             return None
         return render_fleet_html(district.cars, source_note="数据来源 Source: fleet store.",
