@@ -5,7 +5,8 @@ and PostgreSQL (a district: several ingest processes and the dashboard on one da
 written once with `?` placeholders; only the spelling of three column types and the placeholder
 differ (`_DIALECTS`). Both support `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE`, which makes a
 write idempotent: a re-delivered fact (MQTT QoS 1 is at least once) changes nothing, a fact issued
-again with a higher `revision` replaces the older one, in one statement, whoever writes concurrently.
+again with a higher `revision` replaces the older one, in one statement, whoever writes concurrently;
+never with a fact of another kind, site or car under the same id (forged: quarantined).
 
 Writes are batched: `store_batch` commits a whole batch of facts and quarantined messages in one
 transaction, and ingest acknowledges the batch to the broker only after that commit returned.
@@ -185,7 +186,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, site = excluded.site, car = excluded.car,
     board = excluded.board, fact_unix_s = excluded.fact_unix_s, revision = excluded.revision,
     registered = excluded.registered, received_unix_s = excluded.received_unix_s, body = excluded.body
-WHERE excluded.revision > fact.revision
+WHERE excluded.revision > fact.revision AND excluded.kind = fact.kind AND excluded.site = fact.site
+    AND (excluded.car = fact.car OR (excluded.car IS NULL AND fact.car IS NULL))
 """
 
 _LIFT_COLUMNS = ("car", "registration_code", "rescue_code", "address", "building", "maintenance_company",
@@ -279,17 +281,27 @@ class FleetStore:
         """
         now = time.time() if now is None else now
         registered = self.registered_cars() if registered_cars is None else registered_cars
+        quarantined = list(quarantined)
         with self._transaction() as cur:
-            known = self._revisions(cur, {f.id for f in facts})
+            known = self._owners(cur, {f.id for f in facts})
             new = replaced = duplicates = unregistered = 0
             rows = []
             alarms = []
             for f in facts:
-                old = known.get(f.id)
+                owner = known.get(f.id)
+                if owner is not None and owner[1:] != (f.kind, f.site, f.car):
+                    # An id is a hash of kind/site/car/key: the same id about another car is forged or
+                    # broken, and must not replace that car's fact, whatever its revision.
+                    quarantined.append(Quarantined(
+                        f"liftwatch/{f.site}/{f.car or '-'}/{f.kind}",
+                        f"id {f.id} belongs to a {owner[1]} fact of site {owner[2]!r}, car {owner[3]!r}",
+                        f.body.encode()))
+                    continue
+                old = None if owner is None else owner[0]
                 if old is not None and f.revision <= old:
                     duplicates += 1
                     continue
-                known[f.id] = f.revision
+                known[f.id] = (f.revision, f.kind, f.site, f.car)
                 is_registered = f.car is None or f.car in registered
                 unregistered += not is_registered
                 if old is None:
@@ -310,14 +322,15 @@ class FleetStore:
                 )
         return BatchOutcome(new, replaced, duplicates, len(quarantined), unregistered, queued)
 
-    def _revisions(self, cur: Any, ids: set[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
+    def _owners(self, cur: Any, ids: set[str]) -> dict[str, tuple[int, str, str, str | None]]:
+        """Stored ids among `ids`: id -> (revision, kind, site, car)."""
+        found: dict[str, tuple[int, str, str, str | None]] = {}
         id_list = sorted(ids)
         for i in range(0, len(id_list), _LOOKUP_CHUNK):
             chunk = id_list[i:i + _LOOKUP_CHUNK]
             marks = ", ".join([self._ph] * len(chunk))
-            cur.execute(f"SELECT id, revision FROM fact WHERE id IN ({marks})", chunk)
-            found.update((fid, int(rev)) for fid, rev in cur.fetchall())
+            cur.execute(f"SELECT id, revision, kind, site, car FROM fact WHERE id IN ({marks})", chunk)
+            found.update((fid, (int(rev), kind, site, car)) for fid, rev, kind, site, car in cur.fetchall())
         return found
 
     def _queue_alarms(self, cur: Any, events: Sequence[Fact], now: float) -> int:

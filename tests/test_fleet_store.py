@@ -41,6 +41,20 @@ def test_each_fact_is_stored_once_and_a_higher_revision_replaces_it(store):
     assert store.counts()["event"] == 1
 
 
+def test_a_fact_id_cannot_be_taken_over_by_another_site_or_car(store):
+    """The attack: a Pi allowed to publish for its own site re-uses another site's fact id with a
+    higher revision, its own site and car matching its topic, to overwrite that fact."""
+    genuine = event("car-1", "entrapment", "raised", T0, site="hz-gongshu-1")
+    store.store_batch([Fact.of(genuine)])
+    forged = [dict(genuine, site="hz-xihu-9", car="car-66", revision=5, detail={"note": "nothing happened"}),
+              dict(genuine, car="car-2", revision=5), dict(genuine, kind="door_cycle", revision=5)]
+    outcome = store.store_batch([Fact.of(m) for m in forged])
+    assert (outcome.stored, outcome.replaced, outcome.quarantined) == (0, 0, 3)
+    assert store.facts() == [genuine]
+    reasons = [reason for _, _, reason, _ in store.quarantine()]
+    assert all(f"id {genuine['id']} belongs to a event fact of site 'hz-gongshu-1', car 'car-1'" in r for r in reasons)
+
+
 def test_a_batch_with_the_same_id_twice_keeps_the_highest_revision(store):
     m = visit("car-1", T0, 45)
     outcome = store.store_batch([Fact.of(dict(m, revision=3)), Fact.of(dict(m, revision=1)), Fact.of(m)])
