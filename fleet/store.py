@@ -193,6 +193,8 @@ WHERE excluded.revision > fact.revision AND excluded.kind = fact.kind AND exclud
 _LIFT_COLUMNS = ("car", "registration_code", "rescue_code", "address", "building", "maintenance_company",
                  "insurer", "response_s", "repair_s", "visit_min_s", "enrolled_on")
 
+_SCHEMA_LOCK_KEY = 0x6C69667477617463  # "liftwatc": PostgreSQL advisory lock around CREATE TABLE IF NOT EXISTS
+
 # A batch's id lookup goes in chunks: SQLite allows 32766 host parameters per statement.
 _LOOKUP_CHUNK = 500
 
@@ -207,6 +209,8 @@ class FleetStore:
         self.where = where
         self._ph = "%s" if dialect == "postgres" else "?"
         with self._transaction() as cur:
+            if dialect == "postgres":  # processes starting together on a new database: one creates, others wait
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
             for statement in _SCHEMA.format(**_DIALECTS[dialect]).split(";"):
                 if statement.strip():
                     cur.execute(statement)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 
 import pytest
 from support.fleet import T0, event, visit
@@ -152,3 +153,20 @@ def test_a_dropped_postgresql_connection_fails_one_call_and_the_next_reconnects(
         store.store_batch([Fact.of(visit("car-1", T0 + 86400, 45))])
     outcome = store.store_batch([Fact.of(visit("car-1", T0 + 86400, 45))])
     assert outcome.stored == 1 and store.counts()["maintenance"] == 2
+
+
+def test_ingest_processes_starting_together_on_a_new_database_all_open_it(fleet_store_url):
+    errors: list[Exception] = []
+
+    def open_and_close() -> None:
+        try:
+            open_store(fleet_store_url).close()
+        except Exception as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_and_close) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
