@@ -5,8 +5,8 @@ Ingest queues each new `entrapment` / `alarm_button` raise in the same transacti
 (POLL_S), leases what is due (two escalators never push one alarm at once; a crashed one's lease
 runs out), POSTs one JSON document per alarm to the configured webhook (the 96333 centre or a city
 platform) and logs every attempt in the `delivery` table. A failed push is retried with a capped
-backoff, indefinitely: a trapped passenger's alarm is never given up on. `Idempotency-Key` (the fact
-id) lets the receiver ignore a push it already has (a retry after a lost HTTP response).
+backoff, indefinitely: a trapped passenger's alarm is never given up on. `Idempotency-Key` (the fact's
+site/id) lets the receiver ignore a push it already has (a retry after a lost HTTP response).
 
 An alarm first seen long after it was raised (a Pi's backlog after days offline) is logged `stale`
 and not pushed: the rescue centre must not send a crew to an entrapment that ended last week.
@@ -93,11 +93,12 @@ class Escalator:
         raised = parse_ts(message.get("event_ts"))
         started = time.time()
         if attempt == 1 and raised is not None and started - raised > cfg.max_age_s:
-            self.store.record_delivery(fact_id, attempt, started, "stale",
+            self.store.record_delivery(message["site"], fact_id, attempt, started, "stale",
                                        f"raised {started - raised:.0f} s ago (> {cfg.max_age_s:.0f} s): not pushed", None)
             return False
         body = json.dumps(alarm_document(message, lift), ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": fact_id}
+        # Keyed like the store (site and id): another site's message under this id must not look like a repeat.
+        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": f"{message['site']}/{fact_id}"}
         if cfg.token:
             headers["Authorization"] = f"Bearer {cfg.token}"
         request = urllib.request.Request(cfg.url, data=body, headers=headers, method="POST")
@@ -115,11 +116,11 @@ class Escalator:
         detail += f" in {1000 * (done - started):.0f} ms"
         if ok:
             self.delivered += 1
-            self.store.record_delivery(fact_id, attempt, done, "delivered", detail, None)
+            self.store.record_delivery(message["site"], fact_id, attempt, done, "delivered", detail, None)
             return True
         self.failed_attempts += 1
         retry_s = min(cfg.retry_min_s * 2 ** (attempt - 1), cfg.retry_max_s)
         _LOG.warning("fleet escalation: %s of car %s, attempt %d: %s; retry in %.1f s",
                      message.get("type"), message.get("car"), attempt, detail, retry_s)
-        self.store.record_delivery(fact_id, attempt, done, "failed", detail, done + retry_s)
+        self.store.record_delivery(message["site"], fact_id, attempt, done, "failed", detail, done + retry_s)
         return False

@@ -3,10 +3,12 @@
 One schema and one set of queries on two engines: SQLite (the default: one file, nothing to install)
 and PostgreSQL (a district: several ingest processes and the dashboard on one database). The SQL is
 written once with `?` placeholders; only the spelling of three column types and the placeholder
-differ (`_DIALECTS`). Both support `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE`, which makes a
+differ (`_DIALECTS`). Both support `INSERT ... ON CONFLICT (site, id) DO UPDATE ... WHERE`, which makes a
 write idempotent: a re-delivered fact (MQTT QoS 1 is at least once) changes nothing, a fact issued
 again with a higher `revision` replaces the older one, in one statement, whoever writes concurrently;
-never with a fact of another kind, site or car under the same id (forged: quarantined).
+never with a fact of another kind or car under the same id (forged: quarantined). Facts are keyed by
+site and id: ids are reproducible (UUID v5 of kind/site/car/key), so a Pi of one site that publishes
+another site's future id first only files a fact under its own site, and cannot block the genuine one.
 
 Writes are batched: `store_batch` commits a whole batch of facts and quarantined messages in one
 transaction, and ingest acknowledges the batch to the broker only after that commit returned.
@@ -124,16 +126,17 @@ _DIALECTS = {
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS fact (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
     site TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
     car TEXT,
     board TEXT,
     fact_unix_s {real},
     revision BIGINT NOT NULL,
     registered SMALLINT NOT NULL,
     received_unix_s {real} NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    PRIMARY KEY (site, id)
 );
 CREATE INDEX IF NOT EXISTS fact_car_time ON fact (car, fact_unix_s);
 CREATE INDEX IF NOT EXISTS fact_kind_time ON fact (kind, fact_unix_s);
@@ -158,7 +161,8 @@ CREATE TABLE IF NOT EXISTS lift (
     enrolled_on TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS escalation (
-    fact_id TEXT PRIMARY KEY,
+    site TEXT NOT NULL,
+    fact_id TEXT NOT NULL,
     car TEXT,
     type TEXT NOT NULL,
     event_unix_s {real},
@@ -167,11 +171,13 @@ CREATE TABLE IF NOT EXISTS escalation (
     attempts INTEGER NOT NULL,
     next_unix_s {real} NOT NULL,
     lease_until_unix_s {real} NOT NULL,
-    delivered_unix_s {real}
+    delivered_unix_s {real},
+    PRIMARY KEY (site, fact_id)
 );
 CREATE INDEX IF NOT EXISTS escalation_due ON escalation (state, next_unix_s);
 CREATE TABLE IF NOT EXISTS delivery (
     seq {serial},
+    site TEXT NOT NULL,
     fact_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,
     unix_s {real} NOT NULL,
@@ -183,10 +189,10 @@ CREATE TABLE IF NOT EXISTS delivery (
 _UPSERT = """
 INSERT INTO fact (id, kind, site, car, board, fact_unix_s, revision, registered, received_unix_s, body)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, site = excluded.site, car = excluded.car,
+ON CONFLICT (site, id) DO UPDATE SET kind = excluded.kind, car = excluded.car,
     board = excluded.board, fact_unix_s = excluded.fact_unix_s, revision = excluded.revision,
     registered = excluded.registered, received_unix_s = excluded.received_unix_s, body = excluded.body
-WHERE excluded.revision > fact.revision AND excluded.kind = fact.kind AND excluded.site = fact.site
+WHERE excluded.revision > fact.revision AND excluded.kind = fact.kind
     AND (excluded.car = fact.car OR (excluded.car IS NULL AND fact.car IS NULL))
 """
 
@@ -292,20 +298,20 @@ class FleetStore:
             rows = []
             alarms = []
             for f in facts:
-                owner = known.get(f.id)
-                if owner is not None and owner[1:] != (f.kind, f.site, f.car):
-                    # An id is a hash of kind/site/car/key: the same id about another car is forged or
-                    # broken, and must not replace that car's fact, whatever its revision.
+                owner = known.get((f.site, f.id))
+                if owner is not None and owner[1:] != (f.kind, f.car):
+                    # An id is a hash of kind/site/car/key: the same id about another car of the site is
+                    # forged or broken, and must not replace that car's fact, whatever its revision.
                     quarantined.append(Quarantined(
                         f"liftwatch/{f.site}/{f.car or '-'}/{f.kind}",
-                        f"id {f.id} belongs to a {owner[1]} fact of site {owner[2]!r}, car {owner[3]!r}",
+                        f"id {f.id} belongs to a {owner[1]} fact of car {owner[2]!r} of this site",
                         f.body.encode()))
                     continue
                 old = None if owner is None else owner[0]
                 if old is not None and f.revision <= old:
                     duplicates += 1
                     continue
-                known[f.id] = (f.revision, f.kind, f.site, f.car)
+                known[(f.site, f.id)] = (f.revision, f.kind, f.car)
                 is_registered = f.car is None or f.car in registered
                 unregistered += not is_registered
                 if old is None:
@@ -326,15 +332,15 @@ class FleetStore:
                 )
         return BatchOutcome(new, replaced, duplicates, len(quarantined), unregistered, queued)
 
-    def _owners(self, cur: Any, ids: set[str]) -> dict[str, tuple[int, str, str, str | None]]:
-        """Stored ids among `ids`: id -> (revision, kind, site, car)."""
-        found: dict[str, tuple[int, str, str, str | None]] = {}
+    def _owners(self, cur: Any, ids: set[str]) -> dict[tuple[str, str], tuple[int, str, str | None]]:
+        """Stored facts with one of `ids`: (site, id) -> (revision, kind, car)."""
+        found: dict[tuple[str, str], tuple[int, str, str | None]] = {}
         id_list = sorted(ids)
         for i in range(0, len(id_list), _LOOKUP_CHUNK):
             chunk = id_list[i:i + _LOOKUP_CHUNK]
             marks = ", ".join([self._ph] * len(chunk))
-            cur.execute(f"SELECT id, revision, kind, site, car FROM fact WHERE id IN ({marks})", chunk)
-            found.update((fid, (int(rev), kind, site, car)) for fid, rev, kind, site, car in cur.fetchall())
+            cur.execute(f"SELECT site, id, revision, kind, car FROM fact WHERE id IN ({marks})", chunk)
+            found.update(((site, fid), (int(rev), kind, car)) for site, fid, rev, kind, car in cur.fetchall())
         return found
 
     def _queue_alarms(self, cur: Any, events: Sequence[Fact], now: float) -> int:
@@ -342,13 +348,13 @@ class FleetStore:
         for f in events:
             message = json.loads(f.body)
             if message.get("type") in ESCALATED_TYPES and message.get("state") == "raised":
-                rows.append((f.id, f.car, message["type"], f.fact_unix_s, now, now))
+                rows.append((f.site, f.id, f.car, message["type"], f.fact_unix_s, now, now))
         if rows:
             cur.executemany(
                 self._sql(
-                    "INSERT INTO escalation (fact_id, car, type, event_unix_s, enqueued_unix_s, state, attempts,"
-                    " next_unix_s, lease_until_unix_s) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, 0)"
-                    " ON CONFLICT (fact_id) DO NOTHING"
+                    "INSERT INTO escalation (site, fact_id, car, type, event_unix_s, enqueued_unix_s, state, attempts,"
+                    " next_unix_s, lease_until_unix_s) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, 0)"
+                    " ON CONFLICT (site, fact_id) DO NOTHING"
                 ),
                 rows,
             )
@@ -440,36 +446,38 @@ class FleetStore:
         """
         with self._transaction() as cur:
             cur.execute(
-                self._sql("SELECT e.fact_id, e.attempts, f.body FROM escalation e JOIN fact f ON f.id = e.fact_id"
+                self._sql("SELECT e.site, e.fact_id, e.attempts, f.body FROM escalation e"
+                          " JOIN fact f ON f.site = e.site AND f.id = e.fact_id"
                           " WHERE e.state = 'pending' AND e.next_unix_s <= ? AND e.lease_until_unix_s <= ?"
                           " ORDER BY e.next_unix_s LIMIT ?"),
                 (now, now, limit),
             )
             rows = cur.fetchall()
             if rows:
-                cur.executemany(self._sql("UPDATE escalation SET lease_until_unix_s = ? WHERE fact_id = ?"),
-                                [(now + lease_s, fid) for fid, _, _ in rows])
-        return [(fid, int(attempts), json.loads(body)) for fid, attempts, body in rows]
+                cur.executemany(self._sql("UPDATE escalation SET lease_until_unix_s = ? WHERE site = ? AND fact_id = ?"),
+                                [(now + lease_s, site, fid) for site, fid, _, _ in rows])
+        return [(fid, int(attempts), json.loads(body)) for _, fid, attempts, body in rows]
 
-    def record_delivery(self, fact_id: str, attempt: int, now: float, outcome: str, detail: str,
+    def record_delivery(self, site: str, fact_id: str, attempt: int, now: float, outcome: str, detail: str,
                         next_unix_s: float | None) -> None:
         """Log one push attempt; `next_unix_s` None settles the alarm (`outcome` is its final state)."""
         with self._transaction() as cur:
             cur.execute(
-                self._sql("INSERT INTO delivery (fact_id, attempt, unix_s, outcome, detail) VALUES (?, ?, ?, ?, ?)"),
-                (fact_id, attempt, now, outcome, detail),
+                self._sql("INSERT INTO delivery (site, fact_id, attempt, unix_s, outcome, detail)"
+                          " VALUES (?, ?, ?, ?, ?, ?)"),
+                (site, fact_id, attempt, now, outcome, detail),
             )
             if next_unix_s is None:
                 cur.execute(
                     self._sql("UPDATE escalation SET state = ?, attempts = ?, delivered_unix_s = ?,"
-                              " lease_until_unix_s = 0 WHERE fact_id = ?"),
-                    (outcome, attempt, now if outcome == "delivered" else None, fact_id),
+                              " lease_until_unix_s = 0 WHERE site = ? AND fact_id = ?"),
+                    (outcome, attempt, now if outcome == "delivered" else None, site, fact_id),
                 )
             else:
                 cur.execute(
                     self._sql("UPDATE escalation SET attempts = ?, next_unix_s = ?, lease_until_unix_s = 0"
-                              " WHERE fact_id = ?"),
-                    (attempt, next_unix_s, fact_id),
+                              " WHERE site = ? AND fact_id = ?"),
+                    (attempt, next_unix_s, site, fact_id),
                 )
 
     def deliveries(self, fact_id: str | None = None) -> list[tuple[str, int, float, str, str]]:
@@ -480,7 +488,8 @@ class FleetStore:
         return [(f, int(a), float(t), o, d) for f, a, t, o, d in rows]
 
     def alarm_states(self) -> dict[str, str]:
-        """Fact id -> escalation state (`pending`, `delivered`, `stale`)."""
+        """Fact id -> escalation state (`pending`, `delivered`, `stale`), for status and tests (the same
+        id under two sites shows once)."""
         return {fid: state for fid, state in self._query("SELECT fact_id, state FROM escalation")}
 
 

@@ -88,7 +88,7 @@ def test_an_entrapment_reaches_the_webhook_within_seconds_through_failures(mosqu
     assert first_push - published < 3.0, "the first push left more than 3 s after the alarm was published"
     assert len(webhook.requests) == 3
     for _, headers, body in webhook.requests:
-        assert headers["Idempotency-Key"] == trapped["id"] and headers["Authorization"] == "Bearer s3cret"
+        assert headers["Idempotency-Key"] == f"hz-gongshu-1/{trapped['id']}" and headers["Authorization"] == "Bearer s3cret"
         assert body["alarm"] == "entrapment" and body["fact"]["id"] == trapped["id"]
         assert body["lift"]["rescue_code"] == "10001" and body["lift"]["address"] == "1 Wenhui Rd"
     log = store.deliveries(trapped["id"])

@@ -42,18 +42,24 @@ def test_each_fact_is_stored_once_and_a_higher_revision_replaces_it(store):
     assert store.counts()["event"] == 1
 
 
-def test_a_fact_id_cannot_be_taken_over_by_another_site_or_car(store):
-    """The attack: a Pi allowed to publish for its own site re-uses another site's fact id with a
-    higher revision, its own site and car matching its topic, to overwrite that fact."""
+def test_a_fact_id_cannot_be_taken_over_by_another_car_or_claimed_by_another_site(store):
+    """The attacks: a Pi re-uses a fact id of another car of its site with a higher revision, to
+    overwrite that fact; a Pi of another site publishes the id first (ids are reproducible), to block
+    the genuine fact or replace it."""
     genuine = event("car-1", "entrapment", "raised", T0, site="hz-gongshu-1")
-    store.store_batch([Fact.of(genuine)])
-    forged = [dict(genuine, site="hz-xihu-9", car="car-66", revision=5, detail={"note": "nothing happened"}),
-              dict(genuine, car="car-2", revision=5), dict(genuine, kind="door_cycle", revision=5)]
+    preclaim = dict(genuine, site="hz-xihu-9", car="car-66", revision=5, detail={"note": "nothing happened"})
+    store.store_batch([Fact.of(preclaim)])
+    outcome = store.store_batch([Fact.of(genuine)])
+    assert (outcome.stored, outcome.quarantined) == (1, 0)  # not blocked: filed under its own site
+    forged = [dict(genuine, car="car-2", revision=5), dict(genuine, kind="door_cycle", revision=5),
+              dict(preclaim, revision=9)]  # the last only replaces the forger's own
     outcome = store.store_batch([Fact.of(m) for m in forged])
-    assert (outcome.stored, outcome.replaced, outcome.quarantined) == (0, 0, 3)
-    assert store.facts() == [genuine]
+    assert (outcome.stored, outcome.replaced, outcome.quarantined) == (0, 1, 2)
+    assert store.facts(["car-1"]) == [genuine]
     reasons = [reason for _, _, reason, _ in store.quarantine()]
-    assert all(f"id {genuine['id']} belongs to a event fact of site 'hz-gongshu-1', car 'car-1'" in r for r in reasons)
+    assert all(f"id {genuine['id']} belongs to a event fact of car 'car-1' of this site" in r for r in reasons)
+    claimed = store.claim_alarms(T0 + 1e10, 30)  # each site's entrapment is pushed, as its own
+    assert sorted(m["site"] for _, _, m in claimed) == ["hz-gongshu-1", "hz-xihu-9"]
 
 
 def test_a_batch_with_the_same_id_twice_keeps_the_highest_revision(store):
