@@ -107,9 +107,10 @@ class Pi:
             for p, info in infos:
                 try:
                     info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-                except (RuntimeError, ValueError):
-                    pass
-                if not info.is_published():
+                    published = info.is_published()
+                except (RuntimeError, ValueError):  # published while the broker was away
+                    published = False
+                if not published:
                     pending.append(p)  # published again: the store counts the copy as a duplicate
             if pending:
                 time.sleep(0.5)
