@@ -38,7 +38,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from liftwatch.broker import Mosquitto
+from liftwatch.broker import Mosquitto, Subscriber
 from liftwatch.edge_daemon.envelope import encode_message, message_id, utc_iso
 from liftwatch.edge_daemon.report.figures import Period
 from liftwatch.edge_daemon.upstream_codec import PayloadEncoding, encode_payload
@@ -216,6 +216,9 @@ def run_store(args: argparse.Namespace, store_url: str, workdir: Path, tmpfs: Pa
         batches, ids_fault, resent_fault = pi_batches(args, 2, rng)
         faults: dict[str, int] = {}
         ingest.counters.clear()
+        # An independent witness: a plain (not shared) persistent subscription of its own. A fact it
+        # saw but the store lacks was lost by the fleet service; one it never saw, by the broker.
+        witness = Subscriber(broker, client_id="bench-witness").start()
         ingest.start()
         publisher = threading.Thread(target=publish_all, args=(pis, batches))
         publisher.start()
@@ -236,9 +239,14 @@ def run_store(args: argparse.Namespace, store_url: str, workdir: Path, tmpfs: Pa
         faults["broker_restart"] = 1
         publisher.join()
         want = len(ids_rate) + len(ids_fault)
-        wait_stored(store, kinds, want, 300)
+        try:
+            wait_stored(store, kinds, want, 120)
+        except RuntimeError as err:  # report the loss rather than end the run
+            print(f"fleet benchmark: {err}", file=sys.stderr)
         time.sleep(1.0)  # anything still in flight lands (it would show as a duplicate row if it could)
         ingest.stop()
+        witnessed = set(witness.by_id())
+        witness.stop()
         stored_ids = {m["id"] for m in store.facts(kinds=kinds)}
         rows = sum(store.counts().get(k, 0) for k in kinds)
         published = ids_rate | ids_fault
@@ -252,6 +260,8 @@ def run_store(args: argparse.Namespace, store_url: str, workdir: Path, tmpfs: Pa
             "faults_injected": sum(faults.values()),
             "faults": faults,
             "lost": len(published - stored_ids),
+            "lost_seen_by_witness": len((published & witnessed) - stored_ids),  # the fleet service's losses
+            "witness_missed": len(ids_fault - witnessed),  # the broker's (the witness joined for phase 2)
             "stored_duplicates": rows - len(stored_ids),
             "unexpected": len(stored_ids - published),
             "ingest_counters_fault_phase": ingest.counters,  # the SIGKILLed run's are not in it

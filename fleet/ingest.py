@@ -166,6 +166,10 @@ class Ingest:
         self.subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        with self._wake:
+            # Before paho reconnects: from here no PUBACK of this connection's messages may be queued,
+            # or it would go out on the next connection, where its packet id names another message.
+            self._generation += 1
         self.subscribed.clear()
         if not self._stop.is_set():
             _LOG.warning("fleet ingest: disconnected (%s); reconnecting", reason_code)
@@ -272,14 +276,13 @@ class Ingest:
                 delay = min(delay * 2, STORE_RETRY_MAX_S)
         self.counters.totals += outcome
         self.counters.batches += 1
-        with self._wake:
-            generation = self._generation
-        for r in batch:
-            # A message from an earlier connection was (or will be) sent again with DUP on this one:
-            # its old packet id may already name a different message, so only that copy is acked.
-            if r.generation == generation and r.qos > 0:
-                self._client.ack(r.mid, r.qos)
-                self.counters.acked += 1
+        with self._wake:  # held while queueing: a disconnect cannot slip between the check and the PUBACK
+            for r in batch:
+                # A message from an earlier connection was (or will be) sent again with DUP on this one:
+                # its old packet id may already name a different message, so only that copy is acked.
+                if r.generation == self._generation and r.qos > 0:
+                    self._client.ack(r.mid, r.qos)
+                    self.counters.acked += 1
 
     def sort(self, batch: list[_Received]) -> tuple[list[Fact], list[Quarantined]]:
         """Decode and validate: valid facts, and the rest with the reason each was refused."""
