@@ -123,9 +123,9 @@ class Pi:
 class IngestProcess:
     """`liftwatch fleet ingest` as a district runs it; stderr drained in a thread."""
 
-    def __init__(self, store_url: str, broker: Mosquitto, client_id: str) -> None:
+    def __init__(self, store_url: str, broker: Mosquitto, client_id: str, group: str) -> None:
         self.cmd = [sys.executable, "-m", "liftwatch", "fleet", "ingest", "--store", store_url, "--broker",
-                    f"{broker.host}:{broker.port}", "--client-id", client_id]
+                    f"{broker.host}:{broker.port}", "--client-id", client_id, "--group", group]
         self.proc: subprocess.Popen[str] | None = None
         self.counters: dict[str, int] = {}  # summed over the runs that ended cleanly (a SIGKILL prints none)
 
@@ -198,7 +198,7 @@ def run_store(args: argparse.Namespace, store_url: str, workdir: Path, tmpfs: Pa
     store = open_store(store_url)
     kinds = {"trip", "event", "maintenance"}
     try:
-        ingest = IngestProcess(store_url, broker, "bench-ingest")
+        ingest = IngestProcess(store_url, broker, "bench-ingest", args.group)
         ingest.start()  # the session and its subscription exist from now on
         ingest.stop()
         pis = [Pi(broker, f"pi-{p:03d}") for p in range(args.pis)]
@@ -321,6 +321,7 @@ def main() -> int:
     parser.add_argument("--report-cars", type=int, default=5, help="cars with a year of facts for the report timing")
     parser.add_argument("--seed", type=int, default=1, help="random seed")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--group", default="", help="ingest's shared subscription group (default none: docs/fleet.md)")
     args = parser.parse_args()
     results: dict[str, Any] = {"pis": args.pis, "cars": args.pis * args.cars_per_pi}
     with tempfile.TemporaryDirectory(prefix="liftwatch-fleet-bench-") as tmp:

@@ -43,8 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _broker_args(ing)
     ing.add_argument("--client-id", default="liftwatch-fleet-1",
                      help="stable MQTT client id; one per ingest process (its session keeps unacked messages)")
-    ing.add_argument("--group", default="liftwatch-fleet",
-                     help="shared subscription group; processes of one group split the messages ('' = none)")
+    ing.add_argument("--group", default="",
+                     help="shared subscription group: processes of one group split the messages; only with a broker "
+                          "that keeps shared subscriptions across its restarts, e.g. EMQX (default: none, a plain "
+                          "subscription: Mosquitto 2.0 loses a group's messages around its restart, docs/fleet.md)")
     ing.add_argument("--retire", action="store_true",
                      help="drain this client id's session, then end it and exit: for a process leaving the group for "
                           "good (Mosquitto keeps routing the group's messages to an offline member's session)")

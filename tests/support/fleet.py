@@ -82,4 +82,5 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
 
 
 def ingest_config(broker: Any, client_id: str = "fleet-test-1", **kw: Any) -> IngestConfig:
-    return IngestConfig(host=broker.host, port=broker.port, client_id=client_id, **kw)
+    """The tests' ingest: a shared subscription (group `liftwatch-fleet`) unless `group` is given."""
+    return IngestConfig(host=broker.host, port=broker.port, client_id=client_id, **{"group": "liftwatch-fleet", **kw})
