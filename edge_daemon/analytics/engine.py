@@ -45,7 +45,7 @@ from .doors import DoorCycle, DoorTracker
 from .faults import FaultBook, FaultEvent, FaultType
 from .leveling import estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
-from .ride_quality import RideQuality, TripKinematics, analyse_trip, car_frame, still_m, vertical_kinematics
+from .ride_quality import RideQuality, TripKinematics, analyse_trip, car_frame, lowpass, speed_profile, still_m
 from .trip_rules import TripRules
 from .trips import FloorTracker, Trip, edges_of, zone_passes
 
@@ -77,9 +77,9 @@ _DECELERATING = int(Motion.DECELERATING)
 _GAP_NEAR_S = 1.0  # a seq gap this close before a motion start counts as inside the trip
 _UNCALIBRATED = int(Motion.UNCALIBRATED)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
-# Travel is measured from this long before the board's motion start (it recognises motion
-# motion_on_ms, 150 ms, after the car began) to vib_post_s after its stop.
-_TRAVEL_PRE_S = 0.5
+# Travel is measured from a quiet moment at least this long before the board's motion start (it
+# recognises motion motion_on_ms, 150 ms, after the car began; a creep starts gently).
+_TRAVEL_PRE_S = 0.3
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
 
 # board EVENT kind -> the fault it reports (None: counted only)
@@ -512,10 +512,12 @@ class CarAnalytics:
         return samples[i0:i1], first, first.ts_first + i0 / first.rate_hz
 
     def _travelled(self, trip: _TripInProgress) -> bool | None:
-        """Did a movement take the car anywhere, by its VIB? The speed is integrated from
-        `_TRAVEL_PRE_S` before the start to `vib_post_s` after the stop, pinned to zero at both ends,
-        and the travel compared with what the noise integrates to (`still_m`). None: the VIB does not
-        cover it, or has no gravity in it."""
+        """Did a movement take the car anywhere, by its VIB? The speed is integrated from the
+        quietest 50 ms (least mean |vertical acceleration|) between `_VIB_PRE_S` and `_TRAVEL_PRE_S`
+        before the board's start (the board recognises motion 150 ms late, and the jump before this
+        one may still be under way at a fixed point) to the board's stop (after 300 ms of quiet),
+        pinned to zero at both ends, and compared with what the noise integrates to (`still_m`).
+        None: the VIB does not cover it, or has no gravity in it."""
         got = self._trip_samples(trip)
         if got is None:
             return None
@@ -524,18 +526,22 @@ class CarAnalytics:
         if rate_hz <= 0 or first.lsb_per_g <= 0:
             return None
         assert trip.end_ts is not None
-        lo, hi = trip.start_ts - _TRAVEL_PRE_S, trip.end_ts + self.config.vib_post_s
-        i0 = max(0, round((lo - t0) * rate_hz))
-        samples = samples[i0 : round((hi - t0) * rate_hz)]
-        if len(samples) < 2:
+        samples = samples[: max(0, round((trip.end_ts - t0) * rate_hz))]
+        span = max(1, round(0.05 * rate_hz))
+        # the quiet start is before this (or, VIB that starts later, its first 50 ms)
+        latest = max(span, round((trip.start_ts - _TRAVEL_PRE_S - t0) * rate_hz))
+        if len(samples) - latest < 2:
             return None
         try:
             car = car_frame(samples, first.lsb_per_g, first.gravity or self._gravity)
         except ValueError:
             return None
-        kin = vertical_kinematics(car, rate_hz, t0 + i0 / rate_hz, self.config, self._noise_mg)
-        travel_m = abs(float(np.trapezoid(kin.speed_mps, dx=1.0 / rate_hz)))
-        return travel_m >= still_m(self._noise_mg, rate_hz, len(samples) / rate_hz)
+        a_z = lowpass(car[:, 2], rate_hz, self.config.accel_lowpass_hz)
+        activity = np.convolve(np.abs(a_z[:latest]), np.ones(span) / span, mode="valid")
+        i0 = int(np.argmin(activity)) + span // 2
+        speed = speed_profile(a_z[i0:], rate_hz)
+        travel_m = abs(float(np.trapezoid(speed, dx=1.0 / rate_hz)))
+        return travel_m >= still_m(self._noise_mg, rate_hz, len(speed) / rate_hz)
 
     def _relevelled(self, trip: _TripInProgress) -> bool:
         """Did a movement that stayed in its landing's door zone re-level the car? Yes if a zone

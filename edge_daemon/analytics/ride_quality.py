@@ -42,7 +42,6 @@ __all__ = [
     "max_and_a95",
     "peak_to_peak",
     "speed_profile",
-    "vertical_kinematics",
 ]
 
 G_MPS2 = 9.80665
@@ -110,8 +109,8 @@ def still_mps(noise_mg: float, rate_hz: float, duration_s: float) -> float:
 
 
 # A movement shorter than a trip that travels less than this, rest to rest, never left its level: a
-# passenger's jump bounces the car on its ropes and brings it back; a re-levelling moves it 10 mm or more
-# (GB 7588 has the car re-level once it is more than 20 mm off).
+# passenger's jump bounces the car on its ropes and brings it back; a re-levelling the board sees
+# moves the car 60 mm or more (its accel_on_mg must hold for motion_on_ms).
 STILL_M = 0.005
 
 
@@ -340,10 +339,11 @@ def analyse_trip(
     3.3.5 sets its limits: z "in the constant-speed region", x and y "while the car runs".
     """
     car = car_frame(samples, lsb_per_g, gravity)
-    kin = vertical_kinematics(car, rate_hz, t0, config, noise_mg)
-    a_z, v, still = kin.accel_mps2, kin.speed_mps, kin.still_mps
+    a_z = lowpass(car[:, 2], rate_hz, config.accel_lowpass_hz)
+    v = speed_profile(a_z, rate_hz)
     j = jerk(a_z, rate_hz, config.jerk_window_s)
     a_slow = lowpass(a_z, rate_hz, 1.0)
+    still = still_mps(noise_mg, rate_hz, len(a_z) / rate_hz)
     region = constant_speed_region(v, a_slow, config.constant_speed_fraction, config.constant_speed_accel_fraction,
                                    still)
     figures: dict[str, float | None] = {}
@@ -375,17 +375,7 @@ def analyse_trip(
         accel_max_mps2=float(np.max(np.abs(a_z))) if len(a_z) else None,
         jerk_max_mps3=float(np.max(np.abs(finite_j))) if len(finite_j) else None,
     )
-    return rq, kin
-
-
-def vertical_kinematics(car: np.ndarray, rate_hz: float, t0: float, config: AnalyticsConfig,
-                        noise_mg: float = 0.0) -> TripKinematics:
-    """Vertical speed of a rest-to-rest window of car-frame samples (`car_frame`): all a movement
-    too short to be a trip needs (did the car travel, or did a passenger jump?)."""
-    a_z = lowpass(car[:, 2], rate_hz, config.accel_lowpass_hz)
-    still = still_mps(noise_mg, rate_hz, len(a_z) / rate_hz)
-    return TripKinematics(t0=t0, rate_hz=float(rate_hz), speed_mps=speed_profile(a_z, rate_hz), accel_mps2=a_z,
-                          still_mps=still)
+    return rq, TripKinematics(t0=t0, rate_hz=float(rate_hz), speed_mps=v, accel_mps2=a_z, still_mps=still)
 
 
 def _round(v: float | None, nd: int) -> float | None:
