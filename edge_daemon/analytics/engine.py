@@ -517,7 +517,7 @@ class CarAnalytics:
         before the board's start (it recognises motion 150 ms late; a jump just before this one may
         still be under way half a second before it) to the board's stop (after 300 ms of quiet),
         pinned to zero at both ends, and compared with what the noise integrates to (`still_m`).
-        None: the VIB does not cover it from before it began, or has no gravity in it."""
+        None: the VIB does not cover it, or has no gravity in it."""
         got = self._trip_samples(trip)
         if got is None:
             return None
@@ -528,9 +528,11 @@ class CarAnalytics:
         assert trip.end_ts is not None
         samples = samples[: max(0, round((trip.end_ts - t0) * rate_hz))]
         span = max(1, round(0.05 * rate_hz))
-        latest = round((trip.start_ts - _TRAVEL_PRE_S - t0) * rate_hz)  # the quiet start is before this
-        if latest < span or len(samples) - latest < 2:
-            return None  # the VIB starts after the movement began (a stream restarted after a gap)
+        # the quiet start is before this; VIB restarted later than that (after a gap in the stream):
+        # from its first 50 ms, judged on what there is
+        latest = max(span, round((trip.start_ts - _TRAVEL_PRE_S - t0) * rate_hz))
+        if len(samples) - latest < 2:
+            return None
         try:
             car = car_frame(samples, first.lsb_per_g, first.gravity or self._gravity)
         except ValueError:
