@@ -110,7 +110,7 @@ def still_mps(noise_mg: float, rate_hz: float, duration_s: float) -> float:
 
 # A movement shorter than a trip that travels less than this, rest to rest, never left its level: a
 # passenger's jump bounces the car on its ropes and brings it back (to within 5 mm as measured here);
-# a re-levelling the board sees moves the car 60 mm or more (accel_on_mg must hold for motion_on_ms).
+# a re-levelling the board sees moves the car more than 50 mm (accel_on_mg must hold for motion_on_ms).
 STILL_M = 0.010
 
 
