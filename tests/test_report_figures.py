@@ -75,8 +75,9 @@ def test_known_week_figures() -> None:
     assert (f.door_cycles, f.door_reopenings) == (350, 35)
     assert f.verdict.severity is Severity.BREACH
     en = [x.en for x in f.verdict.findings]
-    assert en[:3] == [
-        "2 fault response(s) later than 30 min",
+    assert en[:4] == [
+        "1 fault(s) with no response recorded",
+        "1 fault response(s) later than 30 min",
         "33% repaired within half a working day (target ≥60%)",
         "1 maintenance visit(s) shorter than 40 min",
     ]
@@ -100,9 +101,26 @@ def test_short_fault_is_listed_not_judged_but_long_one_is() -> None:
     log = CarLog()
     log.fault("leveling_fault", local_ts("2026-11-03", "09:00"), local_ts("2026-11-03", "09:29"))
     log.fault("leveling_fault", local_ts("2026-11-04", "09:00"), local_ts("2026-11-04", "09:45"))
+    log.fault("moving_with_door_open", local_ts("2026-11-05", "09:00"), local_ts("2026-11-05", "09:45"), code=2)
     f = car_figures("car-1", log.messages, WEEK)
-    assert [c.judged for c in f.faults] == [False, True]
-    assert f.faults[1].response_late  # nobody came
+    assert [c.judged for c in f.faults] == [False, True, True]
+    # nobody came to either: a leveling fault may clear by itself (load), a door open while moving may not
+    assert f.faults[1].self_cleared and not f.faults[1].response_late and not f.faults[1].no_response
+    assert f.faults[2].no_response and f.faults[2].response_late and not f.faults[2].self_cleared
+    assert (f.late_responses, f.unanswered) == (1, 1)
+
+
+def test_a_fault_still_open_within_the_target_is_not_judged_on_its_response_yet() -> None:
+    log = CarLog()
+    raised = local_ts("2026-11-03", "10:00")
+    log.fault("entrapment", raised, None, code=1)
+    log.trip(raised + 10 * 60)  # the data end 10 minutes after the raise
+    f = car_figures("car-1", log.messages, WEEK)
+    (ent,) = f.faults
+    assert ent.judged and ent.open and not ent.no_response and not ent.response_late
+    log.trip(raised + 31 * 60)  # now past the target, still nobody: no response recorded
+    (ent,) = car_figures("car-1", log.messages, WEEK).faults
+    assert ent.no_response and ent.response_late
 
 
 def _week_of_unjudged_faults(*faults: tuple) -> CarFigures:

@@ -50,7 +50,7 @@ def test_summary_page_carries_the_figures(car_html: str) -> None:
     text = _text(summary)
     assert "未达合同要求 / Contract targets missed" in text
     assert "96.78 %" in text  # availability
-    assert "2 / 3 超时 late (1 无人到场 no visit); max 50 min" in text
+    assert "2 / 3 超时 late (1 无响应记录 no response recorded); max 50 min" in text
     assert "33 % (1/3)" in text
     assert "0 超过 over; max 64.0 h" in text  # the leveling fault, open since 11-06 08:00
     assert "1 / 3 不足 short" in text

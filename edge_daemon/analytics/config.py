@@ -77,6 +77,10 @@ class AnalyticsConfig:
     stopped_outside_zone_s: float = 5.0  # a car in service never rests between floors this long
     alarm_button_hold_s: float = 2.0  # shorter presses are knocks and children
 
+    # --- response and release ---------------------------------------------------------------
+    rescue_speed_max_mps: float = 0.63  # GB 7588-2003 14.2.1.4: emergency electrical operation <= 0.63 m/s
+    release_empty_s: float = 60.0  # after a trapped car's door opens, how long to wait for it to empty
+
     # --- position and sensors -------------------------------------------------------------
     uncalibrated_grace_s: float = 60.0  # a new board calibrates itself within seconds of rest; longer = fault
     zone_stuck_trips: int = 3  # consecutive trips >= zone_stuck_min_s with no door-zone pulse
@@ -96,9 +100,12 @@ class AnalyticsConfig:
             "jerk_window_s",
             "overspeed_ratio",
             "level_tolerance_mm",
+            "rescue_speed_max_mps",
         ):
             if not getattr(self, name) > 0:
                 raise AnalyticsConfigError(name, "must be > 0")
+        if self.release_empty_s < 0:
+            raise AnalyticsConfigError("release_empty_s", "must be >= 0")
         if self.zone_sensor_spacing_mm < 0 or self.zone_sensor_spacing_mm >= self.vane_length_mm:
             raise AnalyticsConfigError("zone_sensor_spacing_mm", "must be >= 0 and below vane_length_mm")
         if self.floor_count is not None and self.floor_count < 2:

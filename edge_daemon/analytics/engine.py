@@ -42,7 +42,7 @@ from .common import iso_utc, local_day
 from .config import AnalyticsConfig
 from .daily import DailyAccumulator, DailyRecord
 from .doors import DoorCycle, DoorTracker
-from .faults import FaultBook, FaultEvent, FaultType
+from .faults import FaultBook, FaultEvent, FaultType, ResponseSign
 from .leveling import estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .ride_quality import RideQuality, TripKinematics, analyse_trip
@@ -99,6 +99,7 @@ class _TripInProgress:
     end_ts: float | None = None
     arrived: bool = False  # in a door zone entered during this trip (not the one it left)
     frames_lost: bool = False  # the board's frames had a gap while it moved: zone counts incomplete
+    open_faults: tuple[FaultType, ...] = ()  # active when it started: a rescue-speed move answers them
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,14 @@ class CarAnalytics:
         self._since: dict[FaultType, float] = {}  # rules whose condition holds, since when
         self._uncalibrated_since: float | None = None  # motion 255 reported since (board not calibrated)
         self._trip_rules = TripRules(self._faults, cfg)
+        # A fault whose condition ended while a move that started during it awaits its speed
+        # verdict (VIB lags the stop), and an entrapment released until the car empties: the
+        # clear waits here, keyed by type, with the time it really cleared.
+        self._held: dict[FaultType, float] = {}
+        self._alarm_presses: deque[float] = deque(maxlen=8)  # alarm button rising edges
+        self._presence_off_ts: float | None = None  # presence last went off at
+        self._trap_since: float | None = None  # the current entrapment's condition began at
+        self._released_at_landing: bool | None = None  # door opened in a door zone (entrapment release)
         self.vib_rejected = 0  # trips whose VIB could not be analysed (nonsense rate, dead sensor)
 
     # ---------------------------------------------------------------- public API
@@ -193,6 +202,7 @@ class CarAnalytics:
             # a state change takes effect at its own time, even if a tick already ran a little past it
             out += self._evaluate(min(obs.ts, self._now_ts()))
         out += self._finish_ready_trips(force=False)
+        out += self._release_held(force=False)
         return done + self._emit(out)
 
     def tick(self, ts: float) -> list[Output]:
@@ -200,7 +210,8 @@ class CarAnalytics:
         done = self._advance(ts)
         if self._now is None:
             return done
-        return done + self._emit(self._finish_ready_trips(force=False))
+        out = self._finish_ready_trips(force=False)
+        return done + self._emit(out + self._release_held(force=False))
 
     def open_visit(self) -> dict[str, Any] | None:
         """The maintenance visit in progress (plain data), which the daemon keeps in its state file."""
@@ -217,6 +228,7 @@ class CarAnalytics:
         if self._trip is not None and self._trip.end_ts is None:
             self._trip = None  # still moving at the end: no rest-to-rest record to make
         closing = self._finish_ready_trips(force=True)
+        closing += self._release_held(force=True)
         closing += self._doors.flush(self._now_ts())
         closing += self._clear_reopen_loop(self._now_ts(), closing)
         closing += self._visits.flush(self._now_ts())
@@ -314,6 +326,10 @@ class CarAnalytics:
             out += self._doors.on_door(obs.ts, bool(obs.inputs & _DOOR_CLOSED), self._floors.floor())
             out += self._check_reopen_loop(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
+        if diff & _ALARM_BUTTON and obs.inputs & _ALARM_BUTTON:
+            self._alarm_presses.append(obs.ts)
+        if diff & _PRESENCE and not obs.inputs & _PRESENCE:
+            self._presence_off_ts = obs.ts
         if diff & _INSPECTION:
             visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & _INSPECTION))
             out += visits
@@ -339,6 +355,7 @@ class CarAnalytics:
                     obs.ts, self._bit(_ZONE_UP), self._bit(_ZONE_DN), bool(self._bit(_INSPECTION)),
                     # frames lost just before the start: the car may have left earlier, past a pulse
                     frames_lost=self._gap_ts is not None and self._gap_ts >= obs.ts - _GAP_NEAR_S,
+                    open_faults=self._faults.active,
                 )
             out += self._doors.on_motion_start(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
@@ -429,8 +446,62 @@ class CarAnalytics:
                     self._since[rule.ftype] = at
             else:
                 self._since.pop(rule.ftype, None)
-                out += self._faults.clear(rule.ftype, at)
+                out += self._clear_rule(rule.ftype, at)
         out += self._fire_timers(self._now_ts())
+        return out
+
+    # ---------------------------------------------------------------- response and release
+
+    def _awaits_move_verdict(self, ftype: FaultType) -> bool:
+        """A move that started while `ftype` was open is not judged yet (rescue speed or not)."""
+        trip = self._trip
+        if trip is not None and ftype in trip.open_faults:
+            return True
+        return any(ftype in t.open_faults for t in self._pending)
+
+    def _clear_rule(self, ftype: FaultType, at: float) -> list[Output]:
+        """A host rule let go of `ftype` at `at`: clear it, or hold the clear while its response or
+        release is still being learnt (see `_release_held`)."""
+        if not self._faults.has_source(ftype, "host"):
+            return []
+        if ftype is FaultType.ENTRAPMENT:
+            if ftype not in self._held:
+                self._held[ftype] = at
+                self._released_at_landing = self._in_zone and not self._door_closed
+            return []
+        if ftype in self._held or self._awaits_move_verdict(ftype):
+            self._held.setdefault(ftype, at)
+            return []
+        return self._faults.clear(ftype, at)
+
+    def _release_held(self, force: bool) -> list[Output]:
+        """Send the clears held back: once the moves that began during the fault are judged, and for
+        an entrapment once the car has emptied (presence off) or `release_empty_s` has passed."""
+        if not self._held:
+            return []
+        out: list[Output] = []
+        now = self._now_ts()
+        for ftype, at in list(self._held.items()):
+            if not force and self._awaits_move_verdict(ftype):
+                continue
+            detail: dict[str, Any] = {}
+            if ftype is FaultType.ENTRAPMENT:
+                emptied = self._presence_off_ts if not self._bit(_PRESENCE) else None
+                if emptied is not None and emptied < at:
+                    emptied = at  # presence had already gone: the door opening released the car
+                if emptied is None and not force and now - at < self.config.release_empty_s:
+                    continue
+                since = self._trap_since if self._trap_since is not None else at
+                alarms = [p for p in self._alarm_presses if since <= p <= at]
+                detail = {
+                    "release_ts": iso_utc(at),
+                    "released_at_landing": self._released_at_landing,
+                    "emptied_ts": iso_utc(emptied) if emptied is not None else None,
+                    "alarm_ts": iso_utc(alarms[0]) if alarms else None,
+                }
+                self._trap_since = None
+            del self._held[ftype]
+            out += self._faults.clear(ftype, at, **detail)
         return out
 
     def _fire_timers(self, now: float) -> list[Output]:
@@ -449,6 +520,8 @@ class CarAnalytics:
             threshold = rule.threshold_s(self)
             if now - since >= threshold:
                 detail = {"since_ts": iso_utc(since), "in_door_zone": self._in_zone, "floor": self._floors.floor()}
+                if rule.ftype is FaultType.ENTRAPMENT and not self._faults.is_active(rule.ftype):
+                    self._trap_since = since
                 out += self._faults.raise_(rule.ftype, since + threshold, "host", **detail)
         return out
 
@@ -539,6 +612,15 @@ class CarAnalytics:
             kin,
             cfg,
         )
+        relevel = entries == 0 and (start_up or start_dn) and (end_up or end_dn)
+        if (
+            trip.open_faults
+            and not trip.inspection  # an inspection run answered the fault already (the visit)
+            and not relevel  # the controller re-levelling by itself answers nothing
+            and kin is not None
+            and kin.peak_speed_mps <= cfg.rescue_speed_max_mps
+        ):
+            self._faults.respond(trip.start_ts, ResponseSign.RESCUE_MOVE, trip.open_faults)
         if update.lost:
             out += self._faults.raise_(FaultType.FLOOR_POSITION_LOST, trip.end_ts, trip_start_ts=iso_utc(trip.start_ts))
         elif update.anchored:
@@ -549,7 +631,7 @@ class CarAnalytics:
             return out
         if trip.zone_changes or not trip.frames_lost:  # no pulse seen proves nothing if frames were lost
             out += self._trip_rules.zone_sensors(trip.start_ts, trip.end_ts, len(trip.zone_changes))
-        if entries == 0 and (start_up or start_dn) and (end_up or end_dn):
+        if relevel:
             self._acc().relevels += 1  # never left the landing's door zone: re-levelling, not a trip
             return out
         peak = kin.peak_speed_mps if kin is not None else None

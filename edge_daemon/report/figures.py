@@ -9,10 +9,15 @@ docs/report.md, with its contract target in `ContractTargets`:
   passed. A door held open by a passenger for two minutes is listed, not judged. Kit faults
   (`sensor_fault`, `board_offline`) say how well the car was watched, not how it was kept, so
   they are never judged.
-- Response time: raised -> start of the first maintenance visit (inspection switch on) at or after
-  the raise, within `response_lookback_s` (0 when raised during a visit); the daemon's own
-  `response_s` wins when it sent one.
-  No visit at all counts as late once the target has passed.
+- Response time: raised -> the first sign of a response. The daemon's own `response_s` wins when it
+  sent one (`response_sign`: the inspection switch, or a rescue-speed move while the fault was
+  open); else 0 when raised during a maintenance visit, else the start of the first visit at or
+  after the raise within `response_lookback_s`.
+- No response recorded: a judged fault with none of these counts against the response target
+  (shown in red, never "met"), unless it is one that may clear by itself (`SELF_CLEARING`: door,
+  vibration, leveling, position and stopped-outside-zone faults, which a controller or passenger
+  can end) and it did clear; an entrapment never clears by itself. A fault still open at the end
+  of the data within the response target is not judged on its response yet.
 - Repair time: raised -> cleared (normal service resumed). Targets: at least 60 % within half a
   working day (4 h, wall-clock: working hours are not modelled), none beyond 3 days. A fault still
   open at the end of the data counts with the time elapsed so far.
@@ -56,6 +61,7 @@ __all__ = [  # the records' names, re-exported, then this module's own
     "PASSENGER_SIGNALS",
     "FAULT_NAMES_ZH",
     "OUT_OF_SERVICE",
+    "SELF_CLEARING",
     "judge_faults",
     "union_s",
     "linear_slope",
@@ -83,6 +89,20 @@ OUT_OF_SERVICE = frozenset(
 """Fault types during which passengers cannot use the car (the safety chain has stopped it, or the
 door cannot close). Vibration and leveling faults degrade the ride but the car still serves."""
 
+SELF_CLEARING = frozenset(
+    {
+        "stopped_outside_door_zone",  # the controller re-levels after a safety-chain reset
+        "door_open_too_long",  # a passenger lets go of the door
+        "door_reopen_loop",  # the obstruction is taken away
+        "abnormal_vibration",  # judged over trips: a load or weather effect passes
+        "leveling_fault",  # judged over stops: a load effect passes
+        "alarm_button",  # released
+        "floor_position_lost",  # re-anchored once the car spans the building again
+    }
+)
+"""Faults whose cause can go away with nobody attending. One that cleared before anyone was seen
+answering it "cleared by itself" and does not count against the response target; every other fault
+(an entrapment above all) without a recorded response does."""
 
 FAULT_NAMES_ZH = {
     "entrapment": "困人",
@@ -181,7 +201,7 @@ class CarFigures:
     entrapment_s_max: float | None
     judged_faults: int
     late_responses: int
-    unanswered: int  # judged faults no technician visit answered (counted in late_responses)
+    unanswered: int  # judged faults with no response recorded (counted in late_responses)
     response_s_max: float | None
     repairs_judged: int
     repairs_within_half_day: int
@@ -225,21 +245,25 @@ def judge_faults(
         if not judged:
             out.append(c)
             continue
-        response = c.response_s
+        response, sign = c.response_s, c.response_sign
         if response is None and on_site:
-            response = 0.0  # raised while a technician was already at the car
+            response, sign = 0.0, "on_site"  # raised while a technician was already at the car
         if response is None:
             later = [s for s in starts if c.raised_ts <= s <= c.raised_ts + targets.response_lookback_s]
-            response = later[0] - c.raised_ts if later else None
-        # No visit: late once the target has passed (always, for a fault judged by its duration).
-        late = (
-            response > targets.response_s if response is not None else (data_end_ts - c.raised_ts > targets.response_s)
-        )
+            response, sign = (later[0] - c.raised_ts, "visit") if later else (None, None)
+        self_cleared = response is None and not c.open and c.type in SELF_CLEARING
+        # Still open and still within the target: its response cannot be judged yet.
+        pending = response is None and c.open and data_end_ts - c.raised_ts <= targets.response_s
+        no_response = response is None and not self_cleared and not pending
+        late = no_response or (response is not None and response > targets.response_s)
         repair = c.repair_s if c.repair_s is not None else 0.0
         out.append(
             replace(
                 c,
                 response_s=response,
+                response_sign=sign if response is not None else None,
+                no_response=no_response,
+                self_cleared=self_cleared,
                 repair_s=repair,
                 judged=True,
                 response_late=late,
@@ -406,12 +430,21 @@ def verdict_of(f: CarFigures) -> Verdict:
     t = f.targets
     out: list[Finding] = []
     B, A = Severity.BREACH, Severity.ATTENTION
-    if f.late_responses:
+    if f.unanswered:
         out.append(
             Finding(
                 B,
-                f"{f.late_responses} 次故障响应超过 {t.response_s / 60:.0f} 分钟",
-                f"{f.late_responses} fault response(s) later than {t.response_s / 60:.0f} min",
+                f"{f.unanswered} 次故障无响应记录",
+                f"{f.unanswered} fault(s) with no response recorded",
+            )
+        )
+    if f.late_responses - f.unanswered:
+        n = f.late_responses - f.unanswered
+        out.append(
+            Finding(
+                B,
+                f"{n} 次故障响应超过 {t.response_s / 60:.0f} 分钟",
+                f"{n} fault response(s) later than {t.response_s / 60:.0f} min",
             )
         )
     share = f.repair_half_day_share
@@ -587,7 +620,7 @@ def car_figures(
         entrapment_s_max=max((c.repair_s or 0.0 for c in entrapments), default=None),
         judged_faults=len(judged),
         late_responses=sum(c.response_late for c in judged),
-        unanswered=sum(c.response_s is None for c in judged),
+        unanswered=sum(c.no_response for c in judged),
         response_s_max=max((c.response_s for c in judged if c.response_s is not None), default=None),
         repairs_judged=len(repairs_judged),
         repairs_within_half_day=sum(c.repair_within_half_day for c in repairs_judged),

@@ -98,10 +98,19 @@ class FaultCase:
     raised_ts: float
     cleared_ts: float | None  # None: still open at the end of the data
     gbt24476_code: int | None
-    response_s: float | None = None  # None: no technician visit found
+    response_s: float | None = None  # None: no response recorded
     repair_s: float | None = None  # raised -> cleared, or raised -> end of data when open
+    # What the first sign of a response was: the daemon's (`inspection`, `rescue_move`), or the
+    # report's own finding: `on_site` (raised during a visit), `visit` (a later visit's start).
+    response_sign: str | None = None
+    alarm_ts: float | None = None  # entrapment: first alarm-button press of the trapped passengers
+    release_ts: float | None = None  # entrapment: the door opened (or the car was seen empty)
+    released_at_landing: bool | None = None  # entrapment: that door opening was in a door zone
+    emptied_ts: float | None = None  # entrapment: presence went off after the release
     judged: bool = False
-    response_late: bool = False
+    response_late: bool = False  # counts against the response target (late, or no response recorded)
+    no_response: bool = False  # judged, and nobody was seen answering it
+    self_cleared: bool = False  # judged, no response, and it cleared by itself (a SELF_CLEARING type)
     repair_within_half_day: bool = False
     repair_over_max: bool = False
 
@@ -179,6 +188,10 @@ def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list
         c = cleared.get(key)
         src = c[1] if c else raised[key]
         code = src.get("gbt24476_code")
+        detail = c[1].get("detail") if c else None
+        detail = detail if isinstance(detail, Mapping) else {}
+        sign = c[1].get("response_sign") if c else None
+        landing = detail.get("released_at_landing")
         cases.append(
             FaultCase(
                 type=ftype,
@@ -187,6 +200,11 @@ def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list
                 gbt24476_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
                 response_s=finite_number(c[1].get("response_s")) if c else None,
                 repair_s=(c[0] - r) if c else max(0.0, data_end_ts - r),
+                response_sign=sign if isinstance(sign, str) else None,
+                alarm_ts=parse_ts(detail.get("alarm_ts")),
+                release_ts=parse_ts(detail.get("release_ts")),
+                released_at_landing=landing if isinstance(landing, bool) else None,
+                emptied_ts=parse_ts(detail.get("emptied_ts")),
             )
         )
     return cases
