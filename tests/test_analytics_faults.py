@@ -13,6 +13,8 @@ from liftwatch.edge_daemon.analytics import (
     MaintenanceVisit,
     Trip,
 )
+from liftwatch.edge_daemon.analytics.common import iso_utc
+from liftwatch.edge_daemon.analytics.faults import ResponseSign
 from liftwatch.edge_daemon.observations import (
     BoardBooted,
     BoardEvent,
@@ -355,3 +357,55 @@ def test_inspection_freezes_the_rules_and_a_fixed_fault_clears_when_service_resu
     assert len(visit) == 1
     assert visit[0].faults_responded[0]["type"] == "door_open_too_long"
     assert visit[0].faults_responded[0]["response_s"] == pytest.approx(10.0)
+
+
+def _trapped_then_moved(v_max: float):
+    """Trapped between floors, the alarm pressed after 30 s; 10 min later the car moves to the
+    landing below at `v_max`, the door opens and the passenger leaves."""
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(1, offset_mm=1400)
+    s.wait(30).set(alarm=True).wait(3).set(alarm=False).wait(600)
+    s.trip(-1, v_max=v_max, ramp_s=0.5, to_m=3.0)
+    move = [o.ts for o in s.obs if isinstance(o, MotionChanged) and o.motion == 1][-1]
+    s.wait(1).set(door_closed=False).wait(6).set(presence=False).wait(4).set(door_closed=True).wait(10)
+    return s, move
+
+
+def test_a_rescue_speed_move_is_the_response_and_the_entrapment_reports_alarm_release_and_empty_car():
+    s, move = _trapped_then_moved(0.3)
+    out = run(s, CFG)
+    ent = events(out, FaultType.ENTRAPMENT)
+    assert [e.state for e in ent] == ["raised", "cleared"]
+    cleared = ent[1]
+    assert cleared.response_sign == ResponseSign.RESCUE_MOVE
+    assert cleared.response_s == pytest.approx(move - ent[0].event_ts, abs=1e-6)
+    opened = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.ts > move and not o.inputs & 1)
+    assert cleared.event_ts == pytest.approx(opened, abs=1e-6)  # released when the door opened
+    msg = cleared.to_message()
+    assert msg["response_sign"] == "rescue_move"
+    d = msg["detail"]
+    assert d["released_at_landing"] is True and d["release_ts"] == msg["event_ts"]
+    alarm = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.inputs & 32)
+    empty = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.ts > opened and not o.inputs & 8)
+    assert d["alarm_ts"] == iso_utc(alarm) and d["emptied_ts"] == iso_utc(empty)
+    # the stopped-outside-zone fault cleared while the move's VIB was still on its way: same answer
+    sto = events(out, FaultType.STOPPED_OUTSIDE_DOOR_ZONE)[1]
+    assert sto.response_sign == ResponseSign.RESCUE_MOVE and sto.response_s is not None
+
+
+def test_a_move_at_rated_speed_is_no_response():
+    s, _ = _trapped_then_moved(1.0)
+    ent = events(run(s, CFG), FaultType.ENTRAPMENT)
+    assert [e.state for e in ent] == ["raised", "cleared"]
+    assert ent[1].response_s is None and ent[1].response_sign is None and ent[1].repair_s is None
+    assert ent[1].detail["released_at_landing"] is True
+
+
+def test_a_released_car_that_does_not_empty_is_reported_released_not_empty():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(1, offset_mm=1400).wait(40)
+    s.set(door_closed=False).wait(120)  # the door forced open between floors; the sensor still sees someone
+    out = run(s, CFG)
+    (cleared,) = [e for e in events(out, FaultType.ENTRAPMENT) if e.state == "cleared"]
+    assert cleared.event_ts == pytest.approx(door_opened(s), abs=1e-6)
+    assert cleared.detail["released_at_landing"] is False and "emptied_ts" not in cleared.detail
