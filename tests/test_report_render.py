@@ -51,12 +51,13 @@ def test_summary_page_carries_the_figures(car_html: str) -> None:
     assert "未达合同要求 / Contract targets missed" in text
     assert "96.78 %" in text  # availability
     assert "2 / 3 超时 late (1 无响应记录 no response recorded); max 50 min" in text
-    assert "33 % (1/3)" in text
+    assert "67 % (2/3)" in text  # 14:00-19:00 on a Wednesday is 4 working hours
     assert "0 超过 over; max 64.0 h" in text  # the leveling fault, open since 11-06 08:00
     assert "1 / 3 不足 short" in text
     assert "2 / 280 次超限 over" in text
     assert "350 / 35" in text
-    assert text.count("✘ 未达标 / missed") == 4 and text.count("✔ 达标 / met") == 2
+    assert text.count("✘ 未达标 / missed") == 3 and text.count("✔ 达标 / met") == 3
+    assert "working calendar: working days Mon, Tue, Wed, Thu, Fri, 8 h a day" in text
 
 
 def test_plots_and_records_follow_the_summary(car_html: str) -> None:

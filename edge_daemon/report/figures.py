@@ -19,8 +19,10 @@ docs/report.md, with its contract target in `ContractTargets`:
   can end) and it did clear; an entrapment never clears by itself. A fault still open at the end
   of the data within the response target is not judged on its response yet.
 - Repair time: raised -> cleared (normal service resumed). Targets: at least 60 % within half a
-  working day (4 h, wall-clock: working hours are not modelled), none beyond 3 days. A fault still
-  open at the end of the data counts with the time elapsed so far.
+  working day (4 hours of the site's working calendar, `workhours.WorkCalendar`: weekly periods,
+  holidays, make-up days), none beyond 3 days (3 x 24 h, or 3 working days when the calendar says
+  `repair_max_days = "working"`). A fault still open at the end of the data counts with the time
+  elapsed so far.
 - Availability: share of the period not inside an out-of-service fault (`OUT_OF_SERVICE`); for a
   period the data do not cover to its end (still running), share of the days covered.
 - Maintenance visits shorter than 40 minutes are flagged, and so is a gap over 15 days between
@@ -257,6 +259,7 @@ def judge_faults(
         no_response = response is None and not self_cleared and not pending
         late = no_response or (response is not None and response > targets.response_s)
         repair = c.repair_s if c.repair_s is not None else 0.0
+        working = targets.repair_working_s(c.raised_ts, c.raised_ts + repair)
         out.append(
             replace(
                 c,
@@ -267,8 +270,9 @@ def judge_faults(
                 repair_s=repair,
                 judged=True,
                 response_late=late,
-                repair_within_half_day=not c.open and repair <= targets.repair_half_day_s,
-                repair_over_max=repair > targets.repair_max_s,
+                repair_working_s=working,
+                repair_within_half_day=not c.open and working <= targets.repair_half_day_s,
+                repair_over_max=targets.repair_over_max(c.raised_ts, c.raised_ts + repair),
             )
         )
     return out
@@ -457,11 +461,12 @@ def verdict_of(f: CarFigures) -> Verdict:
             )
         )
     if f.repairs_over_max:
+        working = t.calendar.repair_max_days == "working"
         out.append(
             Finding(
                 B,
-                f"{f.repairs_over_max} 次修复超过 {t.repair_max_s / 86400:.0f} 天",
-                f"{f.repairs_over_max} repair(s) longer than {t.repair_max_s / 86400:.0f} days",
+                f"{f.repairs_over_max} 次修复超过 {t.repair_max_days} 个{'工作日' if working else '自然日'}",
+                f"{f.repairs_over_max} repair(s) longer than {t.repair_max_days} {'working' if working else 'calendar'} days",
             )
         )
     if f.short_visits:
@@ -562,7 +567,7 @@ def car_figures(
 
     trips_total = sum(d.trips or 0 for d in days)
     judged = [c for c in faults if c.judged]
-    repairs_judged = [c for c in judged if not c.open or c.repair_s > targets.repair_half_day_s]
+    repairs_judged = [c for c in judged if not c.open or (c.repair_working_s or 0.0) > targets.repair_half_day_s]
     entrapments = [c for c in faults if c.type == "entrapment"]
     starts = [v.start_ts for v in visits]
     gaps = [b - a for a, b in zip([lo] + starts, starts + [data_end if data_end > lo else hi])]

@@ -134,14 +134,15 @@ def _targets_table(f: CarFigures) -> str:
         (
             "半个工作日内修复",
             "Repaired within half a working day",
-            f"≥ {t.repair_half_day_share:.0%} in ≤ {fmt_hours(t.repair_half_day_s)}",
+            f"≥ {t.repair_half_day_share:.0%} in ≤ {fmt_hours(t.repair_half_day_s)} 工作时间 working time",
             f"{fmt_pct(share, 0)} ({f.repairs_within_half_day}/{f.repairs_judged})",
             None if share is None else share >= t.repair_half_day_share,
         ),
         (
             "最长修复时间",
             "Longest repair",
-            f"≤ {t.repair_max_s / 86400:.0f} d",
+            f"≤ {t.repair_max_days} "
+            + ("工作日 working days" if t.calendar.repair_max_days == "working" else "自然日 calendar days (24 h)"),
             f"{f.repairs_over_max} 超过 over; max {fmt_hours(longest)}",
             None if not f.judged_faults else f.repairs_over_max == 0,
         ),
@@ -409,7 +410,9 @@ def render_car_html(
         "<div style='display:grid;grid-template-columns:1fr 1fr;gap:4mm' id='facts'>"
         f"<table>{''.join(rows_html[:half])}</table><table>{''.join(rows_html[half:])}</table></div>"
     )
+    cal_zh, cal_en = f.targets.calendar.describe()
     notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in f.notes)
+    notes += f"<p class='note' id='calendar'>工作时间 {_e(cal_zh)} / working calendar: {_e(cal_en)}</p>"
     summary = (
         "<section class='page' id='summary'>"
         + _header(
