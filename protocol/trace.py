@@ -33,11 +33,15 @@ TRACE_HEADER = (
     "presence",
     "inspection",
     "alarm_button",
+    "mains",
 )
+# Traces written before the mains-sense input (issue 20) lack its column: still read, mains = 0.
+TRACE_HEADER_V1 = TRACE_HEADER[:-1]
 # Input names in bit order of the wire's inputs bitmask (SPEC.md section 5; tests/test_wire_codes.py).
 INPUT_NAMES = TRACE_HEADER[4:]
 DOOR_CLOSED, ZONE_UP, ZONE_DN = _lw.IN_DOOR_CLOSED, _lw.IN_ZONE_UP, _lw.IN_ZONE_DN
 PRESENCE, INSPECTION, ALARM_BUTTON = _lw.IN_PRESENCE, _lw.IN_INSPECTION, _lw.IN_ALARM_BUTTON
+MAINS = _lw.IN_MAINS
 INPUT_MASK = (1 << len(INPUT_NAMES)) - 1
 
 FEED_RECORD = struct.Struct("<IhhhBB")
@@ -117,12 +121,13 @@ def read_trace(source: str | os.PathLike | IO[str]) -> Iterator[CarSample]:
                 continue
             cells = [c.strip() for c in text.split(",")]
             if not header_seen:
-                if tuple(cells) != TRACE_HEADER:
+                if tuple(cells) not in (TRACE_HEADER, TRACE_HEADER_V1):
                     raise TraceFormatError(line_no, f"header must be {','.join(TRACE_HEADER)!r}, got {text!r}", name)
                 header_seen = True
+                columns = len(cells)
                 continue
-            if len(cells) != len(TRACE_HEADER):
-                raise TraceFormatError(line_no, f"expected {len(TRACE_HEADER)} columns, got {len(cells)}", name)
+            if len(cells) != columns:
+                raise TraceFormatError(line_no, f"expected {columns} columns, got {len(cells)}", name)
             try:
                 values = [int(c) for c in cells]
             except ValueError:

@@ -125,7 +125,8 @@ def test_entrapment_at_a_floor_needs_90_s_and_clears_when_the_door_opens():
 def test_no_entrapment_when_the_door_opens_in_time_or_nobody_is_inside():
     s = CarStream(CFG).wait(2).set(presence=True).wait(1)
     s.trip(2).wait(60).door_cycle().set(presence=False).wait(200)  # empty car parked 200 s
-    assert events(run(s, CFG)) == []
+    # 60 s behind a shut door at the landing is no entrapment yet, but the door failed to open
+    assert {e.type for e in events(run(s, CFG))} == {FaultType.DOOR_FAILS_TO_OPEN}
 
 
 def test_moving_with_door_open_raised_after_debounce_and_cleared_when_the_car_stops():
@@ -409,3 +410,63 @@ def test_a_released_car_that_does_not_empty_is_reported_released_not_empty():
     (cleared,) = [e for e in events(out, FaultType.ENTRAPMENT) if e.state == "cleared"]
     assert cleared.event_ts == pytest.approx(door_opened(s), abs=1e-6)
     assert cleared.detail["released_at_landing"] is False and "emptied_ts" not in cleared.detail
+
+
+def test_door_fails_to_open_at_a_landing_with_someone_inside():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(2)
+    stop = last_stop(s)
+    s.wait(20).door_cycle(open_s=4).set(presence=False).wait(5)
+    out = run(s, CFG)
+    ev = events(out, FaultType.DOOR_FAILS_TO_OPEN)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(stop + 15.0, abs=1e-6) and ev[0].gbt24476_code is None
+    assert ev[1].event_ts == pytest.approx(door_opened(s), abs=1e-6)
+    # the door opening within 15 s, an empty car, or a car that never ran: nothing
+    for stream in (
+        CarStream(CFG).wait(2).set(presence=True).wait(1).trip(2).wait(10).door_cycle().wait(30),
+        CarStream(CFG).wait(2).trip(2).wait(60),
+        CarStream(CFG).wait(2).set(presence=True).wait(60),
+    ):
+        assert events(run(stream, CFG)) == []
+
+
+def test_overtravel_at_the_top_and_bottom_terminals():
+    s = CarStream(CFG).wait(2).trip(5).wait(2).trip(-5).wait(2)  # spans the 6 landings: anchored
+    s.trip(5, offset_mm=400).wait(10)  # 400 mm past the top landing
+    top = last_stop(s)
+    s.trip(-1).wait(3)
+    s.trip(-4, offset_mm=300).wait(10)  # 300 mm below the bottom landing
+    bottom = last_stop(s)
+    s.trip(1, to_m=0.0).wait(3)
+    out = run(s, CFG)
+    up, down = events(out, FaultType.OVERTRAVEL_TOP), events(out, FaultType.OVERTRAVEL_BOTTOM)
+    assert [e.state for e in up] == [e.state for e in down] == ["raised", "cleared"]
+    assert up[0].event_ts == pytest.approx(top, abs=1e-6) and down[0].event_ts == pytest.approx(bottom, abs=1e-6)
+    assert up[0].detail["past_landing_mm"] == pytest.approx(400, abs=5)
+    assert down[0].detail["past_landing_mm"] == pytest.approx(300, abs=5)
+    # a stop 250 mm past the top: beyond the door zone, below the 300 mm configured
+    s = CarStream(CFG).wait(2).trip(5).wait(2).trip(-5).wait(2).trip(5, offset_mm=250).wait(10)
+    assert events(run(s, AnalyticsConfig(floor_count=6, overtravel_mm=300)), FaultType.OVERTRAVEL_TOP) == []
+    assert events(run(s, CFG), FaultType.OVERTRAVEL_TOP)  # 150 mm by default
+    # not anchored (floor_count unknown): which landing is the terminal is unknown, nothing is said
+    assert events(run(s, AnalyticsConfig()), FaultType.OVERTRAVEL_TOP) == []
+
+
+def test_power_loss_from_the_mains_input_with_who_was_inside():
+    s = CarStream(CFG).wait(2).set(mains=True).wait(5).set(presence=True).wait(1)
+    s.set(mains=False).wait(4).set(presence=False).wait(300).set(mains=True).wait(5)
+    out = run(s, CFG)
+    ev = events(out, FaultType.POWER_LOSS)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    cut = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.ts > s.obs[0].ts + 3 and not o.inputs & 64)
+    assert ev[0].event_ts == pytest.approx(cut + 1.0, abs=1e-6) and ev[0].detail["occupied"] is True
+    assert ev[1].duration_s == pytest.approx(304.0 - 1.0, abs=1e-6) and ev[1].detail["occupied"] is True
+    s = CarStream(CFG).wait(2).set(mains=True).wait(5).set(mains=False).wait(60).set(mains=True).wait(5)
+    (cleared,) = [e for e in events(run(s, CFG), FaultType.POWER_LOSS) if e.state == "cleared"]
+    assert cleared.detail["occupied"] is False
+
+
+def test_an_unwired_mains_input_is_never_a_power_loss():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(600)  # the input never read "present"
+    assert events(run(s, CFG), FaultType.POWER_LOSS) == []

@@ -83,7 +83,7 @@ def test_the_spec_tables_parse_to_what_the_spec_says():
     # The parser itself, against a few values read off SPEC.md by eye: a parser that found nothing
     # would make every other test here pass vacuously.
     spec = spec_codes()
-    assert spec["IN_"]["ALARM_BUTTON"] == 0x20 and len(spec["IN_"]) == 6
+    assert spec["IN_"]["ALARM_BUTTON"] == 0x20 and spec["IN_"]["MAINS"] == 0x40 and len(spec["IN_"]) == 7
     assert spec["MOTION_"]["UNCALIBRATED"] == 255 and len(spec["MOTION_"]) == 5
     assert spec["KIND_"]["RING_OVERRUN"] == 6 and len(spec["KIND_"]) == 6
     assert spec["CMD_"]["REQUEST_COUNTERS"] == 5 and spec["STREAM_"] == {"AUTO": 0, "ALWAYS_VIB": 1, "NO_VIB": 2}

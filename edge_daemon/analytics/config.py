@@ -76,6 +76,9 @@ class AnalyticsConfig:
     require_presence: bool = True  # False when no presence sensor is fitted: assume occupied
     stopped_outside_zone_s: float = 5.0  # a car in service never rests between floors this long
     alarm_button_hold_s: float = 2.0  # shorter presses are knocks and children
+    door_open_fail_s: float = 15.0  # stopped level after a run, someone inside, door still shut this long
+    overtravel_mm: float = 150.0  # stopped this far past the terminal landing's level = 冲顶/蹲底
+    power_loss_s: float = 1.0  # mains rail off this long (the board already debounced the input)
 
     # --- response and release ---------------------------------------------------------------
     rescue_speed_max_mps: float = 0.63  # GB 7588-2003 14.2.1.4: emergency electrical operation <= 0.63 m/s
@@ -101,6 +104,9 @@ class AnalyticsConfig:
             "overspeed_ratio",
             "level_tolerance_mm",
             "rescue_speed_max_mps",
+            "door_open_fail_s",
+            "overtravel_mm",
+            "power_loss_s",
         ):
             if not getattr(self, name) > 0:
                 raise AnalyticsConfigError(name, "must be > 0")

@@ -43,7 +43,7 @@ from .config import AnalyticsConfig
 from .daily import DailyAccumulator, DailyRecord
 from .doors import DoorCycle, DoorTracker
 from .faults import FaultBook, FaultEvent, FaultType, ResponseSign
-from .leveling import estimate_leveling
+from .leveling import ZoneEdge, edge_position_mm, estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .ride_quality import RideQuality, TripKinematics, analyse_trip
 from .trip_rules import TripRules
@@ -60,6 +60,7 @@ _ZONE_DN = int(Inputs.ZONE_DN)
 _PRESENCE = int(Inputs.PRESENCE)
 _INSPECTION = int(Inputs.INSPECTION)
 _ALARM_BUTTON = int(Inputs.ALARM_BUTTON)
+_MAINS = int(Inputs.MAINS)
 _OBSERVATION_TYPES = (
     InputsChanged,
     MotionChanged,
@@ -147,6 +148,11 @@ class CarAnalytics:
         self._presence_off_ts: float | None = None  # presence last went off at
         self._trap_since: float | None = None  # the current entrapment's condition began at
         self._released_at_landing: bool | None = None  # door opened in a door zone (entrapment release)
+        self._door_due = False  # a run ended and the door has not opened since (door_fails_to_open)
+        # An unwired mains-sense input never reads "present": power loss is judged only once the
+        # rail has been seen present, and then on every fall.
+        self._mains_wired = False
+        self._outage_occupied = False  # someone was inside at some time during the power outage
         self.vib_rejected = 0  # trips whose VIB could not be analysed (nonsense rate, dead sensor)
 
     # ---------------------------------------------------------------- public API
@@ -330,6 +336,12 @@ class CarAnalytics:
             self._alarm_presses.append(obs.ts)
         if diff & _PRESENCE and not obs.inputs & _PRESENCE:
             self._presence_off_ts = obs.ts
+        if diff & _DOOR_CLOSED and not obs.inputs & _DOOR_CLOSED:
+            self._door_due = False
+        if obs.inputs & _MAINS:
+            self._mains_wired = True
+        if obs.inputs & _PRESENCE and self._faults.is_active(FaultType.POWER_LOSS):
+            self._outage_occupied = True
         if diff & _INSPECTION:
             visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & _INSPECTION))
             out += visits
@@ -368,6 +380,7 @@ class CarAnalytics:
                 self._acc().relevels += 1
             else:
                 self._pending.append(trip)
+                self._door_due = not trip.inspection
         return out
 
     def _on_vib(self, block: VibBlock) -> None:
@@ -472,7 +485,11 @@ class CarAnalytics:
         if ftype in self._held or self._awaits_move_verdict(ftype):
             self._held.setdefault(ftype, at)
             return []
-        return self._faults.clear(ftype, at)
+        return self._faults.clear(ftype, at, **self._clear_detail(ftype))
+
+    def _clear_detail(self, ftype: FaultType) -> dict[str, Any]:
+        """What a cleared message adds: whether anyone was inside during a power outage."""
+        return {"occupied": self._outage_occupied} if ftype is FaultType.POWER_LOSS else {}
 
     def _release_held(self, force: bool) -> list[Output]:
         """Send the clears held back: once the moves that began during the fault are judged, and for
@@ -484,7 +501,7 @@ class CarAnalytics:
         for ftype, at in list(self._held.items()):
             if not force and self._awaits_move_verdict(ftype):
                 continue
-            detail: dict[str, Any] = {}
+            detail = self._clear_detail(ftype)
             if ftype is FaultType.ENTRAPMENT:
                 emptied = self._presence_off_ts if not self._bit(_PRESENCE) else None
                 if emptied is not None and emptied < at:
@@ -522,6 +539,9 @@ class CarAnalytics:
                 detail = {"since_ts": iso_utc(since), "in_door_zone": self._in_zone, "floor": self._floors.floor()}
                 if rule.ftype is FaultType.ENTRAPMENT and not self._faults.is_active(rule.ftype):
                     self._trap_since = since
+                if rule.ftype is FaultType.POWER_LOSS and not self._faults.is_active(rule.ftype):
+                    self._outage_occupied = bool(self._bit(_PRESENCE))
+                    detail["occupied"] = self._outage_occupied
                 out += self._faults.raise_(rule.ftype, since + threshold, "host", **detail)
         return out
 
@@ -621,6 +641,7 @@ class CarAnalytics:
             and kin.peak_speed_mps <= cfg.rescue_speed_max_mps
         ):
             self._faults.respond(trip.start_ts, ResponseSign.RESCUE_MOVE, trip.open_faults)
+        out += self._overtravel(trip, direction, end_up or end_dn, edges[-1] if edges else None, kin)
         if update.lost:
             out += self._faults.raise_(FaultType.FLOOR_POSITION_LOST, trip.end_ts, trip_start_ts=iso_utc(trip.start_ts))
         elif update.anchored:
@@ -656,6 +677,29 @@ class CarAnalytics:
             out += self._trip_rules.vibration(trip.start_ts, rq)
         out += self._trip_rules.leveling(leveling.status, trip.end_ts, leveling.offset_mm)
         return out
+
+    def _overtravel(
+        self, trip: _TripInProgress, direction: int, ended_in_zone: bool, last_edge: ZoneEdge | None,
+        kin: TripKinematics | None,
+    ) -> list[Output]:
+        """冲顶/蹲底: the anchored car stopped beyond a terminal landing, outside its door zone, by
+        more than `overtravel_mm`. Leaving the vane already proves (vane + sensor spacing) / 2; past
+        that the distance is the last zone edge's position plus the travel integrated from it."""
+        side = self._floors.beyond_terminal()
+        if ended_in_zone or side == 0 or side != direction or trip.inspection:
+            return []
+        cfg = self.config
+        proven_mm = (cfg.vane_length_mm + cfg.zone_sensor_spacing_mm) / 2
+        past_mm: float | None = None
+        if last_edge is not None and kin is not None and last_edge.ts <= trip.end_ts:
+            y = edge_position_mm(last_edge, direction > 0, cfg) + kin.displacement_m(last_edge.ts, trip.end_ts) * 1000
+            past_mm = max(abs(y), proven_mm)
+        if (past_mm if past_mm is not None else proven_mm) <= cfg.overtravel_mm:
+            return []
+        ftype = FaultType.OVERTRAVEL_TOP if side > 0 else FaultType.OVERTRAVEL_BOTTOM
+        distance = round(past_mm, 1) if past_mm is not None else None
+        return self._faults.raise_(ftype, trip.end_ts, "host", past_landing_mm=distance,
+                                   at_least_mm=round(proven_mm, 1) if past_mm is None else None)
 
     # ---------------------------------------------------------------- accounting
 
@@ -695,6 +739,13 @@ def _moving_with_door_open(car: CarAnalytics) -> bool:
     return not (car._in_zone and trip is not None and trip.arrived)
 
 
+def _door_fails_to_open(car: CarAnalytics) -> bool:
+    """A run ended level at a landing and the door stays shut on someone inside."""
+    if not car._door_due or car._motion != _REST or not car._door_closed or not car._bit(_PRESENCE):
+        return False
+    return bool(car._bit(_ZONE_UP)) and bool(car._bit(_ZONE_DN))
+
+
 def _still_trapped(car: CarAnalytics) -> bool:
     """Trapped until released: the door opens (or the car is seen empty), not when it moves."""
     return car._door_closed and (bool(car._bit(_PRESENCE)) or not car.config.require_presence)
@@ -729,4 +780,20 @@ CarAnalytics._RULES = (
         lambda c: c.config.alarm_button_hold_s,
         False,
     ),
+    _Rule(
+        FaultType.DOOR_FAILS_TO_OPEN,
+        _door_fails_to_open,
+        lambda c: c.config.door_open_fail_s,
+        True,
+        _still_trapped,
+    ),
+    _Rule(
+        FaultType.POWER_LOSS,
+        lambda c: c._mains_wired and not c._bit(_MAINS),
+        lambda c: c.config.power_loss_s,
+        False,
+    ),
+    # raised per trip (`_overtravel`); cleared once the car is back in a door zone in normal service
+    _Rule(FaultType.OVERTRAVEL_TOP, lambda c: False, lambda c: 0.0, True, lambda c: not c._in_zone),
+    _Rule(FaultType.OVERTRAVEL_BOTTOM, lambda c: False, lambda c: 0.0, True, lambda c: not c._in_zone),
 )

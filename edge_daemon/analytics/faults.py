@@ -29,6 +29,11 @@ class FaultType(str, enum.Enum):
     FLOOR_POSITION_LOST = "floor_position_lost"
     SENSOR_FAULT = "sensor_fault"
     BOARD_OFFLINE = "board_offline"
+    # issue 20: what GB/T 24476 boxes report and the kit did not
+    POWER_LOSS = "power_loss"  # the car's mains rail went off (IN_MAINS)
+    OVERTRAVEL_TOP = "overtravel_top"  # 冲顶: stopped beyond the top landing's door zone
+    OVERTRAVEL_BOTTOM = "overtravel_bottom"  # 蹲底: stopped beyond the bottom landing's door zone
+    DOOR_FAILS_TO_OPEN = "door_fails_to_open"  # stopped level at a landing, someone inside, door shut
 
 
 class ResponseSign(str, enum.Enum):
@@ -46,7 +51,9 @@ class ResponseSign(str, enum.Enum):
 # that have one. Transcribed from secondary sources (the printed standard was not at hand while
 # writing this): 1 passenger trapped, 2 door opened while running, 3 overspeed, 7 stopped outside
 # the unlocking zone, 14 floor position lost. Check against the printed table before a platform
-# relies on the numbers; every other type has no code (null upstream).
+# relies on the numbers; every other type has no code (null upstream). The power loss, overtravel
+# (冲顶/蹲底) and door-fails-to-open types added for issue 20 have codes in GB/T 24476 boxes, but
+# their numbers could not be confirmed from any source at hand: they stay null rather than invented.
 GBT24476_CODES: dict[FaultType, int] = {
     FaultType.ENTRAPMENT: 1,
     FaultType.MOVING_WITH_DOOR_OPEN: 2,

@@ -143,6 +143,12 @@ class FloorTracker:
         self._pos = None
         self._anchored = False
 
+    def beyond_terminal(self) -> int:
+        """+1 when the anchored car is above the top landing, -1 below the bottom one, else 0."""
+        if not self._anchored or self._pos is None:
+            return 0
+        return 1 if self._pos > self._hi else (-1 if self._pos < self._lo else 0)
+
     def floor(self) -> int | None:
         if not self._anchored or self._pos is None or self._pos != int(self._pos):
             return None

@@ -23,6 +23,7 @@ from liftwatch.protocol.trace import (
     ALARM_BUTTON,
     DOOR_CLOSED,
     INSPECTION,
+    MAINS,
     PRESENCE,
     ZONE_DN,
     ZONE_UP,
@@ -262,6 +263,7 @@ class CarSim:
         self.presence = False
         self.inspection = False
         self.alarm = False
+        self.mains: bool | None = None  # the mains-sense input: None = not wired (reads 0)
         self.roller_wear_mg = spec.vibration.roller_wear_mg
         self.trips = 0  # runs in normal service
         self.inspection_runs = 0  # runs with the inspection switch on (maintenance)
@@ -293,6 +295,8 @@ class CarSim:
             bits |= INSPECTION
         if self.alarm:
             bits |= ALARM_BUTTON
+        if self.mains:
+            bits |= MAINS
         return bits
 
     def _sample(self, t_us: int, car_mg: np.ndarray | tuple[float, float, float], inputs: int) -> CarSample:
@@ -324,9 +328,9 @@ class CarSim:
         yield from self._emit(self._rest_sample())
 
     def set(self, **state: bool) -> Iterator[CarSample]:
-        """Change inputs (door_closed, presence, inspection, alarm) at once."""
+        """Change inputs (door_closed, presence, inspection, alarm, mains) at once."""
         for k, v in state.items():
-            if k not in ("door_closed", "presence", "inspection", "alarm"):
+            if k not in ("door_closed", "presence", "inspection", "alarm", "mains"):
                 raise ValueError(f"unknown car input {k!r}")
             setattr(self, k, bool(v))
         yield from self.now()
