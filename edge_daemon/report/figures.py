@@ -86,6 +86,10 @@ OUT_OF_SERVICE = frozenset(
         "overspeed",
         "floor_position_lost",
         "door_reopen_loop",
+        "power_loss",
+        "overtravel_top",
+        "overtravel_bottom",
+        "door_fails_to_open",
     }
 )
 """Fault types during which passengers cannot use the car (the safety chain has stopped it, or the
@@ -100,6 +104,7 @@ SELF_CLEARING = frozenset(
         "leveling_fault",  # judged over stops: a load effect passes
         "alarm_button",  # released
         "floor_position_lost",  # re-anchored once the car spans the building again
+        "power_loss",  # the supply comes back: an outage is the utility's, not the maintainer's
     }
 )
 """Faults whose cause can go away with nobody attending. One that cleared before anyone was seen
@@ -119,6 +124,10 @@ FAULT_NAMES_ZH = {
     "floor_position_lost": "楼层位置丢失",
     "sensor_fault": "传感器故障",
     "board_offline": "监测设备离线",
+    "power_loss": "停电",
+    "overtravel_top": "冲顶",
+    "overtravel_bottom": "蹲底",
+    "door_fails_to_open": "开门故障（有人）",
 }
 """Chinese names of the upstream fault types; an unknown type is shown by its upstream name."""
 

@@ -79,6 +79,10 @@ FAULT_SEVERITY: dict[str, str] = {
     FaultType.LEVELING_FAULT.value: Attention.WARNING,
     FaultType.DOOR_OPEN_TOO_LONG.value: Attention.WARNING,
     FaultType.DOOR_REOPEN_LOOP.value: Attention.WARNING,
+    FaultType.OVERTRAVEL_TOP.value: Attention.CRITICAL,
+    FaultType.OVERTRAVEL_BOTTOM.value: Attention.CRITICAL,
+    FaultType.DOOR_FAILS_TO_OPEN.value: Attention.CRITICAL,
+    FaultType.POWER_LOSS.value: Attention.FAULT,
 }
 
 
@@ -352,6 +356,7 @@ class LiveState:
             "inspection": bit(Inputs.INSPECTION),
             "presence": bit(Inputs.PRESENCE),
             "alarm_button": bit(Inputs.ALARM_BUTTON),
+            "mains": bit(Inputs.MAINS),
             "online": c.online,
             "last_ts": c.last_ts,
         }

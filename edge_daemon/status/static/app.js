@@ -11,7 +11,8 @@ const FAULT_LABELS = {
   door_reopen_loop: "Door reopen loop 反复开关门", abnormal_vibration: "Abnormal vibration 异常振动",
   leveling_fault: "Leveling fault 平层异常", overspeed: "Overspeed 超速", alarm_button: "Alarm button 报警按钮",
   floor_position_lost: "Floor position lost 楼层丢失", sensor_fault: "Sensor fault 传感器故障",
-  board_offline: "Board offline 离线",
+  board_offline: "Board offline 离线", power_loss: "Power loss 停电", overtravel_top: "Overtravel at the top 冲顶",
+  overtravel_bottom: "Overtravel at the bottom 蹲底", door_fails_to_open: "Door fails to open 开门故障（有人）",
 };
 const REASON_LABELS = {
   alarm_button_pressed: "alarm button pressed", board_offline: "board offline",
