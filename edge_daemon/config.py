@@ -245,6 +245,9 @@ def _take(table: Any, keys: tuple[Key, ...], where: str, source: str, extra: tup
     return out
 
 
+_ANALYTICS_LISTS = ("floor_labels", "floor_levels_m")
+
+
 def _analytics(table: Mapping[str, Any], base: AnalyticsConfig, where: str, source: str) -> AnalyticsConfig:
     names = {f.name: f for f in dataclasses.fields(AnalyticsConfig)}
     for name, value in table.items():
@@ -253,13 +256,18 @@ def _analytics(table: Mapping[str, Any], base: AnalyticsConfig, where: str, sour
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             raise ConfigError(source, f"{where}.{name}", f"unknown analytics key{suggestion}")
         default = getattr(AnalyticsConfig(), name)
+        if name in _ANALYTICS_LISTS:  # landing labels and levels: TOML arrays
+            if not isinstance(value, list):
+                raise ConfigError(source, f"{where}.{name}", f"expected an array, got {value!r}")
+            continue
         ok_types: tuple[type, ...] = (type(default),) if default is not None else (int,)
         if isinstance(default, float):
             ok_types = (float, int)
         if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, ok_types):
             raise ConfigError(source, f"{where}.{name}", f"expected {ok_types[0].__name__}, got {value!r}")
     try:
-        return dataclasses.replace(base, **{k: (float(v) if isinstance(getattr(base, k), float) else v)
+        return dataclasses.replace(base, **{k: (float(v) if isinstance(getattr(base, k), float) else
+                                               tuple(v) if k in _ANALYTICS_LISTS else v)
                                            for k, v in table.items()})
     except AnalyticsConfigError as err:
         raise ConfigError(source, f"{where}.{err.field}", err.reason) from err

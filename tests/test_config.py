@@ -183,6 +183,10 @@ def test_docs_are_generated_from_the_key_tables():
          "upstream.mqtt.password_file", "cannot read"),
         ('boards = 3\n[daemon]\nsite = "a"\n', "boards", "[[boards]]"),
         ('[daemon]\nsite = "a"\n[sesion]\n', "sesion", "did you mean 'session'"),
+        ('[daemon]\nsite = "a"\n[analytics]\nfloor_labels = "G"\n', "analytics.floor_labels", "expected an array"),
+        ('[daemon]\nsite = "a"\n[analytics]\nfloor_labels = ["G", "G"]\n', "analytics.floor_labels", "unique"),
+        ('[daemon]\nsite = "a"\n[analytics]\nfloor_levels_m = [0, 4.2, 4.5]\n', "analytics.floor_levels_m",
+         "rise by at least 1 m"),
         ('[daemon]\nsite = "a"\n[calendar]\nmon = ["9-17"]\n', "calendar.mon", "is not \"HH:MM-HH:MM\""),
         ('[daemon]\nsite = "a"\n[calendar]\nmon = ["17:00-09:00"]\n', "calendar.mon", "ends before it starts"),
         ('[daemon]\nsite = "a"\n[calendar]\ntue = ["08:00-12:00", "11:00-13:00"]\n', "calendar.tue", "overlap"),
@@ -264,3 +268,16 @@ workdays = [2026-09-27]
     assert b.calendar.week[5] == ((540, 720),) and b.calendar.week[0] == ((540, 720), (780, 1080))
     assert b.calendar.repair_max_days == "working" and not b.calendar.holidays
     assert load_config(write(tmp_path, MINIMAL)).boards[0].calendar == cfg.boards[0].calendar.__class__()
+
+
+def test_landing_names_and_levels_per_car(tmp_path):
+    text = MINIMAL + """
+[boards.analytics]
+floor_labels = ["B2", "B1", "G", "M", "3", "5", "15"]
+floor_levels_m = [0, 3.2, 6.4, 11.0, 14.2, 17.4, 20.6]
+lowest_floor = -2
+"""
+    (b,) = load_config(write(tmp_path, text)).boards
+    a = b.analytics
+    assert a.floor_count == 7 and a.floor_labels[3] == "M" and a.floor_levels_m[3] == 11.0
+    assert a.floor_label(-2) == "B2" and a.floor_label(4) == "15" and a.floor_label(5) is None

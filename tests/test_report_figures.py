@@ -396,3 +396,15 @@ def test_door_cycle_messages_stand_in_for_missing_daily_records() -> None:
     f = car_figures("car-1", log.messages, WEEK)
     assert [(d.door_cycles, d.door_reopenings) for d in f.days[1:3]] == [(12, 1), (3, 3)]
     assert (f.door_cycles, f.door_reopenings) == (15, 4)
+
+
+def test_faults_say_where_they_happened_by_the_landing_name() -> None:
+    from liftwatch.edge_daemon.report.html import render_car_html
+
+    log = CarLog()
+    log.fault("door_fails_to_open", local_ts("2026-11-03", "10:00"), local_ts("2026-11-03", "10:02"))
+    next(m for m in log.messages if m.get("state") == "raised")["detail"] = {"floor": 1, "floor_label": "M"}
+    f = car_figures("car-1", log.messages, WEEK)
+    assert f.faults[0].floor == "M"
+    page = render_car_html(f, generated_ts=0.0)
+    assert "开门故障（有人）" in page and "楼层 floor M" in page

@@ -78,6 +78,7 @@ _DECELERATING = int(Motion.DECELERATING)
 _GAP_NEAR_S = 1.0  # a seq gap this close before a motion start counts as inside the trip
 _UNCALIBRATED = int(Motion.UNCALIBRATED)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
+_LEVEL_MATCH_M = 0.3  # integrated travel drifts by centimetres; landings are metres apart
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
 
 # board EVENT kind -> the fault it reports (None: counted only)
@@ -536,7 +537,9 @@ class CarAnalytics:
                 continue
             threshold = rule.threshold_s(self)
             if now - since >= threshold:
-                detail = {"since_ts": iso_utc(since), "in_door_zone": self._in_zone, "floor": self._floors.floor()}
+                floor = self._floors.floor()
+                detail = {"since_ts": iso_utc(since), "in_door_zone": self._in_zone, "floor": floor,
+                          "floor_label": self.config.floor_label(floor)}
                 if rule.ftype is FaultType.ENTRAPMENT and not self._faults.is_active(rule.ftype):
                     self._trap_since = since
                 if rule.ftype is FaultType.POWER_LOSS and not self._faults.is_active(rule.ftype):
@@ -622,6 +625,8 @@ class CarAnalytics:
         end_up, end_dn = (trip.zone_changes[-1][1:] if trip.zone_changes else (start_up, start_dn))
         zones_known = trip.start_up is not None and not trip.frames_lost
         entries = passes.entries if zones_known else None
+        if entries is None and kin is not None and not trip.inspection:
+            entries = self._entries_from_levels(trip, kin, direction, start_up or start_dn, end_up or end_dn)
         update = self._floors.on_trip(direction, entries, start_up or start_dn, end_up or end_dn)
         edges = edges_of(start_up, start_dn, trip.zone_changes)
         leveling = estimate_leveling(
@@ -669,6 +674,8 @@ class CarAnalytics:
             distance_m=distance,
             ride_quality=rq,
             leveling=leveling,
+            from_label=cfg.floor_label(update.from_floor),
+            to_label=cfg.floor_label(update.to_floor),
         )
         out.append(result)
         if kin is not None:
@@ -677,6 +684,22 @@ class CarAnalytics:
             out += self._trip_rules.vibration(trip.start_ts, rq)
         out += self._trip_rules.leveling(leveling.status, trip.end_ts, leveling.offset_mm)
         return out
+
+    def _entries_from_levels(
+        self, trip: _TripInProgress, kin: TripKinematics, direction: int, started_in_zone: bool, ended_in_zone: bool
+    ) -> int | None:
+        """Landings passed, from the integrated travel and the car's landing levels, for a trip whose
+        zone pulses were lost: the landing nearest to where the travel ends, if near enough."""
+        levels = self.config.floor_levels_m
+        start = self._floors.floor()
+        if levels is None or start is None or not (started_in_zone and ended_in_zone):
+            return None
+        i0 = start - self.config.lowest_floor
+        target = levels[i0] + kin.displacement_m(trip.start_ts, trip.end_ts)
+        i1 = min(range(len(levels)), key=lambda i: abs(levels[i] - target))
+        if abs(levels[i1] - target) > _LEVEL_MATCH_M or i1 == i0 or (i1 > i0) != (direction > 0):
+            return None
+        return abs(i1 - i0)
 
     def _overtravel(
         self, trip: _TripInProgress, direction: int, ended_in_zone: bool, last_edge: ZoneEdge | None,

@@ -41,6 +41,8 @@ class Trip(Span):
     distance_m: float | None
     ride_quality: RideQuality | None
     leveling: LevelingResult
+    from_label: str | None = None  # the landings' names from the car's config (B1, G, M, 15...)
+    to_label: str | None = None
 
     kind = "trip"
 
@@ -63,6 +65,8 @@ class Trip(Span):
             "floors": self.floors,
             "from_floor": self.from_floor,
             "to_floor": self.to_floor,
+            "from_label": self.from_label,
+            "to_label": self.to_label,
             "peak_speed_mps": round_or_none(self.peak_speed_mps, 3),
             "distance_m": round_or_none(self.distance_m, 2),
             "ride_quality": rq,

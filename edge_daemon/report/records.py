@@ -123,6 +123,7 @@ class FaultCase:
     release_ts: float | None = None  # entrapment: the door opened (or the car was seen empty)
     released_at_landing: bool | None = None  # entrapment: that door opening was in a door zone
     emptied_ts: float | None = None  # entrapment: presence went off after the release
+    floor: str | None = None  # where it was raised: the landing's name (B1, G...) or number, if known
     judged: bool = False
     response_late: bool = False  # counts against the response target (late, or no response recorded)
     no_response: bool = False  # judged, and nobody was seen answering it
@@ -208,6 +209,9 @@ def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list
         detail = detail if isinstance(detail, Mapping) else {}
         sign = c[1].get("response_sign") if c else None
         landing = detail.get("released_at_landing")
+        r_detail = raised[key].get("detail") if key in raised else None
+        r_detail = r_detail if isinstance(r_detail, Mapping) else {}
+        floor = r_detail.get("floor_label", r_detail.get("floor"))
         cases.append(
             FaultCase(
                 type=ftype,
@@ -221,6 +225,7 @@ def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list
                 release_ts=parse_ts(detail.get("release_ts")),
                 released_at_landing=landing if isinstance(landing, bool) else None,
                 emptied_ts=parse_ts(detail.get("emptied_ts")),
+                floor=str(floor) if isinstance(floor, (str, int)) and not isinstance(floor, bool) else None,
             )
         )
     return cases
