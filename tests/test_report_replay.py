@@ -51,13 +51,12 @@ SCENARIO = {
 DAY = Period(date(2026, 11, 3), date(2026, 11, 3))
 
 
-@pytest.fixture(scope="module")
-def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("replay")
-    scenario = Scenario.from_dict(SCENARIO)
+def _replay(scenario: Scenario, tmp: Path) -> Path:
+    """Trace from the simulator, then `replay` into a journal; the analytics must know the car, or
+    its 1.6 m/s reads as overspeed."""
     trace = tmp / "trace.csv"
     write_trace(scenario.samples(), trace)
-    car = scenario.car  # the analytics must know the car, or its 1.6 m/s reads as overspeed
+    car = scenario.car
     analytics = AnalyticsConfig(
         rated_speed_mps=car.rated_speed_mps,
         floor_count=len(car.floor_levels_m),
@@ -71,6 +70,11 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with open(path, "wb") as out:
         asyncio.run(replay_trace(trace, out, settings))
     return path
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _replay(Scenario.from_dict(SCENARIO), tmp_path_factory.mktemp("replay"))
 
 
 def test_report_of_a_replayed_scenario(journal: Path) -> None:
@@ -96,25 +100,6 @@ def test_report_of_a_replayed_scenario(journal: Path) -> None:
 # controller's rescue mode), with no inspection switch thrown. The report said "0 / 1 late (1 no
 # visit); max —" and "✔ met": a response nobody saw. Replayed twice: as the scenario has it (a
 # 0.3 m/s move, the response) and with the car released by a normal-speed move (no response).
-def _replay(scenario: Scenario, tmp: Path) -> Path:
-    trace = tmp / "trace.csv"
-    write_trace(scenario.samples(), trace)
-    car = scenario.car
-    analytics = AnalyticsConfig(
-        rated_speed_mps=car.rated_speed_mps,
-        floor_count=len(car.floor_levels_m),
-        vane_length_mm=car.vane_length_mm,
-        zone_sensor_spacing_mm=car.zone_sensor_spacing_mm,
-    )
-    settings = ReplaySettings(
-        site="estate-r", car="car-r", start_unix_s=local_ts("2026-11-03", "10:00"), analytics=analytics
-    )
-    path = tmp / "upstream.jsonl"
-    with open(path, "wb") as out:
-        asyncio.run(replay_trace(trace, out, settings))
-    return path
-
-
 def _normal_speed_release() -> Scenario:
     doc = read_toml(SCENARIOS_DIR / "entrapment.toml", ValueError)
     for step in doc["step"]:
