@@ -470,3 +470,12 @@ def test_power_loss_from_the_mains_input_with_who_was_inside():
 def test_an_unwired_mains_input_is_never_a_power_loss():
     s = CarStream(CFG).wait(2).set(presence=True).wait(600)  # the input never read "present"
     assert events(run(s, CFG), FaultType.POWER_LOSS) == []
+
+
+def test_a_re_levelling_with_the_door_open_owes_no_door_opening():
+    """The car re-levels at the landing with the door open; passengers board, the door closes and
+    nobody has pressed a button yet: the door did open, nothing failed."""
+    s = CarStream(CFG).wait(2).trip(2, offset_mm=10).wait(1).set(door_closed=False).wait(2)
+    s.trip(-1, to_m=6.0, ramp_s=0.6, v_max=0.05).wait(2)  # a 1.2 s creep back to level, door open
+    s.set(presence=True).wait(3).set(door_closed=True).wait(40)
+    assert events(run(s, CFG), FaultType.DOOR_FAILS_TO_OPEN) == []

@@ -381,7 +381,9 @@ class CarAnalytics:
                 self._acc().relevels += 1
             else:
                 self._pending.append(trip)
-                self._door_due = not trip.inspection
+                # due to open: a run in service that stopped with the door shut (a re-levelling with
+                # the door open, or an inspection run, owes no opening)
+                self._door_due = not trip.inspection and self._door_closed
         return out
 
     def _on_vib(self, block: VibBlock) -> None:
