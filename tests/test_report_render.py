@@ -288,7 +288,9 @@ def test_config_board_override_sets_one_cars_targets(tmp_path: Path) -> None:
         f'[daemon]\nsite = "estate-a"\nstate_dir = "{tmp_path}"\n[analytics]\nmaintenance_min_s = 1200.0\n'
         '[[boards]]\ncar = "car-1"\nlink = "serial"\nport = "/dev/ttyUSB0"\n'
         "[boards.analytics]\nmaintenance_min_s = 3000.0\nday_utc_offset_h = 9.0\n"
-        '[[boards]]\ncar = "car-2"\nlink = "serial"\nport = "/dev/ttyUSB1"\n',
+        '[boards.calendar]\nsat = ["09:00-12:00"]\n'
+        '[[boards]]\ncar = "car-2"\nlink = "serial"\nport = "/dev/ttyUSB1"\n'
+        '[calendar]\nrepair_max_days = "working"\n',
         encoding="utf-8",
     )
     journal = tmp_path / "upstream.jsonl"
@@ -299,11 +301,12 @@ def test_config_board_override_sets_one_cars_targets(tmp_path: Path) -> None:
         parser.parse_args(["report", "--car", "car-1", *ARGS, "--config", str(cfg), *src]), "r"
     )
     assert (targets.maintenance_min_s, targets.utc_offset_h, period.utc_offset_h) == (3000.0, 9.0, 9.0)
+    assert targets.calendar.week[5] == ((540, 720),) and targets.calendar.repair_max_days == "calendar"
     assert (out, fmt) == (Path("r-2026-11-02-2026-11-08.html"), "html")
     _, _, targets, _, _ = _resolve(
         parser.parse_args(["report", "--car", "car-2", *ARGS, "--config", str(cfg), *src]), "r"
     )
-    assert targets.maintenance_min_s == 1200.0
+    assert targets.maintenance_min_s == 1200.0 and targets.calendar.repair_max_days == "working"
     _, _, targets, _, _ = _resolve(parser.parse_args(["fleet-report", *ARGS, "--config", str(cfg), *src]), "f")
     assert (targets.maintenance_min_s, targets.utc_offset_h) == (1200.0, 8.0)
 
