@@ -148,3 +148,11 @@ def test_the_finder_of_own_codes_finds_them():
     text = "from micropython import const\n_CONTROL_REBOOT = const(1)\nDOOR_CLOSED = const(0x01)\nC_RING = const(5)\n"
     text += "P_VIB = const(0)\n_T_VIB = const(3)\n"
     assert _own_codes(text) == ["_CONTROL_REBOOT", "DOOR_CLOSED", "_T_VIB"]
+
+
+def test_the_esp32_hal_wires_one_pin_per_input_bit():
+    # hal_esp32 imports `machine` and cannot be imported here: its pin tuple is read from the source.
+    src = (FIRMWARE_DIR / "hal_esp32.py").read_text()
+    pins = re.search(r"^INPUT_PINS = \(([^)]*)\)", src, re.M)
+    assert pins, "INPUT_PINS not found"
+    assert len(pins[1].split(",")) == len(spec_codes()["IN_"]) == len(trace.INPUT_NAMES)
