@@ -184,22 +184,31 @@ class TraceCar:
 
     The simulator writes it, so a simulated trace replays against its own car: a 1.6 m/s car judged
     against a guessed 1.0 m/s raises overspeed on every trip, and the vane geometry sets the leveling
-    band. A recorded trace has none; the daemon's config describes a real car."""
+    band. A recorded trace has none; the daemon's config describes a real car. The landings' levels
+    (above the bottom one) and names follow when the car has them: ` levels_m=0,4.2,7.6 labels=G,1,2`."""
 
     name: str
     rated_speed_mps: float
     floors: int
     vane_length_mm: float
     zone_sensor_spacing_mm: float
+    levels_m: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
 
     def comment(self) -> str:
-        return (f"car {self.name} rated_speed_mps={self.rated_speed_mps:g} floors={self.floors} "
+        text = (f"car {self.name} rated_speed_mps={self.rated_speed_mps:g} floors={self.floors} "
                 f"vane_length_mm={self.vane_length_mm:g} zone_sensor_spacing_mm={self.zone_sensor_spacing_mm:g}")
+        if self.levels_m is not None:
+            text += " levels_m=" + ",".join(f"{x:g}" for x in self.levels_m)
+        if self.labels is not None:
+            text += " labels=" + ",".join(self.labels)
+        return text
 
 
 _TRACE_CAR = re.compile(
     r"^# car (?P<name>[^\s;]+) rated_speed_mps=(?P<speed>[0-9.]+) floors=(?P<floors>[0-9]+) "
     r"vane_length_mm=(?P<vane>[0-9.]+) zone_sensor_spacing_mm=(?P<spacing>[0-9.]+)"
+    r"(?: levels_m=(?P<levels>[0-9.,]+))?(?: labels=(?P<labels>[^\s,]+(?:,[^\s,]+)*))?"
 )
 
 
@@ -213,8 +222,10 @@ def read_trace_car(path: str | os.PathLike) -> TraceCar | None:
                     return None  # comments sit above and below the header row, never among the samples
                 m = _TRACE_CAR.match(line)
                 if m:
+                    levels = tuple(float(x) for x in m["levels"].split(",")) if m["levels"] else None
+                    labels = tuple(m["labels"].split(",")) if m["labels"] else None
                     return TraceCar(m["name"], float(m["speed"]), int(m["floors"]), float(m["vane"]),
-                                    float(m["spacing"]))
+                                    float(m["spacing"]), levels, labels)
     except OSError:
         return None
     return None

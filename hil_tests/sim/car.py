@@ -83,6 +83,7 @@ class CarSpec:
     moving_rate_hz: int = 400
     rest_record_s: float = 1.0
     vibration: Vibration = field(default_factory=Vibration)
+    floor_labels: tuple[str, ...] | None = None  # the landings' names, bottom to top (B1, G, 1...)
 
     @property
     def floors(self) -> int:
@@ -90,8 +91,10 @@ class CarSpec:
 
     def trace_car(self) -> TraceCar:
         """This car as a simulated trace's header carries it, for the replay's analytics."""
+        base = self.floor_levels_m[0]
         return TraceCar(self.name, self.rated_speed_mps, self.floors, float(self.vane_length_mm),
-                        float(self.zone_sensor_spacing_mm))
+                        float(self.zone_sensor_spacing_mm), tuple(round(x - base, 3) for x in self.floor_levels_m),
+                        self.floor_labels)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> CarSpec:
@@ -115,6 +118,12 @@ class CarSpec:
             raise CarSpecError(f"{source}: car.floor_levels_m must be a list of at least 2 numbers")
         if any(b - a < 2.0 for a, b in zip(levels, levels[1:])):
             raise CarSpecError(f"{source}: car.floor_levels_m must rise by at least 2 m per floor")
+        labels = car.get("floor_labels")
+        if labels is not None and (
+            not isinstance(labels, list) or len(labels) != len(levels) or len(set(labels)) != len(labels)
+            or not all(isinstance(x, str) and x and not any(c in x for c in " ,") for x in labels)
+        ):
+            raise CarSpecError(f"{source}: car.floor_labels must name each landing once (no spaces or commas)")
         doors = doc.get("doors", {})
         zones = doc.get("zones", {})
         sensor = doc.get("sensor", {})
@@ -141,6 +150,7 @@ class CarSpec:
             moving_rate_hz=int(num(sensor, "moving_rate_hz", 400, 50, 1600)),
             rest_record_s=num(sensor, "rest_record_s", 1.0, 0.05, 60),
             vibration=Vibration(**{k: num(vib, k, getattr(d, k), 0.0, 1000.0) for k in Vibration.__slots__}),
+            floor_labels=tuple(labels) if labels is not None else None,
         )
 
 
