@@ -408,3 +408,15 @@ def test_faults_say_where_they_happened_by_the_landing_name() -> None:
     assert f.faults[0].floor == "M"
     page = render_car_html(f, generated_ts=0.0)
     assert "开门故障（有人）" in page and "楼层 floor M" in page
+
+
+def test_a_power_outage_says_whether_someone_was_inside() -> None:
+    from liftwatch.edge_daemon.report.html import render_car_html
+
+    log = CarLog()
+    log.fault("power_loss", local_ts("2026-11-03", "10:00"), local_ts("2026-11-03", "11:00"))
+    next(m for m in log.messages if m.get("state") == "cleared")["detail"] = {"occupied": True}
+    f = car_figures("car-1", log.messages, WEEK)
+    (c,) = f.faults
+    assert c.occupied is True and c.judged and c.self_cleared and not c.response_late  # the utility's outage
+    assert "停电" in render_car_html(f, generated_ts=0.0) and "轿内有人 someone inside" in render_car_html(f, generated_ts=0.0)

@@ -243,6 +243,8 @@ def _faults_table(f: CarFigures) -> str:
         )
         if c.floor is not None:
             name += f"<br><span class='note'>楼层 floor {_e(c.floor)}</span>"
+        if c.occupied is not None:
+            name += "<br><span class='note'>" + ("轿内有人 someone inside" if c.occupied else "轿内无人 car empty") + "</span>"
         return (
             f"<tr><td>{name}</td><td class='num'>{_e(c.gbt24476_code if c.gbt24476_code is not None else '—')}</td>"
             f"<td class='t'>{_e(_local(c.raised_ts, off))}</td><td class='t'>{_e(cleared)}</td>"

@@ -124,6 +124,7 @@ class FaultCase:
     released_at_landing: bool | None = None  # entrapment: that door opening was in a door zone
     emptied_ts: float | None = None  # entrapment: presence went off after the release
     floor: str | None = None  # where it was raised: the landing's name (B1, G...) or number, if known
+    occupied: bool | None = None  # power loss: someone was inside during the outage
     judged: bool = False
     response_late: bool = False  # counts against the response target (late, or no response recorded)
     no_response: bool = False  # judged, and nobody was seen answering it
@@ -212,6 +213,7 @@ def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list
         r_detail = raised[key].get("detail") if key in raised else None
         r_detail = r_detail if isinstance(r_detail, Mapping) else {}
         floor = r_detail.get("floor_label", r_detail.get("floor"))
+        occupied = detail.get("occupied", r_detail.get("occupied"))
         cases.append(
             FaultCase(
                 type=ftype,
@@ -226,6 +228,7 @@ def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list
                 released_at_landing=landing if isinstance(landing, bool) else None,
                 emptied_ts=parse_ts(detail.get("emptied_ts")),
                 floor=str(floor) if isinstance(floor, (str, int)) and not isinstance(floor, bool) else None,
+                occupied=occupied if isinstance(occupied, bool) else None,
             )
         )
     return cases
