@@ -694,6 +694,7 @@ class CarAnalytics:
         zone pulses were lost: the landing nearest to where the travel ends, if near enough."""
         levels = self.config.floor_levels_m
         start = self._floors.floor()
+        assert trip.end_ts is not None
         if levels is None or start is None or not (started_in_zone and ended_in_zone):
             return None
         i0 = start - self.config.lowest_floor
@@ -711,6 +712,7 @@ class CarAnalytics:
         more than `overtravel_mm`. Leaving the vane already proves (vane + sensor spacing) / 2; past
         that the distance is the last zone edge's position plus the travel integrated from it."""
         side = self._floors.beyond_terminal()
+        assert trip.end_ts is not None
         if ended_in_zone or side == 0 or side != direction or trip.inspection:
             return []
         cfg = self.config
