@@ -184,20 +184,27 @@ class TraceCar:
 
     The simulator writes it, so a simulated trace replays against its own car: a 1.6 m/s car judged
     against a guessed 1.0 m/s raises overspeed on every trip, and the vane geometry sets the leveling
-    band. A recorded trace has none; the daemon's config describes a real car. The landings' levels
-    (above the bottom one) and names follow when the car has them: ` levels_m=0,4.2,7.6 labels=G,1,2`."""
+    band. A recorded trace has none; the daemon's config describes a real car.
+
+    ``sensor_noise_mg`` (written only when not 0: ` sensor_noise_mg=8`): white noise rms per axis
+    the replay's simulated accelerometer adds on top of its part's own. A simulated trace is
+    sample-and-hold, so noise cannot be in its rows; a recorded trace has it in its rows already.
+    The landings' levels (above the bottom one) and names follow when the car has them:
+    ` levels_m=0,4.2,7.6 labels=G,1,2`."""
 
     name: str
     rated_speed_mps: float
     floors: int
     vane_length_mm: float
     zone_sensor_spacing_mm: float
+    sensor_noise_mg: float = 0.0
     levels_m: tuple[float, ...] | None = None
     labels: tuple[str, ...] | None = None
 
     def comment(self) -> str:
         text = (f"car {self.name} rated_speed_mps={self.rated_speed_mps:g} floors={self.floors} "
-                f"vane_length_mm={self.vane_length_mm:g} zone_sensor_spacing_mm={self.zone_sensor_spacing_mm:g}")
+                f"vane_length_mm={self.vane_length_mm:g} zone_sensor_spacing_mm={self.zone_sensor_spacing_mm:g}"
+                + (f" sensor_noise_mg={self.sensor_noise_mg:g}" if self.sensor_noise_mg else ""))
         if self.levels_m is not None:
             text += " levels_m=" + ",".join(f"{x:g}" for x in self.levels_m)
         if self.labels is not None:
@@ -208,6 +215,7 @@ class TraceCar:
 _TRACE_CAR = re.compile(
     r"^# car (?P<name>[^\s;]+) rated_speed_mps=(?P<speed>[0-9.]+) floors=(?P<floors>[0-9]+) "
     r"vane_length_mm=(?P<vane>[0-9.]+) zone_sensor_spacing_mm=(?P<spacing>[0-9.]+)"
+    r"(?: sensor_noise_mg=(?P<noise>[0-9.]+))?"
     r"(?: levels_m=(?P<levels>[0-9.,]+))?(?: labels=(?P<labels>[^\s,]+(?:,[^\s,]+)*))?"
 )
 
@@ -225,7 +233,7 @@ def read_trace_car(path: str | os.PathLike) -> TraceCar | None:
                     levels = tuple(float(x) for x in m["levels"].split(",")) if m["levels"] else None
                     labels = tuple(m["labels"].split(",")) if m["labels"] else None
                     return TraceCar(m["name"], float(m["speed"]), int(m["floors"]), float(m["vane"]),
-                                    float(m["spacing"]), levels, labels)
+                                    float(m["spacing"]), float(m["noise"] or 0.0), levels, labels)
     except OSError:
         return None
     return None

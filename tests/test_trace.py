@@ -120,7 +120,7 @@ def test_the_mains_column_round_trips_and_a_trace_without_it_still_reads():
 def test_the_trace_car_carries_the_landing_levels_and_names(tmp_path):
     from liftwatch.protocol.trace import TraceCar, read_trace_car
 
-    car = TraceCar("office6", 1.6, 6, 250.0, 150.0, (0.0, 4.2, 7.6, 11.0, 14.4, 17.8), ("G", "1", "2", "3", "5", "6"))
+    car = TraceCar("office6", 1.6, 6, 250.0, 150.0, 8.0, (0.0, 4.2, 7.6, 11.0, 14.4, 17.8), ("G", "1", "2", "3", "5", "6"))
     path = tmp_path / "t.csv"
     path.write_text(f"# {car.comment()}\n" + HEADER)
     assert read_trace_car(path) == car
