@@ -90,6 +90,10 @@ class SimBoard:
         # Watchdog in board time.
         self._wdt_ms = 0
         self._wdt_fed_us = 0
+        # BLE (the mock board's virtual radio): the link, its service hook, the ROM's IRQ pump.
+        self._ble = None
+        self._ble_service = None
+        self._radio = None
         # UART.
         self.uart_len = 0
         self.uart_bytes = 0
@@ -229,6 +233,8 @@ class SimBoard:
         if sensor:
             sensor.advance_to(target)
         self.t_us = target
+        if self._radio is not None:
+            self._radio.radio_irqs()  # what the radio did meanwhile reaches the IRQ handler
         if self._wdt_ms and self.t_us - self._wdt_fed_us > self._wdt_ms * 1000:
             self.reset("wdt")
         return True
@@ -280,16 +286,34 @@ class SimBoard:
         return gc.mem_free()
 
     def ble(self):
-        return None  # no radio under the unix interpreter: the BLE logic is tested on its own
+        """The BLE link as on the ESP32 (ble_nus.BleNus), when the mock board gave this board a radio
+        (its ROM's `bluetooth` on a virtual link); None under a plain unix interpreter."""
+        if self._ble is None:
+            try:
+                from ble_nus import BleNus
+            except ImportError:
+                return None
+            self._ble = BleNus("liftwatch-" + self._uid[-6:])
+            self._radio = sys.modules.get("_mockboard")
+        return self._ble
 
     def set_transport(self, transport):
-        return 0  # UART only
+        """0: frames over the UART pty; 1: over BLE when there is a radio (hal_esp32's rule)."""
+        if transport == 1:
+            b = self.ble()
+            if b is not None:
+                self.uart_write = b.uart_write
+                self.uart_readinto = b.uart_readinto
+                self._ble_service = b.service
+                return 1
+        return 0
 
     def set_baud(self, baud):
         pass  # a pty or a file has no line rate; the link still paces frames at `baud` in board time
 
     def service(self, now_ms):
-        pass
+        if self._ble_service is not None:
+            self._ble_service(now_ms)
 
     # ---- UART -------------------------------------------------------------------------------------
     def _open_uart(self, path):
