@@ -94,6 +94,8 @@ class SimBoard:
         self._ble = None
         self._ble_service = None
         self._radio = None
+        self.uart_write = self.uart_write  # swapped by set_transport(1): see hal_esp32
+        self.uart_readinto = self.uart_readinto
         # UART.
         self.uart_len = 0
         self.uart_bytes = 0

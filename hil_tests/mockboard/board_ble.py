@@ -30,6 +30,8 @@ _IRQ_GATTS_WRITE = const(3)
 _IRQ_MTU_EXCHANGED = const(21)
 _ENOMEM = const(12)
 _DEFAULT_VALUE_BYTES = const(20)  # what NimBLE gives a characteristic until gatts_set_buffer
+_RX = bytearray(1024)  # a whole radio message fits (the largest: a write of an ATT MTU of 517)
+_RX_VIEW = memoryview(_RX)
 
 
 class UUID:
@@ -63,34 +65,46 @@ class _BLE:
         self._name = "MPY NIMBLE"
         self._values = {}  # value handle -> [bytearray, used, append]
         self._credits = 0
-        self._rx = bytearray()
+        self._rxn = 0  # bytes of _RX held (a message not yet whole)
         self._replies = []
 
     # ---- the socket to the radio ----------------------------------------------------------------
     def _send(self, kind, body=b""):
-        if self._sock is not None:  # None: the radio went away with the mock board
-            self._sock.write(struct.pack("<BH", ord(kind), len(body)) + body)
+        if self._sock is None:  # the radio went away with the mock board
+            return
+        msg = memoryview(struct.pack("<BH", ord(kind), len(body)) + body)
+        while len(msg):  # non-blocking socket: a full socket buffer takes part of it
+            n = self._sock.write(msg)
+            if n:
+                msg = msg[n:]
+            else:
+                self._poll.poll(10)
 
     def _pump(self, wait_ms=0):
         # Read what the radio sent and act on it: IRQs to the handler, credits, replies. Returns
-        # False once the radio is gone (the mock board is stopping).
+        # False once the radio is gone (the mock board is stopping). The receive buffer was made
+        # with the ROM, before the firmware cut the heap into small pieces (as the port's is C).
         if self._sock is None:
             return False
         if not self._poll.poll(wait_ms):
             return True
-        more = self._sock.recv(4096)
-        if not more:
+        rx = _RX
+        got = self._sock.readinto(_RX_VIEW[self._rxn :])
+        if got is None:
+            return True  # woken for nothing
+        if not got:
             self._sock = None
             return False
-        rx = self._rx
-        rx.extend(more)
-        while len(rx) >= 3:
-            kind, n = struct.unpack_from("<BH", rx, 0)
-            if len(rx) < 3 + n:
+        end = self._rxn + got
+        off = 0
+        while end - off >= 3:
+            kind, n = struct.unpack_from("<BH", rx, off)
+            if end - off < 3 + n:
                 break
-            body = bytes(rx[3 : 3 + n])
-            rx[:] = rx[3 + n :]
-            self._event(chr(kind), body)
+            self._event(chr(kind), off + 3, n)
+            off += 3 + n
+        rx[0 : end - off] = rx[off:end]
+        self._rxn = end - off
         return True
 
     def _await(self, kind):
@@ -102,28 +116,28 @@ class _BLE:
             if not self._pump(1000):
                 raise OSError(19)  # ENODEV: no radio
 
-    def _event(self, kind, body):
+    def _event(self, kind, at, n):
+        rx = _RX
         if kind in "ah":
-            self._replies.append((kind, body))
+            self._replies.append((kind, bytes(rx[at : at + n])))
         elif kind == "k":
-            self._credits += body[0]
+            self._credits += rx[at]
         elif kind == "w":
-            conn, handle = struct.unpack_from("<HH", body, 0)
+            conn, handle = struct.unpack_from("<HH", rx, at)
             v = self._values.get(handle)
             if v is not None:
-                data = body[4:]
                 buf, used, append = v
                 start = used if append else 0
-                n = min(len(data), len(buf) - start)  # NimBLE truncates to the buffer
-                buf[start : start + n] = data[:n]
-                v[1] = start + n
+                k = min(n - 4, len(buf) - start)  # NimBLE truncates to the buffer
+                buf[start : start + k] = _RX_VIEW[at + 4 : at + 4 + k]
+                v[1] = start + k
             self._irq(_IRQ_GATTS_WRITE, (conn, handle))
         elif kind in "cd":
-            conn, addr_type = struct.unpack_from("<HB", body, 0)
+            conn, addr_type = struct.unpack_from("<HB", rx, at)
             self._irq(_IRQ_CENTRAL_CONNECT if kind == "c" else _IRQ_CENTRAL_DISCONNECT,
-                      (conn, addr_type, memoryview(body[3:9])))
+                      (conn, addr_type, bytes(rx[at + 3 : at + 9])))
         elif kind == "m":
-            self._irq(_IRQ_MTU_EXCHANGED, struct.unpack_from("<HH", body, 0))
+            self._irq(_IRQ_MTU_EXCHANGED, struct.unpack_from("<HH", rx, at))
 
     def _irq(self, event, data):
         if self._handler is not None:
@@ -138,6 +152,8 @@ class _BLE:
                     raise OSError(19)
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.connect(struct.pack("H", socket.AF_UNIX) + path.encode() + b"\x00")
+                # non-blocking: a stream's readinto() would wait for the whole buffer to fill
+                s.setblocking(False)
                 self._sock = s
                 self._poll = select.poll()
                 self._poll.register(s, select.POLLIN)
