@@ -134,6 +134,8 @@ class Agent:
         # The radio link last here, not in start(): by then the sensor's start has cut the heap into
         # pieces too small to import ble_nus (the virtual radio's boot crash-looped there).
         self.transport = board.set_transport(self.cfg["transport"])
+        if self.transport:
+            gc.collect()  # the radio's set-up garbage (service tables, names) freed before start()
 
     def _load_config(self):
         import os

@@ -172,6 +172,21 @@ class VirtualRadio:
         if self._loop is not None:
             self.call(close())
 
+    def drop_links(self, address: str) -> int:
+        """The board at ``address`` goes out of range: its connections end by supervision timeout on
+        both sides (the board keeps running and advertises again). Returns how many were dropped."""
+
+        async def drop() -> int:
+            dropped = 0
+            for session in self._sessions:
+                if session.address == address and session.device is not None:
+                    for connection in list(session.device.connections.values()):
+                        await connection.disconnect(LOST_BOARD_REASON)
+                        dropped += 1
+            return dropped
+
+        return self.call(drop())
+
     def add_adapter(self, hci_socket: Path, address: str) -> None:
         """A controller on the link whose HCI is served at ``hci_socket`` (a central's adapter)."""
 
