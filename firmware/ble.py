@@ -32,7 +32,7 @@ class BleStream:
         self._sn = 0
         self._spos = 0
         self._cut = False  # a frame was left half-sent: the next notification starts with a 0x00
-        self._parts = [None] * _RX_PARTS
+        self._parts = [b""] * _RX_PARTS  # b"": an empty place (a constant, nothing allocated)
         self._ph = 0  # oldest part, parts held, bytes of the oldest already read
         self._pn = 0
         self._poff = 0
@@ -113,7 +113,7 @@ class BleStream:
             n += k
             o += k
             if o == len(part):
-                parts[self._ph] = None
+                parts[self._ph] = b""
                 self._ph = (self._ph + 1) % _RX_PARTS
                 self._pn -= 1
                 o = 0

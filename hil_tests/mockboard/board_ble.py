@@ -227,7 +227,7 @@ class _BLE:
         self._credits -= 1
         self._send("T", struct.pack("<HH", conn_handle, value_handle) + bytes(data))
 
-    def gap_advertise(self, interval_us, adv_data=None, resp_data=None, connectable=True):
+    def gap_advertise(self, interval_us, adv_data=None, *, resp_data=None, connectable=True):
         self._send("V", struct.pack("<I", interval_us or 0) + bytes(adv_data or b""))
 
     def gap_disconnect(self, conn_handle):
