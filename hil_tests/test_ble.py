@@ -13,20 +13,17 @@ import asyncio
 import collections
 import json
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from liftwatch.edge_daemon.transport import TransportClosedError, TransportOpenError
+from liftwatch.edge_daemon.transport import TransportOpenError
 from liftwatch.edge_daemon.transport.ble import BleTransport
 from liftwatch.hil.mockboard.board import Direction, MockBoard, ResetCause
-from liftwatch.hil.mockboard.central import VirtualAdapter
+from liftwatch.hil.mockboard.central import HostLink, VirtualAdapter, board_name, open_link
 from liftwatch.hil.mockboard.radio import VirtualRadio, board_address
 from liftwatch.hil.sim.scenario import Scenario
-from liftwatch.protocol import lwproto
-from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 from liftwatch.protocol.messages import Command, MessageType
 from liftwatch.protocol.trace import CarSample
 
@@ -34,17 +31,11 @@ from .conftest import REST_PREFIX_S, RUN_SPEED, TALK_SPEED, boards_from, daemon_
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
-OPEN_TIMEOUT_S = 30.0  # a booting board advertises within a few real seconds
 # The firmware with BLE does not start on a 96 KiB heap: after the radio's set-up (ble_nus and ble
 # bytecode, the BleNus object, the stack's buffers) the largest free block is 256 bytes and the
 # sensor's start fails with MemoryError (found on this virtual radio; docs/operations.md). Boards
 # with more RAM run it: 100 KiB measured as the least that boots, 104 KiB used here.
 BLE_BOARD_HEAP_K = 104
-
-
-def board_name(board: MockBoard) -> str:
-    """What ble_nus advertises: hal's "liftwatch-" + the last 6 hex digits of the uid."""
-    return "liftwatch-" + board.uid[-6:]
 
 
 @pytest.fixture(scope="session")
@@ -75,61 +66,6 @@ def socket_dir() -> Iterator[Path]:
         yield Path(d)
 
 
-async def open_link(adapter: VirtualAdapter, name: str, timeout_s: float = OPEN_TIMEOUT_S) -> BleTransport:
-    """The daemon's transport to the board advertising ``name``, once it is found."""
-    link = BleTransport(name, client_factory=adapter.client_factory())
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            await link.open()
-            return link
-        except TransportOpenError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
-class Host:
-    """The host's end of one link: frames in through a FrameReader, host frames out as GATT writes."""
-
-    def __init__(self, link: BleTransport) -> None:
-        self.link = link
-        self.reader = FrameReader()
-        self.frames: list[Frame] = []
-        self.chunks: list[int] = []  # notification sizes
-        self.seq = 0
-
-    async def send(self, mtype: int, payload: list, boot_id: int = 0) -> None:
-        self.seq += 1
-        await self.link.write(encode_frame(mtype, payload, boot_id, self.seq, 0, sender=lwproto.FROM_HOST))
-
-    async def until(self, pred: Callable[[Frame], bool], timeout_s: float = 20.0) -> Frame:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for f in self.frames:
-                if pred(f):
-                    return f
-            chunk = await asyncio.wait_for(self.link.read(), max(0.1, deadline - time.monotonic()))
-            self.chunks.append(len(chunk))
-            self.frames += self.reader.feed(chunk)
-
-    async def closed(self, timeout_s: float = 10.0) -> None:
-        """Read until the link reports it is gone (what arrived before still counts)."""
-        deadline = time.monotonic() + timeout_s
-        with pytest.raises(TransportClosedError):
-            while True:
-                chunk = await asyncio.wait_for(self.link.read(), max(0.1, deadline - time.monotonic()))
-                self.frames += self.reader.feed(chunk)
-
-    async def calibrate(self) -> Frame:
-        """HELLO (asked for), then CONTROL calibrate -> ACK; returns the HELLO."""
-        await self.send(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
-        hello = await self.until(lambda f: f.type == MessageType.HELLO)
-        await self.send(MessageType.CONTROL, [Command.CALIBRATE, 0], hello.boot_id)
-        await self.until(lambda f: f.type == MessageType.ACK and f.payload[0] == MessageType.CONTROL)
-        return hello
-
-
 def test_firmware_talks_over_a_real_gatt_stack(ble_flashed, radio: VirtualRadio, socket_dir: Path) -> None:
     """Scan by name, connect, MTU 247, notifications, host frames written without response, all through
     ATT/GATT; nothing goes over the board's UART."""
@@ -137,7 +73,7 @@ def test_firmware_talks_over_a_real_gatt_stack(ble_flashed, radio: VirtualRadio,
 
     async def main() -> None:
         adapter = VirtualAdapter(radio, socket_dir)
-        host = Host(await open_link(adapter, board_name(board)))
+        host = HostLink(await open_link(adapter, board_name(board.uid)))
         hello = await host.calibrate()
         assert hello.payload[0] == board.uid  # board_id
         assert "ble" in hello.payload[5]  # capabilities: the firmware says which link it is on
@@ -164,9 +100,9 @@ def test_a_second_central_finds_no_board_while_the_pi_is_connected(ble_flashed, 
     async def main() -> None:
         pi = VirtualAdapter(radio, socket_dir)
         intruder = VirtualAdapter(radio, socket_dir, address="DC:A6:32:00:00:66")
-        host = Host(await open_link(pi, board_name(board)))
+        host = HostLink(await open_link(pi, board_name(board.uid)))
         await host.calibrate()
-        other = BleTransport(board_name(board), client_factory=intruder.client_factory())
+        other = BleTransport(board_name(board.uid), client_factory=intruder.client_factory())
         with pytest.raises(TransportOpenError, match="not found"):
             await other.open()
         before = len(host.frames)
@@ -189,18 +125,18 @@ def test_link_drops_and_a_reboot_are_recovered(ble_flashed, radio: VirtualRadio,
 
     async def main() -> None:
         adapter = VirtualAdapter(radio, socket_dir)
-        host = Host(await open_link(adapter, board_name(board)))
+        host = HostLink(await open_link(adapter, board_name(board.uid)))
         hello = await host.calibrate()
         for _ in range(3):
             assert await asyncio.to_thread(radio.drop_links, address) == 1
             await host.closed()
-            host.link = await open_link(adapter, board_name(board))
+            host.link = await open_link(adapter, board_name(board.uid))
             before = len(host.frames)
             await host.send(MessageType.CONTROL, [Command.REQUEST_COUNTERS, 0], hello.boot_id)
             await host.until(lambda f: f.type == MessageType.COUNTERS and host.frames.index(f) >= before)
         board.reset(ResetCause.HARD)
         await host.closed()
-        host.link = await open_link(adapter, board_name(board))
+        host.link = await open_link(adapter, board_name(board.uid))
         await host.send(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
         again = await host.until(lambda f: f.type == MessageType.HELLO and f.boot_id != hello.boot_id)
         assert again.boot_id == (hello.boot_id + 1) & 0xFFFF
@@ -255,7 +191,7 @@ def test_daemon_over_ble_gets_every_fact_through_drops_mid_trip(name: str, ble_f
     adapter = VirtualAdapter(radio, socket_dir)
 
     async def calibrate() -> None:
-        host = Host(await open_link(adapter, board_name(board)))
+        host = HostLink(await open_link(adapter, board_name(board.uid)))
         await host.calibrate()
         await host.link.close()
         await adapter.close()  # its host lives on this loop; the daemon's run opens it on its own
@@ -270,10 +206,10 @@ def test_daemon_over_ble_gets_every_fact_through_drops_mid_trip(name: str, ble_f
     state = tmp_path / "state"
     state.mkdir()
     config = daemon_config(tmp_path / "liftwatch.toml", state, "\n".join([
-        'link = "ble"', f'address = "{board_name(board)}"',
+        'link = "ble"', f'address = "{board_name(board.uid)}"',
         "require_tag = false"]),  # the link under test, not frame tags (a keyed board: test_replay_protection)
                            board.uid, sc)
-    transport = BleTransport(board_name(board), client_factory=adapter.client_factory())
+    transport = BleTransport(board_name(board.uid), client_factory=adapter.client_factory())
     # the daemon's clock is the car's: slower than the UART run, so the board's minutes of car time
     # between two drops still hold the seconds the central needs to find it again
     speed = RUN_SPEED / 4

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,14 @@ from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy
 from bumble.transport import open_transport
 
-from liftwatch.edge_daemon.transport.ble import ClientFactory
+from liftwatch.edge_daemon.transport import TransportClosedError, TransportOpenError
+from liftwatch.edge_daemon.transport.ble import BleTransport, ClientFactory
+from liftwatch.protocol import lwproto
+from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
+from liftwatch.protocol.messages import Command, MessageType
 from liftwatch.hil.mockboard.radio import VirtualRadio
 
+OPEN_TIMEOUT_S = 30.0  # a booting board advertises within a few real seconds
 # BlueZ offers its maximum on every connection; the board's own limit (ble_nus: 247) wins.
 BLUEZ_ATT_MTU = 517
 SCAN_TIMEOUT_S = 5.0
@@ -147,3 +153,66 @@ class BumbleBleakClient:
         if connection is not None:
             await connection.disconnect()
         return True
+
+
+def board_name(uid_hex: str) -> str:
+    """What ble_nus advertises: hal's "liftwatch-" + the last 6 hex digits of the board's uid."""
+    return "liftwatch-" + uid_hex[-6:]
+
+
+async def open_link(adapter: VirtualAdapter, name: str, timeout_s: float = OPEN_TIMEOUT_S) -> BleTransport:
+    """The daemon's transport to the board advertising ``name``, once it is found."""
+    link = BleTransport(name, client_factory=adapter.client_factory())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            await link.open()
+            return link
+        except TransportOpenError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+class HostLink:
+    """The host's end of one link: frames in through a FrameReader, host frames out as GATT writes."""
+
+    def __init__(self, link: BleTransport) -> None:
+        self.link = link
+        self.reader = FrameReader()
+        self.frames: list[Frame] = []
+        self.chunks: list[int] = []  # notification sizes
+        self.seq = 0
+
+    async def send(self, mtype: int, payload: list, boot_id: int = 0) -> None:
+        self.seq += 1
+        await self.link.write(encode_frame(mtype, payload, boot_id, self.seq, 0, sender=lwproto.FROM_HOST))
+
+    async def until(self, pred: Callable[[Frame], bool], timeout_s: float = 20.0) -> Frame:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for f in self.frames:
+                if pred(f):
+                    return f
+            chunk = await asyncio.wait_for(self.link.read(), max(0.1, deadline - time.monotonic()))
+            self.chunks.append(len(chunk))
+            self.frames += self.reader.feed(chunk)
+
+    async def closed(self, timeout_s: float = 10.0) -> None:
+        """Read until the link reports it is gone (what arrived before still counts); TimeoutError
+        if it stays up."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                chunk = await asyncio.wait_for(self.link.read(), max(0.1, deadline - time.monotonic()))
+                self.frames += self.reader.feed(chunk)
+        except TransportClosedError:
+            return
+
+    async def calibrate(self) -> Frame:
+        """HELLO (asked for), then CONTROL calibrate -> ACK; returns the HELLO."""
+        await self.send(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
+        hello = await self.until(lambda f: f.type == MessageType.HELLO)
+        await self.send(MessageType.CONTROL, [Command.CALIBRATE, 0], hello.boot_id)
+        await self.until(lambda f: f.type == MessageType.ACK and f.payload[0] == MessageType.CONTROL)
+        return hello
