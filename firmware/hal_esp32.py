@@ -38,10 +38,6 @@ class Esp32Board:
         self._wdt = None
         self._ble = None
         self._ble_service = None
-        # set_transport(1) swaps these for the BLE link's: as instance attributes from the start, the
-        # swap needs no bigger attribute table later, when the heap has no block that size left
-        self.uart_write = self.uart_write
-        self.uart_readinto = self.uart_readinto
         self._cause = _CAUSES.get(machine.reset_cause(), "hard")
 
     def _levels(self):

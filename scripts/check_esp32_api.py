@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STUB_DISTRIBUTIONS = ("micropython-esp32-stubs", "micropython-stdlib-stubs")
 ROM = REPO / "hil_tests" / "mockboard" / "board_rom.py"
+RADIO = ROM.with_name("board_ble.py")  # the ROM's `bluetooth` when the mock board has a radio
 
 # Parameters that hold a port object, by the name the firmware always gives them (docs/firmware.md:
 # everything takes its bus and board as arguments).
@@ -119,9 +120,8 @@ def stand_ins(rom: Path) -> list[StandIn]:
     `bluetooth` module on the virtual radio (board_ble.py beside the ROM: the module's constants and
     `BLE`), and the simulated HAL's I2C bus that the drivers talk to on the mock (the mock has no
     `esp32` stand-in: hal_sim uses no esp32 call)."""
-    radio = rom.with_name("board_ble.py")
     return [StandIn(rom, "_Machine", "machine"), StandIn(rom, "_MicroPython", "micropython"),
-            StandIn(radio, "_Bluetooth", "bluetooth"), StandIn(radio, "_BLE", "bluetooth.BLE"),
+            StandIn(RADIO, "_Bluetooth", "bluetooth"), StandIn(RADIO, "_BLE", "bluetooth.BLE"),
             StandIn(_sim_hal(), "SimI2C", "machine.I2C")]
 
 

@@ -69,6 +69,11 @@ class SimBoard:
     frames appended; a pty or FIFO is written and read). fs_root: the host directory that stands for
     the board's flash."""
 
+    # BLE on the mock board's virtual radio: the link and its per-pass hook, set on the instance by
+    # sim_ble.attach. Class attributes until then: a board without a radio keeps its attribute table.
+    _ble = None
+    _ble_service = None
+
     def __init__(self, feed, uart=None, sensor="lis3dh", uid="0badc0ffee00", reset_cause="power_on",
                  fs_root=".", seed=1):
         import array
@@ -90,12 +95,6 @@ class SimBoard:
         # Watchdog in board time.
         self._wdt_ms = 0
         self._wdt_fed_us = 0
-        # BLE (the mock board's virtual radio): the link, its service hook, the ROM's IRQ pump.
-        self._ble = None
-        self._ble_service = None
-        self._radio = None
-        self.uart_write = self.uart_write  # swapped by set_transport(1): see hal_esp32
-        self.uart_readinto = self.uart_readinto
         # UART.
         self.uart_len = 0
         self.uart_bytes = 0
@@ -235,8 +234,6 @@ class SimBoard:
         if sensor:
             sensor.advance_to(target)
         self.t_us = target
-        if self._radio is not None:
-            self._radio.radio_irqs()  # what the radio did meanwhile reaches the IRQ handler
         if self._wdt_ms and self.t_us - self._wdt_fed_us > self._wdt_ms * 1000:
             self.reset("wdt")
         return True
@@ -288,26 +285,15 @@ class SimBoard:
         return gc.mem_free()
 
     def ble(self):
-        """The BLE link as on the ESP32 (ble_nus.BleNus), when the mock board gave this board a radio
-        (its ROM's `bluetooth` on a virtual link); None under a plain unix interpreter."""
-        if self._ble is None:
-            try:
-                from ble_nus import BleNus
-            except ImportError:
-                return None
-            self._ble = BleNus("liftwatch-" + self._uid[-6:])
-            self._radio = sys.modules.get("_mockboard")
-        return self._ble
+        return self._ble  # the virtual radio's link once set_transport(1) started it (sim_ble.py)
 
     def set_transport(self, transport):
-        """0: frames over the UART pty; 1: over BLE when there is a radio (hal_esp32's rule)."""
-        if transport == 1:
-            b = self.ble()
-            if b is not None:
-                self.uart_write = b.uart_write
-                self.uart_readinto = b.uart_readinto
-                self._ble_service = b.service
-                return 1
+        """0: frames over the UART pty; 1: over BLE when the mock board gave this board a radio (its
+        ROM then has `bluetooth`; the set-up is sim_ble.py's, so boards without one never load it)."""
+        if transport == 1 and "bluetooth" in sys.modules:
+            import sim_ble
+
+            return sim_ble.attach(self)
         return 0
 
     def set_baud(self, baud):

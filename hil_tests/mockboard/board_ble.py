@@ -6,10 +6,11 @@
 # that real Bluetooth stack; this module only carries calls there and events back.
 #
 # The ROM loads this module as `bluetooth` when the parent gives the board a radio. IRQs: the port
-# runs the handler from its scheduler between bytecodes; here they are delivered while board time
-# passes (hal_sim.wait_ms calls the ROM's `_mockboard.radio_irqs()`), and while gatts_notify waits
-# for a free buffer. Buffers: the controller has a few ACL buffers; the parent returns one credit
-# per notification the link has carried, and gatts_notify without a credit raises OSError(ENOMEM)
+# runs the handler from its scheduler between bytecodes; here they are delivered once per loop pass
+# (firmware/sim/sim_ble.py calls the ROM's `_mockboard.radio_irqs()` before the link's
+# notifications), and while gatts_notify waits for a free buffer. Buffers: the controller has a few
+# ACL buffers; the parent returns one credit per notification the link has carried, and
+# gatts_notify without a credit raises OSError(ENOMEM)
 # as NimBLE does when its mbufs are spent.
 #
 # Messages on the socket, both ways: type (1 byte), length (u16 LE), body. Board -> radio: A active,

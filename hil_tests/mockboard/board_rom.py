@@ -201,8 +201,8 @@ class _MockBoardHooks:
         _tell(_CTL_WDT_PARK)
 
     def radio_irqs(self):
-        # BLE events that arrived while board time passed (board_ble.py: the port's scheduler runs
-        # its IRQ handler then); nothing without a radio.
+        # BLE events that arrived since the last loop pass (board_ble.py: the port's scheduler runs
+        # its IRQ handler between bytecodes); nothing without a radio.
         if _radio is not None:
             _radio.irqs()
 
