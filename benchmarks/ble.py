@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import json
 import logging
 import shutil
@@ -35,7 +34,8 @@ from pathlib import Path
 from figures import print_figures
 
 from liftwatch.edge_daemon.transport.ble import BleTransport
-from liftwatch.hil.conftest import REST_PREFIX_S, TALK_SPEED, daemon_config, flash_image, run_daemon
+from liftwatch.hil.conftest import (REST_PREFIX_S, TALK_SPEED, daemon_config, expected_raised, flash_image, run_daemon,
+                                    upstream_journal)
 from liftwatch.hil.mockboard.board import MockBoard
 from liftwatch.hil.mockboard.central import HostLink, VirtualAdapter, board_name, open_link
 from liftwatch.hil.mockboard.radio import VirtualRadio, board_address
@@ -110,10 +110,8 @@ def _facts(tmp: Path, image: Path, radio: VirtualRadio, drops: int) -> tuple[int
                    transports={sc.car.name: transport}, speed=speed)
     finally:
         board.stop()
-    messages = [json.loads(line) for line in (state / "upstream.jsonl").read_text().splitlines() if line.strip()]
-    raised = collections.Counter(m["type"] for m in messages if m["kind"] == "event" and m["state"] == "raised")
-    expected = {k: v for k, v in sc.expect.events.items() if k != "board_offline"}
-    facts_lost = sum(max(0, n - raised.get(k, 0)) for k, n in expected.items())
+    messages, raised, _ = upstream_journal(state)
+    facts_lost = sum(max(0, n - raised.get(k, 0)) for k, n in expected_raised(sc).items())
     trips = sum(m["kind"] == "trip" for m in messages)
     return facts_lost, truth.trips - (sc.expect.trips - sc.expect.trips_reported) - trips, sum(hit)
 

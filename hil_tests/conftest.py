@@ -385,3 +385,23 @@ def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: floa
         await asyncio.wait_for(task, 30)
 
     asyncio.run(main())
+
+
+def upstream_journal(state_dir: Path) -> tuple[list[dict], dict[str, int], list[tuple]]:
+    """What the daemon delivered (its JSON Lines journal): the messages, the events raised by type
+    (board_offline left out: when a link drops is the harness's business), and a short list of what
+    was seen, for assertion messages."""
+    import collections
+    import json
+
+    messages = [json.loads(line) for line in (state_dir / "upstream.jsonl").read_text().splitlines() if line.strip()]
+    raised = collections.Counter(
+        m["type"] for m in messages if m["kind"] == "event" and m["state"] == "raised" and m["type"] != "board_offline"
+    )
+    seen = [(m["kind"], m.get("type"), m.get("state")) for m in messages if m["kind"] != "status"]
+    return messages, dict(raised), seen
+
+
+def expected_raised(sc: Scenario) -> dict[str, int]:
+    """The events scenario ``sc`` raises, by type, as upstream_journal counts them."""
+    return {k: v for k, v in sc.expect.events.items() if k != "board_offline"}

@@ -10,7 +10,6 @@ interference or a real controller's timing (docs/operations.md, "BLE on a real P
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,7 +26,8 @@ from liftwatch.hil.sim.scenario import Scenario
 from liftwatch.protocol.messages import Command, MessageType
 from liftwatch.protocol.trace import CarSample
 
-from .conftest import REST_PREFIX_S, RUN_SPEED, TALK_SPEED, boards_from, daemon_config, flash_image, run_daemon
+from .conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, boards_from, daemon_config, expected_raised, flash_image,
+                       run_daemon, upstream_journal)
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
@@ -216,12 +216,8 @@ def test_daemon_over_ble_gets_every_fact_through_drops_mid_trip(name: str, ble_f
     run_daemon(config, board, truth.t_us, timeout_s=truth.t_us / 1e6 / speed * 4 + 60,
                transports={sc.car.name: transport}, speed=speed)
     assert drops == [1, 1], (radio.stats, starts)  # both drops hit a live connection
-    messages = [json.loads(line) for line in (state / "upstream.jsonl").read_text().splitlines() if line.strip()]
-    raised = collections.Counter(
-        m["type"] for m in messages if m["kind"] == "event" and m["state"] == "raised" and m["type"] != "board_offline"
-    )
-    seen = [(m["kind"], m.get("type"), m.get("state")) for m in messages if m["kind"] != "status"]
-    assert dict(raised) == {k: v for k, v in sc.expect.events.items() if k != "board_offline"}, seen
+    messages, raised, seen = upstream_journal(state)
+    assert raised == expected_raised(sc), seen
     # A trip is computed from the stream (the board keeps events, not samples): one the link was down
     # for is lost, as over a cut UART (link_cut_hour). At this speed a reconnect takes ~50 car seconds.
     unreportable = sc.expect.trips - sc.expect.trips_reported

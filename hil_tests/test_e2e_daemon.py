@@ -7,15 +7,14 @@ against the scenario's ``[expect] events``.
 
 from __future__ import annotations
 
-import collections
-import json
 from pathlib import Path
 
 import pytest
 
 from liftwatch.hil.sim.scenario import Scenario, list_scenarios
 
-from .conftest import REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_config, run_daemon
+from .conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_config, expected_raised, run_daemon,
+                       upstream_journal)
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
@@ -40,12 +39,8 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     state.mkdir()
     config = daemon_config(tmp_path / "liftwatch.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
     run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60)
-    messages = [json.loads(line) for line in (state / "upstream.jsonl").read_text().splitlines() if line.strip()]
-    raised = collections.Counter(
-        m["type"] for m in messages if m["kind"] == "event" and m["state"] == "raised" and m["type"] != "board_offline"
-    )
-    seen = [(m["kind"], m.get("type"), m.get("state")) for m in messages if m["kind"] != "status"]
-    assert dict(raised) == {k: v for k, v in sc.expect.events.items() if k != "board_offline"}, seen
+    messages, raised, seen = upstream_journal(state)
+    assert raised == expected_raised(sc), seen
     # Hour-of-day traffic (normal_day) draws its rides on the run's own clock, which the rest prefix
     # shifts: the simulator's count for this run, less what the scenario says cannot be reported.
     unreportable = sc.expect.trips - sc.expect.trips_reported
