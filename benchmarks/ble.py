@@ -38,10 +38,9 @@ from liftwatch.hil.conftest import (REST_PREFIX_S, TALK_SPEED, daemon_config, ex
                                     upstream_journal)
 from liftwatch.hil.mockboard.board import MockBoard
 from liftwatch.hil.mockboard.central import HostLink, VirtualAdapter, board_name, open_link
-from liftwatch.hil.mockboard.radio import VirtualRadio, board_address
+from liftwatch.hil.mockboard.radio import BLE_BOARD_HEAP_K, VirtualRadio, board_address
 from liftwatch.hil.sim.scenario import Scenario
 
-BLE_BOARD_HEAP_K = 104
 SCENARIO = "entrapment"  # three board and daemon events, half an hour of car time
 
 

@@ -21,7 +21,7 @@ from liftwatch.edge_daemon.transport import TransportOpenError
 from liftwatch.edge_daemon.transport.ble import BleTransport
 from liftwatch.hil.mockboard.board import Direction, MockBoard, ResetCause
 from liftwatch.hil.mockboard.central import HostLink, VirtualAdapter, board_name, open_link
-from liftwatch.hil.mockboard.radio import VirtualRadio, board_address
+from liftwatch.hil.mockboard.radio import BLE_BOARD_HEAP_K, VirtualRadio, board_address
 from liftwatch.hil.sim.scenario import Scenario
 from liftwatch.protocol.messages import Command, MessageType
 from liftwatch.protocol.trace import CarSample
@@ -30,12 +30,6 @@ from .conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, boards_from, daemon
                        run_daemon, upstream_journal)
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
-
-# The firmware with BLE does not start on a 96 KiB heap: after the radio's set-up (ble_nus and ble
-# bytecode, the BleNus object, the stack's buffers) the largest free block is 256 bytes and the
-# sensor's start fails with MemoryError (found on this virtual radio; docs/operations.md). Boards
-# with more RAM run it: 100 KiB measured as the least that boots, 104 KiB used here.
-BLE_BOARD_HEAP_K = 104
 
 
 @pytest.fixture(scope="session")
