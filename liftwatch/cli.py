@@ -23,6 +23,7 @@ _PARTS = (
     "liftwatch.edge_daemon.cli",
     "liftwatch.edge_daemon.report_cli",
     "liftwatch.edge_daemon.keys_cli",
+    "liftwatch.edge_daemon.ota",
     "liftwatch.demo",
 )
 

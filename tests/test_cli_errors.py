@@ -109,6 +109,10 @@ CASES: dict[str, list[tuple[list[str], int, bool]]] = {
         (["keys", "--dir", UNWRITABLE, "generate", "b-1"], 1, False),
         (["keys", "--dir", "{store}", "list"], 1, True),
     ],
+    "ota": [
+        (["ota", "build", "--key", "{tmp}/missing.key", "-o", "{tmp}/fw.lwota"], 1, False),
+        (["ota", "keygen", UNWRITABLE + "/release.key"], 1, False),
+    ],
     "demo": [
         (["demo", "--fleet", "{tmp}/missing.toml"], 1, False),  # DemoError: exit 1 (demo.py is not ours to change)
         (["demo", "--state-dir", "/proc/liftwatch-test", "--status-port", "-1"], 1, False),
