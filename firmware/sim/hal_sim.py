@@ -69,11 +69,6 @@ class SimBoard:
     frames appended; a pty or FIFO is written and read). fs_root: the host directory that stands for
     the board's flash."""
 
-    # BLE on the mock board's virtual radio: the link and its per-pass hook, set on the instance by
-    # sim_ble.attach. Class attributes until then: a board without a radio keeps its attribute table.
-    _ble = None
-    _ble_service = None
-
     def __init__(self, feed, uart=None, sensor="lis3dh", uid="0badc0ffee00", reset_cause="power_on",
                  fs_root=".", seed=1, noise_mg=0):
         import array
@@ -285,14 +280,15 @@ class SimBoard:
         return gc.mem_free()
 
     def ble(self):
-        return self._ble  # the virtual radio's link once set_transport(1) started it (sim_ble.py)
+        return None  # no radio until set_transport(1) on a mock board with one (sim_ble.attach)
 
     def set_transport(self, transport):
-        """0: frames over the UART pty; 1: over BLE when the mock board gave this board a radio (its
-        ROM then has `bluetooth`; the set-up is sim_ble.py's, so boards without one never load it)."""
-        if transport == 1 and "bluetooth" in sys.modules:
-            import sim_ble
-
+        # 1: BLE on the mock board's virtual radio (sim_ble.py; its import fails without a radio)
+        if transport == 1:
+            try:
+                import sim_ble
+            except ImportError:
+                return 0
             return sim_ble.attach(self)
         return 0
 
@@ -300,8 +296,7 @@ class SimBoard:
         pass  # a pty or a file has no line rate; the link still paces frames at `baud` in board time
 
     def service(self, now_ms):
-        if self._ble_service is not None:
-            self._ble_service(now_ms)
+        pass  # nothing for the UART (sim_ble.attach puts the BLE link's hook here)
 
     # ---- UART -------------------------------------------------------------------------------------
     def _open_uart(self, path):

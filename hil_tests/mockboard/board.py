@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BOARD_ROM = Path(__file__).with_name("board_rom.py")
-BOARD_BLE = Path(__file__).with_name("board_ble.py")  # the ROM's `bluetooth` when the board has a radio
+BOARD_BLE = Path(__file__).with_name("board_ble.py")  # `bluetooth`, then the ROM, for a board with a radio
 # board_rom.py stands for the ESP32 port's C code (REPL, VFS glue), which uses no Python heap on a
 # board; here its bytecode and objects do. The child gets this much more than the ESP32 heap so
 # main.py starts with what it would have on an ESP32 (checked by test_mockboard's heap test).
@@ -556,7 +556,7 @@ class MockBoard:
         self.stats.boots[cause] += 1
         self._child = subprocess.Popen(
             micropython_cmd(
-                [BOARD_ROM.name],
+                [(BOARD_BLE if self.radio is not None else BOARD_ROM).name],
                 heapsize=f"{self._child_heap_k()}k",
             ),
             stdin=subprocess.PIPE,

@@ -5,9 +5,10 @@
 # sees on the air side (connections, ATT writes, MTU exchange, notifications, disconnects) comes from
 # that real Bluetooth stack; this module only carries calls there and events back.
 #
-# The ROM loads this module as `bluetooth` when the parent gives the board a radio. IRQs: the port
+# For a board with a radio the parent starts this file in place of board_rom.py: it registers itself as
+# `bluetooth` and then boots the ROM. IRQs: the port
 # runs the handler from its scheduler between bytecodes; here they are delivered once per loop pass
-# (firmware/sim/sim_ble.py calls the ROM's `_mockboard.radio_irqs()` before the link's
+# (firmware/sim/sim_ble.py calls `bluetooth._irqs()`, a mock-only hook, before the link's
 # notifications), and while gatts_notify waits for a free buffer. Buffers: the controller has a few
 # ACL buffers; the parent returns one credit per notification the link has carried, and
 # gatts_notify without a credit raises OSError(ENOMEM)
@@ -255,9 +256,13 @@ class _Bluetooth:
     FLAG_INDICATE = 0x0020
     UUID = UUID
     BLE = staticmethod(_the_ble)
+    _irqs = staticmethod(lambda: _ble is not None and _ble._active and _ble._pump())  # sim_ble's hook
 
 
-def irqs():
-    """Deliver the radio's pending events (the ROM's `_mockboard.radio_irqs`)."""
-    if _ble is not None and _ble._active:
-        _ble._pump()
+if __name__ == "__main__":
+    # Started by the mock board for a board with a radio, in place of its ROM: `bluetooth` is built in
+    # on the port, so it is there before the ROM boots, which then runs as for any board.
+    import sys
+
+    sys.modules["bluetooth"] = _Bluetooth()
+    import board_rom  # noqa: F401 - boots the board (board_rom.py runs at import)

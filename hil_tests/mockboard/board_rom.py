@@ -200,21 +200,6 @@ class _MockBoardHooks:
     def wdt_park(self):
         _tell(_CTL_WDT_PARK)
 
-    def radio_irqs(self):
-        # BLE events that arrived since the last loop pass (board_ble.py: the port's scheduler runs
-        # its IRQ handler between bytecodes); nothing without a radio.
-        if _radio is not None:
-            _radio.irqs()
-
-
-# The ESP32 port has `bluetooth` built in; the mock board has it when its parent gives it a radio
-# (board_ble.py, beside this file, on a virtual Bluetooth link).
-_radio = None
-if _env("LIFTWATCH_SIM_BLE"):
-    import board_ble as _radio
-
-    sys.modules["bluetooth"] = _radio._Bluetooth()
-
 
 sys.modules["_mockboard"] = _MockBoardHooks()
 
