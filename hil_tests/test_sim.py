@@ -278,6 +278,9 @@ def test_bad_car_and_scenario_files_name_the_problem() -> None:
         CarSpec.from_dict({"car": {"floor_levels_m": [0.0, 4.0], "rated_speed_mps": "fast"}})
     with pytest.raises(CarSpecError, match="sensor.axes"):
         CarSpec.from_dict({"car": {"floor_levels_m": [0.0, 4.0]}, "sensor": {"axes": ["+x", "+x", "+z"]}})
+    for labels in (["G"], ["G", "G"], ["G", "1 A"], ["G", "1,2"], ["G", 1]):
+        with pytest.raises(CarSpecError, match="floor_labels"):
+            CarSpec.from_dict({"car": {"floor_levels_m": [0.0, 4.0], "floor_labels": labels}})
     with pytest.raises(ScenarioError, match="step 2: do='fly'"):
         Scenario.from_dict({"step": [{"do": "wait", "s": 1}, {"do": "fly"}]})
     with pytest.raises(ScenarioError, match="step 1 \\(trip\\)"):

@@ -368,6 +368,63 @@ def test_trips_whose_zone_pulses_were_all_lost_on_the_link_are_no_dead_zone_sens
     assert not [f for f in of(out, FaultEvent) if f.type is FaultType.SENSOR_FAULT]
 
 
+LABELS = ("B1", "G", "M", "2", "3", "5")  # a basement, a mezzanine, no 4th floor
+
+
+def test_trips_and_faults_carry_the_landing_names_of_the_car():
+    cfg = AnalyticsConfig(floor_labels=LABELS, lowest_floor=-1)
+    assert cfg.floor_count == 6
+    s = CarStream(cfg).wait(2).trip(5).wait(2).trip(-5).wait(2).trip(2).wait(2)
+    s.set(presence=True).trip(2, offset_mm=1400).wait(30)  # stopped between 3 and 5: no landing
+    out = s.run(CarAnalytics("c", cfg))
+    trips = of(out, Trip)
+    assert [(t.from_label, t.to_label) for t in trips[1:3]] == [("5", "B1"), ("B1", "M")]
+    assert trips[2].to_message()["to_label"] == "M" and trips[2].to_floor == 1
+    ent = next(f for f in of(out, FaultEvent) if f.type is FaultType.STOPPED_OUTSIDE_DOOR_ZONE)
+    assert ent.detail.get("floor_label") is None  # between floors
+    s = CarStream(cfg).wait(2).trip(5).wait(2).trip(-5).wait(2).trip(3).wait(2).set(door_closed=False).wait(130)
+    (held,) = [f for f in of(s.run(CarAnalytics("c", cfg)), FaultEvent) if f.state == "raised"]
+    assert held.detail["floor"] == 2 and held.detail["floor_label"] == "2"  # floor number 2 is named "2"
+
+
+def test_landing_levels_find_the_landing_of_a_trip_whose_pulses_were_lost():
+    even = AnalyticsConfig(floor_count=6, floor_levels_m=(0.0, 3.0, 6.0, 9.0, 12.0, 15.0))
+    s = CarStream(even).wait(2).trip(5).wait(2).trip(-5).wait(2)  # anchored at the bottom landing
+    s.trip(3).wait(2)
+    start = [o.ts for o in s.obs if isinstance(o, MotionChanged) and o.motion == 1][-1]
+    zones = [i for i, o in enumerate(s.obs) if isinstance(o, InputsChanged) and o.ts > start]
+    after = s.obs[zones[2]].ts
+    del s.obs[zones[1]]
+    s.obs.append(FramesLost(ts=after, count=1))
+    s.trip(-1).wait(2)
+    trips = of(s.run(CarAnalytics("c", even)), Trip)
+    assert (trips[2].floors, trips[2].to_floor) == (3, 4)  # from the travel: 9 m = landing 4
+    assert trips[3].from_floor == 4 and trips[3].to_floor == 3  # and the anchor was kept
+    # The same stream with a table that does not fit the shaft (a 4.2 m lobby): no landing within
+    # 0.3 m of where the travel ends, so the floors stay unknown rather than guessed.
+    lobby = AnalyticsConfig(floor_count=6, floor_levels_m=(0.0, 4.2, 7.6, 11.0, 14.4, 17.8))
+    trips = of(s.run(CarAnalytics("c", lobby)), Trip)
+    assert trips[2].floors is None and trips[3].to_floor is None
+    assert of(_trip_with_a_lost_zone_pulse(True).run(CarAnalytics("c", CFG)), Trip)[0].floors is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"floor_labels": ("G", "G")}, "floor_labels"),
+        ({"floor_labels": ("G", "")}, "floor_labels"),
+        ({"floor_labels": ("G", "1", "2"), "floor_count": 4}, "floor_labels"),
+        ({"floor_levels_m": (0.0, 0.5)}, "floor_levels_m"),
+        ({"floor_levels_m": (0.0, "3")}, "floor_levels_m"),
+        ({"floor_levels_m": (0.0, 3.0), "floor_labels": ("G", "1", "2")}, "floor_levels_m"),
+    ],
+)
+def test_landing_tables_are_checked(kwargs, field):
+    with pytest.raises(AnalyticsConfigError) as err:
+        AnalyticsConfig(**kwargs)
+    assert err.value.field == field
+
+
 def test_trips_are_judged_with_the_noise_the_board_reported_at_rest(monkeypatch):
     """Issue 16: the rest STATS' rms is the sensor's noise figure. It follows a quieter window at
     once and a louder one by 1/16 (a jumping passenger's window does not make the sensor noisy);

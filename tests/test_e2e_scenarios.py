@@ -165,6 +165,14 @@ def test_off_level_stops_are_measured_where_the_car_stopped(replayed) -> None:
         assert t["leveling"]["offset_mm"] == pytest.approx(want, abs=15), t
 
 
+def test_the_car_file_s_landing_names_reach_the_trips(replayed) -> None:
+    """office6 names its landings G, 1, 2, 3, 5, 6 (no 4th floor): `liftwatch simulate` writes them
+    in the trace header and `liftwatch replay` takes them, as it takes the rated speed."""
+    trips = replayed["overtravel"].of("trip")
+    assert [(t["from_label"], t["to_label"]) for t in trips[1:2]] == [("6", "G")]
+    assert {t["to_label"] for t in trips} <= {"G", "1", "2", "3", "5", "6", None}
+
+
 def test_board_fault_scenarios_are_known() -> None:
     """A trace cannot carry board faults: these scenarios need a mock board (listed, not hidden)."""
     assert set(BOARD_FAULTS) == {"link_cut_hour", "power_cut_trip", "reboot_loop"}

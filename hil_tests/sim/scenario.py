@@ -31,7 +31,7 @@ Steps (all times in seconds):
 - ``trip``: just the run: ``to``, ``offset_mm``, ``speed_mps``, ``stop_at`` (fraction of the run
   where the brake drops: emergency stop), ``door_opens_at`` (fraction where the door contact opens).
 - ``door``: ``dwell_s``, ``reopen``. ``wait``: ``s``. ``set``: ``door_closed``, ``presence``,
-  ``inspection``, ``alarm`` (booleans).
+  ``inspection``, ``alarm``, ``mains`` (booleans; the mains-sense input reads 0 until first set).
 - ``traffic``: ``hours``, ``trips_per_hour`` (number, or 24 numbers by hour of day): random rides.
 - ``inspection``: ``runs`` slow runs between floors at inspection speed, door closed, ``pause_s``.
 - ``wear``: ``roller_wear_mg`` (set) or ``roller_wear_step_mg`` (add): a wearing guide roller.

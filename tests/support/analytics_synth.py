@@ -76,6 +76,7 @@ class CarStream:
         self.presence = False
         self.inspection = False
         self.alarm = False
+        self.mains = None  # the mains-sense input: None = not wired (reads 0)
         self.zones_dead = False  # door-zone sensors disconnected: never covered
         self.obs: list = []
         self._last_inputs = None
@@ -94,7 +95,8 @@ class CarStream:
 
     def inputs_word(self, y_m=None) -> int:
         up, dn = self.zones(self.pos_m if y_m is None else y_m)
-        return (self.door_closed * 1 | up * 2 | dn * 4 | self.presence * 8 | self.inspection * 16 | self.alarm * 32)
+        return (self.door_closed * 1 | up * 2 | dn * 4 | self.presence * 8 | self.inspection * 16 | self.alarm * 32
+                | bool(self.mains) * 64)
 
     def emit_inputs(self, ts=None, y_m=None):
         word = self.inputs_word(y_m)
