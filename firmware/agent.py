@@ -131,11 +131,6 @@ class Agent:
         self.streamer = Streamer(self.link, self.ring, self.cfg)
         self.commands = HostCommands(self)
         self._on_frame = self.commands.on_frame  # bound once: a bound method made per pass would allocate
-        # The radio link last here, not in start(): by then the sensor's start has cut the heap into
-        # pieces too small to import ble_nus (the virtual radio's boot crash-looped there).
-        self.transport = board.set_transport(self.cfg["transport"])
-        if self.transport:
-            gc.collect()  # the radio's set-up garbage (service tables, names) freed before start()
 
     def _load_config(self):
         import os
@@ -159,6 +154,7 @@ class Agent:
     def start(self):
         b = self.board
         b.wdt_start(self.cfg["wdt_ms"])
+        self.transport = b.set_transport(self.cfg["transport"])
         b.set_baud(self.cfg["baud"])  # at boot only: a CONFIG's ACK still goes out at the old speed
         if not self.safe_mode:
             self._start_sensor()
