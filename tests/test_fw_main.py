@@ -98,7 +98,7 @@ def car():
 cap = bytearray(8192)
 b = hal_sim.SimBoard(car(), uart=cap, fs_root=".")
 a = agent.run(b)
-open("cap.bin", "wb").write(cap[:b.uart_len])
+open("cap.bin", "wb").write(memoryview(cap)[:b.uart_len])  # no copy: the heap after a run is in pieces
 print("DONE", b.t_us // 1000, b.uart_len, a.inputs.door_cycles)
 """
 
