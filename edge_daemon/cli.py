@@ -184,7 +184,8 @@ def _header_car_analytics(trace: Path, base: Any) -> tuple[Any, str]:
     car = read_trace_car(trace)
     if car is not None:
         analytics = replace(base, rated_speed_mps=car.rated_speed_mps, floor_count=car.floors,
-                            vane_length_mm=car.vane_length_mm, zone_sensor_spacing_mm=car.zone_sensor_spacing_mm)
+                            vane_length_mm=car.vane_length_mm, zone_sensor_spacing_mm=car.zone_sensor_spacing_mm,
+                            floor_levels_m=car.levels_m, floor_labels=car.labels)
         return analytics, (f"replay: car {car.name} from the trace header: rated speed {car.rated_speed_mps:g} m/s, "
                            f"{car.floors} floors (--config overrides)")
     return replace(base, rated_speed_mps=None), (

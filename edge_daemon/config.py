@@ -26,6 +26,7 @@ from typing import Any
 
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfigError
+from liftwatch.edge_daemon.report.workhours import CalendarError, WorkCalendar
 from liftwatch.edge_daemon.hosts import is_loopback_host
 from liftwatch.edge_daemon.keystore import KeyStoreError, check_private, load_key_pair, read_private
 from liftwatch.edge_daemon.session import SessionConfig
@@ -164,7 +165,7 @@ SECTIONS = {
     "boards": BOARD_KEYS,
 }
 # Tables that hold free-form or foreign keys rather than keys of ours.
-_BOARD_TABLES = ("settings", "analytics")
+_BOARD_TABLES = ("settings", "analytics", "calendar")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +182,7 @@ class BoardConfig:
     require_tag: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)  # CONFIG pushed to the board
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
+    calendar: WorkCalendar = WorkCalendar()  # the car's working calendar (reports), else the site's
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,7 @@ class DaemonConfig:
     boards: tuple[BoardConfig, ...]
     source: str = "<config>"
     status: StatusConfig | None = _STATUS  # the status page and /metrics; None = not served
+    calendar: WorkCalendar = WorkCalendar()  # the site's working calendar, which reports measure repairs in
 
     @property
     def status_path(self) -> Path:
@@ -242,6 +245,9 @@ def _take(table: Any, keys: tuple[Key, ...], where: str, source: str, extra: tup
     return out
 
 
+_ANALYTICS_LISTS = ("floor_labels", "floor_levels_m")
+
+
 def _analytics(table: Mapping[str, Any], base: AnalyticsConfig, where: str, source: str) -> AnalyticsConfig:
     names = {f.name: f for f in dataclasses.fields(AnalyticsConfig)}
     for name, value in table.items():
@@ -250,13 +256,18 @@ def _analytics(table: Mapping[str, Any], base: AnalyticsConfig, where: str, sour
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             raise ConfigError(source, f"{where}.{name}", f"unknown analytics key{suggestion}")
         default = getattr(AnalyticsConfig(), name)
+        if name in _ANALYTICS_LISTS:  # landing labels and levels: TOML arrays
+            if not isinstance(value, list):
+                raise ConfigError(source, f"{where}.{name}", f"expected an array, got {value!r}")
+            continue
         ok_types: tuple[type, ...] = (type(default),) if default is not None else (int,)
         if isinstance(default, float):
             ok_types = (float, int)
         if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, ok_types):
             raise ConfigError(source, f"{where}.{name}", f"expected {ok_types[0].__name__}, got {value!r}")
     try:
-        return dataclasses.replace(base, **{k: (float(v) if isinstance(getattr(base, k), float) else v)
+        return dataclasses.replace(base, **{k: (float(v) if isinstance(getattr(base, k), float) else
+                                               tuple(v) if k in _ANALYTICS_LISTS else v)
                                            for k, v in table.items()})
     except AnalyticsConfigError as err:
         raise ConfigError(source, f"{where}.{err.field}", err.reason) from err
@@ -308,7 +319,8 @@ def _key_bytes(path: str, where: str, source: str, base_dir: Path) -> tuple[byte
 
 def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Path = Path(".")) -> DaemonConfig:
     """Validate a parsed TOML document; relative paths are taken from `base_dir` (the file's folder)."""
-    _take(doc, (), "", source, extra=("daemon", "session", "outbox", "upstream", "status", "analytics", "boards"))
+    _take(doc, (), "", source,
+          extra=("daemon", "session", "outbox", "upstream", "status", "analytics", "calendar", "boards"))
     d = _take(doc.get("daemon", {}), DAEMON_KEYS, "daemon", source)
     _topic_level(d["site"], "daemon.site", source, "site")
     pi = _topic_level(d["pi"] or socket.gethostname().split(".")[0], "daemon.pi", source,
@@ -354,6 +366,7 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
     status = _status(doc.get("status", {}), source, base_dir)
     analytics = _analytics(_as_table(doc.get("analytics", {}), "analytics", source), AnalyticsConfig(),
                            "analytics", source)
+    calendar = _calendar(doc.get("calendar"), "calendar", source)
     boards_doc = doc.get("boards", [])
     if not isinstance(boards_doc, list):
         raise ConfigError(source, "boards", "expected an array of tables: write [[boards]]")
@@ -391,14 +404,25 @@ def parse_config(doc: Mapping[str, Any], source: str = "<config>", base_dir: Pat
             key=key, next_key=next_key, require_tag=require_tag, settings=dict(settings),
             analytics=_analytics(_as_table(table.get("analytics", {}), f"{where}.analytics", source),
                                  analytics, f"{where}.analytics", source),
+            calendar=_calendar(table.get("calendar"), f"{where}.calendar", source) if "calendar" in table else calendar,
         ))
     return DaemonConfig(
         site=d["site"], pi=pi, state_dir=state_dir, status_interval_s=d["status_interval_s"],
         log_level=d["log_level"], session=session, write_timeout_s=s["write_timeout_s"],
         outbox_path=(base_dir / o["path"]) if o["path"] else state_dir / "outbox.sqlite",
         outbox_budget_bytes=int(o["budget_mb"] * 1024 * 1024), upstream=upstream, analytics=analytics,
-        boards=tuple(boards), source=source, status=status,
+        boards=tuple(boards), source=source, status=status, calendar=calendar,
     )
+
+
+def _calendar(table: Any, where: str, source: str) -> WorkCalendar:
+    """A `[calendar]` table (edge_daemon/report/workhours.py); absent = the default week."""
+    if table is None:
+        return WorkCalendar()
+    try:
+        return WorkCalendar.from_mapping(_as_table(table, where, source))
+    except CalendarError as err:
+        raise ConfigError(source, f"{where}.{err.field}", err.reason) from err
 
 
 def _status(table: Any, source: str, base_dir: Path) -> StatusConfig | None:
@@ -510,6 +534,8 @@ def config_markdown() -> str:
                 "",
                 "`[boards.analytics]`: per-car overrides of any `[analytics]` key below.",
                 "",
+                "`[boards.calendar]`: the car's own working calendar, replacing `[calendar]` whole.",
+                "",
             ]
     lines += [
         "## `[analytics]`: thresholds for every car (override per car in `[boards.analytics]`)",
@@ -520,7 +546,22 @@ def config_markdown() -> str:
     for name, default, comment in _analytics_docs():
         shown = "`none`" if default is None else f"`{str(default).lower() if isinstance(default, bool) else default}`"
         lines.append(f"| `{name}` | {shown} | {comment.replace('|', chr(92) + '|')} |")
-    lines.append("")
+    lines += [
+        "",
+        "## `[calendar]`: the site's working hours (reports; override per car in `[boards.calendar]`)",
+        "",
+        "What `liftwatch report` counts \"half a working day\" and \"3 days\" in (docs/report.md).",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+        "| `mon` ... `sun` | `[\"09:00-12:00\", \"13:00-18:00\"]` Monday to Friday, `[]` Saturday and Sunday "
+        "| working periods of the weekday, `HH:MM-HH:MM`, not overlapping; `[]` = a day off |",
+        "| `holidays` | `[]` | dates (TOML dates or `YYYY-MM-DD`) with no working hours |",
+        "| `workdays` | `[]` | make-up working days (调休), worked with Monday's hours |",
+        "| `repair_max_days` | `\"calendar\"` | what \"no repair beyond 3 days\" counts: `calendar` "
+        "(3 x 24 h) or `working` (to the same time 3 working days later) |",
+        "",
+    ]
     return "\n".join(lines)
 
 

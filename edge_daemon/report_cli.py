@@ -13,7 +13,7 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the report stack (matplotlib) loads only when a report command runs
     from .report.figures import ContractTargets, Period
@@ -92,7 +92,7 @@ def _resolve(args: argparse.Namespace, stem: str) -> tuple[list[Path], Period, C
     from .report.figures import ContractTargets, Period
 
     sources = list(args.source)
-    targets_kw: dict[str, float] = {}
+    targets_kw: dict[str, Any] = {}
     if args.config is not None:
         from .config import load_config
 
@@ -100,8 +100,10 @@ def _resolve(args: argparse.Namespace, stem: str) -> tuple[list[Path], Period, C
         sources += [p for p in (cfg.upstream.journal_path, cfg.outbox_path) if p.exists()]
         # One car: its board's own analytics settings (a [[boards]] override), else the site's.
         car = getattr(args, "car", None)
-        a = next((b.analytics for b in cfg.boards if isinstance(car, str) and b.car == car), cfg.analytics)
+        board = next((b for b in cfg.boards if isinstance(car, str) and b.car == car), None)
+        a = board.analytics if board is not None else cfg.analytics
         targets_kw = {
+            "calendar": board.calendar if board is not None else cfg.calendar,
             "maintenance_min_s": a.maintenance_min_s,
             "response_lookback_s": a.response_lookback_s,
             "z_max_pp_limit_mg": a.vib_z_max_pp_limit_mg,

@@ -3,7 +3,8 @@
 #   UART2 TX GPIO17, RX GPIO16              link to the Pi (921600 baud 8N1 by default)
 #   inputs, all active low (contact or open-collector to GND, pulled up):
 #     door_closed GPIO25, zone_up GPIO26, zone_dn GPIO27, presence GPIO32, inspection GPIO33,
-#     alarm_button GPIO34 (input-only pin: external 10k pull-up)
+#     alarm_button GPIO34 (input-only pin: external 10k pull-up),
+#     mains GPIO35 (input-only pin: external 10k pull-up; opto-isolated sense of the car's mains rail)
 import binascii
 import gc
 import time
@@ -12,7 +13,7 @@ import machine
 
 from hal import EDGE_LOG
 
-INPUT_PINS = (25, 26, 27, 32, 33, 34)  # bit order of the input bitmask
+INPUT_PINS = (25, 26, 27, 32, 33, 34, 35)  # bit order of the input bitmask
 WDT_PARK_MS = 1800000  # 30 min at the REPL after Ctrl-C (flashing, calibration by hand)
 _CAUSES = {machine.PWRON_RESET: "power_on", machine.HARD_RESET: "hard", machine.WDT_RESET: "wdt",
            machine.SOFT_RESET: "soft", machine.DEEPSLEEP_RESET: "soft"}

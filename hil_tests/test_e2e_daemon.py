@@ -7,80 +7,16 @@ against the scenario's ``[expect] events``.
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import json
 from pathlib import Path
 
 import pytest
 
 from liftwatch.hil.sim.scenario import Scenario, list_scenarios
 
-from .conftest import REST_PREFIX_S, TALK_SPEED
+from .conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_config, expected_raised, run_daemon,
+                       upstream_journal)
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
-
-EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated day starts here
-RUN_SPEED = 200.0  # sim s per real s: fast, yet the daemon keeps up with the board's frames
-
-
-def _daemon_config(path: Path, state_dir: Path, port: str, board_id: str, sc: Scenario) -> Path:
-    car = sc.car
-    path.write_text(
-        "\n".join(
-            [
-                "[daemon]",
-                'site = "hil"',
-                'pi = "hil-pi"',
-                f'state_dir = "{state_dir}"',
-                "status_interval_s = 60.0",
-                "",
-                "[session]",
-                # Timeouts run on the simulated clock; a daemon briefly behind its board must not call
-                # it offline.
-                "heartbeat_timeout_s = 600.0",
-                "",
-                "[[boards]]",
-                f'car = "{car.name}"',
-                f'port = "{port}"',
-                f'board_id = "{board_id}"',
-                "",
-                "[boards.analytics]",
-                f"rated_speed_mps = {car.rated_speed_mps}",
-                f"floor_count = {car.floors}",
-                "lowest_floor = 0",
-                f"vane_length_mm = {float(car.vane_length_mm)}",
-                f"zone_sensor_spacing_mm = {float(car.zone_sensor_spacing_mm)}",
-                "",
-            ]
-        )
-    )
-    return path
-
-
-DAEMON_SETTLE_S = 3.0  # real seconds for the daemon to start and greet the board before the car moves
-
-
-def _run_daemon(config_path: Path, board, end_us: int, timeout_s: float) -> None:
-    from liftwatch.edge_daemon.config import load_config
-    from liftwatch.edge_daemon.daemon import Daemon
-
-    async def main() -> None:
-        daemon = Daemon(load_config(config_path), clock=lambda: EPOCH_S + board.stats.board_t_us / 1e6)
-        stop = asyncio.Event()
-        task = asyncio.create_task(daemon.run(stop), name="daemon")
-        await asyncio.sleep(DAEMON_SETTLE_S)  # still in the rest prefix, at talking speed
-        board.set_speed(RUN_SPEED)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while board.stats.board_t_us < end_us and loop.time() < deadline and not task.done():
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(1.0)
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-    asyncio.run(main())
-
 
 FAST_E2E = ["entrapment", "moving_door_open", "maintenance_too_short"]
 OTHER_E2E = sorted(set(list_scenarios()) - set(FAST_E2E))
@@ -101,14 +37,10 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     tap.close()  # the daemon takes the port
     state = tmp_path / "state"
     state.mkdir()
-    config = _daemon_config(tmp_path / "liftwatch.toml", state, board.ports.data, board.uid, sc)
-    _run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60)
-    messages = [json.loads(line) for line in (state / "upstream.jsonl").read_text().splitlines() if line.strip()]
-    raised = collections.Counter(
-        m["type"] for m in messages if m["kind"] == "event" and m["state"] == "raised" and m["type"] != "board_offline"
-    )
-    seen = [(m["kind"], m.get("type"), m.get("state")) for m in messages if m["kind"] != "status"]
-    assert dict(raised) == {k: v for k, v in sc.expect.events.items() if k != "board_offline"}, seen
+    config = daemon_config(tmp_path / "liftwatch.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
+    run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60)
+    messages, raised, seen = upstream_journal(state)
+    assert raised == expected_raised(sc), seen
     # Hour-of-day traffic (normal_day) draws its rides on the run's own clock, which the rest prefix
     # shifts: the simulator's count for this run, less what the scenario says cannot be reported.
     unreportable = sc.expect.trips - sc.expect.trips_reported

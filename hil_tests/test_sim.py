@@ -121,6 +121,8 @@ def test_scenario_ground_truth_matches_its_expectations(name: str) -> None:
     sc = Scenario.load(name)
     car = sc.ground_truth()
     assert car.trips == sc.expect.trips
+    if sc.expect.relevels is not None:
+        assert car.relevels == sc.expect.relevels
     for visit in sc.expect.maintenance:
         if "inspection_runs" in visit:
             assert car.inspection_runs == sum(v["inspection_runs"] for v in sc.expect.maintenance)
@@ -226,6 +228,17 @@ def test_jumps_come_only_with_the_door_open_and_bring_the_car_back() -> None:
         assert np.abs(x).max() < 0.008 and abs(x[-1]) < 1e-3
 
 
+def test_relevel_creeps_back_to_level_inside_the_door_zone_and_is_no_trip() -> None:
+    spec = load_car("office6")
+    sim = CarSim(spec, seed=3)
+    list(sim.trip(2, offset_mm=120))
+    assert sim.zone_bits(sim.pos_m) == ZONE_DN  # 120 mm high: one sensor on
+    samples = list(sim.relevel(2))
+    assert sim.pos_m == pytest.approx(spec.floor_levels_m[2]) and (sim.trips, sim.relevels) == (1, 1)
+    assert all(s.inputs & (ZONE_UP | ZONE_DN) for s in samples)  # never left the door zone
+    assert list(sim.relevel(2)) == [] and sim.relevels == 1  # already level: nothing to do
+
+
 def test_door_contact_bounces_within_15_ms_and_settles_in_its_new_state() -> None:
     sim = CarSim(CarSpec.from_dict({**NOISY, "passengers": {}}), seed=2)
     for closed in (False, True, False, True):
@@ -278,6 +291,9 @@ def test_bad_car_and_scenario_files_name_the_problem() -> None:
         CarSpec.from_dict({"car": {"floor_levels_m": [0.0, 4.0], "rated_speed_mps": "fast"}})
     with pytest.raises(CarSpecError, match="sensor.axes"):
         CarSpec.from_dict({"car": {"floor_levels_m": [0.0, 4.0]}, "sensor": {"axes": ["+x", "+x", "+z"]}})
+    for labels in (["G"], ["G", "G"], ["G", "1 A"], ["G", "1,2"], ["G", 1]):
+        with pytest.raises(CarSpecError, match="floor_labels"):
+            CarSpec.from_dict({"car": {"floor_levels_m": [0.0, 4.0], "floor_labels": labels}})
     with pytest.raises(ScenarioError, match="step 2: do='fly'"):
         Scenario.from_dict({"step": [{"do": "wait", "s": 1}, {"do": "fly"}]})
     with pytest.raises(ScenarioError, match="step 1 \\(trip\\)"):

@@ -129,8 +129,12 @@ def daemon_config_toml(fleet: DemoFleet, ports: dict[str, str], *, mqtt_port: in
             f'board_id = "{c.board_uid}"', "", "[boards.analytics]",
             f"rated_speed_mps = {spec.rated_speed_mps}", f"floor_count = {spec.floors}", "lowest_floor = 1",
             f"vane_length_mm = {float(spec.vane_length_mm)}",
-            f"zone_sensor_spacing_mm = {float(spec.zone_sensor_spacing_mm)}", "",
+            f"zone_sensor_spacing_mm = {float(spec.zone_sensor_spacing_mm)}",
+            "floor_levels_m = [" + ", ".join(f"{x - spec.floor_levels_m[0]:g}" for x in spec.floor_levels_m) + "]",
         ]
+        if spec.floor_labels is not None:
+            lines.append("floor_labels = [" + ", ".join(f'"{x}"' for x in spec.floor_labels) + "]")
+        lines.append("")
     return "\n".join(lines)
 
 

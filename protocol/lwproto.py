@@ -64,6 +64,10 @@ IN_ZONE_DN = const(0x04)  # lower door-zone sensor covered; both covered = level
 IN_PRESENCE = const(0x08)  # someone in the car (PIR / mmWave)
 IN_INSPECTION = const(0x10)  # inspection (maintenance) switch on the car top
 IN_ALARM_BUTTON = const(0x20)
+# Issue 20: the car's mains rail present (opto-isolated sense; the kit itself runs on the car's
+# lighting supply, so it sees the rail fall). An unwired input reads 0: the host judges a power loss
+# only once it has seen the bit set.
+IN_MAINS = const(0x40)
 # Motion (STATE, STATS, HEARTBEAT `motion`).
 MOTION_REST = const(0)
 MOTION_ACCELERATING = const(1)

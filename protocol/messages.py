@@ -45,6 +45,7 @@ class Input(enum.IntFlag):
     PRESENCE = _lw.IN_PRESENCE
     INSPECTION = _lw.IN_INSPECTION
     ALARM_BUTTON = _lw.IN_ALARM_BUTTON
+    MAINS = _lw.IN_MAINS
 
 
 class _TolerantIntEnum(enum.IntEnum):

@@ -33,11 +33,15 @@ TRACE_HEADER = (
     "presence",
     "inspection",
     "alarm_button",
+    "mains",
 )
+# Traces written before the mains-sense input (issue 20) lack its column: still read, mains = 0.
+TRACE_HEADER_V1 = TRACE_HEADER[:-1]
 # Input names in bit order of the wire's inputs bitmask (SPEC.md section 5; tests/test_wire_codes.py).
 INPUT_NAMES = TRACE_HEADER[4:]
 DOOR_CLOSED, ZONE_UP, ZONE_DN = _lw.IN_DOOR_CLOSED, _lw.IN_ZONE_UP, _lw.IN_ZONE_DN
 PRESENCE, INSPECTION, ALARM_BUTTON = _lw.IN_PRESENCE, _lw.IN_INSPECTION, _lw.IN_ALARM_BUTTON
+MAINS = _lw.IN_MAINS
 INPUT_MASK = (1 << len(INPUT_NAMES)) - 1
 
 FEED_RECORD = struct.Struct("<IhhhBB")
@@ -117,12 +121,13 @@ def read_trace(source: str | os.PathLike | IO[str]) -> Iterator[CarSample]:
                 continue
             cells = [c.strip() for c in text.split(",")]
             if not header_seen:
-                if tuple(cells) != TRACE_HEADER:
+                if tuple(cells) not in (TRACE_HEADER, TRACE_HEADER_V1):
                     raise TraceFormatError(line_no, f"header must be {','.join(TRACE_HEADER)!r}, got {text!r}", name)
                 header_seen = True
+                columns = len(cells)
                 continue
-            if len(cells) != len(TRACE_HEADER):
-                raise TraceFormatError(line_no, f"expected {len(TRACE_HEADER)} columns, got {len(cells)}", name)
+            if len(cells) != columns:
+                raise TraceFormatError(line_no, f"expected {columns} columns, got {len(cells)}", name)
             try:
                 values = [int(c) for c in cells]
             except ValueError:
@@ -183,7 +188,9 @@ class TraceCar:
 
     ``sensor_noise_mg`` (written only when not 0: ` sensor_noise_mg=8`): white noise rms per axis
     the replay's simulated accelerometer adds on top of its part's own. A simulated trace is
-    sample-and-hold, so noise cannot be in its rows; a recorded trace has it in its rows already."""
+    sample-and-hold, so noise cannot be in its rows; a recorded trace has it in its rows already.
+    The landings' levels (above the bottom one) and names follow when the car has them:
+    ` levels_m=0,4.2,7.6 labels=G,1,2`."""
 
     name: str
     rated_speed_mps: float
@@ -191,17 +198,25 @@ class TraceCar:
     vane_length_mm: float
     zone_sensor_spacing_mm: float
     sensor_noise_mg: float = 0.0
+    levels_m: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
 
     def comment(self) -> str:
-        return (f"car {self.name} rated_speed_mps={self.rated_speed_mps:g} floors={self.floors} "
+        text = (f"car {self.name} rated_speed_mps={self.rated_speed_mps:g} floors={self.floors} "
                 f"vane_length_mm={self.vane_length_mm:g} zone_sensor_spacing_mm={self.zone_sensor_spacing_mm:g}"
                 + (f" sensor_noise_mg={self.sensor_noise_mg:g}" if self.sensor_noise_mg else ""))
+        if self.levels_m is not None:
+            text += " levels_m=" + ",".join(f"{x:g}" for x in self.levels_m)
+        if self.labels is not None:
+            text += " labels=" + ",".join(self.labels)
+        return text
 
 
 _TRACE_CAR = re.compile(
     r"^# car (?P<name>[^\s;]+) rated_speed_mps=(?P<speed>[0-9.]+) floors=(?P<floors>[0-9]+) "
     r"vane_length_mm=(?P<vane>[0-9.]+) zone_sensor_spacing_mm=(?P<spacing>[0-9.]+)"
     r"(?: sensor_noise_mg=(?P<noise>[0-9.]+))?"
+    r"(?: levels_m=(?P<levels>[0-9.,]+))?(?: labels=(?P<labels>[^\s,]+(?:,[^\s,]+)*))?"
 )
 
 
@@ -215,8 +230,10 @@ def read_trace_car(path: str | os.PathLike) -> TraceCar | None:
                     return None  # comments sit above and below the header row, never among the samples
                 m = _TRACE_CAR.match(line)
                 if m:
+                    levels = tuple(float(x) for x in m["levels"].split(",")) if m["levels"] else None
+                    labels = tuple(m["labels"].split(",")) if m["labels"] else None
                     return TraceCar(m["name"], float(m["speed"]), int(m["floors"]), float(m["vane"]),
-                                    float(m["spacing"]), float(m["noise"] or 0.0))
+                                    float(m["spacing"]), float(m["noise"] or 0.0), levels, labels)
     except OSError:
         return None
     return None

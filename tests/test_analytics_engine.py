@@ -24,6 +24,7 @@ from liftwatch.edge_daemon.observations import (
     InputsChanged,
     LinkState,
     MotionChanged,
+    RestStats,
     VibBlock,
 )
 
@@ -251,6 +252,36 @@ def test_a_long_movement_inside_the_door_zone_is_a_relevel():
     assert of(out, Trip) == [] and out[-1].relevels == 1 and out[-1].trips == 0
 
 
+@pytest.mark.parametrize("noise_mg", [0.0, 8.0])
+def test_a_passenger_jumping_at_a_landing_is_no_relevel_but_a_creep_back_to_level_is(noise_mg):
+    """Issue 16: a jump makes the board report a short motion, but the car bounces on its ropes and
+    comes back (no zone edge, no travel); a 30 mm creep back to level, as short and as edgeless, is a
+    re-levelling. With 8 mg of sensor noise (the STATS noise figure says so) the same holds."""
+    cfg = dataclasses.replace(CFG, vane_length_mm=250.0, zone_sensor_spacing_mm=150.0)  # both on within +-50 mm
+    s = CarStream(cfg).wait(2)
+    if noise_mg:
+        s.add(RestStats(s.t, 1000, (0, 0, 1000), (round(noise_mg),) * 3, 30))
+    s.set(door_closed=False).wait(1)
+    for k, peak in enumerate((150.0, 220.0, 300.0)):
+        s.jump(peak, noise_mg=noise_mg, seed=k).wait(1)
+    assert [o.motion for o in s.obs if isinstance(o, MotionChanged)] == [1, 0] * 3  # what the board reports
+    out = s.run(CarAnalytics("c", cfg))
+    assert out[-1].relevels == 0 and of(out, Trip) == [] and of(out, FaultEvent) == []
+
+    s.trip(-1, ramp_s=0.3, to_m=s.pos_m - 0.03).wait(3)  # 0.6 s, inside the vane: no zone edge
+    assert [o.changed for o in s.obs if isinstance(o, InputsChanged)] == [0b111, 0b1]  # the door opened
+    out = s.run(CarAnalytics("c", cfg))
+    assert out[-1].relevels == 1 and of(out, Trip) == []
+
+
+def test_a_long_jumping_spell_inside_the_door_zone_is_no_relevel():
+    """Jumps back to back keep the board's motion on past trip_min_s: still no edge and no travel."""
+    s = CarStream(CFG).wait(2).set(door_closed=False).wait(1)
+    s.jump(300.0, times=4).wait(3)  # motion for 1.35 s
+    out = s.run(CarAnalytics("c", CFG))
+    assert out[-1].relevels == 0 and of(out, Trip) == [] and of(out, FaultEvent) == []
+
+
 def test_a_clock_jump_does_not_flood_daily_records():
     eng = CarAnalytics("c", CFG)
     eng.feed(InputsChanged(0.0, 0b111, 0b111))  # board time before the first TIME_SYNC
@@ -366,6 +397,63 @@ def test_trips_whose_zone_pulses_were_all_lost_on_the_link_are_no_dead_zone_sens
     out = s.run(CarAnalytics("c", CFG))
     assert len(of(out, Trip)) == CFG.zone_stuck_trips + 1
     assert not [f for f in of(out, FaultEvent) if f.type is FaultType.SENSOR_FAULT]
+
+
+LABELS = ("B1", "G", "M", "2", "3", "5")  # a basement, a mezzanine, no 4th floor
+
+
+def test_trips_and_faults_carry_the_landing_names_of_the_car():
+    cfg = AnalyticsConfig(floor_labels=LABELS, lowest_floor=-1)
+    assert cfg.floor_count == 6
+    s = CarStream(cfg).wait(2).trip(5).wait(2).trip(-5).wait(2).trip(2).wait(2)
+    s.set(presence=True).trip(2, offset_mm=1400).wait(30)  # stopped between 3 and 5: no landing
+    out = s.run(CarAnalytics("c", cfg))
+    trips = of(out, Trip)
+    assert [(t.from_label, t.to_label) for t in trips[1:3]] == [("5", "B1"), ("B1", "M")]
+    assert trips[2].to_message()["to_label"] == "M" and trips[2].to_floor == 1
+    ent = next(f for f in of(out, FaultEvent) if f.type is FaultType.STOPPED_OUTSIDE_DOOR_ZONE)
+    assert ent.detail.get("floor_label") is None  # between floors
+    s = CarStream(cfg).wait(2).trip(5).wait(2).trip(-5).wait(2).trip(3).wait(2).set(door_closed=False).wait(130)
+    (held,) = [f for f in of(s.run(CarAnalytics("c", cfg)), FaultEvent) if f.state == "raised"]
+    assert held.detail["floor"] == 2 and held.detail["floor_label"] == "2"  # floor number 2 is named "2"
+
+
+def test_landing_levels_find_the_landing_of_a_trip_whose_pulses_were_lost():
+    even = AnalyticsConfig(floor_count=6, floor_levels_m=(0.0, 3.0, 6.0, 9.0, 12.0, 15.0))
+    s = CarStream(even).wait(2).trip(5).wait(2).trip(-5).wait(2)  # anchored at the bottom landing
+    s.trip(3).wait(2)
+    start = [o.ts for o in s.obs if isinstance(o, MotionChanged) and o.motion == 1][-1]
+    zones = [i for i, o in enumerate(s.obs) if isinstance(o, InputsChanged) and o.ts > start]
+    after = s.obs[zones[2]].ts
+    del s.obs[zones[1]]
+    s.obs.append(FramesLost(ts=after, count=1))
+    s.trip(-1).wait(2)
+    trips = of(s.run(CarAnalytics("c", even)), Trip)
+    assert (trips[2].floors, trips[2].to_floor) == (3, 4)  # from the travel: 9 m = landing 4
+    assert trips[3].from_floor == 4 and trips[3].to_floor == 3  # and the anchor was kept
+    # The same stream with a table that does not fit the shaft (a 4.2 m lobby): no landing within
+    # 0.3 m of where the travel ends, so the floors stay unknown rather than guessed.
+    lobby = AnalyticsConfig(floor_count=6, floor_levels_m=(0.0, 4.2, 7.6, 11.0, 14.4, 17.8))
+    trips = of(s.run(CarAnalytics("c", lobby)), Trip)
+    assert trips[2].floors is None and trips[3].to_floor is None
+    assert of(_trip_with_a_lost_zone_pulse(True).run(CarAnalytics("c", CFG)), Trip)[0].floors is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"floor_labels": ("G", "G")}, "floor_labels"),
+        ({"floor_labels": ("G", "")}, "floor_labels"),
+        ({"floor_labels": ("G", "1", "2"), "floor_count": 4}, "floor_labels"),
+        ({"floor_levels_m": (0.0, 0.5)}, "floor_levels_m"),
+        ({"floor_levels_m": (0.0, "3")}, "floor_levels_m"),
+        ({"floor_levels_m": (0.0, 3.0), "floor_labels": ("G", "1", "2")}, "floor_levels_m"),
+    ],
+)
+def test_landing_tables_are_checked(kwargs, field):
+    with pytest.raises(AnalyticsConfigError) as err:
+        AnalyticsConfig(**kwargs)
+    assert err.value.field == field
 
 
 def test_trips_are_judged_with_the_noise_the_board_reported_at_rest(monkeypatch):

@@ -13,6 +13,8 @@ from liftwatch.edge_daemon.analytics import (
     MaintenanceVisit,
     Trip,
 )
+from liftwatch.edge_daemon.analytics.common import iso_utc
+from liftwatch.edge_daemon.analytics.faults import ResponseSign
 from liftwatch.edge_daemon.observations import (
     BoardBooted,
     BoardEvent,
@@ -124,7 +126,8 @@ def test_entrapment_at_a_floor_needs_90_s_and_clears_when_the_door_opens():
 def test_no_entrapment_when_the_door_opens_in_time_or_nobody_is_inside():
     s = CarStream(CFG).wait(2).set(presence=True).wait(1)
     s.trip(2).wait(60).door_cycle().set(presence=False).wait(200)  # empty car parked 200 s
-    assert events(run(s, CFG)) == []
+    # 60 s behind a shut door at the landing is no entrapment yet, but the door failed to open
+    assert {e.type for e in events(run(s, CFG))} == {FaultType.DOOR_FAILS_TO_OPEN}
 
 
 def test_moving_with_door_open_raised_after_debounce_and_cleared_when_the_car_stops():
@@ -372,3 +375,124 @@ def test_inspection_freezes_the_rules_and_a_fixed_fault_clears_when_service_resu
     assert len(visit) == 1
     assert visit[0].faults_responded[0]["type"] == "door_open_too_long"
     assert visit[0].faults_responded[0]["response_s"] == pytest.approx(10.0)
+
+
+def _trapped_then_moved(v_max: float):
+    """Trapped between floors, the alarm pressed after 30 s; 10 min later the car moves to the
+    landing below at `v_max`, the door opens and the passenger leaves."""
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(1, offset_mm=1400)
+    s.wait(30).set(alarm=True).wait(3).set(alarm=False).wait(600)
+    s.trip(-1, v_max=v_max, ramp_s=0.5, to_m=3.0)
+    move = [o.ts for o in s.obs if isinstance(o, MotionChanged) and o.motion == 1][-1]
+    s.wait(1).set(door_closed=False).wait(6).set(presence=False).wait(4).set(door_closed=True).wait(10)
+    return s, move
+
+
+def test_a_rescue_speed_move_is_the_response_and_the_entrapment_reports_alarm_release_and_empty_car():
+    s, move = _trapped_then_moved(0.3)
+    out = run(s, CFG)
+    ent = events(out, FaultType.ENTRAPMENT)
+    assert [e.state for e in ent] == ["raised", "cleared"]
+    cleared = ent[1]
+    assert cleared.response_sign == ResponseSign.RESCUE_MOVE
+    assert cleared.response_s == pytest.approx(move - ent[0].event_ts, abs=1e-6)
+    opened = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.ts > move and not o.inputs & 1)
+    assert cleared.event_ts == pytest.approx(opened, abs=1e-6)  # released when the door opened
+    msg = cleared.to_message()
+    assert msg["response_sign"] == "rescue_move"
+    d = msg["detail"]
+    assert d["released_at_landing"] is True and d["release_ts"] == msg["event_ts"]
+    alarm = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.inputs & 32)
+    empty = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.ts > opened and not o.inputs & 8)
+    assert d["alarm_ts"] == iso_utc(alarm) and d["emptied_ts"] == iso_utc(empty)
+    # the stopped-outside-zone fault cleared while the move's VIB was still on its way: same answer
+    sto = events(out, FaultType.STOPPED_OUTSIDE_DOOR_ZONE)[1]
+    assert sto.response_sign == ResponseSign.RESCUE_MOVE and sto.response_s is not None
+
+
+def test_a_move_at_rated_speed_is_no_response():
+    s, _ = _trapped_then_moved(1.0)
+    ent = events(run(s, CFG), FaultType.ENTRAPMENT)
+    assert [e.state for e in ent] == ["raised", "cleared"]
+    assert ent[1].response_s is None and ent[1].response_sign is None and ent[1].repair_s is None
+    assert ent[1].detail["released_at_landing"] is True
+
+
+def test_a_released_car_that_does_not_empty_is_reported_released_not_empty():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(1, offset_mm=1400).wait(40)
+    s.set(door_closed=False).wait(120)  # the door forced open between floors; the sensor still sees someone
+    out = run(s, CFG)
+    (cleared,) = [e for e in events(out, FaultType.ENTRAPMENT) if e.state == "cleared"]
+    assert cleared.event_ts == pytest.approx(door_opened(s), abs=1e-6)
+    assert cleared.detail["released_at_landing"] is False and "emptied_ts" not in cleared.detail
+
+
+def test_door_fails_to_open_at_a_landing_with_someone_inside():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(1)
+    s.trip(2)
+    stop = last_stop(s)
+    s.wait(20).door_cycle(open_s=4).set(presence=False).wait(5)
+    out = run(s, CFG)
+    ev = events(out, FaultType.DOOR_FAILS_TO_OPEN)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    assert ev[0].event_ts == pytest.approx(stop + 15.0, abs=1e-6) and ev[0].gbt24476_code is None
+    assert ev[1].event_ts == pytest.approx(door_opened(s), abs=1e-6)
+    # the door opening within 15 s, an empty car, or a car that never ran: nothing
+    for stream in (
+        CarStream(CFG).wait(2).set(presence=True).wait(1).trip(2).wait(10).door_cycle().wait(30),
+        CarStream(CFG).wait(2).trip(2).wait(60),
+        CarStream(CFG).wait(2).set(presence=True).wait(60),
+    ):
+        assert events(run(stream, CFG)) == []
+
+
+def test_overtravel_at_the_top_and_bottom_terminals():
+    s = CarStream(CFG).wait(2).trip(5).wait(2).trip(-5).wait(2)  # spans the 6 landings: anchored
+    s.trip(5, offset_mm=400).wait(10)  # 400 mm past the top landing
+    top = last_stop(s)
+    s.trip(-1).wait(3)
+    s.trip(-4, offset_mm=300).wait(10)  # 300 mm below the bottom landing
+    bottom = last_stop(s)
+    s.trip(1, to_m=0.0).wait(3)
+    out = run(s, CFG)
+    up, down = events(out, FaultType.OVERTRAVEL_TOP), events(out, FaultType.OVERTRAVEL_BOTTOM)
+    assert [e.state for e in up] == [e.state for e in down] == ["raised", "cleared"]
+    assert up[0].event_ts == pytest.approx(top, abs=1e-6) and down[0].event_ts == pytest.approx(bottom, abs=1e-6)
+    assert up[0].detail["past_landing_mm"] == pytest.approx(400, abs=5)
+    assert down[0].detail["past_landing_mm"] == pytest.approx(300, abs=5)
+    # a stop 250 mm past the top: beyond the door zone, below the 300 mm configured
+    s = CarStream(CFG).wait(2).trip(5).wait(2).trip(-5).wait(2).trip(5, offset_mm=250).wait(10)
+    assert events(run(s, AnalyticsConfig(floor_count=6, overtravel_mm=300)), FaultType.OVERTRAVEL_TOP) == []
+    assert events(run(s, CFG), FaultType.OVERTRAVEL_TOP)  # 150 mm by default
+    # not anchored (floor_count unknown): which landing is the terminal is unknown, nothing is said
+    assert events(run(s, AnalyticsConfig()), FaultType.OVERTRAVEL_TOP) == []
+
+
+def test_power_loss_from_the_mains_input_with_who_was_inside():
+    s = CarStream(CFG).wait(2).set(mains=True).wait(5).set(presence=True).wait(1)
+    s.set(mains=False).wait(4).set(presence=False).wait(300).set(mains=True).wait(5)
+    out = run(s, CFG)
+    ev = events(out, FaultType.POWER_LOSS)
+    assert [e.state for e in ev] == ["raised", "cleared"]
+    cut = next(o.ts for o in s.obs if hasattr(o, "inputs") and o.ts > s.obs[0].ts + 3 and not o.inputs & 64)
+    assert ev[0].event_ts == pytest.approx(cut + 1.0, abs=1e-6) and ev[0].detail["occupied"] is True
+    assert ev[1].duration_s == pytest.approx(304.0 - 1.0, abs=1e-6) and ev[1].detail["occupied"] is True
+    s = CarStream(CFG).wait(2).set(mains=True).wait(5).set(mains=False).wait(60).set(mains=True).wait(5)
+    (cleared,) = [e for e in events(run(s, CFG), FaultType.POWER_LOSS) if e.state == "cleared"]
+    assert cleared.detail["occupied"] is False
+
+
+def test_an_unwired_mains_input_is_never_a_power_loss():
+    s = CarStream(CFG).wait(2).set(presence=True).wait(600)  # the input never read "present"
+    assert events(run(s, CFG), FaultType.POWER_LOSS) == []
+
+
+def test_a_re_levelling_with_the_door_open_owes_no_door_opening():
+    """The car re-levels at the landing with the door open; passengers board, the door closes and
+    nobody has pressed a button yet: the door did open, nothing failed."""
+    s = CarStream(CFG).wait(2).trip(2, offset_mm=10).wait(1).set(door_closed=False).wait(2)
+    s.trip(-1, to_m=6.0, ramp_s=0.6, v_max=0.05).wait(2)  # a 1.2 s creep back to level, door open
+    s.set(presence=True).wait(3).set(door_closed=True).wait(40)
+    assert events(run(s, CFG), FaultType.DOOR_FAILS_TO_OPEN) == []

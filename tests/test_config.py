@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,23 @@ def test_docs_are_generated_from_the_key_tables():
          "upstream.mqtt.password_file", "cannot read"),
         ('boards = 3\n[daemon]\nsite = "a"\n', "boards", "[[boards]]"),
         ('[daemon]\nsite = "a"\n[sesion]\n', "sesion", "did you mean 'session'"),
+        ('[daemon]\nsite = "a"\n[analytics]\nfloor_labels = "G"\n', "analytics.floor_labels", "expected an array"),
+        ('[daemon]\nsite = "a"\n[analytics]\nfloor_labels = ["G", "G"]\n', "analytics.floor_labels", "unique"),
+        ('[daemon]\nsite = "a"\n[analytics]\nfloor_levels_m = [0, 4.2, 4.5]\n', "analytics.floor_levels_m",
+         "rise by at least 1 m"),
+        ('[daemon]\nsite = "a"\n[calendar]\nmon = ["9-17"]\n', "calendar.mon", "is not \"HH:MM-HH:MM\""),
+        ('[daemon]\nsite = "a"\n[calendar]\nmon = ["17:00-09:00"]\n', "calendar.mon", "ends before it starts"),
+        ('[daemon]\nsite = "a"\n[calendar]\ntue = ["08:00-12:00", "11:00-13:00"]\n', "calendar.tue", "overlap"),
+        ('[daemon]\nsite = "a"\n[calendar]\nwed = "08:00-12:00"\n', "calendar.wed", "expected a list"),
+        ('[daemon]\nsite = "a"\n[calendar]\nholidays = ["2026-13-01"]\n', "calendar.holidays", "not a YYYY-MM-DD"),
+        ('[daemon]\nsite = "a"\n[calendar]\nholidays = [2026-10-01]\nworkdays = [2026-10-01]\n',
+         "calendar.workdays", "also a holiday"),
+        ('[daemon]\nsite = "a"\n[calendar]\nrepair_max_days = "weeks"\n', "calendar.repair_max_days", "one of"),
+        ('[daemon]\nsite = "a"\n[calendar]\nfri_pm = []\n', "calendar.fri_pm", "unknown calendar key"),
+        ('[daemon]\nsite = "a"\n[calendar]\nmon = []\ntue = []\nwed = []\nthu = []\nfri = []\n', "calendar.week",
+         "no working hours"),
+        ('[daemon]\nsite = "a"\n[[boards]]\ncar = "c"\nport = "/dev/a"\n[boards.calendar]\nsun = ["25:00-26:00"]\n',
+         "boards[0].calendar.sun", "HH:MM-HH:MM"),
     ],
 )
 def test_errors_name_the_key_and_the_reason(tmp_path, text, key, reason):
@@ -230,3 +248,36 @@ def test_a_key_file_requires_tags(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, base + "require_tag = false\n"))
     assert err.value.key == "boards[0].require_tag" and "key_file" in str(err.value)
+
+
+def test_site_and_car_calendars(tmp_path):
+    text = MINIMAL + """
+[boards.calendar]
+sat = ["09:00-12:00"]
+repair_max_days = "working"
+[calendar]
+mon = ["08:30-12:00", "13:30-17:30"]
+holidays = [2026-10-01, "2026-10-02"]
+workdays = [2026-09-27]
+"""
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.calendar.week[0] == ((510, 720), (810, 1050))
+    assert cfg.calendar.holidays == {date(2026, 10, 1), date(2026, 10, 2)} and cfg.calendar.workdays == {date(2026, 9, 27)}
+    (b,) = cfg.boards
+    # the car's table replaces the site's whole: its Monday is the default one again
+    assert b.calendar.week[5] == ((540, 720),) and b.calendar.week[0] == ((540, 720), (780, 1080))
+    assert b.calendar.repair_max_days == "working" and not b.calendar.holidays
+    assert load_config(write(tmp_path, MINIMAL)).boards[0].calendar == cfg.boards[0].calendar.__class__()
+
+
+def test_landing_names_and_levels_per_car(tmp_path):
+    text = MINIMAL + """
+[boards.analytics]
+floor_labels = ["B2", "B1", "G", "M", "3", "5", "15"]
+floor_levels_m = [0, 3.2, 6.4, 11.0, 14.2, 17.4, 20.6]
+lowest_floor = -2
+"""
+    (b,) = load_config(write(tmp_path, text)).boards
+    a = b.analytics
+    assert a.floor_count == 7 and a.floor_labels[3] == "M" and a.floor_levels_m[3] == 11.0
+    assert a.floor_label(-2) == "B2" and a.floor_label(4) == "15" and a.floor_label(5) is None

@@ -119,7 +119,7 @@ def test_the_valid_trace_round_trips() -> None:
 
 def test_a_far_future_time_is_refused_not_expanded() -> None:
     """One line with t_us = 10**30 would otherwise become 2**68 held feed records (a hang)."""
-    text = HEADER + "0,0,0,1000,1,1,1,0,0,0\n" + f"{10**30},0,0,1000,1,1,1,0,0,0\n"
+    text = HEADER + "0,0,0,1000,1,1,1,0,0,0,1\n" + f"{10**30},0,0,1000,1,1,1,0,0,0,1\n"
     started = time.monotonic()
     result = read_all(io.StringIO(text))
     assert isinstance(result, TraceFormatError) and result.line_no == 3

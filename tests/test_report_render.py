@@ -50,13 +50,14 @@ def test_summary_page_carries_the_figures(car_html: str) -> None:
     text = _text(summary)
     assert "未达合同要求 / Contract targets missed" in text
     assert "96.78 %" in text  # availability
-    assert "2 / 3 超时 late (1 无人到场 no visit); max 50 min" in text
-    assert "33 % (1/3)" in text
+    assert "2 / 3 超时 late (1 无响应记录 no response recorded); max 50 min" in text
+    assert "67 % (2/3)" in text  # 14:00-19:00 on a Wednesday is 4 working hours
     assert "0 超过 over; max 64.0 h" in text  # the leveling fault, open since 11-06 08:00
     assert "1 / 3 不足 short" in text
     assert "2 / 280 次超限 over" in text
     assert "350 / 35" in text
-    assert text.count("✘ 未达标 / missed") == 4 and text.count("✔ 达标 / met") == 2
+    assert text.count("✘ 未达标 / missed") == 3 and text.count("✔ 达标 / met") == 3
+    assert "working calendar: working days Mon, Tue, Wed, Thu, Fri, 8 h a day" in text
 
 
 def test_plots_and_records_follow_the_summary(car_html: str) -> None:
@@ -287,7 +288,9 @@ def test_config_board_override_sets_one_cars_targets(tmp_path: Path) -> None:
         f'[daemon]\nsite = "estate-a"\nstate_dir = "{tmp_path}"\n[analytics]\nmaintenance_min_s = 1200.0\n'
         '[[boards]]\ncar = "car-1"\nlink = "serial"\nport = "/dev/ttyUSB0"\n'
         "[boards.analytics]\nmaintenance_min_s = 3000.0\nday_utc_offset_h = 9.0\n"
-        '[[boards]]\ncar = "car-2"\nlink = "serial"\nport = "/dev/ttyUSB1"\n',
+        '[boards.calendar]\nsat = ["09:00-12:00"]\n'
+        '[[boards]]\ncar = "car-2"\nlink = "serial"\nport = "/dev/ttyUSB1"\n'
+        '[calendar]\nrepair_max_days = "working"\n',
         encoding="utf-8",
     )
     journal = tmp_path / "upstream.jsonl"
@@ -298,11 +301,12 @@ def test_config_board_override_sets_one_cars_targets(tmp_path: Path) -> None:
         parser.parse_args(["report", "--car", "car-1", *ARGS, "--config", str(cfg), *src]), "r"
     )
     assert (targets.maintenance_min_s, targets.utc_offset_h, period.utc_offset_h) == (3000.0, 9.0, 9.0)
+    assert targets.calendar.week[5] == ((540, 720),) and targets.calendar.repair_max_days == "calendar"
     assert (out, fmt) == (Path("r-2026-11-02-2026-11-08.html"), "html")
     _, _, targets, _, _ = _resolve(
         parser.parse_args(["report", "--car", "car-2", *ARGS, "--config", str(cfg), *src]), "r"
     )
-    assert targets.maintenance_min_s == 1200.0
+    assert targets.maintenance_min_s == 1200.0 and targets.calendar.repair_max_days == "working"
     _, _, targets, _, _ = _resolve(parser.parse_args(["fleet-report", *ARGS, "--config", str(cfg), *src]), "f")
     assert (targets.maintenance_min_s, targets.utc_offset_h) == (1200.0, 8.0)
 

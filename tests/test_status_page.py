@@ -582,3 +582,18 @@ def test_door_held_open_during_maintenance_is_not_a_slow_door():
         live.apply("c1", InputsChanged(T0 + t, inputs, 1))
     doors = live.snapshot()["cars"][0]["doors"]
     assert doors["cycles"] == 2 and doors["open_s_max"] == 5.0
+
+
+def test_the_live_floor_and_the_trips_show_the_landing_names():
+    from support.analytics_synth import CarStream
+
+    from liftwatch.edge_daemon.analytics import CarAnalytics
+
+    cfg = AnalyticsConfig(floor_labels=("B1", "G", "M", "2", "3", "5"), lowest_floor=-1)
+    s = CarStream(cfg).wait(2).trip(5).wait(2).trip(-5).wait(2).trip(2).wait(2)
+    live = LiveState()
+    for out in s.run(CarAnalytics("c1", cfg), before_feed=lambda o: live.apply("c1", o)):
+        live.apply("c1", out)
+    car = live.snapshot()["cars"][0]
+    assert car["live"]["floor"] == 1 and car["live"]["floor_label"] == "M"
+    assert (car["trips"][0]["from_label"], car["trips"][0]["to_label"]) == ("B1", "M")

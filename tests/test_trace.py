@@ -103,3 +103,27 @@ def test_the_car_in_a_trace_header_round_trips_and_a_bare_name_is_no_car(tmp_pat
     bare.write_text(path.read_text().replace(car.comment(), "car office6; board faults are not part of a trace"))
     assert read_trace_car(bare) is None
     assert read_trace_car(tmp_path / "missing.csv") is None
+
+
+def test_the_mains_column_round_trips_and_a_trace_without_it_still_reads():
+    """Issue 20 added bit 6 (`mains`); traces written before it have 10 columns and read mains = 0."""
+    samples = [CarSample(0, 0, 0, 1000, 0x41), CarSample(5, 0, 0, 1000, 0x01)]
+    text = trace_text(samples)
+    assert text.splitlines()[0].endswith(",alarm_button,mains")
+    assert list(read_trace(io.StringIO(text))) == samples
+    old = HEADER + "0,0,0,1000,1,0,0,0,0,0\n"
+    assert list(read_trace(io.StringIO(old))) == [CarSample(0, 0, 0, 1000, 0x01)]
+    with pytest.raises(TraceFormatError, match="expected 10 columns"):
+        list(read_trace(io.StringIO(old + "5,0,0,1000,1,0,0,0,0,0,1\n")))
+
+
+def test_the_trace_car_carries_the_landing_levels_and_names(tmp_path):
+    from liftwatch.protocol.trace import TraceCar, read_trace_car
+
+    car = TraceCar("office6", 1.6, 6, 250.0, 150.0, 8.0, (0.0, 4.2, 7.6, 11.0, 14.4, 17.8), ("G", "1", "2", "3", "5", "6"))
+    path = tmp_path / "t.csv"
+    path.write_text(f"# {car.comment()}\n" + HEADER)
+    assert read_trace_car(path) == car
+    old = TraceCar("office6", 1.6, 6, 250.0, 150.0)  # a header written before levels and names
+    path.write_text(f"# {old.comment()}\n" + HEADER)
+    assert read_trace_car(path) == old

@@ -34,6 +34,10 @@ def everything_stream():
     s = CarStream(cfg, t0=midnight_cst - 4 * 3600)
     rough = lambda t: 14.0 * np.sin(2 * np.pi * 6.3 * t)
     s.wait(2).trip(4).wait(2).door_cycle().trip(-4).wait(2).door_cycle(reopen=[1.0] * 6).wait(5)
+    s.set(presence=True).trip(1).wait(20).door_cycle().set(presence=False).wait(2)  # door fails to open
+    s.trip(3, offset_mm=400).wait(8).trip(-1).wait(2)  # 冲顶: 400 mm past the top landing, then down to 3
+    s.trip(-3, offset_mm=400).wait(8).trip(1, to_m=0.0).wait(2)  # 蹲底, then back up to the bottom landing
+    s.set(mains=True).wait(2).set(presence=True, mains=False).wait(30).set(mains=True, presence=False).wait(2)
     s.set(alarm=True).wait(3).set(alarm=False).wait(2)
     s.trip(2, door_open_during=True).wait(1).set(door_closed=True).wait(2)
     s.trip(-2, vib_mg=rough).wait(3).trip(2, vib_mg=rough).wait(3)

@@ -85,7 +85,7 @@ def test_the_spec_tables_parse_to_what_the_spec_says():
     # The parser itself, against a few values read off SPEC.md by eye: a parser that found nothing
     # would make every other test here pass vacuously.
     spec = spec_codes()
-    assert spec["IN_"]["ALARM_BUTTON"] == 0x20 and len(spec["IN_"]) == 6
+    assert spec["IN_"]["ALARM_BUTTON"] == 0x20 and spec["IN_"]["MAINS"] == 0x40 and len(spec["IN_"]) == 7
     assert spec["MOTION_"]["UNCALIBRATED"] == 255 and len(spec["MOTION_"]) == 5
     assert spec["KIND_"]["RING_OVERRUN"] == 6 and len(spec["KIND_"]) == 6
     assert spec["CMD_"]["REQUEST_COUNTERS"] == 5 and spec["STREAM_"] == {"AUTO": 0, "ALWAYS_VIB": 1, "NO_VIB": 2}
@@ -152,3 +152,11 @@ def test_the_finder_of_own_codes_finds_them():
     text = "from micropython import const\n_CONTROL_REBOOT = const(1)\nDOOR_CLOSED = const(0x01)\nC_RING = const(5)\n"
     text += "P_VIB = const(0)\n_T_VIB = const(3)\n"
     assert _own_codes(text) == ["_CONTROL_REBOOT", "DOOR_CLOSED", "_T_VIB"]
+
+
+def test_the_esp32_hal_wires_one_pin_per_input_bit():
+    # hal_esp32 imports `machine` and cannot be imported here: its pin tuple is read from the source.
+    src = (FIRMWARE_DIR / "hal_esp32.py").read_text()
+    pins = re.search(r"^INPUT_PINS = \(([^)]*)\)", src, re.M)
+    assert pins, "INPUT_PINS not found"
+    assert len(pins[1].split(",")) == len(spec_codes()["IN_"]) == len(trace.INPUT_NAMES)

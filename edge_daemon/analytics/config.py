@@ -27,6 +27,11 @@ class AnalyticsConfig:
     rated_speed_mps: float | None = 1.0  # nameplate speed; overspeed is judged against it
     floor_count: int | None = None  # landings served; None = floor numbers are never anchored
     lowest_floor: int = 1  # number of the bottom landing (e.g. -2 with two basements)
+    # Skipped numbers (4, 13, 14) simply do not appear among the labels. Either list sets
+    # floor_count when it is not given. With the levels, a trip whose zone pulses were lost finds
+    # its landing from the integrated travel.
+    floor_labels: tuple[str, ...] | None = None  # landing names bottom to top, as the buttons show them (B2, B1, G, M, 3, 5)
+    floor_levels_m: tuple[float, ...] | None = None  # landing heights above the bottom one (m), bottom to top
     day_utc_offset_h: float = 8.0  # daily records follow the local day (China Standard Time)
 
     # --- door-zone vane geometry (installation sheet of the kit) ----------------------------
@@ -76,6 +81,13 @@ class AnalyticsConfig:
     require_presence: bool = True  # False when no presence sensor is fitted: assume occupied
     stopped_outside_zone_s: float = 5.0  # a car in service never rests between floors this long
     alarm_button_hold_s: float = 2.0  # shorter presses are knocks and children
+    door_open_fail_s: float = 15.0  # stopped level after a run, someone inside, door still shut this long
+    overtravel_mm: float = 150.0  # stopped this far past the terminal landing's level = 冲顶/蹲底
+    power_loss_s: float = 1.0  # mains rail off this long (the board already debounced the input)
+
+    # --- response and release ---------------------------------------------------------------
+    rescue_speed_max_mps: float = 0.63  # GB 7588-2003 14.2.1.4: emergency electrical operation <= 0.63 m/s
+    release_empty_s: float = 60.0  # after a trapped car's door opens, how long to wait for it to empty
 
     # --- position and sensors -------------------------------------------------------------
     uncalibrated_grace_s: float = 60.0  # a new board calibrates itself within seconds of rest; longer = fault
@@ -88,6 +100,7 @@ class AnalyticsConfig:
     response_lookback_s: float = 86400.0  # a visit answers faults raised up to a day before it
 
     def __post_init__(self) -> None:
+        self._check_landings()
         if self.rated_speed_mps is not None and not self.rated_speed_mps > 0:
             raise AnalyticsConfigError("rated_speed_mps", "must be > 0")
         for name in (
@@ -96,9 +109,15 @@ class AnalyticsConfig:
             "jerk_window_s",
             "overspeed_ratio",
             "level_tolerance_mm",
+            "rescue_speed_max_mps",
+            "door_open_fail_s",
+            "overtravel_mm",
+            "power_loss_s",
         ):
             if not getattr(self, name) > 0:
                 raise AnalyticsConfigError(name, "must be > 0")
+        if self.release_empty_s < 0:
+            raise AnalyticsConfigError("release_empty_s", "must be >= 0")
         if self.zone_sensor_spacing_mm < 0 or self.zone_sensor_spacing_mm >= self.vane_length_mm:
             raise AnalyticsConfigError("zone_sensor_spacing_mm", "must be >= 0 and below vane_length_mm")
         if self.floor_count is not None and self.floor_count < 2:
@@ -117,6 +136,38 @@ class AnalyticsConfig:
         ):
             if getattr(self, name) < 1:
                 raise AnalyticsConfigError(name, "must be >= 1")
+
+    def _check_landings(self) -> None:
+        """Labels and levels: one per landing, labels unique, levels rising; they set floor_count."""
+        labels, levels = self.floor_labels, self.floor_levels_m
+        if labels is not None:
+            if not all(isinstance(x, str) and 0 < len(x) <= 8 and x.strip() == x for x in labels):
+                raise AnalyticsConfigError("floor_labels", "each label a non-empty string of at most 8 characters")
+            if len(set(labels)) != len(labels):
+                raise AnalyticsConfigError("floor_labels", "labels must be unique")
+            object.__setattr__(self, "floor_labels", tuple(labels))
+        if levels is not None:
+            if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in levels):
+                raise AnalyticsConfigError("floor_levels_m", "numbers, in metres")
+            if any(b - a < 1.0 for a, b in zip(levels, levels[1:])):
+                raise AnalyticsConfigError("floor_levels_m", "must rise by at least 1 m from landing to landing")
+            object.__setattr__(self, "floor_levels_m", tuple(float(x) for x in levels))
+        for name, seq in (("floor_labels", labels), ("floor_levels_m", levels)):
+            if seq is None:
+                continue
+            if self.floor_count is None:
+                object.__setattr__(self, "floor_count", len(seq))
+            elif len(seq) != self.floor_count:
+                raise AnalyticsConfigError(name, f"{len(seq)} landings, but floor_count is {self.floor_count}")
+
+    def floor_label(self, floor: int | None) -> str | None:
+        """The landing's name for a floor number (`lowest_floor` + index), or the number itself."""
+        if floor is None:
+            return None
+        if self.floor_labels is None:
+            return str(floor)
+        i = floor - self.lowest_floor
+        return self.floor_labels[i] if 0 <= i < len(self.floor_labels) else None
 
     @property
     def level_band_mm(self) -> float:

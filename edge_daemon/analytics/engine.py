@@ -42,10 +42,10 @@ from .common import iso_utc, local_day
 from .config import AnalyticsConfig
 from .daily import DailyAccumulator, DailyRecord
 from .doors import DoorCycle, DoorTracker
-from .faults import FaultBook, FaultEvent, FaultType
-from .leveling import estimate_leveling
+from .faults import FaultBook, FaultEvent, FaultType, ResponseSign
+from .leveling import ZoneEdge, edge_position_mm, estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
-from .ride_quality import RideQuality, TripKinematics, analyse_trip
+from .ride_quality import RideQuality, TripKinematics, analyse_trip, car_frame, lowpass, speed_profile, still_m
 from .trip_rules import TripRules
 from .trips import FloorTracker, Trip, edges_of, zone_passes
 
@@ -60,6 +60,7 @@ _ZONE_DN = int(Inputs.ZONE_DN)
 _PRESENCE = int(Inputs.PRESENCE)
 _INSPECTION = int(Inputs.INSPECTION)
 _ALARM_BUTTON = int(Inputs.ALARM_BUTTON)
+_MAINS = int(Inputs.MAINS)
 _OBSERVATION_TYPES = (
     InputsChanged,
     MotionChanged,
@@ -77,6 +78,10 @@ _DECELERATING = int(Motion.DECELERATING)
 _GAP_NEAR_S = 1.0  # a seq gap this close before a motion start counts as inside the trip
 _UNCALIBRATED = int(Motion.UNCALIBRATED)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
+# Travel is measured from a quiet moment at least this long before the board's motion start (it
+# recognises motion motion_on_ms, 150 ms, after the car began; a creep starts gently).
+_TRAVEL_PRE_S = 0.3
+_LEVEL_MATCH_M = 0.3  # integrated travel drifts by centimetres; landings are metres apart
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
 
 # board EVENT kind -> the fault it reports (None: counted only)
@@ -99,6 +104,7 @@ class _TripInProgress:
     end_ts: float | None = None
     arrived: bool = False  # in a door zone entered during this trip (not the one it left)
     frames_lost: bool = False  # the board's frames had a gap while it moved: zone counts incomplete
+    open_faults: tuple[FaultType, ...] = ()  # active when it started: a rescue-speed move answers them
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +145,19 @@ class CarAnalytics:
         self._since: dict[FaultType, float] = {}  # rules whose condition holds, since when
         self._uncalibrated_since: float | None = None  # motion 255 reported since (board not calibrated)
         self._trip_rules = TripRules(self._faults, cfg)
+        # A fault whose condition ended while a move that started during it awaits its speed
+        # verdict (VIB lags the stop), and an entrapment released until the car empties: the
+        # clear waits here, keyed by type, with the time it really cleared.
+        self._held: dict[FaultType, float] = {}
+        self._alarm_presses: deque[float] = deque(maxlen=8)  # alarm button rising edges
+        self._presence_off_ts: float | None = None  # presence last went off at
+        self._trap_since: float | None = None  # the current entrapment's condition began at
+        self._released_at_landing: bool | None = None  # door opened in a door zone (entrapment release)
+        self._door_due = False  # a run ended and the door has not opened since (door_fails_to_open)
+        # An unwired mains-sense input never reads "present": power loss is judged only once the
+        # rail has been seen present, and then on every fall.
+        self._mains_wired = False
+        self._outage_occupied = False  # someone was inside at some time during the power outage
         self.vib_rejected = 0  # trips whose VIB could not be analysed (nonsense rate, dead sensor)
 
     # ---------------------------------------------------------------- public API
@@ -199,6 +218,7 @@ class CarAnalytics:
             # a state change takes effect at its own time, even if a tick already ran a little past it
             out += self._evaluate(min(obs.ts, self._now_ts()))
         out += self._finish_ready_trips(force=False)
+        out += self._release_held(force=False)
         return done + self._emit(out)
 
     def tick(self, ts: float) -> list[Output]:
@@ -206,7 +226,8 @@ class CarAnalytics:
         done = self._advance(ts)
         if self._now is None:
             return done
-        return done + self._emit(self._finish_ready_trips(force=False))
+        out = self._finish_ready_trips(force=False)
+        return done + self._emit(out + self._release_held(force=False))
 
     def open_visit(self) -> dict[str, Any] | None:
         """The maintenance visit in progress (plain data), which the daemon keeps in its state file."""
@@ -223,6 +244,7 @@ class CarAnalytics:
         if self._trip is not None and self._trip.end_ts is None:
             self._trip = None  # still moving at the end: no rest-to-rest record to make
         closing = self._finish_ready_trips(force=True)
+        closing += self._release_held(force=True)
         closing += self._doors.flush(self._now_ts())
         closing += self._clear_reopen_loop(self._now_ts(), closing)
         closing += self._visits.flush(self._now_ts())
@@ -320,6 +342,16 @@ class CarAnalytics:
             out += self._doors.on_door(obs.ts, bool(obs.inputs & _DOOR_CLOSED), self._floors.floor())
             out += self._check_reopen_loop(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
+        if diff & _ALARM_BUTTON and obs.inputs & _ALARM_BUTTON:
+            self._alarm_presses.append(obs.ts)
+        if diff & _PRESENCE and not obs.inputs & _PRESENCE:
+            self._presence_off_ts = obs.ts
+        if diff & _DOOR_CLOSED and not obs.inputs & _DOOR_CLOSED:
+            self._door_due = False
+        if obs.inputs & _MAINS:
+            self._mains_wired = True
+        if obs.inputs & _PRESENCE and self._faults.is_active(FaultType.POWER_LOSS):
+            self._outage_occupied = True
         if diff & _INSPECTION:
             visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & _INSPECTION))
             out += visits
@@ -345,6 +377,7 @@ class CarAnalytics:
                     obs.ts, self._bit(_ZONE_UP), self._bit(_ZONE_DN), bool(self._bit(_INSPECTION)),
                     # frames lost just before the start: the car may have left earlier, past a pulse
                     frames_lost=self._gap_ts is not None and self._gap_ts >= obs.ts - _GAP_NEAR_S,
+                    open_faults=self._faults.active,
                 )
             out += self._doors.on_motion_start(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
@@ -353,10 +386,11 @@ class CarAnalytics:
             trip.end_ts = obs.ts
             duration = obs.ts - trip.start_ts
             self._acc().run_s += duration
-            if duration < self.config.trip_min_s:
-                self._acc().relevels += 1
-            else:
-                self._pending.append(trip)
+            self._pending.append(trip)  # a short one too: its VIB tells a re-levelling from a jump
+            if duration >= self.config.trip_min_s:
+                # due to open: a run in service that stopped with the door shut (a re-levelling with
+                # the door open, or an inspection run, owes no opening)
+                self._door_due = not trip.inspection and self._door_closed
         return out
 
     def _on_vib(self, block: VibBlock) -> None:
@@ -435,8 +469,66 @@ class CarAnalytics:
                     self._since[rule.ftype] = at
             else:
                 self._since.pop(rule.ftype, None)
-                out += self._faults.clear(rule.ftype, at)
+                out += self._clear_rule(rule.ftype, at)
         out += self._fire_timers(self._now_ts())
+        return out
+
+    # ---------------------------------------------------------------- response and release
+
+    def _awaits_move_verdict(self, ftype: FaultType) -> bool:
+        """A move that started while `ftype` was open is not judged yet (rescue speed or not)."""
+        trip = self._trip
+        if trip is not None and ftype in trip.open_faults:
+            return True
+        return any(ftype in t.open_faults for t in self._pending)
+
+    def _clear_rule(self, ftype: FaultType, at: float) -> list[Output]:
+        """A host rule let go of `ftype` at `at`: clear it, or hold the clear while its response or
+        release is still being learnt (see `_release_held`)."""
+        if not self._faults.has_source(ftype, "host"):
+            return []
+        if ftype is FaultType.ENTRAPMENT:
+            if ftype not in self._held:
+                self._held[ftype] = at
+                self._released_at_landing = self._in_zone and not self._door_closed
+            return []
+        if ftype in self._held or self._awaits_move_verdict(ftype):
+            self._held.setdefault(ftype, at)
+            return []
+        return self._faults.clear(ftype, at, **self._clear_detail(ftype))
+
+    def _clear_detail(self, ftype: FaultType) -> dict[str, Any]:
+        """What a cleared message adds: whether anyone was inside during a power outage."""
+        return {"occupied": self._outage_occupied} if ftype is FaultType.POWER_LOSS else {}
+
+    def _release_held(self, force: bool) -> list[Output]:
+        """Send the clears held back: once the moves that began during the fault are judged, and for
+        an entrapment once the car has emptied (presence off) or `release_empty_s` has passed."""
+        if not self._held:
+            return []
+        out: list[Output] = []
+        now = self._now_ts()
+        for ftype, at in list(self._held.items()):
+            if not force and self._awaits_move_verdict(ftype):
+                continue
+            detail = self._clear_detail(ftype)
+            if ftype is FaultType.ENTRAPMENT:
+                emptied = self._presence_off_ts if not self._bit(_PRESENCE) else None
+                if emptied is not None and emptied < at:
+                    emptied = at  # presence had already gone: the door opening released the car
+                if emptied is None and not force and now - at < self.config.release_empty_s:
+                    continue
+                since = self._trap_since if self._trap_since is not None else at
+                alarms = [p for p in self._alarm_presses if since <= p <= at]
+                detail = {
+                    "release_ts": iso_utc(at),
+                    "released_at_landing": self._released_at_landing,
+                    "emptied_ts": iso_utc(emptied) if emptied is not None else None,
+                    "alarm_ts": iso_utc(alarms[0]) if alarms else None,
+                }
+                self._trap_since = None
+            del self._held[ftype]
+            out += self._faults.clear(ftype, at, **detail)
         return out
 
     def _fire_timers(self, now: float) -> list[Output]:
@@ -454,7 +546,14 @@ class CarAnalytics:
                 continue
             threshold = rule.threshold_s(self)
             if now - since >= threshold:
-                detail = {"since_ts": iso_utc(since), "in_door_zone": self._in_zone, "floor": self._floors.floor()}
+                floor = self._floors.floor()
+                detail = {"since_ts": iso_utc(since), "in_door_zone": self._in_zone, "floor": floor,
+                          "floor_label": self.config.floor_label(floor)}
+                if rule.ftype is FaultType.ENTRAPMENT and not self._faults.is_active(rule.ftype):
+                    self._trap_since = since
+                if rule.ftype is FaultType.POWER_LOSS and not self._faults.is_active(rule.ftype):
+                    self._outage_occupied = bool(self._bit(_PRESENCE))
+                    detail["occupied"] = self._outage_occupied
                 out += self._faults.raise_(rule.ftype, since + threshold, "host", **detail)
         return out
 
@@ -511,10 +610,56 @@ class CarAnalytics:
         i1 = min(len(samples), round((hi - first.ts_first) * first.rate_hz))
         return samples[i0:i1], first, first.ts_first + i0 / first.rate_hz
 
+    def _travelled(self, trip: _TripInProgress) -> bool | None:
+        """Did a movement take the car anywhere, by its VIB? The speed is integrated from the
+        quietest 50 ms (least mean |vertical acceleration|) between `_VIB_PRE_S` and `_TRAVEL_PRE_S`
+        before the board's start (it recognises motion 150 ms late; a jump just before this one may
+        still be under way half a second before it) to the board's stop (after 300 ms of quiet),
+        pinned to zero at both ends, and compared with what the noise integrates to (`still_m`).
+        None: the VIB does not cover it, or has no gravity in it."""
+        got = self._trip_samples(trip)
+        if got is None:
+            return None
+        samples, first, t0 = got
+        rate_hz = first.rate_hz
+        if rate_hz <= 0 or first.lsb_per_g <= 0:
+            return None
+        assert trip.end_ts is not None
+        samples = samples[: max(0, round((trip.end_ts - t0) * rate_hz))]
+        span = max(1, round(0.05 * rate_hz))
+        # the quiet start is before this; VIB restarted later than that (after a gap in the stream):
+        # from its first 50 ms, judged on what there is
+        latest = max(span, round((trip.start_ts - _TRAVEL_PRE_S - t0) * rate_hz))
+        if len(samples) - latest < 2:
+            return None
+        try:
+            car = car_frame(samples, first.lsb_per_g, first.gravity or self._gravity)
+        except ValueError:
+            return None
+        a_z = lowpass(car[:, 2], rate_hz, self.config.accel_lowpass_hz)
+        activity = np.convolve(np.abs(a_z[:latest]), np.ones(span) / span, mode="valid")
+        i0 = int(np.argmin(activity)) + span // 2
+        speed = speed_profile(a_z[i0:], rate_hz)
+        travel_m = abs(float(np.trapezoid(speed, dx=1.0 / rate_hz)))
+        return travel_m >= still_m(self._noise_mg, rate_hz, len(speed) / rate_hz)
+
+    def _relevelled(self, trip: _TripInProgress) -> bool:
+        """Did a movement that stayed in its landing's door zone re-level the car? Yes if a zone
+        sensor changed, or if its VIB integrates to travel (`_travelled`). A passenger's jump
+        bounces the car on its ropes and brings it back: no edge, no travel. Without VIB (not
+        streamed, a gap) or with frames lost, nothing proves a jump: it counts."""
+        if trip.zone_changes or trip.frames_lost:
+            return True
+        return self._travelled(trip) is not False
+
     def _finish_trip(self, trip: _TripInProgress) -> list[Output]:
         cfg = self.config
         assert trip.end_ts is not None
         out: list[Output] = []
+        if trip.end_ts - trip.start_ts < cfg.trip_min_s:  # a re-levelling, or a passenger's jump
+            if self._relevelled(trip):
+                self._acc().relevels += 1
+            return out
         rq: RideQuality | None = None
         kin: TripKinematics | None = None
         got = self._trip_samples(trip)
@@ -536,6 +681,8 @@ class CarAnalytics:
         end_up, end_dn = (trip.zone_changes[-1][1:] if trip.zone_changes else (start_up, start_dn))
         zones_known = trip.start_up is not None and not trip.frames_lost
         entries = passes.entries if zones_known else None
+        if entries is None and kin is not None and not trip.inspection:
+            entries = self._entries_from_levels(trip, kin, direction, start_up or start_dn, end_up or end_dn)
         update = self._floors.on_trip(direction, entries, start_up or start_dn, end_up or end_dn)
         edges = edges_of(start_up, start_dn, trip.zone_changes)
         leveling = estimate_leveling(
@@ -546,6 +693,16 @@ class CarAnalytics:
             kin,
             cfg,
         )
+        relevel = entries == 0 and (start_up or start_dn) and (end_up or end_dn)
+        if (
+            trip.open_faults
+            and not trip.inspection  # an inspection run answered the fault already (the visit)
+            and not relevel  # the controller re-levelling by itself answers nothing
+            and kin is not None
+            and kin.peak_speed_mps <= cfg.rescue_speed_max_mps
+        ):
+            self._faults.respond(trip.start_ts, ResponseSign.RESCUE_MOVE, trip.open_faults)
+        out += self._overtravel(trip, direction, end_up or end_dn, edges[-1] if edges else None, kin)
         if update.lost:
             out += self._faults.raise_(FaultType.FLOOR_POSITION_LOST, trip.end_ts, trip_start_ts=iso_utc(trip.start_ts))
         elif update.anchored:
@@ -556,8 +713,9 @@ class CarAnalytics:
             return out
         if trip.zone_changes or not trip.frames_lost:  # no pulse seen proves nothing if frames were lost
             out += self._trip_rules.zone_sensors(trip.start_ts, trip.end_ts, len(trip.zone_changes))
-        if entries == 0 and (start_up or start_dn) and (end_up or end_dn):
-            self._acc().relevels += 1  # never left the landing's door zone: re-levelling, not a trip
+        if relevel:
+            if self._relevelled(trip):  # never left the landing's door zone: not a trip
+                self._acc().relevels += 1
             return out
         peak = kin.peak_speed_mps if kin is not None else None
         distance = abs(kin.displacement_m(trip.start_ts, trip.end_ts)) if kin is not None else None
@@ -573,6 +731,8 @@ class CarAnalytics:
             distance_m=distance,
             ride_quality=rq,
             leveling=leveling,
+            from_label=cfg.floor_label(update.from_floor),
+            to_label=cfg.floor_label(update.to_floor),
         )
         out.append(result)
         if kin is not None:
@@ -581,6 +741,47 @@ class CarAnalytics:
             out += self._trip_rules.vibration(trip.start_ts, rq)
         out += self._trip_rules.leveling(leveling.status, trip.end_ts, leveling.offset_mm)
         return out
+
+    def _entries_from_levels(
+        self, trip: _TripInProgress, kin: TripKinematics, direction: int, started_in_zone: bool, ended_in_zone: bool
+    ) -> int | None:
+        """Landings passed, from the integrated travel and the car's landing levels, for a trip whose
+        zone pulses were lost: the landing nearest to where the travel ends, if near enough."""
+        levels = self.config.floor_levels_m
+        start = self._floors.floor()
+        assert trip.end_ts is not None
+        if levels is None or start is None or not (started_in_zone and ended_in_zone):
+            return None
+        i0 = start - self.config.lowest_floor
+        target = levels[i0] + kin.displacement_m(trip.start_ts, trip.end_ts)
+        i1 = min(range(len(levels)), key=lambda i: abs(levels[i] - target))
+        if abs(levels[i1] - target) > _LEVEL_MATCH_M or i1 == i0 or (i1 > i0) != (direction > 0):
+            return None
+        return abs(i1 - i0)
+
+    def _overtravel(
+        self, trip: _TripInProgress, direction: int, ended_in_zone: bool, last_edge: ZoneEdge | None,
+        kin: TripKinematics | None,
+    ) -> list[Output]:
+        """冲顶/蹲底: the anchored car stopped beyond a terminal landing, outside its door zone, by
+        more than `overtravel_mm`. Leaving the vane already proves (vane + sensor spacing) / 2; past
+        that the distance is the last zone edge's position plus the travel integrated from it."""
+        side = self._floors.beyond_terminal()
+        assert trip.end_ts is not None
+        if ended_in_zone or side == 0 or side != direction or trip.inspection:
+            return []
+        cfg = self.config
+        proven_mm = (cfg.vane_length_mm + cfg.zone_sensor_spacing_mm) / 2
+        past_mm: float | None = None
+        if last_edge is not None and kin is not None and last_edge.ts <= trip.end_ts:
+            y = edge_position_mm(last_edge, direction > 0, cfg) + kin.displacement_m(last_edge.ts, trip.end_ts) * 1000
+            past_mm = max(abs(y), proven_mm)
+        if (past_mm if past_mm is not None else proven_mm) <= cfg.overtravel_mm:
+            return []
+        ftype = FaultType.OVERTRAVEL_TOP if side > 0 else FaultType.OVERTRAVEL_BOTTOM
+        distance = round(past_mm, 1) if past_mm is not None else None
+        return self._faults.raise_(ftype, trip.end_ts, "host", past_landing_mm=distance,
+                                   at_least_mm=round(proven_mm, 1) if past_mm is None else None)
 
     # ---------------------------------------------------------------- accounting
 
@@ -624,6 +825,13 @@ def _moving_with_door_open(car: CarAnalytics) -> bool:
     return not (car._in_zone and trip is not None and trip.arrived)
 
 
+def _door_fails_to_open(car: CarAnalytics) -> bool:
+    """A run ended level at a landing and the door stays shut on someone inside."""
+    if not car._door_due or car._motion != _REST or not car._door_closed or not car._bit(_PRESENCE):
+        return False
+    return bool(car._bit(_ZONE_UP)) and bool(car._bit(_ZONE_DN))
+
+
 def _still_trapped(car: CarAnalytics) -> bool:
     """Trapped until released: the door opens (or the car is seen empty), not when it moves."""
     return car._door_closed and (bool(car._bit(_PRESENCE)) or not car.config.require_presence)
@@ -658,4 +866,20 @@ CarAnalytics._RULES = (
         lambda c: c.config.alarm_button_hold_s,
         False,
     ),
+    _Rule(
+        FaultType.DOOR_FAILS_TO_OPEN,
+        _door_fails_to_open,
+        lambda c: c.config.door_open_fail_s,
+        True,
+        _still_trapped,
+    ),
+    _Rule(
+        FaultType.POWER_LOSS,
+        lambda c: c._mains_wired and not c._bit(_MAINS),
+        lambda c: c.config.power_loss_s,
+        False,
+    ),
+    # raised per trip (`_overtravel`); cleared once the car is back in a door zone in normal service
+    _Rule(FaultType.OVERTRAVEL_TOP, lambda c: False, lambda c: 0.0, True, lambda c: not c._in_zone),
+    _Rule(FaultType.OVERTRAVEL_BOTTOM, lambda c: False, lambda c: 0.0, True, lambda c: not c._in_zone),
 )

@@ -13,7 +13,7 @@ from typing import Any
 
 from .common import iso_utc, round_or_none, ts_ms
 
-__all__ = ["GBT24476_CODES", "FaultBook", "FaultEvent", "FaultType"]
+__all__ = ["GBT24476_CODES", "FaultBook", "FaultEvent", "FaultType", "ResponseSign"]
 
 
 class FaultType(str, enum.Enum):
@@ -29,13 +29,31 @@ class FaultType(str, enum.Enum):
     FLOOR_POSITION_LOST = "floor_position_lost"
     SENSOR_FAULT = "sensor_fault"
     BOARD_OFFLINE = "board_offline"
+    # issue 20: what GB/T 24476 boxes report and the kit did not
+    POWER_LOSS = "power_loss"  # the car's mains rail went off (IN_MAINS)
+    OVERTRAVEL_TOP = "overtravel_top"  # 冲顶: stopped beyond the top landing's door zone
+    OVERTRAVEL_BOTTOM = "overtravel_bottom"  # 蹲底: stopped beyond the bottom landing's door zone
+    DOOR_FAILS_TO_OPEN = "door_fails_to_open"  # stopped level at a landing, someone inside, door shut
+
+
+class ResponseSign(str, enum.Enum):
+    """What the board saw of someone answering a fault (the first sign is the response time)."""
+
+    INSPECTION = "inspection"  # the car-top inspection switch went on (a maintenance visit started)
+    # The car moved at rescue speed while the fault was open: manual brake release from the machine
+    # room, the controller's emergency electrical operation, or an automatic rescue device (the
+    # board cannot tell these apart, and each is the fault being answered).
+    RESCUE_MOVE = "rescue_move"
+
 
 
 # Lift fault codes of GB/T 24476-2017 (fault information of the IoT data format) for the types
 # that have one. Transcribed from secondary sources (the printed standard was not at hand while
 # writing this): 1 passenger trapped, 2 door opened while running, 3 overspeed, 7 stopped outside
 # the unlocking zone, 14 floor position lost. Check against the printed table before a platform
-# relies on the numbers; every other type has no code (null upstream).
+# relies on the numbers; every other type has no code (null upstream). The power loss, overtravel
+# (冲顶/蹲底) and door-fails-to-open types added for issue 20 have codes in GB/T 24476 boxes, but
+# their numbers could not be confirmed from any source at hand: they stay null rather than invented.
 GBT24476_CODES: dict[FaultType, int] = {
     FaultType.ENTRAPMENT: 1,
     FaultType.MOVING_WITH_DOOR_OPEN: 2,
@@ -56,8 +74,9 @@ class FaultEvent:
     raised_ts: float
     detail: dict[str, Any] = field(default_factory=dict)
     duration_s: float | None = None  # cleared only
-    response_s: float | None = None  # raised -> next maintenance visit started, when known
-    repair_s: float | None = None  # raised -> cleared, when a visit took place meanwhile
+    response_s: float | None = None  # raised -> first sign of a response while active, when seen
+    repair_s: float | None = None  # raised -> cleared, when a response was seen meanwhile
+    response_sign: ResponseSign | None = None  # what that first sign was
 
     kind = "event"
 
@@ -83,6 +102,7 @@ class FaultEvent:
             msg["duration_s"] = round_or_none(self.duration_s, 3)
             msg["response_s"] = round_or_none(self.response_s, 3)
             msg["repair_s"] = round_or_none(self.repair_s, 3)
+            msg["response_sign"] = self.response_sign.value if self.response_sign is not None else None
         return msg
 
 
@@ -91,7 +111,8 @@ class _Active:
     raised_ts: float
     sources: set[str]
     detail: dict[str, Any]
-    visit_ts: float | None = None  # first maintenance visit start while active
+    response_ts: float | None = None  # first sign of a response while active
+    response_sign: ResponseSign | None = None
 
 
 @dataclass(slots=True)
@@ -149,8 +170,8 @@ class FaultBook:
         del self._active[ftype]
         ts = max(ts, a.raised_ts)
         d = {k: v for k, v in detail.items() if v is not None}
-        response = None if a.visit_ts is None else a.visit_ts - a.raised_ts
-        repair = None if a.visit_ts is None else ts - a.raised_ts
+        response = None if a.response_ts is None else a.response_ts - a.raised_ts
+        repair = None if a.response_ts is None else ts - a.raised_ts
         return [
             FaultEvent(
                 self._car_id,
@@ -162,8 +183,17 @@ class FaultBook:
                 duration_s=ts - a.raised_ts,
                 response_s=response,
                 repair_s=repair,
+                response_sign=a.response_sign,
             )
         ]
+
+    def respond(self, ts: float, sign: ResponseSign, types: tuple[FaultType, ...]) -> None:
+        """Someone answered: the faults of `types` still active and not answered yet take `ts` as
+        their response (the first sign wins)."""
+        for ftype in types:
+            a = self._active.get(ftype)
+            if a is not None and a.response_ts is None and a.raised_ts <= ts:
+                a.response_ts, a.response_sign = ts, sign
 
     def clear_source_everywhere(self, source: str, ts: float) -> list[FaultEvent]:
         """E.g. the board rebooted: whatever it had raised is void."""
@@ -183,8 +213,8 @@ class FaultBook:
                 continue
             r.responded = True
             a = self._active.get(r.type)
-            if a is not None and a.raised_ts == r.raised_ts and a.visit_ts is None:
-                a.visit_ts = ts
+            if a is not None and a.raised_ts == r.raised_ts and a.response_ts is None:
+                a.response_ts, a.response_sign = ts, ResponseSign.INSPECTION
             answered.append(
                 {"type": r.type.value, "raised_ts": iso_utc(r.raised_ts), "response_s": round(float(ts - r.raised_ts), 3)}
             )

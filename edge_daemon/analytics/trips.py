@@ -41,6 +41,8 @@ class Trip(Span):
     distance_m: float | None
     ride_quality: RideQuality | None
     leveling: LevelingResult
+    from_label: str | None = None  # the landings' names from the car's config (B1, G, M, 15...)
+    to_label: str | None = None
 
     kind = "trip"
 
@@ -63,6 +65,8 @@ class Trip(Span):
             "floors": self.floors,
             "from_floor": self.from_floor,
             "to_floor": self.to_floor,
+            "from_label": self.from_label,
+            "to_label": self.to_label,
             "peak_speed_mps": round_or_none(self.peak_speed_mps, 3),
             "distance_m": round_or_none(self.distance_m, 2),
             "ride_quality": rq,
@@ -142,6 +146,12 @@ class FloorTracker:
         """Position unknown (board reboot, ambiguous pulses): start tracking afresh."""
         self._pos = None
         self._anchored = False
+
+    def beyond_terminal(self) -> int:
+        """+1 when the anchored car is above the top landing, -1 below the bottom one, else 0."""
+        if not self._anchored or self._pos is None:
+            return 0
+        return 1 if self._pos > self._hi else (-1 if self._pos < self._lo else 0)
 
     def floor(self) -> int | None:
         if not self._anchored or self._pos is None or self._pos != int(self._pos):

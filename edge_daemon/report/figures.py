@@ -9,13 +9,20 @@ docs/report.md, with its contract target in `ContractTargets`:
   passed. A door held open by a passenger for two minutes is listed, not judged. Kit faults
   (`sensor_fault`, `board_offline`) say how well the car was watched, not how it was kept, so
   they are never judged.
-- Response time: raised -> start of the first maintenance visit (inspection switch on) at or after
-  the raise, within `response_lookback_s` (0 when raised during a visit); the daemon's own
-  `response_s` wins when it sent one.
-  No visit at all counts as late once the target has passed.
+- Response time: raised -> the first sign of a response. The daemon's own `response_s` wins when it
+  sent one (`response_sign`: the inspection switch, or a rescue-speed move while the fault was
+  open); else 0 when raised during a maintenance visit, else the start of the first visit at or
+  after the raise within `response_lookback_s`.
+- No response recorded: a judged fault with none of these counts against the response target
+  (shown in red, never "met"), unless it is one that may clear by itself (`SELF_CLEARING`: door,
+  vibration, leveling, position and stopped-outside-zone faults, which a controller or passenger
+  can end) and it did clear; an entrapment never clears by itself. A fault still open at the end
+  of the data within the response target is not judged on its response yet.
 - Repair time: raised -> cleared (normal service resumed). Targets: at least 60 % within half a
-  working day (4 h, wall-clock: working hours are not modelled), none beyond 3 days. A fault still
-  open at the end of the data counts with the time elapsed so far.
+  working day (4 hours of the site's working calendar, `workhours.WorkCalendar`: weekly periods,
+  holidays, make-up days), none beyond 3 days (3 x 24 h, or 3 working days when the calendar says
+  `repair_max_days = "working"`). A fault still open at the end of the data counts with the time
+  elapsed so far.
 - Availability: share of the period not inside an out-of-service fault (`OUT_OF_SERVICE`); for a
   period the data do not cover to its end (still running), share of the days covered.
 - Maintenance visits shorter than 40 minutes are flagged, and so is a gap over 15 days between
@@ -56,6 +63,7 @@ __all__ = [  # the records' names, re-exported, then this module's own
     "PASSENGER_SIGNALS",
     "FAULT_NAMES_ZH",
     "OUT_OF_SERVICE",
+    "SELF_CLEARING",
     "judge_faults",
     "union_s",
     "linear_slope",
@@ -78,11 +86,30 @@ OUT_OF_SERVICE = frozenset(
         "overspeed",
         "floor_position_lost",
         "door_reopen_loop",
+        "power_loss",
+        "overtravel_top",
+        "overtravel_bottom",
+        "door_fails_to_open",
     }
 )
 """Fault types during which passengers cannot use the car (the safety chain has stopped it, or the
 door cannot close). Vibration and leveling faults degrade the ride but the car still serves."""
 
+SELF_CLEARING = frozenset(
+    {
+        "stopped_outside_door_zone",  # the controller re-levels after a safety-chain reset
+        "door_open_too_long",  # a passenger lets go of the door
+        "door_reopen_loop",  # the obstruction is taken away
+        "abnormal_vibration",  # judged over trips: a load or weather effect passes
+        "leveling_fault",  # judged over stops: a load effect passes
+        "alarm_button",  # released
+        "floor_position_lost",  # re-anchored once the car spans the building again
+        "power_loss",  # the supply comes back: an outage is the utility's, not the maintainer's
+    }
+)
+"""Faults whose cause can go away with nobody attending. One that cleared before anyone was seen
+answering it "cleared by itself" and does not count against the response target; every other fault
+(an entrapment above all) without a recorded response does."""
 
 FAULT_NAMES_ZH = {
     "entrapment": "困人",
@@ -97,6 +124,10 @@ FAULT_NAMES_ZH = {
     "floor_position_lost": "楼层位置丢失",
     "sensor_fault": "传感器故障",
     "board_offline": "监测设备离线",
+    "power_loss": "停电",
+    "overtravel_top": "冲顶",
+    "overtravel_bottom": "蹲底",
+    "door_fails_to_open": "开门故障（有人）",
 }
 """Chinese names of the upstream fault types; an unknown type is shown by its upstream name."""
 
@@ -181,7 +212,7 @@ class CarFigures:
     entrapment_s_max: float | None
     judged_faults: int
     late_responses: int
-    unanswered: int  # judged faults no technician visit answered (counted in late_responses)
+    unanswered: int  # judged faults with no response recorded (counted in late_responses)
     response_s_max: float | None
     repairs_judged: int
     repairs_within_half_day: int
@@ -225,26 +256,32 @@ def judge_faults(
         if not judged:
             out.append(c)
             continue
-        response = c.response_s
+        response, sign = c.response_s, c.response_sign
         if response is None and on_site:
-            response = 0.0  # raised while a technician was already at the car
+            response, sign = 0.0, "on_site"  # raised while a technician was already at the car
         if response is None:
             later = [s for s in starts if c.raised_ts <= s <= c.raised_ts + targets.response_lookback_s]
-            response = later[0] - c.raised_ts if later else None
-        # No visit: late once the target has passed (always, for a fault judged by its duration).
-        late = (
-            response > targets.response_s if response is not None else (data_end_ts - c.raised_ts > targets.response_s)
-        )
+            response, sign = (later[0] - c.raised_ts, "visit") if later else (None, None)
+        self_cleared = response is None and not c.open and c.type in SELF_CLEARING
+        # Still open and still within the target: its response cannot be judged yet.
+        pending = response is None and c.open and data_end_ts - c.raised_ts <= targets.response_s
+        no_response = response is None and not self_cleared and not pending
+        late = no_response or (response is not None and response > targets.response_s)
         repair = c.repair_s if c.repair_s is not None else 0.0
+        working = targets.repair_working_s(c.raised_ts, c.raised_ts + repair)
         out.append(
             replace(
                 c,
                 response_s=response,
+                response_sign=sign if response is not None else None,
+                no_response=no_response,
+                self_cleared=self_cleared,
                 repair_s=repair,
                 judged=True,
                 response_late=late,
-                repair_within_half_day=not c.open and repair <= targets.repair_half_day_s,
-                repair_over_max=repair > targets.repair_max_s,
+                repair_working_s=working,
+                repair_within_half_day=not c.open and working <= targets.repair_half_day_s,
+                repair_over_max=targets.repair_over_max(c.raised_ts, c.raised_ts + repair),
             )
         )
     return out
@@ -406,12 +443,21 @@ def verdict_of(f: CarFigures) -> Verdict:
     t = f.targets
     out: list[Finding] = []
     B, A = Severity.BREACH, Severity.ATTENTION
-    if f.late_responses:
+    if f.unanswered:
         out.append(
             Finding(
                 B,
-                f"{f.late_responses} 次故障响应超过 {t.response_s / 60:.0f} 分钟",
-                f"{f.late_responses} fault response(s) later than {t.response_s / 60:.0f} min",
+                f"{f.unanswered} 次故障无响应记录",
+                f"{f.unanswered} fault(s) with no response recorded",
+            )
+        )
+    if f.late_responses - f.unanswered:
+        n = f.late_responses - f.unanswered
+        out.append(
+            Finding(
+                B,
+                f"{n} 次故障响应超过 {t.response_s / 60:.0f} 分钟",
+                f"{n} fault response(s) later than {t.response_s / 60:.0f} min",
             )
         )
     share = f.repair_half_day_share
@@ -424,11 +470,12 @@ def verdict_of(f: CarFigures) -> Verdict:
             )
         )
     if f.repairs_over_max:
+        working = t.calendar.repair_max_days == "working"
         out.append(
             Finding(
                 B,
-                f"{f.repairs_over_max} 次修复超过 {t.repair_max_s / 86400:.0f} 天",
-                f"{f.repairs_over_max} repair(s) longer than {t.repair_max_s / 86400:.0f} days",
+                f"{f.repairs_over_max} 次修复超过 {t.repair_max_days} 个{'工作日' if working else '自然日'}",
+                f"{f.repairs_over_max} repair(s) longer than {t.repair_max_days} {'working' if working else 'calendar'} days",
             )
         )
     if f.short_visits:
@@ -529,7 +576,7 @@ def car_figures(
 
     trips_total = sum(d.trips or 0 for d in days)
     judged = [c for c in faults if c.judged]
-    repairs_judged = [c for c in judged if not c.open or c.repair_s > targets.repair_half_day_s]
+    repairs_judged = [c for c in judged if not c.open or (c.repair_working_s or 0.0) > targets.repair_half_day_s]
     entrapments = [c for c in faults if c.type == "entrapment"]
     starts = [v.start_ts for v in visits]
     gaps = [b - a for a, b in zip([lo] + starts, starts + [data_end if data_end > lo else hi])]
@@ -587,7 +634,7 @@ def car_figures(
         entrapment_s_max=max((c.repair_s or 0.0 for c in entrapments), default=None),
         judged_faults=len(judged),
         late_responses=sum(c.response_late for c in judged),
-        unanswered=sum(c.response_s is None for c in judged),
+        unanswered=sum(c.no_response for c in judged),
         response_s_max=max((c.response_s for c in judged if c.response_s is not None), default=None),
         repairs_judged=len(repairs_judged),
         repairs_within_half_day=sum(c.repair_within_half_day for c in repairs_judged),

@@ -127,21 +127,22 @@ def _targets_table(f: CarFigures) -> str:
             "Fault response",
             f"≤ {t.response_s / 60:.0f} min",
             f"{f.late_responses} / {f.judged_faults} 超时 late"
-            + (f" ({f.unanswered} 无人到场 no visit)" if f.unanswered else "")
+            + (f" ({f.unanswered} 无响应记录 no response recorded)" if f.unanswered else "")
             + f"; max {fmt_minutes(f.response_s_max)}",
             None if not f.judged_faults else f.late_responses == 0,
         ),
         (
             "半个工作日内修复",
             "Repaired within half a working day",
-            f"≥ {t.repair_half_day_share:.0%} in ≤ {fmt_hours(t.repair_half_day_s)}",
+            f"≥ {t.repair_half_day_share:.0%} in ≤ {fmt_hours(t.repair_half_day_s)} 工作时间 working time",
             f"{fmt_pct(share, 0)} ({f.repairs_within_half_day}/{f.repairs_judged})",
             None if share is None else share >= t.repair_half_day_share,
         ),
         (
             "最长修复时间",
             "Longest repair",
-            f"≤ {t.repair_max_s / 86400:.0f} d",
+            f"≤ {t.repair_max_days} "
+            + ("工作日 working days" if t.calendar.repair_max_days == "working" else "自然日 calendar days (24 h)"),
             f"{f.repairs_over_max} 超过 over; max {fmt_hours(longest)}",
             None if not f.judged_faults else f.repairs_over_max == 0,
         ),
@@ -227,20 +228,28 @@ def _faults_table(f: CarFigures) -> str:
     def row(c: FaultCase) -> str:
         cleared = _local(c.cleared_ts, off) if c.cleared_ts is not None else "未恢复 open"
         judged = "需响应 judged" if c.judged else ("监测设备 kit" if c.kit else "—")
-        late = (
-            "<span class='fail'>超时 late</span>"
-            if c.response_late
-            else ("<span class='pass'>OK</span>" if c.judged else "")
-        )
+        if c.no_response:
+            late = "<span class='fail'>无响应记录 no response recorded</span>"
+        elif c.response_late:
+            late = "<span class='fail'>超时 late</span>"
+        elif c.self_cleared:
+            late = "<span class='note'>自行恢复 cleared by itself</span>"
+        else:
+            late = "<span class='pass'>OK</span>" if c.judged else ""
         name = (
             f"{FAULT_NAMES_ZH[c.type]}<br><span class='note'>{_e(c.type)}</span>"
             if c.type in FAULT_NAMES_ZH
             else _e(c.type)
         )
+        if c.floor is not None:
+            name += f"<br><span class='note'>楼层 floor {_e(c.floor)}</span>"
+        if c.occupied is not None:
+            name += "<br><span class='note'>" + ("轿内有人 someone inside" if c.occupied else "轿内无人 car empty") + "</span>"
         return (
             f"<tr><td>{name}</td><td class='num'>{_e(c.gbt24476_code if c.gbt24476_code is not None else '—')}</td>"
             f"<td class='t'>{_e(_local(c.raised_ts, off))}</td><td class='t'>{_e(cleared)}</td>"
-            f"<td class='num'>{_e(fmt_minutes(c.response_s))}</td><td class='num'>{_e(fmt_hours(c.repair_s))}</td>"
+            f"<td class='num'>{_e(fmt_minutes(c.response_s))}{_sign(c.response_sign)}</td>"
+            f"<td class='num'>{_e(fmt_hours(c.repair_s))}</td>"
             f"<td>{_e(judged)} {late}</td></tr>"
         )
 
@@ -248,6 +257,57 @@ def _faults_table(f: CarFigures) -> str:
         "<table id='faults'><tr><th>类型 Type</th><th class='num'>GB/T 24476</th><th>发生 Raised</th>"
         "<th>恢复 Cleared</th><th class='num'>响应 Response</th><th class='num'>修复 Repair</th><th>评定 Judged</th></tr>"
         + "".join(row(c) for c in f.faults)
+        + "</table>"
+    )
+
+
+RESPONSE_SIGNS = {
+    "inspection": ("检修开关", "inspection switch"),
+    "rescue_move": ("救援运行", "rescue-speed move"),
+    "on_site": ("维保中", "technician on site"),
+    "visit": ("维保到场", "maintenance visit"),
+}
+"""How a response was seen (FaultCase.response_sign), zh and en."""
+
+
+def _sign(sign: str | None) -> str:
+    if sign is None:
+        return ""
+    zh, en = RESPONSE_SIGNS.get(sign, (sign, sign))
+    return f"<br><span class='note'>{_e(zh)} {_e(en)}</span>"
+
+
+def _entrapments_table(f: CarFigures) -> str:
+    """Every entrapment as the insurer asks for it: alarm, first sign of a response, release."""
+    cases = [c for c in f.faults if c.type == "entrapment"]
+    if not cases:
+        return ""
+    off = f.period.utc_offset_h
+
+    def t(ts: float | None) -> str:
+        return "—" if ts is None else _e(_local(ts, off, "%m-%d %H:%M:%S"))
+
+    def row(c: FaultCase) -> str:
+        if c.response_s is not None:
+            response = t(c.raised_ts + c.response_s) + _sign(c.response_sign)
+        elif c.no_response:
+            response = "<span class='fail'>无响应记录 no response recorded</span>"
+        else:
+            response = "<span class='na'>未到时限 within target</span>"
+        where = {True: "平层区 at a landing", False: "非平层区 outside a door zone", None: ""}[c.released_at_landing]
+        release = t(c.release_ts if c.release_ts is not None else c.cleared_ts)
+        if c.open:
+            release = "<span class='fail'>未解困 not released</span>"
+        return (
+            f"<tr><td class='t'>{t(c.raised_ts)}</td><td class='t'>{t(c.alarm_ts)}</td><td class='t'>{response}</td>"
+            f"<td class='t'>{release}<br><span class='note'>{_e(where)}</span></td>"
+            f"<td class='t'>{t(c.emptied_ts)}</td></tr>"
+        )
+
+    return (
+        "<h2>困人记录 Entrapments</h2><table id='entrapments'><tr><th>发生 Raised</th><th>报警 Alarm</th>"
+        "<th>首次响应 First response</th><th>解困 Released</th><th>轿厢已空 Car empty</th></tr>"
+        + "".join(row(c) for c in cases)
         + "</table>"
     )
 
@@ -354,7 +414,9 @@ def render_car_html(
         "<div style='display:grid;grid-template-columns:1fr 1fr;gap:4mm' id='facts'>"
         f"<table>{''.join(rows_html[:half])}</table><table>{''.join(rows_html[half:])}</table></div>"
     )
+    cal_zh, cal_en = f.targets.calendar.describe()
     notes = "".join(f"<p class='note'>{_e(n)}</p>" for n in f.notes)
+    notes += f"<p class='note' id='calendar'>工作时间 {_e(cal_zh)} / working calendar: {_e(cal_en)}</p>"
     summary = (
         "<section class='page' id='summary'>"
         + _header(
@@ -368,9 +430,11 @@ def render_car_html(
         + facts_table
         + notes
         + "<p class='note'>需响应故障：困人，或超过响应时限仍未恢复的电梯故障（监测设备故障与乘客触发信号仅列出）；"
-        "响应时间 = 故障发生至维保人员到达（检修开关）；修复时间 = 故障发生至恢复正常运行。Judged faults: entrapments, "
+        "响应时间 = 故障发生至首次响应迹象（检修开关或救援速度运行）；无响应记录的故障计为超时（可自行恢复的故障除外）；"
+        "修复时间 = 故障发生至恢复正常运行。Judged faults: entrapments, "
         "and elevator faults still active when the response target passed (kit faults and passenger signals are "
-        "listed only); response = fault raised to technician on site (inspection switch on); "
+        "listed only); response = fault raised to the first sign of a response (inspection switch, or a "
+        "rescue-speed move); a fault with no response recorded counts as late unless it may clear by itself; "
         "repair = raised to normal service resumed. See docs/report.md.</p>" + "</section>"
     )
     figures = []
@@ -387,6 +451,7 @@ def render_car_html(
     page4 = (
         "<section class='page' id='records'><h2>故障记录 Fault records</h2>"
         + _faults_table(f)
+        + _entrapments_table(f)
         + "<h2>维保记录 Maintenance visits</h2>"
         + _visits_table(f)
         + f"<p class='note'>{_e(source_note)} liftwatch {__version__}.</p></section>"
@@ -394,10 +459,22 @@ def render_car_html(
     return _document(f"{f.car} {f.period.first}..{f.period.last}", summary + page2 + page3 + page4)
 
 
+FLEET_PLOT_CARS = 40
+"""Bars in the fleet report's risk plot: a district's 500 cars would make a plot 4 m tall that takes
+half a minute to draw; the ranking table below it lists every car."""
+
+
 def render_fleet_html(
-    cars: Sequence[CarFigures], lab: Labels | None = None, generated_ts: float | None = None, source_note: str = ""
+    cars: Sequence[CarFigures],
+    lab: Labels | None = None,
+    generated_ts: float | None = None,
+    source_note: str = "",
+    extra_sections: str = "",
 ) -> str:
-    """The insurer's fleet report: cars ranked by the explainable risk score (fleet.py)."""
+    """The insurer's fleet report: cars ranked by the explainable risk score (fleet.py).
+
+    `extra_sections` (HTML `<section>`s) go between the ranking and the method: the fleet service's
+    district figures (liftwatch.fleet.answers)."""
     lab = lab or Labels()
     ranked = rank_fleet(cars)
     if not ranked:
@@ -423,9 +500,13 @@ def render_fleet_html(
             "</div>",
         ]
     )
+    plotted = ranked[:FLEET_PLOT_CARS]
     with plt.rc_context(lab.rc()):
-        fig = fleet_figure([r.figures.car for r in ranked], [r.score for r in ranked], [r.band[0] for r in ranked], lab)
+        fig = fleet_figure([r.figures.car for r in plotted], [r.score for r in plotted], [r.band[0] for r in plotted], lab)
         fleet_svg = to_svg(fig)
+    if len(ranked) > len(plotted):
+        fleet_svg += (f"<figcaption class='note'>风险最高的 {len(plotted)} 台（共 {len(ranked)} 台，全部见下表）。"
+                      f"The {len(plotted)} highest-risk of {len(ranked)} cars; the table lists all.</figcaption>")
     rows = []
     for i, r in enumerate(ranked, start=1):
         f = r.figures
@@ -485,7 +566,9 @@ def render_fleet_html(
         + tiles
         + f"<figure id='plot-fleet'>{fleet_svg}</figure>"
         + table
-        + "</section><section class='page' id='method'>"
+        + "</section>"
+        + extra_sections
+        + "<section class='page' id='method'>"
         + method
         + f"<p class='note'>{_e(source_note)} liftwatch {__version__}.</p></section>"
     )

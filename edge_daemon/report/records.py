@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from .source import parse_ts
+from .workhours import WorkCalendar
 
 __all__ = [
     "ContractTargets",
@@ -38,9 +39,9 @@ class ContractTargets:
     """The maintenance contract's measurable promises, with their usual values in China."""
 
     response_s: float = 30 * 60  # technician on site within 30 minutes of a fault call
-    repair_half_day_s: float = 4 * 3600  # "half a working day", taken as 4 wall-clock hours
+    repair_half_day_s: float = 4 * 3600  # "half a working day": 4 hours of the calendar's working time
     repair_half_day_share: float = 0.60  # at least 60 % of repairs within half a working day
-    repair_max_s: float = 3 * 86400  # no repair takes longer than 3 days
+    repair_max_s: float = 3 * 86400  # no repair takes longer than 3 days (clock or working: calendar)
     maintenance_min_s: float = 40 * 60  # a maintenance visit lasts at least 40 minutes
     maintenance_interval_max_s: float = 15 * 86400  # TSG T5002-2017: maintenance every 15 days
     response_lookback_s: float = 86400.0  # a visit more than a day after a fault did not answer it
@@ -51,6 +52,20 @@ class ContractTargets:
     xy_a95_pp_limit_mg: float = 15.3
     level_tolerance_mm: float = 20.0  # GB 7588 levelling accuracy +-20 mm
     utc_offset_h: float = 8.0  # local days (China Standard Time)
+    calendar: WorkCalendar = WorkCalendar()  # the site's working hours (workhours.py)
+
+    @property
+    def repair_max_days(self) -> int:
+        return round(self.repair_max_s / 86400)
+
+    def repair_working_s(self, raised_ts: float, end_ts: float) -> float:
+        """Working time between a raise and a clear (or the end of the data)."""
+        return self.calendar.working_s(raised_ts, end_ts, self.utc_offset_h)
+
+    def repair_over_max(self, raised_ts: float, end_ts: float) -> bool:
+        if self.calendar.repair_max_days == "calendar":
+            return end_ts - raised_ts > self.repair_max_s
+        return end_ts > self.calendar.repair_deadline(raised_ts, self.repair_max_days, self.utc_offset_h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +113,22 @@ class FaultCase:
     raised_ts: float
     cleared_ts: float | None  # None: still open at the end of the data
     gbt24476_code: int | None
-    response_s: float | None = None  # None: no technician visit found
+    response_s: float | None = None  # None: no response recorded
     repair_s: float | None = None  # raised -> cleared, or raised -> end of data when open
+    repair_working_s: float | None = None  # the same in the calendar's working time (judged faults)
+    # What the first sign of a response was: the daemon's (`inspection`, `rescue_move`), or the
+    # report's own finding: `on_site` (raised during a visit), `visit` (a later visit's start).
+    response_sign: str | None = None
+    alarm_ts: float | None = None  # entrapment: first alarm-button press of the trapped passengers
+    release_ts: float | None = None  # entrapment: the door opened (or the car was seen empty)
+    released_at_landing: bool | None = None  # entrapment: that door opening was in a door zone
+    emptied_ts: float | None = None  # entrapment: presence went off after the release
+    floor: str | None = None  # where it was raised: the landing's name (B1, G...) or number, if known
+    occupied: bool | None = None  # power loss: someone was inside during the outage
     judged: bool = False
-    response_late: bool = False
+    response_late: bool = False  # counts against the response target (late, or no response recorded)
+    no_response: bool = False  # judged, and nobody was seen answering it
+    self_cleared: bool = False  # judged, no response, and it cleared by itself (a SELF_CLEARING type)
     repair_within_half_day: bool = False
     repair_over_max: bool = False
 
@@ -179,6 +206,14 @@ def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list
         c = cleared.get(key)
         src = c[1] if c else raised[key]
         code = src.get("gbt24476_code")
+        detail = c[1].get("detail") if c else None
+        detail = detail if isinstance(detail, Mapping) else {}
+        sign = c[1].get("response_sign") if c else None
+        landing = detail.get("released_at_landing")
+        r_detail = raised[key].get("detail") if key in raised else None
+        r_detail = r_detail if isinstance(r_detail, Mapping) else {}
+        floor = r_detail.get("floor_label", r_detail.get("floor"))
+        occupied = detail.get("occupied", r_detail.get("occupied"))
         cases.append(
             FaultCase(
                 type=ftype,
@@ -187,6 +222,13 @@ def fault_cases(events: Iterable[Mapping[str, Any]], data_end_ts: float) -> list
                 gbt24476_code=code if isinstance(code, int) and not isinstance(code, bool) else None,
                 response_s=finite_number(c[1].get("response_s")) if c else None,
                 repair_s=(c[0] - r) if c else max(0.0, data_end_ts - r),
+                response_sign=sign if isinstance(sign, str) else None,
+                alarm_ts=parse_ts(detail.get("alarm_ts")),
+                release_ts=parse_ts(detail.get("release_ts")),
+                released_at_landing=landing if isinstance(landing, bool) else None,
+                emptied_ts=parse_ts(detail.get("emptied_ts")),
+                floor=str(floor) if isinstance(floor, (str, int)) and not isinstance(floor, bool) else None,
+                occupied=occupied if isinstance(occupied, bool) else None,
             )
         )
     return cases

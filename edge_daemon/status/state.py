@@ -79,6 +79,10 @@ FAULT_SEVERITY: dict[str, str] = {
     FaultType.LEVELING_FAULT.value: Attention.WARNING,
     FaultType.DOOR_OPEN_TOO_LONG.value: Attention.WARNING,
     FaultType.DOOR_REOPEN_LOOP.value: Attention.WARNING,
+    FaultType.OVERTRAVEL_TOP.value: Attention.CRITICAL,
+    FaultType.OVERTRAVEL_BOTTOM.value: Attention.CRITICAL,
+    FaultType.DOOR_FAILS_TO_OPEN.value: Attention.CRITICAL,
+    FaultType.POWER_LOSS.value: Attention.FAULT,
 }
 
 
@@ -93,6 +97,7 @@ class _Car:
     inputs: int | None = None
     motion: int | None = None
     floor: int | None = None
+    floor_label: str | None = None  # the landing's name from the car's config (B1, G, M...)
     last_ts: float | None = None
     online: bool | None = None
     # faults
@@ -329,6 +334,7 @@ class LiveState:
         while len(c.trips) > self.trips_kept:
             c.trips.pop()
         c.floor = trip.to_floor  # None when not anchored or stopped between floors: shown as unknown
+        c.floor_label = trip.to_label
         source = cut_trace(c.car, trip, c.vib, c.analytics)
         if source is not None:
             c.traces[source.trip_id] = source
@@ -345,6 +351,7 @@ class LiveState:
             "door": None if inputs is None else ("closed" if inputs & Inputs.DOOR_CLOSED else "open"),
             "door_open_since_ts": c.door_open_ts,
             "floor": c.floor,
+            "floor_label": c.floor_label,
             "at_landing": None if zone_up is None else bool(zone_up and zone_dn),
             "in_door_zone": None if zone_up is None else bool(zone_up or zone_dn),
             "moving": None if motion is None or motion == Motion.UNCALIBRATED else motion != Motion.REST,
@@ -352,6 +359,7 @@ class LiveState:
             "inspection": bit(Inputs.INSPECTION),
             "presence": bit(Inputs.PRESENCE),
             "alarm_button": bit(Inputs.ALARM_BUTTON),
+            "mains": bit(Inputs.MAINS),
             "online": c.online,
             "last_ts": c.last_ts,
         }
@@ -420,6 +428,8 @@ class LiveState:
             "floors": t.floors,
             "from_floor": t.from_floor,
             "to_floor": t.to_floor,
+            "from_label": t.from_label,
+            "to_label": t.to_label,
             "peak_speed_mps": None if t.peak_speed_mps is None else round(t.peak_speed_mps, 2),
             "ride_quality": None if rq is None else rq.to_message(),
             "over_limits": [] if rq is None else rq.over_limits(c.analytics),

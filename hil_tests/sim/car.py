@@ -27,6 +27,7 @@ from liftwatch.protocol.trace import (
     ALARM_BUTTON,
     DOOR_CLOSED,
     INSPECTION,
+    MAINS,
     PRESENCE,
     ZONE_DN,
     ZONE_UP,
@@ -106,6 +107,7 @@ class CarSpec:
     rest_record_s: float = 1.0
     vibration: Vibration = field(default_factory=Vibration)
     imperfections: Imperfections = field(default_factory=Imperfections)
+    floor_labels: tuple[str, ...] | None = None  # the landings' names, bottom to top (B1, G, 1...)
 
     @property
     def floors(self) -> int:
@@ -113,8 +115,10 @@ class CarSpec:
 
     def trace_car(self) -> TraceCar:
         """This car as a simulated trace's header carries it, for the replay's analytics."""
+        base = self.floor_levels_m[0]
         return TraceCar(self.name, self.rated_speed_mps, self.floors, float(self.vane_length_mm),
-                        float(self.zone_sensor_spacing_mm), self.imperfections.noise_mg)
+                        float(self.zone_sensor_spacing_mm), self.imperfections.noise_mg,
+                        tuple(round(x - base, 3) for x in self.floor_levels_m), self.floor_labels)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> CarSpec:
@@ -138,6 +142,12 @@ class CarSpec:
             raise CarSpecError(f"{source}: car.floor_levels_m must be a list of at least 2 numbers")
         if any(b - a < 2.0 for a, b in zip(levels, levels[1:])):
             raise CarSpecError(f"{source}: car.floor_levels_m must rise by at least 2 m per floor")
+        labels = car.get("floor_labels")
+        if labels is not None and (
+            not isinstance(labels, list) or len(labels) != len(levels) or len(set(labels)) != len(labels)
+            or not all(isinstance(x, str) and x and not any(c in x for c in " ,") for x in labels)
+        ):
+            raise CarSpecError(f"{source}: car.floor_labels must name each landing once (no spaces or commas)")
         doors = doc.get("doors", {})
         zones = doc.get("zones", {})
         sensor = doc.get("sensor", {})
@@ -191,6 +201,7 @@ class CarSpec:
             rest_record_s=num(sensor, "rest_record_s", 1.0, 0.05, 60),
             vibration=Vibration(**{k: num(vib, k, getattr(d, k), 0.0, 1000.0) for k in Vibration.__slots__}),
             imperfections=imperfections,
+            floor_labels=tuple(labels) if labels is not None else None,
         )
 
 
@@ -319,6 +330,7 @@ class CarSim:
         self.presence = False
         self.inspection = False
         self.alarm = False
+        self.mains: bool | None = None  # the mains-sense input: None = not wired (reads 0)
         self.roller_wear_mg = spec.vibration.roller_wear_mg
         self.trips = 0  # runs in normal service
         self.inspection_runs = 0  # runs with the inspection switch on (maintenance)
@@ -328,6 +340,7 @@ class CarSim:
         # The imperfections draw from their own stream: the traffic (self.rng) stays the clean car's.
         self._imp_rng = np.random.default_rng([seed, 16])
         self.jumps = 0  # passenger jumps made (ground truth for tests)
+        self.relevels = 0  # creeps back to a landing's level (not trips)
 
     # -- sensing --
 
@@ -353,6 +366,8 @@ class CarSim:
             bits |= INSPECTION
         if self.alarm:
             bits |= ALARM_BUTTON
+        if self.mains:
+            bits |= MAINS
         return bits
 
     def offset_mg(self, t_us: np.ndarray | int) -> np.ndarray:
@@ -437,9 +452,9 @@ class CarSim:
         self.jumps += 1
 
     def set(self, **state: bool) -> Iterator[CarSample]:
-        """Change inputs (door_closed, presence, inspection, alarm) at once."""
+        """Change inputs (door_closed, presence, inspection, alarm, mains) at once."""
         for k in state:
-            if k not in ("door_closed", "presence", "inspection", "alarm"):
+            if k not in ("door_closed", "presence", "inspection", "alarm", "mains"):
                 raise ValueError(f"unknown car input {k!r}")
         door_edge = "door_closed" in state and bool(state["door_closed"]) != self.door_closed
         for k, v in state.items():
@@ -540,6 +555,17 @@ class CarSim:
         else:
             self.trips += 1
         yield from self.now()
+
+    def relevel(self, floor: int) -> Iterator[CarSample]:
+        """The car, stopped off level at ``floor``, creeps back to it (the drive re-levels: a stop
+        off level, ropes stretching as people get in): a run inside the door zone, which counts in
+        ``relevels``, not in ``trips``."""
+        counted = (self.trips, self.inspection_runs)
+        before = self.t_us
+        yield from self.trip(floor)
+        self.trips, self.inspection_runs = counted
+        if self.t_us != before:  # already level: nothing moved
+            self.relevels += 1
 
     def _zone_chatter(self, t_us: np.ndarray, zones: np.ndarray) -> tuple[dict[int, list], dict[int, int]]:
         """Door-zone sensor chatter at each vane edge of a run: ({sample index: [(t_us, xor mask)]}

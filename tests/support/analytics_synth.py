@@ -76,6 +76,7 @@ class CarStream:
         self.presence = False
         self.inspection = False
         self.alarm = False
+        self.mains = None  # the mains-sense input: None = not wired (reads 0)
         self.zones_dead = False  # door-zone sensors disconnected: never covered
         self.obs: list = []
         self._last_inputs = None
@@ -94,7 +95,8 @@ class CarStream:
 
     def inputs_word(self, y_m=None) -> int:
         up, dn = self.zones(self.pos_m if y_m is None else y_m)
-        return (self.door_closed * 1 | up * 2 | dn * 4 | self.presence * 8 | self.inspection * 16 | self.alarm * 32)
+        return (self.door_closed * 1 | up * 2 | dn * 4 | self.presence * 8 | self.inspection * 16 | self.alarm * 32
+                | bool(self.mains) * 64)
 
     def emit_inputs(self, ts=None, y_m=None):
         word = self.inputs_word(y_m)
@@ -163,6 +165,26 @@ class CarStream:
                 blocks[gap_at] = replace(blocks[gap_at], gap_before=40)
             self.obs.extend(blocks)
         self.pos_m = float(y[-1])
+        self.t = t0 + t[-1]
+        return self
+
+    def jump(self, peak_mg: float = 300.0, jump_s: float = 0.3, noise_mg: float = 0.0, seed: int = 0, times: int = 1):
+        """A passenger jumps in the car at rest: two cycles of vertical force that bounce the car on
+        its ropes and bring it back (hil_tests/sim/car.py's jump), seen by the board as a short
+        motion (150 ms after it began, until 300 ms of quiet) and streamed as VIB from 1 s before it
+        to 1 s after; ``times`` jumps back to back; ``noise_mg`` of white noise on every axis."""
+        from liftwatch.edge_daemon.observations import MotionChanged
+
+        t = np.arange(0.0, 1.0 + times * jump_s + 1.0, 1.0 / self.rate)
+        u = np.clip((t - 1.0) / jump_s, 0.0, times)
+        A = np.zeros((len(t), 3))
+        A[:, 2] = peak_mg / 2 * (np.cos(2 * math.pi * u) - np.cos(4 * math.pi * u)) * G / 1000
+        A += np.random.default_rng(seed).normal(0.0, noise_mg * G / 1000, A.shape)
+        t0 = self.t - 1.0
+        self.obs.append(MotionChanged(self.t + 0.15, 1))
+        self.obs.append(MotionChanged(self.t + times * jump_s + 0.3, 0))
+        counts, grav = to_counts(A, self.lsb, self.tilt)
+        self.obs.extend(vib_blocks(counts, t0, self.rate, self.lsb, grav))
         self.t = t0 + t[-1]
         return self
 

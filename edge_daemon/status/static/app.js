@@ -11,7 +11,8 @@ const FAULT_LABELS = {
   door_reopen_loop: "Door reopen loop 反复开关门", abnormal_vibration: "Abnormal vibration 异常振动",
   leveling_fault: "Leveling fault 平层异常", overspeed: "Overspeed 超速", alarm_button: "Alarm button 报警按钮",
   floor_position_lost: "Floor position lost 楼层丢失", sensor_fault: "Sensor fault 传感器故障",
-  board_offline: "Board offline 离线",
+  board_offline: "Board offline 离线", power_loss: "Power loss 停电", overtravel_top: "Overtravel at the top 冲顶",
+  overtravel_bottom: "Overtravel at the bottom 蹲底", door_fails_to_open: "Door fails to open 开门故障（有人）",
 };
 const REASON_LABELS = {
   alarm_button_pressed: "alarm button pressed", board_offline: "board offline",
@@ -63,7 +64,8 @@ function span(s) {
 }
 const ago = (ts) => (ts === null || ts === undefined || !ui.snap || ui.snap.data_ts === null ? "—" : span(ui.snap.data_ts - ts));
 const faultLabel = (t) => FAULT_LABELS[t] || t.replaceAll("_", " ");
-const floorText = (live) => (live.floor === null || live.floor === undefined ? (live.known ? "?" : "—") : String(live.floor));
+// The landing's name from the car's config (B1, G, M) where there is one, else its number.
+const floorText = (live) => (live.floor === null || live.floor === undefined ? (live.known ? "?" : "—") : String(live.floor_label ?? live.floor));
 
 // ---------------------------------------------------------------------------------------------
 // data
@@ -168,7 +170,7 @@ function renderFleet(snap) {
       h("div", { class: "card-reasons" }, c.attention.reasons.filter((r) => !FAULT_LABELS[r]).map((r) => REASON_LABELS[r] || r).join(" · ") ||
         (c.open_faults.length ? "" : "no open faults")),
       h("dl", { class: "kv" },
-        h("dt", {}, "last trip"), h("dd", {}, last ? `${clock(last.start_ts)} · ${last.from_floor ?? "?"}→${last.to_floor ?? "?"} · ${fmt(last.peak_speed_mps, 2, " m/s")}` : "—"),
+        h("dt", {}, "last trip"), h("dd", {}, last ? `${clock(last.start_ts)} · ${last.from_label ?? last.from_floor ?? "?"}→${last.to_label ?? last.to_floor ?? "?"} · ${fmt(last.peak_speed_mps, 2, " m/s")}` : "—"),
         h("dt", {}, "ride (z A95)"), h("dd", {}, rq ? `${fmt(rq.z_a95_pp_mg, 1, " mg")} (limit ${fmt(c.limits_mg.z_a95_pp, 1)})` : "—"),
         h("dt", {}, "trips"), h("dd", {}, String(c.trips_total))),
       h("div", { class: "card-foot" },
@@ -279,7 +281,7 @@ function renderTrips(c) {
       on: { click: () => { location.hash = `car=${encodeURIComponent(c.car)}&trip=${t.id}`; } },
     },
       h("td", {}, clock(t.start_ts)), h("td", {}, t.direction === "up" ? "▲ up" : t.direction === "down" ? "▼ down" : "—"),
-      h("td", {}, `${t.from_floor ?? "?"} → ${t.to_floor ?? "?"}`), h("td", { class: "num" }, fmt(t.duration_s, 1, " s")),
+      h("td", {}, `${t.from_label ?? t.from_floor ?? "?"} → ${t.to_label ?? t.to_floor ?? "?"}`), h("td", { class: "num" }, fmt(t.duration_s, 1, " s")),
       h("td", { class: "num" }, fmt(t.peak_speed_mps, 2)),
       t.ride_quality_unjudged ? h("td", { colSpan: 4, class: "muted small" }, UNJUDGED_LABELS[t.ride_quality_unjudged] || t.ride_quality_unjudged) : [
         h("td", { class: over(t, "z_max_pp_mg") }, fmt(rq.z_max_pp_mg, 1)), h("td", { class: over(t, "z_a95_pp_mg") }, fmt(rq.z_a95_pp_mg, 1)),
