@@ -1,6 +1,6 @@
 # A new firmware on trial judges itself. main.py imports this only in a boot whose firmware is on
-# trial (otaboot.py counted it); it then wraps Agent.send_heartbeat for this boot, so a board that is
-# not on trial carries no code for it (the resident heap has no bytes to spare). The boot loader is
+# trial (otaboot.py counted it); it then wraps agent.run and Agent.send_heartbeat for this boot, so a
+# board that is not on trial carries no code for it (the resident heap has no bytes to spare). The boot loader is
 # imported only to write the verdict. otarx.py receives updates; ota_install.py installs them in a
 # boot of its own.
 import gc
@@ -8,6 +8,7 @@ import sys
 
 from micropython import const
 
+import agent
 from agent import Agent
 
 _CONFIRM_MS = const(60000)  # healthy (sampling, linked to the host) this long: the firmware is kept
@@ -21,6 +22,21 @@ def _judged_heartbeat(agent):
 
 
 Agent.send_heartbeat = _judged_heartbeat
+_run = agent.run
+
+
+def _judged_run(board):
+    """agent.run, but a firmware on trial that cannot start (Agent.__init__) hands over to the
+    previous one at the next boot."""
+    try:
+        return _run(board)
+    except Exception as e:  # hal.BoardReset and PowerCut are not Exceptions: they pass
+        import otaboot
+
+        otaboot.fail_trial(e)
+
+
+agent.run = _judged_run
 
 
 def poll(agent):

@@ -77,8 +77,10 @@ def rollback():
     return ""
 
 
-def fail_trial():
-    """A firmware on trial that does not even import: the next boot runs the previous one."""
+def fail_trial(e):
+    """A firmware on trial that cannot even start (import, Agent.__init__): the next boot runs the
+    previous one."""
+    sys.print_exception(e)
     rec = record()
     if rec is not None:
         rec[2] = str(_TRIAL_BOOTS)

@@ -54,8 +54,14 @@ def on_frame(cmds, p):
                 except OSError:
                     pass
         else:  # install or roll back, in a boot of its own (otaboot.py), after this answer
+            v = sys.modules["agent"].FW_VERSION
             with open(b.path(INSTALL), "w") as f:
-                f.write("%d %s" % (p[0], sys.modules["agent"].FW_VERSION))
+                f.write("%d %s" % (p[0], v))
+            try:
+                os.stat(b.path("ota.boot"))
+            except OSError:  # the first update: main.py runs the boot loader once a record is there
+                with open(b.path("ota.boot"), "w") as f:  # otaboot.BOOT: the root runs, confirmed
+                    f.write("- - c %s -" % v)
             state = OTA_INSTALLING if p[0] == CMD_OTA_INSTALL else OTA_ROLLING_BACK
     except OSError as e:  # a QUERY's: RESULT missing, nothing was refused; else the flash failed
         if len(p) == 4 or p[0] != CMD_OTA_QUERY:
