@@ -132,7 +132,7 @@ class Motion:
         self.run_ms = 0
         self.v = 0  # integrated vertical velocity, counts * samples
         self.v_peak = 0
-        self._dir = 0
+        self.trip_dir = 0
         self._on_ms = 0
         self._quiet_ms = 0
         self._trip_ms = 0
@@ -263,7 +263,7 @@ class Motion:
                 self._on_ms += dt_ms
                 self.v += a * n
                 if self._on_ms >= self.on_ms:
-                    self._dir = 1 if a > 0 else -1
+                    self.trip_dir = 1 if a > 0 else -1
                     self._set(lwproto.MOTION_ACCELERATING)
                     self._trip_ms = self._on_ms
                     self.v_peak = 0
@@ -278,7 +278,7 @@ class Motion:
         av = self.v if self.v >= 0 else -self.v
         if av > self.v_peak:
             self.v_peak = av
-        along = a * self._dir
+        along = a * self.trip_dir
         if st == lwproto.MOTION_ACCELERATING:
             if along < -self.a_on:
                 self._set(lwproto.MOTION_DECELERATING)

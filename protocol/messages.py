@@ -31,6 +31,7 @@ class MessageType(enum.IntEnum):
     TIME_SYNC = _lw.T_TIME_SYNC
     CONFIG = _lw.T_CONFIG
     CONTROL = _lw.T_CONTROL
+    JOURNAL = _lw.T_JOURNAL
 
 
 class Input(enum.IntFlag):
@@ -71,6 +72,14 @@ class BoardEventKind(_TolerantIntEnum):
     SENSOR_FAULT = _lw.KIND_SENSOR_FAULT
     SAFE_MODE = _lw.KIND_SAFE_MODE
     RING_OVERRUN = _lw.KIND_RING_OVERRUN
+
+
+class JournalKind(_TolerantIntEnum):
+    """What a JOURNAL record is about (JOURNAL `kind`)."""
+
+    TRIP = _lw.J_TRIP
+    DOOR_CYCLE = _lw.J_DOOR_CYCLE
+    INSPECTION = _lw.J_INSPECTION
 
 
 class Command(enum.IntEnum):
@@ -384,8 +393,36 @@ class Control(Message):
     arg: int = 0
 
 
+@dataclass(slots=True)
+class Journal(Message):
+    """One record of the board's flash journal: a trip, door cycle or inspection period, with the
+    board time (of boot `boot_id`) it started and ended at. The host ACKs `seq` once it is stored."""
+
+    TYPE: ClassVar[MessageType] = MessageType.JOURNAL
+    board_id: str  # the board whose journal holds it (a swapped board's flash is refused by this)
+    seq: int
+    kind: int
+    boot_id: int
+    start_t_ms: int
+    end_t_ms: int
+    direction: int = 0  # trip: +1 up, -1 down, 0 unknown
+    count: int = 0  # trip: door zones entered; door cycle: reopenings
+    peak_speed_mm_s: int = 0  # trip: the board's integrated peak speed
+    inputs_start: int = 0  # input bits when it started (door zone: where the trip left from)
+    inputs_end: int = 0  # input bits when it ended (door zone: level, off level or outside)
+    skipped: int = 0  # records the board found torn or corrupt so far (never sent)
+
+    def _inconsistency(self) -> str:
+        if not 0 <= self.seq < _lw.T_MS_MODULO or not 0 <= self.boot_id < 0x10000:
+            return f"seq {self.seq} or boot_id {self.boot_id} out of range"
+        if not -1 <= self.direction <= 1:
+            return f"direction {self.direction} is not -1, 0 or 1"
+        return ""
+
+
 MESSAGE_CLASSES: dict[int, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, State, Vib, Stats, Event, Counters, Heartbeat, Ack, TimeSync, Config, Control)
+    cls.TYPE: cls
+    for cls in (Hello, State, Vib, Stats, Event, Counters, Heartbeat, Ack, TimeSync, Config, Control, Journal)
 }
 
 for _cls in MESSAGE_CLASSES.values():  # each field's kind from its annotation (KeyError: a kind _KINDS lacks)

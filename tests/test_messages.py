@@ -24,6 +24,7 @@ VALID = {
     m.TimeSync: [1767225600000, 1234],
     m.Config: [{"rate_hz": 400}],
     m.Control: [4, 0],
+    m.Journal: ["0badc0ffee00", 41, 1, 3, 4320, 13240, 1, 1, 1554, 7, 7, 0],
 }
 # A value of another kind than each field declares (what a broken or hostile board might send).
 WRONG = {"int": "7", "int | None": 1.5, "str": 7, "bool": 1, "bytes": "ab", "Xyz": [1, 2], "Xyz | None": [1, "2", 3],
@@ -149,3 +150,12 @@ def test_fits_exactly_when_the_view_takes_the_payload_as_it_is(cls: type[m.Messa
     assert not cls.fits(payload) or as_it_is
     if cls in (m.Vib, m.State):  # the frames that come by the hundred: no fitting payload goes the slow way
         assert cls.fits(payload) == as_it_is
+
+
+def test_a_journal_record_out_of_range_is_refused() -> None:
+    good = VALID[m.Journal]
+    for index, value in ((1, -1), (3, 0x10000), (6, 2)):
+        bad = list(good)
+        bad[index] = value
+        with pytest.raises(m.MessageError):
+            m.Journal.from_payload(bad)

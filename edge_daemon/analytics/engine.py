@@ -31,6 +31,7 @@ from ..observations import (
     FramesLost,
     Inputs,
     InputsChanged,
+    JournalRecord,
     LinkState,
     Motion,
     MotionChanged,
@@ -43,6 +44,7 @@ from .config import AnalyticsConfig
 from .daily import DailyAccumulator, DailyRecord
 from .doors import DoorCycle, DoorTracker
 from .faults import FaultBook, FaultEvent, FaultType
+from .journal_fill import JournalFill
 from .leveling import estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .ride_quality import RideQuality, TripKinematics, analyse_trip
@@ -70,6 +72,7 @@ _OBSERVATION_TYPES = (
     LinkState,
     BoardBooted,
     FramesLost,
+    JournalRecord,
 )
 _REST = int(Motion.REST)
 _ACCELERATING = int(Motion.ACCELERATING)
@@ -138,6 +141,7 @@ class CarAnalytics:
         self._since: dict[FaultType, float] = {}  # rules whose condition holds, since when
         self._uncalibrated_since: float | None = None  # motion 255 reported since (board not calibrated)
         self._trip_rules = TripRules(self._faults, cfg)
+        self.journal = JournalFill(car_id, cfg)  # what the board's journal tells that the live stream missed
         self.vib_rejected = 0  # trips whose VIB could not be analysed (nonsense rate, dead sensor)
 
     # ---------------------------------------------------------------- public API
@@ -151,7 +155,9 @@ class CarAnalytics:
             self._on_vib(obs)
             if not self._pending:
                 return done
-            return done + self._emit(self._finish_ready_trips(force=False))
+            out = done + self._emit(self._finish_ready_trips(force=False))
+            self.journal.recheck(self._trip, self._pending)
+            return out
         if not isinstance(obs, _OBSERVATION_TYPES):
             raise TypeError(f"not an observation: {type(obs).__name__}")
         done = self._advance(obs.ts)
@@ -189,10 +195,14 @@ class CarAnalytics:
                     self._trip.frames_lost = True  # a zone pulse may be among them
             case RestStats():
                 pass  # at-rest summaries carry nothing the rules below need yet
+            case JournalRecord():
+                same_day, late = self.journal.on_record(obs, self._trip, self._pending, self._day_of_now())
+                return done + self._emit(same_day) + late
         if not isinstance(obs, (VibBlock, RestStats, CountersSnapshot, FramesLost)):  # these change no rule's inputs
             # a state change takes effect at its own time, even if a tick already ran a little past it
             out += self._evaluate(min(obs.ts, self._now_ts()))
         out += self._finish_ready_trips(force=False)
+        self.journal.recheck(self._trip, self._pending)
         return done + self._emit(out)
 
     def tick(self, ts: float) -> list[Output]:
@@ -200,7 +210,9 @@ class CarAnalytics:
         done = self._advance(ts)
         if self._now is None:
             return done
-        return done + self._emit(self._finish_ready_trips(force=False))
+        out = done + self._emit(self._finish_ready_trips(force=False))
+        self.journal.recheck(self._trip, self._pending)
+        return out
 
     def open_visit(self) -> dict[str, Any] | None:
         """The maintenance visit in progress (plain data), which the daemon keeps in its state file."""
@@ -217,6 +229,7 @@ class CarAnalytics:
         if self._trip is not None and self._trip.end_ts is None:
             self._trip = None  # still moving at the end: no rest-to-rest record to make
         closing = self._finish_ready_trips(force=True)
+        self.journal.recheck(None, ())
         closing += self._doors.flush(self._now_ts())
         closing += self._clear_reopen_loop(self._now_ts(), closing)
         closing += self._visits.flush(self._now_ts())
@@ -237,6 +250,9 @@ class CarAnalytics:
     def _now_ts(self) -> float:
         assert self._now is not None
         return self._now
+
+    def _day_of_now(self) -> int | None:
+        return local_day(self._now, self.config.day_utc_offset_h) if self._now is not None else None
 
     def _acc(self) -> DailyAccumulator:
         if self._day is None:
@@ -311,10 +327,14 @@ class CarAnalytics:
             elif not now_in:
                 self._trip.arrived = False
         if diff & _DOOR_CLOSED:
+            if not obs.inputs & _DOOR_CLOSED:
+                self.journal.live_door_opened(obs.ts)
             out += self._doors.on_door(obs.ts, bool(obs.inputs & _DOOR_CLOSED), self._floors.floor())
             out += self._check_reopen_loop(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
         if diff & _INSPECTION:
+            if obs.inputs & _INSPECTION:
+                self.journal.live_inspection(obs.ts)
             visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & _INSPECTION))
             out += visits
             if started:
@@ -335,6 +355,7 @@ class CarAnalytics:
             # First heard (prev None, after a daemon restart) mid-run, past accelerating: a trip whose
             # start nobody saw has no start time or floor count to report.
             if prev is not None or obs.motion == _ACCELERATING:
+                self.journal.live_trip(obs.ts)
                 self._trip = _TripInProgress(
                     obs.ts, self._bit(_ZONE_UP), self._bit(_ZONE_DN), bool(self._bit(_INSPECTION)),
                     # frames lost just before the start: the car may have left earlier, past a pulse

@@ -28,6 +28,7 @@ class MaintenanceVisit(Span):
     # The data ended with inspection still on (end of a replay or of the demo's day): the visit's
     # real length is unknown, so it is not judged too short.
     in_progress: bool = False
+    source: str = "live"  # "board_journal": missed live, reported from the board's flash journal
 
     kind = "maintenance"
 
@@ -38,6 +39,7 @@ class MaintenanceVisit(Span):
             "too_short": bool(self.too_short),
             "faults_responded": [dict(f) for f in self.faults_responded],
             "in_progress": self.in_progress,
+            "source": self.source,
         }
 
 

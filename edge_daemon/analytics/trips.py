@@ -41,6 +41,7 @@ class Trip(Span):
     distance_m: float | None
     ride_quality: RideQuality | None
     leveling: LevelingResult
+    source: str = "live"  # "board_journal": missed live, reported from the board's flash journal
 
     kind = "trip"
 
@@ -67,6 +68,7 @@ class Trip(Span):
             "distance_m": round_or_none(self.distance_m, 2),
             "ride_quality": rq,
             "leveling": self.leveling.to_message(),
+            "source": self.source,
         }
 
 

@@ -1,0 +1,272 @@
+# The board's own journal: every trip, door cycle and inspection period as a record in flash, so no
+# fact is lost while the link or the Pi is down.
+#
+# One file: a 32-byte header naming the board it belongs to, then SLOTS fixed 24-byte records; record
+# seq n lives in slot n % SLOTS, so the ring needs no index and a slot is its own address. Each record
+# carries a magic byte, its seq and a CRC-16, so a torn write (a power cut mid-record) or a flipped
+# bit fails the check: that record is skipped and counted (``skipped``), never the ones around it.
+# A write touches one slot only, so a power cut loses at most the record being written.
+#
+# Records are sent as JOURNAL frames as they are written and re-sent, oldest first, until the host
+# ACKs each one (ack_type JOURNAL, ack_id seq): up to _WINDOW frames in flight, one per loop pass,
+# only while the link queue is empty (live data first). Without progress for retry_ms the sending
+# goes back to the oldest unACKed record. The ACK cursor (``tail``) is kept in a two-slot store and
+# saved with the counters (every persist_s), so a reboot re-sends at most that long of records; the
+# host recognises them by seq.
+import struct
+
+from micropython import const
+
+import lwproto
+from fwutil import tdiff
+from store import Store
+
+SLOTS = const(9600)  # 7 days at 600 trips and 600 door cycles a day, plus inspection periods
+REC_BYTES = const(24)
+HDR_BYTES = const(32)
+_MAGIC = const(0x4A)  # "J"
+_HDR_MAGIC = b"LWJ1"
+_UID_MAX = const(24)
+_WINDOW = const(16)  # records sent before the oldest one is ACKed
+_MAX_RETRY_MS = const(60000)
+# A door closed this long without reopening ends its cycle (the daemon's door_reopen_window_s).
+DOOR_REOPEN_WINDOW_MS = const(4000)
+_ZONES = const(0x06)  # lwproto.IN_ZONE_UP | IN_ZONE_DN
+# Record layout (little-endian): magic u8, kind u8, boot u16, seq u32, start u32, end u32,
+# peak_speed_mm_s u16, direction i8, count u8, inputs_start u8, inputs_end u8, crc u16 (big-endian,
+# so the CRC over the whole record is 0).
+_FMT = "<BBHIIIHbBBB"
+
+
+class Journal:
+    """The journal file of one board (``uid``) at ``path``, its send window and what it recorded."""
+
+    def __init__(self, path, uid, retry_ms, cursor_path):
+        self.path = path
+        self.uid = uid
+        self.retry_ms = retry_ms
+        self.rec = bytearray(REC_BYTES)
+        self.head = 0  # seq of the next record written
+        self.tail = 0  # oldest seq not yet ACKed
+        self.next_send = 0
+        self.acked = 0  # bit i: tail + i ACKed (out of order)
+        self.due_at = 0
+        self.wait_ms = retry_ms
+        self.skipped = 0  # records found torn or corrupt (never sent)
+        self.overwritten = 0  # unACKed records the ring had to overwrite (host away > 7 days)
+        self.foreign = 0  # a journal file of another board found at boot (set aside, not sent)
+        self.written = 0
+        # Trip, door cycle and inspection period in progress: start ms (-1: none) and what they carry.
+        self.trip_t = -1
+        self.trip_in = 0
+        self.trip_zones = 0
+        self.door_t = -1
+        self.door_closed_t = -1
+        self.door_reopen = 0
+        self.door_in = 0
+        self.insp_t = -1
+        self.cursor = Store(cursor_path, 0x4A, 1)
+        self.write_at = _write_at  # tests replace it to cut the power mid-write
+        self.f = None
+        self._open()
+
+    # ---- the file -----------------------------------------------------------------------------
+    def _open(self):
+        try:
+            f = open(self.path, "r+b")
+        except OSError:
+            f = None
+        if f is not None and not self._ours(f):
+            f.close()
+            f = None
+            self.foreign += 1
+            import os
+
+            try:
+                os.remove(self.path + ".foreign")
+            except OSError:
+                pass
+            os.rename(self.path, self.path + ".foreign")  # kept for whoever owns it, never sent
+        if f is None:
+            f = open(self.path, "w+b")
+            h = bytearray(HDR_BYTES)
+            h[0:4] = _HDR_MAGIC
+            u = self.uid.encode()[:_UID_MAX]
+            h[4] = len(u)
+            h[5 : 5 + len(u)] = u
+            crc = lwproto.crc16(h, 0, HDR_BYTES - 2)
+            h[HDR_BYTES - 2] = crc >> 8
+            h[HDR_BYTES - 1] = crc & 0xFF
+            f.write(h)
+            f.flush()
+        self.f = f
+        self._scan()
+
+    def _ours(self, f):
+        h = f.read(HDR_BYTES)
+        if len(h) != HDR_BYTES or h[0:4] != _HDR_MAGIC or lwproto.crc16(h, 0, HDR_BYTES) != 0:
+            return False
+        return h[5 : 5 + h[4]] == self.uid.encode()[:_UID_MAX]
+
+    def _scan(self):
+        """Find the newest record (head) and the oldest one to send (tail) after a boot."""
+        lo = -1
+        hi = -1
+        f = self.f
+        f.seek(HDR_BYTES)
+        r = self.rec
+        for _ in range(SLOTS):
+            if f.readinto(r) != REC_BYTES:
+                break
+            if self._valid(r):
+                seq = struct.unpack_from("<I", r, 4)[0]
+                if seq > hi:
+                    hi = seq
+                if lo < 0 or seq < lo:
+                    lo = seq
+        acked = self.cursor.values[0] if self.cursor.load() else 0
+        self.head = max(hi + 1, acked)
+        self.tail = max(acked, lo if lo >= 0 else acked, self.head - SLOTS)
+        self.next_send = self.tail
+
+    def _valid(self, r):
+        return r[0] == _MAGIC and lwproto.crc16(r, 0, REC_BYTES) == 0
+
+    def _read(self, seq):
+        """The record of ``seq`` into self.rec; False if it is torn, corrupt or another seq."""
+        f = self.f
+        f.seek(HDR_BYTES + (seq % SLOTS) * REC_BYTES)
+        r = self.rec
+        return f.readinto(r) == REC_BYTES and self._valid(r) and struct.unpack_from("<I", r, 4)[0] == seq
+
+    def append(self, kind, boot, t0, t1, speed, direction, count, in0, in1):
+        """Write one record at the head (one slot, one flush) and make it the next to send."""
+        seq = self.head
+        r = self.rec
+        struct.pack_into(_FMT, r, 0, _MAGIC, kind, boot & 0xFFFF, seq, t0, t1, min(speed, 0xFFFF),
+                         direction, min(count, 255), in0, in1)
+        crc = lwproto.crc16(r, 0, REC_BYTES - 2)
+        r[REC_BYTES - 2] = crc >> 8
+        r[REC_BYTES - 1] = crc & 0xFF
+        self.head = seq + 1
+        self.written += 1
+        if self.head - self.tail > SLOTS:
+            self.tail = self.head - SLOTS
+            self.acked >>= 1
+            self.overwritten += 1
+            if self.next_send < self.tail:
+                self.next_send = self.tail
+        self.write_at(self.f, HDR_BYTES + (seq % SLOTS) * REC_BYTES, r)
+
+    def save_cursor(self):
+        """Keep the ACK cursor in flash (with the counters: rare writes)."""
+        v = self.cursor.values
+        if v[0] != self.tail:
+            v[0] = self.tail
+            self.cursor.save()
+
+    # ---- sending ------------------------------------------------------------------------------
+    def send(self, link, now, prio):
+        """Send the next record due (one per call, only on an idle link); False if none was."""
+        if link.depth:
+            return False
+        if self.next_send >= self.head or self.next_send - self.tail >= _WINDOW:
+            if self.tail < self.head and tdiff(now, self.due_at) >= 0:
+                self.next_send = self.tail  # nothing ACKed for a while: from the oldest again
+                self.due_at = (now + self.wait_ms) & 0x3FFFFFFF
+                w = self.wait_ms
+                self.wait_ms = w * 2 if w < _MAX_RETRY_MS // 2 else _MAX_RETRY_MS
+            return False
+        seq = self.next_send
+        self.next_send = seq + 1
+        d = seq - self.tail
+        if self.acked >> d & 1:
+            return False
+        if not self._read(seq):
+            self.skipped += 1
+            self.ack(seq)  # nothing to deliver: count it and go on
+            return False
+        self.due_at = (now + self.wait_ms) & 0x3FFFFFFF  # the go-back waits for a quiet wait_ms
+        _m, kind, boot, _s, t0, t1, speed, direction, count, in0, in1 = struct.unpack_from(_FMT, self.rec, 0)
+        body = link.enc.body
+        off = link.begin(lwproto.T_JOURNAL, now)
+        off = lwproto.pack_array_header(body, off, 12)
+        off = lwproto.pack_str(body, off, self.uid)
+        for v in (seq, kind, boot, t0, t1, direction, count, speed, in0, in1, self.skipped):
+            off = lwproto.pack_int(body, off, v)
+        link.commit(off, prio)
+        return True
+
+    def ack(self, seq):
+        """The host stored record ``seq``: move the cursor past every ACKed record at the tail."""
+        d = seq - self.tail
+        if d < 0 or d >= _WINDOW:
+            return False
+        self.acked |= 1 << d
+        moved = False
+        while self.acked & 1:
+            self.acked >>= 1
+            self.tail += 1
+            moved = True
+        if moved:
+            self.wait_ms = self.retry_ms
+        return True
+
+    # ---- what becomes a record ------------------------------------------------------------------
+    def on_motion(self, moving, now, inputs, boot, motion):
+        """The car started (moving) or came to rest: a trip starts or its record is written."""
+        if moving:
+            if self.trip_t < 0:
+                self.trip_t = now
+                self.trip_in = inputs
+                self.trip_zones = 0
+                self._door_done(boot, inputs)  # the car left: the door cycle at this stop is over
+            return
+        if self.trip_t < 0:
+            return
+        speed = motion.v_peak // motion.rate * 9807 // motion.lsb if motion.rate and motion.lsb else 0
+        self.append(lwproto.J_TRIP, boot, self.trip_t, now, speed, motion.trip_dir, self.trip_zones,
+                    self.trip_in, inputs)
+        self.trip_t = -1
+
+    def on_inputs(self, changed, stable, t_ms, boot):
+        """A debounced input change: door-zone entries, door cycles, inspection periods."""
+        if changed & _ZONES and self.trip_t >= 0 and stable & _ZONES and not (stable ^ changed) & _ZONES:
+            self.trip_zones += 1  # no zone sensor covered before, one now: a landing reached
+        if changed & lwproto.IN_DOOR_CLOSED:
+            if stable & lwproto.IN_DOOR_CLOSED:
+                if self.door_t >= 0:
+                    self.door_closed_t = t_ms
+            elif self.door_t < 0:
+                self.door_t = t_ms
+                self.door_reopen = 0
+                self.door_in = stable
+                self.door_closed_t = -1
+            elif self.door_closed_t >= 0:
+                self.door_reopen += 1
+                self.door_closed_t = -1
+        if changed & lwproto.IN_INSPECTION:
+            if stable & lwproto.IN_INSPECTION:
+                if self.insp_t < 0:
+                    self.insp_t = t_ms
+            elif self.insp_t >= 0:
+                self.append(lwproto.J_INSPECTION, boot, self.insp_t, t_ms, 0, 0, 0, stable ^ changed, stable)
+                self.insp_t = -1
+
+    def tick(self, now, boot, inputs):
+        """A door closed for the whole reopen window ends its cycle."""
+        if self.door_closed_t >= 0 and tdiff(now, self.door_closed_t) >= DOOR_REOPEN_WINDOW_MS:
+            self._door_done(boot, inputs)
+
+    def _door_done(self, boot, inputs):
+        if self.door_t >= 0 and self.door_closed_t >= 0:
+            self.append(lwproto.J_DOOR_CYCLE, boot, self.door_t, self.door_closed_t, 0, 0, self.door_reopen,
+                        self.door_in, inputs)
+            self.door_t = -1
+            self.door_closed_t = -1
+
+
+def _write_at(f, off, b):
+    f.seek(off)
+    f.write(b)
+    f.flush()
