@@ -18,15 +18,13 @@ import struct
 from micropython import const
 
 import lwproto
-from fwutil import tdiff
+from fwutil import tdiff, unload
 from store import Store
 
 SLOTS = const(9600)  # 7 days at 600 trips and 600 door cycles a day, plus inspection periods
 REC_BYTES = const(24)
 HDR_BYTES = const(32)
 _MAGIC = const(0x4A)  # "J"
-_HDR_MAGIC = b"LWJ1"
-_UID_MAX = const(24)
 _WINDOW = const(16)  # records sent before the oldest one is ACKed
 _MAX_RETRY_MS = const(60000)
 # A door closed this long without reopening ends its cycle (the daemon's door_reopen_window_s).
@@ -70,74 +68,26 @@ class Journal:
         self.f = None
         self._open()
 
-    # ---- the file -----------------------------------------------------------------------------
     def _open(self):
+        import journal_file  # boot only: its code leaves the heap again below
+
         try:
-            f = open(self.path, "r+b")
-        except OSError:
-            f = None
-        if f is not None and not self._ours(f):
-            f.close()
-            f = None
-            self.foreign += 1
-            import os
-
-            try:
-                os.remove(self.path + ".foreign")
-            except OSError:
-                pass
-            os.rename(self.path, self.path + ".foreign")  # kept for whoever owns it, never sent
-        if f is None:
-            f = open(self.path, "w+b")
-            h = bytearray(HDR_BYTES)
-            h[0:4] = _HDR_MAGIC
-            u = self.uid.encode()[:_UID_MAX]
-            h[4] = len(u)
-            h[5 : 5 + len(u)] = u
-            crc = lwproto.crc16(h, 0, HDR_BYTES - 2)
-            h[HDR_BYTES - 2] = crc >> 8
-            h[HDR_BYTES - 1] = crc & 0xFF
-            f.write(h)
-            f.flush()
-        self.f = f
-        self._scan()
-
-    def _ours(self, f):
-        h = f.read(HDR_BYTES)
-        if len(h) != HDR_BYTES or h[0:4] != _HDR_MAGIC or lwproto.crc16(h, 0, HDR_BYTES) != 0:
-            return False
-        return h[5 : 5 + h[4]] == self.uid.encode()[:_UID_MAX]
-
-    def _scan(self):
-        """Find the newest record (head) and the oldest one to send (tail) after a boot."""
-        lo = -1
-        hi = -1
-        f = self.f
-        f.seek(HDR_BYTES)
-        r = self.rec
-        for _ in range(SLOTS):
-            if f.readinto(r) != REC_BYTES:
-                break
-            if self._valid(r):
-                seq = struct.unpack_from("<I", r, 4)[0]
-                if seq > hi:
-                    hi = seq
-                if lo < 0 or seq < lo:
-                    lo = seq
+            self.f, hi, lo, foreign = journal_file.open_file(self.path, self.uid)
+        finally:
+            del journal_file
+            unload("journal_file")
+        self.foreign += foreign
         acked = self.cursor.values[0] if self.cursor.load() else 0
         self.head = max(hi + 1, acked)
-        self.tail = max(acked, lo if lo >= 0 else acked, self.head - SLOTS)
+        self.tail = max(acked, lo, self.head - SLOTS)
         self.next_send = self.tail
-
-    def _valid(self, r):
-        return r[0] == _MAGIC and lwproto.crc16(r, 0, REC_BYTES) == 0
 
     def _read(self, seq):
         """The record of ``seq`` into self.rec; False if it is torn, corrupt or another seq."""
         f = self.f
         f.seek(HDR_BYTES + (seq % SLOTS) * REC_BYTES)
         r = self.rec
-        return f.readinto(r) == REC_BYTES and self._valid(r) and struct.unpack_from("<I", r, 4)[0] == seq
+        return f.readinto(r) == REC_BYTES and valid(r) and struct.unpack_from("<I", r, 4)[0] == seq
 
     def append(self, kind, boot, t0, t1, speed, direction, count, in0, in1):
         """Write one record at the head (one slot, one flush) and make it the next to send."""
@@ -170,6 +120,8 @@ class Journal:
         """Send the next record due (one per call, only on an idle link); False if none was."""
         if link.depth:
             return False
+        if self.next_send < self.tail:
+            self.next_send = self.tail
         if self.next_send >= self.head or self.next_send - self.tail >= _WINDOW:
             if self.tail < self.head and tdiff(now, self.due_at) >= 0:
                 self.next_send = self.tail  # nothing ACKed for a while: from the oldest again
@@ -264,6 +216,11 @@ class Journal:
                         self.door_in, inputs)
             self.door_t = -1
             self.door_closed_t = -1
+
+
+def valid(r):
+    """A whole record: its magic byte and a CRC over it of 0 (a torn or flipped record fails)."""
+    return r[0] == _MAGIC and lwproto.crc16(r, 0, REC_BYTES) == 0
 
 
 def _write_at(f, off, b):
