@@ -409,11 +409,11 @@ class BoardSession:
         return True
 
     def _start_boot(self, boot_id: int) -> None:
+        self._keep_boot_offset()
         self.boot_id = boot_id
         resume, self._resume_host_seq = self._resume_host_seq, None
         # SPEC 3: the host's seq is per board boot; a restarted daemon resumes the boot's count.
         self._host_seq = resume[1] % _U16 if resume is not None and resume[0] == boot_id else 0
-        self._keep_boot_offset()
         self._clock = self._new_clock()
         self._vib.reset()
         self.inputs = None

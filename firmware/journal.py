@@ -42,6 +42,7 @@ class Journal:
     def __init__(self, path, uid, retry_ms, cursor_path):
         self.path = path
         self.uid = uid
+        self.uid_b = uid.encode()[:31]  # a fixstr on the wire
         self.retry_ms = retry_ms
         self.rec = bytearray(REC_BYTES)
         self.head = 0  # seq of the next record written
@@ -87,7 +88,7 @@ class Journal:
         f = self.f
         f.seek(HDR_BYTES + (seq % SLOTS) * REC_BYTES)
         r = self.rec
-        return f.readinto(r) == REC_BYTES and valid(r) and struct.unpack_from("<I", r, 4)[0] == seq
+        return f.readinto(r) == REC_BYTES and valid(r) and _u32(r, 4) == seq
 
     def append(self, kind, boot, t0, t1, speed, direction, count, in0, in1):
         """Write one record at the head (one slot, one flush) and make it the next to send."""
@@ -139,13 +140,25 @@ class Journal:
             self.ack(seq)  # nothing to deliver: count it and go on
             return False
         self.due_at = (now + self.wait_ms) & 0x3FFFFFFF  # the go-back waits for a quiet wait_ms
-        _m, kind, boot, _s, t0, t1, speed, direction, count, in0, in1 = struct.unpack_from(_FMT, self.rec, 0)
+        r = self.rec
         body = link.enc.body
         off = link.begin(lwproto.T_JOURNAL, now)
         off = lwproto.pack_array_header(body, off, 12)
-        off = lwproto.pack_str(body, off, self.uid)
-        for v in (seq, kind, boot, t0, t1, direction, count, speed, in0, in1, self.skipped):
-            off = lwproto.pack_int(body, off, v)
+        u = self.uid_b
+        n = len(u)
+        body[off] = 0xA0 | n  # the board id as a short str, copied without encoding (so without allocating)
+        lwproto.copy_into(body, off + 1, u, 0, n)
+        off = _int(body, off + 1 + n, seq)
+        off = _int(body, off, r[1])  # kind
+        off = _int(body, off, r[2] | r[3] << 8)  # boot
+        off = _int(body, off, _u32(r, 8))  # start
+        off = _int(body, off, _u32(r, 12))  # end
+        off = _int(body, off, r[18] - 256 if r[18] > 127 else r[18])  # direction
+        off = _int(body, off, r[19])  # count
+        off = _int(body, off, r[16] | r[17] << 8)  # peak speed
+        off = _int(body, off, r[20])
+        off = _int(body, off, r[21])
+        off = _int(body, off, self.skipped)
         link.commit(off, prio)
         return True
 
@@ -216,6 +229,13 @@ class Journal:
                         self.door_in, inputs)
             self.door_t = -1
             self.door_closed_t = -1
+
+
+_int = lwproto.pack_int
+
+
+def _u32(r, o):
+    return r[o] | r[o + 1] << 8 | r[o + 2] << 16 | r[o + 3] << 24
 
 
 def valid(r):
