@@ -98,6 +98,9 @@ class Agent:
         self.link = self.cnt = self.c = self.cfg = self.config_error = self.cfg_hash = None
         self.boot_id = self.safe_mode = self.evq = self.cal = self.inputs = self.streamer = None
         self.commands = self._on_frame = self.journal = None
+        # First of the parts: its boot-only code comes and goes while the heap is still in one piece.
+        self.journal = Journal(board.path("lw_journal.bin"), board.uid_hex(), DEFAULTS["event_retry_ms"],
+                               board.path("lw_jcursor.bin"))
         key = None
         try:
             with open(board.path(KEY_FILE), "rb") as f:
@@ -127,8 +130,7 @@ class Agent:
         self.link.boot_id = self.boot_id
         self.link.set_baud(self.cfg["baud"])
         self.evq = EventQueue(board.path("lw_events.bin"), self.cfg["event_retry_ms"])
-        self.journal = Journal(board.path("lw_journal.bin"), board.uid_hex(), self.cfg["event_retry_ms"],
-                               board.path("lw_jcursor.bin"))
+        self.journal.retry_ms = self.cfg["event_retry_ms"]
         self.cal = Store(board.path("lw_calib.bin"), 0x47, 4)
         self.inputs = Inputs(board, self.cfg["debounce_ms"])
         self.streamer = Streamer(self.link, self.ring, self.cfg)

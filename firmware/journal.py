@@ -13,6 +13,7 @@
 # goes back to the oldest unACKed record. The ACK cursor (``tail``) is kept in a two-slot store and
 # saved with the counters (every persist_s), so a reboot re-sends at most that long of records; the
 # host recognises them by seq.
+import array
 import struct
 
 from micropython import const
@@ -34,61 +35,48 @@ _ZONES = const(0x06)  # lwproto.IN_ZONE_UP | IN_ZONE_DN
 # peak_speed_mm_s u16, direction i8, count u8, inputs_start u8, inputs_end u8, crc u16 (big-endian,
 # so the CRC over the whole record is 0).
 _FMT = "<BBHIIIHbBBB"
+# State words (one int array: a small instance, its attribute table made once).
+_NEXT = const(0)  # seq of the next record to send
+_ACKED = const(1)  # bit i: tail + i ACKed (out of order)
+_DUE = const(2)  # board ms the go-back to the tail is due
+_WAIT = const(3)  # current back-off
+_TRIP_T = const(4)  # trip in progress: start ms, -1 none
+_TRIP_IN = const(5)  # its inputs at the start
+_TRIP_ZONES = const(6)  # door zones it entered
+_DOOR_T = const(7)  # door cycle in progress: first opening, -1 none
+_DOOR_SHUT = const(8)  # door closed (the cycle maybe ending) at, -1 open
+_DOOR_REOPEN = const(9)
+_DOOR_IN = const(10)
+_INSP_T = const(11)  # inspection on since, -1 off
+_N = const(12)
 
 
 class Journal:
-    """The journal file of one board (``uid``) at ``path``, its send window and what it recorded."""
+    """The journal file of board ``uid`` at ``path``, its send window and what is being recorded."""
 
     def __init__(self, path, uid, retry_ms, cursor_path):
-        self.path = path
-        self.uid = uid
         self.uid_b = uid.encode()[:31]  # a fixstr on the wire
         self.retry_ms = retry_ms
         self.rec = bytearray(REC_BYTES)
+        self.st = array.array("i", [0] * _N)
         self.head = 0  # seq of the next record written
         self.tail = 0  # oldest seq not yet ACKed
-        self.next_send = 0
-        self.acked = 0  # bit i: tail + i ACKed (out of order)
-        self.due_at = 0
-        self.wait_ms = retry_ms
         self.skipped = 0  # records found torn or corrupt (never sent)
         self.overwritten = 0  # unACKed records the ring had to overwrite (host away > 7 days)
         self.foreign = 0  # a journal file of another board found at boot (set aside, not sent)
-        self.written = 0
-        # Trip, door cycle and inspection period in progress: start ms (-1: none) and what they carry.
-        self.trip_t = -1
-        self.trip_in = 0
-        self.trip_zones = 0
-        self.door_t = -1
-        self.door_closed_t = -1
-        self.door_reopen = 0
-        self.door_in = 0
-        self.insp_t = -1
         self.cursor = Store(cursor_path, 0x4A, 1)
-        self.write_at = _write_at  # tests replace it to cut the power mid-write
         self.f = None
-        self._open()
-
-    def _open(self):
+        st = self.st
+        st[_WAIT] = retry_ms
+        st[_TRIP_T] = st[_DOOR_T] = st[_DOOR_SHUT] = st[_INSP_T] = -1
         import journal_file  # boot only: its code leaves the heap again below
 
         try:
-            self.f, hi, lo, foreign = journal_file.open_file(self.path, self.uid)
+            journal_file.open_journal(self, path, uid)
         finally:
             del journal_file
             unload("journal_file")
-        self.foreign += foreign
-        acked = self.cursor.values[0] if self.cursor.load() else 0
-        self.head = max(hi + 1, acked)
-        self.tail = max(acked, lo, self.head - SLOTS)
-        self.next_send = self.tail
-
-    def _read(self, seq):
-        """The record of ``seq`` into self.rec; False if it is torn, corrupt or another seq."""
-        f = self.f
-        f.seek(HDR_BYTES + (seq % SLOTS) * REC_BYTES)
-        r = self.rec
-        return f.readinto(r) == REC_BYTES and valid(r) and _u32(r, 4) == seq
+        st[_NEXT] = self.tail
 
     def append(self, kind, boot, t0, t1, speed, direction, count, in0, in1):
         """Write one record at the head (one slot, one flush) and make it the next to send."""
@@ -100,14 +88,11 @@ class Journal:
         r[REC_BYTES - 2] = crc >> 8
         r[REC_BYTES - 1] = crc & 0xFF
         self.head = seq + 1
-        self.written += 1
         if self.head - self.tail > SLOTS:
             self.tail = self.head - SLOTS
-            self.acked >>= 1
+            self.st[_ACKED] >>= 1
             self.overwritten += 1
-            if self.next_send < self.tail:
-                self.next_send = self.tail
-        self.write_at(self.f, HDR_BYTES + (seq % SLOTS) * REC_BYTES, r)
+        write_at(self.f, HDR_BYTES + (seq % SLOTS) * REC_BYTES, r)
 
     def save_cursor(self):
         """Keep the ACK cursor in flash (with the counters: rare writes)."""
@@ -121,26 +106,28 @@ class Journal:
         """Send the next record due (one per call, only on an idle link); False if none was."""
         if link.depth:
             return False
-        if self.next_send < self.tail:
-            self.next_send = self.tail
-        if self.next_send >= self.head or self.next_send - self.tail >= _WINDOW:
-            if self.tail < self.head and tdiff(now, self.due_at) >= 0:
-                self.next_send = self.tail  # nothing ACKed for a while: from the oldest again
-                self.due_at = (now + self.wait_ms) & 0x3FFFFFFF
-                w = self.wait_ms
-                self.wait_ms = w * 2 if w < _MAX_RETRY_MS // 2 else _MAX_RETRY_MS
+        st = self.st
+        seq = st[_NEXT]
+        if seq < self.tail:
+            seq = self.tail
+        if seq >= self.head or seq - self.tail >= _WINDOW:
+            if self.tail < self.head and tdiff(now, st[_DUE]) >= 0:
+                st[_NEXT] = self.tail  # nothing ACKed for a while: from the oldest again
+                w = st[_WAIT]
+                st[_DUE] = (now + w) & 0x3FFFFFFF
+                st[_WAIT] = w * 2 if w < _MAX_RETRY_MS // 2 else _MAX_RETRY_MS
             return False
-        seq = self.next_send
-        self.next_send = seq + 1
-        d = seq - self.tail
-        if self.acked >> d & 1:
+        st[_NEXT] = seq + 1
+        if st[_ACKED] >> (seq - self.tail) & 1:
             return False
-        if not self._read(seq):
+        f = self.f
+        f.seek(HDR_BYTES + (seq % SLOTS) * REC_BYTES)
+        r = self.rec
+        if f.readinto(r) != REC_BYTES or not valid(r) or _u32(r, 4) != seq:  # torn, corrupt or overwritten
             self.skipped += 1
             self.ack(seq)  # nothing to deliver: count it and go on
             return False
-        self.due_at = (now + self.wait_ms) & 0x3FFFFFFF  # the go-back waits for a quiet wait_ms
-        r = self.rec
+        st[_DUE] = (now + st[_WAIT]) & 0x3FFFFFFF  # the go-back waits for a quiet back-off
         body = link.enc.body
         off = link.begin(lwproto.T_JOURNAL, now)
         off = lwproto.pack_array_header(body, off, 12)
@@ -164,71 +151,67 @@ class Journal:
 
     def ack(self, seq):
         """The host stored record ``seq``: move the cursor past every ACKed record at the tail."""
+        st = self.st
         d = seq - self.tail
         if d < 0 or d >= _WINDOW:
             return False
-        self.acked |= 1 << d
-        moved = False
-        while self.acked & 1:
-            self.acked >>= 1
+        a = st[_ACKED] | 1 << d
+        if a & 1:
+            st[_WAIT] = self.retry_ms
+        while a & 1:
+            a >>= 1
             self.tail += 1
-            moved = True
-        if moved:
-            self.wait_ms = self.retry_ms
+        st[_ACKED] = a
         return True
 
     # ---- what becomes a record ------------------------------------------------------------------
     def on_motion(self, moving, now, inputs, boot, motion):
         """The car started (moving) or came to rest: a trip starts or its record is written."""
+        st = self.st
         if moving:
-            if self.trip_t < 0:
-                self.trip_t = now
-                self.trip_in = inputs
-                self.trip_zones = 0
-                self._door_done(boot, inputs)  # the car left: the door cycle at this stop is over
-            return
-        if self.trip_t < 0:
-            return
-        speed = motion.v_peak // motion.rate * 9807 // motion.lsb if motion.rate and motion.lsb else 0
-        self.append(lwproto.J_TRIP, boot, self.trip_t, now, speed, motion.trip_dir, self.trip_zones,
-                    self.trip_in, inputs)
-        self.trip_t = -1
+            if st[_TRIP_T] < 0:
+                st[_TRIP_T] = now
+                st[_TRIP_IN] = inputs
+                st[_TRIP_ZONES] = 0
+                self.tick(now, boot, inputs, True)  # the car left: the door cycle at this stop is over
+        elif st[_TRIP_T] >= 0:
+            speed = motion.v_peak // motion.rate * 9807 // motion.lsb if motion.rate and motion.lsb else 0
+            self.append(lwproto.J_TRIP, boot, st[_TRIP_T], now, speed, motion.trip_dir, st[_TRIP_ZONES],
+                        st[_TRIP_IN], inputs)
+            st[_TRIP_T] = -1
 
     def on_inputs(self, changed, stable, t_ms, boot):
         """A debounced input change: door-zone entries, door cycles, inspection periods."""
-        if changed & _ZONES and self.trip_t >= 0 and stable & _ZONES and not (stable ^ changed) & _ZONES:
-            self.trip_zones += 1  # no zone sensor covered before, one now: a landing reached
+        st = self.st
+        if changed & _ZONES and st[_TRIP_T] >= 0 and stable & _ZONES and not (stable ^ changed) & _ZONES:
+            st[_TRIP_ZONES] += 1  # no zone sensor covered before, one now: a landing reached
         if changed & lwproto.IN_DOOR_CLOSED:
             if stable & lwproto.IN_DOOR_CLOSED:
-                if self.door_t >= 0:
-                    self.door_closed_t = t_ms
-            elif self.door_t < 0:
-                self.door_t = t_ms
-                self.door_reopen = 0
-                self.door_in = stable
-                self.door_closed_t = -1
-            elif self.door_closed_t >= 0:
-                self.door_reopen += 1
-                self.door_closed_t = -1
+                if st[_DOOR_T] >= 0:
+                    st[_DOOR_SHUT] = t_ms
+            elif st[_DOOR_T] < 0:
+                st[_DOOR_T] = t_ms
+                st[_DOOR_REOPEN] = 0
+                st[_DOOR_IN] = stable
+                st[_DOOR_SHUT] = -1
+            elif st[_DOOR_SHUT] >= 0:
+                st[_DOOR_REOPEN] += 1
+                st[_DOOR_SHUT] = -1
         if changed & lwproto.IN_INSPECTION:
             if stable & lwproto.IN_INSPECTION:
-                if self.insp_t < 0:
-                    self.insp_t = t_ms
-            elif self.insp_t >= 0:
-                self.append(lwproto.J_INSPECTION, boot, self.insp_t, t_ms, 0, 0, 0, stable ^ changed, stable)
-                self.insp_t = -1
+                if st[_INSP_T] < 0:
+                    st[_INSP_T] = t_ms
+            elif st[_INSP_T] >= 0:
+                self.append(lwproto.J_INSPECTION, boot, st[_INSP_T], t_ms, 0, 0, 0, stable ^ changed, stable)
+                st[_INSP_T] = -1
 
-    def tick(self, now, boot, inputs):
-        """A door closed for the whole reopen window ends its cycle."""
-        if self.door_closed_t >= 0 and tdiff(now, self.door_closed_t) >= DOOR_REOPEN_WINDOW_MS:
-            self._door_done(boot, inputs)
-
-    def _door_done(self, boot, inputs):
-        if self.door_t >= 0 and self.door_closed_t >= 0:
-            self.append(lwproto.J_DOOR_CYCLE, boot, self.door_t, self.door_closed_t, 0, 0, self.door_reopen,
-                        self.door_in, inputs)
-            self.door_t = -1
-            self.door_closed_t = -1
+    def tick(self, now, boot, inputs, left=False):
+        """A door closed for the whole reopen window, or the car leaving (``left``), ends its cycle."""
+        st = self.st
+        shut = st[_DOOR_SHUT]
+        if st[_DOOR_T] >= 0 and shut >= 0 and (left or tdiff(now, shut) >= DOOR_REOPEN_WINDOW_MS):
+            self.append(lwproto.J_DOOR_CYCLE, boot, st[_DOOR_T], shut, 0, 0, st[_DOOR_REOPEN], st[_DOOR_IN], inputs)
+            st[_DOOR_T] = st[_DOOR_SHUT] = -1
 
 
 _int = lwproto.pack_int
@@ -243,7 +226,8 @@ def valid(r):
     return r[0] == _MAGIC and lwproto.crc16(r, 0, REC_BYTES) == 0
 
 
-def _write_at(f, off, b):
+def write_at(f, off, b):
+    """One record into its slot; tests replace it to cut the power part-way (tests/test_fw_journal.py)."""
     f.seek(off)
     f.write(b)
     f.flush()
