@@ -160,3 +160,29 @@ async def test_a_record_of_an_earlier_boot_maps_with_that_boot_s_clock() -> None
     await car.pipe.frames([f], EPOCH_S + 3600.1)
     (trip,) = car.of("trip")
     assert trip["start_ts"] == "2026-01-01T00:05:00.000Z" and trip["source"] == "board_journal"
+
+
+async def test_late_trips_of_a_past_day_reissue_its_daily_record_with_a_higher_revision() -> None:
+    car = Car(AnalyticsConfig(day_utc_offset_h=0.0))
+    await car.hello(1000)
+    await car.live_trip(10_000, 19_000)
+    await car.tick(30_000)
+    # The next local day starts: day 1's record is issued, then the board's journal
+    # brings two trips of day 1 the daemon missed (the Pi was down that afternoon).
+    next_day_ms = 86_400_000 + 5_000
+    await car.tick(next_day_ms)
+    (first,) = car.of("daily")
+    assert (first["day"], first["trips"], first["revision"]) == ("2026-01-01", 1, 0)
+    await car.journal(1, lw.J_TRIP, 50_000_000, 50_009_000, next_day_ms + 100)
+    await car.journal(2, lw.J_TRIP, 60_000_000, 60_008_000, next_day_ms + 200, direction=-1)
+    assert len(car.of("daily")) == 1  # not while the late facts keep coming
+    await car.tick(next_day_ms + 1000)  # they came since the last tick: wait one more
+    await car.tick(next_day_ms + 2000)
+    daily = car.of("daily")
+    assert [(d["day"], d["trips"], d["trips_down"], d["revision"]) for d in daily] == [
+        ("2026-01-01", 1, 0, 0), ("2026-01-01", 3, 1, 1)]
+    assert daily[0]["id"] == daily[1]["id"]  # the same fact, re-issued
+    late = [t for t in car.of("trip") if t["source"] == "board_journal"]
+    assert [t["ts"][:10] for t in late] == ["2026-01-01", "2026-01-01"]  # upstream with their true times
+    await car.tick(next_day_ms + 3000)
+    assert len(car.of("daily")) == 2  # nothing new: no further revision

@@ -15,6 +15,7 @@ service resumed, which is what the repair time measures.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ _GAP_NEAR_S = 1.0  # a seq gap this close before a motion start counts as inside
 _UNCALIBRATED = int(Motion.UNCALIBRATED)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
+# Past days whose totals are kept for late facts (the board's journal holds 7 days), their daily
+# record re-issued with a higher `revision` when late facts change them.
+_PAST_DAYS = 8
 
 # board EVENT kind -> the fault it reports (None: counted only)
 _BOARD_FAULTS = {
@@ -142,6 +146,10 @@ class CarAnalytics:
         self._uncalibrated_since: float | None = None  # motion 255 reported since (board not calibrated)
         self._trip_rules = TripRules(self._faults, cfg)
         self.journal = JournalFill(car_id, cfg)  # what the board's journal tells that the live stream missed
+        self._past: dict[int, DailyAccumulator] = {}  # day -> its totals, for late facts
+        self._revisions: dict[int, int] = {}  # day -> revision of its daily record last re-issued
+        self._late_days: set[int] = set()  # past days late facts changed since their last record
+        self._late_fresh = False  # a late fact came since the last tick: more may follow, wait
         self.vib_rejected = 0  # trips whose VIB could not be analysed (nonsense rate, dead sensor)
 
     # ---------------------------------------------------------------- public API
@@ -197,7 +205,10 @@ class CarAnalytics:
                 pass  # at-rest summaries carry nothing the rules below need yet
             case JournalRecord():
                 same_day, late = self.journal.on_record(obs, self._trip, self._pending, self._day_of_now())
-                return done + self._emit(same_day) + late
+                for o in same_day:
+                    if isinstance(o, Trip):
+                        self._acc().run_s += o.duration_s  # the live path counts it at the stop
+                return done + self._emit(same_day) + self._emit_late(late)
         if not isinstance(obs, (VibBlock, RestStats, CountersSnapshot, FramesLost)):  # these change no rule's inputs
             # a state change takes effect at its own time, even if a tick already ran a little past it
             out += self._evaluate(min(obs.ts, self._now_ts()))
@@ -212,6 +223,9 @@ class CarAnalytics:
             return done
         out = done + self._emit(self._finish_ready_trips(force=False))
         self.journal.recheck(self._trip, self._pending)
+        if self._late_days and not self._late_fresh:
+            out += self._reissue_late_days()
+        self._late_fresh = False
         return out
 
     def open_visit(self) -> dict[str, Any] | None:
@@ -234,6 +248,7 @@ class CarAnalytics:
         closing += self._clear_reopen_loop(self._now_ts(), closing)
         closing += self._visits.flush(self._now_ts())
         out += self._emit(closing)
+        out += self._reissue_late_days()
         acc = self._acc()
         if self._offline_since is not None:
             acc.offline_s += self._now_ts() - self._offline_since
@@ -308,7 +323,10 @@ class CarAnalytics:
                 acc.offline_s += boundary - self._offline_since
                 self._offline_since = boundary
             out.append(acc.record())
+            self._past[acc.day] = acc
             acc = self._day = DailyAccumulator(self.car_id, acc.day + 1)
+        for old in [d for d in self._past if d < day - _PAST_DAYS]:
+            del self._past[old]
         return out
 
     # ---------------------------------------------------------------- observations
@@ -597,6 +615,43 @@ class CarAnalytics:
         return out
 
     # ---------------------------------------------------------------- accounting
+
+    def _emit_late(self, outputs: list[Output]) -> list[Output]:
+        """Facts of a past day (from the board's journal): counted into that day's totals, whose
+        record is re-issued once the late facts stop coming (`tick`)."""
+        shown: list[Output] = []
+        for o in outputs:
+            start = o.open_ts if isinstance(o, DoorCycle) else o.start_ts
+            day = local_day(start, self.config.day_utc_offset_h)
+            acc = self._past.get(day)
+            if acc is None:  # a day this daemon did not watch (it was down): its totals start here
+                acc = self._past[day] = DailyAccumulator(self.car_id, day)
+            if isinstance(o, Trip):
+                acc.add_trip(o)
+                acc.run_s += o.duration_s
+            elif isinstance(o, MaintenanceVisit):
+                acc.add_visit(o)
+            elif isinstance(o, DoorCycle):
+                acc.add_door_cycle(o)
+                if not self.config.emit_door_cycles:
+                    continue
+            self._late_days.add(day)
+            self._late_fresh = True
+            shown.append(o)
+        return shown
+
+    def _reissue_late_days(self) -> list[Output]:
+        """The daily records of past days late facts changed: same id (key), a higher revision."""
+        out: list[Output] = []
+        for day in sorted(self._late_days):
+            acc = self._past.get(day)
+            if acc is None:
+                continue
+            revision = self._revisions.get(day, 0) + 1
+            self._revisions[day] = revision
+            out.append(dataclasses.replace(acc.record(), revision=revision))
+        self._late_days.clear()
+        return out
 
     def _emit(self, outputs: list[Output]) -> list[Output]:
         """Count each output into the day in progress; door cycles go upstream only on request."""
