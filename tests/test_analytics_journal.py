@@ -114,6 +114,7 @@ async def test_a_link_cut_loses_no_trip_the_journal_fills_them_once_with_their_t
 async def test_door_cycles_and_inspection_missed_live_are_filled() -> None:
     car = Car(AnalyticsConfig(emit_door_cycles=True))
     await car.hello(1000)
+    await car.state(2000, LEVEL_CLOSED, 0, lw.MOTION_REST)
     await car.state(5000, LEVEL_CLOSED & ~lw.IN_DOOR_CLOSED, lw.IN_DOOR_CLOSED, lw.MOTION_REST)
     await car.state(9000, LEVEL_CLOSED, lw.IN_DOOR_CLOSED, lw.MOTION_REST)
     await car.tick(15_000)
@@ -186,3 +187,18 @@ async def test_late_trips_of_a_past_day_reissue_its_daily_record_with_a_higher_r
     assert [t["ts"][:10] for t in late] == ["2026-01-01", "2026-01-01"]  # upstream with their true times
     await car.tick(next_day_ms + 3000)
     assert len(car.of("daily")) == 2  # nothing new: no further revision
+
+
+async def test_a_visit_the_daemon_first_saw_mid_way_takes_its_start_from_the_journal() -> None:
+    car = Car()
+    await car.hello(1000)
+    # The daemon starts while a technician is at work: inspection is on at the first STATE.
+    await car.state(1_200_000, LEVEL_CLOSED | lw.IN_INSPECTION, 0, lw.MOTION_REST)
+    await car.state(2_900_000, LEVEL_CLOSED, lw.IN_INSPECTION, lw.MOTION_REST)
+    await car.journal(0, lw.J_INSPECTION, 400_000, 2_900_000, 2_900_050, count=0, direction=0,
+                      in0=LEVEL_CLOSED | lw.IN_INSPECTION)
+    assert car.journal_acks() == [0] and car.of("maintenance") == []
+    await car.tick(2_900_000 + 601_000)  # the join gap passed: the visit is over
+    (visit,) = car.of("maintenance")
+    assert visit["start_ts"] == "2026-01-01T00:06:40.000Z" and visit["source"] == "live"
+    assert visit["too_short"] is False  # 2500 s, not the 1700 s the daemon saw

@@ -204,7 +204,8 @@ class CarAnalytics:
             case RestStats():
                 pass  # at-rest summaries carry nothing the rules below need yet
             case JournalRecord():
-                same_day, late = self.journal.on_record(obs, self._trip, self._pending, self._day_of_now())
+                same_day, late = self.journal.on_record(obs, self._trip, self._pending, self._day_of_now(),
+                                                        self._visits)
                 for o in same_day:
                     if isinstance(o, Trip):
                         self._acc().run_s += o.duration_s  # the live path counts it at the stop
@@ -344,14 +345,16 @@ class CarAnalytics:
                 self._trip.arrived = True
             elif not now_in:
                 self._trip.arrived = False
-        if diff & _DOOR_CLOSED:
+        # With the previous inputs unknown (the daemon just started) a door found open or an
+        # inspection switch found on is no edge: the board's journal has when it really happened.
+        if diff & _DOOR_CLOSED and prev is not None:
             if not obs.inputs & _DOOR_CLOSED:
                 self.journal.live_door_opened(obs.ts)
             out += self._doors.on_door(obs.ts, bool(obs.inputs & _DOOR_CLOSED), self._floors.floor())
             out += self._check_reopen_loop(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
         if diff & _INSPECTION:
-            if obs.inputs & _INSPECTION:
+            if obs.inputs & _INSPECTION and prev is not None:
                 self.journal.live_inspection(obs.ts)
             visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & _INSPECTION))
             out += visits

@@ -7,6 +7,9 @@ observation matches (same start within `MATCH_S`) is a fact the daemon missed (l
 down): it is reported from the record, at its true times, with `source: "board_journal"` and what
 the record cannot tell (ride quality, floor numbers, leveling offset) null.
 
+An inspection period the daemon saw only from its middle (it started, or came back, while the switch
+was on) is the visit in progress: the record gives the visit its true start.
+
 A record matched to a live trip still being finished (waiting for its VIB) is held: it is settled,
 and so ACKed to the board, only once the live trip is decided, so a daemon killed in between still
 has the board's copy. `take_settled()` gives the records whose ACK may go out after the next commit.
@@ -25,7 +28,7 @@ from .common import local_day
 from .config import AnalyticsConfig
 from .doors import DoorCycle
 from .leveling import LevelingResult, LevelingStatus
-from .maintenance import MaintenanceVisit
+from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .trips import Trip
 
 __all__ = ["MATCH_S", "SOURCE_JOURNAL", "JournalFill"]
@@ -66,8 +69,8 @@ class JournalFill:
 
     # ---------------------------------------------------------------- records
 
-    def on_record(self, rec: JournalRecord, trip: Any, pending: Iterable[Any],
-                  today: int | None) -> tuple[list[Any], list[Any]]:
+    def on_record(self, rec: JournalRecord, trip: Any, pending: Iterable[Any], today: int | None,
+                  visits: MaintenanceTracker) -> tuple[list[Any], list[Any]]:
         """(outputs of the day in progress, outputs of a past day) for one record."""
         kind = JournalKind.convert(rec.kind)
         live = {JournalKind.TRIP: self._trips, JournalKind.DOOR_CYCLE: self._doors,
@@ -75,7 +78,7 @@ class JournalFill:
         if live is None:  # a kind from a newer board: nothing this daemon can report
             self._settled.append(rec)
             return [], []
-        if _near(live, rec.start_ts):
+        if _near(live, rec.start_ts) or (kind is JournalKind.INSPECTION and visits.began_earlier(rec.start_ts, rec.ts)):
             self.matched += 1
             if kind is JournalKind.TRIP and _undecided(rec.start_ts, trip, pending):
                 self._held.append(rec)
