@@ -20,8 +20,7 @@ from events import EventQueue, VALUE_KEYS
 from fwutil import TICKS_MASK, tdiff, unload
 from hal import BoardReset
 from inputs import Inputs
-from journal import Journal
-from link import P_EVENT, P_STATE, P_STATS, Link
+from link import P_EVENT, P_STATE, Link
 from ring import RING_SAMPLES, Ring
 from settings import DEFAULTS, config_hash
 from store import Store
@@ -98,9 +97,6 @@ class Agent:
         self.link = self.cnt = self.c = self.cfg = self.config_error = self.cfg_hash = None
         self.boot_id = self.safe_mode = self.evq = self.cal = self.inputs = self.streamer = None
         self.commands = self._on_frame = self.journal = None
-        # First of the parts: its boot-only code comes and goes while the heap is still in one piece.
-        self.journal = Journal(board.path("lw_journal.bin"), board.uid_hex(), DEFAULTS["event_retry_ms"],
-                               board.path("lw_jcursor.bin"))
         key = None
         try:
             with open(board.path(KEY_FILE), "rb") as f:
@@ -130,7 +126,9 @@ class Agent:
         self.link.boot_id = self.boot_id
         self.link.set_baud(self.cfg["baud"])
         self.evq = EventQueue(board.path("lw_events.bin"), self.cfg["event_retry_ms"])
-        self.journal.retry_ms = self.cfg["event_retry_ms"]
+        from journal import Journal  # here, not with the agent: after the link's and the store's buffers
+
+        self.journal = Journal(self)
         self.cal = Store(board.path("lw_calib.bin"), 0x47, 4)
         self.inputs = Inputs(board, self.cfg["debounce_ms"])
         self.streamer = Streamer(self.link, self.ring, self.cfg)
@@ -229,9 +227,7 @@ class Agent:
             self.inputs.poll(now)
         self.link.poll(self._on_frame)
         self._send_events(now)
-        j = self.journal
-        j.tick(now, self.boot_id, self.inputs.stable)
-        j.send(self.link, now, P_STATS)
+        self.journal.step(self, now)
         self._periodic(now)
         self.link.pump(now)
         b.service(now)
@@ -278,20 +274,18 @@ class Agent:
 
     # ---- motion, inputs, conditions ---------------------------------------------------------------
     def _on_motion(self, prev, now):
-        m = self.motion
-        st = m.state
+        st = self.motion.state
         if st == lwproto.MOTION_REST:
             self._rest_since = now
         self.send_state(now, 0)
-        self.journal.on_motion(st != lwproto.MOTION_REST and st != lwproto.MOTION_UNCALIBRATED, now,
-                               self.inputs.stable, self.boot_id, m)
+        self.journal.on_motion(self, now)
 
     def _on_inputs(self):
         inp = self.inputs
         if inp.changed & lwproto.IN_ALARM_BUTTON and inp.stable & lwproto.IN_ALARM_BUTTON:
             self._alarm_since = inp.t_ms
         self.send_state(inp.t_ms, inp.changed)
-        self.journal.on_inputs(inp.changed, inp.stable, inp.t_ms, self.boot_id)
+        self.journal.on_inputs(self)
 
     def _conditions(self, now):
         st = self.motion.state
@@ -373,7 +367,6 @@ class Agent:
         self.cfg = new
         self.inputs.debounce_ms = new["debounce_ms"]
         self.evq.retry_ms = new["event_retry_ms"]
-        self.journal.retry_ms = new["event_retry_ms"]
         self.streamer.configure(new)
         if self.motion is not None:
             self.motion.configure(new)

@@ -20,6 +20,7 @@ from micropython import const
 
 import lwproto
 from fwutil import tdiff, unload
+from link import P_STATS
 from store import Store
 
 SLOTS = const(9600)  # 7 days at 600 trips and 600 door cycles a day, plus inspection periods
@@ -52,11 +53,14 @@ _N = const(12)
 
 
 class Journal:
-    """The journal file of board ``uid`` at ``path``, its send window and what is being recorded."""
+    """The journal file of one board (``agent.board``), its send window and what is being recorded."""
 
-    def __init__(self, path, uid, retry_ms, cursor_path):
+    def __init__(self, agent):
+        board = agent.board
+        uid = board.uid_hex()
+        path = board.path("lw_journal.bin")
         self.uid_b = uid.encode()[:31]  # a fixstr on the wire
-        self.retry_ms = retry_ms
+        self.retry_ms = retry_ms = agent.cfg["event_retry_ms"]  # as EVENTs'; a new value takes effect at boot
         self.rec = bytearray(REC_BYTES)
         self.st = array.array("i", [0] * _N)
         self.head = 0  # seq of the next record written
@@ -64,7 +68,7 @@ class Journal:
         self.skipped = 0  # records found torn or corrupt (never sent)
         self.overwritten = 0  # unACKed records the ring had to overwrite (host away > 7 days)
         self.foreign = 0  # a journal file of another board found at boot (set aside, not sent)
-        self.cursor = Store(cursor_path, 0x4A, 1)
+        self.cursor = Store(board.path("lw_jcursor.bin"), 0x4A, 1)
         self.f = None
         st = self.st
         st[_WAIT] = retry_ms
@@ -100,6 +104,11 @@ class Journal:
         if v[0] != self.tail:
             v[0] = self.tail
             self.cursor.save()
+
+    def step(self, agent, now):
+        """Once a loop pass: a door cycle whose reopen window ran out is over; the next record due goes out."""
+        self.tick(now, agent.boot_id, agent.inputs.stable)
+        self.send(agent.link, now, P_STATS)
 
     # ---- sending ------------------------------------------------------------------------------
     def send(self, link, now, prio):
@@ -165,8 +174,12 @@ class Journal:
         return True
 
     # ---- what becomes a record ------------------------------------------------------------------
-    def on_motion(self, moving, now, inputs, boot, motion):
-        """The car started (moving) or came to rest: a trip starts or its record is written."""
+    def on_motion(self, agent, now):
+        """The car started moving or came to rest: a trip starts or its record is written."""
+        motion = agent.motion
+        moving = motion.state != lwproto.MOTION_REST and motion.state != lwproto.MOTION_UNCALIBRATED
+        inputs = agent.inputs.stable
+        boot = agent.boot_id
         st = self.st
         if moving:
             if st[_TRIP_T] < 0:
@@ -180,8 +193,13 @@ class Journal:
                         st[_TRIP_IN], inputs)
             st[_TRIP_T] = -1
 
-    def on_inputs(self, changed, stable, t_ms, boot):
+    def on_inputs(self, agent):
         """A debounced input change: door-zone entries, door cycles, inspection periods."""
+        inp = agent.inputs
+        changed = inp.changed
+        stable = inp.stable
+        t_ms = inp.t_ms
+        boot = agent.boot_id
         st = self.st
         if changed & _ZONES and st[_TRIP_T] >= 0 and stable & _ZONES and not (stable ^ changed) & _ZONES:
             st[_TRIP_ZONES] += 1  # no zone sensor covered before, one now: a landing reached

@@ -83,8 +83,24 @@ def test_unacked_records_survive_a_reboot_and_go_oldest_first(tmp_path):
 
 SCRIPT = r"""
 import journal, os
-P = "j.bin"
-C = "c.bin"
+P = "lw_journal.bin"
+C = "lw_jcursor.bin"
+
+class Board:
+    def __init__(self, uid):
+        self.uid = uid
+    def uid_hex(self):
+        return self.uid
+    def path(self, name):
+        return name
+
+class Agent:  # what Journal reads of the agent at boot
+    def __init__(self, uid):
+        self.board = Board(uid)
+        self.cfg = {"event_retry_ms": 2000}
+
+def open_journal(uid="board-a"):
+    return journal.Journal(Agent(uid))
 
 def clean():
     for p in (P, C, P + ".foreign"):
@@ -125,7 +141,7 @@ def torn(limit, fill):
 # 1. A power cut at every byte of a record write loses that record at most.
 write_ok = journal.write_at
 clean()
-j = journal.Journal(P, "board-a", 2000, C)
+j = open_journal()
 for i in range(5):
     rec(j, i)
 j.f.close()
@@ -133,7 +149,7 @@ copy(P, "good.bin")
 for fill in (None, 0xFF, 0x00):
     for limit in range(journal.REC_BYTES + 1):
         copy("good.bin", P)
-        j = journal.Journal(P, "board-a", 2000, C)
+        j = open_journal()
         journal.write_at = torn(limit, fill)
         try:
             rec(j, 5)
@@ -141,14 +157,14 @@ for fill in (None, 0xFF, 0x00):
             pass
         journal.write_at = write_ok
         j.f.close()
-        r = journal.Journal(P, "board-a", 2000, C)
+        r = open_journal()
         old = all(readable(r, s) for s in range(5))
         print("CUT", -1 if fill is None else fill, limit, r.head, 1 if old else 0, 1 if readable(r, 5) else 0)
         r.f.close()
 
 # 2. A flipped bit and a torn record are skipped and counted; the rest goes out and is ACKed.
 clean()
-j = journal.Journal(P, "board-a", 2000, C)
+j = open_journal()
 for i in range(10):
     rec(j, i)
 j.f.close()
@@ -163,7 +179,7 @@ with open(P, "r+b") as f:
 import link
 u = Uart()
 lk = link.Link(u, 1)
-j = journal.Journal(P, "board-a", 2000, C)
+j = open_journal()
 for _ in range(40):
     now = u.ticks_ms()
     j.send(lk, now, 1)
@@ -178,22 +194,22 @@ j.f.close()
 
 # 3. A journal file of another board is set aside, never sent as this board's.
 clean()
-j = journal.Journal(P, "board-a", 2000, C)
+j = open_journal()
 for i in range(3):
     rec(j, i)
 j.f.close()
-j = journal.Journal(P, "board-b", 2000, C)
+j = open_journal("board-b")
 print("FOREIGN", j.foreign, j.head, 1 if readable(j, 0) else 0, os.stat(P + ".foreign")[6])
 j.f.close()
 
 # 4. The ring is bounded: a host away longer than the ring loses the oldest records, counted.
 clean()
-j = journal.Journal(P, "board-a", 2000, C)
+j = open_journal()
 for i in range(journal.SLOTS + 50):
     rec(j, i)
 print("RING", os.stat(P)[6], j.head, j.tail, j.overwritten)
 j.f.close()
-j = journal.Journal(P, "board-a", 2000, C)
+j = open_journal()
 print("RING2", j.head, j.tail)
 """
 
