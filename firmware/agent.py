@@ -126,9 +126,6 @@ class Agent:
         self.link.boot_id = self.boot_id
         self.link.set_baud(self.cfg["baud"])
         self.evq = EventQueue(board.path("lw_events.bin"), self.cfg["event_retry_ms"])
-        from journal import Journal  # here, not with the agent: after the link's and the store's buffers
-
-        self.journal = Journal(self)
         self.cal = Store(board.path("lw_calib.bin"), 0x47, 4)
         self.inputs = Inputs(board, self.cfg["debounce_ms"])
         self.streamer = Streamer(self.link, self.ring, self.cfg)
@@ -161,6 +158,11 @@ class Agent:
         b.set_baud(self.cfg["baud"])  # at boot only: a CONFIG's ACK still goes out at the old speed
         if not self.safe_mode:
             self._start_sensor()
+        # Last of the parts, imported here, not with the agent: the sensor's and the motion's buffers
+        # need their blocks whole; the journal's many small pieces fit in what is left.
+        from journal import Journal
+
+        self.journal = Journal(self)
         if self.config_error:
             print("liftwatch:", self.config_error)
         self.send_hello()
@@ -377,7 +379,8 @@ class Agent:
     def persist(self):
         self.sync_counters()
         self.cnt.save()
-        self.journal.save_cursor()
+        if self.journal is not None:  # None only if the boot ended before start() built it
+            self.journal.save_cursor()
         self._persisted_at = self.up_ms
 
     def _periodic(self, now):

@@ -69,7 +69,10 @@ class Journal:
         self.overwritten = 0  # unACKed records the ring had to overwrite (host away > 7 days)
         self.foreign = 0  # a journal file of another board found at boot (set aside, not sent)
         self.cursor = Store(board.path("lw_jcursor.bin"), 0x4A, 1)
-        self.f = None
+        try:  # opened before the boot-only code loads, so that code leaves one hole, not several
+            self.f = open(path, "r+b")
+        except OSError:
+            self.f = None  # a new board: journal_file starts the file
         st = self.st
         st[_WAIT] = retry_ms
         st[_TRIP_T] = st[_DOOR_T] = st[_DOOR_SHUT] = st[_INSP_T] = -1

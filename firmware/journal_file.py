@@ -18,20 +18,17 @@ _UID_MAX = 24
 def open_journal(j, path, uid):
     """Open (or start) the file into journal ``j``, find its newest and oldest records, restore the
     ACK cursor: the records after it are sent again."""
-    j.f, hi, lo, j.foreign = _open_file(path, uid)
+    j.f, hi, lo, j.foreign = _open_file(j.f, path, uid)
     acked = j.cursor.values[0] if j.cursor.load() else 0
     j.head = max(hi + 1, acked)
     j.tail = max(acked, lo, j.head - SLOTS)
 
 
-def _open_file(path, uid):
-    """(file open r+b, newest seq or -1, oldest seq or -1, 1 if a foreign file was set aside)."""
+def _open_file(f, path, uid):
+    """The journal file ``f`` (None: none yet) checked or started: (file open r+b, newest seq or -1,
+    oldest seq or -1, 1 if a foreign file was set aside)."""
     u = uid.encode()[:_UID_MAX]
     foreign = 0
-    try:
-        f = open(path, "r+b")
-    except OSError:
-        f = None
     if f is not None:
         h = f.read(HDR_BYTES)
         if len(h) != HDR_BYTES or h[0:4] != _HDR_MAGIC or lwproto.crc16(h, 0, HDR_BYTES) != 0 or h[5 : 5 + h[4]] != u:
