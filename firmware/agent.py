@@ -159,7 +159,7 @@ class Agent:
         if not self.safe_mode:
             self._start_sensor()
         # Last of the parts, imported here, not with the agent: the sensor's and the motion's buffers
-        # need their blocks whole; the journal's many small pieces fit in what is left.
+        # need their blocks whole; the journal's small pieces fit in what is left.
         from journal import Journal
 
         self.journal = Journal(self)

@@ -10,10 +10,9 @@
 # Records are sent as JOURNAL frames as they are written and re-sent, oldest first, until the host
 # ACKs each one (ack_type JOURNAL, ack_id seq): up to _WINDOW frames in flight, one per loop pass,
 # only while the link queue is empty (live data first). Without progress for retry_ms the sending
-# goes back to the oldest unACKed record. The ACK cursor (``tail``) is kept in a two-slot store and
-# saved with the counters (every persist_s), so a reboot re-sends at most that long of records; the
-# host recognises them by seq.
-import array
+# goes back to the oldest unACKed record. The ACK cursor (``tail``) is itself written to the ring as
+# a cursor record (never sent) when the counters are saved (every persist_s), so a reboot re-sends at
+# most that long of records; the host recognises them by seq.
 import struct
 
 from micropython import const
@@ -21,12 +20,12 @@ from micropython import const
 import lwproto
 from fwutil import tdiff, unload
 from link import P_STATS
-from store import Store
 
-SLOTS = const(9600)  # 7 days at 600 trips and 600 door cycles a day, plus inspection periods
+SLOTS = const(10800)  # 7 days at 600 trips and 600 door cycles a day, a cursor record each 5 minutes
 REC_BYTES = const(24)
 HDR_BYTES = const(32)
 _MAGIC = const(0x4A)  # "J"
+CURSOR = const(0)  # record kind of the ACK cursor (its start field); J_* are the kinds that are sent
 _WINDOW = const(16)  # records sent before the oldest one is ACKed
 _MAX_RETRY_MS = const(60000)
 # A door closed this long without reopening ends its cycle (the daemon's door_reopen_window_s).
@@ -49,41 +48,26 @@ _DOOR_SHUT = const(8)  # door closed (the cycle maybe ending) at, -1 open
 _DOOR_REOPEN = const(9)
 _DOOR_IN = const(10)
 _INSP_T = const(11)  # inspection on since, -1 off
-_N = const(12)
+_SAVED = const(12)  # tail last written as a cursor record
+_N = const(13)
 
 
 class Journal:
     """The journal file of one board (``agent.board``), its send window and what is being recorded."""
 
     def __init__(self, agent):
-        board = agent.board
-        uid = board.uid_hex()
-        path = board.path("lw_journal.bin")
-        self.uid_b = uid.encode()[:31]  # a fixstr on the wire
-        self.retry_ms = retry_ms = agent.cfg["event_retry_ms"]  # as EVENTs'; a new value takes effect at boot
-        self.rec = bytearray(REC_BYTES)
-        self.st = array.array("i", [0] * _N)
-        self.head = 0  # seq of the next record written
-        self.tail = 0  # oldest seq not yet ACKed
-        self.skipped = 0  # records found torn or corrupt (never sent)
-        self.overwritten = 0  # unACKed records the ring had to overwrite (host away > 7 days)
-        self.foreign = 0  # a journal file of another board found at boot (set aside, not sent)
-        self.cursor = Store(board.path("lw_jcursor.bin"), 0x4A, 1)
-        try:  # opened before the boot-only code loads, so that code leaves one hole, not several
-            self.f = open(path, "r+b")
-        except OSError:
-            self.f = None  # a new board: journal_file starts the file
-        st = self.st
-        st[_WAIT] = retry_ms
-        st[_TRIP_T] = st[_DOOR_T] = st[_DOOR_SHUT] = st[_INSP_T] = -1
-        import journal_file  # boot only: its code leaves the heap again below
+        # Attributes: uid_b (the board id, a fixstr on the wire), retry_ms, rec (one record), st (the
+        # state words above), head (seq of the next record written), tail (oldest seq not ACKed),
+        # skipped (records found torn or corrupt, never sent), overwritten (unACKed records the ring
+        # had to overwrite: the host away > 7 days), foreign (a journal file of another board set
+        # aside at boot), f (the file). Set by the boot-only code, which leaves the heap again.
+        import journal_file
 
         try:
-            journal_file.open_journal(self, path, uid)
+            journal_file.open_journal(self, agent)
         finally:
             del journal_file
             unload("journal_file")
-        st[_NEXT] = self.tail
 
     def append(self, kind, boot, t0, t1, speed, direction, count, in0, in1):
         """Write one record at the head (one slot, one flush) and make it the next to send."""
@@ -102,11 +86,10 @@ class Journal:
         write_at(self.f, HDR_BYTES + (seq % SLOTS) * REC_BYTES, r)
 
     def save_cursor(self):
-        """Keep the ACK cursor in flash (with the counters: rare writes)."""
-        v = self.cursor.values
-        if v[0] != self.tail:
-            v[0] = self.tail
-            self.cursor.save()
+        """Keep the ACK cursor in flash as a cursor record (with the counters: rare writes)."""
+        if self.st[_SAVED] != self.tail:
+            self.st[_SAVED] = self.tail
+            self.append(CURSOR, 0, self.tail, 0, 0, 0, 0, 0, 0)
 
     def step(self, agent, now):
         """Once a loop pass: a door cycle whose reopen window ran out is over; the next record due goes out."""
@@ -138,6 +121,9 @@ class Journal:
         if f.readinto(r) != REC_BYTES or not valid(r) or _u32(r, 4) != seq:  # torn, corrupt or overwritten
             self.skipped += 1
             self.ack(seq)  # nothing to deliver: count it and go on
+            return False
+        if r[1] == CURSOR:  # the board's own bookkeeping, not a fact
+            self.ack(seq)
             return False
         st[_DUE] = (now + st[_WAIT]) & 0x3FFFFFFF  # the go-back waits for a quiet back-off
         body = link.enc.body

@@ -63,7 +63,7 @@ def test_trips_door_cycles_and_inspection_are_journalled_and_resent_until_acked(
     second = run_firmware(tmp_path, FeedBuilder().rest(20).bytes(), rx=_acks(range(5)),
                           extra='put("journal", [a.journal.head, a.journal.tail])')
     assert journal_records(second) == {}
-    assert second.summary["journal"] == [5, 5]
+    assert second.summary["journal"] == [6, 5]  # and the cursor record written at the clean stop
     third = run_firmware(tmp_path, FeedBuilder().rest(20).bytes())
     assert journal_records(third) == {}
 
@@ -253,6 +253,6 @@ def test_a_journal_of_another_board_is_set_aside(journal_script):
 def test_the_ring_is_bounded_and_overwriting_is_counted(journal_script):
     _tmp, res, _cuts = journal_script
     size, head, tail, overwritten = (int(v) for v in res["RING"])
-    assert size == 32 + 9600 * 24  # 7 days at 600 trips and 600 door cycles a day fit
-    assert (head, tail, overwritten) == (9650, 50, 50)
-    assert res["RING2"] == ["9650", "50"]  # found again after a reboot
+    assert size == 32 + 10800 * 24  # 7 days at 600 trips, 600 door cycles and 288 cursor records a day
+    assert (head, tail, overwritten) == (10850, 50, 50)
+    assert res["RING2"] == ["10850", "50"]  # found again after a reboot
