@@ -159,10 +159,16 @@ class Agent:
         if not self.safe_mode:
             self._start_sensor()
         # Last of the parts, imported here, not with the agent: the sensor's and the motion's buffers
-        # need their blocks whole; the journal's small pieces fit in what is left.
+        # need their blocks whole; the journal's small pieces fit in what is left. The code that opens
+        # and scans its file comes and goes.
+        import journal_file
+
+        opened = journal_file.open_file(self.board)
+        del journal_file
+        unload("journal_file")
         from journal import Journal
 
-        self.journal = Journal(self)
+        self.journal = Journal(self, opened)
         if self.config_error:
             print("liftwatch:", self.config_error)
         self.send_hello()
@@ -368,7 +374,7 @@ class Agent:
         old = self.cfg
         self.cfg = new
         self.inputs.debounce_ms = new["debounce_ms"]
-        self.evq.retry_ms = new["event_retry_ms"]
+        self.evq.retry_ms = self.journal.retry_ms = new["event_retry_ms"]
         self.streamer.configure(new)
         if self.motion is not None:
             self.motion.configure(new)

@@ -13,23 +13,25 @@
 # goes back to the oldest unACKed record. The ACK cursor (``tail``) is itself written to the ring as
 # a cursor record (never sent) when the counters are saved (every persist_s), so a reboot re-sends at
 # most that long of records; the host recognises them by seq.
+import array
 import struct
 
 from micropython import const
 
 import lwproto
-from fwutil import tdiff, unload
+from fwutil import tdiff
 from link import P_STATS
 
-SLOTS = const(10800)  # 7 days at 600 trips and 600 door cycles a day, a cursor record each 5 minutes
-REC_BYTES = const(24)
-HDR_BYTES = const(32)
-_MAGIC = const(0x4A)  # "J"
-CURSOR = const(0)  # record kind of the ACK cursor (its start field); J_* are the kinds that are sent
+# journal_file.py's file layout (underscored: no room taken in the heap; the tests check they agree).
+_SLOTS = const(10800)
+_REC_BYTES = const(24)
+_HDR_BYTES = const(32)
+_MAGIC = const(0x4A)
+_CURSOR = const(0)  # record kind of the ACK cursor (its start field); J_* are the kinds that are sent
 _WINDOW = const(16)  # records sent before the oldest one is ACKed
 _MAX_RETRY_MS = const(60000)
 # A door closed this long without reopening ends its cycle (the daemon's door_reopen_window_s).
-DOOR_REOPEN_WINDOW_MS = const(4000)
+_DOOR_REOPEN_MS = const(4000)
 _ZONES = const(0x06)  # lwproto.IN_ZONE_UP | IN_ZONE_DN
 # Record layout (little-endian): magic u8, kind u8, boot u16, seq u32, start u32, end u32,
 # peak_speed_mm_s u16, direction i8, count u8, inputs_start u8, inputs_end u8, crc u16 (big-endian,
@@ -55,19 +57,16 @@ _N = const(13)
 class Journal:
     """The journal file of one board (``agent.board``), its send window and what is being recorded."""
 
-    def __init__(self, agent):
-        # Attributes: uid_b (the board id, a fixstr on the wire), retry_ms, rec (one record), st (the
-        # state words above), head (seq of the next record written), tail (oldest seq not ACKed),
-        # skipped (records found torn or corrupt, never sent), overwritten (unACKed records the ring
-        # had to overwrite: the host away > 7 days), foreign (a journal file of another board set
-        # aside at boot), f (the file). Set by the boot-only code, which leaves the heap again.
-        import journal_file
-
-        try:
-            journal_file.open_journal(self, agent)
-        finally:
-            del journal_file
-            unload("journal_file")
+    def __init__(self, agent, opened):
+        """``opened``: what journal_file.open_file found at the start of the boot."""
+        self.f, self.head, self.tail, self.foreign = opened  # the file, next seq, oldest seq not ACKed
+        self.uid_b = agent.board.uid_hex().encode()[:31]  # a fixstr on the wire
+        self.retry_ms = retry_ms = agent.cfg["event_retry_ms"]  # re-sent as EVENTs are
+        self.rec = bytearray(_REC_BYTES)
+        # The state words above, in order (-1: nothing in progress).
+        self.st = array.array("i", (self.tail, 0, 0, retry_ms, -1, 0, 0, -1, -1, 0, 0, -1, self.tail))
+        self.skipped = 0  # records found torn or corrupt (never sent)
+        self.overwritten = 0  # unACKed records the ring had to overwrite (the host away > 7 days)
 
     def append(self, kind, boot, t0, t1, speed, direction, count, in0, in1):
         """Write one record at the head (one slot, one flush) and make it the next to send."""
@@ -75,21 +74,21 @@ class Journal:
         r = self.rec
         struct.pack_into(_FMT, r, 0, _MAGIC, kind, boot & 0xFFFF, seq, t0, t1, min(speed, 0xFFFF),
                          direction, min(count, 255), in0, in1)
-        crc = lwproto.crc16(r, 0, REC_BYTES - 2)
-        r[REC_BYTES - 2] = crc >> 8
-        r[REC_BYTES - 1] = crc & 0xFF
+        crc = lwproto.crc16(r, 0, _REC_BYTES - 2)
+        r[_REC_BYTES - 2] = crc >> 8
+        r[_REC_BYTES - 1] = crc & 0xFF
         self.head = seq + 1
-        if self.head - self.tail > SLOTS:
-            self.tail = self.head - SLOTS
+        if self.head - self.tail > _SLOTS:
+            self.tail = self.head - _SLOTS
             self.st[_ACKED] >>= 1
             self.overwritten += 1
-        write_at(self.f, HDR_BYTES + (seq % SLOTS) * REC_BYTES, r)
+        write_at(self.f, _HDR_BYTES + (seq % _SLOTS) * _REC_BYTES, r)
 
     def save_cursor(self):
         """Keep the ACK cursor in flash as a cursor record (with the counters: rare writes)."""
         if self.st[_SAVED] != self.tail:
             self.st[_SAVED] = self.tail
-            self.append(CURSOR, 0, self.tail, 0, 0, 0, 0, 0, 0)
+            self.append(_CURSOR, 0, self.tail, 0, 0, 0, 0, 0, 0)
 
     def step(self, agent, now):
         """Once a loop pass: a door cycle whose reopen window ran out is over; the next record due goes out."""
@@ -116,34 +115,25 @@ class Journal:
         if st[_ACKED] >> (seq - self.tail) & 1:
             return False
         f = self.f
-        f.seek(HDR_BYTES + (seq % SLOTS) * REC_BYTES)
+        f.seek(_HDR_BYTES + (seq % _SLOTS) * _REC_BYTES)
         r = self.rec
-        if f.readinto(r) != REC_BYTES or not valid(r) or _u32(r, 4) != seq:  # torn, corrupt or overwritten
+        if f.readinto(r) != _REC_BYTES or r[0] != _MAGIC or lwproto.crc16(r, 0, _REC_BYTES) or _u32(r, 4) != seq:  # torn, corrupt or overwritten
             self.skipped += 1
             self.ack(seq)  # nothing to deliver: count it and go on
             return False
-        if r[1] == CURSOR:  # the board's own bookkeeping, not a fact
+        if r[1] == _CURSOR:  # the board's own bookkeeping, not a fact
             self.ack(seq)
             return False
         st[_DUE] = (now + st[_WAIT]) & 0x3FFFFFFF  # the go-back waits for a quiet back-off
         body = link.enc.body
         off = link.begin(lwproto.T_JOURNAL, now)
-        off = lwproto.pack_array_header(body, off, 12)
+        off = lwproto.pack_array_header(body, off, 3)
         u = self.uid_b
         n = len(u)
         body[off] = 0xA0 | n  # the board id as a short str, copied without encoding (so without allocating)
         lwproto.copy_into(body, off + 1, u, 0, n)
-        off = _int(body, off + 1 + n, seq)
-        off = _int(body, off, r[1])  # kind
-        off = _int(body, off, r[2] | r[3] << 8)  # boot
-        off = _int(body, off, _u32(r, 8))  # start
-        off = _int(body, off, _u32(r, 12))  # end
-        off = _int(body, off, r[18] - 256 if r[18] > 127 else r[18])  # direction
-        off = _int(body, off, r[19])  # count
-        off = _int(body, off, r[16] | r[17] << 8)  # peak speed
-        off = _int(body, off, r[20])
-        off = _int(body, off, r[21])
-        off = _int(body, off, self.skipped)
+        off = lwproto.pack_bin_from(body, off + 1 + n, r, 0, _REC_BYTES)  # the record as in flash, CRC and all
+        off = lwproto.pack_int(body, off, self.skipped)
         link.commit(off, prio)
         return True
 
@@ -216,21 +206,13 @@ class Journal:
         """A door closed for the whole reopen window, or the car leaving (``left``), ends its cycle."""
         st = self.st
         shut = st[_DOOR_SHUT]
-        if st[_DOOR_T] >= 0 and shut >= 0 and (left or tdiff(now, shut) >= DOOR_REOPEN_WINDOW_MS):
+        if st[_DOOR_T] >= 0 and shut >= 0 and (left or tdiff(now, shut) >= _DOOR_REOPEN_MS):
             self.append(lwproto.J_DOOR_CYCLE, boot, st[_DOOR_T], shut, 0, 0, st[_DOOR_REOPEN], st[_DOOR_IN], inputs)
             st[_DOOR_T] = st[_DOOR_SHUT] = -1
 
 
-_int = lwproto.pack_int
-
-
 def _u32(r, o):
     return r[o] | r[o + 1] << 8 | r[o + 2] << 16 | r[o + 3] << 24
-
-
-def valid(r):
-    """A whole record: its magic byte and a CRC over it of 0 (a torn or flipped record fails)."""
-    return r[0] == _MAGIC and lwproto.crc16(r, 0, REC_BYTES) == 0
 
 
 def write_at(f, off, b):

@@ -1,43 +1,46 @@
-# Opening the board's journal file at boot (journal.py): loaded for the job and dropped after, so
-# its code never stays in the heap.
+# Opening the board's journal file at boot (journal.py keeps it): loaded first thing in a boot, while
+# the heap is still in one piece, and dropped after, so its code never stays in the heap.
 #
-# The file starts with a 32-byte header naming the board it belongs to: "LWJ1", the length of the
-# board id, the id, a CRC-16. A file with another board's id (its flash moved to this board) or a
-# damaged header is renamed ``<path>.foreign``, kept for whoever owns it and never sent: the records
-# of one lift must never land in another lift's file.
-import array
+# The file: a 32-byte header naming the board it belongs to ("LWJ1", the length of the board id, the
+# id, a CRC-16), then SLOTS records of REC_BYTES (SPEC.md, "JOURNAL record"); record seq n lives in
+# slot n % SLOTS. A file with another board's id (its flash moved to this board) or a damaged header is
+# renamed ``<path>.foreign``, kept for whoever owns it and never sent: the records of one lift must
+# never land in another lift's file. journal.py has the same layout constants (tests/test_fw_journal.py
+# checks they agree): importing them from here would keep this module in the heap.
 import os
 import struct
 
-import lwproto
-from journal import CURSOR, HDR_BYTES, REC_BYTES, SLOTS, valid
+from micropython import const
 
+import lwproto
+
+SLOTS = const(10800)  # 7 days at 600 trips and 600 door cycles a day, a cursor record each 5 minutes
+REC_BYTES = const(24)
+HDR_BYTES = const(32)
+MAGIC = const(0x4A)  # "J", a record's first byte
+CURSOR = const(0)  # the kind of the board's cursor record (the ACK cursor in its start field)
 _HDR_MAGIC = b"LWJ1"
 _UID_MAX = 24
 
 
-def open_journal(j, agent):
-    """Set up journal ``j`` (journal.Journal) of the agent's board: open (or start) its file, find its
-    newest and oldest records and the ACK cursor its newest cursor record holds: the records after
-    the cursor are sent again."""
-    board = agent.board
+def valid(r):
+    """A whole record: its magic byte and a CRC over it of 0 (a torn or flipped record fails)."""
+    return r[0] == MAGIC and lwproto.crc16(r, 0, REC_BYTES) == 0
+
+
+def open_file(board):
+    """The board's journal file, checked or started, and what is in it: (file open r+b, seq of the
+    next record, the oldest seq to send: after the ACK cursor its newest cursor record holds, 1 if a
+    foreign file was set aside)."""
     uid = board.uid_hex()
     path = board.path("lw_journal.bin")
-    j.uid_b = uid.encode()[:31]
-    j.retry_ms = retry_ms = agent.cfg["event_retry_ms"]  # as EVENTs'; a new value takes effect at boot
-    j.rec = bytearray(REC_BYTES)
-    # journal.py's state words in order: next, acked, due, wait, trip_t, trip_in, trip_zones, door_t,
-    # door_shut, door_reopen, door_in, insp_t, saved (-1: nothing in progress).
-    j.st = array.array("i", (0, 0, 0, retry_ms, -1, 0, 0, -1, -1, 0, 0, -1, 0))
-    j.skipped = j.overwritten = 0
     try:
         f = open(path, "r+b")
     except OSError:
         f = None  # a new board: start the file
-    j.f, hi, lo, acked, j.foreign = _open_file(f, path, uid)
-    j.head = max(hi + 1, acked)
-    j.tail = max(acked, lo, j.head - SLOTS)
-    j.st[0] = j.st[12] = j.tail
+    f, hi, lo, acked, foreign = _open_file(f, path, uid)
+    head = max(hi + 1, acked)
+    return f, head, max(acked, lo, head - SLOTS), foreign
 
 
 def _open_file(f, path, uid):

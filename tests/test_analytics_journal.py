@@ -10,6 +10,7 @@ from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.pipeline import CarPipeline
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig, SessionDrop
 from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import FrameReader, encode_frame
 
 EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: board t_ms 0 maps here (frames arrive at once)
@@ -70,7 +71,8 @@ class Car:
     async def journal(self, seq: int, kind: int, t0: int, t1: int, at_ms: int, *, board: str = BOARD,
                       count: int = 1, direction: int = 1, in0: int = LEVEL_CLOSED, in1: int = LEVEL_CLOSED,
                       boot: int = 7) -> None:
-        await self.frame(lw.T_JOURNAL, [board, seq, kind, boot, t0, t1, direction, count, 1500, in0, in1, 0], at_ms)
+        record = m.pack_journal_record(seq, kind, boot, t0, t1, direction, count, 1500, in0, in1)
+        await self.frame(lw.T_JOURNAL, [board, record, 0], at_ms)
 
     def of(self, kind: str) -> list[dict]:
         return [m for m in self.store.messages if m["kind"] == kind]
@@ -156,8 +158,8 @@ async def test_a_record_of_an_earlier_boot_maps_with_that_boot_s_clock() -> None
     car.reader = FrameReader()
     (f,) = car.reader.feed(encode_frame(lw.T_HEARTBEAT, [1, 50000, 0, 0, 7, True, False], 8, 0, 100))
     await car.pipe.frames([f], EPOCH_S + 3600.0)
-    (f,) = car.reader.feed(encode_frame(lw.T_JOURNAL, [BOARD, 5, lw.J_TRIP, 7, 300_000, 309_000, 1, 1, 1500, 7, 7, 0],
-                                        8, 1, 200))
+    record = m.pack_journal_record(5, lw.J_TRIP, 7, 300_000, 309_000, 1, 1, 1500, 7, 7)
+    (f,) = car.reader.feed(encode_frame(lw.T_JOURNAL, [BOARD, record, 0], 8, 1, 200))
     await car.pipe.frames([f], EPOCH_S + 3600.1)
     (trip,) = car.of("trip")
     assert trip["start_ts"] == "2026-01-01T00:05:00.000Z" and trip["source"] == "board_journal"

@@ -17,6 +17,7 @@ from support.fwharness import (
 )
 
 from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import FrameReader
 
 pytestmark = pytest.mark.micropython
@@ -25,10 +26,14 @@ T_JOURNAL = lw.T_JOURNAL
 
 
 def journal_records(run) -> dict[int, list]:
-    """seq -> payload of every JOURNAL frame (re-sends carry the same seq and the same record)."""
+    """seq -> [board_id, seq, kind, boot, start, end, direction, count, speed, inputs_start, inputs_end,
+    skipped] of every JOURNAL frame (re-sends carry the same seq and the same record)."""
     out: dict[int, list] = {}
     for f in run.of(T_JOURNAL):
-        assert out.setdefault(f.payload[1], f.payload) == f.payload
+        j = m.Journal.from_payload(f.payload)  # the host's view checks the record's own CRC
+        fields = [j.board_id, j.seq, j.kind, j.boot_id, j.start_t_ms, j.end_t_ms, j.direction, j.count,
+                  j.peak_speed_mm_s, j.inputs_start, j.inputs_end, j.skipped]
+        assert out.setdefault(j.seq, fields) == fields
     return out
 
 
@@ -57,7 +62,7 @@ def test_trips_door_cycles_and_inspection_are_journalled_and_resent_until_acked(
     assert up[4] in motion_t and up[5] in motion_t and down[4] in motion_t and down[5] in motion_t
     assert recs[3][7] == 1 and recs[1][7] == 0  # reopenings
     assert 4900 <= recs[4][5] - recs[4][4] <= 5100 and recs[4][9] & INSPECTION
-    assert sum(1 for f in run.of(T_JOURNAL) if f.payload[1] == 0) >= 3  # nobody ACKed: re-sent
+    assert sum(1 for f in run.of(T_JOURNAL) if m.Journal.from_payload(f.payload).seq == 0) >= 3  # nobody ACKed: re-sent
     assert run.summary["journal"] == [5, 0]
     # Reboot on the same flash; the host ACKs all five at once: none is sent again, now or later.
     second = run_firmware(tmp_path, FeedBuilder().rest(20).bytes(), rx=_acks(range(5)),
@@ -76,13 +81,13 @@ def test_unacked_records_survive_a_reboot_and_go_oldest_first(tmp_path):
     assert sorted(journal_records(first)) == list(range(6))
     # The host ACKs 0-2 and 4 (out of order) after the reboot; the rest comes again, oldest first.
     second = run_firmware(tmp_path, FeedBuilder().rest(15).bytes(), rx=_acks([0, 1, 2, 4]))
-    sent = [f.payload[1] for f in second.of(T_JOURNAL)]
+    sent = [m.Journal.from_payload(f.payload).seq for f in second.of(T_JOURNAL)]
     assert sent[0] == 3 and set(sent) <= {3, 4, 5} and 5 in sent
     assert sent.count(4) <= 1 and sent.count(3) >= 2  # 4 stops once its ACK is in; 3 is re-sent
 
 
 SCRIPT = r"""
-import journal, os
+import journal, journal_file, os
 P = "lw_journal.bin"
 C = "lw_jcursor.bin"
 
@@ -100,7 +105,8 @@ class Agent:  # what Journal reads of the agent at boot
         self.cfg = {"event_retry_ms": 2000}
 
 def open_journal(uid="board-a"):
-    return journal.Journal(Agent(uid))
+    agent = Agent(uid)
+    return journal.Journal(agent, journal_file.open_file(agent.board))
 
 def clean():
     for p in (P, C, P + ".foreign"):
@@ -120,9 +126,9 @@ def rec(j, i):
 
 def readable(j, seq):
     # Record `seq` is in its slot, whole.
-    j.f.seek(journal.HDR_BYTES + (seq %% journal.SLOTS) * journal.REC_BYTES)
-    r = bytearray(journal.REC_BYTES)
-    return j.f.readinto(r) == journal.REC_BYTES and journal.valid(r) and journal._u32(r, 4) == seq
+    j.f.seek(journal_file.HDR_BYTES + (seq %% journal_file.SLOTS) * journal_file.REC_BYTES)
+    r = bytearray(journal_file.REC_BYTES)
+    return j.f.readinto(r) == journal_file.REC_BYTES and journal_file.valid(r) and journal._u32(r, 4) == seq
 
 class Cut(Exception):
     pass
@@ -147,7 +153,7 @@ for i in range(5):
 j.f.close()
 copy(P, "good.bin")
 for fill in (None, 0xFF, 0x00):
-    for limit in range(journal.REC_BYTES + 1):
+    for limit in range(journal_file.REC_BYTES + 1):
         copy("good.bin", P)
         j = open_journal()
         journal.write_at = torn(limit, fill)
@@ -169,11 +175,11 @@ for i in range(10):
     rec(j, i)
 j.f.close()
 with open(P, "r+b") as f:
-    f.seek(journal.HDR_BYTES + 3 * journal.REC_BYTES + 9)
+    f.seek(journal_file.HDR_BYTES + 3 * journal_file.REC_BYTES + 9)
     b = f.read(1)
-    f.seek(journal.HDR_BYTES + 3 * journal.REC_BYTES + 9)
+    f.seek(journal_file.HDR_BYTES + 3 * journal_file.REC_BYTES + 9)
     f.write(bytes([b[0] ^ 0x10]))
-    f.seek(journal.HDR_BYTES + 7 * journal.REC_BYTES + 12)
+    f.seek(journal_file.HDR_BYTES + 7 * journal_file.REC_BYTES + 12)
     f.write(bytes(12))
 %(uart)s
 import link
@@ -205,7 +211,7 @@ j.f.close()
 # 4. The ring is bounded: a host away longer than the ring loses the oldest records, counted.
 clean()
 j = open_journal()
-for i in range(journal.SLOTS + 50):
+for i in range(journal_file.SLOTS + 50):
     rec(j, i)
 print("RING", os.stat(P)[6], j.head, j.tail, j.overwritten)
 j.f.close()
@@ -237,9 +243,9 @@ def test_corrupt_records_are_skipped_counted_and_never_block_the_rest(journal_sc
     skipped, head, tail = (int(v) for v in res["SKIPPED"])
     assert (skipped, head) == (2, 10)
     frames = FrameReader().feed((tmp / "out.bin").read_bytes())
-    sent = sorted({f.payload[1] for f in frames if f.type == T_JOURNAL})
-    assert sent == [0, 1, 2, 4, 5, 6, 8, 9]
-    assert max(f.payload[11] for f in frames if f.type == T_JOURNAL) == 2  # the host learns the count
+    views = [m.Journal.from_payload(f.payload) for f in frames if f.type == T_JOURNAL]
+    assert sorted({j.seq for j in views}) == [0, 1, 2, 4, 5, 6, 8, 9]
+    assert max(j.skipped for j in views) == 2  # the host learns the count
     assert res["ACKED"] == ["10", "10"]
 
 
@@ -248,6 +254,21 @@ def test_a_journal_of_another_board_is_set_aside(journal_script):
     foreign, head, readable, size = (int(v) for v in res["FOREIGN"])
     assert (foreign, readable) == (1, 0) and size == 32 + 3 * 24  # kept whole beside, not taken
     assert head == 0
+
+
+def test_journal_and_journal_file_agree_on_the_file_layout():
+    """journal.py keeps underscored copies (no heap) of journal_file.py's layout constants."""
+    import re
+
+    from liftwatch.upy import FIRMWARE_DIR
+
+    def consts(name: str) -> dict[str, int]:
+        text = (FIRMWARE_DIR / name).read_text()
+        return {k.lstrip("_"): int(v, 0) for k, v in re.findall(r"^(_?[A-Z_]+) = const\((\w+)\)", text, re.M)}
+
+    ours, file_side = consts("journal.py"), consts("journal_file.py")
+    shared = ("SLOTS", "REC_BYTES", "HDR_BYTES", "MAGIC", "CURSOR")
+    assert {k: ours[k] for k in shared} == {k: file_side[k] for k in shared}
 
 
 def test_the_ring_is_bounded_and_overwriting_is_counted(journal_script):
