@@ -163,7 +163,7 @@ class Agent:
         # and scans its file comes and goes.
         import journal_file
 
-        opened = journal_file.open_file(self.board)
+        opened = journal_file.load(self.board)
         del journal_file
         unload("journal_file")
         from journal import Journal
@@ -235,7 +235,7 @@ class Agent:
             self.inputs.poll(now)
         self.link.poll(self._on_frame)
         self._send_events(now)
-        self.journal.step(self, now)
+        self.journal.poll(self, now)
         self._periodic(now)
         self.link.pump(now)
         b.service(now)
@@ -286,14 +286,14 @@ class Agent:
         if st == lwproto.MOTION_REST:
             self._rest_since = now
         self.send_state(now, 0)
-        self.journal.on_motion(self, now)
+        self.journal.motion(self, now)
 
     def _on_inputs(self):
         inp = self.inputs
         if inp.changed & lwproto.IN_ALARM_BUTTON and inp.stable & lwproto.IN_ALARM_BUTTON:
             self._alarm_since = inp.t_ms
         self.send_state(inp.t_ms, inp.changed)
-        self.journal.on_inputs(self)
+        self.journal.inputs(self)
 
     def _conditions(self, now):
         st = self.motion.state
@@ -386,7 +386,7 @@ class Agent:
         self.sync_counters()
         self.cnt.save()
         if self.journal is not None:  # None only if the boot ended before start() built it
-            self.journal.save_cursor()
+            self.journal.persist()
         self._persisted_at = self.up_ms
 
     def _periodic(self, now):

@@ -84,13 +84,13 @@ class Journal:
             self.overwritten += 1
         write_at(self.f, _HDR_BYTES + (seq % _SLOTS) * _REC_BYTES, r)
 
-    def save_cursor(self):
+    def persist(self):
         """Keep the ACK cursor in flash as a cursor record (with the counters: rare writes)."""
         if self.st[_SAVED] != self.tail:
             self.st[_SAVED] = self.tail
             self.append(_CURSOR, 0, self.tail, 0, 0, 0, 0, 0, 0)
 
-    def step(self, agent, now):
+    def poll(self, agent, now):
         """Once a loop pass: a door cycle whose reopen window ran out is over; the next record due goes out."""
         self.tick(now, agent.boot_id, agent.inputs.stable)
         self.send(agent.link, now, P_STATS)
@@ -153,8 +153,10 @@ class Journal:
         return True
 
     # ---- what becomes a record ------------------------------------------------------------------
-    def on_motion(self, agent, now):
-        """The car started moving or came to rest: a trip starts or its record is written."""
+    def motion(self, agent, now):
+        """The car's motion changed: it started (a trip starts) or came to rest (its record is
+        written). Method names here are ones the firmware already has: a new name is a new qstr, and
+        the mock board's heap at 96 KiB sits just below a qstr pool step."""
         motion = agent.motion
         moving = motion.state != lwproto.MOTION_REST and motion.state != lwproto.MOTION_UNCALIBRATED
         inputs = agent.inputs.stable
@@ -172,8 +174,8 @@ class Journal:
                         st[_TRIP_IN], inputs)
             st[_TRIP_T] = -1
 
-    def on_inputs(self, agent):
-        """A debounced input change: door-zone entries, door cycles, inspection periods."""
+    def inputs(self, agent):
+        """The inputs changed (debounced): door-zone entries, door cycles, inspection periods."""
         inp = agent.inputs
         changed = inp.changed
         stable = inp.stable

@@ -28,7 +28,7 @@ def valid(r):
     return r[0] == MAGIC and lwproto.crc16(r, 0, REC_BYTES) == 0
 
 
-def open_file(board):
+def load(board):
     """The board's journal file, checked or started, and what is in it: (file open r+b, seq of the
     next record, the oldest seq to send: after the ACK cursor its newest cursor record holds, 1 if a
     foreign file was set aside)."""

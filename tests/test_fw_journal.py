@@ -106,7 +106,7 @@ class Agent:  # what Journal reads of the agent at boot
 
 def open_journal(uid="board-a"):
     agent = Agent(uid)
-    return journal.Journal(agent, journal_file.open_file(agent.board))
+    return journal.Journal(agent, journal_file.load(agent.board))
 
 def clean():
     for p in (P, C, P + ".foreign"):
