@@ -124,6 +124,14 @@ def copy(a, b):
 def rec(j, i):
     j.append(1, 7, 1000 * i, 1000 * i + 900, 1500, 1, 1, 7, 7)
 
+def written(n, uid="board-a"):
+    # A fresh journal of `n` records, closed.
+    clean()
+    j = open_journal(uid)
+    for i in range(n):
+        rec(j, i)
+    j.f.close()
+
 def readable(j, seq):
     # Record `seq` is in its slot, whole.
     j.f.seek(journal_file.HDR_BYTES + (seq %% journal_file.SLOTS) * journal_file.REC_BYTES)
@@ -146,11 +154,7 @@ def torn(limit, fill):
 
 # 1. A power cut at every byte of a record write loses that record at most.
 write_ok = journal.write_at
-clean()
-j = open_journal()
-for i in range(5):
-    rec(j, i)
-j.f.close()
+written(5)
 copy(P, "good.bin")
 for fill in (None, 0xFF, 0x00):
     for limit in range(journal_file.REC_BYTES + 1):
@@ -169,11 +173,7 @@ for fill in (None, 0xFF, 0x00):
         r.f.close()
 
 # 2. A flipped bit and a torn record are skipped and counted; the rest goes out and is ACKed.
-clean()
-j = open_journal()
-for i in range(10):
-    rec(j, i)
-j.f.close()
+written(10)
 with open(P, "r+b") as f:
     f.seek(journal_file.HDR_BYTES + 3 * journal_file.REC_BYTES + 9)
     b = f.read(1)
@@ -199,11 +199,7 @@ print("ACKED", j.tail, j.head)
 j.f.close()
 
 # 3. A journal file of another board is set aside, never sent as this board's.
-clean()
-j = open_journal()
-for i in range(3):
-    rec(j, i)
-j.f.close()
+written(3)
 j = open_journal("board-b")
 print("FOREIGN", j.foreign, j.head, 1 if readable(j, 0) else 0, os.stat(P + ".foreign")[6])
 j.f.close()
