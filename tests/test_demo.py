@@ -305,7 +305,7 @@ def test_demo_runs_the_fleet_and_ends_cleanly_on_sigint(tmp_path: Path) -> None:
     fleet.write_text(TEST_FLEET)
     state = tmp_path / "state"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "liftwatch", "demo", "--fleet", str(fleet), "--cars", "2", "--duration", "3h",
+        [sys.executable, "-m", "liftwatch", "demo", "--fleet", str(fleet), "--cars", "2", "--duration", "8h",
          "--speed", "300", "--state-dir", str(state), "--plain", "--status-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
