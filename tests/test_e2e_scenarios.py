@@ -167,7 +167,7 @@ def test_off_level_stops_are_measured_where_the_car_stopped(replayed) -> None:
 
 def test_board_fault_scenarios_are_known() -> None:
     """A trace cannot carry board faults: these scenarios need a mock board (listed, not hidden)."""
-    assert set(BOARD_FAULTS) == {"link_cut_hour", "power_cut_trip", "reboot_loop"}
+    assert set(BOARD_FAULTS) == {"link_cut_hour", "pi_down_day", "pi_down_hour", "power_cut_trip", "reboot_loop"}
     pytest.skip(f"board faults are not part of a trace: {BOARD_FAULTS}")
 
 
