@@ -7,8 +7,9 @@ observation matches (same start within `MATCH_S`) is a fact the daemon missed (l
 down): it is reported from the record, at its true times, with `source: "board_journal"` and what
 the record cannot tell (ride quality, floor numbers, leveling offset) null.
 
-An inspection period the daemon saw only from its middle (it started, or came back, while the switch
-was on) is the visit in progress: the record gives the visit its true start.
+An inspection period inside the visit in progress is that visit's (after a daemon restart the visit
+comes back from the state file, not the live start): the record gives it its true start if the
+daemon saw the switch on only from the middle.
 
 A record matched to a live trip still being finished (waiting for its VIB) is held: it is settled,
 and so ACKed to the board, only once the live trip is decided, so a daemon killed in between still
@@ -78,7 +79,7 @@ class JournalFill:
         if live is None:  # a kind from a newer board: nothing this daemon can report
             self._settled.append(rec)
             return [], []
-        if _near(live, rec.start_ts) or (kind is JournalKind.INSPECTION and visits.began_earlier(rec.start_ts, rec.ts)):
+        if _near(live, rec.start_ts) or (kind is JournalKind.INSPECTION and visits.takes_period(rec.start_ts, rec.ts, MATCH_S)):
             self.matched += 1
             if kind is JournalKind.TRIP and _undecided(rec.start_ts, trip, pending):
                 self._held.append(rec)

@@ -86,13 +86,14 @@ class MaintenanceTracker:
         self._runs = int(visit.get("inspection_runs", 0))
         self._responded = tuple(dict(f) for f in visit.get("faults_responded", ()))
 
-    def began_earlier(self, start_ts: float, end_ts: float) -> bool:
+    def takes_period(self, start_ts: float, end_ts: float, slack_s: float) -> bool:
         """The board's journal has an inspection period [start_ts, end_ts] that the visit in
-        progress began inside (the daemon first saw the switch on after it was turned on): the
-        visit began at start_ts. False if there is no such visit."""
-        if self._start is None or not start_ts < self._start <= end_ts:
+        progress began inside (within ``slack_s``): it is that visit's, which began at start_ts if
+        the daemon first saw the switch on later (it started, or came back, mid-way). False if there
+        is no such visit."""
+        if self._start is None or not start_ts - slack_s <= self._start <= end_ts:
             return False
-        self._start = start_ts
+        self._start = min(self._start, start_ts)
         return True
 
     def set_responded(self, faults: list[dict[str, Any]]) -> None:
