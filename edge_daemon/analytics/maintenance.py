@@ -87,11 +87,11 @@ class MaintenanceTracker:
         self._responded = tuple(dict(f) for f in visit.get("faults_responded", ()))
 
     def takes_period(self, start_ts: float, end_ts: float, slack_s: float) -> bool:
-        """The board's journal has an inspection period [start_ts, end_ts] that the visit in
-        progress began inside (within ``slack_s``): it is that visit's, which began at start_ts if
-        the daemon first saw the switch on later (it started, or came back, mid-way). False if there
-        is no such visit."""
-        if self._start is None or not start_ts - slack_s <= self._start <= end_ts:
+        """The board's journal has an inspection period [start_ts, end_ts] that did not end before
+        the visit in progress began (``slack_s``: clock offsets): it is one of that visit's periods
+        (visits join periods), and the visit began at start_ts if the daemon first saw the switch on
+        later (it started, or came back, mid-way). False if there is no such visit."""
+        if self._start is None or end_ts < self._start - slack_s:
             return False
         self._start = min(self._start, start_ts)
         return True
