@@ -128,7 +128,7 @@ def _topic_safe(name: str) -> str:
 def cmd_replay(args: argparse.Namespace) -> int:
     from liftwatch.edge_daemon.config import ConfigError, load_config
     from liftwatch.edge_daemon.replay import ReplayError, ReplaySettings, replay_trace
-    from liftwatch.protocol.trace import TraceError
+    from liftwatch.protocol.trace import TraceError, read_trace_car
 
     if not args.trace.is_file():
         return _fail(f"{args.trace}: no such trace file", EXIT_BAD_INPUT)
@@ -154,6 +154,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.config:
         analytics, note = _header_car_analytics(args.trace, settings.analytics)
         settings = replace(settings, analytics=analytics)
+    header_car = read_trace_car(args.trace)
+    if header_car is not None and header_car.sensor_noise_mg:  # the simulated sensor's, whatever the config
+        settings = replace(settings, sensor_noise_mg=header_car.sensor_noise_mg)
     try:
         with atomic_output(args.out, "wb") if args.out else nullcontext(sys.stdout.buffer) as out:
             result = asyncio.run(replay_trace(args.trace, out, settings, keep_dir=args.keep))

@@ -70,6 +70,7 @@ class ReplaySettings:
     analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     sensor: str = "lis3dh"
+    sensor_noise_mg: float = 0.0  # extra noise the simulated accelerometer adds (a simulated trace's header)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +227,7 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
             "LIFTWATCH_SIM_UART": str(uart),
             "LIFTWATCH_SIM_FS": str(fs_dir),
             "LIFTWATCH_SIM_SENSOR": settings.sensor,
+            "LIFTWATCH_SIM_NOISE_MG": f"{settings.sensor_noise_mg:g}",
         })
         with open(console, "wb") as console_file:
             proc = subprocess.Popen(micropython_cmd(["-m", "main"], BOARD_HEAPSIZE), env=env, cwd=str(fs_dir),

@@ -292,6 +292,8 @@ class Agent:
         inp = self.inputs
         if inp.changed & lwproto.IN_ALARM_BUTTON and inp.stable & lwproto.IN_ALARM_BUTTON:
             self._alarm_since = inp.t_ms
+        if inp.changed & (lwproto.IN_ZONE_UP | lwproto.IN_ZONE_DN):
+            self._rest_since = inp.t_ms  # a door-zone edge: the car moved, whatever motion says
         self.send_state(inp.t_ms, inp.changed)
         self.journal.inputs(self)
 
@@ -303,8 +305,11 @@ class Agent:
         in_zone = inp & (lwproto.IN_ZONE_UP | lwproto.IN_ZONE_DN)
         # Door pre-opening while levelling inside the door zone is normal on many controllers.
         door_open = not inp & lwproto.IN_DOOR_CLOSED
+        # In a door zone, a run that has not integrated to a displacement (a passenger jumping, the
+        # car bouncing on its ropes) has not left the landing: motion.moved says when it has.
         self.condition(lwproto.KIND_DOOR_OPEN_WHILE_MOVING,
-                       moving and door_open and not (decelerating and in_zone), st)
+                       moving and door_open and (self.motion.moved or not in_zone)
+                       and not (decelerating and in_zone), st)
         # Outside the door zone = neither zone sensor: a stop off level but inside the zone (one
         # sensor) is a leveling matter for the daemon, not a possible entrapment.
         outside = (st == lwproto.MOTION_REST and not in_zone and not inp & lwproto.IN_INSPECTION
@@ -317,13 +322,20 @@ class Agent:
             self.condition(lwproto.KIND_RING_OVERRUN, False, 0)
 
     def _calibrate(self, w):
-        """A closed window toward calibration, while it is asked for (CONTROL calibrate) or automatic."""
+        """A closed window toward calibration, while it is asked for (CONTROL calibrate) or automatic;
+        once calibrated, the rest offset is tracked in every window of confirmed rest: motion at
+        rest, in a door zone, no door-zone edge and no motion change since before the window."""
         m = self.motion
         cmd = self.commands
-        if cmd.cal_seq < 0 and (m.calibrated or not self.cfg["auto_calibrate"]):
+        if cmd.cal_seq < 0 and m.calibrated:
+            if (m.state == lwproto.MOTION_REST and self.inputs.stable & (lwproto.IN_ZONE_UP | lwproto.IN_ZONE_DN)
+                    and tdiff(self.now, self._rest_since) > 2 * self.cfg["stats_ms"]):
+                m.track(w)
             return
-        quiet = m.quiet(w)
-        if m.calibrate(w, quiet):
+        if cmd.cal_seq < 0 and not self.cfg["auto_calibrate"]:
+            return
+        found = m.calibrate(w)
+        if found > 0:
             v = self.cal.values
             g = m.gravity
             v[0] = 1
@@ -334,7 +346,7 @@ class Agent:
             self._rest_since = self.now
             cmd.answer_calibrate(g)
             self.send_state(self.now, 0)
-        elif not quiet:
+        elif found < 0:
             cmd.answer_calibrate(None)
 
     def condition(self, kind, on, value):

@@ -1,4 +1,5 @@
-# Per-burst analysis, the STATS window, gravity calibration and the car's motion state.
+# Per-burst analysis, the STATS window, gravity calibration and rest offset tracking, and the
+# car's motion state.
 #
 # Each FIFO burst, once in the ring (ring.py), is analysed once by a viper loop: vertical
 # acceleration with gravity and mounting removed (projection on the calibrated gravity direction,
@@ -15,7 +16,15 @@ from fwutil import BIAS, isqrt
 from ring import RING_SAMPLES, SAMPLE_BYTES
 
 _CLAMP = const(2047)  # deviation clamp (counts, about 128 mg) for the sums of squares
-_QUIET_MG = const(8)  # rms below this on every axis: the car is at rest (or cruising) for calibration
+_MOVED_MM = const(20)  # a car that integrates to less than this has not left its landing
+# Gravity is the mean of a run of steady windows, averaged until its standard error is small: a
+# noisy part (or a vibrating car roof) takes more windows, never more quiet. _QUIET_MG only rejects
+# a shaken window (door slam, people stepping in): 5x the worst datasheet noise of the parts we
+# drive (LIS3DH at 1344 Hz: 220 ug/rtHz over 672 Hz, about 6 mg rms).
+_QUIET_MG = const(40)
+_SE_UG = const(300)  # standard error of the calibrated gravity's mean, micro-g
+_AGREE = const(6)  # two windows' means agree within this many standard errors (+1 mg)
+_CAL_MAX_WINDOWS = const(60)  # a minute of steady windows is enough at any noise we accept
 
 # Analysis state array (_an) layout: what _analyse reads (offset .. reference) and writes (sums, peak).
 _A_OFF = const(0)  # byte offset of the burst in the ring
@@ -28,6 +37,26 @@ _A_SQ = const(12)  # 12..14 sum of squared deviations
 _A_AV = const(15)  # sum of vertical acceleration
 _A_PEAK = const(16)  # max |vertical acceleration|
 _A_LEN = const(17)
+
+# Thresholds (configure) and the two integers the rest logic keeps, in one array (th) rather than
+# seven attributes: Motion's attribute table stays at 23 slots, one block the heap still has when
+# the sensor starts after Link, Store and config.
+_T_ON = const(0)  # vertical acceleration that starts a run (counts)
+_T_OFF = const(1)  # below this the car is steady (counts)
+_T_ON_MS = const(2)
+_T_OFF_MS = const(3)
+_T_VMIN = const(4)  # 0.05 m/s in counts * samples: slower than any real run
+_T_X = const(5)  # displacement since the run began, counts * samples^2 (until it proves the run)
+_T_NOISE = const(6)  # rms at rest (counts, largest axis): set by calibration, tracked at every rest
+_T_LEN = const(7)
+
+# Calibration's state array (cal): the last window and the run of steady windows since.
+_C_PREV = const(0)  # 0..2 means x, y, z; 3..5 rms x, y, z of the last window
+_C_HAVE = const(6)  # 1 once there is a last window
+_C_SUM = const(7)  # 7..9 sums of the run's means x, y, z
+_C_WINDOWS = const(10)
+_C_SAMPLES = const(11)
+_C_LEN = const(12)
 
 # Open STATS window accumulators (win).
 _S_SUM = const(0)  # 0..2 sums of deviations x, y, z
@@ -118,12 +147,13 @@ class Motion:
 
     def __init__(self, lsb_per_g, rate_hz, settings):
         self.an = array.array("i", [0] * _A_LEN)
+        self.th = array.array("i", [0] * _T_LEN)
+        self.cal = array.array("i", [0] * _C_LEN)
         self.lsb = lsb_per_g
         self.rate = rate_hz
         self.state = lwproto.MOTION_UNCALIBRATED
         self.calibrated = False
         self.gravity = [0, 0, 0]  # counts at rest, sensor axes
-        self._quiet_prev = None  # mean of the last quiet window, while calibrating
         self.ref = [0, 0, 0]
         self.have_ref = False
         self.win = [0] * _S_LEN
@@ -132,6 +162,7 @@ class Motion:
         self.run_ms = 0
         self.v = 0  # integrated vertical velocity, counts * samples
         self.v_peak = 0
+        self.moved = False  # the run has integrated to _MOVED_MM while accelerating (th[_T_X])
         self.trip_dir = 0
         self._on_ms = 0
         self._quiet_ms = 0
@@ -142,12 +173,13 @@ class Motion:
 
     def configure(self, s):
         k = self.lsb
-        self.a_on = s["accel_on_mg"] * k // 1000
-        self.a_off = s["accel_off_mg"] * k // 1000
-        self.on_ms = s["motion_on_ms"]
-        self.off_ms = s["motion_off_ms"]
+        th = self.th
+        th[_T_ON] = s["accel_on_mg"] * k // 1000
+        th[_T_OFF] = s["accel_off_mg"] * k // 1000
+        th[_T_ON_MS] = s["motion_on_ms"]
+        th[_T_OFF_MS] = s["motion_off_ms"]
         # 0.05 m/s in counts*samples: slower than any real run, faster than drift over one start.
-        self.v_min = 5 * k * self.rate // 981
+        th[_T_VMIN] = 5 * k * self.rate // 981
 
     def set_gravity(self, gx, gy, gz):
         """Calibrated gravity vector (counts): projection uses its unit vector, scaled by 4096."""
@@ -165,36 +197,78 @@ class Motion:
         self.calibrated = True
         self.state = lwproto.MOTION_REST
         self.v = 0
+        self._quiet_ms = self.th[_T_OFF_MS]
         return True
 
     def recalibrate(self):
-        """Forget the calibration (CONTROL calibrate): the next quiet windows find gravity again."""
-        self._quiet_prev = None
+        """Forget the calibration (CONTROL calibrate): the next steady windows find gravity again."""
+        self.cal[_C_HAVE] = 0
         self.calibrated = False
 
-    def quiet(self, w):
-        """True when window w's rms is below _QUIET_MG on every axis: at rest (or cruising)."""
-        lim = _QUIET_MG * self.lsb
-        return w[W_RMS] * 1000 < lim and w[W_RMS + 1] * 1000 < lim and w[W_RMS + 2] * 1000 < lim
+    def _steady(self, w):
+        """Window w's mean agrees with the previous window's within _AGREE standard errors of the
+        noisier of the two (+1 mg): the car neither started nor stopped between them. Keeps w."""
+        c = self.cal
+        ok = c[_C_HAVE]
+        slack = self.lsb // 1000
+        root = isqrt(w[W_COUNT]) or 1
+        for i in range(3):
+            rms = max(w[W_RMS + i], c[_C_PREV + 3 + i])
+            if ok and abs(w[W_MEAN + i] - c[_C_PREV + i]) > _AGREE * rms // root + slack:
+                ok = 0
+            c[_C_PREV + i] = w[W_MEAN + i]
+            c[_C_PREV + 3 + i] = w[W_RMS + i]
+        c[_C_HAVE] = 1
+        return ok
 
-    def calibrate(self, w, quiet):
-        """One closed window toward calibration; True once gravity is set: the mean of a quiet window
-        that agrees with the previous quiet window, with a magnitude near 1 g."""
+    def calibrate(self, w):
+        """One closed window toward calibration: 1 once gravity is set (the mean of a run of steady
+        windows whose standard error is below _SE_UG, near 1 g), 0 while the run grows, -1 when w
+        was shaken or its mean moved from the previous window's (the car is not at rest)."""
         k = self.lsb
-        ok = False
-        mx = w[W_MEAN]
-        my = w[W_MEAN + 1]
-        mz = w[W_MEAN + 2]
-        if quiet:
-            g = isqrt(mx * mx + my * my + mz * mz)
-            prev = self._quiet_prev
-            if prev is not None and abs(g - k) < k // 5:
-                d = abs(prev[0] - mx) + abs(prev[1] - my) + abs(prev[2] - mz)
-                ok = d * 1000 < 6 * k
-            self._quiet_prev = (mx, my, mz)
-        else:
-            self._quiet_prev = None
-        return ok and self.set_gravity(mx, my, mz)
+        c = self.cal
+        rms = max(w[W_RMS], w[W_RMS + 1], w[W_RMS + 2])
+        if rms * 1000 >= _QUIET_MG * k:
+            c[_C_HAVE] = 0
+            return -1
+        had_prev = c[_C_HAVE]
+        steady = self._steady(w)
+        if not steady or c[_C_WINDOWS] >= _CAL_MAX_WINDOWS:
+            for i in range(_C_SUM, _C_LEN):  # a new run starts with w
+                c[i] = 0
+        for i in range(3):
+            c[_C_SUM + i] += w[W_MEAN + i]
+        c[_C_WINDOWS] += 1
+        c[_C_SAMPLES] += w[W_COUNT]
+        if had_prev and not steady:
+            return -1
+        # standard error rms / sqrt(samples) <= _SE_UG (rms in counts * 1000, ints below 2**30)
+        n = c[_C_WINDOWS]
+        if n < 2 or rms * 1000 // (_SE_UG * k // 1000) > isqrt(c[_C_SAMPLES]):
+            return 0
+        gx = c[_C_SUM] // n
+        gy = c[_C_SUM + 1] // n
+        gz = c[_C_SUM + 2] // n
+        if abs(isqrt(gx * gx + gy * gy + gz * gz) - k) >= k // 5 or not self.set_gravity(gx, gy, gz):
+            return 0
+        self.th[_T_NOISE] = rms
+        c[_C_WINDOWS] = 0
+        return 1
+
+    def track(self, w):
+        """Re-zero at a confirmed rest (the caller knows the car is at rest in a door zone whose
+        sensors held still through window w): gravity follows the sensor's offset drift, a quarter
+        of the way per window whose rms is within what the rest noise allows (a jumping passenger,
+        a door slam or someone stepping in shakes the window well past it)."""
+        rms = max(w[W_RMS], w[W_RMS + 1], w[W_RMS + 2])
+        th = self.th
+        noise = th[_T_NOISE]
+        th[_T_NOISE] = noise + (rms - noise) // 16  # the noise floor itself may change (a louder roof)
+        # Not while a burst over a_on is being integrated (set_gravity starts the rest afresh).
+        if rms <= noise + noise // 2 + self.lsb // 1000 and self._quiet_ms >= th[_T_OFF_MS]:
+            g = self.gravity
+            self.set_gravity(g[0] + (w[W_MEAN] - g[0]) // 4, g[1] + (w[W_MEAN + 1] - g[1]) // 4,
+                             g[2] + (w[W_MEAN + 2] - g[2]) // 4)
 
     def _ref_from(self, x, y, z):
         an = self.an
@@ -258,21 +332,42 @@ class Motion:
         if st == lwproto.MOTION_UNCALIBRATED:
             return
         mag = a if a >= 0 else -a
+        th = self.th
+        a_on = th[_T_ON]
+        a_off = th[_T_OFF]
+        on_ms = th[_T_ON_MS]
+        off_ms = th[_T_OFF_MS]
+        v_min = th[_T_VMIN]
         if st == lwproto.MOTION_REST:
-            if mag > self.a_on:
+            # v and x integrate from the first burst over a_on through short lulls (a jump's
+            # acceleration crosses zero at its fastest: restarting there would double its speed);
+            # only off_ms of quiet starts them afresh.
+            if mag > a_on:
+                if self._quiet_ms >= off_ms:
+                    th[_T_X] = 0
+                    self.moved = False
+                self._quiet_ms = 0
                 self._on_ms += dt_ms
-                self.v += a * n
-                if self._on_ms >= self.on_ms:
-                    self.trip_dir = 1 if a > 0 else -1
-                    self._set(lwproto.MOTION_ACCELERATING)
-                    self._trip_ms = self._on_ms
-                    self.v_peak = 0
-                    self._quiet_ms = 0
             else:
                 self._on_ms = 0
-                self.v = 0
+                if self._quiet_ms >= off_ms:
+                    return
+                self._quiet_ms += dt_ms
+                if self._quiet_ms >= off_ms:
+                    self.v = 0  # at rest: nothing carried to the next start
+                    return
+            self.v += a * n
+            self._displace(n)
+            if self._on_ms >= on_ms:
+                self.trip_dir = 1 if a > 0 else -1
+                self._set(lwproto.MOTION_ACCELERATING)
+                self._trip_ms = self._on_ms
+                self.v_peak = 0
+                self._quiet_ms = 0
             return
         self.v += a * n
+        if st == lwproto.MOTION_ACCELERATING:
+            self._displace(n)  # a jump turns within 0.3 s: what it integrates after that is not travel
         self._trip_ms += dt_ms
         self.run_ms += dt_ms
         av = self.v if self.v >= 0 else -self.v
@@ -280,33 +375,44 @@ class Motion:
             self.v_peak = av
         along = a * self.trip_dir
         if st == lwproto.MOTION_ACCELERATING:
-            if along < -self.a_on:
+            if along < -a_on:
                 self._set(lwproto.MOTION_DECELERATING)
                 self._quiet_ms = 0
-            elif mag < self.a_off:
+            elif mag < a_off:
                 self._quiet_ms += dt_ms
-                if self._quiet_ms >= self.off_ms:
-                    if self.v_peak < self.v_min:
-                        self._end(False)  # a bump, not a run
+                if self._quiet_ms >= off_ms:
+                    if self.v_peak < v_min or not self.moved:
+                        self._end(False)  # a bump (a jump, a door slam), not a run
                     else:
                         self._set(lwproto.MOTION_MOVING)
             else:
                 self._quiet_ms = 0
         elif st == lwproto.MOTION_MOVING:
-            if along < -self.a_on:
+            if along < -a_on:
                 self._set(lwproto.MOTION_DECELERATING)
                 self._quiet_ms = 0
-            elif av < self.v_min // 2:
+            elif av < v_min // 2:
                 self._end(True)  # velocity gone without a clear deceleration
         elif st == lwproto.MOTION_DECELERATING:
-            if mag < self.a_off:
+            if mag < a_off:
                 self._quiet_ms += dt_ms
-                if self._quiet_ms >= self.off_ms:
-                    self._end(self.v_peak >= self.v_min)
+                if self._quiet_ms >= off_ms:
+                    self._end(self.v_peak >= v_min and self.moved)  # a jump bounces, never leaves
             else:
                 self._quiet_ms = 0
         if self._trip_ms > 300000:
             self._end(False)  # no run lasts 5 minutes: integration drift, start over at rest
+
+    def _displace(self, n):
+        # Displacement only until it proves the run (then it stops growing: ints stay small). The
+        # limit, _MOVED_MM in counts * samples^2, is v_min (50 mm/s) for _MOVED_MM / 50 s.
+        if not self.moved:
+            th = self.th
+            x = th[_T_X] + self.v * n
+            th[_T_X] = x
+            lim = th[_T_VMIN] * self.rate // 50 * _MOVED_MM
+            if x >= lim or -x >= lim:
+                self.moved = True
 
     def _set(self, st):
         self.state = st
@@ -317,6 +423,7 @@ class Motion:
             self.trips += 1
         self.v = 0
         self._on_ms = 0
+        self._quiet_ms = self.th[_T_OFF_MS]  # the next burst over a_on starts afresh
         self._set(lwproto.MOTION_REST)
 
     def window(self):

@@ -26,7 +26,9 @@ LONG = sorted(n for n in list_scenarios() if Scenario.load(n).long)
 def _run_scenario(name: str, flashed, frame_tap, timeout: float) -> tuple[Scenario, object, object]:
     sc = Scenario.load(name)
     end_us = sc.ground_truth(REST_PREFIX_S).t_us
-    board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
+    noise_mg = sc.car.imperfections.noise_mg  # the accelerometer fake adds it (a trace's header carries it)
+    board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED,
+                    extra_env={"LIFTWATCH_SIM_NOISE_MG": f"{noise_mg:g}"} if noise_mg else None)
     tap = frame_tap(board.ports.data)
     tap.calibrate()
     board.set_speed(0.0)

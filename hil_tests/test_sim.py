@@ -8,8 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from liftwatch.hil.sim.car import CarSim, CarSpec, CarSpecError, load_car, s_curve
-from liftwatch.protocol.trace import DOOR_CLOSED, PRESENCE, ZONE_DN, ZONE_UP, read_trace, write_trace
+from liftwatch.hil.sim.car import CarSim, CarSpec, CarSpecError, Imperfections, load_car, s_curve
+from liftwatch.protocol.trace import (
+    DOOR_CLOSED,
+    PRESENCE,
+    ZONE_DN,
+    ZONE_UP,
+    TraceWriter,
+    read_trace,
+    read_trace_car,
+    write_trace,
+)
 from liftwatch.hil.sim.scenario import BoardFault, Scenario, ScenarioError, list_scenarios
 
 REQUIRED_SCENARIOS = {
@@ -109,7 +118,7 @@ def test_required_scenarios_exist_and_load() -> None:
         assert sc.description and sc.expect.trips is not None, name
 
 
-@pytest.mark.parametrize("name", sorted(set(list_scenarios()) - {"normal_day"}))
+@pytest.mark.parametrize("name", sorted(n for n in list_scenarios() if not Scenario.load(n).long))
 def test_scenario_ground_truth_matches_its_expectations(name: str) -> None:
     sc = Scenario.load(name)
     car = sc.ground_truth()
@@ -137,6 +146,131 @@ def test_normal_day_ground_truth() -> None:
     car = sc.ground_truth()
     assert car.trips == sc.expect.trips
     assert car.t_us == 24 * 3600 * 1_000_000
+
+
+@pytest.mark.long
+def test_mixed_day_is_the_clean_day_for_the_car() -> None:
+    clean, mixed = Scenario.load("normal_day").ground_truth(), Scenario.load("mixed_day").ground_truth()
+    assert (mixed.trips, mixed.door_cycles, mixed.t_us) == (clean.trips, clean.door_cycles, clean.t_us)
+    assert mixed.jumps > 100
+
+
+# ---- issue 16: what real sensors, contacts and passengers add ------------------------------------
+
+NOISY = {
+    "car": {"floor_levels_m": [0.0, 4.0, 8.0]},
+    "sensor": {"noise_mg": 8, "drift_mg_per_h": [0, -60, 30], "drift_max_mg": 25, "tilt_deg": [8, -6]},
+    "passengers": {"jumps_per_min": 30, "jump_mg": [150, 300]},
+    "doors": {"bounce": [2, 5], "bounce_ms": 15},
+    "zones": {"chatter": [1, 3], "chatter_ms": 5},
+}
+
+
+def test_imperfections_are_car_file_parameters_checked_by_name() -> None:
+    imp = CarSpec.from_dict(NOISY).imperfections
+    assert imp.noise_mg == 8 and imp.drift_mg_per_h == (0, -60, 30) and imp.door_bounce == (2, 5)
+    assert imp.zone_chatter == (1, 3) and imp.jumps_per_min == 30 and imp.jump_mg == (150, 300)
+    assert CarSpec.from_dict(NOISY).sensor_tilt_deg == (8, -6)
+    assert CarSpec.from_dict({"car": NOISY["car"]}).imperfections == Imperfections()  # all off by default
+    for table, key, bad, says in [("sensor", "noise_mg", -1, "noise_mg=-1 outside"),
+                                  ("sensor", "drift_mg_per_h", [1, 2], "list of 3 numbers"),
+                                  ("doors", "bounce", [5, 2], "low end is above"),
+                                  ("zones", "chatter", "often", "list of 2 numbers"),
+                                  ("passengers", "jump_mg", [150, "high"], "jump_mg must be a number")]:
+        with pytest.raises(CarSpecError, match=says):
+            CarSpec.from_dict({**NOISY, table: {**NOISY[table], key: bad}})
+
+
+def test_imperfections_leave_the_clean_cars_traffic_alone() -> None:
+    """Their own random stream: the mixed half hour makes normal_hour's trips and door cycles, and
+    is itself reproducible from its seed."""
+    clean, mixed = Scenario.load("normal_hour"), Scenario.load("mixed_hour")
+    a, b = clean.ground_truth(), mixed.ground_truth()
+    assert (a.trips, a.door_cycles, a.t_us) == (b.trips, b.door_cycles, b.t_us)
+    assert b.jumps > 10
+    assert list(mixed.samples()) == list(mixed.samples())
+
+
+def test_offset_drift_ramps_and_stops_at_its_limit() -> None:
+    sim = CarSim(CarSpec.from_dict(NOISY))
+    assert sim.offset_mg(0).tolist() == [0, 0, 0]
+    assert sim.offset_mg(int(0.25 * 3.6e9)).tolist() == pytest.approx([0, -15, 7.5])
+    assert sim.offset_mg(int(10 * 3.6e9)).tolist() == pytest.approx([0, -25, 25])
+    ramp = sim.offset_mg(np.array([0, int(3.6e9)]))
+    assert ramp.shape == (3, 2) and ramp[1].tolist() == [0, -25]
+
+
+def _vertical_mg(sim: CarSim, s) -> float:
+    # the car's vertical from the sensor axes (the mounting inverted), gravity removed
+    return float((np.linalg.inv(sim._to_sensor) @ np.array([s.ax_mg, s.ay_mg, s.az_mg]) - sim.offset_mg(s.t_us))[2]) - 1000
+
+
+def test_jumps_come_only_with_the_door_open_and_bring_the_car_back() -> None:
+    spec = CarSpec.from_dict({**NOISY, "sensor": {}})
+    sim = CarSim(spec, seed=5)
+    closed = list(sim.wait(60))
+    assert sim.jumps == 0 and max(abs(_vertical_mg(sim, s)) for s in closed) < 2
+    list(sim.set(door_closed=False))
+    opened = list(sim.wait(60))
+    assert 10 <= sim.jumps <= 60
+    a = np.array([_vertical_mg(sim, s) for s in opened])
+    assert 140 < np.abs(a).max() <= 301
+    # each jump: back to zero speed and zero displacement (the car never left the landing)
+    t = np.array([s.t_us for s in opened]) / 1e6
+    dt = np.diff(t, append=t[-1])  # each sample holds until the next
+    burst_starts = [0] + [k + 1 for k in range(len(t) - 1) if dt[k] > 0.01]
+    jumps = [(i, j) for i, j in zip(burst_starts, burst_starts[1:]) if j - i > 20]
+    assert len(jumps) == sim.jumps
+    for i, j in jumps:
+        v = np.cumsum(a[i:j] * 9.80665e-3 * dt[i:j])
+        x = np.cumsum(v * dt[i:j])
+        assert 0.03 < np.abs(v).max() < 0.1 and abs(v[-1]) < 1e-3
+        assert np.abs(x).max() < 0.008 and abs(x[-1]) < 1e-3
+
+
+def test_door_contact_bounces_within_15_ms_and_settles_in_its_new_state() -> None:
+    sim = CarSim(CarSpec.from_dict({**NOISY, "passengers": {}}), seed=2)
+    for closed in (False, True, False, True):
+        t0 = sim.t_us
+        edge = list(sim.set(door_closed=closed))
+        flips = sum(1 for x, y in zip(edge, edge[1:]) if (x.inputs ^ y.inputs) & DOOR_CLOSED)
+        assert 4 <= flips <= 10 and flips % 2 == 0  # 2-5 bounces, back and forth each
+        assert edge[-1].t_us - t0 <= 15_000 and bool(edge[-1].inputs & DOOR_CLOSED) == closed
+        list(sim.wait(2))
+
+
+def test_zone_sensors_chatter_within_5_ms_of_each_vane_edge() -> None:
+    sim = CarSim(CarSpec.from_dict({**NOISY, "passengers": {}}), seed=3)
+    samples = list(sim.trip(2))
+    times = [s.t_us for s in samples]
+    assert times == sorted(times)
+    flips = [(b.t_us, a.inputs ^ b.inputs) for a, b in zip(samples, samples[1:]) if (a.inputs ^ b.inputs) & (ZONE_UP | ZONE_DN)]
+    edges = [t for t, _ in flips]
+    # 4 vane edges per 2 floors x (1 + 2 * 1..3 bounces) flips, each burst within 5 ms
+    bursts, last = [], -1e18
+    for t in edges:
+        if t - last > 5_000:
+            bursts.append([])
+        bursts[-1].append(t)
+        last = t
+    assert len(bursts) == 8  # leave floor 0's vane (2 sensors), pass floor 1's (4), enter floor 2's (2)
+    for b in bursts:
+        assert len(b) in (3, 5, 7) and b[-1] - b[0] <= 5_000
+    assert samples[-1].inputs & (ZONE_UP | ZONE_DN) == ZONE_UP | ZONE_DN
+
+
+def test_sensor_noise_rides_in_the_trace_header_and_old_headers_still_read(tmp_path) -> None:
+    spec = CarSpec.from_dict(NOISY)
+    trace = tmp_path / "t.csv"
+    with TraceWriter(trace) as w:
+        w.comment(spec.trace_car().comment())
+        w.write(next(CarSim(spec).now()))
+    assert read_trace_car(trace).sensor_noise_mg == 8
+    clean = CarSpec.from_dict({"car": NOISY["car"]}).trace_car()
+    assert "noise" not in clean.comment()
+    with TraceWriter(trace) as w:
+        w.comment(clean.comment())
+    assert read_trace_car(trace) == clean
 
 
 def test_bad_car_and_scenario_files_name_the_problem() -> None:

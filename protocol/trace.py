@@ -179,22 +179,29 @@ class TraceCar:
 
     The simulator writes it, so a simulated trace replays against its own car: a 1.6 m/s car judged
     against a guessed 1.0 m/s raises overspeed on every trip, and the vane geometry sets the leveling
-    band. A recorded trace has none; the daemon's config describes a real car."""
+    band. A recorded trace has none; the daemon's config describes a real car.
+
+    ``sensor_noise_mg`` (written only when not 0: ` sensor_noise_mg=8`): white noise rms per axis
+    the replay's simulated accelerometer adds on top of its part's own. A simulated trace is
+    sample-and-hold, so noise cannot be in its rows; a recorded trace has it in its rows already."""
 
     name: str
     rated_speed_mps: float
     floors: int
     vane_length_mm: float
     zone_sensor_spacing_mm: float
+    sensor_noise_mg: float = 0.0
 
     def comment(self) -> str:
         return (f"car {self.name} rated_speed_mps={self.rated_speed_mps:g} floors={self.floors} "
-                f"vane_length_mm={self.vane_length_mm:g} zone_sensor_spacing_mm={self.zone_sensor_spacing_mm:g}")
+                f"vane_length_mm={self.vane_length_mm:g} zone_sensor_spacing_mm={self.zone_sensor_spacing_mm:g}"
+                + (f" sensor_noise_mg={self.sensor_noise_mg:g}" if self.sensor_noise_mg else ""))
 
 
 _TRACE_CAR = re.compile(
     r"^# car (?P<name>[^\s;]+) rated_speed_mps=(?P<speed>[0-9.]+) floors=(?P<floors>[0-9]+) "
     r"vane_length_mm=(?P<vane>[0-9.]+) zone_sensor_spacing_mm=(?P<spacing>[0-9.]+)"
+    r"(?: sensor_noise_mg=(?P<noise>[0-9.]+))?"
 )
 
 
@@ -209,7 +216,7 @@ def read_trace_car(path: str | os.PathLike) -> TraceCar | None:
                 m = _TRACE_CAR.match(line)
                 if m:
                     return TraceCar(m["name"], float(m["speed"]), int(m["floors"]), float(m["vane"]),
-                                    float(m["spacing"]))
+                                    float(m["spacing"]), float(m["noise"] or 0.0))
     except OSError:
         return None
     return None

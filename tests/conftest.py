@@ -22,3 +22,28 @@ def mosquitto_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
         yield broker
     finally:
         broker.kill()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[object]:
+    """One throwaway PostgreSQL cluster for the session (tests/support/postgres.py); skipped, with
+    the reason, only where Debian's postgresql binaries are absent."""
+    from support.postgres import PostgresCluster, postgres_bindir
+
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries absent (/usr/lib/postgresql/*/bin; Debian package `postgresql`)")
+    pytest.importorskip("psycopg", reason="psycopg not installed (pip install 'liftwatch[postgres]')")
+    cluster = PostgresCluster(bindir).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fleet_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fleet store lives: a SQLite file, or a fresh database on the test PostgreSQL cluster."""
+    if request.param == "sqlite":
+        return str(tmp_path / "fleet.sqlite")
+    return request.getfixturevalue("postgres_cluster").database()

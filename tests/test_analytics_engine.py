@@ -366,3 +366,32 @@ def test_trips_whose_zone_pulses_were_all_lost_on_the_link_are_no_dead_zone_sens
     out = s.run(CarAnalytics("c", CFG))
     assert len(of(out, Trip)) == CFG.zone_stuck_trips + 1
     assert not [f for f in of(out, FaultEvent) if f.type is FaultType.SENSOR_FAULT]
+
+
+def test_trips_are_judged_with_the_noise_the_board_reported_at_rest(monkeypatch):
+    """Issue 16: the rest STATS' rms is the sensor's noise figure. It follows a quieter window at
+    once and a louder one by 1/16 (a jumping passenger's window does not make the sensor noisy);
+    STATS while moving are no rest figure. Each trip's analysis gets the figure of its time."""
+    from liftwatch.edge_daemon.analytics import engine as engine_mod
+    from liftwatch.edge_daemon.observations import RestStats
+
+    seen: list[float] = []
+    real = engine_mod.analyse_trip
+
+    def spy(*args, **kw):
+        seen.append(args[-1])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(engine_mod, "analyse_trip", spy)
+    s = CarStream(CFG).wait(2)
+    t = s.t
+    s.add(RestStats(t - 1.5, 1000, (0, 0, 1000), (20, 18, 19), 5))
+    s.add(RestStats(t - 1.0, 1000, (0, 0, 1000), (90, 60, 150), 300))  # someone jumped
+    s.add(RestStats(t - 0.5, 1000, (0, 0, 1000), (400, 400, 400), 300, motion=2))  # not at rest
+    s.trip(2).wait(8)
+    t = s.t
+    s.add(RestStats(t - 2.0, 1000, (0, 0, 1000), (8, 9, 7), 5))
+    s.trip(1).wait(8)
+    trips = [o for o in s.run(CarAnalytics("car-1", CFG)) if isinstance(o, Trip)]
+    assert len(trips) == 2
+    assert seen == [pytest.approx(20 + (150 - 20) / 16), 9.0]

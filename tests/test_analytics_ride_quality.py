@@ -10,6 +10,7 @@ from support.analytics_synth import G, cosine_trip, to_counts
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.ride_quality import (
     analyse_trip,
+    still_mps,
     car_frame,
     half_cycle_peaks,
     jerk,
@@ -169,3 +170,18 @@ def test_over_limits_names_the_gbt10058_figures_exceeded():
     _, counts, grav = _trip_counts(vib_z_mg=12.0)
     rq, _ = analyse_trip(counts, RATE, 16384, grav, 0.0, CFG)
     assert rq.over_limits(CFG) == ["z_a95_pp_mg"]  # 25 mg A95 > 20.4; max pp 25 < 30.6
+
+
+def test_what_moving_means_scales_with_the_sensor_noise():
+    """Issue 16: a car standing still for 30 s on a 35 mg rms sensor (the most calibration accepts).
+    Judged as a quiet sensor, the integrated noise looks like a crawl (a direction, a constant-speed
+    region); judged with the noise its STATS at rest reported, it did not move."""
+    assert still_mps(0.0, 400, 30) == still_mps(1.0, 400, 30) == 0.05
+    assert still_mps(35.0, 400, 30) == pytest.approx(2 * 0.035 * 9.80665 * math.sqrt(30 / 400))
+    rng = np.random.default_rng(4)
+    counts = np.round(rng.normal(0.0, 35 * 16.384, (30 * 400, 3)) + [0.0, 0.0, 16384.0]).astype(np.int64)
+    _, quiet = analyse_trip(counts, 400, 16384, (0, 0, 16384), 0.0, CFG)
+    rq, noisy = analyse_trip(counts, 400, 16384, (0, 0, 16384), 0.0, CFG, noise_mg=35.0)
+    assert quiet.direction != 0 and quiet.peak_speed_mps > 0.05
+    assert noisy.direction == 0 and noisy.still_mps > quiet.peak_speed_mps
+    assert rq.z_a95_pp_mg is None  # no constant-speed region in a car that did not move

@@ -109,6 +109,18 @@ CASES: dict[str, list[tuple[list[str], int, bool]]] = {
         (["keys", "--dir", UNWRITABLE, "generate", "b-1"], 1, False),
         (["keys", "--dir", "{store}", "list"], 1, True),
     ],
+    "fleet": [
+        (["fleet", "registry", "import", "{tmp}/missing.csv", "--store", "{tmp}/fleet.sqlite"], 2, False),
+        (["fleet", "status", "--store", UNWRITABLE + ".sqlite"], 1, False),
+        (["fleet", "ingest", "--store", "{tmp}/fleet.sqlite", "--broker", "broker.example.cn:8883"], 2, False),
+        (["fleet", "report", "--store", "{tmp}/fleet.sqlite", *PERIOD, "--out", "{tmp}/f.docx"], 2, False),
+        (["fleet", "report", "--store", "{tmp}/fleet.sqlite", *PERIOD, "--json"], 1, False),
+        (["fleet", "status", "--store", "{tmp}/fleet.sqlite"], 1, True),
+    ],
+    "ota": [
+        (["ota", "build", "--key", "{tmp}/missing.key", "-o", "{tmp}/fw.lwota"], 1, False),
+        (["ota", "keygen", UNWRITABLE + "/release.key"], 1, False),
+    ],
     "demo": [
         (["demo", "--fleet", "{tmp}/missing.toml"], 1, False),  # DemoError: exit 1 (demo.py is not ours to change)
         (["demo", "--state-dir", "/proc/liftwatch-test", "--status-port", "-1"], 1, False),

@@ -16,7 +16,7 @@ _BOARD_SHARED = {"liftwatch.protocol.lwproto.ProtocolError"}
 def _error_classes() -> dict[str, type]:
     found = {}
     names = ["liftwatch"]
-    for top in ("liftwatch", "liftwatch.protocol", "liftwatch.edge_daemon", "liftwatch.hil"):
+    for top in ("liftwatch", "liftwatch.protocol", "liftwatch.edge_daemon", "liftwatch.fleet", "liftwatch.hil"):
         package = importlib.import_module(top)  # each folder is mapped on its own (pyproject's package-dir)
         names += [m.name for m in pkgutil.walk_packages(package.__path__, top + ".")]
     for module_name in sorted(set(names)):

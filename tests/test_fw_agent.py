@@ -16,6 +16,7 @@ from support.fwharness import (
     FEED_CTRL_CRASH,
     FEED_CTRL_POWER_CUT,
     LEVEL,
+    PRESENCE,
     T_ACK,
     T_CONFIG,
     T_CONTROL,
@@ -418,3 +419,83 @@ def test_losses_are_counted_never_silent(tmp_path):
     assert c[4] == 1  # one FIFO overrun episode
     assert c[6] > 20  # link drops: the VIB of the trip had nowhere to go
     assert c[1] == 1  # and the trip was still seen
+
+
+# ---- issue 16: real sensors (noise, offset drift) and passengers jumping ------------------------
+
+
+@pytest.mark.parametrize("sensor", ["lis3dh", "lis2dw12", "adxl355"])
+def test_calibrates_on_every_part_at_20_mg_noise_by_averaging_longer(tmp_path, sensor):
+    """20 mg rms on every axis, over 3x the worst datasheet noise of the parts we drive (and the
+    issue's 8 mg part with room to spare): the board never finds a window quiet by the old 8 mg rule,
+    so it averages more windows instead; gravity within 1 mg, and the trip after it is seen."""
+    fb = FeedBuilder((0, 342, 940)).rest(18).trip().rest(4)
+    run = run_firmware(tmp_path, fb.bytes(), sensor=sensor, noise_mg=20)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lsb = run.of(T_HELLO)[0].payload[7]
+    assert run.summary["calibrated"] is True
+    for got, mg in zip(run.summary["gravity"], (0, 342, 940)):
+        assert abs(got * 1000 / lsb - mg) < 1.0
+    assert motions(run) == [0, 1, 2, 3, 0]
+    assert run.summary["counters"][1] == 1 and events(run) == []
+    # what the daemon scales its rest thresholds with: STATS at rest carry the noise
+    assert all(15 <= r <= 25 for r in run.of(T_STATS)[-1].payload[3])
+
+
+def test_rest_offset_is_tracked_so_a_drifting_sensor_keeps_its_trips(tmp_path):
+    """The zero-g offset ramps by 29 mg along gravity within a minute at the landing (a hot roof,
+    compressed): re-zeroed at every confirmed rest, the board keeps both trips, raises nothing, and
+    its gravity follows the offset. Untracked, the offset alone would exceed accel_on_mg (25)."""
+    fb = FeedBuilder((0, 342, 940)).rest(4)
+    fb.drift(60, (0.0, 10.0, 27.0))
+    fb.trip().rest(4).door_cycle().trip(up=False).rest(4)
+    run = run_firmware(tmp_path, fb.bytes())
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert motions(run) == [0, 1, 2, 3, 0, 1, 2, 3, 0]
+    assert run.summary["counters"][1] == 2 and events(run) == []
+    for got, mg in zip(run.summary["gravity"], (0, 352, 967)):
+        assert abs(got / 16 - mg) < 3
+
+
+def test_a_passenger_jumping_with_the_door_open_is_not_a_run(tmp_path):
+    """150-300 mg bursts at the landing, door open: the board may see acceleration, but it does not
+    integrate to a displacement: no door_open_while_moving, no trip counted. The run after is."""
+    fb = FeedBuilder().rest(4).set(AT_FLOOR & ~DOOR_CLOSED | PRESENCE).rest(1, 250)
+    for peak in (150, 220, 300, 260, 180, 300):
+        fb.jump(peak).rest(1.2, 100)
+    for _ in range(30):  # every 2.55 s: the rest is re-zeroed between them, its windows close at every phase
+        fb.jump(300).rest(2.25, 250)
+    fb.set(AT_FLOOR | PRESENCE).rest(1).trip().rest(3)
+    run = run_firmware(tmp_path, fb.bytes())
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert events(run) == []
+    assert run.summary["counters"][1] == 1
+    assert 1 in motions(run)[:-4]  # the jumps did cross the acceleration threshold
+
+
+def test_leaving_the_landing_with_the_door_open_is_raised_while_still_in_the_zone(tmp_path):
+    """Unintended movement: the car leaves with its door open; the zone sensors stay on for 2 s of
+    the run, but 20 mm of integrated travel proves it moved: the EVENT comes within the first second."""
+    fb = FeedBuilder().rest(4).set(AT_FLOOR & ~DOOR_CLOSED).rest(1)
+    start_ms = fb.t_us // 1000
+    fb.trip(door_open_at=0.0, leave_zone_s=2.0).rest(3)
+    run = run_firmware(tmp_path, fb.bytes())
+    assert run.returncode == 0, run.stdout + run.stderr
+    raised = [f.payload for f in run.of(T_EVENT) if f.payload[1] == 1 and f.payload[2] == 1]
+    assert raised and start_ms < raised[0][3] < start_ms + 1000
+
+
+def test_rest_offset_is_only_re_zeroed_where_the_zone_sensors_vouch_for_rest(tmp_path):
+    """Between floors (no zone sensor on) nothing says the car is still, so an offset that appears
+    there is not taken for zero; back at a landing, it is. Jumps at the landing do not move it."""
+    fb = FeedBuilder().rest(4)
+    fb.set(DOOR_CLOSED).drift(20, (0.0, 0.0, 15.0))  # stopped between floors (a rescue), offset +15 mg
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    between = run_firmware(tmp_path / "a", fb.bytes(), extra='put("g_between", list(a.motion.gravity))')
+    assert abs(between.summary["g_between"][2] / 16 - 1000) < 1.5  # still the calibration
+    fb.set(AT_FLOOR | PRESENCE).rest(20)
+    for _ in range(20):  # a child jumping every 1.05 s: the STATS windows cut the jumps at every phase
+        fb.jump(300).rest(0.75, 250)
+    run = run_firmware(tmp_path / "b", fb.bytes())
+    assert abs(run.summary["gravity"][2] / 16 - 1015) < 1.5  # tracked at the landing, jumps ignored

@@ -1,4 +1,4 @@
-"""The product never imports the test harness: edge_daemon/, protocol/ and firmware/ stay free of
+"""The product never imports the test harness: edge_daemon/, fleet/, protocol/ and firmware/ stay free of
 liftwatch.hil (STYLE.md), and firmware/sim/ holds all of the simulated hardware."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ _HIL_IMPORT = re.compile(r"^\s*(?:from liftwatch\.hil\b|import liftwatch\.hil\b|
 
 def _hil_imports() -> set[tuple[str, str]]:
     found = set()
-    for folder in ("edge_daemon", "protocol", "firmware"):
+    for folder in ("edge_daemon", "fleet", "protocol", "firmware"):
         for path in sorted((REPO_ROOT / folder).rglob("*.py")):
             text = path.read_text()
             for m in _HIL_IMPORT.finditer(text):

@@ -12,16 +12,8 @@ Needs Debian's `chromium` (apt-get install -y chromium); skipped, saying so, whe
 from __future__ import annotations
 
 import asyncio
-import base64
-import itertools
 import datetime as dt
-import json
-import os
-import re
-import shutil
 import tempfile
-from pathlib import Path
-from typing import Any
 
 import pytest
 from liftwatch.edge_daemon.analytics.leveling import LevelingResult, LevelingStatus
@@ -30,14 +22,9 @@ from liftwatch.edge_daemon.analytics.trips import Trip
 from liftwatch.edge_daemon.status.preview import FleetScenario, play
 from liftwatch.edge_daemon.status.server import StatusConfig, StatusServer
 from liftwatch.edge_daemon.status.state import LiveState
+from support.chromium import ARTIFACTS, CHROMIUM, Cdp, launch, problems
 
 websockets = pytest.importorskip("websockets", reason="the `websockets` package drives Chromium (dev extra)")
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--remote-debugging-port=0")
 
 # The operator's browser is in another zone than the site (UTC+8): the page must still show site time.
 BROWSER_TZ = "America/New_York"
@@ -46,91 +33,6 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="Debian package `chromium` not installed (apt-get install -y chromium)"),
     pytest.mark.timeout(90),
 ]
-
-
-class Cdp:
-    """Minimal DevTools client: one browser websocket, flattened sessions, events collected."""
-
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
-        self.pending: dict[int, asyncio.Future] = {}
-        self.events: list[dict] = []
-        self.reader = asyncio.create_task(self._read(), name="cdp reader")
-
-    async def _read(self) -> None:
-        async for raw in self.ws:
-            msg = json.loads(raw)
-            fut = self.pending.pop(msg.get("id", -1), None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-            elif "method" in msg:
-                self.events.append(msg)
-
-    async def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        i = next(self.ids)
-        fut = asyncio.get_running_loop().create_future()
-        self.pending[i] = fut
-        msg: dict[str, Any] = {"id": i, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        await self.ws.send(json.dumps(msg))
-        reply = await asyncio.wait_for(fut, 20)
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply["result"]
-
-    async def eval(self, session: str, expression: str) -> Any:
-        r = await self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True},
-                            session)
-        if "exceptionDetails" in r:
-            raise RuntimeError(f"{expression}: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    async def wait_for(self, session: str, expression: str, timeout_s: float = 10.0) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while True:
-            value = await self.eval(session, expression)
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out waiting for: {expression}")
-            await asyncio.sleep(0.05)
-
-    async def screenshot(self, session: str, path: Path) -> None:
-        shot = await self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session)
-        path.write_bytes(base64.b64decode(shot["data"]))
-
-
-async def _launch(user_dir: str) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, *FLAGS, f"--user-data-dir={user_dir}", "about:blank",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "TZ": BROWSER_TZ},
-    )
-    assert proc.stderr is not None
-    while True:
-        line = await asyncio.wait_for(proc.stderr.readline(), 30)
-        if not line:
-            raise RuntimeError(f"chromium exited with {await proc.wait()} before DevTools came up")
-        m = re.search(rb"DevTools listening on (ws://\S+)", line)
-        if m:
-            # Keep draining stderr so chromium never blocks on a full pipe.
-            asyncio.get_running_loop().create_task(proc.stderr.read())
-            return proc, m.group(1).decode()
-
-
-def _problems(events: list[dict]) -> list[str]:
-    out = []
-    for e in events:
-        if e["method"] == "Runtime.exceptionThrown":
-            out.append(json.dumps(e["params"]["exceptionDetails"])[:300])
-        elif e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error":
-            out.append(e["params"]["entry"]["text"][:300])
-        elif e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error":
-            out.append(json.dumps(e["params"]["args"])[:300])
-    return out
 
 
 async def test_page_follows_a_scenario_live_and_shows_the_raised_fault():
@@ -144,7 +46,7 @@ async def test_page_follows_a_scenario_live_and_shows_the_raised_fault():
     server = StatusServer(live, StatusConfig(port=0, sse_min_interval_s=0.05))
     await server.start()
     with tempfile.TemporaryDirectory(prefix="liftwatch-chromium-") as user_dir:
-        proc, ws_url = await _launch(user_dir)
+        proc, ws_url = await launch(user_dir, BROWSER_TZ)
         try:
             async with websockets.connect(ws_url, max_size=64 * 1024 * 1024) as ws:
                 cdp = Cdp(ws)
@@ -230,4 +132,4 @@ async def _drive(cdp: Cdp, live: LiveState, steps: list, server: StatusServer) -
     await cdp.wait_for(s, f"Number(document.body.dataset.version) >= {live.version}")
     trips = await cdp.eval(s, "document.getElementById('p-trips').innerText")
     assert "no vibration data (lost on the link)" in trips and "one-floor trip" in trips, trips
-    assert _problems(cdp.events) == []
+    assert problems(cdp.events) == []

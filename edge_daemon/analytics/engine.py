@@ -137,6 +137,7 @@ class CarAnalytics:
         self._online = True
         self._offline_since: float | None = None
         self._gravity: tuple[int, int, int] | None = None
+        self._noise_mg = 0.0  # the sensor's noise at rest (largest axis of the last STATS rms)
         self._trip: _TripInProgress | None = None
         self._gap_ts: float | None = None  # the last FramesLost
         self._pending: deque[_TripInProgress] = deque()
@@ -202,7 +203,12 @@ class CarAnalytics:
                 if self._trip is not None:
                     self._trip.frames_lost = True  # a zone pulse may be among them
             case RestStats():
-                pass  # at-rest summaries carry nothing the rules below need yet
+                # What "moving" means scales with the sensor's noise: down at once, up slowly (a
+                # window with a door slam or a jumping passenger is not the sensor getting noisier).
+                if obs.motion == _REST:
+                    rms = float(max(obs.rms_mg))
+                    noise = self._noise_mg
+                    self._noise_mg = rms if noise == 0 or rms < noise else noise + (rms - noise) / 16
             case JournalRecord():
                 same_day, late = self.journal.on_record(obs, self._trip, self._pending, self._day_of_now(),
                                                         self._visits)
@@ -560,7 +566,8 @@ class CarAnalytics:
             if first.rate_hz > 0 and first.lsb_per_g > 0 and len(samples) >= first.rate_hz:
                 try:
                     span = (trip.start_ts, trip.end_ts)
-                    rq, kin = analyse_trip(samples, first.rate_hz, first.lsb_per_g, gravity, t0, cfg, span)
+                    rq, kin = analyse_trip(samples, first.rate_hz, first.lsb_per_g, gravity, t0, cfg, span,
+                                           self._noise_mg)
                 except ValueError:  # e.g. an all-zero record (sensor dead): the trip still counts
                     self.vib_rejected += 1
             else:
@@ -687,8 +694,12 @@ def _moving_with_door_open(car: CarAnalytics) -> bool:
         return False
     # Doors may open in advance once the car has arrived in the next landing's door zone (GB 7588
     # 7.7.2.2), and the board reports rest a few hundred ms after the stop; leaving a landing with
-    # the doors open (unintended movement) is never excused.
+    # the doors open (unintended movement) is never excused. But a car still in the door zone it
+    # started in, with no zone edge since, has not left it (a passenger jumping makes the board
+    # report motion): the board, which integrates the displacement, raises its EVENT once it has.
     trip = car._trip
+    if car._in_zone and trip is not None and not trip.zone_changes:
+        return False
     return not (car._in_zone and trip is not None and trip.arrived)
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "analyse_trip",
     "car_frame",
     "constant_speed_region",
+    "still_mps",
     "half_cycle_peaks",
     "jerk",
     "lowpass",
@@ -93,6 +94,19 @@ class RideQuality:
         return any(v is not None for v in (self.z_a95_pp_mg, self.x_a95_pp_mg, self.y_a95_pp_mg))
 
 
+# Below this integrated speed the car did not move, for a sensor with no noise of its own.
+STILL_MPS = 0.05
+
+
+def still_mps(noise_mg: float, rate_hz: float, duration_s: float) -> float:
+    """The speed below which a car "did not move", scaled with the sensor's noise (issue 16): white
+    noise of ``noise_mg`` rms integrates to a random walk of noise * sqrt(duration / rate) m/s (the
+    drift removal pins both ends, so its peak stays below that); twice that, never less than STILL_MPS."""
+    if noise_mg <= 0 or rate_hz <= 0:
+        return STILL_MPS
+    return max(STILL_MPS, 2.0 * noise_mg * 1e-3 * G_MPS2 * math.sqrt(max(duration_s, 0.0) / rate_hz))
+
+
 @dataclass(frozen=True, slots=True)
 class TripKinematics:
     """Vertical motion of the car over the analysed window (t = t0 + i / rate_hz)."""
@@ -101,6 +115,7 @@ class TripKinematics:
     rate_hz: float
     speed_mps: np.ndarray  # signed, up positive
     accel_mps2: np.ndarray  # 10 Hz low-passed, up positive
+    still_mps: float = STILL_MPS  # below this |speed| the car did not move (scaled with the noise)
 
     @property
     def peak_speed_mps(self) -> float:
@@ -112,7 +127,7 @@ class TripKinematics:
         if not len(self.speed_mps):
             return 0
         v = self.speed_mps[int(np.argmax(np.abs(self.speed_mps)))]
-        return 0 if abs(v) < 0.05 else (1 if v > 0 else -1)
+        return 0 if abs(v) < self.still_mps else (1 if v > 0 else -1)
 
     def index(self, ts: float) -> int:
         return int(np.clip(round((ts - self.t0) * self.rate_hz), 0, len(self.speed_mps) - 1))
@@ -226,13 +241,13 @@ def speed_profile(accel: np.ndarray, rate_hz: float) -> np.ndarray:
 
 
 def constant_speed_region(
-    speed: np.ndarray, accel_slow: np.ndarray, fraction: float, accel_fraction: float
+    speed: np.ndarray, accel_slow: np.ndarray, fraction: float, accel_fraction: float, still: float = STILL_MPS
 ) -> slice | None:
     """Longest run where |v| >= fraction x peak |v| and the slow (1 Hz) acceleration is below
     accel_fraction x its peak, i.e. the jerk zones at the ends of the ramps are left out.
     None for a car that did not move."""
     mag = np.abs(speed)
-    if not len(mag) or mag.max() <= 0.05:
+    if not len(mag) or mag.max() <= still:
         return None
     a_mag = np.abs(accel_slow)
     steady = (mag >= fraction * mag.max()) & (a_mag <= accel_fraction * max(a_mag.max(), 1e-9))
@@ -296,8 +311,10 @@ def analyse_trip(
     t0: float,
     config: AnalyticsConfig,
     motion_span: tuple[float, float] | None = None,
+    noise_mg: float = 0.0,
 ) -> tuple[RideQuality, TripKinematics]:
     """Ride quality and kinematics of a contiguous, rest-to-rest window of raw samples.
+    ``noise_mg``: the sensor's noise at rest (STATS rms), which sets how fast is "moving".
 
     Vertical vibration is judged over the constant-speed region, horizontal vibration over the
     whole run (`motion_span`, start and stop times; default the whole window), as GB/T 10058-2009
@@ -308,7 +325,9 @@ def analyse_trip(
     v = speed_profile(a_z, rate_hz)
     j = jerk(a_z, rate_hz, config.jerk_window_s)
     a_slow = lowpass(a_z, rate_hz, 1.0)
-    region = constant_speed_region(v, a_slow, config.constant_speed_fraction, config.constant_speed_accel_fraction)
+    still = still_mps(noise_mg, rate_hz, len(a_z) / rate_hz)
+    region = constant_speed_region(v, a_slow, config.constant_speed_fraction, config.constant_speed_accel_fraction,
+                                   still)
     figures: dict[str, float | None] = {}
     if region is not None:
         # the 0.4 Hz band-limit of Wk/Wd rings for about a second after the ramp ends
@@ -338,7 +357,7 @@ def analyse_trip(
         accel_max_mps2=float(np.max(np.abs(a_z))) if len(a_z) else None,
         jerk_max_mps3=float(np.max(np.abs(finite_j))) if len(finite_j) else None,
     )
-    return rq, TripKinematics(t0=t0, rate_hz=float(rate_hz), speed_mps=v, accel_mps2=a_z)
+    return rq, TripKinematics(t0=t0, rate_hz=float(rate_hz), speed_mps=v, accel_mps2=a_z, still_mps=still)
 
 
 def _round(v: float | None, nd: int) -> float | None:

@@ -394,10 +394,22 @@ def render_car_html(
     return _document(f"{f.car} {f.period.first}..{f.period.last}", summary + page2 + page3 + page4)
 
 
+FLEET_PLOT_CARS = 40
+"""Bars in the fleet report's risk plot: a district's 500 cars would make a plot 4 m tall that takes
+half a minute to draw; the ranking table below it lists every car."""
+
+
 def render_fleet_html(
-    cars: Sequence[CarFigures], lab: Labels | None = None, generated_ts: float | None = None, source_note: str = ""
+    cars: Sequence[CarFigures],
+    lab: Labels | None = None,
+    generated_ts: float | None = None,
+    source_note: str = "",
+    extra_sections: str = "",
 ) -> str:
-    """The insurer's fleet report: cars ranked by the explainable risk score (fleet.py)."""
+    """The insurer's fleet report: cars ranked by the explainable risk score (fleet.py).
+
+    `extra_sections` (HTML `<section>`s) go between the ranking and the method: the fleet service's
+    district figures (liftwatch.fleet.answers)."""
     lab = lab or Labels()
     ranked = rank_fleet(cars)
     if not ranked:
@@ -423,9 +435,13 @@ def render_fleet_html(
             "</div>",
         ]
     )
+    plotted = ranked[:FLEET_PLOT_CARS]
     with plt.rc_context(lab.rc()):
-        fig = fleet_figure([r.figures.car for r in ranked], [r.score for r in ranked], [r.band[0] for r in ranked], lab)
+        fig = fleet_figure([r.figures.car for r in plotted], [r.score for r in plotted], [r.band[0] for r in plotted], lab)
         fleet_svg = to_svg(fig)
+    if len(ranked) > len(plotted):
+        fleet_svg += (f"<figcaption class='note'>风险最高的 {len(plotted)} 台（共 {len(ranked)} 台，全部见下表）。"
+                      f"The {len(plotted)} highest-risk of {len(ranked)} cars; the table lists all.</figcaption>")
     rows = []
     for i, r in enumerate(ranked, start=1):
         f = r.figures
@@ -485,7 +501,9 @@ def render_fleet_html(
         + tiles
         + f"<figure id='plot-fleet'>{fleet_svg}</figure>"
         + table
-        + "</section><section class='page' id='method'>"
+        + "</section>"
+        + extra_sections
+        + "<section class='page' id='method'>"
         + method
         + f"<p class='note'>{_e(source_note)} liftwatch {__version__}.</p></section>"
     )

@@ -17,7 +17,7 @@ from .pdf import PdfError, find_chromium, html_to_pdf, pdf_with_matplotlib
 from .plots import Labels
 from .source import LoadedMessages, load_messages, message_time
 
-__all__ = ["ReportError", "WrittenReport", "load_period", "write_car_report", "write_fleet_report"]
+__all__ = ["ReportError", "WrittenReport", "load_period", "write_car_report", "write_fleet_report", "write_fleet_figures"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -135,8 +135,16 @@ def write_fleet_report(
     missing = [c for c in names if c not in loaded.cars]
     if missing:
         raise ReportError(f"no messages of car(s) {', '.join(missing)} in the period (found: {', '.join(loaded.cars)})")
-    lab = Labels()
     figures = [car_figures(c, loaded.messages, period, targets) for c in names]
-    html = render_fleet_html(figures, lab, source_note=_source_note(loaded))
-    engine = _write(html, out, fmt, figures, True, lab)
+    engine = write_fleet_figures(figures, out, fmt, _source_note(loaded))
     return WrittenReport(out, fmt, engine, tuple(figures), loaded)
+
+
+def write_fleet_figures(
+    figures: Sequence[CarFigures], out: Path, fmt: str = "html", source_note: str = "", extra_sections: str = ""
+) -> str | None:
+    """Render the fleet report of figures already computed (here, or from the fleet service's store)
+    and write it atomically; returns the PDF engine used, if any."""
+    lab = Labels()
+    html = render_fleet_html(figures, lab, source_note=source_note, extra_sections=extra_sections)
+    return _write(html, out, fmt, figures, True, lab)

@@ -94,8 +94,9 @@ class FakeAccel:
     BW_DIV = 2  # bandwidth = ODR / BW_DIV
     COUNTS_PER_G = 16000
 
-    def __init__(self, addr, seed=1):
+    def __init__(self, addr, seed=1, noise_mg=0):
         self.addr = addr
+        self.noise_mg = noise_mg  # extra white noise rms per axis (a noisier part, a vibrating roof)
         self.regs = bytearray(0x40)
         self.fifo = bytearray(self.DEPTH * self.SAMPLE_BYTES)
         self._size = len(self.fifo)
@@ -166,7 +167,8 @@ class FakeAccel:
         self._k = 0
         if odr_mhz:
             bw_hz = odr_mhz / 1000 / self.BW_DIV
-            rms = self.NOISE_UG_RTHZ * bw_hz**0.5 * self.COUNTS_PER_G / 1000000
+            rms_mg = ((self.NOISE_UG_RTHZ * bw_hz**0.5 / 1000) ** 2 + self.noise_mg**2) ** 0.5
+            rms = rms_mg * self.COUNTS_PER_G / 1000
             self._st[_G_AMP] = int(rms * 2.449 + 0.5)  # _gen's noise has rms = amp / sqrt(6)
 
     def clear_fifo(self):
@@ -203,19 +205,19 @@ class FakeAccel:
         self.regs[self.WHO_REG] = self.WHO
 
 
-def make(model, seed=1):
+def make(model, seed=1, noise_mg=0):
     """A fake part at its default I2C address: lis3dh 0x18, lis2dw12 0x19, adxl355 0x1D. Each part
     lives in its own module so a board loads only the one it simulates."""
     if model == "lis3dh":
         from fake_lis3dh import FakeLIS3DH
 
-        return FakeLIS3DH(0x18, seed)
+        return FakeLIS3DH(0x18, seed, noise_mg)
     if model == "lis2dw12":
         from fake_lis2dw12 import FakeLIS2DW12
 
-        return FakeLIS2DW12(0x19, seed)
+        return FakeLIS2DW12(0x19, seed, noise_mg)
     if model == "adxl355":
         from fake_adxl import FakeADXL355
 
-        return FakeADXL355(0x1D, seed)
+        return FakeADXL355(0x1D, seed, noise_mg)
     raise ValueError("unknown sensor model: " + str(model))

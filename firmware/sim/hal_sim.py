@@ -70,11 +70,11 @@ class SimBoard:
     the board's flash."""
 
     def __init__(self, feed, uart=None, sensor="lis3dh", uid="0badc0ffee00", reset_cause="power_on",
-                 fs_root=".", seed=1):
+                 fs_root=".", seed=1, noise_mg=0):
         import array
 
         self.sensor_model = sensor
-        self.sensor = fakeaccel.make(sensor, seed) if sensor != "none" else None
+        self.sensor = fakeaccel.make(sensor, seed, noise_mg) if sensor != "none" else None
         self.i2c = SimI2C(self.sensor) if self.sensor else SimI2C()
         self._uid = uid
         self._cause = reset_cause
@@ -141,7 +141,7 @@ class SimBoard:
         return cls(feed, uart=g("LIFTWATCH_SIM_UART") or None, sensor=g("LIFTWATCH_SIM_SENSOR") or "lis3dh",
                    uid=g("LIFTWATCH_SIM_UID") or "0badc0ffee00",
                    reset_cause=g("LIFTWATCH_SIM_RESET_CAUSE") or "power_on",
-                   fs_root=g("LIFTWATCH_SIM_FS") or ".")
+                   fs_root=g("LIFTWATCH_SIM_FS") or ".", noise_mg=float(g("LIFTWATCH_SIM_NOISE_MG") or 0))
 
     # ---- feed -------------------------------------------------------------------------------------
     def _open_feed(self, f, path):

@@ -5,7 +5,11 @@ turns actions (trip, door cycle, wait, inspection run, ...) into ``CarSample``s:
 the sensor's axes in milli-g (gravity included, mounting orientation applied) and the input bits.
 Samples are sparse where nothing changes (sample-and-hold): every ``moving_rate_hz`` while the car
 moves, on every input change, and once per ``rest_record_s`` at rest. The board's simulated
-accelerometer adds its own noise, so none is added here.
+accelerometer adds its own noise, so none is added here: a car file's ``[sensor] noise_mg`` is
+carried in the trace header to the board's accelerometer fake (sample-and-hold at rest would turn
+noise added here into a 1 Hz staircase). What real cars and parts add beyond that (``Imperfections``:
+offset drift, jumping passengers, door contact bounce, door-zone chatter) is in the samples, drawn
+from a random stream of its own so a car with them makes the same trips as the same car without.
 """
 
 from __future__ import annotations
@@ -63,6 +67,25 @@ class Vibration:
 
 
 @dataclass(frozen=True, slots=True)
+class Imperfections:
+    """What real sensors, contacts and passengers add to a clean car (issue 16); all off by default.
+
+    Car-file keys: ``[sensor] noise_mg, drift_mg_per_h, drift_max_mg``, ``[passengers] jumps_per_min,
+    jump_mg, jump_s``, ``[doors] bounce, bounce_ms``, ``[zones] chatter, chatter_ms``."""
+
+    noise_mg: float = 0.0  # extra white noise rms per sensor axis (the board's accelerometer adds it)
+    drift_mg_per_h: tuple[float, float, float] = (0.0, 0.0, 0.0)  # zero-g offset ramp, sensor axes
+    drift_max_mg: float = 25.0  # the ramp stops at this offset (a day's temperature swing)
+    jumps_per_min: float = 0.0  # passengers jumping while the door is open (Poisson rate)
+    jump_mg: tuple[float, float] = (150.0, 300.0)  # peak vertical acceleration of one jump, drawn uniform
+    jump_s: float = 0.3
+    door_bounce: tuple[int, int] = (0, 0)  # contact bounces (back and forth) at each door edge, drawn uniform
+    door_bounce_ms: float = 15.0  # all within this long after the edge
+    zone_chatter: tuple[int, int] = (0, 0)  # door-zone sensor bounces at each vane edge
+    zone_chatter_ms: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class CarSpec:
     """One car's parameters (SI units; suffixes say which)."""
 
@@ -82,6 +105,7 @@ class CarSpec:
     moving_rate_hz: int = 400
     rest_record_s: float = 1.0
     vibration: Vibration = field(default_factory=Vibration)
+    imperfections: Imperfections = field(default_factory=Imperfections)
 
     @property
     def floors(self) -> int:
@@ -90,7 +114,7 @@ class CarSpec:
     def trace_car(self) -> TraceCar:
         """This car as a simulated trace's header carries it, for the replay's analytics."""
         return TraceCar(self.name, self.rated_speed_mps, self.floors, float(self.vane_length_mm),
-                        float(self.zone_sensor_spacing_mm))
+                        float(self.zone_sensor_spacing_mm), self.imperfections.noise_mg)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> CarSpec:
@@ -121,8 +145,34 @@ class CarSpec:
         axes = tuple(sensor.get("axes", ["+x", "+y", "+z"]))
         if len(axes) != 3 or sorted(a[-1] for a in axes) != ["x", "y", "z"] or any(a[0] not in "+-" for a in axes):
             raise CarSpecError(f"{source}: sensor.axes must be a permutation of signed car axes, e.g. ['+y','-z','+x']")
-        tilt = sensor.get("tilt_deg", [0.0, 0.0])
         d = Vibration()
+        people = doc.get("passengers", {})
+
+        def numbers(table: dict, key: str, default: tuple, lo: float, hi: float, n: int = 2) -> tuple:
+            v = table.get(key, list(default))
+            if not isinstance(v, list) or len(v) != n:
+                raise CarSpecError(f"{source}: {key} must be a list of {n} numbers, got {v!r}")
+            return tuple(num({key: x}, key, 0, lo, hi) for x in v)
+
+        def pair(table: dict, key: str, default: tuple, lo: float, hi: float) -> tuple:
+            vals = numbers(table, key, default, lo, hi)
+            if vals[0] > vals[1]:
+                raise CarSpecError(f"{source}: {key}={list(vals)}: the range's low end is above its high end")
+            return vals
+
+        tilt = numbers(sensor, "tilt_deg", (0.0, 0.0), -20.0, 20.0)
+        imperfections = Imperfections(
+            noise_mg=num(sensor, "noise_mg", 0.0, 0.0, 50.0),
+            drift_mg_per_h=numbers(sensor, "drift_mg_per_h", (0.0, 0.0, 0.0), -1000.0, 1000.0, 3),
+            drift_max_mg=num(sensor, "drift_max_mg", 25.0, 0.0, 100.0),
+            jumps_per_min=num(people, "jumps_per_min", 0.0, 0.0, 60.0),
+            jump_mg=pair(people, "jump_mg", (150.0, 300.0), 0.0, 1000.0),
+            jump_s=num(people, "jump_s", 0.3, 0.1, 2.0),
+            door_bounce=tuple(int(x) for x in pair(doors, "bounce", (0, 0), 0, 10)),  # type: ignore[arg-type]
+            door_bounce_ms=num(doors, "bounce_ms", 15.0, 1.0, 100.0),
+            zone_chatter=tuple(int(x) for x in pair(zones, "chatter", (0, 0), 0, 10)),  # type: ignore[arg-type]
+            zone_chatter_ms=num(zones, "chatter_ms", 5.0, 0.5, 50.0),
+        )
         return cls(
             name=str(car.get("name", Path(source).stem)),
             floor_levels_m=tuple(float(x) for x in levels),
@@ -136,21 +186,28 @@ class CarSpec:
             vane_length_mm=int(num(zones, "vane_length_mm", 250, 50, 600)),
             zone_sensor_spacing_mm=int(num(zones, "sensor_spacing_mm", 150, 10, 500)),
             sensor_axes=axes,  # type: ignore[arg-type]
-            sensor_tilt_deg=(float(tilt[0]), float(tilt[1])),
+            sensor_tilt_deg=tilt,  # type: ignore[arg-type]
             moving_rate_hz=int(num(sensor, "moving_rate_hz", 400, 50, 1600)),
             rest_record_s=num(sensor, "rest_record_s", 1.0, 0.05, 60),
             vibration=Vibration(**{k: num(vib, k, getattr(d, k), 0.0, 1000.0) for k in Vibration.__slots__}),
+            imperfections=imperfections,
         )
 
 
-def load_car(name_or_path: str) -> CarSpec:
-    """A car by file path or by name in ``hil_tests/cars/``."""
+def load_car(name_or_path: str, changes: dict | None = None) -> CarSpec:
+    """A car by file path or by name in ``hil_tests/cars/``; ``changes`` ({table: {key: value}})
+    replace keys of its file (a scenario's ``[car_changes]``: the same car with a noisier sensor)."""
     p = Path(name_or_path)
     if not p.exists():
         p = CARS_DIR / (name_or_path if name_or_path.endswith(".toml") else name_or_path + ".toml")
     if not p.exists():
         raise CarSpecError(f"no car file {name_or_path!r} (looked in {CARS_DIR})")
-    return CarSpec.from_toml(p)
+    doc = read_toml(p, CarSpecError)
+    for table, keys in (changes or {}).items():
+        if not isinstance(keys, dict):
+            raise CarSpecError(f"{p}: car_changes.{table} must be a table of keys, got {keys!r}")
+        doc[table] = {**doc.get(table, {}), **keys}
+    return CarSpec.from_dict(doc, str(p))
 
 
 # ---- motion -------------------------------------------------------------------------------------
@@ -268,6 +325,9 @@ class CarSim:
         self.door_cycles = 0
         self._to_sensor = _axis_matrix(spec.sensor_axes, spec.sensor_tilt_deg)
         self._last: CarSample | None = None
+        # The imperfections draw from their own stream: the traffic (self.rng) stays the clean car's.
+        self._imp_rng = np.random.default_rng([seed, 16])
+        self.jumps = 0  # passenger jumps made (ground truth for tests)
 
     # -- sensing --
 
@@ -295,10 +355,27 @@ class CarSim:
             bits |= ALARM_BUTTON
         return bits
 
+    def offset_mg(self, t_us: np.ndarray | int) -> np.ndarray:
+        """The sensor's zero-g offset drift (mg, sensor axes) at car time(s) ``t_us``: a ramp at
+        ``drift_mg_per_h`` per axis that stops at ``drift_max_mg``; shape (3,) or (3, n)."""
+        imp = self.spec.imperfections
+        rate = np.asarray(imp.drift_mg_per_h, dtype=float).reshape(3, *([1] * np.ndim(t_us)))
+        hours = np.asarray(t_us, dtype=float) / 3.6e9
+        return np.clip(rate * hours, -imp.drift_max_mg, imp.drift_max_mg)
+
     def _sample(self, t_us: int, car_mg: np.ndarray | tuple[float, float, float], inputs: int) -> CarSample:
-        f = self._to_sensor @ np.asarray(car_mg, dtype=float)
+        f = self._to_sensor @ np.asarray(car_mg, dtype=float) + self.offset_mg(t_us)
         x, y, z = (int(round(max(-32768, min(32767, c)))) for c in f)
         return CarSample(t_us, x, y, z, inputs)
+
+    def _bounce_times_us(self, flips: tuple[int, int], span_ms: float) -> list[int]:
+        """Times (us after the edge) where a bouncing contact goes back to its old state and again to
+        its new one: 2 per bounce, ``flips`` bounces drawn uniform, all within ``span_ms``."""
+        n = int(self._imp_rng.integers(flips[0], flips[1] + 1)) if flips[1] > 0 else 0
+        if not n:
+            return []
+        times = sorted({int(x) for x in self._imp_rng.uniform(50, span_ms * 1000, 2 * n)})
+        return times[: len(times) // 2 * 2]  # the contact always ends in its new state
 
     def _rest_sample(self) -> CarSample:
         return self._sample(self.t_us, (0.0, 0.0, 1000.0), self.inputs())
@@ -314,22 +391,69 @@ class CarSim:
         yield from self._emit(self._rest_sample())
 
     def wait(self, seconds: float) -> Iterator[CarSample]:
-        """The car at rest for ``seconds``: one sample per ``rest_record_s``."""
+        """The car at rest for ``seconds``: one sample per ``rest_record_s``; with the door open,
+        passengers may jump (``jumps_per_min``)."""
         end = self.t_us + int(seconds * 1e6)
         step = int(self.spec.rest_record_s * 1e6)
+        jumps = self._jump_starts_us(end)
         while self.t_us + step < end:
+            if jumps and jumps[0] < self.t_us + step:
+                yield from self._jump(jumps.pop(0))
+                continue
             self.t_us += step
             yield from self._emit(self._rest_sample())
+        while jumps:
+            yield from self._jump(jumps.pop(0))
         self.t_us = end
         yield from self._emit(self._rest_sample())
 
+    def _jump_starts_us(self, end_us: int) -> list[int]:
+        imp = self.spec.imperfections
+        if imp.jumps_per_min <= 0 or self.door_closed:
+            return []
+        span = end_us - self.t_us - int(imp.jump_s * 1e6) - 1000
+        n = int(self._imp_rng.poisson(imp.jumps_per_min * max(span, 0) / 60e6)) if span > 0 else 0
+        starts = sorted(int(x) for x in self.t_us + 1000 + self._imp_rng.uniform(0, span, n))
+        # One jump at a time: a start inside the previous jump waits for its end.
+        out: list[int] = []
+        for t in starts:
+            if out and t < out[-1] + int(imp.jump_s * 1e6) + 1000:
+                continue
+            out.append(t)
+        return out
+
+    def _jump(self, t0_us: int) -> Iterator[CarSample]:
+        """A passenger's jump: the car bounces on its ropes, 2 peak-to-peak cycles of vertical force
+        that bring speed and displacement back to zero (the car does not move away)."""
+        imp = self.spec.imperfections
+        peak = float(self._imp_rng.uniform(*imp.jump_mg))
+        n = max(2, int(imp.jump_s * self.spec.moving_rate_hz))
+        t = np.arange(n + 1) / n  # fraction of the jump
+        a_mg = peak / 2 * (np.cos(2 * np.pi * t) - np.cos(4 * np.pi * t))
+        bits = self.inputs()
+        for k in range(n + 1):
+            yield from self._emit(self._sample(t0_us + int(t[k] * imp.jump_s * 1e6), (0.0, 0.0, 1000.0 + a_mg[k]), bits))
+        self.t_us = t0_us + int(imp.jump_s * 1e6)
+        self.jumps += 1
+
     def set(self, **state: bool) -> Iterator[CarSample]:
         """Change inputs (door_closed, presence, inspection, alarm) at once."""
-        for k, v in state.items():
+        for k in state:
             if k not in ("door_closed", "presence", "inspection", "alarm"):
                 raise ValueError(f"unknown car input {k!r}")
+        door_edge = "door_closed" in state and bool(state["door_closed"]) != self.door_closed
+        for k, v in state.items():
             setattr(self, k, bool(v))
         yield from self.now()
+        if door_edge:
+            imp = self.spec.imperfections
+            flips = self._bounce_times_us(imp.door_bounce, imp.door_bounce_ms)
+            t0 = self.t_us
+            for i, dt in enumerate(flips):
+                bits = self.inputs() ^ (DOOR_CLOSED if i % 2 == 0 else 0)
+                yield from self._emit(self._sample(t0 + dt, (0.0, 0.0, 1000.0), bits))
+            if flips:
+                self.t_us = t0 + flips[-1]
 
     def door_cycle(self, dwell_s: float | None = None, reopen: int = 0) -> Iterator[CarSample]:
         """Open, dwell, close. ``reopen``: times the door, once closed, opens again at once (a jammed
@@ -392,19 +516,21 @@ class CarSim:
         vib = self._vibration(len(t), dt, abs(target - start_pos) / max(duration, 1e-9))
         scale = np.minimum(1.0, np.abs(speed) / spec.rated_speed_mps)
         car = np.vstack([vib[0] * scale, vib[1] * scale, 1000.0 + acc / G_MPS2 * 1000.0 + vib[2] * scale])
-        sensor = np.clip(np.rint(self._to_sensor @ car), -32768, 32767).astype(np.int64)
-        zones = self._zone_bits_array(pos)
-        door_open_from = None if door_opens_at_fraction is None else duration * door_opens_at_fraction
         t0 = self.t_us
         t_us = t0 + np.rint(t * 1e6).astype(np.int64)
+        sensor = np.clip(np.rint(self._to_sensor @ car + self.offset_mg(t_us)), -32768, 32767).astype(np.int64)
+        zones = self._zone_bits_array(pos)
+        door_open_from = None if door_opens_at_fraction is None else duration * door_opens_at_fraction
         fixed = self.inputs() & ~(ZONE_UP | ZONE_DN)
+        extra, held_back = self._zone_chatter(t_us, zones)
         for k in range(len(t)):
             bits = fixed | int(zones[k])
             if door_open_from is not None and t[k] >= door_open_from:
                 bits &= ~DOOR_CLOSED
-            yield from self._emit(
-                CarSample(int(t_us[k]), int(sensor[0, k]), int(sensor[1, k]), int(sensor[2, k]), bits)
-            )
+            x, y, z = int(sensor[0, k]), int(sensor[1, k]), int(sensor[2, k])
+            yield from self._emit(CarSample(int(t_us[k]), x, y, z, bits ^ held_back.get(k, 0)))
+            for flip_t, mask in extra.get(k, ()):
+                yield from self._emit(CarSample(flip_t, x, y, z, bits ^ mask))
         if door_open_from is not None:
             self.door_closed = False
         self.t_us = int(t_us[-1])
@@ -414,6 +540,31 @@ class CarSim:
         else:
             self.trips += 1
         yield from self.now()
+
+    def _zone_chatter(self, t_us: np.ndarray, zones: np.ndarray) -> tuple[dict[int, list], dict[int, int]]:
+        """Door-zone sensor chatter at each vane edge of a run: ({sample index: [(t_us, xor mask)]}
+        for the flips between that sample and the next, {sample index: xor mask} for regular
+        samples that fall while a sensor is back in its old state)."""
+        imp = self.spec.imperfections
+        extra: dict[int, list] = {}
+        held_back: dict[int, int] = {}
+        if imp.zone_chatter[1] <= 0:
+            return extra, held_back
+        for k in np.flatnonzero(np.diff(zones)) + 1:
+            mask = int(zones[k] ^ zones[k - 1])
+            flips = self._bounce_times_us(imp.zone_chatter, imp.zone_chatter_ms)
+            edge = int(t_us[k])
+            for i in range(0, len(flips), 2):
+                back, again = edge + flips[i], edge + flips[i + 1]
+                j = int(k)
+                while j + 1 < len(t_us) and t_us[j + 1] <= back:
+                    j += 1
+                extra.setdefault(j, []).append((back, mask))
+                while j + 1 < len(t_us) and t_us[j + 1] < again:
+                    j += 1
+                    held_back[j] = held_back.get(j, 0) ^ mask
+                extra.setdefault(j, []).append((again, 0))
+        return extra, held_back
 
     def _zone_bits_array(self, pos: np.ndarray) -> np.ndarray:
         half_vane = self.spec.vane_length_mm / 2000

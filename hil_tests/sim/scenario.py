@@ -10,6 +10,9 @@ A scenario file (``hil_tests/scenarios/*.toml``)::
     start_floor = 0
     long = false                # true: too slow for the default HIL run (pytest -m long)
 
+    [car_changes.sensor]        # optional: car-file keys replaced for this scenario (issue 16's
+    noise_mg = 8                # imperfections: [sensor], [passengers], [doors], [zones]; see car.py)
+
     [[step]]                    # steps run in order; car time advances with each
     do = "ride"                 # ride | trip | door | wait | set | traffic | inspection | wear | repeat | fault
     to = 4
@@ -109,7 +112,7 @@ class Scenario:
         steps = tuple(doc.get("step", []))
         _check_steps(steps, source)
         exp = doc.get("expect", {})
-        car = load_car(str(meta.get("car", "office6")))
+        car = load_car(str(meta.get("car", "office6")), doc.get("car_changes"))
         start_floor = int(meta.get("start_floor", 0))
         if not 0 <= start_floor < car.floors:
             raise ScenarioError(f"{source}: start_floor {start_floor} outside 0..{car.floors - 1}")

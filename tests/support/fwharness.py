@@ -83,12 +83,33 @@ class FeedBuilder:
         self._last_us = 0
         self.trips = 0
         self.door_cycles = 0
+        self.offset_mg = (0.0, 0.0, 0.0)  # the sensor's zero-g offset (drift), added to every record
 
     def _rec(self, dt_us: int, a_mg: float = 0.0, ctrl: int = 0, side_mg: float = 0.0) -> None:
         k = 1.0 + a_mg / 1000.0
         gx, gy, gz = self.g
-        self.out += FEED_RECORD.pack(dt_us, round(gx * k + side_mg), round(gy * k), round(gz * k), self.inputs, ctrl)
+        ox, oy, oz = self.offset_mg
+        self.out += FEED_RECORD.pack(dt_us, round(gx * k + side_mg + ox), round(gy * k + oy), round(gz * k + oz),
+                                     self.inputs, ctrl)
         self.t_us += dt_us
+
+    def drift(self, seconds: float, to_mg: tuple[float, float, float], step_ms: int = 500) -> FeedBuilder:
+        """At rest while the zero-g offset ramps linearly to ``to_mg`` (temperature drift)."""
+        n = max(1, round(seconds * 1000 / step_ms))
+        start = self.offset_mg
+        for i in range(1, n + 1):
+            self.offset_mg = tuple(a + (b - a) * i / n for a, b in zip(start, to_mg))  # type: ignore[assignment]
+            self._rec(step_ms * 1000)
+        return self
+
+    def jump(self, peak_mg: float, seconds: float = 0.3, step_ms: int = 2) -> FeedBuilder:
+        """A passenger jumping: the car bounces on its ropes, two cycles of vertical force that bring
+        speed and displacement back to zero (as hil_tests/sim's jump)."""
+        n = round(seconds * 1000 / step_ms)
+        for i in range(1, n + 1):
+            u = i / n
+            self._rec(step_ms * 1000, peak_mg / 2 * (math.cos(2 * math.pi * u) - math.cos(4 * math.pi * u)))
+        return self
 
     def rest(self, seconds: float, step_ms: int = 500) -> FeedBuilder:
         n = max(1, round(seconds * 1000 / step_ms))
@@ -115,8 +136,9 @@ class FeedBuilder:
 
     def trip(self, up: bool = True, a_mg: float = 80.0, jerk_s: float = 0.5, acc_s: float = 1.5,
              cruise_s: float = 4.0, step_ms: int = 10, door_open_at: float | None = None,
-             stop_in_zone: bool = True, vib_mg: float = 0.0) -> FeedBuilder:
-        """A run between floors: jerk-limited trapezoid accelerate, cruise, decelerate."""
+             stop_in_zone: bool = True, vib_mg: float = 0.0, leave_zone_s: float = 0.3) -> FeedBuilder:
+        """A run between floors: jerk-limited trapezoid accelerate, cruise, decelerate; the zone
+        sensors go off ``leave_zone_s`` into the run."""
         sign = 1.0 if up else -1.0
         total = 2 * (2 * jerk_s + acc_s) + cruise_s
         phase1 = 2 * jerk_s + acc_s
@@ -137,7 +159,7 @@ class FeedBuilder:
         dt = step_ms / 1000.0
         while t < total:
             inp = base
-            if 0.3 < t < total - 0.4:
+            if leave_zone_s < t < total - 0.4:
                 inp &= ~LEVEL  # out of the door zone
             elif t >= total - 0.4 and not stop_in_zone:
                 inp &= ~LEVEL
@@ -180,7 +202,7 @@ gc.collect()
 _free = gc.mem_free()
 import hal_sim
 b = hal_sim.SimBoard(%(feed)r, uart=%(uart)r, sensor=%(sensor)r, fs_root=%(fs)r,
-                     reset_cause=%(cause)r, seed=%(seed)d)
+                     reset_cause=%(cause)r, seed=%(seed)d, noise_mg=%(noise_mg)r)
 gc.collect()
 sim_bytes = _free - gc.mem_free()  # the simulated hardware's share of the heap (silicon on a board)
 %(setup)s
@@ -223,8 +245,9 @@ if a is not None:
 
 def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str = "power_on", seed: int = 1,
                  setup: str = "", extra: str = "", max_boots: int = 10, paths=None,
-                 timeout: float = 120, heapsize: str = BOARD_HEAP, rx: bytes = b"") -> Run:
-    """Run the agent on a SimBoard fed ``feed``; the board's flash is ``tmp/fs`` (kept across calls)."""
+                 timeout: float = 120, heapsize: str = BOARD_HEAP, rx: bytes = b"", noise_mg: float = 0.0) -> Run:
+    """Run the agent on a SimBoard fed ``feed``; the board's flash is ``tmp/fs`` (kept across calls).
+    ``noise_mg``: white noise rms per axis the accelerometer fake adds on top of its part's own."""
     fs = tmp / "fs"
     fs.mkdir(exist_ok=True)
     feed_path = tmp / "feed.bin"
@@ -236,7 +259,8 @@ def run_firmware(tmp: Path, feed: bytes, *, sensor: str = "lis3dh", cause: str =
     if rx:  # what the host sends, read by the board from its first loop pass on
         setup = f"b.inject_rx({rx!r})\n" + setup
     script.write_text(RUNNER % {"feed": str(feed_path), "uart": str(uart), "sensor": sensor, "fs": str(fs), "cause": cause,
-                                    "seed": seed, "setup": setup, "max_boots": max_boots})
+                                    "seed": seed, "setup": setup, "max_boots": max_boots,
+                                    "noise_mg": float(noise_mg)})
     # Precompiled: compiling it on the board's heap after a long run could fail for fragmentation.
     summary_py = tmp / "fwsummary.py"
     summary_py.write_text("from fwrunner import a, b, mem_free_end, sim_bytes\n" + SUMMARY % {"extra": extra})
