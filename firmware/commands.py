@@ -25,6 +25,8 @@ class HostCommands:
         if mtype == lwproto.T_ACK:
             if len(p) >= 2 and p[0] == lwproto.T_EVENT:
                 self.agent.evq.ack(p[1])
+            elif len(p) >= 2 and p[0] == lwproto.T_JOURNAL:
+                self.agent.journal.ack(p[1])
         elif mtype == lwproto.T_TIME_SYNC:
             lk = self.link
             now = self.agent.now

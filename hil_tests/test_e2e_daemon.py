@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from liftwatch.hil.sim.scenario import Scenario, list_scenarios
+from liftwatch.hil.sim.scenario import BoardFault, Scenario, list_scenarios
 
 from .conftest import REST_PREFIX_S, TALK_SPEED
 
@@ -46,6 +46,7 @@ def _daemon_config(path: Path, state_dir: Path, port: str, board_id: str, sc: Sc
                 f'board_id = "{board_id}"',
                 "",
                 "[boards.analytics]",
+                "emit_door_cycles = true",
                 f"rated_speed_mps = {car.rated_speed_mps}",
                 f"floor_count = {car.floors}",
                 "lowest_floor = 0",
@@ -61,28 +62,50 @@ def _daemon_config(path: Path, state_dir: Path, port: str, board_id: str, sc: Sc
 DAEMON_SETTLE_S = 3.0  # real seconds for the daemon to start and greet the board before the car moves
 
 
-def _run_daemon(config_path: Path, board, end_us: int, timeout_s: float) -> None:
+def _pi_down(sc: Scenario) -> list[tuple[int, int]]:
+    """Car-time windows (µs, rest prefix included) of the scenario's ``pi_down`` faults."""
+    return [(x.t_us, x.t_us + int(float(x.params.get("s", 60.0)) * 1e6))
+            for x in sc.timeline(rest_prefix_s=REST_PREFIX_S) if isinstance(x, BoardFault) and x.kind == "pi_down"]
+
+
+def _run_daemon(config_path: Path, board, end_us: int, timeout_s: float, down: list[tuple[int, int]] = ()) -> None:
+    """Run the daemon until the board's car time reaches ``end_us``; stopped (cleanly) inside each
+    ``down`` window and started afresh after it, as an upgrade or a Pi reboot does."""
     from liftwatch.edge_daemon.config import load_config
     from liftwatch.edge_daemon.daemon import Daemon
 
-    async def main() -> None:
+    def start() -> tuple[asyncio.Event, asyncio.Task]:
         daemon = Daemon(load_config(config_path), clock=lambda: EPOCH_S + board.stats.board_t_us / 1e6)
         stop = asyncio.Event()
-        task = asyncio.create_task(daemon.run(stop), name="daemon")
+        return stop, asyncio.create_task(daemon.run(stop), name="daemon")
+
+    async def main() -> None:
+        stop, task = start()
+        running = True
         await asyncio.sleep(DAEMON_SETTLE_S)  # still in the rest prefix, at talking speed
         board.set_speed(RUN_SPEED)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while board.stats.board_t_us < end_us and loop.time() < deadline and not task.done():
+        while board.stats.board_t_us < end_us and loop.time() < deadline and not (running and task.done()):
+            now_us = board.stats.board_t_us
+            inside = any(lo <= now_us < hi for lo, hi in down)
+            if inside and running:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+                running = False
+            elif not inside and not running:
+                stop, task = start()
+                running = True
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
-        stop.set()
-        await asyncio.wait_for(task, 30)
+        if running:
+            stop.set()
+            await asyncio.wait_for(task, 30)
 
     asyncio.run(main())
 
 
-FAST_E2E = ["entrapment", "moving_door_open", "maintenance_too_short"]
+FAST_E2E = ["entrapment", "moving_door_open", "maintenance_too_short", "link_cut_hour", "pi_down_hour"]
 OTHER_E2E = sorted(set(list_scenarios()) - set(FAST_E2E))
 
 
@@ -102,7 +125,7 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     state = tmp_path / "state"
     state.mkdir()
     config = _daemon_config(tmp_path / "liftwatch.toml", state, board.ports.data, board.uid, sc)
-    _run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60)
+    _run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60, down=_pi_down(sc))
     messages = [json.loads(line) for line in (state / "upstream.jsonl").read_text().splitlines() if line.strip()]
     raised = collections.Counter(
         m["type"] for m in messages if m["kind"] == "event" and m["state"] == "raised" and m["type"] != "board_offline"
@@ -115,4 +138,27 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     assert sum(m["kind"] == "trip" for m in messages) == truth.trips - unreportable, seen
     visits = [m for m in messages if m["kind"] == "maintenance"]
     assert [v["too_short"] for v in visits] == [e["too_short"] for e in sc.expect.maintenance], seen
-    assert len({m["id"] for m in messages}) == len(messages)  # exactly once per id
+    assert len({(m["id"], m.get("revision", 0)) for m in messages}) == len(messages)  # exactly once per id
+    outages = _pi_down(sc) + [(f.t_us, f.t_us + int(float(f.params.get("s", 60.0)) * 1e6))
+                              for f in sc.timeline(rest_prefix_s=REST_PREFIX_S)
+                              if isinstance(f, BoardFault) and f.kind == "link_cut"]
+    if outages:
+        # What happened while nobody listened came from the board's journal, at its true time.
+        t0 = EPOCH_S
+        missed = [m for m in messages if m["kind"] in ("trip", "maintenance", "door_cycle") and any(
+            lo / 1e6 + 30 < _start(m) - t0 < hi / 1e6 for lo, hi in outages)]
+        assert missed and all(m["source"] == "board_journal" for m in missed), seen
+        assert all(m["ride_quality"] is None for m in missed if m["kind"] == "trip")
+        # Every door cycle once, live or (when its frames were lost, inside an outage or not) from the
+        # journal: none missing (the simulator counts those of rides; inspection work opens the door
+        # too) and none twice (two reports of one opening would start together).
+        cycles = sorted(_start(m) - t0 for m in messages if m["kind"] == "door_cycle")
+        assert len(cycles) >= truth.door_cycles and all(b - a > 1.0 for a, b in zip(cycles, cycles[1:])), cycles
+
+
+def _start(message: dict) -> float:
+    """Unix time a trip, visit or door cycle began."""
+    import datetime as dt
+
+    iso = message.get("start_ts") or message["open_ts"]
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
