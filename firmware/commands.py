@@ -46,9 +46,10 @@ class HostCommands:
     def _on_config(self, seq, settings):
         gc.collect()  # room for the validation code, loaded for the job and dropped after
         try:
+            new = dict(self.agent.cfg)  # before the code: the new settings' table is one block
             import config
 
-            self._apply_config(config, seq, settings)
+            self._apply_config(config, seq, settings, new)
         except MemoryError:
             # Never a crash for want of heap: the host is told and may send the CONFIG again.
             gc.collect()
@@ -57,7 +58,7 @@ class HostCommands:
         finally:
             unload("config")
 
-    def _apply_config(self, config, seq, settings):
+    def _apply_config(self, config, seq, settings, new):
         a = self.agent
         max_rate = a.sensor.rates()[-1] if a.sensor is not None else 1600
         refused = a.link.refused_unkeyed(settings)  # SECURITY.md, "An unkeyed board"
@@ -65,7 +66,7 @@ class HostCommands:
             self.send_ack(lwproto.T_CONFIG, seq, lwproto.ACK_REFUSED, refused, a.cfg_hash)
             return
         try:
-            new = config.merge(a.cfg, settings, RING_SAMPLES, max_rate)
+            config.merge(new, settings, RING_SAMPLES, max_rate)
         except config.ConfigError as e:
             self.send_ack(lwproto.T_CONFIG, seq, lwproto.ACK_REFUSED, e.reason, a.cfg_hash)
             return
