@@ -46,10 +46,7 @@ class HostCommands:
     def _on_config(self, seq, settings):
         gc.collect()  # room for the validation code, loaded for the job and dropped after
         try:
-            new = dict(self.agent.cfg)  # before the code: the new settings' table is one block
-            import config
-
-            self._apply_config(config, seq, settings, new)
+            self._apply_config(seq, settings)
         except MemoryError:
             # Never a crash for want of heap: the host is told and may send the CONFIG again.
             gc.collect()
@@ -58,8 +55,11 @@ class HostCommands:
         finally:
             unload("config")
 
-    def _apply_config(self, config, seq, settings, new):
+    def _apply_config(self, seq, settings):
         a = self.agent
+        new = dict(a.cfg)  # before the code is loaded, while the holes are largest: its table is one block
+        import config
+
         max_rate = a.sensor.rates()[-1] if a.sensor is not None else 1600
         refused = a.link.refused_unkeyed(settings)  # SECURITY.md, "An unkeyed board"
         if refused:
