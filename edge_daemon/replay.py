@@ -280,6 +280,11 @@ async def replay_trace(trace: str | os.PathLike, out: IO[bytes], settings: Repla
         await pipeline.flush(end_ts)
         await outbox.call(drain)
         out.flush()
+        bugs = pipeline.counters.analytics_errors + pipeline.counters.invalid_messages
+        if bugs:  # the daemon goes on past a bug; a replay that lost facts to one must not look whole
+            raise ReplayError(
+                f"analytics failed on {pipeline.counters.analytics_errors} observations and made "
+                f"{pipeline.counters.invalid_messages} invalid messages (logged): the facts are incomplete")
         return ReplayResult(
             messages=drained[0], frames=reader.frames,
             framing_drops={r.name.lower(): n for r, n in reader.drops.items()},

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import pytest
 
 from liftwatch.hil.mockboard.board import BoardPorts, MockBoard
 from liftwatch.protocol.trace import CarSample
-from liftwatch.hil.sim.scenario import BoardFault
+from liftwatch.hil.sim.scenario import BoardFault, Scenario
 from liftwatch.upy import FIRMWARE_DIR, SIM_HARDWARE_DIR
 
 PROBE_FIRMWARE = Path(__file__).resolve().parent / "probe_firmware"
@@ -140,13 +140,17 @@ def firmware_image(tmp_path_factory: pytest.TempPathFactory, board_heap_k: int) 
     Boards made from copies of it power on straight into main.py, as boards fresh from the
     flashing bench do, so each test does not pay for a flash.
     """
+    return flash_image(tmp_path_factory.mktemp("firmware") / "flashed.img", board_heap_k)
+
+
+def flash_image(image: Path, heap_k: int, *flash_args: str) -> Path:
+    """``image`` with the real firmware put on it by `liftwatch flash` (the CLI) with ``flash_args``."""
     if not firmware_present():
         pytest.skip("firmware not in the tree yet (firmware/main.py, firmware/sim/hal_sim.py)")
-    image = tmp_path_factory.mktemp("firmware") / "flashed.img"
-    board = MockBoard(image, speed=1.0, heap_k=board_heap_k)
+    board = MockBoard(image, speed=1.0, heap_k=heap_k)
     board.start()
     try:
-        r = liftwatch_cli("flash", board.ports.console)
+        r = liftwatch_cli("flash", board.ports.console, *flash_args)
         assert r.returncode == 0, f"liftwatch flash failed: {r.stderr}"
         assert "sha256 verified" in r.stdout
     finally:
@@ -159,14 +163,20 @@ def flashed(
     firmware_image: Path, board_heap_k: int, tmp_path: Path, mock_board_factory: Callable[..., MockBoard]
 ) -> Callable[..., MockBoard]:
     """Start a mock board whose flash holds the real firmware (a copy of ``firmware_image``)."""
+    return boards_from(firmware_image, board_heap_k, tmp_path, mock_board_factory)
+
+
+def boards_from(image: Path, heap_k: int, tmp_path: Path,
+                mock_board_factory: Callable[..., MockBoard]) -> Callable[..., MockBoard]:
+    """A maker of mock boards, each starting from its own copy of the flash ``image``."""
     count = 0
 
     def make(samples: Iterable[CarSample | BoardFault] | None = None, **kw: object) -> MockBoard:
         nonlocal count
         count += 1
-        name = f"flashed{count}"
-        shutil.copyfile(firmware_image, tmp_path / f"{name}.img")
-        kw.setdefault("heap_k", board_heap_k)
+        name = f"{image.stem}{count}"
+        shutil.copyfile(image, tmp_path / f"{name}.img")
+        kw.setdefault("heap_k", heap_k)
         return mock_board_factory(samples, name=name, **kw)
 
     return make
@@ -306,3 +316,110 @@ def frame_tap() -> Iterator[Callable[[str], FrameTap]]:
     yield make
     for t in taps:
         t.close()
+
+
+# ---- the daemon end to end (test_e2e_daemon.py over the UART, test_ble.py over the virtual radio) ----
+
+EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated day starts here
+RUN_SPEED = 200.0  # sim s per real s: fast, yet the daemon keeps up with the board's frames
+DAEMON_SETTLE_S = 3.0  # real seconds for the daemon to start and greet the board before the car moves
+
+
+def daemon_config(path: Path, state_dir: Path, link: str, board_id: str, sc: Scenario) -> Path:
+    """The daemon's TOML for one board of scenario ``sc``; ``link`` is its link's line(s), e.g.
+    ``port = "/dev/pts/3"`` or ``link = "ble"`` and ``address = "liftwatch-e0b001"``."""
+    car = sc.car
+    path.write_text(
+        "\n".join(
+            [
+                "[daemon]",
+                'site = "hil"',
+                'pi = "hil-pi"',
+                f'state_dir = "{state_dir}"',
+                "status_interval_s = 60.0",
+                "",
+                "[session]",
+                # Timeouts run on the simulated clock; a daemon briefly behind its board must not call
+                # it offline.
+                "heartbeat_timeout_s = 600.0",
+                "",
+                "[[boards]]",
+                f'car = "{car.name}"',
+                link,
+                f'board_id = "{board_id}"',
+                "",
+                "[boards.analytics]",
+                "emit_door_cycles = true",
+                f"rated_speed_mps = {car.rated_speed_mps}",
+                f"floor_count = {car.floors}",
+                "lowest_floor = 0",
+                f"vane_length_mm = {float(car.vane_length_mm)}",
+                f"zone_sensor_spacing_mm = {float(car.zone_sensor_spacing_mm)}",
+                "",
+            ]
+        )
+    )
+    return path
+
+
+def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: float, *,
+               transports: dict[str, object] | None = None, speed: float = RUN_SPEED,
+               down: Sequence[tuple[int, int]] = ()) -> None:
+    """The daemon in-process, on the board's clock, until the board's car reaches ``end_us``; stopped
+    (cleanly) inside each ``down`` window of car time (µs) and started afresh after it, as an upgrade
+    or a Pi reboot does."""
+    import asyncio
+
+    from liftwatch.edge_daemon.config import load_config
+    from liftwatch.edge_daemon.daemon import Daemon
+
+    def start() -> tuple[asyncio.Event, asyncio.Task]:
+        daemon = Daemon(load_config(config_path), transports=transports,  # type: ignore[arg-type]
+                        clock=lambda: EPOCH_S + board.stats.board_t_us / 1e6)
+        stop = asyncio.Event()
+        return stop, asyncio.create_task(daemon.run(stop), name="daemon")
+
+    async def main() -> None:
+        stop, task = start()
+        running = True
+        await asyncio.sleep(DAEMON_SETTLE_S)  # still in the rest prefix, at talking speed
+        board.set_speed(speed)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while board.stats.board_t_us < end_us and loop.time() < deadline and not (running and task.done()):
+            now_us = board.stats.board_t_us
+            inside = any(lo <= now_us < hi for lo, hi in down)
+            if inside and running:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+                running = False
+            elif not inside and not running:
+                stop, task = start()
+                running = True
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        if running:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+
+
+def upstream_journal(state_dir: Path) -> tuple[list[dict], dict[str, int], list[tuple]]:
+    """What the daemon delivered (its JSON Lines journal): the messages, the events raised by type
+    (board_offline left out: when a link drops is the harness's business), and a short list of what
+    was seen, for assertion messages."""
+    import collections
+    import json
+
+    messages = [json.loads(line) for line in (state_dir / "upstream.jsonl").read_text().splitlines() if line.strip()]
+    raised = collections.Counter(
+        m["type"] for m in messages if m["kind"] == "event" and m["state"] == "raised" and m["type"] != "board_offline"
+    )
+    seen = [(m["kind"], m.get("type"), m.get("state")) for m in messages if m["kind"] != "status"]
+    return messages, dict(raised), seen
+
+
+def expected_raised(sc: Scenario) -> dict[str, int]:
+    """The events scenario ``sc`` raises, by type, as upstream_journal counts them."""
+    return {k: v for k, v in sc.expect.events.items() if k != "board_offline"}

@@ -123,6 +123,8 @@ def test_scenario_ground_truth_matches_its_expectations(name: str) -> None:
     sc = Scenario.load(name)
     car = sc.ground_truth()
     assert car.trips == sc.expect.trips
+    if sc.expect.relevels is not None:
+        assert car.relevels == sc.expect.relevels
     for visit in sc.expect.maintenance:
         if "inspection_runs" in visit:
             assert car.inspection_runs == sum(v["inspection_runs"] for v in sc.expect.maintenance)
@@ -226,6 +228,17 @@ def test_jumps_come_only_with_the_door_open_and_bring_the_car_back() -> None:
         x = np.cumsum(v * dt[i:j])
         assert 0.03 < np.abs(v).max() < 0.1 and abs(v[-1]) < 1e-3
         assert np.abs(x).max() < 0.008 and abs(x[-1]) < 1e-3
+
+
+def test_relevel_creeps_back_to_level_inside_the_door_zone_and_is_no_trip() -> None:
+    spec = load_car("office6")
+    sim = CarSim(spec, seed=3)
+    list(sim.trip(2, offset_mm=120))
+    assert sim.zone_bits(sim.pos_m) == ZONE_DN  # 120 mm high: one sensor on
+    samples = list(sim.relevel(2))
+    assert sim.pos_m == pytest.approx(spec.floor_levels_m[2]) and (sim.trips, sim.relevels) == (1, 1)
+    assert all(s.inputs & (ZONE_UP | ZONE_DN) for s in samples)  # never left the door zone
+    assert list(sim.relevel(2)) == [] and sim.relevels == 1  # already level: nothing to do
 
 
 def test_door_contact_bounces_within_15_ms_and_settles_in_its_new_state() -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STUB_DISTRIBUTIONS = ("micropython-esp32-stubs", "micropython-stdlib-stubs")
 ROM = REPO / "hil_tests" / "mockboard" / "board_rom.py"
+RADIO = ROM.with_name("board_ble.py")  # the ROM's `bluetooth` when the mock board has a radio
 
 # Parameters that hold a port object, by the name the firmware always gives them (docs/firmware.md:
 # everything takes its bus and board as arguments).
@@ -80,6 +81,8 @@ lwtag import-not-found module named "liftwatch.protocol.chaskey"
     viper's pointer casts take any buffer; the stubs have no viper types
 hal import-not-found module named "hal_sim"
     imported only where sys.platform is not esp32 (the mock board); an ESP32 has no hal_sim
+stand-in assignment ^_BLE\.gatts_notify vs bluetooth\.BLE\.gatts_notify: 
+    the stubs drop conn_handle (see ble_nus above): the port takes (conn_handle, value_handle, data=None)
 stand-in assignment ^_Machine\.freq vs machine\.freq: .*overloaded function
     the port's freq() and freq(hz) overloads together take what freq(hz=None) takes; mypy does not
     join overloads (machine_freq_obj: 0 to 1 arguments)
@@ -113,10 +116,12 @@ def _sim_hal() -> Path:
 
 
 def stand_ins(rom: Path) -> list[StandIn]:
-    """The mock board's stand-ins for the port: its ROM's `machine` and `micropython` modules, and
-    the simulated HAL's I2C bus that the drivers talk to on the mock (the mock has no `esp32` or
-    `bluetooth` stand-in: hal_sim offers no radio and uses no esp32 call)."""
+    """The mock board's stand-ins for the port: its ROM's `machine` and `micropython` modules, its
+    `bluetooth` module on the virtual radio (board_ble.py beside the ROM: the module's constants and
+    `BLE`), and the simulated HAL's I2C bus that the drivers talk to on the mock (the mock has no
+    `esp32` stand-in: hal_sim uses no esp32 call)."""
     return [StandIn(rom, "_Machine", "machine"), StandIn(rom, "_MicroPython", "micropython"),
+            StandIn(RADIO, "_Bluetooth", "bluetooth"), StandIn(RADIO, "_BLE", "bluetooth.BLE"),
             StandIn(_sim_hal(), "SimI2C", "machine.I2C")]
 
 

@@ -24,6 +24,7 @@ from liftwatch.edge_daemon.observations import (
     InputsChanged,
     LinkState,
     MotionChanged,
+    RestStats,
     VibBlock,
 )
 
@@ -249,6 +250,36 @@ def test_a_long_movement_inside_the_door_zone_is_a_relevel():
     eng.feed(MotionChanged(22.0, 0))
     out = eng.flush(40.0)
     assert of(out, Trip) == [] and out[-1].relevels == 1 and out[-1].trips == 0
+
+
+@pytest.mark.parametrize("noise_mg", [0.0, 8.0])
+def test_a_passenger_jumping_at_a_landing_is_no_relevel_but_a_creep_back_to_level_is(noise_mg):
+    """Issue 16: a jump makes the board report a short motion, but the car bounces on its ropes and
+    comes back (no zone edge, no travel); a 30 mm creep back to level, as short and as edgeless, is a
+    re-levelling. With 8 mg of sensor noise (the STATS noise figure says so) the same holds."""
+    cfg = dataclasses.replace(CFG, vane_length_mm=250.0, zone_sensor_spacing_mm=150.0)  # both on within +-50 mm
+    s = CarStream(cfg).wait(2)
+    if noise_mg:
+        s.add(RestStats(s.t, 1000, (0, 0, 1000), (round(noise_mg),) * 3, 30))
+    s.set(door_closed=False).wait(1)
+    for k, peak in enumerate((150.0, 220.0, 300.0)):
+        s.jump(peak, noise_mg=noise_mg, seed=k).wait(1)
+    assert [o.motion for o in s.obs if isinstance(o, MotionChanged)] == [1, 0] * 3  # what the board reports
+    out = s.run(CarAnalytics("c", cfg))
+    assert out[-1].relevels == 0 and of(out, Trip) == [] and of(out, FaultEvent) == []
+
+    s.trip(-1, ramp_s=0.3, to_m=s.pos_m - 0.03).wait(3)  # 0.6 s, inside the vane: no zone edge
+    assert [o.changed for o in s.obs if isinstance(o, InputsChanged)] == [0b111, 0b1]  # the door opened
+    out = s.run(CarAnalytics("c", cfg))
+    assert out[-1].relevels == 1 and of(out, Trip) == []
+
+
+def test_a_long_jumping_spell_inside_the_door_zone_is_no_relevel():
+    """Jumps back to back keep the board's motion on past trip_min_s: still no edge and no travel."""
+    s = CarStream(CFG).wait(2).set(door_closed=False).wait(1)
+    s.jump(300.0, times=4).wait(3)  # motion for 1.35 s
+    out = s.run(CarAnalytics("c", CFG))
+    assert out[-1].relevels == 0 and of(out, Trip) == [] and of(out, FaultEvent) == []
 
 
 def test_a_clock_jump_does_not_flood_daily_records():

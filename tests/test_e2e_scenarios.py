@@ -134,6 +134,8 @@ def _check_expectations(r: Replayed) -> None:
     assert visits == [dict(v) for v in exp.maintenance]
     daily = r.of("daily")
     assert daily and sum(d["trips"] for d in daily) == len(r.of("trip"))
+    if exp.relevels is not None:
+        assert sum(d["relevels"] for d in daily) == exp.relevels
     assert sum(sum(d["faults_by_type"].values()) for d in daily) == sum(exp.events.values())
 
 
@@ -201,18 +203,20 @@ def test_long_scenario_outcomes(name: str, request, tmp_path) -> None:
 # ---- issue 16: what real sensors and passengers add changes no fact ------------------------------
 
 
-def _facts(r: Replayed) -> tuple:
+def _facts(r: Replayed, relevels: bool = True) -> tuple:
     """What a customer is billed on: each trip's direction, floors and leveling status, the day's
-    trips, door cycles, faults and visits."""
+    trips, re-levellings, door cycles, faults and visits."""
     trips = [(t["direction"], t["floors"], t["leveling"]["status"]) for t in r.of("trip")]
-    daily = [(d["trips"], d["door_cycles"], d["faults_by_type"], d["maintenance_visits"]) for d in r.of("daily")]
+    daily = [(d["trips"], d["relevels"] if relevels else None, d["door_cycles"], d["faults_by_type"],
+              d["maintenance_visits"]) for d in r.of("daily")]
     visits = [(m["too_short"], m["inspection_runs"]) for m in r.of("maintenance")]
     return trips, daily, r.raised, visits
 
 
 def test_mixed_hour_gives_the_clean_hours_facts(replayed) -> None:
     """8 mg noise, a 25 mg offset ramp, an 8 degree tilt, jumping children, a bouncing door contact
-    and chattering zone sensors at once: the same trips, door cycles, (no) faults and visits."""
+    and chattering zone sensors at once: the same trips, re-levellings (jumps are none), door cycles,
+    (no) faults and visits."""
     clean, mixed = replayed["normal_hour"], replayed["mixed_hour"]
     assert mixed.scenario.car.imperfections.noise_mg == 8 and mixed.scenario.ground_truth().jumps > 10
     assert _facts(mixed) == _facts(clean)
@@ -226,7 +230,11 @@ def test_mixed_day_gives_the_clean_days_facts(request, tmp_path) -> None:
         pytest.skip("two simulated days (several minutes): select with -m long or LIFTWATCH_E2E_LONG=1")
     runs = _replay_all(["normal_day", "mixed_day"], tmp_path)
     assert runs["mixed_day"].exit_code == 0 and len(runs["mixed_day"].of("trip")) == 205
-    assert _facts(runs["mixed_day"]) == _facts(runs["normal_day"])
+    assert _facts(runs["mixed_day"], relevels=False) == _facts(runs["normal_day"], relevels=False)
+    # 285 jumps were 285 re-levellings; 2 still are: their VIB restarted after the jump began (a gap
+    # in the board's stream), so the travel is measured from a wrong start (docs/analytics.md)
+    assert [d["relevels"] for d in runs["normal_day"].of("daily")] == [0, 0]
+    assert sum(d["relevels"] for d in runs["mixed_day"].of("daily")) <= 2
 
 
 def test_the_trace_header_noise_reaches_the_replayed_accelerometer(replayed) -> None:

@@ -20,8 +20,8 @@ def _error_classes() -> dict[str, type]:
         package = importlib.import_module(top)  # each folder is mapped on its own (pyproject's package-dir)
         names += [m.name for m in pkgutil.walk_packages(package.__path__, top + ".")]
     for module_name in sorted(set(names)):
-        if ".firmware" in module_name or module_name.endswith((".board_rom", "__main__")) or ".hil.test_" in module_name:
-            continue  # board code and the mock's ROM script run under micropython; tests are not product
+        if ".firmware" in module_name or module_name.endswith((".board_rom", ".board_ble", "__main__")) or ".hil.test_" in module_name:
+            continue  # board code, the mock's ROM and its bluetooth run under micropython; tests are not product
         for name, obj in vars(importlib.import_module(module_name)).items():
             if (inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == module_name
                     and not name.startswith("_")):

@@ -161,3 +161,28 @@ def test_replay_takes_the_car_named_in_the_trace_header(entrapment, tmp_path):
     assert run.returncode == 0, run.stderr
     assert "car office6 from the trace header: rated speed 1.6 m/s, 6 floors" in run.stderr
     assert "overspeed" not in _faults(out)
+
+
+def test_a_replay_that_analytics_failed_on_is_an_error_not_a_quiet_gap(entrapment, monkeypatch):
+    """The daemon counts an analytics bug and goes on; replay, whose output is the record, refuses."""
+    import asyncio
+    import io
+
+    from liftwatch.edge_daemon import replay as replay_mod
+    from liftwatch.edge_daemon.analytics.engine import CarAnalytics
+
+    class Failing(CarAnalytics):
+        seen = 0
+
+        def feed(self, obs):
+            Failing.seen += 1
+            if Failing.seen % 40 == 0:
+                raise RuntimeError("a bug in a rule")
+            return super().feed(obs)
+
+    monkeypatch.setattr(replay_mod, "CarAnalytics", Failing)
+    _, trace = entrapment
+    out = io.BytesIO()
+    with pytest.raises(replay_mod.ReplayError, match=r"analytics failed on [1-9]\d* observations"):
+        asyncio.run(replay_mod.replay_trace(trace, out, replay_mod.ReplaySettings(car="lift-2")))
+    assert Failing.seen > 40 and out.getvalue()  # it ran, wrote what it had, and still said so

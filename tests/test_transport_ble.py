@@ -2,8 +2,9 @@
 
 The radio cannot run in CI, so these tests check our side of the contract only: the fake records
 what bleak would be asked to do and plays notifications and disconnects the way bleak delivers
-them (callbacks on the event loop). Real-radio behaviour (BlueZ timeouts, MTU negotiation) is not
-covered here.
+them (callbacks on the event loop). The same transport over a real Bluetooth host stack (MTU
+exchange, notifications, drops) against the real firmware is hil_tests/test_ble.py, on a virtual
+radio; BlueZ itself is not covered (docs/operations.md, "BLE on a real Pi").
 """
 
 from __future__ import annotations

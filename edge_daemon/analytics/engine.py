@@ -48,7 +48,7 @@ from .faults import FaultBook, FaultEvent, FaultType, ResponseSign
 from .journal_fill import JournalFill
 from .leveling import ZoneEdge, edge_position_mm, estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
-from .ride_quality import RideQuality, TripKinematics, analyse_trip
+from .ride_quality import RideQuality, TripKinematics, analyse_trip, car_frame, lowpass, speed_profile, still_m
 from .trip_rules import TripRules
 from .trips import FloorTracker, Trip, edges_of, zone_passes
 
@@ -82,6 +82,9 @@ _DECELERATING = int(Motion.DECELERATING)
 _GAP_NEAR_S = 1.0  # a seq gap this close before a motion start counts as inside the trip
 _UNCALIBRATED = int(Motion.UNCALIBRATED)
 _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger its stream
+# Travel is measured from a quiet moment at least this long before the board's motion start (it
+# recognises motion motion_on_ms, 150 ms, after the car began; a creep starts gently).
+_TRAVEL_PRE_S = 0.3
 _LEVEL_MATCH_M = 0.3  # integrated travel drifts by centimetres; landings are metres apart
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
 # Past days whose totals are kept for late facts (the board's journal holds 7 days), their daily
@@ -424,10 +427,8 @@ class CarAnalytics:
             trip.end_ts = obs.ts
             duration = obs.ts - trip.start_ts
             self._acc().run_s += duration
-            if duration < self.config.trip_min_s:
-                self._acc().relevels += 1
-            else:
-                self._pending.append(trip)
+            self._pending.append(trip)  # a short one too: its VIB tells a re-levelling from a jump
+            if duration >= self.config.trip_min_s:
                 # due to open: a run in service that stopped with the door shut (a re-levelling with
                 # the door open, or an inspection run, owes no opening)
                 self._door_due = not trip.inspection and self._door_closed
@@ -650,10 +651,56 @@ class CarAnalytics:
         i1 = min(len(samples), round((hi - first.ts_first) * first.rate_hz))
         return samples[i0:i1], first, first.ts_first + i0 / first.rate_hz
 
+    def _travelled(self, trip: _TripInProgress) -> bool | None:
+        """Did a movement take the car anywhere, by its VIB? The speed is integrated from the
+        quietest 50 ms (least mean |vertical acceleration|) between `_VIB_PRE_S` and `_TRAVEL_PRE_S`
+        before the board's start (it recognises motion 150 ms late; a jump just before this one may
+        still be under way half a second before it) to the board's stop (after 300 ms of quiet),
+        pinned to zero at both ends, and compared with what the noise integrates to (`still_m`).
+        None: the VIB does not cover it, or has no gravity in it."""
+        got = self._trip_samples(trip)
+        if got is None:
+            return None
+        samples, first, t0 = got
+        rate_hz = first.rate_hz
+        if rate_hz <= 0 or first.lsb_per_g <= 0:
+            return None
+        assert trip.end_ts is not None
+        samples = samples[: max(0, round((trip.end_ts - t0) * rate_hz))]
+        span = max(1, round(0.05 * rate_hz))
+        # the quiet start is before this; VIB restarted later than that (after a gap in the stream):
+        # from its first 50 ms, judged on what there is
+        latest = max(span, round((trip.start_ts - _TRAVEL_PRE_S - t0) * rate_hz))
+        if len(samples) - latest < 2:
+            return None
+        try:
+            car = car_frame(samples, first.lsb_per_g, first.gravity or self._gravity)
+        except ValueError:
+            return None
+        a_z = lowpass(car[:, 2], rate_hz, self.config.accel_lowpass_hz)
+        activity = np.convolve(np.abs(a_z[:latest]), np.ones(span) / span, mode="valid")
+        i0 = int(np.argmin(activity)) + span // 2
+        speed = speed_profile(a_z[i0:], rate_hz)
+        travel_m = abs(float(np.trapezoid(speed, dx=1.0 / rate_hz)))
+        return travel_m >= still_m(self._noise_mg, rate_hz, len(speed) / rate_hz)
+
+    def _relevelled(self, trip: _TripInProgress) -> bool:
+        """Did a movement that stayed in its landing's door zone re-level the car? Yes if a zone
+        sensor changed, or if its VIB integrates to travel (`_travelled`). A passenger's jump
+        bounces the car on its ropes and brings it back: no edge, no travel. Without VIB (not
+        streamed, a gap) or with frames lost, nothing proves a jump: it counts."""
+        if trip.zone_changes or trip.frames_lost:
+            return True
+        return self._travelled(trip) is not False
+
     def _finish_trip(self, trip: _TripInProgress) -> list[Output]:
         cfg = self.config
         assert trip.end_ts is not None
         out: list[Output] = []
+        if trip.end_ts - trip.start_ts < cfg.trip_min_s:  # a re-levelling, or a passenger's jump
+            if self._relevelled(trip):
+                self._acc().relevels += 1
+            return out
         rq: RideQuality | None = None
         kin: TripKinematics | None = None
         got = self._trip_samples(trip)
@@ -708,7 +755,8 @@ class CarAnalytics:
         if trip.zone_changes or not trip.frames_lost:  # no pulse seen proves nothing if frames were lost
             out += self._trip_rules.zone_sensors(trip.start_ts, trip.end_ts, len(trip.zone_changes))
         if relevel:
-            self._acc().relevels += 1  # never left the landing's door zone: re-levelling, not a trip
+            if self._relevelled(trip):  # never left the landing's door zone: not a trip
+                self._acc().relevels += 1
             return out
         peak = kin.peak_speed_mps if kin is not None else None
         distance = abs(kin.displacement_m(trip.start_ts, trip.end_ts)) if kin is not None else None

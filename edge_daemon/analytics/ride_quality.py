@@ -34,6 +34,7 @@ __all__ = [
     "analyse_trip",
     "car_frame",
     "constant_speed_region",
+    "still_m",
     "still_mps",
     "half_cycle_peaks",
     "jerk",
@@ -105,6 +106,23 @@ def still_mps(noise_mg: float, rate_hz: float, duration_s: float) -> float:
     if noise_mg <= 0 or rate_hz <= 0:
         return STILL_MPS
     return max(STILL_MPS, 2.0 * noise_mg * 1e-3 * G_MPS2 * math.sqrt(max(duration_s, 0.0) / rate_hz))
+
+
+# A movement shorter than a trip that travels less than this, rest to rest, never left its level: a
+# passenger's jump bounces the car on its ropes and brings it back (to within 5 mm as measured here);
+# a re-levelling the board sees moves the car more than 50 mm (accel_on_mg must hold for motion_on_ms).
+STILL_M = 0.010
+
+
+def still_m(noise_mg: float, rate_hz: float, duration_s: float) -> float:
+    """The rest-to-rest travel below which the car did not move, scaled with the noise: white noise
+    of ``noise_mg`` rms integrated twice, with the speed pinned to zero at both ends (the drift
+    removal), wanders noise * sqrt(duration^3 / (12 rate)) m rms; four times that (a day of jumps
+    never reaches it), never less than STILL_M."""
+    if noise_mg <= 0 or rate_hz <= 0:
+        return STILL_M
+    wander = noise_mg * 1e-3 * G_MPS2 * math.sqrt(max(duration_s, 0.0) ** 3 / (12.0 * rate_hz))
+    return max(STILL_M, 4.0 * wander)
 
 
 @dataclass(frozen=True, slots=True)

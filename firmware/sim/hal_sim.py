@@ -280,16 +280,23 @@ class SimBoard:
         return gc.mem_free()
 
     def ble(self):
-        return None  # no radio under the unix interpreter: the BLE logic is tested on its own
+        return None  # no radio until set_transport(1) on a mock board with one (sim_ble.attach)
 
     def set_transport(self, transport):
-        return 0  # UART only
+        # 1: BLE on the mock board's virtual radio (sim_ble.py; its import fails without a radio)
+        if transport == 1:
+            try:
+                import sim_ble
+            except ImportError:
+                return 0
+            return sim_ble.attach(self)
+        return 0
 
     def set_baud(self, baud):
         pass  # a pty or a file has no line rate; the link still paces frames at `baud` in board time
 
     def service(self, now_ms):
-        pass
+        pass  # nothing for the UART (sim_ble.attach puts the BLE link's hook here)
 
     # ---- UART -------------------------------------------------------------------------------------
     def _open_uart(self, path):

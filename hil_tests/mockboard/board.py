@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from liftwatch.errors import LiftwatchError
@@ -40,9 +41,13 @@ from liftwatch.hil.sim.scenario import BoardFault
 from liftwatch.protocol.trace import CarSample
 from liftwatch.upy import ESP32_HEAPSIZE, micropython_cmd
 
+if TYPE_CHECKING:
+    from liftwatch.hil.mockboard.radio import VirtualRadio
+
 log = logging.getLogger(__name__)
 
 BOARD_ROM = Path(__file__).with_name("board_rom.py")
+BOARD_BLE = Path(__file__).with_name("board_ble.py")  # `bluetooth`, then the ROM, for a board with a radio
 # board_rom.py stands for the ESP32 port's C code (REPL, VFS glue), which uses no Python heap on a
 # board; here its bytecode and objects do. The child gets this much more than the ESP32 heap so
 # main.py starts with what it would have on an ESP32 (checked by test_mockboard's heap test).
@@ -54,6 +59,9 @@ QSTR_POOL_ALLOWANCE_K = 6
 # The simulated HAL keeps a register-level fake accelerometer (fakeaccel.py + one part's fake, about
 # 5 KiB measured) on the same heap; on a board that part is silicon.
 SIM_HARDWARE_HEAP_K = 5
+# The `bluetooth` stand-in (board_ble.py) is the ESP32 port's C binding on a board; here its bytecode,
+# its receive buffer and the socket modules sit on the Python heap (measured: 8.7 KiB at import).
+RADIO_HEAP_K = 9
 ESP32_HEAP_K = int(ESP32_HEAPSIZE.rstrip("k"))
 DEFAULT_FS_BYTES = 2 * 1024 * 1024  # the VFS partition of a 4 MB ESP32 module
 # Real seconds a stalled feed is tolerated before the watchdog fires, whatever the speed: the child
@@ -141,6 +149,7 @@ class MockBoard:
         heap_k: int = ESP32_HEAP_K,
         strict_watchdog: bool = False,
         extra_env: dict[str, str] | None = None,
+        radio: VirtualRadio | None = None,
     ) -> None:
         if speed < 0:
             raise MockBoardError("speed must be >= 0 (0: as fast as the board consumes its feed)")
@@ -158,6 +167,7 @@ class MockBoard:
         self._wdt_parked = False  # the firmware gave it the long REPL timeout on Ctrl-C (hal wdt_park)
         self._wdt_fed = 0.0
         self.extra_env = dict(extra_env or {})
+        self.radio = radio  # a BLE radio on this virtual link (radio.py), or none, as on a bare module
         self.stats = BoardStats()
         self._rng = random.Random(seed)
         self._samples = samples if samples is not None else ()
@@ -203,6 +213,11 @@ class MockBoard:
         # The ROM runs with the board directory as its cwd and names everything relative to it.
         os.symlink(BOARD_ROM.resolve(), self.sim_dir / BOARD_ROM.name)
         os.symlink(self.fs_image.resolve(), self.sim_dir / "flash.img")
+        if self.radio is not None:
+            from liftwatch.hil.mockboard.radio import board_address
+
+            os.symlink(BOARD_BLE.resolve(), self.sim_dir / BOARD_BLE.name)
+            self.radio.attach_board(self.sim_dir / "ble", board_address(self.uid))
         os.mkfifo(self.sim_dir / "feed")
         os.mkfifo(self.sim_dir / "ctl")
         # O_RDWR: opening never blocks and the FIFO never reports EOF between boards.
@@ -228,6 +243,8 @@ class MockBoard:
         self._thread.join(10)
         self._thread = None
         self._kill_child()
+        if self.radio is not None:
+            self.radio.detach_board(self.sim_dir / "ble")
         for fd in (
             self._console_m,
             self._data_m,
@@ -518,6 +535,8 @@ class MockBoard:
                 "LIFTWATCH_MOCK_HW_CAUSE": str(self._hw_cause),
             }
         )
+        if self.radio is not None:
+            env["LIFTWATCH_SIM_BLE"] = str(self.sim_dir / "ble")
         env.update(self.extra_env)
         return env
 
@@ -537,8 +556,8 @@ class MockBoard:
         self.stats.boots[cause] += 1
         self._child = subprocess.Popen(
             micropython_cmd(
-                [BOARD_ROM.name],
-                heapsize=f"{self.heap_k + ROM_HEAP_ALLOWANCE_K + QSTR_POOL_ALLOWANCE_K + SIM_HARDWARE_HEAP_K}k",
+                [(BOARD_BLE if self.radio is not None else BOARD_ROM).name],
+                heapsize=f"{self._child_heap_k()}k",
             ),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -553,6 +572,10 @@ class MockBoard:
         os.set_blocking(self._child_in, False)
         os.set_blocking(self._child_out, False)
         self._sel.register(self._child_out, selectors.EVENT_READ, self._on_child_out)
+
+    def _child_heap_k(self) -> int:
+        radio_k = RADIO_HEAP_K if self.radio is not None else 0
+        return self.heap_k + ROM_HEAP_ALLOWANCE_K + QSTR_POOL_ALLOWANCE_K + SIM_HARDWARE_HEAP_K + radio_k
 
     def _console_text(self, text: bytes) -> None:
         if not hung_up(self._console_m):

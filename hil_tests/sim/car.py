@@ -340,6 +340,7 @@ class CarSim:
         # The imperfections draw from their own stream: the traffic (self.rng) stays the clean car's.
         self._imp_rng = np.random.default_rng([seed, 16])
         self.jumps = 0  # passenger jumps made (ground truth for tests)
+        self.relevels = 0  # creeps back to a landing's level (not trips)
 
     # -- sensing --
 
@@ -554,6 +555,17 @@ class CarSim:
         else:
             self.trips += 1
         yield from self.now()
+
+    def relevel(self, floor: int) -> Iterator[CarSample]:
+        """The car, stopped off level at ``floor``, creeps back to it (the drive re-levels: a stop
+        off level, ropes stretching as people get in): a run inside the door zone, which counts in
+        ``relevels``, not in ``trips``."""
+        counted = (self.trips, self.inspection_runs)
+        before = self.t_us
+        yield from self.trip(floor)
+        self.trips, self.inspection_runs = counted
+        if self.t_us != before:  # already level: nothing moved
+            self.relevels += 1
 
     def _zone_chatter(self, t_us: np.ndarray, zones: np.ndarray) -> tuple[dict[int, list], dict[int, int]]:
         """Door-zone sensor chatter at each vane edge of a run: ({sample index: [(t_us, xor mask)]}

@@ -14,7 +14,7 @@ A scenario file (``hil_tests/scenarios/*.toml``)::
     noise_mg = 8                # imperfections: [sensor], [passengers], [doors], [zones]; see car.py)
 
     [[step]]                    # steps run in order; car time advances with each
-    do = "ride"                 # ride | trip | door | wait | set | traffic | inspection | wear | repeat | fault
+    do = "ride"                 # ride | trip | relevel | door | wait | set | traffic | inspection | wear | repeat | fault
     to = 4
 
     [expect]                    # outcomes, exact counts; what is not listed must not happen
@@ -22,6 +22,7 @@ A scenario file (``hil_tests/scenarios/*.toml``)::
     events = { entrapment = 1, stopped_outside_door_zone = 1 }  # daemon upstream event types (raised)
     trips = 3                   # trips the car makes (checked against the simulator)
     trips_reported = 2          # trips the daemon reports, where it differs (board off, link cut)
+    relevels = 0                # re-levellings in the daemon's daily records (optional)
     maintenance = []            # one entry per visit: { too_short = false, inspection_runs = 5 }
     boots = { wdt = 0 }         # board boots by reset cause after the first power-on
 
@@ -30,6 +31,7 @@ Steps (all times in seconds):
   (``offset_mm`` off level), door cycle with the passenger leaving.
 - ``trip``: just the run: ``to``, ``offset_mm``, ``speed_mps``, ``stop_at`` (fraction of the run
   where the brake drops: emergency stop), ``door_opens_at`` (fraction where the door contact opens).
+- ``relevel``: the car creeps back to the level of the landing it stopped near (no trip).
 - ``door``: ``dwell_s``, ``reopen``. ``wait``: ``s``. ``set``: ``door_closed``, ``presence``,
   ``inspection``, ``alarm``, ``mains`` (booleans; the mains-sense input reads 0 until first set).
 - ``traffic``: ``hours``, ``trips_per_hour`` (number, or 24 numbers by hour of day): random rides.
@@ -56,7 +58,7 @@ from liftwatch.protocol.trace import CarSample
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 FAULT_KINDS = ("power_cut", "link_cut", "reset", "garbage", "pi_down")
-_STEP_KINDS = ("ride", "trip", "door", "wait", "set", "traffic", "inspection", "wear", "repeat", "fault")
+_STEP_KINDS = ("ride", "trip", "relevel", "door", "wait", "set", "traffic", "inspection", "wear", "repeat", "fault")
 
 
 class ScenarioError(LiftwatchError, ValueError):
@@ -80,6 +82,7 @@ class Expectation:
     events: dict[str, int]
     trips: int | None
     trips_reported: int | None
+    relevels: int | None
     maintenance: tuple[dict[str, Any], ...]
     boots: dict[str, int]
 
@@ -128,6 +131,7 @@ class Scenario:
                 events=dict(exp.get("events", {})),
                 trips=exp.get("trips"),
                 trips_reported=exp.get("trips_reported", exp.get("trips")),
+                relevels=exp.get("relevels"),
                 maintenance=tuple(exp.get("maintenance", [])),
                 boots=dict(exp.get("boots", {})),
             ),
@@ -219,6 +223,8 @@ def _run_step(sim: CarSim, step: dict[str, Any], source: str) -> Iterator[CarSam
             stop_at_fraction=step.get("stop_at"),
             door_opens_at_fraction=step.get("door_opens_at"),
         )
+    elif kind == "relevel":
+        yield from sim.relevel(_floor_now(sim))
     elif kind == "door":
         yield from sim.door_cycle(step.get("dwell_s"), int(step.get("reopen", 0)))
     elif kind == "wait":

@@ -168,6 +168,26 @@ class CarStream:
         self.t = t0 + t[-1]
         return self
 
+    def jump(self, peak_mg: float = 300.0, jump_s: float = 0.3, noise_mg: float = 0.0, seed: int = 0, times: int = 1):
+        """A passenger jumps in the car at rest: two cycles of vertical force that bounce the car on
+        its ropes and bring it back (hil_tests/sim/car.py's jump), seen by the board as a short
+        motion (150 ms after it began, until 300 ms of quiet) and streamed as VIB from 1 s before it
+        to 1 s after; ``times`` jumps back to back; ``noise_mg`` of white noise on every axis."""
+        from liftwatch.edge_daemon.observations import MotionChanged
+
+        t = np.arange(0.0, 1.0 + times * jump_s + 1.0, 1.0 / self.rate)
+        u = np.clip((t - 1.0) / jump_s, 0.0, times)
+        A = np.zeros((len(t), 3))
+        A[:, 2] = peak_mg / 2 * (np.cos(2 * math.pi * u) - np.cos(4 * math.pi * u)) * G / 1000
+        A += np.random.default_rng(seed).normal(0.0, noise_mg * G / 1000, A.shape)
+        t0 = self.t - 1.0
+        self.obs.append(MotionChanged(self.t + 0.15, 1))
+        self.obs.append(MotionChanged(self.t + times * jump_s + 0.3, 0))
+        counts, grav = to_counts(A, self.lsb, self.tilt)
+        self.obs.extend(vib_blocks(counts, t0, self.rate, self.lsb, grav))
+        self.t = t0 + t[-1]
+        return self
+
     def add(self, *obs):
         self.obs.extend(obs)
         return self

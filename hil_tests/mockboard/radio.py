@@ -1,0 +1,369 @@
+"""A virtual Bluetooth LE radio: Bumble controllers on one simulated link, for mock boards and centrals.
+
+No Bluetooth hardware or kernel device is needed (or used): Bumble's `LocalLink` carries link-layer
+traffic between its software controllers, and everything above the controller (HCI, L2CAP, ATT,
+GATT, SMP) is Bumble's real host stack. The radio runs on its own thread and event loop:
+
+- a mock board's `bluetooth` stand-in (board_ble.py, under MicroPython) connects to a unix socket
+  served here; each connection is one boot of that board's radio: a fresh controller and Bumble
+  device at the board's address, whose GATT server, advertising, notifications and connection events
+  the stand-in drives and sees as the ESP32 port's NimBLE binding would show them;
+- a central (the daemon's side, liftwatch.hil.mockboard.central) gets an adapter: a controller on the
+  same link whose HCI is served on another unix socket, so its Bumble host runs in the central's own
+  event loop, as BlueZ talks HCI to a Pi's adapter.
+
+What the link does not model: RF range, interference, packet loss and connection-interval timing
+(packets cross the link as fast as the event loop runs). docs/operations.md says what that means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import struct
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bumble import gatt, hci
+from bumble.controller import Controller
+from bumble.device import Connection, Device
+from bumble.host import Host
+from bumble.link import LocalLink
+from bumble.transport.common import AsyncPipeSink
+from bumble.transport.unix import open_unix_server_transport
+
+from liftwatch.errors import LiftwatchError
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+# NimBLE on an ESP32 has a handful of ACL buffers for notifications; a notification beyond them
+# fails with ENOMEM and the firmware retries it (ble.py). The board gets this many credits back as
+# the link carries its notifications.
+NOTIFY_CREDITS = 8
+# The ESP32's controller supports the LE Data Length Extension (251-byte link-layer payloads);
+# Bumble's default controller has 27, which would cut every notification into ten packets.
+LE_ACL_PACKET_BYTES = 251
+# What the central sees when a board loses power or resets: no goodbye, its supervision timeout ends
+# the connection (HCI reason 0x08).
+LOST_BOARD_REASON = hci.HCI_CONNECTION_TIMEOUT_ERROR
+CALL_TIMEOUT_S = 10.0
+# The firmware with BLE does not start on a 96 KiB heap: after the radio's set-up (ble_nus and ble
+# bytecode, the BleNus object, the stack's buffers) the largest free block is 256 bytes and the
+# sensor's start fails with MemoryError (found on this virtual radio; docs/firmware.md). Boards with
+# more RAM run it (100 KiB booted when measured mid-round); BLE tests and benchmarks use this.
+BLE_BOARD_HEAP_K = 104
+
+# MicroPython's bluetooth.FLAG_* -> Bumble's characteristic properties and permissions.
+_PROPERTIES = {
+    0x0002: gatt.Characteristic.Properties.READ,
+    0x0004: gatt.Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
+    0x0008: gatt.Characteristic.Properties.WRITE,
+    0x0010: gatt.Characteristic.Properties.NOTIFY,
+    0x0020: gatt.Characteristic.Properties.INDICATE,
+}
+
+
+class RadioError(LiftwatchError, RuntimeError):
+    """The virtual radio is not running or was asked something it cannot do."""
+
+
+def board_address(uid_hex: str) -> str:
+    """The Bluetooth address of a board: the ESP32's base MAC (its uid) + 2, as the chip derives it."""
+    mac = (int(uid_hex, 16) + 2) & 0xFFFF_FFFF_FFFF
+    return ":".join(f"{b:02X}" for b in mac.to_bytes(6, "big"))
+
+
+@dataclass(slots=True)
+class RadioStats:
+    """Counters for tests and benchmarks (touched on the radio thread only)."""
+
+    board_boots: collections.Counter = field(default_factory=collections.Counter)  # address -> radio sessions
+    notifications: int = 0
+    writes: int = 0
+    connections: int = 0
+
+
+class VirtualRadio:
+    """The air around the mock boards and the Pi. ``start()``/``stop()`` or a ``with`` block."""
+
+    def __init__(self) -> None:
+        self.stats = RadioStats()
+        self.link: LocalLink | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: dict[Path, asyncio.AbstractServer] = {}
+        self._adapters: list[Any] = []
+        self._sessions: set[_BoardSession] = set()
+
+    def start(self) -> VirtualRadio:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            self.link = LocalLink()
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="virtual radio", daemon=True)
+        self._thread.start()
+        ready.wait(CALL_TIMEOUT_S)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+
+        async def shutdown() -> None:
+            for server in self._servers.values():
+                server.close()
+            for session in list(self._sessions):
+                await session.power_off()
+            for transport in self._adapters:
+                await transport.close()
+
+        try:
+            self.call(shutdown())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(CALL_TIMEOUT_S)
+            self._thread = None
+            self._loop = None
+
+    def __enter__(self) -> VirtualRadio:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def call(self, coro: Coroutine[Any, Any, _T], timeout: float = CALL_TIMEOUT_S) -> _T:
+        """Run ``coro`` on the radio's loop from another thread and return its result."""
+        if self._loop is None:
+            coro.close()
+            raise RadioError("virtual radio not started")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def attach_board(self, socket_path: Path, address: str) -> None:
+        """Serve a mock board's `bluetooth` stand-in at ``socket_path``; its radio has ``address``."""
+
+        async def serve() -> None:
+            async def on_boot(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                session = _BoardSession(self, address, reader, writer)
+                self._sessions.add(session)
+                try:
+                    await session.run()
+                finally:
+                    self._sessions.discard(session)
+
+            self._servers[socket_path] = await asyncio.start_unix_server(on_boot, str(socket_path))
+
+        self.call(serve())
+
+    def detach_board(self, socket_path: Path) -> None:
+        """The mock board is gone: no more boots at that socket (a running session ends with its child)."""
+
+        async def close() -> None:
+            server = self._servers.pop(socket_path, None)
+            if server is not None:
+                server.close()
+
+        if self._loop is not None:
+            self.call(close())
+
+    def drop_links(self, address: str) -> int:
+        """The board at ``address`` goes out of range: its connections end by supervision timeout on
+        both sides (the board keeps running and advertises again). Returns how many were dropped."""
+
+        async def drop() -> int:
+            dropped = 0
+            for session in self._sessions:
+                if session.address == address and session.device is not None:
+                    for connection in list(session.device.connections.values()):
+                        await connection.disconnect(LOST_BOARD_REASON)
+                        dropped += 1
+            return dropped
+
+        return self.call(drop())
+
+    def add_adapter(self, hci_socket: Path, address: str) -> None:
+        """A controller on the link whose HCI is served at ``hci_socket`` (a central's adapter)."""
+
+        async def add() -> None:
+            transport = await open_unix_server_transport(str(hci_socket))
+            controller = Controller(f"adapter {address}", host_source=transport.source, host_sink=transport.sink,
+                                    link=self.link, public_address=address)
+            controller.le_acl_data_packet_length = LE_ACL_PACKET_BYTES
+            self._adapters.append(transport)
+
+        self.call(add())
+
+
+class _BoardSession:
+    """One boot of a board's radio: the stand-in's calls in, the stack's events out (radio thread)."""
+
+    def __init__(self, radio: VirtualRadio, address: str, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.radio = radio
+        self.address = address
+        self.reader = reader
+        self.writer = writer
+        self.device: Device | None = None
+        self.controller: Controller | None = None
+        self.name = "MPY NIMBLE"
+        self.mtu = 23
+        self.chars: dict[int, gatt.Characteristic] = {}
+        self.done_marks: collections.deque[int] = collections.deque()  # packets queued after each notification
+
+    def send(self, kind: str, body: bytes = b"") -> None:
+        if not self.writer.is_closing():
+            self.writer.write(struct.pack("<BH", ord(kind), len(body)) + body)
+
+    async def run(self) -> None:
+        self.radio.stats.board_boots[self.address] += 1
+        try:
+            while True:
+                kind, n = struct.unpack("<BH", await self.reader.readexactly(3))
+                await self.on_call(chr(kind), await self.reader.readexactly(n))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the board's process is gone: reset, power cut or stop
+        finally:
+            await self.power_off()
+
+    async def power_off(self) -> None:
+        """The chip lost power: its connections drop as a supervision timeout, its controller leaves."""
+        device, self.device = self.device, None
+        if device is not None:
+            for connection in list(device.connections.values()):
+                try:
+                    await connection.disconnect(LOST_BOARD_REASON)
+                except Exception:  # noqa: BLE001 - the link may already be down
+                    pass
+            try:
+                await device.stop_advertising()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.controller is not None and self.radio.link is not None:
+            self.radio.link.remove_controller(self.controller)
+            self.controller = None
+        self.writer.close()
+
+    async def _ensure_device(self) -> Device:
+        if self.device is None:
+            controller = Controller(f"board {self.address}", link=self.radio.link, public_address=self.address)
+            controller.le_acl_data_packet_length = LE_ACL_PACKET_BYTES
+            device = Device(name=self.name, address=hci.Address(self.address),
+                            host=Host(controller, AsyncPipeSink(controller)))
+            device.gatt_server.max_mtu = self.mtu
+            device.on("connection", self._on_connection)
+            await device.power_on()
+            queue = device.host.le_acl_packet_queue
+            if queue is not None:
+                queue.on("flow", self._on_flow)
+            self.controller, self.device = controller, device
+        return self.device
+
+    def _on_connection(self, connection: Connection) -> None:
+        self.radio.stats.connections += 1
+        peer = self._peer(connection)
+        self.send("c", peer)
+        connection.on("disconnection", lambda _reason: self.send("d", peer))
+        connection.on("connection_att_mtu_update", lambda: self.send("m", struct.pack("<HH", connection.handle,
+                                                                                       connection.att_mtu)))
+
+    @staticmethod
+    def _peer(connection: Connection) -> bytes:
+        addr = connection.peer_address
+        return struct.pack("<HB", connection.handle, 0 if addr.is_public else 1) + bytes(reversed(bytes(addr)))
+
+    def _on_flow(self) -> None:
+        queue = self.device.host.le_acl_packet_queue if self.device is not None else None
+        done = 0
+        while self.done_marks and queue is not None and queue.completed >= self.done_marks[0]:
+            self.done_marks.popleft()
+            done += 1
+        if done:
+            self.send("k", bytes((done,)))
+
+    async def on_call(self, kind: str, body: bytes) -> None:
+        if kind == "A":
+            if body[0]:
+                self.send("a", bytes.fromhex(self.address.replace(":", "")))
+                self.send("k", bytes((NOTIFY_CREDITS,)))
+        elif kind == "G":
+            key, _, value = body.decode().partition("=")
+            if key == "gap_name":
+                self.name = value
+            elif key == "mtu":
+                self.mtu = int(value)
+                if self.device is not None:
+                    self.device.gatt_server.max_mtu = self.mtu
+        elif kind == "S":
+            device = await self._ensure_device()
+            handles = []
+            for text in body.decode().split(";"):
+                svc_uuid, *chars = text.split(",")
+                made = [self._characteristic(c) for c in chars]
+                device.add_service(gatt.Service(svc_uuid, made))
+                for c in made:
+                    self.chars[c.handle] = c
+                    handles.append(c.handle)
+            self.send("h", struct.pack(f"<{len(handles)}H", *handles))
+        elif kind == "V":
+            device = await self._ensure_device()
+            (interval_us,) = struct.unpack_from("<I", body)
+            if interval_us:
+                await device.start_advertising(advertising_data=body[4:],
+                                               advertising_interval_min=max(20.0, interval_us / 1000))
+            else:
+                await device.stop_advertising()
+        elif kind == "T":
+            await self._notify(body)
+        elif kind == "D":
+            (handle,) = struct.unpack_from("<H", body)
+            connection = self.device.lookup_connection(handle) if self.device else None
+            if connection is not None:
+                await connection.disconnect()
+
+    def _characteristic(self, text: str) -> gatt.Characteristic:
+        uuid, _, flags_text = text.partition("/")
+        flags = int(flags_text)
+        props = gatt.Characteristic.Properties(0)
+        for bit, prop in _PROPERTIES.items():
+            if flags & bit:
+                props |= prop
+        perms = gatt.Characteristic.Permissions(0)
+        if flags & 0x0002:
+            perms |= gatt.Characteristic.READABLE
+        if flags & 0x000C:
+            perms |= gatt.Characteristic.WRITEABLE
+        holder: list[gatt.Characteristic] = []
+
+        def written(connection: Connection, value: bytes) -> None:
+            self.radio.stats.writes += 1
+            self.send("w", struct.pack("<HH", connection.handle, holder[0].handle) + bytes(value))
+
+        char = gatt.Characteristic(uuid, props, perms, gatt.CharacteristicValue(write=written, read=lambda _c: b""))
+        holder.append(char)
+        return char
+
+    async def _notify(self, body: bytes) -> None:
+        conn_handle, value_handle = struct.unpack_from("<HH", body)
+        device = self.device
+        connection = device.lookup_connection(conn_handle) if device else None
+        char = self.chars.get(value_handle)
+        queue = device.host.le_acl_packet_queue if device else None
+        if connection is None or char is None or queue is None:
+            self.send("k", b"\x01")  # nothing went on the air: the buffer is free again
+            return
+        # MicroPython's gatts_notify sends whether or not the central subscribed (force=True)
+        await device.notify_subscriber(connection, char, body[4:], force=True)
+        self.radio.stats.notifications += 1
+        self.done_marks.append(queue.queued)
+        self._on_flow()
