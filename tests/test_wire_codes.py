@@ -78,6 +78,7 @@ def spec_codes() -> dict[str, dict[str, int]]:
         "STREAM_": stream,
         "ACK_": ack,
         "OTA_": _numbered(_enumeration("OTA_STATUS state")),
+        "J_": _numbered(_enumeration("JOURNAL kind")),
     }
 
 
@@ -93,6 +94,8 @@ def test_the_spec_tables_parse_to_what_the_spec_says():
     assert spec["EVENT_"] == {"RAISED": 1, "CLEARED": 0}
     assert spec["T_"]["CONTROL"] == 11 and spec["T_"]["OTA_STATUS"] == 14 and len(spec["T_"]) == 13
     assert spec["OTA_"]["ROLLING_BACK"] == 4 and len(spec["OTA_"]) == 5
+    assert spec["T_"]["CONTROL"] == 11 and spec["T_"]["JOURNAL"] == 12 and len(spec["T_"]) == 12
+    assert spec["J_"] == {"TRIP": 1, "DOOR_CYCLE": 2, "INSPECTION": 3}
 
 
 @pytest.mark.parametrize("prefix", sorted(spec_codes()))
