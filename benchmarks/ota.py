@@ -79,14 +79,14 @@ def _run(tmp: Path, source: str, heap: str) -> list[int] | None:
     return [int(x) for x in m.group(1).split(",")] if r.returncode == 0 and m else None
 
 
-def measure(repeats: int) -> dict[str, object]:
+def measure(repeats: int, search_heap: bool = True) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         us = _run(tmp, _script(repeats, len(VECTORS)), "96k")
         if us is None:
             raise SystemExit("ed25519 verification failed under micropython at 96k")
         min_heap = None
-        for k in range(4, 97, 2):
+        for k in range(4, 97, 2) if search_heap else ():
             if _run(tmp, _script(1, 1), f"{k}k") is not None:
                 min_heap = k
                 break
@@ -111,87 +111,205 @@ def measure(repeats: int) -> dict[str, object]:
     }
 
 
-def measure_boards(power_cuts: int, seed: int) -> dict[str, object]:
-    """Updates on mock boards (see the module docstring)."""
-    from hil_tests.conftest import TALK_SPEED
-    from hil_tests.test_ota import NEW, SECRET, _forged, firmware_copy, flash_with_release_key
+class Boards:
+    """Mock boards flashed with the test release key, one fresh flash image per trial."""
+
+    def __init__(self, d: Path, heap_k: int) -> None:
+        from liftwatch.hil.ota_kit import flash_with_release_key
+
+        self.d, self.heap_k, self.n = d, heap_k, 0
+        self.image = flash_with_release_key(d, heap_k)
+
+    def start(self, speed: float, samples=None):  # noqa: ANN001, ANN201
+        from liftwatch.hil.mockboard.board import MockBoard
+
+        self.n += 1
+        shutil.copyfile(self.image, self.d / f"b{self.n}.img")
+        b = MockBoard(self.d / f"b{self.n}.img", samples, speed=speed, heap_k=self.heap_k)
+        b.start()
+        return b
+
+
+def link_of(board) -> ota.CarLink:  # noqa: ANN001
     from liftwatch.edge_daemon.transport import LinkKind, make_transport
-    from liftwatch.hil.mockboard.board import MockBoard
+
+    return ota.CarLink("bench", lambda: make_transport(LinkKind.SERIAL, board.ports.data))
+
+
+def timeline(boards: Boards, raw: bytes, speed: float, confirm: bool) -> dict[str, float]:
+    """Seconds from the push's start to each step: installing (all received), trial (the new
+    firmware's first HELLO), and, with ``confirm``, confirmed."""
+    b = boards.start(speed)
+    marks: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        asyncio.run(ota.push_car(link_of(b), raw, timeout_s=600, confirm=confirm,
+                                 step=lambda s: marks.setdefault(s, time.perf_counter() - t0)))
+        marks["confirmed" if confirm else "done"] = time.perf_counter() - t0
+    finally:
+        b.stop()
+    return marks
+
+
+PHASES = ("transfer", "staging", "switch", "first boot")
+
+
+def power_cut_trial(boards: Boards, raw: bytes, phase: str, frac: float, ref: dict[str, float]) -> dict[str, object]:
+    """Cut the power once at ``frac`` of ``phase`` (transfer: of the bytes; staging and switch: of the
+    install boot, from the reference run ``ref``; first boot: of the trial before the confirmation),
+    let push carry on (an operator pushes again if it gave up), then check that the board samples,
+    linked and off trial, on the old firmware or the new."""
+    from liftwatch.hil.conftest import TALK_SPEED
+    from liftwatch.hil.ota_kit import NEW, OLD
+
+    b = boards.start(TALK_SPEED)
+    link = link_of(b)
+    cut: list[float] = []
+
+    def cut_now() -> None:
+        if not cut:
+            cut.append(time.perf_counter())
+            threading.Thread(target=b.power_cut, kwargs={"off_s": 0.5}, daemon=True).start()
+
+    install = ref["trial"] - ref["installing"]  # the install boot: check, stage (copy), switch, reset
+    delay = {"staging": frac * 0.8 * install, "switch": (0.8 + 0.2 * frac) * install}.get(phase)
+
+    def progress(have: int, total: int) -> None:
+        if phase == "transfer" and have >= frac * total:
+            cut_now()
+
+    def step(name: str) -> None:
+        if name == "installing" and delay is not None:
+            threading.Timer(delay, cut_now).start()
+        elif name == "trial" and phase == "first boot":
+            threading.Timer(frac * (ref["confirmed"] - ref["trial"]), cut_now).start()
+
+    outcome = ""
+    try:
+        for attempt in range(2):  # the push, and once more as an operator would if it gave up
+            try:
+                asyncio.run(ota.push_car(link, raw, timeout_s=300, progress=progress if not attempt else None,
+                                         step=step if not attempt else None))
+                break
+            except ota.OtaError as err:
+                outcome = str(err)
+        try:
+            hello = asyncio.run(ota.watch(link, None))
+            hello = asyncio.run(ota.watch(link, hello.fw_version, 2.0, timeout_s=ota.TRIAL_S))
+            ended = hello.fw_version if hello.fw_version in (OLD, NEW) else "other"
+        except ota.OtaError as err:
+            ended, outcome = "bricked", str(err)
+    finally:
+        b.stop()
+    return {"phase": phase, "cut": bool(cut), "ended": ended, "note": outcome}
+
+
+def bad_image_trial(boards: Boards, raw: bytes) -> bool:
+    """The push fails with the board's rollback, and the board runs the old firmware, healthy."""
+    from liftwatch.hil.conftest import TALK_SPEED
+    from liftwatch.hil.ota_kit import OLD
+
+    b = boards.start(TALK_SPEED)
+    link = link_of(b)
+    try:
+        try:
+            asyncio.run(ota.push_car(link, raw, timeout_s=ota.TRIAL_S * 2))
+            return False
+        except ota.OtaError as err:
+            if "rolled back" not in str(err):
+                return False
+        hello = asyncio.run(ota.watch(link, OLD, 2.0, timeout_s=ota.TRIAL_S))
+        return hello.update == "rolled_back"
+    except ota.OtaError:
+        return False
+    finally:
+        b.stop()
+
+
+def forged_trials(boards: Boards, cases: dict[str, tuple[bytes, str]]) -> dict[str, bool]:
+    """Each bundle pushed to one board in turn: refused with the expected reason, the board still
+    on the old firmware with no update record after each."""
+    from liftwatch.hil.conftest import TALK_SPEED
+    from liftwatch.hil.ota_kit import OLD
+
+    b = boards.start(TALK_SPEED)
+    link = link_of(b)
+    refused = {}
+    try:
+        for name, (raw, why) in cases.items():
+            try:
+                asyncio.run(ota.push_car(link, raw, timeout_s=120))
+                refused[name] = False
+                continue
+            except ota.OtaError as err:
+                said = str(err)
+            hello = asyncio.run(ota.watch(link, None))
+            refused[name] = why in said and (hello.fw_version, hello.update) == (OLD, "")
+    finally:
+        b.stop()
+    return refused
+
+
+def measure_boards(power_cuts: int, bad_repeats: int, seed: int, heap_k: int, quick: bool) -> dict[str, object]:
+    """Updates on mock boards (see the module docstring)."""
+    from liftwatch.hil.conftest import TALK_SPEED
+    from liftwatch.hil.ota_kit import BAD_IMAGES, NEW, SECRET, bad_bundle, firmware_copy, forged_bundles
 
     rng = random.Random(seed)
     d = Path(tempfile.mkdtemp(prefix="ota-bench-"))
-    image = flash_with_release_key(d)
-    good = ota.build(SECRET, "x64", firmware_copy(d / "fw", NEW))
-
-    def crash(fw: Path) -> None:
-        s = fw / "streamer.py"
-        s.write_text(s.read_text() + "\nraise RuntimeError('bad image')\n")
-
-    bad = ota.build(SECRET, "x64", firmware_copy(d / "bad", NEW, crash))
-    n = 0
-
-    def push(raw: bytes, speed: float, confirm: bool = True, cut_after_s: float | None = None):  # noqa: ANN202
-        nonlocal n
-        n += 1
-        shutil.copyfile(image, d / f"b{n}.img")
-        b = MockBoard(d / f"b{n}.img", speed=speed, heap_k=96)
-        b.start()
-        timer = threading.Timer(cut_after_s, b.power_cut, kwargs={"off_s": 0.5}) if cut_after_s else None
-        outcome: list[object] = []
-        try:
-            if timer:
-                timer.start()
-            for _attempt in range(2 if timer else 1):  # after a cut: push again, as an operator would
-                try:
-                    outcome.append(asyncio.run(ota.push(make_transport(LinkKind.SERIAL, b.ports.data), raw,
-                                                        timeout_s=240, confirm=confirm)))
-                    break
-                except ota.OtaError as err:
-                    outcome.append(err)
-            if timer and not isinstance(outcome[-1], ota.PushResult):  # does it still answer (old firmware)?
-                try:
-                    asyncio.run(ota.push(make_transport(LinkKind.SERIAL, b.ports.data), _forged()["older"][0],
-                                         timeout_s=60))
-                except ota.OtaError as err:
-                    outcome.append(err)
-        finally:
-            if timer:
-                timer.cancel()
-            b.stop()
-        return outcome
-
-    t = time.perf_counter()
-    first = push(good, 1.0, confirm=False)[-1]
-    update_s = round(time.perf_counter() - t, 1) if isinstance(first, ota.PushResult) else None
-    bricked = resumed = 0
-    for _ in range(power_cuts):
-        out = push(good, TALK_SPEED, cut_after_s=rng.uniform(0.3, 9.0))
-        last = out[-1]
-        ok = isinstance(last, ota.PushResult) or "not newer" in str(last)
-        bricked += not ok
-        resumed += any(isinstance(o, ota.PushResult) and any(o.resumed_from) for o in out)
-    rolled = sum("rolled back" in str(push(bad, TALK_SPEED)[-1]) for _ in range(1))
-    forged = _forged()
-    refused = sum(why in str(push(raw, TALK_SPEED)[-1]) for raw, why in forged.values())
-    shutil.rmtree(d, ignore_errors=True)
-    return {
-        "update_s": update_s, "power_cut_trials": power_cuts, "bricked": bricked,
-        "resumed_from_nonzero": resumed, "bad_image_trials": 1, "bad_image_rolled_back": rolled,
-        "forged_trials": len(forged), "forged_refused": refused,
-    }
+    try:
+        boards = Boards(d, heap_k)
+        good = ota.build(SECRET, "x64", firmware_copy(d / "fw", NEW))
+        r: dict[str, object] = {"bundle_bytes_x64": len(good),
+                                "uart_wire_s_921600": round(len(good) * 10 / 921600, 1)}
+        real = timeline(boards, good, 1.0 if not quick else TALK_SPEED, confirm=False)
+        r["update_s"] = round(real["trial"], 1) if not quick else None
+        ref = timeline(boards, good, TALK_SPEED, confirm=True)
+        r["reference_steps_s_at_10x"] = {k: round(v, 1) for k, v in ref.items()}
+        trials = [power_cut_trial(boards, good, PHASES[i % len(PHASES)], rng.random(), ref)
+                  for i in range(power_cuts)]
+        r["power_cut_trials"] = sum(t["cut"] for t in trials)
+        r["power_cuts_by_phase"] = {p: sum(t["cut"] and t["phase"] == p for t in trials) for p in PHASES}
+        r["bricked"] = sum(t["ended"] not in ("1.0.0", NEW) for t in trials)
+        r["ended_on_new"] = sum(t["ended"] == NEW for t in trials)
+        r["bricked_notes"] = [t["note"] for t in trials if t["ended"] not in ("1.0.0", NEW)]
+        kinds = ["crash at import"] if quick else list(BAD_IMAGES)
+        bad = {k: sum(bad_image_trial(boards, bad_bundle(d / f"bad{i}", k)) for i in range(bad_repeats))
+               for k in kinds}
+        r["bad_image_trials"] = bad_repeats * len(kinds)
+        r["bad_image_rolled_back"] = sum(bad.values())
+        r["bad_image_rolled_back_by_kind"] = bad
+        cases = forged_bundles()
+        cases["oversized"] = (ota.pack(NEW, ota.mpy_value("x64"), "x64", [("big.mpy", bytes(ota.MAX_BUNDLE))], SECRET),
+                              "over the")
+        if quick:
+            cases = {k: cases[k] for k in ("unsigned", "other arch")}
+        forged = forged_trials(boards, cases)
+        r["forged_trials"] = len(forged)
+        r["forged_refused"] = sum(forged.values())
+        r["forged_not_refused"] = [k for k, ok in forged.items() if not ok]
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    return r
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--boards", action="store_true", help="also update mock boards (minutes)")
-    ap.add_argument("--power-cuts", type=int, default=50, help="with --boards: boards cut once each")
+    ap.add_argument("--no-boards", action="store_true", help="only the verification cost (seconds, not minutes)")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run for the test suite: a few trials of each kind, at 10x (no real-time update_s)")
+    ap.add_argument("--power-cuts", type=int, default=52, help="boards cut once each, cycling through the phases")
+    ap.add_argument("--bad-repeats", type=int, default=2, help="trials of each bad image kind")
+    ap.add_argument("--heap-k", type=int, default=96, help="the mock boards' heap (KiB)")
     ap.add_argument("--seed", type=int, default=18)
     args = ap.parse_args()
-    r = measure(args.repeats)
-    if args.boards:
-        r.update(measure_boards(args.power_cuts, args.seed))
+    if args.quick:
+        args.power_cuts, args.bad_repeats, args.repeats = min(args.power_cuts, 2), 1, 1
+    r = measure(args.repeats, search_heap=not args.quick)
+    if not args.no_boards:
+        r.update(measure_boards(args.power_cuts, args.bad_repeats, args.seed, args.heap_k, args.quick))
     for k, v in r.items():
         print(f"{k:28} {v}")
     if args.json:

@@ -287,7 +287,10 @@ def format_status(status: dict[str, Any], now: float) -> str:
             notes.append("board in SAFE MODE")
         if b.get("update"):  # the firmware update boot record (HELLO)
             notes.append(f"firmware {b.get('fw_version')} {b['update']}, previous {b.get('prev_fw_version') or '-'}")
-        if b.get("update_refused"):
+        last = b.get("last_update") or {}
+        if last.get("outcome") not in (None, "updated"):  # `liftwatch ota push | rollout` kept why
+            notes.append(f"update to {last.get('version')} {last['outcome'].replace('_', ' ')}: {last.get('reason')}")
+        elif b.get("update_refused"):
             notes.append(f"update refused: {b['update_refused']}")
         if b.get("online") and not b.get("calibrated"):
             notes.append("not calibrated: run `liftwatch calibrate`")

@@ -30,6 +30,7 @@ from liftwatch.edge_daemon.config import BoardConfig, DaemonConfig
 from liftwatch.edge_daemon.envelope import utc_iso
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.pipeline import TICK_S, CarPipeline, MessageStore, OutboxStore, load_session_state
+from liftwatch.edge_daemon.ota import read_outcome
 from liftwatch.edge_daemon.replay_window import ReplayWindowFile, replay_window_path
 from liftwatch.edge_daemon.session import BoardSession, LinkMode
 from liftwatch.edge_daemon.transport import (
@@ -102,6 +103,7 @@ class BoardTask:
     phase: LinkPhase = LinkPhase.DISCONNECTED
     counters: LinkCounters = field(default_factory=LinkCounters)
     replay_window: ReplayWindowFile | None = None  # tagged boards: the window outlives the daemon
+    state_dir: Path | None = None  # where `liftwatch ota push | rollout` keep each car's last update
     _rotations_seen: int = 0
     _wrong_board_logged: str = ""
     _open_failure_logged: str = ""
@@ -259,6 +261,9 @@ class BoardTask:
             framing_drops={reason.name.lower(): n for reason, n in self.reader.drops.items()},
             frames_ok=self.reader.frames,
             replay_resets=self.reader.replay_resets,  # issue 14: windows restarted for a new key
+            # issue 18: what the last push or rollout to this car came to (a refusal's reason lives here:
+            # the board keeps only its boot record, which a refused update leaves as it was)
+            last_update=read_outcome(self.state_dir, self.board.car) if self.state_dir is not None else None,
             pipeline=self.pipeline.counters.to_status(),
             active_faults=[f.value for f in self.pipeline.analytics.active_faults],
             last_events=list(self.pipeline.last_events),
@@ -327,7 +332,7 @@ class Daemon:
                 _LOG.warning("board %s: the saved replay window belongs to another key (board replaced?): "
                              "starting a fresh one for key %s", board.car, reader.replay.key_fingerprint)
         return BoardTask(board, transport, pipeline, reader, self.config.write_timeout_s, self._backoff(),
-                         self.clock, self.monotonic, replay_window=window)
+                         self.clock, self.monotonic, replay_window=window, state_dir=self.config.state_dir)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set; then flush analytics state and let upstream drain briefly."""

@@ -193,11 +193,13 @@ class PushResult:
 
 async def push(transport: Any, raw: bytes, session_config: Any = None, reader: Any = None, *,
                timeout_s: float = 600.0, confirm: bool = True,
-               progress: Callable[[int, int], None] | None = None) -> PushResult:
+               progress: Callable[[int, int], None] | None = None,
+               step: Callable[[str], None] | None = None) -> PushResult:
     """Step 1 hear the board, step 2 send the chunks from where the board says it is (resuming after
     a cut or reboot), step 3 CONTROL ota_install, step 4 wait for the board to boot the new firmware
     (and, with ``confirm``, to confirm it). Chunks go WINDOW at a time, each answered: the line stays
-    free for the board's live frames."""
+    free for the board's live frames. ``step`` is told "installing" (the board holds the whole
+    bundle and reboots to check and stage it) and "trial" (the new firmware's first HELLO)."""
     from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
     from liftwatch.edge_daemon.transport import TransportError
     from liftwatch.protocol import messages as m
@@ -241,6 +243,8 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                     if st.state == m.OtaState.REFUSED:  # an earlier push's: this one begins at 0
                         have = nxt = 0
                     elif st.state == m.OtaState.INSTALLING:
+                        if step is not None and not booting:
+                            step("installing")
                         booting = True
                     elif booting and st.state == m.OtaState.IDLE:
                         continue
@@ -260,6 +264,8 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                     record_before = session.hello.update_record
                 elif frame.type == m.MessageType.HELLO and session.hello is not None:
                     hello = session.hello
+                    if step is not None and hello.update == "trial" and hello.fw_version == bundle.version:
+                        step("trial")  # each HELLO of the trial: the caller keeps the first
                     if hello.update_record == record_before:  # the install boot switched nothing: why?
                         session.request(m.Command.OTA_QUERY, 0, time.time())
                     elif hello.fw_version == bundle.version and (not confirm or hello.update == "confirmed"):
@@ -300,6 +306,156 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
     raise OtaError(f"update did not complete within {timeout_s:.0f} s")
 
 
+# ---- one car's link, its health, and what became of its last update ----------------------------------
+
+# The watch's limits, on the host's clock. A board sends STATS every second at rest (VIB while moving)
+# and a HEARTBEAT every 10 s: three heartbeats without a frame is a board that is down or unlinked.
+LINK_SILENCE_S = 30.0
+TRIAL_S = 300.0  # firmware/ota.py _TRIAL_MS: a board not confirmed by then rolls back by itself
+HELLO_RETRY_S = 5.0  # a board on trial is asked again until it confirms or rolls back
+
+
+class HealthError(OtaError):
+    """A board's health did not hold (rolled back, safe mode, rebooted, silent, not sampling)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarLink:
+    """How to reach one car's board: a fresh transport and frame reader for each connection (a
+    reader keeps a replay window, a transport is opened once)."""
+
+    car: str
+    transport: Callable[[], Any]
+    session_config: Any = None
+    reader: Callable[[], Any] | None = None
+
+
+def car_links(config: Any, baudrate: int | None = None) -> dict[str, CarLink]:
+    """Every car of a daemon config, by name, with its port, key and CONFIG settings."""
+    from liftwatch.edge_daemon.transport import make_transport
+    from liftwatch.protocol.framing import FrameReader
+
+    def link(board: Any) -> CarLink:
+        return CarLink(
+            board.car,
+            lambda: make_transport(board.link, board.address, baudrate=baudrate or board.baudrate),
+            config.session_for(board),
+            lambda: FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag),
+        )
+
+    return {b.car: link(b) for b in config.boards}
+
+
+async def push_car(link: CarLink, raw: bytes, **kw: Any) -> PushResult:
+    """`push` over a car's link."""
+    return await push(link.transport(), raw, link.session_config, link.reader() if link.reader else None, **kw)
+
+
+async def watch(link: CarLink, version: str | None = None, hold_s: float = 0.0, *, timeout_s: float = 120.0,
+                held: Callable[[float], None] | None = None) -> Any:
+    """The board's HELLO once its health has held for ``hold_s``: step 1 ask for HELLO (again every
+    HELLO_RETRY_S while the firmware is on trial), step 2 watch its frames. With ``version``, the
+    board must run it off trial (confirmed, or what a rollback returned to); any of these raises
+    HealthError: another firmware (a rollback), safe mode, a reboot (a crash), LINK_SILENCE_S
+    without a frame or without a sample. Without ``version``: the first HELLO. Nothing it hears is
+    acknowledged, so the daemon still gets every EVENT and journal record afterwards. ``held(s)``
+    is told the healthy seconds so far (a rollout saves them)."""
+    from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
+    from liftwatch.edge_daemon.transport import TransportError
+    from liftwatch.protocol import messages as m
+    from liftwatch.protocol.framing import FrameReader
+
+    session = BoardSession(link.session_config or SessionConfig(), LinkMode.LIVE, label=link.car)
+    reader = link.reader() if link.reader else FrameReader()
+    transport = link.transport()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    hello: Any = None
+    boot: int | None = None  # the boot the first HELLO came from
+    healthy_from: float | None = None  # confirmed on `version`: the hold counts from here
+    heard = sampled = asked = start
+    try:
+        await transport.open()
+    except TransportError as err:
+        raise HealthError(f"{link.car}: {err}") from err
+    try:
+        while True:
+            try:
+                chunk = await asyncio.wait_for(transport.read(), 0.2)
+            except asyncio.TimeoutError:
+                chunk = b""
+            now = loop.time()
+            for frame in reader.feed(chunk):
+                heard = now
+                session.on_frame(frame, time.time(), now)
+                if hello is not None and session.boot_id != boot:
+                    raise HealthError(f"{link.car}: rebooted during the hold (a crash or a power cut)")
+                if frame.type == m.MessageType.HELLO and session.hello is not None:
+                    hello, boot = session.hello, session.boot_id
+                    if version is None:
+                        return hello
+                    if hello.fw_version != version:
+                        raise HealthError(f"{link.car}: runs {hello.fw_version} ({hello.update or 'never updated'}),"
+                                          f" not {version}")
+                    if hello.safe_mode:
+                        raise HealthError(f"{link.car}: in safe mode on {version}")
+                    if hello.update != "trial" and healthy_from is None:  # confirmed, or the one rolled back to
+                        healthy_from = now
+                elif frame.type in (m.MessageType.STATS, m.MessageType.VIB):
+                    if m.decode_message(frame).count > 0:
+                        sampled = now
+                elif frame.type == m.MessageType.HEARTBEAT and session.safe_mode and hello is not None:
+                    raise HealthError(f"{link.car}: went into safe mode")
+            if now - heard > LINK_SILENCE_S:
+                raise HealthError(f"{link.car}: no frame for {LINK_SILENCE_S:.0f} s")
+            if healthy_from is not None and now - sampled > LINK_SILENCE_S:
+                raise HealthError(f"{link.car}: linked but not sampling for {LINK_SILENCE_S:.0f} s")
+            if healthy_from is not None:
+                if held is not None:
+                    held(now - healthy_from)
+                if now - healthy_from >= hold_s and now - sampled < LINK_SILENCE_S:
+                    return hello
+            elif now - start > timeout_s:
+                state = f"runs {hello.fw_version} ({hello.update or 'never updated'})" if hello else "no HELLO"
+                raise HealthError(f"{link.car}: {state} after {timeout_s:.0f} s")
+            elif hello is not None and now - asked > HELLO_RETRY_S:  # on trial: has it confirmed yet?
+                asked = now
+                session.request(m.Command.REQUEST_HELLO, 0, time.time())
+            session.tick(time.time(), now)  # HELLO request per boot, TIME_SYNC: the board hears its host
+            for wire in session.take_outgoing():
+                await asyncio.wait_for(transport.write(wire), 2.0)
+    except TransportError as err:
+        raise HealthError(f"{link.car}: {err}") from err
+    finally:
+        await transport.close()
+
+
+def outcome_path(state_dir: Path, car: str) -> Path:
+    """Where the Pi keeps what became of a car's last update (`liftwatch status` shows it)."""
+    return state_dir / f"ota-{re.sub(r'[^A-Za-z0-9_.-]', '_', car)}.json"
+
+
+def record_outcome(state_dir: Path, car: str, version: str, outcome: str, reason: str = "") -> None:
+    """Keep ``outcome`` (updated, refused, rolled_back, failed) of pushing ``version`` to ``car``:
+    the board keeps only its boot record, so a refusal's reason would otherwise die with `push`."""
+    with atomic_output(outcome_path(state_dir, car), "w") as f:
+        json.dump({"version": version, "outcome": outcome, "reason": reason,
+                   "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, f)
+
+
+def read_outcome(state_dir: Path, car: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(outcome_path(state_dir, car).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def outcome_of(err: OtaError) -> str:
+    """refused (the running firmware untouched), rolled_back, or failed (link, timeout, health)."""
+    text = str(err)
+    return "refused" if "refused" in text else "rolled_back" if "rolled back" in text else "failed"
+
+
 # ---- CLI -------------------------------------------------------------------------------------------
 
 
@@ -326,6 +482,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole update")
     s.add_argument("--no-confirm", action="store_true", help="return once the new firmware boots (on trial)")
     s.set_defaults(func=_cmd_push)
+    r = sub.add_parser("rollout", help="a bundle to the config's cars: a canary first, the rest once its health held")
+    r.add_argument("bundle", type=Path, help="a bundle from `liftwatch ota build`")
+    r.add_argument("--config", type=Path, required=True, help="the daemon's config (its cars, ports, keys, state_dir)")
+    r.add_argument("--canary", required=True, help="the car updated first and watched")
+    r.add_argument("--cars", nargs="+", help="the cars after the canary (default: every other car of the config)")
+    r.add_argument("--hold-s", type=float, default=3600.0,
+                   help="seconds the canary's health must hold on the new firmware before the rest (default 3600)")
+    r.add_argument("--parallel", type=int, default=2, help="cars pushed at once after the canary (default 2)")
+    r.add_argument("--state", type=Path, help="state file (default: <state_dir>/ota-rollout.json); a rerun resumes it")
+    r.set_defaults(func=_cmd_rollout)
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -356,16 +522,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    from liftwatch.edge_daemon.config import ConfigError, load_config
     from liftwatch.edge_daemon.session import SessionConfig
     from liftwatch.edge_daemon.transport import LinkKind, make_transport
     from liftwatch.protocol.framing import FrameReader
 
     try:
         raw = args.bundle.read_bytes()
-        parse(raw)
+        bundle = parse(raw)
     except (OSError, OtaError) as exc:
         return _fail(f"{args.bundle}: {getattr(exc, 'strerror', None) or exc}", 2)
+    state_dir = None
     if args.port:
         if args.config:
             return _fail("give --port or --config, not both", 2)
@@ -373,27 +539,74 @@ def _cmd_push(args: argparse.Namespace) -> int:
             key = bytes.fromhex(Path(args.key_file).read_text().strip()) if args.key_file else None
         except (OSError, ValueError) as err:
             return _fail(f"--key-file {args.key_file}: {getattr(err, 'strerror', None) or 'not a hex key'}", 2)
-        transport = make_transport(LinkKind.SERIAL, args.port, baudrate=args.baudrate)
-        session_config, reader = SessionConfig(key=key), FrameReader(key=key, require_tag=key is not None)
+        link = CarLink(args.port, lambda: make_transport(LinkKind.SERIAL, args.port, baudrate=args.baudrate),
+                       SessionConfig(key=key), lambda: FrameReader(key=key, require_tag=key is not None))
     elif args.config:
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as err:
-            return _fail(str(err), 2)
-        boards = [b for b in cfg.boards if args.car in (None, b.car)]
-        if len(boards) != 1:
-            return _fail("name the board with --car" if boards else f"no board with car = {args.car!r}", 2)
-        board = boards[0]
-        transport = make_transport(board.link, board.address, baudrate=args.baudrate or board.baudrate)
-        session_config = cfg.session_for(board)
-        reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
+        cfg = _load_config(args.config)
+        if isinstance(cfg, int):
+            return cfg
+        links = car_links(cfg, args.baudrate)
+        cars = [c for c in links if args.car in (None, c)]
+        if len(cars) != 1:
+            return _fail("name the board with --car" if cars else f"no board with car = {args.car!r}", 2)
+        link, state_dir = links[cars[0]], cfg.state_dir
     else:
         return _fail("give --config and --car, or --port", 2)
     try:
-        result = asyncio.run(push(transport, raw, session_config, reader, timeout_s=args.timeout,
-                                  confirm=not args.no_confirm))
+        result = asyncio.run(push_car(link, raw, timeout_s=args.timeout, confirm=not args.no_confirm))
     except OtaError as exc:
+        if state_dir is not None:
+            _keep_outcome(state_dir, link.car, bundle.version, outcome_of(exc), str(exc))
         return _fail(str(exc))
+    if state_dir is not None:
+        _keep_outcome(state_dir, link.car, bundle.version, "updated")
     print(f"updated: the board runs {result.fw_version} (previous {result.prev_fw_version}) after "
           f"{result.seconds:.1f} s")
+    return 0
+
+
+def _keep_outcome(state_dir: Path, car: str, version: str, outcome: str, reason: str = "") -> None:
+    try:
+        record_outcome(state_dir, car, version, outcome, reason)
+    except OSError as err:  # the update itself is done or refused: say where its record could not go
+        print(f"liftwatch ota: the outcome was not kept in {state_dir}: {err.strerror}", file=sys.stderr)
+
+
+def _load_config(path: Path) -> Any:
+    """The daemon config, or the exit code after a one-line error."""
+    from liftwatch.edge_daemon.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        return _fail(str(err), 2)
+
+
+def _cmd_rollout(args: argparse.Namespace) -> int:
+    from liftwatch.edge_daemon.ota_rollout import STATE_FILE, rollout
+
+    try:
+        raw = args.bundle.read_bytes()
+        parse(raw)
+    except (OSError, OtaError) as exc:
+        return _fail(f"{args.bundle}: {getattr(exc, 'strerror', None) or exc}", 2)
+    cfg = _load_config(args.config)
+    if isinstance(cfg, int):
+        return cfg
+    links = car_links(cfg)
+    cars = args.cars if args.cars is not None else [c for c in links if c != args.canary]
+    unknown = [c for c in [args.canary, *cars] if c not in links]
+    if unknown:
+        return _fail(f"no car {', '.join(unknown)} in {args.config}", 2)
+    if args.hold_s < 0 or args.parallel < 1:
+        return _fail("--hold-s must be >= 0 and --parallel >= 1", 2)
+    try:
+        st = asyncio.run(rollout(raw, links, args.canary, cars, args.hold_s,
+                                 args.state or cfg.state_dir / STATE_FILE, parallel=args.parallel,
+                                 state_dir=cfg.state_dir, say=lambda line: print(line, flush=True)))
+    except OtaError as exc:
+        return _fail(str(exc))
+    except OSError as exc:  # the state file
+        return _fail(f"{exc.filename}: {exc.strerror}")
+    print(f"rollout of {st.version} done: {len(st.cars)} cars updated (canary {st.canary})")
     return 0

@@ -423,3 +423,24 @@ def upstream_journal(state_dir: Path) -> tuple[list[dict], dict[str, int], list[
 def expected_raised(sc: Scenario) -> dict[str, int]:
     """The events scenario ``sc`` raises, by type, as upstream_journal counts them."""
     return {k: v for k, v in sc.expect.events.items() if k != "board_offline"}
+
+
+# ---- firmware updates (test_ota.py, test_ota_rollout.py; helpers in ota_kit.py) ----
+
+
+@pytest.fixture(scope="session")
+def ota_image(tmp_path_factory: pytest.TempPathFactory, board_heap_k: int) -> Path:
+    """A flash image of the real firmware with the test release key's public half."""
+    from .ota_kit import flash_with_release_key
+
+    return flash_with_release_key(tmp_path_factory.mktemp("ota"), board_heap_k)
+
+
+@pytest.fixture(scope="session")
+def good_bundle(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The firmware as version ota_kit.NEW, signed by the test release key."""
+    from liftwatch.edge_daemon import ota
+
+    from .ota_kit import NEW, SECRET, firmware_copy
+
+    return ota.build(SECRET, "x64", firmware_copy(tmp_path_factory.mktemp("fw") / "firmware", NEW))

@@ -115,6 +115,20 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
     assert "WRONG BOARD: config expects b7" in text
 
 
+def test_status_shows_why_the_last_update_of_a_car_was_refused():
+    """A refusal leaves the board's boot record as it was: the reason is what `liftwatch ota push` or
+    `rollout` kept on the Pi (edge_daemon/ota.py record_outcome), shown until the next update."""
+    base = {"car": "c1", "online": True, "counters": {}, "fw_version": "1.0.0"}
+    status = {"site": "s", "pi": "p", "upstream": {}, "outbox": {}, "boards": [
+        {**base, "last_update": {"version": "1.1.0", "outcome": "refused", "ts": "2027-01-15T07:00:00Z",
+                                 "reason": "board refused the bundle: flash full: 4096 bytes free, the update needs 90000"}},
+        {**base, "car": "c2", "last_update": {"version": "1.1.0", "outcome": "updated", "reason": ""}},
+    ]}
+    text = format_status(status, 1_800_000_000.0)
+    assert "update to 1.1.0 refused: board refused the bundle: flash full: 4096 bytes free" in text
+    assert text.count("update to") == 1  # an update that went through is not a problem to show
+
+
 def test_status_of_a_simulated_clock_is_fresh_and_in_the_site_zone():
     """The demo's daemon runs yesterday's simulated day: its clock (`ts`) is a day behind, and a
     sped-up board's own timestamps run ahead; neither is how old the snapshot or the last frame is."""

@@ -230,6 +230,16 @@ def test_board_status_gives_link_quality_over_the_window():
     assert board["heap_free"] == 40_000 and board["session_drops"] == 3 and board["fw_version"] == "1.0.0"
 
 
+def test_board_health_shows_the_running_and_previous_firmware_and_the_last_update():
+    live = LiveState()
+    last = {"version": "1.2.0", "outcome": "refused", "reason": "board refused the bundle: flash full", "ts": "x"}
+    live.board_status("c1", {"online": True, "fw_version": "1.1.0", "prev_fw_version": "1.0.0", "update": "confirmed",
+                             "update_refused": None, "last_update": last})
+    board = live.snapshot()["cars"][0]["board"]
+    assert (board["fw_version"], board["prev_fw_version"], board["update"]) == ("1.1.0", "1.0.0", "confirmed")
+    assert board["last_update"] == last
+
+
 # -- the HTTP server -----------------------------------------------------------------------------
 
 

@@ -491,6 +491,12 @@ class LiveState:
             "reset_cause": (c.hello.reset_cause if c.hello else "") or s.get("reset_cause") or "",
             "calibrated": c.hello.calibrated if c.hello else s.get("calibrated"),
             "safe_mode": c.hello.safe_mode if c.hello else s.get("safe_mode"),
+            # issue 18: the firmware a rollback returns to, the update record (trial, confirmed,
+            # rolled_back), and what the last push or rollout came to (a refusal with its reason)
+            "prev_fw_version": s.get("prev_fw_version") or "",
+            "update": s.get("update") or "",
+            "update_refused": s.get("update_refused"),
+            "last_update": s.get("last_update"),
             "boots": board_counters.boots if board_counters else None,
             "reboots_seen": counters.get("reboots"),
             "heap_free": hb.get("heap_free"),

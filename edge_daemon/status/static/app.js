@@ -190,6 +190,16 @@ function kv(rows) {
   return h("dl", { class: "kv" }, ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
+// The running and the previous firmware, and what the last update came to (issue 18).
+function updateText(b) {
+  const parts = [];
+  if (b.update) parts.push(`${b.update.replace("_", " ")} · previous ${b.prev_fw_version || "—"}`);
+  const last = b.last_update;
+  if (last && last.outcome !== "updated") parts.push(`${last.version} ${last.outcome.replace("_", " ")}: ${last.reason}`);
+  else if (b.update_refused) parts.push(`refused: ${b.update_refused}`);
+  return parts.join(" · ") || "never updated";
+}
+
 function renderCar(c) {
   document.getElementById("car-head").replaceChildren(
     h("a", { href: "#" }, "← fleet"), h("h2", {}, c.car), h("span", { class: "muted" }, c.board_id), levelBadge(c.attention),
@@ -217,6 +227,7 @@ function renderCar(c) {
     ["heap free", b.heap_free === null || b.heap_free === undefined ? "—" : `${(b.heap_free / 1024).toFixed(1)} kB`],
     ["boots", `${b.boots ?? "—"} (last reset: ${b.reset_cause || "—"})`],
     ["firmware", `${b.fw_version || "—"} · ${b.sensor_model || "—"}${b.calibrated === false ? " · uncalibrated" : ""}${b.safe_mode ? " · SAFE MODE" : ""}`],
+    ["firmware update", updateText(b)],
     ["uptime", b.uptime_s === null || b.uptime_s === undefined ? "—" : span(b.uptime_s)],
   ]));
   renderTrips(c);

@@ -1,0 +1,91 @@
+"""What the firmware update tests and benchmarks/ota.py share (issue 18): the test release key,
+firmware trees to build bundles from (another version, optionally broken), a mock board flash image
+with the key's public half, and bundles that must be refused."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from liftwatch.edge_daemon import ota
+from liftwatch.hil.mockboard.board import MockBoard
+from liftwatch.protocol import ed25519
+from liftwatch.upy import FIRMWARE_DIR
+
+SECRET = hashlib.sha256(b"liftwatch test release key").digest()
+OLD = "1.0.0"  # what `liftwatch flash` writes (firmware/agent.py FW_VERSION)
+NEW = "1.1.0"
+
+
+def firmware_copy(dst: Path, version: str, patch: Callable[[Path], None] | None = None) -> Path:
+    """The firmware tree with another FW_VERSION (and an optional breakage), to build bundles from."""
+    shutil.copytree(FIRMWARE_DIR, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    agent = dst / "agent.py"
+    agent.write_text(agent.read_text().replace(f'FW_VERSION = "{OLD}"', f'FW_VERSION = "{version}"'))
+    if patch is not None:
+        patch(dst)
+    return dst
+
+
+def _append(module: str, code: str) -> Callable[[Path], None]:
+    def patch(d: Path) -> None:
+        f = d / module
+        f.write_text(f.read_text() + "\n" + code + "\n")
+
+    return patch
+
+
+# Images that must not stay: each is rolled back by the board itself (firmware/otaboot.py, ota.py).
+BAD_IMAGES: dict[str, Callable[[Path], None]] = {
+    # Raises as the firmware is imported: three boots on trial, then the previous one.
+    "crash at import": _append("streamer.py", "raise RuntimeError('bad image')"),
+    # Boots, samples and streams, then dies at its first heartbeat (10 s in): a crash loop.
+    "crash later": _append("agent.py", "Agent.send_heartbeat = lambda self: 1 // 0"),
+    # Runs and samples but never hears its host: never confirmed, rolled back after the trial time.
+    "never links up": _append("link.py", "Link.poll = lambda self, handler: None"),
+}
+
+
+def bad_bundle(tmp: Path, kind: str) -> bytes:
+    return ota.build(SECRET, "x64", firmware_copy(tmp / kind.replace(" ", "_"), NEW, BAD_IMAGES[kind]))
+
+
+def flash_with_release_key(d: Path, heap_k: int = 96) -> Path:
+    """A flash image with the real firmware and the test release key's public half (`liftwatch flash
+    --ota-key`), in folder d."""
+    (d / "release.pub").write_text(ed25519.public_key(SECRET).hex())
+    image = d / "flashed.img"
+    board = MockBoard(image, speed=1.0, heap_k=heap_k)
+    board.start()
+    try:
+        r = subprocess.run([sys.executable, "-m", "liftwatch", "flash", board.ports.console, "--ota-key",
+                            str(d / "release.pub")], capture_output=True, text=True, timeout=180, check=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"liftwatch flash failed: {r.stderr.strip()}")
+    finally:
+        board.stop()
+    return image
+
+
+def small_bundle(version: str = NEW, mpy: int | None = None, secret: bytes | None = SECRET,
+                 files: list[tuple[str, bytes]] | None = None) -> bytes:
+    return ota.pack(version, ota.mpy_value("x64") if mpy is None else mpy, "x64",
+                    files or [("note.mpy", b"not firmware")], secret)
+
+
+def forged_bundles() -> dict[str, tuple[bytes, str]]:
+    """Bundles a board must refuse, each with (a part of) the reason it gives."""
+    signed = small_bundle()
+    changed = signed[:-1] + bytes([signed[-1] ^ 1])
+    return {
+        "unsigned": (small_bundle(secret=None), "bad signature"),
+        "wrong key": (small_bundle(secret=hashlib.sha256(b"attacker").digest()), "bad signature"),
+        "changed after signing": (changed, "does not match its sha256"),
+        "not newer": (small_bundle(version=OLD), "not newer"),
+        "older": (small_bundle(version="0.9.9"), "not newer"),
+        "other arch": (small_bundle(mpy=ota.mpy_value("xtensawin")), "another arch"),
+    }

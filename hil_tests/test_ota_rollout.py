@@ -1,0 +1,94 @@
+"""`liftwatch ota rollout` on mock boards (issue 18): a canary car first, the others once its health
+held; a canary that rolls back stops the rollout with every other car untouched on the old firmware.
+Each board runs the real firmware at the board's heap, flashed with the test release key."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from liftwatch.edge_daemon import ota
+from liftwatch.hil.mockboard.board import MockBoard
+from liftwatch.protocol.messages import Command, Hello, MessageType
+
+from .conftest import TALK_SPEED, liftwatch_cli
+from .ota_kit import NEW, OLD, bad_bundle
+
+pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
+CARS = ("c1", "c2", "c3")
+HOLD_S = "4"  # real seconds: 40 s of the boards' sped-up time
+
+
+@pytest.fixture
+def fleet(ota_image: Path, tmp_path: Path, board_heap_k: int,
+          mock_board_factory: Callable[..., MockBoard]) -> dict[str, MockBoard]:
+    boards = {}
+    for i, car in enumerate(CARS):
+        shutil.copyfile(ota_image, tmp_path / f"{car}.img")
+        boards[car] = mock_board_factory(name=car, speed=TALK_SPEED, heap_k=board_heap_k, uid=f"a4cf12e0b00{i}")
+    return boards
+
+
+def fleet_config(tmp_path: Path, boards: dict[str, MockBoard]) -> Path:
+    lines = ["[daemon]", 'site = "hil"', f'state_dir = "{tmp_path / "state"}"', ""]
+    for car, b in boards.items():
+        lines += ["[[boards]]", f'car = "{car}"', f'port = "{b.ports.data}"', ""]
+    (tmp_path / "state").mkdir()
+    path = tmp_path / "fleet.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def running(board: MockBoard, frame_tap) -> Hello:  # noqa: ANN001
+    tap = frame_tap(board.ports.data)
+    tap.send_message(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
+    hello = tap.wait_for(Hello, timeout=30)
+    tap.close()
+    return hello
+
+
+def test_rollout_updates_the_canary_then_the_rest(fleet, tmp_path, good_bundle, frame_tap) -> None:
+    cfg = fleet_config(tmp_path, fleet)
+    (tmp_path / "good.lwota").write_bytes(good_bundle)
+    r = liftwatch_cli("ota", "rollout", str(tmp_path / "good.lwota"), "--config", str(cfg), "--canary", "c2",
+                      "--hold-s", HOLD_S, "--parallel", "2", timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    # The canary is pushed and its health watched before any other car is pushed.
+    first_other = min(i for i, line in enumerate(out) if line.startswith(("c1: pushing", "c3: pushing")))
+    assert any(line.startswith("c2: watching its health") for line in out[:first_other]), out
+    for car, board in fleet.items():
+        hello = running(board, frame_tap)
+        assert (hello.fw_version, hello.prev_fw_version, hello.update) == (NEW, OLD, "confirmed"), car
+        assert ota.read_outcome(tmp_path / "state", car)["outcome"] == "updated"
+    state = json.loads((tmp_path / "state" / "ota-rollout.json").read_text())
+    assert state["phase"] == "done" and set(state["cars"].values()) == {"updated"}
+    # Run again: the state file says done, so nothing is pushed twice.
+    again = liftwatch_cli("ota", "rollout", str(tmp_path / "good.lwota"), "--config", str(cfg), "--canary", "c2",
+                          "--hold-s", HOLD_S, timeout=300)
+    assert again.returncode == 0 and "pushing" not in again.stdout, again.stdout + again.stderr
+
+
+def test_a_canary_that_crashes_at_import_stops_the_rollout(fleet, tmp_path, frame_tap) -> None:
+    cfg = fleet_config(tmp_path, fleet)
+    (tmp_path / "bad.lwota").write_bytes(bad_bundle(tmp_path, "crash at import"))
+    r = liftwatch_cli("ota", "rollout", str(tmp_path / "bad.lwota"), "--config", str(cfg), "--canary", "c1",
+                      "--hold-s", HOLD_S, timeout=600)
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1 and "canary c1" in r.stderr and "rolled back" in r.stderr, r.stderr
+    assert "c2: pushing" not in r.stdout and "c3: pushing" not in r.stdout
+    hello = running(fleet["c1"], frame_tap)
+    assert (hello.fw_version, hello.prev_fw_version, hello.update) == (OLD, NEW, "rolled_back")
+    for car in ("c2", "c3"):  # untouched: never updated, nothing received
+        hello = running(fleet[car], frame_tap)
+        assert (hello.fw_version, hello.update_record) == (OLD, ""), car
+    assert ota.read_outcome(tmp_path / "state", "c1")["outcome"] == "rolled_back"
+    state = json.loads((tmp_path / "state" / "ota-rollout.json").read_text())
+    assert state["phase"] == "stopped" and state["cars"]["c2"] == state["cars"]["c3"] == "pending"
+    # A stopped rollout stays stopped: running it again pushes nothing and says why.
+    again = liftwatch_cli("ota", "rollout", str(tmp_path / "bad.lwota"), "--config", str(cfg), "--canary", "c1")
+    assert again.returncode == 1 and "stopped" in again.stderr and "Traceback" not in again.stderr
