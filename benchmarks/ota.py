@@ -250,6 +250,55 @@ def forged_trials(boards: Boards, cases: dict[str, tuple[bytes, str]]) -> dict[s
     return refused
 
 
+def facts_trial(boards: Boards, raw: bytes) -> dict[str, object]:
+    """A car's hour with the daemon stopped (hil_tests/scenarios/pi_down_hour.toml: trips, an alarm
+    EVENT, an inspection visit) in which the update is pushed, as `liftwatch ota push` would be
+    after `systemctl stop liftwatch`; the daemon then starts again. Facts lost: the scenario's
+    trips, visits and raised events (what test_e2e_daemon.py expects of this scenario without an
+    update) that never reached upstream; duplicates: facts upstream twice under one id."""
+    from liftwatch.hil.conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, FrameTap, daemon_config,
+                                        expected_raised, pi_down_windows, run_daemon, upstream_journal)
+    from liftwatch.hil.sim.scenario import Scenario
+
+    sc = Scenario.load("pi_down_hour")
+    truth = sc.ground_truth(REST_PREFIX_S)
+    b = boards.start(TALK_SPEED, sc.timeline(rest_prefix_s=REST_PREFIX_S))
+    updated: list[object] = []
+
+    async def update() -> None:
+        b.set_speed(TALK_SPEED)  # the update at the speed the other trials run at; the car goes on
+        try:
+            updated.append(await ota.push_car(link_of(b), raw, timeout_s=300))
+        except ota.OtaError as err:
+            updated.append(err)
+        b.set_speed(RUN_SPEED)
+
+    try:
+        tap = FrameTap(b.ports.data)
+        tap.calibrate()
+        tap.close()
+        state = boards.d / f"state{boards.n}"
+        state.mkdir()
+        config = daemon_config(boards.d / f"liftwatch{boards.n}.toml", state, f'port = "{b.ports.data}"', b.uid, sc)
+        run_daemon(config, b, truth.t_us, timeout_s=truth.t_us / 1e6 / RUN_SPEED * 4 + 400,
+                   down=pi_down_windows(sc), while_down=update)
+    finally:
+        b.stop()
+    messages, raised, _seen = upstream_journal(state)
+    want_trips = truth.trips - (sc.expect.trips - sc.expect.trips_reported)
+    got_trips = sum(m["kind"] == "trip" for m in messages)
+    want_events = expected_raised(sc)
+    lost = (max(0, want_trips - got_trips) + sum(max(0, n - raised.get(k, 0)) for k, n in want_events.items())
+            + max(0, len(sc.expect.maintenance) - sum(m["kind"] == "maintenance" for m in messages)))
+    return {
+        "facts_expected": want_trips + sum(want_events.values()) + len(sc.expect.maintenance),
+        "facts_lost_during_update": lost,
+        "facts_duplicated": len(messages) - len({(m["id"], m.get("revision", 0)) for m in messages}),
+        "facts_update": updated[0].fw_version if updated and isinstance(updated[0], ota.PushResult)
+        else str(updated[0]) if updated else "not pushed",
+    }
+
+
 def measure_boards(power_cuts: int, bad_repeats: int, seed: int, heap_k: int, quick: bool) -> dict[str, object]:
     """Updates on mock boards (see the module docstring)."""
     from liftwatch.hil.conftest import TALK_SPEED
@@ -284,6 +333,8 @@ def measure_boards(power_cuts: int, bad_repeats: int, seed: int, heap_k: int, qu
                               "over the")
         if quick:
             cases = {k: cases[k] for k in ("unsigned", "other arch")}
+        if not quick:
+            r.update(facts_trial(boards, good))
         forged = forged_trials(boards, cases)
         r["forged_trials"] = len(forged)
         r["forged_refused"] = sum(forged.values())

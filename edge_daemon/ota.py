@@ -246,6 +246,10 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                         if step is not None and not booting:
                             step("installing")
                         booting = True
+                    elif booting and st.state == m.OtaState.RECEIVING and st.bundle_id == bid:
+                        booting = False  # the install boot was cut (a power cut): the bundle is there, ask again
+                        have = st.have
+                        nxt = max(nxt, have)
                     elif booting and st.state == m.OtaState.IDLE:
                         continue
                     elif not booting:
@@ -266,7 +270,10 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                     hello = session.hello
                     if step is not None and hello.update == "trial" and hello.fw_version == bundle.version:
                         step("trial")  # each HELLO of the trial: the caller keeps the first
-                    if hello.update_record == record_before:  # the install boot switched nothing: why?
+                    # The install boot switched nothing (its record as before, or the first record
+                    # otarx.py wrote for a board never updated, which names no previous firmware): why?
+                    if hello.update_record == record_before or (
+                            hello.fw_version != bundle.version and hello.update != "rolled_back"):
                         session.request(m.Command.OTA_QUERY, 0, time.time())
                     elif hello.fw_version == bundle.version and (not confirm or hello.update == "confirmed"):
                         return PushResult(hello.fw_version, hello.prev_fw_version, loop.time() - started, resent,

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -364,10 +364,12 @@ def daemon_config(path: Path, state_dir: Path, link: str, board_id: str, sc: Sce
 
 def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: float, *,
                transports: dict[str, object] | None = None, speed: float = RUN_SPEED,
-               down: Sequence[tuple[int, int]] = ()) -> None:
+               down: Sequence[tuple[int, int]] = (),
+               while_down: Callable[[], Awaitable[None]] | None = None) -> None:
     """The daemon in-process, on the board's clock, until the board's car reaches ``end_us``; stopped
     (cleanly) inside each ``down`` window of car time (µs) and started afresh after it, as an upgrade
-    or a Pi reboot does."""
+    or a Pi reboot does. ``while_down`` runs once the daemon has stopped, in each window (a firmware
+    update pushed while the daemon is down: benchmarks/ota.py)."""
     import asyncio
 
     from liftwatch.edge_daemon.config import load_config
@@ -393,6 +395,8 @@ def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: floa
                 stop.set()
                 await asyncio.wait_for(task, 30)
                 running = False
+                if while_down is not None:
+                    await while_down()
             elif not inside and not running:
                 stop, task = start()
                 running = True
@@ -418,6 +422,12 @@ def upstream_journal(state_dir: Path) -> tuple[list[dict], dict[str, int], list[
     )
     seen = [(m["kind"], m.get("type"), m.get("state")) for m in messages if m["kind"] != "status"]
     return messages, dict(raised), seen
+
+
+def pi_down_windows(sc: Scenario) -> list[tuple[int, int]]:
+    """Car-time windows (µs, rest prefix included) of the scenario's ``pi_down`` faults."""
+    return [(x.t_us, x.t_us + int(float(x.params.get("s", 60.0)) * 1e6))
+            for x in sc.timeline(rest_prefix_s=REST_PREFIX_S) if isinstance(x, BoardFault) and x.kind == "pi_down"]
 
 
 def expected_raised(sc: Scenario) -> dict[str, int]:

@@ -14,15 +14,9 @@ import pytest
 from liftwatch.hil.sim.scenario import BoardFault, Scenario, list_scenarios
 
 from .conftest import (EPOCH_S, REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_config, expected_raised,
-                       run_daemon, upstream_journal)
+                       pi_down_windows, run_daemon, upstream_journal)
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
-
-
-def _pi_down(sc: Scenario) -> list[tuple[int, int]]:
-    """Car-time windows (µs, rest prefix included) of the scenario's ``pi_down`` faults."""
-    return [(x.t_us, x.t_us + int(float(x.params.get("s", 60.0)) * 1e6))
-            for x in sc.timeline(rest_prefix_s=REST_PREFIX_S) if isinstance(x, BoardFault) and x.kind == "pi_down"]
 
 
 FAST_E2E = ["entrapment", "moving_door_open", "maintenance_too_short", "link_cut_hour", "pi_down_hour"]
@@ -45,7 +39,7 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     state = tmp_path / "state"
     state.mkdir()
     config = daemon_config(tmp_path / "liftwatch.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
-    run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60, down=_pi_down(sc))
+    run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60, down=pi_down_windows(sc))
     messages, raised, seen = upstream_journal(state)
     assert raised == expected_raised(sc), seen
     # Hour-of-day traffic (normal_day) draws its rides on the run's own clock, which the rest prefix
@@ -55,7 +49,7 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     visits = [m for m in messages if m["kind"] == "maintenance"]
     assert [v["too_short"] for v in visits] == [e["too_short"] for e in sc.expect.maintenance], seen
     assert len({(m["id"], m.get("revision", 0)) for m in messages}) == len(messages)  # exactly once per id
-    outages = _pi_down(sc) + [(f.t_us, f.t_us + int(float(f.params.get("s", 60.0)) * 1e6))
+    outages = pi_down_windows(sc) + [(f.t_us, f.t_us + int(float(f.params.get("s", 60.0)) * 1e6))
                               for f in sc.timeline(rest_prefix_s=REST_PREFIX_S)
                               if isinstance(f, BoardFault) and f.kind == "link_cut"]
     if outages:
