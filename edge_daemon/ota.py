@@ -272,8 +272,7 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                         step("trial")  # each HELLO of the trial: the caller keeps the first
                     # The install boot switched nothing (its record as before, or the first record
                     # otarx.py wrote for a board never updated, which names no previous firmware): why?
-                    if hello.update_record == record_before or (
-                            hello.fw_version != bundle.version and hello.update != "rolled_back"):
+                    if hello.update_record == record_before or not hello.update:
                         session.request(m.Command.OTA_QUERY, 0, time.time())
                     elif hello.fw_version == bundle.version and (not confirm or hello.update == "confirmed"):
                         return PushResult(hello.fw_version, hello.prev_fw_version, loop.time() - started, resent,

@@ -6,6 +6,7 @@ firmware as it was; a new firmware that cannot run is rolled back by the board i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import threading
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from liftwatch.edge_daemon.transport import LinkKind, make_transport
 from liftwatch.hil.mockboard.board import MockBoard
 from liftwatch.protocol.messages import Command, Hello, MessageType
 
-from .conftest import TALK_SPEED, mpremote
+from .conftest import TALK_SPEED, liftwatch_cli, mpremote
 from .ota_kit import NEW, OLD, bad_bundle, forged_bundles, small_bundle
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
@@ -65,6 +66,43 @@ def test_oversized_bundle_is_refused_at_its_first_chunk(ota_board) -> None:
     raw = small_bundle(files=[("big.mpy", bytes(ota.MAX_BUNDLE))])
     with pytest.raises(ota.OtaError, match="over the"):
         run_push(ota_board, raw, timeout_s=60)
+
+
+def test_truncated_bundle_from_a_compromised_pi_is_refused_by_the_board(ota_board, good_bundle, frame_tap,
+                                                                        monkeypatch) -> None:
+    """The Pi's own check (ota.parse) refuses a truncated bundle before sending it; a Pi that skips
+    it gets the board's refusal, its firmware as it was."""
+    truncated = good_bundle[:-1000]
+    real = ota.parse(good_bundle)
+    monkeypatch.setattr(ota, "parse", lambda raw, public=None: dataclasses.replace(real, raw=truncated))
+    with pytest.raises(ota.OtaError, match="board refused the bundle: bundle size does not match its manifest"):
+        run_push(ota_board, truncated, timeout_s=120)
+    hello = running(ota_board, frame_tap)
+    assert (hello.fw_version, hello.prev_fw_version, hello.update) == (OLD, "", "")
+
+
+FILL_FLASH = """import os
+f = open('fill', 'wb')
+while os.statvfs('/')[0] * os.statvfs('/')[3] > 100000:
+    f.write(bytes(4096))
+    f.flush()
+f.close()"""
+
+
+def test_full_flash_refuses_the_update_at_its_first_chunk_with_the_reason_in_status(
+        ota_board, good_bundle, tmp_path, frame_tap) -> None:
+    mpremote(ota_board.ports.console, "exec", FILL_FLASH, "+", "reset")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "lw.toml").write_text(f'[daemon]\nsite = "s"\nstate_dir = "{tmp_path / "state"}"\n'
+                                      f'[[boards]]\ncar = "c1"\nport = "{ota_board.ports.data}"\n')
+    (tmp_path / "b.lwota").write_bytes(good_bundle)
+    r = liftwatch_cli("ota", "push", "--config", str(tmp_path / "lw.toml"), "--car", "c1", str(tmp_path / "b.lwota"))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "board refused the bundle: flash full:" in r.stderr
+    kept = ota.read_outcome(tmp_path / "state", "c1")
+    assert kept["outcome"] == "refused" and "flash full" in kept["reason"]  # `liftwatch status` shows it
+    hello = running(ota_board, frame_tap)
+    assert (hello.fw_version, hello.update_record) == (OLD, "")  # untouched: not even a boot record
 
 
 def test_new_firmware_that_crashes_at_import_is_rolled_back(ota_board, tmp_path, frame_tap) -> None:

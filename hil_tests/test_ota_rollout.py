@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,3 +95,30 @@ def test_a_canary_that_crashes_at_import_stops_the_rollout(fleet, tmp_path, fram
     # A stopped rollout stays stopped: running it again pushes nothing and says why.
     again = liftwatch_cli("ota", "rollout", str(tmp_path / "bad.lwota"), "--config", str(cfg), "--canary", "c1")
     assert again.returncode == 1 and "stopped" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_canary_that_reboots_during_the_hold_stops_the_rollout(fleet, tmp_path, good_bundle, frame_tap) -> None:
+    """The canary confirmed, then went down during the hold (a crash, a power cut): the health did
+    not hold, so the others keep the old firmware."""
+    cfg = fleet_config(tmp_path, fleet)
+    (tmp_path / "good.lwota").write_bytes(good_bundle)
+    state = tmp_path / "state" / "ota-rollout.json"
+    proc = subprocess.Popen([sys.executable, "-m", "liftwatch", "ota", "rollout", str(tmp_path / "good.lwota"),
+                             "--config", str(cfg), "--canary", "c3", "--hold-s", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (state.exists() and json.loads(state.read_text())["phase"] == "hold"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.5)
+        time.sleep(3)  # a few seconds into the hold
+        fleet["c3"].power_cut(off_s=0.5)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1 and "canary c3" in err and "rebooted during the hold" in err, out + err
+    for car in ("c1", "c2"):
+        hello = running(fleet[car], frame_tap)
+        assert (hello.fw_version, hello.update_record) == (OLD, ""), car
+    assert json.loads(state.read_text())["phase"] == "stopped"

@@ -417,6 +417,22 @@ async def test_wrong_board_on_a_port_is_logged_and_flagged(tmp_path, caplog):
         log.removeHandler(caplog.handler)
 
 
+async def test_board_status_carries_the_last_firmware_update_kept_on_the_pi(tmp_path):
+    """`liftwatch ota push | rollout` keep a car's outcome in state_dir (a refusal leaves nothing on
+    the board to say why); the daemon's status of that car, read by `liftwatch status` and the status
+    page, carries it."""
+    from liftwatch.edge_daemon import ota
+
+    board = PtyBoard(str(tmp_path / "tty0"), "board-0")
+    cfg = config_for(tmp_path, [board])
+    car = cfg.boards[0].car
+    async with running(cfg, board) as daemon:
+        assert await wait_until(lambda: daemon.boards)
+        assert daemon.boards[0].status()["last_update"] is None  # never updated
+        ota.record_outcome(cfg.state_dir, car, "1.1.0", "refused", "board refused the bundle: flash full")
+        assert daemon.boards[0].status()["last_update"]["reason"] == "board refused the bundle: flash full"
+
+
 async def test_maintenance_visit_survives_a_daemon_kill_inside_it(tmp_path):
     """A visit lasts an hour; a daemon SIGKILLed (here: dropped without any shutdown) inside it must
     still report it once, from the technician's first switch-on, not lose it or cut it in two."""
