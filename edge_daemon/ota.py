@@ -383,7 +383,7 @@ async def watch(link: CarLink, version: str | None = None, hold_s: float = 0.0, 
     try:
         await transport.open()
     except TransportError as err:
-        raise HealthError(f"{link.car}: {err}") from err
+        raise HealthError(str(err)) from err
     try:
         while True:
             try:
@@ -395,27 +395,27 @@ async def watch(link: CarLink, version: str | None = None, hold_s: float = 0.0, 
                 heard = now
                 session.on_frame(frame, time.time(), now)
                 if hello is not None and session.boot_id != boot:
-                    raise HealthError(f"{link.car}: rebooted during the hold (a crash or a power cut)")
+                    raise HealthError("rebooted during the hold (a crash or a power cut)")
                 if frame.type == m.MessageType.HELLO and session.hello is not None:
                     hello, boot = session.hello, session.boot_id
                     if version is None:
                         return hello
                     if hello.fw_version != version:
-                        raise HealthError(f"{link.car}: runs {hello.fw_version} ({hello.update or 'never updated'}),"
+                        raise HealthError(f"runs {hello.fw_version} ({hello.update or 'never updated'}),"
                                           f" not {version}")
                     if hello.safe_mode:
-                        raise HealthError(f"{link.car}: in safe mode on {version}")
+                        raise HealthError(f"in safe mode on {version}")
                     if hello.update != "trial" and healthy_from is None:  # confirmed, or the one rolled back to
                         healthy_from = now
                 elif frame.type in (m.MessageType.STATS, m.MessageType.VIB):
                     if m.decode_message(frame).count > 0:
                         sampled = now
                 elif frame.type == m.MessageType.HEARTBEAT and session.safe_mode and hello is not None:
-                    raise HealthError(f"{link.car}: went into safe mode")
+                    raise HealthError("went into safe mode")
             if now - heard > LINK_SILENCE_S:
-                raise HealthError(f"{link.car}: no frame for {LINK_SILENCE_S:.0f} s")
+                raise HealthError(f"no frame for {LINK_SILENCE_S:.0f} s")
             if healthy_from is not None and now - sampled > LINK_SILENCE_S:
-                raise HealthError(f"{link.car}: linked but not sampling for {LINK_SILENCE_S:.0f} s")
+                raise HealthError(f"linked but not sampling for {LINK_SILENCE_S:.0f} s")
             if healthy_from is not None:
                 if held is not None:
                     held(now - healthy_from)
@@ -423,7 +423,7 @@ async def watch(link: CarLink, version: str | None = None, hold_s: float = 0.0, 
                     return hello
             elif now - start > timeout_s:
                 state = f"runs {hello.fw_version} ({hello.update or 'never updated'})" if hello else "no HELLO"
-                raise HealthError(f"{link.car}: {state} after {timeout_s:.0f} s")
+                raise HealthError(f"{state} after {timeout_s:.0f} s")
             elif hello is not None and now - asked > HELLO_RETRY_S:  # on trial: has it confirmed yet?
                 asked = now
                 session.request(m.Command.REQUEST_HELLO, 0, time.time())
@@ -431,7 +431,7 @@ async def watch(link: CarLink, version: str | None = None, hold_s: float = 0.0, 
             for wire in session.take_outgoing():
                 await asyncio.wait_for(transport.write(wire), 2.0)
     except TransportError as err:
-        raise HealthError(f"{link.car}: {err}") from err
+        raise HealthError(str(err)) from err
     finally:
         await transport.close()
 

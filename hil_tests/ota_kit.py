@@ -14,6 +14,7 @@ from pathlib import Path
 from liftwatch.edge_daemon import ota
 from liftwatch.hil.mockboard.board import MockBoard
 from liftwatch.protocol import ed25519
+from liftwatch.protocol.messages import Command, Hello, MessageType
 from liftwatch.upy import FIRMWARE_DIR
 
 SECRET = hashlib.sha256(b"liftwatch test release key").digest()
@@ -89,3 +90,12 @@ def forged_bundles() -> dict[str, tuple[bytes, str]]:
         "older": (small_bundle(version="0.9.9"), "not newer"),
         "other arch": (small_bundle(mpy=ota.mpy_value("xtensawin")), "another arch"),
     }
+
+
+def board_hello(board: MockBoard, frame_tap) -> Hello:  # noqa: ANN001 (the conftest fixture's maker)
+    """What the board runs now: its HELLO, asked for over its data port."""
+    tap = frame_tap(board.ports.data)
+    tap.send_message(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
+    hello = tap.wait_for(Hello, timeout=30)
+    tap.close()
+    return hello

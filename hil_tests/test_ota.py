@@ -20,7 +20,7 @@ from liftwatch.hil.mockboard.board import MockBoard
 from liftwatch.protocol.messages import Command, Hello, MessageType
 
 from .conftest import TALK_SPEED, liftwatch_cli, mpremote
-from .ota_kit import NEW, OLD, bad_bundle, forged_bundles, small_bundle
+from .ota_kit import NEW, OLD, bad_bundle, board_hello, forged_bundles, small_bundle
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
@@ -37,18 +37,10 @@ def run_push(board: MockBoard, raw: bytes, timeout_s: float = 240, confirm: bool
                                 confirm=confirm))
 
 
-def running(board: MockBoard, frame_tap) -> Hello:  # noqa: ANN001
-    tap = frame_tap(board.ports.data)
-    tap.send_message(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
-    hello = tap.wait_for(Hello, timeout=30)
-    tap.close()
-    return hello
-
-
 def test_signed_update_installs_confirms_and_reports_both_versions(ota_board, good_bundle, frame_tap) -> None:
     result = run_push(ota_board, good_bundle)
     assert (result.fw_version, result.prev_fw_version) == (NEW, OLD)
-    hello = running(ota_board, frame_tap)
+    hello = board_hello(ota_board, frame_tap)
     assert (hello.fw_version, hello.prev_fw_version, hello.update) == (NEW, OLD, "confirmed")
     assert not hello.safe_mode
 
@@ -58,7 +50,7 @@ def test_forged_or_unfit_bundle_is_refused_and_the_running_firmware_stays(case, 
     raw, why = forged_bundles()[case]
     with pytest.raises(ota.OtaError, match=why):
         run_push(ota_board, raw, timeout_s=90)
-    hello = running(ota_board, frame_tap)
+    hello = board_hello(ota_board, frame_tap)
     assert (hello.fw_version, hello.update) == (OLD, "")
 
 
@@ -77,7 +69,7 @@ def test_truncated_bundle_from_a_compromised_pi_is_refused_by_the_board(ota_boar
     monkeypatch.setattr(ota, "parse", lambda raw, public=None: dataclasses.replace(real, raw=truncated))
     with pytest.raises(ota.OtaError, match="board refused the bundle: bundle size does not match its manifest"):
         run_push(ota_board, truncated, timeout_s=120)
-    hello = running(ota_board, frame_tap)
+    hello = board_hello(ota_board, frame_tap)
     assert (hello.fw_version, hello.prev_fw_version, hello.update) == (OLD, "", "")
 
 
@@ -101,14 +93,14 @@ def test_full_flash_refuses_the_update_at_its_first_chunk_with_the_reason_in_sta
     assert "board refused the bundle: flash full:" in r.stderr
     kept = ota.read_outcome(tmp_path / "state", "c1")
     assert kept["outcome"] == "refused" and "flash full" in kept["reason"]  # `liftwatch status` shows it
-    hello = running(ota_board, frame_tap)
+    hello = board_hello(ota_board, frame_tap)
     assert (hello.fw_version, hello.update_record) == (OLD, "")  # untouched: not even a boot record
 
 
 def test_new_firmware_that_crashes_at_import_is_rolled_back(ota_board, tmp_path, frame_tap) -> None:
     with pytest.raises(ota.OtaError, match="rolled back"):
         run_push(ota_board, bad_bundle(tmp_path, "crash at import"))
-    hello = running(ota_board, frame_tap)
+    hello = board_hello(ota_board, frame_tap)
     assert (hello.fw_version, hello.prev_fw_version, hello.update) == (OLD, NEW, "rolled_back")
 
 
@@ -152,6 +144,6 @@ def test_install_and_rollback_by_hand_over_the_console(ota_board, good_bundle, t
     tap.close()
     said = mpremote(console, "exec", "import otaboot; print(otaboot.rollback() or 'ok')", "+", "reset")
     assert said.strip().endswith("ok")
-    hello = running(ota_board, frame_tap)
+    hello = board_hello(ota_board, frame_tap)
     assert (hello.fw_version, hello.prev_fw_version, hello.update) == (OLD, NEW, "rolled_back")
     assert "fw_a" in mpremote(console, "cat", ":ota.boot")  # the slot is kept: a rollback is one rename

@@ -16,10 +16,9 @@ import pytest
 
 from liftwatch.edge_daemon import ota
 from liftwatch.hil.mockboard.board import MockBoard
-from liftwatch.protocol.messages import Command, Hello, MessageType
 
 from .conftest import TALK_SPEED, liftwatch_cli
-from .ota_kit import NEW, OLD, bad_bundle
+from .ota_kit import NEW, OLD, bad_bundle, board_hello
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 CARS = ("c1", "c2", "c3")
@@ -46,14 +45,6 @@ def fleet_config(tmp_path: Path, boards: dict[str, MockBoard]) -> Path:
     return path
 
 
-def running(board: MockBoard, frame_tap) -> Hello:  # noqa: ANN001
-    tap = frame_tap(board.ports.data)
-    tap.send_message(MessageType.CONTROL, [Command.REQUEST_HELLO, 0])
-    hello = tap.wait_for(Hello, timeout=30)
-    tap.close()
-    return hello
-
-
 def test_rollout_updates_the_canary_then_the_rest(fleet, tmp_path, good_bundle, frame_tap) -> None:
     cfg = fleet_config(tmp_path, fleet)
     (tmp_path / "good.lwota").write_bytes(good_bundle)
@@ -65,7 +56,7 @@ def test_rollout_updates_the_canary_then_the_rest(fleet, tmp_path, good_bundle, 
     first_other = min(i for i, line in enumerate(out) if line.startswith(("c1: pushing", "c3: pushing")))
     assert any(line.startswith("c2: watching its health") for line in out[:first_other]), out
     for car, board in fleet.items():
-        hello = running(board, frame_tap)
+        hello = board_hello(board, frame_tap)
         assert (hello.fw_version, hello.prev_fw_version, hello.update) == (NEW, OLD, "confirmed"), car
         assert ota.read_outcome(tmp_path / "state", car)["outcome"] == "updated"
     state = json.loads((tmp_path / "state" / "ota-rollout.json").read_text())
@@ -84,10 +75,10 @@ def test_a_canary_that_crashes_at_import_stops_the_rollout(fleet, tmp_path, fram
     assert r.returncode == 1
     assert len(r.stderr.strip().splitlines()) == 1 and "canary c1" in r.stderr and "rolled back" in r.stderr, r.stderr
     assert "c2: pushing" not in r.stdout and "c3: pushing" not in r.stdout
-    hello = running(fleet["c1"], frame_tap)
+    hello = board_hello(fleet["c1"], frame_tap)
     assert (hello.fw_version, hello.prev_fw_version, hello.update) == (OLD, NEW, "rolled_back")
     for car in ("c2", "c3"):  # untouched: never updated, nothing received
-        hello = running(fleet[car], frame_tap)
+        hello = board_hello(fleet[car], frame_tap)
         assert (hello.fw_version, hello.update_record) == (OLD, ""), car
     assert ota.read_outcome(tmp_path / "state", "c1")["outcome"] == "rolled_back"
     state = json.loads((tmp_path / "state" / "ota-rollout.json").read_text())
@@ -119,6 +110,6 @@ def test_a_canary_that_reboots_during_the_hold_stops_the_rollout(fleet, tmp_path
             proc.kill()
     assert proc.returncode == 1 and "canary c3" in err and "rebooted during the hold" in err, out + err
     for car in ("c1", "c2"):
-        hello = running(fleet[car], frame_tap)
+        hello = board_hello(fleet[car], frame_tap)
         assert (hello.fw_version, hello.update_record) == (OLD, ""), car
     assert json.loads(state.read_text())["phase"] == "stopped"

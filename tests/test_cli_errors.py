@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from liftwatch.cli import build_parser
+from liftwatch.edge_daemon import ota
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import encode_frame
 from support.report_synth import clean_week
@@ -120,6 +121,12 @@ CASES: dict[str, list[tuple[list[str], int, bool]]] = {
     "ota": [
         (["ota", "build", "--key", "{tmp}/missing.key", "-o", "{tmp}/fw.lwota"], 1, False),
         (["ota", "keygen", UNWRITABLE + "/release.key"], 1, False),
+        (["ota", "push", "{bundle}", "--config", "{config}", "--car", "c"], 1, False),  # no such port
+        (["ota", "rollout", "{tmp}/missing.lwota", "--config", "{config}", "--canary", "c"], 2, False),
+        (["ota", "rollout", "{bundle}", "--config", "{config}", "--canary", "no-such-car"], 2, False),
+        (["ota", "rollout", "{bundle}", "--config", "{config}", "--canary", "c", "--hold-s", "-1"], 2, False),
+        (["ota", "rollout", "{bundle}", "--config", "{proc_config}", "--canary", "c"], 1, False),  # no state file
+        (["ota", "rollout", "{bundle}", "--config", "{config}", "--canary", "c"], 1, True),  # the canary: no port
     ],
     "demo": [
         (["demo", "--fleet", "{tmp}/missing.toml"], 1, False),  # DemoError: exit 1 (demo.py is not ours to change)
@@ -162,9 +169,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     made = subprocess.run(LIFTWATCH + ["keys", "--dir", str(store), "generate", "b-1"], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     journal = clean_week("car-ok").write_jsonl(tmp / "upstream.jsonl")
+    bundle = tmp / "fw.lwota"  # well formed, unsigned: enough for the Pi's checks before a board answers
+    bundle.write_bytes(ota.pack("1.1.0", 0, "x64", [("agent.mpy", b"firmware")], None))
     return {"tmp": str(tmp), "capture": str(capture), "scenario": str(scenario), "trace": str(trace),
             "config": str(config), "proc_config": str(proc_config), "state": str(state), "store": str(store),
-            "journal": str(journal)}
+            "journal": str(journal), "bundle": str(bundle)}
 
 
 def _run(argv: list[str], closed_stdout: bool, cwd: str) -> subprocess.CompletedProcess[str]:
