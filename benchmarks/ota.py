@@ -31,8 +31,9 @@ by `edge_daemon.ota.push`; bundles from hil_tests/ota_kit.py), one fresh flash i
   fails with the board's rollback and the board runs the old firmware, healthy.
 - `facts_lost_during_update`: hil_tests/scenarios/pi_down_hour.toml (an hour of trips, an alarm
   EVENT and an inspection visit with the daemon stopped; its link cut left out, the port being
-  push's) with the update pushed in that hour, the daemon started again after it: the scenario's trips, visits and raised events that never reached
-  upstream (`facts_duplicated`: twice under one id).
+  push's) with the update pushed in that hour, the daemon started again after it: the scenario's
+  trips, door cycles, visits and raised events that never reached upstream (`facts_duplicated`:
+  twice under one id).
 - `forged_trials` / `forged_refused`: bundles unsigned, signed by another key, changed after
   signing, not newer, older, for another arch, over the size limit, pushed in turn to one board:
   each refused with the reason the Pi reports, the board on the old firmware with no boot record.
@@ -268,8 +269,8 @@ def facts_trial(boards: Boards, raw: bytes) -> dict[str, object]:
     """A car's hour with the daemon stopped (hil_tests/scenarios/pi_down_hour.toml: trips, an alarm
     EVENT, an inspection visit) in which the update is pushed, as `liftwatch ota push` would be
     after `systemctl stop liftwatch`; the daemon then starts again. Facts lost: the scenario's
-    trips, visits and raised events (what test_e2e_daemon.py expects of this scenario without an
-    update) that never reached upstream; duplicates: facts upstream twice under one id."""
+    trips, door cycles, visits and raised events (what test_e2e_daemon.py expects of this scenario
+    without an update) that never reached upstream; duplicates: facts upstream twice under one id."""
     from liftwatch.hil.conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, FrameTap, daemon_config,
                                         expected_raised, pi_down_windows, run_daemon, upstream_journal)
     from liftwatch.hil.sim.scenario import BoardFault, Scenario
@@ -304,10 +305,12 @@ def facts_trial(boards: Boards, raw: bytes) -> dict[str, object]:
     want_trips = truth.trips - (sc.expect.trips - sc.expect.trips_reported)
     got_trips = sum(m["kind"] == "trip" for m in messages)
     want_events = expected_raised(sc)
+    got_cycles = sum(m["kind"] == "door_cycle" for m in messages)  # at least the rides' (inspection opens doors too)
     lost = (max(0, want_trips - got_trips) + sum(max(0, n - raised.get(k, 0)) for k, n in want_events.items())
-            + max(0, len(sc.expect.maintenance) - sum(m["kind"] == "maintenance" for m in messages)))
+            + max(0, len(sc.expect.maintenance) - sum(m["kind"] == "maintenance" for m in messages))
+            + max(0, truth.door_cycles - got_cycles))
     return {
-        "facts_expected": want_trips + sum(want_events.values()) + len(sc.expect.maintenance),
+        "facts_expected": want_trips + sum(want_events.values()) + len(sc.expect.maintenance) + truth.door_cycles,
         "facts_lost_during_update": lost,
         "facts_duplicated": len(messages) - len({(m["id"], m.get("revision", 0)) for m in messages}),
         "facts_update": updated[0].fw_version if updated and isinstance(updated[0], ota.PushResult)
