@@ -62,6 +62,8 @@ def boot():
         n = int(rec[2]) + 1 if rec[2].isdigit() else _TRIAL_BOOTS + 1
         rec = [rec[1], rec[0], "r", rec[4], rec[3]] if n > _TRIAL_BOOTS else rec[:2] + [str(n)] + rec[3:]
         write(rec)
+        if n > _TRIAL_BOOTS:
+            _forget_crashes()
         trial = n <= _TRIAL_BOOTS
     if rec is not None and rec[0] != "-":
         sys.path.insert(0, "/" + rec[0])
@@ -75,6 +77,21 @@ def rollback():
         return "no previous firmware on this board"
     write([rec[1], rec[0], "r", rec[4], rec[3]])
     return ""
+
+
+def _forget_crashes():
+    """The crash-reboots that ended a trial were the new firmware's: the previous one must not start
+    in safe mode for them (unmonitored until someone reboots it). agent.py counts them in its
+    counters store: words 8 (_C_STREAK) and 9 (_C_DIRTY) of 10. The store's modules are dropped
+    again so the firmware about to run imports its own from its folder."""
+    from store import Store
+
+    s = Store("lw_counters.bin", 0x43, 10)
+    if s.load():
+        s.values[8] = s.values[9] = 0
+        s.save()
+    for name in ("store", "lwproto"):
+        sys.modules.pop(name, None)
 
 
 def fail_trial(e):

@@ -20,7 +20,7 @@ from liftwatch.hil.mockboard.board import MockBoard
 from liftwatch.protocol.messages import Command, Hello, MessageType
 
 from .conftest import TALK_SPEED, liftwatch_cli, mpremote
-from .ota_kit import NEW, OLD, bad_bundle, board_hello, forged_bundles, small_bundle
+from .ota_kit import BAD_IMAGES, NEW, OLD, bad_bundle, board_hello, forged_bundles, small_bundle
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
@@ -97,11 +97,16 @@ def test_full_flash_refuses_the_update_at_its_first_chunk_with_the_reason_in_sta
     assert (hello.fw_version, hello.update_record) == (OLD, "")  # untouched: not even a boot record
 
 
-def test_new_firmware_that_crashes_at_import_is_rolled_back(ota_board, tmp_path, frame_tap) -> None:
+@pytest.mark.parametrize("kind", sorted(BAD_IMAGES))
+def test_a_new_firmware_that_cannot_run_is_rolled_back_and_the_old_one_samples(kind, ota_board, tmp_path,
+                                                                              frame_tap) -> None:
+    """Crash at import, crash later (a crash loop: the crashes were the new firmware's, so the old
+    one must not start in safe mode for them), never links up (not confirmed within the trial)."""
     with pytest.raises(ota.OtaError, match="rolled back"):
-        run_push(ota_board, bad_bundle(tmp_path, "crash at import"))
+        run_push(ota_board, bad_bundle(tmp_path, kind), timeout_s=ota.TRIAL_S * 2)
     hello = board_hello(ota_board, frame_tap)
     assert (hello.fw_version, hello.prev_fw_version, hello.update) == (OLD, NEW, "rolled_back")
+    assert not hello.safe_mode and hello.sensor_model != "none"
 
 
 def test_power_cut_during_transfer_resumes_where_the_flash_left_off(ota_board, good_bundle) -> None:
