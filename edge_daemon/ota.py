@@ -492,7 +492,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("bundle", type=Path, help="a bundle from `liftwatch ota build`")
     r.add_argument("--config", type=Path, required=True, help="the daemon's config (its cars, ports, keys, state_dir)")
     r.add_argument("--canary", required=True, help="the car updated first and watched")
-    r.add_argument("--cars", nargs="+", help="the cars after the canary (default: every other car of the config)")
+    r.add_argument("--cars", type=lambda text: [c for c in text.split(",") if c], metavar="C2,C3,...",
+                   help="the cars after the canary, in order (default: every other car of the config)")
     r.add_argument("--hold-s", type=float, default=3600.0,
                    help="seconds the canary's health must hold on the new firmware before the rest (default 3600)")
     r.add_argument("--parallel", type=int, default=2, help="cars pushed at once after the canary (default 2)")
