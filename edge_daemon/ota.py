@@ -303,13 +303,23 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                     while nxt < total and nxt - have < WINDOW * CHUNK:
                         session.send_ota_chunk(bid, nxt, total, raw[nxt:nxt + CHUNK], time.time())
                         nxt = min(total, nxt + CHUNK)
-            for wire in session.take_outgoing():
-                await asyncio.wait_for(transport.write(wire), 2.0)
+            await _send_queued(session, transport)
     except TransportError as err:
         raise OtaError(str(err)) from err
     finally:
         await transport.close()
     raise OtaError(f"update did not complete within {timeout_s:.0f} s")
+
+
+async def _send_queued(session: Any, transport: Any) -> None:
+    """The session's host->board frames, out; a write stuck 2 s is a link gone (TransportError)."""
+    from liftwatch.edge_daemon.transport import TransportError
+
+    for wire in session.take_outgoing():
+        try:
+            await asyncio.wait_for(transport.write(wire), 2.0)
+        except asyncio.TimeoutError:
+            raise TransportError(transport.link, "the board takes no more frames (write stuck 2 s)") from None
 
 
 # ---- one car's link, its health, and what became of its last update ----------------------------------
@@ -428,8 +438,7 @@ async def watch(link: CarLink, version: str | None = None, hold_s: float = 0.0, 
                 asked = now
                 session.request(m.Command.REQUEST_HELLO, 0, time.time())
             session.tick(time.time(), now)  # HELLO request per boot, TIME_SYNC: the board hears its host
-            for wire in session.take_outgoing():
-                await asyncio.wait_for(transport.write(wire), 2.0)
+            await _send_queued(session, transport)
     except TransportError as err:
         raise HealthError(str(err)) from err
     finally:
