@@ -92,6 +92,10 @@ def _forget_crashes():
         s.save()
     for name in ("store", "lwproto"):
         sys.modules.pop(name, None)
+    del s, Store
+    import gc
+
+    gc.collect()  # before the firmware's imports reserve their buffers
 
 
 def fail_trial(e):
