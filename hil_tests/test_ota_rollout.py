@@ -113,3 +113,33 @@ def test_a_canary_that_reboots_during_the_hold_stops_the_rollout(fleet, tmp_path
         hello = board_hello(fleet[car], frame_tap)
         assert (hello.fw_version, hello.update_record) == (OLD, ""), car
     assert json.loads(state.read_text())["phase"] == "stopped"
+
+
+def test_a_rollout_killed_mid_transfer_resumes_without_pushing_the_canary_again(fleet, tmp_path, good_bundle,
+                                                                                 frame_tap) -> None:
+    """The Pi dies (SIGKILL) while the first car after the canary is being pushed: the same command
+    run again goes on from the state file (the canary is not pushed or held again) and every car
+    ends confirmed on the new firmware."""
+    cfg = fleet_config(tmp_path, fleet)
+    (tmp_path / "good.lwota").write_bytes(good_bundle)
+    state = tmp_path / "state" / "ota-rollout.json"
+    argv = [sys.executable, "-m", "liftwatch", "ota", "rollout", str(tmp_path / "good.lwota"), "--config", str(cfg),
+            "--canary", "c1", "--hold-s", "2", "--parallel", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (state.exists() and json.loads(state.read_text())["phase"] == "rest"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        time.sleep(4)  # into the next car's transfer
+    finally:
+        proc.kill()
+        proc.communicate()
+    before = json.loads(state.read_text())
+    assert before["cars"]["c1"] == "updated" and before["phase"] == "rest"
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith("resuming the rollout of 1.1.0: rest") and "c1: pushing" not in again.stdout
+    for car, board in fleet.items():
+        hello = board_hello(board, frame_tap)
+        assert (hello.fw_version, hello.update) == (NEW, "confirmed"), car
