@@ -30,14 +30,13 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
-def merge(out, update, ring_samples, max_rate_hz=1600):
-    """``out`` (a copy of the current settings, made by the caller) with update applied and checked
-    as a whole. The caller copies before loading this module, while the heap's holes are largest:
-    the copy's table is one block.
+def merge(current, update, ring_samples, max_rate_hz=1600):
+    """Validated copy of current with update applied.
 
-    Raises ConfigError naming the first bad field (``out`` is then half-updated: dropped)."""
+    Raises ConfigError naming the first bad field."""
     if not isinstance(update, dict):
         raise ConfigError("settings must be a map")
+    out = dict(current)
     for k in update:
         v = update[k]
         if k in BOOLS:
@@ -69,6 +68,7 @@ def merge(out, update, ring_samples, max_rate_hz=1600):
 def load_file(path, ring_samples, max_rate_hz=1600):
     """Settings from the config file: (settings, error). A bad file gives the defaults and the reason,
     so the board always boots."""
+    base = dict(DEFAULTS)
     text = None
     for p in (path, path + ".new"):  # .new: a power cut hit save_file between remove and rename
         try:
@@ -78,25 +78,24 @@ def load_file(path, ring_samples, max_rate_hz=1600):
         except OSError:
             pass
     if text is None:
-        return dict(DEFAULTS), None
+        return base, None
     try:
-        return merge(dict(DEFAULTS), json.loads(text), ring_samples, max_rate_hz), None
-    except ConfigError as e:  # a ValueError too: caught first
-        reason = e.reason
+        doc = json.loads(text)
     except ValueError:
-        reason = "not valid JSON"
-    return dict(DEFAULTS), "config file: " + reason
+        return base, "config file: not valid JSON"
+    try:
+        return merge(base, doc, ring_samples, max_rate_hz), None
+    except ConfigError as e:
+        return base, "config file: " + e.reason
 
 
 def save_file(path, settings):
-    """Write the settings aside, then rename over the old file (atomic on LittleFS). json.dump writes
-    piece by piece: the whole text as one string needs a hole of its size, often missing after a
-    long run has fragmented the heap."""
+    """Write the settings aside, then rename over the old file (atomic on LittleFS)."""
     import os
 
     tmp = path + ".new"
     with open(tmp, "w") as f:
-        json.dump(settings, f)
+        f.write(json.dumps(settings))
     try:
         os.remove(path)
     except OSError:

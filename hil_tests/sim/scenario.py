@@ -40,9 +40,7 @@ Steps (all times in seconds):
 - ``repeat``: ``n`` times the nested ``steps``.
 - ``fault``: board-side: ``kind`` = ``power_cut`` (``off_s``), ``link_cut`` (``s``), ``reset``
   (``cause``), ``garbage`` (``bytes``, ``direction``), ``delay_s`` after the current car time (so a
-  fault step before a trip step strikes during that trip). ``pi_down`` (``s``): the daemon is
-  stopped that long, then started again (the end-to-end runner does it); to the board it is a link
-  nobody reads, as a ``link_cut``.
+  fault step before a trip step strikes during that trip).
 """
 
 from __future__ import annotations
@@ -57,7 +55,7 @@ from liftwatch.hil.sim.car import CarSim, CarSpec, load_car, read_toml
 from liftwatch.protocol.trace import CarSample
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-FAULT_KINDS = ("power_cut", "link_cut", "reset", "garbage", "pi_down")
+FAULT_KINDS = ("power_cut", "link_cut", "reset", "garbage")
 _STEP_KINDS = ("ride", "trip", "relevel", "door", "wait", "set", "traffic", "inspection", "wear", "repeat", "fault")
 
 
