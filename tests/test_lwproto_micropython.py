@@ -16,9 +16,9 @@ import pytest
 
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
-from liftwatch.upy import ESP32_HEAPSIZE, PROTOCOL_DIR, run_micropython
+from support.fwharness import SOURCE_HEAP
 
-SOURCE_HEAPSIZE = "160k"  # compiling lwproto.py from source on the interpreter (docs/firmware.md, "Heap")
+from liftwatch.upy import ESP32_HEAPSIZE, PROTOCOL_DIR, run_micropython
 
 pytestmark = pytest.mark.micropython
 
@@ -51,7 +51,7 @@ def run_board(code: str, lwproto_dir: Path) -> subprocess.CompletedProcess[bytes
     # lwproto is imported first so that, from source, it compiles while the heap is in one piece.
     # The source form needs its parse tree in RAM to compile (a board runs the .mpy: docs/firmware.md),
     # so it gets the source heap; the .mpy runs at the board's.
-    heap = SOURCE_HEAPSIZE if lwproto_dir == PROTOCOL_DIR else ESP32_HEAPSIZE
+    heap = SOURCE_HEAP if lwproto_dir == PROTOCOL_DIR else ESP32_HEAPSIZE
     return run_micropython(["-c", "import lwproto\n" + code], paths=(lwproto_dir, MPY_TESTS), timeout=60,
                            heapsize=heap)
 

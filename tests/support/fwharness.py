@@ -59,6 +59,9 @@ def build_mpy(dest: Path, march: str = "x64") -> Path:
 # so the firmware itself starts with what it would have on the board (the mock board does the same).
 SIM_HEAP_ALLOWANCE_K = 16
 BOARD_HEAP = f"{96 + SIM_HEAP_ALLOWANCE_K}k"
+# Compiling sources on the interpreter needs their parse trees in RAM; a board runs the .mpy form
+# (docs/firmware.md, "Heap"), so the source form gets this instead.
+SOURCE_HEAP = "160k"
 
 _MPY_DIR: Path | None = None
 
