@@ -664,7 +664,7 @@ class MockBoard:
         p = fault.params
         if fault.kind == "power_cut":
             run = lambda: self._power_cut(float(p.get("off_s", 5.0)))  # noqa: E731
-        elif fault.kind == "link_cut":
+        elif fault.kind in ("link_cut", "pi_down"):  # a stopped daemon reads nothing either
             restore = fault.t_us + int(float(p.get("s", 60.0)) * 1e6)
 
             def run() -> None:
