@@ -2,8 +2,8 @@
 
     python benchmarks/ble.py [--json] [--drops 20] [--window-s 10]
 
-The board is the real firmware (flashed with `transport = 1`) on a mock board with 104 KiB of heap
-(it does not start BLE at 96 KiB: hil_tests/test_ble.py says why), its radio and the Pi's adapter
+The board is the real firmware (flashed with `transport = 1`) on a mock board with the board's 96 KiB
+of heap (plus the mock's measured allowances, docs/mockboard.md), its radio and the Pi's adapter
 are Bumble stacks on a simulated link (hil_tests/mockboard/radio.py). No RF: the link carries packets
 as fast as the event loop runs, so these are figures of the stacks and of our code, not of the air.
 Prints a table; with --json the last line is one JSON object:
