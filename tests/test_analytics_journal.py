@@ -6,10 +6,11 @@ board's journal is refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
-from liftwatch.edge_daemon.pipeline import CarPipeline
+from liftwatch.edge_daemon.pipeline import CarPipeline, SessionState, load_session_state
 from liftwatch.edge_daemon.report.source import load_messages
 from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig, SessionDrop
 from liftwatch.protocol import lwproto as lw
@@ -32,10 +33,16 @@ class ListStore:
 class Car:
     """A board's frames into a live pipeline, and the host frames the pipeline sends back."""
 
-    def __init__(self, config: AnalyticsConfig | None = None) -> None:
+    def __init__(self, config: AnalyticsConfig | None = None, state_file: Path | None = None) -> None:
+        """With `state_file`, the car's state file as the daemon keeps it, and taken up from it if it
+        exists (a daemon restarted)."""
         self.store = ListStore()
-        self.session = BoardSession(SessionConfig(), LinkMode.LIVE, expected_board_id=BOARD)
-        self.pipe = CarPipeline("s", "car-7", self.session, CarAnalytics("car-7", config), self.store, BOARD)
+        saved = load_session_state(state_file) if state_file is not None else SessionState([])
+        self.session = BoardSession(SessionConfig(), LinkMode.LIVE, expected_board_id=BOARD,
+                                    stored_journal=saved.journal)
+        self.pipe = CarPipeline("s", "car-7", self.session, CarAnalytics("car-7", config), self.store, BOARD,
+                                event_memory=state_file)
+        self.pipe.restore(saved)
         self.reader = FrameReader()
         self.seq = 0
         self.sent: list = []
@@ -327,3 +334,31 @@ async def test_a_door_open_when_the_daemon_came_back_is_raised_once() -> None:
     assert [(e["state"], e["event_ts"], e["detail"].get("source")) for e in events] == [
         ("raised", "2026-01-01T00:35:20.000Z", "host"), ("cleared", "2026-01-01T00:36:40.000Z", None)]
     assert car.journal_acks() == [0] and len(car.of("door_cycle")) == 0  # door cycles upstream only on request
+
+
+async def test_a_daemon_restarted_mid_backlog_keeps_the_waiting_runs_and_the_visits_it_issued(tmp_path) -> None:
+    """Runs ACKed while they wait for their period, and a visit already issued, are in the state file
+    before those ACKs go out: a daemon killed there and started again counts the runs and revises
+    the visit under its id, instead of losing a run the board no longer re-sends."""
+    state = tmp_path / "events-car-7.json"
+    car = Car(state_file=state)
+    await car.hello(1000)
+    at = 3_600_000
+    await car.journal(0, lw.J_INSPECTION, 100_000, 300_000, at, count=0, direction=0, in0=INSPECTING)
+    await inspection_run(car, 1, 800_000, at + 10)
+    await inspection_run(car, 2, 900_000, at + 20)
+    (first,) = car.of("maintenance")
+    assert car.journal_acks() == [0, 1, 2] and first["inspection_runs"] == 0
+    again = Car(state_file=state)  # SIGKILL, then started again: the board re-sends from record 3 on
+    await again.hello(at + 100)
+    await again.journal(3, lw.J_INSPECTION, 700_000, 2_700_000, at + 200, count=0, direction=0, in0=INSPECTING)
+    (revised,) = again.of("maintenance")
+    assert (revised["id"], revised["revision"], revised["inspection_runs"], revised["duration_s"]) == (
+        first["id"], 1, 2, 2600.0)
+    assert again.journal_acks() == [3]
+
+
+def test_a_state_file_with_broken_visit_memory_is_set_aside(tmp_path) -> None:
+    state = tmp_path / "events-car-7.json"
+    state.write_text(json.dumps({"events": [], "journal_visits": {"visits": [{"start_ts": "soon"}], "runs": []}}))
+    assert load_session_state(state) == SessionState([])

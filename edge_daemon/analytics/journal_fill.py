@@ -43,7 +43,7 @@ from .leveling import LevelingResult, LevelingStatus
 from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .trips import Trip
 
-__all__ = ["MATCH_S", "SOURCE_JOURNAL", "JournalFill", "Revision"]
+__all__ = ["MATCH_S", "SOURCE_JOURNAL", "JournalFill", "Revision", "parse_visit_memory"]
 
 # The board's record and the live STATE of the same start carry the same board ms; only the clock
 # offset they were mapped with can differ (a TIME_SYNC in between: milliseconds on a real link, up to
@@ -77,6 +77,7 @@ class JournalFill:
         self.matched = 0  # records the live stream had already seen
         self.late = 0  # filled records of a day before the one in progress
         self.revised = 0  # visits issued again because a late record changed them
+        self.visits_changed = 0  # +1 whenever `visit_memory` would give something else
 
     # ---------------------------------------------------------------- the live side
 
@@ -97,6 +98,20 @@ class JournalFill:
     def issued_visit(self, visit: MaintenanceVisit) -> None:
         """A visit went out (live or from the journal): a late record may still change it."""
         self._visits.append(visit)
+        self.visits_changed += 1
+
+    def visit_memory(self) -> dict[str, Any]:
+        """The issued visits and the runs waiting for their period, as plain data for the daemon's
+        state file: saved before the records that made them are ACKed, so a restart loses neither."""
+        return {"visits": [{k: v for k, v in dataclasses.asdict(visit).items() if k != "car_id"}
+                           for visit in self._visits], "runs": list(self._runs)}
+
+    def restore_visit_memory(self, memory: dict[str, Any]) -> None:
+        """Take up what `visit_memory` saved before a restart."""
+        visits, runs = parse_visit_memory(self.car_id, memory)
+        self._visits.extend(visits)
+        self._runs.extend(runs)
+        self.visits_changed += 1
 
     # ---------------------------------------------------------------- records
 
@@ -219,12 +234,14 @@ class JournalFill:
             if old.start_ts - MATCH_S <= rec.start_ts <= old.end_ts + MATCH_S:
                 return [self._revise(old, inspection_runs=old.inspection_runs + 1)]
         self._runs.append(rec.start_ts)
+        self.visits_changed += 1
         return []
 
     def _revise(self, old: MaintenanceVisit, **changes: Any) -> Revision:
         new = dataclasses.replace(old, **changes, revision=old.revision + 1, first_start_ts=old.key_start_ts)
         self._visits[self._visits.index(old)] = new
         self.revised += 1
+        self.visits_changed += 1
         return old, new
 
     def _take_runs(self, start_ts: float, end_ts: float) -> int:
@@ -232,7 +249,20 @@ class JournalFill:
         inside = [t for t in self._runs if start_ts - MATCH_S <= t <= end_ts + MATCH_S]
         for t in inside:
             self._runs.remove(t)
+        self.visits_changed += bool(inside)
         return len(inside)
+
+
+def parse_visit_memory(car_id: str, memory: Any) -> tuple[list[MaintenanceVisit], list[float]]:
+    """(issued visits, waiting runs) from `JournalFill.visit_memory`'s plain data, as read back from
+    the state file. Raises ValueError, TypeError or KeyError for anything else."""
+    visits = [MaintenanceVisit(
+        car_id, float(v["start_ts"]), float(v["end_ts"]), int(v["inspection_runs"]), bool(v["too_short"]),
+        tuple(dict(f) for f in v.get("faults_responded", ())), bool(v.get("in_progress", False)),
+        str(v.get("source", "live")), int(v.get("revision", 0)),
+        float(v["first_start_ts"]) if v.get("first_start_ts") is not None else None,
+    ) for v in memory["visits"]]
+    return visits, [float(t) for t in memory["runs"]]
 
 
 def _near(starts: deque[float], ts: float) -> bool:
