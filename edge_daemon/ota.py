@@ -260,7 +260,9 @@ async def push(transport: Any, raw: bytes, session_config: Any = None, reader: A
                     record_before = session.hello.update_record
                 elif frame.type == m.MessageType.HELLO and session.hello is not None:
                     hello = session.hello
-                    if hello.update_record == record_before:  # the install boot switched nothing: why?
+                    # the install boot switched nothing (a board's first update gains a record that
+                    # names no earlier firmware): ask it why
+                    if hello.update_record == record_before or hello.update == "":
                         session.request(m.Command.OTA_QUERY, 0, time.time())
                     elif hello.fw_version == bundle.version and (not confirm or hello.update == "confirmed"):
                         return PushResult(hello.fw_version, hello.prev_fw_version, loop.time() - started, resent,
