@@ -8,7 +8,8 @@ The same command flashes an ESP32 on /dev/ttyUSB0 and a mock board's console pty
    ``firmware/sim/``) goes only to the mock board, whose unix MicroPython reports its host's
    architecture;
 3. copy with ``mpremote cp`` (it skips files whose hash already matches), remove stale twins (a
-   ``x.py`` left on the board would shadow a new ``x.mpy``), write the board config and auth key;
+   ``x.py`` left on the board would shadow a new ``x.mpy``), write the board config, auth key and
+   BLE pairing passkey;
 4. verify every file with ``mpremote sha256sum`` against the local bytes;
 5. soft-reboot from the friendly REPL (Ctrl-D) so ``boot.py`` and ``main.py`` run.
 """
@@ -35,6 +36,7 @@ from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR
 # Where the firmware looks for its settings and its per-board frame-tag key on the board's flash.
 BOARD_CONFIG_PATH = "config.json"
 BOARD_KEY_PATH = "auth.key"
+BOARD_PASSKEY_PATH = "ble_passkey.txt"  # the BLE pairing passkey (firmware/ble_bonds.py reads it)
 SOURCE_ONLY = ("main.py", "boot.py")
 # sys.implementation._mpy bits 10.. -> mpy-cross -march (py/persistentcode.h MP_NATIVE_ARCH_*).
 _NATIVE_ARCH = {
@@ -193,6 +195,7 @@ def flash(
     *,
     config: Path | None = None,
     key_file: Path | None = None,
+    passkey_file: Path | None = None,
     firmware_dir: Path = FIRMWARE_DIR,
     reboot: bool = True,
 ) -> FlashResult:
@@ -224,6 +227,10 @@ def flash(
             dst = out / BOARD_KEY_PATH
             dst.write_bytes(bytes.fromhex(key_hex))
             files.append(dst)
+        if passkey_file is not None:
+            dst = out / BOARD_PASSKEY_PATH
+            dst.write_text(read_passkey(passkey_file), encoding="ascii")
+            files.append(dst)
         names = [f.name for f in files]
         listing = _mpremote(port, "listing the board's files", "ls", ":")
         args: list[str] = []
@@ -243,6 +250,17 @@ def flash(
     return FlashResult(tuple(names), arch, time.monotonic() - started)
 
 
+def read_passkey(path: Path) -> str:
+    """The 6 digits of a BLE pairing passkey file (FlashError naming the file, never its content)."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlashError(f"BLE passkey {path}: {getattr(exc, 'strerror', None) or 'not 6 digits'}") from None
+    if not re.fullmatch(r"[0-9]{6}", text):
+        raise FlashError(f"BLE passkey {path}: expected 6 digits")
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "flash",
@@ -257,6 +275,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --dry-run: the board's native arch instead of asking it (xtensawin: ESP32)")
     p.add_argument("--config", type=Path, help=f"board settings (JSON object), written as /{BOARD_CONFIG_PATH}")
     p.add_argument("--key-file", type=Path, help=f"per-board frame-tag key (hex), written as /{BOARD_KEY_PATH}")
+    p.add_argument("--ble-passkey-file", type=Path, help="the BLE pairing passkey (6 digits), written as "
+                   f"/{BOARD_PASSKEY_PATH}: the Pi pairs with it once (docs/operations.md); a BLE board without "
+                   "one bonds with no central")
     p.add_argument("--keystore", type=Path, help="daemon key store: flash the board's key from it (first key, or a "
                    "rotated next key the daemon accepts beside the old one); needs --board-id, excludes --key-file")
     p.add_argument("--board-id", help="the board's id (its HELLO board_id) in --keystore")
@@ -268,7 +289,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def dry_run(
-    port: str | None, arch: str | None, *, config: Path | None, key_file: Path | None, firmware_dir: Path
+    port: str | None, arch: str | None, *, config: Path | None, key_file: Path | None, firmware_dir: Path,
+    passkey_file: Path | None = None,
 ) -> list[str]:
     """The board files a flash would write for a board of ``arch`` (asked of ``port`` when None)."""
     if arch is None:
@@ -276,7 +298,8 @@ def dry_run(
             raise FlashError("--dry-run needs a PORT to ask or an --arch")
         _, arch = board_arch(port)
     names = [board_name(src) for src in firmware_sources(firmware_dir, simulated=is_simulator_arch(arch))]
-    return names + [name for name, given in ((BOARD_CONFIG_PATH, config), (BOARD_KEY_PATH, key_file)) if given]
+    given = ((BOARD_CONFIG_PATH, config), (BOARD_KEY_PATH, key_file), (BOARD_PASSKEY_PATH, passkey_file))
+    return names + [name for name, path in given if path]
 
 
 def _cmd_flash(args: argparse.Namespace) -> int:
@@ -289,7 +312,8 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     if args.dry_run:
         try:
             names = dry_run(
-                args.port, args.arch, config=args.config, key_file=args.key_file, firmware_dir=args.firmware_dir
+                args.port, args.arch, config=args.config, key_file=args.key_file, firmware_dir=args.firmware_dir,
+                passkey_file=args.ble_passkey_file,
             )
         except FlashError as exc:
             print(f"liftwatch flash: {exc}", file=sys.stderr)
@@ -301,7 +325,8 @@ def _cmd_flash(args: argparse.Namespace) -> int:
         print(f"liftwatch flash: {args.port}: no such port (is the board plugged in? see `ls /dev/tty*`)",
               file=sys.stderr)
         return 2
-    for option, path in (("--config", args.config), ("--key-file", key_file)):
+    for option, path in (("--config", args.config), ("--key-file", key_file),
+                         ("--ble-passkey-file", args.ble_passkey_file)):
         if path is not None and not path.is_file():
             print(f"liftwatch flash: {option} {path}: no such file", file=sys.stderr)
             return 2
@@ -323,6 +348,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
             args.port,
             config=args.config,
             key_file=key_file,
+            passkey_file=args.ble_passkey_file,
             firmware_dir=args.firmware_dir,
             reboot=not args.no_reboot,
         )

@@ -10,7 +10,7 @@ interference or a real controller's timing (docs/operations.md, "BLE on a real P
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,26 +18,27 @@ from pathlib import Path
 import pytest
 
 from liftwatch.edge_daemon.transport import TransportOpenError
-from liftwatch.edge_daemon.transport.ble import BleTransport
+from liftwatch.edge_daemon.transport.ble import NUS_RX_UUID, NUS_TX_UUID, BleTransport
 from liftwatch.hil.mockboard.board import Direction, MockBoard, ResetCause
 from liftwatch.hil.mockboard.central import HostLink, VirtualAdapter, board_name, open_link
 from liftwatch.hil.mockboard.radio import BLE_BOARD_HEAP_K, VirtualRadio, board_address
 from liftwatch.hil.sim.scenario import Scenario
+from liftwatch.protocol import lwproto
+from liftwatch.protocol.framing import encode_frame
 from liftwatch.protocol.messages import Command, MessageType
 from liftwatch.protocol.trace import CarSample
 
-from .conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, boards_from, daemon_config, expected_raised, flash_image,
-                       run_daemon, upstream_journal)
+from .conftest import (BLE_PASSKEY, REST_PREFIX_S, RUN_SPEED, TALK_SPEED, ble_flash_args, boards_from, daemon_config,
+                       expected_raised, flash_image, run_daemon, upstream_journal)
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
 
 @pytest.fixture(scope="session")
 def ble_firmware_image(tmp_path_factory: pytest.TempPathFactory, board_heap_k: int) -> Path:
-    """The real firmware, flashed with `transport = 1` (BLE) in its board settings."""
-    config = tmp_path_factory.mktemp("ble-config") / "config.json"
-    config.write_text(json.dumps({"transport": 1}))
-    return flash_image(tmp_path_factory.mktemp("ble-firmware") / "ble.img", board_heap_k, "--config", str(config))
+    """The real firmware, flashed with `transport = 1` (BLE) in its board settings and BLE_PASSKEY."""
+    return flash_image(tmp_path_factory.mktemp("ble-firmware") / "ble.img", board_heap_k,
+                       *ble_flash_args(tmp_path_factory.mktemp("ble-config")))
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_firmware_talks_over_a_real_gatt_stack(ble_flashed, radio: VirtualRadio,
     board = ble_flashed(speed=TALK_SPEED)
 
     async def main() -> None:
-        adapter = VirtualAdapter(radio, socket_dir)
+        adapter = VirtualAdapter(radio, socket_dir, passkey=BLE_PASSKEY)
         host = HostLink(await open_link(adapter, board_name(board.uid)))
         hello = await host.calibrate()
         assert hello.payload[0] == board.uid  # board_id
@@ -81,18 +82,20 @@ def test_firmware_talks_over_a_real_gatt_stack(ble_flashed, radio: VirtualRadio,
 
     asyncio.run(main())
     assert board.stats.uart_bytes[Direction.TO_HOST] == 0
-    assert radio.stats.writes >= 3 and radio.stats.notifications > 0
+    assert radio.stats.writes >= 3 and radio.stats.notifications > 0 and radio.stats.refused_writes == 0
+    # one LE Secure Connections pairing with the passkey: encrypted, authenticated (MITM), bonded
+    assert radio.stats.pairings == 1 and radio.stats.encryption_updates == [(True, True, True)]
 
 
 def test_a_second_central_finds_no_board_while_the_pi_is_connected(ble_flashed, radio: VirtualRadio,
                                                                    socket_dir: Path) -> None:
     """The board takes one central: connected, it stops advertising, so a second central's scan finds
-    nothing and the Pi's link goes on untouched. (Once the Pi lets go, anyone in range can connect:
-    pairing is not done yet, see docs/operations.md.)"""
+    nothing and the Pi's link goes on untouched. (Once the Pi lets go, another central can connect,
+    and is refused: test_only_a_central_that_paired_with_the_passkey_is_heard.)"""
     board = ble_flashed(speed=TALK_SPEED)
 
     async def main() -> None:
-        pi = VirtualAdapter(radio, socket_dir)
+        pi = VirtualAdapter(radio, socket_dir, passkey=BLE_PASSKEY)
         intruder = VirtualAdapter(radio, socket_dir, address="DC:A6:32:00:00:66")
         host = HostLink(await open_link(pi, board_name(board.uid)))
         await host.calibrate()
@@ -118,7 +121,7 @@ def test_link_drops_and_a_reboot_are_recovered(ble_flashed, radio: VirtualRadio,
     address = board_address(board.uid)
 
     async def main() -> None:
-        adapter = VirtualAdapter(radio, socket_dir)
+        adapter = VirtualAdapter(radio, socket_dir, passkey=BLE_PASSKEY)
         host = HostLink(await open_link(adapter, board_name(board.uid)))
         hello = await host.calibrate()
         for _ in range(3):
@@ -141,6 +144,65 @@ def test_link_drops_and_a_reboot_are_recovered(ble_flashed, radio: VirtualRadio,
     asyncio.run(main())
     assert radio.stats.connections == 5
     assert radio.stats.board_boots[address] == 2
+    # paired once: every reconnect, the one after the reboot too, encrypted with the bond (the board's
+    # from its own flash, as the fresh controller after the reboot knows nothing)
+    assert radio.stats.pairings == 1
+    assert radio.stats.encryption_updates == [(True, True, True)] * 5
+
+
+def test_only_a_central_that_paired_with_the_passkey_is_heard(ble_flashed, radio: VirtualRadio,
+                                                              socket_dir: Path) -> None:
+    """The attack: while the Pi is away, centrals without the passkey connect to the (unkeyed) board and
+    write a CONTROL reboot, which the board would obey from its Pi: one that never pairs, one that tries
+    Just Works (no keyboard), one with a wrong passkey. Each is disconnected by the board, receives
+    no notification, and no write of theirs reaches the firmware; the bonded Pi then reconnects
+    without pairing again and finds the board not rebooted."""
+    board = ble_flashed(speed=TALK_SPEED)
+    name = board_name(board.uid)
+
+    async def intrude(adapter: VirtualAdapter, pair: bool, boot_id: int) -> bytes:
+        gone = asyncio.Event()
+        client = adapter.client_factory()(name, lambda _client: gone.set())
+        await client.connect()
+        notified = bytearray()
+        await client.start_notify(NUS_TX_UUID, lambda _char, chunk: notified.extend(chunk))
+        if pair:
+            with contextlib.suppress(Exception):  # refused: the board fails the pairing
+                await client.pair()
+        with contextlib.suppress(OSError):  # not connected any more: the board was quicker
+            reboot = encode_frame(MessageType.CONTROL, [Command.REBOOT, 0], boot_id, 100, 0, sender=lwproto.FROM_HOST)
+            await client.write_gatt_char(NUS_RX_UUID, reboot, response=False)
+        # the board shows it the door: at once after a failed pairing, else after its pairing time
+        await asyncio.wait_for(gone.wait(), 30.0)
+        return bytes(notified)
+
+    async def main() -> None:
+        pi = VirtualAdapter(radio, socket_dir, passkey=BLE_PASSKEY)
+        host = HostLink(await open_link(pi, name))
+        hello = await host.calibrate()
+        await host.link.close()
+        writes = radio.stats.writes
+        intruders = [(VirtualAdapter(radio, socket_dir, address="DC:A6:32:00:00:61"), False),
+                     (VirtualAdapter(radio, socket_dir, address="DC:A6:32:00:00:62"), True),
+                     (VirtualAdapter(radio, socket_dir, address="DC:A6:32:00:00:63", passkey=BLE_PASSKEY + 1), True)]
+        for adapter, pair in intruders:
+            assert await intrude(adapter, pair, hello.boot_id) == b""
+            await adapter.close()
+        assert radio.stats.writes == writes and radio.stats.refused_writes >= 1
+        host.link = await open_link(pi, name)
+        await host.send(MessageType.CONTROL, [Command.REQUEST_HELLO, 0], hello.boot_id)
+        again = await host.until(lambda f: f.type == MessageType.HELLO and host.frames.index(f) > 0)
+        assert again.boot_id == hello.boot_id  # not rebooted
+        await host.link.close()
+        await pi.close()
+
+    asyncio.run(main())
+    assert radio.stats.pairings == 1  # the Pi's; the Just Works and wrong-passkey attempts failed
+    # the Pi, bonded the second time; the Just Works and wrong-passkey pairings failed (nothing encrypted,
+    # nothing kept); the central that never paired got no update at all
+    assert radio.stats.encryption_updates == [(True, True, True), (False, False, False), (False, False, False),
+                                              (True, True, True)]
+    assert radio.stats.board_boots[board_address(board.uid)] == 1
 
 
 # Longer than the UART run's rest: calibrating over BLE and the daemon's first connection take some
@@ -182,7 +244,7 @@ def test_daemon_over_ble_gets_every_fact_through_drops_mid_trip(name: str, ble_f
     truth = sc.ground_truth(BLE_REST_PREFIX_S)
     board = ble_flashed(sc.timeline(rest_prefix_s=BLE_REST_PREFIX_S), speed=TALK_SPEED)
     address = board_address(board.uid)
-    adapter = VirtualAdapter(radio, socket_dir)
+    adapter = VirtualAdapter(radio, socket_dir, passkey=BLE_PASSKEY)
 
     async def calibrate() -> None:
         host = HostLink(await open_link(adapter, board_name(board.uid)))
