@@ -218,14 +218,9 @@ def flash(
             dst.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
             files.append(dst)
         if key_file is not None:
-            try:
-                key_hex = key_file.read_text(encoding="ascii").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise FlashError(f"auth key {key_file}: {getattr(exc, 'strerror', None) or 'not hex'}") from None
-            if not re.fullmatch(r"[0-9a-fA-F]{32,128}", key_hex):
-                raise FlashError(f"auth key {key_file}: expected 16-64 bytes as hex")
             dst = out / BOARD_KEY_PATH
-            dst.write_bytes(bytes.fromhex(key_hex))
+            dst.write_bytes(bytes.fromhex(read_secret(key_file, "auth key", r"[0-9a-fA-F]{32,128}",
+                                                      "16-64 bytes as hex")))
             files.append(dst)
         if passkey_file is not None:
             dst = out / BOARD_PASSKEY_PATH
@@ -250,15 +245,21 @@ def flash(
     return FlashResult(tuple(names), arch, time.monotonic() - started)
 
 
-def read_passkey(path: Path) -> str:
-    """The 6 digits of a BLE pairing passkey file (FlashError naming the file, never its content)."""
+def read_secret(path: Path, what: str, pattern: str, expected: str) -> str:
+    """The stripped text of a secret file that matches ``pattern``; else a FlashError that names the
+    file and what was ``expected``, never what the file holds."""
     try:
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise FlashError(f"BLE passkey {path}: {getattr(exc, 'strerror', None) or 'not 6 digits'}") from None
-    if not re.fullmatch(r"[0-9]{6}", text):
-        raise FlashError(f"BLE passkey {path}: expected 6 digits")
+        raise FlashError(f"{what} {path}: {getattr(exc, 'strerror', None) or 'expected ' + expected}") from None
+    if not re.fullmatch(pattern, text):
+        raise FlashError(f"{what} {path}: expected {expected}")
     return text
+
+
+def read_passkey(path: Path) -> str:
+    """The 6 digits of a BLE pairing passkey file."""
+    return read_secret(path, "BLE passkey", r"[0-9]{6}", "6 digits")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

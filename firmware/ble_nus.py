@@ -11,6 +11,7 @@ import bluetooth
 from micropython import const
 
 from ble import BleStream
+from fwutil import unload
 
 _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
@@ -43,7 +44,6 @@ class BleNus(BleStream):
         self.ble.gatts_set_buffer(self._h_rx, 256, True)
         self._conn = None
         self._conn_ms = -1  # board time the central connected (-1: not seen by service() yet)
-        self._bonds = None
         self._adv = bytes((2, 1, 6, len(name) + 1, 9)) + name.encode()
         self.advertise()
 
@@ -72,22 +72,34 @@ class BleNus(BleStream):
                 self.subscribed = True
             else:
                 self.ble.gap_disconnect(data[0])
-        elif event == _IRQ_PASSKEY_ACTION:
-            import ble_bonds
+        elif event >= _IRQ_GET_SECRET:  # _IRQ_SET_SECRET, _IRQ_PASSKEY_ACTION too
+            return self._secret(event, data)
 
-            key = ble_bonds.passkey(self.root + ble_bonds.PASSKEY_FILE)
-            if data[1] == _PASSKEY_ACTION_DISPLAY and key is not None:
-                self.ble.gap_passkey(data[0], data[1], key)
-            else:
-                self.ble.gap_disconnect(data[0])
-        elif event == _IRQ_GET_SECRET or event == _IRQ_SET_SECRET:
-            if self._bonds is None:
-                import ble_bonds
+    def _secret(self, event, data):
+        # Only a pairing or a bonded reconnect asks: ble_bonds comes in for the call and goes again,
+        # so neither its code nor the bonds stay in RAM. An exception must not leave the handler (the
+        # port would switch the handler off: no more connections); a bond not read or kept fails
+        # that pairing or reconnect, and the central pairs again.
+        import ble_bonds
 
-                self._bonds = ble_bonds.Bonds(self.root + ble_bonds.BONDS_FILE)
+        try:
+            if event == _IRQ_PASSKEY_ACTION:
+                key = ble_bonds.passkey(self.root + ble_bonds.PASSKEY_FILE)
+                if data[1] == _PASSKEY_ACTION_DISPLAY and key is not None:
+                    self.ble.gap_passkey(data[0], data[1], key)
+                else:
+                    self.ble.gap_disconnect(data[0])
+                return None
+            bonds = ble_bonds.Bonds(self.root + ble_bonds.BONDS_FILE)
             if event == _IRQ_GET_SECRET:
-                return self._bonds.get(data[0], data[1], None if data[2] is None else bytes(data[2]))
-            return self._bonds.set(data[0], data[1], data[2])
+                return bonds.get(data[0], data[1], None if data[2] is None else bytes(data[2]))
+            return bonds.set(data[0], data[1], data[2])
+        except Exception:  # MemoryError, OSError: as if the store had nothing / refused
+            if event == _IRQ_PASSKEY_ACTION:
+                self.ble.gap_disconnect(data[0])
+            return None
+        finally:
+            unload("ble_bonds")
 
     def service(self, now_ms):
         """Called from the main loop: send the notifications the pacing allows."""
