@@ -288,7 +288,7 @@ class Soak:
             self.poll_status()
             for b in self.boards:
                 b.step(now)
-            settled = (all(not b.unacked for b in self.boards) and self.outbox_pending == 0
+            settled = (all(not b.unacked and not b.journal_unacked for b in self.boards) and self.outbox_pending == 0
                        and self.status_mtime > drain_wall + 1.0  # a status written since the drain began
                        and (self.broker is None or self.broker.running))
             if settled and self.now() - drain_from > 600:  # and a few status files said so
@@ -303,7 +303,8 @@ class Soak:
         wall_s = time.monotonic() - wall_start
         upstream = self.upstream_messages()
         drops = daemon_drops(self.workdir / "state" / "status.json")
-        result = self.ledger.reconcile(upstream, drops, {b.index: set(b.unacked) for b in self.boards})
+        result = self.ledger.reconcile(upstream, drops, {b.index: set(b.unacked) for b in self.boards},
+                                       {b.index: set(b.journal_unacked) for b in self.boards})
         growth = [last - first for _, first, last in self.rss]
         result.update(
             boards=args.boards, sim_hours=args.sim_hours, speed=self.speed, wall_s=round(wall_s, 1),

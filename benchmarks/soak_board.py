@@ -1,8 +1,9 @@
 """The soak's simulated board: a protocol-level board on a pty that speaks SPEC.md the way
 firmware/link.py does (persistent boot id and event ids, EVENTs kept in "flash" and re-sent until
 ACKed, HELLO at boot and on request, TIME_SYNC answers, heartbeats, STATE frames for trips and
-maintenance visits), and records each trip, visit and EVENT it makes in the soak's ledger, with the
-faults that touched its frames.
+maintenance visits, and, as firmware/journal.py, a JOURNAL record of every trip and inspection
+period it finished, kept and re-sent until ACKed), and records each trip, visit and EVENT it makes
+in the soak's ledger, with the faults that touched its frames and the journal seq it holds it under.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from soak_reconcile import Item, Ledger
 from liftwatch.hil.mockboard.ptys import PtyPort
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import FrameReader, encode_frame
+from liftwatch.protocol.messages import pack_journal_record
 
 HEARTBEAT_S = 5.0
 EVENT_RESEND_S = 10.0  # board time between re-sends of an un-ACKed EVENT
@@ -43,6 +45,8 @@ class SimBoard(PtyPort):
         self.boot_id = rng.randrange(1, 60000)  # persistent in "flash"
         self.next_event_id = 1
         self.unacked: dict[int, list] = {}  # event_id -> EVENT payload ("flash")
+        self.next_journal_seq = 0
+        self.journal_unacked: dict[int, list] = {}  # seq -> JOURNAL payload ("flash", as firmware/journal.py)
         self.alarm_clear_sent = True  # one alarm at a time: a raise while one is active is merged upstream
         self.seq = 0
         self.boot_sim = 0.0
@@ -186,14 +190,29 @@ class SimBoard(PtyPort):
                 item.end_sim = at
                 self.open_items.remove(item)
                 self.soak.ledger.items.append(item)
+                self.journal(item, lw.J_TRIP, now, DOOR_CLOSED | LEVEL, DOOR_CLOSED | LEVEL)
         if now - self.last_beat >= HEARTBEAT_S:
             self.last_beat = now
             self.send(lw.T_HEARTBEAT, [int(now - self.boot_sim), 50000, len(self.unacked), self.motion,
                                        self.inputs, True, False], now, [])
-        if self.unacked and now - self.last_resend >= EVENT_RESEND_S:
+        if (self.unacked or self.journal_unacked) and now - self.last_resend >= EVENT_RESEND_S:
             self.last_resend = now
             for payload in list(self.unacked.values()):
                 self.send(lw.T_EVENT, payload, now, [])
+            for payload in list(self.journal_unacked.values())[:16]:  # oldest first, 16 in flight
+                self.send(lw.T_JOURNAL, payload, now, [])
+
+    def journal(self, item: Item, kind: int, now: float, inputs_start: int, inputs_end: int) -> None:
+        """The board's journal record of a finished trip or inspection period (this boot's times):
+        kept until the daemon ACKs it, so no outage of the link or the daemon loses the item."""
+        seq = self.next_journal_seq
+        self.next_journal_seq += 1
+        assert item.end_sim is not None
+        record = pack_journal_record(seq, kind, self.boot_id, self.t_ms(item.start_sim), self.t_ms(item.end_sim),
+                                     1 if kind == lw.J_TRIP else 0, item.floors or 0, 1000, inputs_start, inputs_end)
+        self.journal_unacked[seq] = payload = [self.board_id, record, 0]
+        item.journal_seq = seq
+        self.send(lw.T_JOURNAL, payload, now, [])
 
     def raise_alarm(self, now: float) -> None:
         eid = self.next_event_id
@@ -219,6 +238,8 @@ class SimBoard(PtyPort):
             for f in self.reader.feed(data):
                 if f.type == lw.T_ACK and f.payload and f.payload[0] == lw.T_EVENT:
                     self.unacked.pop(f.payload[1], None)
+                elif f.type == lw.T_ACK and len(f.payload) > 1 and f.payload[0] == lw.T_JOURNAL:
+                    self.journal_unacked.pop(f.payload[1], None)
                 elif f.type == lw.T_TIME_SYNC and f.payload:
                     self.send(lw.T_TIME_SYNC, [f.payload[0], self.t_ms(now)], now, [])
                 elif f.type == lw.T_CONTROL and f.payload and f.payload[0] == lw.CMD_REQUEST_HELLO:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from soak_board import INSPECTION, SimBoard
 from soak_reconcile import Item
 
+from liftwatch.protocol import lwproto as lw
+
 if TYPE_CHECKING:
     from soak import Soak
 
@@ -91,6 +93,8 @@ def apply(soak: Soak, now: float, action: str, arg: Any) -> None:
             board.set_inputs(now, board.inputs & ~INSPECTION)
             board.open_items.remove(item)
             item.end_sim = now
+            if board.powered and item.start_sim >= board.boot_sim:  # the period is whole in this boot
+                board.journal(item, lw.J_INSPECTION, now, board.inputs | INSPECTION, board.inputs)
         return
     if action == "power_on":
         board, cause = arg

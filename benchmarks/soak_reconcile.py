@@ -54,6 +54,7 @@ class Item:
     event_id: int | None = None
     floors: int | None = None  # trips: landings reached, as the daemon counts them from zone pulses
     risks: set[str] = field(default_factory=set)  # faults that touched its frames
+    journal_seq: int | None = None  # the board's journal holds it (firmware/journal.py): no fault excuses its loss
 
 
 @dataclass
@@ -70,9 +71,12 @@ class Ledger:
     unmatched_upstream: list[tuple[str, str, float, int | None]] = field(default_factory=list)  # (car, kind, start, floors)
 
     def reconcile(self, upstream: list[dict[str, Any]], daemon_drops: dict[str, int] | None = None,
-                  unacked: dict[int, set[int]] | None = None) -> dict[str, Any]:
+                  unacked: dict[int, set[int]] | None = None,
+                  journal_unacked: dict[int, set[int]] | None = None) -> dict[str, Any]:
         """The soak's verdict (module docstring) on ``upstream`` messages; ``unacked``: the EVENT ids
-        each board still holds in its flash, re-sending them."""
+        each board still holds in its flash, re-sending them; ``journal_unacked``: the journal seqs
+        each board still re-sends. Against the boards' journals too: an item a board journalled is
+        upstream once, or still in its journal (pending), or lost: no line fault excuses it."""
         by_id = collections.Counter(m.get("id") for m in upstream)
         # Drops the daemon counted itself, by kind: they may explain items missing under absorbed faults.
         counted: collections.Counter = collections.Counter()
@@ -113,6 +117,14 @@ class Ledger:
                 if not found:
                     item.risks |= self.risks_at(item)
             table[item.kind]["made"] += 1
+            if not found and item.journal_seq is not None and item.journal_seq in (journal_unacked or {}).get(item.board, ()):
+                table[item.kind]["pending_on_board"] += 1  # still in the board's journal, re-sent until ACKed
+                pending_on_board += 1
+                continue
+            if item.journal_seq is not None:
+                table[item.kind]["journalled"] += 1
+                if not found:
+                    item.risks.clear()  # the board's journal had it: whatever touched its frames, it is lost
             if not found and item.kind == "event" and item.event_id in (unacked or {}).get(item.board, ()):
                 # Still in the board's flash, re-sent until ACKed: late (its link never came back in
                 # the drain), not lost.

@@ -307,7 +307,9 @@ class Daemon:
         if saved.boot_id is not None:  # host frames sent after the last save are covered by the margin
             resume = (saved.boot_id, saved.host_seq + HOST_SEQ_RESUME_MARGIN)
         session = BoardSession(self.config.session_for(board), LinkMode.LIVE, label=board.car,
-                               stored_events=saved.events, resume_host_seq=resume)
+                               stored_events=saved.events, resume_host_seq=resume,
+                               stored_journal=saved.journal, expected_board_id=board.board_id,
+                               boot_offsets=saved.boot_offsets)
         analytics = CarAnalytics(board.car, board.analytics)
         if saved.open_visit is not None:
             analytics.restore_open_visit(saved.open_visit)

@@ -28,6 +28,7 @@ __all__ = [
     "FramesLost",
     "Inputs",
     "InputsChanged",
+    "JournalRecord",
     "LinkState",
     "Motion",
     "MotionChanged",
@@ -167,7 +168,24 @@ class FramesLost:
     count: int
 
 
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """A record of the board's flash journal (JOURNAL frame), times mapped to UTC: a trip, door cycle
+    or inspection period the board saw itself, maybe while nobody listened. `ts` is its end; like a
+    `BoardEvent` it is ACKed once stored (`BoardSession.journal_stored`)."""
+
+    ts: float
+    seq: int
+    kind: int  # JournalKind value
+    start_ts: float
+    direction: int = 0
+    count: int = 0  # trip: door zones entered; door cycle: reopenings
+    peak_speed_mm_s: int = 0
+    inputs_start: int = 0
+    inputs_end: int = 0
+
+
 Observation = (
     InputsChanged | MotionChanged | VibBlock | RestStats | BoardEvent | CountersSnapshot | LinkState | BoardBooted
-    | FramesLost
+    | FramesLost | JournalRecord
 )

@@ -46,7 +46,9 @@ reading every board, which loses more (SECURITY.md, threat 3). Whoever discards 
 purpose deletes its `.hwm` with it.
 
 Ids: the `id` column is UNIQUE. A second put of a known id (the board re-sent an EVENT whose ACK
-was lost, or analytics recomputed a trip after a restart) changes nothing and returns KNOWN.
+was lost, or analytics recomputed a trip after a restart) changes nothing and returns KNOWN. A
+message re-issued with a higher `revision` (late facts from the board's journal changed a past day)
+is keyed by id and revision (`row_id`), so it is stored and sent under the same message id.
 Delivered and dropped rows keep their id (payload cleared) for `keep_ids_s`, so such a re-put does
 not resend a message the broker already has.
 """
@@ -135,6 +137,13 @@ CREATE TABLE IF NOT EXISTS drop_count (
 """
 
 
+def row_id(message: Mapping[str, Any]) -> str:
+    """The outbox's unique key of a message: its id, and its revision when re-issued (a daily record
+    or visit that late facts changed), so a re-issue is stored and sent while a re-put is KNOWN."""
+    revision = message.get("revision") or 0
+    return message["id"] if not revision else f"{message['id']}#r{revision}"
+
+
 class DeliveryState(IntEnum):
     """Stored in the `state` column; values are on disk, never renumber."""
 
@@ -186,7 +195,7 @@ class OutboxMessage:
     """A pending message as the publisher sees it: `payload` is the exact JSON to send."""
 
     seq: int
-    id: str
+    id: str  # the outbox's key (`row_id`): the message id, with its revision when re-issued
     kind: str
     site: str
     car: str | None
@@ -457,7 +466,7 @@ class Outbox:
         self._db.execute(
             "INSERT INTO message (id, kind, site, car, priority, state, size, stored_unix_ms, payload)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            (message["id"], message["kind"], message["site"], message["car"], int(priority),
+            (row_id(message), message["kind"], message["site"], message["car"], int(priority),
              DeliveryState.DROPPED, 0, now_ms),
         )
         self._count_drops(reason, {message["kind"]: 1})
@@ -465,7 +474,7 @@ class Outbox:
     def _insert(self, message: Mapping[str, Any], payload: bytes, pending_bytes: int) -> tuple[PutOutcome, int]:
         """One put inside the open transaction; returns the outcome and the new pending byte count."""
         db = self._db
-        mid = message["id"]
+        mid = row_id(message)
         if db.execute("SELECT 1 FROM message WHERE id = ?", (mid,)).fetchone():
             return PutOutcome.KNOWN, pending_bytes
         kind = message["kind"]

@@ -28,15 +28,15 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.envelope import InvalidMessageError, make_message, utc_iso
-from liftwatch.edge_daemon.observations import BoardEvent, Observation
+from liftwatch.edge_daemon.observations import BoardEvent, JournalRecord, Observation
 from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
-from liftwatch.edge_daemon.session import EVENT_MEMORY, BoardSession
+from liftwatch.edge_daemon.session import EVENT_MEMORY, JOURNAL_MEMORY, BoardSession
 from liftwatch.protocol.framing import Frame
 
 _LOG = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class CarPipeline:
         self.counters = PipelineCounters()
         self._unstored: list[dict[str, Any]] = []
         self._unacked: list[BoardEvent] = []
+        self._unacked_journal: list[JournalRecord] = []
         self._last_ts: float | None = None
         self._saved_host_seq: int | None = None
         self._saved_visit: dict[str, Any] | None = None
@@ -126,10 +127,12 @@ class CarPipeline:
             self._outputs(lambda obs=obs: self.analytics.feed(obs), obs.ts)
             if isinstance(obs, BoardEvent):
                 self._unacked.append(obs)
+        self._unacked_journal += self.analytics.journal.take_settled()
 
     def analytics_tick(self, ts: float) -> None:
         """Advance analytics' time-based rules to `ts`; the outputs wait for `commit()`."""
         self._outputs(lambda: self.analytics.tick(ts), ts)
+        self._unacked_journal += self.analytics.journal.take_settled()
 
     async def tick(self, host_now_s: float, mono_s: float | None = None) -> None:
         """Heartbeat timeout, periodic session duties, and time-based analytics rules."""
@@ -146,6 +149,7 @@ class CarPipeline:
     async def flush(self, ts: float) -> None:
         """End of stream (replay end, shutdown): analytics closes what is open."""
         self._outputs(lambda: self.analytics.flush(ts), ts)
+        self._unacked_journal += self.analytics.journal.take_settled()
         await self.commit()
 
     async def commit(self) -> bool:
@@ -161,13 +165,18 @@ class CarPipeline:
                 return False
             self.counters.messages += len(self._unstored)
             self._unstored = []
-        if self._unacked and self.event_memory is not None:
-            # Also before the ACK: after a restart, a re-sent event must be recognised as stored.
-            if not await self.save_state([(e.event_id, e.state) for e in self._unacked]):
+        if (self._unacked or self._unacked_journal) and self.event_memory is not None:
+            # Also before the ACK: after a restart, a re-sent event or record must be recognised as stored.
+            if not await self.save_state([(e.event_id, e.state) for e in self._unacked],
+                                         [r.seq for r in self._unacked_journal]):
                 return False
         for event in self._unacked:
             self.session.event_stored(event)
         self._unacked = []
+        # Journal records settled in analytics (reported now, or already reported live): stored, so ACKed.
+        for record in self._unacked_journal:
+            self.session.journal_stored(record)
+        self._unacked_journal = []
         if self.visit_moved():  # best effort: a failed write is counted and retried next commit
             await self.save_state()
         return True
@@ -186,14 +195,15 @@ class CarPipeline:
         self.counters.shed += len(derived)
         self._unstored = [m for m in self._unstored if "board_event_id" in (m.get("detail") or {})]
 
-    async def save_state(self, extra_keys: Sequence[tuple[int, int]] = ()) -> bool:
+    async def save_state(self, extra_keys: Sequence[tuple[int, int]] = (), extra_journal: Sequence[int] = ()) -> bool:
         """Write the session's state file (stored events, host seq); False if the write failed
         (disk full: logged and counted; the caller does not ACK). True without a file."""
         if self.event_memory is None:
             return True
         visit = self.analytics.open_visit()
         state = SessionState(self.session.stored_event_keys + list(extra_keys), *self.session.host_seq_state,
-                             open_visit=visit)
+                             open_visit=visit, journal=self.session.stored_journal_seqs + list(extra_journal),
+                             boot_offsets=dict(self.session.boot_offsets))
         try:
             await asyncio.get_running_loop().run_in_executor(None, save_session_state, self.event_memory, state)
         except OSError as err:
@@ -257,13 +267,16 @@ class SessionState:
     boot_id: int | None = None  # board boot the host seq belongs to
     host_seq: int = 0  # next host->board seq in that boot
     open_visit: dict[str, Any] | None = None  # the maintenance visit in progress (CarAnalytics.open_visit)
+    journal: list[int] = field(default_factory=list)  # board journal seqs durably stored
+    boot_offsets: dict[int, float] = field(default_factory=dict)  # past boots' clock offsets (journal times)
 
 
 def save_session_state(path: Path, state: SessionState) -> None:
     """Written atomically and fsync'd (it gates ACKs: see CarPipeline.commit)."""
     tmp = path.with_suffix(".tmp")
     doc = {"events": [list(k) for k in state.events[-EVENT_MEMORY:]], "boot_id": state.boot_id,
-           "host_seq": state.host_seq, "open_visit": state.open_visit}
+           "host_seq": state.host_seq, "open_visit": state.open_visit,
+           "journal": state.journal[-JOURNAL_MEMORY:], "boot_offsets": {str(k): v for k, v in state.boot_offsets.items()}}
     with open(tmp, "w") as f:
         json.dump(doc, f)
         f.flush()
@@ -280,7 +293,10 @@ def load_session_state(path: Path) -> SessionState:
         visit = doc.get("open_visit")
         if visit is not None and not (isinstance(visit, dict) and isinstance(visit.get("start_ts"), (int, float))):
             raise ValueError(f"open_visit is not a visit: {visit!r}")
-        return SessionState(events, int(boot) if boot is not None else None, int(doc.get("host_seq", 0)), visit)
+        journal = [int(seq) for seq in doc.get("journal", [])]
+        offsets = {int(k): float(v) for k, v in (doc.get("boot_offsets") or {}).items()}
+        return SessionState(events, int(boot) if boot is not None else None, int(doc.get("host_seq", 0)), visit,
+                            journal, offsets)
     except FileNotFoundError:
         return SessionState([])
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:

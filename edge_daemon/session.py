@@ -42,6 +42,7 @@ from liftwatch.edge_daemon.observations import (
     CountersSnapshot,
     FramesLost,
     InputsChanged,
+    JournalRecord,
     LinkState,
     MotionChanged,
     Observation,
@@ -61,6 +62,11 @@ CLOCK_STEP_S = 1.0
 # Event ids kept to re-ACK a re-sent EVENT without emitting it twice. The board re-sends only
 # unacknowledged events, a handful at most; 1024 covers a long link cut with a chatty board.
 EVENT_MEMORY = 1024
+# JOURNAL seqs kept to re-ACK a re-sent record without emitting it twice: a reboot re-sends what
+# was ACKed since the board last saved its cursor (persist_s, 5 minutes of records at most).
+JOURNAL_MEMORY = 4096
+# Clock offsets kept for boots past: a record from an earlier boot is mapped with its own boot's offset.
+BOOT_OFFSETS = 8
 # CONFIG pushes per boot before giving up (the board rejected it or never answered): a board that
 # cannot take the config keeps running on its own and the rejection is reported in status.
 MAX_CONFIG_TRIES = 3
@@ -83,6 +89,8 @@ class SessionDrop(enum.Enum):
     STALE_BOOT = "stale_boot"  # from a boot older than the current one
     BAD_PAYLOAD = "bad_payload"  # a payload its message view refused (messages.MessageError)
     UNEXPECTED = "unexpected"  # a host->board type (CONFIG, CONTROL) sent by the board
+    JOURNAL_FOREIGN = "journal_foreign"  # a JOURNAL record from another board's journal (swapped hardware)
+    JOURNAL_UNVERIFIED = "journal_unverified"  # a JOURNAL record before the board said who it is: not ACKed
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,10 @@ class SessionCounters:
     offline_periods: int = 0
     clock_steps: int = 0  # host wall-clock steps seen (time re-synced each time)
     vib_discontinuities: int = 0  # VIB blocks not continuing the previous one (stream paused or lost)
+    journal_records: int = 0  # distinct board journal records emitted
+    journal_resent: int = 0  # JOURNAL frames for a record already emitted
+    journal_skipped: int = 0  # records the board found torn or corrupt in its flash (its latest count)
+    journal_unmapped: int = 0  # records of a boot whose clock offset is unknown: timed by arrival
 
     def to_status(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__slots__ if name not in ("drops", "unknown_fields")}
@@ -135,7 +147,8 @@ class BoardSession:
     def __init__(self, config: SessionConfig | None = None, mode: LinkMode = LinkMode.LIVE, *,
                  replay_epoch_ms: float = 0.0, label: str = "",
                  stored_events: Iterable[tuple[int, int]] = (),
-                 resume_host_seq: tuple[int, int] | None = None) -> None:
+                 resume_host_seq: tuple[int, int] | None = None, stored_journal: Iterable[int] = (),
+                 expected_board_id: str = "", boot_offsets: Mapping[int, float] | None = None) -> None:
         self.config = config or SessionConfig()
         self.mode = mode
         self.label = label
@@ -177,6 +190,11 @@ class BoardSession:
         for key in stored_events:
             self._remember_event((int(key[0]), int(key[1])))
         self._pending_events: set[tuple[int, int]] = set()
+        # The board id the daemon was configured with: a JOURNAL from another board is refused.
+        self.expected_board_id = expected_board_id
+        self._stored_journal: OrderedDict[int, None] = OrderedDict((int(s), None) for s in stored_journal)
+        self._pending_journal: set[int] = set()
+        self.boot_offsets: dict[int, float] = dict(boot_offsets or {})  # boot id -> UTC ms minus board ms
         self._sync_sent: dict[int, float] = {}  # host_unix_ms sent -> monotonic ms when sent
         self._next_sync_s = 0.0
         self._config_seq: int | None = None
@@ -279,6 +297,17 @@ class BoardSession:
         self._next_sync_s = 0.0
         self._config_seq = None
         return out
+
+    def journal_stored(self, record: JournalRecord) -> None:
+        """`record` is durably stored: remember its seq and ACK it to the board."""
+        self._pending_journal.discard(record.seq)
+        self._remember_journal(record.seq)
+        self._send(lw.T_ACK, [lw.T_JOURNAL, record.seq, ACK_OK, "", None])
+
+    @property
+    def stored_journal_seqs(self) -> list[int]:
+        """Seqs of the journal records remembered as stored, oldest first (for the state file)."""
+        return list(self._stored_journal)
 
     def event_stored(self, event: BoardEvent) -> None:
         """`event` is durably stored: remember it and, on a live link, ACK it to the board."""
@@ -384,6 +413,7 @@ class BoardSession:
         return True
 
     def _start_boot(self, boot_id: int) -> None:
+        self._keep_boot_offset()
         self.boot_id = boot_id
         resume, self._resume_host_seq = self._resume_host_seq, None
         # SPEC 3: the host's seq is per board boot; a restarted daemon resumes the boot's count.
@@ -584,6 +614,56 @@ class BoardSession:
         if self._clock.observe_sync(reply.host_unix_ms, self._clock.peek(reply.board_t_ms), recv_ms):
             self.counters.time_syncs += 1
 
+    def _on_journal(self, frame: Frame, j: m.Journal, ts: float, host_now_s: float,
+                    out: list[Observation]) -> None:
+        known = self.expected_board_id or self.board_id
+        if not known:
+            self.counters.drops[SessionDrop.JOURNAL_UNVERIFIED] += 1  # the board re-sends it after its HELLO
+            return
+        if j.board_id != known:
+            self.counters.drops[SessionDrop.JOURNAL_FOREIGN] += 1  # never ACKed, never a fact of this car
+            return
+        self.counters.journal_skipped = j.skipped
+        if j.seq in self._stored_journal:
+            self.counters.journal_resent += 1
+            self._send(lw.T_ACK, [lw.T_JOURNAL, j.seq, ACK_OK, "", None])
+            return
+        if j.seq in self._pending_journal:
+            self.counters.journal_resent += 1
+            return
+        start, end = self._journal_times(j, ts)
+        self._pending_journal.add(j.seq)
+        self.counters.journal_records += 1
+        out.append(JournalRecord(ts=end, seq=j.seq, kind=j.kind, start_ts=start, direction=j.direction,
+                                 count=j.count, peak_speed_mm_s=j.peak_speed_mm_s, inputs_start=j.inputs_start,
+                                 inputs_end=j.inputs_end))
+
+    def _journal_times(self, j: m.Journal, ts: float) -> tuple[float, float]:
+        """UTC of a record's start and end: this boot's clock, or the offset kept for its boot."""
+        if j.boot_id == self.boot_id:
+            return self._clock.payload_utc_s(j.start_t_ms, ts), self._clock.payload_utc_s(j.end_t_ms, ts)
+        offset = self.boot_offsets.get(j.boot_id)
+        if offset is None:
+            self.counters.journal_unmapped += 1
+            return ts - (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0, ts
+        return (j.start_t_ms + offset) / 1000.0, (j.end_t_ms + offset) / 1000.0
+
+    def _keep_boot_offset(self) -> None:
+        """The boot ends (a newer one began): keep its offset for its journal records still to come."""
+        clock = self._clock
+        if self.boot_id is None or clock.offset_ms is None or self.mode is not LinkMode.LIVE:
+            return
+        # Offsets for raw t_ms: the unwrapped scale began at the boot's first raw value.
+        self.boot_offsets[self.boot_id] = clock.offset_ms
+        while len(self.boot_offsets) > BOOT_OFFSETS:
+            self.boot_offsets.pop(next(iter(self.boot_offsets)))
+
+    def _remember_journal(self, seq: int) -> None:
+        self._stored_journal[seq] = None
+        self._stored_journal.move_to_end(seq)
+        while len(self._stored_journal) > JOURNAL_MEMORY:
+            self._stored_journal.popitem(last=False)
+
     def _remember_event(self, key: tuple[int, int]) -> None:
         self._stored_events[key] = None
         self._stored_events.move_to_end(key)
@@ -601,4 +681,5 @@ _HANDLERS = {
     lw.T_HEARTBEAT: BoardSession._on_heartbeat,
     lw.T_ACK: BoardSession._on_ack,
     lw.T_TIME_SYNC: BoardSession._on_time_sync,
+    lw.T_JOURNAL: BoardSession._on_journal,
 }

@@ -25,6 +25,8 @@ class HostCommands:
         if mtype == lwproto.T_ACK:
             if len(p) >= 2 and p[0] == lwproto.T_EVENT:
                 self.agent.evq.ack(p[1])
+            elif len(p) >= 2 and p[0] == lwproto.T_JOURNAL:
+                self.agent.journal.ack(p[1])
         elif mtype == lwproto.T_TIME_SYNC:
             lk = self.link
             now = self.agent.now
@@ -44,9 +46,7 @@ class HostCommands:
     def _on_config(self, seq, settings):
         gc.collect()  # room for the validation code, loaded for the job and dropped after
         try:
-            import config
-
-            self._apply_config(config, seq, settings)
+            self._apply_config(seq, settings)
         except MemoryError:
             # Never a crash for want of heap: the host is told and may send the CONFIG again.
             gc.collect()
@@ -55,15 +55,18 @@ class HostCommands:
         finally:
             unload("config")
 
-    def _apply_config(self, config, seq, settings):
+    def _apply_config(self, seq, settings):
         a = self.agent
+        new = dict(a.cfg)  # before the code is loaded, while the holes are largest: its table is one block
+        import config
+
         max_rate = a.sensor.rates()[-1] if a.sensor is not None else 1600
         refused = a.link.refused_unkeyed(settings)  # SECURITY.md, "An unkeyed board"
         if refused:
             self.send_ack(lwproto.T_CONFIG, seq, lwproto.ACK_REFUSED, refused, a.cfg_hash)
             return
         try:
-            new = config.merge(a.cfg, settings, RING_SAMPLES, max_rate)
+            config.merge(new, settings, RING_SAMPLES, max_rate)
         except config.ConfigError as e:
             self.send_ack(lwproto.T_CONFIG, seq, lwproto.ACK_REFUSED, e.reason, a.cfg_hash)
             return

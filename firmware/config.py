@@ -30,13 +30,14 @@ class ConfigError(ValueError):
         self.reason = reason
 
 
-def merge(current, update, ring_samples, max_rate_hz=1600):
-    """Validated copy of current with update applied.
+def merge(out, update, ring_samples, max_rate_hz=1600):
+    """``out`` (a copy of the current settings, made by the caller) with update applied and checked
+    as a whole. The caller copies before loading this module, while the heap's holes are largest:
+    the copy's table is one block.
 
-    Raises ConfigError naming the first bad field."""
+    Raises ConfigError naming the first bad field (``out`` is then half-updated: dropped)."""
     if not isinstance(update, dict):
         raise ConfigError("settings must be a map")
-    out = dict(current)
     for k in update:
         v = update[k]
         if k in BOOLS:
@@ -68,7 +69,6 @@ def merge(current, update, ring_samples, max_rate_hz=1600):
 def load_file(path, ring_samples, max_rate_hz=1600):
     """Settings from the config file: (settings, error). A bad file gives the defaults and the reason,
     so the board always boots."""
-    base = dict(DEFAULTS)
     text = None
     for p in (path, path + ".new"):  # .new: a power cut hit save_file between remove and rename
         try:
@@ -78,24 +78,25 @@ def load_file(path, ring_samples, max_rate_hz=1600):
         except OSError:
             pass
     if text is None:
-        return base, None
+        return dict(DEFAULTS), None
     try:
-        doc = json.loads(text)
+        return merge(dict(DEFAULTS), json.loads(text), ring_samples, max_rate_hz), None
+    except ConfigError as e:  # a ValueError too: caught first
+        reason = e.reason
     except ValueError:
-        return base, "config file: not valid JSON"
-    try:
-        return merge(base, doc, ring_samples, max_rate_hz), None
-    except ConfigError as e:
-        return base, "config file: " + e.reason
+        reason = "not valid JSON"
+    return dict(DEFAULTS), "config file: " + reason
 
 
 def save_file(path, settings):
-    """Write the settings aside, then rename over the old file (atomic on LittleFS)."""
+    """Write the settings aside, then rename over the old file (atomic on LittleFS). json.dump writes
+    piece by piece: the whole text as one string needs a hole of its size, often missing after a
+    long run has fragmented the heap."""
     import os
 
     tmp = path + ".new"
     with open(tmp, "w") as f:
-        f.write(json.dumps(settings))
+        json.dump(settings, f)
     try:
         os.remove(path)
     except OSError:

@@ -163,7 +163,7 @@ class Motion:
         self.v = 0  # integrated vertical velocity, counts * samples
         self.v_peak = 0
         self.moved = False  # the run has integrated to _MOVED_MM while accelerating (th[_T_X])
-        self._dir = 0
+        self.trip_dir = 0
         self._on_ms = 0
         self._quiet_ms = 0
         self._trip_ms = 0
@@ -359,7 +359,7 @@ class Motion:
             self.v += a * n
             self._displace(n)
             if self._on_ms >= on_ms:
-                self._dir = 1 if a > 0 else -1
+                self.trip_dir = 1 if a > 0 else -1
                 self._set(lwproto.MOTION_ACCELERATING)
                 self._trip_ms = self._on_ms
                 self.v_peak = 0
@@ -373,7 +373,7 @@ class Motion:
         av = self.v if self.v >= 0 else -self.v
         if av > self.v_peak:
             self.v_peak = av
-        along = a * self._dir
+        along = a * self.trip_dir
         if st == lwproto.MOTION_ACCELERATING:
             if along < -a_on:
                 self._set(lwproto.MOTION_DECELERATING)

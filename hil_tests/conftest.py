@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -365,6 +365,7 @@ def daemon_config(path: Path, state_dir: Path, link: str, board_id: str, sc: Sce
                 f'board_id = "{board_id}"',
                 "",
                 "[boards.analytics]",
+                "emit_door_cycles = true",
                 f"rated_speed_mps = {car.rated_speed_mps}",
                 f"floor_count = {car.floors}",
                 "lowest_floor = 0",
@@ -378,27 +379,44 @@ def daemon_config(path: Path, state_dir: Path, link: str, board_id: str, sc: Sce
 
 
 def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: float, *,
-               transports: dict[str, object] | None = None, speed: float = RUN_SPEED) -> None:
-    """The daemon in-process, on the board's clock, until the board's car reaches ``end_us``."""
+               transports: dict[str, object] | None = None, speed: float = RUN_SPEED,
+               down: Sequence[tuple[int, int]] = ()) -> None:
+    """The daemon in-process, on the board's clock, until the board's car reaches ``end_us``; stopped
+    (cleanly) inside each ``down`` window of car time (µs) and started afresh after it, as an upgrade
+    or a Pi reboot does."""
     import asyncio
 
     from liftwatch.edge_daemon.config import load_config
     from liftwatch.edge_daemon.daemon import Daemon
 
-    async def main() -> None:
+    def start() -> tuple[asyncio.Event, asyncio.Task]:
         daemon = Daemon(load_config(config_path), transports=transports,  # type: ignore[arg-type]
                         clock=lambda: EPOCH_S + board.stats.board_t_us / 1e6)
         stop = asyncio.Event()
-        task = asyncio.create_task(daemon.run(stop), name="daemon")
+        return stop, asyncio.create_task(daemon.run(stop), name="daemon")
+
+    async def main() -> None:
+        stop, task = start()
+        running = True
         await asyncio.sleep(DAEMON_SETTLE_S)  # still in the rest prefix, at talking speed
         board.set_speed(speed)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while board.stats.board_t_us < end_us and loop.time() < deadline and not task.done():
+        while board.stats.board_t_us < end_us and loop.time() < deadline and not (running and task.done()):
+            now_us = board.stats.board_t_us
+            inside = any(lo <= now_us < hi for lo, hi in down)
+            if inside and running:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+                running = False
+            elif not inside and not running:
+                stop, task = start()
+                running = True
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
-        stop.set()
-        await asyncio.wait_for(task, 30)
+        if running:
+            stop.set()
+            await asyncio.wait_for(task, 30)
 
     asyncio.run(main())
 

@@ -21,7 +21,7 @@ from liftwatch.edge_daemon.transport import TransportOpenError
 from liftwatch.edge_daemon.transport.ble import NUS_RX_UUID, NUS_TX_UUID, BleTransport
 from liftwatch.hil.mockboard.board import Direction, MockBoard, ResetCause
 from liftwatch.hil.mockboard.central import HostLink, VirtualAdapter, board_name, open_link
-from liftwatch.hil.mockboard.radio import BLE_BOARD_HEAP_K, VirtualRadio, board_address
+from liftwatch.hil.mockboard.radio import VirtualRadio, board_address
 from liftwatch.hil.sim.scenario import Scenario
 from liftwatch.protocol import lwproto
 from liftwatch.protocol.framing import encode_frame
@@ -50,7 +50,7 @@ def radio() -> Iterator[VirtualRadio]:
 @pytest.fixture
 def ble_flashed(ble_firmware_image: Path, board_heap_k: int, tmp_path: Path, mock_board_factory,
                 radio: VirtualRadio) -> Callable[..., MockBoard]:
-    make = boards_from(ble_firmware_image, max(board_heap_k, BLE_BOARD_HEAP_K), tmp_path, mock_board_factory)
+    make = boards_from(ble_firmware_image, board_heap_k, tmp_path, mock_board_factory)
     return lambda samples=None, **kw: make(samples, radio=radio, **kw)
 
 

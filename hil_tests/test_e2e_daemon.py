@@ -11,14 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from liftwatch.hil.sim.scenario import Scenario, list_scenarios
+from liftwatch.hil.sim.scenario import BoardFault, Scenario, list_scenarios
 
-from .conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_config, expected_raised, run_daemon,
-                       upstream_journal)
+from .conftest import (EPOCH_S, REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_config, expected_raised,
+                       run_daemon, upstream_journal)
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
-FAST_E2E = ["entrapment", "moving_door_open", "maintenance_too_short"]
+
+def _pi_down(sc: Scenario) -> list[tuple[int, int]]:
+    """Car-time windows (µs, rest prefix included) of the scenario's ``pi_down`` faults."""
+    return [(x.t_us, x.t_us + int(float(x.params.get("s", 60.0)) * 1e6))
+            for x in sc.timeline(rest_prefix_s=REST_PREFIX_S) if isinstance(x, BoardFault) and x.kind == "pi_down"]
+
+
+FAST_E2E = ["entrapment", "moving_door_open", "maintenance_too_short", "link_cut_hour", "pi_down_hour"]
 OTHER_E2E = sorted(set(list_scenarios()) - set(FAST_E2E))
 
 
@@ -38,7 +45,7 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     state = tmp_path / "state"
     state.mkdir()
     config = daemon_config(tmp_path / "liftwatch.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
-    run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60)
+    run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60, down=_pi_down(sc))
     messages, raised, seen = upstream_journal(state)
     assert raised == expected_raised(sc), seen
     # Hour-of-day traffic (normal_day) draws its rides on the run's own clock, which the rest prefix
@@ -47,4 +54,27 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     assert sum(m["kind"] == "trip" for m in messages) == truth.trips - unreportable, seen
     visits = [m for m in messages if m["kind"] == "maintenance"]
     assert [v["too_short"] for v in visits] == [e["too_short"] for e in sc.expect.maintenance], seen
-    assert len({m["id"] for m in messages}) == len(messages)  # exactly once per id
+    assert len({(m["id"], m.get("revision", 0)) for m in messages}) == len(messages)  # exactly once per id
+    outages = _pi_down(sc) + [(f.t_us, f.t_us + int(float(f.params.get("s", 60.0)) * 1e6))
+                              for f in sc.timeline(rest_prefix_s=REST_PREFIX_S)
+                              if isinstance(f, BoardFault) and f.kind == "link_cut"]
+    if outages:
+        # What happened while nobody listened came from the board's journal, at its true time.
+        t0 = EPOCH_S
+        missed = [m for m in messages if m["kind"] in ("trip", "maintenance", "door_cycle") and any(
+            lo / 1e6 + 30 < _start(m) - t0 < hi / 1e6 for lo, hi in outages)]
+        assert missed and all(m["source"] == "board_journal" for m in missed), seen
+        assert all(m["ride_quality"] is None for m in missed if m["kind"] == "trip")
+        # Every door cycle once, live or (when its frames were lost, inside an outage or not) from the
+        # journal: none missing (the simulator counts those of rides; inspection work opens the door
+        # too) and none twice (two reports of one opening would start together).
+        cycles = sorted(_start(m) - t0 for m in messages if m["kind"] == "door_cycle")
+        assert len(cycles) >= truth.door_cycles and all(b - a > 1.0 for a, b in zip(cycles, cycles[1:])), cycles
+
+
+def _start(message: dict) -> float:
+    """Unix time a trip, visit or door cycle began."""
+    import datetime as dt
+
+    iso = message.get("start_ts") or message["open_ts"]
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

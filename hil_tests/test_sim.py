@@ -34,6 +34,8 @@ REQUIRED_SCENARIOS = {
     "power_cut_trip",
     "link_cut_hour",
     "reboot_loop",
+    "pi_down_hour",
+    "pi_down_day",
 }
 
 

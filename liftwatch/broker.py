@@ -264,11 +264,13 @@ class Subscriber:
             return list(self.messages)
 
     def by_id(self, kind: str | None = None) -> dict[str, dict[str, Any]]:
-        """First copy of each id (what an idempotent consumer keeps)."""
+        """First copy of each id, or its highest `revision` (what an idempotent consumer keeps)."""
         seen: dict[str, dict[str, Any]] = {}
         for _, message, _ in self.snapshot():
             if kind is None or message.get("kind") == kind:
-                seen.setdefault(message["id"], message)
+                prior = seen.setdefault(message["id"], message)
+                if (message.get("revision") or 0) > (prior.get("revision") or 0):
+                    seen[message["id"]] = message
         return seen
 
     def wait_for_ids(self, ids: set[str], timeout_s: float) -> set[str]:

@@ -51,7 +51,12 @@ T_ACK = const(8)
 T_TIME_SYNC = const(9)
 T_CONFIG = const(10)
 T_CONTROL = const(11)
-KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+# JOURNAL: a record the board keeps in flash until the host ACKs it; J_* are the record kinds.
+T_JOURNAL = const(12)
+J_TRIP = const(1)
+J_DOOR_CYCLE = const(2)
+J_INSPECTION = const(3)
+KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 
 # Field codes, SPEC.md section 5 "Common enumerations" (tests/test_wire_codes.py pins each to it). The
 # board, the host's typed views and the simulators all import them from here.
@@ -107,7 +112,7 @@ FLAGS_INCOMPAT_MASK = const(0x0F)
 # frame reflected back to where it came from is never taken for the other end's.
 FROM_BOARD = const(0)
 FROM_HOST = const(1)
-BOARD_TYPES = const(0x3FE)  # HELLO..HEARTBEAT, ACK, TIME_SYNC
+BOARD_TYPES = const(0x13FE)  # HELLO..HEARTBEAT, ACK, TIME_SYNC, JOURNAL
 HOST_TYPES = const(0xF00)  # ACK, TIME_SYNC, CONFIG, CONTROL
 
 
@@ -601,7 +606,7 @@ def direction_check(flags, mtype, sender):
     are skipped and counted as UNKNOWN_TYPE, so a newer peer's message is not called misdirected)."""
     if sender_of(flags) != sender:
         return False
-    if not T_HELLO <= mtype <= T_CONTROL:
+    if not T_HELLO <= mtype <= T_JOURNAL:
         return True
     return bool(((HOST_TYPES if sender == FROM_HOST else BOARD_TYPES) >> mtype) & 1)
 

@@ -9,6 +9,7 @@ the FrameReader counts and skips them.
 from __future__ import annotations
 
 import enum
+import struct
 from collections import Counter
 from dataclasses import MISSING, dataclass, fields
 from collections.abc import Callable
@@ -31,6 +32,7 @@ class MessageType(enum.IntEnum):
     TIME_SYNC = _lw.T_TIME_SYNC
     CONFIG = _lw.T_CONFIG
     CONTROL = _lw.T_CONTROL
+    JOURNAL = _lw.T_JOURNAL
 
 
 class Input(enum.IntFlag):
@@ -72,6 +74,14 @@ class BoardEventKind(_TolerantIntEnum):
     SENSOR_FAULT = _lw.KIND_SENSOR_FAULT
     SAFE_MODE = _lw.KIND_SAFE_MODE
     RING_OVERRUN = _lw.KIND_RING_OVERRUN
+
+
+class JournalKind(_TolerantIntEnum):
+    """What a JOURNAL record is about (JOURNAL `kind`)."""
+
+    TRIP = _lw.J_TRIP
+    DOOR_CYCLE = _lw.J_DOOR_CYCLE
+    INSPECTION = _lw.J_INSPECTION
 
 
 class Command(enum.IntEnum):
@@ -385,8 +395,58 @@ class Control(Message):
     arg: int = 0
 
 
+JOURNAL_RECORD = struct.Struct("<BBHIIIHbBBB")  # SPEC.md section 5, "JOURNAL record" (crc u16 BE follows)
+JOURNAL_RECORD_BYTES = JOURNAL_RECORD.size + 2
+JOURNAL_MAGIC = 0x4A
+
+
+def pack_journal_record(seq: int, kind: int, boot_id: int, start_t_ms: int, end_t_ms: int, direction: int = 0,
+                        count: int = 0, peak_speed_mm_s: int = 0, inputs_start: int = 0, inputs_end: int = 0) -> bytes:
+    """A JOURNAL record as the board writes it to flash and sends it (test vectors, tests)."""
+    body = JOURNAL_RECORD.pack(JOURNAL_MAGIC, kind, boot_id, seq, start_t_ms, end_t_ms, peak_speed_mm_s, direction,
+                               count, inputs_start, inputs_end)
+    return body + _lw.crc16(body, 0, len(body)).to_bytes(2, "big")
+
+
+@dataclass(slots=True)
+class Journal(Message):
+    """One record of the board's flash journal, sent as the board keeps it (CRC included, so a record
+    damaged in flash or on the way is refused): a trip, door cycle or inspection period with the
+    board time (of boot `boot_id`) it started and ended at. The host ACKs `seq` once it is stored."""
+
+    TYPE: ClassVar[MessageType] = MessageType.JOURNAL
+    board_id: str  # the board whose journal holds it (a swapped board's flash is refused by this)
+    record: bytes
+    skipped: int = 0  # records the board found torn or corrupt so far (never sent)
+
+    def _inconsistency(self) -> str:
+        r = self.record
+        if len(r) != JOURNAL_RECORD_BYTES:
+            return f"record of {len(r)} bytes, not {JOURNAL_RECORD_BYTES}"
+        if r[0] != JOURNAL_MAGIC or _lw.crc16(r, 0, len(r)) != 0:
+            return "record fails its magic byte or CRC"
+        if not 0 <= self.seq < _lw.T_MS_MODULO or not -1 <= self.direction <= 1:
+            return f"seq {self.seq} or direction {self.direction} out of range"
+        return ""
+
+    def _field(self, i: int) -> int:
+        return JOURNAL_RECORD.unpack_from(self.record)[i]
+
+    kind = property(lambda self: self._field(1), doc="JournalKind value")
+    boot_id = property(lambda self: self._field(2), doc="the boot it happened in")
+    seq = property(lambda self: self._field(3), doc="the record's number (ACK ack_id)")
+    start_t_ms = property(lambda self: self._field(4))
+    end_t_ms = property(lambda self: self._field(5))
+    peak_speed_mm_s = property(lambda self: self._field(6), doc="trip: the board's integrated peak speed")
+    direction = property(lambda self: self._field(7), doc="trip: +1 up, -1 down, 0 unknown")
+    count = property(lambda self: self._field(8), doc="trip: door zones entered; door cycle: reopenings")
+    inputs_start = property(lambda self: self._field(9), doc="input bits when it started")
+    inputs_end = property(lambda self: self._field(10), doc="input bits when it ended")
+
+
 MESSAGE_CLASSES: dict[int, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, State, Vib, Stats, Event, Counters, Heartbeat, Ack, TimeSync, Config, Control)
+    cls.TYPE: cls
+    for cls in (Hello, State, Vib, Stats, Event, Counters, Heartbeat, Ack, TimeSync, Config, Control, Journal)
 }
 
 for _cls in MESSAGE_CLASSES.values():  # each field's kind from its annotation (KeyError: a kind _KINDS lacks)

@@ -177,7 +177,7 @@ def test_the_car_file_s_landing_names_reach_the_trips(replayed) -> None:
 
 def test_board_fault_scenarios_are_known() -> None:
     """A trace cannot carry board faults: these scenarios need a mock board (listed, not hidden)."""
-    assert set(BOARD_FAULTS) == {"link_cut_hour", "power_cut_trip", "reboot_loop"}
+    assert set(BOARD_FAULTS) == {"link_cut_hour", "pi_down_day", "pi_down_hour", "power_cut_trip", "reboot_loop"}
     pytest.skip(f"board faults are not part of a trace: {BOARD_FAULTS}")
 
 

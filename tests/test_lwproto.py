@@ -77,9 +77,10 @@ def test_spec_worked_examples_are_vectors() -> None:
         hex_part = re.sub(r"^wire(?: \(\d+ bytes\))? +", "", block)
         wires.append("".join(re.findall(r"\b[0-9a-f]{2}\b", hex_part)))
     cases = {c["name"]: c for c in FRAMES["cases"] if c["name"].startswith("spec_")}
-    assert len(wires) == len(cases) == 4
+    assert len(wires) == len(cases) == 5
     assert wires[:3] == [cases[n]["framed_hex"] for n in ("spec_heartbeat", "spec_state", "spec_vib")]
     assert wires[3] == cases["spec_control_calibrate"]["tagged_hex"]
+    assert wires[4] == cases["spec_journal_trip"]["framed_hex"]
 
 
 def test_vectors_file_layout_is_one_case_per_line() -> None:

@@ -24,6 +24,7 @@ VALID = {
     m.TimeSync: [1767225600000, 1234],
     m.Config: [{"rate_hz": 400}],
     m.Control: [4, 0],
+    m.Journal: ["0badc0ffee00", m.pack_journal_record(41, 1, 3, 4320, 13240, 1, 1, 1554, 7, 7), 0],
 }
 # A value of another kind than each field declares (what a broken or hostile board might send).
 WRONG = {"int": "7", "int | None": 1.5, "str": 7, "bool": 1, "bytes": "ab", "Xyz": [1, 2], "Xyz | None": [1, "2", 3],
@@ -149,3 +150,16 @@ def test_fits_exactly_when_the_view_takes_the_payload_as_it_is(cls: type[m.Messa
     assert not cls.fits(payload) or as_it_is
     if cls in (m.Vib, m.State):  # the frames that come by the hundred: no fitting payload goes the slow way
         assert cls.fits(payload) == as_it_is
+
+
+def test_a_journal_record_damaged_or_out_of_range_is_refused() -> None:
+    board, record, skipped = VALID[m.Journal]
+    view = m.Journal.from_payload([board, record, skipped])
+    assert (view.seq, view.kind, view.boot_id, view.start_t_ms, view.end_t_ms, view.direction, view.count,
+            view.peak_speed_mm_s, view.inputs_start, view.inputs_end) == (41, 1, 3, 4320, 13240, 1, 1, 1554, 7, 7)
+    flipped = bytearray(record)
+    flipped[9] ^= 0x10  # one bit of start_t_ms: the record's own CRC fails
+    for bad in (bytes(flipped), record[:23], record + b"\x00", m.pack_journal_record(1, 1, 3, 0, 0, direction=2),
+                m.pack_journal_record(1 << 30, 1, 3, 0, 0)):
+        with pytest.raises(m.MessageError):
+            m.Journal.from_payload([board, bad, skipped])

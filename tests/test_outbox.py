@@ -75,6 +75,22 @@ def test_known_id_is_not_stored_twice_even_after_delivery(tmp_path: Path) -> Non
         assert outbox.pending() == []
 
 
+def test_a_reissue_with_a_higher_revision_is_stored_under_the_same_id(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db") as outbox:
+        day = msg("daily", "car1:daily:2026-01-01")
+        assert outbox.put(day) is PutOutcome.STORED
+        (first,) = outbox.pending()
+        outbox.mark_delivered([first.seq])
+        # Late facts from the board's journal changed that day: the record again, revision 1.
+        again = {**day, "revision": 1}
+        assert outbox.put(again) is PutOutcome.STORED
+        assert outbox.put(dict(again)) is PutOutcome.KNOWN  # a re-put of the same revision
+        (second,) = outbox.pending()
+        sent = json.loads(second.payload)
+        assert (sent["id"], sent["revision"]) == (day["id"], 1)  # what subscribers see: one id, revised
+        assert outbox.put({**day, "revision": 0}) is PutOutcome.KNOWN
+
+
 def test_rejected_messages_step_aside_and_can_be_requeued(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.db") as outbox:
         outbox.put_many([msg("trip", f"t{i}") for i in range(3)])

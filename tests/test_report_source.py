@@ -46,6 +46,20 @@ def test_journal_bad_lines_are_skipped_with_line_numbers(tmp_path: Path) -> None
     assert all(s.path == path for s in loaded.skipped)
 
 
+def test_the_highest_revision_of_an_id_is_the_one_kept(tmp_path: Path) -> None:
+    log = known_week("car-1")
+    daily = [m for m in log.messages if m["kind"] == "daily"]
+    first = daily[0]
+    revised = {**first, "revision": 2, "trips": first["trips"] + 5}
+    stale = {**first, "revision": 1, "trips": first["trips"] + 3}
+    path = tmp_path / "upstream.jsonl"
+    path.write_text("\n".join(json.dumps(m) for m in [*log.messages, revised, stale, first]) + "\n")
+    loaded = load_messages([path])
+    kept = [m for m in loaded.messages if m["id"] == first["id"]]
+    assert kept == [revised] and loaded.duplicates == 2
+    assert loaded.messages.index(revised) == log.messages.index(first)  # where the first copy stood
+
+
 def test_filters_car_time_with_margin_and_daily_days(tmp_path: Path) -> None:
     log = known_week("car-1")
     other = clean_week("car-2")

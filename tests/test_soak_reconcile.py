@@ -66,3 +66,18 @@ def test_a_restarted_daemon_starts_again_from_the_true_time() -> None:
     s = harness([trip(5000.0)], [(1000.0, 3600.0), (4000.0, 0.0)], [1000.0])
     assert s.match_records(records(5000.0 + 3600.0)) == {}
     assert s.match_records(records(5000.3)) == {0: ["r0"]}
+
+
+def test_a_journalled_item_is_never_excused_by_a_line_fault() -> None:
+    """Against the boards' journals: a trip the board journalled must arrive (or still be in its
+    journal, re-sent); a serial cut that lost its live frames excuses nothing."""
+    kept, pending, gone, cut_live = trip(1000.0), trip(2000.0), trip(3000.0), trip(4000.0)
+    for item, seq in ((kept, 0), (pending, 1), (gone, 2)):
+        item.journal_seq = seq
+    for item in (pending, gone, cut_live):
+        item.risks.add("serial_cut")
+    upstream = [{"id": "t0", "kind": "trip", "car": "car-2", "start_ts": "2026-01-01T00:16:40Z", "floors": 2}]
+    verdict = harness([kept, pending, gone, cut_live], []).reconcile(upstream, journal_unacked={2: {1}})
+    assert verdict["table"]["trip"] == {"made": 4, "journalled": 2, "once": 1, "pending_on_board": 1, "lost": 1,
+                                        "dropped:serial_cut": 1, "upstream_unmatched": 0}
+    assert (verdict["lost"], verdict["pending_on_board"], verdict["dropped_by_reason"]) == (1, 1, {"serial_cut": 1})

@@ -76,6 +76,7 @@ def spec_codes() -> dict[str, dict[str, int]]:
         "CMD_": _numbered(command),
         "STREAM_": stream,
         "ACK_": ack,
+        "J_": _numbered(_enumeration("JOURNAL kind")),
     }
 
 
@@ -89,7 +90,8 @@ def test_the_spec_tables_parse_to_what_the_spec_says():
     assert spec["CMD_"]["REQUEST_COUNTERS"] == 5 and spec["STREAM_"] == {"AUTO": 0, "ALWAYS_VIB": 1, "NO_VIB": 2}
     assert spec["ACK_"] == {"OK": 0, "REFUSED": 1, "UNKNOWN": 2, "BUSY": 3}
     assert spec["EVENT_"] == {"RAISED": 1, "CLEARED": 0}
-    assert spec["T_"]["CONTROL"] == 11 and len(spec["T_"]) == 11
+    assert spec["T_"]["CONTROL"] == 11 and spec["T_"]["JOURNAL"] == 12 and len(spec["T_"]) == 12
+    assert spec["J_"] == {"TRIP": 1, "DOOR_CYCLE": 2, "INSPECTION": 3}
 
 
 @pytest.mark.parametrize("prefix", sorted(spec_codes()))

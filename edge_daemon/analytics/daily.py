@@ -43,6 +43,9 @@ class DailyRecord:
     boots: int
     counters: dict[str, int] | None  # last board COUNTERS seen that day
     until_ts: float | None = None  # set for a partial record: the stream ended here
+    # 0 when first issued; each re-issue (late facts from the board's journal changed the day) is
+    # one higher, under the same id: a reader keeps the highest revision of an id.
+    revision: int = 0
 
     kind = "daily"
 
@@ -78,6 +81,7 @@ class DailyRecord:
             "offline_minutes": round(float(self.offline_minutes), 2),
             "boots": self.boots,
             "counters": dict(self.counters) if self.counters is not None else None,
+            "revision": self.revision,
         }
 
 

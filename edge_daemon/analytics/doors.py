@@ -26,6 +26,7 @@ class DoorCycle:
     open_s: float  # time the door was not closed, summed over the reopenings
     reopenings: int
     floor: int | None
+    source: str = "live"  # "board_journal": missed live, reported from the board's flash journal
 
     kind = "door_cycle"
 
@@ -40,6 +41,7 @@ class DoorCycle:
             "open_s": round(float(self.open_s), 3),
             "reopenings": self.reopenings,
             "floor": self.floor,
+            "source": self.source,
         }
 
 

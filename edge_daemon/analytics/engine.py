@@ -15,6 +15,7 @@ service resumed, which is what the repair time measures.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from ..observations import (
     FramesLost,
     Inputs,
     InputsChanged,
+    JournalRecord,
     LinkState,
     Motion,
     MotionChanged,
@@ -43,6 +45,7 @@ from .config import AnalyticsConfig
 from .daily import DailyAccumulator, DailyRecord
 from .doors import DoorCycle, DoorTracker
 from .faults import FaultBook, FaultEvent, FaultType, ResponseSign
+from .journal_fill import JournalFill
 from .leveling import ZoneEdge, edge_position_mm, estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .ride_quality import RideQuality, TripKinematics, analyse_trip, car_frame, lowpass, speed_profile, still_m
@@ -71,6 +74,7 @@ _OBSERVATION_TYPES = (
     LinkState,
     BoardBooted,
     FramesLost,
+    JournalRecord,
 )
 _REST = int(Motion.REST)
 _ACCELERATING = int(Motion.ACCELERATING)
@@ -83,6 +87,9 @@ _VIB_PRE_S = 1.0  # VIB kept from before the start: the board may pre-trigger it
 _TRAVEL_PRE_S = 0.3
 _LEVEL_MATCH_M = 0.3  # integrated travel drifts by centimetres; landings are metres apart
 _MAX_CATCHUP_DAYS = 31  # a clock jump further than this does not emit a record per empty day
+# Past days whose totals are kept for late facts (the board's journal holds 7 days), their daily
+# record re-issued with a higher `revision` when late facts change them.
+_PAST_DAYS = 8
 
 # board EVENT kind -> the fault it reports (None: counted only)
 _BOARD_FAULTS = {
@@ -162,6 +169,11 @@ class CarAnalytics:
         # rail has been seen present, and then on every fall.
         self._mains_wired = False
         self._outage_occupied = False  # someone was inside at some time during the power outage
+        self.journal = JournalFill(car_id, cfg)  # what the board's journal tells that the live stream missed
+        self._past: dict[int, DailyAccumulator] = {}  # day -> its totals, for late facts
+        self._revisions: dict[int, int] = {}  # day -> revision of its daily record last re-issued
+        self._late_days: set[int] = set()  # past days late facts changed since their last record
+        self._late_fresh = False  # a late fact came since the last tick: more may follow, wait
         self.vib_rejected = 0  # trips whose VIB could not be analysed (nonsense rate, dead sensor)
 
     # ---------------------------------------------------------------- public API
@@ -175,7 +187,9 @@ class CarAnalytics:
             self._on_vib(obs)
             if not self._pending:
                 return done
-            return done + self._emit(self._finish_ready_trips(force=False))
+            out = done + self._emit(self._finish_ready_trips(force=False))
+            self.journal.recheck(self._trip, self._pending)
+            return out
         if not isinstance(obs, _OBSERVATION_TYPES):
             raise TypeError(f"not an observation: {type(obs).__name__}")
         done = self._advance(obs.ts)
@@ -218,11 +232,19 @@ class CarAnalytics:
                     rms = float(max(obs.rms_mg))
                     noise = self._noise_mg
                     self._noise_mg = rms if noise == 0 or rms < noise else noise + (rms - noise) / 16
+            case JournalRecord():
+                same_day, late = self.journal.on_record(obs, self._trip, self._pending, self._day_of_now(),
+                                                        self._visits)
+                for o in same_day:
+                    if isinstance(o, Trip):
+                        self._acc().run_s += o.duration_s  # the live path counts it at the stop
+                return done + self._emit(same_day) + self._emit_late(late)
         if not isinstance(obs, (VibBlock, RestStats, CountersSnapshot, FramesLost)):  # these change no rule's inputs
             # a state change takes effect at its own time, even if a tick already ran a little past it
             out += self._evaluate(min(obs.ts, self._now_ts()))
         out += self._finish_ready_trips(force=False)
         out += self._release_held(force=False)
+        self.journal.recheck(self._trip, self._pending)
         return done + self._emit(out)
 
     def tick(self, ts: float) -> list[Output]:
@@ -230,8 +252,12 @@ class CarAnalytics:
         done = self._advance(ts)
         if self._now is None:
             return done
-        out = self._finish_ready_trips(force=False)
-        return done + self._emit(out + self._release_held(force=False))
+        out = done + self._emit(self._finish_ready_trips(force=False) + self._release_held(force=False))
+        self.journal.recheck(self._trip, self._pending)
+        if self._late_days and not self._late_fresh:
+            out += self._reissue_late_days()
+        self._late_fresh = False
+        return out
 
     def open_visit(self) -> dict[str, Any] | None:
         """The maintenance visit in progress (plain data), which the daemon keeps in its state file."""
@@ -249,10 +275,12 @@ class CarAnalytics:
             self._trip = None  # still moving at the end: no rest-to-rest record to make
         closing = self._finish_ready_trips(force=True)
         closing += self._release_held(force=True)
+        self.journal.recheck(None, ())
         closing += self._doors.flush(self._now_ts())
         closing += self._clear_reopen_loop(self._now_ts(), closing)
         closing += self._visits.flush(self._now_ts())
         out += self._emit(closing)
+        out += self._reissue_late_days()
         acc = self._acc()
         if self._offline_since is not None:
             acc.offline_s += self._now_ts() - self._offline_since
@@ -269,6 +297,9 @@ class CarAnalytics:
     def _now_ts(self) -> float:
         assert self._now is not None
         return self._now
+
+    def _day_of_now(self) -> int | None:
+        return local_day(self._now, self.config.day_utc_offset_h) if self._now is not None else None
 
     def _acc(self) -> DailyAccumulator:
         if self._day is None:
@@ -324,7 +355,10 @@ class CarAnalytics:
                 acc.offline_s += boundary - self._offline_since
                 self._offline_since = boundary
             out.append(acc.record())
+            self._past[acc.day] = acc
             acc = self._day = DailyAccumulator(self.car_id, acc.day + 1)
+        for old in [d for d in self._past if d < day - _PAST_DAYS]:
+            del self._past[old]
         return out
 
     # ---------------------------------------------------------------- observations
@@ -343,7 +377,11 @@ class CarAnalytics:
                 self._trip.arrived = True
             elif not now_in:
                 self._trip.arrived = False
-        if diff & _DOOR_CLOSED:
+        # With the previous inputs unknown (the daemon just started) a door found open or an
+        # inspection switch found on is no edge: the board's journal has when it really happened.
+        if diff & _DOOR_CLOSED and prev is not None:
+            if not obs.inputs & _DOOR_CLOSED:
+                self.journal.live_door_opened(obs.ts)
             out += self._doors.on_door(obs.ts, bool(obs.inputs & _DOOR_CLOSED), self._floors.floor())
             out += self._check_reopen_loop(obs.ts)
             out += self._clear_reopen_loop(obs.ts, out)
@@ -358,6 +396,8 @@ class CarAnalytics:
         if obs.inputs & _PRESENCE and self._faults.is_active(FaultType.POWER_LOSS):
             self._outage_occupied = True
         if diff & _INSPECTION:
+            if obs.inputs & _INSPECTION and prev is not None:
+                self.journal.live_inspection(obs.ts)
             visits, started = self._visits.on_inspection(obs.ts, bool(obs.inputs & _INSPECTION))
             out += visits
             if started:
@@ -378,6 +418,7 @@ class CarAnalytics:
             # First heard (prev None, after a daemon restart) mid-run, past accelerating: a trip whose
             # start nobody saw has no start time or floor count to report.
             if prev is not None or obs.motion == _ACCELERATING:
+                self.journal.live_trip(obs.ts)
                 self._trip = _TripInProgress(
                     obs.ts, self._bit(_ZONE_UP), self._bit(_ZONE_DN), bool(self._bit(_INSPECTION)),
                     # frames lost just before the start: the car may have left earlier, past a pulse
@@ -790,6 +831,43 @@ class CarAnalytics:
                                    at_least_mm=round(proven_mm, 1) if past_mm is None else None)
 
     # ---------------------------------------------------------------- accounting
+
+    def _emit_late(self, outputs: list[Output]) -> list[Output]:
+        """Facts of a past day (from the board's journal): counted into that day's totals, whose
+        record is re-issued once the late facts stop coming (`tick`)."""
+        shown: list[Output] = []
+        for o in outputs:
+            start = o.open_ts if isinstance(o, DoorCycle) else o.start_ts
+            day = local_day(start, self.config.day_utc_offset_h)
+            acc = self._past.get(day)
+            if acc is None:  # a day this daemon did not watch (it was down): its totals start here
+                acc = self._past[day] = DailyAccumulator(self.car_id, day)
+            if isinstance(o, Trip):
+                acc.add_trip(o)
+                acc.run_s += o.duration_s
+            elif isinstance(o, MaintenanceVisit):
+                acc.add_visit(o)
+            elif isinstance(o, DoorCycle):
+                acc.add_door_cycle(o)
+                if not self.config.emit_door_cycles:
+                    continue
+            self._late_days.add(day)
+            self._late_fresh = True
+            shown.append(o)
+        return shown
+
+    def _reissue_late_days(self) -> list[Output]:
+        """The daily records of past days late facts changed: same id (key), a higher revision."""
+        out: list[Output] = []
+        for day in sorted(self._late_days):
+            acc = self._past.get(day)
+            if acc is None:
+                continue
+            revision = self._revisions.get(day, 0) + 1
+            self._revisions[day] = revision
+            out.append(dataclasses.replace(acc.record(), revision=revision))
+        self._late_days.clear()
+        return out
 
     def _emit(self, outputs: list[Output]) -> list[Output]:
         """Count each output into the day in progress; door cycles go upstream only on request."""

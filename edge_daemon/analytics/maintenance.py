@@ -28,6 +28,7 @@ class MaintenanceVisit(Span):
     # The data ended with inspection still on (end of a replay or of the demo's day): the visit's
     # real length is unknown, so it is not judged too short.
     in_progress: bool = False
+    source: str = "live"  # "board_journal": missed live, reported from the board's flash journal
 
     kind = "maintenance"
 
@@ -38,6 +39,7 @@ class MaintenanceVisit(Span):
             "too_short": bool(self.too_short),
             "faults_responded": [dict(f) for f in self.faults_responded],
             "in_progress": self.in_progress,
+            "source": self.source,
         }
 
 
@@ -83,6 +85,16 @@ class MaintenanceTracker:
         self._last_off = float(last_off) if last_off is not None else None
         self._runs = int(visit.get("inspection_runs", 0))
         self._responded = tuple(dict(f) for f in visit.get("faults_responded", ()))
+
+    def takes_period(self, start_ts: float, end_ts: float, slack_s: float) -> bool:
+        """The board's journal has an inspection period [start_ts, end_ts] that did not end before
+        the visit in progress began (``slack_s``: clock offsets): it is one of that visit's periods
+        (visits join periods), and the visit began at start_ts if the daemon first saw the switch on
+        later (it started, or came back, mid-way). False if there is no such visit."""
+        if self._start is None or end_ts < self._start - slack_s:
+            return False
+        self._start = min(self._start, start_ts)
+        return True
 
     def set_responded(self, faults: list[dict[str, Any]]) -> None:
         self._responded = tuple(faults)

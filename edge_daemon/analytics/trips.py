@@ -43,6 +43,7 @@ class Trip(Span):
     leveling: LevelingResult
     from_label: str | None = None  # the landings' names from the car's config (B1, G, M, 15...)
     to_label: str | None = None
+    source: str = "live"  # "board_journal": missed live, reported from the board's flash journal
 
     kind = "trip"
 
@@ -71,6 +72,7 @@ class Trip(Span):
             "distance_m": round_or_none(self.distance_m, 2),
             "ride_quality": rq,
             "leveling": self.leveling.to_message(),
+            "source": self.source,
         }
 
 

@@ -199,13 +199,17 @@ def load_messages(
     just outside it: the visit that answered a fault raised at 23:50, the raise of a fault cleared
     after midnight. `daily` records are kept when their `day` lies within `days` (inclusive
     YYYY-MM-DD strings) if given. Messages without a usable time are kept (the caller decides).
+
+    One message per id: a second copy is a duplicate (counted), but a copy with a higher `revision`
+    (a daily record re-issued because late facts from the board's journal changed its day) replaces
+    the one kept, wherever it stood.
     """
     lo = None if start_ts is None else start_ts - margin_s
     hi = None if end_ts is None else end_ts + margin_s
     # Car ids are topic-safe ([A-Za-z0-9_.:-]), so the quoted id appears verbatim in any line about
     # the car, however the JSON is spaced; "status" keeps the Pi-level status lines.
     needles = (json.dumps(car).encode(), b'"status"') if car is not None else ()
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, int | None]] = {}  # id -> (highest revision, its index in kept)
     kept: list[dict[str, Any]] = []
     skipped: list[SkippedRecord] = []
     duplicates = 0
@@ -224,10 +228,17 @@ def load_messages(
             if error is not None:
                 skipped.append(SkippedRecord(path, where, error))
                 continue
-            if obj["id"] in seen:
-                duplicates += 1
-                continue
-            seen.add(obj["id"])
+            revision = obj.get("revision") if type(obj.get("revision")) is int else 0
+            prior = seen.get(obj["id"])
+            if prior is not None:
+                if revision <= prior[0]:
+                    duplicates += 1
+                    continue
+                if prior[1] is not None:  # a re-issue (late facts changed a past day): the latest counts
+                    kept[prior[1]] = obj
+                    seen[obj["id"]] = (revision, prior[1])
+                    continue
+            seen[obj["id"]] = (revision, None)
             if car is not None and obj.get("car") != car and not (obj["kind"] == "status" and obj.get("car") is None):
                 continue
             if obj["kind"] == "daily" and days is not None:
@@ -238,5 +249,6 @@ def load_messages(
                 t = message_time(obj)
                 if t is not None and ((lo is not None and t < lo) or (hi is not None and t >= hi)):
                     continue
+            seen[obj["id"]] = (revision, len(kept))
             kept.append(obj)
     return LoadedMessages(tuple(kept), tuple(skipped), duplicates, tuple(sources))

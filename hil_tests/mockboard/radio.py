@@ -58,11 +58,6 @@ LE_ACL_PACKET_BYTES = 251
 # the connection (HCI reason 0x08).
 LOST_BOARD_REASON = hci.HCI_CONNECTION_TIMEOUT_ERROR
 CALL_TIMEOUT_S = 10.0
-# The firmware with BLE does not start on a 96 KiB heap: after the radio's set-up (ble_nus and ble
-# bytecode, the BleNus object, the stack's buffers) the largest free block is 256 bytes and the
-# sensor's start fails with MemoryError (found on this virtual radio; docs/firmware.md). Boards with
-# more RAM run it (100 KiB booted when measured mid-round); BLE tests and benchmarks use this.
-BLE_BOARD_HEAP_K = 104
 
 # How long the radio waits for the firmware's answer to a pairing question (its IRQs run once per loop
 # pass; Bumble's SMP gives up after 30 s itself).

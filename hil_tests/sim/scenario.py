@@ -40,7 +40,9 @@ Steps (all times in seconds):
 - ``repeat``: ``n`` times the nested ``steps``.
 - ``fault``: board-side: ``kind`` = ``power_cut`` (``off_s``), ``link_cut`` (``s``), ``reset``
   (``cause``), ``garbage`` (``bytes``, ``direction``), ``delay_s`` after the current car time (so a
-  fault step before a trip step strikes during that trip).
+  fault step before a trip step strikes during that trip). ``pi_down`` (``s``): the daemon is
+  stopped that long, then started again (the end-to-end runner does it); to the board it is a link
+  nobody reads, as a ``link_cut``.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from liftwatch.hil.sim.car import CarSim, CarSpec, load_car, read_toml
 from liftwatch.protocol.trace import CarSample
 
 SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
-FAULT_KINDS = ("power_cut", "link_cut", "reset", "garbage")
+FAULT_KINDS = ("power_cut", "link_cut", "reset", "garbage", "pi_down")
 _STEP_KINDS = ("ride", "trip", "relevel", "door", "wait", "set", "traffic", "inspection", "wear", "repeat", "fault")
 
 

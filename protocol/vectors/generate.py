@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol.messages import pack_journal_record
 from liftwatch.protocol import lwtag
 from liftwatch.protocol.chaskey import chaskey_tag
 
@@ -33,7 +34,8 @@ BOARD_BOOT_ID = 0x0107  # boot counter of the example board
 FLAG_COMPAT_EXAMPLE = 0x10  # a may-ignore bit no v2 reader knows
 FLAG_INCOMPAT_UNKNOWN = 0x04  # a must-understand bit no v2 reader knows
 # Frame cases the host sends (the rest are the board's): they carry FROM_HOST and the host->board key.
-HOST_CASES = frozenset({"spec_control_calibrate", "ack_event", "time_sync_host", "config", "control_calibrate"})
+HOST_CASES = frozenset({"spec_control_calibrate", "ack_event", "time_sync_host", "config", "control_calibrate",
+                        "ack_journal"})
 
 
 # ---------------------------------------------------------------- realistic accelerometer samples
@@ -184,6 +186,16 @@ def frame_cases() -> list[dict[str, Any]]:
          [lw.T_CONFIG, 8, 0, "", no_zero_run], 0),
         ("unknown_type", "type 200 from a newer board: readers skip and count it", 200, b, 20, 1050000,
          [1, "x"], 0),
+        # The board's journal (SPEC.md section 5, JOURNAL): a trip record, the worked example of section 6
+        ("spec_journal_trip", "SPEC.md worked example: a journal trip up one floor", lw.T_JOURNAL, 42, 30, 13500,
+         ["0badc0ffee00", pack_journal_record(41, lw.J_TRIP, 42, 4320, 13240, 1, 1, 1554, 7, 7), 0], 0),
+        ("journal_door_cycle", "a door cycle with one reopening, from an earlier boot", lw.T_JOURNAL, b, 21, 1051000,
+         ["lw-3c71bf0a12c4", pack_journal_record(1000, lw.J_DOOR_CYCLE, b - 1, 16011, 23011, 0, 1, 0, 14, 15), 2], 0),
+        ("journal_inspection", "an inspection period, seq at the u30 top", lw.T_JOURNAL, b, 22, 1052000,
+         ["lw-3c71bf0a12c4", pack_journal_record(lw.T_MS_MODULO - 1, lw.J_INSPECTION, b, 1000000, 1900000, 0, 0, 0,
+                                                 0x17, 0x07), 0], 0),
+        ("ack_journal", "host acks journal record 41 once stored", lw.T_ACK, b, 23, 0,
+         [lw.T_JOURNAL, 41, 0, "", None], 0),
     ]
     cases = []
     for name, what, mtype, boot_id, seq, t_ms, payload, extra in rows:

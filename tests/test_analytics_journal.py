@@ -1,0 +1,220 @@
+"""The board's journal on the daemon side (analytics/journal_fill.py, through session and pipeline):
+a fact seen live and the same fact from the journal are one; what the live stream missed is filled
+from the journal at its true times; every stored record is ACKed, a re-sent one again; another
+board's journal is refused."""
+
+from __future__ import annotations
+
+from liftwatch.edge_daemon.analytics.config import AnalyticsConfig
+from liftwatch.edge_daemon.analytics.engine import CarAnalytics
+from liftwatch.edge_daemon.pipeline import CarPipeline
+from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig, SessionDrop
+from liftwatch.protocol import lwproto as lw
+from liftwatch.protocol import messages as m
+from liftwatch.protocol.framing import FrameReader, encode_frame
+
+EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: board t_ms 0 maps here (frames arrive at once)
+BOARD = "car-7-board"
+LEVEL_CLOSED = lw.IN_DOOR_CLOSED | lw.IN_ZONE_UP | lw.IN_ZONE_DN
+
+
+class ListStore:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def put_many(self, messages) -> None:
+        self.messages += messages
+
+
+class Car:
+    """A board's frames into a live pipeline, and the host frames the pipeline sends back."""
+
+    def __init__(self, config: AnalyticsConfig | None = None) -> None:
+        self.store = ListStore()
+        self.session = BoardSession(SessionConfig(), LinkMode.LIVE, expected_board_id=BOARD)
+        self.pipe = CarPipeline("s", "car-7", self.session, CarAnalytics("car-7", config), self.store, BOARD)
+        self.reader = FrameReader()
+        self.seq = 0
+        self.sent: list = []
+
+    async def frame(self, mtype: int, payload, t_ms: int) -> None:
+        (f,) = self.reader.feed(encode_frame(mtype, payload, 7, self.seq, t_ms))
+        self.seq += 1
+        await self.pipe.frames([f], EPOCH_S + t_ms / 1000.0)
+        self._take()
+
+    async def tick(self, t_ms: int) -> None:
+        await self.pipe.tick(EPOCH_S + t_ms / 1000.0)
+        self._take()
+
+    def _take(self) -> None:
+        decoder = lw.FrameDecoder()
+        for wire in self.session.take_outgoing():
+            self.sent.append(decoder.decode(wire, len(wire) - 1))
+
+    async def hello(self, t_ms: int) -> None:
+        await self.frame(lw.T_HELLO, [BOARD, "1.0.0", "lis3dh", 0, "power_on", [], 400, 16384, True, False, 7,
+                                      [0, 0, 16384]], t_ms)
+
+    async def state(self, t_ms: int, inputs: int, changed: int, motion: int) -> None:
+        await self.frame(lw.T_STATE, [t_ms, inputs, changed, motion], t_ms)
+
+    async def live_trip(self, t0: int, t1: int) -> None:
+        """A one-floor trip up as the STATE frames tell it (no VIB: its ride quality is unknown)."""
+        await self.state(t0, LEVEL_CLOSED, 0, lw.MOTION_ACCELERATING)
+        await self.state(t0 + 500, lw.IN_DOOR_CLOSED | lw.IN_ZONE_DN, lw.IN_ZONE_UP, lw.MOTION_ACCELERATING)
+        await self.state(t0 + 700, lw.IN_DOOR_CLOSED, lw.IN_ZONE_DN, lw.MOTION_MOVING)
+        await self.state(t1 - 700, lw.IN_DOOR_CLOSED | lw.IN_ZONE_UP, lw.IN_ZONE_UP, lw.MOTION_DECELERATING)
+        await self.state(t1 - 400, LEVEL_CLOSED, lw.IN_ZONE_DN, lw.MOTION_DECELERATING)
+        await self.state(t1, LEVEL_CLOSED, 0, lw.MOTION_REST)
+
+    async def journal(self, seq: int, kind: int, t0: int, t1: int, at_ms: int, *, board: str = BOARD,
+                      count: int = 1, direction: int = 1, in0: int = LEVEL_CLOSED, in1: int = LEVEL_CLOSED,
+                      boot: int = 7) -> None:
+        record = m.pack_journal_record(seq, kind, boot, t0, t1, direction, count, 1500, in0, in1)
+        await self.frame(lw.T_JOURNAL, [board, record, 0], at_ms)
+
+    def of(self, kind: str) -> list[dict]:
+        return [m for m in self.store.messages if m["kind"] == kind]
+
+    def journal_acks(self) -> list[int]:
+        return [p[1] for t, _f, _b, _s, _t, p in self.sent if t == lw.T_ACK and p[0] == lw.T_JOURNAL]
+
+
+async def test_a_link_cut_loses_no_trip_the_journal_fills_them_once_with_their_true_times() -> None:
+    car = Car()
+    await car.hello(1000)
+    await car.live_trip(10_000, 19_000)
+    await car.journal(0, lw.J_TRIP, 10_000, 19_000, 19_050)  # the same trip: one fact
+    assert car.journal_acks() == []  # held until the live trip is decided (it waits for VIB)
+    await car.tick(25_000)
+    assert len(car.of("trip")) == 1 and car.journal_acks() == [0]
+    # The cable is cut: two trips and a door cycle happen unseen. The link comes back, the board
+    # re-sends its journal, oldest first.
+    await car.journal(1, lw.J_TRIP, 600_000, 609_000, 3_600_000, count=2)
+    await car.journal(2, lw.J_DOOR_CYCLE, 610_000, 616_000, 3_600_010, count=1, direction=0)
+    await car.journal(3, lw.J_TRIP, 700_000, 708_000, 3_600_020, direction=-1, in1=lw.IN_DOOR_CLOSED | lw.IN_ZONE_UP)
+    trips = car.of("trip")
+    assert [t["source"] for t in trips] == ["live", "board_journal", "board_journal"]
+    assert [t["start_ts"] for t in trips] == ["2026-01-01T00:00:10.000Z", "2026-01-01T00:10:00.000Z",
+                                              "2026-01-01T00:11:40.000Z"]
+    assert [t["end_ts"] for t in trips[1:]] == ["2026-01-01T00:10:09.000Z", "2026-01-01T00:11:48.000Z"]
+    assert [t["ts"] for t in trips[1:]] == [t["end_ts"] for t in trips[1:]]  # the envelope's time is the fact's
+    filled = trips[1:]
+    assert all(t["ride_quality"] is None and t["from_floor"] is None for t in filled)
+    assert [(t["direction"], t["floors"], t["peak_speed_mps"]) for t in filled] == [("up", 2, 1.5), ("down", 1, 1.5)]
+    assert [t["leveling"]["status"] for t in filled] == ["level", "off_level"]
+    assert len({t["id"] for t in trips}) == 3
+    assert car.journal_acks() == [0, 1, 2, 3]
+    assert car.pipe.analytics.journal.filled == 3 and car.pipe.analytics.journal.matched == 1
+    # An ACK lost on the way: the board sends record 1 again; ACKed again, reported once.
+    await car.journal(1, lw.J_TRIP, 600_000, 609_000, 3_600_100, count=2)
+    assert len(car.of("trip")) == 3 and car.journal_acks() == [0, 1, 2, 3, 1]
+    assert car.session.counters.journal_resent == 1
+
+
+async def test_door_cycles_and_inspection_missed_live_are_filled() -> None:
+    car = Car(AnalyticsConfig(emit_door_cycles=True))
+    await car.hello(1000)
+    await car.state(2000, LEVEL_CLOSED, 0, lw.MOTION_REST)
+    await car.state(5000, LEVEL_CLOSED & ~lw.IN_DOOR_CLOSED, lw.IN_DOOR_CLOSED, lw.MOTION_REST)
+    await car.state(9000, LEVEL_CLOSED, lw.IN_DOOR_CLOSED, lw.MOTION_REST)
+    await car.tick(15_000)
+    await car.journal(0, lw.J_DOOR_CYCLE, 5000, 9000, 15_100, count=0, direction=0)  # seen live
+    await car.journal(1, lw.J_DOOR_CYCLE, 400_000, 409_000, 900_000, count=2, direction=0)
+    await car.journal(2, lw.J_INSPECTION, 500_000, 2_900_000, 3_000_000, count=0, direction=0,
+                      in0=LEVEL_CLOSED | lw.IN_INSPECTION)
+    cycles = car.of("door_cycle")
+    assert [(c["source"], c["reopenings"]) for c in cycles] == [("live", 0), ("board_journal", 2)]
+    (visit,) = car.of("maintenance")
+    assert visit["source"] == "board_journal" and visit["duration_s"] == 2400.0 and visit["too_short"] is False
+    assert car.journal_acks() == [0, 1, 2]
+
+
+async def test_a_releveling_or_inspection_run_from_the_journal_is_not_a_trip() -> None:
+    car = Car()
+    await car.hello(1000)
+    await car.journal(0, lw.J_TRIP, 5000, 5600, 10_000, count=0)  # shorter than trip_min_s
+    await car.journal(1, lw.J_TRIP, 20_000, 23_000, 30_000, count=0)  # never left the door zone
+    await car.journal(2, lw.J_TRIP, 40_000, 60_000, 70_000, in0=LEVEL_CLOSED | lw.IN_INSPECTION)
+    assert car.of("trip") == [] and car.journal_acks() == [0, 1, 2]
+
+
+async def test_a_journal_from_another_board_is_refused_and_never_acked() -> None:
+    car = Car()
+    await car.hello(1000)
+    await car.journal(0, lw.J_TRIP, 600_000, 609_000, 700_000, board="swapped-board")
+    assert car.of("trip") == [] and car.journal_acks() == []
+    assert car.session.counters.drops[SessionDrop.JOURNAL_FOREIGN] == 1
+    await car.journal(0, lw.J_TRIP, 600_000, 609_000, 700_100)  # this board's own record 0 still counts
+    assert len(car.of("trip")) == 1 and car.journal_acks() == [0]
+
+
+async def test_a_record_of_an_earlier_boot_maps_with_that_boot_s_clock() -> None:
+    car = Car()
+    await car.hello(1000)
+    await car.tick(2000)
+    # The board reboots (boot 8): its clock starts over, 1 h of UTC later; boot 7's record comes late.
+    car.reader = FrameReader()
+    (f,) = car.reader.feed(encode_frame(lw.T_HEARTBEAT, [1, 50000, 0, 0, 7, True, False], 8, 0, 100))
+    await car.pipe.frames([f], EPOCH_S + 3600.0)
+    record = m.pack_journal_record(5, lw.J_TRIP, 7, 300_000, 309_000, 1, 1, 1500, 7, 7)
+    (f,) = car.reader.feed(encode_frame(lw.T_JOURNAL, [BOARD, record, 0], 8, 1, 200))
+    await car.pipe.frames([f], EPOCH_S + 3600.1)
+    (trip,) = car.of("trip")
+    assert trip["start_ts"] == "2026-01-01T00:05:00.000Z" and trip["source"] == "board_journal"
+
+
+async def test_late_trips_of_a_past_day_reissue_its_daily_record_with_a_higher_revision() -> None:
+    car = Car(AnalyticsConfig(day_utc_offset_h=0.0))
+    await car.hello(1000)
+    await car.live_trip(10_000, 19_000)
+    await car.tick(30_000)
+    # The next local day starts: day 1's record is issued, then the board's journal
+    # brings two trips of day 1 the daemon missed (the Pi was down that afternoon).
+    next_day_ms = 86_400_000 + 5_000
+    await car.tick(next_day_ms)
+    (first,) = car.of("daily")
+    assert (first["day"], first["trips"], first["revision"]) == ("2026-01-01", 1, 0)
+    await car.journal(1, lw.J_TRIP, 50_000_000, 50_009_000, next_day_ms + 100)
+    await car.journal(2, lw.J_TRIP, 60_000_000, 60_008_000, next_day_ms + 200, direction=-1)
+    assert len(car.of("daily")) == 1  # not while the late facts keep coming
+    await car.tick(next_day_ms + 1000)  # they came since the last tick: wait one more
+    await car.tick(next_day_ms + 2000)
+    daily = car.of("daily")
+    assert [(d["day"], d["trips"], d["trips_down"], d["revision"]) for d in daily] == [
+        ("2026-01-01", 1, 0, 0), ("2026-01-01", 3, 1, 1)]
+    assert daily[0]["id"] == daily[1]["id"]  # the same fact, re-issued
+    late = [t for t in car.of("trip") if t["source"] == "board_journal"]
+    assert [t["ts"][:10] for t in late] == ["2026-01-01", "2026-01-01"]  # upstream with their true times
+    await car.tick(next_day_ms + 3000)
+    assert len(car.of("daily")) == 2  # nothing new: no further revision
+
+
+async def test_a_visit_the_daemon_first_saw_mid_way_takes_its_start_from_the_journal() -> None:
+    car = Car()
+    await car.hello(1000)
+    # The daemon starts while a technician is at work: inspection is on at the first STATE.
+    await car.state(1_200_000, LEVEL_CLOSED | lw.IN_INSPECTION, 0, lw.MOTION_REST)
+    await car.state(2_900_000, LEVEL_CLOSED, lw.IN_INSPECTION, lw.MOTION_REST)
+    await car.journal(0, lw.J_INSPECTION, 400_000, 2_900_000, 2_900_050, count=0, direction=0,
+                      in0=LEVEL_CLOSED | lw.IN_INSPECTION)
+    assert car.journal_acks() == [0] and car.of("maintenance") == []
+    await car.tick(2_900_000 + 601_000)  # the join gap passed: the visit is over
+    (visit,) = car.of("maintenance")
+    assert visit["start_ts"] == "2026-01-01T00:06:40.000Z" and visit["source"] == "live"
+    assert visit["too_short"] is False  # 2500 s, not the 1700 s the daemon saw
+
+
+async def test_a_visit_restored_after_a_restart_and_its_journal_period_are_one_visit() -> None:
+    car = Car()
+    # The clock offset then and now differ by a second (a fast soak's TIME_SYNC): still the one visit.
+    car.pipe.analytics.restore_open_visit({"start_ts": EPOCH_S + 399.0, "last_off_ts": None, "inspection_runs": 0})
+    await car.hello(1000)
+    await car.state(1_200_000, LEVEL_CLOSED | lw.IN_INSPECTION, 0, lw.MOTION_REST)
+    await car.state(2_900_000, LEVEL_CLOSED, lw.IN_INSPECTION, lw.MOTION_REST)
+    await car.journal(0, lw.J_INSPECTION, 400_000, 2_900_000, 2_900_050, count=0, direction=0,
+                      in0=LEVEL_CLOSED | lw.IN_INSPECTION)
+    await car.tick(2_900_000 + 601_000)
+    (visit,) = car.of("maintenance")
+    assert visit["start_ts"] == "2026-01-01T00:06:39.000Z" and car.journal_acks() == [0]
