@@ -1,7 +1,7 @@
 # The BLE link's secrets on the board's flash: the bonds NimBLE hands over and asks back for
 # (_IRQ_SET_SECRET / _IRQ_GET_SECRET), so a bonded Pi stays bonded across reboots, and the pairing
-# passkey `liftwatch flash --ble-passkey-file` wrote. Imported by ble_nus on the first pairing or
-# bonded reconnect, never at boot: the boot heap has no room to spare (docs/firmware.md).
+# passkey `liftwatch flash --ble-passkey-file` wrote. Imported by ble_nus for each of those IRQs (a
+# pairing or a bonded reconnect) and dropped again, never resident: the heap has no room to spare.
 #
 # File: records of sec_type (u8), key length (u8), value length (u8), key, value; a record cut by a
 # power loss ends the list (that bond is lost: the Pi pairs again).
@@ -10,6 +10,25 @@ from micropython import const
 BONDS_FILE = "ble_bonds.bin"
 PASSKEY_FILE = "ble_passkey.txt"
 _MAX_RECORDS = const(8)  # a Pi and its replacement, each with NimBLE's own and peer records
+_IRQ_GET_SECRET = const(29)
+_IRQ_PASSKEY_ACTION = const(31)
+_PASSKEY_ACTION_DISPLAY = const(3)
+
+
+def answer(ble, root, event, data):
+    """ble_nus's answer to _IRQ_GET_SECRET, _IRQ_SET_SECRET or _IRQ_PASSKEY_ACTION (files under
+    `root`); ble_nus catches what it raises."""
+    if event == _IRQ_PASSKEY_ACTION:
+        key = passkey(root + PASSKEY_FILE)
+        if data[1] == _PASSKEY_ACTION_DISPLAY and key is not None:
+            ble.gap_passkey(data[0], data[1], key)
+        else:
+            ble.gap_disconnect(data[0])
+        return None
+    bonds = Bonds(root + BONDS_FILE)
+    if event == _IRQ_GET_SECRET:
+        return bonds.get(data[0], data[1], None if data[2] is None else bytes(data[2]))
+    return bonds.set(data[0], data[1], data[2])
 
 
 class Bonds:

@@ -19,9 +19,7 @@ _IRQ_GATTS_WRITE = const(3)
 _IRQ_MTU_EXCHANGED = const(21)
 _IRQ_ENCRYPTION_UPDATE = const(28)
 _IRQ_GET_SECRET = const(29)
-_IRQ_SET_SECRET = const(30)
 _IRQ_PASSKEY_ACTION = const(31)
-_PASSKEY_ACTION_DISPLAY = const(3)
 _IO_CAPABILITY_DISPLAY_ONLY = const(0)
 _FLAG_WRITE_AUTHENTICATED = const(0x2000)
 _PAIR_MS = const(30000)  # an unpaired central holds the board (not advertising) at most this long
@@ -72,29 +70,19 @@ class BleNus(BleStream):
                 self.subscribed = True
             else:
                 self.ble.gap_disconnect(data[0])
-        elif event >= _IRQ_GET_SECRET:  # _IRQ_SET_SECRET, _IRQ_PASSKEY_ACTION too
+        elif event >= _IRQ_GET_SECRET:  # _IRQ_SET_SECRET (30), _IRQ_PASSKEY_ACTION too
             return self._secret(event, data)
 
     def _secret(self, event, data):
         # Only a pairing or a bonded reconnect asks: ble_bonds comes in for the call and goes again,
-        # so neither its code nor the bonds stay in RAM. An exception must not leave the handler (the
-        # port would switch the handler off: no more connections); a bond not read or kept fails
+        # so neither its code nor the bonds stay in RAM. Nothing may leave the handler (the port
+        # switches off a handler that raises: no more connections); a bond not read or kept fails
         # that pairing or reconnect, and the central pairs again.
-        import ble_bonds
-
         try:
-            if event == _IRQ_PASSKEY_ACTION:
-                key = ble_bonds.passkey(self.root + ble_bonds.PASSKEY_FILE)
-                if data[1] == _PASSKEY_ACTION_DISPLAY and key is not None:
-                    self.ble.gap_passkey(data[0], data[1], key)
-                else:
-                    self.ble.gap_disconnect(data[0])
-                return None
-            bonds = ble_bonds.Bonds(self.root + ble_bonds.BONDS_FILE)
-            if event == _IRQ_GET_SECRET:
-                return bonds.get(data[0], data[1], None if data[2] is None else bytes(data[2]))
-            return bonds.set(data[0], data[1], data[2])
-        except Exception:  # MemoryError, OSError: as if the store had nothing / refused
+            import ble_bonds
+
+            return ble_bonds.answer(self.ble, self.root, event, data)
+        except Exception:  # MemoryError, OSError
             if event == _IRQ_PASSKEY_ACTION:
                 self.ble.gap_disconnect(data[0])
             return None
