@@ -248,6 +248,7 @@ class _BoardSession:
         self.security = {"bond": False, "mitm": False, "le_secure": False, "io": 3}  # the port's defaults
         self.trusted: dict[int, tuple[bool, bool]] = {}  # connection handle -> (encrypted, authenticated)
         self.pairing: set[int] = set()  # connection handles with a pairing in progress
+        self.bonds_read: dict[str, PairingKeys] = {}  # bond name -> the keys the firmware last gave
         # questions to the firmware: g/s, answered in order (R); p, answered per connection (P)
         self.answers: collections.deque[asyncio.Future[bytes | None]] = collections.deque()
         self.passkeys: dict[int, asyncio.Future[bytes | None]] = {}
@@ -366,8 +367,7 @@ class _BoardSession:
         connection.on("pairing_start", lambda: self.pairing.add(handle))
         connection.on("pairing", lambda keys: self._paired(connection, keys))
         connection.on("pairing_failure", lambda _reason: self._paired(connection, None))
-        connection.on("connection_encryption_change",
-                      lambda: asyncio.ensure_future(self._encrypted(connection)))
+        connection.on("connection_encryption_change", lambda: self._encrypted(connection))
         connection.on("connection_encryption_failure", lambda _error: self._encryption_update(handle, False, False,
                                                                                                 False, 0))
 
@@ -391,10 +391,11 @@ class _BoardSession:
         self._encryption_update(handle, True, authenticated, bool(self.security["bond"]),
                                 connection.encryption_key_size)
 
-    async def _encrypted(self, connection: Connection) -> None:
-        """Encryption started. In a pairing, NimBLE's permission checks see the new security at once
-        and the firmware hears at the end (after the keys are exchanged and stored); else a bonded
-        central's LTK did it, and that bond says whether it was authenticated."""
+    def _encrypted(self, connection: Connection) -> None:
+        """Encryption started. NimBLE's permission checks see the new security at once (a write right
+        behind it is taken). In a pairing the firmware hears at its end, after the keys are exchanged
+        and stored; else a bonded central's LTK did it, the bond just read from the board for it
+        (bonds_read), which says whether that pairing was authenticated."""
         handle = connection.handle
         if not connection.encryption:
             return
@@ -404,7 +405,7 @@ class _BoardSession:
                 session.sc or not self.security["le_secure"])
             self.trusted[handle] = (True, authenticated)
             return
-        keys = await self.device.keystore.get(str(connection.peer_address)) if self.device else None
+        keys = self.bonds_read.get(bond_name(str(connection.peer_address)))
         authenticated = keys is not None and keys.ltk is not None and keys.ltk.authenticated
         self._encryption_update(handle, True, authenticated, keys is not None, connection.encryption_key_size)
 
@@ -569,10 +570,12 @@ class _BoardKeyStore(KeyStore):
     async def get(self, name: str) -> PairingKeys | None:
         answer = await self.session.ask("g", struct.pack("<BH", _PEER_SEC, 0) + bond_name(name).encode())
         if not answer or answer[0] != 1 or len(answer) != 19:
+            self.session.bonds_read.pop(bond_name(name), None)
             return None
         keys = PairingKeys()
         keys.address_type = hci.AddressType(answer[2])
         keys.ltk = PairingKeys.Key(value=answer[3:19], authenticated=bool(answer[1]))
+        self.session.bonds_read[bond_name(name)] = keys
         return keys
 
     async def update(self, name: str, keys: PairingKeys) -> None:
