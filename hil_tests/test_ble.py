@@ -1,9 +1,10 @@
 """BLE end to end on a VIRTUAL radio: the real firmware's ble_nus.py under MicroPython on a mock
-board, Bumble's real host stack (HCI, L2CAP, ATT, GATT) on both ends, the daemon's BleTransport.
+board, Bumble's real host stack (HCI, L2CAP, ATT, GATT, SMP) on both ends, the daemon's BleTransport.
 
 The radio is virtual (hil_tests/mockboard/radio.py): Bumble controllers on a simulated link, no RF.
 These tests show the protocol stack and our code on it (advertising, scan by name, connect, MTU
-exchange, notifications, write without response, disconnects, reconnects); they cannot show range,
+exchange, pairing with the passkey and bonded reconnects, centrals without it refused, notifications,
+write without response, disconnects, reconnects); they cannot show range,
 interference or a real controller's timing (docs/operations.md, "BLE on a real Pi").
 """
 
