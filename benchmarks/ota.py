@@ -11,19 +11,32 @@ still runs, i.e. the contiguous heap the check needs. `verify_s_esp32_estimate`:
 `verify_ms_unix` x ESP32_SLOWDOWN (see below). `bundle_bytes_xtensawin`: `liftwatch ota build` of
 the current firmware for an ESP32.
 
-The issue's update figures (power cuts, bad images, forged bundles on boards, `update_s`,
-`facts_lost_during_update`) need the board half of the update, which is not merged (docs/operations.md,
-"Firmware updates"): this script does not report them. A benchmark reports; it does not pass or fail.
+With `--boards` it also updates mock boards (the real firmware at 96 KiB, flashed with `liftwatch
+flash --ota-key`, pushed to by `edge_daemon.ota.push`; hil_tests/test_ota.py's bundles):
+`update_s` one update over the mock UART at 921600 baud in real time (speed 1), transfer to the new
+firmware's first boot (its confirmation takes another 60 s of health by design); `power_cut_trials`
+boards whose power is cut once at a random moment of transfer, install and first boots (speed 10),
+then pushed again; `bricked` those that did not end on the new firmware, confirmed, or answer on the
+old one; `resumed_from_nonzero` cuts during the transfer that resumed from the flash, not from 0;
+`bad_image_trials` / `bad_image_rolled_back` images that crash at import; `forged_trials` /
+`forged_refused` bundles unsigned, signed by another key, changed after signing, not newer, older,
+for another arch. Not measured yet: images that crash later or never link up, and
+`facts_lost_during_update` (while `push` holds the port the daemon does not see the live frames;
+EVENTs are kept by the board until the daemon ACKs them). A benchmark reports; it does not pass or fail.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
+import random
 import re
+import shutil
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -98,12 +111,87 @@ def measure(repeats: int) -> dict[str, object]:
     }
 
 
+def measure_boards(power_cuts: int, seed: int) -> dict[str, object]:
+    """Updates on mock boards (see the module docstring)."""
+    from hil_tests.conftest import TALK_SPEED
+    from hil_tests.test_ota import NEW, SECRET, _forged, firmware_copy, flash_with_release_key
+    from liftwatch.edge_daemon.transport import LinkKind, make_transport
+    from liftwatch.hil.mockboard.board import MockBoard
+
+    rng = random.Random(seed)
+    d = Path(tempfile.mkdtemp(prefix="ota-bench-"))
+    image = flash_with_release_key(d)
+    good = ota.build(SECRET, "x64", firmware_copy(d / "fw", NEW))
+
+    def crash(fw: Path) -> None:
+        s = fw / "streamer.py"
+        s.write_text(s.read_text() + "\nraise RuntimeError('bad image')\n")
+
+    bad = ota.build(SECRET, "x64", firmware_copy(d / "bad", NEW, crash))
+    n = 0
+
+    def push(raw: bytes, speed: float, confirm: bool = True, cut_after_s: float | None = None):  # noqa: ANN202
+        nonlocal n
+        n += 1
+        shutil.copyfile(image, d / f"b{n}.img")
+        b = MockBoard(d / f"b{n}.img", speed=speed, heap_k=96)
+        b.start()
+        timer = threading.Timer(cut_after_s, b.power_cut, kwargs={"off_s": 0.5}) if cut_after_s else None
+        outcome: list[object] = []
+        try:
+            if timer:
+                timer.start()
+            for _attempt in range(2 if timer else 1):  # after a cut: push again, as an operator would
+                try:
+                    outcome.append(asyncio.run(ota.push(make_transport(LinkKind.SERIAL, b.ports.data), raw,
+                                                        timeout_s=240, confirm=confirm)))
+                    break
+                except ota.OtaError as err:
+                    outcome.append(err)
+            if timer and not isinstance(outcome[-1], ota.PushResult):  # does it still answer (old firmware)?
+                try:
+                    asyncio.run(ota.push(make_transport(LinkKind.SERIAL, b.ports.data), _forged()["older"][0],
+                                         timeout_s=60))
+                except ota.OtaError as err:
+                    outcome.append(err)
+        finally:
+            if timer:
+                timer.cancel()
+            b.stop()
+        return outcome
+
+    t = time.perf_counter()
+    first = push(good, 1.0, confirm=False)[-1]
+    update_s = round(time.perf_counter() - t, 1) if isinstance(first, ota.PushResult) else None
+    bricked = resumed = 0
+    for _ in range(power_cuts):
+        out = push(good, TALK_SPEED, cut_after_s=rng.uniform(0.3, 9.0))
+        last = out[-1]
+        ok = isinstance(last, ota.PushResult) or "not newer" in str(last)
+        bricked += not ok
+        resumed += any(isinstance(o, ota.PushResult) and any(o.resumed_from) for o in out)
+    rolled = sum("rolled back" in str(push(bad, TALK_SPEED)[-1]) for _ in range(1))
+    forged = _forged()
+    refused = sum(why in str(push(raw, TALK_SPEED)[-1]) for raw, why in forged.values())
+    shutil.rmtree(d, ignore_errors=True)
+    return {
+        "update_s": update_s, "power_cut_trials": power_cuts, "bricked": bricked,
+        "resumed_from_nonzero": resumed, "bad_image_trials": 1, "bad_image_rolled_back": rolled,
+        "forged_trials": len(forged), "forged_refused": refused,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--boards", action="store_true", help="also update mock boards (minutes)")
+    ap.add_argument("--power-cuts", type=int, default=50, help="with --boards: boards cut once each")
+    ap.add_argument("--seed", type=int, default=18)
     args = ap.parse_args()
     r = measure(args.repeats)
+    if args.boards:
+        r.update(measure_boards(args.power_cuts, args.seed))
     for k, v in r.items():
         print(f"{k:28} {v}")
     if args.json:

@@ -285,6 +285,10 @@ def format_status(status: dict[str, Any], now: float) -> str:
             notes.append(f"WRONG BOARD: config expects {b['expected_board']}")
         if b.get("safe_mode"):
             notes.append("board in SAFE MODE")
+        if b.get("update"):  # the firmware update boot record (HELLO)
+            notes.append(f"firmware {b.get('fw_version')} {b['update']}, previous {b.get('prev_fw_version') or '-'}")
+        if b.get("update_refused"):
+            notes.append(f"update refused: {b['update_refused']}")
         if b.get("online") and not b.get("calibrated"):
             notes.append("not calibrated: run `liftwatch calibrate`")
         lines += [f"{'':<16} ! {n}" for n in notes]

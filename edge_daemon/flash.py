@@ -37,6 +37,11 @@ from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR
 BOARD_CONFIG_PATH = "config.json"
 BOARD_KEY_PATH = "auth.key"
 BOARD_PASSKEY_PATH = "ble_passkey.txt"  # the BLE pairing passkey (firmware/ble_bonds.py reads it)
+# The release key's public half, against which the board checks firmware bundles (firmware/ota.py).
+BOARD_OTA_KEY_PATH = "ota.pub"
+# A firmware update's boot record (firmware/ota.py): removed by a flash, so the firmware just written
+# to the root is the one that runs, not a slot an update left.
+BOARD_BOOT_RECORD = "ota.boot"
 SOURCE_ONLY = ("main.py", "boot.py")
 # sys.implementation._mpy bits 10.. -> mpy-cross -march (py/persistentcode.h MP_NATIVE_ARCH_*).
 _NATIVE_ARCH = {
@@ -111,14 +116,14 @@ def is_simulator_arch(arch: str | None) -> bool:
 
 def firmware_sources(firmware_dir: Path = FIRMWARE_DIR, *, simulated: bool) -> list[Path]:
     """Board modules: every firmware/*.py except the CPython package marker, plus the codec
-    (lwproto.py and its tags, lwtag.py); with ``simulated``, also the simulated hardware the mock
+    (lwproto.py and its tags, lwtag.py) and the firmware update's codes and signature check (lwota.py, ed25519.py); with ``simulated``, also the simulated hardware the mock
     board runs on, else none of it."""
     candidates = [*firmware_dir.glob("*.py"), *(firmware_dir / SIMULATION_DIR).glob("*.py")]
     files = sorted(
         (p for p in candidates if p.name != "__init__.py" and (simulated or not is_simulation_module(p, firmware_dir))),
         key=lambda p: p.name,
     )
-    files += [PROTOCOL_DIR / "lwproto.py", PROTOCOL_DIR / "lwtag.py"]
+    files += [PROTOCOL_DIR / "lwproto.py", PROTOCOL_DIR / "lwtag.py", PROTOCOL_DIR / "ed25519.py", PROTOCOL_DIR / "lwota.py"]
     if not any(p.name == "main.py" for p in files):
         raise FlashError(f"no main.py in {firmware_dir}: nothing would start the firmware")
     return files
@@ -196,6 +201,7 @@ def flash(
     config: Path | None = None,
     key_file: Path | None = None,
     passkey_file: Path | None = None,
+    ota_key: Path | None = None,
     firmware_dir: Path = FIRMWARE_DIR,
     reboot: bool = True,
 ) -> FlashResult:
@@ -217,10 +223,15 @@ def flash(
             dst = out / BOARD_CONFIG_PATH
             dst.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
             files.append(dst)
-        if key_file is not None:
-            dst = out / BOARD_KEY_PATH
-            dst.write_bytes(bytes.fromhex(read_secret(key_file, "auth key", r"[0-9a-fA-F]{32,128}",
-                                                      "16-64 bytes as hex")))
+        for path, dst_name, what, pattern, expected in (
+            (key_file, BOARD_KEY_PATH, "auth key", r"[0-9a-fA-F]{32,128}", "16-64 bytes as hex"),
+            (ota_key, BOARD_OTA_KEY_PATH, "update key", r"[0-9a-fA-F]{64}",
+             "the 32-byte public key as hex (FILE.pub of `liftwatch ota keygen`)"),
+        ):
+            if path is None:
+                continue
+            dst = out / dst_name
+            dst.write_bytes(bytes.fromhex(read_secret(path, what, pattern, expected)))
             files.append(dst)
         if passkey_file is not None:
             dst = out / BOARD_PASSKEY_PATH
@@ -231,6 +242,8 @@ def flash(
         args: list[str] = []
         for stale in _stale_on_board(listing, names, simulated):
             args += ["rm", f":{stale}", "+"]
+        if re.search(rf"^\s*\d+\s+{re.escape(BOARD_BOOT_RECORD)}$", listing, re.MULTILINE):
+            args += ["rm", f":{BOARD_BOOT_RECORD}", "+"]
         args += ["cp", *[str(f) for f in files], ":"]
         _mpremote(port, "copying the firmware", *args)
         verify_out = _mpremote(port, "verifying the copy", "sha256sum", *[f":{n}" for n in names])
@@ -279,6 +292,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ble-passkey-file", type=Path, help="the BLE pairing passkey (6 digits), written as "
                    f"/{BOARD_PASSKEY_PATH}: the Pi pairs with it once (docs/operations.md); a BLE board without "
                    "one bonds with no central")
+    p.add_argument("--ota-key", type=Path, help="release key's public half (FILE.pub of `liftwatch ota keygen`), "
+                   f"written as /{BOARD_OTA_KEY_PATH}: the board installs only bundles it signed")
     p.add_argument("--keystore", type=Path, help="daemon key store: flash the board's key from it (first key, or a "
                    "rotated next key the daemon accepts beside the old one); needs --board-id, excludes --key-file")
     p.add_argument("--board-id", help="the board's id (its HELLO board_id) in --keystore")
@@ -326,7 +341,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
         print(f"liftwatch flash: {args.port}: no such port (is the board plugged in? see `ls /dev/tty*`)",
               file=sys.stderr)
         return 2
-    for option, path in (("--config", args.config), ("--key-file", key_file),
+    for option, path in (("--config", args.config), ("--key-file", key_file), ("--ota-key", args.ota_key),
                          ("--ble-passkey-file", args.ble_passkey_file)):
         if path is not None and not path.is_file():
             print(f"liftwatch flash: {option} {path}: no such file", file=sys.stderr)
@@ -350,6 +365,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
             config=args.config,
             key_file=key_file,
             passkey_file=args.ble_passkey_file,
+            ota_key=args.ota_key,
             firmware_dir=args.firmware_dir,
             reboot=not args.no_reboot,
         )

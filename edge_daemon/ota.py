@@ -1,9 +1,7 @@
-"""`liftwatch ota keygen | build`: signed firmware bundles for updates over the data link (issue 18).
+"""`liftwatch ota keygen | build | push`: signed firmware bundles sent to a board over its data link.
 
-Only the host half exists yet: keys, bundles and their checks. The board half (receiving, staging,
-trial boots, rollback) is not merged: see docs/operations.md, section 9 "Firmware updates".
-
-Bundle layout:
+Bundle (protocol/SPEC.md, "Firmware update"), all of it in ``ota.part`` on the board before anything
+is checked or staged:
 
 | bytes | content |
 |-------|---------|
@@ -14,13 +12,14 @@ Bundle layout:
 | ...   | the files' bytes, in manifest order |
 
 The release key's secret half stays with the operator (``keygen`` writes it where they say, never on
-the Pi); a board will hold only the public half, so a compromised Pi can delay an update but
-cannot install firmware of its own.
+the Pi); a board holds only the public half (``liftwatch flash --ota-key``), so a compromised Pi can
+delay an update but cannot install firmware of its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import os
@@ -30,12 +29,14 @@ import struct
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from liftwatch.edge_daemon.flash import (
     _NATIVE_ARCH,
-    SOURCE_ONLY,
     FlashError,
     board_name,
     compile_firmware,
@@ -44,13 +45,19 @@ from liftwatch.edge_daemon.flash import (
 )
 from liftwatch.errors import LiftwatchError
 from liftwatch.output import atomic_output
-from liftwatch.protocol import ed25519
+from liftwatch.protocol import ed25519, lwota
 from liftwatch.upy import FIRMWARE_DIR
 
 MAGIC = b"LWOTA1\n"
 SIGNATURE_LEN = 64
-# The board's limit (the board half will refuse more): a bigger bundle is refused at its first chunk.
-MAX_BUNDLE = 196608
+# The board's limit (firmware/commands.py): a bigger bundle is refused at its first chunk.
+MAX_BUNDLE = lwota.MAX_BUNDLE
+# Bytes of firmware per OTA_CHUNK: the board takes host frames of at most 320 bytes (link.py _RX_BODY).
+CHUNK = 256
+# Chunks in flight: the board reads 64 bytes of its UART per loop pass, so a deeper window would only
+# queue in its driver while live frames wait behind it.
+WINDOW = 2
+STATUS_TIMEOUT_S = 3.0  # no OTA_STATUS this long: ask the board where it is, resend from there
 
 
 class OtaError(LiftwatchError, RuntimeError):
@@ -136,7 +143,7 @@ def pack(version: str, mpy: int, arch: str | None, files: list[tuple[str, bytes]
 
 def build(secret: bytes, arch: str | None, firmware_dir: Path = FIRMWARE_DIR) -> bytes:
     """Compile the board modules (not main.py/boot.py: the boot loader stays) and sign the bundle."""
-    sources = [s for s in firmware_sources(firmware_dir, simulated=is_simulator_arch(arch)) if s.name not in SOURCE_ONLY]
+    sources = [s for s in firmware_sources(firmware_dir, simulated=is_simulator_arch(arch)) if s.name not in lwota.BOOT_LOADER]  # the boot loader stays
     with tempfile.TemporaryDirectory(prefix="liftwatch-ota-") as tmp:
         try:
             compiled = compile_firmware(sources, Path(tmp), arch)
@@ -172,11 +179,134 @@ def parse(raw: bytes, public: bytes | None = None) -> Bundle:
     return bundle
 
 
+# ---- push ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    fw_version: str  # what the board runs after the update
+    prev_fw_version: str
+    seconds: float
+    resent_bytes: int  # bytes sent again after a cut, a reboot or a lost frame
+    resumed_from: tuple[int, ...] = ()  # after each reboot of the board mid-transfer: the bytes it still had
+
+
+async def push(transport: Any, raw: bytes, session_config: Any = None, reader: Any = None, *,
+               timeout_s: float = 600.0, confirm: bool = True,
+               progress: Callable[[int, int], None] | None = None) -> PushResult:
+    """Step 1 hear the board, step 2 send the chunks from where the board says it is (resuming after
+    a cut or reboot), step 3 CONTROL ota_install, step 4 wait for the board to boot the new firmware
+    (and, with ``confirm``, to confirm it). Chunks go WINDOW at a time, each answered: the line stays
+    free for the board's live frames."""
+    from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
+    from liftwatch.edge_daemon.transport import TransportError
+    from liftwatch.protocol import messages as m
+    from liftwatch.protocol.framing import FrameReader
+
+    bundle = parse(raw)
+    bid, total = bundle.bundle_id, len(raw)
+    session = BoardSession(session_config or SessionConfig(), LinkMode.LIVE)
+    reader = reader or FrameReader()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + timeout_s
+    have: int | None = None  # the board's bytes of this bundle, from its last OTA_STATUS
+    nxt = 0  # next offset to send
+    resent = 0
+    booting = False  # the board said INSTALLING: wait for the new firmware's HELLO
+    asked_at = loop.time()
+    boot_seen: int | None = None
+    rebooted = False  # the board rebooted while chunks were on their way
+    resumed: list[int] = []
+    record_before: str | None = None  # the board's boot record (HELLO) before the install
+    try:
+        await transport.open()
+    except TransportError as err:
+        raise OtaError(str(err)) from err
+    try:
+        while loop.time() < deadline:
+            try:
+                chunk = await asyncio.wait_for(transport.read(), 0.2)
+            except asyncio.TimeoutError:
+                chunk = b""
+            for frame in reader.feed(chunk):
+                if reader.key != session.config.key:  # the board runs its rotated key: answer with it
+                    session.config = replace(session.config, key=reader.key)
+                session.on_frame(frame, time.time())
+                if frame.type == m.MessageType.OTA_STATUS and session.ota_status is not None:
+                    st = session.ota_status
+                    asked_at = loop.time()
+                    if st.state == m.OtaState.REFUSED and (booting or nxt > 0):
+                        raise OtaError(f"board refused the bundle: {st.reason}")
+                    if st.state == m.OtaState.REFUSED:  # an earlier push's: this one begins at 0
+                        have = nxt = 0
+                    elif st.state == m.OtaState.INSTALLING:
+                        booting = True
+                    elif booting and st.state == m.OtaState.IDLE:
+                        continue
+                    elif not booting:
+                        h = st.have if st.bundle_id == bid else 0
+                        if rebooted and have is None:  # the first word of a board that rebooted mid-transfer
+                            resumed.append(h)
+                        rebooted = False
+                        if have is not None and h <= have and nxt > h:  # a chunk was lost: go back
+                            resent += nxt - h
+                            nxt = h
+                        have = h
+                        nxt = max(nxt, h)
+                        if progress is not None:
+                            progress(h, total)  # bytes the board holds, of the bundle's
+                elif frame.type == m.MessageType.HELLO and session.hello is not None and not booting:
+                    record_before = session.hello.update_record
+                elif frame.type == m.MessageType.HELLO and session.hello is not None:
+                    hello = session.hello
+                    # the install boot switched nothing (a board's first update gains a record that
+                    # names no earlier firmware): ask it why
+                    if hello.update_record == record_before or hello.update == "":
+                        session.request(m.Command.OTA_QUERY, 0, time.time())
+                    elif hello.fw_version == bundle.version and (not confirm or hello.update == "confirmed"):
+                        return PushResult(hello.fw_version, hello.prev_fw_version, loop.time() - started, resent,
+                                          tuple(resumed))
+                    elif hello.update == "rolled_back":
+                        raise OtaError(f"the board rolled back to {hello.fw_version}: {bundle.version} "
+                                       "did not confirm (crashed, safe mode or no link)")
+            if session.boot_id is None:
+                continue
+            quiet = loop.time() - asked_at > STATUS_TIMEOUT_S
+            if boot_seen != session.boot_id or quiet:  # first contact, a reboot or silence: ask again
+                rebooted = rebooted or (boot_seen is not None and boot_seen != session.boot_id and nxt > 0)
+                boot_seen = session.boot_id
+                asked_at = loop.time()
+                session.take_outgoing()
+                if booting or record_before is None:  # its boot record: to tell an install that switched
+                    session.request(m.Command.REQUEST_HELLO, 0, time.time())
+                if not booting:
+                    session.request(m.Command.OTA_QUERY, 0, time.time())
+                if have is not None and nxt > have:
+                    resent += nxt - have
+                have, nxt = None, 0
+            elif not booting and have is not None:
+                if have >= total:
+                    session.request(m.Command.OTA_INSTALL, 0, time.time())
+                    have = None  # the answer is INSTALLING (then a reboot) or REFUSED
+                else:
+                    while nxt < total and nxt - have < WINDOW * CHUNK:
+                        session.send_ota_chunk(bid, nxt, total, raw[nxt:nxt + CHUNK], time.time())
+                        nxt = min(total, nxt + CHUNK)
+            for wire in session.take_outgoing():
+                await asyncio.wait_for(transport.write(wire), 2.0)
+    except TransportError as err:
+        raise OtaError(str(err)) from err
+    finally:
+        await transport.close()
+    raise OtaError(f"update did not complete within {timeout_s:.0f} s")
+
+
 # ---- CLI -------------------------------------------------------------------------------------------
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("ota", help="firmware update bundles: keygen, build")
+    p = subparsers.add_parser("ota", help="firmware updates over the data link: keygen, build, push")
     sub = p.add_subparsers(dest="ota_cmd", required=True)
     k = sub.add_parser("keygen", help="new release key: secret to FILE (keep it off the Pi), public to FILE.pub")
     k.add_argument("secret_file", type=Path, help="where the secret goes (removable media, not the Pi)")
@@ -188,6 +318,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--firmware-dir", type=Path, default=FIRMWARE_DIR, help="board modules to bundle (default: firmware/)")
     b.add_argument("-o", "--out", type=Path, required=True, help="bundle file to write")
     b.set_defaults(func=_cmd_build)
+    s = sub.add_parser("push", help="send a bundle to one board, install it, wait for it to confirm")
+    s.add_argument("bundle", type=Path, help="a bundle from `liftwatch ota build`")
+    s.add_argument("--config", type=Path, help="the daemon's config (names the car's port and key)")
+    s.add_argument("--car", help="the car to update (with --config)")
+    s.add_argument("--port", help="the board's data port, without a config")
+    s.add_argument("--key-file", help="with --port: the board's frame-tag key (hex)")
+    s.add_argument("--baudrate", type=int, default=None, help="UART rate (default: the car's from --config)")
+    s.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole update")
+    s.add_argument("--no-confirm", action="store_true", help="return once the new firmware boots (on trial)")
+    s.set_defaults(func=_cmd_push)
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -201,7 +341,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     except (OtaError, OSError) as exc:
         return _fail(str(exc))
     print(f"release key: secret in {args.secret_file} (move it off this machine), public {public.hex()} "
-          f"in {args.secret_file}.pub for the boards")
+          f"in {args.secret_file}.pub (liftwatch flash --ota-key)")
     return 0
 
 
@@ -214,4 +354,48 @@ def _cmd_build(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     b = parse(raw)
     print(f"bundle {args.out}: firmware {b.version} for {b.arch}, {len(b.files)} files, {len(raw)} bytes, signed")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from liftwatch.edge_daemon.config import ConfigError, load_config
+    from liftwatch.edge_daemon.session import SessionConfig
+    from liftwatch.edge_daemon.transport import LinkKind, make_transport
+    from liftwatch.protocol.framing import FrameReader
+
+    try:
+        raw = args.bundle.read_bytes()
+        parse(raw)
+    except (OSError, OtaError) as exc:
+        return _fail(f"{args.bundle}: {getattr(exc, 'strerror', None) or exc}", 2)
+    if args.port:
+        if args.config:
+            return _fail("give --port or --config, not both", 2)
+        try:
+            key = bytes.fromhex(Path(args.key_file).read_text().strip()) if args.key_file else None
+        except (OSError, ValueError) as err:
+            return _fail(f"--key-file {args.key_file}: {getattr(err, 'strerror', None) or 'not a hex key'}", 2)
+        transport = make_transport(LinkKind.SERIAL, args.port, baudrate=args.baudrate)
+        session_config, reader = SessionConfig(key=key), FrameReader(key=key, require_tag=key is not None)
+    elif args.config:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as err:
+            return _fail(str(err), 2)
+        boards = [b for b in cfg.boards if args.car in (None, b.car)]
+        if len(boards) != 1:
+            return _fail("name the board with --car" if boards else f"no board with car = {args.car!r}", 2)
+        board = boards[0]
+        transport = make_transport(board.link, board.address, baudrate=args.baudrate or board.baudrate)
+        session_config = cfg.session_for(board)
+        reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
+    else:
+        return _fail("give --config and --car, or --port", 2)
+    try:
+        result = asyncio.run(push(transport, raw, session_config, reader, timeout_s=args.timeout,
+                                  confirm=not args.no_confirm))
+    except OtaError as exc:
+        return _fail(str(exc))
+    print(f"updated: the board runs {result.fw_version} (previous {result.prev_fw_version}) after "
+          f"{result.seconds:.1f} s")
     return 0

@@ -49,6 +49,7 @@ from liftwatch.edge_daemon.observations import (
     RestStats,
 )
 from liftwatch.edge_daemon.vib_runs import VibStream
+from liftwatch.protocol import lwota
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import messages as m
 from liftwatch.protocol.framing import Frame, encode_frame
@@ -176,6 +177,7 @@ class BoardSession:
         self.last_counters: CountersSnapshot | None = None
         self.config_error: str = ""
         self.control_acks: dict[int, tuple[int, str, Any]] = {}  # CONTROL seq -> (status, reason, extra)
+        self.ota_status: m.OtaStatus | None = None  # the board's last word on a firmware update
         self._replay_epoch_ms = replay_epoch_ms
         self._clock = self._new_clock()
         self._vib = VibStream()
@@ -331,6 +333,11 @@ class BoardSession:
         out, self._out = self._out, []
         return out
 
+    def send_ota_chunk(self, bundle_id: int, offset: int, total: int, chunk: bytes,
+                       host_now_s: float | None = None) -> int | None:
+        """Queue one OTA_CHUNK of a firmware bundle (edge_daemon/ota.py paces them)."""
+        return self._send(lwota.T_OTA_CHUNK, [bundle_id, offset, total, chunk], host_now_s)
+
     def request(self, command: m.Command, arg: int = 0, host_now_s: float | None = None) -> int | None:
         """Queue a CONTROL command (calibrate, reboot, request_counters...); returns its seq, which
         the board's ACK carries as `ack_id`."""
@@ -346,6 +353,10 @@ class BoardSession:
             "online": bool(self.online),
             "boot_id": self.boot_id,
             "fw_version": h.fw_version if h is not None else "",
+            "prev_fw_version": h.prev_fw_version if h is not None else "",
+            "update": h.update if h is not None else "",
+            "update_refused": (self.ota_status.reason or None) if self.ota_status is not None
+            and self.ota_status.state == m.OtaState.REFUSED else None,
             "sensor_model": h.sensor_model if h is not None else "",
             "calibrated": self.calibrated,
             "safe_mode": self.safe_mode,
@@ -671,7 +682,13 @@ class BoardSession:
             self._stored_events.popitem(last=False)
 
 
+def _on_ota_status(self: BoardSession, frame: Frame, v: m.OtaStatus, ts: float, host_now_s: float,
+                   out: list[Observation]) -> None:
+    self.ota_status = v
+
+
 _HANDLERS = {
+    lwota.T_OTA_STATUS: _on_ota_status,
     lw.T_HELLO: BoardSession._on_hello,
     lw.T_STATE: BoardSession._on_state,
     lw.T_VIB: BoardSession._on_vib,

@@ -439,6 +439,11 @@ class Agent:
 
     def send_hello(self):
         b = self.board
+        try:  # the firmware update boot record (otaboot.py): HELLO carries it, the host reads it
+            with open(b.path("ota.boot")) as f:
+                update = f.read()
+        except OSError:
+            update = ""
         m = self.motion
         s = self.sensor
         caps = ["vib", "stats", "events", "config", "calibrate"]
@@ -448,7 +453,7 @@ class Agent:
             b.uid_hex(), FW_VERSION, s.MODEL if s else "none", self.cfg_hash,
             b.reset_cause(), caps, m.rate if m else 0, m.lsb if m else 0,
             bool(m and m.calibrated), self.safe_mode, self.c[_C_BOOTS],
-            list(m.gravity) if m and m.calibrated else None,
+            list(m.gravity) if m and m.calibrated else None, update,
         ]
         lk = self.link
         off = lk.begin(lwproto.T_HELLO, self.now)

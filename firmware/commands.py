@@ -1,7 +1,9 @@
 # Host commands: what the board does with each host->board frame. ACK of an EVENT (drop it from the
 # queue), TIME_SYNC (echo with board time), CONFIG (validated, saved, ACKed with the new config hash
 # or refused with a reason), CONTROL (reboot, calibrate, stream mode, HELLO or COUNTERS on request).
-# Every CONFIG and CONTROL is answered by an ACK naming the host frame's seq.
+# Every CONFIG and CONTROL is answered by an ACK naming the host frame's seq. A firmware update's
+# frames (OTA_CHUNK, CONTROL 6..9) go to otarx.py, imported at the first of them: a board that is
+# not being updated never has it on its heap.
 import gc
 
 import lwproto
@@ -34,8 +36,15 @@ class HostCommands:
             lk.commit(lwproto.pack_into(lk.enc.body, off, [p[0] if p else 0, now]), P_EVENT)
         elif mtype == lwproto.T_CONFIG:
             self._on_config(seq, p[0] if p else None)
-        elif mtype == lwproto.T_CONTROL:
+        elif mtype == lwproto.T_CONTROL and (p[0] if p else 0) not in b"\x06\x07\x08\x09":  # lwota.CMD_OTA_*
             self._on_control(seq, p[0] if p else 0, p[1] if len(p) > 1 else 0)
+        else:  # OTA_CHUNK or CONTROL 6..9: a firmware update, received by otarx.py, loaded for it
+            gc.collect()
+            try:
+                import otarx
+            except MemoryError:  # no answer: the host asks again (edge_daemon/ota.py STATUS_TIMEOUT_S)
+                return
+            otarx.on_frame(self, p)
 
     def send_ack(self, ack_type, ack_id, status, reason, extra):
         lk = self.link

@@ -202,4 +202,6 @@ class Link:
                 continue
             if self.authenticated:
                 self._accept(seq)
+            else:
+                self.host_top = seq  # the host is there (a firmware update on trial waits for it)
             handler(mtype, boot_id, seq, payload)

@@ -51,45 +51,59 @@ def _rotr(x, n):
     return ((x >> n) | (x << (64 - n))) & _M64
 
 
-def sha512_pure(msg):
-    """SHA-512 of bytes, in plain Python (the board's fallback; the host checks it against hashlib)."""
+def sha512_pure(*parts):
+    """SHA-512 of the parts joined, in plain Python (the board's fallback; the host checks it against
+    hashlib). 128 bytes at a time through one block buffer: the message is never copied whole (in
+    an install boot the board's heap has no free block the size of a firmware manifest)."""
     global _K
     if _K is None:
         _K = _sha512_init()
     h = [0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B, 0xA54FF53A5F1D36F1,
          0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179]
-    n = len(msg)
+    n = sum(len(p) for p in parts)
     pad = bytearray(b"\x80") + bytearray((111 - n) % 128) + (n * 8).to_bytes(16, "big")
-    data = bytes(msg) + bytes(pad)
     w = [0] * 80
-    for blk in range(0, len(data), 128):
-        for i in range(16):
-            w[i] = int.from_bytes(data[blk + 8 * i:blk + 8 * i + 8], "big")
-        for i in range(16, 80):
-            a = w[i - 15]
-            b = w[i - 2]
-            s0 = _rotr(a, 1) ^ _rotr(a, 8) ^ (a >> 7)
-            s1 = _rotr(b, 19) ^ _rotr(b, 61) ^ (b >> 6)
-            w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & _M64
-        a, b, c, d, e, f, g, hh = h
-        for i in range(80):
-            t1 = (hh + (_rotr(e, 14) ^ _rotr(e, 18) ^ _rotr(e, 41)) + ((e & f) ^ (~e & g)) + _K[i] + w[i]) & _M64
-            t2 = ((_rotr(a, 28) ^ _rotr(a, 34) ^ _rotr(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))) & _M64
-            hh = g
-            g = f
-            f = e
-            e = (d + t1) & _M64
-            d = c
-            c = b
-            b = a
-            a = (t1 + t2) & _M64
-        h = [(x + y) & _M64 for x, y in zip(h, (a, b, c, d, e, f, g, hh))]
+    blk = bytearray(128)
+    k = 0
+    for p in parts + (pad,):
+        i = 0
+        while i < len(p):
+            m = min(128 - k, len(p) - i)
+            blk[k:k + m] = p[i:i + m]
+            k += m
+            i += m
+            if k == 128:
+                h = _sha512_block(h, w, blk)
+                k = 0
     return b"".join(x.to_bytes(8, "big") for x in h)
 
 
+def _sha512_block(h, w, blk):
+    for i in range(16):
+        w[i] = int.from_bytes(blk[8 * i:8 * i + 8], "big")
+    for i in range(16, 80):
+        a = w[i - 15]
+        b = w[i - 2]
+        s0 = _rotr(a, 1) ^ _rotr(a, 8) ^ (a >> 7)
+        s1 = _rotr(b, 19) ^ _rotr(b, 61) ^ (b >> 6)
+        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & _M64
+    a, b, c, d, e, f, g, hh = h
+    for i in range(80):
+        t1 = (hh + (_rotr(e, 14) ^ _rotr(e, 18) ^ _rotr(e, 41)) + ((e & f) ^ (~e & g)) + _K[i] + w[i]) & _M64
+        t2 = ((_rotr(a, 28) ^ _rotr(a, 34) ^ _rotr(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))) & _M64
+        hh = g
+        g = f
+        f = e
+        e = (d + t1) & _M64
+        d = c
+        c = b
+        b = a
+        a = (t1 + t2) & _M64
+    return [(x + y) & _M64 for x, y in zip(h, (a, b, c, d, e, f, g, hh))]
+
+
 def _hash_mod_l(*parts):
-    m = b"".join(parts)
-    digest = _sha512(m).digest() if _sha512 is not None else sha512_pure(m)
+    digest = _sha512(b"".join(parts)).digest() if _sha512 is not None else sha512_pure(*parts)
     return int.from_bytes(digest, "little") % _L
 
 

@@ -56,7 +56,9 @@ T_JOURNAL = const(12)
 J_TRIP = const(1)
 J_DOOR_CYCLE = const(2)
 J_INSPECTION = const(3)
-KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+# 13 OTA_CHUNK and 14 OTA_STATUS: the firmware update's codes are in lwota.py (each name here is a
+# slot in this module's globals on the board, whose table is a few KiB and grows by reallocation).
+KNOWN_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
 
 # Field codes, SPEC.md section 5 "Common enumerations" (tests/test_wire_codes.py pins each to it). The
 # board, the host's typed views and the simulators all import them from here.
@@ -112,8 +114,8 @@ FLAGS_INCOMPAT_MASK = const(0x0F)
 # frame reflected back to where it came from is never taken for the other end's.
 FROM_BOARD = const(0)
 FROM_HOST = const(1)
-BOARD_TYPES = const(0x13FE)  # HELLO..HEARTBEAT, ACK, TIME_SYNC, JOURNAL
-HOST_TYPES = const(0xF00)  # ACK, TIME_SYNC, CONFIG, CONTROL
+BOARD_TYPES = const(0x53FE)  # HELLO..HEARTBEAT, ACK, TIME_SYNC, JOURNAL, OTA_STATUS
+HOST_TYPES = const(0x2F00)  # ACK, TIME_SYNC, CONFIG, CONTROL, OTA_CHUNK
 
 
 def _mac(key, sender):
@@ -492,7 +494,9 @@ def unpack(buf, off, end, depth=0):
         n = _get_be(buf, off, w)
         off += w
         _need(off + n, end)
-        return bytes(buf[off : off + n]), off + n
+        # A view of the frame, valid until the next decode: the board writes firmware update
+        # chunks to flash from it, having no heap block to copy one into.
+        return memoryview(buf)[off : off + n], off + n
     if b == 0xCA or b == 0xCB:
         w = 4 if b == 0xCA else 8
         _need(off + w, end)

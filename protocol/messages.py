@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from liftwatch.errors import LiftwatchError
+from liftwatch.protocol import lwota as _ota
 from liftwatch.protocol import lwproto as _lw
 from liftwatch.protocol.framing import Frame
 
@@ -33,6 +34,8 @@ class MessageType(enum.IntEnum):
     CONFIG = _lw.T_CONFIG
     CONTROL = _lw.T_CONTROL
     JOURNAL = _lw.T_JOURNAL
+    OTA_CHUNK = _ota.T_OTA_CHUNK
+    OTA_STATUS = _ota.T_OTA_STATUS
 
 
 class Input(enum.IntFlag):
@@ -92,6 +95,20 @@ class Command(enum.IntEnum):
     STREAM_MODE = _lw.CMD_STREAM_MODE
     REQUEST_HELLO = _lw.CMD_REQUEST_HELLO
     REQUEST_COUNTERS = _lw.CMD_REQUEST_COUNTERS
+    OTA_QUERY = _ota.CMD_OTA_QUERY
+    OTA_INSTALL = _ota.CMD_OTA_INSTALL
+    OTA_ABORT = _ota.CMD_OTA_ABORT
+    OTA_ROLLBACK = _ota.CMD_OTA_ROLLBACK
+
+
+class OtaState(_TolerantIntEnum):
+    """OTA_STATUS `state`."""
+
+    IDLE = _ota.OTA_IDLE
+    RECEIVING = _ota.OTA_RECEIVING
+    INSTALLING = _ota.OTA_INSTALLING
+    REFUSED = _ota.OTA_REFUSED
+    ROLLING_BACK = _ota.OTA_ROLLING_BACK
 
 
 class StreamMode(enum.IntEnum):
@@ -273,6 +290,24 @@ class Hello(Message):
     safe_mode: bool = False
     boots: int = 0
     gravity: Xyz | None = None  # counts at rest from calibration; None until calibrated
+    # The firmware update boot record as the board keeps it (firmware/otaboot.py): "cur prev trial
+    # cur_version prev_version", "" before any update. Sent raw: every name the board adds costs its
+    # boot heap; `prev_fw_version` and `update` read it here.
+    update_record: str = ""
+
+    @property
+    def prev_fw_version(self) -> str:
+        """The firmware a rollback returns to ("" before any update)."""
+        fields = self.update_record.split()
+        return fields[4] if len(fields) == 5 and fields[4] != "-" else ""
+
+    @property
+    def update(self) -> str:
+        """"" (never updated), "trial" (a new firmware not yet confirmed), "confirmed", "rolled_back"."""
+        fields = self.update_record.split()
+        if len(fields) != 5 or fields[4] == "-":  # "-": an install asked for, nothing staged yet
+            return ""
+        return {"c": "confirmed", "r": "rolled_back"}.get(fields[2], "trial")
 
 
 @dataclass(slots=True)
@@ -395,6 +430,24 @@ class Control(Message):
     arg: int = 0
 
 
+@dataclass(slots=True)
+class OtaChunk(Message):
+    TYPE: ClassVar[MessageType] = MessageType.OTA_CHUNK
+    bundle_id: int
+    offset: int
+    total: int
+    chunk: bytes
+
+
+@dataclass(slots=True)
+class OtaStatus(Message):
+    TYPE: ClassVar[MessageType] = MessageType.OTA_STATUS
+    bundle_id: int
+    have: int
+    state: int
+    reason: str = ""  # why it was refused (state REFUSED); the versions are in HELLO
+
+
 JOURNAL_RECORD = struct.Struct("<BBHIIIHbBBB")  # SPEC.md section 5, "JOURNAL record" (crc u16 BE follows)
 JOURNAL_RECORD_BYTES = JOURNAL_RECORD.size + 2
 JOURNAL_MAGIC = 0x4A
@@ -446,7 +499,8 @@ class Journal(Message):
 
 MESSAGE_CLASSES: dict[int, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, State, Vib, Stats, Event, Counters, Heartbeat, Ack, TimeSync, Config, Control, Journal)
+    for cls in (Hello, State, Vib, Stats, Event, Counters, Heartbeat, Ack, TimeSync, Config, Control, Journal,
+                OtaChunk, OtaStatus)
 }
 
 for _cls in MESSAGE_CLASSES.values():  # each field's kind from its annotation (KeyError: a kind _KINDS lacks)

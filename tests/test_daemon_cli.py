@@ -99,10 +99,13 @@ def test_status_table_flags_stale_snapshot_and_board_problems():
                     "counters": {"frames": 10, "lost_frames": 1, "reboots": 2, "drops": {"late": 1}},
                     "framing_drops": {"crc": 2}, "active_faults": ["entrapment"], "config_error": "1: rate_hz",
                     "calibrated": False, "safe_mode": False, "link_counters": {}, "link_quality": 0.7692,
-                    "expected_board": "b7",
+                    "expected_board": "b7", "fw_version": "1.0.0", "prev_fw_version": "1.1.0", "update": "rolled_back",
+                    "update_refused": "bad signature: not signed by this board's release key",
                     "last_events": [{"type": "entrapment", "state": "raised", "event_ts": "2027-01-15T07:59:00.000Z"}]}],
     }
     text = format_status(status, now)
+    assert "firmware 1.0.0 rolled_back, previous 1.1.0" in text
+    assert "update refused: bad signature" in text
     assert "STALE" in text  # written long before `now`; the board heard 3 s before that
     row = next(line for line in text.splitlines() if line.startswith("c1"))
     assert row.split()[:11] == ["c1", "b1", "ready", "yes", "60m", "ago", "10", "1", "3", "76.9%", "2"]

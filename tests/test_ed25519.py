@@ -30,6 +30,8 @@ def test_rfc8032_vectors_sign_and_verify(v: dict) -> None:
 def test_pure_sha512_is_sha512(n: int) -> None:
     data = bytes((7 * i + n) & 0xFF for i in range(n))
     assert ed25519.sha512_pure(data) == hashlib.sha512(data).digest()
+    for cut in {0, n // 3, n // 2, n}:  # in parts, as the signature check hashes R, A and the message
+        assert ed25519.sha512_pure(data[:cut], data[cut:], b"") == hashlib.sha512(data).digest()
 
 
 def test_forgeries_are_refused() -> None:

@@ -49,7 +49,7 @@ def test_esp32_dry_run_lists_real_board_modules_only_and_touches_no_port(capsys)
     assert ESP32_NEEDS <= set(names)
     assert not [n for n in names if is_simulation_module(Path(n).with_suffix(".py"))]
     real = {board_name(p) for p in FIRMWARE_DIR.glob("*.py") if p.name != "__init__.py"} - MOCK_NEEDS
-    assert set(names) == real | {"lwproto.mpy", "lwtag.mpy"}  # every real module goes, nothing else
+    assert set(names) == real | {"lwproto.mpy", "lwtag.mpy", "ed25519.mpy", "lwota.mpy"}  # every real module goes, nothing else
     assert len(names) == len(set(names))
 
 

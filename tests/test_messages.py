@@ -13,7 +13,8 @@ from liftwatch.protocol import messages as m
 
 # One payload per message as a board (or the host) sends it, every field present.
 VALID = {
-    m.Hello: ["b-1", "1.2.0", "lis3dh", 123, "power_on", ["vib", "stats"], 400, 16384, True, False, 3, [0, 5, 16380]],
+    m.Hello: ["b-1", "1.2.0", "lis3dh", 123, "power_on", ["vib", "stats"], 400, 16384, True, False, 3, [0, 5, 16380],
+              "fw_a - c 1.1.0 1.0.0"],
     m.State: [1005, 0b101, 0b001, 0],
     m.Vib: [400, 16384, 2624, 2, bytes(12)],
     m.Stats: [1000, 400, [1, 2, 1000], [3, 4, 5], 12, 0],
@@ -25,6 +26,8 @@ VALID = {
     m.Config: [{"rate_hz": 400}],
     m.Control: [4, 0],
     m.Journal: ["0badc0ffee00", m.pack_journal_record(41, 1, 3, 4320, 13240, 1, 1, 1554, 7, 7), 0],
+    m.OtaChunk: [12345, 256, 62131, bytes(256)],
+    m.OtaStatus: [12345, 512, 1, ""],
 }
 # A value of another kind than each field declares (what a broken or hostile board might send).
 WRONG = {"int": "7", "int | None": 1.5, "str": 7, "bool": 1, "bytes": "ab", "Xyz": [1, 2], "Xyz | None": [1, "2", 3],

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from liftwatch.protocol import lwota
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import messages as m
 from liftwatch.protocol import trace
@@ -48,8 +49,8 @@ def _numbered(text: str) -> dict[str, int]:
 
 
 def _codes(prefix: str) -> dict[str, int]:
-    """lwproto's codes named ``prefix`` + NAME, as {NAME: value}."""
-    return {k[len(prefix):]: getattr(lw, k) for k in dir(lw) if k.startswith(prefix)}
+    """lwproto's and lwota's (the firmware update's) codes named ``prefix`` + NAME, as {NAME: value}."""
+    return {k[len(prefix):]: getattr(mod, k) for mod in (lw, lwota) for k in dir(mod) if k.startswith(prefix)}
 
 
 def spec_codes() -> dict[str, dict[str, int]]:
@@ -76,6 +77,7 @@ def spec_codes() -> dict[str, dict[str, int]]:
         "CMD_": _numbered(command),
         "STREAM_": stream,
         "ACK_": ack,
+        "OTA_": _numbered(_enumeration("OTA_STATUS state")),
         "J_": _numbered(_enumeration("JOURNAL kind")),
     }
 
@@ -90,7 +92,9 @@ def test_the_spec_tables_parse_to_what_the_spec_says():
     assert spec["CMD_"]["REQUEST_COUNTERS"] == 5 and spec["STREAM_"] == {"AUTO": 0, "ALWAYS_VIB": 1, "NO_VIB": 2}
     assert spec["ACK_"] == {"OK": 0, "REFUSED": 1, "UNKNOWN": 2, "BUSY": 3}
     assert spec["EVENT_"] == {"RAISED": 1, "CLEARED": 0}
-    assert spec["T_"]["CONTROL"] == 11 and spec["T_"]["JOURNAL"] == 12 and len(spec["T_"]) == 12
+    assert spec["T_"]["CONTROL"] == 11 and spec["T_"]["JOURNAL"] == 12 and spec["T_"]["OTA_STATUS"] == 14
+    assert len(spec["T_"]) == 14
+    assert spec["OTA_"]["ROLLING_BACK"] == 4 and len(spec["OTA_"]) == 5
     assert spec["J_"] == {"TRIP": 1, "DOOR_CYCLE": 2, "INSPECTION": 3}
 
 
@@ -112,6 +116,7 @@ def test_the_host_enums_are_the_wire_codes():
     assert {e.name: int(e) for e in m.StreamMode} == spec_codes()["STREAM_"]
     assert {e.name: int(e) for e in m.AckStatus} == spec_codes()["ACK_"]
     assert {e.name: int(e) for e in m.Motion} == spec_codes()["MOTION_"]
+    assert {e.name: int(e) for e in m.OtaState} == spec_codes()["OTA_"]
 
 
 def test_the_trace_columns_are_the_input_bits_in_order():

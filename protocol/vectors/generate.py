@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from liftwatch.protocol import lwota
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.messages import pack_journal_record
 from liftwatch.protocol import lwtag
@@ -35,7 +36,7 @@ FLAG_COMPAT_EXAMPLE = 0x10  # a may-ignore bit no v2 reader knows
 FLAG_INCOMPAT_UNKNOWN = 0x04  # a must-understand bit no v2 reader knows
 # Frame cases the host sends (the rest are the board's): they carry FROM_HOST and the host->board key.
 HOST_CASES = frozenset({"spec_control_calibrate", "ack_event", "time_sync_host", "config", "control_calibrate",
-                        "ack_journal"})
+                        "ack_journal", "ota_chunk"})
 
 
 # ---------------------------------------------------------------- realistic accelerometer samples
@@ -180,6 +181,10 @@ def frame_cases() -> list[dict[str, Any]]:
          [{"stats_window_ms": 10000, "vib_stream": True, "rate_hz": 400, "site": "SH-0042", "gain": 1.5,
            "door_open_limit_ms": 60000}], 0),
         ("control_calibrate", "host->board command", lw.T_CONTROL, b, 18, 0, [2, 0], 0),
+        ("ota_chunk", "host->board firmware bundle bytes (bin 8)", lwota.T_OTA_CHUNK, b, 21, 0,
+         [0x1234567, 512, 63000, bytes(range(256))], 0),
+        ("ota_status", "board->host where a firmware update stands", lwota.T_OTA_STATUS, b, 22, 1051000,
+         [0x1234567, 768, lwota.OTA_RECEIVING, ""], 0),
         ("wrap_edges", "seq 65535, t_ms 2**30-1, boot_id 65535", lw.T_HEARTBEAT, 0xFFFF, 0xFFFF,
          lw.T_MS_MODULO - 1, [4294967, 0, 0, 255, 0, False, True], 0),
         ("cobs_long_run", "510 non-zero payload bytes: COBS 0xFF blocks", lw.T_ACK, b, 19, 1049000,

@@ -145,6 +145,9 @@ def same(a, b):
             if k not in b or not same(a[k], b[k]):
                 return False
         return True
+    binary = (bytes, bytearray, memoryview)  # a decoded bin is a view of the frame (lwproto.unpack)
+    if type(a) in binary and type(b) in binary:
+        return bytes(a) == bytes(b)
     return type(a) is type(b) and a == b
 
 
