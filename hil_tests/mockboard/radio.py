@@ -243,7 +243,6 @@ class _BoardSession:
         self.name = "MPY NIMBLE"
         self.mtu = 23
         self.chars: dict[int, gatt.Characteristic] = {}
-        self.char_flags: dict[int, int] = {}
         self.done_marks: collections.deque[int] = collections.deque()  # packets queued after each notification
         self.security = {"bond": False, "mitm": False, "le_secure": False, "io": 3}  # the port's defaults
         self.trusted: dict[int, tuple[bool, bool]] = {}  # connection handle -> (encrypted, authenticated)
@@ -287,7 +286,12 @@ class _BoardSession:
     async def _calls(self) -> None:
         while True:
             kind, body = await self.calls.get()
-            await self.on_call(kind, body)
+            try:
+                await self.on_call(kind, body)
+            except Exception:  # noqa: BLE001 - a radio that cannot go on is a board that lost its radio
+                log.exception("board %s: radio call %r failed; its radio goes off", self.address, kind)
+                self.writer.close()  # the stand-in sees the radio gone (ENODEV), run() powers it off
+                return
 
     def _answered(self, body: bytes) -> None:
         # The stand-in answers every g and s at once, in order: R is the oldest question's
