@@ -169,6 +169,10 @@ class BoardSession:
         self._gap_frames = 0  # frames missing just before the current one (its seq gap)
         self.inputs: int | None = None
         self.motion: int | None = None
+        # After a link gap the inputs and motion last heard may no longer hold (the board's STATE
+        # frames of the gap can be lost): the next STATE or HEARTBEAT says what they are now, in an
+        # InputsChanged even if nothing differs, which analytics waits for before judging again.
+        self._confirm_state = False
         self.last_heartbeat: dict[str, Any] = {}
         self.last_counters: CountersSnapshot | None = None
         self.config_error: str = ""
@@ -449,6 +453,7 @@ class BoardSession:
 
     def _go_offline(self, out: list[Observation]) -> None:
         self.online = False
+        self._confirm_state = True
         self.counters.offline_periods += 1
         out.append(LinkState(ts=self.last_heard_s or 0.0, online=False))
 
@@ -526,8 +531,15 @@ class BoardSession:
         clock = self._clock
         t = clock.payload_utc_s(st.event_t_ms, ts)
         clock.expire_trip_hold()
-        inputs, changed, motion = st.inputs, st.changed, st.motion
-        if changed or inputs != self.inputs:
+        self._state_heard(t, st.inputs, st.changed, st.motion, out, st.event_t_ms)
+
+    def _state_heard(self, t: float, inputs: int, changed: int, motion: int, out: list[Observation],
+                     event_t_ms: int | None = None) -> None:
+        """The board's inputs and motion at `t`: observations for what changed (everything, once,
+        after a link gap). `event_t_ms` (a STATE's) times a trip's start for the clock."""
+        clock = self._clock
+        confirm, self._confirm_state = self._confirm_state, False
+        if changed or inputs != self.inputs or confirm:
             if self.inputs is not None and not changed:
                 changed = inputs ^ self.inputs  # a STATE we missed: say what differs from the last
             out.append(InputsChanged(ts=t, inputs=inputs, changed=changed))
@@ -535,9 +547,9 @@ class BoardSession:
         if motion != self.motion:
             out.append(MotionChanged(ts=t, motion=motion))
             self.motion = motion
-            if motion in MOVING:
-                clock.hold_for_trip(clock.peek(st.event_t_ms % T_MS_MODULO))
-            else:
+            if motion in MOVING and event_t_ms is not None:
+                clock.hold_for_trip(clock.peek(event_t_ms % T_MS_MODULO))
+            elif motion not in MOVING:
                 clock.release_after_trip()
 
     def _on_vib(self, frame: Frame, v: m.Vib, ts: float, host_now_s: float, out: list[Observation]) -> None:
@@ -580,6 +592,8 @@ class BoardSession:
             "motion": hb.motion, "inputs": hb.inputs, "calibrated": hb.calibrated, "safe_mode": hb.safe_mode,
         }
         self.calibrated, self.safe_mode = hb.calibrated, hb.safe_mode
+        if self._confirm_state:  # otherwise STATE frames report every change, at its own time
+            self._state_heard(ts, hb.inputs, 0, hb.motion, out)
 
     def _on_ack(self, frame: Frame, a: m.Ack, ts: float, host_now_s: float, out: list[Observation]) -> None:
         if a.ack_type == lw.T_CONTROL:

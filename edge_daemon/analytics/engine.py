@@ -141,6 +141,10 @@ class CarAnalytics:
         self._inputs: int | None = None
         self._motion: int | None = None
         self._online = True
+        # Back from a link gap: the inputs and motion held are from before it, so no rule is judged
+        # on them (a car that arrived and stopped unseen is not "moving with the door open") until
+        # the session's next InputsChanged says what they are now (it sends one after every gap).
+        self._state_stale = False
         self._offline_since: float | None = None
         self._gravity: tuple[int, int, int] | None = None
         self._noise_mg = 0.0  # the sensor's noise at rest (largest axis of the last STATS rms)
@@ -315,7 +319,7 @@ class CarAnalytics:
 
     @property
     def _in_service(self) -> bool:
-        return self._online and self._inputs is not None and not self._bit(_INSPECTION)
+        return self._online and self._inputs is not None and not self._state_stale and not self._bit(_INSPECTION)
 
     @property
     def _motion_known(self) -> bool:
@@ -362,6 +366,7 @@ class CarAnalytics:
     def _on_inputs(self, obs: InputsChanged) -> list[Output]:
         prev = self._inputs
         self._inputs = obs.inputs
+        self._state_stale = False
         diff = (prev ^ obs.inputs) if prev is not None else 0xFF
         out: list[Output] = []
         zone_bits = _ZONE_UP | _ZONE_DN
@@ -471,6 +476,7 @@ class CarAnalytics:
             self._acc().offline_s += max(0.0, obs.ts - self._offline_since)
             self._offline_since = None
         self._floors.reset()  # trips while the link was down went unseen: re-anchor
+        self._state_stale = True
         return self._faults.clear(FaultType.BOARD_OFFLINE, obs.ts)
 
     def _on_boot(self, obs: BoardBooted) -> list[Output]:
