@@ -160,6 +160,23 @@ async def test_a_journal_from_another_board_is_refused_and_never_acked() -> None
     assert len(car.of("trip")) == 1 and car.journal_acks() == [0]
 
 
+async def test_a_trip_seen_live_is_one_fact_when_the_clock_moved_before_its_record_came() -> None:
+    """The 24 h soak's duplicate: the clock's estimate moved by 5.7 s (a TIME_SYNC at 200x) between
+    the live STATE of a start and the journal record of it. The record takes the UTC the live stream
+    gave that board time, so it still matches."""
+    car = Car()
+    await car.hello(1000)
+    await car.live_trip(10_000, 19_000)
+    await car.tick(25_000)
+    record = m.pack_journal_record(0, lw.J_TRIP, 7, 10_000, 19_000, 1, 1, 1500, LEVEL_CLOSED, LEVEL_CLOSED)
+    (f,) = car.reader.feed(encode_frame(lw.T_JOURNAL, [BOARD, record, 0], 7, car.seq, 26_000))
+    await car.pipe.frames([f], EPOCH_S + 26.0 - 5.7)  # heard 5.7 s "early": the clock moves back
+    car._take()
+    (trip,) = car.of("trip")
+    assert trip["source"] == "live" and trip["start_ts"] == "2026-01-01T00:00:10.000Z"
+    assert car.journal_acks() == [0] and car.pipe.analytics.journal.matched == 1
+
+
 async def test_a_record_of_an_earlier_boot_maps_with_that_boot_s_clock() -> None:
     car = Car()
     await car.hello(1000)
