@@ -8,7 +8,7 @@ Prints a table; with --json the last line is one JSON object with at least:
   off (must be 0), plus how many passes ran under micropython.heap_lock() without a MemoryError.
 - max_rate_hz_no_drop: the highest output data rate that ran with no FIFO, ring or link loss.
 - heap_free_min: lowest gc.mem_free() the board reported (HEARTBEAT) over the long run, brought back
-  to a 96 KiB board: minus the allowance the run got (tests/support/fwharness.SIM_HEAP_ALLOWANCE_K), plus
+  to a 96 KiB board: minus the allowances the run got (liftwatch/upy.py: SIM_HEAP_ALLOWANCE_K, POINTER_WIDTH_HEAP_K), plus
   what the simulated hardware (hal_sim, the fake accelerometer, feed buffers) measured in that run.
 - viper_gain_*: the burst analysis (motion._analyse) as viper vs the same code as plain bytecode
   and as @micropython.native.
@@ -177,7 +177,8 @@ def main() -> None:
         "rates_run": {f'{r["rate"]}': ("ok" if r["ok"] and r["lost"] == 0 else f'lost {r["lost"]}') for r in rates},
         # On a 96 KiB board: what the run had, minus the allowance it was given, plus what the
         # simulated hardware took of it (the harness's runner stays charged to the firmware).
-        "heap_free_min": base["heap_free_min"] - h.SIM_HEAP_ALLOWANCE_K * 1024 + base["sim_bytes"],
+        "heap_free_min": base["heap_free_min"] - (h.SIM_HEAP_ALLOWANCE_K + h.POINTER_WIDTH_HEAP_K) * 1024
+        + base["sim_bytes"],
         "heap_free_min_sim_heap": base["heap_free_min"],
         "sim_hardware_bytes": base["sim_bytes"],
         "sim_us_per_sample": round(base["sim_us"] / base["samples"], 2),

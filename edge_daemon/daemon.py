@@ -316,12 +316,10 @@ class Daemon:
                                stored_journal=saved.journal, expected_board_id=board.board_id,
                                boot_offsets=saved.boot_offsets)
         analytics = CarAnalytics(board.car, board.analytics)
-        if saved.open_visit is not None:
-            analytics.restore_open_visit(saved.open_visit)
         pipeline = CarPipeline(self.config.site, board.car, session, analytics,
                                store, board.board_id, event_memory=memory,
                                observer=self.plane.observe if self.plane is not None else None)
-        pipeline.mark_saved_visit(saved.open_visit)
+        pipeline.restore(saved)
         reader = FrameReader(key=board.key, next_key=board.next_key, require_tag=board.require_tag)
         window = None
         if board.key is not None:  # the window must outlive the daemon, or a restart reopens it

@@ -8,7 +8,8 @@ The same command flashes an ESP32 on /dev/ttyUSB0 and a mock board's console pty
    ``firmware/sim/``) goes only to the mock board, whose unix MicroPython reports its host's
    architecture;
 3. copy with ``mpremote cp`` (it skips files whose hash already matches), remove stale twins (a
-   ``x.py`` left on the board would shadow a new ``x.mpy``), write the board config and auth key;
+   ``x.py`` left on the board would shadow a new ``x.mpy``), write the board config, auth key and
+   BLE pairing passkey;
 4. verify every file with ``mpremote sha256sum`` against the local bytes;
 5. soft-reboot from the friendly REPL (Ctrl-D) so ``boot.py`` and ``main.py`` run.
 """
@@ -35,6 +36,7 @@ from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR
 # Where the firmware looks for its settings and its per-board frame-tag key on the board's flash.
 BOARD_CONFIG_PATH = "config.json"
 BOARD_KEY_PATH = "auth.key"
+BOARD_PASSKEY_PATH = "ble_passkey.txt"  # the BLE pairing passkey (firmware/ble_bonds.py reads it)
 # The release key's public half, against which the board checks firmware bundles (firmware/ota.py).
 BOARD_OTA_KEY_PATH = "ota.pub"
 # A firmware update's boot record (firmware/ota.py): removed by a flash, so the firmware just written
@@ -198,6 +200,7 @@ def flash(
     *,
     config: Path | None = None,
     key_file: Path | None = None,
+    passkey_file: Path | None = None,
     ota_key: Path | None = None,
     firmware_dir: Path = FIRMWARE_DIR,
     reboot: bool = True,
@@ -227,14 +230,12 @@ def flash(
         ):
             if path is None:
                 continue
-            try:
-                key_hex = path.read_text(encoding="ascii").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise FlashError(f"{what} {path}: {getattr(exc, 'strerror', None) or 'not hex'}") from None
-            if not re.fullmatch(pattern, key_hex):
-                raise FlashError(f"{what} {path}: expected {expected}")
             dst = out / dst_name
-            dst.write_bytes(bytes.fromhex(key_hex))
+            dst.write_bytes(bytes.fromhex(read_secret(path, what, pattern, expected)))
+            files.append(dst)
+        if passkey_file is not None:
+            dst = out / BOARD_PASSKEY_PATH
+            dst.write_text(read_passkey(passkey_file), encoding="ascii")
             files.append(dst)
         names = [f.name for f in files]
         listing = _mpremote(port, "listing the board's files", "ls", ":")
@@ -257,6 +258,23 @@ def flash(
     return FlashResult(tuple(names), arch, time.monotonic() - started)
 
 
+def read_secret(path: Path, what: str, pattern: str, expected: str) -> str:
+    """The stripped text of a secret file that matches ``pattern``; else a FlashError that names the
+    file and what was ``expected``, never what the file holds."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FlashError(f"{what} {path}: {getattr(exc, 'strerror', None) or 'expected ' + expected}") from None
+    if not re.fullmatch(pattern, text):
+        raise FlashError(f"{what} {path}: expected {expected}")
+    return text
+
+
+def read_passkey(path: Path) -> str:
+    """The 6 digits of a BLE pairing passkey file."""
+    return read_secret(path, "BLE passkey", r"[0-9]{6}", "6 digits")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "flash",
@@ -271,6 +289,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="with --dry-run: the board's native arch instead of asking it (xtensawin: ESP32)")
     p.add_argument("--config", type=Path, help=f"board settings (JSON object), written as /{BOARD_CONFIG_PATH}")
     p.add_argument("--key-file", type=Path, help=f"per-board frame-tag key (hex), written as /{BOARD_KEY_PATH}")
+    p.add_argument("--ble-passkey-file", type=Path, help="the BLE pairing passkey (6 digits), written as "
+                   f"/{BOARD_PASSKEY_PATH}: the Pi pairs with it once (docs/operations.md); a BLE board without "
+                   "one bonds with no central")
     p.add_argument("--ota-key", type=Path, help="release key's public half (FILE.pub of `liftwatch ota keygen`), "
                    f"written as /{BOARD_OTA_KEY_PATH}: the board installs only bundles it signed")
     p.add_argument("--keystore", type=Path, help="daemon key store: flash the board's key from it (first key, or a "
@@ -284,7 +305,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def dry_run(
-    port: str | None, arch: str | None, *, config: Path | None, key_file: Path | None, firmware_dir: Path
+    port: str | None, arch: str | None, *, config: Path | None, key_file: Path | None, firmware_dir: Path,
+    passkey_file: Path | None = None,
 ) -> list[str]:
     """The board files a flash would write for a board of ``arch`` (asked of ``port`` when None)."""
     if arch is None:
@@ -292,7 +314,8 @@ def dry_run(
             raise FlashError("--dry-run needs a PORT to ask or an --arch")
         _, arch = board_arch(port)
     names = [board_name(src) for src in firmware_sources(firmware_dir, simulated=is_simulator_arch(arch))]
-    return names + [name for name, given in ((BOARD_CONFIG_PATH, config), (BOARD_KEY_PATH, key_file)) if given]
+    given = ((BOARD_CONFIG_PATH, config), (BOARD_KEY_PATH, key_file), (BOARD_PASSKEY_PATH, passkey_file))
+    return names + [name for name, path in given if path]
 
 
 def _cmd_flash(args: argparse.Namespace) -> int:
@@ -305,7 +328,8 @@ def _cmd_flash(args: argparse.Namespace) -> int:
     if args.dry_run:
         try:
             names = dry_run(
-                args.port, args.arch, config=args.config, key_file=args.key_file, firmware_dir=args.firmware_dir
+                args.port, args.arch, config=args.config, key_file=args.key_file, firmware_dir=args.firmware_dir,
+                passkey_file=args.ble_passkey_file,
             )
         except FlashError as exc:
             print(f"liftwatch flash: {exc}", file=sys.stderr)
@@ -317,7 +341,8 @@ def _cmd_flash(args: argparse.Namespace) -> int:
         print(f"liftwatch flash: {args.port}: no such port (is the board plugged in? see `ls /dev/tty*`)",
               file=sys.stderr)
         return 2
-    for option, path in (("--config", args.config), ("--key-file", key_file), ("--ota-key", args.ota_key)):
+    for option, path in (("--config", args.config), ("--key-file", key_file), ("--ota-key", args.ota_key),
+                         ("--ble-passkey-file", args.ble_passkey_file)):
         if path is not None and not path.is_file():
             print(f"liftwatch flash: {option} {path}: no such file", file=sys.stderr)
             return 2
@@ -339,6 +364,7 @@ def _cmd_flash(args: argparse.Namespace) -> int:
             args.port,
             config=args.config,
             key_file=key_file,
+            passkey_file=args.ble_passkey_file,
             ota_key=args.ota_key,
             firmware_dir=args.firmware_dir,
             reboot=not args.no_reboot,

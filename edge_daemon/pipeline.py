@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
+from liftwatch.edge_daemon.analytics.journal_fill import parse_visit_memory
 from liftwatch.edge_daemon.envelope import InvalidMessageError, make_message, utc_iso
 from liftwatch.edge_daemon.observations import BoardEvent, JournalRecord, Observation
 from liftwatch.edge_daemon.outbox import Outbox, OutboxWriteError
@@ -106,6 +107,7 @@ class CarPipeline:
         self._last_ts: float | None = None
         self._saved_host_seq: int | None = None
         self._saved_visit: dict[str, Any] | None = None
+        self._saved_journal_visits = self.analytics.journal.visits_changed
         self.last_events: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS)  # for `liftwatch status`
 
     @property
@@ -201,9 +203,10 @@ class CarPipeline:
         if self.event_memory is None:
             return True
         visit = self.analytics.open_visit()
+        journal_visits, changed = self.analytics.journal.visit_memory(), self.analytics.journal.visits_changed
         state = SessionState(self.session.stored_event_keys + list(extra_keys), *self.session.host_seq_state,
                              open_visit=visit, journal=self.session.stored_journal_seqs + list(extra_journal),
-                             boot_offsets=dict(self.session.boot_offsets))
+                             boot_offsets=dict(self.session.boot_offsets), journal_visits=journal_visits)
         try:
             await asyncio.get_running_loop().run_in_executor(None, save_session_state, self.event_memory, state)
         except OSError as err:
@@ -212,19 +215,28 @@ class CarPipeline:
             return False
         self._saved_host_seq = state.host_seq
         self._saved_visit = visit
+        self._saved_journal_visits = changed
         return True
 
     def host_seq_moved(self) -> bool:
         """Host frames were sent since the state file was last written."""
         return self.session.host_seq_state[1] != self._saved_host_seq
 
-    def mark_saved_visit(self, visit: dict[str, Any] | None) -> None:
-        """The state file already holds this visit (restored at start)."""
-        self._saved_visit = visit
+    def restore(self, saved: SessionState) -> None:
+        """After a daemon restart: take up the visit in progress and the visits late journal records
+        may still change, which the state file holds."""
+        if saved.open_visit is not None:
+            self.analytics.restore_open_visit(saved.open_visit)
+        if saved.journal_visits is not None:
+            self.analytics.journal.restore_visit_memory(saved.journal_visits)
+        self._saved_visit = saved.open_visit
+        self._saved_journal_visits = self.analytics.journal.visits_changed
 
     def visit_moved(self) -> bool:
-        """A maintenance visit started, ended or changed since the state file was last written."""
-        return self.event_memory is not None and self.analytics.open_visit() != self._saved_visit
+        """A maintenance visit started, ended or changed since the state file was last written (the
+        one in progress, or one a late journal record may still change)."""
+        return self.event_memory is not None and (self.analytics.open_visit() != self._saved_visit
+                                                  or self.analytics.journal.visits_changed != self._saved_journal_visits)
 
     def _analytics_now(self, mono_s: float) -> float | None:
         """Analytics runs on board time mapped to UTC; between frames it advances with the host
@@ -269,6 +281,7 @@ class SessionState:
     open_visit: dict[str, Any] | None = None  # the maintenance visit in progress (CarAnalytics.open_visit)
     journal: list[int] = field(default_factory=list)  # board journal seqs durably stored
     boot_offsets: dict[int, float] = field(default_factory=dict)  # past boots' clock offsets (journal times)
+    journal_visits: dict[str, Any] | None = None  # visits late records may change (JournalFill.visit_memory)
 
 
 def save_session_state(path: Path, state: SessionState) -> None:
@@ -276,7 +289,8 @@ def save_session_state(path: Path, state: SessionState) -> None:
     tmp = path.with_suffix(".tmp")
     doc = {"events": [list(k) for k in state.events[-EVENT_MEMORY:]], "boot_id": state.boot_id,
            "host_seq": state.host_seq, "open_visit": state.open_visit,
-           "journal": state.journal[-JOURNAL_MEMORY:], "boot_offsets": {str(k): v for k, v in state.boot_offsets.items()}}
+           "journal": state.journal[-JOURNAL_MEMORY:], "boot_offsets": {str(k): v for k, v in state.boot_offsets.items()},
+           "journal_visits": state.journal_visits}
     with open(tmp, "w") as f:
         json.dump(doc, f)
         f.flush()
@@ -295,8 +309,11 @@ def load_session_state(path: Path) -> SessionState:
             raise ValueError(f"open_visit is not a visit: {visit!r}")
         journal = [int(seq) for seq in doc.get("journal", [])]
         offsets = {int(k): float(v) for k, v in (doc.get("boot_offsets") or {}).items()}
+        journal_visits = doc.get("journal_visits")
+        if journal_visits is not None:
+            parse_visit_memory("", journal_visits)  # raises if it is not what JournalFill saved
         return SessionState(events, int(boot) if boot is not None else None, int(doc.get("host_seq", 0)), visit,
-                            journal, offsets)
+                            journal, offsets, journal_visits)
     except FileNotFoundError:
         return SessionState([])
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:

@@ -35,19 +35,16 @@ from liftwatch.errors import LiftwatchError
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import Frame, FrameReader
 from liftwatch.protocol.trace import FEED_RECORD, trace_to_feed
-from liftwatch.upy import ESP32_HEAPSIZE, FIRMWARE_DIR, micropython_cmd, micropython_env, run_micropython
+from liftwatch.upy import FIRMWARE_DIR, SIM_BOARD_HEAPSIZE, micropython_cmd, micropython_env, run_micropython
 
 # The firmware's entry point (docs/ARCHITECTURE.md: main.py -> agent.run(hal.board())).
 FIRMWARE_MAIN = FIRMWARE_DIR / "main.py"
 READ_CHUNK = 64 * 1024
 # How often the UART capture is polled while the board runs ahead of us.
 TAIL_POLL_S = 0.005
-# The simulated hardware (hal_sim with its feed and UART buffers, the accelerometer fake) lives on
-# the interpreter's heap here but is silicon on a board: it gets this much on top of the ESP32's
-# 96 KiB so the firmware starts with what it has on a board (tests/fwharness.py and the mock board
-# do the same).
-SIM_HEAP_ALLOWANCE_K = 16
-BOARD_HEAPSIZE = f"{int(ESP32_HEAPSIZE.rstrip('k')) + SIM_HEAP_ALLOWANCE_K}k"
+# The simulated hardware and the 64-bit interpreter's bigger objects get their allowances on top of
+# the ESP32's 96 KiB, so the firmware starts with what it has on a board (liftwatch/upy.py).
+BOARD_HEAPSIZE = SIM_BOARD_HEAPSIZE
 # Lines of the board's console kept for the error message when the firmware fails.
 CONSOLE_TAIL_LINES = 30
 

@@ -29,7 +29,7 @@ What it keeps per board:
 from __future__ import annotations
 
 import enum
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +68,12 @@ EVENT_MEMORY = 1024
 JOURNAL_MEMORY = 4096
 # Clock offsets kept for boots past: a record from an earlier boot is mapped with its own boot's offset.
 BOOT_OFFSETS = 8
+# The board times of the last STATE frames and the UTC they were given: a journal record of a start
+# the live stream saw is timed from them, as the live fact was, not with the clock's estimate of
+# now, which a TIME_SYNC may have moved since (by seconds at a fast soak's 200x). A record lands
+# within seconds of its STATE unless the link was down, and then no STATE of it was heard.
+STATE_TIMES = 64
+STATE_TIMES_MAX_MS = 10_000
 # CONFIG pushes per boot before giving up (the board rejected it or never answered): a board that
 # cannot take the config keeps running on its own and the rejection is reported in status.
 MAX_CONFIG_TRIES = 3
@@ -169,6 +175,10 @@ class BoardSession:
         self._gap_frames = 0  # frames missing just before the current one (its seq gap)
         self.inputs: int | None = None
         self.motion: int | None = None
+        # After a link gap the inputs and motion last heard may no longer hold (the board's STATE
+        # frames of the gap can be lost): the next STATE or HEARTBEAT says what they are now, in an
+        # InputsChanged even if nothing differs, which analytics waits for before judging again.
+        self._confirm_state = False
         self.last_heartbeat: dict[str, Any] = {}
         self.last_counters: CountersSnapshot | None = None
         self.config_error: str = ""
@@ -193,6 +203,7 @@ class BoardSession:
         self._stored_journal: OrderedDict[int, None] = OrderedDict((int(s), None) for s in stored_journal)
         self._pending_journal: set[int] = set()
         self.boot_offsets: dict[int, float] = dict(boot_offsets or {})  # boot id -> UTC ms minus board ms
+        self._state_times: deque[tuple[int | None, int, float]] = deque(maxlen=STATE_TIMES)  # boot, t_ms, UTC
         self._sync_sent: dict[int, float] = {}  # host_unix_ms sent -> monotonic ms when sent
         self._next_sync_s = 0.0
         self._config_seq: int | None = None
@@ -449,6 +460,7 @@ class BoardSession:
 
     def _go_offline(self, out: list[Observation]) -> None:
         self.online = False
+        self._confirm_state = True
         self.counters.offline_periods += 1
         out.append(LinkState(ts=self.last_heard_s or 0.0, online=False))
 
@@ -525,9 +537,17 @@ class BoardSession:
     def _on_state(self, frame: Frame, st: m.State, ts: float, host_now_s: float, out: list[Observation]) -> None:
         clock = self._clock
         t = clock.payload_utc_s(st.event_t_ms, ts)
+        self._state_times.append((self.boot_id, st.event_t_ms % T_MS_MODULO, t))
         clock.expire_trip_hold()
-        inputs, changed, motion = st.inputs, st.changed, st.motion
-        if changed or inputs != self.inputs:
+        self._state_heard(t, st.inputs, st.changed, st.motion, out, st.event_t_ms)
+
+    def _state_heard(self, t: float, inputs: int, changed: int, motion: int, out: list[Observation],
+                     event_t_ms: int | None = None) -> None:
+        """The board's inputs and motion at `t`: observations for what changed (everything, once,
+        after a link gap). `event_t_ms` (a STATE's) times a trip's start for the clock."""
+        clock = self._clock
+        confirm, self._confirm_state = self._confirm_state, False
+        if changed or inputs != self.inputs or confirm:
             if self.inputs is not None and not changed:
                 changed = inputs ^ self.inputs  # a STATE we missed: say what differs from the last
             out.append(InputsChanged(ts=t, inputs=inputs, changed=changed))
@@ -535,9 +555,9 @@ class BoardSession:
         if motion != self.motion:
             out.append(MotionChanged(ts=t, motion=motion))
             self.motion = motion
-            if motion in MOVING:
-                clock.hold_for_trip(clock.peek(st.event_t_ms % T_MS_MODULO))
-            else:
+            if motion in MOVING and event_t_ms is not None:
+                clock.hold_for_trip(clock.peek(event_t_ms % T_MS_MODULO))
+            elif motion not in MOVING:
                 clock.release_after_trip()
 
     def _on_vib(self, frame: Frame, v: m.Vib, ts: float, host_now_s: float, out: list[Observation]) -> None:
@@ -580,6 +600,8 @@ class BoardSession:
             "motion": hb.motion, "inputs": hb.inputs, "calibrated": hb.calibrated, "safe_mode": hb.safe_mode,
         }
         self.calibrated, self.safe_mode = hb.calibrated, hb.safe_mode
+        if self._confirm_state:  # otherwise STATE frames report every change, at its own time
+            self._state_heard(ts, hb.inputs, 0, hb.motion, out)
 
     def _on_ack(self, frame: Frame, a: m.Ack, ts: float, host_now_s: float, out: list[Observation]) -> None:
         if a.ack_type == lw.T_CONTROL:
@@ -636,7 +658,13 @@ class BoardSession:
                                  inputs_end=j.inputs_end))
 
     def _journal_times(self, j: m.Journal, ts: float) -> tuple[float, float]:
-        """UTC of a record's start and end: this boot's clock, or the offset kept for its boot."""
+        """UTC of a record's start and end: from a STATE of its boot heard near its start, else this
+        boot's clock, or the offset kept for its boot."""
+        near = [(abs(d), utc + d / 1000.0) for boot, t_ms, utc in self._state_times if boot == j.boot_id
+                for d in (_signed_ms(j.start_t_ms - t_ms),) if abs(d) <= STATE_TIMES_MAX_MS]
+        if near:
+            start = min(near)[1]
+            return start, start + (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0
         if j.boot_id == self.boot_id:
             return self._clock.payload_utc_s(j.start_t_ms, ts), self._clock.payload_utc_s(j.end_t_ms, ts)
         offset = self.boot_offsets.get(j.boot_id)
@@ -666,6 +694,12 @@ class BoardSession:
         self._stored_events.move_to_end(key)
         while len(self._stored_events) > EVENT_MEMORY:
             self._stored_events.popitem(last=False)
+
+
+def _signed_ms(d: int) -> int:
+    """A difference of two board times on the wrapping t_ms scale, as the shorter way round."""
+    d %= T_MS_MODULO
+    return d - T_MS_MODULO if d > T_MS_MODULO // 2 else d
 
 
 def _on_ota_status(self: BoardSession, frame: Frame, v: m.OtaStatus, ts: float, host_now_s: float,

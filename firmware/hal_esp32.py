@@ -136,5 +136,5 @@ class Esp32Board:
                 from ble_nus import BleNus
             except ImportError:
                 return None
-            self._ble = BleNus("liftwatch-" + self.uid_hex()[-6:])
+            self._ble = BleNus("liftwatch-" + self.uid_hex()[-6:], self.path(""))
         return self._ble

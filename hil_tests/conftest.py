@@ -158,6 +158,22 @@ def flash_image(image: Path, heap_k: int, *flash_args: str) -> Path:
     return image
 
 
+# The BLE boards' pairing passkey in the tests and benchmarks (a real board gets its own at flash
+# time: docs/operations.md, "Pairing").
+BLE_PASSKEY = 314159
+
+
+def ble_flash_args(folder: Path) -> list[str]:
+    """`liftwatch flash` options for a BLE board: `transport = 1` in its settings and BLE_PASSKEY."""
+    import json
+
+    config = folder / "config.json"
+    config.write_text(json.dumps({"transport": 1}))
+    passkey = folder / "ble_passkey"
+    passkey.write_text(f"{BLE_PASSKEY:06}\n")
+    return ["--config", str(config), "--ble-passkey-file", str(passkey)]
+
+
 @pytest.fixture
 def flashed(
     firmware_image: Path, board_heap_k: int, tmp_path: Path, mock_board_factory: Callable[..., MockBoard]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from liftwatch.edge_daemon.report.source import load_messages
 from liftwatch.hil.sim.scenario import BoardFault, Scenario, list_scenarios
 
 from .conftest import (EPOCH_S, REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_config, expected_raised,
@@ -40,15 +41,18 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     state.mkdir()
     config = daemon_config(tmp_path / "liftwatch.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
     run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60, down=pi_down_windows(sc))
-    messages, raised, seen = upstream_journal(state)
+    journal, raised, seen = upstream_journal(state)
     assert raised == expected_raised(sc), seen
+    messages = list(load_messages([state / "upstream.jsonl"]).messages)  # as a report reads it: latest revisions
     # Hour-of-day traffic (normal_day) draws its rides on the run's own clock, which the rest prefix
     # shifts: the simulator's count for this run, less what the scenario says cannot be reported.
     unreportable = sc.expect.trips - sc.expect.trips_reported
     assert sum(m["kind"] == "trip" for m in messages) == truth.trips - unreportable, seen
     visits = [m for m in messages if m["kind"] == "maintenance"]
     assert [v["too_short"] for v in visits] == [e["too_short"] for e in sc.expect.maintenance], seen
-    assert len({(m["id"], m.get("revision", 0)) for m in messages}) == len(messages)  # exactly once per id
+    runs = [e.get("inspection_runs") for e in sc.expect.maintenance]  # where the scenario says
+    assert [v["inspection_runs"] if n is not None else None for v, n in zip(visits, runs)] == runs, visits
+    assert len({(m["id"], m.get("revision", 0)) for m in journal}) == len(journal)  # exactly once per id
     outages = pi_down_windows(sc) + [(f.t_us, f.t_us + int(float(f.params.get("s", 60.0)) * 1e6))
                               for f in sc.timeline(rest_prefix_s=REST_PREFIX_S)
                               if isinstance(f, BoardFault) and f.kind == "link_cut"]
@@ -58,6 +62,9 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
         missed = [m for m in messages if m["kind"] in ("trip", "maintenance", "door_cycle") and any(
             lo / 1e6 + 30 < _start(m) - t0 < hi / 1e6 for lo, hi in outages)]
         assert missed and all(m["source"] == "board_journal" for m in missed), seen
+        # The daemon's own faults of the outage, from the journal: at their true times, inside it.
+        derived = [m for m in messages if m["kind"] == "event" and m["detail"].get("source") == "board_journal"]
+        assert all(any(lo / 1e6 < _ts(m["event_ts"]) - t0 < hi / 1e6 for lo, hi in outages) for m in derived), derived
         assert all(m["ride_quality"] is None for m in missed if m["kind"] == "trip")
         # Every door cycle once, live or (when its frames were lost, inside an outage or not) from the
         # journal: none missing (the simulator counts those of rides; inspection work opens the door
@@ -68,7 +75,10 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
 
 def _start(message: dict) -> float:
     """Unix time a trip, visit or door cycle began."""
+    return _ts(message.get("start_ts") or message["open_ts"])
+
+
+def _ts(iso: str) -> float:
     import datetime as dt
 
-    iso = message.get("start_ts") or message["open_ts"]
     return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

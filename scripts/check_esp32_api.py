@@ -75,6 +75,9 @@ lwproto attr-defined Module "binascii" has no attribute "crc_hqx"
     CPython's C CRC, imported under try/except ImportError: the board takes the viper CRC
 lwproto import-not-found module named "liftwatch.protocol.lwtag"
     CPython's package path, under try/except ImportError: the board imports lwtag, flashed beside it
+ed25519 attr-defined Module "hashlib" has no attribute "sha512"
+    imported under try/except ImportError: the port's hashlib has sha256 and sha1 (extmod/modhashlib.c),
+    so the board takes the plain-Python SHA-512 beside it
 lwtag import-not-found module named "liftwatch.protocol.chaskey"
     the host's plain-Python Chaskey, imported only off MicroPython: the board runs the viper one
 * arg-type expected "ptr(8|16|32)"

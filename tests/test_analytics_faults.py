@@ -496,3 +496,52 @@ def test_a_re_levelling_with_the_door_open_owes_no_door_opening():
     s.trip(-1, to_m=6.0, ramp_s=0.6, v_max=0.05).wait(2)  # a 1.2 s creep back to level, door open
     s.set(presence=True).wait(3).set(door_closed=True).wait(40)
     assert events(run(s, CFG), FaultType.DOOR_FAILS_TO_OPEN) == []
+
+
+def test_a_link_gap_inside_a_door_open_move_is_one_fault_not_two():
+    """Found over BLE (hil_tests/test_ble.py, the link dropped a second after the door opened on the
+    move): the board raised door_open_while_moving, the link dropped before the host's 0.5 s debounce
+    ran out, the car arrived and stopped unseen, the board cleared its event; at the reconnect the host
+    judged its rules on the inputs of before the gap (moving, door open, outside any zone) and raised
+    the fault a second time. After a gap no rule is judged until the session says what the inputs
+    are now (its next STATE or HEARTBEAT)."""
+    eng = CarAnalytics("car-1", CFG)
+    out = []
+    for o in (
+        InputsChanged(100.0, 0b111, 0xFF), MotionChanged(100.0, 0),  # at a landing, door shut
+        MotionChanged(110.0, 1),  # leaves
+        InputsChanged(110.3, 0b011, 0b100), InputsChanged(110.7, 0b001, 0b010),  # out of its zone
+        InputsChanged(112.3, 0b000, 0b001),  # the door opens on the move
+        BoardEvent(112.35, 1, 1, 1),  # the board's door_open_while_moving
+        MotionChanged(112.5, 2),
+        LinkState(112.6, False),  # the link drops before the host's debounce ran out
+        LinkState(120.0, True),  # back: the car arrived and stopped meanwhile
+        BoardEvent(118.0, 2, 1, 0),  # the board's clear, sent after the gap
+    ):
+        out += eng.feed(o)
+    for t in (120.2, 120.6, 121.0, 122.0):  # the daemon's ticks while the board says nothing new
+        out += eng.tick(t)
+    out += eng.feed(InputsChanged(123.0, 0b111, 0b001))  # the next STATE: level, door shut
+    out += eng.feed(MotionChanged(123.0, 0))
+    out += eng.tick(130.0)
+    ev = events(out, FaultType.MOVING_WITH_DOOR_OPEN)
+    assert [(e.state, e.event_ts) for e in ev] == [("raised", 112.35), ("cleared", 118.0)]
+    assert [e.state for e in events(out, FaultType.BOARD_OFFLINE)] == ["raised", "cleared"]
+
+
+def test_after_a_link_gap_rules_resume_on_the_inputs_the_board_reports():
+    """The other side of the same rule: a car still moving with its door open after the gap is
+    judged again from the first report, and raised once."""
+    eng = CarAnalytics("car-1", CFG)
+    out = []
+    for o in (
+        InputsChanged(100.0, 0b111, 0xFF), MotionChanged(100.0, 0), MotionChanged(110.0, 1),
+        InputsChanged(110.3, 0b011, 0b100), InputsChanged(110.7, 0b001, 0b010), MotionChanged(111.0, 2),
+        LinkState(111.5, False), LinkState(115.0, True),
+    ):
+        out += eng.feed(o)
+    out += eng.tick(116.0)
+    assert events(out, FaultType.MOVING_WITH_DOOR_OPEN) == []
+    out += eng.feed(InputsChanged(117.0, 0b000, 0b001))  # the door is open now, still moving
+    out += eng.tick(118.0)
+    assert [(e.state, e.event_ts) for e in events(out, FaultType.MOVING_WITH_DOOR_OPEN)] == [("raised", 117.5)]

@@ -10,11 +10,13 @@ import pytest
 
 from liftwatch.cli import main
 from liftwatch.edge_daemon.flash import (
+    FlashError,
     _stale_on_board,
     board_name,
     firmware_sources,
     is_simulation_module,
     is_simulator_arch,
+    read_passkey,
 )
 from liftwatch.upy import FIRMWARE_DIR
 
@@ -62,6 +64,23 @@ def test_dry_run_lists_the_config_and_key_it_would_write(capsys, tmp_path: Path)
         capsys, "--arch", "xtensawin", "--config", str(tmp_path / "c.json"), "--key-file", str(tmp_path / "k")
     )
     assert rc == 0 and names[-2:] == ["config.json", "auth.key"]
+
+
+def test_the_ble_passkey_goes_beside_the_key_as_six_digits_never_echoed(capsys, tmp_path: Path) -> None:
+    rc, names, _ = _dry_run(capsys, "--arch", "xtensawin", "--key-file", str(tmp_path / "k"),
+                            "--ble-passkey-file", str(tmp_path / "p"))
+    assert rc == 0 and names[-2:] == ["auth.key", "ble_passkey.txt"]
+    good = tmp_path / "good"
+    good.write_text("004711\n")
+    assert read_passkey(good) == "004711"
+    for text in ("4711", "1234567", "12 345", "abcdef", ""):
+        bad = tmp_path / "bad"
+        bad.write_text(text)
+        with pytest.raises(FlashError) as err:
+            read_passkey(bad)
+        assert str(err.value) == f"BLE passkey {bad}: expected 6 digits"  # names the file, not what it holds
+    with pytest.raises(FlashError, match="No such file"):
+        read_passkey(tmp_path / "missing")
 
 
 def test_dry_run_without_a_board_to_describe_is_one_line(capsys) -> None:

@@ -176,3 +176,18 @@ def test_ingest_processes_starting_together_on_a_new_database_all_open_it(fleet_
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_a_revised_maintenance_visit_replaces_its_first_issue_and_is_counted_once(store):
+    """A visit the board's journal changed after it went out (issue 15) comes again under its id with
+    a higher revision: neither a new visit nor a duplicate; the fleet reads the longer, revised one."""
+    first = visit("car-1", T0, 30)
+    revised = dict(first, revision=1, end_ts=visit("car-1", T0, 55)["end_ts"], duration_s=3300.0, too_short=False,
+                   inspection_runs=3)
+    outcome = store.store_batch([Fact.of(first)], registered_cars=frozenset({"car-1"}))
+    assert (outcome.stored, outcome.replaced, outcome.duplicates) == (1, 0, 0)
+    outcome = store.store_batch([Fact.of(revised), Fact.of(first)], registered_cars=frozenset({"car-1"}))
+    assert (outcome.stored, outcome.replaced, outcome.duplicates) == (0, 1, 1)
+    [kept] = store.facts(["car-1"])
+    assert (kept["revision"], kept["duration_s"], kept["too_short"], kept["inspection_runs"]) == (1, 3300.0, False, 3)
+    assert store.counts()["maintenance"] == 1

@@ -28,7 +28,9 @@ from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol import lwtag
 from liftwatch.protocol.chaskey import chaskey_tag
 from liftwatch.protocol.framing import encode_frame
-from liftwatch.upy import PROTOCOL_DIR, run_micropython
+from support.fwharness import mpy_dir
+
+from liftwatch.upy import run_micropython
 
 pytestmark = pytest.mark.micropython
 
@@ -222,7 +224,7 @@ def test_board_decoder_survives_mutated_frames_under_micropython(tmp_path: Path,
     records.write_bytes(b"".join(struct.pack("<H", len(c)) + c for c in cases))
     script = tmp_path / "fuzz_board.py"
     script.write_text(BOARD_SCRIPT % {"link": LINK_MAX_BODY, "maxrec": max_rec})
-    result = run_micropython([str(script), str(records)], paths=(PROTOCOL_DIR,), timeout=240)
+    result = run_micropython([str(script), str(records)], paths=(mpy_dir(),), timeout=240)  # the deploy form (.mpy)
     out = result.stdout.decode(errors="replace")
     assert result.returncode == 0, out[-2000:] + result.stderr.decode(errors="replace")
     lines = out.splitlines()

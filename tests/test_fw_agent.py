@@ -17,6 +17,7 @@ from support.fwharness import (
     FEED_CTRL_POWER_CUT,
     LEVEL,
     PRESENCE,
+    SOURCE_HEAP,
     T_ACK,
     T_CONFIG,
     T_CONTROL,
@@ -327,7 +328,7 @@ def test_source_form_gives_the_same_frames_as_the_mpy_form(tmp_path):
     # Compiling the source on the board needs its parse trees in RAM: the .py form gets 48 KiB more
     # (docs/firmware.md: deploy the .mpy form, as `liftwatch flash` does).
     src = run_firmware(tmp_path / "b", fb.bytes(), paths=(FIRMWARE_DIR, SIM_HARDWARE_DIR, PROTOCOL_DIR),
-                       heapsize="160k")
+                       heapsize=SOURCE_HEAP)
     assert src.returncode == 0, src.stdout + src.stderr
     assert [(f.type, f.seq, f.t_ms, f.payload) for f in src.frames if f.type != T_HEARTBEAT] == \
         [(f.type, f.seq, f.t_ms, f.payload) for f in mpy.frames if f.type != T_HEARTBEAT]

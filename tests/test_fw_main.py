@@ -104,11 +104,11 @@ print("DONE", b.t_us // 1000, b.uart_len, a.inputs.door_cycles)
 
 
 def test_simboard_in_process_with_a_generator_feed_and_a_bytearray_uart(tmp_path):
-    from support.fwharness import SIM_HEAP_ALLOWANCE_K, run_script
+    from support.fwharness import BOARD_HEAP, run_script
 
     # The 8 KiB capture buffer stands for the UART (silicon on a board): it comes on top of the
     # simulated hardware's allowance, so the firmware keeps the 96 KiB it has on a board.
-    proc = run_script(tmp_path, IN_PROCESS, heapsize=f"{96 + SIM_HEAP_ALLOWANCE_K + 8}k")
+    proc = run_script(tmp_path, IN_PROCESS, heapsize=f"{int(BOARD_HEAP[:-1]) + 8}k")
     out = proc.stdout.decode()
     assert proc.returncode == 0, out + proc.stderr.decode()
     t_ms, _n, doors = out.split("DONE")[1].split()

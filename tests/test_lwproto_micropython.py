@@ -16,7 +16,9 @@ import pytest
 
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
-from liftwatch.upy import PROTOCOL_DIR, run_micropython
+from support.fwharness import SOURCE_HEAP
+
+from liftwatch.upy import ESP32_HEAPSIZE, PROTOCOL_DIR, run_micropython
 
 pytestmark = pytest.mark.micropython
 
@@ -47,7 +49,11 @@ def lwproto_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 def run_board(code: str, lwproto_dir: Path) -> subprocess.CompletedProcess[bytes]:
     # lwproto is imported first so that, from source, it compiles while the heap is in one piece.
-    return run_micropython(["-c", "import lwproto\n" + code], paths=(lwproto_dir, MPY_TESTS), timeout=60)
+    # The source form needs its parse tree in RAM to compile (a board runs the .mpy: docs/firmware.md),
+    # so it gets the source heap; the .mpy runs at the board's.
+    heap = SOURCE_HEAP if lwproto_dir == PROTOCOL_DIR else ESP32_HEAPSIZE
+    return run_micropython(["-c", "import lwproto\n" + code], paths=(lwproto_dir, MPY_TESTS), timeout=60,
+                           heapsize=heap)
 
 
 def _case_count(name: str) -> int:

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from cobs import cobs
 
-from support.fwharness import UART_DOUBLE
+from support.fwharness import UART_DOUBLE, mpy_dir
 from liftwatch.edge_daemon.keystore import KeyStore
 from liftwatch.edge_daemon.replay_window import load_replay_window, replay_window_path, save_replay_window
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import DropReason, FrameReader, ReplayGuard, encode_frame
-from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, run_micropython
+from liftwatch.upy import run_micropython
 
 pytestmark = pytest.mark.micropython
 
@@ -78,7 +78,7 @@ class Board:
     def boot(self, host_frames: bytes = b"") -> tuple[int, bytes, list, int]:
         self.host_file.write_bytes(host_frames)
         r = run_micropython([str(self.script), str(self.flash), str(FRAMES_PER_BOOT), str(self.host_file)],
-                            paths=(FIRMWARE_DIR, PROTOCOL_DIR), timeout=60)
+                            paths=(mpy_dir(),), timeout=60)  # the deploy form (.mpy)
         out = r.stdout.decode().split("\n")
         assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
         accepted, rx_drops = out[2].rsplit(" ", 1)

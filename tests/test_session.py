@@ -229,7 +229,9 @@ def test_heartbeat_timeout_goes_offline_at_last_heard_and_back_online():
     assert obs == [LinkState(ts=last, online=False)]
     assert s.tick(1030.0) == []  # reported once
     obs = s.on_frame(b.heartbeat(advance_ms=40_000), 1040.0)
-    assert len(obs) == 1 and obs[0].online and obs[0].ts > last
+    assert obs[0].online and obs[0].ts > last
+    # and the heartbeat says what the inputs and motion are now (test_after_a_gap_...)
+    assert obs[1:] == [InputsChanged(obs[0].ts, 1, 0), MotionChanged(obs[0].ts, 0)]
     assert s.counters.offline_periods == 1
 
 
@@ -245,7 +247,27 @@ def test_replay_detects_silence_in_board_time():
     s.on_frame(b.hello(advance_ms=0), 0)
     s.on_frame(b.heartbeat(advance_ms=5000), 0)
     obs = s.on_frame(b.heartbeat(advance_ms=3_600_000), 0)  # link cut for an hour
-    assert [(o.online, o.ts) for o in obs] == [(False, (EPOCH_MS + 5000) / 1000), (True, (EPOCH_MS + 3_605_000) / 1000)]
+    links = [o for o in obs if isinstance(o, LinkState)]
+    assert [(o.online, o.ts) for o in links] == [(False, (EPOCH_MS + 5000) / 1000), (True, (EPOCH_MS + 3_605_000) / 1000)]
+
+
+def test_after_a_gap_the_next_state_or_heartbeat_says_what_the_inputs_are_even_if_unchanged():
+    """STATE frames of a gap can be lost (the board's queue drops them): analytics judges nothing after
+    a gap until an InputsChanged says what the inputs are now (test_analytics_faults:
+    test_a_link_gap_inside_a_door_open_move_is_one_fault_not_two). A HEARTBEAT gives one once."""
+    s, b = BoardSession(), Board()
+    s.on_frame(b.hello(), 10.0)
+    s.on_frame(b.frame(lw.T_STATE, [b.t_ms, 1, 1, 0]), 10.1)
+    assert s.on_frame(b.heartbeat(), 10.2) == []  # no gap: a heartbeat repeats what STATE said
+    s.link_lost()
+    obs = s.on_frame(b.heartbeat(advance_ms=5000), 20.0)  # nothing changed meanwhile
+    assert [type(o) for o in obs] == [LinkState, InputsChanged]
+    assert (obs[1].inputs, obs[1].changed) == (1, 0)
+    assert s.on_frame(b.heartbeat(), 20.1) == []  # once
+    s.link_lost()
+    obs = s.on_frame(b.frame(lw.T_STATE, [b.t_ms, 1, 0, 2]), 30.0)  # a STATE of the motion only
+    assert [type(o) for o in obs] == [LinkState, InputsChanged, MotionChanged]
+    assert s.on_frame(b.heartbeat(), 30.1) == []
 
 
 # -- EVENT durability ----------------------------------------------------------------------------

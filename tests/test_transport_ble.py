@@ -20,11 +20,13 @@ from liftwatch.edge_daemon.transport.ble import NUS_RX_UUID, NUS_TX_UUID, BleTra
 class FakeBleakClient:
     """Same call shapes as bleak.BleakClient for what BleTransport uses."""
 
-    def __init__(self, address, disconnected_callback=None, *, mtu_size=23, fail_connect=False):
+    def __init__(self, address, disconnected_callback=None, *, mtu_size=23, fail_connect=False, fail_pair=False):
         self.address = address
         self._disconnected_callback = disconnected_callback
         self.mtu_size = mtu_size
         self.fail_connect = fail_connect
+        self.fail_pair = fail_pair
+        self.paired = False
         self.is_connected = False
         self.notify: dict[str, object] = {}
         self.writes: list[tuple[str, bytes, bool | None]] = []
@@ -36,8 +38,14 @@ class FakeBleakClient:
             raise TimeoutError(f"Device with address {self.address} was not found")
         self.is_connected = True
 
-    async def start_notify(self, char_specifier, callback, **kwargs):
+    async def pair(self, **kwargs):
         assert self.is_connected
+        if self.fail_pair:
+            raise OSError("Authentication Failed")  # what BlueZ says when no agent has the passkey
+        self.paired = True
+
+    async def start_notify(self, char_specifier, callback, **kwargs):
+        assert self.is_connected and self.paired  # the board sends nothing before pairing
         self.notify[str(char_specifier)] = callback
 
     async def write_gatt_char(self, char_specifier, data, response=None):
@@ -117,6 +125,16 @@ async def test_connect_failure_is_typed_open_error():
         await t.open()
     assert "was not found" in str(err.value)
     assert clients[0].disconnects == 1
+    with pytest.raises(TransportClosedError):
+        await t.read()
+
+
+async def test_a_refused_pairing_is_a_typed_open_error_and_nothing_is_subscribed():
+    clients: list[FakeBleakClient] = []
+    t = BleTransport("AA:BB:CC:DD:EE:06", client_factory=factory(clients, fail_pair=True))
+    with pytest.raises(TransportOpenError, match="Authentication Failed"):
+        await t.open()
+    assert clients[0].notify == {} and clients[0].disconnects == 1
     with pytest.raises(TransportClosedError):
         await t.read()
 

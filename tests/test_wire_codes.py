@@ -92,7 +92,8 @@ def test_the_spec_tables_parse_to_what_the_spec_says():
     assert spec["CMD_"]["REQUEST_COUNTERS"] == 5 and spec["STREAM_"] == {"AUTO": 0, "ALWAYS_VIB": 1, "NO_VIB": 2}
     assert spec["ACK_"] == {"OK": 0, "REFUSED": 1, "UNKNOWN": 2, "BUSY": 3}
     assert spec["EVENT_"] == {"RAISED": 1, "CLEARED": 0}
-    assert spec["T_"]["CONTROL"] == 11 and spec["T_"]["JOURNAL"] == 12 and spec["T_"]["OTA_STATUS"] == 14 and len(spec["T_"]) == 14
+    assert spec["T_"]["CONTROL"] == 11 and spec["T_"]["JOURNAL"] == 12 and spec["T_"]["OTA_STATUS"] == 14
+    assert len(spec["T_"]) == 14
     assert spec["OTA_"]["ROLLING_BACK"] == 4 and len(spec["OTA_"]) == 5
     assert spec["J_"] == {"TRIP": 1, "DOOR_CYCLE": 2, "INSPECTION": 3}
 

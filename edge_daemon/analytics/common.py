@@ -44,7 +44,12 @@ class Span:
 
     @property
     def key(self) -> str:
-        return f"{self.car_id}:{self.kind}:{ts_ms(self.start_ts)}"
+        return f"{self.car_id}:{self.kind}:{ts_ms(self.key_start_ts)}"
+
+    @property
+    def key_start_ts(self) -> float:
+        """The start the key is made of: the start, unless a revision moved it (a maintenance visit)."""
+        return self.start_ts
 
     @property
     def duration_s(self) -> float:

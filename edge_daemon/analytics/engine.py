@@ -45,7 +45,7 @@ from .config import AnalyticsConfig
 from .daily import DailyAccumulator, DailyRecord
 from .doors import DoorCycle, DoorTracker
 from .faults import FaultBook, FaultEvent, FaultType, ResponseSign
-from .journal_fill import JournalFill
+from .journal_fill import JournalFill, Revision
 from .leveling import ZoneEdge, edge_position_mm, estimate_leveling
 from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .ride_quality import RideQuality, TripKinematics, analyse_trip, car_frame, lowpass, speed_profile, still_m
@@ -141,6 +141,10 @@ class CarAnalytics:
         self._inputs: int | None = None
         self._motion: int | None = None
         self._online = True
+        # Back from a link gap: the inputs and motion held are from before it, so no rule is judged
+        # on them (a car that arrived and stopped unseen is not "moving with the door open") until
+        # the session's next InputsChanged says what they are now (it sends one after every gap).
+        self._state_stale = False
         self._offline_since: float | None = None
         self._gravity: tuple[int, int, int] | None = None
         self._noise_mg = 0.0  # the sensor's noise at rest (largest axis of the last STATS rms)
@@ -229,12 +233,12 @@ class CarAnalytics:
                     noise = self._noise_mg
                     self._noise_mg = rms if noise == 0 or rms < noise else noise + (rms - noise) / 16
             case JournalRecord():
-                same_day, late = self.journal.on_record(obs, self._trip, self._pending, self._day_of_now(),
-                                                        self._visits)
+                same_day, late, revised = self.journal.on_record(obs, self._trip, self._pending, self._day_of_now(),
+                                                                 self._visits, self._faults)
                 for o in same_day:
                     if isinstance(o, Trip):
                         self._acc().run_s += o.duration_s  # the live path counts it at the stop
-                return done + self._emit(same_day) + self._emit_late(late)
+                return done + self._emit(same_day) + self._emit_late(late) + self._revise_visits(revised)
         if not isinstance(obs, (VibBlock, RestStats, CountersSnapshot, FramesLost)):  # these change no rule's inputs
             # a state change takes effect at its own time, even if a tick already ran a little past it
             out += self._evaluate(min(obs.ts, self._now_ts()))
@@ -315,7 +319,7 @@ class CarAnalytics:
 
     @property
     def _in_service(self) -> bool:
-        return self._online and self._inputs is not None and not self._bit(_INSPECTION)
+        return self._online and self._inputs is not None and not self._state_stale and not self._bit(_INSPECTION)
 
     @property
     def _motion_known(self) -> bool:
@@ -362,6 +366,7 @@ class CarAnalytics:
     def _on_inputs(self, obs: InputsChanged) -> list[Output]:
         prev = self._inputs
         self._inputs = obs.inputs
+        self._state_stale = False
         diff = (prev ^ obs.inputs) if prev is not None else 0xFF
         out: list[Output] = []
         zone_bits = _ZONE_UP | _ZONE_DN
@@ -471,6 +476,7 @@ class CarAnalytics:
             self._acc().offline_s += max(0.0, obs.ts - self._offline_since)
             self._offline_since = None
         self._floors.reset()  # trips while the link was down went unseen: re-anchor
+        self._state_stale = True
         return self._faults.clear(FaultType.BOARD_OFFLINE, obs.ts)
 
     def _on_boot(self, obs: BoardBooted) -> list[Output]:
@@ -831,7 +837,7 @@ class CarAnalytics:
         record is re-issued once the late facts stop coming (`tick`)."""
         shown: list[Output] = []
         for o in outputs:
-            start = o.open_ts if isinstance(o, DoorCycle) else o.start_ts
+            start = o.open_ts if isinstance(o, DoorCycle) else o.raised_ts if isinstance(o, FaultEvent) else o.start_ts
             day = local_day(start, self.config.day_utc_offset_h)
             acc = self._past.get(day)
             if acc is None:  # a day this daemon did not watch (it was down): its totals start here
@@ -841,6 +847,10 @@ class CarAnalytics:
                 acc.run_s += o.duration_s
             elif isinstance(o, MaintenanceVisit):
                 acc.add_visit(o)
+                self.journal.issued_visit(o)
+            elif isinstance(o, FaultEvent):
+                acc.add_fault(o)
+                self.journal.fault_raised(o)
             elif isinstance(o, DoorCycle):
                 acc.add_door_cycle(o)
                 if not self.config.emit_door_cycles:
@@ -849,6 +859,24 @@ class CarAnalytics:
             self._late_fresh = True
             shown.append(o)
         return shown
+
+    def _revise_visits(self, revised: list[Revision]) -> list[Output]:
+        """Visits a late record changed, issued again: the day each began counts the new length
+        (its daily record is re-issued too if that day is past)."""
+        out: list[Output] = []
+        for old, new in revised:
+            for visit, sign in ((old, -1), (new, 1)):
+                day = local_day(visit.start_ts, self.config.day_utc_offset_h)
+                acc = self._day if self._day is not None and self._day.day == day else self._past.get(day)
+                if acc is None:
+                    continue  # a day no longer kept
+                acc.visits += sign
+                acc.maintenance_s += sign * visit.duration_s
+                if acc is not self._day:
+                    self._late_days.add(day)
+                    self._late_fresh = True
+            out.append(new)
+        return out
 
     def _reissue_late_days(self) -> list[Output]:
         """The daily records of past days late facts changed: same id (key), a higher revision."""
@@ -871,8 +899,10 @@ class CarAnalytics:
                 self._acc().add_trip(o)
             elif isinstance(o, FaultEvent):
                 self._acc().add_fault(o)
+                self.journal.fault_raised(o)
             elif isinstance(o, MaintenanceVisit):
                 self._acc().add_visit(o)
+                self.journal.issued_visit(o)
             elif isinstance(o, DoorCycle):
                 self._acc().add_door_cycle(o)
                 if not self.config.emit_door_cycles:

@@ -29,8 +29,18 @@ class MaintenanceVisit(Span):
     # real length is unknown, so it is not judged too short.
     in_progress: bool = False
     source: str = "live"  # "board_journal": missed live, reported from the board's flash journal
+    # 0 when first issued; each re-issue (late facts from the board's journal changed the visit) is
+    # one higher, under the same id: a reader keeps the highest revision of an id.
+    revision: int = 0
+    # The start it was first issued with, when a late inspection period moved the start earlier:
+    # the id stays the one already sent.
+    first_start_ts: float | None = None
 
     kind = "maintenance"
+
+    @property
+    def key_start_ts(self) -> float:
+        return self.first_start_ts if self.first_start_ts is not None else self.start_ts
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -40,6 +50,7 @@ class MaintenanceVisit(Span):
             "faults_responded": [dict(f) for f in self.faults_responded],
             "in_progress": self.in_progress,
             "source": self.source,
+            "revision": self.revision,
         }
 
 
@@ -94,6 +105,14 @@ class MaintenanceTracker:
         if self._start is None or end_ts < self._start - slack_s:
             return False
         self._start = min(self._start, start_ts)
+        return True
+
+    def takes_run(self, start_ts: float, slack_s: float) -> bool:
+        """A movement under inspection control the live stream missed (from the board's journal)
+        that began inside the visit in progress: counted as one of its runs."""
+        if self._start is None or start_ts < self._start - slack_s:
+            return False
+        self._runs += 1
         return True
 
     def set_responded(self, faults: list[dict[str, Any]]) -> None:

@@ -201,8 +201,8 @@ def load_messages(
     YYYY-MM-DD strings) if given. Messages without a usable time are kept (the caller decides).
 
     One message per id: a second copy is a duplicate (counted), but a copy with a higher `revision`
-    (a daily record re-issued because late facts from the board's journal changed its day) replaces
-    the one kept, wherever it stood.
+    (a daily record or maintenance visit re-issued because late facts from the board's journal
+    changed it) replaces the one kept, wherever it stood.
     """
     lo = None if start_ts is None else start_ts - margin_s
     hi = None if end_ts is None else end_ts + margin_s

@@ -1,12 +1,15 @@
 """BLE link to a board through bleak: the board's UART-over-GATT service (Nordic UART layout).
 
 The board notifies frames on its TX characteristic and accepts host->board frames written to its RX
-characteristic without response. Notifications arrive on bleak's callback; they are queued and
+characteristic without response, and only over a bonded link: LE Secure Connections pairing with the
+passkey provisioned at flash time (docs/operations.md, "Pairing"). The Pi pairs once (bluetoothctl,
+BlueZ's agent types the passkey) and BlueZ keeps the bond; the transport asks bleak to pair on every
+open, which for a bonded board returns at once, and for one not bonded fails the open. Notifications arrive on bleak's callback; they are queued and
 `read()` hands them out, so the board's task reads BLE exactly as it reads a serial port.
 
 `client_factory` exists because the radio cannot run in CI: tests pass an in-process fake with
-bleak's `BleakClient` API (connect, start_notify, write_gatt_char, disconnect, mtu_size,
-disconnected_callback). Bleak is imported only when a real client is built, to keep its D-Bus
+bleak's `BleakClient` API (connect, pair, start_notify, write_gatt_char, disconnect, mtu_size,
+disconnected_callback), or a real host stack on a virtual radio (hil_tests/mockboard/central.py). Bleak is imported only when a real client is built, to keep its D-Bus
 stack out of a serial-only daemon.
 """
 
@@ -61,13 +64,15 @@ class BleTransport(Transport):
         self.dropped_bytes = 0
 
     async def open(self) -> None:
-        """Step 1 connect, step 2 subscribe to the board's TX notifications."""
+        """Step 1 connect, step 2 pair (or encrypt with the bond), step 3 subscribe to the board's TX
+        notifications: the board sends nothing and hears nothing before step 2."""
         if self._client is not None:
             await self.close()
         self._queue = asyncio.Queue(RX_QUEUE_CHUNKS)
         client = self._factory(self.address, self._on_disconnect)
         try:
             await client.connect()
+            await client.pair()
             await client.start_notify(self.tx_uuid, self._on_notify)
         except Exception as exc:  # bleak raises BleakError, TimeoutError, OSError, D-Bus errors
             try:

@@ -8,7 +8,7 @@ def attach(board):
     """Start ble_nus on `board` and route its link there; returns 1 (the transport in use)."""
     from ble_nus import BleNus
 
-    nus = BleNus("liftwatch-" + board.uid_hex()[-6:])
+    nus = BleNus("liftwatch-" + board.uid_hex()[-6:], board.path(""))
     irqs = bluetooth._irqs  # the mock board's stand-in delivers its queued events (board_ble.py)
     send = nus.service
 

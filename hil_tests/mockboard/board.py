@@ -39,7 +39,7 @@ from liftwatch.hil.mockboard.feed_pump import TICK_S, FeedPump
 from liftwatch.hil.mockboard.ptys import RELAY_LIMIT_BYTES, Relay, hung_up, make_pty, read_available
 from liftwatch.hil.sim.scenario import BoardFault
 from liftwatch.protocol.trace import CarSample
-from liftwatch.upy import ESP32_HEAPSIZE, micropython_cmd
+from liftwatch.upy import ESP32_HEAP_K, POINTER_WIDTH_HEAP_K, micropython_cmd
 
 if TYPE_CHECKING:
     from liftwatch.hil.mockboard.radio import VirtualRadio
@@ -60,9 +60,9 @@ QSTR_POOL_ALLOWANCE_K = 6
 # 5 KiB measured) on the same heap; on a board that part is silicon.
 SIM_HARDWARE_HEAP_K = 5
 # The `bluetooth` stand-in (board_ble.py) is the ESP32 port's C binding on a board; here its bytecode,
-# its receive buffer and the socket modules sit on the Python heap (measured: 8.7 KiB at import).
-RADIO_HEAP_K = 9
-ESP32_HEAP_K = int(ESP32_HEAPSIZE.rstrip("k"))
+# its receive buffer and the socket modules sit on the Python heap (measured: 9.4 KiB at import, with
+# pairing).
+RADIO_HEAP_K = 10
 DEFAULT_FS_BYTES = 2 * 1024 * 1024  # the VFS partition of a 4 MB ESP32 module
 # Real seconds a stalled feed is tolerated before the watchdog fires, whatever the speed: the child
 # can be descheduled or collecting garbage for a while on a loaded 2-core CI machine.
@@ -575,7 +575,8 @@ class MockBoard:
 
     def _child_heap_k(self) -> int:
         radio_k = RADIO_HEAP_K if self.radio is not None else 0
-        return self.heap_k + ROM_HEAP_ALLOWANCE_K + QSTR_POOL_ALLOWANCE_K + SIM_HARDWARE_HEAP_K + radio_k
+        return (self.heap_k + POINTER_WIDTH_HEAP_K + ROM_HEAP_ALLOWANCE_K + QSTR_POOL_ALLOWANCE_K
+                + SIM_HARDWARE_HEAP_K + radio_k)
 
     def _console_text(self, text: bytes) -> None:
         if not hung_up(self._console_m):

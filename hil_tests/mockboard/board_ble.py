@@ -18,7 +18,14 @@
 # G config (key=value), S services (text: see gatts_register_services), V advertise (interval_us u32,
 # adv_data), T notify (conn u16, handle u16, data), D disconnect (conn u16). Radio -> board: a the
 # address (6 bytes), h handles (u16 each), c connect / d disconnect (conn u16, addr_type, addr 6),
-# w write (conn u16, handle u16, data), m MTU (conn u16, mtu u16), k credits (u8).
+# w write (conn u16, handle u16, data), m MTU (conn u16, mtu u16), k credits (u8). Pairing (SMP runs in
+# the radio; what NimBLE asks the application, the firmware answers): board -> radio P passkey (conn
+# u16, action u8, passkey u32), R the IRQ handler's answer to g/s (u8 1 + value, or u8 0 for None);
+# radio -> board e encryption update (conn u16, encrypted, authenticated, bonded, key_size: u8 each),
+# p passkey action (conn u16, action u8, passkey u32), g get secret (sec_type u8, index u16, key:
+# the rest, absent for None), s set secret (sec_type u8, key length u8, key, value: the rest, absent
+# for None, after a u8 flag). Keys and values reach the handler as memoryviews valid for the call only,
+# as on the port.
 import os
 import select
 import socket
@@ -30,6 +37,10 @@ _IRQ_CENTRAL_CONNECT = const(1)
 _IRQ_CENTRAL_DISCONNECT = const(2)
 _IRQ_GATTS_WRITE = const(3)
 _IRQ_MTU_EXCHANGED = const(21)
+_IRQ_ENCRYPTION_UPDATE = const(28)
+_IRQ_GET_SECRET = const(29)
+_IRQ_SET_SECRET = const(30)
+_IRQ_PASSKEY_ACTION = const(31)
 _ENOMEM = const(12)
 _DEFAULT_VALUE_BYTES = const(20)  # what NimBLE gives a characteristic until gatts_set_buffer
 _RX = bytearray(1024)  # a whole radio message fits (the largest: a write of an ATT MTU of 517)
@@ -140,10 +151,31 @@ class _BLE:
                       (conn, addr_type, bytes(rx[at + 3 : at + 9])))
         elif kind == "m":
             self._irq(_IRQ_MTU_EXCHANGED, struct.unpack_from("<HH", rx, at))
+        elif kind == "e":
+            self._irq(_IRQ_ENCRYPTION_UPDATE, struct.unpack_from("<HBBBB", rx, at))
+        elif kind == "p":
+            self._irq(_IRQ_PASSKEY_ACTION, struct.unpack_from("<HBI", rx, at))
+        elif kind == "g":
+            sec_type, index = struct.unpack_from("<BH", rx, at)
+            key = _RX_VIEW[at + 3 : at + n] if n > 3 else None
+            self._answer(self._irq(_IRQ_GET_SECRET, (sec_type, index, key)))
+        elif kind == "s":
+            sec_type, k = rx[at], rx[at + 1]
+            has_value = rx[at + 2 + k]
+            value = _RX_VIEW[at + 3 + k : at + n] if has_value else None
+            self._answer(self._irq(_IRQ_SET_SECRET, (sec_type, _RX_VIEW[at + 2 : at + 2 + k], value)))
+
+    def _answer(self, result):
+        # NimBLE waits for the handler's return value; the radio waits for this reply.
+        if result is None or result is False:
+            self._send("R", b"\x00")
+        else:
+            self._send("R", b"\x01" + (b"" if result is True else bytes(result)))
 
     def _irq(self, event, data):
         if self._handler is not None:
-            self._handler(event, data)
+            return self._handler(event, data)
+        return None
 
     # ---- bluetooth.BLE ----------------------------------------------------------------------------
     def active(self, *state):
@@ -231,6 +263,9 @@ class _BLE:
 
     def gap_advertise(self, interval_us, adv_data=None, *, resp_data=None, connectable=True):
         self._send("V", struct.pack("<I", interval_us or 0) + bytes(adv_data or b""))
+
+    def gap_passkey(self, conn_handle, action, passkey):
+        self._send("P", struct.pack("<HBI", conn_handle, action, passkey))
 
     def gap_disconnect(self, conn_handle):
         self._send("D", struct.pack("<H", conn_handle))

@@ -4,8 +4,11 @@
 BlueZ client, here `VirtualAdapter.client_factory()` builds `BumbleBleakClient`, which does the same
 steps over a real host stack on the virtual link (radio.py): scan for the board's advertisement (by
 name or address), connect, exchange the ATT MTU as BlueZ does on connect, discover the GATT services,
-subscribe to notifications (CCCD write), write without response, disconnect. The adapter's host runs
-on the caller's event loop and talks HCI to its controller over a unix socket.
+pair (LE Secure Connections, passkey entry: the adapter's agent types the board's passkey, as an
+operator does once with `bluetoothctl`) or, once bonded, encrypt with the stored key, subscribe to
+notifications (CCCD write), write without response, disconnect. The adapter keeps its bonds across
+its own restarts, as BlueZ keeps them in /var/lib/bluetooth. The adapter's host runs on the caller's
+event loop and talks HCI to its controller over a unix socket.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 from bumble import hci
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.gatt_client import CharacteristicProxy
+from bumble.keys import MemoryKeyStore, PairingKeys
+from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import open_transport
 
 from liftwatch.edge_daemon.transport import TransportClosedError, TransportOpenError
@@ -27,7 +32,7 @@ from liftwatch.edge_daemon.transport.ble import BleTransport, ClientFactory
 from liftwatch.protocol import lwproto
 from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 from liftwatch.protocol.messages import Command, MessageType
-from liftwatch.hil.mockboard.radio import VirtualRadio
+from liftwatch.hil.mockboard.radio import VirtualRadio, bond_name
 
 OPEN_TIMEOUT_S = 30.0  # a booting board advertises within a few real seconds
 # BlueZ offers its maximum on every connection; the board's own limit (ble_nus: 247) wins.
@@ -36,13 +41,43 @@ SCAN_TIMEOUT_S = 5.0
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 
-class VirtualAdapter:
-    """One Bluetooth adapter (a Pi's hci0) on the virtual radio; its clients share it, as on BlueZ."""
+class _Bonds(MemoryKeyStore):
+    """The adapter's bonds, by the board's address (see radio.bond_name)."""
 
-    def __init__(self, radio: VirtualRadio, socket_dir: Path, address: str = "DC:A6:32:00:00:01") -> None:
+    async def update(self, name: str, keys: PairingKeys) -> None:
+        await super().update(bond_name(name), keys)
+
+    async def get(self, name: str) -> PairingKeys | None:
+        return await super().get(bond_name(name))
+
+    async def delete(self, name: str) -> None:
+        await super().delete(bond_name(name))
+
+
+class _PasskeyAgent(PairingDelegate):
+    """BlueZ's agent at `bluetoothctl`: types the board's passkey (keyboard only); without one it can
+    only offer Just Works (no input, no output)."""
+
+    def __init__(self, passkey: int | None) -> None:
+        super().__init__(io_capability=PairingDelegate.IoCapability.NO_OUTPUT_NO_INPUT if passkey is None
+                         else PairingDelegate.IoCapability.KEYBOARD_INPUT_ONLY)
+        self.passkey = passkey
+
+    async def get_number(self) -> int | None:
+        return self.passkey
+
+
+class VirtualAdapter:
+    """One Bluetooth adapter (a Pi's hci0) on the virtual radio; its clients share it, as on BlueZ.
+    ``passkey``: what its agent types when a board asks for one (None: it has none)."""
+
+    def __init__(self, radio: VirtualRadio, socket_dir: Path, address: str = "DC:A6:32:00:00:01",
+                 passkey: int | None = None) -> None:
         self.address = address
         self.hci_socket = socket_dir / f"hci-{address.replace(':', '')}"
         radio.add_adapter(self.hci_socket, address)
+        self.passkey = passkey
+        self.keystore = _Bonds()  # the bonds, kept while the adapter's host is closed and reopened
         self.device: Device | None = None
         self._transport: Any = None
         self._lock = asyncio.Lock()
@@ -54,6 +89,9 @@ class VirtualAdapter:
                 self._transport = await open_transport(f"unix:{self.hci_socket}")
                 device = Device.with_hci("pi", hci.Address(self.address), self._transport.source,
                                          self._transport.sink)
+                device.keystore = self.keystore
+                device.pairing_config_factory = lambda _connection: PairingConfig(
+                    sc=True, mitm=True, bonding=True, delegate=_PasskeyAgent(self.passkey))
                 await device.power_on()
                 self.device = device
             return self.device
@@ -127,6 +165,18 @@ class BumbleBleakClient:
                 self._chars[str(char.uuid).lower()] = char
         self._peer = peer
         return True
+
+    async def pair(self, **_kwargs: Any) -> None:
+        """bleak's pair(): once bonded, the stored key encrypts the link (BlueZ does that itself for a
+        bonded device, and bleak's pair() then returns at once); else a pairing with the agent's passkey.
+        Raises if the board refuses (a wrong passkey, or none) or the link drops meanwhile."""
+        connection = self._connection
+        if connection is None:
+            raise OSError("Not connected")
+        if await self.adapter.keystore.get(str(connection.peer_address)) is not None:
+            await connection.encrypt()
+        else:
+            await connection.pair()
 
     def _on_disconnection(self, _reason: int) -> None:
         self._connection = None

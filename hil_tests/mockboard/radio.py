@@ -7,7 +7,10 @@ GATT, SMP) is Bumble's real host stack. The radio runs on its own thread and eve
 - a mock board's `bluetooth` stand-in (board_ble.py, under MicroPython) connects to a unix socket
   served here; each connection is one boot of that board's radio: a fresh controller and Bumble
   device at the board's address, whose GATT server, advertising, notifications and connection events
-  the stand-in drives and sees as the ESP32 port's NimBLE binding would show them;
+  the stand-in drives and sees as the ESP32 port's NimBLE binding would show them. Pairing is Bumble's
+  SMP with the board's `config(bond=, mitm=, le_secure=, io=)`; what NimBLE asks the application
+  (the passkey, the bonds to keep and give back) goes to the firmware's IRQ handler, so bonds live in
+  the board's own files, and the port's permission check on writes is applied to the stand-in's;
 - a central (the daemon's side, liftwatch.hil.mockboard.central) gets an adapter: a controller on the
   same link whose HCI is served on another unix socket, so its Bumble host runs in the central's own
   event loop, as BlueZ talks HCI to a Pi's adapter.
@@ -28,11 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bumble import gatt, hci
+from bumble import att, gatt, hci
 from bumble.controller import Controller
 from bumble.device import Connection, Device
 from bumble.host import Host
+from bumble.keys import KeyStore, PairingKeys
 from bumble.link import LocalLink
+from bumble.pairing import PairingConfig, PairingDelegate
+from bumble.smp import PairingMethod
 from bumble.transport.common import AsyncPipeSink
 from bumble.transport.unix import open_unix_server_transport
 
@@ -52,11 +58,20 @@ LE_ACL_PACKET_BYTES = 251
 # the connection (HCI reason 0x08).
 LOST_BOARD_REASON = hci.HCI_CONNECTION_TIMEOUT_ERROR
 CALL_TIMEOUT_S = 10.0
-# The firmware with BLE does not start on a 96 KiB heap: after the radio's set-up (ble_nus and ble
-# bytecode, the BleNus object, the stack's buffers) the largest free block is 256 bytes and the
-# sensor's start fails with MemoryError (found on this virtual radio; docs/firmware.md). Boards with
-# more RAM run it (100 KiB booted when measured mid-round); BLE tests and benchmarks use this.
-BLE_BOARD_HEAP_K = 104
+
+# How long the radio waits for the firmware's answer to a pairing question (its IRQs run once per loop
+# pass; Bumble's SMP gives up after 30 s itself).
+BOARD_ANSWER_TIMEOUT_S = 20.0
+# NimBLE's store record type for a peer's security keys (the stand-in keeps the whole bond under it).
+_PEER_SEC = 2
+# MicroPython's _PASSKEY_ACTION_* (NimBLE's BLE_SM_IOACT_*), asked of the firmware by _IRQ_PASSKEY_ACTION
+_PASSKEY_INPUT = 2
+_PASSKEY_DISPLAY = 3
+_PASSKEY_NUMERIC_COMPARISON = 4
+# MicroPython's _FLAG_WRITE_ENCRYPTED / _FLAG_WRITE_AUTHENTICATED: NimBLE refuses a write (a write
+# command silently) on a link that lacks them.
+_FLAG_WRITE_ENCRYPTED = 0x1000
+_FLAG_WRITE_AUTHENTICATED = 0x2000
 
 # MicroPython's bluetooth.FLAG_* -> Bumble's characteristic properties and permissions.
 _PROPERTIES = {
@@ -78,6 +93,12 @@ def board_address(uid_hex: str) -> str:
     return ":".join(f"{b:02X}" for b in mac.to_bytes(6, "big"))
 
 
+def bond_name(name: str) -> str:
+    """A bond's name in a key store: the peer's address without Bumble's type qualifier, which it
+    writes when storing a pairing's keys ("…/P") but not when looking them up for a connection."""
+    return name.split("/")[0]
+
+
 @dataclass(slots=True)
 class RadioStats:
     """Counters for tests and benchmarks (touched on the radio thread only)."""
@@ -85,7 +106,10 @@ class RadioStats:
     board_boots: collections.Counter = field(default_factory=collections.Counter)  # address -> radio sessions
     notifications: int = 0
     writes: int = 0
+    refused_writes: int = 0  # writes the board's stack refused: the link lacked the characteristic's security
     connections: int = 0
+    pairings: int = 0  # pairings the board's stack completed (a bonded reconnect is not one)
+    encryption_updates: list[tuple[bool, bool, bool]] = field(default_factory=list)  # (encrypted, authenticated, bonded)
 
 
 class VirtualRadio:
@@ -220,6 +244,14 @@ class _BoardSession:
         self.mtu = 23
         self.chars: dict[int, gatt.Characteristic] = {}
         self.done_marks: collections.deque[int] = collections.deque()  # packets queued after each notification
+        self.security = {"bond": False, "mitm": False, "le_secure": False, "io": 3}  # the port's defaults
+        self.trusted: dict[int, tuple[bool, bool]] = {}  # connection handle -> (encrypted, authenticated)
+        self.pairing: set[int] = set()  # connection handles with a pairing in progress
+        self.bonds_read: dict[str, PairingKeys] = {}  # bond name -> the keys the firmware last gave
+        # questions to the firmware: g/s, answered in order (R); p, answered per connection (P)
+        self.answers: collections.deque[asyncio.Future[bytes | None]] = collections.deque()
+        self.passkeys: dict[int, asyncio.Future[bytes | None]] = {}
+        self.calls: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
 
     def send(self, kind: str, body: bytes = b"") -> None:
         if not self.writer.is_closing():
@@ -227,14 +259,61 @@ class _BoardSession:
 
     async def run(self) -> None:
         self.radio.stats.board_boots[self.address] += 1
+        # Calls run in order on a task of their own, so an answer the stack awaits from the board
+        # (a bond while it powers on, a passkey) is read while a call waits for it.
+        worker = asyncio.create_task(self._calls(), name=f"board {self.address}: calls")
         try:
             while True:
                 kind, n = struct.unpack("<BH", await self.reader.readexactly(3))
-                await self.on_call(chr(kind), await self.reader.readexactly(n))
+                body = await self.reader.readexactly(n)
+                if kind == ord("R"):
+                    self._answered(body)
+                elif kind == ord("P"):
+                    answer = self.passkeys.pop(struct.unpack_from("<H", body)[0], None)
+                    if answer is not None and not answer.done():
+                        answer.set_result(body)
+                else:
+                    self.calls.put_nowait((chr(kind), body))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the board's process is gone: reset, power cut or stop
         finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+            for answer in [*self.answers, *self.passkeys.values()]:
+                answer.cancel()
             await self.power_off()
+
+    async def _calls(self) -> None:
+        while True:
+            kind, body = await self.calls.get()
+            try:
+                await self.on_call(kind, body)
+            except Exception:  # noqa: BLE001 - a radio that cannot go on is a board that lost its radio
+                log.exception("board %s: radio call %r failed; its radio goes off", self.address, kind)
+                self.writer.close()  # the stand-in sees the radio gone (ENODEV), run() powers it off
+                return
+
+    def _answered(self, body: bytes) -> None:
+        # The stand-in answers every g and s at once, in order: R is the oldest question's
+        while self.answers:
+            answer = self.answers.popleft()
+            if not answer.done():
+                answer.set_result(body)
+                return
+
+    async def ask(self, kind: str, body: bytes) -> bytes | None:
+        """Put a question to the firmware's IRQ handler and wait for its answer (None: the board is gone,
+        or for a passkey (p), it did not answer: it may disconnect instead)."""
+        answer: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        if kind == "p":
+            self.passkeys[struct.unpack_from("<H", body)[0]] = answer
+        else:
+            self.answers.append(answer)
+        self.send(kind, body)
+        try:
+            return await asyncio.wait_for(answer, BOARD_ANSWER_TIMEOUT_S)
+        except (TimeoutError, asyncio.CancelledError):
+            return None
 
     async def power_off(self) -> None:
         """The chip lost power: its connections drop as a supervision timeout, its controller leaves."""
@@ -261,6 +340,8 @@ class _BoardSession:
             device = Device(name=self.name, address=hci.Address(self.address),
                             host=Host(controller, AsyncPipeSink(controller)))
             device.gatt_server.max_mtu = self.mtu
+            device.keystore = _BoardKeyStore(self)
+            device.pairing_config_factory = self._pairing_config
             device.on("connection", self._on_connection)
             await device.power_on()
             queue = device.host.le_acl_packet_queue
@@ -272,10 +353,72 @@ class _BoardSession:
     def _on_connection(self, connection: Connection) -> None:
         self.radio.stats.connections += 1
         peer = self._peer(connection)
+        handle = connection.handle
+        self.trusted[handle] = (False, False)
         self.send("c", peer)
-        connection.on("disconnection", lambda _reason: self.send("d", peer))
-        connection.on("connection_att_mtu_update", lambda: self.send("m", struct.pack("<HH", connection.handle,
+
+        def gone(_reason: int) -> None:
+            self.trusted.pop(handle, None)
+            self.pairing.discard(handle)
+            asked = self.passkeys.pop(handle, None)
+            if asked is not None:
+                asked.cancel()
+            self.send("d", peer)
+
+        connection.on("disconnection", gone)
+        connection.on("connection_att_mtu_update", lambda: self.send("m", struct.pack("<HH", handle,
                                                                                        connection.att_mtu)))
+        connection.on("pairing_start", lambda: self.pairing.add(handle))
+        connection.on("pairing", lambda keys: self._paired(connection, keys))
+        connection.on("pairing_failure", lambda _reason: self._paired(connection, None))
+        connection.on("connection_encryption_change", lambda: self._encrypted(connection))
+        connection.on("connection_encryption_failure", lambda _error: self._encryption_update(handle, False, False,
+                                                                                                False, 0))
+
+    def _pairing_config(self, connection: Connection) -> PairingConfig:
+        sec = self.security
+        return PairingConfig(sc=bool(sec["le_secure"]), mitm=bool(sec["mitm"]), bonding=bool(sec["bond"]),
+                             delegate=_BoardDelegate(self, connection.handle, int(sec["io"]), bool(sec["mitm"])))
+
+    def _paired(self, connection: Connection, keys: PairingKeys | None) -> None:
+        """A pairing ended (keys None: it failed): NimBLE reports the link's state as it is now."""
+        handle = connection.handle
+        self.pairing.discard(handle)
+        if keys is None:
+            self._encryption_update(handle, bool(connection.encryption), False, False, 0)
+            return
+        self.radio.stats.pairings += 1
+        # le_secure: only an LE Secure Connections key counts; Just Works is never authenticated
+        secure = keys.ltk is not None or not self.security["le_secure"]
+        authenticated = secure and any(k is not None and k.authenticated
+                                       for k in (keys.ltk, keys.ltk_peripheral))
+        self._encryption_update(handle, True, authenticated, bool(self.security["bond"]),
+                                connection.encryption_key_size)
+
+    def _encrypted(self, connection: Connection) -> None:
+        """Encryption started. NimBLE's permission checks see the new security at once (a write right
+        behind it is taken). In a pairing the firmware hears at its end, after the keys are exchanged
+        and stored; else a bonded central's LTK did it, the bond just read from the board for it
+        (bonds_read), which says whether that pairing was authenticated."""
+        handle = connection.handle
+        if not connection.encryption:
+            return
+        if handle in self.pairing:
+            session = self.device.smp_manager.sessions.get(handle) if self.device else None
+            authenticated = session is not None and session.pairing_method != PairingMethod.JUST_WORKS and (
+                session.sc or not self.security["le_secure"])
+            self.trusted[handle] = (True, authenticated)
+            return
+        keys = self.bonds_read.get(bond_name(str(connection.peer_address)))
+        authenticated = keys is not None and keys.ltk is not None and keys.ltk.authenticated
+        self._encryption_update(handle, True, authenticated, keys is not None, connection.encryption_key_size)
+
+    def _encryption_update(self, handle: int, encrypted: bool, authenticated: bool, bonded: bool,
+                           key_size: int) -> None:
+        if handle in self.trusted:
+            self.trusted[handle] = (encrypted, authenticated)
+        self.radio.stats.encryption_updates.append((encrypted, authenticated, bonded))
+        self.send("e", struct.pack("<HBBBB", handle, encrypted, authenticated, bonded, key_size))
 
     @staticmethod
     def _peer(connection: Connection) -> bytes:
@@ -300,6 +443,10 @@ class _BoardSession:
             key, _, value = body.decode().partition("=")
             if key == "gap_name":
                 self.name = value
+            elif key in ("bond", "mitm", "le_secure"):
+                self.security[key] = value == "True"
+            elif key == "io":
+                self.security[key] = int(value)
             elif key == "mtu":
                 self.mtu = int(value)
                 if self.device is not None:
@@ -346,6 +493,16 @@ class _BoardSession:
         holder: list[gatt.Characteristic] = []
 
         def written(connection: Connection, value: bytes) -> None:
+            # NimBLE's permission check, on the security the board's stack knows (Bumble's own check
+            # would take any encrypted LE link for an authenticated one): a write request gets the
+            # error, a write command is dropped (Bumble logs the error and ignores it)
+            encrypted, authenticated = self.trusted.get(connection.handle, (False, False))
+            if flags & _FLAG_WRITE_ENCRYPTED and not encrypted:
+                self.radio.stats.refused_writes += 1
+                raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_ENCRYPTION, holder[0].handle)
+            if flags & _FLAG_WRITE_AUTHENTICATED and not authenticated:
+                self.radio.stats.refused_writes += 1
+                raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHENTICATION, holder[0].handle)
             self.radio.stats.writes += 1
             self.send("w", struct.pack("<HH", connection.handle, holder[0].handle) + bytes(value))
 
@@ -367,3 +524,75 @@ class _BoardSession:
         self.radio.stats.notifications += 1
         self.done_marks.append(queue.queued)
         self._on_flow()
+
+
+class _BoardDelegate(PairingDelegate):
+    """The board's side of a pairing: the questions NimBLE puts to the application (_IRQ_PASSKEY_ACTION)
+    go to the firmware, whose gap_passkey() answers them; a board that answers nothing (it
+    disconnects) fails the pairing."""
+
+    def __init__(self, session: _BoardSession, handle: int, io: int, mitm: bool) -> None:
+        super().__init__(io_capability=PairingDelegate.IoCapability(io))
+        self.session = session
+        self.handle = handle
+        self.mitm = mitm
+
+    async def confirm(self, auto: bool = False) -> bool:
+        # Just Works (the central has no keyboard, or pretends so): no MITM protection, so a board that
+        # requires it (config mitm=True) fails the pairing and keeps nothing.
+        return not self.mitm
+
+    async def _passkey_action(self, action: int, number: int = 0) -> int | None:
+        answer = await self.session.ask("p", struct.pack("<HBI", self.handle, action, number))
+        if answer is None or len(answer) < 7:
+            return None
+        conn, answered, passkey = struct.unpack_from("<HBI", answer)
+        return passkey if (conn, answered) == (self.handle, action) else None
+
+    async def generate_passkey(self) -> int:
+        passkey = await self._passkey_action(_PASSKEY_DISPLAY)
+        if passkey is None or not 0 <= passkey <= 999_999:
+            raise RadioError("the board gave no passkey")  # Bumble's SMP fails the pairing
+        return passkey
+
+    async def get_number(self) -> int | None:
+        return await self._passkey_action(_PASSKEY_INPUT)
+
+    async def compare_numbers(self, number: int, digits: int) -> bool:
+        return bool(await self._passkey_action(_PASSKEY_NUMERIC_COMPARISON, number))
+
+
+class _BoardKeyStore(KeyStore):
+    """Bumble's key store backed by the firmware's _IRQ_GET_SECRET / _IRQ_SET_SECRET, so bonds are kept
+    in the board's own files as on the port. A bond is one record: authenticated (u8), the peer's
+    address type (u8), its LTK (16 bytes). No resolving keys (get_all is empty): the Pi connects with
+    its public address."""
+
+    def __init__(self, session: _BoardSession) -> None:
+        self.session = session
+
+    async def get(self, name: str) -> PairingKeys | None:
+        answer = await self.session.ask("g", struct.pack("<BH", _PEER_SEC, 0) + bond_name(name).encode())
+        if not answer or answer[0] != 1 or len(answer) != 19:
+            self.session.bonds_read.pop(bond_name(name), None)
+            return None
+        keys = PairingKeys()
+        keys.address_type = hci.AddressType(answer[2])
+        keys.ltk = PairingKeys.Key(value=answer[3:19], authenticated=bool(answer[1]))
+        self.session.bonds_read[bond_name(name)] = keys
+        return keys
+
+    async def update(self, name: str, keys: PairingKeys) -> None:
+        if keys.ltk is None:
+            return  # legacy pairing (no LE Secure Connections key): not kept, as le_secure refuses it
+        value = bytes((keys.ltk.authenticated, keys.address_type or 0)) + keys.ltk.value
+        await self._set(name, value)
+
+    async def delete(self, name: str) -> None:
+        await self._set(name, None)
+
+    async def _set(self, name: str, value: bytes | None) -> None:
+        key = bond_name(name).encode()
+        body = bytes((_PEER_SEC, len(key))) + key + (b"\x01" + value if value is not None else b"\x00")
+        if await self.session.ask("s", body) != b"\x01":
+            raise RadioError(f"the board did not store the bond of {name}")

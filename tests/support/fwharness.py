@@ -23,7 +23,10 @@ from liftwatch.protocol.framing import Frame, FrameReader, encode_frame
 from liftwatch.edge_daemon.flash import mpy_cross
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.trace import FEED_CTRL_CRASH, FEED_CTRL_POWER_CUT, FEED_RECORD  # noqa: F401 (for the tests)
-from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, SIM_HARDWARE_DIR, run_micropython
+from liftwatch.upy import (  # noqa: F401 (SIM_HEAP_ALLOWANCE_K, POINTER_WIDTH_HEAP_K: for the tests)
+    FIRMWARE_DIR, POINTER_WIDTH_HEAP_K, PROTOCOL_DIR, SIM_BOARD_HEAPSIZE, SIM_HARDWARE_DIR, SIM_HEAP_ALLOWANCE_K,
+    run_micropython,
+)
 
 DOOR_CLOSED, ZONE_UP, ZONE_DN = lw.IN_DOOR_CLOSED, lw.IN_ZONE_UP, lw.IN_ZONE_DN
 PRESENCE, INSPECTION, ALARM = lw.IN_PRESENCE, lw.IN_INSPECTION, lw.IN_ALARM_BUTTON
@@ -53,12 +56,13 @@ def build_mpy(dest: Path, march: str = "x64") -> Path:
     return dest
 
 
-# The simulated hardware lives on the board's Python heap here but is silicon on a board: hal_sim
-# with its feed and UART buffers, fakeaccel and one part's fake (about 12 KiB measured on the 64-bit
-# unix port), plus this harness's runner and hooks. Runs get this much on top of the ESP32's 96 KiB
-# so the firmware itself starts with what it would have on the board (the mock board does the same).
-SIM_HEAP_ALLOWANCE_K = 16
-BOARD_HEAP = f"{96 + SIM_HEAP_ALLOWANCE_K}k"
+# The simulated hardware lives on the board's Python heap here but is silicon on a board; and this
+# interpreter's objects are bigger than an ESP32's. Runs get both allowances on top of the ESP32's
+# 96 KiB (liftwatch/upy.py) so the firmware starts with what it would have on the board.
+BOARD_HEAP = SIM_BOARD_HEAPSIZE
+# Compiling sources on the interpreter needs their parse trees in RAM; a board runs the .mpy form
+# (docs/firmware.md, "Heap"), so the source form gets this instead.
+SOURCE_HEAP = "160k"
 
 _MPY_DIR: Path | None = None
 
