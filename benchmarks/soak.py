@@ -29,7 +29,7 @@ The modules: soak_board.py (the simulated board), soak_faults.py (each day's act
 and how each is done), soak_reconcile.py (ground truth against what arrived upstream: lost,
 duplicated, dropped under a named fault; its docstring has the rules), this one (the daemon
 process, the run, the table). The last line with
---json: {"lost", "duplicated", "dropped_by_reason", "faults_injected", "rss_growth_mb", ...}.
+--json: {"lost", "duplicated", "mistimed", "dropped_by_reason", "faults_injected", "rss_growth_mb", ...}.
 """
 
 from __future__ import annotations
@@ -375,6 +375,9 @@ def print_table(result: dict[str, Any]) -> None:
               f"{row.get('lost', 0):>5}  {drops}" + (f" / {extra} unmatched" if extra else ""))
     if result["lost"]:
         print(f"lost by cause: {result['lost_by_cause']}")
+    if result["mistimed"]:
+        print(f"mistimed (journal records of a boot no daemon mapped, upstream at their arrival time): "
+              f"{result['mistimed']}")
     print(f"trips delivered with floors unknown (frames lost while moving, or ambiguous pulses): {result['trips_floors_unknown']}")
     print(f"faults injected: {result['faults_injected']}")
     print(f"daemon drops: {result['daemon_drops']}; board frames lost on the line: "

@@ -9,7 +9,9 @@ under that fault's name in ``dropped_by_reason``. Faults the daemon must absorb 
 full, broker outage, clock jump) excuse nothing by themselves: an item missing under only those is
 ``lost`` unless the daemon itself counted a drop of that kind (outbox ``disk_full`` /
 ``outbox_full`` in its status), and then it appears as ``outbox.<reason>``. Items that appear
-upstream under more than one id are ``duplicated``.
+upstream under more than one id are ``duplicated``. A journalled item missing at its own time,
+on a car whose daemon counted as many journal records timed by arrival (``journal_unmapped``: a
+boot no daemon ever mapped to UTC), is ``mistimed``: upstream, at the wrong time, and said so.
 
 Imports nothing from the soak's other modules, so tests/test_soak_reconcile.py imports it as
 `benchmarks.soak_reconcile` and pins the rules down without running a soak.
@@ -84,8 +86,12 @@ class Ledger:
             parts = key.split(".")
             if parts[0] == "outbox" and len(parts) == 3:
                 counted[(parts[1], parts[2])] += n
+        # Journal records of a boot no daemon ever mapped to UTC (it began and ended while the
+        # daemon was down or before it synced): the daemon times them by arrival and counts them.
+        unmapped = collections.Counter({key.split(".", 1)[1]: n for key, n in (daemon_drops or {}).items()
+                                        if key.startswith("journal_unmapped.")})
         unique = {m["id"]: m for m in upstream if "id" in m}
-        lost = duplicated = pending_on_board = 0
+        lost = duplicated = pending_on_board = mistimed = 0
         lost_by_cause: collections.Counter = collections.Counter()
         dropped: collections.Counter = collections.Counter()
         table: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -141,6 +147,11 @@ class Ledger:
                 reason = "+".join(sorted(item.risks - ABSORBED_FAULTS))
                 table[item.kind][f"dropped:{reason}"] += 1
                 dropped[reason] += 1
+            elif item.journal_seq is not None and unmapped[car] > 0:
+                # Upstream, but at its arrival time: not lost, not once (docs/daemon.md, journal_unmapped)
+                unmapped[car] -= 1
+                table[item.kind]["mistimed:journal_timed_by_arrival"] += 1
+                mistimed += 1
             elif any(counted[(r, item.kind)] > 0 for r in ("disk_full", "outbox_full")):
                 reason = next(r for r in ("disk_full", "outbox_full") if counted[(r, item.kind)] > 0)
                 counted[(reason, item.kind)] -= 1
@@ -167,6 +178,7 @@ class Ledger:
             "lost": lost,
             "lost_by_cause": dict(sorted(lost_by_cause.items())),
             "duplicated": duplicated,
+            "mistimed": mistimed,
             "dropped_by_reason": dict(sorted(dropped.items())),
             "redelivered_same_id": redelivered,
             # delivered with floors null: frames lost while the car moved (the daemon would not guess)
@@ -268,7 +280,7 @@ def journal_messages(path: Path) -> list[dict[str, Any]]:
 
 def daemon_drops(status: Path) -> dict[str, int]:
     """The drops the daemon counted itself, from its status file: framing by reason, outbox by
-    reason and kind."""
+    reason and kind; and journal records it timed by arrival, by car."""
     try:
         snap = json.loads(status.read_text())
     except (OSError, json.JSONDecodeError):
@@ -277,6 +289,8 @@ def daemon_drops(status: Path) -> dict[str, int]:
     for b in snap.get("boards", []):
         for reason, n in (b.get("framing_drops") or {}).items():
             out[f"framing.{reason}"] += n
+        if (b.get("counters") or {}).get("journal_unmapped"):
+            out[f"journal_unmapped.{b.get('car')}"] += b["counters"]["journal_unmapped"]
     for reason, by_kind in (snap.get("drops") or {}).items():  # the outbox's {reason: {kind: n}}
         for kind, n in (by_kind or {}).items():
             out[f"outbox.{reason}.{kind}"] += n

@@ -81,3 +81,15 @@ def test_a_journalled_item_is_never_excused_by_a_line_fault() -> None:
     assert verdict["table"]["trip"] == {"made": 4, "journalled": 2, "once": 1, "pending_on_board": 1, "lost": 1,
                                         "dropped:serial_cut": 1, "upstream_unmatched": 0}
     assert (verdict["lost"], verdict["pending_on_board"], verdict["dropped_by_reason"]) == (1, 1, {"serial_cut": 1})
+
+
+def test_a_journalled_trip_of_a_boot_no_daemon_mapped_is_mistimed_only_as_often_as_the_daemon_says() -> None:
+    # The short soak's case: a board boot began and ended while the daemon was down (killed, then a
+    # watchdog reset), so its journal record went upstream at its arrival time, not its own.
+    items = [Item("trip", 2, 1000.0, 1009.0, floors=2, journal_seq=5), Item("trip", 2, 2000.0, 2009.0, floors=2,
+                                                                            journal_seq=6)]
+    counted = harness(items, []).reconcile([], {"journal_unmapped.car-2": 1})
+    assert (counted["mistimed"], counted["lost"]) == (1, 1)  # one record timed by arrival; the other is lost
+    assert counted["table"]["trip"]["mistimed:journal_timed_by_arrival"] == 1
+    assert harness(items[:1], []).reconcile([], {})["lost"] == 1  # nothing counted: lost
+    assert harness(items[:1], []).reconcile([], {"journal_unmapped.car-1": 1})["lost"] == 1  # another car's
