@@ -183,6 +183,9 @@ class JournalRecord:
     peak_speed_mm_s: int = 0
     inputs_start: int = 0
     inputs_end: int = 0
+    # Its boot was never mapped to UTC (it began and ended while no daemon listened): the times are
+    # the arrival's, not the board's.
+    timed_by_arrival: bool = False
 
 
 Observation = (

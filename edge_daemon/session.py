@@ -650,28 +650,28 @@ class BoardSession:
         if j.seq in self._pending_journal:
             self.counters.journal_resent += 1
             return
-        start, end = self._journal_times(j, ts)
+        start, end, by_arrival = self._journal_times(j, ts)
         self._pending_journal.add(j.seq)
         self.counters.journal_records += 1
         out.append(JournalRecord(ts=end, seq=j.seq, kind=j.kind, start_ts=start, direction=j.direction,
                                  count=j.count, peak_speed_mm_s=j.peak_speed_mm_s, inputs_start=j.inputs_start,
-                                 inputs_end=j.inputs_end))
+                                 inputs_end=j.inputs_end, timed_by_arrival=by_arrival))
 
-    def _journal_times(self, j: m.Journal, ts: float) -> tuple[float, float]:
+    def _journal_times(self, j: m.Journal, ts: float) -> tuple[float, float, bool]:
         """UTC of a record's start and end: from a STATE of its boot heard near its start, else this
-        boot's clock, or the offset kept for its boot."""
+        boot's clock, or the offset kept for its boot; else the arrival's (True)."""
         near = [(abs(d), utc + d / 1000.0) for boot, t_ms, utc in self._state_times if boot == j.boot_id
                 for d in (_signed_ms(j.start_t_ms - t_ms),) if abs(d) <= STATE_TIMES_MAX_MS]
         if near:
             start = min(near)[1]
-            return start, start + (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0
+            return start, start + (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0, False
         if j.boot_id == self.boot_id:
-            return self._clock.payload_utc_s(j.start_t_ms, ts), self._clock.payload_utc_s(j.end_t_ms, ts)
+            return self._clock.payload_utc_s(j.start_t_ms, ts), self._clock.payload_utc_s(j.end_t_ms, ts), False
         offset = self.boot_offsets.get(j.boot_id)
         if offset is None:
             self.counters.journal_unmapped += 1
-            return ts - (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0, ts
-        return (j.start_t_ms + offset) / 1000.0, (j.end_t_ms + offset) / 1000.0
+            return ts - (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0, ts, True
+        return (j.start_t_ms + offset) / 1000.0, (j.end_t_ms + offset) / 1000.0, False
 
     def _keep_boot_offset(self) -> None:
         """The boot ends (a newer one began): keep its offset for its journal records still to come."""

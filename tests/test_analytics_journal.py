@@ -192,6 +192,22 @@ async def test_a_record_of_an_earlier_boot_maps_with_that_boot_s_clock() -> None
     assert trip["start_ts"] == "2026-01-01T00:05:00.000Z" and trip["source"] == "board_journal"
 
 
+async def test_a_record_of_a_boot_no_daemon_mapped_says_its_times_are_the_arrival_s() -> None:
+    """A boot that began and ended while no daemon listened has no clock to map its records with:
+    they go upstream at their arrival time, and say so, never as if at their own."""
+    car = Car()
+    await car.hello(1000)
+    await car.tick(2000)
+    record = m.pack_journal_record(9, lw.J_TRIP, 3, 300_000, 309_000, 1, 1, 1500, LEVEL_CLOSED, LEVEL_CLOSED)
+    await car.frame(lw.T_JOURNAL, [BOARD, record, 0], 5000)  # boot 3: never heard of
+    record = m.pack_journal_record(10, lw.J_TRIP, 7, 3_000, 4_000 + 9_000, 1, 1, 1500, LEVEL_CLOSED, LEVEL_CLOSED)
+    await car.frame(lw.T_JOURNAL, [BOARD, record, 0], 14_000)  # this boot: its own times
+    unmapped, mapped = car.of("trip")
+    assert unmapped["source"] == "board_journal_arrival" and unmapped["end_ts"] == "2026-01-01T00:00:05.000Z"
+    assert mapped["source"] == "board_journal" and mapped["start_ts"] == "2026-01-01T00:00:03.000Z"
+    assert car.session.counters.journal_unmapped == 1 and car.journal_acks() == [9, 10]
+
+
 async def test_late_trips_of_a_past_day_reissue_its_daily_record_with_a_higher_revision() -> None:
     car = Car(AnalyticsConfig(day_utc_offset_h=0.0))
     await car.hello(1000)

@@ -43,7 +43,7 @@ from .leveling import LevelingResult, LevelingStatus
 from .maintenance import MaintenanceTracker, MaintenanceVisit
 from .trips import Trip
 
-__all__ = ["MATCH_S", "SOURCE_JOURNAL", "JournalFill", "Revision", "parse_visit_memory"]
+__all__ = ["MATCH_S", "SOURCE_JOURNAL", "SOURCE_JOURNAL_ARRIVAL", "JournalFill", "Revision", "parse_visit_memory"]
 
 # The board's record and the live STATE of the same start carry the same board ms; only the clock
 # offset they were mapped with can differ (a TIME_SYNC in between: milliseconds on a real link, up to
@@ -51,6 +51,8 @@ __all__ = ["MATCH_S", "SOURCE_JOURNAL", "JournalFill", "Revision", "parse_visit_
 # are several seconds apart (a trip lasts over trip_min_s, a door cycle ends 4 s after the closing).
 MATCH_S = 2.0
 SOURCE_JOURNAL = "board_journal"
+# A record of a boot no daemon ever mapped to UTC: at its arrival time (docs/daemon.md, journal_unmapped).
+SOURCE_JOURNAL_ARRIVAL = "board_journal_arrival"
 _LIVE_MEMORY = 512  # live starts kept: far more than the records in flight at any time
 _VISIT_MEMORY = 16  # issued visits a late record may still change (a few a day)
 _RUN_MEMORY = 64  # movements under inspection waiting for their period's record (a visit has a few)
@@ -168,7 +170,7 @@ class JournalFill:
         cfg = self.config
         if kind is JournalKind.DOOR_CYCLE:
             return [DoorCycle(self.car_id, rec.start_ts, rec.ts, rec.ts - rec.start_ts, rec.count, None,
-                              source=SOURCE_JOURNAL), *self._door_open_too_long(rec)]
+                              source=_source(rec)), *self._door_open_too_long(rec)]
         # A trip, classified as the live path does: too short or never out of the door zone is a
         # re-levelling (a run under inspection control went to its visit).
         in0, in1 = rec.inputs_start, rec.inputs_end
@@ -185,7 +187,7 @@ class JournalFill:
             car_id=self.car_id, start_ts=rec.start_ts, end_ts=rec.ts,
             direction={1: "up", -1: "down"}.get(rec.direction), floors=rec.count, from_floor=None, to_floor=None,
             peak_speed_mps=rec.peak_speed_mm_s / 1000.0 if rec.peak_speed_mm_s else None, distance_m=None,
-            ride_quality=None, leveling=LevelingResult(rec.ts, status, None), source=SOURCE_JOURNAL,
+            ride_quality=None, leveling=LevelingResult(rec.ts, status, None), source=_source(rec),
         )]
 
     def _door_open_too_long(self, rec: JournalRecord) -> list[FaultEvent]:
@@ -200,9 +202,9 @@ class JournalFill:
             return []
         raised = rec.start_ts + limit
         detail = {"since_ts": iso_utc(rec.start_ts), "in_door_zone": bool(rec.inputs_start & (_ZONE_UP | _ZONE_DN)),
-                  "source": SOURCE_JOURNAL}
+                  "source": _source(rec)}
         return [FaultEvent(self.car_id, ftype, "raised", raised, raised, detail=detail),
-                FaultEvent(self.car_id, ftype, "cleared", rec.ts, raised, detail={"source": SOURCE_JOURNAL},
+                FaultEvent(self.car_id, ftype, "cleared", rec.ts, raised, detail={"source": _source(rec)},
                            duration_s=rec.ts - raised)]
 
     # ---------------------------------------------------------------- maintenance visits
@@ -212,7 +214,7 @@ class JournalFill:
         for it and the faults it answered (raised before it, within the look-back)."""
         return MaintenanceVisit(self.car_id, rec.start_ts, rec.ts, self._take_runs(rec.start_ts, rec.ts),
                                 rec.ts - rec.start_ts < self.config.maintenance_min_s,
-                                tuple(faults.on_visit_start(rec.start_ts)), source=SOURCE_JOURNAL)
+                                tuple(faults.on_visit_start(rec.start_ts)), source=_source(rec))
 
     def _join_period(self, rec: JournalRecord) -> list[Revision]:
         """An inspection period less than the join gap from an issued visit is one of its periods."""
@@ -263,6 +265,10 @@ def parse_visit_memory(car_id: str, memory: Any) -> tuple[list[MaintenanceVisit]
         float(v["first_start_ts"]) if v.get("first_start_ts") is not None else None,
     ) for v in memory["visits"]]
     return visits, [float(t) for t in memory["runs"]]
+
+
+def _source(rec: JournalRecord) -> str:
+    return SOURCE_JOURNAL_ARRIVAL if rec.timed_by_arrival else SOURCE_JOURNAL
 
 
 def _near(starts: deque[float], ts: float) -> bool:
