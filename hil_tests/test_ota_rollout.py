@@ -88,6 +88,7 @@ def test_a_canary_that_crashes_at_import_stops_the_rollout(fleet, tmp_path, fram
     assert again.returncode == 1 and "stopped" in again.stderr and "Traceback" not in again.stderr
 
 
+@pytest.mark.long  # 16 s; the suite's time (a canary crashing at import stops it in the default run)
 def test_a_canary_that_reboots_during_the_hold_stops_the_rollout(fleet, tmp_path, good_bundle, frame_tap) -> None:
     """The canary confirmed, then went down during the hold (a crash, a power cut): the health did
     not hold, so the others keep the old firmware."""
@@ -115,6 +116,7 @@ def test_a_canary_that_reboots_during_the_hold_stops_the_rollout(fleet, tmp_path
     assert json.loads(state.read_text())["phase"] == "stopped"
 
 
+@pytest.mark.long  # 40 s; the suite's time (resume points are unit-tested in tests/test_ota_rollout.py)
 def test_a_rollout_killed_mid_transfer_resumes_without_pushing_the_canary_again(fleet, tmp_path, good_bundle,
                                                                                  frame_tap) -> None:
     """The Pi dies (SIGKILL) while the first car after the canary is being pushed: the same command
