@@ -21,6 +21,11 @@ TRIP_OFFSET_HOLD_MAX_MS = 600_000
 MAX_SYNC_RTT_MS = 2000
 
 
+def t_ms_delta(a: int, b: int) -> int:
+    """``a - b`` for two raw board times on the wrapping t_ms scale, the shorter way round."""
+    return (a - b + _T_HALF) % T_MS_MODULO - _T_HALF
+
+
 class BoardClock:
     """Board time of one boot: unwrap `t_ms` (mod 2**30) and map it to UTC.
 
@@ -59,7 +64,7 @@ class BoardClock:
         if self.last_raw is None:
             self.last_raw, self.last_unwrapped, self.last_host_ms = t_ms, t_ms, host_ms
             return t_ms
-        delta = (t_ms - self.last_raw + _T_HALF) % T_MS_MODULO - _T_HALF
+        delta = t_ms_delta(t_ms, self.last_raw)
         if host_ms is not None and self.last_host_ms is not None:
             elapsed = host_ms - self.last_host_ms
             if elapsed > T_MS_MODULO // 4:
@@ -78,7 +83,7 @@ class BoardClock:
         """Unwrap a time carried inside a payload (event_t_ms, board_t_ms) without advancing."""
         if self.last_raw is None:
             return t_ms
-        return self.last_unwrapped + (t_ms - self.last_raw + _T_HALF) % T_MS_MODULO - _T_HALF
+        return self.last_unwrapped + t_ms_delta(t_ms, self.last_raw)
 
     def observe_arrival(self, unwrapped: int, host_ms: float) -> None:
         """Until a TIME_SYNC lands, the smallest host-minus-board difference is the best offset:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from liftwatch.edge_daemon.board_clock import T_MS_MODULO, BoardClock
+from liftwatch.edge_daemon.board_clock import T_MS_MODULO, BoardClock, t_ms_delta
 from liftwatch.edge_daemon.observations import (
     MOVING,
     BoardBooted,
@@ -661,7 +661,7 @@ class BoardSession:
         """UTC of a record's start and end: from a STATE of its boot heard near its start, else this
         boot's clock, or the offset kept for its boot; else the arrival's (True)."""
         near = [(abs(d), utc + d / 1000.0) for boot, t_ms, utc in self._state_times if boot == j.boot_id
-                for d in (_signed_ms(j.start_t_ms - t_ms),) if abs(d) <= STATE_TIMES_MAX_MS]
+                for d in (t_ms_delta(j.start_t_ms, t_ms),) if abs(d) <= STATE_TIMES_MAX_MS]
         if near:
             start = min(near)[1]
             return start, start + (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0, False
@@ -694,12 +694,6 @@ class BoardSession:
         self._stored_events.move_to_end(key)
         while len(self._stored_events) > EVENT_MEMORY:
             self._stored_events.popitem(last=False)
-
-
-def _signed_ms(d: int) -> int:
-    """A difference of two board times on the wrapping t_ms scale, as the shorter way round."""
-    d %= T_MS_MODULO
-    return d - T_MS_MODULO if d > T_MS_MODULO // 2 else d
 
 
 def _on_ota_status(self: BoardSession, frame: Frame, v: m.OtaStatus, ts: float, host_now_s: float,
