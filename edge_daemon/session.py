@@ -196,7 +196,7 @@ class BoardSession:
         # re-send of an event stored just before a restart is ACKed, not emitted a second time.
         self._stored_events: OrderedDict[tuple[int, int], None] = OrderedDict()
         for key in stored_events:
-            self._remember_event((int(key[0]), int(key[1])))
+            _remember(self._stored_events, (int(key[0]), int(key[1])), EVENT_MEMORY)
         self._pending_events: set[tuple[int, int]] = set()
         # The board id the daemon was configured with: a JOURNAL from another board is refused.
         self.expected_board_id = expected_board_id
@@ -310,7 +310,7 @@ class BoardSession:
     def journal_stored(self, record: JournalRecord) -> None:
         """`record` is durably stored: remember its seq and ACK it to the board."""
         self._pending_journal.discard(record.seq)
-        self._remember_journal(record.seq)
+        _remember(self._stored_journal, record.seq, JOURNAL_MEMORY)
         self._send(lw.T_ACK, [lw.T_JOURNAL, record.seq, ACK_OK, "", None])
 
     @property
@@ -322,7 +322,7 @@ class BoardSession:
         """`event` is durably stored: remember it and, on a live link, ACK it to the board."""
         key = (event.event_id, event.state)
         self._pending_events.discard(key)
-        self._remember_event(key)
+        _remember(self._stored_events, key, EVENT_MEMORY)
         self._ack_event(event.event_id)
 
     @property
@@ -683,17 +683,13 @@ class BoardSession:
         while len(self.boot_offsets) > BOOT_OFFSETS:
             self.boot_offsets.pop(next(iter(self.boot_offsets)))
 
-    def _remember_journal(self, seq: int) -> None:
-        self._stored_journal[seq] = None
-        self._stored_journal.move_to_end(seq)
-        while len(self._stored_journal) > JOURNAL_MEMORY:
-            self._stored_journal.popitem(last=False)
 
-    def _remember_event(self, key: tuple[int, int]) -> None:
-        self._stored_events[key] = None
-        self._stored_events.move_to_end(key)
-        while len(self._stored_events) > EVENT_MEMORY:
-            self._stored_events.popitem(last=False)
+def _remember(stored: OrderedDict[Any, None], key: Any, memory: int) -> None:
+    """Keep `key` as the newest of at most `memory` stored keys."""
+    stored[key] = None
+    stored.move_to_end(key)
+    while len(stored) > memory:
+        stored.popitem(last=False)
 
 
 def _on_ota_status(self: BoardSession, frame: Frame, v: m.OtaStatus, ts: float, host_now_s: float,
