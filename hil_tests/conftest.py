@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -27,6 +28,11 @@ from liftwatch.hil.mockboard.board import BoardPorts, MockBoard
 from liftwatch.protocol.trace import CarSample
 from liftwatch.hil.sim.scenario import BoardFault, Scenario
 from liftwatch.upy import FIRMWARE_DIR, SIM_HARDWARE_DIR
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from liftwatch.edge_daemon.daemon import Daemon
 
 PROBE_FIRMWARE = Path(__file__).resolve().parent / "probe_firmware"
 MPREMOTE_TIMEOUT_S = 60
@@ -338,7 +344,9 @@ def frame_tap() -> Iterator[Callable[[str], FrameTap]]:
 
 EPOCH_S = 1_767_225_600.0  # 2026-01-01T00:00:00Z: the simulated day starts here
 RUN_SPEED = 200.0  # sim s per real s: fast, yet the daemon keeps up with the board's frames
-DAEMON_SETTLE_S = 3.0  # real seconds for the daemon to start and greet the board before the car moves
+# Real seconds the daemon may take to open its link and greet the board (its HELLO, a time sync)
+# while the car stands at talking speed; the car then runs at the run's speed.
+DAEMON_GREET_TIMEOUT_S = 30.0
 
 
 def daemon_config(path: Path, state_dir: Path, link: str, board_id: str, sc: Scenario) -> Path:
@@ -380,27 +388,31 @@ def daemon_config(path: Path, state_dir: Path, link: str, board_id: str, sc: Sce
 
 def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: float, *,
                transports: dict[str, object] | None = None, speed: float = RUN_SPEED,
+               speed_changes: Sequence[tuple[int, float]] = (),
                down: Sequence[tuple[int, int]] = (),
                while_down: Callable[[], Awaitable[None]] | None = None) -> None:
     """The daemon in-process, on the board's clock, until the board's car reaches ``end_us``; stopped
     (cleanly) inside each ``down`` window of car time (µs) and started afresh after it, as an upgrade
     or a Pi reboot does. ``while_down`` runs once the daemon has stopped, in each window (a firmware
-    update pushed while the daemon is down: benchmarks/ota.py)."""
+    update pushed while the daemon is down: benchmarks/ota.py). Once the daemon has greeted the
+    board the car runs at ``speed``, changed to each ``speed_changes`` speed at its car time (µs)."""
     import asyncio
 
     from liftwatch.edge_daemon.config import load_config
     from liftwatch.edge_daemon.daemon import Daemon
 
-    def start() -> tuple[asyncio.Event, asyncio.Task]:
+    def start() -> tuple[Daemon, asyncio.Event, asyncio.Task]:
         daemon = Daemon(load_config(config_path), transports=transports,  # type: ignore[arg-type]
                         clock=lambda: EPOCH_S + board.stats.board_t_us / 1e6)
         stop = asyncio.Event()
-        return stop, asyncio.create_task(daemon.run(stop), name="daemon")
+        return daemon, stop, asyncio.create_task(daemon.run(stop), name="daemon")
 
     async def main() -> None:
-        stop, task = start()
+        daemon, stop, task = start()
         running = True
-        await asyncio.sleep(DAEMON_SETTLE_S)  # still in the rest prefix, at talking speed
+        await _greeted(daemon, task)  # still in the rest prefix, at talking speed
+        for at_us, then in speed_changes:
+            board.speed_at(at_us, then)
         board.set_speed(speed)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -414,7 +426,7 @@ def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: floa
                 if while_down is not None:
                     await while_down()
             elif not inside and not running:
-                stop, task = start()
+                daemon, stop, task = start()
                 running = True
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
@@ -423,6 +435,27 @@ def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: floa
             await asyncio.wait_for(task, 30)
 
     asyncio.run(main())
+
+
+async def _greeted(daemon: Daemon, task: asyncio.Task) -> None:
+    """Return once every board of ``daemon`` has sent the HELLO of its boot and answered a time sync
+    (what the car's first trip needs: its times mapped to UTC); fail after DAEMON_GREET_TIMEOUT_S."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DAEMON_GREET_TIMEOUT_S
+    while True:
+        sessions = [b.pipeline.session for b in daemon.boards]
+        if sessions and all(s.boot_id is not None and s.hello_boot_id == s.boot_id and s.status()["time_synced"]
+                            for s in sessions):
+            return
+        if task.done():
+            task.result()  # its error, if it failed
+            raise AssertionError("the daemon stopped before it greeted the board")
+        if loop.time() > deadline:
+            raise AssertionError(f"the daemon did not greet the board within {DAEMON_GREET_TIMEOUT_S} s: "
+                                 f"{[s.status() for s in sessions]}")
+        await asyncio.sleep(0.05)
 
 
 def upstream_journal(state_dir: Path) -> tuple[list[dict], dict[str, int], list[tuple]]:

@@ -40,7 +40,14 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     state = tmp_path / "state"
     state.mkdir()
     config = daemon_config(tmp_path / "liftwatch.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
-    run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60, down=pi_down_windows(sc))
+    outages = pi_down_windows(sc) + [(f.t_us, f.t_us + int(float(f.params.get("s", 60.0)) * 1e6))
+                              for f in sc.timeline(rest_prefix_s=REST_PREFIX_S)
+                              if isinstance(f, BoardFault) and f.kind == "link_cut"]
+    # An outage's car time runs flat out: the daemon hears nothing then (the board's link is down),
+    # and what it must make of the outage comes from the board's journal afterwards, at RUN_SPEED.
+    flat_out = [change for lo, hi in outages for change in ((lo, 0.0), (hi, RUN_SPEED))]
+    run_daemon(config, board, end_us, timeout_s=end_us / 1e6 / RUN_SPEED * 4 + 60, speed_changes=flat_out,
+               down=pi_down_windows(sc))
     journal, raised, seen = upstream_journal(state)
     assert raised == expected_raised(sc), seen
     messages = list(load_messages([state / "upstream.jsonl"]).messages)  # as a report reads it: latest revisions
@@ -53,9 +60,6 @@ def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_p
     runs = [e.get("inspection_runs") for e in sc.expect.maintenance]  # where the scenario says
     assert [v["inspection_runs"] if n is not None else None for v, n in zip(visits, runs)] == runs, visits
     assert len({(m["id"], m.get("revision", 0)) for m in journal}) == len(journal)  # exactly once per id
-    outages = pi_down_windows(sc) + [(f.t_us, f.t_us + int(float(f.params.get("s", 60.0)) * 1e6))
-                              for f in sc.timeline(rest_prefix_s=REST_PREFIX_S)
-                              if isinstance(f, BoardFault) and f.kind == "link_cut"]
     if outages:
         # What happened while nobody listened came from the board's journal, at its true time.
         t0 = EPOCH_S

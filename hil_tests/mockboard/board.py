@@ -322,13 +322,19 @@ class MockBoard:
         while its feed advances, so tests talk to it at a modest speed and then let it run."""
         if speed < 0:
             raise MockBoardError("speed must be >= 0")
+        self.call(lambda: self._set_speed(speed))
 
-        def go() -> None:
-            self.speed = speed
-            if self._feed is not None:
-                self._feed.set_speed(speed)
+    def speed_at(self, t_us: int, speed: float) -> None:
+        """Change the speed once the board has consumed its feed up to car time ``t_us`` (exactly
+        there, whatever the speed before; e.g. flat out through a stretch nobody listens to)."""
+        if speed < 0:
+            raise MockBoardError("speed must be >= 0")
+        self.at(t_us, lambda: self._set_speed(speed))
 
-        self.call(go)
+    def _set_speed(self, speed: float) -> None:
+        self.speed = speed
+        if self._feed is not None:
+            self._feed.set_speed(speed)
 
     def wait_console(self, state: str, timeout: float = 30.0) -> None:
         """Block until the board is ``"repl"`` (waiting for REPL input) or ``"running"`` (boot.py,
