@@ -285,11 +285,13 @@ def test_daemon_over_ble_gets_every_fact_through_drops_mid_trip(name: str, secon
         "require_tag = false"]),  # the link under test, not frame tags (a keyed board: test_replay_protection)
                            board.uid, sc)
     transport = BleTransport(board_name(board.uid), client_factory=adapter.client_factory())
-    # The daemon's clock is the car's: slower than the UART run, so a reconnect (a few tenths of a real
-    # second) costs car seconds, not minutes.
+    # The daemon's clock is the car's: from the car's first trip on slower than the UART run, so a
+    # reconnect (a few tenths of a real second) costs car seconds, not minutes. The car at rest before
+    # (the daemon connected) runs at the UART run's speed.
     speed = RUN_SPEED / 8
     run_daemon(config, board, truth.t_us, timeout_s=truth.t_us / 1e6 / speed * 4 + 60,
-               transports={sc.car.name: transport}, speed=speed)
+               transports={sc.car.name: transport}, speed=RUN_SPEED,
+               speed_changes=[(starts[0] - DROP_GAP_US, speed)])
     assert drops == [1, 1], (radio.stats, starts)  # both drops hit a live connection
     messages, raised, seen = upstream_journal(state)
     assert raised == expected_raised(sc), [(m["kind"], m.get("type"), m.get("state"), m["id"][:8], m.get("ts"))
