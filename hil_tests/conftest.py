@@ -305,6 +305,15 @@ class FrameTap:
             f"from {self.raw_bytes} bytes ({self.reader.drops.total()} frames dropped)"
         )
 
+    def barrier(self, timeout: float = 10.0) -> None:
+        """Return once the board has answered a request sent now (CONTROL request_counters): the
+        frames it sent before are all here, its data port being one ordered stream."""
+        from liftwatch.protocol.messages import Command, Counters, MessageType
+
+        before = len(self.of(Counters))
+        self.send_message(MessageType.CONTROL, [Command.REQUEST_COUNTERS, 0])
+        self.wait_for(Counters, lambda _m: len(self.of(Counters)) > before, timeout=timeout)
+
     def type_counts(self) -> dict[str, int]:
         from collections import Counter
 

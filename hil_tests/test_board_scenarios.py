@@ -8,7 +8,6 @@ checked against the scenario's ``[expect]``; what the daemon makes of it is the 
 from __future__ import annotations
 
 import collections
-import time
 
 import pytest
 
@@ -33,7 +32,7 @@ def _run_scenario(name: str, flashed, frame_tap, timeout: float) -> tuple[Scenar
     tap.calibrate()
     board.set_speed(0.0)
     board.wait_board_time(end_us, timeout=timeout)
-    time.sleep(1.0)  # the last frames and the re-sent unacked events
+    tap.barrier()  # the last frames
     return sc, board, tap
 
 
