@@ -82,10 +82,14 @@ def test_unacked_event_survives_a_power_cut(flashed, frame_tap) -> None:
     )
     assert again.kind == first.kind
     tap.ack_events = True
+    board.set_speed(100.0)  # the ACK's real-time trip is a few car seconds, not minutes
     tap.send_message(MessageType.ACK, [MessageType.EVENT, first.event_id, 0, "", None])
-    time.sleep(3)
+    board.wait_board_time(board.board_time_us() + 60_000_000)  # the ACK is in; a re-send under way is here
+    tap.barrier()
     n = len([e for e in tap.of(Event) if e.event_id == first.event_id])
-    time.sleep(3)
+    # two of the longest re-send delays (settings event_retry_ms doubles up to 60 s) of car time
+    board.wait_board_time(board.board_time_us() + 120_000_000)
+    tap.barrier()
     assert len([e for e in tap.of(Event) if e.event_id == first.event_id]) == n  # acked: no more re-sends
 
 
