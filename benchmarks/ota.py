@@ -55,7 +55,7 @@ import threading
 import time
 from pathlib import Path
 
-from liftwatch.edge_daemon import ota
+from liftwatch.edge_daemon import ota, ota_jobs
 from liftwatch.protocol import ed25519
 from liftwatch.upy import PROTOCOL_DIR, run_micropython
 
@@ -210,7 +210,7 @@ def power_cut_trial(boards: Boards, raw: bytes, phase: str, frac: float, ref: di
                 outcome = str(err)
         try:
             hello = asyncio.run(ota.watch(link, None))
-            hello = asyncio.run(ota.watch(link, hello.fw_version, 2.0, timeout_s=ota.TRIAL_S))
+            hello = asyncio.run(ota.watch(link, hello.fw_version, 2.0, timeout_s=ota_jobs.TRIAL_S))
             ended = hello.fw_version if hello.fw_version in (OLD, NEW) else "other"
         except ota.OtaError as err:
             ended, outcome = "bricked", str(err)
@@ -228,12 +228,12 @@ def bad_image_trial(boards: Boards, raw: bytes) -> bool:
     link = link_of(b)
     try:
         try:
-            asyncio.run(ota.push_car(link, raw, timeout_s=ota.TRIAL_S * 2))
+            asyncio.run(ota.push_car(link, raw, timeout_s=ota_jobs.TRIAL_S * 2))
             return False
         except ota.OtaError as err:
             if "rolled back" not in str(err):
                 return False
-        hello = asyncio.run(ota.watch(link, OLD, 2.0, timeout_s=ota.TRIAL_S))
+        hello = asyncio.run(ota.watch(link, OLD, 2.0, timeout_s=ota_jobs.TRIAL_S))
         return hello.update == "rolled_back"
     except ota.OtaError:
         return False

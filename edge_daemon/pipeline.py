@@ -222,6 +222,13 @@ class CarPipeline:
         """Host frames were sent since the state file was last written."""
         return self.session.host_seq_state[1] != self._saved_host_seq
 
+    def host_frames_since_save(self) -> int:
+        """How many host seqs were used since the state file was last written (a firmware push
+        uses hundreds: the state must be saved before a restart's resume margin is used up)."""
+        if self._saved_host_seq is None:
+            return self.session.host_seq_state[1]
+        return (self.session.host_seq_state[1] - self._saved_host_seq) % 65536
+
     def restore(self, saved: SessionState) -> None:
         """After a daemon restart: take up the visit in progress and the visits late journal records
         may still change, which the state file holds."""
