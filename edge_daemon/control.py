@@ -10,7 +10,7 @@ link's time, not the firmware. One request per connection, JSON Lines both ways:
 
 | request | answers, one per line |
 |---|---|
-| ``{"op": "push", "car", "bundle": base64, "timeout_s", "confirm"}`` | ``{"progress": [have, total]}``, ``{"step": s}``, then ``{"ok": PushResult}`` or ``{"error": why}`` |
+| ``{"op": "push", "car", "bundle": base64, "timeout_s", "confirm", "install_idle_s"}`` | ``{"progress": [have, total]}``, ``{"step": s}``, then ``{"ok": PushResult}`` or ``{"error": why}`` |
 | ``{"op": "watch", "car", "version", "hold_s", "timeout_s"}`` | ``{"held": s}``, then ``{"ok": HELLO}`` or ``{"error": why}`` |
 
 A client that hangs up cancels its job (a push resumes from the board's flash next time).
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from liftwatch.edge_daemon.ota_jobs import HealthError, HealthJob, Job, OtaError, PushJob, PushResult
+from liftwatch.edge_daemon.ota_jobs import INSTALL_IDLE_S, HealthError, HealthJob, Job, OtaError, PushJob, PushResult
 from liftwatch.protocol import messages as m
 
 _LOG = logging.getLogger(__name__)
@@ -143,7 +143,8 @@ class ControlServer:
             bundle = parse(raw)
             job = PushJob(raw, bundle.bundle_id, bundle.version, timeout_s=float(req["timeout_s"]),
                           confirm=bool(req["confirm"]), progress=lambda h, t: say({"progress": [h, t]}),
-                          step=lambda s: say({"step": s}), own_session=False)
+                          step=lambda s: say({"step": s}), own_session=False,
+                          install_idle_s=float(req.get("install_idle_s", INSTALL_IDLE_S)))
         elif req["op"] == "watch":
             job = HealthJob(req["version"], float(req["hold_s"]), timeout_s=float(req["timeout_s"]),
                             held=lambda s: say({"held": round(s, 1)}))
@@ -195,7 +196,7 @@ class DaemonLink:
 
     async def push(self, car: str, raw: bytes, *, timeout_s: float = 600.0, confirm: bool = True,
                    progress: Callable[[int, int], None] | None = None,
-                   step: Callable[[str], None] | None = None) -> PushResult:
+                   step: Callable[[str], None] | None = None, install_idle_s: float = INSTALL_IDLE_S) -> PushResult:
         def heard(item: dict[str, Any]) -> None:
             if "progress" in item and progress is not None:
                 progress(*item["progress"])
@@ -203,7 +204,8 @@ class DaemonLink:
                 step(item["step"])
 
         ok = await self._call({"op": "push", "car": car, "bundle": base64.b64encode(raw).decode(),
-                               "timeout_s": timeout_s, "confirm": confirm}, heard, timeout_s, OtaError)
+                               "timeout_s": timeout_s, "confirm": confirm, "install_idle_s": install_idle_s},
+                              heard, timeout_s, OtaError)
         return PushResult(ok["fw_version"], ok["prev_fw_version"], ok["seconds"], ok["resent_bytes"],
                           tuple(ok["resumed_from"]))
 

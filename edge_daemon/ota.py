@@ -44,7 +44,7 @@ from liftwatch.edge_daemon.flash import (
     is_simulator_arch,
 )
 from liftwatch.edge_daemon.control import DaemonLink
-from liftwatch.edge_daemon.ota_jobs import HealthJob, OtaError, PushJob, PushResult, run_alone
+from liftwatch.edge_daemon.ota_jobs import INSTALL_IDLE_S, HealthJob, OtaError, PushJob, PushResult, run_alone
 from liftwatch.output import atomic_output
 from liftwatch.protocol import ed25519, lwota
 from liftwatch.upy import FIRMWARE_DIR
@@ -173,12 +173,12 @@ def parse(raw: bytes, public: bytes | None = None) -> Bundle:
 async def push(transport: Any, raw: bytes, session_config: Any = None, reader: Any = None, *,
                timeout_s: float = 600.0, confirm: bool = True,
                progress: Callable[[int, int], None] | None = None,
-               step: Callable[[str], None] | None = None) -> PushResult:
+               step: Callable[[str], None] | None = None, install_idle_s: float = INSTALL_IDLE_S) -> PushResult:
     """Send bundle ``raw`` over a link of its own (`ota_jobs.PushJob`: resumable, paced, then
-    installed and, with ``confirm``, confirmed by the new firmware)."""
+    installed once the car stands still and, with ``confirm``, confirmed by the new firmware)."""
     bundle = parse(raw)
     job = PushJob(raw, bundle.bundle_id, bundle.version, timeout_s=timeout_s, confirm=confirm,
-                  progress=progress, step=step)
+                  progress=progress, step=step, install_idle_s=install_idle_s)
     return await run_alone(job, transport, session_config, reader)
 
 
@@ -277,6 +277,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--baudrate", type=int, default=None, help="UART rate (default: the car's from --config)")
     s.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole update")
     s.add_argument("--no-confirm", action="store_true", help="return once the new firmware boots (on trial)")
+    s.add_argument("--install-idle-s", type=float, default=INSTALL_IDLE_S,
+                   help=f"install (two reboots) only once the car stood still this long, car time (default {INSTALL_IDLE_S:.0f})")
     s.set_defaults(func=_cmd_push)
     r = sub.add_parser("rollout", help="a bundle to the config's cars: a canary first, the rest once its health held")
     r.add_argument("bundle", type=Path, help="a bundle from `liftwatch ota build`")
@@ -287,6 +289,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--hold-s", type=float, default=3600.0,
                    help="seconds the canary's health must hold on the new firmware before the rest (default 3600)")
     r.add_argument("--parallel", type=int, default=2, help="cars pushed at once after the canary (default 2)")
+    r.add_argument("--install-idle-s", type=float, default=INSTALL_IDLE_S,
+                   help=f"install on each car only once it stood still this long, car time (default {INSTALL_IDLE_S:.0f})")
     r.add_argument("--state", type=Path, help="state file (default: <state_dir>/ota-rollout.json); a rerun resumes it")
     r.set_defaults(func=_cmd_rollout)
 
@@ -356,9 +360,11 @@ def _cmd_push(args: argparse.Namespace) -> int:
     try:
         if daemon is not None:  # the daemon holds the port: the update rides its session
             print(f"{link.car}: through the running daemon (live data keeps flowing)", flush=True)
-            result = asyncio.run(daemon.push(link.car, raw, timeout_s=args.timeout, confirm=not args.no_confirm))
+            result = asyncio.run(daemon.push(link.car, raw, timeout_s=args.timeout, confirm=not args.no_confirm,
+                                             install_idle_s=args.install_idle_s))
         else:
-            result = asyncio.run(push_car(link, raw, timeout_s=args.timeout, confirm=not args.no_confirm))
+            result = asyncio.run(push_car(link, raw, timeout_s=args.timeout, confirm=not args.no_confirm,
+                                          install_idle_s=args.install_idle_s))
     except OtaError as exc:
         if state_dir is not None:
             _keep_outcome(state_dir, link.car, bundle.version, outcome_of(exc), str(exc))
@@ -407,10 +413,11 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         return _fail("--hold-s must be >= 0 and --parallel >= 1", 2)
     try:
         daemon = DaemonLink.find(cfg.state_dir)
-        via: dict[str, Any] = {}
+        idle_s = args.install_idle_s
+        via: dict[str, Any] = {"push": lambda link, b: push_car(link, b, install_idle_s=idle_s)}
         if daemon is not None:  # the daemon holds the ports: every push and watch rides its sessions
             print("through the running daemon (live data keeps flowing)", flush=True)
-            via = {"push": lambda link, b: daemon.push(link.car, b),
+            via = {"push": lambda link, b: daemon.push(link.car, b, install_idle_s=idle_s),
                    "watch": lambda link, *a, **kw: daemon.watch(link.car, *a, **kw)}
         st = asyncio.run(rollout(raw, links, args.canary, cars, args.hold_s,
                                  args.state or cfg.state_dir / STATE_FILE, parallel=args.parallel,

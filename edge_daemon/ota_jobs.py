@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from liftwatch.edge_daemon.board_clock import t_ms_delta
 from liftwatch.errors import LiftwatchError
 from liftwatch.protocol import messages as m
 
@@ -37,6 +38,11 @@ STATUS_TIMEOUT_S = 3.0  # no OTA_STATUS this long: ask the board where it is, re
 LINK_SILENCE_S = 30.0
 TRIAL_S = 300.0  # firmware/ota.py _TRIAL_MS: a board not confirmed by then rolls back by itself
 HELLO_RETRY_S = 5.0  # a board on trial is asked again until it confirms or rolls back
+# The install reboots the board twice (the install boot, then the new firmware): a trip under way
+# would be cut, with no trustworthy end. So the bundle is installed only once the car has stood
+# still this long by the board's clock (car time), when a ride is least likely to begin.
+INSTALL_IDLE_S = 30.0
+_MOVING = (m.Motion.ACCELERATING, m.Motion.MOVING, m.Motion.DECELERATING)
 
 
 class OtaError(LiftwatchError, RuntimeError):
@@ -63,14 +69,20 @@ class PushJob:
     (and, with ``confirm``, to confirm it). Chunks go WINDOW at a time, each answered: the line stays
     free for the board's live frames. ``step`` is told "installing" (the board holds the whole
     bundle and reboots to check and stage it) and "trial" (the new firmware's first HELLO);
-    ``progress(have, total)`` the bytes the board holds."""
+    ``progress(have, total)`` the bytes the board holds. The install waits until the car has stood
+    still ``install_idle_s`` (board seconds; an uncalibrated board, which cannot tell, counts as still)."""
 
     kind = "push"
 
     def __init__(self, raw: bytes, bundle_id: int, version: str, *, timeout_s: float = 600.0,
                  confirm: bool = True, progress: Callable[[int, int], None] | None = None,
-                 step: Callable[[str], None] | None = None, own_session: bool = True) -> None:
+                 step: Callable[[str], None] | None = None, own_session: bool = True,
+                 install_idle_s: float = INSTALL_IDLE_S) -> None:
         self.raw, self.bid, self.version, self.total = raw, bundle_id, version, len(raw)
+        self.install_idle_ms = int(install_idle_s * 1000)
+        self.motion_boot: int | None = None
+        self.board_ms = 0  # the board's time in its last frame
+        self.rest_since_ms: int | None = None  # when the car came to rest (None: moving, or not heard yet)
         self.timeout_s, self.confirm, self.progress, self.step = timeout_s, confirm, progress, step
         self.own_session = own_session  # a session of its own may drop its stale queued chunks
         self.started: float | None = None
@@ -87,6 +99,14 @@ class PushJob:
 
     def on_frame(self, frame: Any, session: Any, now: float) -> None:
         """One frame the session has taken; may set `result` or raise OtaError."""
+        if frame.boot_id != self.motion_boot:
+            self.motion_boot, self.rest_since_ms = frame.boot_id, None
+        self.board_ms = frame.t_ms
+        if frame.type in (m.MessageType.STATE, m.MessageType.HEARTBEAT):
+            if m.decode_message(frame).motion in _MOVING:
+                self.rest_since_ms = None
+            elif self.rest_since_ms is None:
+                self.rest_since_ms = frame.t_ms
         if frame.type == m.MessageType.OTA_STATUS:
             self._on_status(m.decode_message(frame), now)
         elif frame.type == m.MessageType.HELLO:
@@ -143,6 +163,9 @@ class PushJob:
         if self.started is None:
             self.started = self.asked_at = now
         if now - self.started > self.timeout_s:
+            if self.have is not None and self.have >= self.total and not self.booting:
+                return OtaError(f"the car never stood still for {self.install_idle_ms / 1000:.0f} s within "
+                                f"{self.timeout_s:.0f} s: the bundle is on the board, push again at a quieter hour")
             return OtaError(f"update did not complete within {self.timeout_s:.0f} s")
         return None
 
@@ -172,6 +195,8 @@ class PushJob:
             self.have, self.nxt = None, 0
         elif not self.booting and self.have is not None:
             if self.have >= self.total:
+                if not self.car_still():
+                    return None
                 session.request(m.Command.OTA_INSTALL, 0, time.time())
                 self.have = None  # the answer is INSTALLING (then a reboot) or REFUSED
             else:
@@ -181,10 +206,16 @@ class PushJob:
                     self.nxt = min(self.total, self.nxt + CHUNK)
         return None
 
+    def car_still(self) -> bool:
+        """The car has stood still long enough for the install's two reboots."""
+        return self.rest_since_ms is not None and t_ms_delta(self.board_ms, self.rest_since_ms) >= self.install_idle_ms
+
     def status(self) -> dict[str, Any]:
         """For `liftwatch status`: how far the update is."""
+        step = ("installing" if self.booting else "sending" if (self.have or 0) < self.total or self.car_still()
+                else "waiting for the car to stand still")
         return {"kind": self.kind, "version": self.version, "have": self.have or 0, "total": self.total,
-                "step": "installing" if self.booting else "sending"}
+                "step": step}
 
 
 class HealthJob:
