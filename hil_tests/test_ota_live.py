@@ -67,6 +67,9 @@ def test_an_update_through_the_running_daemon_loses_no_trip_and_keeps_ride_quali
         while not talk.done():  # the car time of the install's first reboot
             if "install_us" not in pushed and sum(board.stats.boots.values()) != boots:
                 pushed["install_us"] = board.stats.board_t_us
+            running = daemon.boards[0].status()["update_running"]
+            if running is not None:  # what `liftwatch status` and the page show meanwhile
+                pushed.setdefault("steps", set()).add(running["step"])
             await asyncio.wait({talk}, timeout=0.05)
         out, err = talk.result()
         pushed.update(rc=cli.returncode, out=out.decode(), err=err.decode(), to_us=board.stats.board_t_us,
@@ -84,6 +87,7 @@ def test_an_update_through_the_running_daemon_loses_no_trip_and_keeps_ride_quali
     status = pushed["status"]
     assert (status["fw_version"], status["prev_fw_version"]) == (NEW, OLD), status
     assert status["update_running"] is None and status["last_update"]["outcome"] == "updated"
+    assert {"sending", "waiting for the car to stand still", "installing"} <= pushed["steps"], pushed["steps"]
     journal, raised, seen = upstream_journal(state)
     trips = [m for m in load_messages([state / "upstream.jsonl"]).messages if m["kind"] == "trip"]
     assert len(trips) == truth.trips == 8, seen  # none cut by the install's reboots, none lost
