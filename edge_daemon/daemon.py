@@ -243,8 +243,8 @@ class BoardTask:
                 if mono() >= next_tick:
                     next_tick = mono() + TICK_S
                     await pipeline.tick(clock(), mono())
-                    if pipeline.host_seq_moved() and (mono() >= next_state_save or pipeline.host_frames_since_save()
-                                                      >= HOST_SEQ_RESUME_MARGIN // 2):
+                    if pipeline.boot_offset_unsaved() or pipeline.host_seq_moved() and (
+                            mono() >= next_state_save or pipeline.host_frames_since_save() >= HOST_SEQ_RESUME_MARGIN // 2):
                         next_state_save = mono() + STATE_SAVE_S
                         await pipeline.save_state()
                     if self.replay_window is not None:

@@ -673,6 +673,15 @@ class BoardSession:
             return ts - (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0, ts, True
         return (j.start_t_ms + offset) / 1000.0, (j.end_t_ms + offset) / 1000.0, False
 
+    @property
+    def boot_offsets_now(self) -> dict[int, float]:
+        """The kept offsets and, once its clock is mapped, the current boot's: a daemon killed before
+        this boot ended still times the boot's late journal records after the board rebooted."""
+        offsets = dict(self.boot_offsets)
+        if self.boot_id is not None and self._clock.offset_ms is not None and self.mode is LinkMode.LIVE:
+            offsets[self.boot_id] = self._clock.offset_ms
+        return offsets
+
     def _keep_boot_offset(self) -> None:
         """The boot ends (a newer one began): keep its offset for its journal records still to come."""
         clock = self._clock
