@@ -271,7 +271,7 @@ def facts_trial(boards: Boards, raw: bytes) -> dict[str, object]:
     that never reached upstream; duplicates: facts upstream twice under one id; trips upstream
     without ride quality (what a push with the daemon stopped cost: they came from the journal)."""
     from liftwatch.edge_daemon.report.source import load_messages
-    from liftwatch.hil.conftest import TALK_SPEED, FrameTap, daemon_config, upstream_journal
+    from liftwatch.hil.conftest import TALK_SPEED, daemon_for, upstream_journal
     from liftwatch.hil.ota_kit import LIVE_CAR, LIVE_PREFIX_S, update_through_daemon
     from liftwatch.hil.sim.scenario import Scenario
 
@@ -279,12 +279,7 @@ def facts_trial(boards: Boards, raw: bytes) -> dict[str, object]:
     truth = sc.ground_truth(LIVE_PREFIX_S)
     b = boards.start(TALK_SPEED, sc.timeline(rest_prefix_s=LIVE_PREFIX_S))
     try:
-        tap = FrameTap(b.ports.data)
-        tap.calibrate()
-        tap.close()
-        state = boards.d / f"state{boards.n}"
-        state.mkdir()
-        config = daemon_config(boards.d / f"liftwatch{boards.n}.toml", state, f'port = "{b.ports.data}"', b.uid, sc)
+        state, config = daemon_for(b, boards.d, sc, str(boards.n))
         bundle = boards.d / f"live{boards.n}.lwota"
         bundle.write_bytes(raw)
         pushed = update_through_daemon(b, config, bundle, sc.car.name, truth.t_us)

@@ -378,6 +378,19 @@ def daemon_config(path: Path, state_dir: Path, link: str, board_id: str, sc: Sce
     return path
 
 
+def daemon_for(board: MockBoard, d: Path, sc: Scenario, name: str = "") -> tuple[Path, Path]:
+    """Calibrate ``board`` over its data port, then leave the port to a daemon: its state folder and
+    its config (for scenario ``sc``'s car), both in folder ``d``."""
+    tap = FrameTap(board.ports.data)
+    try:
+        tap.calibrate()
+    finally:
+        tap.close()  # the daemon takes the port
+    state = d / f"state{name}"
+    state.mkdir()
+    return state, daemon_config(d / f"liftwatch{name}.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
+
+
 def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: float, *,
                transports: dict[str, object] | None = None, speed: float = RUN_SPEED,
                down: Sequence[tuple[int, int]] = (),

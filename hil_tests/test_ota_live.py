@@ -16,7 +16,7 @@ from liftwatch.edge_daemon.report.source import load_messages
 from liftwatch.hil.mockboard.board import MockBoard
 from liftwatch.hil.sim.scenario import Scenario
 
-from .conftest import EPOCH_S, TALK_SPEED, daemon_config, upstream_journal
+from .conftest import EPOCH_S, TALK_SPEED, daemon_for, upstream_journal
 from .ota_kit import LIVE_CAR, LIVE_INSTALL_IDLE_S, LIVE_PREFIX_S, NEW, OLD, update_through_daemon
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
@@ -24,18 +24,13 @@ pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
 
 def test_an_update_through_the_running_daemon_loses_no_trip_and_keeps_ride_quality(
         ota_image: Path, good_bundle: bytes, board_heap_k: int, tmp_path: Path,
-        mock_board_factory: Callable[..., MockBoard], frame_tap) -> None:
+        mock_board_factory: Callable[..., MockBoard]) -> None:
     sc = Scenario.from_dict(LIVE_CAR)
     truth = sc.ground_truth(LIVE_PREFIX_S)
     shutil.copyfile(ota_image, tmp_path / "live.img")
     board = mock_board_factory(sc.timeline(rest_prefix_s=LIVE_PREFIX_S), name="live", speed=TALK_SPEED,
                                heap_k=board_heap_k)
-    tap = frame_tap(board.ports.data)
-    tap.calibrate()
-    tap.close()  # the daemon takes the port
-    state = tmp_path / "state"
-    state.mkdir()
-    config = daemon_config(tmp_path / "liftwatch.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
+    state, config = daemon_for(board, tmp_path, sc)
     (tmp_path / "new.lwota").write_bytes(good_bundle)
     pushed = update_through_daemon(board, config, tmp_path / "new.lwota", sc.car.name, truth.t_us)
 
