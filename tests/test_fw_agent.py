@@ -312,14 +312,7 @@ def test_time_sync_counters_and_stream_mode(tmp_path):
         host_frame(T_CONTROL, [5, 0], seq=2),  # request_counters
         host_frame(T_CONTROL, [3, 2], seq=3),  # stream mode 2: no VIB even while moving
     ])
-    reboot = (
-        "_w = b.wait_ms\n"
-        "def _wait(ms):\n"
-        "    if 17000000 <= b.t_us < 17040000:\n"
-        f"        b.inject_rx({host_frame(T_CONTROL, [1, 0], seq=4)!r})\n"
-        "    return _w(ms)\n"
-        "b.wait_ms = _wait\n"
-    )
+    reboot = host_frames_at([(17, host_frame(T_CONTROL, [1, 0], seq=4))])
     run = run_firmware(tmp_path, FeedBuilder().rest(4).trip().rest(8).bytes(), rx=rx, setup=reboot)
     ts = run.of(T_TIME_SYNC)
     assert ts and ts[0].payload[0] == 1700000000123
@@ -382,14 +375,7 @@ def test_calibrate_command_is_answered_when_the_next_window_closes(tmp_path):
     fb = FeedBuilder((0, 342, 940)).rest(6).trip().rest(4)
     # Two calibrate requests: at boot (car at rest: ACK ok with the gravity found) and one the
     # host sends during the run (injected at 6.5 s: answered "car not at rest").
-    setup = (
-        "_w = b.wait_ms\n"
-        "def _wait(ms):\n"
-        "    if 6500000 <= b.t_us < 6540000:\n"
-        f"        b.inject_rx({host_frame(T_CONTROL, [2, 0], seq=2)!r})\n"
-        "    return _w(ms)\n"
-        "b.wait_ms = _wait\n"
-    )
+    setup = host_frames_at([(6.5, host_frame(T_CONTROL, [2, 0], seq=2))])
     run = run_firmware(tmp_path, fb.bytes(), rx=host_frame(T_CONTROL, [2, 0], seq=1), setup=setup)
     acks = {f.payload[1]: f.payload for f in run.of(T_ACK)}
     assert acks[1][2] == 0
