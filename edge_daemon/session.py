@@ -23,7 +23,7 @@ What it keeps per board:
 - TIME_SYNC every `time_sync_interval_s`, CONFIG push when the board's config hash differs from the
   last one it accepted, CONTROL request_hello when frames arrive from a boot we never got a HELLO for.
 - Heartbeat timeout: no frame for `heartbeat_timeout_s` -> `LinkState(online=False)` at the time of
-  the last frame heard; the next frame -> `LinkState(online=True)`.
+  the last frame heard; the next frame -> `LinkState(online=True)` and a TIME_SYNC at once.
 """
 
 from __future__ import annotations
@@ -460,6 +460,9 @@ class BoardSession:
 
     def _go_offline(self, out: list[Observation]) -> None:
         self.online = False
+        # A TIME_SYNC as soon as the board is heard again, as after a reconnect (link_lost): hearing
+        # its host after a silence, the board re-sends at once what waits for an ACK (docs/firmware.md).
+        self._next_sync_s = 0.0
         self._confirm_state = True
         self.counters.offline_periods += 1
         out.append(LinkState(ts=self.last_heard_s or 0.0, online=False))
