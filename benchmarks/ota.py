@@ -29,11 +29,10 @@ by `edge_daemon.ota.push`; bundles from hil_tests/ota_kit.py), one fresh flash i
 - `bad_image_trials` / `bad_image_rolled_back`: images that crash at import, crash later (at their
   first heartbeat) and never link up (they never hear their host), --bad-repeats each: the push
   fails with the board's rollback and the board runs the old firmware, healthy.
-- `facts_lost_during_update`: hil_tests/scenarios/pi_down_hour.toml (an hour of trips, an alarm
-  EVENT and an inspection visit with the daemon stopped; its link cut left out, the port being
-  push's) with the update pushed in that hour, the daemon started again after it: the scenario's
-  trips, door cycles, visits and raised events that never reached upstream (`facts_duplicated`:
-  twice under one id).
+- `facts_lost_during_update`: a car riding through an update pushed through the running daemon
+  (hil_tests/ota_kit.py LIVE_CAR: six rides during the transfer, a quiet spell for the install, two
+  rides after): its trips and door cycles that never reached upstream (`facts_duplicated`: twice
+  under one id; `facts_trips_without_ride_quality`: trips that came without it).
 - `forged_trials` / `forged_refused`: bundles unsigned, signed by another key, changed after
   signing, not newer, older, for another arch, over the size limit, pushed in turn to one board:
   each refused with the reason the Pi reports, the board on the old firmware with no boot record.
@@ -55,7 +54,7 @@ import threading
 import time
 from pathlib import Path
 
-from liftwatch.edge_daemon import ota
+from liftwatch.edge_daemon import ota, ota_jobs
 from liftwatch.protocol import ed25519
 from liftwatch.upy import PROTOCOL_DIR, run_micropython
 
@@ -210,7 +209,7 @@ def power_cut_trial(boards: Boards, raw: bytes, phase: str, frac: float, ref: di
                 outcome = str(err)
         try:
             hello = asyncio.run(ota.watch(link, None))
-            hello = asyncio.run(ota.watch(link, hello.fw_version, 2.0, timeout_s=ota.TRIAL_S))
+            hello = asyncio.run(ota.watch(link, hello.fw_version, 2.0, timeout_s=ota_jobs.TRIAL_S))
             ended = hello.fw_version if hello.fw_version in (OLD, NEW) else "other"
         except ota.OtaError as err:
             ended, outcome = "bricked", str(err)
@@ -228,12 +227,12 @@ def bad_image_trial(boards: Boards, raw: bytes) -> bool:
     link = link_of(b)
     try:
         try:
-            asyncio.run(ota.push_car(link, raw, timeout_s=ota.TRIAL_S * 2))
+            asyncio.run(ota.push_car(link, raw, timeout_s=ota_jobs.TRIAL_S * 2))
             return False
         except ota.OtaError as err:
             if "rolled back" not in str(err):
                 return False
-        hello = asyncio.run(ota.watch(link, OLD, 2.0, timeout_s=ota.TRIAL_S))
+        hello = asyncio.run(ota.watch(link, OLD, 2.0, timeout_s=ota_jobs.TRIAL_S))
         return hello.update == "rolled_back"
     except ota.OtaError:
         return False
@@ -266,55 +265,36 @@ def forged_trials(boards: Boards, cases: dict[str, tuple[bytes, str]]) -> dict[s
 
 
 def facts_trial(boards: Boards, raw: bytes) -> dict[str, object]:
-    """A car's hour with the daemon stopped (hil_tests/scenarios/pi_down_hour.toml: trips, an alarm
-    EVENT, an inspection visit) in which the update is pushed, as `liftwatch ota push` would be
-    after `systemctl stop liftwatch`; the daemon then starts again. Facts lost: the scenario's
-    trips, door cycles, visits and raised events (what test_e2e_daemon.py expects of this scenario
-    without an update) that never reached upstream; duplicates: facts upstream twice under one id."""
-    from liftwatch.hil.conftest import (REST_PREFIX_S, RUN_SPEED, TALK_SPEED, FrameTap, daemon_config,
-                                        expected_raised, pi_down_windows, run_daemon, upstream_journal)
-    from liftwatch.hil.sim.scenario import BoardFault, Scenario
+    """A car riding through an update pushed through the running daemon (`liftwatch ota push` with
+    the daemon up, as hil_tests/test_ota_live.py does: six rides during the transfer, a quiet spell
+    for the install, two rides on the new firmware). Facts lost: the car's trips and door cycles
+    that never reached upstream; duplicates: facts upstream twice under one id; trips upstream
+    without ride quality (what a push with the daemon stopped cost: they came from the journal)."""
+    from liftwatch.edge_daemon.report.source import load_messages
+    from liftwatch.hil.conftest import TALK_SPEED, daemon_for, upstream_journal
+    from liftwatch.hil.ota_kit import LIVE_CAR, LIVE_PREFIX_S, update_through_daemon
+    from liftwatch.hil.sim.scenario import Scenario
 
-    sc = Scenario.load("pi_down_hour")
-    truth = sc.ground_truth(REST_PREFIX_S)
-    # The mock board cuts its UART in a pi_down window (a stopped daemon reads nothing); here the
-    # daemon stops (run_daemon) but the port is `push`'s, so the board gets the car without the cut.
-    b = boards.start(TALK_SPEED, (x for x in sc.timeline(rest_prefix_s=REST_PREFIX_S) if not isinstance(x, BoardFault)))
-    updated: list[object] = []
-
-    async def update() -> None:
-        b.set_speed(TALK_SPEED)  # the update at the speed the other trials run at; the car goes on
-        try:
-            updated.append(await ota.push_car(link_of(b), raw, timeout_s=300))
-        except ota.OtaError as err:
-            updated.append(err)
-        b.set_speed(RUN_SPEED)
-
+    sc = Scenario.from_dict(LIVE_CAR)
+    truth = sc.ground_truth(LIVE_PREFIX_S)
+    b = boards.start(TALK_SPEED, sc.timeline(rest_prefix_s=LIVE_PREFIX_S))
     try:
-        tap = FrameTap(b.ports.data)
-        tap.calibrate()
-        tap.close()
-        state = boards.d / f"state{boards.n}"
-        state.mkdir()
-        config = daemon_config(boards.d / f"liftwatch{boards.n}.toml", state, f'port = "{b.ports.data}"', b.uid, sc)
-        run_daemon(config, b, truth.t_us, timeout_s=truth.t_us / 1e6 / RUN_SPEED * 4 + 400,
-                   down=pi_down_windows(sc), while_down=update)
+        state, config = daemon_for(b, boards.d, sc, str(boards.n))
+        bundle = boards.d / f"live{boards.n}.lwota"
+        bundle.write_bytes(raw)
+        pushed = update_through_daemon(b, config, bundle, sc.car.name, truth.t_us)
     finally:
         b.stop()
-    messages, raised, _seen = upstream_journal(state)
-    want_trips = truth.trips - (sc.expect.trips - sc.expect.trips_reported)
-    got_trips = sum(m["kind"] == "trip" for m in messages)
-    want_events = expected_raised(sc)
-    got_cycles = sum(m["kind"] == "door_cycle" for m in messages)  # at least the rides' (inspection opens doors too)
-    lost = (max(0, want_trips - got_trips) + sum(max(0, n - raised.get(k, 0)) for k, n in want_events.items())
-            + max(0, len(sc.expect.maintenance) - sum(m["kind"] == "maintenance" for m in messages))
-            + max(0, truth.door_cycles - got_cycles))
+    journal, _raised, _seen = upstream_journal(state)
+    messages = list(load_messages([state / "upstream.jsonl"]).messages)
+    trips = [m for m in messages if m["kind"] == "trip"]
+    cycles = sum(m["kind"] == "door_cycle" for m in messages)
     return {
-        "facts_expected": want_trips + sum(want_events.values()) + len(sc.expect.maintenance) + truth.door_cycles,
-        "facts_lost_during_update": lost,
-        "facts_duplicated": len(messages) - len({(m["id"], m.get("revision", 0)) for m in messages}),
-        "facts_update": updated[0].fw_version if updated and isinstance(updated[0], ota.PushResult)
-        else str(updated[0]) if updated else "not pushed",
+        "facts_expected": truth.trips + truth.door_cycles,
+        "facts_lost_during_update": max(0, truth.trips - len(trips)) + max(0, truth.door_cycles - cycles),
+        "facts_duplicated": len(journal) - len({(m["id"], m.get("revision", 0)) for m in journal}),
+        "facts_trips_without_ride_quality": sum(t["ride_quality"] is None for t in trips),
+        "facts_update": pushed["out"].strip().splitlines()[-1] if pushed["rc"] == 0 else pushed["err"].strip(),
     }
 
 

@@ -287,6 +287,10 @@ def format_status(status: dict[str, Any], now: float) -> str:
             notes.append("board in SAFE MODE")
         if b.get("update"):  # the firmware update boot record (HELLO)
             notes.append(f"firmware {b.get('fw_version')} {b['update']}, previous {b.get('prev_fw_version') or '-'}")
+        running = b.get("update_running")
+        if running and running.get("kind") == "push":  # an update riding the daemon's session now
+            notes.append(f"updating to {running['version']}: {running['step']}, "
+                         f"{running['have']} of {running['total']} bytes on the board")
         last = b.get("last_update") or {}
         if last.get("outcome") not in (None, "updated"):  # `liftwatch ota push | rollout` kept why
             notes.append(f"update to {last.get('version')} {last['outcome'].replace('_', ' ')}: {last.get('reason')}")

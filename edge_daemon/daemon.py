@@ -30,7 +30,9 @@ from liftwatch.edge_daemon.config import BoardConfig, DaemonConfig
 from liftwatch.edge_daemon.envelope import utc_iso
 from liftwatch.edge_daemon.outbox import Outbox
 from liftwatch.edge_daemon.pipeline import TICK_S, CarPipeline, MessageStore, OutboxStore, load_session_state
+from liftwatch.edge_daemon.control import ControlServer, control_path
 from liftwatch.edge_daemon.ota import read_outcome
+from liftwatch.edge_daemon.ota_jobs import Job, OtaError
 from liftwatch.edge_daemon.replay_window import ReplayWindowFile, replay_window_path
 from liftwatch.edge_daemon.session import BoardSession, LinkMode
 from liftwatch.edge_daemon.transport import (
@@ -43,13 +45,14 @@ from liftwatch.edge_daemon.transport import (
     make_transport,
 )
 from liftwatch.errors import LiftwatchError
-from liftwatch.protocol.framing import FrameReader
+from liftwatch.protocol.framing import Frame, FrameReader
 
 _LOG = logging.getLogger(__name__)
 
 # Host->board frames waiting for a board that does not read: ACKs are re-sent on the board's own
 # re-send anyway, so dropping beyond this loses nothing but a little latency.
 WRITE_QUEUE_FRAMES = 64
+JOB_POLL_S = 0.2  # a firmware job's clock is read this often while its board is quiet
 # The session state file is rewritten at least this often while host frames go out, and a
 # restarted daemon resumes the host seq this far above the saved value: far more host frames
 # than go out in that time (TIME_SYNC every 10 min, a few ACKs and retries), far less than the
@@ -104,6 +107,8 @@ class BoardTask:
     counters: LinkCounters = field(default_factory=LinkCounters)
     replay_window: ReplayWindowFile | None = None  # tagged boards: the window outlives the daemon
     state_dir: Path | None = None  # where `liftwatch ota push | rollout` keep each car's last update
+    job: Job | None = None  # a firmware push or health watch riding this board's session (control.py)
+    _job_done: asyncio.Future | None = None
     _rotations_seen: int = 0
     _wrong_board_logged: str = ""
     _open_failure_logged: str = ""
@@ -112,6 +117,38 @@ class BoardTask:
     @property
     def name(self) -> str:
         return f"board {self.board.car}: session"
+
+    @property
+    def car(self) -> str:
+        return self.board.car
+
+    def start_job(self, job: Job) -> asyncio.Future:
+        """Carry ``job`` on this board's session; the future gets its result or its OtaError."""
+        if self.job is not None:
+            raise OtaError(f"car {self.board.car} is busy with a firmware {self.job.kind} already")
+        self.job, self._job_done = job, asyncio.get_running_loop().create_future()
+        return self._job_done
+
+    def end_job(self, job: Job) -> None:
+        if self.job is job:
+            self.job = self._job_done = None
+
+    def _run_job(self, frames: Sequence[Frame]) -> None:
+        """Show the job this read's frames (the session has taken them), then let it queue its next
+        chunks or requests; its result or error goes to whoever started it."""
+        job, done = self.job, self._job_done
+        if job is None or done is None or done.done():
+            return
+        session, now = self.pipeline.session, asyncio.get_running_loop().time()
+        try:
+            for frame in frames:
+                job.on_frame(frame, session, now)
+            result = job.poll(session, now)
+        except OtaError as err:
+            done.set_exception(err)
+            return
+        if result is not None:
+            done.set_result(result)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: connect, serve, and after any link failure wait the backoff and retry."""
@@ -183,6 +220,8 @@ class BoardTask:
                 if read is None:
                     read = asyncio.create_task(self.transport.read())
                 timeout = max(0.0, next_tick - mono())
+                if self.job is not None:  # chunks wait on the board's answers, not on the tick
+                    timeout = min(timeout, JOB_POLL_S)
                 done, _ = await asyncio.wait({read, stop_wait}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if read in done:
@@ -198,10 +237,14 @@ class BoardTask:
                         self.backoff.reset()  # the link really works (not just opened)
                         await pipeline.frames(frames, clock(), mono())
                         self._check_identity()
+                    self._run_job(frames)
+                else:
+                    self._run_job(())
                 if mono() >= next_tick:
                     next_tick = mono() + TICK_S
                     await pipeline.tick(clock(), mono())
-                    if mono() >= next_state_save and pipeline.host_seq_moved():
+                    if pipeline.boot_offset_unsaved() or pipeline.host_seq_moved() and (
+                            mono() >= next_state_save or pipeline.host_frames_since_save() >= HOST_SEQ_RESUME_MARGIN // 2):
                         next_state_save = mono() + STATE_SAVE_S
                         await pipeline.save_state()
                     if self.replay_window is not None:
@@ -264,6 +307,7 @@ class BoardTask:
             # issue 18: what the last push or rollout to this car came to (a refusal's reason lives here:
             # the board keeps only its boot record, which a refused update leaves as it was)
             last_update=read_outcome(self.state_dir, self.board.car) if self.state_dir is not None else None,
+            update_running=self.job.status() if self.job is not None else None,
             pipeline=self.pipeline.counters.to_status(),
             active_faults=[f.value for f in self.pipeline.analytics.active_faults],
             last_events=list(self.pipeline.last_events),
@@ -350,6 +394,8 @@ class Daemon:
         self.tasks = [asyncio.create_task(b.run(stop), name=b.name) for b in self.boards]
         self.tasks.append(asyncio.create_task(self.upstream.run(self.outbox, stop), name="upstream"))
         self.tasks.append(asyncio.create_task(self._status_loop(stop), name="status file"))
+        control = ControlServer(control_path(cfg.state_dir), {b.car: b for b in self.boards})
+        self.tasks.append(asyncio.create_task(control.run(stop), name="control socket"))
         plane_task = None
         if self.plane is not None:
             plane_task = asyncio.create_task(self.plane.run(self, stop), name="operator plane")

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ from liftwatch.edge_daemon.flash import (
     firmware_sources,
     is_simulator_arch,
 )
-from liftwatch.errors import LiftwatchError
+from liftwatch.edge_daemon.control import DaemonLink
+from liftwatch.edge_daemon.ota_jobs import INSTALL_IDLE_S, HealthJob, OtaError, PushJob, PushResult, run_alone
 from liftwatch.output import atomic_output
 from liftwatch.protocol import ed25519, lwota
 from liftwatch.upy import FIRMWARE_DIR
@@ -52,19 +53,6 @@ MAGIC = b"LWOTA1\n"
 SIGNATURE_LEN = 64
 # The board's limit (firmware/commands.py): a bigger bundle is refused at its first chunk.
 MAX_BUNDLE = lwota.MAX_BUNDLE
-# Bytes of firmware per OTA_CHUNK: the board takes host frames of at most 320 bytes (link.py _RX_BODY).
-CHUNK = 256
-# Chunks in flight: the board reads 64 bytes of its UART per loop pass, so a deeper window would only
-# queue in its driver while live frames wait behind it.
-WINDOW = 2
-STATUS_TIMEOUT_S = 3.0  # no OTA_STATUS this long: ask the board where it is, resend from there
-
-
-class OtaError(LiftwatchError, RuntimeError):
-    """A bundle could not be built, read or installed; the message says why (the board's reason when
-    it refused)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Bundle:
     version: str
@@ -182,158 +170,19 @@ def parse(raw: bytes, public: bytes | None = None) -> Bundle:
 # ---- push ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    fw_version: str  # what the board runs after the update
-    prev_fw_version: str
-    seconds: float
-    resent_bytes: int  # bytes sent again after a cut, a reboot or a lost frame
-    resumed_from: tuple[int, ...] = ()  # after each reboot of the board mid-transfer: the bytes it still had
-
-
 async def push(transport: Any, raw: bytes, session_config: Any = None, reader: Any = None, *,
                timeout_s: float = 600.0, confirm: bool = True,
                progress: Callable[[int, int], None] | None = None,
-               step: Callable[[str], None] | None = None) -> PushResult:
-    """Step 1 hear the board, step 2 send the chunks from where the board says it is (resuming after
-    a cut or reboot), step 3 CONTROL ota_install, step 4 wait for the board to boot the new firmware
-    (and, with ``confirm``, to confirm it). Chunks go WINDOW at a time, each answered: the line stays
-    free for the board's live frames. ``step`` is told "installing" (the board holds the whole
-    bundle and reboots to check and stage it) and "trial" (the new firmware's first HELLO)."""
-    from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
-    from liftwatch.edge_daemon.transport import TransportError
-    from liftwatch.protocol import messages as m
-    from liftwatch.protocol.framing import FrameReader
-
+               step: Callable[[str], None] | None = None, install_idle_s: float = INSTALL_IDLE_S) -> PushResult:
+    """Send bundle ``raw`` over a link of its own (`ota_jobs.PushJob`: resumable, paced, then
+    installed once the car stands still and, with ``confirm``, confirmed by the new firmware)."""
     bundle = parse(raw)
-    bid, total = bundle.bundle_id, len(raw)
-    session = BoardSession(session_config or SessionConfig(), LinkMode.LIVE)
-    reader = reader or FrameReader()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    deadline = started + timeout_s
-    have: int | None = None  # the board's bytes of this bundle, from its last OTA_STATUS
-    nxt = 0  # next offset to send
-    resent = 0
-    booting = False  # the board said INSTALLING: wait for the new firmware's HELLO
-    asked_at = loop.time()
-    boot_seen: int | None = None
-    rebooted = False  # the board rebooted while chunks were on their way
-    resumed: list[int] = []
-    record_before: str | None = None  # the board's boot record (HELLO) before the install
-    try:
-        await transport.open()
-    except TransportError as err:
-        raise OtaError(str(err)) from err
-    try:
-        while loop.time() < deadline:
-            try:
-                chunk = await asyncio.wait_for(transport.read(), 0.2)
-            except asyncio.TimeoutError:
-                chunk = b""
-            for frame in reader.feed(chunk):
-                if reader.key != session.config.key:  # the board runs its rotated key: answer with it
-                    session.config = replace(session.config, key=reader.key)
-                session.on_frame(frame, time.time())
-                if frame.type == m.MessageType.OTA_STATUS and session.ota_status is not None:
-                    st = session.ota_status
-                    asked_at = loop.time()
-                    if st.state == m.OtaState.REFUSED and (booting or nxt > 0):
-                        raise OtaError(f"board refused the bundle: {st.reason}")
-                    if st.state == m.OtaState.REFUSED:  # an earlier push's: this one begins at 0
-                        have = nxt = 0
-                    elif st.state == m.OtaState.INSTALLING:
-                        if step is not None and not booting:
-                            step("installing")
-                        booting = True
-                    elif booting and st.state == m.OtaState.RECEIVING and st.bundle_id == bid:
-                        booting = False  # the install boot was cut (a power cut): the bundle is there, ask again
-                        have = st.have
-                        nxt = max(nxt, have)
-                    elif booting and st.state == m.OtaState.IDLE:
-                        continue
-                    elif not booting:
-                        h = st.have if st.bundle_id == bid else 0
-                        if rebooted and have is None:  # the first word of a board that rebooted mid-transfer
-                            resumed.append(h)
-                        rebooted = False
-                        if have is not None and h <= have and nxt > h:  # a chunk was lost: go back
-                            resent += nxt - h
-                            nxt = h
-                        have = h
-                        nxt = max(nxt, h)
-                        if progress is not None:
-                            progress(h, total)  # bytes the board holds, of the bundle's
-                elif frame.type == m.MessageType.HELLO and session.hello is not None and not booting:
-                    record_before = session.hello.update_record
-                elif frame.type == m.MessageType.HELLO and session.hello is not None:
-                    hello = session.hello
-                    if step is not None and hello.update == "trial" and hello.fw_version == bundle.version:
-                        step("trial")  # each HELLO of the trial: the caller keeps the first
-                    # The install boot switched nothing (its record as before, or the first record
-                    # otarx.py wrote for a board never updated, which names no previous firmware): why?
-                    if hello.update_record == record_before or not hello.update:
-                        session.request(m.Command.OTA_QUERY, 0, time.time())
-                    elif hello.fw_version == bundle.version and (not confirm or hello.update == "confirmed"):
-                        return PushResult(hello.fw_version, hello.prev_fw_version, loop.time() - started, resent,
-                                          tuple(resumed))
-                    elif hello.update == "rolled_back":
-                        raise OtaError(f"the board rolled back to {hello.fw_version}: {bundle.version} "
-                                       "did not confirm (crashed, safe mode or no link)")
-            if session.boot_id is None:
-                continue
-            quiet = loop.time() - asked_at > STATUS_TIMEOUT_S
-            if boot_seen != session.boot_id or quiet:  # first contact, a reboot or silence: ask again
-                rebooted = rebooted or (boot_seen is not None and boot_seen != session.boot_id and nxt > 0)
-                boot_seen = session.boot_id
-                asked_at = loop.time()
-                session.take_outgoing()
-                if booting or record_before is None:  # its boot record: to tell an install that switched
-                    session.request(m.Command.REQUEST_HELLO, 0, time.time())
-                if not booting:
-                    session.request(m.Command.OTA_QUERY, 0, time.time())
-                if have is not None and nxt > have:
-                    resent += nxt - have
-                have, nxt = None, 0
-            elif not booting and have is not None:
-                if have >= total:
-                    session.request(m.Command.OTA_INSTALL, 0, time.time())
-                    have = None  # the answer is INSTALLING (then a reboot) or REFUSED
-                else:
-                    while nxt < total and nxt - have < WINDOW * CHUNK:
-                        session.send_ota_chunk(bid, nxt, total, raw[nxt:nxt + CHUNK], time.time())
-                        nxt = min(total, nxt + CHUNK)
-            await _send_queued(session, transport)
-    except TransportError as err:
-        raise OtaError(str(err)) from err
-    finally:
-        await transport.close()
-    raise OtaError(f"update did not complete within {timeout_s:.0f} s")
-
-
-async def _send_queued(session: Any, transport: Any) -> None:
-    """The session's host->board frames, out; a write stuck 2 s is a link gone (TransportError)."""
-    from liftwatch.edge_daemon.transport import TransportError
-
-    for wire in session.take_outgoing():
-        try:
-            await asyncio.wait_for(transport.write(wire), 2.0)
-        except asyncio.TimeoutError:
-            raise TransportError(transport.link, "the board takes no more frames (write stuck 2 s)") from None
+    job = PushJob(raw, bundle.bundle_id, bundle.version, timeout_s=timeout_s, confirm=confirm,
+                  progress=progress, step=step, install_idle_s=install_idle_s)
+    return await run_alone(job, transport, session_config, reader)
 
 
 # ---- one car's link, its health, and what became of its last update ----------------------------------
-
-# The watch's limits, on the host's clock. A board sends STATS every second at rest (VIB while moving)
-# and a HEARTBEAT every 10 s: three heartbeats without a frame is a board that is down or unlinked.
-LINK_SILENCE_S = 30.0
-TRIAL_S = 300.0  # firmware/ota.py _TRIAL_MS: a board not confirmed by then rolls back by itself
-HELLO_RETRY_S = 5.0  # a board on trial is asked again until it confirms or rolls back
-
-
-class HealthError(OtaError):
-    """A board's health did not hold (rolled back, safe mode, rebooted, silent, not sampling)."""
-
 
 @dataclass(frozen=True, slots=True)
 class CarLink:
@@ -369,80 +218,12 @@ async def push_car(link: CarLink, raw: bytes, **kw: Any) -> PushResult:
 
 async def watch(link: CarLink, version: str | None = None, hold_s: float = 0.0, *, timeout_s: float = 120.0,
                 held: Callable[[float], None] | None = None) -> Any:
-    """The board's HELLO once its health has held for ``hold_s``: step 1 ask for HELLO (again every
-    HELLO_RETRY_S while the firmware is on trial), step 2 watch its frames. With ``version``, the
-    board must run it off trial (confirmed, or what a rollback returned to); any of these raises
-    HealthError: another firmware (a rollback), safe mode, a reboot (a crash), LINK_SILENCE_S
-    without a frame or without a sample. Without ``version``: the first HELLO. Nothing it hears is
-    acknowledged, so the daemon still gets every EVENT and journal record afterwards. ``held(s)``
-    is told the healthy seconds so far (a rollout saves them)."""
-    from liftwatch.edge_daemon.session import BoardSession, LinkMode, SessionConfig
-    from liftwatch.edge_daemon.transport import TransportError
-    from liftwatch.protocol import messages as m
-    from liftwatch.protocol.framing import FrameReader
-
-    session = BoardSession(link.session_config or SessionConfig(), LinkMode.LIVE, label=link.car)
-    reader = link.reader() if link.reader else FrameReader()
-    transport = link.transport()
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    hello: Any = None
-    boot: int | None = None  # the boot the first HELLO came from
-    healthy_from: float | None = None  # confirmed on `version`: the hold counts from here
-    heard = sampled = asked = start
-    try:
-        await transport.open()
-    except TransportError as err:
-        raise HealthError(str(err)) from err
-    try:
-        while True:
-            try:
-                chunk = await asyncio.wait_for(transport.read(), 0.2)
-            except asyncio.TimeoutError:
-                chunk = b""
-            now = loop.time()
-            for frame in reader.feed(chunk):
-                heard = now
-                session.on_frame(frame, time.time(), now)
-                if hello is not None and session.boot_id != boot:
-                    raise HealthError("rebooted during the hold (a crash or a power cut)")
-                if frame.type == m.MessageType.HELLO and session.hello is not None:
-                    hello, boot = session.hello, session.boot_id
-                    if version is None:
-                        return hello
-                    if hello.fw_version != version:
-                        raise HealthError(f"runs {hello.fw_version} ({hello.update or 'never updated'}),"
-                                          f" not {version}")
-                    if hello.safe_mode:
-                        raise HealthError(f"in safe mode on {version}")
-                    if hello.update != "trial" and healthy_from is None:  # confirmed, or the one rolled back to
-                        healthy_from = now
-                elif frame.type in (m.MessageType.STATS, m.MessageType.VIB):
-                    if m.decode_message(frame).count > 0:
-                        sampled = now
-                elif frame.type == m.MessageType.HEARTBEAT and session.safe_mode and hello is not None:
-                    raise HealthError("went into safe mode")
-            if now - heard > LINK_SILENCE_S:
-                raise HealthError(f"no frame for {LINK_SILENCE_S:.0f} s")
-            if healthy_from is not None and now - sampled > LINK_SILENCE_S:
-                raise HealthError(f"linked but not sampling for {LINK_SILENCE_S:.0f} s")
-            if healthy_from is not None:
-                if held is not None:
-                    held(now - healthy_from)
-                if now - healthy_from >= hold_s and now - sampled < LINK_SILENCE_S:
-                    return hello
-            elif now - start > timeout_s:
-                state = f"runs {hello.fw_version} ({hello.update or 'never updated'})" if hello else "no HELLO"
-                raise HealthError(f"{state} after {timeout_s:.0f} s")
-            elif hello is not None and now - asked > HELLO_RETRY_S:  # on trial: has it confirmed yet?
-                asked = now
-                session.request(m.Command.REQUEST_HELLO, 0, time.time())
-            session.tick(time.time(), now)  # HELLO request per boot, TIME_SYNC: the board hears its host
-            await _send_queued(session, transport)
-    except TransportError as err:
-        raise HealthError(str(err)) from err
-    finally:
-        await transport.close()
+    """The board's HELLO once its health has held for ``hold_s`` (`ota_jobs.HealthJob`), over a link
+    of its own. Nothing it hears is acknowledged, so the daemon still gets every EVENT and journal
+    record afterwards."""
+    job = HealthJob(version, hold_s, timeout_s=timeout_s, held=held)
+    return await run_alone(job, link.transport(), link.session_config, link.reader() if link.reader else None,
+                           link.car)
 
 
 def outcome_path(state_dir: Path, car: str) -> Path:
@@ -496,6 +277,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--baudrate", type=int, default=None, help="UART rate (default: the car's from --config)")
     s.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole update")
     s.add_argument("--no-confirm", action="store_true", help="return once the new firmware boots (on trial)")
+    s.add_argument("--install-idle-s", type=float, default=INSTALL_IDLE_S,
+                   help=f"install (two reboots) only once the car stood still this long, car time (default {INSTALL_IDLE_S:.0f})")
     s.set_defaults(func=_cmd_push)
     r = sub.add_parser("rollout", help="a bundle to the config's cars: a canary first, the rest once its health held")
     r.add_argument("bundle", type=Path, help="a bundle from `liftwatch ota build`")
@@ -506,6 +289,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--hold-s", type=float, default=3600.0,
                    help="seconds the canary's health must hold on the new firmware before the rest (default 3600)")
     r.add_argument("--parallel", type=int, default=2, help="cars pushed at once after the canary (default 2)")
+    r.add_argument("--install-idle-s", type=float, default=INSTALL_IDLE_S,
+                   help=f"install on each car only once it stood still this long, car time (default {INSTALL_IDLE_S:.0f})")
     r.add_argument("--state", type=Path, help="state file (default: <state_dir>/ota-rollout.json); a rerun resumes it")
     r.set_defaults(func=_cmd_rollout)
 
@@ -569,7 +354,17 @@ def _cmd_push(args: argparse.Namespace) -> int:
     else:
         return _fail("give --config and --car, or --port", 2)
     try:
-        result = asyncio.run(push_car(link, raw, timeout_s=args.timeout, confirm=not args.no_confirm))
+        daemon = DaemonLink.find(state_dir) if state_dir is not None else None
+    except OtaError as exc:
+        return _fail(str(exc))
+    try:
+        if daemon is not None:  # the daemon holds the port: the update rides its session
+            print(f"{link.car}: through the running daemon (live data keeps flowing)", flush=True)
+            result = asyncio.run(daemon.push(link.car, raw, timeout_s=args.timeout, confirm=not args.no_confirm,
+                                             install_idle_s=args.install_idle_s))
+        else:
+            result = asyncio.run(push_car(link, raw, timeout_s=args.timeout, confirm=not args.no_confirm,
+                                          install_idle_s=args.install_idle_s))
     except OtaError as exc:
         if state_dir is not None:
             _keep_outcome(state_dir, link.car, bundle.version, outcome_of(exc), str(exc))
@@ -617,9 +412,16 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     if args.hold_s < 0 or args.parallel < 1:
         return _fail("--hold-s must be >= 0 and --parallel >= 1", 2)
     try:
+        daemon = DaemonLink.find(cfg.state_dir)
+        idle_s = args.install_idle_s
+        via: dict[str, Any] = {"push": lambda link, b: push_car(link, b, install_idle_s=idle_s)}
+        if daemon is not None:  # the daemon holds the ports: every push and watch rides its sessions
+            print("through the running daemon (live data keeps flowing)", flush=True)
+            via = {"push": lambda link, b: daemon.push(link.car, b, install_idle_s=idle_s),
+                   "watch": lambda link, *a, **kw: daemon.watch(link.car, *a, **kw)}
         st = asyncio.run(rollout(raw, links, args.canary, cars, args.hold_s,
                                  args.state or cfg.state_dir / STATE_FILE, parallel=args.parallel,
-                                 state_dir=cfg.state_dir, say=lambda line: print(line, flush=True)))
+                                 state_dir=cfg.state_dir, say=lambda line: print(line, flush=True), **via))
     except OtaError as exc:
         return _fail(str(exc))
     except OSError as exc:  # the state file

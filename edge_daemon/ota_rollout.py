@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from liftwatch.edge_daemon import ota
+from liftwatch.edge_daemon.ota_jobs import LINK_SILENCE_S, TRIAL_S
 from liftwatch.output import atomic_output
 
 STATE_FILE = "ota-rollout.json"
@@ -104,7 +105,7 @@ async def rollout(raw: bytes, links: Mapping[str, ota.CarLink], canary: str, car
         try:
             hello = await watch(link, None)
             if hello.fw_version == st.version:  # updated before a restart: wait for it to confirm
-                await watch(link, st.version, 0.0, timeout_s=ota.TRIAL_S + ota.LINK_SILENCE_S)
+                await watch(link, st.version, 0.0, timeout_s=TRIAL_S + LINK_SILENCE_S)
             else:
                 say(f"{car}: pushing {st.version} (running {hello.fw_version})")
                 result = await push(link, raw)

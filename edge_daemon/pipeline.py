@@ -106,6 +106,7 @@ class CarPipeline:
         self._unacked_journal: list[JournalRecord] = []
         self._last_ts: float | None = None
         self._saved_host_seq: int | None = None
+        self._saved_offset_boot: int | None = None  # the boot whose clock offset the state file holds
         self._saved_visit: dict[str, Any] | None = None
         self._saved_journal_visits = self.analytics.journal.visits_changed
         self.last_events: deque[dict[str, Any]] = deque(maxlen=LAST_EVENTS)  # for `liftwatch status`
@@ -206,7 +207,7 @@ class CarPipeline:
         journal_visits, changed = self.analytics.journal.visit_memory(), self.analytics.journal.visits_changed
         state = SessionState(self.session.stored_event_keys + list(extra_keys), *self.session.host_seq_state,
                              open_visit=visit, journal=self.session.stored_journal_seqs + list(extra_journal),
-                             boot_offsets=dict(self.session.boot_offsets), journal_visits=journal_visits)
+                             boot_offsets=self.session.boot_offsets_now, journal_visits=journal_visits)
         try:
             await asyncio.get_running_loop().run_in_executor(None, save_session_state, self.event_memory, state)
         except OSError as err:
@@ -214,6 +215,7 @@ class CarPipeline:
             _LOG.error("car %s: state file %s not written, will retry: %s", self.car, self.event_memory, err)
             return False
         self._saved_host_seq = state.host_seq
+        self._saved_offset_boot = self.session.boot_id if self.session.boot_id in state.boot_offsets else None
         self._saved_visit = visit
         self._saved_journal_visits = changed
         return True
@@ -221,6 +223,19 @@ class CarPipeline:
     def host_seq_moved(self) -> bool:
         """Host frames were sent since the state file was last written."""
         return self.session.host_seq_state[1] != self._saved_host_seq
+
+    def boot_offset_unsaved(self) -> bool:
+        """The current boot's clock is mapped but the state file does not have it yet: save now, or a
+        daemon killed before the board reboots leaves this boot's journal records untimed."""
+        boot = self.session.boot_id
+        return boot is not None and boot != self._saved_offset_boot and boot in self.session.boot_offsets_now
+
+    def host_frames_since_save(self) -> int:
+        """How many host seqs were used since the state file was last written (a firmware push
+        uses hundreds: the state must be saved before a restart's resume margin is used up)."""
+        if self._saved_host_seq is None:
+            return self.session.host_seq_state[1]
+        return (self.session.host_seq_state[1] - self._saved_host_seq) % 65536
 
     def restore(self, saved: SessionState) -> None:
         """After a daemon restart: take up the visit in progress and the visits late journal records

@@ -23,7 +23,7 @@ What it keeps per board:
 - TIME_SYNC every `time_sync_interval_s`, CONFIG push when the board's config hash differs from the
   last one it accepted, CONTROL request_hello when frames arrive from a boot we never got a HELLO for.
 - Heartbeat timeout: no frame for `heartbeat_timeout_s` -> `LinkState(online=False)` at the time of
-  the last frame heard; the next frame -> `LinkState(online=True)`.
+  the last frame heard; the next frame -> `LinkState(online=True)` and a TIME_SYNC at once.
 """
 
 from __future__ import annotations
@@ -460,6 +460,9 @@ class BoardSession:
 
     def _go_offline(self, out: list[Observation]) -> None:
         self.online = False
+        # A TIME_SYNC as soon as the board is heard again, as after a reconnect (link_lost): hearing
+        # its host after a silence, the board re-sends at once what waits for an ACK (docs/firmware.md).
+        self._next_sync_s = 0.0
         self._confirm_state = True
         self.counters.offline_periods += 1
         out.append(LinkState(ts=self.last_heard_s or 0.0, online=False))
@@ -672,6 +675,15 @@ class BoardSession:
             self.counters.journal_unmapped += 1
             return ts - (j.end_t_ms - j.start_t_ms) % T_MS_MODULO / 1000.0, ts, True
         return (j.start_t_ms + offset) / 1000.0, (j.end_t_ms + offset) / 1000.0, False
+
+    @property
+    def boot_offsets_now(self) -> dict[int, float]:
+        """The kept offsets and, once its clock is mapped, the current boot's: a daemon killed before
+        this boot ended still times the boot's late journal records after the board rebooted."""
+        offsets = dict(self.boot_offsets)
+        if self.boot_id is not None and self._clock.offset_ms is not None and self.mode is LinkMode.LIVE:
+            offsets[self.boot_id] = self._clock.offset_ms
+        return offsets
 
     def _keep_boot_offset(self) -> None:
         """The boot ends (a newer one began): keep its offset for its journal records still to come."""

@@ -7,7 +7,7 @@
 import gc
 
 import lwproto
-from fwutil import unload
+from fwutil import tdiff, unload
 from link import P_EVENT
 from ring import RING_SAMPLES
 
@@ -21,17 +21,28 @@ class HostCommands:
         self.agent = agent
         self.link = agent.link
         self.cal_seq = -1  # seq of a CONTROL calibrate answered when a window closes, or -1
+        self.heard_at = agent.now  # board ms of the last host frame
 
     def on_frame(self, mtype, boot_id, seq, p):
         """Link.poll's callback: one checked host frame (type, boot id, seq, payload)."""
+        a = self.agent
+        now = a.now
+        # A host that is there answers an EVENT or a JOURNAL record within a base retry; silent that
+        # long (or longer than tdiff reaches), it was away or the link was down (BLE out of range, a
+        # cable, the Pi rebooting). What waits for its ACK goes again now, not after the back-off
+        # grown meanwhile. A host heard all along changes nothing: its silence, not its frames, says
+        # it was away.
+        if not 0 <= tdiff(now, self.heard_at) < a.evq.retry_ms:
+            a.evq.restart(now)
+            a.journal.restart(now)
+        self.heard_at = now
         if mtype == lwproto.T_ACK:
             if len(p) >= 2 and p[0] == lwproto.T_EVENT:
-                self.agent.evq.ack(p[1])
+                a.evq.ack(p[1])
             elif len(p) >= 2 and p[0] == lwproto.T_JOURNAL:
-                self.agent.journal.ack(p[1])
+                a.journal.ack(p[1])
         elif mtype == lwproto.T_TIME_SYNC:
             lk = self.link
-            now = self.agent.now
             off = lk.begin(lwproto.T_TIME_SYNC, now)
             lk.commit(lwproto.pack_into(lk.enc.body, off, [p[0] if p else 0, now]), P_EVENT)
         elif mtype == lwproto.T_CONFIG:

@@ -28,7 +28,8 @@ class EventQueue:
         self.raised = 0
         self.v = self.store.values
         self._due = array.array("i", [0] * _CAPACITY)  # board ms of the next send
-        self._wait = array.array("i", [0] * _CAPACITY)  # current back-off
+        # current back-off; events loaded from flash start from the base one (at 0 they went every pass)
+        self._wait = array.array("i", [retry_ms] * _CAPACITY)
         if self.store.load():
             self.next_id = self.v[0] or 1
             self.n = min(self.v[1], _CAPACITY)
@@ -97,6 +98,16 @@ class EventQueue:
         w = self._wait[i]
         self._due[i] = (now + w) & 0x3FFFFFFF
         self._wait[i] = w * 2 if w < _MAX_RETRY_MS // 2 else _MAX_RETRY_MS
+
+    def restart(self, now):
+        """The host is heard again after a silence: every event whose next send is more than a base
+        retry away (a back-off grown while nobody listened) goes now, one per loop pass as new ones
+        do, and backs off from the start. One sent a moment ago is not sent twice."""
+        r = self.retry_ms
+        for i in range(self.n):
+            if tdiff(self._due[i], now) > r:
+                self._wait[i] = r
+                self._due[i] = now
 
     def ack(self, event_id):
         for i in range(self.n):

@@ -137,6 +137,15 @@ class Journal:
         link.commit(off, prio)
         return True
 
+    def restart(self, now):
+        """The host is heard again after a silence: if the next go-back is more than a base retry
+        away, go back to the oldest unACKed record now and back off from the start (as
+        EventQueue.restart)."""
+        st = self.st
+        if tdiff(st[_DUE], now) > self.retry_ms:
+            st[_NEXT] = self.tail
+            st[_WAIT] = self.retry_ms
+
     def ack(self, seq):
         """The host stored record ``seq``: move the cursor past every ACKed record at the tail."""
         st = self.st

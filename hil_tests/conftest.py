@@ -395,6 +395,19 @@ def daemon_config(path: Path, state_dir: Path, link: str, board_id: str, sc: Sce
     return path
 
 
+def daemon_for(board: MockBoard, d: Path, sc: Scenario, name: str = "") -> tuple[Path, Path]:
+    """Calibrate ``board`` over its data port, then leave the port to a daemon: its state folder and
+    its config (for scenario ``sc``'s car), both in folder ``d``."""
+    tap = FrameTap(board.ports.data)
+    try:
+        tap.calibrate()
+    finally:
+        tap.close()  # the daemon takes the port
+    state = d / f"state{name}"
+    state.mkdir()
+    return state, daemon_config(d / f"liftwatch{name}.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
+
+
 def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: float, *,
                transports: dict[str, object] | None = None, speed: float = RUN_SPEED,
                speed_changes: Sequence[tuple[int, float]] = (),
@@ -419,7 +432,7 @@ def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: floa
     async def main() -> None:
         daemon, stop, task = start()
         running = True
-        await _greeted(daemon, task)  # still in the rest prefix, at talking speed
+        await daemon_greeted(daemon, task)  # still in the rest prefix, at talking speed
         for at_us, then in speed_changes:
             board.speed_at(at_us, then)
         board.set_speed(speed)
@@ -446,7 +459,7 @@ def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: floa
     asyncio.run(main())
 
 
-async def _greeted(daemon: Daemon, task: asyncio.Task) -> None:
+async def daemon_greeted(daemon: Daemon, task: asyncio.Task) -> None:
     """Return once every board of ``daemon`` has sent the HELLO of its boot and answered a time sync
     (what the car's first trip needs: its times mapped to UTC); fail after DAEMON_GREET_TIMEOUT_S."""
     import asyncio

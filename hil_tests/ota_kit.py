@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from liftwatch.edge_daemon import ota
 from liftwatch.hil.mockboard.board import MockBoard
@@ -99,3 +100,62 @@ def board_hello(board: MockBoard, frame_tap) -> Hello:  # noqa: ANN001 (the conf
     hello = tap.wait_for(Hello, timeout=30)
     tap.close()
     return hello
+
+
+# ---- an update through the running daemon while the car rides (test_ota_live.py, benchmarks/ota.py) ----
+
+LIVE_INSTALL_IDLE_S = 60  # car seconds: longer than any rest between the rides below, shorter than the quiet
+LIVE_PREFIX_S = 30.0  # car seconds at rest before the rides: the port is handed to the daemon meanwhile
+_RIDES = [{"do": "ride", "to": 3}, {"do": "wait", "s": 5}, {"do": "ride", "to": 0}, {"do": "wait", "s": 5}]
+# Six rides while the bundle goes over, a quiet spell for the install, then two rides on the new firmware.
+LIVE_CAR = {
+    "scenario": {"name": "ota_live", "car": "office6", "seed": 5},
+    "step": [{"do": "repeat", "n": 3, "steps": _RIDES}, {"do": "wait", "s": 600},
+             {"do": "ride", "to": 2}, {"do": "wait", "s": 10}, {"do": "ride", "to": 5}, {"do": "wait", "s": 30}],
+}
+
+
+def update_through_daemon(board: MockBoard, config: Path, bundle: Path, car: str, end_us: int) -> dict[str, Any]:
+    """The daemon in-process on ``board`` (its clock on the car's), `liftwatch ota push` run as an
+    operator runs it once the daemon is up; then the car runs on at RUN_SPEED to ``end_us``. Returns
+    the CLI's rc, out and err, the car time (µs) at the push's start (``from_us``) and at the
+    install's first reboot (``install_us``), the board's status after the push, and the steps the
+    status showed meanwhile."""
+    import asyncio
+
+    from liftwatch.edge_daemon.config import load_config
+    from liftwatch.edge_daemon.daemon import Daemon
+    from liftwatch.hil.conftest import EPOCH_S, RUN_SPEED, daemon_greeted
+
+    pushed: dict[str, Any] = {"steps": set()}
+
+    async def main() -> None:
+        daemon = Daemon(load_config(config), clock=lambda: EPOCH_S + board.stats.board_t_us / 1e6)
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        await daemon_greeted(daemon, task)
+        pushed["from_us"] = board.stats.board_t_us
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "liftwatch", "ota", "push", str(bundle), "--config", str(config), "--car", car,
+            "--install-idle-s", str(LIVE_INSTALL_IDLE_S),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        talk = asyncio.ensure_future(cli.communicate())
+        boots = sum(board.stats.boots.values())
+        while not talk.done():
+            if "install_us" not in pushed and sum(board.stats.boots.values()) != boots:
+                pushed["install_us"] = board.stats.board_t_us
+            running = daemon.boards[0].status()["update_running"]
+            if running is not None:  # what `liftwatch status` and the page show meanwhile
+                pushed["steps"].add(running["step"])
+            await asyncio.wait({talk}, timeout=0.05)
+        out, err = talk.result()
+        pushed.update(rc=cli.returncode, out=out.decode(), err=err.decode(), status=daemon.boards[0].status())
+        board.set_speed(RUN_SPEED)  # the rest of the quiet and the last rides, on the new firmware
+        while board.stats.board_t_us < end_us and not task.done():
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+    return pushed

@@ -14,7 +14,7 @@ import pytest
 from liftwatch.edge_daemon.report.source import load_messages
 from liftwatch.hil.sim.scenario import BoardFault, Scenario, list_scenarios
 
-from .conftest import (EPOCH_S, REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_config, expected_raised,
+from .conftest import (EPOCH_S, REST_PREFIX_S, RUN_SPEED, TALK_SPEED, daemon_for, expected_raised,
                        pi_down_windows, run_daemon, upstream_journal)
 
 pytestmark = [pytest.mark.hil, pytest.mark.mock_only]
@@ -29,17 +29,12 @@ OTHER_E2E = sorted(set(list_scenarios()) - set(FAST_E2E))
 @pytest.mark.parametrize(
     "name", FAST_E2E + [pytest.param(n, marks=[pytest.mark.long, pytest.mark.timeout(1800)]) for n in OTHER_E2E]
 )
-def test_upstream_events_match_the_scenario(name: str, flashed, frame_tap, tmp_path: Path) -> None:
+def test_upstream_events_match_the_scenario(name: str, flashed, tmp_path: Path) -> None:
     sc = Scenario.load(name)
     truth = sc.ground_truth(REST_PREFIX_S)  # the run as the board gets it, rest prefix included
     end_us = truth.t_us
     board = flashed(sc.timeline(rest_prefix_s=REST_PREFIX_S), speed=TALK_SPEED)
-    tap = frame_tap(board.ports.data)
-    tap.calibrate()
-    tap.close()  # the daemon takes the port
-    state = tmp_path / "state"
-    state.mkdir()
-    config = daemon_config(tmp_path / "liftwatch.toml", state, f'port = "{board.ports.data}"', board.uid, sc)
+    state, config = daemon_for(board, tmp_path, sc)
     outages = pi_down_windows(sc) + [(f.t_us, f.t_us + int(float(f.params.get("s", 60.0)) * 1e6))
                               for f in sc.timeline(rest_prefix_s=REST_PREFIX_S)
                               if isinstance(f, BoardFault) and f.kind == "link_cut"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from liftwatch.edge_daemon import ota
+from liftwatch.edge_daemon import ota, ota_jobs
 from liftwatch.edge_daemon.transport import LinkKind, make_transport
 from liftwatch.hil.mockboard.board import MockBoard
 from liftwatch.protocol.messages import Command, Hello, MessageType
@@ -106,7 +106,7 @@ def test_a_new_firmware_that_cannot_run_is_rolled_back_and_the_old_one_samples(k
     """Crash at import, crash later (a crash loop: the crashes were the new firmware's, so the old
     one must not start in safe mode for them), never links up (not confirmed within the trial)."""
     with pytest.raises(ota.OtaError, match="rolled back"):
-        run_push(ota_board, bad_bundle(tmp_path, kind), timeout_s=ota.TRIAL_S * 2)
+        run_push(ota_board, bad_bundle(tmp_path, kind), timeout_s=ota_jobs.TRIAL_S * 2)
     hello = board_hello(ota_board, frame_tap)
     assert (hello.fw_version, hello.prev_fw_version, hello.update) == (OLD, NEW, "rolled_back")
     assert not hello.safe_mode and hello.sensor_model != "none"
@@ -124,7 +124,7 @@ def test_power_cut_during_transfer_resumes_where_the_flash_left_off(ota_board, g
                                   timeout_s=240, progress=at_a_third))
     assert (result.fw_version, result.prev_fw_version) == (NEW, OLD)
     assert len(result.resumed_from) == 1 and result.resumed_from[0] >= cut[0]  # not from 0: the flash kept it
-    assert result.resent_bytes <= ota.WINDOW * ota.CHUNK  # only what was in flight at the cut
+    assert result.resent_bytes <= ota_jobs.WINDOW * ota_jobs.CHUNK  # only what was in flight at the cut
 
 
 # docs/operations.md, "On a real ESP32 by hand": the same commands, on the mock board's console.

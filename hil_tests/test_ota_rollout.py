@@ -4,12 +4,15 @@ Each board runs the real firmware at the board's heap, flashed with the test rel
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,13 +48,37 @@ def fleet_config(tmp_path: Path, boards: dict[str, MockBoard]) -> Path:
     return path
 
 
-def test_rollout_updates_the_canary_then_the_rest(fleet, tmp_path, good_bundle, frame_tap) -> None:
+@contextlib.contextmanager
+def daemon_running(cfg: Path) -> Iterator[None]:
+    """`liftwatch run`'s Daemon on its own thread and loop, holding every car's port."""
+    from liftwatch.edge_daemon.config import load_config
+    from liftwatch.edge_daemon.daemon import Daemon
+
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(Daemon(load_config(cfg)).run(stop),))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not (cfg.parent / "state" / "control.sock").is_socket() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
+
+
+def test_rollout_through_the_running_daemon_updates_the_canary_then_the_rest(fleet, tmp_path, good_bundle,
+                                                                            frame_tap) -> None:
     cfg = fleet_config(tmp_path, fleet)
     (tmp_path / "good.lwota").write_bytes(good_bundle)
-    r = liftwatch_cli("ota", "rollout", str(tmp_path / "good.lwota"), "--config", str(cfg), "--canary", "c2",
-                      "--hold-s", HOLD_S, "--parallel", "2", timeout=600)
-    assert r.returncode == 0, r.stderr
+    with daemon_running(cfg):
+        r = liftwatch_cli("ota", "rollout", str(tmp_path / "good.lwota"), "--config", str(cfg), "--canary", "c2",
+                          "--hold-s", HOLD_S, "--parallel", "2", timeout=600)
+        assert r.returncode == 0, r.stderr
     out = r.stdout.splitlines()
+    assert out[0] == "through the running daemon (live data keeps flowing)", out
     # The canary is pushed and its health watched before any other car is pushed.
     first_other = min(i for i, line in enumerate(out) if line.startswith(("c1: pushing", "c3: pushing")))
     assert any(line.startswith("c2: watching its health") for line in out[:first_other]), out

@@ -39,7 +39,7 @@ class Car:
         self.store = ListStore()
         saved = load_session_state(state_file) if state_file is not None else SessionState([])
         self.session = BoardSession(SessionConfig(), LinkMode.LIVE, expected_board_id=BOARD,
-                                    stored_journal=saved.journal)
+                                    stored_journal=saved.journal, boot_offsets=saved.boot_offsets)
         self.pipe = CarPipeline("s", "car-7", self.session, CarAnalytics("car-7", config), self.store, BOARD,
                                 event_memory=state_file)
         self.pipe.restore(saved)
@@ -206,6 +206,29 @@ async def test_a_record_of_a_boot_no_daemon_mapped_says_its_times_are_the_arriva
     assert unmapped["source"] == "board_journal_arrival" and unmapped["end_ts"] == "2026-01-01T00:00:05.000Z"
     assert mapped["source"] == "board_journal" and mapped["start_ts"] == "2026-01-01T00:00:03.000Z"
     assert car.session.counters.journal_unmapped == 1 and car.journal_acks() == [9, 10]
+
+
+async def test_a_boot_mapped_before_the_daemon_was_killed_keeps_its_clock_after_the_board_rebooted(
+        tmp_path: Path) -> None:
+    """The daemon is killed -9 a minute after boot 7 began; the board reboots before a daemon is back.
+    Boot 7's records still get their own times: its clock offset was saved as soon as it was known
+    (the short soak lost the time of such a trip once)."""
+    state = tmp_path / "events-car-7.json"
+    car = Car(state_file=state)
+    await car.hello(1000)
+    await car.tick(2000)
+    assert car.pipe.boot_offset_unsaved()  # the board task saves on its next tick
+    assert await car.pipe.save_state()
+    assert not car.pipe.boot_offset_unsaved()
+    restarted = Car(state_file=state)  # killed -9 here: nothing else was written
+    (f,) = restarted.reader.feed(encode_frame(lw.T_HEARTBEAT, [1, 50000, 0, 0, 7, True, False], 8, 0, 100))
+    await restarted.pipe.frames([f], EPOCH_S + 3600.0)  # boot 8, an hour later
+    record = m.pack_journal_record(5, lw.J_TRIP, 7, 60_000, 69_000, 1, 1, 1500, LEVEL_CLOSED, LEVEL_CLOSED)
+    (f,) = restarted.reader.feed(encode_frame(lw.T_JOURNAL, [BOARD, record, 0], 8, 1, 200))
+    await restarted.pipe.frames([f], EPOCH_S + 3600.1)
+    (trip,) = restarted.of("trip")
+    assert trip["start_ts"] == "2026-01-01T00:01:00.000Z" and trip["source"] == "board_journal"
+    assert restarted.session.counters.journal_unmapped == 0
 
 
 async def test_late_trips_of_a_past_day_reissue_its_daily_record_with_a_higher_revision() -> None:

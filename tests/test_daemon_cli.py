@@ -123,10 +123,13 @@ def test_status_shows_why_the_last_update_of_a_car_was_refused():
         {**base, "last_update": {"version": "1.1.0", "outcome": "refused", "ts": "2027-01-15T07:00:00Z",
                                  "reason": "board refused the bundle: flash full: 4096 bytes free, the update needs 90000"}},
         {**base, "car": "c2", "last_update": {"version": "1.1.0", "outcome": "updated", "reason": ""}},
+        {**base, "car": "c3", "update_running": {"kind": "push", "version": "1.2.0", "have": 40960, "total": 81920,
+                                                 "step": "sending"}},
     ]}
     text = format_status(status, 1_800_000_000.0)
     assert "update to 1.1.0 refused: board refused the bundle: flash full: 4096 bytes free" in text
     assert text.count("update to") == 1  # an update that went through is not a problem to show
+    assert "updating to 1.2.0: sending, 40960 of 81920 bytes on the board" in text  # through the daemon, now
 
 
 def test_status_of_a_simulated_clock_is_fresh_and_in_the_site_zone():

@@ -31,9 +31,11 @@ from support.fwharness import (
     T_VIB,
     FeedBuilder,
     host_frame,
+    host_frames_at,
     run_firmware,
 )
 
+from liftwatch.protocol import lwproto as lw
 from liftwatch.upy import FIRMWARE_DIR, PROTOCOL_DIR, SIM_HARDWARE_DIR
 
 pytestmark = pytest.mark.micropython
@@ -125,10 +127,39 @@ def test_events_are_resent_until_acked_and_survive_reboot(tmp_path):
     second = run_firmware(tmp_path, FeedBuilder().rest(20).bytes(), rx=host_frame(T_ACK, [T_EVENT, 1, 0, "", None]))
     ids2 = [e for e, _, _ in events(second)]
     assert 1 not in ids2 and ids2.count(2) >= 2
+    assert ids2.count(2) <= 4  # 0, 2, 6, 14 s: backing off after a reboot too, not once a loop pass
     assert second.summary["evq"] == 1
     third = run_firmware(tmp_path, FeedBuilder().rest(5).bytes(), rx=host_frame(T_ACK, [T_EVENT, 2, 0, "", None]))
     assert third.summary["evq"] == 0
     assert third.summary["counters"][3] == 3  # boots
+
+
+def sends_ms(run, event_id):
+    """Board times of every send of one event."""
+    return [f.t_ms for f in run.of(T_EVENT) if f.payload[0] == event_id]
+
+
+def test_events_go_again_at_once_when_the_host_is_heard_after_a_silence(tmp_path):
+    # An alarm held 4 s: raised (event 1) and cleared (event 2), never ACKed. For a minute the host
+    # talks every second (it is there: the back-off grows as usual), then the link drops and the host
+    # is heard again at 75 s, while both events wait out a 60 s back-off (next sends due near 129 s).
+    # A second alarm is raised at 74.5 s (event 3), just before the host's return.
+    fb = FeedBuilder().rest(4).set(AT_FLOOR | ALARM).rest(4, 250).set(AT_FLOOR).rest(63.5)
+    fb.set(AT_FLOOR | ALARM).rest(4, 250).set(AT_FLOOR).rest(14.5)
+    talk = [(t, host_frame(T_TIME_SYNC, [t * 1000], seq=t)) for t in (*range(1, 61), 75)]
+    run = run_firmware(tmp_path, fb.bytes(), setup=host_frames_at(talk))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(set(events(run))) == [(1, lw.KIND_ALARM_BUTTON_HELD, 1), (2, lw.KIND_ALARM_BUTTON_HELD, 0),
+                                        (3, lw.KIND_ALARM_BUTTON_HELD, 1), (4, lw.KIND_ALARM_BUTTON_HELD, 0)]
+    for event_id in (1, 2):
+        t = sends_ms(run, event_id)
+        before = [x for x in t if x < 75000]
+        assert [b - a for a, b in zip(before, before[1:])] == [2000, 4000, 8000, 16000, 32000]
+        after = [x - 75000 for x in t if x >= 75000]
+        assert after and after[0] <= 1000, t  # re-sent within a second of the host's return
+        assert [b - a for a, b in zip(after, after[1:])] == [2000, 4000, 8000]  # backing off from the start
+    t = sends_ms(run, 3)  # sent at its base back-off a moment before: not sent twice
+    assert t[0] < 75000 and [b - a for a, b in zip(t, t[1:])] == [2000, 4000, 8000], t
 
 
 def _reboots(ctrl: int, times: int, then_s: float) -> bytes:
@@ -281,14 +312,7 @@ def test_time_sync_counters_and_stream_mode(tmp_path):
         host_frame(T_CONTROL, [5, 0], seq=2),  # request_counters
         host_frame(T_CONTROL, [3, 2], seq=3),  # stream mode 2: no VIB even while moving
     ])
-    reboot = (
-        "_w = b.wait_ms\n"
-        "def _wait(ms):\n"
-        "    if 17000000 <= b.t_us < 17040000:\n"
-        f"        b.inject_rx({host_frame(T_CONTROL, [1, 0], seq=4)!r})\n"
-        "    return _w(ms)\n"
-        "b.wait_ms = _wait\n"
-    )
+    reboot = host_frames_at([(17, host_frame(T_CONTROL, [1, 0], seq=4))])
     run = run_firmware(tmp_path, FeedBuilder().rest(4).trip().rest(8).bytes(), rx=rx, setup=reboot)
     ts = run.of(T_TIME_SYNC)
     assert ts and ts[0].payload[0] == 1700000000123
@@ -351,14 +375,7 @@ def test_calibrate_command_is_answered_when_the_next_window_closes(tmp_path):
     fb = FeedBuilder((0, 342, 940)).rest(6).trip().rest(4)
     # Two calibrate requests: at boot (car at rest: ACK ok with the gravity found) and one the
     # host sends during the run (injected at 6.5 s: answered "car not at rest").
-    setup = (
-        "_w = b.wait_ms\n"
-        "def _wait(ms):\n"
-        "    if 6500000 <= b.t_us < 6540000:\n"
-        f"        b.inject_rx({host_frame(T_CONTROL, [2, 0], seq=2)!r})\n"
-        "    return _w(ms)\n"
-        "b.wait_ms = _wait\n"
-    )
+    setup = host_frames_at([(6.5, host_frame(T_CONTROL, [2, 0], seq=2))])
     run = run_firmware(tmp_path, fb.bytes(), rx=host_frame(T_CONTROL, [2, 0], seq=1), setup=setup)
     acks = {f.payload[1]: f.payload for f in run.of(T_ACK)}
     assert acks[1][2] == 0

@@ -12,6 +12,7 @@ from support.fwharness import (
     UART_DOUBLE,
     FeedBuilder,
     host_frame,
+    host_frames_at,
     run_firmware,
     run_script,
 )
@@ -84,6 +85,23 @@ def test_unacked_records_survive_a_reboot_and_go_oldest_first(tmp_path):
     sent = [m.Journal.from_payload(f.payload).seq for f in second.of(T_JOURNAL)]
     assert sent[0] == 3 and set(sent) <= {3, 4, 5} and 5 in sent
     assert sent.count(4) <= 1 and sent.count(3) >= 2  # 4 stops once its ACK is in; 3 is re-sent
+
+
+def test_the_oldest_record_goes_again_at_once_when_the_host_is_heard_after_a_silence(tmp_path):
+    # One trip, never ACKed: its record is re-sent with a back-off grown to 60 s while the host is
+    # away; the host is heard again at 80 s (its next re-send was due near 137 s), and once more 2 s
+    # later, a moment before the record's next re-send is due: that one keeps its time.
+    fb = FeedBuilder().rest(4).trip().rest(76)
+    talk = [(80, host_frame(lw.T_TIME_SYNC, [80000], seq=1)), (82, host_frame(lw.T_TIME_SYNC, [82000], seq=2))]
+    run = run_firmware(tmp_path, fb.bytes(), setup=host_frames_at(talk))
+    assert run.returncode == 0, run.stdout + run.stderr
+    t = [f.t_ms for f in run.of(T_JOURNAL) if m.Journal.from_payload(f.payload).seq == 0]
+    before = [x for x in t if x < 80000]
+    # each go-back to the oldest record takes one loop pass (40 ms) on top of the back-off
+    assert [b - a for a, b in zip(before, before[1:])] == [2040, 4040, 8040, 16040, 32040]
+    after = [x - 80000 for x in t if x >= 80000]
+    assert after and after[0] <= 1000, t  # re-sent within a second of the host's return
+    assert [b - a for a, b in zip(after, after[1:])] == [2040, 4040]  # backing off from the start again
 
 
 SCRIPT = r"""

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from liftwatch.edge_daemon import ota
+from liftwatch.edge_daemon import ota, ota_jobs
 from liftwatch.protocol import lwproto as lw
 from liftwatch.protocol.framing import encode_frame
 from support.board import hello_payload
@@ -56,7 +56,7 @@ def run(board: ScriptedBoard, hold_s: float, timeout_s: float = 5.0):  # noqa: A
 
 @pytest.fixture(autouse=True)
 def short_silence(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ota, "LINK_SILENCE_S", 0.5)
+    monkeypatch.setattr(ota_jobs, "LINK_SILENCE_S", 0.5)
 
 
 def test_a_healthy_board_passes_once_the_hold_is_over() -> None:
@@ -75,12 +75,12 @@ def test_a_healthy_board_passes_once_the_hold_is_over() -> None:
     ([hello(4)], (4, lw.T_HEARTBEAT, [9, 9000, 0, 0, 7, True, False]), "not sampling"),
 ])
 def test_health_that_does_not_hold_stops_the_watch(script, then, why) -> None:  # noqa: ANN001
-    with pytest.raises(ota.HealthError, match=why):
+    with pytest.raises(ota_jobs.HealthError, match=why):
         run(ScriptedBoard(script, then), hold_s=3.0)
 
 
 def test_a_board_on_trial_is_asked_again_until_it_confirms(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ota, "HELLO_RETRY_S", 0.1)
+    monkeypatch.setattr(ota_jobs, "HELLO_RETRY_S", 0.1)
     board = ScriptedBoard([hello(4, record="fw_a - 1 1.1.0 1.0.0")] + [(4, lw.T_STATS, STATS)] * 10 + [hello(4)],
                           (4, lw.T_STATS, STATS))
     h = run(board, hold_s=0.1)

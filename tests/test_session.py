@@ -242,6 +242,24 @@ def test_link_lost_goes_offline_immediately_and_forgets_queued_frames():
     assert s.take_outgoing() == []
 
 
+def test_a_board_heard_again_after_a_heartbeat_timeout_gets_a_time_sync_at_once():
+    """The board re-sends what waits for an ACK as soon as it hears its host after a silence
+    (docs/firmware.md): back from a heartbeat timeout with the transport still open (a UART cut
+    behind its adapter), the daemon speaks at once, not at its next TIME_SYNC 10 minutes on."""
+    s, b = BoardSession(SessionConfig(heartbeat_timeout_s=15.0)), Board(t_ms=0)
+    s.on_frame(b.hello(advance_ms=0), 1000.0)
+    (sync,) = [f for f in decode_all(s.take_outgoing()) if f.type == lw.T_TIME_SYNC]
+    s.on_frame(b.frame(lw.T_TIME_SYNC, [sync.payload[0], b.t_ms + 10], advance_ms=20), 1000.02)
+    assert s.status()["time_synced"]
+    s.on_frame(b.heartbeat(advance_ms=5000), 1005.0)  # the quick retry set before the reply goes
+    s.take_outgoing()
+    s.on_frame(b.heartbeat(advance_ms=1000), 1006.0)
+    assert s.take_outgoing() == []  # synced: the next TIME_SYNC is 10 minutes away
+    assert [o.online for o in s.tick(1022.0)] == [False]
+    s.on_frame(b.heartbeat(advance_ms=40_000), 1045.0)
+    assert [f.type for f in decode_all(s.take_outgoing())] == [lw.T_TIME_SYNC]
+
+
 def test_replay_detects_silence_in_board_time():
     s, b = replay_session(heartbeat_timeout_s=15.0), Board(t_ms=0)
     s.on_frame(b.hello(advance_ms=0), 0)

@@ -234,10 +234,11 @@ def test_board_health_shows_the_running_and_previous_firmware_and_the_last_updat
     live = LiveState()
     last = {"version": "1.2.0", "outcome": "refused", "reason": "board refused the bundle: flash full", "ts": "x"}
     live.board_status("c1", {"online": True, "fw_version": "1.1.0", "prev_fw_version": "1.0.0", "update": "confirmed",
-                             "update_refused": None, "last_update": last})
+                             "update_refused": None, "last_update": last,
+                             "update_running": {"kind": "push", "version": "1.3.0", "have": 1, "total": 2}})
     board = live.snapshot()["cars"][0]["board"]
     assert (board["fw_version"], board["prev_fw_version"], board["update"]) == ("1.1.0", "1.0.0", "confirmed")
-    assert board["last_update"] == last
+    assert board["last_update"] == last and board["update_running"]["version"] == "1.3.0"
 
 
 # -- the HTTP server -----------------------------------------------------------------------------

@@ -497,6 +497,7 @@ class LiveState:
             "update": s.get("update") or "",
             "update_refused": s.get("update_refused"),
             "last_update": s.get("last_update"),
+            "update_running": s.get("update_running"),
             "boots": board_counters.boots if board_counters else None,
             "reboots_seen": counters.get("reboots"),
             "heap_free": hb.get("heap_free"),

@@ -322,3 +322,17 @@ class Uart:
 def host_frame(mtype: int, payload, boot_id: int = 0, seq: int = 0, key: bytes | None = None) -> bytes:
     """A frame as the daemon sends it (tagged when ``key``: a keyed board wants its boot id too)."""
     return encode_frame(mtype, payload, boot_id, seq, 0, key, sender=lw.FROM_HOST)
+
+
+def host_frames_at(schedule: list[tuple[float, bytes]]) -> str:
+    """``run_firmware`` setup that hands the board each host frame at its board time (seconds, in
+    order): the host talking, falling silent and coming back while the car's feed runs."""
+    return (
+        f"_rx_at = {[(round(t_s * 1_000_000), f) for t_s, f in schedule]!r}\n"
+        "_w = b.wait_ms\n"
+        "def _wait(ms):\n"
+        "    while _rx_at and b.t_us >= _rx_at[0][0]:\n"
+        "        b.inject_rx(_rx_at.pop(0)[1])\n"
+        "    return _w(ms)\n"
+        "b.wait_ms = _wait\n"
+    )

@@ -193,6 +193,8 @@ function kv(rows) {
 // The running and the previous firmware, and what the last update came to (issue 18).
 function updateText(b) {
   const parts = [];
+  const run = b.update_running;
+  if (run && run.kind === "push") parts.push(`updating to ${run.version}: ${run.step}, ${Math.floor(100 * run.have / run.total)} %`);
   if (b.update) parts.push(`${b.update.replace("_", " ")} · previous ${b.prev_fw_version || "—"}`);
   const last = b.last_update;
   if (last && last.outcome !== "updated") parts.push(`${last.version} ${last.outcome.replace("_", " ")}: ${last.reason}`);
