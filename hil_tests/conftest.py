@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -411,12 +411,10 @@ def daemon_for(board: MockBoard, d: Path, sc: Scenario, name: str = "") -> tuple
 def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: float, *,
                transports: dict[str, object] | None = None, speed: float = RUN_SPEED,
                speed_changes: Sequence[tuple[int, float]] = (),
-               down: Sequence[tuple[int, int]] = (),
-               while_down: Callable[[], Awaitable[None]] | None = None) -> None:
+               down: Sequence[tuple[int, int]] = ()) -> None:
     """The daemon in-process, on the board's clock, until the board's car reaches ``end_us``; stopped
     (cleanly) inside each ``down`` window of car time (µs) and started afresh after it, as an upgrade
-    or a Pi reboot does. ``while_down`` runs once the daemon has stopped, in each window (a firmware
-    update pushed while the daemon is down: benchmarks/ota.py). Once the daemon has greeted the
+    or a Pi reboot does. Once the daemon has greeted the
     board the car runs at ``speed``, changed to each ``speed_changes`` speed at its car time (µs)."""
     import asyncio
 
@@ -445,8 +443,6 @@ def run_daemon(config_path: Path, board: MockBoard, end_us: int, timeout_s: floa
                 stop.set()
                 await asyncio.wait_for(task, 30)
                 running = False
-                if while_down is not None:
-                    await while_down()
             elif not inside and not running:
                 daemon, stop, task = start()
                 running = True
