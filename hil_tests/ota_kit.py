@@ -113,11 +113,20 @@ LIVE_CAR = {
     "step": [{"do": "repeat", "n": 3, "steps": _RIDES}, {"do": "wait", "s": 600},
              {"do": "ride", "to": 2}, {"do": "wait", "s": 10}, {"do": "ride", "to": 5}, {"do": "wait", "s": 30}],
 }
+QUIET_SPEED = 30.0  # the quiet spell (install, trial, confirmation: all on the board's clock) runs faster
+
+
+def live_quiet_from_us() -> int:
+    """Car time (µs, the rest prefix included) at which LIVE_CAR's quiet spell begins."""
+    from liftwatch.hil.sim.scenario import Scenario
+
+    return Scenario.from_dict({**LIVE_CAR, "step": LIVE_CAR["step"][:1]}).ground_truth(LIVE_PREFIX_S).t_us
 
 
 def update_through_daemon(board: MockBoard, config: Path, bundle: Path, car: str, end_us: int) -> dict[str, Any]:
     """The daemon in-process on ``board`` (its clock on the car's), `liftwatch ota push` run as an
-    operator runs it once the daemon is up; then the car runs on at RUN_SPEED to ``end_us``. Returns
+    operator runs it once the daemon is up; the quiet spell at QUIET_SPEED, and once the push is
+    over the car runs on at RUN_SPEED to ``end_us``. Returns
     the CLI's rc, out and err, the car time (µs) at the push's start (``from_us``) and at the
     install's first reboot (``install_us``), the board's status after the push, and the steps the
     status showed meanwhile."""
@@ -134,6 +143,7 @@ def update_through_daemon(board: MockBoard, config: Path, bundle: Path, car: str
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
         await daemon_greeted(daemon, task)
+        board.speed_at(live_quiet_from_us(), QUIET_SPEED)
         pushed["from_us"] = board.stats.board_t_us
         cli = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "liftwatch", "ota", "push", str(bundle), "--config", str(config), "--car", car,
