@@ -166,7 +166,9 @@ class PushJob:
             if self.have is not None and self.have >= self.total and not self.booting:
                 return OtaError(f"the car never stood still for {self.install_idle_ms / 1000:.0f} s within "
                                 f"{self.timeout_s:.0f} s: the bundle is on the board, push again at a quieter hour")
-            return OtaError(f"update did not complete within {self.timeout_s:.0f} s")
+            st = self.status()  # where it stood, so that a stuck update can be told from a slow one
+            return OtaError(f"update did not complete within {self.timeout_s:.0f} s ({st['step']}; the board "
+                            f"had {st['have']} of {st['total']} bytes; last heard {now - self.asked_at:.0f} s before)")
         return None
 
     def poll(self, session: Any, now: float) -> PushResult | None:

@@ -103,3 +103,12 @@ def test_a_car_that_never_rests_fails_the_push_with_that_reason() -> None:
     sent_whole_bundle(job, s, 2_000, 0.0)
     err = job.expired(10.0)
     assert err is not None and "never stood still for 30 s" in str(err) and "on the board" in str(err)
+
+
+def test_a_push_that_times_out_says_where_it_stood() -> None:
+    s, job = Session(), PushJob(RAW, BID, "1.1.0", timeout_s=5)
+    job.poll(s, 0.0)
+    job.on_frame(status(CHUNK, 1_000), s, 1.0)  # the board holds one chunk, then goes silent
+    err = job.expired(7.0)
+    assert err is not None and str(err) == ("update did not complete within 5 s (sending; the board had 256 of 768 "
+                                            "bytes; last heard 6 s before)")
