@@ -91,6 +91,7 @@ class PushJob:
         self.resent = 0
         self.booting = False  # the board said INSTALLING: wait for the new firmware's HELLO
         self.asked_at = 0.0
+        self.heard_at: float | None = None  # the board's last frame, on the loop's clock
         self.boot_seen: int | None = None
         self.rebooted = False  # the board rebooted while chunks were on their way
         self.resumed: list[int] = []
@@ -99,6 +100,7 @@ class PushJob:
 
     def on_frame(self, frame: Any, session: Any, now: float) -> None:
         """One frame the session has taken; may set `result` or raise OtaError."""
+        self.heard_at = now
         if frame.boot_id != self.motion_boot:
             self.motion_boot, self.rest_since_ms = frame.boot_id, None
         self.board_ms = frame.t_ms
@@ -167,8 +169,9 @@ class PushJob:
                 return OtaError(f"the car never stood still for {self.install_idle_ms / 1000:.0f} s within "
                                 f"{self.timeout_s:.0f} s: the bundle is on the board, push again at a quieter hour")
             st = self.status()  # where it stood, so that a stuck update can be told from a slow one
+            heard = "never heard" if self.heard_at is None else f"last heard {now - self.heard_at:.0f} s before"
             return OtaError(f"update did not complete within {self.timeout_s:.0f} s ({st['step']}; the board "
-                            f"had {st['have']} of {st['total']} bytes; last heard {now - self.asked_at:.0f} s before)")
+                            f"had {st['have']} of {st['total']} bytes; {heard})")
         return None
 
     def poll(self, session: Any, now: float) -> PushResult | None:
