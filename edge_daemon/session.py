@@ -682,16 +682,13 @@ class BoardSession:
         this boot ended still times the boot's late journal records after the board rebooted."""
         offsets = dict(self.boot_offsets)
         if self.boot_id is not None and self._clock.offset_ms is not None and self.mode is LinkMode.LIVE:
+            # Offsets for raw t_ms: the unwrapped scale began at the boot's first raw value.
             offsets[self.boot_id] = self._clock.offset_ms
         return offsets
 
     def _keep_boot_offset(self) -> None:
         """The boot ends (a newer one began): keep its offset for its journal records still to come."""
-        clock = self._clock
-        if self.boot_id is None or clock.offset_ms is None or self.mode is not LinkMode.LIVE:
-            return
-        # Offsets for raw t_ms: the unwrapped scale began at the boot's first raw value.
-        self.boot_offsets[self.boot_id] = clock.offset_ms
+        self.boot_offsets = self.boot_offsets_now
         while len(self.boot_offsets) > BOOT_OFFSETS:
             self.boot_offsets.pop(next(iter(self.boot_offsets)))
 
