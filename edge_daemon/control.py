@@ -121,12 +121,16 @@ class ControlServer:
         finally:
             self._clients.discard(task)
         with contextlib.suppress(ConnectionError, RuntimeError):
-            writer.write(json.dumps(answer).encode() + b"\n")
-            await writer.drain()
+            if answer is not None:
+                writer.write(json.dumps(answer).encode() + b"\n")
+                await writer.drain()
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, Any]:
-        req = json.loads(await reader.readline())
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, Any] | None:
+        line = await reader.readline()
+        if not line:  # DaemonLink.find asking whether anyone listens: nothing to answer
+            return None
+        req = json.loads(line)
 
         def say(item: dict[str, Any]) -> None:
             if not writer.is_closing():

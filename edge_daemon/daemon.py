@@ -27,12 +27,12 @@ from typing import Any, Protocol
 
 from liftwatch.edge_daemon.analytics.engine import CarAnalytics
 from liftwatch.edge_daemon.config import BoardConfig, DaemonConfig
-from liftwatch.edge_daemon.envelope import utc_iso
-from liftwatch.edge_daemon.outbox import Outbox
-from liftwatch.edge_daemon.pipeline import TICK_S, CarPipeline, MessageStore, OutboxStore, load_session_state
 from liftwatch.edge_daemon.control import ControlServer, control_path
+from liftwatch.edge_daemon.envelope import utc_iso
 from liftwatch.edge_daemon.ota import read_outcome
 from liftwatch.edge_daemon.ota_jobs import Job, OtaError
+from liftwatch.edge_daemon.outbox import Outbox
+from liftwatch.edge_daemon.pipeline import TICK_S, CarPipeline, MessageStore, OutboxStore, load_session_state
 from liftwatch.edge_daemon.replay_window import ReplayWindowFile, replay_window_path
 from liftwatch.edge_daemon.session import BoardSession, LinkMode
 from liftwatch.edge_daemon.transport import (
@@ -224,6 +224,7 @@ class BoardTask:
                     timeout = min(timeout, JOB_POLL_S)
                 done, _ = await asyncio.wait({read, stop_wait}, timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
+                frames: Sequence[Frame] = ()
                 if read in done:
                     chunk = read.result()  # raises TransportClosedError when the link is gone
                     read = None
@@ -237,9 +238,7 @@ class BoardTask:
                         self.backoff.reset()  # the link really works (not just opened)
                         await pipeline.frames(frames, clock(), mono())
                         self._check_identity()
-                    self._run_job(frames)
-                else:
-                    self._run_job(())
+                self._run_job(frames)
                 if mono() >= next_tick:
                     next_tick = mono() + TICK_S
                     await pipeline.tick(clock(), mono())

@@ -121,6 +121,10 @@ def test_a_bad_request_gets_a_reason_and_the_socket_keeps_serving(tmp_path: Path
 
     async def main() -> list[dict]:
         stop, task = await serving(tmp_path, {"c1": Carrier()})
+        reader, writer = await asyncio.open_unix_connection(str(control_path(tmp_path)))
+        writer.write_eof()  # DaemonLink.find's probe: no request, so no answer
+        assert await reader.read() == b""
+        writer.close()
         answers = [await ask(b"not json\n"), await ask(b'{"op": "format", "car": "c1"}\n'),
                    await ask(b'{"op": "push", "car": "c1", "bundle": "%%%", "timeout_s": 1, "confirm": true}\n'),
                    await ask(b'{"op": "push", "car": "c1", "bundle": "AAAA", "timeout_s": 1, "confirm": true}\n')]
