@@ -332,6 +332,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
         bundle = parse(raw)
     except (OSError, OtaError) as exc:
         return _fail(f"{args.bundle}: {getattr(exc, 'strerror', None) or exc}", 2)
+    if args.install_idle_s < 0:
+        return _fail("--install-idle-s must be >= 0", 2)
     state_dir = None
     if args.port:
         if args.config:
@@ -409,8 +411,8 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     unknown = [c for c in [args.canary, *cars] if c not in links]
     if unknown:
         return _fail(f"no car {', '.join(unknown)} in {args.config}", 2)
-    if args.hold_s < 0 or args.parallel < 1:
-        return _fail("--hold-s must be >= 0 and --parallel >= 1", 2)
+    if args.hold_s < 0 or args.parallel < 1 or args.install_idle_s < 0:
+        return _fail("--hold-s and --install-idle-s must be >= 0, --parallel >= 1", 2)
     try:
         daemon = DaemonLink.find(cfg.state_dir)
         idle_s = args.install_idle_s

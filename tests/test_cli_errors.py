@@ -122,9 +122,11 @@ CASES: dict[str, list[tuple[list[str], int, bool]]] = {
         (["ota", "build", "--key", "{tmp}/missing.key", "-o", "{tmp}/fw.lwota"], 1, False),
         (["ota", "keygen", UNWRITABLE + "/release.key"], 1, False),
         (["ota", "push", "{bundle}", "--config", "{config}", "--car", "c"], 1, False),  # no such port
+        (["ota", "push", "{bundle}", "--config", "{config}", "--car", "c", "--install-idle-s", "-5"], 2, False),
         (["ota", "rollout", "{tmp}/missing.lwota", "--config", "{config}", "--canary", "c"], 2, False),
         (["ota", "rollout", "{bundle}", "--config", "{config}", "--canary", "no-such-car"], 2, False),
         (["ota", "rollout", "{bundle}", "--config", "{config}", "--canary", "c", "--hold-s", "-1"], 2, False),
+        (["ota", "rollout", "{bundle}", "--config", "{config}", "--canary", "c", "--install-idle-s", "-1"], 2, False),
         (["ota", "rollout", "{bundle}", "--config", "{proc_config}", "--canary", "c"], 1, False),  # no state file
         (["ota", "rollout", "{bundle}", "--config", "{config}", "--canary", "c"], 1, True),  # the canary: no port
     ],
